@@ -1,0 +1,112 @@
+"""One error base for the toolkit; every message says what, where, and what to do next.
+
+Leaves also subclass the builtin exception callers already catch, so
+``except FileNotFoundError`` keeps working around ``JournalNotFoundError``.
+
+>>> err = EventValidationError.field("occurred_at", 3, "timestamp has no time zone")
+>>> print(err)
+event 3: field 'occurred_at': timestamp has no time zone
+Hint: give times in ISO 8601 with an offset, e.g. 2026-11-01T12:00:00Z
+>>> isinstance(err, ValueError)
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ToolkitError(Exception):
+    """Base of every error the toolkit raises on purpose.
+
+    ``context`` carries structured fields (stream, version, file, line, ...) so callers and
+    tests can inspect what happened without parsing the message.
+    """
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None, **context: Any) -> None:
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+        self.context = context
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return self.message + (f"\nHint: {self.hint}" if self.hint else "")
+
+
+class JournalNotFoundError(ToolkitError, FileNotFoundError):
+    """The path is not a journal (no journal.toml)."""
+
+    @classmethod
+    def at(cls, path: str) -> JournalNotFoundError:
+        return cls(
+            f"no journal at {path}",
+            hint=f"create one with: journal init {path}   (or pass -j/--journal PATH)",
+            path=path,
+        )
+
+
+class JournalExistsError(ToolkitError, FileExistsError):
+    """``init`` on a path that already holds a journal or other files."""
+
+
+class JournalVersionError(ToolkitError):
+    """The journal was written by a newer major schema version than this toolkit reads."""
+
+
+class InvalidPathError(ToolkitError, ValueError):
+    """A user-supplied path is unusable (outside the journal, not a directory, ...)."""
+
+
+class EventValidationError(ToolkitError, ValueError):
+    """An event to append is malformed; nothing of its commit was written."""
+
+    @classmethod
+    def field(cls, field: str, index: int, reason: str, hint: str | None = None) -> EventValidationError:
+        return cls(
+            f"event {index}: field {field!r}: {reason}",
+            hint=hint or _FIELD_HINTS.get(field),
+            field=field,
+            index=index,
+            reason=reason,
+        )
+
+
+_FIELD_HINTS = {
+    "occurred_at": "give times in ISO 8601 with an offset, e.g. 2026-11-01T12:00:00Z",
+    "data": "data must be a JSON object, array, string, number, boolean or null",
+    "metadata": "metadata must be a JSON object",
+    "stream_type": "use letters, digits, '_', '-' and '.', e.g. agent_run",
+}
+
+
+class ConcurrencyError(ToolkitError):
+    """Optimistic concurrency: the stream is not at the expected version; nothing was written."""
+
+    @classmethod
+    def mismatch(cls, stream_id: str, expected: int, actual: int) -> ConcurrencyError:
+        return cls(
+            f"stream {stream_id!r}: expected version {expected}, but it is at version {actual}",
+            hint="re-read the stream (journal stats STREAM) and retry with the current version",
+            stream_id=stream_id,
+            expected=expected,
+            actual=actual,
+        )
+
+
+class DuplicateEventError(ToolkitError, ValueError):
+    """The same event_id arrived again with different content."""
+
+
+class QueryError(ToolkitError, ValueError):
+    """A SQL query failed, was refused by the sandbox, or got wrong parameters."""
+
+
+class QueryNotFoundError(QueryError, LookupError):
+    """No such query in the catalog."""
+
+
+class LockTimeoutError(ToolkitError, TimeoutError):
+    """Another writer held the journal's write lock for too long."""

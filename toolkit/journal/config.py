@@ -1,0 +1,74 @@
+"""``journal.toml``: what a journal directory is and how it is laid out.
+
+>>> cfg = JournalConfig()
+>>> JournalConfig.from_toml(cfg.to_toml()) == cfg
+True
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from toolkit.errors import JournalVersionError
+from toolkit.journal.schema import PARTITION_COLUMNS, SCHEMA_MAJOR, SCHEMA_VERSION
+
+CONFIG_FILE = "journal.toml"
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    schema_version: str = SCHEMA_VERSION
+    partition_by: tuple[str, ...] = PARTITION_COLUMNS
+    # vacuum never deletes files younger than this (readers may still use them)
+    vacuum_retain_hours: int = 168
+    # compaction: rows per row group (prune unit of a one-stream read) and per file
+    row_group_rows: int = 16_384
+    target_file_rows: int = 2_000_000
+    lock_timeout_s: float = 60.0
+
+    def to_toml(self) -> str:
+        lines = ["# agent-journal-toolkit journal; events live in the Delta table events/", "[journal]"]
+        for f in fields(self):
+            v = asdict(self)[f.name]
+            if isinstance(v, tuple):
+                text = "[" + ", ".join(f'"{x}"' for x in v) + "]"
+            elif isinstance(v, str):
+                text = f'"{v}"'
+            else:
+                text = str(v)
+            lines.append(f"{f.name} = {text}")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_toml(cls, text: str, origin: str = CONFIG_FILE) -> JournalConfig:
+        raw = tomllib.loads(text).get("journal", {})
+        known = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+        cfg = cls(**values)
+        major = int(str(cfg.schema_version).split(".")[0])
+        if major > SCHEMA_MAJOR:
+            raise JournalVersionError(
+                f"{origin}: journal schema {cfg.schema_version} is newer than this toolkit reads "
+                f"({SCHEMA_VERSION})",
+                hint="upgrade agent-journal-toolkit to read this journal",
+                schema_version=cfg.schema_version,
+            )
+        return cfg
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write temp-then-rename with fsync, so a crash leaves the old or the new file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

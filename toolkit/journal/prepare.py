@@ -1,0 +1,286 @@
+"""Turn caller events (dicts or an Arrow table) into validated canonical columns.
+
+Every problem is an ``EventValidationError`` naming the field and the event's index in the
+batch; nothing of a batch with a bad event is written. What the journal assigns
+(position, recorded_at, hashes, day) is filled later, under the write lock.
+
+>>> t = events_to_table([{"stream_id": "run-1", "event_type": "user_message",
+...                       "occurred_at": "2026-11-01T12:00:00Z", "data": {"text": "hi"}}])
+>>> t.column("data").to_pylist(), t.column("metadata").to_pylist()
+(['{"text":"hi"}'], ['{}'])
+>>> events_to_table([{"stream_id": "r", "event_type": "x", "data": 1,
+...                   "occurred_at": "2026-11-01T12:00:00"}])
+Traceback (most recent call last):
+...
+toolkit.errors.EventValidationError: event 0: field 'occurred_at': timestamp has no time zone ('2026-11-01T12:00:00')
+Hint: give times in ISO 8601 with an offset, e.g. 2026-11-01T12:00:00Z
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic_core import from_json
+
+from toolkit.errors import EventValidationError
+from toolkit.journal.schema import ARROW_SCHEMA, ASSIGNED_COLUMNS, COLUMN_NAMES, TIMESTAMP
+
+UTC = dt.UTC
+STREAM_TYPE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+TRACEPARENT_RE = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+DEFAULT_STREAM_TYPE = "default"
+
+_INT_COLUMNS = ("tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
+_STR_COLUMNS = tuple(
+    n
+    for n in COLUMN_NAMES
+    if ARROW_SCHEMA.field(n).type == pa.string()
+    and n not in {"data", "metadata", "payload_sha256", "prev_hash", "hash"}
+)
+# Columns a caller may give; the journal fills the rest.
+INPUT_COLUMNS = tuple(n for n in COLUMN_NAMES if n not in ASSIGNED_COLUMNS and n != "position")
+INPUT_SCHEMA = pa.schema([ARROW_SCHEMA.field(n).with_nullable(True) for n in INPUT_COLUMNS])
+
+
+def canonical_json(value: Any) -> str:
+    """Compact, key-sorted JSON text — the canonical encoding of data and metadata."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def parse_time(value: Any, field: str, index: int) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        ts = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            ts = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        except ValueError:
+            # 9-digit fractions (Go's RFC3339Nano) are cut to microseconds
+            m = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d{7,9})(Z|[+-]\d\d:?\d\d)$", text)
+            if not m:
+                raise EventValidationError.field(field, index, f"not an ISO 8601 time ({value!r})") from None
+            tz = "+00:00" if m.group(3) == "Z" else m.group(3)
+            ts = dt.datetime.fromisoformat(f"{m.group(1)}.{m.group(2)[:6]}{tz}")
+    else:
+        raise EventValidationError.field(field, index, f"expected an ISO 8601 string, got {type(value).__name__}")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise EventValidationError.field(field, index, f"timestamp has no time zone ({value!r})")
+    return ts.astimezone(UTC)
+
+
+def parse_traceparent(value: str, index: int) -> tuple[str, str]:
+    m = TRACEPARENT_RE.match(value.strip().lower())
+    if not m or m.group(2) == "0" * 32 or m.group(3) == "0" * 16:
+        raise EventValidationError.field(
+            "traceparent", index, f"not a W3C traceparent ({value!r})",
+            hint="format: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>",
+        )
+    return m.group(2), m.group(3)
+
+
+def _json_text(value: Any, field: str, index: int) -> str:
+    try:
+        return canonical_json(value)
+    except (TypeError, ValueError) as e:
+        raise EventValidationError.field(field, index, f"not JSON-serialisable: {e}") from e
+
+
+def _int(value: Any, field: str, index: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise EventValidationError.field(field, index, f"expected an integer, got {value!r}")
+    return int(value)
+
+
+def _cost(value: Any, index: int) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise EventValidationError.field("cost_usd", index, f"expected a number, got {value!r}")
+    try:
+        d = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        raise EventValidationError.field("cost_usd", index, f"expected a number, got {value!r}") from None
+    if not d.is_finite() or abs(d) >= Decimal(10) ** 9:
+        raise EventValidationError.field("cost_usd", index, f"out of range: {value!r}")
+    return d.quantize(Decimal("1e-9"))
+
+
+def normalise_event(event: Mapping[str, Any], index: int, now: dt.datetime) -> dict[str, Any]:
+    """Validate one event dict; return canonical column values (JSON as text)."""
+    if not isinstance(event, Mapping):
+        raise EventValidationError.field("<event>", index, f"expected an object, got {type(event).__name__}")
+    unknown = set(event) - set(INPUT_COLUMNS) - {"position", *ASSIGNED_COLUMNS}
+    if unknown:
+        raise EventValidationError.field(
+            sorted(unknown)[0], index, "not a column of the canonical schema",
+            hint="put source-specific fields into data or metadata",
+        )
+    row: dict[str, Any] = {}
+    for name in ("stream_id", "event_type"):
+        v = event.get(name)
+        if not isinstance(v, str) or not v:
+            raise EventValidationError.field(name, index, "required, a non-empty string" + ("" if v is None else f" (got {v!r})"))
+        row[name] = v
+    for name in _STR_COLUMNS:
+        if name in row:
+            continue
+        v = event.get(name)
+        if v is not None and not isinstance(v, str):
+            raise EventValidationError.field(name, index, f"expected a string, got {type(v).__name__}")
+        row[name] = v
+    st = row.get("stream_type")
+    if st is not None and not STREAM_TYPE_RE.match(st):
+        raise EventValidationError.field("stream_type", index, f"invalid stream type {st!r}")
+    if "data" not in event:
+        raise EventValidationError.field("data", index, "required (use null for no payload)")
+    row["data"] = _json_text(event["data"], "data", index)
+    meta = event.get("metadata")
+    meta = {} if meta is None else meta
+    if not isinstance(meta, Mapping):
+        raise EventValidationError.field("metadata", index, f"expected an object, got {type(meta).__name__}")
+    row["metadata"] = _json_text(meta, "metadata", index)
+    occurred = event.get("occurred_at")
+    row["occurred_at"] = now if occurred is None else parse_time(occurred, "occurred_at", index)
+    row["version"] = _int(event.get("version"), "version", index)
+    if row["version"] is not None and row["version"] < 1:
+        raise EventValidationError.field("version", index, f"versions start at 1, got {row['version']}")
+    for name in _INT_COLUMNS:
+        n = _int(event.get(name), name, index)
+        if n is not None and n < 0:
+            raise EventValidationError.field(name, index, f"must not be negative, got {n}")
+        row[name] = n
+    row["cost_usd"] = _cost(event.get("cost_usd"), index)
+    dur = event.get("duration_ms")
+    if dur is not None:
+        if isinstance(dur, bool) or not isinstance(dur, int | float) or not math.isfinite(dur):
+            raise EventValidationError.field("duration_ms", index, f"expected a finite number, got {dur!r}")
+        dur = float(dur)
+    row["duration_ms"] = dur
+    is_error = event.get("is_error")
+    if is_error is None:
+        is_error = row["event_type"] == "error" or row.get("error") is not None
+    if not isinstance(is_error, bool):
+        raise EventValidationError.field("is_error", index, f"expected true or false, got {is_error!r}")
+    row["is_error"] = is_error
+    if row["traceparent"]:
+        trace_id, span_id = parse_traceparent(row["traceparent"], index)
+        row["trace_id"] = row["trace_id"] or trace_id
+        row["span_id"] = row["span_id"] or span_id
+    return row
+
+
+def events_to_table(events: Iterable[Mapping[str, Any]], now: dt.datetime | None = None) -> pa.Table:
+    """Validate event dicts into an Arrow table with ``INPUT_SCHEMA``."""
+    now = now or dt.datetime.now(UTC)
+    rows = [normalise_event(e, i, now) for i, e in enumerate(events)]
+    return pa.Table.from_pylist(rows, schema=INPUT_SCHEMA)
+
+
+def _first_bad(mask: pa.ChunkedArray | pa.Array) -> int:
+    idx = pc.index(mask, True).as_py()
+    return int(idx)
+
+
+def validate_table(table: pa.Table) -> pa.Table:
+    """Validate a caller's Arrow table (bulk path) and conform it to ``INPUT_SCHEMA``.
+
+    JSON columns are text and must parse; timestamps must carry a time zone.
+    """
+    unknown = [n for n in table.column_names if n not in INPUT_COLUMNS and n != "position" and n not in ASSIGNED_COLUMNS]
+    if unknown:
+        raise EventValidationError.field(unknown[0], 0, "not a column of the canonical schema")
+    n = table.num_rows
+    cols: dict[str, pa.ChunkedArray | pa.Array] = {}
+    for field in INPUT_SCHEMA:
+        name = field.name
+        if name not in table.column_names:
+            cols[name] = pa.nulls(n, field.type)
+            continue
+        col = table.column(name)
+        if pa.types.is_timestamp(col.type) and col.type.tz is None:
+            raise EventValidationError.field(name, 0, "timestamp column has no time zone")
+        try:
+            cols[name] = pc.cast(col, field.type) if col.type != field.type else col
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            raise EventValidationError.field(name, 0, f"cannot be read as {field.type}: {e}") from e
+    for name in ("stream_id", "event_type", "data"):
+        if name == "data" and name not in table.column_names:
+            raise EventValidationError.field(name, 0, "required (use the JSON text null for no payload)")
+        bad = pc.fill_null(pc.equal(cols[name], ""), True) if name != "data" else pc.is_null(cols[name])
+        if pc.any(bad).as_py():
+            raise EventValidationError.field(name, _first_bad(bad), "required, a non-empty string")
+    if "metadata" in table.column_names:
+        cols["metadata"] = pc.fill_null(cols["metadata"], "{}")
+    else:
+        cols["metadata"] = pa.array(["{}"] * n, pa.string())
+    if "occurred_at" not in table.column_names or pc.any(pc.is_null(cols["occurred_at"])).as_py():
+        now = pa.scalar(dt.datetime.now(UTC), TIMESTAMP)
+        cols["occurred_at"] = pc.fill_null(cols["occurred_at"], now)
+    if "is_error" not in table.column_names or pc.any(pc.is_null(cols["is_error"])).as_py():
+        default = pc.or_(pc.equal(cols["event_type"], "error"), pc.is_valid(cols["error"]))
+        cols["is_error"] = pc.coalesce(cols["is_error"], default)
+    st = cols["stream_type"]
+    bad_st = pc.invert(pc.fill_null(pc.match_substring_regex(st, STREAM_TYPE_RE.pattern), True))
+    if pc.any(bad_st).as_py():
+        i = _first_bad(bad_st)
+        raise EventValidationError.field("stream_type", i, f"invalid stream type {st[i].as_py()!r}")
+    for name in ("version", *_INT_COLUMNS):
+        neg = pc.fill_null(pc.less(cols[name], 1 if name == "version" else 0), False)
+        if pc.any(neg).as_py():
+            raise EventValidationError.field(name, _first_bad(neg), "out of range")
+    for name in ("data", "metadata"):
+        _check_json(cols[name], name)
+    out = pa.table(cols, schema=INPUT_SCHEMA)
+    tp = out.column("traceparent")
+    if tp.null_count < n:
+        out = _fill_trace_ids(out)
+    return out
+
+
+def _check_json(col: pa.ChunkedArray | pa.Array, name: str) -> None:
+    texts = col.to_pylist()
+    try:
+        # one parse over the whole column; the per-row loop only runs to find the culprit
+        parsed = from_json("[" + ",".join(texts) + "]") if texts else []
+    except ValueError:
+        parsed = None
+    if (
+        isinstance(parsed, list)
+        and len(parsed) == len(texts)  # "1,2" in one cell would parse as two items
+        and (name != "metadata" or all(isinstance(v, dict) for v in parsed))
+    ):
+        return
+    for i, text in enumerate(texts):
+        try:
+            value = from_json(text)
+        except ValueError as e:
+            raise EventValidationError.field(name, i, f"not JSON: {e}") from None
+        if name == "metadata" and not isinstance(value, dict):
+            raise EventValidationError.field(name, i, "expected a JSON object")
+    raise EventValidationError.field(name, 0, "not JSON")
+
+
+def _fill_trace_ids(table: pa.Table) -> pa.Table:
+    tps = table.column("traceparent").to_pylist()
+    trace_ids = table.column("trace_id").to_pylist()
+    span_ids = table.column("span_id").to_pylist()
+    for i, tp in enumerate(tps):
+        if tp:
+            t, s = parse_traceparent(tp, i)
+            trace_ids[i] = trace_ids[i] or t
+            span_ids[i] = span_ids[i] or s
+    table = table.set_column(table.schema.get_field_index("trace_id"), "trace_id", pa.array(trace_ids, pa.string()))
+    return table.set_column(table.schema.get_field_index("span_id"), "span_id", pa.array(span_ids, pa.string()))

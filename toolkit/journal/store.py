@@ -1,0 +1,645 @@
+"""The journal store: a directory with ``journal.toml`` and a Delta table of events.
+
+Layout::
+
+    JOURNAL/
+      journal.toml            schema version, partitioning, retention, compaction sizes
+      events/                 Delta table partitioned by stream_type, day
+      .write.lock             flock taken by every writer
+
+Writes go through ``append`` / ``append_batch``: validate, take the write lock, check expected
+versions and event-id idempotency against the stream heads, assign versions, positions,
+recorded_at and the hash chain, then one Delta commit (all-or-nothing). A process killed at any
+moment leaves only whole commits: Parquet files written before the commit are not in the Delta
+log, so no reader sees them, and ``vacuum`` removes them.
+
+Reads use exactly the files the Delta log lists as active, pruned by partition values and the
+per-file min/max statistics of the log, then by Parquet row-group statistics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import (
+    BloomFilterProperties,
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    WriterProperties,
+    write_deltalake,
+)
+from deltalake.exceptions import DeltaError
+
+from toolkit.errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    EventValidationError,
+    InvalidPathError,
+    JournalExistsError,
+    JournalNotFoundError,
+)
+from toolkit.journal import hashing
+from toolkit.journal.config import CONFIG_FILE, JournalConfig, write_atomic
+from toolkit.journal.lock import write_lock
+from toolkit.journal.prepare import DEFAULT_STREAM_TYPE, events_to_table, validate_table
+from toolkit.journal.schema import (
+    ARROW_SCHEMA,
+    COLUMN_NAMES,
+    PARTITION_COLUMNS,
+    SCHEMA_VERSION,
+)
+
+EVENTS_TABLE = "events"
+UTC = dt.UTC
+# event ids the journal derives: uuid5(EVENT_NAMESPACE, "<stream_id>/<version>")
+EVENT_NAMESPACE = uuid.UUID("6f1c7a52-3b4e-5d8a-9c0e-7a1b2c3d4e5f")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One active data file as the Delta log describes it."""
+
+    path: str  # absolute
+    stream_type: str
+    day: dt.date
+    rows: int
+    min_stream_id: str | None
+    max_stream_id: str | None
+    max_position: int | None
+
+
+@dataclass
+class Head:
+    stream_type: str
+    version: int
+    hash: str
+    first_day: dt.date
+    last_day: dt.date
+
+
+@dataclass
+class AppendResult:
+    """What a commit did. ``skipped`` counts events already in the journal (same id, same content)."""
+
+    appended: int = 0
+    skipped: int = 0
+    streams: int = 0
+    first_position: int | None = None
+    last_position: int | None = None
+    delta_version: int | None = None
+    heads: dict[str, int] = field(default_factory=dict)
+
+
+def _stream_event_id(stream_id: str, version: int) -> str:
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{stream_id}/{version}"))
+
+
+class Journal:
+    """A canonical event journal on disk.
+
+    >>> j = Journal.in_memory()
+    >>> r = j.append("run-1", [{"event_type": "user_message", "data": {"text": "hi"}}], expected_version=0)
+    >>> (r.appended, r.heads)
+    ({'run-1': 1}, ...)  # doctest: +SKIP
+    >>> j.read_stream("run-1").column("version").to_pylist()
+    [1]
+    >>> j.close()
+    """
+
+    def __init__(self, path: Path, config: JournalConfig, *, temporary: bool = False) -> None:
+        self.path = path
+        self.config = config
+        self._temporary = temporary
+        self._dt: DeltaTable | None = None
+        self._seen_version: int | None = None
+        self._files: dict[str, FileInfo] = {}
+        self._heads: dict[str, Head] = {}
+        self._heads_scanned: set[str] = set()
+        self._footers: dict[str, tuple[pq.ParquetFile, int]] = {}
+
+    # ------------------------------------------------------------------ opening
+
+    @property
+    def events_uri(self) -> str:
+        return str(self.path / EVENTS_TABLE)
+
+    @classmethod
+    def create(cls, path: str | Path, *, exist_ok: bool = False, config: JournalConfig | None = None) -> Journal:
+        p = Path(path).expanduser().absolute()
+        if (p / CONFIG_FILE).exists():
+            if exist_ok:
+                return cls.open(p)
+            raise JournalExistsError(f"{p}: a journal already exists here", hint=f"open it with -j {p}", path=str(p))
+        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise JournalExistsError(
+                f"{p}: exists and is not an empty directory",
+                hint="choose a new path for the journal",
+                path=str(p),
+            )
+        cfg = config or JournalConfig()
+        p.mkdir(parents=True, exist_ok=True)
+        DeltaTable.create(
+            str(p / EVENTS_TABLE),
+            ARROW_SCHEMA,
+            partition_by=list(cfg.partition_by),
+            name="events",
+            description=f"agent-journal-toolkit canonical events, schema {SCHEMA_VERSION}",
+        )
+        write_atomic(p / CONFIG_FILE, cfg.to_toml())  # last: a journal exists once its config does
+        return cls(p, cfg)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Journal:
+        p = Path(path).expanduser().absolute()
+        cfg_path = p / CONFIG_FILE
+        if not cfg_path.is_file():
+            raise JournalNotFoundError.at(str(p))
+        cfg = JournalConfig.from_toml(cfg_path.read_text(encoding="utf-8"), origin=str(cfg_path))
+        return cls(p, cfg)
+
+    @classmethod
+    def in_memory(cls) -> Journal:
+        """A throw-away journal in RAM (``/dev/shm`` where there is one), removed by ``close``."""
+        shm = Path("/dev/shm")
+        base = tempfile.mkdtemp(prefix="journal-", dir=shm if shm.is_dir() else None)
+        j = cls.create(Path(base) / "journal")
+        j._temporary = True
+        return j
+
+    def close(self) -> None:
+        self._dt = None
+        self._footers.clear()
+        if self._temporary:
+            shutil.rmtree(self.path.parent, ignore_errors=True)
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def resolve_inside(self, user_path: str | Path) -> Path:
+        """A user-supplied path, refused unless it lies inside the journal directory."""
+        p = (self.path / user_path).resolve() if not Path(user_path).is_absolute() else Path(user_path).resolve()
+        if not p.is_relative_to(self.path.resolve()):
+            raise InvalidPathError(f"{user_path}: outside the journal {self.path}", path=str(user_path))
+        return p
+
+    # ------------------------------------------------------------------ Delta state
+
+    def delta_table(self) -> DeltaTable:
+        if self._dt is None:
+            try:
+                self._dt = DeltaTable(self.events_uri)
+            except (DeltaError, OSError) as e:
+                raise JournalNotFoundError(
+                    f"{self.events_uri}: the events table cannot be opened: {e}",
+                    hint="the journal directory is damaged or incomplete; run journal init on a new path",
+                ) from e
+        return self._dt
+
+    def refresh(self) -> int:
+        """Catch up with commits by any process; returns the Delta table version."""
+        table = self.delta_table()
+        table.update_incremental()
+        version = int(table.version())
+        if version != self._seen_version:
+            self._load_files(table)
+            self._seen_version = version
+        return version
+
+    def _load_files(self, table: DeltaTable) -> None:
+        actions = pa.table(table.get_add_actions(flatten=True))
+        cols = set(actions.column_names)
+
+        def col(name: str) -> list[Any]:
+            return actions.column(name).to_pylist() if name in cols else [None] * actions.num_rows
+
+        root = self.events_uri
+        files: dict[str, FileInfo] = {}
+        for rel, st, day, rows, lo, hi, maxpos in zip(
+            col("path"),
+            col("partition.stream_type"),
+            col("partition.day"),
+            col("num_records"),
+            col("min.stream_id"),
+            col("max.stream_id"),
+            col("max.position"),
+            strict=True,
+        ):
+            path = f"{root}/{rel}"
+            files[path] = FileInfo(path, st, day, int(rows or 0), lo, hi, maxpos)
+        self._files = files
+        self._footers = {p: v for p, v in self._footers.items() if p in files}
+
+    def files(
+        self,
+        *,
+        stream_types: Sequence[str] | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        stream_ids: Sequence[str] | None = None,
+    ) -> list[FileInfo]:
+        """Active data files, pruned by partition values and stream_id statistics."""
+        self.refresh()
+        out = []
+        lo_day = since.astimezone(UTC).date() if since else None
+        hi_day = until.astimezone(UTC).date() if until else None
+        ids = sorted(stream_ids) if stream_ids is not None else None
+        for f in self._files.values():
+            if stream_types is not None and f.stream_type not in stream_types:
+                continue
+            if lo_day and f.day < lo_day or hi_day and f.day > hi_day:
+                continue
+            if ids is not None and f.min_stream_id is not None and f.max_stream_id is not None:
+                if not any(f.min_stream_id <= s <= f.max_stream_id for s in ids):
+                    continue
+            out.append(f)
+        return sorted(out, key=lambda f: f.path)
+
+    def file_paths(self, **filters: Any) -> list[str]:
+        return [f.path for f in self.files(**filters)]
+
+    @property
+    def delta_version(self) -> int:
+        return self.refresh()
+
+    def max_position(self) -> int:
+        self.refresh()
+        return max((f.max_position or 0 for f in self._files.values()), default=0)
+
+    # ------------------------------------------------------------------ heads
+
+    def heads(self) -> dict[str, Head]:
+        """Last version and hash of every stream (scans only files not seen before)."""
+        self.refresh()
+        new = [f for p, f in self._files.items() if p not in self._heads_scanned]
+        for f in new:
+            t = pq.read_table(f.path, columns=["stream_id", "version", "hash"])
+            agg = (
+                pl.from_arrow(t)  # type: ignore[union-attr]
+                .lazy()
+                .group_by("stream_id")
+                .agg(pl.col("version").max(), pl.col("hash").sort_by("version").last())
+                .collect()
+            )
+            for sid, version, h in agg.iter_rows():
+                head = self._heads.get(sid)
+                if head is None:
+                    self._heads[sid] = Head(f.stream_type, version, h, f.day, f.day)
+                    continue
+                if version > head.version:
+                    head.version, head.hash = version, h
+                head.first_day = min(head.first_day, f.day)
+                head.last_day = max(head.last_day, f.day)
+        self._heads_scanned = set(self._files)
+        return self._heads
+
+    def stream_version(self, stream_id: str) -> int:
+        head = self.heads().get(stream_id)
+        return head.version if head else 0
+
+    # ------------------------------------------------------------------ reads
+
+    def _footer(self, path: str) -> tuple[pq.ParquetFile, int]:
+        hit = self._footers.get(path)
+        if hit is None:
+            pf = pq.ParquetFile(path)
+            hit = (pf, pf.schema_arrow.get_field_index("stream_id"))
+            self._footers[path] = hit
+        return hit
+
+    def read_stream(
+        self,
+        stream_id: str,
+        columns: Sequence[str] | None = None,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+    ) -> pa.Table:
+        """One stream ordered by version, touching only the row groups that can hold it."""
+        return self.read_streams([stream_id], columns, from_version=from_version, to_version=to_version)
+
+    def read_streams(
+        self,
+        stream_ids: Sequence[str],
+        columns: Sequence[str] | None = None,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+    ) -> pa.Table:
+        cols = list(columns) if columns is not None else list(COLUMN_NAMES)
+        unknown = [c for c in cols if c not in COLUMN_NAMES]
+        if unknown:
+            raise EventValidationError.field(unknown[0], 0, "not a column of the canonical schema")
+        file_cols = [c for c in cols if c not in PARTITION_COLUMNS]
+        for need in ("stream_id", "version"):
+            if need not in file_cols:
+                file_cols.append(need)
+        wanted = set(stream_ids)
+        self.refresh()
+        candidates = self._candidate_files(wanted)
+        pieces: list[pa.Table] = []
+        for f in candidates:
+            pf, sid_idx = self._footer(f.path)
+            groups = []
+            for i in range(pf.metadata.num_row_groups):
+                st = pf.metadata.row_group(i).column(sid_idx).statistics
+                if st is None or not st.has_min_max or any(st.min <= s <= st.max for s in wanted):
+                    groups.append(i)
+            if not groups:
+                continue
+            t = pf.read_row_groups(groups, columns=file_cols)
+            mask = pc.equal(t.column("stream_id"), next(iter(wanted))) if len(wanted) == 1 else pc.is_in(
+                t.column("stream_id"), pa.array(sorted(wanted), pa.string())
+            )
+            t = t.filter(mask)
+            if t.num_rows:
+                if "stream_type" in cols:
+                    t = t.append_column("stream_type", pa.array([f.stream_type] * t.num_rows, pa.string()))
+                if "day" in cols:
+                    t = t.append_column("day", pa.array([f.day] * t.num_rows, pa.date32()))
+                pieces.append(t)
+        schema = pa.schema([ARROW_SCHEMA.field(c) for c in dict.fromkeys([*cols, *file_cols])])
+        if not pieces:
+            return schema.empty_table().select(cols)
+        out = pa.concat_tables([p.select(schema.names).cast(schema) for p in pieces])
+        if from_version is not None or to_version is not None:
+            v = out.column("version")
+            mask = pc.and_(
+                pc.greater_equal(v, from_version or 1), pc.less_equal(v, to_version or (1 << 62))
+            )
+            out = out.filter(mask)
+        return out.sort_by([("stream_id", "ascending"), ("version", "ascending")]).select(cols)
+
+    def _candidate_files(self, wanted: set[str]) -> list[FileInfo]:
+        heads = self._heads if self._heads_scanned else {}
+        out = []
+        for f in self._files.values():
+            if f.min_stream_id is not None and f.max_stream_id is not None:
+                if not any(f.min_stream_id <= s <= f.max_stream_id for s in wanted):
+                    continue
+            known = [heads[s] for s in wanted if s in heads]
+            if known and len(known) == len(wanted):
+                if not any(h.stream_type == f.stream_type and h.first_day <= f.day <= h.last_day for h in known):
+                    continue
+            out.append(f)
+        return out
+
+    def read_all(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """The whole journal (tests and small journals; analysis should use the engines)."""
+        cols = list(columns) if columns is not None else list(COLUMN_NAMES)
+        pieces = []
+        for f in self.files():
+            t = pq.read_table(f.path, columns=[c for c in cols if c not in PARTITION_COLUMNS])
+            if "stream_type" in cols:
+                t = t.append_column("stream_type", pa.array([f.stream_type] * t.num_rows, pa.string()))
+            if "day" in cols:
+                t = t.append_column("day", pa.array([f.day] * t.num_rows, pa.date32()))
+            pieces.append(t.select(cols))
+        schema = pa.schema([ARROW_SCHEMA.field(c) for c in cols])
+        if not pieces:
+            return schema.empty_table()
+        return pa.concat_tables([p.cast(schema) for p in pieces]).sort_by("position")
+
+    # ------------------------------------------------------------------ writes
+
+    def append(
+        self,
+        stream_id: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        expected_version: int | None = None,
+        stream_type: str | None = None,
+    ) -> AppendResult:
+        """Append events to one stream; ``expected_version`` (0 = new stream) guards concurrency."""
+        rows = []
+        for i, e in enumerate(events):
+            if e.get("stream_id", stream_id) != stream_id:
+                raise EventValidationError.field("stream_id", i, f"{e.get('stream_id')!r} is not the stream {stream_id!r}")
+            rows.append({**e, "stream_id": stream_id})
+        table = events_to_table(rows)
+        if stream_type is not None:
+            table = _fill(table, "stream_type", stream_type)
+        expected = {stream_id: expected_version} if expected_version is not None else None
+        return self._commit(table, expected)
+
+    def append_batch(
+        self,
+        events: pa.Table | Iterable[Mapping[str, Any]],
+        *,
+        expected_versions: Mapping[str, int] | None = None,
+        stream_type: str | None = None,
+    ) -> AppendResult:
+        """Bulk append of many streams in one commit (importers, benchmarks)."""
+        table = validate_table(events) if isinstance(events, pa.Table) else events_to_table(events)
+        if stream_type is not None:
+            table = _fill(table, "stream_type", stream_type)
+        return self._commit(table, expected_versions)
+
+    def _commit(self, table: pa.Table, expected: Mapping[str, int] | None) -> AppendResult:
+        if table.num_rows == 0:
+            return AppendResult()
+        # original index of each event, kept through sorting for error messages
+        table = table.append_column("_idx", pa.array(range(table.num_rows), pa.int64()))
+        with write_lock(self.path, self.config.lock_timeout_s):
+            heads = self.heads()
+            prepared, skipped = self._assign(table, heads, expected)
+            result = AppendResult(skipped=skipped, streams=len(set(table.column("stream_id").to_pylist())))
+            if prepared.num_rows:
+                write_deltalake(
+                    self.delta_table(),
+                    prepared,
+                    mode="append",
+                    partition_by=list(self.config.partition_by),
+                    writer_properties=writer_properties(self.config.row_group_rows),
+                    commit_properties=CommitProperties(
+                        custom_metadata={
+                            "toolkit.operation": "append",
+                            "toolkit.schema_version": SCHEMA_VERSION,
+                            "toolkit.events": str(prepared.num_rows),
+                        }
+                    ),
+                )
+                result.delta_version = self.refresh()
+                positions = prepared.column("position")
+                result.appended = prepared.num_rows
+                result.first_position = pc.min(positions).as_py()
+                result.last_position = pc.max(positions).as_py()
+                self._update_heads(prepared)
+            for sid in set(table.column("stream_id").to_pylist()):
+                result.heads[sid] = self._heads[sid].version if sid in self._heads else 0
+            return result
+
+    def _update_heads(self, prepared: pa.Table) -> None:
+        agg = (
+            pl.from_arrow(prepared.select(["stream_id", "stream_type", "version", "hash", "day"]))  # type: ignore[union-attr]
+            .group_by("stream_id")
+            .agg(
+                pl.col("stream_type").first(),
+                pl.col("version").max(),
+                pl.col("hash").sort_by("version").last(),
+                pl.col("day").min().alias("lo"),
+                pl.col("day").max().alias("hi"),
+            )
+        )
+        for sid, st, version, h, lo, hi in agg.iter_rows():
+            head = self._heads.get(sid)
+            if head is None:
+                self._heads[sid] = Head(st, version, h, lo, hi)
+            else:
+                head.version, head.hash = version, h
+                head.first_day, head.last_day = min(head.first_day, lo), max(head.last_day, hi)
+        # the files just written hold nothing the heads do not know
+        self._heads_scanned = set(self._files)
+
+    def _assign(
+        self, table: pa.Table, heads: dict[str, Head], expected: Mapping[str, int] | None
+    ) -> tuple[pa.Table, int]:
+        """Idempotency, expected versions, versions, event ids, positions, hashes."""
+        table = table.sort_by([("stream_id", "ascending"), ("_idx", "ascending")])
+        sids = table.column("stream_id").to_pylist()
+        idxs = table.column("_idx").to_pylist()
+        eids = table.column("event_id").to_pylist()
+        given_versions = table.column("version").to_pylist()
+        stypes = table.column("stream_type").to_pylist()
+        payloads = hashing.payload_digests(table.column("data"), table.column("metadata"))
+        etypes = table.column("event_type").to_pylist()
+
+        # existing ids of the touched streams that already exist (idempotent re-append)
+        existing_streams = sorted({s for s in sids if s in heads})
+        known: dict[str, tuple[str, str, str]] = {}
+        if existing_streams and any(e is not None for e in eids):
+            old = self.read_streams(existing_streams, ["stream_id", "event_id", "payload_sha256", "event_type"])
+            for sid, eid, ph, et in zip(*(old.column(c).to_pylist() for c in old.column_names), strict=True):
+                known[eid] = (sid, ph, et)
+
+        if expected:
+            for sid, exp in expected.items():
+                actual = heads[sid].version if sid in heads else 0
+                if exp != actual:
+                    raise ConcurrencyError.mismatch(sid, exp, actual)
+
+        keep: list[int] = []
+        versions: list[int] = []
+        out_types: list[str] = []
+        out_ids: list[str] = []
+        seen: dict[str, tuple[str, str, str, int]] = {}
+        skipped = 0
+        current: str | None = None
+        next_version = 0
+        for row, sid in enumerate(sids):
+            if sid != current:
+                current = sid
+                head = heads.get(sid)
+                next_version = (head.version if head else 0) + 1
+                stype = head.stream_type if head else None
+            eid = eids[row]
+            if eid is not None:
+                prior = known.get(eid)
+                if prior is not None:
+                    if prior[0] != sid or prior[1] != payloads[row] or prior[2] != etypes[row]:
+                        raise DuplicateEventError(
+                            f"event {idxs[row]}: event_id {eid!r} is already in the journal with different content"
+                            + (f" (stream {prior[0]!r})" if prior[0] != sid else ""),
+                            hint="an event id names one event: give the changed event a new id",
+                            event_id=eid,
+                            index=idxs[row],
+                        )
+                    skipped += 1
+                    continue
+                twin = seen.get(eid)
+                if twin is not None:
+                    if twin[:3] != (sid, payloads[row], etypes[row]):
+                        raise DuplicateEventError(
+                            f"event {idxs[row]}: event_id {eid!r} also names event {twin[3]} of this batch, with different content",
+                            hint="an event id names one event: give the changed event a new id",
+                            event_id=eid,
+                            index=idxs[row],
+                        )
+                    skipped += 1
+                    continue
+                seen[eid] = (sid, payloads[row], etypes[row], idxs[row])
+            gv = given_versions[row]
+            if gv is not None and gv != next_version:
+                raise ConcurrencyError(
+                    f"event {idxs[row]}: stream {sid!r} version {gv} given, but the next version is {next_version}",
+                    hint="leave version out to let the journal number events, or pass the stream's next version",
+                    stream_id=sid,
+                    expected=gv - 1,
+                    actual=next_version - 1,
+                    index=idxs[row],
+                )
+            st = stypes[row]
+            if stype is None:
+                stype = st or DEFAULT_STREAM_TYPE
+            elif st is not None and st != stype:
+                raise EventValidationError.field(
+                    "stream_type", idxs[row], f"stream {sid!r} is of type {stype!r}, not {st!r}"
+                )
+            keep.append(row)
+            versions.append(next_version)
+            out_types.append(stype)
+            out_ids.append(eid if eid is not None else _stream_event_id(sid, next_version))
+            next_version += 1
+
+        if not keep:
+            return ARROW_SCHEMA.empty_table(), skipped
+        kept = table.take(pa.array(keep, pa.int64())) if len(keep) != table.num_rows else table
+        kept_payloads = [payloads[i] for i in keep] if len(keep) != table.num_rows else payloads
+        kept = _replace(kept, "version", pa.array(versions, pa.int64()))
+        kept = _replace(kept, "stream_type", pa.array(out_types, pa.string()))
+        kept = _replace(kept, "event_id", pa.array(out_ids, pa.string()))
+        # positions follow the caller's order of events (commit order)
+        order = pc.sort_indices(kept.column("_idx"))
+        start = self.max_position() + 1
+        positions = pa.array(range(start, start + kept.num_rows), pa.int64())
+        pos_by_row = pc.take(positions, pc.sort_indices(order))  # inverse permutation
+        kept = kept.append_column("position", pos_by_row)
+        now = dt.datetime.now(UTC)
+        kept = kept.append_column("recorded_at", pa.array([now] * kept.num_rows, ARROW_SCHEMA.field("recorded_at").type))
+        kept = kept.append_column("payload_sha256", pa.array(kept_payloads, pa.string()))
+        day = pc.cast(kept.column("occurred_at"), pa.date32())  # the column is UTC
+        kept = kept.append_column("day", day)
+        envelopes = hashing.envelope_texts(kept)
+        start_hashes = {sid: heads[sid].hash for sid in existing_streams}
+        prevs, hashes = hashing.chain_hashes(kept.column("stream_id").to_pylist(), kept_payloads, envelopes, start_hashes)
+        kept = kept.append_column("prev_hash", pa.array(prevs, pa.string()))
+        kept = kept.append_column("hash", pa.array(hashes, pa.string()))
+        kept = kept.sort_by("position")
+        return kept.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA), skipped
+
+    # ------------------------------------------------------------------ maintenance
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        return list(self.delta_table().history(limit))
+
+
+def writer_properties(row_group_rows: int) -> WriterProperties:
+    bloom = ColumnProperties(bloom_filter_properties=BloomFilterProperties(True, fpp=0.01))
+    return WriterProperties(
+        compression="ZSTD",
+        max_row_group_size=row_group_rows,
+        column_properties={"stream_id": bloom, "event_id": bloom},
+    )
+
+
+def _replace(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, values)
+
+
+def _fill(table: pa.Table, name: str, value: str) -> pa.Table:
+    col = pc.fill_null(table.column(name), value)
+    return _replace(table, name, col)

@@ -1,0 +1,136 @@
+"""The only module that talks to DuckDB: sandboxed, UTC sessions over a journal.
+
+A session has a view ``events`` (and one view per extra table registered by later stages)
+over exactly the Parquet files the Delta log lists as active — never a glob, which would read
+files that compaction replaced or that a killed writer left behind. After the views are set
+up the session is locked: it can read inside the journal directory and nothing else, its
+configuration cannot be changed back, and user SQL may only be SELECT or EXPLAIN.
+
+>>> from toolkit.journal import Journal
+>>> j = Journal.in_memory()
+>>> _ = j.append("r", [{"event_type": "user_message", "data": "hi"}])
+>>> s = connect(j)
+>>> s.query("SELECT count(*) AS n FROM events").to_pylist()
+[{'n': 1}]
+>>> s.close(); j.close()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from toolkit.errors import QueryError
+from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, HIVE_TYPES, PARTITION_COLUMNS
+from toolkit.journal.store import Journal
+
+_ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+_SANDBOX_HINT = "the SQL session reads the journal and nothing else; use SELECT over the views (events, ...)"
+
+
+def _events_select(files: Sequence[str]) -> str:
+    """SELECT of every schema column in schema order (identifiers from the fixed schema)."""
+    cols = ", ".join(f'"{c}"' for c in COLUMN_NAMES)
+    hive = "{" + ", ".join(f"'{k}': '{v}'" for k, v in HIVE_TYPES.items()) + "}"
+    return f"SELECT {cols} FROM read_parquet($files, hive_partitioning = true, hive_types = {hive}, union_by_name = true)"  # noqa: S608
+
+
+class Session:
+    """A DuckDB connection confined to one journal."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, journal: Journal) -> None:
+        self.con = con
+        self.journal = journal
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run trusted SQL (queries/ files, toolkit code) with bound parameters."""
+        try:
+            return self.con.sql(sql, params=dict(params) if params else None).to_arrow_table()
+        except duckdb.Error as e:
+            raise QueryError(f"query failed: {e}", hint="check the SQL and its parameters (-p name=value)") from e
+
+    def user_query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run SQL a user typed: only SELECT/EXPLAIN statements, the last one's result returned."""
+        try:
+            statements = self.con.extract_statements(sql)
+        except duckdb.Error as e:
+            raise QueryError(f"cannot parse SQL: {e}") from e
+        if not statements:
+            raise QueryError("no SQL statement given", hint="e.g. journal sql 'SELECT count(*) FROM events'")
+        for st in statements:
+            if st.type not in _ALLOWED_STATEMENTS:
+                raise QueryError(f"{st.type.name} statements are not allowed: {st.query.strip()[:60]}", hint=_SANDBOX_HINT)
+        for st in statements[:-1]:
+            self._run(st.query, params)
+        return self._run(statements[-1].query, params)
+
+    def _run(self, sql: str, params: Mapping[str, Any] | None) -> pa.Table:
+        try:
+            return self.con.sql(sql, params=dict(params) if params else None).to_arrow_table()
+        except duckdb.PermissionException as e:
+            raise QueryError(f"refused: {e}", hint=_SANDBOX_HINT) from e
+        except duckdb.Error as e:
+            raise QueryError(f"query failed: {e}", hint="check the SQL and its parameters (-p name=value)") from e
+
+    def parameters(self, sql: str) -> list[str]:
+        """Names of the ``$name`` parameters DuckDB parses out of ``sql``."""
+        try:
+            stmt = self.con.extract_statements(sql)[-1]
+            return sorted(stmt.named_parameters)
+        except duckdb.Error as e:
+            raise QueryError(f"cannot parse SQL: {e}") from e
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def register_parquet_view(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], empty: pa.Schema) -> None:
+    """A view over given Parquet files (or an empty, typed view when there are none)."""
+    if files:
+        rel = con.sql(_events_select(files) if name == "events" else "SELECT * FROM read_parquet($files)", params={"files": list(files)})
+    else:
+        rel = con.from_arrow(empty.empty_table())
+    rel.create_view(name)
+
+
+def connect(
+    journal: Journal,
+    *,
+    extra_views: Mapping[str, tuple[Sequence[str], pa.Schema]] | None = None,
+    threads: int | None = None,
+) -> Session:
+    """Open a sandboxed session: UTC, views over active files, no access outside the journal."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET parquet_metadata_cache = true")
+        if threads:
+            con.execute("SET threads = $n", {"n": threads})
+        files = journal.file_paths()
+        register_parquet_view(con, "events", files, ARROW_SCHEMA)
+        for name, (vfiles, schema) in (extra_views or {}).items():
+            register_parquet_view(con, name, vfiles, schema)
+        root = str(Path(journal.path).resolve()) + "/"
+        con.execute("SET allowed_directories = $dirs", {"dirs": [root, str(journal.path) + "/"]})
+        con.execute("SET enable_external_access = false")
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET autoload_known_extensions = false")
+        con.execute("SET lock_configuration = true")
+    except duckdb.Error as e:
+        con.close()
+        raise QueryError(f"cannot open a SQL session on {journal.path}: {e}") from e
+    return Session(con, journal)
+
+
+def raw_connection() -> duckdb.DuckDBPyConnection:
+    """An unsandboxed in-memory connection (benchmarks' raw-DuckDB baseline only)."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+__all__ = ["PARTITION_COLUMNS", "Session", "connect", "raw_connection", "register_parquet_view"]

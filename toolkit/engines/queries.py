@@ -1,0 +1,165 @@
+"""The catalog of named SQL queries in ``queries/<area>/<name>.sql`` (SQL as data).
+
+Each file starts with a header::
+
+    -- summary: Events, tokens and cost per stream.
+    -- params: since TIMESTAMPTZ = 1970-01-01T00:00:00Z, limit BIGINT = 100
+    -- returns: stream_id VARCHAR, events BIGINT, ...
+
+Parameters are DuckDB ``$name`` placeholders; values from the command line (text) are
+converted to the declared type here and always bound, never formatted into the SQL.
+
+>>> q = parse_query("x/y", "-- summary: s\\n-- params: n BIGINT = 3\\n-- returns: n BIGINT\\nSELECT $n AS n")
+>>> (q.name, [p.name for p in q.params], q.bind({}))
+('x/y', ['n'], {'n': 3})
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import QueryError, QueryNotFoundError
+from toolkit.journal.prepare import parse_time
+
+_HEADER = re.compile(r"^--\s*(summary|params|returns):\s*(.*)$")
+_PARAM = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+([A-Z][A-Z0-9_(), \[\]]*?)\s*(?:=\s*(.*?))?\s*$")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    default: str | None
+
+    def convert(self, text: Any) -> Any:
+        if not isinstance(text, str):
+            return text
+        t = self.type.upper()
+        try:
+            if t.startswith("TIMESTAMP"):
+                if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
+                    text += "T00:00:00Z"
+                return parse_time(text, self.name, 0)
+            if t == "DATE":
+                return dt.date.fromisoformat(text)
+            if t in {"BIGINT", "INTEGER", "INT", "HUGEINT", "SMALLINT"}:
+                return int(text)
+            if t in {"DOUBLE", "FLOAT", "REAL"}:
+                return float(text)
+            if t.startswith("DECIMAL"):
+                return Decimal(text)
+            if t == "BOOLEAN":
+                if text.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError(text)
+                return text.lower() in {"true", "1", "yes"}
+            if t.endswith("[]"):
+                return [s.strip() for s in text.split(",") if s.strip()]
+        except (ValueError, InvalidOperation) as e:
+            raise QueryError(
+                f"parameter {self.name}: {text!r} is not a {self.type}",
+                hint=f"pass -p {self.name}=<{self.type}>",
+            ) from e
+        except Exception as e:  # parse_time raises EventValidationError
+            raise QueryError(f"parameter {self.name}: {e}", hint=f"pass -p {self.name}=<{self.type}>") from e
+        return text
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    summary: str
+    params: tuple[Param, ...]
+    returns: str
+    sql: str
+    path: str | None = None
+
+    def bind(self, values: dict[str, Any]) -> dict[str, Any]:
+        known = {p.name for p in self.params}
+        extra = sorted(set(values) - known)
+        if extra:
+            raise QueryError(
+                f"query {self.name} has no parameter {extra[0]!r}",
+                hint=f"its parameters: {', '.join(sorted(known)) or 'none'}",
+            )
+        out: dict[str, Any] = {}
+        for p in self.params:
+            if p.name in values:
+                out[p.name] = p.convert(values[p.name])
+            elif p.default is not None:
+                out[p.name] = None if p.default.upper() == "NULL" else p.convert(p.default)
+            else:
+                raise QueryError(
+                    f"query {self.name} needs parameter {p.name} ({p.type})",
+                    hint=f"pass -p {p.name}=<{p.type}>",
+                )
+        return out
+
+
+def parse_query(name: str, text: str, path: str | None = None) -> Query:
+    header: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _HEADER.match(line.strip())
+        if m:
+            header[m.group(1)] = m.group(2).strip()
+        elif line.strip() and not line.strip().startswith("--"):
+            break
+    if "summary" not in header:
+        raise QueryError(f"{path or name}: the header has no '-- summary:' line")
+    params = []
+    raw = header.get("params", "").strip()
+    if raw and raw.lower() != "none":
+        for part in _split_params(raw):
+            m = _PARAM.match(part)
+            if not m:
+                raise QueryError(f"{path or name}: cannot read parameter {part!r} in the header")
+            params.append(Param(m.group(1), m.group(2).strip(), m.group(3)))
+    return Query(name, header["summary"], tuple(params), header.get("returns", ""), text, path)
+
+
+def _split_params(raw: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in raw:
+        depth += ch in "(["
+        depth -= ch in ")]"
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [*parts, cur] if cur.strip() else parts
+
+
+def queries_dir() -> Path:
+    """``queries/`` of a source checkout, or the copy shipped inside the package."""
+    here = Path(__file__).resolve().parents[2] / "queries"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[1] / "queries"
+
+
+@cache
+def catalog() -> dict[str, Query]:
+    root = queries_dir()
+    out = {}
+    for path in sorted(root.rglob("*.sql")):
+        name = path.relative_to(root).with_suffix("").as_posix()
+        out[name] = parse_query(name, path.read_text(encoding="utf-8"), str(path))
+    return out
+
+
+def get_query(name: str) -> Query:
+    name = name.removesuffix(".sql").removeprefix("queries/")
+    found = catalog().get(name)
+    if found is None:
+        close = [n for n in catalog() if name.split("/")[-1] in n]
+        raise QueryNotFoundError(
+            f"no query {name!r} in the catalog",
+            hint=("did you mean " + ", ".join(close[:3]) + "? " if close else "") + "list them with: journal sql --list",
+        )
+    return found

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from toolkit.cli.options import journal_option, open_journal
+
+
+@click.command("append")
+@journal_option
+@click.option("--expected-version", type=int, help="Stream version before the append (0 = new stream); all lines must share one stream_id.")
+@click.option("--stream-type", help="Stream type for events that give none.")
+@click.option("-i", "--input", "input_path", type=click.File("r"), default="-", help="JSONL file (default: stdin).")
+def command(journal_path: str, expected_version: int | None, stream_type: str | None, input_path: click.utils.LazyFile) -> None:
+    """Append events, one JSON object per line, with canonical field names.
+
+    Each line needs at least stream_id, event_type and data; occurred_at defaults to now;
+    version, position, event_id, recorded_at, hashes and day are filled in. All lines are one
+    commit: one bad line and nothing is written.
+
+    \b
+    Example:
+      echo '{"stream_id":"run-1","event_type":"user_message","data":{"text":"hi"}}' \\
+        | journal append -j ./j --expected-version 0
+    """
+    from toolkit.errors import ConcurrencyError, EventValidationError
+
+    name = "stdin" if input_path.name in ("<stdin>", "-") else input_path.name
+    events = []
+    for lineno, line in enumerate(input_path, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise EventValidationError(
+                f"{name}:{lineno}: not JSON: {e.msg} (column {e.colno})",
+                hint="each line must be one JSON object; nothing was written",
+                line=lineno,
+            ) from None
+        events.append((lineno, event))
+    journal = open_journal(journal_path)
+    rows = [e for _, e in events]
+    try:
+        if expected_version is not None:
+            ids = {e.get("stream_id") for e in rows if isinstance(e, dict)}
+            if len(ids) != 1:
+                raise click.UsageError("--expected-version needs every line to have the same stream_id")
+            sid = ids.pop()
+            result = journal.append(str(sid), rows, expected_version=expected_version, stream_type=stream_type)
+        else:
+            result = journal.append_batch(rows, stream_type=stream_type)
+    except EventValidationError as e:
+        index = e.context.get("index")
+        if isinstance(index, int) and 0 <= index < len(events):
+            e.message = f"{name}:{events[index][0]}: {e.message}"
+        raise
+    except ConcurrencyError:
+        raise
+    summary = {
+        "read": len(events),
+        "appended": result.appended,
+        "skipped_duplicates": result.skipped,
+        "rejected": 0,
+        "streams": result.streams,
+        "first_position": result.first_position,
+        "last_position": result.last_position,
+        "delta_version": result.delta_version,
+        "heads": result.heads,
+    }
+    sys.stdout.write(json.dumps(summary) + "\n")

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import click
+
+from toolkit.cli.options import format_option, journal_option, open_journal, param_option, parse_params
+
+
+@click.command("sql")
+@journal_option
+@click.argument("query", required=False)
+@param_option
+@click.option("--list", "list_", is_flag=True, help="List the query catalog (queries/).")
+@format_option
+def command(journal_path: str, query: str | None, params: tuple[str, ...], list_: bool, fmt: str, output: str | None) -> None:
+    """Run read-only SQL over the journal's views (events, ...).
+
+    QUERY is SQL text, the name of a catalog query (see --list), or a .sql file.
+    Values are bound as $name parameters, never pasted into the SQL.
+
+    \b
+    Examples:
+      journal sql "SELECT model, sum(tokens_in) FROM events GROUP BY ALL"
+      journal sql journal/stream_stats -p stream_id=support-triage-0001
+      journal sql "SELECT * FROM events WHERE agent = \\$agent" -p agent=flight-booker
+    """
+    from toolkit.analysis.sql import catalog_table, run_sql
+    from toolkit.reports.tables import write_table
+
+    if list_:
+        write_table(catalog_table(), fmt, output, title="queries")
+        return
+    if not query:
+        raise click.UsageError("give SQL, a catalog query name or a .sql file (or --list)")
+    table = run_sql(open_journal(journal_path), query, parse_params(params))
+    write_table(table, fmt, output)

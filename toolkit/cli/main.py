@@ -1,0 +1,89 @@
+"""``journal``: the command line. Thin: each command module calls one library function.
+
+Commands load lazily, so ``journal --help`` imports no heavy library.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from toolkit.errors import ToolkitError
+
+# name -> (module, one-line help); modules are imported only when the command runs
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("toolkit.cli.cmd_init", "Create an empty journal at PATH."),
+    "append": ("toolkit.cli.cmd_append", "Append events (JSONL on stdin) to the journal."),
+    "streams": ("toolkit.cli.cmd_streams", "List streams with event count, first/last time, tokens, cost."),
+    "stats": ("toolkit.cli.cmd_stats", "Summarise one stream: versions, times, tokens, cost, events by type."),
+    "sql": ("toolkit.cli.cmd_sql", "Run ad-hoc SQL or a catalog query over the journal (read-only)."),
+    "verify": ("toolkit.cli.cmd_verify", "Recompute hash chains; name the first broken event of each stream."),
+    "compact": ("toolkit.cli.cmd_compact", "Merge small files into sorted files; optionally vacuum."),
+    "demo": ("toolkit.cli.cmd_demo", "Write a synthetic fleet of agent runs and print a summary."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module = importlib.import_module(entry[0])
+        command: click.Command = module.command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Every command takes -j/--journal PATH (or $AGENT_JOURNAL; default ./data/demo-journal).\n"
+    "Exit codes: 0 ok, 1 error, 2 usage, 3 findings (e.g. verify found a broken chain).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.version_option(package_name="agent-journal-toolkit")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Analytics and forensics over the event journals AI agents leave behind.
+
+    \b
+    Example:
+      journal demo                       # build the demo journal under data/
+      journal streams --format csv
+      journal sql "SELECT event_type, count(*) FROM events GROUP BY ALL"
+    """
+    ctx.obj = {"debug": debug}
+
+
+def main(argv: list[str] | None = None) -> Any:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("JOURNAL_DEBUG"))
+    try:
+        return cli.main(args=argv, prog_name="journal", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except ToolkitError as e:
+        if debug:
+            raise
+        lines = str(e).splitlines()
+        click.echo(f"error: {lines[0]}", err=True)
+        for line in lines[1:]:
+            click.echo(line, err=True)
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.exit(0)

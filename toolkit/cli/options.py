@@ -1,0 +1,72 @@
+"""Options that mean the same thing in every command."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ENV_JOURNAL = "AGENT_JOURNAL"
+DEMO_JOURNAL = Path("data") / "demo-journal"
+
+
+def default_journal() -> str:
+    return os.environ.get(ENV_JOURNAL) or str(DEMO_JOURNAL)
+
+
+def journal_option(f: F) -> F:
+    return click.option(
+        "-j",
+        "--journal",
+        "journal_path",
+        default=default_journal,
+        show_default=f"${ENV_JOURNAL} or {DEMO_JOURNAL}",
+        type=click.Path(file_okay=False, path_type=str),
+        help="Journal directory.",
+    )(f)
+
+
+def format_option(f: F) -> F:
+    f = click.option(
+        "-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=str), help="Write to FILE instead of stdout."
+    )(f)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "csv", "json", "parquet"]),
+        default="table",
+        show_default=True,
+        help="Output format (parquet needs -o).",
+    )(f)
+
+
+def param_option(f: F) -> F:
+    return click.option(
+        "-p",
+        "--param",
+        "params",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Query parameter, bound as $NAME (repeatable).",
+    )(f)
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="-p/--param")
+        out[name.strip()] = value
+    return out
+
+
+def open_journal(path: str) -> Any:
+    from toolkit.journal import Journal
+
+    return Journal.open(path)

@@ -21,11 +21,15 @@ def resolve_query(text: str) -> Query | None:
         if path.is_file():
             if path.stat().st_size > 1_000_000:
                 raise InvalidPathError(f"{path}: larger than 1 MB; not a query file")
-            return parse_query(path.stem, path.read_text(encoding="utf-8"), str(path)) if _has_header(path) else Query(
-                path.stem, "", (), "", path.read_text(encoding="utf-8"), str(path)
+            return (
+                parse_query(path.stem, path.read_text(encoding="utf-8"), str(path))
+                if _has_header(path)
+                else Query(path.stem, "", (), "", path.read_text(encoding="utf-8"), str(path))
             )
         if stripped.removesuffix(".sql").removeprefix("queries/") not in catalog():
-            raise InvalidPathError(f"{stripped}: no such query file", hint="list catalog queries with: journal sql --list")
+            raise InvalidPathError(
+                f"{stripped}: no such query file", hint="list catalog queries with: journal sql --list"
+            )
     name = stripped.removesuffix(".sql").removeprefix("queries/")
     if " " not in name and "/" in name:
         return get_query(name)
@@ -45,7 +49,9 @@ def run_sql(journal: Journal, text: str, params: dict[str, Any] | None = None) -
             names = session.parameters(text) if "$" in text else []
             missing = [n for n in names if n not in params]
             if missing:
-                raise QueryError(f"the SQL uses ${missing[0]} but no value was given", hint=f"pass -p {missing[0]}=VALUE")
+                raise QueryError(
+                    f"the SQL uses ${missing[0]} but no value was given", hint=f"pass -p {missing[0]}=VALUE"
+                )
             return session.user_query(text, {k: v for k, v in params.items() if k in names})
         bound = query.bind(params) if query.params else _check_no_params(query, params)
         return session.user_query(query.sql, bound)
@@ -64,4 +70,6 @@ def catalog_table() -> pa.Table:
         {"name": q.name, "summary": q.summary, "params": ", ".join(f"{p.name} {p.type}" for p in q.params)}
         for q in catalog().values()
     ]
-    return pa.Table.from_pylist(rows, schema=pa.schema([("name", pa.string()), ("summary", pa.string()), ("params", pa.string())]))
+    return pa.Table.from_pylist(
+        rows, schema=pa.schema([("name", pa.string()), ("summary", pa.string()), ("params", pa.string())])
+    )

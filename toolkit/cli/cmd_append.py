@@ -10,10 +10,16 @@ from toolkit.cli.options import journal_option, open_journal
 
 @click.command("append")
 @journal_option
-@click.option("--expected-version", type=int, help="Stream version before the append (0 = new stream); all lines must share one stream_id.")
+@click.option(
+    "--expected-version",
+    type=int,
+    help="Stream version before the append (0 = new stream); all lines must share one stream_id.",
+)
 @click.option("--stream-type", help="Stream type for events that give none.")
 @click.option("-i", "--input", "input_path", type=click.File("r"), default="-", help="JSONL file (default: stdin).")
-def command(journal_path: str, expected_version: int | None, stream_type: str | None, input_path: click.utils.LazyFile) -> None:
+def command(
+    journal_path: str, expected_version: int | None, stream_type: str | None, input_path: click.utils.LazyFile
+) -> None:
     """Append events, one JSON object per line, with canonical field names.
 
     Each line needs at least stream_id, event_type and data; occurred_at defaults to now;

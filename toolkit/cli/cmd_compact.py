@@ -9,7 +9,9 @@ from toolkit.cli.options import journal_option, open_journal
 @journal_option
 @click.option("--full", is_flag=True, help="Rewrite every partition, not only those with several files.")
 @click.option("--vacuum/--no-vacuum", default=True, show_default=True, help="Delete unreferenced files afterwards.")
-@click.option("--retain-hours", type=int, help="Keep unreferenced files younger than this (default: the journal's guard).")
+@click.option(
+    "--retain-hours", type=int, help="Keep unreferenced files younger than this (default: the journal's guard)."
+)
 @click.option("--force", is_flag=True, help="Allow --retain-hours below the journal's guard.")
 def command(journal_path: str, full: bool, vacuum: bool, retain_hours: int | None, force: bool) -> None:
     """Merge small files into files sorted by (stream_id, version), then vacuum.
@@ -18,7 +20,8 @@ def command(journal_path: str, full: bool, vacuum: bool, retain_hours: int | Non
     Example:
       journal compact --retain-hours 0 --force   # single-user journal, nobody reading old versions
     """
-    from toolkit.journal.maintenance import compact, vacuum as do_vacuum
+    from toolkit.journal.maintenance import compact
+    from toolkit.journal.maintenance import vacuum as do_vacuum
     from toolkit.reports.progress import progress_bar
 
     journal = open_journal(journal_path)

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import click
 
-from toolkit.cli.options import format_option, journal_option, open_journal, param_option, parse_params
+from toolkit.cli.options import (
+    format_option,
+    journal_option,
+    open_journal,
+    param_option,
+    parse_params,
+)
 
 
 @click.command("sql")
@@ -11,7 +17,9 @@ from toolkit.cli.options import format_option, journal_option, open_journal, par
 @param_option
 @click.option("--list", "list_", is_flag=True, help="List the query catalog (queries/).")
 @format_option
-def command(journal_path: str, query: str | None, params: tuple[str, ...], list_: bool, fmt: str, output: str | None) -> None:
+def command(
+    journal_path: str, query: str | None, params: tuple[str, ...], list_: bool, fmt: str, output: str | None
+) -> None:
     """Run read-only SQL over the journal's views (events, ...).
 
     QUERY is SQL text, the name of a catalog query (see --list), or a .sql file.

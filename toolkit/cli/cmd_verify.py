@@ -25,8 +25,11 @@ def command(journal_path: str, fmt: str, output: str | None) -> None:
     total = sum(f.rows for f in journal.files())
     with progress_bar("verifying", total) as advance:
         report = verify_journal(journal, progress=advance)
-    click.echo(f"verified {report.events} events in {report.streams} streams: "
-               + ("OK" if report.ok else f"{len(report.breaks or [])} broken"), err=True)
+    click.echo(
+        f"verified {report.events} events in {report.streams} streams: "
+        + ("OK" if report.ok else f"{len(report.breaks or [])} broken"),
+        err=True,
+    )
     if not report.ok:
         write_table(breaks_table(report), fmt, output, title="broken chains")
         sys.exit(3)

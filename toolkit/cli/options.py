@@ -33,7 +33,10 @@ def journal_option(f: F) -> F:
 
 def format_option(f: F) -> F:
     f = click.option(
-        "-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=str), help="Write to FILE instead of stdout."
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, writable=True, path_type=str),
+        help="Write to FILE instead of stdout.",
     )(f)
     return click.option(
         "--format",

@@ -17,6 +17,7 @@ configuration cannot be changed back, and user SQL may only be SELECT or EXPLAIN
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,17 @@ from toolkit.journal.store import Journal
 
 _ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 _SANDBOX_HINT = "the SQL session reads the journal and nothing else; use SELECT over the views (events, ...)"
+# EXPLAIN ANALYZE runs the statement it explains: that one must be a SELECT too
+_EXPLAIN_PREFIX = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?", re.IGNORECASE)
 
 
 def _events_select(files: Sequence[str]) -> str:
     """SELECT of every schema column in schema order (identifiers from the fixed schema)."""
     cols = ", ".join(f'"{c}"' for c in COLUMN_NAMES)
     hive = "{" + ", ".join(f"'{k}': '{v}'" for k, v in HIVE_TYPES.items()) + "}"
-    return f"SELECT {cols} FROM read_parquet($files, hive_partitioning = true, hive_types = {hive}, union_by_name = true)"  # noqa: S608
+    return (
+        f"SELECT {cols} FROM read_parquet($files, hive_partitioning = true, hive_types = {hive}, union_by_name = true)"  # noqa: S608
+    )
 
 
 class Session:
@@ -62,11 +67,26 @@ class Session:
         if not statements:
             raise QueryError("no SQL statement given", hint="e.g. journal sql 'SELECT count(*) FROM events'")
         for st in statements:
-            if st.type not in _ALLOWED_STATEMENTS:
-                raise QueryError(f"{st.type.name} statements are not allowed: {st.query.strip()[:60]}", hint=_SANDBOX_HINT)
+            if st.type not in _ALLOWED_STATEMENTS or not self._explains_select(st):
+                raise QueryError(
+                    f"{st.type.name} statements are not allowed: {st.query.strip()[:60]}", hint=_SANDBOX_HINT
+                )
         for st in statements[:-1]:
             self._run(st.query, params)
         return self._run(statements[-1].query, params)
+
+    def _explains_select(self, st: duckdb.Statement) -> bool:
+        """True unless ``st`` is an EXPLAIN of something other than one SELECT (fails closed)."""
+        if st.type != duckdb.StatementType.EXPLAIN:
+            return True
+        m = _EXPLAIN_PREFIX.match(st.query)
+        if m is None:
+            return False
+        try:
+            inner = self.con.extract_statements(st.query[m.end() :])
+        except duckdb.Error:
+            return False
+        return len(inner) == 1 and inner[0].type == duckdb.StatementType.SELECT
 
     def _run(self, sql: str, params: Mapping[str, Any] | None) -> pa.Table:
         try:
@@ -91,7 +111,10 @@ class Session:
 def register_parquet_view(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], empty: pa.Schema) -> None:
     """A view over given Parquet files (or an empty, typed view when there are none)."""
     if files:
-        rel = con.sql(_events_select(files) if name == "events" else "SELECT * FROM read_parquet($files)", params={"files": list(files)})
+        rel = con.sql(
+            _events_select(files) if name == "events" else "SELECT * FROM read_parquet($files)",
+            params={"files": list(files)},
+        )
     else:
         rel = con.from_arrow(empty.empty_table())
     rel.create_view(name)

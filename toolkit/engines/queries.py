@@ -160,6 +160,7 @@ def get_query(name: str) -> Query:
         close = [n for n in catalog() if name.split("/")[-1] in n]
         raise QueryNotFoundError(
             f"no query {name!r} in the catalog",
-            hint=("did you mean " + ", ".join(close[:3]) + "? " if close else "") + "list them with: journal sql --list",
+            hint=("did you mean " + ", ".join(close[:3]) + "? " if close else "")
+            + "list them with: journal sql --list",
         )
     return found

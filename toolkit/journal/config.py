@@ -52,8 +52,7 @@ class JournalConfig:
         major = int(str(cfg.schema_version).split(".")[0])
         if major > SCHEMA_MAJOR:
             raise JournalVersionError(
-                f"{origin}: journal schema {cfg.schema_version} is newer than this toolkit reads "
-                f"({SCHEMA_VERSION})",
+                f"{origin}: journal schema {cfg.schema_version} is newer than this toolkit reads ({SCHEMA_VERSION})",
                 hint="upgrade agent-journal-toolkit to read this journal",
                 schema_version=cfg.schema_version,
             )

@@ -67,10 +67,15 @@ def verify_journal(journal: Journal, progress: Callable[[int], None] | None = No
         report.events += t.num_rows
         report.breaks.extend(_verify_table(t, report))
         for sid, eid, pos in zip(
-            t.column("stream_id").to_pylist(), t.column("event_id").to_pylist(), t.column("position").to_pylist(), strict=True
+            t.column("stream_id").to_pylist(),
+            t.column("event_id").to_pylist(),
+            t.column("position").to_pylist(),
+            strict=True,
         ):
             if eid in seen_ids:
-                report.breaks.append(Break(sid, None, "duplicate_event_id", "unique", f"{eid} (also in {seen_ids[eid]})"))
+                report.breaks.append(
+                    Break(sid, None, "duplicate_event_id", "unique", f"{eid} (also in {seen_ids[eid]})")
+                )
             seen_ids[eid] = sid
             if pos in positions:
                 report.breaks.append(Break(sid, None, "duplicate_position", "unique", str(pos)))
@@ -123,7 +128,13 @@ def _verify_table(t: pa.Table, report: VerifyReport) -> list[Break]:
 def breaks_table(report: VerifyReport) -> pa.Table:
     rows = [b.__dict__ for b in report.breaks or []]
     schema = pa.schema(
-        [("stream_id", pa.string()), ("version", pa.int64()), ("check", pa.string()), ("expected", pa.string()), ("found", pa.string())]
+        [
+            ("stream_id", pa.string()),
+            ("version", pa.int64()),
+            ("check", pa.string()),
+            ("expected", pa.string()),
+            ("found", pa.string()),
+        ]
     )
     return pa.Table.from_pylist(rows, schema=schema)
 

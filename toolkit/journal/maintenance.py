@@ -79,7 +79,9 @@ def compact(
     return result
 
 
-def vacuum(journal: Journal, *, retain_hours: int | None = None, force: bool = False, dry_run: bool = False) -> list[str]:
+def vacuum(
+    journal: Journal, *, retain_hours: int | None = None, force: bool = False, dry_run: bool = False
+) -> list[str]:
     """Delete unreferenced files older than ``retain_hours`` (at least the configured guard)."""
     guard = journal.config.vacuum_retain_hours
     hours = guard if retain_hours is None else retain_hours

@@ -80,7 +80,9 @@ def parse_traceparent(value: str, index: int) -> tuple[str, str]:
     m = TRACEPARENT_RE.match(value.strip().lower())
     if not m or m.group(2) == "0" * 32 or m.group(3) == "0" * 16:
         raise EventValidationError.field(
-            "traceparent", index, f"not a W3C traceparent ({value!r})",
+            "traceparent",
+            index,
+            f"not a W3C traceparent ({value!r})",
             hint="format: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>",
         )
     return m.group(2), m.group(3)
@@ -125,14 +127,18 @@ def normalise_event(event: Mapping[str, Any], index: int, now: dt.datetime) -> d
     unknown = set(event) - set(INPUT_COLUMNS) - {"position", *ASSIGNED_COLUMNS}
     if unknown:
         raise EventValidationError.field(
-            sorted(unknown)[0], index, "not a column of the canonical schema",
+            sorted(unknown)[0],
+            index,
+            "not a column of the canonical schema",
             hint="put source-specific fields into data or metadata",
         )
     row: dict[str, Any] = {}
     for name in ("stream_id", "event_type"):
         v = event.get(name)
         if not isinstance(v, str) or not v:
-            raise EventValidationError.field(name, index, "required, a non-empty string" + ("" if v is None else f" (got {v!r})"))
+            raise EventValidationError.field(
+                name, index, "required, a non-empty string" + ("" if v is None else f" (got {v!r})")
+            )
         row[name] = v
     for name in _STR_COLUMNS:
         if name in row:
@@ -199,7 +205,9 @@ def validate_table(table: pa.Table) -> pa.Table:
 
     JSON columns are text and must parse; timestamps must carry a time zone.
     """
-    unknown = [n for n in table.column_names if n not in INPUT_COLUMNS and n != "position" and n not in ASSIGNED_COLUMNS]
+    unknown = [
+        n for n in table.column_names if n not in INPUT_COLUMNS and n != "position" and n not in ASSIGNED_COLUMNS
+    ]
     if unknown:
         raise EventValidationError.field(unknown[0], 0, "not a column of the canonical schema")
     n = table.num_rows
@@ -215,7 +223,8 @@ def validate_table(table: pa.Table) -> pa.Table:
         try:
             cols[name] = pc.cast(col, field.type) if col.type != field.type else col
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-            raise EventValidationError.field(name, 0, f"cannot be read as {field.type}: {e}") from e
+            at = _first_uncastable(col, field.type)
+            raise EventValidationError.field(name, at, f"cannot be read as {field.type}: {e}") from e
     for name in ("stream_id", "event_type", "data"):
         if name == "data" and name not in table.column_names:
             raise EventValidationError.field(name, 0, "required (use the JSON text null for no payload)")
@@ -250,27 +259,30 @@ def validate_table(table: pa.Table) -> pa.Table:
     return out
 
 
-def _check_json(col: pa.ChunkedArray | pa.Array, name: str) -> None:
-    texts = col.to_pylist()
-    try:
-        # one parse over the whole column; the per-row loop only runs to find the culprit
-        parsed = from_json("[" + ",".join(texts) + "]") if texts else []
-    except ValueError:
-        parsed = None
-    if (
-        isinstance(parsed, list)
-        and len(parsed) == len(texts)  # "1,2" in one cell would parse as two items
-        and (name != "metadata" or all(isinstance(v, dict) for v in parsed))
-    ):
-        return
-    for i, text in enumerate(texts):
+def _first_uncastable(col: pa.ChunkedArray | pa.Array, to: pa.DataType) -> int:
+    """Index of the first value that does not cast (bisection: about 2n casts in all)."""
+    lo, hi = 0, len(col)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
         try:
-            value = from_json(text)
+            pc.cast(col.slice(lo, mid - lo), to)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+def _check_json(col: pa.ChunkedArray | pa.Array, name: str) -> None:
+    # one parse per cell: joining the cells into one array would accept cells that are not
+    # JSON alone but pair up across the joins ('[1', '2]', '3,4' reads as three items)
+    for i, text in enumerate(col.to_pylist()):
+        try:
+            value = from_json(text, allow_inf_nan=False)  # NaN / Infinity are not JSON
         except ValueError as e:
             raise EventValidationError.field(name, i, f"not JSON: {e}") from None
         if name == "metadata" and not isinstance(value, dict):
             raise EventValidationError.field(name, i, "expected a JSON object")
-    raise EventValidationError.field(name, 0, "not JSON")
 
 
 def _fill_trace_ids(table: pa.Table) -> pa.Table:

@@ -115,9 +115,7 @@ CANONICAL_EVENT_TYPES: Final = (
 # alter to change the story is here; data/metadata are covered through payload_sha256 so that
 # payloads can later be redacted without breaking the chain.
 ENVELOPE_COLUMNS: Final = tuple(
-    c.name
-    for c in COLUMNS
-    if c.name not in {"data", "metadata", "payload_sha256", "prev_hash", "hash", "day"}
+    c.name for c in COLUMNS if c.name not in {"data", "metadata", "payload_sha256", "prev_hash", "hash", "day"}
 )
 
 # Filled by the journal, never taken from the caller.

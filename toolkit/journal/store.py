@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,16 +43,15 @@ from deltalake.exceptions import DeltaError
 
 from toolkit.errors import (
     ConcurrencyError,
-    DuplicateEventError,
     EventValidationError,
     InvalidPathError,
     JournalExistsError,
     JournalNotFoundError,
 )
-from toolkit.journal import hashing
+from toolkit.journal.assign import assign
 from toolkit.journal.config import CONFIG_FILE, JournalConfig, write_atomic
 from toolkit.journal.lock import write_lock
-from toolkit.journal.prepare import DEFAULT_STREAM_TYPE, events_to_table, validate_table
+from toolkit.journal.prepare import events_to_table, validate_table
 from toolkit.journal.schema import (
     ARROW_SCHEMA,
     COLUMN_NAMES,
@@ -63,8 +61,6 @@ from toolkit.journal.schema import (
 
 EVENTS_TABLE = "events"
 UTC = dt.UTC
-# event ids the journal derives: uuid5(EVENT_NAMESPACE, "<stream_id>/<version>")
-EVENT_NAMESPACE = uuid.UUID("6f1c7a52-3b4e-5d8a-9c0e-7a1b2c3d4e5f")
 
 
 @dataclass(frozen=True)
@@ -100,10 +96,6 @@ class AppendResult:
     last_position: int | None = None
     delta_version: int | None = None
     heads: dict[str, int] = field(default_factory=dict)
-
-
-def _stream_event_id(stream_id: str, version: int) -> str:
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{stream_id}/{version}"))
 
 
 class Journal:
@@ -261,7 +253,7 @@ class Journal:
         for f in self._files.values():
             if stream_types is not None and f.stream_type not in stream_types:
                 continue
-            if lo_day and f.day < lo_day or hi_day and f.day > hi_day:
+            if (lo_day and f.day < lo_day) or (hi_day and f.day > hi_day):
                 continue
             if ids is not None and f.min_stream_id is not None and f.max_stream_id is not None:
                 if not any(f.min_stream_id <= s <= f.max_stream_id for s in ids):
@@ -362,8 +354,10 @@ class Journal:
             if not groups:
                 continue
             t = pf.read_row_groups(groups, columns=file_cols)
-            mask = pc.equal(t.column("stream_id"), next(iter(wanted))) if len(wanted) == 1 else pc.is_in(
-                t.column("stream_id"), pa.array(sorted(wanted), pa.string())
+            mask = (
+                pc.equal(t.column("stream_id"), next(iter(wanted)))
+                if len(wanted) == 1
+                else pc.is_in(t.column("stream_id"), pa.array(sorted(wanted), pa.string()))
             )
             t = t.filter(mask)
             if t.num_rows:
@@ -378,14 +372,15 @@ class Journal:
         out = pa.concat_tables([p.select(schema.names).cast(schema) for p in pieces])
         if from_version is not None or to_version is not None:
             v = out.column("version")
-            mask = pc.and_(
-                pc.greater_equal(v, from_version or 1), pc.less_equal(v, to_version or (1 << 62))
-            )
+            mask = pc.and_(pc.greater_equal(v, from_version or 1), pc.less_equal(v, to_version or (1 << 62)))
             out = out.filter(mask)
         return out.sort_by([("stream_id", "ascending"), ("version", "ascending")]).select(cols)
 
     def _candidate_files(self, wanted: set[str]) -> list[FileInfo]:
-        heads = self._heads if self._heads_scanned else {}
+        # heads prune by day only while they cover every active file: another process may have
+        # appended to a wanted stream, on a later day, since they were scanned
+        fresh = bool(self._heads_scanned) and self._heads_scanned.issuperset(self._files)
+        heads = self._heads if fresh else {}
         out = []
         for f in self._files.values():
             if f.min_stream_id is not None and f.max_stream_id is not None:
@@ -401,18 +396,19 @@ class Journal:
     def read_all(self, columns: Sequence[str] | None = None) -> pa.Table:
         """The whole journal (tests and small journals; analysis should use the engines)."""
         cols = list(columns) if columns is not None else list(COLUMN_NAMES)
+        read = list(dict.fromkeys([*cols, "position"]))  # position orders the rows
         pieces = []
         for f in self.files():
-            t = pq.read_table(f.path, columns=[c for c in cols if c not in PARTITION_COLUMNS])
+            t = pq.read_table(f.path, columns=[c for c in read if c not in PARTITION_COLUMNS])
             if "stream_type" in cols:
                 t = t.append_column("stream_type", pa.array([f.stream_type] * t.num_rows, pa.string()))
             if "day" in cols:
                 t = t.append_column("day", pa.array([f.day] * t.num_rows, pa.date32()))
-            pieces.append(t.select(cols))
-        schema = pa.schema([ARROW_SCHEMA.field(c) for c in cols])
+            pieces.append(t.select(read))
+        schema = pa.schema([ARROW_SCHEMA.field(c) for c in read])
         if not pieces:
-            return schema.empty_table()
-        return pa.concat_tables([p.cast(schema) for p in pieces]).sort_by("position")
+            return schema.empty_table().select(cols)
+        return pa.concat_tables([p.cast(schema) for p in pieces]).sort_by("position").select(cols)
 
     # ------------------------------------------------------------------ writes
 
@@ -428,7 +424,9 @@ class Journal:
         rows = []
         for i, e in enumerate(events):
             if e.get("stream_id", stream_id) != stream_id:
-                raise EventValidationError.field("stream_id", i, f"{e.get('stream_id')!r} is not the stream {stream_id!r}")
+                raise EventValidationError.field(
+                    "stream_id", i, f"{e.get('stream_id')!r} is not the stream {stream_id!r}"
+                )
             rows.append({**e, "stream_id": stream_id})
         table = events_to_table(rows)
         if stream_type is not None:
@@ -508,118 +506,17 @@ class Journal:
     def _assign(
         self, table: pa.Table, heads: dict[str, Head], expected: Mapping[str, int] | None
     ) -> tuple[pa.Table, int]:
-        """Idempotency, expected versions, versions, event ids, positions, hashes."""
-        table = table.sort_by([("stream_id", "ascending"), ("_idx", "ascending")])
-        sids = table.column("stream_id").to_pylist()
-        idxs = table.column("_idx").to_pylist()
-        eids = table.column("event_id").to_pylist()
-        given_versions = table.column("version").to_pylist()
-        stypes = table.column("stream_type").to_pylist()
-        payloads = hashing.payload_digests(table.column("data"), table.column("metadata"))
-        etypes = table.column("event_type").to_pylist()
-
-        # existing ids of the touched streams that already exist (idempotent re-append)
-        existing_streams = sorted({s for s in sids if s in heads})
-        known: dict[str, tuple[str, str, str]] = {}
-        if existing_streams and any(e is not None for e in eids):
-            old = self.read_streams(existing_streams, ["stream_id", "event_id", "payload_sha256", "event_type"])
-            for sid, eid, ph, et in zip(*(old.column(c).to_pylist() for c in old.column_names), strict=True):
-                known[eid] = (sid, ph, et)
-
+        """Expected versions, then idempotency, numbering and hashing (``assign``)."""
         if expected:
             for sid, exp in expected.items():
                 actual = heads[sid].version if sid in heads else 0
                 if exp != actual:
                     raise ConcurrencyError.mismatch(sid, exp, actual)
-
-        keep: list[int] = []
-        versions: list[int] = []
-        out_types: list[str] = []
-        out_ids: list[str] = []
-        seen: dict[str, tuple[str, str, str, int]] = {}
-        skipped = 0
-        current: str | None = None
-        next_version = 0
-        for row, sid in enumerate(sids):
-            if sid != current:
-                current = sid
-                head = heads.get(sid)
-                next_version = (head.version if head else 0) + 1
-                stype = head.stream_type if head else None
-            eid = eids[row]
-            if eid is not None:
-                prior = known.get(eid)
-                if prior is not None:
-                    if prior[0] != sid or prior[1] != payloads[row] or prior[2] != etypes[row]:
-                        raise DuplicateEventError(
-                            f"event {idxs[row]}: event_id {eid!r} is already in the journal with different content"
-                            + (f" (stream {prior[0]!r})" if prior[0] != sid else ""),
-                            hint="an event id names one event: give the changed event a new id",
-                            event_id=eid,
-                            index=idxs[row],
-                        )
-                    skipped += 1
-                    continue
-                twin = seen.get(eid)
-                if twin is not None:
-                    if twin[:3] != (sid, payloads[row], etypes[row]):
-                        raise DuplicateEventError(
-                            f"event {idxs[row]}: event_id {eid!r} also names event {twin[3]} of this batch, with different content",
-                            hint="an event id names one event: give the changed event a new id",
-                            event_id=eid,
-                            index=idxs[row],
-                        )
-                    skipped += 1
-                    continue
-                seen[eid] = (sid, payloads[row], etypes[row], idxs[row])
-            gv = given_versions[row]
-            if gv is not None and gv != next_version:
-                raise ConcurrencyError(
-                    f"event {idxs[row]}: stream {sid!r} version {gv} given, but the next version is {next_version}",
-                    hint="leave version out to let the journal number events, or pass the stream's next version",
-                    stream_id=sid,
-                    expected=gv - 1,
-                    actual=next_version - 1,
-                    index=idxs[row],
-                )
-            st = stypes[row]
-            if stype is None:
-                stype = st or DEFAULT_STREAM_TYPE
-            elif st is not None and st != stype:
-                raise EventValidationError.field(
-                    "stream_type", idxs[row], f"stream {sid!r} is of type {stype!r}, not {st!r}"
-                )
-            keep.append(row)
-            versions.append(next_version)
-            out_types.append(stype)
-            out_ids.append(eid if eid is not None else _stream_event_id(sid, next_version))
-            next_version += 1
-
-        if not keep:
-            return ARROW_SCHEMA.empty_table(), skipped
-        kept = table.take(pa.array(keep, pa.int64())) if len(keep) != table.num_rows else table
-        kept_payloads = [payloads[i] for i in keep] if len(keep) != table.num_rows else payloads
-        kept = _replace(kept, "version", pa.array(versions, pa.int64()))
-        kept = _replace(kept, "stream_type", pa.array(out_types, pa.string()))
-        kept = _replace(kept, "event_id", pa.array(out_ids, pa.string()))
-        # positions follow the caller's order of events (commit order)
-        order = pc.sort_indices(kept.column("_idx"))
-        start = self.max_position() + 1
-        positions = pa.array(range(start, start + kept.num_rows), pa.int64())
-        pos_by_row = pc.take(positions, pc.sort_indices(order))  # inverse permutation
-        kept = kept.append_column("position", pos_by_row)
-        now = dt.datetime.now(UTC)
-        kept = kept.append_column("recorded_at", pa.array([now] * kept.num_rows, ARROW_SCHEMA.field("recorded_at").type))
-        kept = kept.append_column("payload_sha256", pa.array(kept_payloads, pa.string()))
-        day = pc.cast(kept.column("occurred_at"), pa.date32())  # the column is UTC
-        kept = kept.append_column("day", day)
-        envelopes = hashing.envelope_texts(kept)
-        start_hashes = {sid: heads[sid].hash for sid in existing_streams}
-        prevs, hashes = hashing.chain_hashes(kept.column("stream_id").to_pylist(), kept_payloads, envelopes, start_hashes)
-        kept = kept.append_column("prev_hash", pa.array(prevs, pa.string()))
-        kept = kept.append_column("hash", pa.array(hashes, pa.string()))
-        kept = kept.sort_by("position")
-        return kept.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA), skipped
+        existing = sorted(set(pc.unique(table.column("stream_id")).to_pylist()) & heads.keys())
+        known = None
+        if existing and table.column("event_id").null_count < table.num_rows:
+            known = self.read_streams(existing, ["stream_id", "event_id", "payload_sha256", "event_type"])
+        return assign(table, heads, known, self.max_position(), dt.datetime.now(UTC))
 
     # ------------------------------------------------------------------ maintenance
 

@@ -73,14 +73,16 @@ def write_table(
     from rich.console import Console
     from rich.table import Table
 
-    out = stream or (open(output, "w", encoding="utf-8") if output else sys.stdout)  # noqa: SIM115
+    out = stream or (open(output, "w", encoding="utf-8") if output else sys.stdout)
     try:
         console = Console(file=out, width=200 if output or not out.isatty() else None)
         rt = Table(title=title, show_lines=False, header_style="bold")
         for name in table.column_names:
-            numeric = pa.types.is_integer(table.schema.field(name).type) or pa.types.is_floating(
-                table.schema.field(name).type
-            ) or pa.types.is_decimal(table.schema.field(name).type)
+            numeric = (
+                pa.types.is_integer(table.schema.field(name).type)
+                or pa.types.is_floating(table.schema.field(name).type)
+                or pa.types.is_decimal(table.schema.field(name).type)
+            )
             rt.add_column(name, justify="right" if numeric else "left", overflow="fold")
         for row in table.slice(0, max_rows).to_pylist():
             rt.add_row(*(_cell(row[c]) for c in table.column_names))

@@ -1,0 +1,40 @@
+# Two commands on a fresh machine with only Python:  make demo  |  make test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+JOURNAL ?= data/demo-journal
+RUNS ?= 2000
+SEED ?= 7
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+## make demo: build the demo journal under data/ and print a summary
+demo: $(STAMP)
+	$(BIN)/journal demo -j $(JOURNAL) --runs $(RUNS) --seed $(SEED)
+
+## make test: ruff, mypy --strict, pytest (doctests included)
+test: $(STAMP)
+	$(BIN)/ruff check toolkit tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n 2 --doctest-modules toolkit tests $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check toolkit tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## make bench: the benchmarks of BENCHMARKS.md (minutes; not part of make test)
+bench: $(STAMP)
+	$(BIN)/python bench/bench_journal.py
+
+clean:
+	rm -rf $(VENV) $(JOURNAL) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import click
+
+from toolkit.cli.options import journal_option
+
+
+@click.command("demo")
+@journal_option
+@click.option("--runs", type=click.IntRange(1), default=2000, show_default=True, help="Agent runs to generate.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed (same seed, same events).")
+def command(journal_path: str, runs: int, seed: int) -> None:
+    """Write a synthetic fleet of agent runs into the journal (created if absent) and summarise it.
+
+    Several agents and models, tool calls with failures and retry loops, LLM calls with cached
+    and reasoning tokens and cost, correlation and causation ids, traceparents, a multi-day
+    spread, a few runs that blow a budget. Rerunning with the same seed adds nothing (event ids
+    are deterministic).
+
+    \b
+    Example:
+      journal demo -j data/demo-journal --runs 2000 --seed 7
+    """
+    from toolkit.analysis.demo_summary import summarise_journal
+    from toolkit.ingest.demo import estimate_events, write_demo
+    from toolkit.journal import Journal
+    from toolkit.reports.progress import progress_bar
+    from toolkit.reports.tables import write_table
+
+    journal = Journal.create(journal_path, exist_ok=True)
+    with progress_bar("writing demo events", estimate_events(runs)) as advance:
+        result = write_demo(journal, runs, seed=seed, progress=advance)
+    click.echo(
+        f"demo: {result.runs} runs, {result.events} events generated, {result.appended} appended, "
+        f"{result.skipped} already present -> {journal.path}",
+        err=True,
+    )
+    overview, by_model = summarise_journal(journal)
+    for k, v in overview.items():
+        click.echo(f"{k:>10}: {v}")
+    write_table(by_model, "table", title="tokens and cost by model")

@@ -1,0 +1,211 @@
+"""Numbering a validated batch against the stream heads, column-wise.
+
+Given the caller's events (``INPUT_SCHEMA`` plus ``_idx``, each event's index in the batch)
+and the heads of the streams they touch, decide which events are new (event-id idempotency),
+check given versions, give each new event its version, stream type, event id, position,
+recorded_at, day, payload digest and hash chain. Everything but the SHA-256 calls and
+UUIDv5 of id-less events runs vectorised (Polars / Arrow).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Protocol
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from toolkit.errors import ConcurrencyError, DuplicateEventError, EventValidationError
+from toolkit.journal import hashing
+from toolkit.journal.prepare import DEFAULT_STREAM_TYPE
+from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES
+
+# event ids the journal derives: uuid5(EVENT_NAMESPACE, "<stream_id>/<version>")
+EVENT_NAMESPACE = uuid.UUID("6f1c7a52-3b4e-5d8a-9c0e-7a1b2c3d4e5f")
+_DUP_HINT = "an event id names one event: give the changed event a new id"
+
+
+class StreamHead(Protocol):
+    stream_type: str
+    version: int
+    hash: str
+
+
+def derived_event_id(stream_id: str, version: int) -> str:
+    """The id of an event that came without one.
+
+    >>> derived_event_id("run-1", 1)
+    '2460efca-1557-52c5-9659-9fa91cee02d3'
+    """
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{stream_id}/{version}"))
+
+
+def assign(
+    table: pa.Table,
+    heads: Mapping[str, StreamHead],
+    known: pa.Table | None,
+    max_position: int,
+    now: dt.datetime,
+) -> tuple[pa.Table, int]:
+    """Return (rows to write in ``ARROW_SCHEMA``, ordered by position; events skipped).
+
+    ``known`` holds (stream_id, event_id, payload_sha256, event_type) of events already in the
+    touched streams, for idempotency.
+    """
+    payloads = pa.array(hashing.payload_digests(table.column("data"), table.column("metadata")), pa.string())
+    keys = pl.DataFrame(
+        {
+            "stream_id": table.column("stream_id"),
+            "_idx": table.column("_idx"),
+            "event_id": table.column("event_id"),
+            "given_version": table.column("version"),
+            "stream_type": table.column("stream_type"),
+            "event_type": table.column("event_type"),
+            "payload": payloads,
+        }
+    )
+    keys, skipped = _drop_known(keys, known)
+    keys, twins = _drop_batch_twins(keys)
+    skipped += twins
+    if keys.height == 0:
+        return ARROW_SCHEMA.empty_table(), skipped
+
+    touched = keys.get_column("stream_id").unique().to_list()
+    head_rows = [(s, heads[s].version, heads[s].stream_type) for s in touched if s in heads]
+    head_frame = pl.DataFrame(
+        head_rows,
+        schema={"stream_id": pl.String, "head_version": pl.Int64, "head_type": pl.String},
+        orient="row",
+    )
+    keys = (
+        keys.join(head_frame, on="stream_id", how="left")
+        .sort(["stream_id", "_idx"])
+        .with_columns(
+            version=pl.col("head_version").fill_null(0) + pl.int_range(1, pl.len() + 1).over("stream_id"),
+            final_type=pl.coalesce(
+                pl.col("head_type"),
+                pl.col("stream_type").drop_nulls().first().over("stream_id"),
+                pl.lit(DEFAULT_STREAM_TYPE),
+            ),
+        )
+    )
+    _check_versions(keys)
+    _check_types(keys)
+    missing_ids = keys.filter(pl.col("event_id").is_null())
+    if missing_ids.height:
+        derived = [derived_event_id(s, v) for s, v in missing_ids.select("stream_id", "version").iter_rows()]
+        filled = missing_ids.select("_idx").with_columns(derived_id=pl.Series(derived, dtype=pl.String))
+        keys = keys.join(filled, on="_idx", how="left", maintain_order="left").with_columns(
+            event_id=pl.coalesce("event_id", "derived_id")
+        )
+    keys = keys.with_columns(position=pl.col("_idx").rank("ordinal").cast(pl.Int64) + max_position)
+
+    # rows of the caller's table, in (stream_id, version) order for the chain
+    take = pa.array(keys.get_column("_idx").to_list(), pa.int64())
+    out = table.take(take)
+    out = _set(out, "version", keys.get_column("version").to_arrow())
+    out = _set(out, "stream_type", keys.get_column("final_type").to_arrow())
+    out = _set(out, "event_id", keys.get_column("event_id").to_arrow())
+    out = out.append_column("position", keys.get_column("position").to_arrow())
+    out = out.append_column("recorded_at", pa.array([now] * out.num_rows, ARROW_SCHEMA.field("recorded_at").type))
+    out = out.append_column("payload_sha256", keys.get_column("payload").to_arrow())
+    out = out.append_column("day", pc.cast(out.column("occurred_at"), pa.date32()))  # the column is UTC
+    envelopes = hashing.envelope_texts(out)
+    starts = {s: heads[s].hash for s in touched if s in heads}
+    prevs, hashes = hashing.chain_hashes(
+        out.column("stream_id").to_pylist(), out.column("payload_sha256").to_pylist(), envelopes, starts
+    )
+    out = out.append_column("prev_hash", pa.array(prevs, pa.string()))
+    out = out.append_column("hash", pa.array(hashes, pa.string()))
+    out = out.sort_by("position").select(list(COLUMN_NAMES))
+    return out.cast(ARROW_SCHEMA), skipped
+
+
+def _set(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, values)
+
+
+def _drop_known(keys: pl.DataFrame, known: pa.Table | None) -> tuple[pl.DataFrame, int]:
+    """Skip events whose id is already in the journal with the same content; refuse changed ones."""
+    if known is None or known.num_rows == 0:
+        return keys, 0
+    k = pl.DataFrame(
+        {
+            "event_id": known.column("event_id"),
+            "k_stream": known.column("stream_id"),
+            "k_payload": known.column("payload_sha256"),
+            "k_type": known.column("event_type"),
+        }
+    )
+    hit = keys.join(k, on="event_id", how="inner")
+    if hit.height == 0:
+        return keys, 0
+    changed = hit.filter(
+        (pl.col("k_stream") != pl.col("stream_id"))
+        | (pl.col("k_payload") != pl.col("payload"))
+        | (pl.col("k_type") != pl.col("event_type"))
+    ).sort("_idx")
+    if changed.height:
+        row = changed.row(0, named=True)
+        where = f" (stream {row['k_stream']!r})" if row["k_stream"] != row["stream_id"] else ""
+        raise DuplicateEventError(
+            f"event {row['_idx']}: event_id {row['event_id']!r} is already in the journal "
+            f"with different content{where}",
+            hint=_DUP_HINT,
+            event_id=row["event_id"],
+            index=row["_idx"],
+        )
+    return keys.join(hit.select("_idx"), on="_idx", how="anti"), hit.height
+
+
+def _drop_batch_twins(keys: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """The same id twice in one batch: identical → keep the first; different → refuse."""
+    with_id = keys.filter(pl.col("event_id").is_not_null())
+    dup = with_id.filter(pl.col("event_id").is_duplicated())
+    if dup.height == 0:
+        return keys, 0
+    dup = dup.sort("_idx").with_columns(
+        first_idx=pl.col("_idx").first().over("event_id"),
+        differs=(pl.struct("stream_id", "payload", "event_type").n_unique().over("event_id") > 1),
+    )
+    bad = dup.filter(pl.col("differs") & (pl.col("_idx") != pl.col("first_idx")))
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise DuplicateEventError(
+            f"event {row['_idx']}: event_id {row['event_id']!r} also names event {row['first_idx']} "
+            "of this batch, with different content",
+            hint=_DUP_HINT,
+            event_id=row["event_id"],
+            index=row["_idx"],
+        )
+    drop = dup.filter(pl.col("_idx") != pl.col("first_idx")).select("_idx")
+    return keys.join(drop, on="_idx", how="anti"), drop.height
+
+
+def _check_versions(keys: pl.DataFrame) -> None:
+    bad = keys.filter(pl.col("given_version").is_not_null() & (pl.col("given_version") != pl.col("version")))
+    if bad.height:
+        row = bad.sort("_idx").row(0, named=True)
+        raise ConcurrencyError(
+            f"event {row['_idx']}: stream {row['stream_id']!r} version {row['given_version']} given, "
+            f"but the next version is {row['version']}",
+            hint="leave version out to let the journal number events, or pass the stream's next version",
+            stream_id=row["stream_id"],
+            expected=row["given_version"] - 1,
+            actual=row["version"] - 1,
+            index=row["_idx"],
+        )
+
+
+def _check_types(keys: pl.DataFrame) -> None:
+    bad = keys.filter(pl.col("stream_type").is_not_null() & (pl.col("stream_type") != pl.col("final_type")))
+    if bad.height:
+        row = bad.sort("_idx").row(0, named=True)
+        raise EventValidationError.field(
+            "stream_type",
+            row["_idx"],
+            f"stream {row['stream_id']!r} is of type {row['final_type']!r}, not {row['stream_type']!r}",
+        )

@@ -80,52 +80,48 @@ def assign(
         schema={"stream_id": pl.String, "head_version": pl.Int64, "head_type": pl.String},
         orient="row",
     )
-    keys = (
-        keys.join(head_frame, on="stream_id", how="left")
-        .sort(["stream_id", "_idx"])
-        .with_columns(
-            version=pl.col("head_version").fill_null(0) + pl.int_range(1, pl.len() + 1).over("stream_id"),
-            final_type=pl.coalesce(
-                pl.col("head_type"),
-                pl.col("stream_type").drop_nulls().first().over("stream_id"),
-                pl.lit(DEFAULT_STREAM_TYPE),
-            ),
-        )
+    # rows stay in the caller's order: that is commit (position) order, and within a stream
+    # it is version order
+    keys = keys.join(head_frame, on="stream_id", how="left", maintain_order="left").with_columns(
+        version=pl.col("head_version").fill_null(0) + pl.int_range(1, pl.len() + 1).over("stream_id"),
+        final_type=pl.coalesce(
+            pl.col("head_type"),
+            pl.col("stream_type").drop_nulls().first().over("stream_id"),
+            pl.lit(DEFAULT_STREAM_TYPE),
+        ),
+        position=pl.int_range(max_position + 1, max_position + 1 + pl.len(), dtype=pl.Int64),
     )
     _check_versions(keys)
     _check_types(keys)
-    missing_ids = keys.filter(pl.col("event_id").is_null())
-    if missing_ids.height:
-        derived = [derived_event_id(s, v) for s, v in missing_ids.select("stream_id", "version").iter_rows()]
-        filled = missing_ids.select("_idx").with_columns(derived_id=pl.Series(derived, dtype=pl.String))
-        keys = keys.join(filled, on="_idx", how="left", maintain_order="left").with_columns(
-            event_id=pl.coalesce("event_id", "derived_id")
-        )
-    keys = keys.with_columns(position=pl.col("_idx").rank("ordinal").cast(pl.Int64) + max_position)
+    event_ids = keys.get_column("event_id")
+    if event_ids.null_count():
+        ids = event_ids.to_list()
+        for i, (sid, v) in enumerate(keys.select("stream_id", "version").iter_rows()):
+            if ids[i] is None:
+                ids[i] = derived_event_id(sid, v)
+        event_ids = pl.Series("event_id", ids, dtype=pl.String)
 
-    # rows of the caller's table, in (stream_id, version) order for the chain
-    take = pa.array(keys.get_column("_idx").to_list(), pa.int64())
-    out = table.take(take)
+    out = table if keys.height == table.num_rows else table.take(keys.get_column("_idx").to_arrow())
     out = _set(out, "version", keys.get_column("version").to_arrow())
     out = _set(out, "stream_type", keys.get_column("final_type").to_arrow())
-    out = _set(out, "event_id", keys.get_column("event_id").to_arrow())
-    out = out.append_column("position", keys.get_column("position").to_arrow())
+    out = _set(out, "event_id", event_ids.to_arrow())
+    out = _set(out, "position", keys.get_column("position").to_arrow())
     out = out.append_column("recorded_at", pa.array([now] * out.num_rows, ARROW_SCHEMA.field("recorded_at").type))
-    out = out.append_column("payload_sha256", keys.get_column("payload").to_arrow())
+    out = _set(out, "payload_sha256", keys.get_column("payload").to_arrow())
     out = out.append_column("day", pc.cast(out.column("occurred_at"), pa.date32()))  # the column is UTC
-    envelopes = hashing.envelope_texts(out)
     starts = {s: heads[s].hash for s in touched if s in heads}
     prevs, hashes = hashing.chain_hashes(
-        out.column("stream_id").to_pylist(), out.column("payload_sha256").to_pylist(), envelopes, starts
+        out.column("stream_id").to_pylist(), out.column("payload_sha256"), hashing.envelope_texts(out), starts
     )
     out = out.append_column("prev_hash", pa.array(prevs, pa.string()))
     out = out.append_column("hash", pa.array(hashes, pa.string()))
-    out = out.sort_by("position").select(list(COLUMN_NAMES))
-    return out.cast(ARROW_SCHEMA), skipped
+    return out.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA), skipped
 
 
 def _set(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.Table:
-    return table.set_column(table.schema.get_field_index(name), name, values)
+    values = pc.cast(values, ARROW_SCHEMA.field(name).type)  # Polars hands out large_string
+    i = table.schema.get_field_index(name)
+    return table.set_column(i, name, values) if i >= 0 else table.append_column(name, values)
 
 
 def _drop_known(keys: pl.DataFrame, known: pa.Table | None) -> tuple[pl.DataFrame, int]:
@@ -158,7 +154,7 @@ def _drop_known(keys: pl.DataFrame, known: pa.Table | None) -> tuple[pl.DataFram
             event_id=row["event_id"],
             index=row["_idx"],
         )
-    return keys.join(hit.select("_idx"), on="_idx", how="anti"), hit.height
+    return keys.filter(~pl.col("_idx").is_in(hit.get_column("_idx").implode())), hit.height
 
 
 def _drop_batch_twins(keys: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -181,8 +177,8 @@ def _drop_batch_twins(keys: pl.DataFrame) -> tuple[pl.DataFrame, int]:
             event_id=row["event_id"],
             index=row["_idx"],
         )
-    drop = dup.filter(pl.col("_idx") != pl.col("first_idx")).select("_idx")
-    return keys.join(drop, on="_idx", how="anti"), drop.height
+    drop = dup.filter(pl.col("_idx") != pl.col("first_idx")).get_column("_idx")
+    return keys.filter(~pl.col("_idx").is_in(drop.implode())), drop.len()
 
 
 def _check_versions(keys: pl.DataFrame) -> None:

@@ -13,7 +13,6 @@ exception; ``journal verify`` exits 3 when there is any.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -92,7 +91,7 @@ def _verify_table(t: pa.Table, report: VerifyReport) -> list[Break]:
     prevs = t.column("prev_hash").to_pylist()
     hashes = t.column("hash").to_pylist()
     payloads = hashing.payload_digests(t.column("data"), t.column("metadata"))
-    envelopes = hashing.envelope_texts(t)
+    envelopes = hashing.envelope_texts(t).to_pylist()
     breaks: list[Break] = []
     broken: set[str] = set()
     current: str | None = None
@@ -113,7 +112,7 @@ def _verify_table(t: pa.Table, report: VerifyReport) -> list[Break]:
         elif prevs[i] != expect_prev:
             found = Break(sid, v, "prev_hash", expect_prev, prevs[i])
         else:
-            h = hashlib.sha256(f"{prevs[i]}{stored_payload[i]}{envelopes[i]}".encode()).hexdigest()
+            h = hashing.event_hash(prevs[i], stored_payload[i], envelopes[i])
             if h != hashes[i]:
                 found = Break(sid, v, "hash", h, hashes[i])
         if found:

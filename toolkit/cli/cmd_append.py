@@ -33,7 +33,8 @@ def command(
     """
     from toolkit.errors import ConcurrencyError, EventValidationError
 
-    name = "stdin" if input_path.name in ("<stdin>", "-") else input_path.name
+    raw_name = getattr(input_path, "name", "<stdin>")
+    name = "stdin" if raw_name in ("<stdin>", "-") else str(raw_name)
     events = []
     for lineno, line in enumerate(input_path, start=1):
         if not line.strip():

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import csv
 import io
 import json
 import sys
@@ -17,7 +18,6 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from toolkit.errors import InvalidPathError
@@ -61,10 +61,13 @@ def write_table(
         pq.write_table(table, output)
         return
     if fmt == "csv":
-        buf = io.BytesIO()
-        pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(quoting_style="needed"))
-        text = buf.getvalue().decode()
-        _emit(_unquote_header(text), output, stream)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(table.column_names)
+        for batch in table.to_batches(max_chunksize=65_536):
+            for row in batch.to_pylist():
+                writer.writerow([_csv_cell(v) for v in row.values()])
+        _emit(buf.getvalue(), output, stream)
         return
     if fmt == "json":
         lines = [json.dumps(r, default=_json_default, ensure_ascii=False) for r in table.to_pylist()]
@@ -94,9 +97,14 @@ def write_table(
             out.close()
 
 
-def _unquote_header(text: str) -> str:
-    head, sep, rest = text.partition("\n")
-    return head.replace('"', "") + sep + rest
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, dt.datetime | dt.date):
+        return v.isoformat()
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return v
 
 
 def _emit(text: str, output: str | None, stream: TextIO | None) -> None:

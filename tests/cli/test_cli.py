@@ -1,0 +1,160 @@
+"""The `journal` command, in-process through its real entry point (exit codes, stdout/stderr)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit.cli.main import COMMANDS, cli, main
+
+
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+EVENTS = "\n".join(
+    json.dumps(e)
+    for e in [
+        {"stream_id": "run-1", "event_type": "user_message", "occurred_at": "2026-11-01T09:00:00Z", "data": {"text": "hi"}},
+        {
+            "stream_id": "run-1",
+            "event_type": "llm_response",
+            "occurred_at": "2026-11-01T09:00:01Z",
+            "model": "gpt-4o",
+            "tokens_in": 100,
+            "tokens_out": 20,
+            "cost_usd": 0.002,
+            "data": {"content": "ok"},
+        },
+    ]
+)
+
+
+@pytest.fixture
+def jpath(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    p = str(tmp_path / "j")
+    code, _, err = run(capsys, monkeypatch, "init", p)
+    assert code == 0, err
+    return p
+
+
+def test_help_is_instant_and_lists_every_command() -> None:
+    code = (
+        "import sys, toolkit.cli.main as m\n"
+        "try:\n    m.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [n for n in ('duckdb', 'polars', 'pyarrow', 'deltalake') if n in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+    for name in COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help_with_an_example(name: str) -> None:
+    command = cli.get_command(None, name)  # type: ignore[arg-type]
+    assert command is not None and command.help
+    assert "Example" in command.help, f"journal {name} --help has no example"
+
+
+def test_append_streams_stats_sql_verify(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, "--expected-version", "0", stdin=EVENTS)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["read"], summary["appended"], summary["rejected"]) == (2, 2, 0)
+    assert summary["heads"] == {"run-1": 2}
+
+    code, out, _ = run(capsys, monkeypatch, "streams", "-j", jpath, "--format", "json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and rows[0]["stream_id"] == "run-1" and rows[0]["events"] == 2
+    assert rows[0]["tokens_in"] == 100 and rows[0]["cost_usd"] == "0.002000000"
+
+    code, out, _ = run(capsys, monkeypatch, "stats", "-j", jpath, "run-1", "--format", "csv")
+    assert code == 0 and out.splitlines()[0].startswith("event_type,events")
+
+    code, out, _ = run(
+        capsys, monkeypatch, "sql", "-j", jpath, "SELECT version FROM events WHERE stream_id = $s ORDER BY 1",
+        "-p", "s=run-1", "--format", "csv",
+    )
+    assert code == 0 and out.split() == ["version", "1", "2"]
+
+    code, out, _ = run(capsys, monkeypatch, "sql", "-j", jpath, "journal/summary_by_model", "--format", "json")
+    models = {json.loads(line)["model"]: json.loads(line) for line in out.splitlines()}
+    assert code == 0 and models["gpt-4o"]["llm_calls"] == 1
+
+    code, _, err = run(capsys, monkeypatch, "verify", "-j", jpath)
+    assert code == 0 and "OK" in err
+
+
+def test_re_append_is_idempotent_and_conflict_exits_1(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = "\n".join(json.dumps({**json.loads(line), "event_id": f"e{i}"}) for i, line in enumerate(EVENTS.splitlines()))
+    assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=lines)[0] == 0
+    code, out, _ = run(capsys, monkeypatch, "append", "-j", jpath, stdin=lines)
+    assert code == 0 and json.loads(out)["skipped_duplicates"] == 2 and json.loads(out)["appended"] == 0
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, "--expected-version", "0", stdin=EVENTS)
+    assert code == 1 and out == ""
+    assert "expected version 0" in err and "at version 2" in err and "Hint:" in err
+
+
+def test_bad_line_names_line_field_and_writes_nothing(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = EVENTS + '\n{"stream_id": "run-1", "event_type": "x", "data": 1, "occurred_at": "2026-11-01T10:00:00"}\n'
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=bad)
+    assert code == 1 and "stdin:3" in err and "occurred_at" in err and "no time zone" in err
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=EVENTS + "\n{not json\n")
+    assert code == 1 and "stdin:3" in err and "not JSON" in err
+    code, out, _ = run(capsys, monkeypatch, "sql", "-j", jpath, "SELECT count(*) AS n FROM events", "--format", "csv")
+    assert out.split() == ["n", "0"]
+
+
+def test_verify_exits_3_on_tampering(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from toolkit.journal import Journal
+
+    assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=EVENTS)[0] == 0
+    f = Journal.open(jpath).files()[0].path
+    t = pq.read_table(f)
+    data = t.column("data").to_pylist()
+    data[0] = data[0].replace("hi", "ho")
+    pq.write_table(t.set_column(t.schema.get_field_index("data"), "data", pa.array(data)), f)
+    code, out, err = run(capsys, monkeypatch, "verify", "-j", jpath, "--format", "csv")
+    assert code == 3 and "1 broken" in err
+    assert out.splitlines()[1].startswith("run-1,1,payload,")
+
+
+def test_sql_sandbox_and_usage_errors(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run(capsys, monkeypatch, "sql", "-j", jpath, "SELECT * FROM read_csv('/etc/passwd')")
+    assert code == 1 and "refused" in err and "Hint:" in err
+    code, _, err = run(capsys, monkeypatch, "sql", "-j", jpath, "COPY (SELECT 1) TO 'x.csv'")
+    assert code == 1 and "not allowed" in err
+    code, _, err = run(capsys, monkeypatch, "sql", "-j", jpath, "journal/stream_stats")
+    assert code == 1 and "needs parameter stream_id" in err
+    code, _, _ = run(capsys, monkeypatch, "sql", "-j", jpath, "SELECT 1", "-p", "novalue")
+    assert code == 2
+    code, _, err = run(capsys, monkeypatch, "streams", "-j", str(Path(jpath).parent / "nope"))
+    assert code == 1 and "journal init" in err
+
+
+def test_compact_keeps_events_and_vacuums(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(3):
+        lines = json.dumps({"stream_id": f"s{i}", "event_type": "x", "occurred_at": "2026-11-01T10:00:00Z", "data": i})
+        assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=lines)[0] == 0
+    code, _, err = run(capsys, monkeypatch, "compact", "-j", jpath, "--retain-hours", "0")
+    assert code == 1 and "3 files -> 1" in err and "--force" in err  # compacted, vacuum refused
+    code, _, err = run(capsys, monkeypatch, "compact", "-j", jpath, "--retain-hours", "0", "--force")
+    assert code == 0 and "1 files -> 1" in err and "deleted 3" in err
+    assert run(capsys, monkeypatch, "verify", "-j", jpath)[0] == 0

@@ -1,0 +1,42 @@
+"""Fixtures shared by every test: real journals on disk, a non-UTC time zone, hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+from toolkit.journal import Journal
+
+# CI: the same examples every run; locally: fresh examples, as many.
+settings.register_profile("ci", derandomize=True, max_examples=30, deadline=None, print_blob=True)
+settings.register_profile("dev", max_examples=30, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """An empty journal on disk."""
+    j = Journal.create(tmp_path / "j")
+    yield j
+    j.close()
+
+
+@pytest.fixture
+def new_york_tz() -> Iterator[str]:
+    """Run the test with the machine's time zone set to America/New_York (UTC-5/-4)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        yield "America/New_York"
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()

@@ -1,0 +1,164 @@
+"""The DuckDB session reads the journal and nothing else; user SQL is SELECT or EXPLAIN only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import build_tool_failure_loop, parquet_on_disk
+
+from toolkit.engines.duckdb_engine import Session, connect
+from toolkit.errors import QueryError
+from toolkit.journal import Journal
+
+
+@pytest.fixture(scope="module")
+def loop_journal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
+    """One tool_failure_loop journal for the module; a test that changed it would fail itself."""
+    j = Journal.create(tmp_path_factory.mktemp("sandbox") / "j")
+    build_tool_failure_loop(j)
+    yield j
+    j.close()
+
+
+@pytest.fixture
+def session(loop_journal: Journal) -> Iterator[Session]:
+    s = connect(loop_journal)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def outside(loop_journal: Journal) -> Path:
+    """A Parquet file next to the journal, not inside it."""
+    path = loop_journal.path.parent / "outside.parquet"
+    pq.write_table(pa.table({"secret": ["s3cr3t"]}), path)
+    return path
+
+
+def test_outside_parquet_is_readable_without_the_sandbox(outside: Path) -> None:
+    assert pq.read_table(outside).column("secret").to_pylist() == ["s3cr3t"]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_text('/etc/hostname')",
+        "SELECT * FROM read_parquet('{outside}')",
+        "SELECT * FROM '{outside}'",
+        "SELECT * FROM read_parquet('{journal}/../outside.parquet')",
+        "SELECT * FROM glob('{tmp}/*')",
+        "SELECT count(*) FROM events; SELECT * FROM read_parquet('{outside}')",
+    ],
+)
+def test_reading_outside_the_journal_is_refused(session: Session, outside: Path, sql: str) -> None:
+    text = sql.format(outside=outside, journal=session.journal.path, tmp=outside.parent)
+    with pytest.raises(QueryError) as caught:
+        session.user_query(text)
+    assert "s3cr3t" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (SELECT * FROM events) TO '{journal}/events/dump.parquet'",
+        "COPY events TO '{tmp}/dump.csv'",
+        "EXPORT DATABASE '{tmp}/db'",
+        "ATTACH '{tmp}/other.duckdb' AS other",
+        "DETACH memory",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+        "SET allowed_directories = ['/']",
+        "RESET TimeZone",
+        "PRAGMA enable_profiling",
+        "CREATE TABLE t AS SELECT * FROM events",
+        "CREATE OR REPLACE VIEW events AS SELECT 1 AS x",
+        "CREATE MACRO m() AS 1",
+        "DROP VIEW events",
+        "INSERT INTO events SELECT * FROM events",
+        "DELETE FROM events",
+        "UPDATE events SET data = '{{}}'",
+        "CALL pragma_version()",
+        "USE memory",
+        "CHECKPOINT",
+        "SELECT 1; DROP VIEW events",
+        "EXPLAIN ANALYZE COPY (SELECT * FROM events) TO '{journal}/events/_delta_log/00000000000000000099.json'",
+        "EXPLAIN ANALYZE CREATE OR REPLACE VIEW events AS SELECT 1 AS x",
+        "EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1",
+        "EXPLAIN ANALYZE INSERT INTO events SELECT * FROM events",
+        "explain analyze  (FORMAT json) COPY (SELECT 1) TO '{journal}/x.json'",
+        "EXPLAIN /* hidden */ ANALYZE COPY (SELECT 1) TO '{journal}/x.csv'",
+    ],
+)
+def test_statements_other_than_select_are_refused(session: Session, tmp_path: Path, sql: str) -> None:
+    journal = session.journal
+    before = parquet_on_disk(journal)
+    files_before = sorted(p.relative_to(journal.path) for p in journal.path.rglob("*"))
+    with pytest.raises(QueryError):
+        session.user_query(sql.format(journal=journal.path, tmp=tmp_path))
+    assert sorted(p.relative_to(journal.path) for p in journal.path.rglob("*")) == files_before
+    assert parquet_on_disk(journal) == before
+    # the session still works and still shows the journal
+    assert session.user_query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 13}]
+    assert session.user_query("SELECT current_setting('TimeZone') AS tz").to_pylist() == [{"tz": "UTC"}]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM events",
+        "FROM events SELECT stream_id LIMIT 1",
+        "WITH t AS (SELECT * FROM events) SELECT count(*) FROM t",
+        "EXPLAIN SELECT * FROM events WHERE stream_id = 'tool_failure_loop'",
+        "EXPLAIN ANALYZE SELECT count(*) FROM events",
+        "-- a comment\nSELECT 1 AS one",
+        "DESCRIBE events",
+        "SUMMARIZE SELECT tokens_in FROM events",
+        "SELECT count(*) FROM read_parquet('{journal}/events/*/*/*.parquet')",
+    ],
+)
+def test_select_and_explain_over_the_journal_are_allowed(session: Session, sql: str) -> None:
+    assert session.user_query(sql.format(journal=session.journal.path)).num_rows >= 1
+
+
+def test_params_are_bound_not_spliced(session: Session) -> None:
+    sql = "SELECT count(*) AS n FROM events WHERE stream_id = $sid"
+    assert session.user_query(sql, {"sid": "tool_failure_loop"}).to_pylist() == [{"n": 13}]
+    assert session.user_query(sql, {"sid": "x' OR '1'='1"}).to_pylist() == [{"n": 0}]
+    assert session.user_query("SELECT $v AS v", {"v": "'); DROP VIEW events; --"}).to_pylist() == [
+        {"v": "'); DROP VIEW events; --"}
+    ]
+    assert session.user_query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 13}]
+
+
+def test_last_statement_result_is_returned(session: Session) -> None:
+    assert session.user_query("SELECT 1 AS a; SELECT 2 AS b").to_pylist() == [{"b": 2}]
+
+
+@pytest.mark.parametrize("sql", ["", "  ;  ", "-- only a comment", "SELEC 1", "SELECT * FROM no_such_view"])
+def test_empty_or_broken_sql_is_a_query_error(session: Session, sql: str) -> None:
+    with pytest.raises(QueryError):
+        session.user_query(sql)
+
+
+def test_session_on_an_empty_journal_has_a_typed_events_view(journal: Journal) -> None:
+    s = connect(journal)
+    t = s.user_query("SELECT * FROM events")
+    assert t.num_rows == 0 and "stream_id" in t.column_names
+    s.close()
+
+
+def test_session_sees_the_files_active_when_it_opened(journal: Journal) -> None:
+    build_tool_failure_loop(journal)
+    s = connect(journal)
+    journal.append("later", [{"event_type": "x", "data": 1}])
+    assert s.user_query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 13}]
+    s.close()
+    s = connect(journal)
+    assert s.user_query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 14}]
+    s.close()

@@ -1,0 +1,239 @@
+"""Reading streams back: ordering, version ranges, compaction, and row-group pruning."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import at, ev, event_rows, parquet_on_disk
+
+from toolkit.errors import EventValidationError
+from toolkit.journal import ARROW_SCHEMA, Journal, JournalConfig
+from toolkit.journal.integrity import verify_journal
+from toolkit.journal.maintenance import compact, vacuum
+
+STREAMS = [f"s{i:02d}" for i in range(24)]
+ROW_GROUP = 16
+
+
+def _type_of(stream_id: str) -> str:
+    return "agent_run" if int(stream_id[1:]) % 2 == 0 else "chat"
+
+
+@pytest.fixture(scope="module")
+def busy_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 streams of two types, 10 events each, over 10 commits and 2 days: 20 small files."""
+    path = tmp_path_factory.mktemp("reads") / "busy"
+    j = Journal.create(path, config=JournalConfig(row_group_rows=ROW_GROUP))
+    for c in range(10):
+        j.append_batch(
+            [
+                {
+                    "stream_id": s,
+                    "stream_type": _type_of(s),
+                    **ev("step", {"c": c, "s": s}, occurred_at=at(1 + c // 5, c)),
+                }
+                for s in STREAMS
+            ]
+        )
+    return path
+
+
+@pytest.fixture
+def busy(busy_template: Path, tmp_path: Path) -> Iterator[Journal]:
+    """A private copy of the busy journal (the Delta log holds relative paths)."""
+    shutil.copytree(busy_template, tmp_path / "busy")
+    j = Journal.open(tmp_path / "busy")
+    yield j
+    j.close()
+
+
+class RowGroupSpy:
+    """Records every ``ParquetFile.read_row_groups`` call: (row groups asked for, stream_id min/max of each)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[list[tuple[int, str, str]]] = []
+        original = pq.ParquetFile.read_row_groups
+        spy = self
+
+        def read_row_groups(pf: pq.ParquetFile, row_groups: list[int], *args: Any, **kwargs: Any) -> pa.Table:
+            sid = pf.schema_arrow.get_field_index("stream_id")
+            stats = [pf.metadata.row_group(i).column(sid).statistics for i in row_groups]
+            spy.calls.append([(i, s.min, s.max) for i, s in zip(row_groups, stats, strict=True)])
+            return original(pf, row_groups, *args, **kwargs)
+
+        monkeypatch.setattr(pq.ParquetFile, "read_row_groups", read_row_groups)
+
+    @property
+    def groups(self) -> list[tuple[int, str, str]]:
+        return [g for call in self.calls for g in call]
+
+
+def _row_groups_holding(journal: Journal, stream_id: str) -> tuple[int, int]:
+    """(row groups whose stream_id stats contain the stream, all row groups) in the stream's partitions."""
+    holding = total = 0
+    for path in journal.file_paths(stream_types=[_type_of(stream_id)]):
+        md = pq.ParquetFile(path).metadata
+        sid = pq.ParquetFile(path).schema_arrow.get_field_index("stream_id")
+        for i in range(md.num_row_groups):
+            st = md.row_group(i).column(sid).statistics
+            total += 1
+            holding += st.min <= stream_id <= st.max
+    return holding, total
+
+
+# ---------------------------------------------------------------------- read_stream
+
+
+def test_read_stream_returns_only_that_stream_in_version_order(busy: Journal) -> None:
+    t = busy.read_stream("s05")
+    assert t.schema.names == list(ARROW_SCHEMA.names)
+    assert set(t.column("stream_id").to_pylist()) == {"s05"}
+    assert t.column("version").to_pylist() == list(range(1, 11))
+    assert [json.loads(x)["c"] for x in t.column("data").to_pylist()] == list(range(10))
+    assert set(t.column("stream_type").to_pylist()) == {"chat"}
+    assert t.column("day").to_pylist() == [at(1).date()] * 5 + [at(2).date()] * 5
+
+
+@pytest.mark.parametrize(
+    ("from_version", "to_version", "expected"),
+    [
+        (None, None, list(range(1, 11))),
+        (4, None, list(range(4, 11))),
+        (None, 3, [1, 2, 3]),
+        (3, 5, [3, 4, 5]),
+        (7, 7, [7]),
+        (11, None, []),
+    ],
+)
+def test_read_stream_version_range(
+    busy: Journal, from_version: int | None, to_version: int | None, expected: list[int]
+) -> None:
+    t = busy.read_stream("s00", ["version", "event_type"], from_version=from_version, to_version=to_version)
+    assert t.column_names == ["version", "event_type"]
+    assert t.column("version").to_pylist() == expected
+
+
+def test_read_stream_of_an_unknown_stream_is_empty_and_typed(busy: Journal) -> None:
+    t = busy.read_stream("nope", ["stream_id", "version", "day"])
+    assert t.num_rows == 0
+    assert t.schema == pa.schema([ARROW_SCHEMA.field(c) for c in ("stream_id", "version", "day")])
+
+
+def test_read_stream_refuses_unknown_columns(busy: Journal) -> None:
+    with pytest.raises(EventValidationError) as caught:
+        busy.read_stream("s00", ["version", "colour"])
+    assert caught.value.context["field"] == "colour"
+
+
+def test_read_streams_reads_several(busy: Journal) -> None:
+    t = busy.read_streams(["s03", "s00"], ["stream_id", "version"])
+    assert t.to_pylist() == [{"stream_id": s, "version": v} for s in ("s00", "s03") for v in range(1, 11)]
+
+
+def test_read_all_with_columns_keeps_position_order(busy: Journal) -> None:
+    ids = busy.read_all(["event_id"]).column("event_id").to_pylist()
+    assert ids == busy.read_all(["event_id", "position"]).column("event_id").to_pylist()
+    assert len(ids) == 240
+
+
+def test_a_reader_sees_what_another_writer_appended_on_a_later_day(tmp_path: Path) -> None:
+    reader = Journal.create(tmp_path / "j")
+    reader.append("run-1", [ev(occurred_at=at(1))])
+    assert reader.read_stream("run-1").num_rows == 1  # the reader knows the stream's head now
+    writer = Journal.open(tmp_path / "j")
+    writer.append("run-1", [ev(occurred_at=at(5))], expected_version=1)
+    assert reader.read_stream("run-1", ["version", "day"]).to_pylist() == [
+        {"version": 1, "day": at(1).date()},
+        {"version": 2, "day": at(5).date()},
+    ]
+    assert reader.stream_version("run-1") == 2
+
+
+def test_one_stream_read_opens_only_files_of_its_type(busy: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    busy.heads()
+    opened: list[str] = []
+    original = busy._footer
+    monkeypatch.setattr(busy, "_footer", lambda path: (opened.append(path), original(path))[1])
+    busy.read_stream("s02")
+    expected = [f.path for f in busy.files(stream_types=["agent_run"])]
+    assert sorted(opened) == sorted(expected) and len(expected) == 10
+
+
+# ---------------------------------------------------------------------- compaction
+
+
+def test_compact_keeps_the_rows_and_sorts_files_by_stream_and_version(busy: Journal) -> None:
+    before = event_rows(busy)
+    streams_before = {s: busy.read_stream(s).to_pylist() for s in STREAMS[::5]}
+    result = compact(busy)
+    assert (result.partitions, result.files_before, result.files_after, result.rows) == (4, 20, 4, 240)
+    assert event_rows(busy) == before
+    assert {s: busy.read_stream(s).to_pylist() for s in STREAMS[::5]} == streams_before
+    for path in busy.file_paths():
+        pf = pq.ParquetFile(path)
+        keys = list(
+            zip(
+                *(pf.read(columns=["stream_id", "version"]).column(c).to_pylist() for c in ("stream_id", "version")),
+                strict=True,
+            )
+        )
+        assert keys == sorted(keys) and len(keys) == 60
+        assert pf.metadata.num_row_groups == 4
+        assert all(pf.metadata.row_group(i).num_rows <= ROW_GROUP for i in range(pf.metadata.num_row_groups))
+    report = verify_journal(Journal.open(busy.path))
+    assert report.ok and report.events == 240
+
+
+def test_compact_again_has_nothing_to_do_and_full_rewrites_all(busy: Journal) -> None:
+    compact(busy)
+    assert (compact(busy).partitions, len(busy.files())) == (0, 4)
+    again = compact(busy, full=True)
+    assert (again.partitions, again.files_after, again.rows) == (4, 4, 240)
+    assert verify_journal(busy).ok
+
+
+def test_after_compaction_a_one_stream_read_touches_only_row_groups_holding_it(
+    busy: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = RowGroupSpy(monkeypatch)
+    busy.heads()  # known heads let the reader skip the other stream type's partitions
+    busy.read_stream("s07")
+    # before: every file of the stream's type is one row group, and each holds the stream
+    assert len(spy.groups) == 10 and all(lo <= "s07" <= hi for _, lo, hi in spy.groups)
+
+    compact(busy)
+    fresh = Journal.open(busy.path)
+    fresh.heads()
+    spy.calls.clear()
+    t = fresh.read_stream("s07", ["version"])
+    assert t.column("version").to_pylist() == list(range(1, 11))
+    holding, total = _row_groups_holding(fresh, "s07")
+    assert (holding, total) == (len(spy.groups), 8)
+    assert all(lo <= "s07" <= hi for _, lo, hi in spy.groups)
+    assert len(spy.groups) <= 2 * len(spy.calls) <= 4  # the stream's 5 events per file span at most 2 groups
+
+
+def test_appends_after_compaction_continue_the_streams(busy: Journal) -> None:
+    compact(busy)
+    busy.append("s00", [ev("late")], expected_version=10)
+    busy.append("new", [ev("first")], expected_version=0)
+    assert busy.read_stream("s00", ["version"]).column("version").to_pylist() == list(range(1, 12))
+    assert verify_journal(Journal.open(busy.path)).ok
+
+
+def test_vacuum_after_compaction_deletes_only_replaced_files(busy: Journal) -> None:
+    before = event_rows(busy)
+    compact(busy)
+    assert len(parquet_on_disk(busy)) == 24
+    deleted = vacuum(busy, retain_hours=0, force=True)
+    assert len(deleted) == 20
+    assert parquet_on_disk(busy) == set(busy.file_paths())
+    assert event_rows(busy) == before
+    assert verify_journal(busy).ok

@@ -1,0 +1,277 @@
+"""The store: creating and opening journals, appending with expected versions, idempotency, bulk commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import pytest
+from helpers import TRACEPARENT, assert_stream_keys_sound, ev, event_rows, snapshot, versions_by_stream
+
+from toolkit.errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    JournalExistsError,
+    JournalNotFoundError,
+    JournalVersionError,
+)
+from toolkit.journal import Journal, JournalConfig
+from toolkit.journal.integrity import verify_journal
+
+UTC = dt.UTC
+
+# ---------------------------------------------------------------------- create / open
+
+
+def test_open_a_path_without_journal_hints_at_journal_init(tmp_path: Path) -> None:
+    with pytest.raises(JournalNotFoundError) as caught:
+        Journal.open(tmp_path / "nowhere")
+    err = caught.value
+    assert isinstance(err, FileNotFoundError)
+    assert err.hint is not None and "journal init" in err.hint and str(tmp_path / "nowhere") in err.hint
+    assert "\nHint: " in str(err)
+
+
+def test_create_refuses_an_existing_journal_unless_exist_ok(journal: Journal) -> None:
+    journal.append("run-1", [ev()])
+    with pytest.raises(JournalExistsError) as caught:
+        Journal.create(journal.path)
+    assert isinstance(caught.value, FileExistsError)
+    again = Journal.create(journal.path, exist_ok=True)
+    assert again.stream_version("run-1") == 1
+
+
+def test_create_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(JournalExistsError):
+        Journal.create(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_open_reads_back_the_config_it_was_created_with(tmp_path: Path) -> None:
+    cfg = JournalConfig(row_group_rows=64, vacuum_retain_hours=24)
+    Journal.create(tmp_path / "j", config=cfg)
+    assert Journal.open(tmp_path / "j").config == cfg
+
+
+@pytest.mark.parametrize("version", ["2.0", "2.3", "10.0"])
+def test_open_refuses_a_newer_major_schema(journal: Journal, version: str) -> None:
+    toml = journal.path / "journal.toml"
+    toml.write_text(toml.read_text().replace('schema_version = "1.0"', f'schema_version = "{version}"'))
+    with pytest.raises(JournalVersionError) as caught:
+        Journal.open(journal.path)
+    assert version in str(caught.value) and str(toml) in str(caught.value)
+
+
+def test_open_reads_a_newer_minor_schema(journal: Journal) -> None:
+    toml = journal.path / "journal.toml"
+    toml.write_text(toml.read_text().replace('schema_version = "1.0"', 'schema_version = "1.9"'))
+    assert Journal.open(journal.path).config.schema_version == "1.9"
+
+
+def test_in_memory_journal_works_and_is_removed_on_close() -> None:
+    j = Journal.in_memory()
+    j.append("run-1", [ev("user_message", {"text": "hi"})], expected_version=0)
+    assert j.read_stream("run-1").column("data").to_pylist() == ['{"text":"hi"}']
+    assert verify_journal(j).ok
+    path = j.path
+    assert path.is_dir()
+    j.close()
+    assert not path.exists()
+
+
+# ---------------------------------------------------------------------- expected versions
+
+
+def test_append_with_expected_version_extends_the_stream(journal: Journal) -> None:
+    first = journal.append("run-1", [ev(), ev()], expected_version=0)
+    assert (first.appended, first.heads, first.first_position, first.last_position) == (2, {"run-1": 2}, 1, 2)
+    second = journal.append("run-1", [ev("done")], expected_version=2)
+    assert second.heads == {"run-1": 3}
+    assert journal.read_stream("run-1").column("version").to_pylist() == [1, 2, 3]
+    assert journal.read_stream("run-1").column("event_type").to_pylist() == ["custom", "custom", "done"]
+    assert verify_journal(journal).ok
+
+
+@pytest.mark.parametrize(("stream", "expected", "actual"), [("run-1", 0, 2), ("run-1", 5, 2), ("fresh", 1, 0)])
+def test_expected_version_mismatch_names_stream_and_versions_and_writes_nothing(
+    journal: Journal, stream: str, expected: int, actual: int
+) -> None:
+    journal.append("run-1", [ev(), ev()], expected_version=0)
+    before = snapshot(journal)
+    with pytest.raises(ConcurrencyError) as caught:
+        journal.append(stream, [ev(), ev()], expected_version=expected)
+    err = caught.value
+    assert err.context == {"stream_id": stream, "expected": expected, "actual": actual}
+    assert repr(stream) in str(err)
+    assert f"expected version {expected}" in str(err) and f"at version {actual}" in str(err)
+    assert snapshot(journal) == before
+
+
+def test_one_wrong_expected_version_refuses_the_whole_batch(journal: Journal) -> None:
+    journal.append_batch([{"stream_id": "a", **ev()}, {"stream_id": "b", **ev()}])
+    before = snapshot(journal)
+    with pytest.raises(ConcurrencyError) as caught:
+        journal.append_batch(
+            [{"stream_id": "a", **ev()}, {"stream_id": "b", **ev()}, {"stream_id": "c", **ev()}],
+            expected_versions={"a": 1, "b": 0, "c": 0},
+        )
+    assert caught.value.context["stream_id"] == "b"
+    assert snapshot(journal) == before
+
+
+# ---------------------------------------------------------------------- idempotency
+
+
+def test_reappending_the_same_event_ids_skips_them_and_writes_nothing(journal: Journal) -> None:
+    events = [ev("step", {"i": i}, event_id=f"evt-{i}") for i in range(5)]
+    journal.append("run-1", events)
+    before = snapshot(journal)
+    again = journal.append("run-1", events)
+    assert (again.appended, again.skipped, again.delta_version) == (0, 5, None)
+    assert again.heads == {"run-1": 5}
+    assert snapshot(journal) == before
+
+
+def test_a_partly_new_batch_appends_only_the_new_events(journal: Journal) -> None:
+    events = [ev("step", {"i": i}, event_id=f"evt-{i}") for i in range(5)]
+    journal.append("run-1", events[:3])
+    r = journal.append("run-1", events)
+    assert (r.appended, r.skipped) == (2, 3)
+    t = journal.read_stream("run-1")
+    assert t.column("event_id").to_pylist() == [f"evt-{i}" for i in range(5)]
+    assert t.column("version").to_pylist() == [1, 2, 3, 4, 5]
+    assert verify_journal(journal).ok
+
+
+def test_the_same_id_twice_in_one_batch_is_kept_once(journal: Journal) -> None:
+    r = journal.append("run-1", [ev(event_id="x"), ev(event_id="y"), ev(event_id="x")])
+    assert (r.appended, r.skipped) == (2, 1)
+    assert journal.read_stream("run-1").column("event_id").to_pylist() == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        pytest.param(ev("step", {"i": 99}, event_id="evt-1"), id="other-data"),
+        pytest.param(ev("other_type", {"i": 1}, event_id="evt-1"), id="other-event_type"),
+        pytest.param(ev("step", {"i": 1}, event_id="evt-1", metadata={"k": "v"}), id="other-metadata"),
+    ],
+)
+def test_same_event_id_with_different_content_raises_and_writes_nothing(journal: Journal, changed: dict) -> None:
+    journal.append("run-1", [ev("step", {"i": i}, event_id=f"evt-{i}") for i in range(3)])
+    before = snapshot(journal)
+    with pytest.raises(DuplicateEventError) as caught:
+        journal.append("run-1", [ev("new", event_id="evt-new"), changed])
+    assert caught.value.context == {"event_id": "evt-1", "index": 1}
+    assert "evt-1" in str(caught.value)
+    assert snapshot(journal) == before
+
+
+def test_same_event_id_with_different_content_in_one_batch_raises(journal: Journal) -> None:
+    with pytest.raises(DuplicateEventError) as caught:
+        journal.append("run-1", [ev(event_id="x"), ev(event_id="y"), ev("other", event_id="x")])
+    assert caught.value.context["index"] == 2
+    assert snapshot(journal).rows == 0
+
+
+def test_an_event_id_of_another_touched_stream_is_refused(journal: Journal) -> None:
+    journal.append_batch([{"stream_id": "a", **ev(event_id="shared")}, {"stream_id": "b", **ev(event_id="b-1")}])
+    before = snapshot(journal)
+    with pytest.raises(DuplicateEventError):
+        journal.append_batch([{"stream_id": "a", **ev(event_id="a-2")}, {"stream_id": "b", **ev(event_id="shared")}])
+    assert snapshot(journal) == before
+
+
+# ---------------------------------------------------------------------- bulk commits
+
+
+def test_append_batch_of_many_streams_is_one_commit_with_sound_numbering(journal: Journal) -> None:
+    journal.append("seed", [ev()])
+    version_before = snapshot(journal).delta_version
+    rng = random.Random(7)
+    streams = [f"run-{i:02d}" for i in range(30)]
+    times = [
+        "2026-03-01T22:30:00-05:00",  # 03:30 UTC the next day
+        "2026-03-01T23:59:59.999999Z",
+        "2026-03-02T00:00:00+00:00",
+        "2026-03-02T01:30:00+02:00",  # 23:30 UTC the day before
+        dt.datetime(2026, 3, 2, 12, tzinfo=dt.timezone(dt.timedelta(hours=-11))),
+    ]
+    events = []
+    for i in range(300):
+        e = {
+            "stream_id": rng.choice(streams),
+            "event_type": "step",
+            "event_id": f"evt-{i:03d}",
+            "data": {"i": i},
+            "occurred_at": times[i % len(times)],
+        }
+        if i % 4 == 0:
+            e["traceparent"] = TRACEPARENT
+        events.append(e)
+    started = dt.datetime.now(UTC)
+    r = journal.append_batch(events)
+    finished = dt.datetime.now(UTC)
+
+    assert r.appended == 300 and r.streams == len({e["stream_id"] for e in events})
+    assert r.delta_version == version_before + 1 == snapshot(journal).delta_version
+    assert (r.first_position, r.last_position) == (2, 301)
+
+    rows = event_rows(journal)
+    new = [row for row in rows if row["stream_id"] != "seed"]
+    # positions: global, strictly increasing in the caller's order, after the seed event
+    assert [row["event_id"] for row in new] == [e["event_id"] for e in events]
+    assert [row["position"] for row in new] == list(range(2, 302))
+    # versions: 1..n per stream, in the caller's order within the stream
+    for sid, versions in versions_by_stream(new).items():
+        ids = [row["event_id"] for row in sorted(new, key=lambda row: row["version"]) if row["stream_id"] == sid]
+        assert ids == [e["event_id"] for e in events if e["stream_id"] == sid]
+        assert versions == list(range(1, len(versions) + 1))
+        assert r.heads[sid] == len(versions)
+    assert_stream_keys_sound(rows)
+    assert len({row["recorded_at"] for row in new}) == 1
+    assert started <= new[0]["recorded_at"] <= finished
+    for row, e in zip(new, events, strict=True):
+        occurred = e["occurred_at"]
+        if isinstance(occurred, str):
+            occurred = dt.datetime.fromisoformat(occurred.replace("Z", "+00:00"))
+        assert row["occurred_at"] == occurred
+        assert row["day"] == occurred.astimezone(UTC).date()
+        if "traceparent" in e:
+            assert (row["trace_id"], row["span_id"]) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+        else:
+            assert (row["trace_id"], row["span_id"]) == (None, None)
+    assert {row["day"] for row in new} == {dt.date(2026, 3, 1), dt.date(2026, 3, 2)}
+    assert verify_journal(journal).ok
+
+
+def test_appends_to_existing_streams_continue_versions_positions_and_chain(journal: Journal) -> None:
+    for round_ in range(4):
+        journal.append_batch([{"stream_id": s, **ev("step", {"round": round_})} for s in ("a", "b", "c")])
+    rows = event_rows(journal)
+    assert [row["position"] for row in rows] == list(range(1, 13))
+    assert versions_by_stream(rows) == {s: [1, 2, 3, 4] for s in ("a", "b", "c")}
+    a = journal.read_stream("a")
+    assert a.column("prev_hash").to_pylist()[1:] == a.column("hash").to_pylist()[:-1]
+    assert a.column("prev_hash")[0].as_py() == "0" * 64
+    report = verify_journal(journal)
+    assert (report.ok, report.streams, report.events) == (True, 3, 12)
+
+
+def test_events_without_ids_get_stable_derived_ids(tmp_path: Path) -> None:
+    ids = []
+    for name in ("one", "two"):
+        j = Journal.create(tmp_path / name)
+        j.append("run-1", [ev(), ev()])
+        ids.append(j.read_stream("run-1").column("event_id").to_pylist())
+    assert ids[0] == ids[1] and len(set(ids[0])) == 2
+
+
+def test_stream_type_is_kept_and_defaulted(journal: Journal) -> None:
+    journal.append("typed", [ev()], stream_type="agent_run")
+    journal.append("typed", [ev()])  # inherits the stream's type
+    journal.append("plain", [ev()])
+    got = {(row["stream_id"], row["version"]): row["stream_type"] for row in event_rows(journal)}
+    assert got == {("typed", 1): "agent_run", ("typed", 2): "agent_run", ("plain", 1): "default"}

@@ -1,0 +1,203 @@
+"""Bad input: every problem names the field and the event's index, and nothing of its commit is written."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from helpers import ev, snapshot
+
+from toolkit.errors import EventValidationError
+from toolkit.journal import Journal
+
+GOOD: dict[str, Any] = {"stream_id": "run-2", "event_type": "user_message", "data": {"text": "hi"}}
+
+
+def _without(key: str) -> dict[str, Any]:
+    return {k: v for k, v in GOOD.items() if k != key}
+
+
+BAD_EVENTS = [
+    pytest.param(_without("stream_id"), "stream_id", id="missing-stream_id"),
+    pytest.param({**GOOD, "stream_id": ""}, "stream_id", id="empty-stream_id"),
+    pytest.param({**GOOD, "stream_id": 7}, "stream_id", id="int-stream_id"),
+    pytest.param(_without("event_type"), "event_type", id="missing-event_type"),
+    pytest.param(_without("data"), "data", id="missing-data"),
+    pytest.param({**GOOD, "occurred_at": "2026-11-01T12:00:00"}, "occurred_at", id="naive-time-string"),
+    pytest.param({**GOOD, "occurred_at": dt.datetime(2026, 11, 1, 12)}, "occurred_at", id="naive-datetime"),
+    pytest.param({**GOOD, "occurred_at": "yesterday"}, "occurred_at", id="not-a-time"),
+    pytest.param({**GOOD, "occurred_at": 1_700_000_000}, "occurred_at", id="epoch-number"),
+    pytest.param({**GOOD, "data": {1, 2}}, "data", id="set-data"),
+    pytest.param({**GOOD, "data": float("nan")}, "data", id="nan-data"),
+    pytest.param({**GOOD, "data": {"x": [float("inf")]}}, "data", id="inf-in-data"),
+    pytest.param({**GOOD, "data": {"when": dt.date(2026, 1, 1)}}, "data", id="date-in-data"),
+    pytest.param({**GOOD, "metadata": ["not", "an", "object"]}, "metadata", id="list-metadata"),
+    pytest.param({**GOOD, "tokens_in": "ten"}, "tokens_in", id="str-tokens_in"),
+    pytest.param({**GOOD, "tokens_in": 1.5}, "tokens_in", id="fraction-tokens_in"),
+    pytest.param({**GOOD, "tokens_out": -1}, "tokens_out", id="negative-tokens_out"),
+    pytest.param({**GOOD, "tokens_reasoning": True}, "tokens_reasoning", id="bool-tokens_reasoning"),
+    pytest.param({**GOOD, "cost_usd": True}, "cost_usd", id="bool-cost_usd"),
+    pytest.param({**GOOD, "cost_usd": "a lot"}, "cost_usd", id="str-cost_usd"),
+    pytest.param({**GOOD, "cost_usd": float("nan")}, "cost_usd", id="nan-cost_usd"),
+    pytest.param({**GOOD, "duration_ms": "slow"}, "duration_ms", id="str-duration_ms"),
+    pytest.param({**GOOD, "is_error": "yes"}, "is_error", id="str-is_error"),
+    pytest.param({**GOOD, "model": 4}, "model", id="int-model"),
+    pytest.param({**GOOD, "colour": "red"}, "colour", id="unknown-column"),
+    pytest.param({**GOOD, "stream_type": "agent run!"}, "stream_type", id="invalid-stream_type"),
+    pytest.param({**GOOD, "stream_type": "x" * 129}, "stream_type", id="long-stream_type"),
+    pytest.param({**GOOD, "traceparent": "00-abc-def-01"}, "traceparent", id="bad-traceparent"),
+    pytest.param({**GOOD, "traceparent": f"00-{'0' * 32}-b7ad6b7169203331-01"}, "traceparent", id="zero-trace-id"),
+    pytest.param({**GOOD, "version": 0}, "version", id="version-0"),
+]
+
+
+@pytest.fixture
+def seeded(journal: Journal) -> Journal:
+    journal.append("run-1", [ev("user_message")], stream_type="chat")
+    return journal
+
+
+@pytest.mark.parametrize(("bad", "field"), BAD_EVENTS)
+def test_bad_event_in_a_batch_names_field_and_index(seeded: Journal, bad: dict[str, Any], field: str) -> None:
+    before = snapshot(seeded)
+    batch = [{**GOOD, "stream_id": "run-1"}, GOOD, bad, {**GOOD, "stream_id": "run-3"}]
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch(batch)
+    err = caught.value
+    assert (err.context["field"], err.context["index"]) == (field, 2)
+    assert str(err).startswith(f"event 2: field {field!r}: ")
+    assert isinstance(err, ValueError)
+    assert snapshot(seeded) == before
+
+
+@pytest.mark.parametrize(("bad", "field"), [p for p in BAD_EVENTS if p.values[1] != "stream_id"])
+def test_bad_event_in_a_stream_append_names_field_and_index(seeded: Journal, bad: dict[str, Any], field: str) -> None:
+    before = snapshot(seeded)
+    bad = {k: v for k, v in bad.items() if k != "stream_id"}
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append("run-1", [ev(), bad], expected_version=1)
+    assert (caught.value.context["field"], caught.value.context["index"]) == (field, 1)
+    assert snapshot(seeded) == before
+
+
+def test_an_event_of_another_stream_in_a_stream_append_is_refused(seeded: Journal) -> None:
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append("run-1", [ev(), ev(stream_id="run-9")])
+    assert (caught.value.context["field"], caught.value.context["index"]) == ("stream_id", 1)
+
+
+def test_a_stream_keeps_its_stream_type(seeded: Journal) -> None:
+    before = snapshot(seeded)
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch([GOOD, {**GOOD, "stream_id": "run-1", "stream_type": "other"}])
+    assert (caught.value.context["field"], caught.value.context["index"]) == ("stream_type", 1)
+    assert "'chat'" in str(caught.value)
+    assert snapshot(seeded) == before
+
+
+def test_validation_hint_says_what_to_do(seeded: Journal) -> None:
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch([{**GOOD, "occurred_at": "2026-11-01 12:00"}])
+    assert "Hint: give times in ISO 8601 with an offset" in str(caught.value)
+
+
+# ---------------------------------------------------------------------- the Arrow path
+
+
+def arrow_batch(n: int = 8, **columns: list[Any] | pa.Array) -> pa.Table:
+    base: dict[str, Any] = {
+        "stream_id": [f"run-{i % 3}" for i in range(n)],
+        "event_type": ["tick"] * n,
+        "data": [f'{{"i":{i}}}' for i in range(n)],
+        "occurred_at": pa.array(
+            [dt.datetime(2026, 3, 1, i, tzinfo=dt.UTC) for i in range(n)], pa.timestamp("us", tz="UTC")
+        ),
+    }
+    return pa.table({**base, **columns})
+
+
+def _with(column: str, row: int, value: Any, default: Any = None, n: int = 8) -> pa.Table:
+    """``arrow_batch`` with one cell of ``column`` set (a column of ``default`` when given)."""
+    values = [default] * n if default is not None else arrow_batch(n).column(column).to_pylist()
+    values[row] = value
+    return arrow_batch(n, **{column: values})
+
+
+@pytest.mark.parametrize("row", [0, 3, 7])
+def test_arrow_batch_with_invalid_json_names_the_row(seeded: Journal, row: int) -> None:
+    before = snapshot(seeded)
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch(_with("data", row, '{"i": 1'))
+    assert (caught.value.context["field"], caught.value.context["index"]) == ("data", row)
+    assert snapshot(seeded) == before
+
+
+ARROW_BAD = [
+    pytest.param("data", "NaN", "data", None, id="nan-json"),
+    pytest.param("data", "", "data", None, id="empty-json"),
+    pytest.param("data", "1,2", "data", None, id="two-values-in-one-cell"),
+    pytest.param("data", None, "data", None, id="null-data"),
+    pytest.param("metadata", "[1]", "metadata", "{}", id="metadata-not-object"),
+    pytest.param("stream_id", "", "stream_id", None, id="empty-stream_id"),
+    pytest.param("stream_type", "no spaces", "stream_type", "agent_run", id="bad-stream_type"),
+    pytest.param("tokens_in", "ten", "tokens_in", "1", id="uncastable-tokens_in"),
+    pytest.param("tokens_out", -5, "tokens_out", 5, id="negative-tokens_out"),
+    pytest.param("traceparent", "00-zz", "traceparent", "", id="bad-traceparent"),
+    pytest.param("occurred_at", "2026-03-01T00:00:00", "occurred_at", "2026-03-01T00:00:00Z", id="naive-time-text"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "field", "default"), ARROW_BAD)
+@pytest.mark.parametrize("row", [0, 5])
+def test_arrow_batch_bad_cell_names_field_and_row(
+    seeded: Journal, column: str, value: Any, field: str, default: Any, row: int
+) -> None:
+    table = _with(column, row, value, default=default)
+    if column == "traceparent":  # empty traceparent means none
+        table = table.set_column(
+            table.schema.get_field_index("traceparent"),
+            "traceparent",
+            pa.array([None if v == "" else v for v in table.column("traceparent").to_pylist()], pa.string()),
+        )
+    before = snapshot(seeded)
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch(table)
+    assert (caught.value.context["field"], caught.value.context["index"]) == (field, row)
+    assert snapshot(seeded) == before
+
+
+def test_arrow_batch_cells_that_are_json_only_when_joined_are_refused(seeded: Journal) -> None:
+    before = snapshot(seeded)
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch(arrow_batch(3, data=["[1", "2]", "3,4"]))
+    assert (caught.value.context["field"], caught.value.context["index"]) == ("data", 0)
+    assert snapshot(seeded) == before
+
+
+def test_arrow_batch_with_naive_timestamp_column_is_refused(seeded: Journal) -> None:
+    naive = pa.array([dt.datetime(2026, 3, 1, i) for i in range(8)], pa.timestamp("us"))
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch(arrow_batch(8, occurred_at=naive))
+    assert caught.value.context["field"] == "occurred_at"
+
+
+def test_arrow_batch_with_unknown_column_is_refused(seeded: Journal) -> None:
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch(arrow_batch(4, colour=["red"] * 4))
+    assert caught.value.context["field"] == "colour"
+
+
+def test_valid_arrow_batch_is_appended_like_dicts(seeded: Journal) -> None:
+    r = seeded.append_batch(
+        arrow_batch(6, traceparent=[None, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"] * 3)
+    )
+    assert (r.appended, r.heads) == (6, {"run-0": 2, "run-1": 3, "run-2": 2})
+    assert seeded.read_stream("run-1").column("stream_type").to_pylist() == ["chat"] * 3
+    t = seeded.read_stream("run-2")
+    assert t.column("version").to_pylist() == [1, 2]
+    assert t.column("trace_id").to_pylist() == [None, "0af7651916cd43dd8448eb211c80319c"]
+    assert t.column("span_id").to_pylist() == [None, "b7ad6b7169203331"]
+    assert t.column("metadata").to_pylist() == ["{}", "{}"]
+    assert t.column("data").to_pylist() == ['{"i":2}', '{"i":5}']

@@ -12,6 +12,7 @@ import tempfile
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from toolkit.errors import JournalVersionError
 from toolkit.journal.schema import PARTITION_COLUMNS, SCHEMA_MAJOR, SCHEMA_VERSION
@@ -47,7 +48,7 @@ class JournalConfig:
     def from_toml(cls, text: str, origin: str = CONFIG_FILE) -> JournalConfig:
         raw = tomllib.loads(text).get("journal", {})
         known = {f.name for f in fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
         cfg = cls(**values)
         major = int(str(cfg.schema_version).split(".")[0])
         if major > SCHEMA_MAJOR:

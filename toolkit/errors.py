@@ -52,6 +52,10 @@ class JournalExistsError(ToolkitError, FileExistsError):
     """``init`` on a path that already holds a journal or other files."""
 
 
+class JournalConfigError(ToolkitError, ValueError):
+    """journal.toml is malformed."""
+
+
 class JournalVersionError(ToolkitError):
     """The journal was written by a newer major schema version than this toolkit reads."""
 

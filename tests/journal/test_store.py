@@ -124,6 +124,20 @@ def test_one_wrong_expected_version_refuses_the_whole_batch(journal: Journal) ->
 # ---------------------------------------------------------------------- idempotency
 
 
+def test_a_retried_conditional_append_that_already_happened_is_a_no_op(journal: Journal) -> None:
+    events = [ev("step", {"i": i}, event_id=f"evt-{i}") for i in range(3)]
+    journal.append("run-1", events, expected_version=0)
+    before = snapshot(journal)
+    retry = journal.append("run-1", events, expected_version=0)  # e.g. after a timeout
+    assert (retry.appended, retry.skipped, retry.heads) == (0, 3, {"run-1": 3})
+    assert snapshot(journal) == before
+    # but a retry that carries anything new is still a conflict
+    with pytest.raises(ConcurrencyError):
+        journal.append("run-1", [*events, ev("step", {"i": 3}, event_id="evt-3")], expected_version=0)
+    assert snapshot(journal) == before
+
+
+
 def test_reappending_the_same_event_ids_skips_them_and_writes_nothing(journal: Journal) -> None:
     events = [ev("step", {"i": i}, event_id=f"evt-{i}") for i in range(5)]
     journal.append("run-1", events)

@@ -204,4 +204,5 @@ def _check_types(keys: pl.DataFrame) -> None:
             "stream_type",
             row["_idx"],
             f"stream {row['stream_id']!r} is of type {row['final_type']!r}, not {row['stream_type']!r}",
+            hint="a stream keeps the type of its first event; leave stream_type out or use a new stream id",
         )

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import JournalVersionError
+from toolkit.errors import JournalConfigError, JournalVersionError
 from toolkit.journal.schema import PARTITION_COLUMNS, SCHEMA_MAJOR, SCHEMA_VERSION
 
 CONFIG_FILE = "journal.toml"
@@ -26,9 +26,8 @@ class JournalConfig:
     partition_by: tuple[str, ...] = PARTITION_COLUMNS
     # vacuum never deletes files younger than this (readers may still use them)
     vacuum_retain_hours: int = 168
-    # compaction: rows per row group (prune unit of a one-stream read) and per file
+    # compaction: rows per row group (the prune unit of a one-stream read)
     row_group_rows: int = 16_384
-    target_file_rows: int = 2_000_000
     lock_timeout_s: float = 60.0
 
     def to_toml(self) -> str:
@@ -46,11 +45,18 @@ class JournalConfig:
 
     @classmethod
     def from_toml(cls, text: str, origin: str = CONFIG_FILE) -> JournalConfig:
-        raw = tomllib.loads(text).get("journal", {})
-        known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
-        cfg = cls(**values)
-        major = int(str(cfg.schema_version).split(".")[0])
+        try:
+            raw = tomllib.loads(text).get("journal", {})
+            known = {f.name for f in fields(cls)}
+            values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+            cfg = cls(**values)
+            major = int(str(cfg.schema_version).split(".")[0])
+        except (tomllib.TOMLDecodeError, TypeError, ValueError) as e:
+            raise JournalConfigError(
+                f"{origin}: cannot read the journal configuration: {e}",
+                hint="restore journal.toml from a backup, or compare it with a new one from journal init",
+                path=origin,
+            ) from e
         if major > SCHEMA_MAJOR:
             raise JournalVersionError(
                 f"{origin}: journal schema {cfg.schema_version} is newer than this toolkit reads ({SCHEMA_VERSION})",

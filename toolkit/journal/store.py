@@ -423,6 +423,8 @@ class Journal:
         """Append events to one stream; ``expected_version`` (0 = new stream) guards concurrency."""
         rows = []
         for i, e in enumerate(events):
+            if not isinstance(e, Mapping):
+                raise EventValidationError.field("<event>", i, f"expected an object, got {type(e).__name__}")
             if e.get("stream_id", stream_id) != stream_id:
                 raise EventValidationError.field(
                     "stream_id", i, f"{e.get('stream_id')!r} is not the stream {stream_id!r}"
@@ -506,17 +508,25 @@ class Journal:
     def _assign(
         self, table: pa.Table, heads: dict[str, Head], expected: Mapping[str, int] | None
     ) -> tuple[pa.Table, int]:
-        """Expected versions, then idempotency, numbering and hashing (``assign``)."""
-        if expected:
-            for sid, exp in expected.items():
-                actual = heads[sid].version if sid in heads else 0
-                if exp != actual:
-                    raise ConcurrencyError.mismatch(sid, exp, actual)
+        """Idempotency, numbering and hashing (``assign``), then the expected versions.
+
+        A stream whose events in this batch are all already in the journal (same ids, same
+        content) passes its expected-version check: that is a retry of an append that happened.
+        """
         existing = sorted(set(pc.unique(table.column("stream_id")).to_pylist()) & heads.keys())
         known = None
         if existing and table.column("event_id").null_count < table.num_rows:
             known = self.read_streams(existing, ["stream_id", "event_id", "payload_sha256", "event_type"])
-        return assign(table, heads, known, self.max_position(), dt.datetime.now(UTC))
+        prepared, skipped = assign(table, heads, known, self.max_position(), dt.datetime.now(UTC))
+        if expected:
+            batch_streams = set(pc.unique(table.column("stream_id")).to_pylist())
+            new_streams = set(pc.unique(prepared.column("stream_id")).to_pylist())
+            for sid, exp in expected.items():
+                actual = heads[sid].version if sid in heads else 0
+                retried = sid in batch_streams and sid not in new_streams
+                if exp != actual and not retried:
+                    raise ConcurrencyError.mismatch(sid, exp, actual)
+        return prepared, skipped
 
     # ------------------------------------------------------------------ maintenance
 

@@ -40,3 +40,18 @@ def new_york_tz() -> Iterator[str]:
         else:
             os.environ["TZ"] = before
         time.tzset()
+
+
+# Tests that need a real service (PostgreSQL, a browser, the project's .venv) skip with a reason
+# when it is absent. Under CI (.ci/run sets REQUIRE_SERVICES=1) such a skip is a failure.
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if REQUIRE_SERVICES and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"skipped under REQUIRE_SERVICES=1 (CI must run every test): {reason}"

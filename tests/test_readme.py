@@ -44,7 +44,7 @@ def test_task_blocks_run(tmp_path: Path) -> None:
 
 def test_python_blocks_run() -> None:
     for block in blocks("python"):
-        exec(compile(block, "README.md", "exec"), {})  # noqa: S102
+        exec(compile(block, "README.md", "exec"), {})
 
 
 def test_make_test_runs_lint_types_and_tests() -> None:

@@ -13,7 +13,9 @@ import pytest
 from toolkit.cli.main import COMMANDS, cli, main
 
 
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+def run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str, stdin: str = ""
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     code = 0
     try:
@@ -27,7 +29,12 @@ def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *ar
 EVENTS = "\n".join(
     json.dumps(e)
     for e in [
-        {"stream_id": "run-1", "event_type": "user_message", "occurred_at": "2026-11-01T09:00:00Z", "data": {"text": "hi"}},
+        {
+            "stream_id": "run-1",
+            "event_type": "user_message",
+            "occurred_at": "2026-11-01T09:00:00Z",
+            "data": {"text": "hi"},
+        },
         {
             "stream_id": "run-1",
             "event_type": "llm_response",
@@ -70,7 +77,9 @@ def test_every_command_has_help_with_an_example(name: str) -> None:
     assert "Example" in command.help, f"journal {name} --help has no example"
 
 
-def test_append_streams_stats_sql_verify(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_append_streams_stats_sql_verify(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, "--expected-version", "0", stdin=EVENTS)
     assert code == 0, err
     summary = json.loads(out)
@@ -86,8 +95,16 @@ def test_append_streams_stats_sql_verify(jpath: str, capsys: pytest.CaptureFixtu
     assert code == 0 and out.splitlines()[0].startswith("event_type,events")
 
     code, out, _ = run(
-        capsys, monkeypatch, "sql", "-j", jpath, "SELECT version FROM events WHERE stream_id = $s ORDER BY 1",
-        "-p", "s=run-1", "--format", "csv",
+        capsys,
+        monkeypatch,
+        "sql",
+        "-j",
+        jpath,
+        "SELECT version FROM events WHERE stream_id = $s ORDER BY 1",
+        "-p",
+        "s=run-1",
+        "--format",
+        "csv",
     )
     assert code == 0 and out.split() == ["version", "1", "2"]
 
@@ -99,8 +116,12 @@ def test_append_streams_stats_sql_verify(jpath: str, capsys: pytest.CaptureFixtu
     assert code == 0 and "OK" in err
 
 
-def test_re_append_is_idempotent_and_conflict_exits_1(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    lines = "\n".join(json.dumps({**json.loads(line), "event_id": f"e{i}"}) for i, line in enumerate(EVENTS.splitlines()))
+def test_re_append_is_idempotent_and_conflict_exits_1(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = "\n".join(
+        json.dumps({**json.loads(line), "event_id": f"e{i}"}) for i, line in enumerate(EVENTS.splitlines())
+    )
     assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=lines)[0] == 0
     code, out, _ = run(capsys, monkeypatch, "append", "-j", jpath, stdin=lines)
     assert code == 0 and json.loads(out)["skipped_duplicates"] == 2 and json.loads(out)["appended"] == 0
@@ -109,7 +130,9 @@ def test_re_append_is_idempotent_and_conflict_exits_1(jpath: str, capsys: pytest
     assert "expected version 0" in err and "at version 2" in err and "Hint:" in err
 
 
-def test_bad_line_names_line_field_and_writes_nothing(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_line_names_line_field_and_writes_nothing(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = EVENTS + '\n{"stream_id": "run-1", "event_type": "x", "data": 1, "occurred_at": "2026-11-01T10:00:00"}\n'
     code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=bad)
     assert code == 1 and "stdin:3" in err and "occurred_at" in err and "no time zone" in err
@@ -119,7 +142,9 @@ def test_bad_line_names_line_field_and_writes_nothing(jpath: str, capsys: pytest
     assert out.split() == ["n", "0"]
 
 
-def test_verify_exits_3_on_tampering(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_exits_3_on_tampering(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -136,7 +161,9 @@ def test_verify_exits_3_on_tampering(jpath: str, capsys: pytest.CaptureFixture[s
     assert out.splitlines()[1].startswith("run-1,1,payload,")
 
 
-def test_sql_sandbox_and_usage_errors(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sql_sandbox_and_usage_errors(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, _, err = run(capsys, monkeypatch, "sql", "-j", jpath, "SELECT * FROM read_csv('/etc/passwd')")
     assert code == 1 and "refused" in err and "Hint:" in err
     code, _, err = run(capsys, monkeypatch, "sql", "-j", jpath, "COPY (SELECT 1) TO 'x.csv'")
@@ -149,7 +176,9 @@ def test_sql_sandbox_and_usage_errors(jpath: str, capsys: pytest.CaptureFixture[
     assert code == 1 and "journal init" in err
 
 
-def test_compact_keeps_events_and_vacuums(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compact_keeps_events_and_vacuums(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for i in range(3):
         lines = json.dumps({"stream_id": f"s{i}", "event_type": "x", "occurred_at": "2026-11-01T10:00:00Z", "data": i})
         assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=lines)[0] == 0

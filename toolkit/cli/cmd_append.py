@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any, TextIO
 
 import click
 
@@ -18,7 +19,7 @@ from toolkit.cli.options import journal_option, open_journal
 @click.option("--stream-type", help="Stream type for events that give none.")
 @click.option("-i", "--input", "input_path", type=click.File("r"), default="-", help="JSONL file (default: stdin).")
 def command(
-    journal_path: str, expected_version: int | None, stream_type: str | None, input_path: click.utils.LazyFile
+    journal_path: str, expected_version: int | None, stream_type: str | None, input_path: TextIO
 ) -> None:
     """Append events, one JSON object per line, with canonical field names.
 
@@ -31,11 +32,11 @@ def command(
       echo '{"stream_id":"run-1","event_type":"user_message","data":{"text":"hi"}}' \\
         | journal append -j ./j --expected-version 0
     """
-    from toolkit.errors import ConcurrencyError, EventValidationError
+    from toolkit.errors import EventValidationError
 
     raw_name = getattr(input_path, "name", "<stdin>")
     name = "stdin" if raw_name in ("<stdin>", "-") else str(raw_name)
-    events = []
+    events: list[tuple[int, Any]] = []
     for lineno, line in enumerate(input_path, start=1):
         if not line.strip():
             continue
@@ -63,8 +64,6 @@ def command(
         index = e.context.get("index")
         if isinstance(index, int) and 0 <= index < len(events):
             e.message = f"{name}:{events[index][0]}: {e.message}"
-        raise
-    except ConcurrencyError:
         raise
     summary = {
         "read": len(events),

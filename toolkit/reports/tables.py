@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import csv
+import datetime as dt
 import io
 import json
 import sys

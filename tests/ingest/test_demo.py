@@ -1,0 +1,336 @@
+"""The demo fleet: deterministic, valid canonical events, and the forensic patterns it promises.
+
+One demo journal (400 runs in several commits) is written once into a real Delta table and read
+back; every test below checks one property of what the journal holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import doctest
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from itertools import pairwise
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from toolkit.ingest import demo
+from toolkit.ingest.demo import (
+    BUDGET_USD,
+    DEFAULT_START,
+    DEMO_PRICES,
+    DEMO_SCHEMA,
+    DemoSummary,
+    cost_usd,
+    estimate_events,
+    generate_demo,
+    write_demo,
+)
+from toolkit.journal import Journal
+from toolkit.journal.integrity import verify_journal
+from toolkit.journal.prepare import INPUT_SCHEMA, canonical_json
+
+RUNS = 400
+BATCH = 2_000  # several commits for 400 runs
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
+SIDE_EFFECT_TOOLS = {name for name, tool in demo._TOOLS.items() if tool.side_effect}
+
+
+@dataclass(frozen=True)
+class Written:
+    journal: Journal
+    summary: DemoSummary
+    progress: list[int]
+
+
+@pytest.fixture(scope="module")
+def written() -> Iterator[Written]:
+    journal = Journal.in_memory()
+    seen: list[int] = []
+    summary = write_demo(journal, RUNS, seed=7, progress=seen.append, batch_events=BATCH)
+    yield Written(journal, summary, seen)
+    journal.close()
+
+
+@pytest.fixture(scope="module")
+def demo_journal(written: Written) -> Journal:
+    return written.journal
+
+
+@pytest.fixture(scope="module")
+def rows(demo_journal: Journal) -> list[dict[str, Any]]:
+    return demo_journal.read_all().to_pylist()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def runs(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Events of each run, by version."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in sorted(rows, key=lambda r: (r["stream_id"], r["version"])):
+        out[r["stream_id"]].append(r)
+    return dict(out)
+
+
+def scenario(run: list[dict[str, Any]]) -> str:
+    return json.loads(run[0]["metadata"])["demo_scenario"]  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------- determinism and shape
+
+
+def test_same_seed_same_tables_other_seed_other_tables() -> None:
+    first = list(generate_demo(60, seed=11))
+    again = list(generate_demo(60, seed=11))
+    other = list(generate_demo(60, seed=12))
+    assert len(first) == len(again) and all(a.equals(b) for a, b in zip(first, again, strict=True))
+    assert not pa.concat_tables(first).equals(pa.concat_tables(other))
+
+
+def test_output_does_not_depend_on_the_batch_size() -> None:
+    whole = pa.concat_tables(generate_demo(60, seed=3))
+    pieces = list(generate_demo(60, seed=3, batch_events=100))
+    assert len(pieces) > 5
+    assert pa.concat_tables(pieces).equals(whole)
+
+
+def test_tables_have_the_input_schema_types_and_never_split_a_run() -> None:
+    tables = list(generate_demo(80, batch_events=300))
+    owners: dict[str, int] = {}
+    for i, t in enumerate(tables):
+        assert t.schema.equals(DEMO_SCHEMA)
+        for field in t.schema:
+            assert field.type == INPUT_SCHEMA.field(field.name).type, field.name
+        for sid in set(t.column("stream_id").to_pylist()):
+            assert owners.setdefault(sid, i) == i, f"{sid} is split between tables"
+    assert len(owners) == 80
+
+
+def test_the_default_start_is_fixed_and_start_and_days_place_the_runs() -> None:
+    t = pa.concat_tables(generate_demo(30))
+    assert min(t.column("occurred_at").to_pylist()) >= DEFAULT_START
+    start = dt.datetime(2027, 2, 1, 9, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    t = pa.concat_tables(generate_demo(30, start=start, days=2))
+    times = t.column("occurred_at").to_pylist()
+    assert start <= min(times) and max(times) < start + dt.timedelta(days=2)
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        next(generate_demo(1, start=dt.datetime(2026, 1, 1)))
+    with pytest.raises(ValueError, match="days"):
+        next(generate_demo(1, days=0))
+    assert list(generate_demo(0)) == []
+
+
+def test_module_doctests() -> None:
+    assert doctest.testmod(demo).failed == 0
+
+
+# ---------------------------------------------------------------------- the journal
+
+
+def test_write_demo_reports_what_it_wrote(written: Written) -> None:
+    summary, progress = written.summary, written.progress
+    assert summary.runs == summary.streams == RUNS
+    assert summary.appended == summary.events == sum(progress) and summary.skipped == 0
+    assert len(progress) > 2 and all(n >= BATCH for n in progress[:-1])
+    assert abs(summary.events - estimate_events(RUNS)) < 0.1 * summary.events
+    assert 1 < summary.sessions < RUNS
+    assert summary.first_day == DEFAULT_START.date()
+    assert summary.last_day == DEFAULT_START.date() + dt.timedelta(days=13)
+
+
+def test_the_journal_holds_every_run_with_contiguous_versions(
+    demo_journal: Journal, rows: list[dict[str, Any]], runs: dict[str, list[dict[str, Any]]]
+) -> None:
+    assert len(runs) == RUNS
+    assert {r["stream_type"] for r in rows} == {"agent_run"}
+    for sid, events in runs.items():
+        assert [e["version"] for e in events] == list(range(1, len(events) + 1)), sid
+    assert len({r["event_id"] for r in rows}) == len(rows)
+    assert verify_journal(demo_journal).ok
+
+
+def test_writing_the_same_demo_again_appends_nothing() -> None:
+    with Journal.in_memory() as journal:
+        first = write_demo(journal, 12, seed=5)
+        again = write_demo(journal, 12, seed=5)
+        assert first.appended == first.events > 0
+        assert again.appended == 0 and again.skipped == again.events == first.events
+
+
+def test_runs_follow_the_agent_loop_in_time_order(runs: dict[str, list[dict[str, Any]]]) -> None:
+    for sid, events in runs.items():
+        types = [e["event_type"] for e in events]
+        assert types[:2] == ["user_message", "plan_created"], sid
+        assert types[-2:] == ["llm_request", "llm_response"], sid
+        assert json.loads(events[-1]["data"])["finish_reason"] in {"stop", "end_turn"}
+        times = [e["occurred_at"] for e in events]
+        assert all(a < b for a, b in pairwise(times)), f"{sid}: time goes back"
+        assert len({e["agent"] for e in events}) == 1 and len({e["subject_id"] for e in events}) == 1
+        assert re.fullmatch(r"user-\d{4,}", events[0]["subject_id"])
+
+
+def test_causation_points_into_the_run_or_at_the_previous_answer(
+    rows: list[dict[str, Any]], runs: dict[str, list[dict[str, Any]]]
+) -> None:
+    by_id = {r["event_id"]: r for r in rows}
+    follow_ups = 0
+    for sid, events in runs.items():
+        ids = {e["event_id"] for e in events}
+        for e in events[1:]:
+            assert e["causation_id"] in ids, f"{sid} v{e['version']}"
+            assert by_id[e["causation_id"]]["version"] < e["version"]
+        cause = events[0]["causation_id"]
+        if cause is not None:  # a follow-up run answers the previous run's final answer
+            follow_ups += 1
+            prev = by_id[cause]
+            assert prev["stream_id"] != sid and prev["event_type"] == "llm_response"
+            assert prev["correlation_id"] == events[0]["correlation_id"]
+            assert prev["occurred_at"] < events[0]["occurred_at"]
+    assert follow_ups > 0
+
+
+def test_sessions_span_one_to_three_runs(runs: dict[str, list[dict[str, Any]]]) -> None:
+    per_session = Counter(events[0]["correlation_id"] for events in runs.values())
+    assert set(per_session.values()) == {1, 2, 3}
+
+
+def test_every_tool_call_has_exactly_one_result(rows: list[dict[str, Any]]) -> None:
+    called = {r["tool_call_id"]: r for r in rows if r["event_type"] == "tool_called"}
+    results = Counter(r["tool_call_id"] for r in rows if r["event_type"] == "tool_result")
+    assert called and set(results) == set(called) and set(results.values()) == {1}
+    for r in rows:
+        if r["event_type"] == "tool_result":
+            call = called[r["tool_call_id"]]
+            assert (r["stream_id"], r["tool_name"]) == (call["stream_id"], call["tool_name"])
+            assert r["causation_id"] == call["event_id"]
+            assert r["occurred_at"] > call["occurred_at"] and r["duration_ms"] > 0
+            assert r["is_error"] == (r["error"] is not None)
+            assert "args" in json.loads(call["data"])
+            assert ("error" if r["is_error"] else "result") in json.loads(r["data"])
+
+
+def test_side_effects_carry_idempotency_keys(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        expected = r["event_type"] == "tool_called" and r["tool_name"] in SIDE_EFFECT_TOOLS
+        assert (r["idempotency_key"] is not None) == expected, r["event_id"]
+
+
+def test_token_counts_follow_otel_semantics_and_cost_matches_the_prices(
+    rows: list[dict[str, Any]],
+) -> None:
+    responses = [r for r in rows if r["event_type"] == "llm_response"]
+    assert {r["model"] for r in responses} == set(DEMO_PRICES)
+    for r in responses:
+        cache = (r["tokens_cache_read"] or 0) + (r["tokens_cache_write"] or 0)
+        assert 0 <= cache <= r["tokens_in"]
+        assert 0 <= (r["tokens_reasoning"] or 0) <= r["tokens_out"]
+        assert r["cost_usd"] == cost_usd(
+            r["model"], r["tokens_in"], r["tokens_out"], r["tokens_cache_read"] or 0, r["tokens_cache_write"] or 0
+        )
+        assert r["duration_ms"] > 0
+    assert any(r["tokens_reasoning"] for r in responses if r["model"] == "o3-mini")
+    assert any(r["tokens_cache_read"] for r in responses) and any(r["tokens_cache_write"] for r in responses)
+    others = [r for r in rows if r["event_type"] not in ("llm_response", "llm_request")]
+    assert all(r["model"] is None and r["tokens_in"] is None and r["cost_usd"] is None for r in others)
+
+
+def test_a_few_percent_of_runs_breach_the_budget(runs: dict[str, list[dict[str, Any]]]) -> None:
+    spent = {sid: sum((e["cost_usd"] or Decimal(0)) for e in events) for sid, events in runs.items()}
+    over = {sid for sid, usd in spent.items() if usd > BUDGET_USD}
+    assert 0.01 * RUNS <= len(over) <= 0.08 * RUNS
+    assert over == {sid for sid, events in runs.items() if scenario(events) == "budget_breach"}
+    assert sorted(spent.values())[RUNS // 2] < Decimal("0.5")  # the typical run is cheap
+
+
+def failing_repeats(events: list[dict[str, Any]]) -> int:
+    """The longest series of consecutive tool calls with the same tool and arguments that all fail."""
+    results = {e["tool_call_id"]: e for e in events if e["event_type"] == "tool_result"}
+    best = run = 0
+    previous: tuple[str, str] | None = None
+    for e in events:
+        if e["event_type"] != "tool_called":
+            continue
+        call = (e["tool_name"], e["data"])
+        failed = results[e["tool_call_id"]]["is_error"]
+        run = (run + 1 if call == previous else 1) if failed else 0
+        previous = call if failed else None
+        best = max(best, run)
+    return best
+
+
+def test_a_few_percent_of_runs_retry_a_failing_call_with_the_same_arguments(
+    runs: dict[str, list[dict[str, Any]]],
+) -> None:
+    loops = {sid: failing_repeats(events) for sid, events in runs.items()}
+    stuck = {sid for sid, n in loops.items() if n >= 2}
+    assert 0.01 * RUNS <= len(stuck) <= 0.08 * RUNS
+    assert stuck == {sid for sid, events in runs.items() if scenario(events) == "retry_loop"}
+    assert {loops[sid] for sid in stuck} <= {2, 3, 4}
+    for sid in stuck:  # the agent gives up with an error event
+        assert any(e["event_type"] == "error" and "identical arguments" in e["error"] for e in runs[sid])
+
+
+def test_occasional_errors_are_flagged(rows: list[dict[str, Any]]) -> None:
+    errors = [r for r in rows if r["event_type"] == "error"]
+    assert errors and all(r["is_error"] and r["error"] for r in errors)
+    assert any(json.loads(r["data"]).get("status") == 429 for r in errors)
+    assert 0 < sum(r["is_error"] for r in rows) < 0.1 * len(rows)
+
+
+def test_the_fleet_spreads_over_days_agents_and_models(rows: list[dict[str, Any]]) -> None:
+    days = Counter(r["day"] for r in rows)
+    assert len(days) == 14
+    assert len({r["agent"] for r in rows}) == 5
+    assert len({r["model"] for r in rows if r["model"]}) == 5
+
+
+def test_traceparents_parse_one_trace_per_run_and_a_span_per_event(
+    runs: dict[str, list[dict[str, Any]]],
+) -> None:
+    traces = set()
+    for events in runs.values():
+        for e in events:
+            m = TRACEPARENT.fullmatch(e["traceparent"])
+            assert m is not None, e["traceparent"]
+            assert (m.group(1), m.group(2)) == (e["trace_id"], e["span_id"])
+        assert len({e["trace_id"] for e in events}) == 1
+        assert len({e["span_id"] for e in events}) == len(events)
+        assert "0" * 16 not in {e["span_id"] for e in events}
+        traces.add(events[0]["trace_id"])
+    assert len(traces) == len(runs)
+
+
+def test_payloads_are_canonical_json(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        assert canonical_json(json.loads(r["data"])) == r["data"]
+        assert canonical_json(json.loads(r["metadata"])) == r["metadata"]
+    texts = [json.loads(r["data"])["text"] for r in rows if r["event_type"] == "user_message"]
+    assert any('"' in t or "\\" in t for t in texts)  # escaping is exercised
+
+
+@pytest.mark.parametrize("agent", demo._AGENTS, ids=lambda a: a.name)
+def test_every_template_renders_canonical_json_with_every_pool_value(agent: Any) -> None:
+    tables = demo._prepare_agent(agent)
+    first = DEFAULT_START.date()
+    dates = [(first + dt.timedelta(days=i)).isoformat() for i in range(80)]
+    at_us = int(DEFAULT_START.timestamp()) * 1_000_000
+    base = demo._DemoGenerator._context(tables, random.Random(0).random, 41, at_us, first, dates)
+    base.update(ref="0A1B2C", ref2="00ff00ff00ff", num="12345")
+    variants = [{**base, slot: value} for slot, pool in tables.pools.items() for value in pool]
+    for ctx in variants:
+        for tool in tables.tools:
+            for template in (tool.call_data, tool.result_data, tool.stuck_data, tool.state):
+                if template is not None:
+                    text = template % ctx
+                    assert canonical_json(json.loads(text)) == text, (tool.name, text)
+        for template in (*tables.asks, *tables.follow_ups, *tables.answers):
+            assert isinstance(json.loads(f'"{template % ctx}"'), str)

@@ -111,10 +111,10 @@ def assign(
     out = out.append_column("day", pc.cast(out.column("occurred_at"), pa.date32()))  # the column is UTC
     starts = {s: heads[s].hash for s in touched if s in heads}
     prevs, hashes = hashing.chain_hashes(
-        out.column("stream_id").to_pylist(), out.column("payload_sha256"), hashing.envelope_texts(out), starts
+        out.column("stream_id"), out.column("payload_sha256"), hashing.envelope_texts(out), starts
     )
-    out = out.append_column("prev_hash", pa.array(prevs, pa.string()))
-    out = out.append_column("hash", pa.array(hashes, pa.string()))
+    out = out.append_column("prev_hash", prevs)
+    out = out.append_column("hash", hashes)
     return out.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA), skipped
 
 

@@ -21,11 +21,10 @@ Encodings are built column-wise with Arrow compute; only the SHA-256 calls run p
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from operator import methodcaller
 
+import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from toolkit.journal.schema import ENVELOPE_COLUMNS, GENESIS_HASH
 
@@ -33,67 +32,89 @@ _sha256 = hashlib.sha256
 _hexdigest = methodcaller("hexdigest")
 _NULL = "\x1e"
 _SEP = "\x1f"
+_GENESIS = bytes.fromhex(GENESIS_HASH)
+
+
+def _series(col: pa.Array | pa.ChunkedArray) -> pl.Series:
+    return pl.Series(col)  # zero-copy where Arrow allows
 
 
 def payload_digests(data: pa.Array | pa.ChunkedArray, metadata: pa.Array | pa.ChunkedArray) -> list[str]:
-    joined = pc.cast(pc.binary_join_element_wise(data, metadata, _NULL), pa.binary())
-    return list(map(_hexdigest, map(_sha256, joined.to_pylist())))
+    joined = pl.DataFrame({"d": _series(data), "m": _series(metadata)}).select(
+        pl.concat_str("d", "m", separator=_NULL).cast(pl.Binary)
+    )
+    return list(map(_hexdigest, map(_sha256, joined.to_series().to_list())))
 
 
-def _as_text(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    t = col.type
-    if pa.types.is_string(t):
-        if pc.any(pc.match_substring_regex(col, "[\x1e\x1f]")).as_py():
-            col = pc.replace_substring_regex(col, "([\x1e\x1f])", "\x1e\\1")
-        return col
-    if pa.types.is_timestamp(t):
-        return pc.cast(pc.cast(col, pa.int64()), pa.string())
-    if pa.types.is_floating(t):
-        # the IEEE-754 bits, so the text never depends on a float formatter
-        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-        bits = pa.Array.from_buffers(pa.int64(), len(arr), arr.buffers(), arr.null_count, arr.offset)
-        return pc.cast(bits, pa.string())
-    if pa.types.is_boolean(t):
-        return pc.if_else(col, "t", "f")
-    return pc.cast(col, pa.string())
+def _float_bits(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The IEEE-754 bits of a float column as int64, so the text never depends on a float formatter."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return pa.Array.from_buffers(pa.int64(), len(arr), arr.buffers(), arr.null_count, arr.offset)
 
 
-def envelope_texts(table: pa.Table) -> pa.ChunkedArray | pa.Array:
-    """The envelope of every row as text (see the module docstring)."""
-    parts: list[pa.ChunkedArray | pa.Array | pa.Scalar] = []
+def _text(name: str, dtype: pl.DataType) -> pl.Expr:
+    e = pl.col(name)
+    if dtype == pl.String:
+        return e.str.replace_all("([\x1e\x1f])", "\x1e$1").fill_null(_NULL)
+    if isinstance(dtype, pl.Datetime):
+        e = e.dt.epoch("us").cast(pl.String)
+    elif dtype == pl.Boolean:
+        e = pl.when(e).then(pl.lit("t")).when(e.not_()).then(pl.lit("f"))
+    else:  # integers (floats arrive as their bits), decimals
+        e = e.cast(pl.String)
+    return e.fill_null(_NULL)
+
+
+def _envelope_frame(table: pa.Table) -> pl.DataFrame:
+    cols = {}
     for name in ENVELOPE_COLUMNS:
         col = table.column(name)
-        if col.null_count == len(col):
-            parts.append(pa.scalar(_NULL))
-        else:
-            parts.append(pc.fill_null(_as_text(col), _NULL) if col.null_count else _as_text(col))
-    return pc.binary_join_element_wise(*parts, _SEP)
+        cols[name] = _series(_float_bits(col) if pa.types.is_floating(col.type) else col)
+    return pl.DataFrame(cols)
+
+
+def envelope_texts(table: pa.Table) -> pl.Series:
+    """The envelope of every row as text (see the module docstring)."""
+    frame = _envelope_frame(table)
+    exprs = [
+        pl.lit(_NULL) if frame.get_column(n).null_count() == frame.height else _text(n, frame.schema[n])
+        for n in ENVELOPE_COLUMNS
+    ]
+    return frame.select(pl.concat_str(exprs, separator=_SEP).alias("envelope")).to_series()
 
 
 def chain_hashes(
-    stream_ids: Sequence[str],
+    stream_ids: pa.Array | pa.ChunkedArray,
     payloads: pa.Array | pa.ChunkedArray,
-    envelopes: pa.Array | pa.ChunkedArray,
+    envelopes: pl.Series,
     start: dict[str, str],
-) -> tuple[list[str], list[str]]:
+) -> tuple[pa.Array, pa.Array]:
     """Chain rows given in version order per stream (streams may interleave).
 
     ``start`` gives the head hash of streams that already have events. Returns the
-    ``prev_hash`` and ``hash`` of every row.
+    ``prev_hash`` and ``hash`` columns.
     """
-    messages = pc.cast(pc.binary_join_element_wise(payloads, envelopes, ""), pa.binary()).to_pylist()
+    frame = pl.DataFrame({"sid": _series(stream_ids), "p": _series(payloads), "e": envelopes})
+    messages = frame.select(pl.concat_str("p", "e").cast(pl.Binary)).to_series().to_list()
     heads = {sid: bytes.fromhex(h) for sid, h in start.items()}
-    genesis = bytes.fromhex(GENESIS_HASH)
-    prevs: list[bytes] = []
     digests: list[bytes] = []
-    add_prev, add_digest, get = prevs.append, digests.append, heads.get
-    for sid, msg in zip(stream_ids, messages, strict=True):
-        prev = get(sid, genesis)
-        d = _sha256(prev + msg).digest()
-        heads[sid] = d
-        add_prev(prev)
-        add_digest(d)
-    return list(map(bytes.hex, prevs)), list(map(bytes.hex, digests))
+    add = digests.append
+    current: str | None = None
+    prev = _GENESIS
+    for sid, msg in zip(frame.get_column("sid").to_list(), messages, strict=True):
+        if sid != current:
+            if current is not None:
+                heads[current] = prev
+            current = sid
+            prev = heads.get(sid, _GENESIS)
+        prev = _sha256(prev + msg).digest()
+        add(prev)
+    firsts = {sid: start.get(sid, GENESIS_HASH) for sid in frame.get_column("sid").unique().to_list()}
+    out = frame.select("sid").with_columns(hash=pl.Series(digests, dtype=pl.Binary).bin.encode("hex"))
+    out = out.with_columns(
+        prev_hash=pl.col("hash").shift(1).over("sid").fill_null(pl.col("sid").replace_strict(firsts, return_dtype=pl.String))
+    )
+    return out.get_column("prev_hash").to_arrow().cast(pa.string()), out.get_column("hash").to_arrow().cast(pa.string())
 
 
 def event_hash(prev_hash: str, payload_sha256: str, envelope: str) -> str:

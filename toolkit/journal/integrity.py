@@ -91,7 +91,7 @@ def _verify_table(t: pa.Table, report: VerifyReport) -> list[Break]:
     prevs = t.column("prev_hash").to_pylist()
     hashes = t.column("hash").to_pylist()
     payloads = hashing.payload_digests(t.column("data"), t.column("metadata"))
-    envelopes = hashing.envelope_texts(t).to_pylist()
+    envelopes = hashing.envelope_texts(t).to_list()
     breaks: list[Break] = []
     broken: set[str] = set()
     current: str | None = None

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic_core import from_json
@@ -35,7 +36,7 @@ from toolkit.journal.schema import ARROW_SCHEMA, ASSIGNED_COLUMNS, COLUMN_NAMES,
 
 UTC = dt.UTC
 STREAM_TYPE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
-TRACEPARENT_RE = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+TRACEPARENT_RE = re.compile(r"^(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-(?P<flags>[0-9a-f]{2})$")
 DEFAULT_STREAM_TYPE = "default"
 
 _INT_COLUMNS = ("tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
@@ -274,25 +275,46 @@ def _first_uncastable(col: pa.ChunkedArray | pa.Array, to: pa.DataType) -> int:
 
 
 def _check_json(col: pa.ChunkedArray | pa.Array, name: str) -> None:
-    # one parse per cell: joining the cells into one array would accept cells that are not
-    # JSON alone but pair up across the joins ('[1', '2]', '3,4' reads as three items)
-    for i, text in enumerate(col.to_pylist()):
+    """Every cell must be one JSON value (metadata: one JSON object).
+
+    Distinct texts are parsed once, vectorised (Polars); the few it rejects are re-checked one by
+    one with a strict parser (pydantic-core, the reference: no NaN/Infinity, no trailing text),
+    which also words the error.
+    """
+    texts = pl.Series(col).unique()
+    parsed = texts.str.json_path_match("$")  # null for invalid JSON and for the literal null
+    stripped = texts.str.strip_chars()
+    suspicious = texts.filter(parsed.is_null() & (stripped != "null"))
+    if name == "metadata":
+        suspicious = pl.concat([suspicious, texts.filter(~stripped.str.starts_with("{"))]).unique()
+    bad: dict[str, str] = {}
+    for text in suspicious.to_list():
         try:
             value = from_json(text, allow_inf_nan=False)  # NaN / Infinity are not JSON
         except ValueError as e:
-            raise EventValidationError.field(name, i, f"not JSON: {e}") from None
+            bad[text] = f"not JSON: {e}"
+            continue
         if name == "metadata" and not isinstance(value, dict):
-            raise EventValidationError.field(name, i, "expected a JSON object")
+            bad[text] = "expected a JSON object"
+    if bad:
+        first = pl.Series(col).is_in(pl.Series(list(bad), dtype=pl.String).implode()).arg_true()[0]
+        raise EventValidationError.field(name, int(first), bad[col[int(first)].as_py()])
 
 
 def _fill_trace_ids(table: pa.Table) -> pa.Table:
-    tps = table.column("traceparent").to_pylist()
-    trace_ids = table.column("trace_id").to_pylist()
-    span_ids = table.column("span_id").to_pylist()
-    for i, tp in enumerate(tps):
-        if tp:
-            t, s = parse_traceparent(tp, i)
-            trace_ids[i] = trace_ids[i] or t
-            span_ids[i] = span_ids[i] or s
-    table = table.set_column(table.schema.get_field_index("trace_id"), "trace_id", pa.array(trace_ids, pa.string()))
-    return table.set_column(table.schema.get_field_index("span_id"), "span_id", pa.array(span_ids, pa.string()))
+    """Check every traceparent and fill trace_id/span_id where they are missing (vectorised)."""
+    tp = table.column("traceparent")
+    parts = pc.extract_regex(pc.utf8_lower(pc.utf8_trim_whitespace(tp)), TRACEPARENT_RE.pattern)
+    trace = pc.struct_field(parts, "trace")
+    span = pc.struct_field(parts, "span")
+    bad = pc.and_(
+        pc.is_valid(tp),
+        pc.fill_null(pc.or_(pc.equal(trace, "0" * 32), pc.equal(span, "0" * 16)), True),
+    )
+    if pc.any(bad).as_py():
+        i = int(pc.index(bad, True).as_py())
+        parse_traceparent(tp[i].as_py(), i)  # raises with the message and hint
+    table = table.set_column(
+        table.schema.get_field_index("trace_id"), "trace_id", pc.coalesce(table.column("trace_id"), trace)
+    )
+    return table.set_column(table.schema.get_field_index("span_id"), "span_id", pc.coalesce(table.column("span_id"), span))

@@ -26,7 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from toolkit.errors import QueryError
-from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, HIVE_TYPES, PARTITION_COLUMNS
+from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, DUCKDB_TYPES, HIVE_TYPES, PARTITION_COLUMNS
 from toolkit.journal.store import Journal
 
 _ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
@@ -35,9 +35,12 @@ _SANDBOX_HINT = "the SQL session reads the journal and nothing else; use SELECT 
 _EXPLAIN_PREFIX = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?", re.IGNORECASE)
 
 
-def _events_select(files: Sequence[str]) -> str:
-    """SELECT of every schema column in schema order (identifiers from the fixed schema)."""
-    cols = ", ".join(f'"{c}"' for c in COLUMN_NAMES)
+def _events_select(present: Sequence[str]) -> str:
+    """SELECT of every schema column in schema order (identifiers and types from the fixed schema).
+
+    Columns the table does not have yet (a journal of an older minor schema) read as typed nulls.
+    """
+    cols = ", ".join(f'"{c}"' if c in present else f'CAST(NULL AS {DUCKDB_TYPES[c]}) AS "{c}"' for c in COLUMN_NAMES)
     hive = "{" + ", ".join(f"'{k}': '{v}'" for k, v in HIVE_TYPES.items()) + "}"
     return (
         f"SELECT {cols} FROM read_parquet($files, hive_partitioning = true, hive_types = {hive}, union_by_name = true)"  # noqa: S608
@@ -108,11 +111,17 @@ class Session:
         self.con.close()
 
 
-def register_parquet_view(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], empty: pa.Schema) -> None:
+def register_parquet_view(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    files: Sequence[str],
+    empty: pa.Schema,
+    present: Sequence[str] | None = None,
+) -> None:
     """A view over given Parquet files (or an empty, typed view when there are none)."""
     if files:
         rel = con.sql(
-            _events_select(files) if name == "events" else "SELECT * FROM read_parquet($files)",
+            _events_select(present or empty.names) if name == "events" else "SELECT * FROM read_parquet($files)",
             params={"files": list(files)},
         )
     else:
@@ -134,7 +143,7 @@ def connect(
         if threads:
             con.execute("SET threads = $n", {"n": threads})
         files = journal.file_paths()
-        register_parquet_view(con, "events", files, ARROW_SCHEMA)
+        register_parquet_view(con, "events", files, ARROW_SCHEMA, journal.table_columns())
         for name, (vfiles, schema) in (extra_views or {}).items():
             register_parquet_view(con, name, vfiles, schema)
         root = str(Path(journal.path).resolve()) + "/"

@@ -38,7 +38,14 @@ def scan_events(
     files = journal.file_paths(stream_types=stream_types, since=since, until=until, stream_ids=stream_ids)
     if not files:
         return pl.LazyFrame(schema=POLARS_SCHEMA)
-    lf = pl.scan_parquet(files, hive_partitioning=True, hive_schema=HIVE_SCHEMA).select(list(COLUMN_NAMES))
+    present = set(journal.table_columns())
+    # files written before the schema grew lack the newer columns: Polars inserts nulls
+    file_schema = {c: POLARS_SCHEMA[c] for c in COLUMN_NAMES if c in present and c not in HIVE_SCHEMA}
+    lf = pl.scan_parquet(
+        files, hive_partitioning=True, hive_schema=HIVE_SCHEMA, schema=file_schema, missing_columns="insert"
+    ).select(
+        [pl.col(c) if c in present else pl.lit(None, dtype=POLARS_SCHEMA[c]).alias(c) for c in COLUMN_NAMES]
+    )
     if stream_ids is not None:
         lf = lf.filter(pl.col("stream_id").is_in(list(stream_ids)))
     if stream_types is not None:

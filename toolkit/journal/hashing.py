@@ -4,12 +4,14 @@
 
 Each event's ``hash = hex(sha256(raw(prev_hash) ‖ payload_sha256 ‖ envelope))``, where
 ``raw(prev_hash)`` is the 32 bytes of the previous event's hash (``GENESIS_HASH`` for the first
-event of a stream) and the envelope is every column of ``ENVELOPE_COLUMNS`` as text joined by
-U+001F. Integers and timestamps (µs since the epoch) are decimal text, floats the decimal text
-of their IEEE-754 bits, booleans ``t``/``f``, null is U+001E alone; inside string values
-U+001E and U+001F are escaped by a leading U+001E, so no value can shift into its neighbour.
-Because data and metadata enter only through their digest, a payload can be redacted later
-(digest kept, text replaced) without breaking the chain.
+event of a stream) and the envelope lists every *non-null* column of ``ENVELOPE_COLUMNS`` as
+``name=text``, in schema order, joined by U+001F. Integers and timestamps (µs since the epoch)
+are decimal text, floats the decimal text of their IEEE-754 bits, booleans ``t``/``f``; inside
+string values U+001E and U+001F are escaped by a leading U+001E, so no value can shift into its
+neighbour. Null columns are left out, so a journal whose schema grew by a nullable column
+(a minor version) still verifies the hashes of events written before. Because data and metadata
+enter only through their digest, a payload can be redacted later (digest kept, text replaced)
+without breaking the chain.
 
 Encodings are built column-wise with Arrow compute; only the SHA-256 calls run per event.
 
@@ -53,34 +55,42 @@ def _float_bits(col: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def _text(name: str, dtype: pl.DataType) -> pl.Expr:
+    """``name=text`` of a column's value, null where the value is null."""
     e = pl.col(name)
     if dtype == pl.String:
-        return e.str.replace_all("([\x1e\x1f])", "\x1e$1").fill_null(_NULL)
-    if isinstance(dtype, pl.Datetime):
+        e = e.str.replace_all("([\x1e\x1f])", "\x1e$1")
+    elif isinstance(dtype, pl.Datetime):
         e = e.dt.epoch("us").cast(pl.String)
     elif dtype == pl.Boolean:
         e = pl.when(e).then(pl.lit("t")).when(e.not_()).then(pl.lit("f"))
     else:  # integers (floats arrive as their bits), decimals
         e = e.cast(pl.String)
-    return e.fill_null(_NULL)
+    return pl.concat_str(pl.lit(f"{name}="), e)  # null stays null
 
 
 def _envelope_frame(table: pa.Table) -> pl.DataFrame:
     cols = {}
     for name in ENVELOPE_COLUMNS:
+        if name not in table.column_names:  # a column newer than this table: null
+            continue
         col = table.column(name)
         cols[name] = _series(_float_bits(col) if pa.types.is_floating(col.type) else col)
     return pl.DataFrame(cols)
 
 
 def envelope_texts(table: pa.Table) -> pl.Series:
-    """The envelope of every row as text (see the module docstring)."""
+    """The envelope of every row as text (see the module docstring).
+
+    >>> import pyarrow as pa
+    >>> envelope_texts(pa.table({"stream_id": ["r"], "version": [1], "agent": [None]})).to_list() == [
+    ...     "stream_id=r" + chr(0x1F) + "version=1"]
+    True
+    """
     frame = _envelope_frame(table)
-    exprs = [
-        pl.lit(_NULL) if frame.get_column(n).null_count() == frame.height else _text(n, frame.schema[n])
-        for n in ENVELOPE_COLUMNS
-    ]
-    return frame.select(pl.concat_str(exprs, separator=_SEP).alias("envelope")).to_series()
+    exprs = [_text(n, frame.schema[n]) for n in frame.columns if frame.get_column(n).null_count() < frame.height]
+    if not exprs:
+        return pl.Series("envelope", [""] * table.num_rows, dtype=pl.String)
+    return frame.select(pl.concat_str(exprs, separator=_SEP, ignore_nulls=True).alias("envelope")).to_series()
 
 
 def chain_hashes(

@@ -17,10 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from toolkit.journal import hashing
-from toolkit.journal.schema import COLUMN_NAMES, GENESIS_HASH, PARTITION_COLUMNS
+from toolkit.journal.schema import GENESIS_HASH
 from toolkit.journal.store import Journal
 
 
@@ -47,10 +46,7 @@ class VerifyReport:
 def _read_stream_type(journal: Journal, stream_type: str) -> pa.Table:
     pieces = []
     for f in journal.files(stream_types=[stream_type]):
-        t = pq.read_table(f.path, columns=[c for c in COLUMN_NAMES if c not in PARTITION_COLUMNS])
-        t = t.append_column("stream_type", pa.array([f.stream_type] * t.num_rows, pa.string()))
-        t = t.append_column("day", pa.array([f.day] * t.num_rows, pa.date32()))
-        pieces.append(t.select(list(COLUMN_NAMES)))
+        pieces.append(journal.read_file(f))
     return pa.concat_tables(pieces).sort_by([("stream_id", "ascending"), ("version", "ascending")])
 
 

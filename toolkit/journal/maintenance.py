@@ -15,13 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from deltalake import CommitProperties, write_deltalake
 
 from toolkit.errors import InvalidPathError
 from toolkit.journal.lock import write_lock
 from toolkit.journal.prepare import STREAM_TYPE_RE
-from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, PARTITION_COLUMNS
 from toolkit.journal.store import FileInfo, Journal, writer_properties
 
 
@@ -31,16 +29,6 @@ class CompactResult:
     files_before: int = 0
     files_after: int = 0
     rows: int = 0
-
-
-def _read_partition(files: list[FileInfo]) -> pa.Table:
-    pieces = []
-    for f in files:
-        t = pq.read_table(f.path, columns=[c for c in COLUMN_NAMES if c not in PARTITION_COLUMNS])
-        t = t.append_column("stream_type", pa.array([f.stream_type] * t.num_rows, pa.string()))
-        t = t.append_column("day", pa.array([f.day] * t.num_rows, pa.date32()))
-        pieces.append(t.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA))
-    return pa.concat_tables(pieces)
 
 
 def compact(
@@ -58,7 +46,7 @@ def compact(
         for n, ((stream_type, day), files) in enumerate(sorted(todo.items(), key=lambda kv: str(kv[0]))):
             if not STREAM_TYPE_RE.match(stream_type):  # the predicate below quotes it
                 raise InvalidPathError(f"partition stream_type={stream_type!r} is not a valid stream type")
-            table = _read_partition(files).sort_by([("stream_id", "ascending"), ("version", "ascending")])
+            table = pa.concat_tables([journal.read_file(f) for f in files]).sort_by([("stream_id", "ascending"), ("version", "ascending")])
             write_deltalake(
                 journal.delta_table(),
                 table,

@@ -1,7 +1,7 @@
 """Canonical event schema v1 — the public contract users write SQL against.
 
 Defined once, here. DuckDB and Polars read the journal with exactly these types
-(``ARROW_SCHEMA``, ``POLARS_SCHEMA`` and ``HIVE_TYPES`` are all derived from ``COLUMNS``).
+(``ARROW_SCHEMA``, ``POLARS_SCHEMA``, ``DUCKDB_TYPES`` and ``HIVE_TYPES`` all derive from ``COLUMNS``).
 
 The schema grows only by adding nullable columns (minor version). Older journals read
 with nulls in the new columns; a journal written by a newer *major* version is refused.
@@ -85,8 +85,19 @@ ARROW_SCHEMA: Final = pa.schema(
     metadata={"toolkit.schema_version": SCHEMA_VERSION},
 )
 
+_DUCKDB: dict[pa.DataType, str] = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.date32(): "DATE",
+    TIMESTAMP: "TIMESTAMPTZ",
+    COST: "DECIMAL(18, 9)",
+}
+DUCKDB_TYPES: Final = {c.name: _DUCKDB[c.type] for c in COLUMNS}
+
 # Delta keeps partition values out of the data files; every reader pins their types here.
-HIVE_TYPES: Final = {"stream_type": "VARCHAR", "day": "DATE"}
+HIVE_TYPES: Final = {name: DUCKDB_TYPES[name] for name in ("stream_type", "day")}
 
 _POLARS: dict[pa.DataType, pl.DataType] = {
     pa.string(): pl.String(),

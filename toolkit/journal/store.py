@@ -120,6 +120,7 @@ class Journal:
         self._heads: dict[str, Head] = {}
         self._heads_scanned: set[str] = set()
         self._footers: dict[str, tuple[pq.ParquetFile, int]] = {}
+        self._columns: list[str] | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -210,6 +211,7 @@ class Journal:
         if version != self._seen_version:
             self._load_files(table)
             self._seen_version = version
+            self._columns = None
         return version
 
     def _load_files(self, table: DeltaTable) -> None:
@@ -313,6 +315,39 @@ class Journal:
             self._footers[path] = hit
         return hit
 
+    def table_columns(self) -> list[str]:
+        """Columns the Delta table has (an older minor schema may lack newer nullable ones)."""
+        self.refresh()
+        if self._columns is None:
+            self._columns = [f.name for f in self.delta_table().schema().fields]
+        return self._columns
+
+    def _file_columns(self, pf: pq.ParquetFile, wanted: Sequence[str]) -> list[str]:
+        """The wanted columns this file has (files written before a schema grew lack the new ones)."""
+        present = set(pf.schema_arrow.names)
+        return [c for c in wanted if c not in PARTITION_COLUMNS and c in present]
+
+    def complete(self, table: pa.Table, f: FileInfo, columns: Sequence[str]) -> pa.Table:
+        """Add partition values and columns the file predates (as nulls); conform to the schema."""
+        n = table.num_rows
+        for c in columns:
+            if c in table.column_names:
+                continue
+            if c == "stream_type":
+                table = table.append_column(c, pa.array([f.stream_type] * n, pa.string()))
+            elif c == "day":
+                table = table.append_column(c, pa.array([f.day] * n, pa.date32()))
+            else:
+                table = table.append_column(c, pa.nulls(n, ARROW_SCHEMA.field(c).type))
+        schema = pa.schema([ARROW_SCHEMA.field(c) for c in columns])
+        return table.select(list(columns)).cast(schema)
+
+    def read_file(self, f: FileInfo, columns: Sequence[str] | None = None) -> pa.Table:
+        """One active data file with the given canonical columns (all by default)."""
+        cols = list(columns) if columns is not None else list(COLUMN_NAMES)
+        pf, _ = self._footer(f.path)
+        return self.complete(pf.read(columns=self._file_columns(pf, cols)), f, cols)
+
     def read_stream(
         self,
         stream_id: str,
@@ -336,10 +371,7 @@ class Journal:
         unknown = [c for c in cols if c not in COLUMN_NAMES]
         if unknown:
             raise EventValidationError.field(unknown[0], 0, "not a column of the canonical schema")
-        file_cols = [c for c in cols if c not in PARTITION_COLUMNS]
-        for need in ("stream_id", "version"):
-            if need not in file_cols:
-                file_cols.append(need)
+        read = list(dict.fromkeys([*cols, "stream_id", "version"]))
         wanted = set(stream_ids)
         self.refresh()
         candidates = self._candidate_files(wanted)
@@ -353,7 +385,7 @@ class Journal:
                     groups.append(i)
             if not groups:
                 continue
-            t = pf.read_row_groups(groups, columns=file_cols)
+            t = pf.read_row_groups(groups, columns=self._file_columns(pf, read))
             mask = (
                 pc.equal(t.column("stream_id"), next(iter(wanted)))
                 if len(wanted) == 1
@@ -361,15 +393,10 @@ class Journal:
             )
             t = t.filter(mask)
             if t.num_rows:
-                if "stream_type" in cols:
-                    t = t.append_column("stream_type", pa.array([f.stream_type] * t.num_rows, pa.string()))
-                if "day" in cols:
-                    t = t.append_column("day", pa.array([f.day] * t.num_rows, pa.date32()))
-                pieces.append(t)
-        schema = pa.schema([ARROW_SCHEMA.field(c) for c in dict.fromkeys([*cols, *file_cols])])
+                pieces.append(self.complete(t, f, read))
         if not pieces:
-            return schema.empty_table().select(cols)
-        out = pa.concat_tables([p.select(schema.names).cast(schema) for p in pieces])
+            return pa.schema([ARROW_SCHEMA.field(c) for c in cols]).empty_table()
+        out = pa.concat_tables(pieces)
         if from_version is not None or to_version is not None:
             v = out.column("version")
             mask = pc.and_(pc.greater_equal(v, from_version or 1), pc.less_equal(v, to_version or (1 << 62)))
@@ -397,18 +424,10 @@ class Journal:
         """The whole journal (tests and small journals; analysis should use the engines)."""
         cols = list(columns) if columns is not None else list(COLUMN_NAMES)
         read = list(dict.fromkeys([*cols, "position"]))  # position orders the rows
-        pieces = []
-        for f in self.files():
-            t = pq.read_table(f.path, columns=[c for c in read if c not in PARTITION_COLUMNS])
-            if "stream_type" in cols:
-                t = t.append_column("stream_type", pa.array([f.stream_type] * t.num_rows, pa.string()))
-            if "day" in cols:
-                t = t.append_column("day", pa.array([f.day] * t.num_rows, pa.date32()))
-            pieces.append(t.select(read))
-        schema = pa.schema([ARROW_SCHEMA.field(c) for c in read])
+        pieces = [self.read_file(f, read) for f in self.files()]
         if not pieces:
-            return schema.empty_table().select(cols)
-        return pa.concat_tables([p.cast(schema) for p in pieces]).sort_by("position").select(cols)
+            return pa.schema([ARROW_SCHEMA.field(c) for c in cols]).empty_table()
+        return pa.concat_tables(pieces).sort_by("position").select(cols)
 
     # ------------------------------------------------------------------ writes
 
@@ -459,10 +478,12 @@ class Journal:
             prepared, skipped = self._assign(table, heads, expected)
             result = AppendResult(skipped=skipped, streams=len(set(table.column("stream_id").to_pylist())))
             if prepared.num_rows:
+                grows = not set(prepared.column_names).issubset(self.table_columns())
                 write_deltalake(
                     self.delta_table(),
                     prepared,
                     mode="append",
+                    schema_mode="merge" if grows else None,  # a newer minor schema adds nullable columns
                     partition_by=list(self.config.partition_by),
                     writer_properties=writer_properties(self.config.row_group_rows),
                     commit_properties=CommitProperties(

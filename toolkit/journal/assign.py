@@ -31,7 +31,7 @@ _DUP_HINT = "an event id names one event: give the changed event a new id"
 class StreamHead(Protocol):
     stream_type: str
     version: int
-    hash: str
+    hash: str | None  # known for every stream assign touches
 
 
 def derived_event_id(stream_id: str, version: int) -> str:
@@ -109,7 +109,7 @@ def assign(
     out = out.append_column("recorded_at", pa.array([now] * out.num_rows, ARROW_SCHEMA.field("recorded_at").type))
     out = _set(out, "payload_sha256", keys.get_column("payload").to_arrow())
     out = out.append_column("day", pc.cast(out.column("occurred_at"), pa.date32()))  # the column is UTC
-    starts = {s: heads[s].hash for s in touched if s in heads}
+    starts = {s: h for s in touched if s in heads and (h := heads[s].hash) is not None}
     prevs, hashes = hashing.chain_hashes(
         out.column("stream_id"), out.column("payload_sha256"), hashing.envelope_texts(out), starts
     )

@@ -27,7 +27,7 @@ class JournalConfig:
     # vacuum never deletes files younger than this (readers may still use them)
     vacuum_retain_hours: int = 168
     # compaction: rows per row group (the prune unit of a one-stream read)
-    row_group_rows: int = 16_384
+    row_group_rows: int = 8_192
     lock_timeout_s: float = 60.0
 
     def to_toml(self) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,11 +77,37 @@ class FileInfo:
     max_position: int | None
 
 
+@dataclass(frozen=True)
+class _Footer:
+    """An open data file with its row groups' stream_id ranges (read once per file)."""
+
+    file: pq.ParquetFile
+    ranges: tuple[tuple[str | None, str | None], ...]
+
+    @classmethod
+    def load(cls, path: str) -> _Footer:
+        pf = pq.ParquetFile(path, memory_map=True, pre_buffer=False)
+        idx = pf.schema_arrow.get_field_index("stream_id")
+        md = pf.metadata
+        ranges = []
+        for i in range(md.num_row_groups):
+            st = md.row_group(i).column(idx).statistics
+            ranges.append((st.min, st.max) if st is not None and st.has_min_max else (None, None))
+        return cls(pf, tuple(ranges))
+
+    def row_groups_holding(self, wanted: set[str]) -> list[int]:
+        return [
+            i
+            for i, (lo, hi) in enumerate(self.ranges)
+            if lo is None or hi is None or any(lo <= s <= hi for s in wanted)
+        ]
+
+
 @dataclass
 class Head:
     stream_type: str
     version: int
-    hash: str
+    hash: str | None  # None until needed: looked up on the stream's next append
     first_day: dt.date
     last_day: dt.date
 
@@ -119,7 +146,10 @@ class Journal:
         self._files: dict[str, FileInfo] = {}
         self._heads: dict[str, Head] = {}
         self._heads_scanned: set[str] = set()
-        self._footers: dict[str, tuple[pq.ParquetFile, int]] = {}
+        self._footers: dict[str, _Footer] = {}
+        self._rg_cache: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
+        self._rg_cache_bytes = 0
+        self.row_group_cache_bytes = 64 << 20
         self._columns: list[str] | None = None
 
     # ------------------------------------------------------------------ opening
@@ -174,6 +204,8 @@ class Journal:
     def close(self) -> None:
         self._dt = None
         self._footers.clear()
+        self._rg_cache.clear()
+        self._rg_cache_bytes = 0
         if self._temporary:
             shutil.rmtree(self.path.parent, ignore_errors=True)
 
@@ -204,8 +236,17 @@ class Journal:
         return self._dt
 
     def refresh(self) -> int:
-        """Catch up with commits by any process; returns the Delta table version."""
+        """Catch up with commits by any process; returns the Delta table version.
+
+        Delta commits are the numbered files of ``_delta_log/``: when the file after the version
+        already loaded does not exist there is nothing new, and one ``stat`` says so.
+        """
         table = self.delta_table()
+        if (
+            self._seen_version is not None
+            and not (self.path / EVENTS_TABLE / "_delta_log" / f"{self._seen_version + 1:020d}.json").exists()
+        ):
+            return self._seen_version
         table.update_incremental()
         version = int(table.version())
         if version != self._seen_version:
@@ -277,25 +318,29 @@ class Journal:
     # ------------------------------------------------------------------ heads
 
     def heads(self) -> dict[str, Head]:
-        """Last version and hash of every stream (scans only files not seen before)."""
+        """Type, last version and day span of every stream (scans only files not seen before).
+
+        Reads two columns of each new file; the head hash of a stream is looked up when it is
+        next appended to.
+        """
         self.refresh()
         new = [f for p, f in self._files.items() if p not in self._heads_scanned]
         for f in new:
-            t = pq.read_table(f.path, columns=["stream_id", "version", "hash"])
+            t = pq.read_table(f.path, columns=["stream_id", "version"])
             agg = (
                 pl.from_arrow(t)  # type: ignore[union-attr]
                 .lazy()
                 .group_by("stream_id")
-                .agg(pl.col("version").max(), pl.col("hash").sort_by("version").last())
+                .agg(pl.col("version").max())
                 .collect()
             )
-            for sid, version, h in agg.iter_rows():
+            for sid, version in agg.iter_rows():
                 head = self._heads.get(sid)
                 if head is None:
-                    self._heads[sid] = Head(f.stream_type, version, h, f.day, f.day)
+                    self._heads[sid] = Head(f.stream_type, version, None, f.day, f.day)
                     continue
                 if version > head.version:
-                    head.version, head.hash = version, h
+                    head.version, head.hash = version, None
                 head.first_day = min(head.first_day, f.day)
                 head.last_day = max(head.last_day, f.day)
         self._heads_scanned = set(self._files)
@@ -307,13 +352,40 @@ class Journal:
 
     # ------------------------------------------------------------------ reads
 
-    def _footer(self, path: str) -> tuple[pq.ParquetFile, int]:
+    def _footer(self, path: str) -> _Footer:
         hit = self._footers.get(path)
         if hit is None:
-            pf = pq.ParquetFile(path)
-            hit = (pf, pf.schema_arrow.get_field_index("stream_id"))
+            hit = _Footer.load(path)
             self._footers[path] = hit
         return hit
+
+    def warm_up(self) -> int:
+        """Load the stream heads and every active file's Parquet footer now.
+
+        For long-lived readers (notebooks, services): afterwards a one-stream read opens only
+        the files of the stream's type and days, whatever the stream ids look like. Without it,
+        reads prune by the files' stream_id ranges only (tight for time-ordered ids such as
+        UUIDv7 or the demo's run numbers, loose for random ids). Returns the number of files.
+        """
+        self.heads()
+        for f in self.files():
+            self._footer(f.path)
+        return len(self._footers)
+
+    def _row_group(self, path: str, footer: _Footer, group: int) -> pa.Table:
+        """A decoded row group, from a small LRU cache (data files never change once written)."""
+        key = (path, group)
+        hit = self._rg_cache.get(key)
+        if hit is not None:
+            self._rg_cache.move_to_end(key)
+            return hit
+        t = footer.file.read_row_group(group)
+        self._rg_cache[key] = t
+        self._rg_cache_bytes += t.nbytes
+        while self._rg_cache_bytes > self.row_group_cache_bytes and len(self._rg_cache) > 1:
+            _, old = self._rg_cache.popitem(last=False)
+            self._rg_cache_bytes -= old.nbytes
+        return t
 
     def table_columns(self) -> list[str]:
         """Columns the Delta table has (an older minor schema may lack newer nullable ones)."""
@@ -334,18 +406,21 @@ class Journal:
             if c in table.column_names:
                 continue
             if c == "stream_type":
-                table = table.append_column(c, pa.array([f.stream_type] * n, pa.string()))
+                table = table.append_column(c, pa.repeat(pa.scalar(f.stream_type, pa.string()), n))
             elif c == "day":
-                table = table.append_column(c, pa.array([f.day] * n, pa.date32()))
+                table = table.append_column(c, pa.repeat(pa.scalar(f.day, pa.date32()), n))
             else:
                 table = table.append_column(c, pa.nulls(n, ARROW_SCHEMA.field(c).type))
+        table = table.select(list(columns))
         schema = pa.schema([ARROW_SCHEMA.field(c) for c in columns])
-        return table.select(list(columns)).cast(schema)
+        if all(a.type == b.type for a, b in zip(table.schema, schema, strict=True)):
+            return pa.Table.from_arrays(table.columns, schema=schema)  # only nullability differs
+        return table.cast(schema)
 
     def read_file(self, f: FileInfo, columns: Sequence[str] | None = None) -> pa.Table:
         """One active data file with the given canonical columns (all by default)."""
         cols = list(columns) if columns is not None else list(COLUMN_NAMES)
-        pf, _ = self._footer(f.path)
+        pf = self._footer(f.path).file
         return self.complete(pf.read(columns=self._file_columns(pf, cols)), f, cols)
 
     def read_stream(
@@ -377,15 +452,11 @@ class Journal:
         candidates = self._candidate_files(wanted)
         pieces: list[pa.Table] = []
         for f in candidates:
-            pf, sid_idx = self._footer(f.path)
-            groups = []
-            for i in range(pf.metadata.num_row_groups):
-                st = pf.metadata.row_group(i).column(sid_idx).statistics
-                if st is None or not st.has_min_max or any(st.min <= s <= st.max for s in wanted):
-                    groups.append(i)
+            footer = self._footer(f.path)
+            groups = footer.row_groups_holding(wanted)
             if not groups:
                 continue
-            t = pf.read_row_groups(groups, columns=self._file_columns(pf, read))
+            t = pa.concat_tables([self._row_group(f.path, footer, g) for g in groups])
             mask = (
                 pc.equal(t.column("stream_id"), next(iter(wanted)))
                 if len(wanted) == 1
@@ -393,7 +464,7 @@ class Journal:
             )
             t = t.filter(mask)
             if t.num_rows:
-                pieces.append(self.complete(t, f, read))
+                pieces.append(self.complete(t.select([c for c in read if c in t.column_names]), f, read))
         if not pieces:
             return pa.schema([ARROW_SCHEMA.field(c) for c in cols]).empty_table()
         out = pa.concat_tables(pieces)
@@ -401,7 +472,11 @@ class Journal:
             v = out.column("version")
             mask = pc.and_(pc.greater_equal(v, from_version or 1), pc.less_equal(v, to_version or (1 << 62)))
             out = out.filter(mask)
-        return out.sort_by([("stream_id", "ascending"), ("version", "ascending")]).select(cols)
+        # inside one file a stream's rows are in version order (files are written in position
+        # order or sorted by stream and version); only rows from several files need sorting
+        if len(pieces) > 1 or len(wanted) > 1:
+            out = out.sort_by([("stream_id", "ascending"), ("version", "ascending")])
+        return out.select(cols)
 
     def _candidate_files(self, wanted: set[str]) -> list[FileInfo]:
         # heads prune by day only while they cover every active file: another process may have
@@ -504,6 +579,23 @@ class Journal:
                 result.heads[sid] = self._heads[sid].version if sid in self._heads else 0
             return result
 
+    def _fill_head_hashes(self, stream_ids: list[str]) -> None:
+        """Look up the last hash of streams whose head hash is not known yet."""
+        if not stream_ids:
+            return
+        tails = self.read_streams(
+            stream_ids, ["stream_id", "version", "hash"], from_version=min(self._heads[s].version for s in stream_ids)
+        )
+        last = pl.from_arrow(tails).group_by("stream_id").agg(pl.col("hash").sort_by("version").last())  # type: ignore[union-attr]
+        for sid, h in last.iter_rows():
+            self._heads[sid].hash = h
+        missing = [s for s in stream_ids if self._heads[s].hash is None]
+        if missing:  # never chain from genesis by mistake
+            raise JournalNotFoundError(
+                f"stream {missing[0]!r}: its last event cannot be read from the journal files",
+                hint="run journal verify; the journal's files may have been removed by hand",
+            )
+
     def _update_heads(self, prepared: pa.Table) -> None:
         agg = (
             pl.from_arrow(prepared.select(["stream_id", "stream_type", "version", "hash", "day"]))  # type: ignore[union-attr]
@@ -538,6 +630,7 @@ class Journal:
         known = None
         if existing and table.column("event_id").null_count < table.num_rows:
             known = self.read_streams(existing, ["stream_id", "event_id", "payload_sha256", "event_type"])
+        self._fill_head_hashes([s for s in existing if heads[s].hash is None])
         prepared, skipped = assign(table, heads, known, self.max_position(), dt.datetime.now(UTC))
         if expected:
             batch_streams = set(pc.unique(table.column("stream_id")).to_pylist())

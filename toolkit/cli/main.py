@@ -17,6 +17,7 @@ from toolkit.errors import ToolkitError
 # name -> (module, one-line help); modules are imported only when the command runs
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("toolkit.cli.cmd_init", "Create an empty journal at PATH."),
+    "import": ("toolkit.cli.cmd_import", "Import exported journals (AgentStore, eventsourcing, OTLP, JSONL, ...)."),
     "append": ("toolkit.cli.cmd_append", "Append events (JSONL on stdin) to the journal."),
     "streams": ("toolkit.cli.cmd_streams", "List streams with event count, first/last time, tokens, cost."),
     "stats": ("toolkit.cli.cmd_stats", "Summarise one stream: versions, times, tokens, cost, events by type."),

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from toolkit.errors import QueryError
 from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, DUCKDB_TYPES, HIVE_TYPES, PARTITION_COLUMNS
+from toolkit.journal.side_tables import side_views
 from toolkit.journal.store import Journal
 
 _ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
@@ -144,7 +145,8 @@ def connect(
             con.execute("SET threads = $n", {"n": threads})
         files = journal.file_paths()
         register_parquet_view(con, "events", files, ARROW_SCHEMA, journal.table_columns())
-        for name, (vfiles, schema) in (extra_views or {}).items():
+        views = {**side_views(journal), **(extra_views or {})}
+        for name, (vfiles, schema) in views.items():
             register_parquet_view(con, name, vfiles, schema)
         root = str(Path(journal.path).resolve()) + "/"
         con.execute("SET allowed_directories = $dirs", {"dirs": [root, str(journal.path) + "/"]})

@@ -45,7 +45,6 @@ from deltalake.exceptions import DeltaError
 from toolkit.errors import (
     ConcurrencyError,
     EventValidationError,
-    InvalidPathError,
     JournalExistsError,
     JournalNotFoundError,
 )
@@ -214,13 +213,6 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def resolve_inside(self, user_path: str | Path) -> Path:
-        """A user-supplied path, refused unless it lies inside the journal directory."""
-        p = (self.path / user_path).resolve() if not Path(user_path).is_absolute() else Path(user_path).resolve()
-        if not p.is_relative_to(self.path.resolve()):
-            raise InvalidPathError(f"{user_path}: outside the journal {self.path}", path=str(user_path))
-        return p
 
     # ------------------------------------------------------------------ Delta state
 
@@ -641,12 +633,6 @@ class Journal:
                 if exp != actual and not retried:
                     raise ConcurrencyError.mismatch(sid, exp, actual)
         return prepared, skipped
-
-    # ------------------------------------------------------------------ maintenance
-
-    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
-        return list(self.delta_table().history(limit))
-
 
 def writer_properties(row_group_rows: int) -> WriterProperties:
     bloom = ColumnProperties(bloom_filter_properties=BloomFilterProperties(True, fpp=0.01))

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from toolkit.cli.options import journal_option, open_journal
+
+
+@click.command("import")
+@journal_option
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--from", "fmt", default="auto", show_default=True, help="Source format (auto sniffs and says which).")
+@click.option("--stream-type", help="Stream type for events whose source names none.")
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False), help="TOML mapping for generic files.")
+@click.option(
+    "--on-error",
+    type=click.Choice(["fail", "quarantine"]),
+    default="fail",
+    show_default=True,
+    help="fail: stop at the first bad record, write nothing; quarantine: import the rest, keep the bad ones.",
+)
+@click.option("--cipher-key", envvar="CIPHER_KEY", help="AES key (base64) of encrypted eventsourcing stores.")
+@click.option("--dry-run", is_flag=True, help="Read and validate only; write nothing.")
+def command(
+    journal_path: str,
+    paths: tuple[str, ...],
+    fmt: str,
+    stream_type: str | None,
+    mapping: str | None,
+    on_error: str,
+    cipher_key: str | None,
+    dry_run: bool,
+) -> None:
+    """Import exported journals into the journal (idempotent: a second import adds nothing).
+
+    Prints the counts (read, imported, already present, rejected, quarantined) as JSON on stdout.
+    Rejected records are shown on stderr with file:line and the reason; with --on-error
+    quarantine they are kept in the journal's quarantine table (journal sql "SELECT * FROM quarantine").
+
+    \b
+    Examples:
+      journal import events.jsonl
+      journal import ./agentstore-data --on-error quarantine
+    """
+    from pathlib import Path
+
+    from toolkit.ingest.base import ImportOptions
+    from toolkit.ingest.runner import choose_importer, import_paths
+    from toolkit.journal import Journal
+    from toolkit.reports.progress import progress_bar
+
+    journal = Journal.create(journal_path, exist_ok=True) if not dry_run else open_journal(journal_path)
+    for path in paths:
+        if fmt == "auto":
+            click.echo(f"{path}: format {choose_importer(path).name} (sniffed)", err=True)
+    options = ImportOptions(stream_type=stream_type, mapping=Path(mapping) if mapping else None, cipher_key=cipher_key)
+    with progress_bar("importing", None) as advance:
+        report = import_paths(
+            journal,
+            list(paths),
+            fmt=fmt,
+            on_error="quarantine" if on_error == "quarantine" else "fail",
+            dry_run=dry_run,
+            options=options,
+            progress=advance,
+        )
+    for r in report.rejections[:20]:
+        click.echo(f"rejected {r.source}: {r.location}: {r.reason}", err=True)
+    if len(report.rejections) > 20:
+        more = len(report.rejections) - 20
+        click.echo(f"… and {more} more; see them with: journal sql \"SELECT * FROM quarantine\"", err=True)  # noqa: S608
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    sys.stdout.write(json.dumps(report.summary()) + "\n")

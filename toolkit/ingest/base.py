@@ -1,0 +1,118 @@
+"""The importer contract: a foreign export → batches of canonical event rows and rejections.
+
+An importer reads one path (a file, a directory, or a database URL) and yields ``SourceBatch``es:
+an Arrow table with columns of ``INPUT_SCHEMA`` (any subset; ``source`` must say where each row
+came from, e.g. ``agentstore:events/s1.jsonl:12``) plus the records it could not turn into events,
+each with its location and reason. Importers never write: ``toolkit.ingest.runner`` validates,
+appends (idempotently: event ids are deterministic) or quarantines, and counts.
+
+A new importer is a subclass with ``name``, ``sniff`` and ``batches``; the contract tests in
+``tests/ingest/test_importer_contract.py`` cover it once it is registered in ``IMPORTERS``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from toolkit.errors import ToolkitError
+
+# ids the importers derive: uuid5(IMPORT_NAMESPACE, "<format family>/<source identity>")
+IMPORT_NAMESPACE = uuid.UUID("3b0f5d1e-8f6a-5c2b-9d47-1e2a3b4c5d6e")
+
+
+def derive_id(*parts: object) -> str:
+    """A deterministic event id from the source identity of an event.
+
+    >>> derive_id("agentstore", "support-triage-0001", 3) == derive_id("agentstore", "support-triage-0001", 3)
+    True
+    """
+    return str(uuid.uuid5(IMPORT_NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A source record that did not become an event: where it is, why, and the record itself."""
+
+    source: str  # file path or database (without credentials)
+    location: str  # "line 12", "row 4", "stored_events rowid 25"
+    reason: str
+    record: str | None = None  # verbatim text (bytes are shown as hex)
+
+
+@dataclass
+class SourceBatch:
+    events: pa.Table
+    rejections: list[Rejection] = field(default_factory=list)
+    read: int = 0  # source records read for this batch (events, rejected and ignored alike)
+    notes: list[str] = field(default_factory=list)  # facts worth reporting (snapshots kept, counts that disagree)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)  # rows for the source_snapshots table
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    stream_type: str | None = None
+    mapping: Path | None = None
+    cipher_key: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Importer:
+    """Base of every importer; subclasses set ``name`` and implement ``sniff`` and ``batches``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def sniff(self, path: str) -> bool:
+        """True when ``path`` looks like this importer's format (cheap: names and first bytes)."""
+        raise NotImplementedError
+
+    def batches(self, path: str, options: ImportOptions) -> Iterator[SourceBatch]:
+        raise NotImplementedError
+
+
+class ImportFormatError(ToolkitError, ValueError):
+    """The input is not in a format the chosen importer reads."""
+
+
+class RecordRejectedError(ToolkitError, ValueError):
+    """``--on-error fail``: a record could not be imported; nothing was written."""
+
+    @classmethod
+    def of(cls, r: Rejection) -> RecordRejectedError:
+        return cls(
+            f"{r.source}: {r.location}: {r.reason}",
+            hint="nothing was written; fix the record, or import the valid records with --on-error quarantine",
+            source=r.source,
+            location=r.location,
+            reason=r.reason,
+        )
+
+
+def text_of(record: bytes | str | None, limit: int = 1 << 20) -> str | None:
+    """A record as quarantine text: UTF-8 when it decodes, else hex; capped at ``limit`` chars."""
+    if record is None:
+        return None
+    if isinstance(record, bytes):
+        try:
+            text = record.decode("utf-8")
+        except UnicodeDecodeError:
+            text = "hex:" + record.hex()
+    else:
+        text = record
+    return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more characters]"
+
+
+def read_path(path: str) -> Path:
+    """A user-supplied input path: must exist and be a file or directory."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ImportFormatError(f"{path}: no such file or directory", hint="check the path", path=path)
+    if not (p.is_file() or p.is_dir()):
+        raise ImportFormatError(f"{path}: not a regular file or directory", path=path)
+    return p

@@ -1,0 +1,215 @@
+"""``journal import``: choose the importer, validate, append idempotently or quarantine, count.
+
+``--on-error fail`` (default) stops at the first bad record, naming file:line and the reason,
+and writes nothing. ``--on-error quarantine`` imports every valid record and writes each
+rejected one verbatim, with its location and reason, to the journal's ``quarantine`` table.
+Events are appended in one commit, so an import is all-or-nothing; event ids are deterministic,
+so importing the same export again adds nothing and an export that has grown adds only the
+new events.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from toolkit.errors import EventValidationError
+from toolkit.ingest.base import Importer, ImportFormatError, ImportOptions, RecordRejectedError, Rejection
+from toolkit.journal.prepare import validate_table
+from toolkit.journal.side_tables import append_rows, read_table
+from toolkit.journal.store import Journal
+
+# name -> "module:Class", in sniffing order (most specific first); loaded only when used
+REGISTRY: dict[str, str] = {
+    "jsonl": "toolkit.ingest.jsonl:CanonicalJsonlImporter",
+}
+
+OnError = Literal["fail", "quarantine"]
+
+
+def register(name: str, target: str) -> None:
+    REGISTRY[name] = target
+
+
+def load_importer(name: str) -> Importer:
+    target = REGISTRY.get(name)
+    if target is None:
+        raise ImportFormatError(
+            f"unknown format {name!r}",
+            hint=f"formats: auto, {', '.join(REGISTRY)}",
+        )
+    module, _, cls = target.partition(":")
+    importer: Importer = getattr(importlib.import_module(module), cls)()
+    return importer
+
+
+def choose_importer(path: str, fmt: str = "auto") -> Importer:
+    if fmt != "auto":
+        return load_importer(fmt)
+    for name in REGISTRY:
+        importer = load_importer(name)
+        if importer.sniff(path):
+            return importer
+    raise ImportFormatError(
+        f"{path}: cannot tell which format this is",
+        hint=f"name it with --from ({', '.join(REGISTRY)})",
+        path=path,
+    )
+
+
+@dataclass
+class ImportReport:
+    formats: dict[str, str] = field(default_factory=dict)  # path -> format chosen
+    read: int = 0
+    imported: int = 0
+    already_present: int = 0
+    rejected: int = 0
+    quarantined: int = 0
+    snapshots: int = 0
+    streams: int = 0
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "formats": self.formats,
+            "read": self.read,
+            "imported": self.imported,
+            "already_present": self.already_present,
+            "rejected": self.rejected,
+            "quarantined": self.quarantined,
+            "snapshots_kept": self.snapshots,
+            "streams": self.streams,
+            "dry_run": self.dry_run,
+            "notes": self.notes,
+        }
+
+
+def split_valid(table: pa.Table, fmt: str) -> tuple[pa.Table, list[Rejection]]:
+    """Validate a batch; rows the journal would refuse become rejections (with the row's source)."""
+    rejected: list[Rejection] = []
+    while table.num_rows:
+        try:
+            validate_table(table)
+            return table, rejected
+        except EventValidationError as e:
+            i = e.context.get("index")
+            if not isinstance(i, int) or not 0 <= i < table.num_rows:
+                raise
+            row = table.slice(i, 1)
+            try:
+                validate_table(row)
+            except EventValidationError:
+                pass
+            else:  # not a property of that row: an importer bug, not bad input
+                raise
+            where = row.column("source")[0].as_py() if "source" in row.column_names else None
+            source, location = _split_source(where, fmt, i)
+            reason = str(e).split("\n", 1)[0].split(": ", 1)[-1]
+            rejected.append(Rejection(source, location, reason, _row_text(row)))
+            keep = pc.not_equal(pa.array(range(table.num_rows), pa.int64()), i)
+            table = table.filter(keep)
+    return table, rejected
+
+
+def _split_source(where: str | None, fmt: str, index: int) -> tuple[str, str]:
+    if not where:
+        return fmt, f"record {index}"
+    parts = where.split(":")
+    if len(parts) >= 3 and parts[-1].isdigit():
+        return ":".join(parts[1:-1]), f"line {parts[-1]}"
+    return where, f"record {index}"
+
+
+def _row_text(row: pa.Table) -> str:
+    import json
+
+    return json.dumps(row.to_pylist()[0], default=str, ensure_ascii=False)
+
+
+def import_paths(
+    journal: Journal,
+    paths: Sequence[str],
+    *,
+    fmt: str = "auto",
+    on_error: OnError = "fail",
+    dry_run: bool = False,
+    options: ImportOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import exports into the journal; see the module docstring for the error policy."""
+    options = options or ImportOptions()
+    report = ImportReport(dry_run=dry_run)
+    staged: list[pa.Table] = []
+    quarantine: list[dict[str, Any]] = []
+    snapshots: list[dict[str, Any]] = []
+    for path in paths:
+        importer = choose_importer(path, fmt)
+        report.formats[path] = importer.name
+        for batch in importer.batches(path, options):
+            report.read += batch.read
+            report.notes.extend(batch.notes)
+            events = batch.events
+            if options.stream_type and "stream_type" not in events.column_names:
+                events = events.append_column("stream_type", pa.repeat(pa.scalar(options.stream_type), events.num_rows))
+            valid, bad = split_valid(events, importer.name) if events.num_rows else (events, [])
+            rejections = [*batch.rejections, *bad]
+            if rejections and on_error == "fail":
+                raise RecordRejectedError.of(rejections[0])
+            report.rejections.extend(rejections)
+            quarantine.extend(
+                {"format": importer.name, "source": r.source, "location": r.location, "reason": r.reason, "record": r.record}
+                for r in rejections
+            )
+            snapshots.extend({"format": importer.name, **s} for s in batch.snapshots)
+            if valid.num_rows:
+                staged.append(valid)
+            if progress:
+                progress(batch.read)
+    report.rejected = len(report.rejections)
+    events = _concat(staged)
+    report.streams = len(pc.unique(events.column("stream_id"))) if events.num_rows else 0
+    if dry_run:
+        report.imported = events.num_rows  # would be offered; ids already present are skipped
+        report.snapshots = len(snapshots)
+        return report
+    if events.num_rows:
+        result = journal.append_batch(events)  # one commit: all or nothing
+        report.imported, report.already_present = result.appended, result.skipped
+    report.quarantined = append_rows(journal, "quarantine", _new_rows(journal, "quarantine", quarantine))
+    report.snapshots = append_rows(journal, "source_snapshots", _new_rows(journal, "source_snapshots", snapshots))
+    return report
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    if not tables:
+        return pa.table({"stream_id": pa.array([], pa.string())})
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+_KEYS = {
+    "quarantine": ("format", "source", "location", "reason", "record"),
+    "source_snapshots": ("format", "source", "stream_id", "version"),
+}
+
+
+def _new_rows(journal: Journal, name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows not already in the side table (re-importing the same export adds nothing)."""
+    if not rows:
+        return []
+    keys = _KEYS[name]
+    existing = read_table(journal, name).select(list(keys)).to_pylist()
+    seen = {tuple(r[k] for k in keys) for r in existing}
+    out = []
+    for r in rows:
+        key = tuple(r.get(k) for k in keys)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out

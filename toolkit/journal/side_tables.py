@@ -1,0 +1,106 @@
+"""Tables the toolkit keeps beside the events, inside the journal directory.
+
+Each is a small Delta table under ``JOURNAL/<name>/`` with a fixed schema, appended to under the
+journal's write lock, and a view of the same name in every SQL session:
+
+- ``quarantine``: records an import rejected, verbatim, with where they came from and why;
+- ``source_snapshots``: snapshots found in a source (not events), kept with their version.
+
+>>> from toolkit.journal import Journal
+>>> j = Journal.in_memory()
+>>> append_rows(j, "quarantine", [{"format": "jsonl", "source": "x.jsonl", "location": "line 3",
+...                                "reason": "not JSON", "record": "{oops"}])
+1
+>>> read_table(j, "quarantine").column("reason").to_pylist()
+['not JSON']
+>>> j.close()
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+from toolkit.errors import ToolkitError
+from toolkit.journal.lock import write_lock
+from toolkit.journal.schema import TIMESTAMP
+from toolkit.journal.store import Journal
+
+SIDE_TABLES: Final[dict[str, pa.Schema]] = {
+    "quarantine": pa.schema(
+        [
+            pa.field("quarantined_at", TIMESTAMP, nullable=False),
+            pa.field("format", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("location", pa.string(), nullable=False),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("record", pa.string()),
+        ]
+    ),
+    "source_snapshots": pa.schema(
+        [
+            pa.field("recorded_at", TIMESTAMP, nullable=False),
+            pa.field("format", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("version", pa.int64(), nullable=False),
+            pa.field("topic", pa.string()),
+            pa.field("taken_at", TIMESTAMP),
+            pa.field("state", pa.string(), nullable=False),
+        ]
+    ),
+}
+
+
+def _uri(journal: Journal, name: str) -> str:
+    if name not in SIDE_TABLES:
+        raise ToolkitError(f"no side table {name!r}", hint=f"known: {', '.join(SIDE_TABLES)}")
+    return str(journal.path / name)
+
+
+def append_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Append rows (one commit); the time column is filled with now when absent."""
+    if not rows:
+        return 0
+    schema = SIDE_TABLES[name]
+    now = dt.datetime.now(dt.UTC)
+    first = schema.names[0]
+    table = pa.Table.from_pylist([{first: now, **r} for r in rows], schema=schema)
+    uri = _uri(journal, name)
+    with write_lock(journal.path, journal.config.lock_timeout_s):
+        write_deltalake(
+            uri,
+            table,
+            mode="append",
+            commit_properties=CommitProperties(custom_metadata={"toolkit.operation": f"append {name}"}),
+        )
+    return len(rows)
+
+
+def table_files(journal: Journal, name: str) -> list[str]:
+    """Active files of a side table (none when it does not exist yet)."""
+    uri = _uri(journal, name)
+    if not DeltaTable.is_deltatable(uri):
+        return []
+    return list(DeltaTable(uri).file_uris())
+
+
+def read_table(journal: Journal, name: str) -> pa.Table:
+    uri = _uri(journal, name)
+    if not DeltaTable.is_deltatable(uri):
+        return SIDE_TABLES[name].empty_table()
+    files = DeltaTable(uri).file_uris()
+    schema = SIDE_TABLES[name]
+    if not files:
+        return schema.empty_table()
+    return pa.concat_tables([pq.read_table(f).select(schema.names).cast(schema) for f in files])
+
+
+def side_views(journal: Journal) -> dict[str, tuple[list[str], pa.Schema]]:
+    """Every side table as (files, schema), for the SQL session's views."""
+    return {name: (table_files(journal, name), schema) for name, schema in SIDE_TABLES.items()}

@@ -26,7 +26,14 @@ from toolkit.journal.store import Journal
 
 # name -> "module:Class", in sniffing order (most specific first); loaded only when used
 REGISTRY: dict[str, str] = {
+    "agentstore": "toolkit.ingest.agentstore:AgentStoreImporter",
+    "eventsourcing": "toolkit.ingest.eventsourcing:EventsourcingImporter",
+    "evennia-archive": "toolkit.ingest.evennia_archive:EvenniaArchiveImporter",
+    "otlp": "toolkit.ingest.otlp:OtlpImporter",
+    "chat": "toolkit.ingest.chat:ChatImporter",
     "jsonl": "toolkit.ingest.jsonl:CanonicalJsonlImporter",
+    "csv": "toolkit.ingest.tabular:CsvImporter",
+    "parquet": "toolkit.ingest.tabular:ParquetImporter",
 }
 
 OnError = Literal["fail", "quarantine"]

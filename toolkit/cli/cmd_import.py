@@ -22,6 +22,7 @@ from toolkit.cli.options import journal_option, open_journal
     help="fail: stop at the first bad record, write nothing; quarantine: import the rest, keep the bad ones.",
 )
 @click.option("--cipher-key", envvar="CIPHER_KEY", help="AES key (base64) of encrypted eventsourcing stores.")
+@click.option("--application", help="eventsourcing: import only this application's events (Django/Postgres layouts).")
 @click.option("--dry-run", is_flag=True, help="Read and validate only; write nothing.")
 def command(
     journal_path: str,
@@ -31,6 +32,7 @@ def command(
     mapping: str | None,
     on_error: str,
     cipher_key: str | None,
+    application: str | None,
     dry_run: bool,
 ) -> None:
     """Import exported journals into the journal (idempotent: a second import adds nothing).
@@ -46,7 +48,7 @@ def command(
     """
     from pathlib import Path
 
-    from toolkit.ingest.base import ImportOptions
+    from toolkit.ingest.base import ImportOptions, display_path
     from toolkit.ingest.runner import choose_importer, import_paths
     from toolkit.journal import Journal
     from toolkit.reports.progress import progress_bar
@@ -54,8 +56,13 @@ def command(
     journal = Journal.create(journal_path, exist_ok=True) if not dry_run else open_journal(journal_path)
     for path in paths:
         if fmt == "auto":
-            click.echo(f"{path}: format {choose_importer(path).name} (sniffed)", err=True)
-    options = ImportOptions(stream_type=stream_type, mapping=Path(mapping) if mapping else None, cipher_key=cipher_key)
+            click.echo(f"{display_path(path)}: format {choose_importer(path).name} (sniffed)", err=True)
+    options = ImportOptions(
+        stream_type=stream_type,
+        mapping=Path(mapping) if mapping else None,
+        cipher_key=cipher_key,
+        extra={"application_name": application} if application else {},
+    )
     with progress_bar("importing", None) as advance:
         report = import_paths(
             journal,

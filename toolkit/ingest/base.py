@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
@@ -116,3 +117,26 @@ def read_path(path: str) -> Path:
     if not (p.is_file() or p.is_dir()):
         raise ImportFormatError(f"{path}: not a regular file or directory", path=path)
     return p
+
+
+def public_url(url: str) -> str:
+    """A database URL without password and query (for sources and messages).
+
+    >>> public_url("postgresql://app:secret@db.example:5432/game?sslmode=require")
+    'postgresql://app@db.example:5432/game'
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = (f"{parts.username}@" if parts.username else "") + host + (f":{port}" if port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def display_path(path: str) -> str:
+    """A path or URL as it may be shown and recorded: URLs lose their password and query."""
+    return public_url(path) if "://" in path else path

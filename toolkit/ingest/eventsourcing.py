@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import pyarrow as pa
 
@@ -56,6 +56,7 @@ from toolkit.ingest.base import (
     Rejection,
     SourceBatch,
     derive_id,
+    public_url,
     read_path,
     text_of,
 )
@@ -524,24 +525,6 @@ class _SqliteStore:
             self.conn.close()
         except (AttributeError, sqlite3.Error):
             pass
-
-
-def public_url(url: str) -> str:
-    """A database URL without password and query (for sources and messages).
-
-    >>> public_url("postgresql://app:secret@db.example:5432/game?sslmode=require")
-    'postgresql://app@db.example:5432/game'
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = (f"{parts.username}@" if parts.username else "") + host + (f":{port}" if port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 # Tables in the connection's search path that have the stored-event columns; identifiers

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from toolkit.errors import EventValidationError
-from toolkit.ingest.base import Importer, ImportFormatError, ImportOptions, RecordRejectedError, Rejection
+from toolkit.ingest.base import Importer, ImportFormatError, ImportOptions, RecordRejectedError, Rejection, display_path
 from toolkit.journal.prepare import validate_table
 from toolkit.journal.side_tables import append_rows, read_table
 from toolkit.journal.store import Journal
@@ -158,13 +158,18 @@ def import_paths(
     snapshots: list[dict[str, Any]] = []
     for path in paths:
         importer = choose_importer(path, fmt)
-        report.formats[path] = importer.name
+        report.formats[display_path(path)] = importer.name
         for batch in importer.batches(path, options):
             report.read += batch.read
             report.notes.extend(batch.notes)
             events = batch.events
-            if options.stream_type and "stream_type" not in events.column_names:
-                events = events.append_column("stream_type", pa.repeat(pa.scalar(options.stream_type), events.num_rows))
+            if options.stream_type:  # for events whose source names no stream type
+                given = pa.repeat(pa.scalar(options.stream_type), events.num_rows)
+                if "stream_type" in events.column_names:
+                    i = events.schema.get_field_index("stream_type")
+                    events = events.set_column(i, "stream_type", pc.coalesce(events.column(i), given))
+                else:
+                    events = events.append_column("stream_type", given)
             valid, bad = split_valid(events, importer.name) if events.num_rows else (events, [])
             rejections = [*batch.rejections, *bad]
             if rejections and on_error == "fail":

@@ -5,13 +5,27 @@ from pathlib import Path
 
 from importer_contract import ImporterContract
 
+from toolkit.ingest.base import ImportOptions, Rejection, derive_id
 from toolkit.ingest.runner import import_paths
 from toolkit.journal import Journal
 
 GOOD = [
     {"stream_id": "run-1", "event_type": "user_message", "occurred_at": "2026-11-01T09:00:00Z", "data": {"text": "hi"}},
-    {"stream_id": "run-1", "event_type": "llm_response", "occurred_at": "2026-11-01T09:00:01Z", "model": "gpt-4o", "tokens_in": 10, "data": "ok"},
-    {"stream_id": "run-2", "event_type": "tool_called", "occurred_at": "2026-11-01T09:00:02Z", "tool_name": "search", "data": [1, 2]},
+    {
+        "stream_id": "run-1",
+        "event_type": "llm_response",
+        "occurred_at": "2026-11-01T09:00:01Z",
+        "model": "gpt-4o",
+        "tokens_in": 10,
+        "data": "ok",
+    },
+    {
+        "stream_id": "run-2",
+        "event_type": "tool_called",
+        "occurred_at": "2026-11-01T09:00:02Z",
+        "tool_name": "search",
+        "data": [1, 2],
+    },
 ]
 
 
@@ -29,7 +43,9 @@ class TestCanonicalJsonl(ImporterContract):
         path = tmp_path / "damaged.jsonl"
         lines = [json.dumps(e) for e in GOOD]
         lines.insert(1, '{"stream_id": "run-1", "event_type": "x"')  # cut off
-        lines.insert(3, json.dumps({"stream_id": "run-1", "event_type": "x", "data": 1, "occurred_at": "2026-11-01T10:00:00"}))
+        lines.insert(
+            3, json.dumps({"stream_id": "run-1", "event_type": "x", "data": 1, "occurred_at": "2026-11-01T10:00:00"})
+        )
         path.write_bytes("\n".join(lines).encode() + b"\n\xff\xfe not utf-8\n")
         return path
 
@@ -49,3 +65,173 @@ def test_location_names_file_and_line(tmp_path: Path, journal: Journal) -> None:
     report = import_paths(journal, [str(path)], on_error="quarantine")
     assert [r.location for r in report.rejections] == ["line 2", "line 4", "line 6"]
     assert all(r.source == str(path) for r in report.rejections)
+
+
+# --- the bulk reader and the line-by-line reader agree -----------------------------------------
+
+TRICKY = [
+    '{"stream_id":"a","event_type":"x","data":{"z":1,"a":[1,2.5,"s\\"q"]},"tokens_in":3}',
+    '{"stream_id":"a","event_type":"x","data":"ok"}',
+    '{"stream_id":"a","event_type":"x","data":"{\\"a\\":1}"}',
+    '{"data":123, "stream_id":"a","event_type":"x"}',
+    '{"stream_id":"a","event_type":"x","data":null}',
+    '{"stream_id":"a","event_type":"x","data":1,"model":null}',
+    '{"stream_id":"a","event_type":"x","data":{"data":1},"metadata":{"data":{"metadata":2}}}',
+    '{ "stream_id" : "a" , "event_type" : "x" , "data" : [123456789012345678901234, 1.0, 1e-7] }',
+    '{"stream_id":"a","event_type":"x","data":1,"cost_usd":0.0039,"is_error":true,"duration_ms":3}',
+    '{"stream_id":"a","event_type":"x","data":1,"position":9,"hash":"zz"}',
+    '{"stream_id":"a","event_type":"x","data":{"q\\":":"\\":"}}',
+    '{"stream_id":"a","event_type":"x","data":"\\u0001\\n\\\\ é"}',
+    '{"stream_id":"a","event_type":"x","data":1,"str\\u0065am_type":"t"}',
+    '{"stream_id":"a","event_type":"x","data":[[[[[[[[[[1]]]]]]]]]]}',
+    '{"stream_id":"a","event_type":"x","data":1,"occurred_at":"2026-11-01 10:00:00+01:00"}',
+    '{"stream_id":"a","event_type":"x","data":1,"occurred_at":"2026-11-01T10:00:00.123456789Z"}',
+    '{"stream_id":"a","event_type":"x","data":1,"metadata":null}',
+    '{"stream_id":"a","event_type":"x","data":2,"data":3}',
+    # rejected by both
+    '{"stream_id":"a","event_type":"x"}',
+    '{"stream_id":"a","event_type":"x","data":1,"foo":2}',
+    '{"stream_id":"a","event_type":"x","data":1,"model":5}',
+    '{"stream_id":"a","event_type":"x","data":1,"metadata":"str"}',
+    '{"stream_id":"a","event_type":"x","data":1,"occurred_at":"2026-11-01T10:00:00"}',
+    '{"stream_id":"","event_type":"x","data":1}',
+    '{"stream_id":"a","event_type":"x","data":1,"tokens_in":1.5}',
+    '{"stream_id":"a","event_type":"x","data":NaN}',
+]
+
+
+def test_bulk_and_line_readers_agree(tmp_path: Path) -> None:
+    """Every line gives the same row (or rejection) whichever reader handles it."""
+    import datetime as dt
+
+    from toolkit.ingest.jsonl import _row, canonical_batch
+
+    path = tmp_path / "tricky.jsonl"
+    path.write_text("\n".join(TRICKY) + "\n")
+    batch = canonical_batch(path.read_bytes(), 1, path)
+    bulk = {int(r["source"].rsplit(":", 1)[1]): r for r in batch.events.to_pylist()}
+    bulk_rejected = {int(r.location.split()[-1]) for r in batch.rejections}
+    now = dt.datetime.now(dt.UTC)
+    for lineno, line in enumerate(TRICKY, start=1):
+        rejections: list[Rejection] = []
+        row = _row(line, lineno, path, now, rejections)
+        if row is None:
+            assert lineno in bulk_rejected, line
+            continue
+        got = bulk[lineno]
+        for name, value in row.items():
+            if name == "occurred_at" and '"occurred_at"' not in line:
+                continue  # "now" at two different moments
+            assert got[name] == value, (line, name)
+
+
+def test_data_is_kept_verbatim(tmp_path: Path, journal: Journal) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"stream_id": "r", "event_type": "x", "data": {"b": 1.0, "a": [1, 2]}, "metadata": {"k": "v"}}\n')
+    import_paths(journal, [str(path)])
+    row = journal.read_all(["data", "metadata"]).to_pylist()[0]
+    assert (row["data"], row["metadata"]) == ('{"b": 1.0, "a": [1, 2]}', '{"k": "v"}')
+
+
+def test_a_column_only_some_lines_name_is_not_lost(tmp_path: Path, journal: Journal) -> None:
+    """The bulk reader reads the columns of a sample of lines; others still arrive."""
+    lines = [{"stream_id": f"r{i // 10}", "event_type": "x", "data": i} for i in range(5000)]
+    lines[2500]["model"] = "rare-model"
+    lines[2600]["tokens_reasoning"] = 7
+    lines[2700]["colour"] = "red"  # not a column: rejected
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    report = import_paths(journal, [str(path)], on_error="quarantine")
+    assert (report.imported, [r.location for r in report.rejections]) == (4999, ["line 2701"])
+    table = journal.read_all(["model", "tokens_reasoning"])
+    assert table.column("model").drop_null().to_pylist() == ["rare-model"]
+    assert table.column("tokens_reasoning").drop_null().to_pylist() == [7]
+
+
+def test_blank_lines_crlf_and_a_cut_off_last_line(tmp_path: Path, journal: Journal) -> None:
+    path = tmp_path / "events.jsonl"
+    good = [json.dumps(e) for e in GOOD]
+    path.write_bytes(("\r\n".join([good[0], "", "   ", good[1], good[2]]) + '\r\n{"stream_id": "r').encode())
+    report = import_paths(journal, [str(path)], on_error="quarantine")
+    assert (report.imported, report.read) == (3, 4)
+    assert [r.location for r in report.rejections] == ["line 6"]
+    assert journal.read_all(["source"]).column("source").to_pylist() == [
+        f"jsonl:{path}:1",
+        f"jsonl:{path}:4",
+        f"jsonl:{path}:5",
+    ]
+
+
+def test_stream_type_option_fills_what_lines_leave_open(tmp_path: Path, journal: Journal) -> None:
+    path = TestCanonicalJsonl().make_export(tmp_path)
+    import_paths(journal, [str(path)], options=ImportOptions(stream_type="imported"))
+    assert set(journal.read_all(["stream_type"]).column("stream_type").to_pylist()) == {"imported"}
+
+
+# --- mapped JSONL --------------------------------------------------------------------------
+
+RECORDS = [
+    {"req": "a1", "session": {"id": "s1"}, "ts": 1793523600000, "usage": {"prompt_tokens": 10}, "text": "hi"},
+    {"req": "a2", "session": {"id": "s1"}, "ts": 1793523601000, "usage": {"prompt_tokens": 12}, "text": "ho"},
+    {"req": "a3", "session": {"id": "s2"}, "ts": 1793523602000, "usage": {}, "text": None},
+]
+MAPPING = """
+[columns]
+stream_id = "$.session.id"
+event_type = { const = "llm_response" }
+occurred_at = "ts"
+tokens_in = "$.usage.prompt_tokens"
+
+[time]
+format = "unix_ms"
+
+[data]
+fields = ["text"]
+
+[metadata]
+fields = ["req"]
+"""
+
+
+class TestMappedJsonl(ImporterContract):
+    fmt = "jsonl"
+    expected_events = 3
+    expected_rejections = 3
+
+    def make_export(self, tmp_path: Path) -> Path:
+        path = tmp_path / "gateway.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+        (tmp_path / "gateway.mapping.toml").write_text(MAPPING)
+        return path
+
+    def make_damaged(self, tmp_path: Path) -> Path:
+        path = self.make_export(tmp_path)
+        with path.open("a") as f:
+            f.write('{"session": {"id": "s3"}, "ts": "noon"}\n')  # not a unix time
+            f.write('[1, 2]\n{"session": \n')  # not an object; not JSON
+        return path
+
+
+def test_mapped_jsonl_values_and_ids(tmp_path: Path, journal: Journal) -> None:
+    path = TestMappedJsonl().make_export(tmp_path)
+    import_paths(journal, [str(path)])
+    rows = journal.read_all().to_pylist()
+    assert [(r["stream_id"], r["tokens_in"], json.loads(r["data"]), json.loads(r["metadata"])) for r in rows] == [
+        ("s1", 10, {"text": "hi"}, {"req": "a1"}),
+        ("s1", 12, {"text": "ho"}, {"req": "a2"}),
+        ("s2", None, {"text": None}, {"req": "a3"}),
+    ]
+    import hashlib
+
+    line = json.dumps(RECORDS[0]).encode()
+    assert rows[0]["event_id"] == derive_id("jsonl", "gateway.jsonl", 1, hashlib.sha256(line).hexdigest())
+
+
+def test_mapped_jsonl_rejections_say_why(tmp_path: Path, journal: Journal) -> None:
+    path = TestMappedJsonl().make_damaged(tmp_path)
+    report = import_paths(journal, [str(path)], on_error="quarantine")
+    assert [(r.location, r.reason.split(":")[0]) for r in report.rejections] == [
+        ("line 4", "field 'occurred_at'"),
+        ("line 5", "not a JSON object"),
+        ("line 6", "not JSON"),
+    ]

@@ -1,10 +1,21 @@
-"""Canonical JSONL: one event per line with the journal's own field names (as ``journal append``).
+"""JSON lines: canonical (one event per line with the journal's own field names), or mapped.
 
-Mapping: every field is the canonical column of the same name; ``stream_id``, ``event_type``
-and ``data`` are required. A line without ``event_id`` gets ``uuid5(stream_id, line number,
-SHA-256 of the line)``, so importing the file again (or after lines were appended to it) adds
-only new events. A line that is not JSON, not an object, or not a valid event is rejected with
-its file and line number.
+**Canonical** (no ``--mapping``): every field is the canonical column of the same name;
+``stream_id``, ``event_type`` and ``data`` are required. A line without ``event_id`` gets
+``derive_id("jsonl", stream_id, line number, SHA-256 of the line)``, so importing the file again
+(or after lines were appended to it) adds only new events. A line that is not JSON, not an
+object, or not a valid event is rejected with its file and line number. Blank lines are skipped.
+
+``data`` and ``metadata`` are kept as compact JSON text in the source's key order. Lines are
+parsed in bulk (Polars, a block of lines at a time); a line the bulk reader cannot type, or whose
+shape it cannot read exactly (a ``data`` that is null or not a plain key, nested ``data`` keys,
+escaped key names, integers beyond 64 bits, a time that is not plain ISO 8601 with an offset),
+is read on its own by the line-by-line reader, which also words each rejection. Which reader a
+line gets depends on that line alone, so re-imports see the same event.
+
+**Mapped** (``--mapping FILE``): each line is a JSON object mapped by the TOML mapping
+(``toolkit.ingest.mapping``); the event id is the mapped ``event_id`` or
+``derive_id("jsonl", file name, line number, SHA-256 of the line)``.
 """
 
 from __future__ import annotations
@@ -12,16 +23,105 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Final
 
+import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from toolkit.errors import EventValidationError
-from toolkit.ingest.base import Importer, ImportOptions, Rejection, SourceBatch, derive_id, read_path, text_of
+from toolkit.ingest.base import (
+    Importer,
+    ImportOptions,
+    Rejection,
+    SourceBatch,
+    derive_id,
+    read_path,
+    text_of,
+)
+from toolkit.ingest.mapping import Mapping, ValueMappingError, derive_ids, mapping_for, sidecar
 from toolkit.journal.prepare import INPUT_SCHEMA, normalise_event
 
-BATCH_LINES = 100_000
+BLOCK_BYTES: Final = 32 << 20  # a block of whole lines parsed at once
+
+# columns the bulk reader types (strings as Categorical: it refuses numbers, objects, booleans)
+_STRINGS: Final = (
+    "stream_id",
+    "stream_type",
+    "event_id",
+    "event_type",
+    "source_type",
+    "occurred_at",
+    "correlation_id",
+    "causation_id",
+    "traceparent",
+    "trace_id",
+    "span_id",
+    "model",
+    "tool_name",
+    "error",
+    "agent",
+    "subject_id",
+    "tool_call_id",
+    "idempotency_key",
+    "source",
+)
+_INTS: Final = ("version", "tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
+_READ_SCHEMA: Final = {
+    **{n: pl.Categorical() for n in _STRINGS},
+    **{n: pl.Int64() for n in _INTS},
+    "cost_usd": pl.Float64(),
+    "duration_ms": pl.Float64(),
+    "is_error": pl.Boolean(),
+}
+_KNOWN: Final = (
+    *_READ_SCHEMA,
+    "data",
+    "metadata",
+    "position",
+    "recorded_at",
+    "payload_sha256",
+    "prev_hash",
+    "hash",
+    "day",
+)
+
+# The bulk reader's structural checks are regular expressions over the line (Rust regex, no
+# backtracking). In JSON a quote inside a string is always escaped, so a string is matched
+# exactly by _S; values are matched with brackets nested up to _DEPTH levels (deeper lines go to
+# the line-by-line reader). A line the bulk reader parsed is valid JSON, so brackets pair up.
+_S = r'"(?:[^"\\]|\\.)*"'
+_N = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_DEPTH = 6
+
+
+def _nested(depth: int) -> str:
+    body = r"(?:" + _S + r'|[^{}\[\]"])*'
+    for _ in range(depth):
+        body = r"(?:" + _S + r'|[^{}\[\]"]|[\{\[]' + body + r"[\}\]])*"
+    return body
+
+
+_V = r"(?:" + _S + "|" + _N + r"|true|false|null|[\{\[]" + _nested(_DEPTH - 1) + r"[\}\]])"
+_MEMBER = _S + r"\s*:\s*" + _V
+_OBJECT = r"^\s*\{\s*(?:" + _MEMBER + r"\s*(?:,\s*" + _MEMBER + r"\s*)*)?\}\s*$"
+_VALUE_AT_START = r"^" + _V
+_ALWAYS_READ: Final = ("stream_id", "event_type", "event_id", "occurred_at", "source")
+_UNREAD: Final = ("data", "metadata", "position", "recorded_at", "payload_sha256", "prev_hash", "hash", "day")
+_SAMPLE_LINES: Final = 1000
+_TIME_SHAPE = r"^\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:?\d\d)$"
+
+
+def _prefix(key: str) -> str:
+    """From the line's start through ``"key":`` at the top level (earlier members skipped whole)."""
+    return r"^\s*\{\s*(?:" + _MEMBER + r"\s*,\s*)*?\"" + key + r'"\s*:\s*'
+
+
+_ISO = "%Y-%m-%dT%H:%M:%S%.f%#z"
 
 
 def jsonl_files(path: str, suffixes: tuple[str, ...] = (".jsonl", ".ndjson", ".json")) -> list[Path]:
@@ -33,12 +133,16 @@ def jsonl_files(path: str, suffixes: tuple[str, ...] = (".jsonl", ".ndjson", ".j
 
 class CanonicalJsonlImporter(Importer):
     name = "jsonl"
-    description = "JSON lines with canonical field names (stream_id, event_type, data, ...)"
+    description = (
+        "JSON lines with canonical field names (stream_id, event_type, data, ...), or any JSON lines with --mapping"
+    )
 
     def sniff(self, path: str) -> bool:
         p = Path(path)
         if not p.is_file() or p.suffix not in (".jsonl", ".ndjson"):
             return False
+        if sidecar(p).is_file():
+            return True
         with p.open("rb") as f:
             first = f.readline(1 << 20)
         try:
@@ -48,45 +152,435 @@ class CanonicalJsonlImporter(Importer):
         return isinstance(obj, dict) and "stream_id" in obj and "event_type" in obj
 
     def batches(self, path: str, options: ImportOptions) -> Iterator[SourceBatch]:
-        now = dt.datetime.now(dt.UTC)
         for file in jsonl_files(path):
-            rows: list[dict[str, object]] = []
-            rejections: list[Rejection] = []
-            read = 0
-            with file.open("rb") as f:
-                for lineno, raw in enumerate(f, start=1):
-                    if not raw.strip():
-                        continue
-                    read += 1
-                    row = self._row(raw, lineno, file, now, rejections)
-                    if row is not None:
-                        rows.append(row)
-                    if read % BATCH_LINES == 0:
-                        yield SourceBatch(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA), rejections, read)
-                        rows, rejections, read = [], [], 0
-            yield SourceBatch(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA), rejections, read)
+            mapping = mapping_for(file, options.mapping)
+            if mapping is None:
+                batches = _pipelined(file)
+            else:
+                batches = (mapped_batch(block, first, file, mapping) for first, block in _blocks(file))
+            for batch in batches:
+                if options.stream_type and batch.events.num_rows:
+                    batch.events = fill_stream_type(batch.events, options.stream_type)
+                yield batch
 
-    @staticmethod
-    def _row(
-        raw: bytes, lineno: int, file: Path, now: dt.datetime, rejections: list[Rejection]
-    ) -> dict[str, object] | None:
-        where = str(file)
+
+def _pipelined(file: Path) -> Iterator[SourceBatch]:
+    """Canonical batches of a file, the next block parsed while the caller handles this one."""
+    with ThreadPoolExecutor(1) as pool:
+        pending: Future[SourceBatch] | None = None
+        for first, block in _blocks(file):
+            job = pool.submit(canonical_batch, block, first, file)
+            if pending is not None:
+                yield pending.result()
+            pending = job
+        if pending is not None:
+            yield pending.result()
+
+
+def _blocks(file: Path) -> Iterator[tuple[int, bytes]]:
+    """(number of its first line, a block of whole lines) — a cut-off last line stays as it is."""
+    lineno = 1
+    with file.open("rb") as f:
+        while block := f.read(BLOCK_BYTES):
+            if not block.endswith(b"\n"):
+                block += f.readline()
+            yield lineno, block
+            lineno += block.count(b"\n")
+
+
+def fill_stream_type(table: pa.Table, value: str) -> pa.Table:
+    """``--stream-type``: the stream type of events whose source names none."""
+    i = table.schema.get_field_index("stream_type")
+    col = pl.Series(table.column(i)).fill_null(value).to_arrow().cast(pa.string())
+    return table.set_column(i, "stream_type", col)
+
+
+def _lines(block: bytes, first: int, where: str, rejections: list[Rejection]) -> tuple[pl.DataFrame, bool]:
+    """Non-blank lines as (lineno, line), and whether they are exactly what a bulk reader sees in ``block``.
+
+    Lines that are not UTF-8 are rejected here.
+    """
+    expected = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    frame: pl.DataFrame | None = None
+    if b"\x00" not in block and b"\r" not in block:  # NUL and CR would split or trim lines differently
         try:
-            obj = json.loads(raw)
-        except ValueError as e:  # also bad UTF-8
+            frame = pl.read_csv(block, has_header=False, separator="\x00", quote_char=None, schema={"line": pl.String})
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException):  # not UTF-8
+            frame = None
+        if frame is not None and frame.height != expected:
+            frame = None
+    exact = frame is not None
+    if frame is None:
+        try:
+            texts = block.decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            texts = []
+            for i, raw in enumerate(block.split(b"\n")):
+                try:
+                    texts.append(raw.decode("utf-8"))
+                except UnicodeDecodeError as e:
+                    rejections.append(Rejection(where, f"line {first + i}", f"not UTF-8: {e}", text_of(raw)))
+                    texts.append("")
+        texts = texts[:expected]
+        frame = pl.DataFrame({"line": pl.Series(texts, dtype=pl.String)}).with_columns(
+            pl.col("line").str.strip_chars_end("\r")
+        )
+    frame = frame.with_row_index("lineno", offset=first).with_columns(pl.col("lineno").cast(pl.Int64))
+    frame = frame.filter(pl.col("line").str.contains(r"\S").fill_null(False))
+    return frame, exact
+
+
+# --- canonical: bulk ------------------------------------------------------------------------
+
+_READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, ValueError, OverflowError)
+
+
+def _schema_for(lines: pl.Series) -> dict[str, pl.DataType]:
+    """The columns to bulk-read: those the block's first and last lines name (reading fewer is faster).
+
+    A line naming another column is read by the line-by-line reader (see ``_bulk_rows``).
+    """
+    names = set(_ALWAYS_READ)
+    sample = lines.head(_SAMPLE_LINES).to_list() + lines.tail(_SAMPLE_LINES).to_list()
+    for text in sample:
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict):
+            names.update(k for k in obj if k in _READ_SCHEMA)
+    return {n: t for n, t in _READ_SCHEMA.items() if n in names}
+
+
+def _read(payload: pl.Series | bytes, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    data = payload.str.join("\n").item().encode("utf-8") if isinstance(payload, pl.Series) else payload
+    return pl.read_ndjson(data, schema=schema)
+
+
+def _readable(
+    lines: pl.Series, block: bytes | None, schema: dict[str, pl.DataType]
+) -> tuple[pl.DataFrame | None, list[int]]:
+    """Bulk-read the lines; return the frame of the readable ones and the indices of the others.
+
+    The reader is all-or-nothing, so a failure is narrowed down by halving; a line is unreadable
+    exactly when it fails on its own.
+    """
+    try:
+        frame = _read(block if block is not None else lines, schema)
+        if frame.height == len(lines):
+            return frame, []
+    except _READ_ERRORS:
+        pass
+    bad: list[int] = []
+
+    def narrow(lo: int, hi: int) -> None:
+        if hi - lo <= 8:
+            for i in range(lo, hi):
+                try:
+                    _read(lines.slice(i, 1), schema)
+                except _READ_ERRORS:
+                    bad.append(i)
+            return
+        mid = (lo + hi) // 2
+        for a, b in ((lo, mid), (mid, hi)):
+            try:
+                _read(lines.slice(a, b - a), schema)
+            except _READ_ERRORS:
+                narrow(a, b)
+
+    narrow(0, len(lines))
+    if len(bad) == len(lines):
+        return None, bad
+    keep = ~pl.Series(range(len(lines))).is_in(pl.Series(bad, dtype=pl.Int64).implode())
+    return _read(lines.filter(keep), schema), bad
+
+
+def canonical_batch(block: bytes, first: int, file: Path) -> SourceBatch:
+    """One block of a canonical JSONL file as canonical rows (in line order) and rejections."""
+    where = str(file)
+    rejections: list[Rejection] = []
+    frame, exact = _lines(block, first, where, rejections)
+    read = frame.height + len(rejections)
+    slow: list[int] = []
+    fast_table: pa.Table | None = None
+    if frame.height:
+        lines = frame.get_column("line")
+        schema = _schema_for(lines)
+        parsed, unreadable = _readable(lines, block if exact else None, schema)
+        slow.extend(unreadable)
+        if parsed is not None:
+            indexed = frame.with_row_index("_i")
+            good = indexed.filter(~pl.col("_i").is_in(pl.Series(unreadable, dtype=pl.UInt32).implode()))
+            fast_table, fallback = _bulk_rows(good, parsed, file)
+            slow.extend(fallback)
+    slow_rows: list[dict[str, Any]] = []
+    if slow:
+        now = dt.datetime.now(dt.UTC)
+        lines = frame.get_column("line")
+        numbers = frame.get_column("lineno")
+        for i in sorted(slow):
+            lineno = int(numbers[i])
+            row = _row(lines[i], lineno, file, now, rejections)
+            if row is not None:
+                row["_lineno"] = lineno
+                slow_rows.append(row)
+    events = _merge(fast_table, slow_rows)
+    rejections.sort(key=lambda r: int(r.location.split()[-1]))
+    return SourceBatch(events, rejections, read)
+
+
+def _line_ids(frame: pl.DataFrame) -> pl.Series:
+    """``derive_id("jsonl", stream_id, line number, line)`` for rows that name no event_id."""
+    need = frame.select(
+        pl.lit("jsonl").alias("f"), pl.col("stream_id").fill_null(""), "lineno", "line", "event_id"
+    ).with_row_index("_k")
+    todo = need.filter(pl.col("event_id").is_null())
+    ids = pl.Series("event_id", [None] * frame.height, dtype=pl.String)
+    if todo.height:
+        derived = derive_ids(todo.select("f", "stream_id", "lineno", "line"))
+        ids = ids.scatter(todo.get_column("_k"), derived)
+    given = need.get_column("event_id")
+    return given.zip_with(given.is_not_null(), ids) if todo.height < frame.height else ids
+
+
+def _member_value(frame: pl.DataFrame, key: str, name: str) -> pl.DataFrame:
+    """Add ``name`` (the top-level ``key``'s value, verbatim) and ``name_found`` to a frame with ``line``."""
+    line, rest, after = pl.col("line"), pl.col("_rest"), pl.col("_after")
+    return (
+        frame.with_columns(_rest=line.str.replace(_prefix(key), ""))
+        .with_columns(_after=rest.str.replace(_VALUE_AT_START, ""))
+        .with_columns(
+            ((rest.str.len_bytes() < line.str.len_bytes()) & (after.str.len_bytes() < rest.str.len_bytes())).alias(
+                f"{name}_found"
+            ),
+            rest.str.strip_suffix(after).alias(name),
+        )
+        .drop("_rest", "_after")
+    )
+
+
+def _bulk_rows(good: pl.DataFrame, parsed: pl.DataFrame, file: Path) -> tuple[pa.Table | None, list[int]]:
+    """Rows the bulk reader read exactly, as an INPUT_SCHEMA table; the indices of lines it cannot."""
+    missing = [pl.lit(None, t).alias(n) for n, t in _READ_SCHEMA.items() if n not in parsed.columns]
+    frame = pl.concat([good, parsed.with_columns(pl.col(pl.Categorical).cast(pl.String))], how="horizontal")
+    frame = frame.with_columns(missing)
+    with ThreadPoolExecutor(1) as pool:  # hashing holds the GIL, Polars does not: overlap them
+        ids = pool.submit(_line_ids, frame)
+        line = pl.col("line")
+        probes = frame.lazy().select(
+            whole=line.str.contains(_OBJECT),
+            members=line.str.count_matches(_MEMBER),
+            has_meta=line.str.contains('"metadata"', literal=True),
+            time_shape=pl.col("occurred_at").str.contains(_TIME_SHAPE),
+        )
+        frame = _member_value(pl.concat([frame, probes.collect()], how="horizontal"), "data", "data")
+        meta_rows = frame.filter(pl.col("has_meta"))
+        if meta_rows.height:
+            found = _member_value(meta_rows.select("_i", "line"), "metadata", "metadata").drop("line")
+            frame = frame.join(found, on="_i", how="left", maintain_order="left")
+            frame = frame.with_columns(pl.col("metadata_found").fill_null(False))
+        else:
+            frame = frame.with_columns(metadata=pl.lit(None, pl.String), metadata_found=pl.lit(False))
+        frame = frame.with_columns(_event_id=ids.result())
+    frame = frame.with_columns(occurred=_times(frame))
+    present = pl.sum_horizontal([pl.col(n).is_not_null() for n in parsed.columns]) + 1 + pl.col("metadata_found")
+    meta_ok = ~pl.col("metadata_found") | pl.col("metadata").str.starts_with("{") | (pl.col("metadata") == "null")
+    simple = (
+        pl.col("whole")
+        & pl.col("data_found")
+        & meta_ok
+        & (pl.col("occurred_at").is_null() | pl.col("occurred").is_not_null())
+        & (pl.col("stream_id").fill_null("") != "")
+        & (pl.col("event_type").fill_null("") != "")
+        & (pl.col("cost_usd").is_null() | (pl.col("cost_usd").abs() < 1e9))
+    )
+    frame = frame.with_columns(simple=simple.fill_null(False), plain=(pl.col("members") == present).fill_null(False))
+    # members beyond the non-null read ones: null-valued read keys are fine; unknown, unread or repeated keys are not
+    readable = [f'"{k}"' for k in (*parsed.columns, *_UNREAD)]
+    doubtful = frame.filter(pl.col("simple") & ~pl.col("plain"))
+    if doubtful.height:
+        keys = (
+            doubtful.select("_i", member=pl.col("line").str.extract_all(_MEMBER))
+            .explode("member")
+            .with_columns(key=pl.col("member").str.extract("^(" + _S + ")", 1))
+            .group_by("_i")
+            .agg(ok=pl.col("key").is_in(readable).all() & (pl.col("key").n_unique() == pl.len()))
+        )
+        frame = frame.join(keys, on="_i", how="left", maintain_order="left").with_columns(
+            simple=pl.col("simple") & (pl.col("plain") | pl.col("ok").fill_null(False))
+        )
+    fallback = frame.filter(~pl.col("simple")).get_column("_i").to_list()
+    rows = frame.filter(pl.col("simple"))
+    if rows.height == 0:
+        return None, fallback
+    out = rows.with_columns(
+        event_id=pl.col("_event_id"),
+        source=pl.coalesce(pl.col("source"), pl.lit(f"jsonl:{file}:") + pl.col("lineno").cast(pl.String)),
+        occurred_at=pl.col("occurred"),
+        metadata=pl.when(pl.col("metadata_found") & (pl.col("metadata") != "null"))
+        .then(pl.col("metadata"))
+        .otherwise(pl.lit("{}")),
+        cost_usd=pl.col("cost_usd").cast(pl.Decimal(18, 9)),
+        is_error=pl.coalesce(pl.col("is_error"), (pl.col("event_type") == "error") | pl.col("error").is_not_null()),
+        _lineno=pl.col("lineno"),
+    )
+    table = out.select([*INPUT_SCHEMA.names, "_lineno"]).to_arrow()
+    return table.cast(pa.schema([*INPUT_SCHEMA, pa.field("_lineno", pa.int64())])), fallback
+
+
+def _times(frame: pl.DataFrame) -> pl.Series:
+    """``occurred_at`` of plain ISO 8601 shape with an offset, as UTC; null for every other text."""
+    text = frame.get_column("occurred_at")
+    plain = text.filter(frame.get_column("time_shape").fill_null(False))
+    out = pl.Series("occurred", [None] * frame.height, dtype=pl.Datetime("us", "UTC"))
+    if plain.len() == 0:
+        return out
+    try:
+        parsed = pl.Series(pc.cast(plain.to_arrow(), pa.timestamp("us", "UTC")))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        parsed = plain.str.to_datetime(_ISO, time_zone="UTC", time_unit="us", strict=False)
+    where = frame.get_column("time_shape").fill_null(False).arg_true()
+    return out.scatter(where, parsed.cast(pl.Datetime("us", "UTC")))
+
+
+def _merge(fast: pa.Table | None, slow_rows: list[dict[str, Any]]) -> pa.Table:
+    schema = pa.schema([*INPUT_SCHEMA, pa.field("_lineno", pa.int64())])
+    parts = [t for t in (fast, pa.Table.from_pylist(slow_rows, schema=schema) if slow_rows else None) if t is not None]
+    if not parts:
+        return INPUT_SCHEMA.empty_table()
+    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        table = table.sort_by("_lineno")
+    return table.drop(["_lineno"])
+
+
+# --- canonical: one line ----------------------------------------------------------------------
+
+_DECODER = json.JSONDecoder()
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def raw_members(text: str) -> dict[str, str]:
+    """The JSON text of each top-level member of an object, verbatim (the last of repeated keys).
+
+    >>> raw_members('{"a": 1, "data": {"x": [1, 2]} }')
+    {'a': '1', 'data': '{"x": [1, 2]}'}
+    """
+    out: dict[str, str] = {}
+    i = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    if text[i : i + 1] != "{":
+        return out
+    i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+    while i < len(text) and text[i] == '"':
+        key, i = json.decoder.scanstring(text, i + 1)  # type: ignore[attr-defined]
+        i = _WS.match(text, i).end()  # type: ignore[union-attr]
+        if text[i : i + 1] != ":":
+            break
+        start = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+        _, end = _DECODER.raw_decode(text, start)
+        out[key] = text[start:end]
+        i = _WS.match(text, end).end()  # type: ignore[union-attr]
+        if text[i : i + 1] != ",":
+            break
+        i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+    return out
+
+
+def _row(line: str, lineno: int, file: Path, now: dt.datetime, rejections: list[Rejection]) -> dict[str, Any] | None:
+    """The line-by-line reader: the reference for what a canonical line means."""
+    where = str(file)
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError) as e:
+        rejections.append(Rejection(where, f"line {lineno}", f"not JSON: {e}", text_of(line)))
+        return None
+    if not isinstance(obj, dict):
+        rejections.append(Rejection(where, f"line {lineno}", "not a JSON object", text_of(line)))
+        return None
+    try:
+        row = normalise_event(obj, lineno - 1, now)
+        raw = raw_members(line)
+        row["data"] = raw["data"]
+        if obj.get("metadata") is not None:
+            row["metadata"] = raw["metadata"]
+        _check_text(row)
+    except EventValidationError as e:
+        reason = str(e).split("\n", 1)[0].split(": ", 1)[-1]
+        rejections.append(Rejection(where, f"line {lineno}", reason, text_of(line)))
+        return None
+    except (RecursionError, ValueError, KeyError):  # nested too deeply for the reference reader
+        rejections.append(Rejection(where, f"line {lineno}", "nested too deeply to read", text_of(line)))
+        return None
+    if row.get("event_id") is None:
+        row["event_id"] = derive_id("jsonl", row["stream_id"], lineno, line)
+    row["source"] = row.get("source") or f"jsonl:{file}:{lineno}"
+    return row
+
+
+def _check_text(row: dict[str, Any]) -> None:
+    """Texts must be storable as UTF-8 (JSON escapes can spell lone surrogates)."""
+    for name, value in row.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise EventValidationError.field(name, 0, "contains a lone surrogate (not UTF-8 text)") from None
+
+
+# --- mapped -----------------------------------------------------------------------------------
+
+
+def mapped_batch(block: bytes, first: int, file: Path, mapping: Mapping) -> SourceBatch:
+    where = str(file)
+    rejections: list[Rejection] = []
+    frame, _ = _lines(block, first, where, rejections)
+    read = frame.height + len(rejections)
+    now = dt.datetime.now(dt.UTC)
+    rows: list[dict[str, Any]] = []
+    for lineno, line in frame.iter_rows():
+        raw = line.encode("utf-8")
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError) as e:
             rejections.append(Rejection(where, f"line {lineno}", f"not JSON: {e}", text_of(raw)))
-            return None
-        if not isinstance(obj, dict):
+            continue
+        if not isinstance(record, dict):
             rejections.append(Rejection(where, f"line {lineno}", "not a JSON object", text_of(raw)))
-            return None
-        try:
-            row = normalise_event(obj, lineno - 1, now)
-        except EventValidationError as e:
-            reason = str(e).split("\n", 1)[0].split(": ", 1)[-1]
-            rejections.append(Rejection(where, f"line {lineno}", reason, text_of(raw)))
-            return None
-        if row.get("event_id") is None:
-            digest = hashlib.sha256(raw.rstrip(b"\r\n")).hexdigest()
-            row["event_id"] = derive_id("jsonl", row["stream_id"], lineno, digest)
-        row["source"] = row.get("source") or f"jsonl:{file}:{lineno}"
-        return row
+            continue
+        digest = hashlib.sha256(raw).hexdigest()
+        row = map_one(record, mapping, "jsonl", file, lineno, digest, now, rejections, f"line {lineno}", raw)
+        if row is not None:
+            rows.append(row)
+    rejections.sort(key=lambda r: int(r.location.split()[-1]))
+    return SourceBatch(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA), rejections, read)
+
+
+def map_one(
+    record: dict[str, Any],
+    mapping: Mapping,
+    fmt: str,
+    file: Path,
+    number: int,
+    digest: str,
+    now: dt.datetime,
+    rejections: list[Rejection],
+    location: str,
+    raw: bytes | str | None,
+) -> dict[str, Any] | None:
+    """One source record through the mapping and the journal's checks; a rejection on failure."""
+    try:
+        event = mapping.map_record(record)
+        row = normalise_event(event, number, now)
+    except (ValueMappingError, EventValidationError) as e:
+        reason = str(e).split("\n", 1)[0]
+        if isinstance(e, EventValidationError):
+            reason = reason.split(": ", 1)[-1]
+        rejections.append(Rejection(str(file), location, reason, text_of(raw)))
+        return None
+    except RecursionError:
+        rejections.append(Rejection(str(file), location, "nested too deeply", text_of(raw)))
+        return None
+    if row.get("event_id") is None:
+        row["event_id"] = derive_id(fmt, file.name, number, digest)
+    row["source"] = row.get("source") or f"{fmt}:{file}:{number}"
+    return row

@@ -1,0 +1,274 @@
+"""CSV and Parquet: the importer contract (canonical columns and mapped), locations, samples."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from importer_contract import ImporterContract
+
+from toolkit.errors import ToolkitError
+from toolkit.ingest.base import ImportOptions, derive_id
+from toolkit.ingest.runner import import_paths
+from toolkit.journal import Journal
+
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples" / "generic"
+
+CANONICAL_CSV = (
+    "\n".join(
+        [
+            "stream_id,event_type,occurred_at,model,tokens_in,cost_usd,is_error,data",
+            'run-1,user_message,2026-11-01T09:00:00Z,,,,,"{""text"": ""hi""}"',
+            'run-1,llm_response,2026-11-01T09:00:01Z,gpt-4o,12,0.0039,false,"""ok"""',
+            "run-2,error,2026-11-01T09:00:02+01:00,,,,,",
+        ]
+    )
+    + "\n"
+)
+
+MAPPED_CSV = """session,when,what,model,in,out,text
+s1,01/11/2026 10:00,llm_response,gpt-4o,100,20,"hello, world"
+s1,01/11/2026 10:01,tool_called,,,,"multi
+line cell"
+s2,02/11/2026 08:30,llm_response,gpt-4o-mini,5,1,
+"""
+CSV_MAPPING = """
+[columns]
+stream_id = "session"
+event_type = "what"
+occurred_at = "when"
+model = "model"
+tokens_in = "in"
+tokens_out = "out"
+
+[time]
+format = "%d/%m/%Y %H:%M"
+zone = "Europe/Berlin"
+
+[defaults]
+stream_type = "calls"
+"""
+
+
+class TestCanonicalCsv(ImporterContract):
+    fmt = "csv"
+    expected_events = 3
+    expected_rejections = 3
+
+    def make_export(self, tmp_path: Path) -> Path:
+        path = tmp_path / "events.csv"
+        path.write_text(CANONICAL_CSV)
+        return path
+
+    def make_damaged(self, tmp_path: Path) -> Path:
+        path = tmp_path / "damaged.csv"
+        lines = CANONICAL_CSV.splitlines()
+        lines.insert(2, "run-1,user_message")  # too few cells
+        lines.insert(3, "run-1,user_message,2026-11-01T09:00:00,,,,,1")  # no time zone
+        body = "\n".join(lines).encode() + b"\nrun-3,user_message,,,,,,\xff\xfe\n"  # not UTF-8
+        path.write_bytes(body)
+        return path
+
+
+class TestMappedCsv(ImporterContract):
+    fmt = "csv"
+    expected_events = 3
+    expected_rejections = 2
+
+    def make_export(self, tmp_path: Path) -> Path:
+        path = tmp_path / "calls.csv"
+        path.write_text(MAPPED_CSV)
+        (tmp_path / "calls.mapping.toml").write_text(CSV_MAPPING)
+        return path
+
+    def make_damaged(self, tmp_path: Path) -> Path:
+        path = tmp_path / "calls.tsv"
+        rows = [r.replace(",", "\t") for r in MAPPED_CSV.replace('"hello, world"', "hello").splitlines()]
+        rows.insert(2, "s1\tyesterday\tllm_response\tgpt-4o\t1\t1\tx")  # no such time
+        rows.insert(3, "s1\t01/11/2026 10:02\tllm_response\tgpt-4o\tmany\t1\tx")  # not a number
+        path.write_text("\n".join(rows) + "\n")
+        (tmp_path / "calls.mapping.toml").write_text(CSV_MAPPING)
+        return path
+
+
+def write_usage_parquet(path: Path, rows: int = 4, bad: bool = False) -> Path:
+    """Parquet with a nested struct and a timestamp column (also writes the sample's shape)."""
+    t0 = dt.datetime(2026, 11, 5, 12, tzinfo=dt.UTC)
+    table = pa.table(
+        {
+            "call_id": [f"call-{i}" for i in range(rows)],
+            "conversation": [f"conv-{i // 2}" for i in range(rows)],
+            "at": pa.array([t0 + dt.timedelta(seconds=i) for i in range(rows)], pa.timestamp("ms", tz="UTC")),
+            "usage": [
+                {"input": 100 + i, "output": 10 - i if not bad or i != 1 else -5, "model": "gpt-4o"}
+                for i in range(rows)
+            ],
+            "ok": [i != 3 for i in range(rows)],
+            "note": [None if i % 2 else f"note {i}" for i in range(rows)],
+        }
+    )
+    pq.write_table(table, path)
+    return path
+
+
+PARQUET_MAPPING = """
+[columns]
+stream_id = "conversation"
+event_type = { const = "llm_response" }
+occurred_at = "at"
+model = "$.usage.model"
+tokens_in = "$.usage.input"
+tokens_out = "$.usage.output"
+
+[defaults]
+stream_type = "usage"
+
+[data]
+fields = ["note", "ok"]
+
+[metadata]
+fields = { call = "call_id" }
+"""
+
+
+class TestMappedParquet(ImporterContract):
+    fmt = "parquet"
+    expected_events = 4
+    expected_rejections = 1
+
+    def make_export(self, tmp_path: Path) -> Path:
+        (tmp_path / "usage.mapping.toml").write_text(PARQUET_MAPPING)
+        return write_usage_parquet(tmp_path / "usage.parquet")
+
+    def make_damaged(self, tmp_path: Path) -> Path:
+        (tmp_path / "usage.mapping.toml").write_text(PARQUET_MAPPING)
+        return write_usage_parquet(tmp_path / "usage.parquet", bad=True)
+
+
+class TestCanonicalParquet(ImporterContract):
+    fmt = "parquet"
+    expected_events = 2
+
+    def make_export(self, tmp_path: Path) -> Path:
+        path = tmp_path / "events.parquet"
+        t = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
+        pq.write_table(
+            pa.table(
+                {
+                    "stream_id": ["r1", "r1"],
+                    "event_type": ["user_message", "llm_response"],
+                    "occurred_at": pa.array([t, t], pa.timestamp("us", tz="UTC")),
+                    "data": ['{"text": "hi"}', '"ok"'],
+                    "tokens_in": pa.array([None, 7], pa.int64()),
+                }
+            ),
+            path,
+        )
+        return path
+
+    def make_damaged(self, tmp_path: Path) -> Path:
+        path = tmp_path / "events.parquet"
+        pq.write_table(
+            pa.table({"stream_id": ["r1", "", "r2"], "event_type": ["x", "x", "x"], "data": ["1", "2", "{"]}), path
+        )
+        return path
+
+    expected_rejections = 2
+
+
+def test_csv_values_and_locations(tmp_path: Path, journal: Journal) -> None:
+    path = TestMappedCsv().make_export(tmp_path)
+    import_paths(journal, [str(path)])
+    rows = sorted(journal.read_all().to_pylist(), key=lambda r: r["occurred_at"])
+    assert [r["occurred_at"] for r in rows] == [
+        dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC),  # 10:00 in Berlin (CET)
+        dt.datetime(2026, 11, 1, 9, 1, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 2, 7, 30, tzinfo=dt.UTC),
+    ]
+    assert [json.loads(r["data"]) for r in rows] == [
+        {"text": "hello, world"},
+        {"text": "multi\nline cell"},
+        {"text": None},
+    ]
+    assert [r["source"] for r in rows] == [f"csv:{path}:2", f"csv:{path}:3", f"csv:{path}:5"]
+    assert rows[0]["event_id"] == derive_id("csv", "calls.csv", 2, _csv_digest(MAPPED_CSV.splitlines()[1]))
+    assert {r["stream_type"] for r in rows} == {"calls"} and rows[0]["tokens_in"] == 100
+
+
+def _csv_digest(line: str) -> str:
+    import csv
+    import hashlib
+
+    cells = next(csv.reader([line]))
+    return hashlib.sha256(json.dumps(cells, ensure_ascii=False).encode()).hexdigest()
+
+
+def test_csv_rejections_name_the_line(tmp_path: Path, journal: Journal) -> None:
+    path = TestCanonicalCsv().make_damaged(tmp_path)
+    report = import_paths(journal, [str(path)], on_error="quarantine")
+    assert [(r.location, r.reason) for r in report.rejections] == [
+        ("line 3", "expected 8 cells (the header's), got 2"),
+        ("line 4", "field 'occurred_at': time has no zone ('2026-11-01T09:00:00'); set zone in the mapping's [time]"),
+        ("line 7", "not UTF-8"),
+    ]
+
+
+def test_csv_without_mapping_needs_canonical_headers(tmp_path: Path, journal: Journal) -> None:
+    path = tmp_path / "calls.csv"
+    path.write_text(MAPPED_CSV)
+    with pytest.raises(ToolkitError, match="'session' is not a canonical column") as caught:
+        import_paths(journal, [str(path)])
+    assert "--mapping" in str(caught.value)
+
+
+def test_mapping_option_wins_over_sidecar(tmp_path: Path, journal: Journal) -> None:
+    path = TestMappedCsv().make_export(tmp_path)
+    other = tmp_path / "other.toml"
+    other.write_text(CSV_MAPPING.replace('stream_type = "calls"', 'stream_type = "other"'))
+    import_paths(journal, [str(path)], options=ImportOptions(mapping=other))
+    assert set(journal.read_all(["stream_type"]).column("stream_type").to_pylist()) == {"other"}
+
+
+def test_parquet_nested_paths_and_rows(tmp_path: Path, journal: Journal) -> None:
+    path = TestMappedParquet().make_export(tmp_path)
+    import_paths(journal, [str(path)])
+    rows = sorted(journal.read_all().to_pylist(), key=lambda r: r["occurred_at"])
+    assert [(r["stream_id"], r["model"], r["tokens_in"], r["tokens_out"]) for r in rows] == [
+        ("conv-0", "gpt-4o", 100, 10),
+        ("conv-0", "gpt-4o", 101, 9),
+        ("conv-1", "gpt-4o", 102, 8),
+        ("conv-1", "gpt-4o", 103, 7),
+    ]
+    assert json.loads(rows[0]["data"]) == {"note": "note 0", "ok": True}
+    assert json.loads(rows[3]["metadata"]) == {"call": "call-3"}
+    assert rows[1]["source"] == f"parquet:{path}:2"
+    damaged = TestMappedParquet().make_damaged(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path)
+    report = import_paths(journal, [str(damaged)], on_error="quarantine")
+    assert [(r.location, r.reason) for r in report.rejections] == [
+        ("row 2", "field 'tokens_out': must not be negative, got -5")
+    ]
+
+
+def test_not_a_parquet_file_is_a_toolkit_error(tmp_path: Path, journal: Journal) -> None:
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"PAR1 this is not really parquet")
+    with pytest.raises(ToolkitError, match="cannot read as Parquet"):
+        import_paths(journal, [str(path)], fmt="parquet")
+
+
+def test_bundled_generic_samples_import(journal: Journal) -> None:
+    expected = {"llm-calls.csv": ("csv", 4), "gateway-log.jsonl": ("jsonl", 3), "usage.parquet": ("parquet", 4)}
+    for name, (fmt, events) in expected.items():
+        path = SAMPLES / name
+        report = import_paths(journal, [str(path)])
+        assert (report.formats[str(path)], report.imported, report.rejected) == (fmt, events, 0)
+    calls = journal.read_all().to_pylist()
+    errors = [r for r in calls if r["is_error"]]
+    assert [(r["stream_id"], r["error"]) for r in errors] == [("sess-002", "rate limited (429)")]
+    costs = {r["cost_usd"] for r in calls if r["stream_id"] == "sess-001"}
+    assert Decimal("0.004120000") in costs

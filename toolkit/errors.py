@@ -100,6 +100,14 @@ class ConcurrencyError(ToolkitError):
         )
 
 
+class ExportError(ToolkitError, ValueError):
+    """An export cannot be written as asked (unknown format, occupied directory, unsuitable stream)."""
+
+
+class StreamNotFoundError(ToolkitError, LookupError):
+    """No events for that stream id."""
+
+
 class DuplicateEventError(ToolkitError, ValueError):
     """The same event_id arrived again with different content."""
 

@@ -8,12 +8,8 @@ import pyarrow as pa
 
 from toolkit.engines import duckdb_engine
 from toolkit.engines.queries import get_query
-from toolkit.errors import ToolkitError
+from toolkit.errors import StreamNotFoundError
 from toolkit.journal.store import Journal
-
-
-class StreamNotFoundError(ToolkitError, LookupError):
-    """No events for that stream id."""
 
 
 def list_streams(journal: Journal, *, stream_type: str | None = None, limit: int = 1_000_000) -> pa.Table:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sql": ("toolkit.cli.cmd_sql", "Run ad-hoc SQL or a catalog query over the journal (read-only)."),
     "verify": ("toolkit.cli.cmd_verify", "Recompute hash chains; name the first broken event of each stream."),
     "compact": ("toolkit.cli.cmd_compact", "Merge small files into sorted files; optionally vacuum."),
+    "export": ("toolkit.cli.cmd_export", "Export streams as files their importer reads back (agentstore, jsonl, ...)."),
     "demo": ("toolkit.cli.cmd_demo", "Write a synthetic fleet of agent runs and print a summary."),
 }
 

@@ -31,19 +31,11 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ExportError, StreamNotFoundError
 from toolkit.ingest.agentstore import COLUMN_KEYS, SESSION_TOPIC
 from toolkit.journal.prepare import INPUT_COLUMNS
 from toolkit.journal.side_tables import read_table
 from toolkit.journal.store import Journal
-
-
-class ExportError(ToolkitError, ValueError):
-    """The export cannot be written as asked (unknown format, occupied directory, unsuitable stream)."""
-
-
-class StreamNotFoundError(ToolkitError, LookupError):
-    """A stream named for export is not in the journal."""
 
 
 @dataclass(frozen=True)

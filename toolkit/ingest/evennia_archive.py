@@ -46,6 +46,7 @@ from toolkit.ingest.eventsourcing import (
     reason_of,
     stream_id_of,
 )
+from toolkit.ingest.export import ExportContext, exporter
 from toolkit.journal.prepare import INPUT_SCHEMA, normalise_event
 from toolkit.journal.store import Journal
 
@@ -257,3 +258,10 @@ def export_evennia_archive(
             raise
         written.append(path)
     return written
+
+
+@exporter("evennia-archive")
+def _write_evennia_archive(events: pa.Table, out: Path, ctx: ExportContext) -> list[Path]:
+    """``journal export --to evennia-archive``: one archive per stream."""
+    stream_ids = list(dict.fromkeys(events.column("stream_id").to_pylist()))
+    return export_evennia_archive(ctx.journal, stream_ids, out)

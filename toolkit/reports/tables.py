@@ -27,7 +27,7 @@ def _json_default(v: Any) -> Any:
     if isinstance(v, dt.datetime | dt.date | dt.time):
         return v.isoformat()
     if isinstance(v, Decimal):
-        return str(v)
+        return format(v, "f")
     if isinstance(v, bytes):
         return v.hex()
     raise TypeError(f"not JSON: {type(v).__name__}")
@@ -104,6 +104,8 @@ def _csv_cell(v: Any) -> Any:
         return v.isoformat()
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, Decimal):
+        return format(v, "f")  # 0.000000000, never 0E-9
     return v
 
 

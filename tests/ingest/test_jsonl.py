@@ -3,10 +3,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from importer_contract import ImporterContract
 
 from toolkit.ingest.base import ImportOptions, Rejection, derive_id
-from toolkit.ingest.runner import import_paths
+from toolkit.ingest.runner import import_paths, split_valid
 from toolkit.journal import Journal
 
 GOOD = [
@@ -109,8 +111,9 @@ def test_bulk_and_line_readers_agree(tmp_path: Path) -> None:
     path = tmp_path / "tricky.jsonl"
     path.write_text("\n".join(TRICKY) + "\n")
     batch = canonical_batch(path.read_bytes(), 1, path)
-    bulk = {int(r["source"].rsplit(":", 1)[1]): r for r in batch.events.to_pylist()}
-    bulk_rejected = {int(r.location.split()[-1]) for r in batch.rejections}
+    valid, invalid = split_valid(batch.events, "jsonl")  # as the runner does
+    bulk = {int(r["source"].rsplit(":", 1)[1]): r for r in valid.to_pylist()}
+    bulk_rejected = {int(r.location.split()[-1]) for r in [*batch.rejections, *invalid]}
     now = dt.datetime.now(dt.UTC)
     for lineno, line in enumerate(TRICKY, start=1):
         rejections: list[Rejection] = []
@@ -235,3 +238,71 @@ def test_mapped_jsonl_rejections_say_why(tmp_path: Path, journal: Journal) -> No
         ("line 5", "not a JSON object"),
         ("line 6", "not JSON"),
     ]
+
+
+# --- differential: bulk reader == line-by-line reader, on generated lines --------------------
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+_fields = st.dictionaries(
+    st.sampled_from(
+        [
+            "stream_type",
+            "model",
+            "tokens_in",
+            "cost_usd",
+            "is_error",
+            "metadata",
+            "occurred_at",
+            "event_id",
+            "data",
+            "foo",
+            "position",
+        ]
+    ),
+    st.one_of(_values, st.sampled_from(["2026-11-01T09:00:00Z", "2026-11-01T09:00:00", "2026-11-01 09:00:00.5+01:00"])),
+    max_size=4,
+)
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(_fields, st.booleans(), st.integers(0, 3)), min_size=1, max_size=8))
+def test_bulk_equals_line_by_line_on_generated_lines(specs: list[tuple[dict[str, object], bool, int]]) -> None:
+    import datetime as dt
+    import tempfile
+
+    from toolkit.ingest.jsonl import _row, canonical_batch
+
+    lines = []
+    for fields, spaced, order in specs:
+        event = {"stream_id": "r", "event_type": "x", **fields}
+        keys = sorted(event) if order == 1 else list(reversed(event)) if order == 2 else list(event)
+        ordered = {k: event[k] for k in keys}
+        lines.append(json.dumps(ordered, separators=(", ", ": ") if spaced else (",", ":"), ensure_ascii=order == 3))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "gen.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        batch = canonical_batch(path.read_bytes(), 1, path)
+    valid, _ = split_valid(batch.events, "jsonl")  # as the runner does
+    bulk = {int(r["source"].rsplit(":", 1)[1]): r for r in valid.to_pylist() if r["source"].startswith("jsonl:")}
+    now = dt.datetime.now(dt.UTC)
+    for lineno, line in enumerate(lines, start=1):
+        row = _row(line, lineno, path, now, [])
+        if row is None:
+            assert lineno not in bulk, line
+            continue
+        got = bulk[lineno]
+        for name, value in row.items():
+            if name == "occurred_at" and '"occurred_at"' not in line:
+                continue
+            assert got[name] == value, (line, name, got[name], value)

@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -48,7 +49,7 @@ from toolkit.journal.prepare import INPUT_SCHEMA, normalise_event
 
 BLOCK_BYTES: Final = 32 << 20  # a block of whole lines parsed at once
 
-# columns the bulk reader types (strings as Categorical: it refuses numbers, objects, booleans)
+# columns the bulk reader types (it reads any value into a String column: see _suspicious)
 _STRINGS: Final = (
     "stream_id",
     "stream_type",
@@ -72,7 +73,7 @@ _STRINGS: Final = (
 )
 _INTS: Final = ("version", "tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
 _READ_SCHEMA: Final = {
-    **{n: pl.Categorical() for n in _STRINGS},
+    **{n: pl.String() for n in _STRINGS},
     **{n: pl.Int64() for n in _INTS},
     "cost_usd": pl.Float64(),
     "duration_ms": pl.Float64(),
@@ -114,6 +115,16 @@ _ALWAYS_READ: Final = ("stream_id", "event_type", "event_id", "occurred_at", "so
 _UNREAD: Final = ("data", "metadata", "position", "recorded_at", "payload_sha256", "prev_hash", "hash", "day")
 _SAMPLE_LINES: Final = 1000
 _TIME_SHAPE = r"^\d{4}-\d\d-\d\dT(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:?\d\d)$"
+
+
+def _suspicious(string_columns: list[str]) -> str:
+    """A read string column given something else than a string or null, or a key spelled with escapes.
+
+    (Such keys could name a column; nested keys of the same names only send a line to the
+    line-by-line reader.)
+    """
+    names = "|".join(string_columns) or "(?!)"
+    return r'[{,]\s*"(?:' + names + r')"\s*:\s*[^"n\s]|[{,]\s*"[^"\\]*\\[^"]*"\s*:'
 
 
 def _prefix(key: str) -> str:
@@ -164,17 +175,19 @@ class CanonicalJsonlImporter(Importer):
                 yield batch
 
 
-def _pipelined(file: Path) -> Iterator[SourceBatch]:
-    """Canonical batches of a file, the next block parsed while the caller handles this one."""
-    with ThreadPoolExecutor(1) as pool:
-        pending: Future[SourceBatch] | None = None
+def _pipelined(file: Path, workers: int = 2) -> Iterator[SourceBatch]:
+    """Canonical batches of a file, in order; ``workers`` blocks are parsed at a time.
+
+    Polars releases the GIL and hashing holds it, so two blocks in flight keep two cores busy.
+    """
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[SourceBatch]] = deque()
         for first, block in _blocks(file):
-            job = pool.submit(canonical_batch, block, first, file)
-            if pending is not None:
-                yield pending.result()
-            pending = job
-        if pending is not None:
-            yield pending.result()
+            pending.append(pool.submit(canonical_batch, block, first, file))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _blocks(file: Path) -> Iterator[tuple[int, bytes]]:
@@ -226,7 +239,9 @@ def _lines(block: bytes, first: int, where: str, rejections: list[Rejection]) ->
             pl.col("line").str.strip_chars_end("\r")
         )
     frame = frame.with_row_index("lineno", offset=first).with_columns(pl.col("lineno").cast(pl.Int64))
-    frame = frame.filter(pl.col("line").str.contains(r"\S").fill_null(False))
+    starts = frame.get_column("line").str.starts_with("{")
+    if not starts.fill_null(False).all():
+        frame = frame.filter(pl.col("line").str.contains(r"\S").fill_null(False))
     return frame, exact
 
 
@@ -331,6 +346,8 @@ def canonical_batch(block: bytes, first: int, file: Path) -> SourceBatch:
 
 def _line_ids(frame: pl.DataFrame) -> pl.Series:
     """``derive_id("jsonl", stream_id, line number, line)`` for rows that name no event_id."""
+    if frame.get_column("event_id").null_count() == frame.height:
+        return derive_ids(frame.select(pl.lit("jsonl").alias("f"), pl.col("stream_id").fill_null(""), "lineno", "line"))
     need = frame.select(
         pl.lit("jsonl").alias("f"), pl.col("stream_id").fill_null(""), "lineno", "line", "event_id"
     ).with_row_index("_k")
@@ -362,13 +379,14 @@ def _member_value(frame: pl.DataFrame, key: str, name: str) -> pl.DataFrame:
 def _bulk_rows(good: pl.DataFrame, parsed: pl.DataFrame, file: Path) -> tuple[pa.Table | None, list[int]]:
     """Rows the bulk reader read exactly, as an INPUT_SCHEMA table; the indices of lines it cannot."""
     missing = [pl.lit(None, t).alias(n) for n, t in _READ_SCHEMA.items() if n not in parsed.columns]
-    frame = pl.concat([good, parsed.with_columns(pl.col(pl.Categorical).cast(pl.String))], how="horizontal")
+    frame = pl.concat([good, parsed], how="horizontal")
     frame = frame.with_columns(missing)
     with ThreadPoolExecutor(1) as pool:  # hashing holds the GIL, Polars does not: overlap them
         ids = pool.submit(_line_ids, frame)
         line = pl.col("line")
         probes = frame.lazy().select(
             whole=line.str.contains(_OBJECT),
+            suspicious=line.str.contains(_suspicious([n for n in parsed.columns if n in _STRINGS])),
             members=line.str.count_matches(_MEMBER),
             has_meta=line.str.contains('"metadata"', literal=True),
             time_shape=pl.col("occurred_at").str.contains(_TIME_SHAPE),
@@ -387,6 +405,7 @@ def _bulk_rows(good: pl.DataFrame, parsed: pl.DataFrame, file: Path) -> tuple[pa
     meta_ok = ~pl.col("metadata_found") | pl.col("metadata").str.starts_with("{") | (pl.col("metadata") == "null")
     simple = (
         pl.col("whole")
+        & ~pl.col("suspicious")
         & pl.col("data_found")
         & meta_ok
         & (pl.col("occurred_at").is_null() | pl.col("occurred").is_not_null())
@@ -409,11 +428,12 @@ def _bulk_rows(good: pl.DataFrame, parsed: pl.DataFrame, file: Path) -> tuple[pa
         frame = frame.join(keys, on="_i", how="left", maintain_order="left").with_columns(
             simple=pl.col("simple") & (pl.col("plain") | pl.col("ok").fill_null(False))
         )
-    fallback = frame.filter(~pl.col("simple")).get_column("_i").to_list()
-    rows = frame.filter(pl.col("simple"))
-    if rows.height == 0:
+    simple_rows = frame.get_column("simple")
+    fallback = frame.get_column("_i").filter(~simple_rows).to_list()
+    if not simple_rows.any():
         return None, fallback
-    out = rows.with_columns(
+    out = frame.lazy().select(
+        *[n for n in INPUT_SCHEMA.names if n not in _DERIVED],
         event_id=pl.col("_event_id"),
         source=pl.coalesce(pl.col("source"), pl.lit(f"jsonl:{file}:") + pl.col("lineno").cast(pl.String)),
         occurred_at=pl.col("occurred"),
@@ -423,9 +443,15 @@ def _bulk_rows(good: pl.DataFrame, parsed: pl.DataFrame, file: Path) -> tuple[pa
         cost_usd=pl.col("cost_usd").cast(pl.Decimal(18, 9)),
         is_error=pl.coalesce(pl.col("is_error"), (pl.col("event_type") == "error") | pl.col("error").is_not_null()),
         _lineno=pl.col("lineno"),
+        _simple=pl.col("simple"),
     )
-    table = out.select([*INPUT_SCHEMA.names, "_lineno"]).to_arrow()
+    if fallback:
+        out = out.filter(pl.col("_simple"))
+    table = out.select([*INPUT_SCHEMA.names, "_lineno"]).collect().to_arrow()
     return table.cast(pa.schema([*INPUT_SCHEMA, pa.field("_lineno", pa.int64())])), fallback
+
+
+_DERIVED: Final = frozenset({"event_id", "source", "occurred_at", "metadata", "cost_usd", "is_error"})
 
 
 def _times(frame: pl.DataFrame) -> pl.Series:

@@ -272,3 +272,29 @@ def test_bundled_generic_samples_import(journal: Journal) -> None:
     assert [(r["stream_id"], r["error"]) for r in errors] == [("sess-002", "rate limited (429)")]
     costs = {r["cost_usd"] for r in calls if r["stream_id"] == "sess-001"}
     assert Decimal("0.004120000") in costs
+
+
+def test_a_table_exported_from_a_journal_imports_again(tmp_path: Path, journal: Journal) -> None:
+    """Columns the journal assigns are ignored; ids, payloads and times round-trip."""
+    source = Journal.in_memory()
+    source.append(
+        "run-1", [{"event_type": "user_message", "data": {"text": "hi"}, "occurred_at": "2026-11-01T09:00:00Z"}]
+    )
+    exported = source.read_all()
+    source.close()
+    path = tmp_path / "export.parquet"
+    pq.write_table(exported, path)
+    report = import_paths(journal, [str(path)])
+    assert (report.imported, report.rejected) == (1, 0)
+    back = journal.read_all().to_pylist()[0]
+    original = exported.to_pylist()[0]
+    assert [back[k] for k in ("event_id", "stream_id", "event_type", "occurred_at", "data", "payload_sha256")] == [
+        original[k] for k in ("event_id", "stream_id", "event_type", "occurred_at", "data", "payload_sha256")
+    ]
+
+
+def test_json_text_cells_are_kept_verbatim(tmp_path: Path, journal: Journal) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text('stream_id,event_type,data,metadata\nr,x,"{""b"": 1, ""a"": 2}",\n')
+    import_paths(journal, [str(path)])
+    assert journal.read_all(["data", "metadata"]).to_pylist() == [{"data": '{"b": 1, "a": 2}', "metadata": "{}"}]

@@ -606,6 +606,12 @@ def map_one(
     except RecursionError:
         rejections.append(Rejection(str(file), location, "nested too deeply", text_of(raw)))
         return None
+    for name in ("data", "metadata"):  # JSON text in the source is kept as it is written
+        source = mapping.columns.get(name)
+        if source is not None and source.json and source.path is not None:
+            text = source.path.get(record)
+            if isinstance(text, str) and text.strip() != "null":  # (null metadata is {})
+                row[name] = text.strip()
     if row.get("event_id") is None:
         row["event_id"] = derive_id(fmt, file.name, number, digest)
     row["source"] = row.get("source") or f"{fmt}:{file}:{number}"

@@ -56,6 +56,7 @@ import polars as pl
 from toolkit.errors import ToolkitError
 from toolkit.ingest.base import IMPORT_NAMESPACE
 from toolkit.journal.prepare import INPUT_COLUMNS
+from toolkit.journal.schema import ASSIGNED_COLUMNS
 
 MISSING: Final = object()  # a path that leads nowhere (distinct from a JSON null)
 
@@ -85,6 +86,7 @@ _INT_COLUMNS: Final = frozenset(
     {"version", "tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning"}
 )
 MAPPABLE: Final = frozenset(INPUT_COLUMNS)
+_IGNORED: Final = frozenset({"position", *ASSIGNED_COLUMNS})  # the journal assigns these (as journal append)
 
 
 class MappingFileError(ToolkitError, ValueError):
@@ -522,9 +524,13 @@ class Mapping:
 
     @classmethod
     def identity(cls, names: Iterable[str], where: str) -> Mapping:
-        """Columns named like canonical columns map to them (``data``/``metadata`` hold JSON text)."""
+        """Columns named like canonical columns map to them (``data``/``metadata`` hold JSON text).
+
+        Columns the journal assigns (``position``, ``recorded_at``, hashes, ``day``) are ignored,
+        so a table exported from a journal imports again.
+        """
         names = list(names)
-        unknown = [n for n in names if n not in MAPPABLE and n != "position"]
+        unknown = [n for n in names if n not in MAPPABLE and n not in _IGNORED]
         if unknown:
             raise MappingFileError(
                 f"{where}: column {unknown[0]!r} is not a canonical column",

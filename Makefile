@@ -7,6 +7,9 @@ JOURNAL ?= data/demo-journal
 RUNS ?= 2000
 SEED ?= 7
 PYTEST_ARGS ?=
+# real files written by the source systems (see data/README.md), imported by make demo
+SAMPLES := data/samples/agentstore/sample-data data/samples/eventsourcing/assistants.sqlite \
+	data/samples/evennia-archive data/samples/otlp data/samples/chat/eval-runs.json
 
 .PHONY: demo test lint typecheck bench clean
 
@@ -16,8 +19,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-## make demo: build the demo journal under data/ and print a summary
+## make demo: import the bundled real samples, add the synthetic fleet, print a summary
 demo: $(STAMP)
+	$(BIN)/journal import -j $(JOURNAL) $(SAMPLES)
 	$(BIN)/journal demo -j $(JOURNAL) --runs $(RUNS) --seed $(SEED)
 
 ## make test: ruff, mypy --strict, pytest (doctests included)

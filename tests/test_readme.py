@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -60,5 +61,10 @@ def test_make_demo_builds_and_summarises(tmp_path: Path) -> None:
         ["make", "demo", f"JOURNAL={journal}", "RUNS=30"], cwd=ROOT, env=env_with_venv(), capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
-    assert "streams: 30" in proc.stdout and "tokens and cost by model" in proc.stdout
+    assert "tokens and cost by model" in proc.stdout
+    summary = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{"formats"')))
+    assert set(summary["formats"].values()) == {"agentstore", "eventsourcing", "evennia-archive", "otlp", "chat"}
+    assert summary["imported"] > 0 and summary["rejected"] == 0
+    streams = int(re.search(r"streams: (\d+)", proc.stdout).group(1))  # type: ignore[union-attr]
+    assert streams >= 30 + 3  # the 30 demo runs and at least the imported sessions
     assert (journal / "journal.toml").is_file()

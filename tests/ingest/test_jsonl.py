@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from importer_contract import ImporterContract
 
 from toolkit.ingest.base import ImportOptions, Rejection, derive_id
+from toolkit.ingest.mapping import Mapping
 from toolkit.ingest.runner import import_paths, split_valid
 from toolkit.journal import Journal
 
@@ -306,3 +307,78 @@ def test_bulk_equals_line_by_line_on_generated_lines(specs: list[tuple[dict[str,
             if name == "occurred_at" and '"occurred_at"' not in line:
                 continue
             assert got[name] == value, (line, name, got[name], value)
+
+
+_BULK_MAPPING = Mapping.from_dict(
+    {
+        "columns": {
+            "stream_id": "$.session.id",
+            "event_type": {"const": "llm_response"},
+            "occurred_at": "ts",
+            "model": "$.choices[0].model",
+            "tokens_in": "$.usage.prompt_tokens",
+            "cost_usd": "cost",
+            "is_error": "failed",
+        },
+        "time": {"format": "unix_ms"},
+        "defaults": {"stream_type": "gw", "model": "unknown"},
+        "data": {"fields": ["text", "route"]},
+        "metadata": {"fields": {"req": "req", "tag": {"const": "bulk"}}},
+    }
+)
+_record_values = st.one_of(_values, st.sampled_from([1793523600000, "1793523600000", 2**70, -5]))
+
+
+@settings(deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["session", "ts", "choices", "usage", "cost", "failed", "text", "route", "req", "zz"]),
+            st.one_of(
+                _record_values,
+                st.fixed_dictionaries({}, optional={"id": _record_values, "prompt_tokens": _record_values}),
+                st.lists(st.fixed_dictionaries({}, optional={"model": _record_values}), max_size=2),
+            ),
+            max_size=8,
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_mapped_bulk_equals_line_by_line(records: list[dict[str, object]]) -> None:
+    import datetime as dt
+    import tempfile
+
+    from toolkit.ingest.jsonl import _mapped_line, mapped_bulk_batch, plan_bulk
+
+    plan = plan_bulk(_BULK_MAPPING)
+    assert plan is not None
+    lines = [json.dumps(r) for r in records]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "gen.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        batch = mapped_bulk_batch(path.read_bytes(), 1, path, _BULK_MAPPING, plan)
+    valid, _ = split_valid(batch.events, "jsonl")
+    bulk = {int(r["source"].rsplit(":", 1)[1]): r for r in valid.to_pylist()}
+    now = dt.datetime.now(dt.UTC)
+    for lineno, line in enumerate(lines, start=1):
+        row = _mapped_line(lineno, line, path, _BULK_MAPPING, now, [])
+        if row is None:
+            assert lineno not in bulk, line
+            continue
+        got = bulk[lineno]
+        for name, value in row.items():
+            if name == "occurred_at" and value == now:
+                continue
+            if name in ("data", "metadata"):
+                assert json.loads(got[name]) == json.loads(value), (line, name)
+            else:
+                assert got[name] == value, (line, name, got[name], value)
+
+
+def test_the_gateway_sample_is_mapped_in_bulk() -> None:
+    from toolkit.ingest.jsonl import plan_bulk
+
+    mapping = Mapping.load(Path(__file__).resolve().parents[2] / "data/samples/generic/gateway-log.mapping.toml")
+    assert plan_bulk(mapping) is not None
+    assert plan_bulk(Mapping.from_dict({"columns": {"stream_id": "s", "event_type": "t"}})) is None  # data = the rest

@@ -1,21 +1,24 @@
 """JSON lines: canonical (one event per line with the journal's own field names), or mapped.
 
-**Canonical** (no ``--mapping``): every field is the canonical column of the same name;
-``stream_id``, ``event_type`` and ``data`` are required. A line without ``event_id`` gets
-``derive_id("jsonl", stream_id, line number, SHA-256 of the line)``, so importing the file again
-(or after lines were appended to it) adds only new events. A line that is not JSON, not an
-object, or not a valid event is rejected with its file and line number. Blank lines are skipped.
+**Canonical** (no mapping): every field is the canonical column of the same name; ``stream_id``,
+``event_type`` and ``data`` are required. A line without ``event_id`` gets
+``derive_id("jsonl", stream_id, line number, the line)``, so importing the file again (or after
+lines were appended to it) adds only new events. A line that is not JSON, not an object, or not a
+valid event is rejected with its file and line number. Blank lines are skipped. ``data`` and
+``metadata`` are kept verbatim: the JSON text of the value as the line writes it.
 
-``data`` and ``metadata`` are kept as compact JSON text in the source's key order. Lines are
-parsed in bulk (Polars, a block of lines at a time); a line the bulk reader cannot type, or whose
-shape it cannot read exactly (a ``data`` that is null or not a plain key, nested ``data`` keys,
-escaped key names, integers beyond 64 bits, a time that is not plain ISO 8601 with an offset),
-is read on its own by the line-by-line reader, which also words each rejection. Which reader a
-line gets depends on that line alone, so re-imports see the same event.
+Lines are parsed in bulk, a block at a time: Polars reads the typed columns, regular expressions
+check each line's structure and cut out ``data``/``metadata``, ids are hashed while Polars works.
+A line the bulk reader cannot take exactly (not JSON, a value of the wrong type, an unknown,
+repeated or escaped key, deep nesting, a time that is not plain ISO 8601 with an offset) is read
+on its own by the line-by-line reader (``_row``), the reference, which also words rejections.
+Both give the same event for a line (``tests/ingest/test_jsonl.py`` checks it on generated lines).
 
-**Mapped** (``--mapping FILE``): each line is a JSON object mapped by the TOML mapping
-(``toolkit.ingest.mapping``); the event id is the mapped ``event_id`` or
-``derive_id("jsonl", file name, line number, SHA-256 of the line)``.
+**Mapped** (``--mapping FILE``, or ``<stem>.mapping.toml`` beside the file): each line is a JSON
+object mapped by ``toolkit.ingest.mapping``; the event id is the mapped ``event_id`` or
+``derive_id("jsonl", file name, line number, SHA-256 of the line)``. Mappings of JSON paths to
+scalar columns, top-level ``data``/``metadata`` fields and ISO or unix times are applied in bulk
+(``plan_bulk``); others line by line.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ import hashlib
 import json
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,7 +49,7 @@ from toolkit.ingest.base import (
     read_path,
     text_of,
 )
-from toolkit.ingest.mapping import Mapping, ValueMappingError, derive_ids, mapping_for, sidecar
+from toolkit.ingest.mapping import Mapping, ValueMappingError, derive_ids, mapping_for, sha256_hex, sidecar
 from toolkit.journal.prepare import INPUT_SCHEMA, normalise_event
 
 BLOCK_BYTES: Final = 32 << 20  # a block of whole lines parsed at once
@@ -123,8 +128,10 @@ def _suspicious(string_columns: list[str]) -> str:
     (Such keys could name a column; nested keys of the same names only send a line to the
     line-by-line reader.)
     """
-    names = "|".join(string_columns) or "(?!)"
-    return r'[{,]\s*"(?:' + names + r')"\s*:\s*[^"n\s]|[{,]\s*"[^"\\]*\\[^"]*"\s*:'
+    escaped_key = r'[{,]\s*"[^"\\]*\\[^"]*"\s*:'
+    if not string_columns:
+        return escaped_key
+    return r'[{,]\s*"(?:' + "|".join(string_columns) + r')"\s*:\s*[^"n\s]|' + escaped_key
 
 
 def _prefix(key: str) -> str:
@@ -166,7 +173,9 @@ class CanonicalJsonlImporter(Importer):
         for file in jsonl_files(path):
             mapping = mapping_for(file, options.mapping)
             if mapping is None:
-                batches = _pipelined(file)
+                batches = _pipelined(file, partial(canonical_batch, file=file))
+            elif (plan := plan_bulk(mapping)) is not None:
+                batches = _pipelined(file, partial(mapped_bulk_batch, file=file, mapping=mapping, plan=plan))
             else:
                 batches = (mapped_batch(block, first, file, mapping) for first, block in _blocks(file))
             for batch in batches:
@@ -175,15 +184,15 @@ class CanonicalJsonlImporter(Importer):
                 yield batch
 
 
-def _pipelined(file: Path, workers: int = 2) -> Iterator[SourceBatch]:
-    """Canonical batches of a file, in order; ``workers`` blocks are parsed at a time.
+def _pipelined(file: Path, parse: Callable[[bytes, int], SourceBatch], workers: int = 2) -> Iterator[SourceBatch]:
+    """``parse(block, first line)`` of every block of a file, in order; ``workers`` blocks at a time.
 
     Polars releases the GIL and hashing holds it, so two blocks in flight keep two cores busy.
     """
     with ThreadPoolExecutor(workers) as pool:
         pending: deque[Future[SourceBatch]] = deque()
         for first, block in _blocks(file):
-            pending.append(pool.submit(canonical_batch, block, first, file))
+            pending.append(pool.submit(parse, block, first))
             if len(pending) > workers:
                 yield pending.popleft().result()
         while pending:
@@ -440,7 +449,7 @@ def _bulk_rows(good: pl.DataFrame, parsed: pl.DataFrame, file: Path) -> tuple[pa
         metadata=pl.when(pl.col("metadata_found") & (pl.col("metadata") != "null"))
         .then(pl.col("metadata"))
         .otherwise(pl.lit("{}")),
-        cost_usd=pl.col("cost_usd").cast(pl.Decimal(18, 9)),
+        cost_usd=pl.col("cost_usd").cast(pl.Decimal(18, 9), strict=False),
         is_error=pl.coalesce(pl.col("is_error"), (pl.col("event_type") == "error") | pl.col("error").is_not_null()),
         _lineno=pl.col("lineno"),
         _simple=pl.col("simple"),
@@ -556,25 +565,316 @@ def _check_text(row: dict[str, Any]) -> None:
 # --- mapped -----------------------------------------------------------------------------------
 
 
-def mapped_batch(block: bytes, first: int, file: Path, mapping: Mapping) -> SourceBatch:
+# --- mapped: bulk ---------------------------------------------------------------------------
+#
+# A mapping whose sources are JSON paths to scalar columns (or constants), whose data/metadata
+# fields are top-level fields, and whose times are ISO or unix numbers is applied in bulk, as
+# canonical lines are: Polars reads the paths with strict leaf types, the fields' JSON text is
+# cut out verbatim, and a line the bulk reader cannot take exactly goes to the line-by-line path.
+
+_Tree = dict[str, Any]  # {"leaf": dtype} | {"struct": {key: tree}} | {"list": tree}
+
+
+def _leaf_type(column: str, time_kind: str) -> pl.DataType:
+    if column in _INTS:
+        return pl.Int64()
+    if column in ("cost_usd", "duration_ms"):
+        return pl.Float64()
+    if column == "is_error":
+        return pl.Boolean()
+    if column == "occurred_at" and time_kind.startswith("unix_"):
+        return pl.Int64()
+    return pl.Categorical()  # strict: a number, object or boolean sends the line to the line path
+
+
+def _merge_tree(tree: _Tree | None, steps: tuple[str | int, ...], leaf: pl.DataType) -> _Tree | None:
+    if not steps:
+        node: _Tree = {"leaf": leaf}
+        return node if tree is None or tree == node else None
+    step, rest = steps[0], steps[1:]
+    if isinstance(step, int):
+        if tree is not None and "list" not in tree:
+            return None
+        inner = _merge_tree(None if tree is None else tree["list"], rest, leaf)
+        return None if inner is None else {"list": inner}
+    if tree is not None and "struct" not in tree:
+        return None
+    fields = dict(tree["struct"]) if tree is not None else {}
+    inner = _merge_tree(fields.get(step), rest, leaf)
+    if inner is None:
+        return None
+    fields[step] = inner
+    return {"struct": fields}
+
+
+def _dtype(tree: _Tree) -> pl.DataType:
+    if "leaf" in tree:
+        leaf: pl.DataType = tree["leaf"]
+        return leaf
+    if "list" in tree:
+        return pl.List(_dtype(tree["list"]))
+    return pl.Struct({k: _dtype(v) for k, v in tree["struct"].items()})
+
+
+def _path_expr(steps: tuple[str | int, ...]) -> pl.Expr:
+    expr = pl.col(str(steps[0]))
+    for step in steps[1:]:
+        expr = expr.list.get(step, null_on_oob=True) if isinstance(step, int) else expr.struct.field(step)
+    return expr
+
+
+@dataclass(frozen=True)
+class BulkPlan:
+    """How a mapping is applied in bulk (``plan_bulk`` returns None when it cannot be)."""
+
+    schema: dict[str, pl.DataType]
+    columns: dict[str, pl.Expr]
+    time_kind: str
+    objects: dict[str, tuple[tuple[str, str | None, str | None], ...]]  # data/metadata: (json key, top key, const JSON)
+    direct: dict[str, str]  # data/metadata mapped straight to a top-level field
+    defaults: dict[str, Any]
+
+    @property
+    def verbatim(self) -> list[str]:
+        keys = {top for parts in self.objects.values() for _, top, _ in parts if top is not None}
+        return sorted(keys | set(self.direct.values()))
+
+
+def plan_bulk(mapping: Mapping) -> BulkPlan | None:
+    time_kind = mapping.time.kind
+    if time_kind not in ("iso", "unix_s", "unix_ms", "unix_us", "unix_ns"):
+        return None
+    trees: dict[str, _Tree] = {}
+    columns: dict[str, pl.Expr] = {}
+    direct: dict[str, str] = {}
+    for name, source in mapping.columns.items():
+        if source.path is None:
+            try:
+                columns[name] = pl.lit(_plain(name, source.const, mapping))
+            except (ValueMappingError, TypeError, ValueError):
+                return None
+            continue
+        if source.json or not source.path.steps or not isinstance(source.path.steps[0], str):
+            return None
+        if name in ("data", "metadata"):
+            if len(source.path.steps) != 1:
+                return None
+            direct[name] = str(source.path.steps[0])
+            continue
+        top = str(source.path.steps[0])
+        tree = _merge_tree(trees.get(top), source.path.steps[1:], _leaf_type(name, time_kind))
+        if tree is None:
+            return None
+        trees[top] = tree
+        expr = _path_expr(source.path.steps)
+        columns[name] = expr.cast(pl.String) if _leaf_type(name, time_kind) == pl.Categorical() else expr
+    objects: dict[str, tuple[tuple[str, str | None, str | None], ...]] = {}
+    for name, spec in (("data", mapping.data), ("metadata", mapping.metadata)):
+        if name in direct or (name in mapping.columns):
+            continue
+        if spec.rest:
+            return None
+        parts: list[tuple[str, str | None, str | None]] = []
+        for key, source in spec.fields:
+            if source.path is None:
+                parts.append((key, None, _compact(source.const)))
+            elif source.json or len(source.path.steps) != 1 or not isinstance(source.path.steps[0], str):
+                return None
+            else:
+                parts.append((key, str(source.path.steps[0]), None))
+        objects[name] = tuple(parts)
+    try:
+        defaults = {name: _plain(name, value, mapping) for name, value in mapping.defaults.items()}
+    except (ValueMappingError, TypeError, ValueError):
+        return None
+    return BulkPlan({k: _dtype(v) for k, v in trees.items()}, columns, time_kind, objects, direct, defaults)
+
+
+def _plain(name: str, value: Any, mapping: Mapping) -> Any:
+    """A constant as its column's value (JSON columns as text)."""
+    out = mapping.constant(name, value)
+    return _compact(out) if name in ("data", "metadata") else out
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def mapped_bulk_batch(block: bytes, first: int, file: Path, mapping: Mapping, plan: BulkPlan) -> SourceBatch:
     where = str(file)
     rejections: list[Rejection] = []
-    frame, _ = _lines(block, first, where, rejections)
+    frame, exact = _lines(block, first, where, rejections)
+    read = frame.height + len(rejections)
+    slow: list[int] = []
+    fast: pa.Table | None = None
+    if frame.height:
+        lines = frame.get_column("line")
+        parsed, unreadable = _readable(lines, block if exact else None, plan.schema)
+        slow.extend(unreadable)
+        if parsed is not None:
+            indexed = frame.with_row_index("_i")
+            good = indexed.filter(~pl.col("_i").is_in(pl.Series(unreadable, dtype=pl.UInt32).implode()))
+            fast, fallback = _mapped_rows(pl.concat([good, parsed], how="horizontal"), file, plan)
+            slow.extend(fallback)
+    rows: list[dict[str, Any]] = []
+    if slow:
+        now = dt.datetime.now(dt.UTC)
+        numbers, texts = frame.get_column("lineno"), frame.get_column("line")
+        for i in sorted(slow):
+            row = _mapped_line(int(numbers[i]), texts[i], file, mapping, now, rejections)
+            if row is not None:
+                row["_lineno"] = int(numbers[i])
+                rows.append(row)
+    rejections.sort(key=lambda r: int(r.location.split()[-1]))
+    return SourceBatch(_merge(fast, rows), rejections, read)
+
+
+def _mapped_rows(frame: pl.DataFrame, file: Path, plan: BulkPlan) -> tuple[pa.Table | None, list[int]]:
+    line = pl.col("line")
+    frame = frame.with_columns(
+        _whole=line.str.contains(_OBJECT),
+        _escaped=line.str.contains(_suspicious([])) | line.str.contains(r"[:\[,]\s*(?:-\d{19}|\d{20})"),
+        **{name: expr for name, expr in plan.columns.items()},
+    )
+    for i, key in enumerate(plan.verbatim):
+        frame = _member_value(frame, key, f"_v{i}")
+    index = {key: i for i, key in enumerate(plan.verbatim)}
+    texts: dict[str, pl.Expr] = {}
+    for name, direct in plan.direct.items():
+        v = f"_v{index[direct]}"
+        texts[name] = pl.when(pl.col(f"{v}_found")).then(pl.col(v)).otherwise(pl.lit("null"))
+    for name, parts in plan.objects.items():
+        pieces = []
+        for key, top, const in parts:
+            label = _compact(key) + ":"
+            if top is None:
+                pieces.append(pl.lit(label + (const if const is not None else "null")))
+            else:
+                v = f"_v{index[top]}"
+                pieces.append(pl.when(pl.col(f"{v}_found")).then(pl.lit(label) + pl.col(v)))
+        body = pl.concat_str(pieces, separator=",", ignore_nulls=True) if pieces else pl.lit("")
+        texts[name] = pl.lit("{") + body + pl.lit("}")
+    for name in ("data", "metadata"):
+        if name not in plan.columns:
+            texts.setdefault(name, pl.lit("{}"))
+    frame = frame.with_columns(**texts)
+    for name, value in plan.defaults.items():
+        if name in ("data", "metadata"):
+            continue
+        current = pl.col(name) if name in frame.columns else pl.lit(None)
+        frame = frame.with_columns(current.fill_null(pl.lit(value)).alias(name))
+    time_ok = pl.lit(True)
+    if "occurred_at" in plan.columns and plan.columns["occurred_at"] is not None and "occurred_at" in frame.columns:
+        if plan.time_kind == "iso":
+            frame = frame.with_columns(time_shape=pl.col("occurred_at").cast(pl.String).str.contains(_TIME_SHAPE))
+            occurred = _times(frame) if frame.schema["occurred_at"] == pl.String else frame.get_column("occurred_at")
+            frame = frame.with_columns(_occurred=occurred)
+            time_ok = pl.col("occurred_at").is_null() | pl.col("_occurred").is_not_null()
+        else:
+            scale = {"unix_s": 1, "unix_ms": 1_000, "unix_us": 1_000_000, "unix_ns": 1_000_000_000}[plan.time_kind]
+            raw = pl.col("occurred_at")
+            micros = raw * (1_000_000 // scale) if scale <= 1_000_000 else raw.floordiv(scale // 1_000_000)
+            lo, hi = -62_135_596_800_000_000, 253_402_300_799_999_999  # years 1 to 9999
+            frame = frame.with_columns(
+                _occurred=pl.when(micros.is_between(lo, hi)).then(micros).cast(pl.Datetime("us", "UTC"))
+            )
+            time_ok = raw.is_null() | pl.col("_occurred").is_not_null()
+        frame = frame.with_columns(occurred_at=pl.col("_occurred"))
+    cost_ok = pl.col("cost_usd").cast(pl.Float64).abs() < 1e9 if "cost_usd" in frame.columns else pl.lit(True)
+    frame = frame.with_columns(
+        _simple=(
+            pl.col("_whole")
+            & ~pl.col("_escaped")
+            & time_ok
+            & (cost_ok | pl.col("cost_usd").is_null() if "cost_usd" in frame.columns else cost_ok)
+        ).fill_null(False)
+    )
+    if "is_error" not in frame.columns:
+        frame = frame.with_columns(is_error=pl.lit(None, pl.Boolean))
+    error = pl.col("error") if "error" in frame.columns else pl.lit(None, pl.String)
+    frame = frame.with_columns(
+        is_error=pl.coalesce(pl.col("is_error"), (pl.col("event_type") == "error") | error.is_not_null())
+    )
+    simple = frame.get_column("_simple")
+    fallback = frame.get_column("_i").filter(~simple).to_list()
+    if not simple.any():
+        return None, fallback
+    rows = frame.filter(simple) if fallback else frame
+    if "event_id" not in rows.columns or rows.get_column("event_id").null_count():
+        derived = derive_ids(
+            rows.select(
+                pl.lit("jsonl").alias("f"),
+                pl.lit(file.name).alias("n"),
+                "lineno",
+                d=sha256_hex(rows.get_column("line")),
+            )
+        )
+        given = (
+            rows.get_column("event_id")
+            if "event_id" in rows.columns
+            else pl.Series([None] * rows.height, dtype=pl.String)
+        )
+        rows = rows.with_columns(event_id=given.cast(pl.String).fill_null(derived))
+    out = rows.select(
+        *[
+            (pl.col(n) if n in rows.columns else pl.lit(None)).cast(_POLARS_INPUT[n], strict=False).alias(n)
+            for n in INPUT_SCHEMA.names
+            if n != "source"
+        ],
+        source=(pl.col("source").cast(pl.String) if "source" in rows.columns else pl.lit(None, pl.String)).fill_null(
+            pl.lit(f"jsonl:{file}:") + pl.col("lineno").cast(pl.String)
+        ),
+        _lineno=pl.col("lineno"),
+    ).select([*INPUT_SCHEMA.names, "_lineno"])
+    table = out.to_arrow()
+    return table.cast(pa.schema([*INPUT_SCHEMA, pa.field("_lineno", pa.int64())])), fallback
+
+
+_POLARS_INPUT: Final = {
+    f.name: (
+        pl.String()
+        if pa.types.is_string(f.type)
+        else pl.Int64()
+        if pa.types.is_int64(f.type)
+        else pl.Float64()
+        if pa.types.is_float64(f.type)
+        else pl.Boolean()
+        if pa.types.is_boolean(f.type)
+        else pl.Decimal(18, 9)
+        if pa.types.is_decimal(f.type)
+        else pl.Datetime("us", "UTC")
+    )
+    for f in INPUT_SCHEMA
+}
+
+
+def _mapped_line(
+    lineno: int, line: str, file: Path, mapping: Mapping, now: dt.datetime, rejections: list[Rejection]
+) -> dict[str, Any] | None:
+    """The line-by-line mapped path: the reference for what a mapped line means."""
+    where = str(file)
+    raw = line.encode("utf-8")
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError) as e:
+        rejections.append(Rejection(where, f"line {lineno}", f"not JSON: {e}", text_of(raw)))
+        return None
+    if not isinstance(record, dict):
+        rejections.append(Rejection(where, f"line {lineno}", "not a JSON object", text_of(raw)))
+        return None
+    digest = hashlib.sha256(raw).hexdigest()
+    return map_one(record, mapping, "jsonl", file, lineno, digest, now, rejections, f"line {lineno}", raw)
+
+
+def mapped_batch(block: bytes, first: int, file: Path, mapping: Mapping) -> SourceBatch:
+    """One block of a JSONL file through a mapping, line by line."""
+    rejections: list[Rejection] = []
+    frame, _ = _lines(block, first, str(file), rejections)
     read = frame.height + len(rejections)
     now = dt.datetime.now(dt.UTC)
     rows: list[dict[str, Any]] = []
     for lineno, line in frame.iter_rows():
-        raw = line.encode("utf-8")
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError) as e:
-            rejections.append(Rejection(where, f"line {lineno}", f"not JSON: {e}", text_of(raw)))
-            continue
-        if not isinstance(record, dict):
-            rejections.append(Rejection(where, f"line {lineno}", "not a JSON object", text_of(raw)))
-            continue
-        digest = hashlib.sha256(raw).hexdigest()
-        row = map_one(record, mapping, "jsonl", file, lineno, digest, now, rejections, f"line {lineno}", raw)
+        row = _mapped_line(lineno, line, file, mapping, now, rejections)
         if row is not None:
             rows.append(row)
     rejections.sort(key=lambda r: int(r.location.split()[-1]))

@@ -548,6 +548,10 @@ class Mapping:
         tops |= {s.path.top for _, s in self.data.fields if s.path is not None}
         return frozenset(t for t in tops if t is not None)
 
+    def constant(self, column: str, value: Any) -> Any:
+        """A constant (``const`` or a default) as the column's value; ``ValueMappingError`` if it does not fit."""
+        return _json_value(value) if column in ("data", "metadata") else _coerce(column, value, self.time)
+
     def map_record(self, record: AnyMapping[str, Any]) -> dict[str, Any]:
         """One source record as an event dict for ``normalise_event``; ``ValueMappingError`` names the column."""
         event: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -171,43 +172,41 @@ def check(journal: Journal, path: Path, fmt: str, *, dry_run: bool = True) -> Im
     return report
 
 
-_JOURNAL: dict[str, Journal] = {}
-
-
-def shared_journal() -> Journal:
+@pytest.fixture(scope="module")
+def shared() -> Iterator[Journal]:
     """One in-memory journal for all examples (dry runs never write to it)."""
-    if "j" not in _JOURNAL:
-        _JOURNAL["j"] = Journal.in_memory()
-    return _JOURNAL["j"]
+    journal = Journal.in_memory()
+    yield journal
+    journal.close()
 
 
 @FUZZ
 @given(jsonl_files())
-def test_fuzzed_jsonl(body: bytes) -> None:
+def test_fuzzed_jsonl(shared: Journal, body: bytes) -> None:
     with export("events.jsonl", body) as path:
-        check(shared_journal(), path, "jsonl")
+        check(shared, path, "jsonl")
 
 
 @FUZZ
 @given(chat_files())
-def test_fuzzed_chat(body: bytes) -> None:
+def test_fuzzed_chat(shared: Journal, body: bytes) -> None:
     with export("runs.jsonl", body) as path:
-        check(shared_journal(), path, "chat")
+        check(shared, path, "chat")
 
 
 @FUZZ
 @given(st.lists(runs, max_size=3), st.booleans())
-def test_fuzzed_chat_json_list(doc: list[Any], cut: bool) -> None:
+def test_fuzzed_chat_json_list(shared: Journal, doc: list[Any], cut: bool) -> None:
     body = json.dumps(doc).encode()
     with export("runs.json", body[: len(body) // 2] if cut else body) as path:
-        check(shared_journal(), path, "chat")
+        check(shared, path, "chat")
 
 
 @FUZZ
 @given(csv_files())
-def test_fuzzed_csv(body: bytes) -> None:
+def test_fuzzed_csv(shared: Journal, body: bytes) -> None:
     with export("events.csv", body) as path:
-        check(shared_journal(), path, "csv")
+        check(shared, path, "csv")
 
 
 @settings(FUZZ, max_examples=10)

@@ -203,6 +203,6 @@ def test_sniffing(tmp_path: Path) -> None:
 
 
 def test_bundled_samples_import(journal: Journal) -> None:
-    for path in sorted(SAMPLES.glob("*.json*")):
-        report = import_paths(journal, [str(path)])
-        assert report.formats[str(path)] == "chat" and report.imported > 0 and report.rejected == 0
+    report = import_paths(journal, [str(SAMPLES)])  # the directory: every transcript file in it
+    assert (report.formats[str(SAMPLES)], report.imported, report.rejected, report.streams) == ("chat", 23, 0, 4)
+    assert import_paths(journal, [str(SAMPLES / "eval-runs.json")]).already_present == 8

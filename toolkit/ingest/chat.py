@@ -93,6 +93,9 @@ class ChatImporter(Importer):
 
     def sniff(self, path: str) -> bool:
         p = Path(path)
+        if p.is_dir():  # a directory of transcripts (other formats' directories are sniffed first)
+            candidates = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file())[:50]
+            return bool(candidates) and all(_looks_like_chat(f) for f in candidates)
         return p.is_file() and p.suffix in SUFFIXES and _looks_like_chat(p)
 
     def batches(self, path: str, options: ImportOptions) -> Iterator[SourceBatch]:

@@ -84,17 +84,6 @@ _READ_SCHEMA: Final = {
     "duration_ms": pl.Float64(),
     "is_error": pl.Boolean(),
 }
-_KNOWN: Final = (
-    *_READ_SCHEMA,
-    "data",
-    "metadata",
-    "position",
-    "recorded_at",
-    "payload_sha256",
-    "prev_hash",
-    "hash",
-    "day",
-)
 
 # The bulk reader's structural checks are regular expressions over the line (Rust regex, no
 # backtracking). In JSON a quote inside a string is always escaped, so a string is matched

@@ -206,3 +206,11 @@ def test_bundled_samples_import(journal: Journal) -> None:
     report = import_paths(journal, [str(SAMPLES)])  # the directory: every transcript file in it
     assert (report.formats[str(SAMPLES)], report.imported, report.rejected, report.streams) == ("chat", 23, 0, 4)
     assert import_paths(journal, [str(SAMPLES / "eval-runs.json")]).already_present == 8
+
+
+def test_a_run_time_at_the_end_of_time_is_rejected_not_raised(tmp_path: Path, journal: Journal) -> None:
+    path = write_jsonl(
+        tmp_path / "runs.jsonl", [{"id": "late", "created_at": "9999-12-31T23:59:59.999999Z", "messages": BARE}]
+    )
+    report = import_paths(journal, [str(path)], on_error="quarantine")
+    assert report.imported == 1 and [r.reason for r in report.rejections] == ["the run's time is out of range"]

@@ -235,7 +235,11 @@ def run_events(
         if own is not None:
             occurred, meta["time"] = own, "message"
         else:
-            occurred, meta["time"] = base + dt.timedelta(milliseconds=index), time_kind
+            try:
+                occurred, meta["time"] = base + dt.timedelta(milliseconds=index), time_kind
+            except OverflowError:
+                rejections.append(Rejection(where, at, "the run's time is out of range", text_of(_dump(msg))))
+                return None
         event_id = derive_id("chat", stream_id, msg_index, call_index)
         event.update(
             stream_id=stream_id,
@@ -251,6 +255,9 @@ def run_events(
         except EventValidationError as e:
             reason = str(e).split("\n", 1)[0].split(": ", 1)[-1]
             rejections.append(Rejection(where, at, reason, text_of(_dump(msg))))
+            return None
+        except OverflowError:
+            rejections.append(Rejection(where, at, "time out of range", text_of(_dump(msg))))
             return None
         rows.append(row)
         index += 1

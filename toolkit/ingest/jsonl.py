@@ -532,6 +532,9 @@ def _row(line: str, lineno: int, file: Path, now: dt.datetime, rejections: list[
         reason = str(e).split("\n", 1)[0].split(": ", 1)[-1]
         rejections.append(Rejection(where, f"line {lineno}", reason, text_of(line)))
         return None
+    except OverflowError:  # a time whose UTC value is outside years 1-9999
+        rejections.append(Rejection(where, f"line {lineno}", "field 'occurred_at': out of range", text_of(line)))
+        return None
     except (RecursionError, ValueError, KeyError):  # nested too deeply for the reference reader
         rejections.append(Rejection(where, f"line {lineno}", "nested too deeply to read", text_of(line)))
         return None
@@ -891,6 +894,9 @@ def map_one(
         if isinstance(e, EventValidationError):
             reason = reason.split(": ", 1)[-1]
         rejections.append(Rejection(str(file), location, reason, text_of(raw)))
+        return None
+    except OverflowError:  # a time whose UTC value is outside years 1-9999
+        rejections.append(Rejection(str(file), location, "field 'occurred_at': out of range", text_of(raw)))
         return None
     except RecursionError:
         rejections.append(Rejection(str(file), location, "nested too deeply", text_of(raw)))

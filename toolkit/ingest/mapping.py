@@ -317,7 +317,10 @@ class TimeFormat:
             if self.zone is None:
                 raise ValueMappingError(f"time has no zone ({value!r}); set zone in the mapping's [time]")
             ts = ts.replace(tzinfo=self.zone)
-        return ts.astimezone(dt.UTC)
+        try:
+            return ts.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValueMappingError(f"time out of range ({value!r})") from None
 
 
 def _zone(value: Any, where: str) -> dt.tzinfo | None:

@@ -39,6 +39,8 @@ typecheck: $(STAMP)
 ## make bench: the benchmarks of BENCHMARKS.md (minutes; not part of make test)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_journal.py
+	$(BIN)/python bench/bench_import_jsonl.py
+	$(BIN)/python bench/bench_import_agentstore.py
 
 clean:
 	rm -rf $(VENV) $(JOURNAL) .mypy_cache .ruff_cache .pytest_cache

@@ -69,12 +69,18 @@ def parse_time(value: Any, field: str, index: int) -> dt.datetime:
             if not m:
                 raise EventValidationError.field(field, index, f"not an ISO 8601 time ({value!r})") from None
             tz = "+00:00" if m.group(3) == "Z" else m.group(3)
-            ts = dt.datetime.fromisoformat(f"{m.group(1)}.{m.group(2)[:6]}{tz}")
+            try:
+                ts = dt.datetime.fromisoformat(f"{m.group(1)}.{m.group(2)[:6]}{tz}")
+            except ValueError:
+                raise EventValidationError.field(field, index, f"not an ISO 8601 time ({value!r})") from None
     else:
         raise EventValidationError.field(field, index, f"expected an ISO 8601 string, got {type(value).__name__}")
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise EventValidationError.field(field, index, f"timestamp has no time zone ({value!r})")
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise EventValidationError.field(field, index, f"out of range in UTC ({value!r})") from None
 
 
 def parse_traceparent(value: str, index: int) -> tuple[str, str]:

@@ -50,32 +50,12 @@ from toolkit.ingest.base import (
     text_of,
 )
 from toolkit.ingest.mapping import Mapping, ValueMappingError, derive_ids, mapping_for, sha256_hex, sidecar
-from toolkit.journal.prepare import INPUT_SCHEMA, normalise_event
+from toolkit.journal.prepare import INPUT_SCHEMA, STRING_COLUMNS, normalise_event
 
 BLOCK_BYTES: Final = 32 << 20  # a block of whole lines parsed at once
 
 # columns the bulk reader types (it reads any value into a String column: see _suspicious)
-_STRINGS: Final = (
-    "stream_id",
-    "stream_type",
-    "event_id",
-    "event_type",
-    "source_type",
-    "occurred_at",
-    "correlation_id",
-    "causation_id",
-    "traceparent",
-    "trace_id",
-    "span_id",
-    "model",
-    "tool_name",
-    "error",
-    "agent",
-    "subject_id",
-    "tool_call_id",
-    "idempotency_key",
-    "source",
-)
+_STRINGS: Final = (*STRING_COLUMNS, "occurred_at")
 _INTS: Final = ("version", "tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
 _READ_SCHEMA: Final = {
     **{n: pl.String() for n in _STRINGS},

@@ -55,33 +55,12 @@ import polars as pl
 
 from toolkit.errors import ToolkitError
 from toolkit.ingest.base import IMPORT_NAMESPACE
-from toolkit.journal.prepare import INPUT_COLUMNS
+from toolkit.journal.prepare import INPUT_COLUMNS, STRING_COLUMNS
 from toolkit.journal.schema import ASSIGNED_COLUMNS
 
 MISSING: Final = object()  # a path that leads nowhere (distinct from a JSON null)
 
-_STRING_COLUMNS: Final = frozenset(
-    {
-        "stream_id",
-        "stream_type",
-        "event_id",
-        "event_type",
-        "source_type",
-        "correlation_id",
-        "causation_id",
-        "traceparent",
-        "trace_id",
-        "span_id",
-        "model",
-        "tool_name",
-        "error",
-        "agent",
-        "subject_id",
-        "tool_call_id",
-        "idempotency_key",
-        "source",
-    }
-)
+_STRING_COLUMNS: Final = frozenset(STRING_COLUMNS)
 _INT_COLUMNS: Final = frozenset(
     {"version", "tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning"}
 )

@@ -40,7 +40,8 @@ TRACEPARENT_RE = re.compile(r"^(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})-
 DEFAULT_STREAM_TYPE = "default"
 
 _INT_COLUMNS = ("tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
-_STR_COLUMNS = tuple(
+# caller-given text columns other than the JSON ones (importers type their readers with it)
+STRING_COLUMNS = _STR_COLUMNS = tuple(
     n
     for n in COLUMN_NAMES
     if ARROW_SCHEMA.field(n).type == pa.string()

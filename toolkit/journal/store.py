@@ -552,7 +552,7 @@ class Journal:
                     mode="append",
                     schema_mode="merge" if grows else None,  # a newer minor schema adds nullable columns
                     partition_by=list(self.config.partition_by),
-                    writer_properties=writer_properties(self.config.row_group_rows),
+                    writer_properties=append_writer_properties(self.config.row_group_rows),
                     commit_properties=CommitProperties(
                         custom_metadata={
                             "toolkit.operation": "append",
@@ -635,12 +635,18 @@ class Journal:
         return prepared, skipped
 
 def writer_properties(row_group_rows: int) -> WriterProperties:
+    """Files that stay: ZSTD and bloom filters on stream_id and event_id (DuckDB point lookups)."""
     bloom = ColumnProperties(bloom_filter_properties=BloomFilterProperties(True, fpp=0.01))
     return WriterProperties(
         compression="ZSTD",
         max_row_group_size=row_group_rows,
         column_properties={"stream_id": bloom, "event_id": bloom},
     )
+
+
+def append_writer_properties(row_group_rows: int) -> WriterProperties:
+    """Files appends write: cheap to write (Snappy, no bloom filters); compaction rewrites them."""
+    return WriterProperties(compression="SNAPPY", max_row_group_size=row_group_rows)
 
 
 def _replace(table: pa.Table, name: str, values: pa.Array) -> pa.Table:

@@ -54,11 +54,12 @@ def _float_bits(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(arr), arr.buffers(), arr.null_count, arr.offset)
 
 
-def _text(name: str, dtype: pl.DataType) -> pl.Expr:
+def _text(name: str, dtype: pl.DataType, escape: bool) -> pl.Expr:
     """``name=text`` of a column's value, null where the value is null."""
     e = pl.col(name)
     if dtype == pl.String:
-        e = e.str.replace_all("([\x1e\x1f])", "\x1e$1")
+        if escape:  # only when some value holds a separator: the regex pass is costly
+            e = e.str.replace_all("([\x1e\x1f])", "\x1e$1")
     elif isinstance(dtype, pl.Datetime):
         e = e.dt.epoch("us").cast(pl.String)
     elif dtype == pl.Boolean:
@@ -87,7 +88,11 @@ def envelope_texts(table: pa.Table) -> pl.Series:
     True
     """
     frame = _envelope_frame(table)
-    exprs = [_text(n, frame.schema[n]) for n in frame.columns if frame.get_column(n).null_count() < frame.height]
+    present = [n for n in frame.columns if frame.get_column(n).null_count() < frame.height]
+    strings = [n for n in present if frame.schema[n] == pl.String]
+    holds = frame.select(pl.col(strings).str.contains("[\x1e\x1f]").any()).row(0) if strings else ()
+    needs_escape = {n for n, h in zip(strings, holds, strict=True) if h}
+    exprs = [_text(n, frame.schema[n], n in needs_escape) for n in present]
     if not exprs:
         return pl.Series("envelope", [""] * table.num_rows, dtype=pl.String)
     return frame.select(pl.concat_str(exprs, separator=_SEP, ignore_nulls=True).alias("envelope")).to_series()

@@ -125,3 +125,13 @@ def test_breaks_in_two_streams_are_both_named(two_runs: Journal) -> None:
     _tamper(two_runs, "b", 4, "tool_name", "curl")
     report = verify_journal(Journal.open(two_runs.path))
     assert [(b.stream_id, b.version, b.check) for b in report.breaks or []] == [("a", 2, "payload"), ("b", 4, "hash")]
+
+
+def test_a_separator_inside_a_value_cannot_impersonate_another_column() -> None:
+    import pyarrow as pa
+
+    from toolkit.journal.hashing import envelope_texts
+
+    honest = pa.table({"model": ["x"], "tool_name": ["y"]})
+    forged = pa.table({"model": ["x\x1ftool_name=y"], "tool_name": pa.array([None], pa.string())})
+    assert envelope_texts(honest).to_list() != envelope_texts(forged).to_list()

@@ -95,6 +95,21 @@ class RecordRejectedError(ToolkitError, ValueError):
         )
 
 
+def non_utf8_field(row: Mapping[str, Any]) -> str | None:
+    """The first text field that cannot be stored as UTF-8 (JSON escapes can spell lone surrogates).
+
+    >>> non_utf8_field({"a": "ok", "b": chr(0xD800)})
+    'b'
+    """
+    for name, value in row.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return name
+    return None
+
+
 def text_of(record: bytes | str | None, limit: int = 1 << 20) -> str | None:
     """A record as quarantine text: UTF-8 when it decodes, else hex; capped at ``limit`` chars."""
     if record is None:

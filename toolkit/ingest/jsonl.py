@@ -46,6 +46,7 @@ from toolkit.ingest.base import (
     Rejection,
     SourceBatch,
     derive_id,
+    non_utf8_field,
     read_path,
     text_of,
 )
@@ -525,13 +526,9 @@ def _row(line: str, lineno: int, file: Path, now: dt.datetime, rejections: list[
 
 
 def _check_text(row: dict[str, Any]) -> None:
-    """Texts must be storable as UTF-8 (JSON escapes can spell lone surrogates)."""
-    for name, value in row.items():
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise EventValidationError.field(name, 0, "contains a lone surrogate (not UTF-8 text)") from None
+    name = non_utf8_field(row)
+    if name is not None:
+        raise EventValidationError.field(name, 0, "contains a lone surrogate (not UTF-8 text)")
 
 
 # --- mapped -----------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ from toolkit.ingest.base import (
     Rejection,
     SourceBatch,
     derive_id,
+    non_utf8_field,
     read_path,
     text_of,
 )
@@ -849,12 +850,9 @@ class _Trace:
 
 
 def _check_text(row: Mapping[str, Any]) -> None:
-    for key, value in row.items():
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise _Bad(f"{key}: text with a lone UTF-16 surrogate is not valid Unicode") from None
+    key = non_utf8_field(row)
+    if key is not None:
+        raise _Bad(f"{key}: text with a lone UTF-16 surrogate is not valid Unicode")
 
 
 class _Builder:

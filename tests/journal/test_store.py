@@ -289,3 +289,15 @@ def test_stream_type_is_kept_and_defaulted(journal: Journal) -> None:
     journal.append("plain", [ev()])
     got = {(row["stream_id"], row["version"]): row["stream_type"] for row in event_rows(journal)}
     assert got == {("typed", 1): "agent_run", ("typed", 2): "agent_run", ("plain", 1): "default"}
+
+
+def test_append_validated_takes_only_what_validate_table_returned(journal: Journal) -> None:
+    import pyarrow as pa
+
+    from toolkit.errors import EventValidationError
+    from toolkit.journal.prepare import validate_table
+
+    raw = pa.table({"stream_id": ["s"], "event_type": ["x"], "data": ["1"]})
+    with pytest.raises(EventValidationError):
+        journal.append_validated(raw)
+    assert journal.append_validated(validate_table(raw)).appended == 1

@@ -103,8 +103,7 @@ def split_valid(table: pa.Table, fmt: str) -> tuple[pa.Table, list[Rejection]]:
     rejected: list[Rejection] = []
     while table.num_rows:
         try:
-            validate_table(table)
-            return table, rejected
+            return validate_table(table), rejected
         except EventValidationError as e:
             i = e.context.get("index")
             if not isinstance(i, int) or not 0 <= i < table.num_rows:
@@ -192,7 +191,7 @@ def import_paths(
         report.snapshots = len(snapshots)
         return report
     if events.num_rows:
-        result = journal.append_batch(events)  # one commit: all or nothing
+        result = journal.append_validated(events)  # one commit: all or nothing
         report.imported, report.already_present = result.appended, result.skipped
     report.quarantined = append_rows(journal, "quarantine", _new_rows(journal, "quarantine", quarantine))
     report.snapshots = append_rows(journal, "source_snapshots", _new_rows(journal, "source_snapshots", snapshots))

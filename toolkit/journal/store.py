@@ -51,7 +51,7 @@ from toolkit.errors import (
 from toolkit.journal.assign import assign
 from toolkit.journal.config import CONFIG_FILE, JournalConfig, write_atomic
 from toolkit.journal.lock import write_lock
-from toolkit.journal.prepare import events_to_table, validate_table
+from toolkit.journal.prepare import INPUT_SCHEMA, events_to_table, validate_table
 from toolkit.journal.schema import (
     ARROW_SCHEMA,
     COLUMN_NAMES,
@@ -534,6 +534,12 @@ class Journal:
         if stream_type is not None:
             table = _fill(table, "stream_type", stream_type)
         return self._commit(table, expected_versions)
+
+    def append_validated(self, table: pa.Table) -> AppendResult:
+        """``append_batch`` of a table that ``prepare.validate_table`` returned (not checked again)."""
+        if table.schema != INPUT_SCHEMA:
+            raise EventValidationError.field("<table>", 0, "not a table that validate_table returned")
+        return self._commit(table, None)
 
     def _commit(self, table: pa.Table, expected: Mapping[str, int] | None) -> AppendResult:
         if table.num_rows == 0:

@@ -187,3 +187,13 @@ def test_compact_keeps_events_and_vacuums(
     code, _, err = run(capsys, monkeypatch, "compact", "-j", jpath, "--retain-hours", "0", "--force")
     assert code == 0 and "1 files -> 1" in err and "deleted 3" in err
     assert run(capsys, monkeypatch, "verify", "-j", jpath)[0] == 0
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope")
+    plain = subprocess.run([sys.executable, "-m", "toolkit.cli", "streams", "-j", missing], capture_output=True, text=True)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr and "Hint:" in plain.stderr
+    debug = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "--debug", "streams", "-j", missing], capture_output=True, text=True
+    )
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "JournalNotFoundError" in debug.stderr

@@ -544,12 +544,13 @@ class Journal:
     def _commit(self, table: pa.Table, expected: Mapping[str, int] | None) -> AppendResult:
         if table.num_rows == 0:
             return AppendResult()
-        # original index of each event, kept through sorting for error messages
+        # each event's index in the caller's batch: error messages name it, positions follow it
         table = table.append_column("_idx", pa.array(range(table.num_rows), pa.int64()))
+        streams: set[str] = set(pc.unique(table.column("stream_id")).to_pylist())
         with write_lock(self.path, self.config.lock_timeout_s):
             heads = self.heads()
-            prepared, skipped = self._assign(table, heads, expected)
-            result = AppendResult(skipped=skipped, streams=len(set(table.column("stream_id").to_pylist())))
+            prepared, skipped = self._assign(table, streams, heads, expected)
+            result = AppendResult(skipped=skipped, streams=len(streams))
             if prepared.num_rows:
                 grows = not set(prepared.column_names).issubset(self.table_columns())
                 write_deltalake(
@@ -573,7 +574,7 @@ class Journal:
                 result.first_position = pc.min(positions).as_py()
                 result.last_position = pc.max(positions).as_py()
                 self._update_heads(prepared)
-            for sid in set(table.column("stream_id").to_pylist()):
+            for sid in streams:
                 result.heads[sid] = self._heads[sid].version if sid in self._heads else 0
             return result
 
@@ -617,25 +618,24 @@ class Journal:
         self._heads_scanned = set(self._files)
 
     def _assign(
-        self, table: pa.Table, heads: dict[str, Head], expected: Mapping[str, int] | None
+        self, table: pa.Table, streams: set[str], heads: dict[str, Head], expected: Mapping[str, int] | None
     ) -> tuple[pa.Table, int]:
         """Idempotency, numbering and hashing (``assign``), then the expected versions.
 
         A stream whose events in this batch are all already in the journal (same ids, same
         content) passes its expected-version check: that is a retry of an append that happened.
         """
-        existing = sorted(set(pc.unique(table.column("stream_id")).to_pylist()) & heads.keys())
+        existing = sorted(streams & heads.keys())
         known = None
         if existing and table.column("event_id").null_count < table.num_rows:
             known = self.read_streams(existing, ["stream_id", "event_id", "payload_sha256", "event_type"])
         self._fill_head_hashes([s for s in existing if heads[s].hash is None])
         prepared, skipped = assign(table, heads, known, self.max_position(), dt.datetime.now(UTC))
         if expected:
-            batch_streams = set(pc.unique(table.column("stream_id")).to_pylist())
             new_streams = set(pc.unique(prepared.column("stream_id")).to_pylist())
             for sid, exp in expected.items():
                 actual = heads[sid].version if sid in heads else 0
-                retried = sid in batch_streams and sid not in new_streams
+                retried = sid in streams and sid not in new_streams
                 if exp != actual and not retried:
                     raise ConcurrencyError.mismatch(sid, exp, actual)
         return prepared, skipped

@@ -393,3 +393,13 @@ def test_the_gateway_sample_is_mapped_in_bulk() -> None:
     mapping = Mapping.load(Path(__file__).resolve().parents[2] / "data/samples/generic/gateway-log.mapping.toml")
     assert plan_bulk(mapping) is not None
     assert plan_bulk(Mapping.from_dict({"columns": {"stream_id": "s", "event_type": "t"}})) is None  # data = the rest
+
+
+def test_a_time_before_year_one_in_utc_is_rejected_not_a_crash(tmp_path: Path, journal: Journal) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text(
+        json.dumps({"stream_id": "r", "event_type": "x", "occurred_at": "0001-01-01T00:00:00+01:00", "data": 1}) + "\n"
+    )
+    report = import_paths(journal, [str(path)], on_error="quarantine")
+    assert (report.imported, report.rejected) == (0, 1)
+    assert "out of range" in report.rejections[0].reason

@@ -22,3 +22,17 @@ def test_times_outside_what_the_journal_stores_are_validation_errors(text: str, 
 
 def test_nanosecond_fractions_are_cut_to_microseconds() -> None:
     assert parse_time("2026-11-21T23:43:22.56699187Z", "occurred_at", 0).microsecond == 566991
+
+
+def test_the_arrow_path_refuses_times_a_datetime_cannot_hold() -> None:
+    import pyarrow as pa
+
+    from toolkit.journal.prepare import TIMESTAMP, validate_table
+
+    micros = pa.array([0, -62135596800 * 10**6 - 3600 * 10**6], pa.int64())  # 1970, then before year 1 (UTC)
+    table = pa.table(
+        {"stream_id": ["s", "s"], "event_type": ["x", "x"], "data": ["1", "2"], "occurred_at": micros.cast(TIMESTAMP)}
+    )
+    with pytest.raises(EventValidationError, match="out of range") as caught:
+        validate_table(table)
+    assert caught.value.context["index"] == 1

@@ -134,9 +134,14 @@ def _split_source(where: str | None, fmt: str, index: int) -> tuple[str, str]:
 
 
 def _row_text(row: pa.Table) -> str:
+    """A rejected row as JSON text; times as Arrow prints them (they may be beyond datetime's range)."""
     import json
 
-    return json.dumps(row.to_pylist()[0], default=str, ensure_ascii=False)
+    cols = {
+        name: pc.cast(col, pa.string()) if pa.types.is_temporal(col.type) or pa.types.is_decimal(col.type) else col
+        for name, col in zip(row.column_names, row.columns, strict=True)
+    }
+    return json.dumps(pa.table(cols).to_pylist()[0], default=str, ensure_ascii=False)
 
 
 def import_paths(

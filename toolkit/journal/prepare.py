@@ -246,6 +246,13 @@ def validate_table(table: pa.Table) -> pa.Table:
     if "occurred_at" not in table.column_names or pc.any(pc.is_null(cols["occurred_at"])).as_py():
         now = pa.scalar(dt.datetime.now(UTC), TIMESTAMP)
         cols["occurred_at"] = pc.fill_null(cols["occurred_at"], now)
+    # what a datetime can hold (years 1-9999, UTC): readers turn values into datetimes
+    out_of_range = pc.or_(
+        pc.less(cols["occurred_at"], pa.scalar(dt.datetime.min.replace(tzinfo=UTC), TIMESTAMP)),
+        pc.greater(cols["occurred_at"], pa.scalar(dt.datetime.max.replace(tzinfo=UTC), TIMESTAMP)),
+    )
+    if pc.any(out_of_range).as_py():
+        raise EventValidationError.field("occurred_at", _first_bad(out_of_range), "out of range in UTC (years 1-9999)")
     if "is_error" not in table.column_names or pc.any(pc.is_null(cols["is_error"])).as_py():
         default = pc.or_(pc.equal(cols["event_type"], "error"), pc.is_valid(cols["error"]))
         cols["is_error"] = pc.coalesce(cols["is_error"], default)

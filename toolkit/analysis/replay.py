@@ -29,13 +29,13 @@ import difflib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, overload
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from toolkit.analysis.agent_run import AGENT_RUN
+from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState
 from toolkit.analysis.aggregates import EVENT_COLUMNS, Aggregate, Event, ReplayProblem, to_us
 from toolkit.analysis.explain import explain_event
 from toolkit.errors import StreamNotFoundError, VersionNotFoundError
@@ -275,25 +275,49 @@ def fold_to(
     return FoldResult(state, where.version, where.last_version, where.note, start or None, problems)
 
 
+@overload
+def state_at(
+    journal: Journal, stream_id: str, *, version: int | None = None, at: dt.datetime | None = None
+) -> AgentRunState: ...
+
+
+@overload
 def state_at(
     journal: Journal,
     stream_id: str,
     *,
     version: int | None = None,
     at: dt.datetime | None = None,
-    aggregate: Aggregate[S] = AGENT_RUN,  # type: ignore[assignment]
-) -> S:
+    aggregate: Aggregate[S],
+) -> S: ...
+
+
+def state_at(
+    journal: Journal,
+    stream_id: str,
+    *,
+    version: int | None = None,
+    at: dt.datetime | None = None,
+    aggregate: Aggregate[Any] = AGENT_RUN,
+) -> Any:
     """The aggregate's state after ``version`` (or after the last event at or before ``at``).
 
     No version and no time: the head. Version 0, or a time before the first event: the initial
     state. Uses the nearest snapshot with the aggregate's current fingerprint at or below the
     version. Events whose data does not fit the model are skipped (see ``fold_to`` for the list).
     """
-    result: S = fold_to(journal, stream_id, version=version, at=at, aggregate=aggregate).state
-    return result
+    return fold_to(journal, stream_id, version=version, at=at, aggregate=aggregate).state
 
 
-def fold_states(journal: Journal, stream_id: str, aggregate: Aggregate[S] = AGENT_RUN) -> Iterator[tuple[int, S]]:  # type: ignore[assignment]
+@overload
+def fold_states(journal: Journal, stream_id: str) -> Iterator[tuple[int, AgentRunState]]: ...
+
+
+@overload
+def fold_states(journal: Journal, stream_id: str, aggregate: Aggregate[S]) -> Iterator[tuple[int, S]]: ...
+
+
+def fold_states(journal: Journal, stream_id: str, aggregate: Aggregate[Any] = AGENT_RUN) -> Iterator[tuple[int, Any]]:
     """Every (version, state) of a stream, from version 1 to the head (each state a copy)."""
     state = aggregate.initial()
     problems: list[ReplayProblem] = []

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from replay_fixtures are parameters here)
 """journal replay / state / snapshot / project through the real entry point."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from helpers import build_tool_failure_loop
+from replay_fixtures import fresh_cache, samples_journal  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.run_story import story_of_run
 from toolkit.cli.main import main

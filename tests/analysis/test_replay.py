@@ -12,6 +12,7 @@ from helpers import at, build_tool_failure_loop, ev
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
+from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState, apply_event
 from toolkit.analysis.aggregates import Aggregate, Event, Upcaster, append_events

@@ -5,7 +5,7 @@ WITH ev AS NOT MATERIALIZED (
     SELECT stream_id, version, event_type, occurred_at, model, tool_name, tokens_in, tokens_out,
            tokens_cache_read, tokens_cache_write, tokens_reasoning, cost_usd, is_error
     FROM events
-    WHERE $stream_ids IS NULL OR list_contains($stream_ids, stream_id)
+    WHERE $stream_ids IS NULL OR stream_id IN (SELECT unnest($stream_ids))
 ),
 base AS (
     SELECT

@@ -43,7 +43,7 @@ from toolkit.journal.store import Journal
 
 S = TypeVar("S")
 
-CACHE_EVENTS: Final = 2_000_000  # decoded events kept per process
+CACHE_EVENTS: Final = 500_000  # decoded events kept per process (an event is a few hundred bytes)
 
 
 # ---------------------------------------------------------------------------- reading streams

@@ -39,9 +39,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from toolkit.analysis.agent_run import AGENT_RUN, agent_run_states
+from toolkit.analysis.agent_run import AGENT_RUN, agent_run_states, stream_session
 from toolkit.analysis.aggregates import EVENT_COLUMNS, Event
-from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
 from toolkit.errors import ReplayError
@@ -375,11 +374,12 @@ def tool_calls_rows(journal: Journal, stream_ids: Sequence[str] | None) -> pa.Ta
     if stream_ids is not None and not stream_ids:
         return TOOL_CALLS_SCHEMA.empty_table()
     q = get_query("replay/tool_calls_by_call")
-    session = duckdb_engine.connect(journal)
+    session = stream_session(journal, stream_ids)
     try:
         return session.query(q.sql, q.bind({"stream_ids": list(stream_ids) if stream_ids is not None else None}))
     finally:
         session.close()
+
 
 
 RUNS: Final = register_projection(

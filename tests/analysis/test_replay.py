@@ -27,7 +27,7 @@ from toolkit.analysis.replay import (
     state_at,
 )
 from toolkit.analysis.snapshots import SNAPSHOTS, nearest_snapshot, take_snapshots
-from toolkit.errors import EventValidationError, StreamNotFoundError, VersionNotFoundError
+from toolkit.errors import EventValidationError, ReplayError, StreamNotFoundError, VersionNotFoundError
 from toolkit.journal import Journal
 from toolkit.journal.schema import CANONICAL_EVENT_TYPES
 from toolkit.journal.side_tables import append_rows
@@ -173,6 +173,8 @@ def test_bad_input_errors_name_the_problem(journal: Journal) -> None:
     early = fold_to(journal, "tool_failure_loop", at=at(1))
     assert early.version == 0 and early.state == AgentRunState() and "before the stream's first event" in str(early.note)
     assert fold_to(journal, "tool_failure_loop", at=at(2, 9, 4)).version == 6  # the last event at or before
+    with pytest.raises(ReplayError, match="without a time zone"):
+        state_at(journal, "tool_failure_loop", at=dt.datetime(2026, 3, 2, 9))
 
 
 def test_replay_filters_by_type_time_and_version(journal: Journal) -> None:

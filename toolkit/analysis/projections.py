@@ -197,15 +197,12 @@ def catch_up(
     return report
 
 
-def _new_streams(journal: Journal, start: int, target: int) -> list[str]:
+def _new_events(journal: Journal, start: int, target: int) -> tuple[list[str], int]:
+    """The streams with events in positions (start, target], and how many events that is."""
     lf = scan_events(journal).select("stream_id", "position")
     lf = lf.filter((pl.col("position") > start) & (pl.col("position") <= target))
-    return sorted(lf.select(pl.col("stream_id").unique()).collect().to_series().to_list())
-
-
-def _count_new(journal: Journal, start: int, target: int) -> int:
-    lf = scan_events(journal).select("position").filter((pl.col("position") > start) & (pl.col("position") <= target))
-    return int(lf.select(pl.len()).collect().item())
+    per_stream = lf.group_by("stream_id").agg(pl.len().alias("n")).collect()
+    return sorted(per_stream["stream_id"].to_list()), int(per_stream["n"].sum())
 
 
 def _per_stream(
@@ -215,8 +212,8 @@ def _per_stream(
     if report.rebuilt:
         rows = conform(p.per_stream(journal, None), p.schema)
         report.streams = len(pc.unique(rows.column("stream_id"))) if rows.num_rows else 0
-        return rows, _count_new(journal, 0, target)
-    streams = _new_streams(journal, start, target)
+        return rows, journal_events(journal, target)
+    streams, n = _new_events(journal, start, target)
     report.streams = len(streams)
     fresh = conform(p.per_stream(journal, streams), p.schema)
     old = read_projection(journal, p.name)
@@ -224,7 +221,15 @@ def _per_stream(
         keep = pc.invert(pc.is_in(old.column("stream_id"), pa.array(streams, pa.string())))
         fresh = pa.concat_tables([conform(old.filter(keep), p.schema), fresh])
         fresh = fresh.sort_by([(c, "ascending") for c in ("stream_id",)])
-    return fresh, _count_new(journal, start, target)
+    return fresh, n
+
+
+def journal_events(journal: Journal, target: int) -> int:
+    """Events at positions up to ``target`` (the Delta log's row counts when that is all of them)."""
+    if target >= journal.max_position():
+        return sum(f.rows for f in journal.files())
+    lf = scan_events(journal).select("position").filter(pl.col("position") <= target)
+    return int(lf.select(pl.len()).collect().item())
 
 
 def _handled(

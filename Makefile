@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_journal.py
 	$(BIN)/python bench/bench_import_jsonl.py
 	$(BIN)/python bench/bench_import_agentstore.py
+	$(BIN)/python bench/bench_replay.py
 
 clean:
 	rm -rf $(VENV) $(JOURNAL) .mypy_cache .ruff_cache .pytest_cache

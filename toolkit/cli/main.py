@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compact": ("toolkit.cli.cmd_compact", "Merge small files into sorted files; optionally vacuum."),
     "export": ("toolkit.cli.cmd_export", "Export streams as files their importer reads back (agentstore, jsonl, ...)."),
     "demo": ("toolkit.cli.cmd_demo", "Write a synthetic fleet of agent runs and print a summary."),
+    "replay": ("toolkit.cli.cmd_replay", "Show a stream's timeline, explained event by event."),
+    "state": ("toolkit.cli.cmd_state", "The state of a stream at a version or a time; diffs between versions."),
+    "snapshot": ("toolkit.cli.cmd_snapshot", "Store aggregate states every N versions (faster state_at)."),
+    "project": ("toolkit.cli.cmd_project", "Catch projections (read models: runs, tool_calls, yours) up with the journal."),
 }
 
 

@@ -452,3 +452,36 @@ def priced_events(
         return result
     finally:
         session.close()
+
+
+def reprice_report(
+    journal: Journal,
+    prices: PriceTable | str | Path | Sequence[str | Path] | None = None,
+    as_of: dt.date | dt.datetime | str | None = None,
+    *,
+    since: dt.datetime | str | None = None,
+    until: dt.datetime | str | None = None,
+    unpriced: bool = False,
+) -> tuple[pa.Table, str]:
+    """``journal reprice``: the diff (or the unpriced events) and a one-line summary of the totals."""
+    table = load_prices(prices) if not isinstance(prices, PriceTable) else prices
+    diff = reprice_diff(journal, table, as_of, since=since, until=until)
+    recorded = sum((v for v in diff.column("recorded_cost_usd").to_pylist()), Decimal(0))
+    repriced = sum((v for v in diff.column("repriced_cost_usd").to_pylist()), Decimal(0))
+    n_unpriced = sum(diff.column("unpriced_events").to_pylist())
+    n_events = sum(diff.column("billable_events").to_pylist())
+    note = (
+        f"{n_events} events with tokens or cost: recorded {recorded:f} USD, repriced {repriced:f} USD "
+        f"(diff {repriced - recorded:+f}) with {', '.join(table.files)}"
+        + (f" as of {_as_of(as_of):%Y-%m-%d}" if as_of is not None else "")
+        + (
+            f"; {n_unpriced} have no price (not counted): list them with journal reprice --unpriced"
+            if n_unpriced and not unpriced
+            else f"; {n_unpriced} have no price"
+            if n_unpriced
+            else "; every event with tokens has a price"
+        )
+    )
+    if unpriced:
+        return unpriced_events(journal, table, as_of, since=since, until=until), note
+    return diff, note

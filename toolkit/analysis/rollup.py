@@ -201,3 +201,45 @@ def agent_token_spend(
         prices=prices,
         as_of=as_of,
     )
+
+
+def rollup_metric(
+    journal: Journal,
+    metric: str,
+    *,
+    by: str | Sequence[str] = ("model",),
+    since: Time = None,
+    until: Time = None,
+    cost: CostBasis = "recorded",
+    prices: Prices = None,
+    as_of: Time = None,
+    limit: int = 5,
+) -> tuple[pa.Table, str | None]:
+    """``journal rollup METRIC``: the table and a note on events without a cost (or None)."""
+    if metric not in METRICS:
+        raise QueryError(f"no rollup {metric!r}", hint=f"one of: {', '.join(METRICS)}")
+    if metric == "usage":
+        table = rollup(journal, by, since=since, until=until, cost=cost, prices=prices, as_of=as_of)
+    elif metric == "top-runs":
+        table = top_runs(journal, limit, since=since, until=until, cost=cost, prices=prices, as_of=as_of)
+    else:
+        table = run_metric(
+            journal,
+            METRICS[metric],
+            {"since": _time(since), "until": _time(until)},
+            cost=cost,
+            prices=prices,
+            as_of=as_of,
+        )
+    return table, _unpriced_note(table, cost)
+
+
+def _unpriced_note(table: pa.Table, cost: CostBasis) -> str | None:
+    if "unpriced_events" not in table.column_names:
+        return None
+    n = sum(v or 0 for v in table.column("unpriced_events").to_pylist())
+    if not n:
+        return None
+    if cost == "repriced":
+        return f"note: {n} events with tokens have no price and count as 0 here; list them with: journal reprice --unpriced"
+    return f"note: {n} events with tokens have no recorded cost; try --cost repriced"

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compact": ("toolkit.cli.cmd_compact", "Merge small files into sorted files; optionally vacuum."),
     "export": ("toolkit.cli.cmd_export", "Export streams as files their importer reads back (agentstore, jsonl, ...)."),
     "demo": ("toolkit.cli.cmd_demo", "Write a synthetic fleet of agent runs and print a summary."),
+    "rollup": ("toolkit.cli.cmd_rollup", "Roll up usage and cost by model/tool/stream/day/week/agent...; top runs; seed metrics."),
+    "reprice": ("toolkit.cli.cmd_reprice", "Reprice all events from a price table; diff recorded vs repriced per day and model."),
 }
 
 

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "state": ("toolkit.cli.cmd_state", "The state of a stream at a version or a time; diffs between versions."),
     "snapshot": ("toolkit.cli.cmd_snapshot", "Store aggregate states every N versions (faster state_at)."),
     "project": ("toolkit.cli.cmd_project", "Catch projections (read models: runs, tool_calls, yours) up with the journal."),
+    "rollup": ("toolkit.cli.cmd_rollup", "Roll up usage and cost by model/tool/stream/day/week/agent...; top runs; seed metrics."),
+    "reprice": ("toolkit.cli.cmd_reprice", "Reprice all events from a price table; diff recorded vs repriced per day and model."),
 }
 
 

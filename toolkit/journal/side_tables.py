@@ -4,7 +4,8 @@ Each is a small Delta table under ``JOURNAL/<name>/`` with a fixed schema, appen
 journal's write lock, and a view of the same name in every SQL session:
 
 - ``quarantine``: records an import rejected, verbatim, with where they came from and why;
-- ``source_snapshots``: snapshots found in a source (not events), kept with their version.
+- ``source_snapshots``: snapshots found in a source (not events), kept with their version;
+- ``findings``: what ``journal regrade`` found, one batch per run (``toolkit.analysis.regrade``).
 
 >>> from toolkit.journal import Journal
 >>> j = Journal.in_memory()
@@ -52,6 +53,29 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("topic", pa.string()),
             pa.field("taken_at", TIMESTAMP),
             pa.field("state", pa.string(), nullable=False),
+        ]
+    ),
+    # one row per rule and failing stream; one run of journal regrade = one batch_id
+    "findings": pa.schema(
+        [
+            pa.field("graded_at", TIMESTAMP, nullable=False),
+            pa.field("batch_id", pa.string(), nullable=False),
+            pa.field("inputs_sha256", pa.string(), nullable=False),
+            pa.field("finding_id", pa.string(), nullable=False),
+            pa.field("rule", pa.string(), nullable=False),
+            pa.field("rule_fingerprint", pa.string(), nullable=False),
+            pa.field("params", pa.string(), nullable=False),
+            pa.field("severity", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string()),
+            pa.field("stream_type", pa.string()),
+            pa.field("first_failing_version", pa.int64()),
+            pa.field("position", pa.int64()),
+            pa.field("occurred_at", TIMESTAMP),
+            pa.field("event_id", pa.string()),
+            pa.field("message", pa.string()),
+            pa.field("evidence", pa.string(), nullable=False),
+            pa.field("failing_events", pa.int64()),
         ]
     ),
 }

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from toolkit.analysis.rules import polars_rule
+from toolkit.analysis.rules import polars_rule, python_rule
 
 # clear affirmatives, and the negations that override them ("yes, but don't send it yet")
 DEFAULT_CONFIRM: Final = (
@@ -113,6 +113,34 @@ def confirmation_before_write(events: pl.LazyFrame, p: dict[str, Any]) -> pl.Laz
             .otherwise(pl.format("{} called without a confirmation in the latest user message", pl.col("tool_name")))
         ),
     )
+
+
+@python_rule(
+    "budget_state",
+    "The replayed run's cost (and optionally tokens) stays within budget: budget, judged on state.",
+    severity="error",
+    params="max_cost_usd DOUBLE = 5, max_tokens BIGINT = NULL",
+    monotone=True,
+)
+def budget_state(state: Any, p: dict[str, Any]) -> bool | str:
+    """The Python twin of the SQL ``budget`` rule (tests check both find the same streams)."""
+    if state.cost_usd > Decimal(str(p["max_cost_usd"])):
+        return f"cumulative cost ${state.cost_usd} exceeds ${p['max_cost_usd']}"
+    if p["max_tokens"] is not None and state.tokens_in + state.tokens_out > p["max_tokens"]:
+        return f"cumulative tokens {state.tokens_in + state.tokens_out} exceed {p['max_tokens']}"
+    return True
+
+
+@python_rule(
+    "error_streak",
+    "A run never piles up more than max_errors error events in a row (it should stop or escalate).",
+    severity="warning",
+    params="max_errors BIGINT = 2",
+)
+def error_streak(state: Any, p: dict[str, Any]) -> bool | str:
+    if state.consecutive_errors > p["max_errors"]:
+        return f"{state.consecutive_errors} errors in a row (last tool {state.last_tool})"
+    return True
 
 
 # ---------------------------------------------------------------------- plain-Python references

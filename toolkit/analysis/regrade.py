@@ -54,7 +54,7 @@ class RegradeResult:
 
     @property
     def failing(self) -> bool:
-        return self.findings.num_rows > 0
+        return bool(self.findings.num_rows > 0)
 
     def summary(self) -> dict[str, Any]:
         """Streams checked and failing, the first failing event of the journal, failures per day since."""

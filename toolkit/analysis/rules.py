@@ -102,9 +102,14 @@ class Rule:
         return out
 
     def fingerprint(self, bound: Mapping[str, Any]) -> str:
-        """sha256 over kind, name, code and bound parameters (16 hex digits)."""
+        """sha256 over kind, name, code, bound parameters and (Python rules) the aggregate's fingerprint."""
+        aggregate = ""
+        if self.kind == "python":
+            from toolkit.analysis.state_rules import rule_aggregate
+
+            aggregate = rule_aggregate(self).fingerprint
         doc = json.dumps(
-            {"kind": self.kind, "name": self.name, "scope": self.scope, "source": self.source,
+            {"kind": self.kind, "name": self.name, "scope": self.scope, "source": self.source, "aggregate": aggregate,
              "params": {k: _param_text(v) for k, v in sorted(bound.items())}},
             sort_keys=True,
         )
@@ -205,11 +210,10 @@ def python_rule(
                 f"{where}: a global rule needs aggregate= (the reducer of the journal-wide state)",
                 hint="pass an Aggregate whose state is folded over every event in time order",
             )
-        agg_code = _code_of(type(aggregate)) if aggregate is not None else ""
         return Rule(
             name=name, kind="python", description=description, severity=severity,
             params=params_from_spec(params, where), monotone=monotone, scope=scope,
-            origin=inspect.getsourcefile(fn) or "builtin", source=_code_of(fn) + agg_code, python=fn,
+            origin=inspect.getsourcefile(fn) or "builtin", source=_code_of(fn), python=fn,
             aggregate=aggregate,
         )
 

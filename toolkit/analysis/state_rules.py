@@ -62,7 +62,7 @@ def fold_event(aggregate: Aggregate[Any], state: Any, event: Event) -> Any:
 
 def iter_stream_events(journal: Journal, stream_ids: Sequence[str]) -> Iterator[tuple[str, list[Event]]]:
     """(stream_id, events in version order) for the given streams, read in bulk chunks."""
-    columns = [c if c != "occurred_at" else "occurred_at" for c in EVENT_COLUMNS]
+    columns = list(EVENT_COLUMNS)
     for i in range(0, len(stream_ids), CHUNK_STREAMS):
         chunk = list(stream_ids[i : i + CHUNK_STREAMS])
         frame = (
@@ -139,7 +139,5 @@ def python_failures(
                 "failing_events": pl.Int64, "failing_versions": pl.List(pl.Int64), "last_failing_version": pl.Int64},
     )
     info = attach_event_info(journal, failing.drop("kind"))
-    kinds = failing.select("stream_id", "kind").to_arrow()
-    joined = pl.from_arrow(info).join(pl.from_arrow(kinds), on="stream_id", how="left")  # type: ignore[arg-type]
-    assert isinstance(joined, pl.DataFrame)
+    joined = pl.DataFrame(info).join(failing.select("stream_id", "kind"), on="stream_id", how="left")
     return joined.sort("stream_id").to_arrow()

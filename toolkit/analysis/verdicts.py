@@ -11,7 +11,6 @@ time, id, type), the message there, how many events fail, and the first few fail
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -158,21 +157,23 @@ ORDER BY e.stream_id
 
 def sql_prefix_verdicts(
     session: Session, rule: Rule, bound: Mapping[str, Any], stream_id: str, version: int
-) -> list[tuple[int, bool]]:
-    """(version, holds) of one stream's events up to ``version``, judged as if nothing later existed.
+) -> list[tuple[int, bool, str | None]]:
+    """(version, holds, message) of one stream's events up to ``version``, as if nothing later existed.
 
     Every other stream stays visible (rules may look across streams); the stream's events after
     ``version`` are hidden from the rule.
     """
-    check_sql_rule(session, rule, bound)
+    message = "message" if check_sql_rule(session, rule, bound) else "CAST(NULL AS VARCHAR)"
     sql = f"""
 WITH events AS (SELECT * FROM events WHERE NOT (stream_id = $_bisect_stream AND version > $_bisect_version))
-SELECT version, holds FROM ({rule.sql})
+SELECT version, holds, {message} AS message FROM ({rule.sql})
 WHERE stream_id = $_bisect_stream AND holds IS NOT NULL
 ORDER BY version
 """  # noqa: S608 - fixed text around the rule's own SQL; values are bound
     table = session.query(sql, {**bound, "_bisect_stream": stream_id, "_bisect_version": version})
-    return list(zip(table.column("version").to_pylist(), table.column("holds").to_pylist(), strict=True))
+    return list(
+        zip(*(table.column(c).to_pylist() for c in ("version", "holds", "message")), strict=True)
+    )
 
 
 def sql_global_verdicts(session: Session, rule: Rule, bound: Mapping[str, Any], position: int) -> list[tuple[int, bool]]:

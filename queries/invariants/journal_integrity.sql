@@ -10,7 +10,7 @@ SELECT
     version,
     version = coalesce(previous_version, 0) + 1
         AND id_uses = 1
-        AND (causation_id IS NULL OR cause_position < position OR (cause_position IS NULL AND $allow_unknown_causes)) AS holds,
+        AND (causation_id IS NULL OR coalesce(cause_position < position, $allow_unknown_causes)) AS holds,
     CASE
         WHEN version <> coalesce(previous_version, 0) + 1
             THEN 'version ' || CAST(version AS VARCHAR) || ' follows ' || CAST(coalesce(previous_version, 0) AS VARCHAR)

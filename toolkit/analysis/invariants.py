@@ -48,10 +48,12 @@ def no_tool_failure_loop(events: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFram
     tools = events.filter(pl.col("event_type").is_in(["tool_called", "tool_result"]))
     # a result's arguments are its call's data (the call comes first among events with its id)
     tools = tools.with_columns(
-        args=pl.when(pl.col("event_type") == "tool_called")
-        .then(pl.col("data"))
-        .forward_fill()
-        .over(["stream_id", "tool_call_id"])
+        args=pl.when(pl.col("tool_call_id").is_not_null()).then(
+            pl.when(pl.col("event_type") == "tool_called")
+            .then(pl.col("data"))
+            .forward_fill()
+            .over(["stream_id", "tool_call_id"])
+        )
     )
     results = tools.filter(pl.col("event_type") == "tool_result")
     same = (

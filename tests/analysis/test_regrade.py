@@ -117,3 +117,38 @@ def test_cli_refuses_bad_input_with_a_hint(patterns: Journal) -> None:
     assert none.exit_code == 2 and "name one or more rules" in none.output
     when = runner.invoke(cli, ["regrade", "-j", str(patterns.path), "budget", "--since", "yesterday"])
     assert when.exit_code == 2 and "--since" in when.output
+
+
+def test_python_rules_in_worker_processes_find_what_one_process_finds(patterns: Journal, tmp_path: Path) -> None:
+    py = tmp_path / "rules.py"
+    py.write_text(
+        "from toolkit.analysis.rules import python_rule\n\n"
+        "@python_rule('few_events', 'At most n events.', params='n BIGINT = 3')\n"
+        "def few_events(state, p):\n"
+        "    return state.events <= p['n'] or f\"{state.events} events\"\n"
+    )
+    names = ["budget_state", "few_events"]
+    one = regrade(patterns, names, rule_files=[str(py)], workers=1, write=False).findings
+    two = regrade(patterns, names, rule_files=[str(py)], workers=2, write=False).findings
+    assert one.select(STABLE).to_pylist() == two.select(STABLE).to_pylist()
+    assert {r["kind"] for r in two.to_pylist()} == {"violation"}
+    assert {(r["rule"], r["stream_id"]) for r in two.to_pylist()} >= {("budget_state", "expensive"), ("few_events", "loop")}
+
+
+@pytest.mark.slow
+def test_make_demo_regrades_bisects_and_summarises(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".venv" / "bin" / "journal").exists():
+        pytest.skip("make demo needs the project's .venv (make test creates it)")
+    env = {k: v for k, v in os.environ.items() if k != "AGENT_JOURNAL"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run(["make", "demo", f"JOURNAL={tmp_path / 'demo'}", "RUNS=40"], cwd=root, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "streams checked: " in proc.stdout and "first failing event: " in proc.stdout
+    assert "bisection: " in proc.stdout and "first failing version: " in proc.stdout
+    assert "state before -> after" in proc.stdout

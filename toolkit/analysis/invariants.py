@@ -41,11 +41,12 @@ DEFAULT_REJECT: Final = (
     severity="warning",
     params="times BIGINT = 2",
     columns=("event_type", "tool_name", "tool_call_id", "is_error", "data"),
+    event_types=("tool_called", "tool_result"),
 )
 def no_tool_failure_loop(events: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFrame:
     """Tool results in stream order; a failure that repeats the previous result's failing call
     (same tool, same argument text) extends a streak; a streak of ``times`` failures breaks the rule."""
-    tools = events.filter(pl.col("event_type").is_in(["tool_called", "tool_result"]))
+    tools = events
     # a result's arguments are its call's data (the call comes first among events with its id)
     tools = tools.with_columns(
         args=pl.when(pl.col("tool_call_id").is_not_null()).then(
@@ -86,6 +87,7 @@ def no_tool_failure_loop(events: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFram
         f"confirm_pattern VARCHAR = {DEFAULT_CONFIRM}, reject_pattern VARCHAR = {DEFAULT_REJECT}"
     ),
     columns=("event_type", "tool_name", "idempotency_key", "data"),
+    event_types=("tool_called", "user_message"),
 )
 def confirmation_before_write(events: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFrame:
     """``tools`` (default: every call carrying an idempotency_key, i.e. a side effect) must follow a
@@ -97,9 +99,7 @@ def confirmation_before_write(events: pl.LazyFrame, p: dict[str, Any]) -> pl.Laz
         else is_call & pl.col("idempotency_key").is_not_null()
     )
     last_user = pl.when(pl.col("event_type") == "user_message").then(pl.col("data")).forward_fill().over("stream_id")
-    frame = events.filter(is_call | (pl.col("event_type") == "user_message")).with_columns(
-        last_user=last_user, write=writes
-    )
+    frame = events.with_columns(last_user=last_user, write=writes)
     confirmed = (
         pl.col("last_user").str.contains(p["confirm_pattern"]).fill_null(False)
         & ~pl.col("last_user").str.contains(p["reject_pattern"]).fill_null(False)

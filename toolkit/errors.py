@@ -150,3 +150,19 @@ class PriceTableError(ToolkitError, ValueError):
             rows=rows,
             reason=reason,
         )
+
+
+class RuleNotFoundError(ToolkitError, LookupError):
+    """No invariant rule of that name is registered (built-in or from --rules files)."""
+
+    @classmethod
+    def named(cls, name: str, known: list[str]) -> RuleNotFoundError:
+        return cls(
+            f"no rule {name!r}; known rules: {', '.join(sorted(known))}",
+            hint="list them with: journal regrade --list   (add your own with --rules FILE.py|FILE.sql)",
+            rule=name,
+        )
+
+
+class RuleDefinitionError(ToolkitError, ValueError):
+    """A rule is malformed: a file that defines none, a SQL rule missing required columns, bad parameters."""

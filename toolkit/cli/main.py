@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "project": ("toolkit.cli.cmd_project", "Catch projections (read models: runs, tool_calls, yours) up with the journal."),
     "rollup": ("toolkit.cli.cmd_rollup", "Roll up usage and cost by model/tool/stream/day/week/agent...; top runs; seed metrics."),
     "reprice": ("toolkit.cli.cmd_reprice", "Reprice all events from a price table; diff recorded vs repriced per day and model."),
+    "regrade": ("toolkit.cli.cmd_regrade", "Re-grade history against invariant rules; write findings (exit 3 if any)."),
+    "bisect": ("toolkit.cli.cmd_bisect", "Find the first event where a rule stops holding (bisection or linear scan)."),
 }
 
 

@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compact": ("toolkit.cli.cmd_compact", "Merge small files into sorted files; optionally vacuum."),
     "export": ("toolkit.cli.cmd_export", "Export streams as files their importer reads back (agentstore, jsonl, ...)."),
     "demo": ("toolkit.cli.cmd_demo", "Write a synthetic fleet of agent runs and print a summary."),
+    "chain": ("toolkit.cli.cmd_chain", "Walk the causation chain of an event: causes, effects, orphans, cycles."),
+    "trace": ("toolkit.cli.cmd_trace", "Show the cross-stream timeline of one W3C trace."),
+    "correlation": ("toolkit.cli.cmd_correlation", "List every stream and event of one request or session, in time order."),
 }
 
 

@@ -130,7 +130,7 @@ class EventNotFoundError(ToolkitError, LookupError):
     @classmethod
     def near(cls, wanted: str, near: list[str], what: str = "event") -> EventNotFoundError:
         hint = f"did you mean {', '.join(near)}?" if near else f"no {what} id is close to it"
-        listing = f"journal sql 'SELECT DISTINCT {what}_id FROM events LIMIT 10'"
+        listing = f"journal sql 'SELECT DISTINCT {what}_id FROM events LIMIT 10'"  # noqa: S608 (a hint, not SQL run)
         return cls(
             f"no {what} {wanted!r} in the journal",
             hint=f"{hint} (list some with: {listing})",

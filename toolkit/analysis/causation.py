@@ -112,7 +112,8 @@ class _Loader:
         if not new:
             return
         t = self.journal.read_streams(new, list(NODE_COLUMNS))
-        self.frame = pl.concat([self.frame, pl.from_arrow(t)], how="vertical_relaxed")  # type: ignore[list-item]
+        loaded = pl.DataFrame(t)
+        self.frame = pl.concat([self.frame, loaded], how="vertical_relaxed")
         self.streams.update(new)
 
     def find_by_id(self, event_ids: Sequence[str]) -> None:

@@ -58,7 +58,7 @@ def _local_summary(row: Mapping[str, Any]) -> str:
     if isinstance(value, dict):
         for key in ("text", "content", "message", "reason", "goal", "plan", "query"):
             if isinstance(value.get(key), str):
-                return value[key][:_SUMMARY_CHARS]
+                return str(value[key])[:_SUMMARY_CHARS]
         parts = [f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in list(value.items())[:4]]
         return ", ".join(parts)[:_SUMMARY_CHARS]
     return json.dumps(value, ensure_ascii=False)[:_SUMMARY_CHARS]

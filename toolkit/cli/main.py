@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chain": ("toolkit.cli.cmd_chain", "Walk the causation chain of an event: causes, effects, orphans, cycles."),
     "trace": ("toolkit.cli.cmd_trace", "Show the cross-stream timeline of one W3C trace."),
     "correlation": ("toolkit.cli.cmd_correlation", "List every stream and event of one request or session, in time order."),
+    "checkpoint": ("toolkit.cli.cmd_checkpoint", "Export every stream's chain head to a file (optionally HMAC-signed)."),
+    "purge": ("toolkit.cli.cmd_purge", "Apply retention: archive, then remove, events older than --before."),
+    "redact": ("toolkit.cli.cmd_redact", "Erase one subject's payloads, keeping the event skeleton and a record."),
+    "archive": ("toolkit.cli.cmd_archive", "Archive a stream to a file, append a tombstone, optionally delete it."),
 }
 
 

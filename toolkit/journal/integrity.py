@@ -105,7 +105,7 @@ def _verify_table(
     t: pa.Table,
     report: VerifyReport,
     anchors: dict[str, dict[int, str]] | None = None,
-    redactions: dict[tuple[str, int], tuple[str, str]] | None = None,
+    redactions: dict[tuple[str, int], set[tuple[str, str]]] | None = None,
 ) -> list[Break]:
     anchors = anchors or {}
     redactions = redactions or {}
@@ -137,8 +137,8 @@ def _verify_table(
         if v != expect_version:
             found = Break(sid, v, "version", str(expect_version), str(v))
         elif payloads[i] != stored_payload[i]:
-            record = redactions.get((sid, v))
-            if record is not None and record[0] == stored_payload[i] and data[i].as_py() == record[1] == metadata[i].as_py():
+            records = redactions.get((sid, v))
+            if records and (stored_payload[i], data[i].as_py()) in records and data[i].as_py() == metadata[i].as_py():
                 report.redacted += 1
             else:
                 found = Break(sid, v, "payload", stored_payload[i], payloads[i])

@@ -78,19 +78,22 @@ def marker_for(redaction_id: str) -> str:
     return json.dumps({"redacted": redaction_id}, separators=(",", ":"))
 
 
-def redaction_records(journal: Journal) -> dict[tuple[str, int], tuple[str, str]]:
-    """(stream_id, version) → (payload_sha256, marker) of every redacted event."""
+def redaction_records(journal: Journal) -> dict[tuple[str, int], set[tuple[str, str]]]:
+    """(stream_id, version) → {(payload_sha256, marker)} of every redaction record.
+
+    An event can have several records when a redaction was interrupted and run again.
+    """
     t = read_table(journal, "redactions")
-    return {
-        (s, v): (p, m)
-        for s, v, p, m in zip(
-            t.column("stream_id").to_pylist(),
-            t.column("version").to_pylist(),
-            t.column("payload_sha256").to_pylist(),
-            t.column("marker").to_pylist(),
-            strict=True,
-        )
-    }
+    out: dict[tuple[str, int], set[tuple[str, str]]] = {}
+    for s, v, p, m in zip(
+        t.column("stream_id").to_pylist(),
+        t.column("version").to_pylist(),
+        t.column("payload_sha256").to_pylist(),
+        t.column("marker").to_pylist(),
+        strict=True,
+    ):
+        out.setdefault((s, v), set()).add((p, m))
+    return out
 
 
 def _subject_partitions(journal: Journal, subject_id: str) -> set[Partition]:
@@ -127,7 +130,7 @@ def redact_subject(
         mine = pc.fill_null(pc.equal(table.column("subject_id"), subject_id), False)
         done = redaction_records(journal)
         already = pa.array(
-            [(s, v) in done and d == done[(s, v)][1] for s, v, d in _triples(table, mine)], pa.bool_()
+            [any(d == m for _, m in done.get((s, v), ())) for s, v, d in _triples(table, mine)], pa.bool_()
         )
         mask = _expand(mine, already)
         result.already_redacted = pc.sum(pc.cast(already, pa.int64())).as_py() or 0
@@ -169,7 +172,7 @@ def redact_subject(
             )
             result.events = hits.num_rows
             result.streams = len(set(hits.column("stream_id").to_pylist()))
-        result.archives_rewritten = _rewrite_archives(journal, subject_id, marker, result.redaction_id)
+        result.archives_rewritten = _rewrite_archives(journal, subject_id, marker)
         if erase:
             result.files_erased = len(erase_history(journal))
     return result
@@ -188,12 +191,12 @@ def _expand(mine: pa.Array, already_in_mine: pa.Array) -> pa.Array:
     return pa.array([bool(m) and not next(flags) for m in mine.to_pylist()], pa.bool_())
 
 
-def _rewrite_archives(journal: Journal, subject_id: str, marker: str, redaction_id: str) -> list[str]:
+def _rewrite_archives(journal: Journal, subject_id: str, marker: str) -> list[str]:
     """Redact the subject's events in every archive the toolkit registered (latest entry per path)."""
-    archives = read_table(journal, "archives").to_pylist()
+    archives = sorted(read_table(journal, "archives").to_pylist(), key=lambda a: a["archived_at"])
     latest: dict[str, dict[str, Any]] = {}
     for a in archives:
-        latest[a["path"]] = a
+        latest[a["path"]] = a  # the newest registration of each file
     rewritten = []
     for path, a in sorted(latest.items()):
         p = Path(path)
@@ -214,7 +217,7 @@ def _rewrite_archives(journal: Journal, subject_id: str, marker: str, redaction_
             append_side_rows(
                 journal,
                 "archives",
-                [{**{k: v for k, v in a.items() if k != "archived_at"}, "sha256": file_sha256(p), "note": f"redacted by {redaction_id}"}],
+                [{**{k: v for k, v in a.items() if k != "archived_at"}, "sha256": file_sha256(p)}],
             )
             rewritten.append(path)
     return rewritten

@@ -288,7 +288,27 @@ def near_values(journal: Journal, query: str, params: dict[str, Any], column: st
         rows = session.query(q.sql, q.bind(params)).to_pylist()
     finally:
         session.close()
-    return [r[column] for r in rows if r["similarity"] and r["similarity"] >= 0.75]
+    wanted = str(next(iter(params.values())))
+    return [
+        r[column]
+        for r in rows
+        if r[column] is not None and (r["similarity"] >= 0.8 or _edit_distance(wanted, r[column]) <= 2)
+    ]
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (for a handful of candidates).
+
+    >>> _edit_distance("a9", "a1"), _edit_distance("kitten", "sitting")
+    (1, 3)
+    """
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
 
 
 def find_orphans(journal: Journal) -> pl.DataFrame:

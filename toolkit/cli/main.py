@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "purge": ("toolkit.cli.cmd_purge", "Apply retention: archive, then remove, events older than --before."),
     "redact": ("toolkit.cli.cmd_redact", "Erase one subject's payloads, keeping the event skeleton and a record."),
     "archive": ("toolkit.cli.cmd_archive", "Archive a stream to a file, append a tombstone, optionally delete it."),
+    "export-compliance": ("toolkit.cli.cmd_export_compliance", "Write a verifiable compliance bundle (HTML, JSON, CSV, Parquet, manifest)."),
+    "verify-export": ("toolkit.cli.cmd_verify_export", "Check a compliance bundle against its manifest and, with -j, the journal."),
 }
 
 

@@ -96,8 +96,8 @@ def test_unknown_event_gets_near_matches(cross: Journal) -> None:
 
 def test_tree_renders_explainers_and_marks_the_focus(cross: Journal) -> None:
     lines = render_chain(walk_chain(cross, "b1", direction="up"))
-    assert lines[0].startswith("user_message: book Berlin")
-    assert "▶ tool_result failed: 503" in lines[-1]
+    assert "book Berlin" in lines[0] and lines[0].endswith("· a1]")  # explainer text, then where it is
+    assert "▶ " in lines[-1] and "503" in lines[-1] and lines[-1].endswith("· b1]")
     assert lines[-1].startswith("    └─▶")  # three levels below the root
 
 

@@ -1,40 +1,31 @@
 """Agent-run state summaries for compliance bundles: one row per stream.
 
-Uses the replay API's ``toolkit.analysis.agent_run.agent_run_states`` when it is installed in
-this tree; until then a local summary folded from the events themselves (counts, tools, models,
-tokens, cost, errors, first and last event, and how the run ended).
+The state at the head of each run comes from the replay API
+(``toolkit.analysis.agent_run.agent_run_states``: status, tokens, cost, calls, failures, model);
+it is joined with what only the exported events say (agent, subject, the exported version range
+and how the run ended).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Sequence
-from functools import cache
-from typing import Any
+from collections.abc import Sequence
 
 import polars as pl
 
+from toolkit.analysis.agent_run import agent_run_states
 from toolkit.journal.store import Journal
 
-
-@cache
-def _replay_states() -> Callable[..., Any] | None:
-    try:
-        module = importlib.import_module("toolkit.analysis.agent_run")
-    except ModuleNotFoundError:
-        return None
-    fn: Callable[..., Any] | None = getattr(module, "agent_run_states", None)
-    return fn
+_LOCAL = ("stream_id", "agent", "subject_id", "outcome", "first_version", "last_version")
 
 
 def summarise_runs(journal: Journal, stream_ids: Sequence[str], events: pl.DataFrame) -> pl.DataFrame:
     """One row per stream of ``stream_ids``; ``events`` are the exported events (any order)."""
-    replay = _replay_states()
-    if replay is not None and stream_ids:
-        states = replay(journal, stream_ids=list(stream_ids))
-        if isinstance(states, pl.DataFrame):
-            return states
-    return local_run_summaries(events)
+    local = local_run_summaries(events)
+    mine = local.select(*_LOCAL, pl.col("tools").alias("tool_names"))
+    if not stream_ids:
+        return mine
+    states = agent_run_states(journal, stream_ids=list(stream_ids))
+    return mine.join(states, on="stream_id", how="left", maintain_order="left")
 
 
 def local_run_summaries(events: pl.DataFrame) -> pl.DataFrame:

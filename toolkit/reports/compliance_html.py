@@ -107,9 +107,12 @@ def render_report(manifest: dict[str, Any], events: pl.DataFrame, causation: pl.
             ("Started", "first_at"),
             ("Last step", "last_at"),
             ("Outcome", "outcome"),
+            ("Status at its last event", "status"),
+            ("Model", "model"),
             ("Model calls", "llm_calls"),
             ("Tool calls", "tool_calls"),
-            ("Tools", "tools"),
+            ("Failed tool calls", "tool_failures"),
+            ("Tools", "tool_names"),
             ("Errors", "errors"),
             ("Recorded cost (USD)", "cost_usd"),
         ):

@@ -7,5 +7,5 @@ SELECT
     CAST(max(jaro_winkler_similarity(trace_id, $trace_id)) AS DOUBLE) AS similarity
 FROM events
 GROUP BY trace_id
-ORDER BY similarity DESC NULLS LAST, trace_id
+ORDER BY similarity DESC NULLS LAST, levenshtein(coalesce(trace_id, $trace_id), $trace_id), trace_id
 LIMIT $limit

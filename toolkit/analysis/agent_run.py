@@ -39,7 +39,7 @@ from typing import Any, Final
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from toolkit.analysis.aggregates import EPOCH, Aggregate, Event, register_aggregate
+from toolkit.analysis.aggregates import EPOCH, Aggregate, Event, register_aggregate, to_us
 from toolkit.engines import duckdb_engine
 from toolkit.engines.queries import get_query
 from toolkit.journal.store import Journal
@@ -365,8 +365,11 @@ _ASSISTANT: Final = {
 
 def state_to_dict(s: AgentRunState) -> dict[str, Any]:
     """JSON-able form (snapshots, diffs): decimals as strings, goals as dicts."""
-    d = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
+    d = {f.name: getattr(s, f.name) for f in dataclasses.fields(s) if not f.name.endswith("_at_us")}
     d["cost_usd"] = format(s.cost_usd, "f")
+    d["tool_calls"] = s.tool_calls  # derived: read back from tools_called and tool_results
+    d["first_at"] = s.first_at.isoformat() if s.first_at else None
+    d["last_at"] = s.last_at.isoformat() if s.last_at else None
     d["goals"] = {k: dataclasses.asdict(g) for k, g in s.goals.items()}
     d["plan"] = list(s.plan)
     return d
@@ -380,6 +383,9 @@ def state_from_dict(d: dict[str, Any]) -> AgentRunState:
     for k in ("tools_called", "tool_results", "tool_failures", "llm_calls"):
         values[k] = dict(values.get(k) or {})
     values["plan"] = list(values.get("plan") or [])
+    for name in ("first_at", "last_at"):
+        text = d.get(name)
+        values[f"{name}_us"] = to_us(dt.datetime.fromisoformat(text)) if text else None
     return AgentRunState(**values)
 
 

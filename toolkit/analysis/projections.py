@@ -244,7 +244,17 @@ def _handled(
     ).sort("position")
     frame = lf.collect()
     out: list[Mapping[str, Any]] = []
-    emit = out.append
+    names = frozenset(p.schema.names)
+
+    def emit(row: Mapping[str, Any]) -> None:
+        if not names.issuperset(row):
+            extra = sorted(set(row) - names)
+            raise ReplayError(
+                f"projection {p.name!r}: an emitted row does not fit its schema: no column(s) {', '.join(extra)}",
+                hint=f"emit dicts with the columns {', '.join(p.schema.names)}",
+            )
+        out.append(row)
+
     handler = p.handler
     n = 0
     total = frame.height
@@ -252,6 +262,8 @@ def _handled(
         for e in events_from_table(pa.Table.from_batches([batch])):
             try:
                 handler(e, emit)
+            except ReplayError:
+                raise
             except Exception as err:
                 raise ReplayError(
                     f"projection {p.name!r}: its handler failed on stream {e.stream_id!r} version {e.version}: "

@@ -122,3 +122,23 @@ class QueryNotFoundError(QueryError, LookupError):
 
 class LockTimeoutError(ToolkitError, TimeoutError):
     """Another writer held the journal's write lock for too long."""
+
+
+class ChartDataError(ToolkitError, ValueError):
+    """A chart was given data it cannot draw (too many rows: aggregate first; a missing column)."""
+
+
+class ReportError(ToolkitError, ValueError):
+    """A report or notebook cannot be built as asked (unknown name, missing or bad parameter)."""
+
+
+class ReportDependencyError(ToolkitError, ImportError):
+    """An optional dependency of reports or notebooks (altair, vl-convert, marimo) is not installed."""
+
+    @classmethod
+    def missing(cls, package: str, feature: str) -> ReportDependencyError:
+        return cls(
+            f"{feature} needs the optional package {package!r}, which is not installed",
+            hint="install the notebooks extra: pip install -e '.[notebooks]'",
+            package=package,
+        )

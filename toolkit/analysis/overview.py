@@ -104,7 +104,26 @@ def overview_tables(
     return Overview(filter=flt, totals=totals, **tables)
 
 
-def list_agents(journal: Journal) -> list[str]:
-    """Agent names present in the journal, sorted (for pickers)."""
-    tables = run_catalog_queries(journal, {"a": "overview/usage_by_agent"}, {})
-    return sorted(a for a in tables["a"].column("agent").to_pylist() if a != "(none)")
+@dataclass(frozen=True)
+class JournalSpan:
+    """The first and last UTC day with events (None for an empty journal) and the agents seen."""
+
+    first_day: dt.date | None
+    last_day: dt.date | None
+    agents: list[str]
+
+
+def journal_span(journal: Journal) -> JournalSpan:
+    """What the pickers of a notebook offer: the days with events and the agent names."""
+    row = run_catalog_queries(journal, {"s": "overview/time_span"}, {})["s"].to_pylist()[0]
+    return JournalSpan(row["first_day"], row["last_day"], list(row["agents"] or []))
+
+
+def day_range(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """``[first 00:00 UTC, the day after last 00:00 UTC)``: a range of whole UTC days as times.
+
+    >>> day_range(dt.date(2026, 1, 1), dt.date(2026, 1, 2))[1].isoformat()
+    '2026-01-03T00:00:00+00:00'
+    """
+    start = dt.datetime.combine(first, dt.time(), dt.UTC)
+    return start, dt.datetime.combine(last, dt.time(), dt.UTC) + dt.timedelta(days=1)

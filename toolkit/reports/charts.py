@@ -266,7 +266,9 @@ def compared_bars(table: pa.Table, category: str, values: Sequence[str], title: 
     return _chart(chart)
 
 
-def run_timeline(events: pa.Table, *, selected_version: int | None = None, title: str = "Run timeline") -> alt.LayerChart:
+def run_timeline(
+    events: pa.Table, *, selected_version: int | None = None, title: str = "Run timeline"
+) -> alt.LayerChart:
     """One point per event of a run: version across, event type down, errors in red.
 
     ``events`` needs ``version, event_type, occurred_at, is_error`` (and may have ``title``);

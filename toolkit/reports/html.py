@@ -216,8 +216,8 @@ def _e(text: Any) -> str:
 
 
 def _script_json(obj: Any) -> str:
-    """JSON safe inside a <script> element (no '</' sequence can close it)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "<\\!--")
+    """JSON safe inside a <script> element: no '<' at all, so nothing can close or open a tag."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).replace("<", "\\u003c")
 
 
 def _render_table(block: TableBlock) -> str:

@@ -130,6 +130,15 @@ NOTEBOOKS: Final[dict[str, str]] = {
 }
 
 
+def notebook_journal(arg: str | None) -> Journal:
+    """The journal a notebook works on: ``--journal`` on its command line, else ``$AGENT_JOURNAL``,
+    else the demo journal of this checkout (``data/demo-journal``, built by ``make demo``)."""
+    import os
+
+    path = arg or os.environ.get("AGENT_JOURNAL") or str(Path(__file__).resolve().parents[2] / "data" / "demo-journal")
+    return Journal.open(path)
+
+
 def notebooks_dir() -> Path:
     """``notebooks/`` of the source checkout this package runs from."""
     return Path(__file__).resolve().parents[2] / "notebooks"

@@ -124,6 +124,18 @@ class LockTimeoutError(ToolkitError, TimeoutError):
     """Another writer held the journal's write lock for too long."""
 
 
+class VersionNotFoundError(ToolkitError, LookupError):
+    """A stream version (or time) outside the stream: beyond its last version, or negative."""
+
+
+class ReplayError(ToolkitError, ValueError):
+    """A replay, projection or counterfactual cannot run as asked (bad edit, bad plugin, bad aggregate)."""
+
+
+class PluginError(ToolkitError, ImportError):
+    """A --plugins file or module cannot be loaded, or registers something invalid."""
+
+
 class ChartDataError(ToolkitError, ValueError):
     """A chart was given data it cannot draw (too many rows: aggregate first; a missing column)."""
 

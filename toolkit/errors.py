@@ -136,6 +136,22 @@ class PluginError(ToolkitError, ImportError):
     """A --plugins file or module cannot be loaded, or registers something invalid."""
 
 
+class RuleNotFoundError(ToolkitError, LookupError):
+    """No invariant rule of that name is registered (built-in or from --rules files)."""
+
+    @classmethod
+    def named(cls, name: str, known: list[str]) -> RuleNotFoundError:
+        return cls(
+            f"no rule {name!r}; known rules: {', '.join(sorted(known))}",
+            hint="list them with: journal regrade --list   (add your own with --rules FILE.py|FILE.sql)",
+            rule=name,
+        )
+
+
+class RuleDefinitionError(ToolkitError, ValueError):
+    """A rule is malformed: a file that defines none, a SQL rule missing required columns, bad parameters."""
+
+
 class ChartDataError(ToolkitError, ValueError):
     """A chart was given data it cannot draw (too many rows: aggregate first; a missing column)."""
 

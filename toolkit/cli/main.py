@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compact": ("toolkit.cli.cmd_compact", "Merge small files into sorted files; optionally vacuum."),
     "export": ("toolkit.cli.cmd_export", "Export streams as files their importer reads back (agentstore, jsonl, ...)."),
     "demo": ("toolkit.cli.cmd_demo", "Write a synthetic fleet of agent runs and print a summary."),
+    "regrade": ("toolkit.cli.cmd_regrade", "Re-grade history against invariant rules; write findings (exit 3 if any)."),
+    "bisect": ("toolkit.cli.cmd_bisect", "Find the first event where a rule stops holding (bisection or linear scan)."),
     "report": ("toolkit.cli.cmd_report", "Write a self-contained HTML report (overview, run, ...): opens offline."),
     "notebook": ("toolkit.cli.cmd_notebook", "Open a marimo notebook (overview, run_explorer, ...) on localhost."),
 }

@@ -7,7 +7,8 @@ journal's write lock, and a view of the same name in every SQL session:
 - ``source_snapshots``: snapshots found in a source (not events), kept with their version;
 - ``snapshots``: aggregate states the toolkit took (stream, version, aggregate, reducer
   fingerprint, state as JSON), so ``state_at`` need not fold from version 1;
-- ``projection_checkpoints``: how far each projection has read (last position, fingerprint).
+- ``projection_checkpoints``: how far each projection has read (last position, fingerprint);
+- ``findings``: what ``journal regrade`` found, one batch per run (``toolkit.analysis.regrade``).
 
 Projections keep their read models in tables of their own schema, ``projection_<name>``
 (:func:`write_projection`); every such table on disk is a view of that name too, whether or not
@@ -83,6 +84,29 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("events", pa.int64(), nullable=False),
             pa.field("rows", pa.int64(), nullable=False),
             pa.field("reset", pa.bool_(), nullable=False),
+        ]
+    ),
+    # one row per rule and failing stream; one run of journal regrade = one batch_id
+    "findings": pa.schema(
+        [
+            pa.field("graded_at", TIMESTAMP, nullable=False),
+            pa.field("batch_id", pa.string(), nullable=False),
+            pa.field("inputs_sha256", pa.string(), nullable=False),
+            pa.field("finding_id", pa.string(), nullable=False),
+            pa.field("rule", pa.string(), nullable=False),
+            pa.field("rule_fingerprint", pa.string(), nullable=False),
+            pa.field("params", pa.string(), nullable=False),
+            pa.field("severity", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string()),
+            pa.field("stream_type", pa.string()),
+            pa.field("first_failing_version", pa.int64()),
+            pa.field("position", pa.int64()),
+            pa.field("occurred_at", TIMESTAMP),
+            pa.field("event_id", pa.string()),
+            pa.field("message", pa.string()),
+            pa.field("evidence", pa.string(), nullable=False),
+            pa.field("failing_events", pa.int64()),
         ]
     ),
 }

@@ -170,3 +170,19 @@ class ReportDependencyError(ToolkitError, ImportError):
             hint="install the notebooks extra: pip install -e '.[notebooks]'",
             package=package,
         )
+
+
+class PriceTableError(ToolkitError, ValueError):
+    """A price table is malformed: a missing required price, overlapping effective ranges, a bad value.
+
+    ``rows`` names the offending rows as ``file:line``.
+    """
+
+    @classmethod
+    def rows(cls, reason: str, rows: list[str], hint: str | None = None) -> PriceTableError:
+        return cls(
+            f"price table: {reason}: {', '.join(rows)}",
+            hint=hint or "fix the rows named (see data/prices/README.md for the columns), or pass --prices FILE",
+            rows=rows,
+            reason=reason,
+        )

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bisect": ("toolkit.cli.cmd_bisect", "Find the first event where a rule stops holding (bisection or linear scan)."),
     "report": ("toolkit.cli.cmd_report", "Write a self-contained HTML report (overview, run, ...): opens offline."),
     "notebook": ("toolkit.cli.cmd_notebook", "Open a marimo notebook (overview, run_explorer, ...) on localhost."),
+    "rollup": ("toolkit.cli.cmd_rollup", "Roll up usage and cost by model/tool/stream/day/week/agent...; top runs; seed metrics."),
+    "reprice": ("toolkit.cli.cmd_reprice", "Reprice all events from a price table; diff recorded vs repriced per day and model."),
 }
 
 

@@ -186,3 +186,30 @@ class PriceTableError(ToolkitError, ValueError):
             rows=rows,
             reason=reason,
         )
+
+
+class EventNotFoundError(ToolkitError, LookupError):
+    """No event with that id (or trace id, correlation id) in the journal."""
+
+    @classmethod
+    def near(cls, wanted: str, near: list[str], what: str = "event") -> EventNotFoundError:
+        hint = f"did you mean {', '.join(near)}?" if near else f"no {what} id is close to it"
+        listing = f"journal sql 'SELECT DISTINCT {what}_id FROM events LIMIT 10'"  # noqa: S608 (a hint, not SQL run)
+        return cls(
+            f"no {what} {wanted!r} in the journal",
+            hint=f"{hint} (list some with: {listing})",
+            wanted=wanted,
+            near=near,
+        )
+
+
+class RetentionError(ToolkitError, ValueError):
+    """A purge, archive or redaction was refused (too recent, nothing to do, unsafe target)."""
+
+
+class CheckpointError(ToolkitError, ValueError):
+    """A checkpoint file cannot be read, or its HMAC does not match the key."""
+
+
+class BundleError(ToolkitError, ValueError):
+    """A compliance bundle cannot be written or read as asked."""

@@ -32,6 +32,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "notebook": ("toolkit.cli.cmd_notebook", "Open a marimo notebook (overview, run_explorer, ...) on localhost."),
     "rollup": ("toolkit.cli.cmd_rollup", "Roll up usage and cost by model/tool/stream/day/week/agent...; top runs; seed metrics."),
     "reprice": ("toolkit.cli.cmd_reprice", "Reprice all events from a price table; diff recorded vs repriced per day and model."),
+    "chain": ("toolkit.cli.cmd_chain", "Walk the causation chain of an event: causes, effects, orphans, cycles."),
+    "trace": ("toolkit.cli.cmd_trace", "Show the cross-stream timeline of one W3C trace."),
+    "correlation": ("toolkit.cli.cmd_correlation", "List every stream and event of one request or session, in time order."),
+    "checkpoint": ("toolkit.cli.cmd_checkpoint", "Export every stream's chain head to a file (optionally HMAC-signed)."),
+    "purge": ("toolkit.cli.cmd_purge", "Apply retention: archive, then remove, events older than --before."),
+    "redact": ("toolkit.cli.cmd_redact", "Erase one subject's payloads, keeping the event skeleton and a record."),
+    "archive": ("toolkit.cli.cmd_archive", "Archive a stream to a file, append a tombstone, optionally delete it."),
 }
 
 

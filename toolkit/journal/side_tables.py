@@ -109,6 +109,52 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("failing_events", pa.int64()),
         ]
     ),
+    # issue 7: purge and archive --delete record what they removed, with the chain anchor
+    # (the hash of the last removed event) that lets verify check what remains
+    "purges": pa.schema(
+        [
+            pa.field("purged_at", TIMESTAMP, nullable=False),
+            pa.field("purge_id", pa.string(), nullable=False),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("first_kept_version", pa.int64(), nullable=False),
+            pa.field("anchor_hash", pa.string(), nullable=False),
+            pa.field("removed_events", pa.int64(), nullable=False),
+            pa.field("first_removed_at", TIMESTAMP),
+            pa.field("last_removed_at", TIMESTAMP),
+            pa.field("before", TIMESTAMP),
+            pa.field("archive_path", pa.string()),
+            pa.field("archive_sha256", pa.string()),
+        ]
+    ),
+    # issue 7: one row per redacted event; the payload digest stays, the text is the marker
+    "redactions": pa.schema(
+        [
+            pa.field("redacted_at", TIMESTAMP, nullable=False),
+            pa.field("redaction_id", pa.string(), nullable=False),
+            pa.field("subject_sha256", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("version", pa.int64(), nullable=False),
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("payload_sha256", pa.string(), nullable=False),
+            pa.field("marker", pa.string(), nullable=False),
+            pa.field("reason", pa.string()),
+        ]
+    ),
+    # issue 7: archives the toolkit wrote (purge, journal archive), so erasure reaches them too
+    "archives": pa.schema(
+        [
+            pa.field("archived_at", TIMESTAMP, nullable=False),
+            pa.field("archive_id", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("format", pa.string(), nullable=False),
+            pa.field("sha256", pa.string(), nullable=False),
+            pa.field("events", pa.int64(), nullable=False),
+            pa.field("stream_ids", pa.string(), nullable=False),
+            pa.field("note", pa.string()),
+        ]
+    ),
 }
 
 PROJECTION_PREFIX: Final = "projection_"

@@ -1,6 +1,3 @@
-# /// script
-# requires-python = ">=3.11"
-# ///
 """Fleet overview: events, runs, tokens and cost over time; by model, tool and agent.
 
     marimo run notebooks/overview.py -- --journal data/demo-journal     # as an app

@@ -96,11 +96,13 @@ def _typed(table: pa.Table, column: str) -> str:
     return f"{column}:N"
 
 
-def _base(table: pa.Table, columns: Sequence[str], title: str) -> Any:
+def _base(table: pa.Table, columns: Sequence[str], title: str | None, *, top_level: bool = True) -> Any:
+    """A chart over the table's rows; ``top_level=False`` for a layer (only the top carries usermeta)."""
     alt = _alt()
-    return alt.Chart(
-        alt.Data(values=chart_values(table, columns)), title=title, usermeta={"embedOptions": EMBED_OPTIONS}
-    )
+    data = alt.Data(values=chart_values(table, columns))
+    if not top_level:
+        return alt.Chart(data)
+    return alt.Chart(data, title=title, usermeta={"embedOptions": EMBED_OPTIONS})
 
 
 def _day(alt: Any) -> Any:
@@ -276,7 +278,7 @@ def run_timeline(
     """
     alt = _alt()
     cols = ["version", "event_type", "occurred_at", "is_error", *(["title"] if "title" in events.column_names else [])]
-    base = _base(events, cols, title)
+    base = _base(events, cols, None, top_level=False)
     points = base.mark_point(filled=True, size=70).encode(
         x=alt.X("version:Q", title="version", scale=alt.Scale(nice=False)),
         y=alt.Y("event_type:N", title=None),
@@ -316,11 +318,13 @@ def graph_chart(nodes: pa.Table, edges: pa.Table, *, title: str = "Causation gra
     node_values = chart_values(nodes, node_cols)
     edge_values = chart_values(edges, ["x", "y", "x2", "y2"])
     axis_off = alt.Axis(labels=False, ticks=False, domain=False, grid=False, title=None)
+    xs = [r["x"] for r in node_values] or [0]
+    x_scale = alt.Scale(domain=[min(xs) - 0.3, max(xs) + 4])  # room for the labels right of the last lane
     lines = (
         alt.Chart(alt.Data(values=edge_values))
         .mark_rule(color="#9a9a9a")
         .encode(
-            x=alt.X("x:Q", axis=axis_off),
+            x=alt.X("x:Q", axis=axis_off, scale=x_scale),
             y=alt.Y("y:Q", axis=axis_off, scale=alt.Scale(reverse=True)),
             x2="x2:Q",
             y2="y2:Q",
@@ -330,7 +334,7 @@ def graph_chart(nodes: pa.Table, edges: pa.Table, *, title: str = "Causation gra
         alt.Chart(alt.Data(values=node_values))
         .mark_circle(size=160, opacity=1)
         .encode(
-            x=alt.X("x:Q", axis=axis_off),
+            x=alt.X("x:Q", axis=axis_off, scale=x_scale),
             y=alt.Y("y:Q", axis=axis_off, scale=alt.Scale(reverse=True)),
             color=alt.Color("group:N", title="stream"),
             tooltip=["label:N", "id:N", *(["tooltip:N"] if "tooltip" in node_cols else [])],
@@ -339,13 +343,44 @@ def graph_chart(nodes: pa.Table, edges: pa.Table, *, title: str = "Causation gra
     labels = (
         alt.Chart(alt.Data(values=node_values))
         .mark_text(align="left", dx=9, fontSize=10)
-        .encode(x="x:Q", y=alt.Y("y:Q", scale=alt.Scale(reverse=True)), text="label:N")
+        .encode(x=alt.X("x:Q", scale=x_scale), y=alt.Y("y:Q", scale=alt.Scale(reverse=True)), text="label:N")
     )
-    height = max(120, 26 * (max((r["y"] for r in node_values), default=0) + 1))
+    height = max(120, 18 * (max((r["y"] for r in node_values), default=0) + 1))
     chart = alt.layer(lines, points, labels, usermeta={"embedOptions": EMBED_OPTIONS}).properties(
         width=WIDTH, height=height, title=title
     )
     return _layered(chart)
+
+
+def cross_stream_timeline(events: pa.Table, *, title: str = "Trace timeline") -> alt.Chart:
+    """Events of several streams on one time axis: time across, stream down, colour by event type.
+
+    ``events`` needs ``occurred_at, stream_id, event_type, is_error`` (``title`` is shown when present).
+    """
+    alt = _alt()
+    cols = [
+        "occurred_at",
+        "stream_id",
+        "event_type",
+        "is_error",
+        *(["title"] if "title" in events.column_names else []),
+    ]
+    chart = (
+        _base(events, cols, title)
+        .mark_point(filled=True, size=80)
+        .encode(
+            x=alt.X("occurred_at:T", title="time (UTC)", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M:%S")),
+            y=alt.Y("stream_id:N", title=None),
+            color=alt.Color("event_type:N", title="event type"),
+            shape=alt.Shape("is_error:N", title="error"),
+            tooltip=[
+                alt.Tooltip("occurred_at:T", format="%Y-%m-%d %H:%M:%S.%L"),
+                *(_typed(events, c) for c in cols[1:]),
+            ],
+        )
+        .properties(width=WIDTH, height=max(80, 30 * len(set(events.column("stream_id").to_pylist()))))
+    )
+    return _chart(chart)
 
 
 # ---------------------------------------------------------------------- export

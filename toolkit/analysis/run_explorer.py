@@ -200,3 +200,16 @@ def run_steps(journal: Journal, stream_id: str, *, max_events: int | None = None
         row = _event_row(events[version])
         yield RunStep(stream_id, version, last, row, explain_event(row), after, diff_values(before, after))
         before = after
+
+
+def failing_events(
+    journal: Journal,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    event_type: str | None = None,
+    limit: int = 50,
+) -> pa.Table:
+    """The most recent failing events (errors, failed tool results) with their ids, newest first."""
+    params = {"since": since, "until": until, "event_type": event_type, "limit": limit}
+    return run_catalog_queries(journal, {"e": "explorer/error_events"}, params)["e"]

@@ -383,6 +383,40 @@ def cross_stream_timeline(events: pa.Table, *, title: str = "Trace timeline") ->
     return _chart(chart)
 
 
+def bisection_chart(probes: pa.Table, *, first_failing: int | None, title: str = "Bisection") -> alt.LayerChart:
+    """The versions a bisection evaluated, in order (held: blue, failed: red), and the first failing version."""
+    alt = _alt()
+    points = (
+        _base(probes, ["evaluation", "version", "holds"], None, top_level=False)
+        .mark_line(color="#bbbbbb")
+        .encode(
+            x=alt.X("evaluation:O", title="rule evaluation"),
+            y=alt.Y("version:Q", title="version"),
+        )
+    )
+    dots = (
+        _base(probes, ["evaluation", "version", "holds"], None, top_level=False)
+        .mark_point(filled=True, size=90)
+        .encode(
+            x="evaluation:O",
+            y="version:Q",
+            color=alt.Color("holds:N", scale=alt.Scale(domain=[True, False], range=["#4c78a8", "#e45756"])),
+            tooltip=["evaluation:O", "version:Q", "holds:N"],
+        )
+    )
+    layers = [points, dots]
+    if first_failing is not None:
+        layers.append(
+            alt.Chart(alt.Data(values=[{"version": first_failing}]))
+            .mark_rule(color="#e45756", strokeDash=[4, 3])
+            .encode(y="version:Q")
+        )
+    chart = alt.layer(*layers, usermeta={"embedOptions": EMBED_OPTIONS}).properties(
+        width=WIDTH - 200, height=HEIGHT, title=title
+    )
+    return _layered(chart)
+
+
 # ---------------------------------------------------------------------- export
 
 

@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "purge": ("toolkit.cli.cmd_purge", "Apply retention: archive, then remove, events older than --before."),
     "redact": ("toolkit.cli.cmd_redact", "Erase one subject's payloads, keeping the event skeleton and a record."),
     "archive": ("toolkit.cli.cmd_archive", "Archive a stream to a file, append a tombstone, optionally delete it."),
+    "replay": ("toolkit.cli.cmd_replay", "Show a stream's timeline, explained event by event."),
+    "state": ("toolkit.cli.cmd_state", "The state of a stream at a version or a time; diffs between versions."),
+    "snapshot": ("toolkit.cli.cmd_snapshot", "Store aggregate states every N versions (faster state_at)."),
+    "project": ("toolkit.cli.cmd_project", "Catch projections (read models: runs, tool_calls, yours) up with the journal."),
 }
 
 

@@ -30,6 +30,7 @@ import datetime as dt
 import re
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -178,25 +179,54 @@ def projection_table(name: str) -> str:
     return PROJECTION_PREFIX + name
 
 
-def write_projection(journal: Journal, name: str, table: pa.Table, *, overwrite: bool = False) -> int:
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far a projection has read: written in the same Delta commit as its rows."""
+
+    position: int
+    fingerprint: str
+    delta_version: int
+
+
+def write_projection(
+    journal: Journal,
+    name: str,
+    table: pa.Table,
+    *,
+    overwrite: bool = False,
+    checkpoint: Mapping[str, Any] | None = None,
+) -> int:
     """Append rows to (or replace) the Delta table ``projection_<name>``; returns the rows written.
 
-    ``overwrite`` replaces the whole table and its schema (a rebuild); appends must keep it.
+    ``overwrite`` replaces the whole table and its schema (a rebuild). ``checkpoint``
+    (``position``, ``fingerprint``) goes into the same commit, so rows and checkpoint agree.
     """
     uri = str(journal.path / projection_table(name))
-    if table.num_rows == 0 and not overwrite and DeltaTable.is_deltatable(uri):
-        return 0
+    meta = {"toolkit.operation": f"{'rebuild' if overwrite else 'append'} {name}"}
+    if checkpoint is not None:
+        meta["toolkit.position"] = str(int(checkpoint["position"]))
+        meta["toolkit.fingerprint"] = str(checkpoint["fingerprint"])
     with write_lock(journal.path, journal.config.lock_timeout_s):
         write_deltalake(
             uri,
             table,
             mode="overwrite" if overwrite else "append",
             schema_mode="overwrite" if overwrite else None,
-            commit_properties=CommitProperties(
-                custom_metadata={"toolkit.operation": f"{'rebuild' if overwrite else 'append'} {name}"}
-            ),
+            commit_properties=CommitProperties(custom_metadata=meta),
         )
     return int(table.num_rows)
+
+
+def projection_checkpoint(journal: Journal, name: str) -> Checkpoint | None:
+    """The checkpoint of the last commit of ``projection_<name>`` (None: never built)."""
+    uri = str(journal.path / projection_table(name))
+    if not DeltaTable.is_deltatable(uri):
+        return None
+    last = DeltaTable(uri).history(1)
+    if not last or "toolkit.position" not in last[0]:
+        return None
+    entry = last[0]
+    return Checkpoint(int(entry["toolkit.position"]), str(entry.get("toolkit.fingerprint", "")), int(entry["version"]))
 
 
 def read_projection(journal: Journal, name: str) -> pa.Table | None:

@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/journal import -j $(JOURNAL) $(SAMPLES)
 	$(BIN)/journal demo -j $(JOURNAL) --runs $(RUNS) --seed $(SEED)
+	$(BIN)/journal regrade -j $(JOURNAL) all || [ $$? -eq 3 ]
+	$(BIN)/journal bisect -j $(JOURNAL) budget --from-findings || [ $$? -eq 3 ]
 
 ## make test: ruff, mypy --strict, pytest (doctests included)
 test: $(STAMP)

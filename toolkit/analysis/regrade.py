@@ -261,4 +261,17 @@ def _inputs_sha256(journal: Journal, fingerprints: list[tuple[str, str]], select
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
-__all__ = ["FAILURE_SCHEMA", "RegradeResult", "Selection", "regrade", "resolve_rules", "split_params"]
+def latest_failing_stream(journal: Journal, rule: str) -> str | None:
+    """The first failing stream (earliest first failure) of ``rule`` in its latest findings batch."""
+    from toolkit.journal.side_tables import read_table
+
+    rows = [r for r in read_table(journal, "findings").to_pylist() if r["rule"] == rule and r["kind"] == "violation"]
+    if not rows:
+        return None
+    latest = max(rows, key=lambda r: r["graded_at"])["batch_id"]
+    batch = [r for r in rows if r["batch_id"] == latest]
+    first = min(batch, key=lambda r: (r["occurred_at"], r["position"]))
+    return str(first["stream_id"])
+
+
+__all__ = ["FAILURE_SCHEMA", "latest_failing_stream", "RegradeResult", "Selection", "regrade", "resolve_rules", "split_params"]

@@ -13,9 +13,11 @@ single-state questions of bisection (``state_at``) instead.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
@@ -28,6 +30,7 @@ from toolkit.engines.polars_engine import scan_events
 from toolkit.journal.store import Journal
 
 CHUNK_STREAMS: Final = 2_000  # streams read per batch inside a worker
+MIN_STREAMS_PER_WORKER: Final = 200
 
 
 def rule_aggregate(rule: Rule) -> Aggregate[Any]:
@@ -84,8 +87,22 @@ def iter_stream_events(journal: Journal, stream_ids: Sequence[str]) -> Iterator[
             yield current, events
 
 
-def grade_streams(journal_path: str, rule: Rule, bound: dict[str, Any], stream_ids: list[str]) -> list[dict[str, Any]]:
+def find_rule(name: str, origin: str) -> Rule:
+    """A rule again, by name and the file it came from (worker processes cannot unpickle functions
+    that a decorator replaced by a Rule)."""
+    from toolkit.analysis.rules import builtin_rules, load_rule_file
+
+    if origin.endswith(".py") and Path(origin).is_file():
+        return next(r for r in load_rule_file(origin) if r.name == name)
+    return builtin_rules()[name]
+
+
+def grade_streams(
+    journal_path: str, rule: Rule | tuple[str, str], bound: dict[str, Any], stream_ids: list[str]
+) -> list[dict[str, Any]]:
     """Failing streams among ``stream_ids`` (a worker's share): first failing version and counts."""
+    if isinstance(rule, tuple):
+        rule = find_rule(*rule)
     journal = Journal.open(journal_path)
     aggregate = rule_aggregate(rule)
     out: list[dict[str, Any]] = []
@@ -123,13 +140,16 @@ def python_failures(
 ) -> pa.Table:
     """Per failing stream, as ``verdicts.FAILURE_SCHEMA`` plus ``kind`` (violation or error)."""
     ids = list(stream_ids) if stream_ids is not None else all_stream_ids(journal)
-    n = max(1, min(workers or os.cpu_count() or 1, len(ids) // 50 or 1))
+    if workers is None:  # processes pay off from a few hundred streams on
+        workers = min(os.cpu_count() or 1, len(ids) // MIN_STREAMS_PER_WORKER or 1)
+    n = max(1, min(workers, len(ids)))
     if n == 1:
         rows = grade_streams(str(journal.path), rule, bound, ids)
     else:
         shares = [ids[i::n] for i in range(n)]
-        with ProcessPoolExecutor(n) as pool:
-            parts = pool.map(grade_streams, [str(journal.path)] * n, [rule] * n, [bound] * n, shares)
+        key = (rule.name, rule.origin)
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = pool.map(grade_streams, [str(journal.path)] * n, [key] * n, [bound] * n, shares)
             rows = [r for part in parts for r in part]
     if not rows:
         return FAILURE_SCHEMA.append(pa.field("kind", pa.string())).empty_table()

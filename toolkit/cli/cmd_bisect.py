@@ -18,6 +18,8 @@ from toolkit.cli.options import journal_option, open_journal, param_option, pars
 @param_option
 @rules_option
 @click.option("--linear", is_flag=True, help="Scan every event instead of bisecting.")
+@click.option("--from-findings", is_flag=True,
+              help="Bisect the first failing stream of RULE's latest findings batch (journal regrade).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Output format.")
 def command(
@@ -28,6 +30,7 @@ def command(
     params: tuple[str, ...],
     rule_files: tuple[str, ...],
     linear: bool,
+    from_findings: bool,
     fmt: str,
 ) -> None:
     """Find the first version of STREAM where RULE stops holding (binary search for monotone rules).
@@ -40,13 +43,23 @@ def command(
     \b
     Examples:
       journal bisect budget run-7-0000012 -p max_cost_usd=2
+      journal bisect budget --from-findings        # after: journal regrade budget
       journal bisect my_global_rule --global --rules ./rules.py
     """
     from toolkit.analysis.bisection import bisect_global, bisect_stream
 
-    if global_ == (stream is not None):
-        raise click.UsageError("give a STREAM, or --global for a rule over the whole journal")
     journal = open_journal(journal_path)
+    if from_findings and stream is None and not global_:
+        from toolkit.analysis.regrade import latest_failing_stream
+
+        stream = latest_failing_stream(journal, rule)
+        if stream is None:
+            click.echo(f"no failing stream of rule {rule} in its latest findings batch: nothing to bisect "
+                       f"(run journal regrade {rule} first, or name a STREAM)", err=True)
+            return
+        click.echo(f"bisecting {stream}: the first failing stream of {rule}'s latest findings batch", err=True)
+    if global_ == (stream is not None):
+        raise click.UsageError("give a STREAM, --from-findings, or --global for a rule over the whole journal")
     p = parse_params(params)
     if global_:
         result = bisect_global(journal, rule, params=p, rule_files=rule_files, force_linear=linear)
@@ -59,7 +72,8 @@ def command(
         click.echo(json.dumps(doc, default=str, indent=1))
     else:
         where = f"stream {result.stream_id}" if result.stream_id else "the journal"
-        click.echo(f"{result.method}: {result.evaluations} rule evaluations over {result.events} events of {where}")
+        plural = "" if result.evaluations == 1 else "s"
+        click.echo(f"{result.method}: {result.evaluations} rule evaluation{plural} over {result.events} events of {where}")
         if result.note:
             click.echo(f"note: {result.note}")
         if result.version is None:

@@ -9,6 +9,9 @@ import click
 from toolkit.cli.options import format_option, journal_option, open_journal, param_option, parse_params
 
 
+SHOWN = 20  # findings shown in the terminal table; all of them are in the findings table
+
+
 def parse_when(value: str | None, name: str) -> dt.datetime | None:
     """An ISO time (UTC assumed for a bare date) for --since/--until."""
     if value is None:
@@ -112,12 +115,18 @@ def command(
         first = summary["first_failure"]
         if first:
             click.echo(f"first failing event: {first['stream_id']} v{first['version']} at {first['occurred_at']} "
-                       f"({first['rule']}: {first['message']})")
+                       f"({first['rule']}: {first['message'] or 'fails'})")
         write_table(pa.Table.from_pylist(summary["rules"]), "table", title="by rule")
-        if summary["failures_per_day"]:
-            per_day = pa.table({"day": list(summary["failures_per_day"]), "failures": list(summary["failures_per_day"].values())})
-            write_table(per_day, "table", title="failures per day since the first")
-        write_table(shown, "table", title="findings")
+        days = {d: n for d, n in summary["failures_per_day"].items() if n}
+        if days:
+            quiet = len(summary["failures_per_day"]) - len(days)
+            per_day = pa.table({"day": list(days), "failures": list(days.values())})
+            title = "failures per day since the first" + (f" ({quiet} days without any not shown)" if quiet else "")
+            write_table(per_day, "table", title=title)
+        write_table(shown.slice(0, SHOWN), "table", title="findings")
+        if shown.num_rows > SHOWN:
+            click.echo(f"… and {shown.num_rows - SHOWN} more: journal sql \"SELECT * FROM findings WHERE batch_id = "
+                       f"'{summary['batch_id']}'\"")
     else:
         click.echo(json.dumps(summary, default=str), err=True)
         write_table(result.findings, fmt, output)

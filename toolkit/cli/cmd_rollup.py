@@ -83,13 +83,18 @@ def command(
       journal rollup top-runs --limit 5 --cost repriced
       journal rollup tools --format csv -o tools.csv
     """
-    from toolkit.analysis.rollup import rollup_metric
+    from toolkit.analysis.rollup import parse_dimensions, rollup_metric
+    from toolkit.errors import QueryError
     from toolkit.reports.tables import write_table
 
+    try:
+        dims = parse_dimensions(list(by) or ["model"])
+    except QueryError as e:
+        raise click.BadParameter(e.message + f" (one of {DIMENSION_NAMES})", param_hint="--by") from e
     table, note = rollup_metric(
         open_journal(journal_path),
         metric,
-        by=list(by) or ["model"],
+        by=dims,
         since=since,
         until=until,
         cost=cost,  # type: ignore[arg-type]

@@ -6,7 +6,6 @@ SELECT
     CAST(count(*) AS BIGINT) AS events,
     CAST(max(jaro_winkler_similarity(correlation_id, $correlation_id)) AS DOUBLE) AS similarity
 FROM events
-WHERE correlation_id IS NOT NULL
 GROUP BY correlation_id
-ORDER BY similarity DESC, correlation_id
+ORDER BY similarity DESC NULLS LAST, correlation_id
 LIMIT $limit

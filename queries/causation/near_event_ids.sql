@@ -7,5 +7,5 @@ SELECT
     event_type,
     CAST(jaro_winkler_similarity(event_id, $event_id) AS DOUBLE) AS similarity
 FROM events
-ORDER BY similarity DESC, event_id
+ORDER BY similarity DESC, levenshtein(event_id, $event_id), event_id
 LIMIT $limit

@@ -6,7 +6,6 @@ SELECT
     CAST(count(*) AS BIGINT) AS events,
     CAST(max(jaro_winkler_similarity(trace_id, $trace_id)) AS DOUBLE) AS similarity
 FROM events
-WHERE trace_id IS NOT NULL
 GROUP BY trace_id
-ORDER BY similarity DESC, trace_id
+ORDER BY similarity DESC NULLS LAST, levenshtein(coalesce(trace_id, $trace_id), $trace_id), trace_id
 LIMIT $limit

@@ -83,12 +83,28 @@ def test_personal_data_leaves_history_and_archives(people: Journal, tmp_path: Pa
     archive_stream(people, "alice-2", tmp_path / "alice-2.json", fmt="evennia-archive")
     archive_stream(people, "alice-1", tmp_path / "alice-1.parquet")
     people.append("bob-1", [ev("custom", {"k": 1})])  # more history
+    people.append(
+        "alice-3",
+        [ev("tool_called", {"to": PII}, subject_id="alice", tool_name="send_mail", tool_call_id="c1")],
+        stream_type="agent_run",
+    )
+    from toolkit.analysis.projections import catch_up
+    from toolkit.analysis.snapshots import take_snapshots
+
+    catch_up(people, "tool_calls")  # a read model derived from the payloads
+    take_snapshots(people, every=1)
+    assert (people.path / "projection_tool_calls").is_dir()
+    assert "alice-3" in read_table(people, "snapshots").column("stream_id").to_pylist()
     assert PII in _everything_on_disk(people.path) + _everything_on_disk(tmp_path)
 
     result = redact_subject(people, "alice")
     assert sorted(Path(p).name for p in result.archives_rewritten) == sorted(
         [Path(purge.archive_path or "").name, "alice-2.json", "alice-1.parquet"]
     )
+    assert "projection_tool_calls" in result.derived_dropped
+    assert not (people.path / "projection_tool_calls").exists()
+    assert not {"alice-1", "alice-2", "alice-3"} & set(read_table(people, "snapshots").column("stream_id").to_pylist())
+    assert "bob-1" in read_table(people, "snapshots").column("stream_id").to_pylist()
     assert PII not in _everything_on_disk(people.path)
     assert PII not in _everything_on_disk(tmp_path)
     assert "10.0.0.7" not in _everything_on_disk(people.path) + _everything_on_disk(tmp_path)

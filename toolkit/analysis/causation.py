@@ -288,17 +288,39 @@ def near_values(journal: Journal, query: str, params: dict[str, Any], column: st
         rows = session.query(q.sql, q.bind(params)).to_pylist()
     finally:
         session.close()
-    return [r[column] for r in rows if r["similarity"] and r["similarity"] > 0.5]
+    wanted = str(next(iter(params.values())))
+    return [
+        r[column]
+        for r in rows
+        if r[column] is not None and (r["similarity"] >= 0.8 or _edit_distance(wanted, r[column]) <= 2)
+    ]
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (for a handful of candidates).
+
+    >>> _edit_distance("a9", "a1"), _edit_distance("kitten", "sitting")
+    (1, 3)
+    """
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
 
 
 def find_orphans(journal: Journal) -> pl.DataFrame:
-    """Every event of the journal whose cause is not in it (catalog query ``causation/orphans``)."""
-    q = get_query("causation/orphans")
-    session = duckdb_engine.connect(journal)
-    try:
-        return pl.from_arrow(session.query(q.sql, q.bind({})))  # type: ignore[return-value]
-    finally:
-        session.close()
+    """Every event of the journal whose cause is not in it (one anti-join over two columns)."""
+    events = scan_events(journal)
+    return (
+        events.filter(pl.col("causation_id").is_not_null())
+        .select("stream_id", "version", "event_id", "event_type", "occurred_at", pl.col("causation_id").alias("missing_cause"))
+        .join(events.select("event_id"), left_on="missing_cause", right_on="event_id", how="anti")
+        .sort("occurred_at", "stream_id", "version")
+        .collect()
+    )
 
 
 __all__ = ["NODE_COLUMNS", "Chain", "Direction", "find_orphans", "near_event_ids", "near_values", "walk_chain"]

@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "purge": ("toolkit.cli.cmd_purge", "Apply retention: archive, then remove, events older than --before."),
     "redact": ("toolkit.cli.cmd_redact", "Erase one subject's payloads, keeping the event skeleton and a record."),
     "archive": ("toolkit.cli.cmd_archive", "Archive a stream to a file, append a tombstone, optionally delete it."),
+    "export-compliance": ("toolkit.cli.cmd_export_compliance", "Write a verifiable compliance bundle (HTML, JSON, CSV, Parquet, manifest)."),
+    "verify-export": ("toolkit.cli.cmd_verify_export", "Check a compliance bundle against its manifest and, with -j, the journal."),
     "replay": ("toolkit.cli.cmd_replay", "Show a stream's timeline, explained event by event."),
     "state": ("toolkit.cli.cmd_state", "The state of a stream at a version or a time; diffs between versions."),
     "snapshot": ("toolkit.cli.cmd_snapshot", "Store aggregate states every N versions (faster state_at)."),

@@ -11,7 +11,8 @@
    chain of what happened still verifies; ``journal verify`` reports the event as *redacted*
    (its record matches and its text is exactly the marker) rather than as tampered with;
 4. rewrites the archives the toolkit wrote (``archives`` table: purge archives, ``journal
-   archive`` files) that hold the subject's events, and registers their new digests;
+   archive`` files) that hold the subject's events, and registers their new digests; removes
+   the snapshot rows of the subject's streams and drops projections (rebuilt on next use);
 5. erases history (``rewrite.erase_history``): vacuums the replaced files and drops the Delta
    log entries whose statistics still hold the old payloads. Time travel before the redaction
    is gone.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +36,20 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from toolkit.errors import RetentionError
 from toolkit.journal.lock import write_lock
 from toolkit.journal.retention import file_sha256, new_id, write_parquet_atomic
-from toolkit.journal.rewrite import Partition, append_side_rows, erase_history, read_partitions, replace_partitions
-from toolkit.journal.side_tables import read_table
+from toolkit.journal.rewrite import (
+    Partition,
+    append_side_rows,
+    erase_history,
+    erase_table_history,
+    read_partitions,
+    replace_partitions,
+)
+from toolkit.journal.side_tables import SIDE_TABLES, read_table
 from toolkit.journal.store import Journal
 
 
@@ -50,6 +60,7 @@ class RedactionResult:
     streams: int = 0
     already_redacted: int = 0
     archives_rewritten: list[str] = field(default_factory=list)
+    derived_dropped: list[str] = field(default_factory=list)
     files_erased: int = 0
     delta_version: int | None = None
 
@@ -60,6 +71,7 @@ class RedactionResult:
             "streams": self.streams,
             "already_redacted": self.already_redacted,
             "archives_rewritten": self.archives_rewritten,
+            "derived_dropped": self.derived_dropped,
             "files_erased": self.files_erased,
             "delta_version": self.delta_version,
         }
@@ -173,9 +185,37 @@ def redact_subject(
             result.events = hits.num_rows
             result.streams = len(set(hits.column("stream_id").to_pylist()))
         result.archives_rewritten = _rewrite_archives(journal, subject_id, marker)
+        streams = sorted(set(table.filter(mine).column("stream_id").to_pylist()))
+        result.derived_dropped = _drop_derived(journal, streams, erase=erase)
         if erase:
             result.files_erased = len(erase_history(journal))
     return result
+
+
+def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> list[str]:
+    """Derived copies of the payloads: snapshot rows of the subject's streams (aggregate states,
+    sources' snapshots) are removed; projections (read models) are dropped, to be rebuilt from
+    the redacted events on their next use. Returns what was dropped."""
+    dropped: list[str] = []
+    wanted = pa.array(stream_ids, pa.string())
+    for name in ("snapshots", "source_snapshots"):
+        uri = str(journal.path / name)
+        if name not in SIDE_TABLES or not DeltaTable.is_deltatable(uri):
+            continue
+        t = read_table(journal, name)
+        keep = pc.invert(pc.is_in(t.column("stream_id"), wanted))
+        if pc.all(keep).as_py() in (True, None):
+            continue
+        write_deltalake(uri, t.filter(keep), mode="overwrite", commit_properties=CommitProperties(
+            custom_metadata={"toolkit.operation": f"redact {name}"}))
+        dropped.append(f"{name}: {t.num_rows - t.filter(keep).num_rows} rows")
+        if erase:
+            erase_table_history(uri)
+    for p in sorted(journal.path.iterdir()):
+        if p.is_dir() and p.name.startswith("projection_") and p.name not in SIDE_TABLES:
+            shutil.rmtree(p)
+            dropped.append(p.name)
+    return dropped
 
 
 def _triples(table: pa.Table, mine: pa.Array) -> list[tuple[str, int, str]]:

@@ -103,26 +103,28 @@ def append_side_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, An
     return len(rows)
 
 
-def erase_history(journal: Journal) -> list[str]:
-    """Delete every unreferenced data file and the log entries before a new checkpoint.
-
-    Time travel to earlier versions is gone afterwards (that is the point). The caller holds
-    the write lock. Returns the data files deleted.
-    """
-    table = journal.delta_table()
-    table.update_incremental()
+def erase_table_history(uri: str) -> list[str]:
+    """Vacuum every unreferenced file of the Delta table at ``uri`` and drop its log entries
+    before a new checkpoint; returns the data files deleted. The caller holds the write lock."""
+    table = DeltaTable(uri)
     deleted = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
     before = table.metadata().configuration.get("delta.logRetentionDuration")
     table.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"}, raise_if_not_exists=False)
-    table = DeltaTable(journal.events_uri)
+    table = DeltaTable(uri)
     table.create_checkpoint()
     time.sleep(0.01)  # log files strictly older than the checkpoint
     table.cleanup_metadata()
     table.alter.set_table_properties(
         {"delta.logRetentionDuration": before or "interval 30 days"}, raise_if_not_exists=False
     )
-    table = DeltaTable(journal.events_uri)
-    table.create_checkpoint()
+    DeltaTable(uri).create_checkpoint()
+    return list(deleted)
+
+
+def erase_history(journal: Journal) -> list[str]:
+    """``erase_table_history`` of the events table. Time travel to earlier versions is gone
+    afterwards (that is the point). The caller holds the write lock."""
+    deleted = erase_table_history(journal.events_uri)
     journal._dt = None  # the handle predates the cleanup
     journal.refresh()
-    return list(deleted)
+    return deleted

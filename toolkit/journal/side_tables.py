@@ -9,6 +9,9 @@ journal's write lock, and a view of the same name in every SQL session:
   fingerprint, state as JSON), so ``state_at`` need not fold from version 1;
 - ``projection_checkpoints``: how far each projection has read (last position, fingerprint);
 - ``findings``: what ``journal regrade`` found, one batch per run (``toolkit.analysis.regrade``).
+- ``purges``: what ``journal purge`` / ``archive --delete`` removed, with each stream's chain
+  anchor; ``redactions``: one row per redacted event; ``archives``: archive files the toolkit
+  wrote (``toolkit.journal.retention`` / ``redaction``).
 
 Projections keep their read models in tables of their own schema, ``projection_<name>``
 (:func:`write_projection`); every such table on disk is a view of that name too, whether or not

@@ -12,7 +12,14 @@ def build_flaky_deploy(journal: Journal) -> None:
     journal.append(
         "flaky_deploy",
         [
-            ev("user_message", {"text": "roll out v2"}, agent="deployer", occurred_at="2026-03-02T07:00:00Z"),
+            ev(
+                "user_message",
+                {"text": "roll out v2"},
+                agent="deployer",
+                occurred_at="2026-03-02T07:00:00Z",
+                correlation_id="release-42",
+                subject_id="ops-team",
+            ),
             ev(
                 "llm_response",
                 {"text": "deploying"},

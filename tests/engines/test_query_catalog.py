@@ -32,6 +32,7 @@ BY_NAME = {
     "min_cost_usd": "0.01",
     "status": "aborted",
     "search": "deploy",
+    "event_type": "tool_result",
 }
 BY_TYPE = {
     "VARCHAR": "agent_run",

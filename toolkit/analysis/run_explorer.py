@@ -213,3 +213,13 @@ def failing_events(
     """The most recent failing events (errors, failed tool results) with their ids, newest first."""
     params = {"since": since, "until": until, "event_type": event_type, "limit": limit}
     return run_catalog_queries(journal, {"e": "explorer/error_events"}, params)["e"]
+
+
+def list_correlations(journal: Journal, *, limit: int = 200) -> pa.Table:
+    """Correlation ids with their runs and events, those spanning most runs first (for pickers)."""
+    return run_catalog_queries(journal, {"c": "explorer/correlations"}, {"limit": limit})["c"]
+
+
+def list_subjects(journal: Journal, *, limit: int = 200) -> pa.Table:
+    """Subjects with their runs and events, the most active first (for pickers)."""
+    return run_catalog_queries(journal, {"s": "explorer/subjects"}, {"limit": limit})["s"]

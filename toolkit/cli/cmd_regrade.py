@@ -8,6 +8,7 @@ import click
 
 from toolkit.cli.options import format_option, journal_option, open_journal, param_option, parse_params
 
+
 SHOWN = 20  # findings shown in the terminal table; all of them are in the findings table
 
 

@@ -193,3 +193,23 @@ class CheckpointError(ToolkitError, ValueError):
 
 class BundleError(ToolkitError, ValueError):
     """A compliance bundle cannot be written or read as asked."""
+
+
+class ChartDataError(ToolkitError, ValueError):
+    """A chart was given data it cannot draw (too many rows: aggregate first; a missing column)."""
+
+
+class ReportDependencyError(ToolkitError, ImportError):
+    """An optional dependency of reports or notebooks (altair, vl-convert, marimo) is not installed."""
+
+    @classmethod
+    def missing(cls, package: str, feature: str) -> ReportDependencyError:
+        return cls(
+            f"{feature} needs the optional package {package!r}, which is not installed",
+            hint="install the notebooks extra: pip install -e '.[notebooks]'",
+            package=package,
+        )
+
+
+class ReportError(ToolkitError, ValueError):
+    """A report or notebook cannot be built as asked (unknown name, missing or bad parameter)."""

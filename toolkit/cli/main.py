@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reprice": ("toolkit.cli.cmd_reprice", "Reprice all events from a price table; diff recorded vs repriced per day and model."),
     "regrade": ("toolkit.cli.cmd_regrade", "Re-grade history against invariant rules; write findings (exit 3 if any)."),
     "bisect": ("toolkit.cli.cmd_bisect", "Find the first event where a rule stops holding (bisection or linear scan)."),
+    "report": ("toolkit.cli.cmd_report", "Write a self-contained HTML report (overview, run, ...): opens offline."),
+    "notebook": ("toolkit.cli.cmd_notebook", "Open a marimo notebook (overview, run_explorer, ...) on localhost."),
 }
 
 

@@ -69,6 +69,50 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("state", pa.string(), nullable=False),
         ]
     ),
+    "snapshots": pa.schema(
+        [
+            pa.field("taken_at", TIMESTAMP, nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("version", pa.int64(), nullable=False),
+            pa.field("aggregate", pa.string(), nullable=False),
+            pa.field("fingerprint", pa.string(), nullable=False),
+            pa.field("state", pa.string(), nullable=False),
+        ]
+    ),
+    "projection_checkpoints": pa.schema(
+        [
+            pa.field("updated_at", TIMESTAMP, nullable=False),
+            pa.field("projection", pa.string(), nullable=False),
+            pa.field("fingerprint", pa.string(), nullable=False),
+            pa.field("position", pa.int64(), nullable=False),
+            pa.field("events", pa.int64(), nullable=False),
+            pa.field("rows", pa.int64(), nullable=False),
+            pa.field("reset", pa.bool_(), nullable=False),
+        ]
+    ),
+    # one row per rule and failing stream; one run of journal regrade = one batch_id
+    "findings": pa.schema(
+        [
+            pa.field("graded_at", TIMESTAMP, nullable=False),
+            pa.field("batch_id", pa.string(), nullable=False),
+            pa.field("inputs_sha256", pa.string(), nullable=False),
+            pa.field("finding_id", pa.string(), nullable=False),
+            pa.field("rule", pa.string(), nullable=False),
+            pa.field("rule_fingerprint", pa.string(), nullable=False),
+            pa.field("params", pa.string(), nullable=False),
+            pa.field("severity", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string()),
+            pa.field("stream_type", pa.string()),
+            pa.field("first_failing_version", pa.int64()),
+            pa.field("position", pa.int64()),
+            pa.field("occurred_at", TIMESTAMP),
+            pa.field("event_id", pa.string()),
+            pa.field("message", pa.string()),
+            pa.field("evidence", pa.string(), nullable=False),
+            pa.field("failing_events", pa.int64()),
+        ]
+    ),
     # issue 7: purge and archive --delete record what they removed, with the chain anchor
     # (the hash of the last removed event) that lets verify check what remains
     "purges": pa.schema(
@@ -113,50 +157,6 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("events", pa.int64(), nullable=False),
             pa.field("stream_ids", pa.string(), nullable=False),
             pa.field("note", pa.string()),
-        ]
-    ),
-    "snapshots": pa.schema(
-        [
-            pa.field("taken_at", TIMESTAMP, nullable=False),
-            pa.field("stream_id", pa.string(), nullable=False),
-            pa.field("version", pa.int64(), nullable=False),
-            pa.field("aggregate", pa.string(), nullable=False),
-            pa.field("fingerprint", pa.string(), nullable=False),
-            pa.field("state", pa.string(), nullable=False),
-        ]
-    ),
-    "projection_checkpoints": pa.schema(
-        [
-            pa.field("updated_at", TIMESTAMP, nullable=False),
-            pa.field("projection", pa.string(), nullable=False),
-            pa.field("fingerprint", pa.string(), nullable=False),
-            pa.field("position", pa.int64(), nullable=False),
-            pa.field("events", pa.int64(), nullable=False),
-            pa.field("rows", pa.int64(), nullable=False),
-            pa.field("reset", pa.bool_(), nullable=False),
-        ]
-    ),
-    # one row per rule and failing stream; one run of journal regrade = one batch_id
-    "findings": pa.schema(
-        [
-            pa.field("graded_at", TIMESTAMP, nullable=False),
-            pa.field("batch_id", pa.string(), nullable=False),
-            pa.field("inputs_sha256", pa.string(), nullable=False),
-            pa.field("finding_id", pa.string(), nullable=False),
-            pa.field("rule", pa.string(), nullable=False),
-            pa.field("rule_fingerprint", pa.string(), nullable=False),
-            pa.field("params", pa.string(), nullable=False),
-            pa.field("severity", pa.string(), nullable=False),
-            pa.field("kind", pa.string(), nullable=False),
-            pa.field("stream_id", pa.string()),
-            pa.field("stream_type", pa.string()),
-            pa.field("first_failing_version", pa.int64()),
-            pa.field("position", pa.int64()),
-            pa.field("occurred_at", TIMESTAMP),
-            pa.field("event_id", pa.string()),
-            pa.field("message", pa.string()),
-            pa.field("evidence", pa.string(), nullable=False),
-            pa.field("failing_events", pa.int64()),
         ]
     ),
 }

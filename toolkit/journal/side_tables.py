@@ -7,7 +7,11 @@ journal's write lock, and a view of the same name in every SQL session:
 - ``source_snapshots``: snapshots found in a source (not events), kept with their version;
 - ``snapshots``: aggregate states the toolkit took (stream, version, aggregate, reducer
   fingerprint, state as JSON), so ``state_at`` need not fold from version 1;
-- ``projection_checkpoints``: how far each projection has read (last position, fingerprint).
+- ``projection_checkpoints``: how far each projection has read (last position, fingerprint);
+- ``findings``: what ``journal regrade`` found, one batch per run (``toolkit.analysis.regrade``).
+- ``purges``: what ``journal purge`` / ``archive --delete`` removed, with each stream's chain
+  anchor; ``redactions``: one row per redacted event; ``archives``: archive files the toolkit
+  wrote (``toolkit.journal.retention`` / ``redaction``).
 
 Projections keep their read models in tables of their own schema, ``projection_<name>``
 (:func:`write_projection`); every such table on disk is a view of that name too, whether or not
@@ -84,6 +88,75 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("events", pa.int64(), nullable=False),
             pa.field("rows", pa.int64(), nullable=False),
             pa.field("reset", pa.bool_(), nullable=False),
+        ]
+    ),
+    # one row per rule and failing stream; one run of journal regrade = one batch_id
+    "findings": pa.schema(
+        [
+            pa.field("graded_at", TIMESTAMP, nullable=False),
+            pa.field("batch_id", pa.string(), nullable=False),
+            pa.field("inputs_sha256", pa.string(), nullable=False),
+            pa.field("finding_id", pa.string(), nullable=False),
+            pa.field("rule", pa.string(), nullable=False),
+            pa.field("rule_fingerprint", pa.string(), nullable=False),
+            pa.field("params", pa.string(), nullable=False),
+            pa.field("severity", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string()),
+            pa.field("stream_type", pa.string()),
+            pa.field("first_failing_version", pa.int64()),
+            pa.field("position", pa.int64()),
+            pa.field("occurred_at", TIMESTAMP),
+            pa.field("event_id", pa.string()),
+            pa.field("message", pa.string()),
+            pa.field("evidence", pa.string(), nullable=False),
+            pa.field("failing_events", pa.int64()),
+        ]
+    ),
+    # issue 7: purge and archive --delete record what they removed, with the chain anchor
+    # (the hash of the last removed event) that lets verify check what remains
+    "purges": pa.schema(
+        [
+            pa.field("purged_at", TIMESTAMP, nullable=False),
+            pa.field("purge_id", pa.string(), nullable=False),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("first_kept_version", pa.int64(), nullable=False),
+            pa.field("anchor_hash", pa.string(), nullable=False),
+            pa.field("removed_events", pa.int64(), nullable=False),
+            pa.field("first_removed_at", TIMESTAMP),
+            pa.field("last_removed_at", TIMESTAMP),
+            pa.field("before", TIMESTAMP),
+            pa.field("archive_path", pa.string()),
+            pa.field("archive_sha256", pa.string()),
+        ]
+    ),
+    # issue 7: one row per redacted event; the payload digest stays, the text is the marker
+    "redactions": pa.schema(
+        [
+            pa.field("redacted_at", TIMESTAMP, nullable=False),
+            pa.field("redaction_id", pa.string(), nullable=False),
+            pa.field("subject_sha256", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("version", pa.int64(), nullable=False),
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("payload_sha256", pa.string(), nullable=False),
+            pa.field("marker", pa.string(), nullable=False),
+            pa.field("reason", pa.string()),
+        ]
+    ),
+    # issue 7: archives the toolkit wrote (purge, journal archive), so erasure reaches them too
+    "archives": pa.schema(
+        [
+            pa.field("archived_at", TIMESTAMP, nullable=False),
+            pa.field("archive_id", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("format", pa.string(), nullable=False),
+            pa.field("sha256", pa.string(), nullable=False),
+            pa.field("events", pa.int64(), nullable=False),
+            pa.field("stream_ids", pa.string(), nullable=False),
+            pa.field("note", pa.string()),
         ]
     ),
 }

@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/journal import -j $(JOURNAL) $(SAMPLES)
 	$(BIN)/journal demo -j $(JOURNAL) --runs $(RUNS) --seed $(SEED)
+	$(BIN)/journal reprice -j $(JOURNAL)
+	$(BIN)/journal rollup top-runs -j $(JOURNAL) --limit 5 --cost repriced
 
 ## make test: ruff, mypy --strict, pytest (doctests included)
 test: $(STAMP)
@@ -41,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_journal.py
 	$(BIN)/python bench/bench_import_jsonl.py
 	$(BIN)/python bench/bench_import_agentstore.py
+	$(BIN)/python bench/bench_rollup.py
 
 clean:
 	rm -rf $(VENV) $(JOURNAL) .mypy_cache .ruff_cache .pytest_cache

@@ -84,6 +84,13 @@ def test_sql_list_shows_the_catalog_and_the_queries_run(capsys: pytest.CaptureFi
     assert code == 0, err
     names = {json.loads(line)["name"] for line in out.splitlines()}
     assert {"rollups/usage", "rollups/totals", "costs/reprice_diff_by_model_day", "costs/top_runs"} <= names
+    code, out, err = run(capsys, "sql", "--list", "costs", "--format", "json")
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and {q["name"].split("/")[0] for q in listed} == {"costs"}
+    top = next(q for q in listed if q["name"] == "costs/top_runs")
+    assert "limit BIGINT = 5" in top["params"] and top["returns"].startswith("rank BIGINT")
+    code, _, err = run(capsys, "sql", "--list", "nope")
+    assert code == 1 and "areas: costs, journal, rollups" in err
     code, out, err = run(capsys, "sql", "-j", DEMO, "rollups/agent_token_spend", "--format", "csv")
     assert code == 0 and out.startswith("agent,runs"), err
     code, out, err = run(capsys, "sql", "-j", DEMO, "SELECT count(*) AS n FROM priced_events WHERE repriced_cost_usd > 0", "--format", "csv")

@@ -23,6 +23,12 @@ from toolkit.cli.options import journal_option, open_journal
 )
 @click.option("--cipher-key", envvar="CIPHER_KEY", help="AES key (base64) of encrypted eventsourcing stores.")
 @click.option("--application", help="eventsourcing: import only this application's events (Django/Postgres layouts).")
+@click.option(
+    "--idempotency-key",
+    "idempotency_field",
+    metavar="FIELD",
+    help="Fill idempotency_key from this column or payload path (e.g. data.dispatch_id) where the source gives none.",
+)
 @click.option("--dry-run", is_flag=True, help="Read and validate only; write nothing.")
 def command(
     journal_path: str,
@@ -33,6 +39,7 @@ def command(
     on_error: str,
     cipher_key: str | None,
     application: str | None,
+    idempotency_field: str | None,
     dry_run: bool,
 ) -> None:
     """Import exported journals into the journal (idempotent: a second import adds nothing).
@@ -62,6 +69,7 @@ def command(
         mapping=Path(mapping) if mapping else None,
         cipher_key=cipher_key,
         extra={"application_name": application} if application else {},
+        idempotency_field=idempotency_field,
     )
     with progress_bar("importing", None) as advance:
         report = import_paths(

@@ -61,6 +61,7 @@ class ImportOptions:
     mapping: Path | None = None
     cipher_key: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_field: str | None = None  # fill idempotency_key from this column or data./metadata. path
 
 
 class Importer:

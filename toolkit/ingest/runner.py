@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from toolkit.errors import EventValidationError
 from toolkit.ingest.base import Importer, ImportFormatError, ImportOptions, RecordRejectedError, Rejection, display_path
+from toolkit.ingest.idempotency import check_field, fill_idempotency_key
 from toolkit.journal.prepare import validate_table
 from toolkit.journal.side_tables import append_rows, read_table
 from toolkit.journal.store import Journal
@@ -156,6 +157,8 @@ def import_paths(
 ) -> ImportReport:
     """Import exports into the journal; see the module docstring for the error policy."""
     options = options or ImportOptions()
+    if options.idempotency_field:
+        check_field(options.idempotency_field)
     report = ImportReport(dry_run=dry_run)
     staged: list[pa.Table] = []
     quarantine: list[dict[str, Any]] = []
@@ -184,6 +187,8 @@ def import_paths(
                 for r in rejections
             )
             snapshots.extend({"format": importer.name, **s} for s in batch.snapshots)
+            if valid.num_rows and options.idempotency_field:
+                valid = fill_idempotency_key(valid, options.idempotency_field)
             if valid.num_rows:
                 staged.append(valid)
             if progress:

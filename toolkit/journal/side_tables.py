@@ -4,7 +4,18 @@ Each is a small Delta table under ``JOURNAL/<name>/`` with a fixed schema, appen
 journal's write lock, and a view of the same name in every SQL session:
 
 - ``quarantine``: records an import rejected, verbatim, with where they came from and why;
-- ``source_snapshots``: snapshots found in a source (not events), kept with their version.
+- ``source_snapshots``: snapshots found in a source (not events), kept with their version;
+- ``snapshots``: aggregate states the toolkit took (stream, version, aggregate, reducer
+  fingerprint, state as JSON), so ``state_at`` need not fold from version 1;
+- ``projection_checkpoints``: how far each projection has read (last position, fingerprint);
+- ``findings``: what ``journal regrade`` found, one batch per run (``toolkit.analysis.regrade``).
+- ``purges``: what ``journal purge`` / ``archive --delete`` removed, with each stream's chain
+  anchor; ``redactions``: one row per redacted event; ``archives``: archive files the toolkit
+  wrote (``toolkit.journal.retention`` / ``redaction``).
+
+Projections keep their read models in tables of their own schema, ``projection_<name>``
+(:func:`write_projection`); every such table on disk is a view of that name too, whether or not
+the code that defines it is loaded.
 
 >>> from toolkit.journal import Journal
 >>> j = Journal.in_memory()
@@ -19,7 +30,11 @@ journal's write lock, and a view of the same name in every SQL session:
 from __future__ import annotations
 
 import datetime as dt
+import re
+import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import pyarrow as pa
@@ -54,13 +69,206 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("state", pa.string(), nullable=False),
         ]
     ),
+    "snapshots": pa.schema(
+        [
+            pa.field("taken_at", TIMESTAMP, nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("version", pa.int64(), nullable=False),
+            pa.field("aggregate", pa.string(), nullable=False),
+            pa.field("fingerprint", pa.string(), nullable=False),
+            pa.field("state", pa.string(), nullable=False),
+        ]
+    ),
+    "projection_checkpoints": pa.schema(
+        [
+            pa.field("updated_at", TIMESTAMP, nullable=False),
+            pa.field("projection", pa.string(), nullable=False),
+            pa.field("fingerprint", pa.string(), nullable=False),
+            pa.field("position", pa.int64(), nullable=False),
+            pa.field("events", pa.int64(), nullable=False),
+            pa.field("rows", pa.int64(), nullable=False),
+            pa.field("reset", pa.bool_(), nullable=False),
+        ]
+    ),
+    # one row per rule and failing stream; one run of journal regrade = one batch_id
+    "findings": pa.schema(
+        [
+            pa.field("graded_at", TIMESTAMP, nullable=False),
+            pa.field("batch_id", pa.string(), nullable=False),
+            pa.field("inputs_sha256", pa.string(), nullable=False),
+            pa.field("finding_id", pa.string(), nullable=False),
+            pa.field("rule", pa.string(), nullable=False),
+            pa.field("rule_fingerprint", pa.string(), nullable=False),
+            pa.field("params", pa.string(), nullable=False),
+            pa.field("severity", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string()),
+            pa.field("stream_type", pa.string()),
+            pa.field("first_failing_version", pa.int64()),
+            pa.field("position", pa.int64()),
+            pa.field("occurred_at", TIMESTAMP),
+            pa.field("event_id", pa.string()),
+            pa.field("message", pa.string()),
+            pa.field("evidence", pa.string(), nullable=False),
+            pa.field("failing_events", pa.int64()),
+        ]
+    ),
+    # issue 7: purge and archive --delete record what they removed, with the chain anchor
+    # (the hash of the last removed event) that lets verify check what remains
+    "purges": pa.schema(
+        [
+            pa.field("purged_at", TIMESTAMP, nullable=False),
+            pa.field("purge_id", pa.string(), nullable=False),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("first_kept_version", pa.int64(), nullable=False),
+            pa.field("anchor_hash", pa.string(), nullable=False),
+            pa.field("removed_events", pa.int64(), nullable=False),
+            pa.field("first_removed_at", TIMESTAMP),
+            pa.field("last_removed_at", TIMESTAMP),
+            pa.field("before", TIMESTAMP),
+            pa.field("archive_path", pa.string()),
+            pa.field("archive_sha256", pa.string()),
+        ]
+    ),
+    # issue 7: one row per redacted event; the payload digest stays, the text is the marker
+    "redactions": pa.schema(
+        [
+            pa.field("redacted_at", TIMESTAMP, nullable=False),
+            pa.field("redaction_id", pa.string(), nullable=False),
+            pa.field("subject_sha256", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("version", pa.int64(), nullable=False),
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("payload_sha256", pa.string(), nullable=False),
+            pa.field("marker", pa.string(), nullable=False),
+            pa.field("reason", pa.string()),
+        ]
+    ),
+    # issue 7: archives the toolkit wrote (purge, journal archive), so erasure reaches them too
+    "archives": pa.schema(
+        [
+            pa.field("archived_at", TIMESTAMP, nullable=False),
+            pa.field("archive_id", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("format", pa.string(), nullable=False),
+            pa.field("sha256", pa.string(), nullable=False),
+            pa.field("events", pa.int64(), nullable=False),
+            pa.field("stream_ids", pa.string(), nullable=False),
+            pa.field("note", pa.string()),
+        ]
+    ),
 }
+
+PROJECTION_PREFIX: Final = "projection_"
+_PROJECTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 def _uri(journal: Journal, name: str) -> str:
     if name not in SIDE_TABLES:
         raise ToolkitError(f"no side table {name!r}", hint=f"known: {', '.join(SIDE_TABLES)}")
     return str(journal.path / name)
+
+
+def projection_table(name: str) -> str:
+    """The table name of projection ``name`` (validated: it becomes a directory and a SQL view)."""
+    if not _PROJECTION_NAME.match(name) or name == "checkpoints":
+        raise ToolkitError(
+            f"projection name {name!r}: use lower-case letters, digits and '_', starting with a letter",
+            hint="e.g. tool_calls",
+            name=name,
+        )
+    return PROJECTION_PREFIX + name
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far a projection has read: written in the same Delta commit as its rows."""
+
+    position: int
+    fingerprint: str
+    delta_version: int
+
+
+def write_projection(
+    journal: Journal,
+    name: str,
+    table: pa.Table,
+    *,
+    overwrite: bool = False,
+    checkpoint: Mapping[str, Any] | None = None,
+) -> int:
+    """Append rows to (or replace) the Delta table ``projection_<name>``; returns the rows written.
+
+    ``overwrite`` replaces the whole table and its schema (a rebuild). ``checkpoint``
+    (``position``, ``fingerprint``) goes into the same commit, so rows and checkpoint agree.
+    """
+    uri = str(journal.path / projection_table(name))
+    meta = {"toolkit.operation": f"{'rebuild' if overwrite else 'append'} {name}"}
+    if checkpoint is not None:
+        meta["toolkit.position"] = str(int(checkpoint["position"]))
+        meta["toolkit.fingerprint"] = str(checkpoint["fingerprint"])
+    with write_lock(journal.path, journal.config.lock_timeout_s):
+        write_deltalake(
+            uri,
+            table,
+            mode="overwrite" if overwrite else "append",
+            schema_mode="overwrite" if overwrite else None,
+            commit_properties=CommitProperties(custom_metadata=meta),
+        )
+    return int(table.num_rows)
+
+
+def projection_checkpoint(journal: Journal, name: str) -> Checkpoint | None:
+    """The checkpoint of the last commit of ``projection_<name>`` (None: never built)."""
+    uri = str(journal.path / projection_table(name))
+    if not DeltaTable.is_deltatable(uri):
+        return None
+    last = DeltaTable(uri).history(1)
+    if not last or "toolkit.position" not in last[0]:
+        return None
+    entry = last[0]
+    return Checkpoint(int(entry["toolkit.position"]), str(entry.get("toolkit.fingerprint", "")), int(entry["version"]))
+
+
+def read_projection(journal: Journal, name: str) -> pa.Table | None:
+    """The rows of ``projection_<name>`` (None when it was never built)."""
+    uri = str(journal.path / projection_table(name))
+    if not DeltaTable.is_deltatable(uri):
+        return None
+    dt_ = DeltaTable(uri)
+    schema = pa.schema(dt_.schema().to_arrow())
+    files = dt_.file_uris()
+    if not files:
+        return schema.empty_table()
+    return pa.concat_tables([pq.read_table(f).select(schema.names).cast(schema) for f in files])
+
+
+def drop_projection(journal: Journal, name: str) -> bool:
+    """Remove ``projection_<name>`` from disk (its checkpoint rows stay as history)."""
+    path = journal.path / projection_table(name)
+    if not path.exists():
+        return False
+    with write_lock(journal.path, journal.config.lock_timeout_s):
+        shutil.rmtree(path)
+    return True
+
+
+def projection_tables(journal: Journal) -> dict[str, tuple[list[str], pa.Schema]]:
+    """Every ``projection_*`` Delta table on disk as (files, schema)."""
+    out: dict[str, tuple[list[str], pa.Schema]] = {}
+    root = Path(journal.path)
+    if not root.is_dir():
+        return out
+    for p in sorted(root.iterdir()):
+        if not (p.is_dir() and p.name.startswith(PROJECTION_PREFIX) and p.name not in SIDE_TABLES):
+            continue
+        if not _PROJECTION_NAME.match(p.name[len(PROJECTION_PREFIX) :]) or not DeltaTable.is_deltatable(str(p)):
+            continue
+        table = DeltaTable(str(p))
+        out[p.name] = (list(table.file_uris()), pa.schema(table.schema().to_arrow()))
+    return out
 
 
 def append_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -102,5 +310,7 @@ def read_table(journal: Journal, name: str) -> pa.Table:
 
 
 def side_views(journal: Journal) -> dict[str, tuple[list[str], pa.Schema]]:
-    """Every side table as (files, schema), for the SQL session's views."""
-    return {name: (table_files(journal, name), schema) for name, schema in SIDE_TABLES.items()}
+    """Every side table and projection table as (files, schema), for the SQL session's views."""
+    views = {name: (table_files(journal, name), schema) for name, schema in SIDE_TABLES.items()}
+    views.update(projection_tables(journal))
+    return views

@@ -1,0 +1,167 @@
+"""journal bisect: binary search == linear scan on monotone rules (property test), the fallback to a
+linear scan, what it prints (event, explanation, states), global bisection and evaluation counts."""
+
+from __future__ import annotations
+
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from invariant_journals import build
+
+from toolkit.analysis.bisection import bisect_global, bisect_stream, max_evaluations, search_first_failure
+from toolkit.cli.main import cli
+from toolkit.errors import RuleDefinitionError, StreamNotFoundError
+from toolkit.journal import Journal
+
+
+def _expected_first(costs: list[Decimal], limit: Decimal) -> int | None:
+    total = Decimal(0)
+    for i, c in enumerate(costs, start=1):
+        total += c
+        if total > limit:
+            return i
+    return None
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    costs=st.lists(st.decimals(min_value=0, max_value=3, places=2), min_size=1, max_size=40),
+    limit=st.decimals(min_value=0, max_value=20, places=1),
+    rule=st.sampled_from(["budget", "budget_state"]),
+)
+def test_bisection_equals_linear_scan_on_monotone_rules(costs: list[Decimal], limit: Decimal, rule: str) -> None:
+    with Journal.in_memory() as j:
+        j.append("run", [{"event_type": "llm_response", "cost_usd": str(c), "data": {}} for c in costs])
+        params = {"max_cost_usd": str(limit)}
+        fast = bisect_stream(j, rule, "run", params=params)
+        slow = bisect_stream(j, rule, "run", params=params, force_linear=True)
+    assert fast.method == "bisection" and slow.method == "linear scan"
+    assert fast.version == slow.version == _expected_first(costs, limit)
+    assert fast.evaluations <= max_evaluations(len(costs))
+
+
+def test_search_uses_at_most_one_plus_log2_n_evaluations() -> None:
+    for n in (1, 2, 3, 17, 1000, 100_000):
+        for first in {1, n // 3 or 1, n}:
+            calls: list[int] = []
+
+            def probe(v: int, f: int = first, seen: list[int] = calls) -> bool:
+                seen.append(v)
+                return v < f
+
+            found, evaluations = search_first_failure(n, probe)
+            assert found == first and evaluations == len(calls) <= max_evaluations(n) <= 18
+    assert max_evaluations(100_000) == 18
+
+
+def test_a_long_real_stream_bisects_in_few_evaluations(tmp_path: Path) -> None:
+    j = Journal.create(tmp_path / "j")
+    n = 2_000
+    j.append("long", [{"event_type": "llm_response", "cost_usd": "0.01", "data": {}} for _ in range(n)])
+    result = bisect_stream(j, "budget", "long", params={"max_cost_usd": "12.345"})
+    assert result.version == 1235 and result.evaluations <= max_evaluations(n) == 12
+    assert result.probes[0][0] == n  # the head first: does the rule fail at all?
+
+
+def test_what_a_bisection_reports(tmp_path: Path) -> None:
+    j = build(tmp_path / "j", "budget_breach_at_v7")
+    result = bisect_stream(j, "budget", "expensive")
+    assert (result.version, result.method) == (7, "bisection")
+    assert result.message == "cumulative cost $5.250000000 exceeds $5.0"
+    assert result.event is not None and result.event["version"] == 7 and result.event["event_type"] == "llm_response"
+    assert result.explanation is not None and result.explanation["title"]
+    assert Decimal(result.state_before["cost_usd"]) == Decimal("4.75")
+    assert Decimal(result.state_after["cost_usd"]) == Decimal("5.25")
+    holds = bisect_stream(j, "budget", "cheap")
+    assert holds.version is None and holds.evaluations == 1 and holds.event is None
+
+
+def test_rules_not_declared_monotone_get_a_linear_scan(tmp_path: Path) -> None:
+    j = build(tmp_path / "j", "tool_failure_loop")
+    result = bisect_stream(j, "no_tool_failure_loop", "loop")
+    assert (result.method, result.version) == ("linear scan", 6)
+    assert result.note is not None and "does not declare itself monotone" in result.note
+    assert result.message == "tool shell failed 2 times in a row with the same arguments"
+
+
+def test_evidence_against_monotonicity_falls_back_to_a_linear_scan(tmp_path: Path) -> None:
+    """A refund (negative cost) brings the run back under budget: 'budget' is not monotone here."""
+    j = Journal.create(tmp_path / "j")
+    costs = ["1", "5", "-4", "0.5", "0.5", "0.5"]
+    j.append("refunded", [{"event_type": "llm_response", "cost_usd": c, "data": {}} for c in costs])
+    result = bisect_stream(j, "budget", "refunded")
+    assert result.method == "linear scan" and result.version == 2
+    assert result.note is not None and "evidence against monotonicity" in result.note
+
+
+def test_bad_bisect_input(tmp_path: Path) -> None:
+    j = build(tmp_path / "j", "budget_breach_at_v7")
+    with pytest.raises(StreamNotFoundError, match="no stream 'nobody'"):
+        bisect_stream(j, "budget", "nobody")
+    with pytest.raises(RuleDefinitionError, match="judges each stream"):
+        bisect_global(j, "budget")
+
+
+GLOBAL_RULES = '''
+from toolkit.analysis.aggregates import Aggregate
+from toolkit.analysis.rules import python_rule
+
+def count_failures(state, event):
+    if event.event_type == "tool_result" and event.is_error:
+        state[event.tool_name] = state.get(event.tool_name, 0) + 1
+    return state
+
+TOOL_FAILURES = Aggregate("tool_failures", initial=dict, reducer=count_failures, copy=dict)
+
+@python_rule("shell_failures", "The shell tool failed at most twice, journal-wide.", scope="global",
+             aggregate=TOOL_FAILURES, monotone=True, params="max_failures BIGINT = 2")
+def shell_failures(state, p):
+    return state.get("shell", 0) <= p["max_failures"] or f"shell failed {state['shell']} times"
+'''
+
+GLOBAL_SQL = """-- summary: At most two failing tool results in the whole journal so far.
+-- params: max_failures BIGINT = 2
+-- scope: global
+-- monotone: true
+SELECT stream_id, version,
+       count(*) FILTER (WHERE is_error) OVER (ORDER BY position) <= $max_failures AS holds
+FROM events WHERE event_type = 'tool_result'
+"""
+
+
+def test_global_bisection_over_the_journal_in_position_order(tmp_path: Path) -> None:
+    j = build(tmp_path / "j", "budget_breach_at_v7", "tool_failure_loop")
+    py = tmp_path / "global_rules.py"
+    py.write_text(textwrap.dedent(GLOBAL_RULES))
+    sql = tmp_path / "few_tool_failures.sql"
+    sql.write_text(GLOBAL_SQL)
+    # the third shell failure is the loop stream's version 8; positions count on from the first pattern's 10
+    third = next(r["position"] for r in j.read_stream("loop").to_pylist() if r["version"] == 8)
+    for rule, files in (("shell_failures", (str(py),)), ("few_tool_failures", (str(sql),))):
+        result = bisect_global(j, rule, rule_files=files)
+        assert (result.method, result.version) == ("bisection", third), rule
+        assert result.event is not None and result.event["stream_id"] == "loop"
+        linear = bisect_global(j, rule, rule_files=files, force_linear=True)
+        assert linear.version == third
+    assert bisect_global(j, "shell_failures", rule_files=(str(py),), params={"max_failures": "5"}).version is None  # 3 in loop + 2 in varied_retry
+    with pytest.raises(RuleDefinitionError, match="journal bisect shell_failures --global"):
+        bisect_stream(j, "shell_failures", "loop", rule_files=(str(py),))
+
+
+def test_cli_bisect_prints_the_event_its_explanation_and_the_states(tmp_path: Path) -> None:
+    j = build(tmp_path / "j", "budget_breach_at_v7")
+    runner = CliRunner()
+    out = runner.invoke(cli, ["bisect", "-j", str(j.path), "budget", "expensive"])
+    assert out.exit_code == 3, out.output
+    assert "bisection: " in out.output and "rule evaluations over 8 events of stream expensive" in out.output
+    assert "first failing version: 7" in out.output and "explanation: " in out.output
+    assert "cost_usd: 4.750000000 -> 5.250000000" in out.output
+    fine = runner.invoke(cli, ["bisect", "-j", str(j.path), "budget", "cheap"])
+    assert fine.exit_code == 0 and "holds throughout" in fine.output
+    usage = runner.invoke(cli, ["bisect", "-j", str(j.path), "budget"])
+    assert usage.exit_code == 2 and "--global" in usage.output

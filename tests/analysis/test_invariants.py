@@ -1,0 +1,318 @@
+"""Each built-in rule on the fixture journal of the pattern it exists to catch; vectorised == Python;
+rule definitions, parameters, fingerprints and bad rules."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from invariant_journals import DEMO, PATTERNS, build
+
+from toolkit.analysis.invariants import REFERENCE_COLUMNS, REFERENCES
+from toolkit.analysis.regrade import regrade
+from toolkit.analysis.rules import Rule, RuleSet, load_rule_file, sql_rule_from_text
+from toolkit.analysis.verdicts import polars_verdicts
+from toolkit.engines.duckdb_engine import connect
+from toolkit.errors import RuleDefinitionError, RuleNotFoundError
+from toolkit.journal import Journal
+
+
+def failures(journal: Journal, rule: str, **params: Any) -> dict[str, tuple[int, int]]:
+    """stream -> (first failing version, failing events) of one rule's violations."""
+    result = regrade(journal, [rule], params=params, write=False)
+    rows = result.findings.to_pylist()
+    assert all(r["kind"] == "violation" for r in rows), rows
+    return {r["stream_id"]: (r["first_failing_version"], r["failing_events"]) for r in rows}
+
+
+@pytest.fixture(scope="module")
+def journals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Journal]]:
+    root = tmp_path_factory.mktemp("patterns")
+    out = {name: build(root / name, name) for name in PATTERNS}
+    yield out
+    for j in out.values():
+        j.close()
+
+
+def test_no_tool_failure_loop_catches_the_same_failing_call_repeated(journals: dict[str, Journal]) -> None:
+    j = journals["tool_failure_loop"]
+    # loop: shell failed at v3, again with the same args at v6 and v8; varied_retry changed its args
+    assert failures(j, "no_tool_failure_loop") == {"loop": (6, 2)}
+    assert failures(j, "no_tool_failure_loop", times=3) == {"loop": (8, 1)}
+
+
+def test_budget_breaks_at_version_7_and_stays_broken(journals: dict[str, Journal]) -> None:
+    j = journals["budget_breach_at_v7"]
+    assert failures(j, "budget") == {"expensive": (7, 2)}  # 1.5 + 1.75 + 1.5 + 0.5 = 5.25 > 5
+    assert failures(j, "budget", max_cost_usd="3") == {"expensive": (5, 4)}
+    assert failures(j, "budget", max_cost_usd="100", max_tokens="300000") == {"expensive": (6, 3)}
+    assert failures(j, "budget_state") == failures(j, "budget")
+
+
+def test_tool_result_pairing_finds_orphans_missing_and_double_results(journals: dict[str, Journal]) -> None:
+    assert failures(journals["orphan_tool_result"], "tool_result_pairing") == {
+        "orphan": (1, 1),  # a result for a call never made
+        "unanswered": (1, 1),  # a call that never got its result
+        "answered_twice": (1, 2),  # the call got two results: the call and the second result fail
+    }
+
+
+def test_confirmation_before_write_needs_a_clear_yes_in_the_latest_user_message(journals: dict[str, Journal]) -> None:
+    j = journals["unconfirmed_write"]
+    # confirmed: "Yes, send it"; refused: "No, don't"; hedged: "Sure, but wait"; stale_yes: the yes was
+    # for an earlier message; unprompted: no user message at all. draft_email has no side effect.
+    assert failures(j, "confirmation_before_write") == {
+        "refused": (2, 1),
+        "hedged": (2, 1),
+        "stale_yes": (4, 1),
+        "unprompted": (1, 1),
+    }
+    named = failures(j, "confirmation_before_write", tools="draft_email")
+    assert named == {"confirmed": (2, 1)}  # only the named tools count as writes
+    strict = failures(j, "confirmation_before_write", confirm_pattern="(?i)send it")
+    assert "confirmed" not in strict and "stale_yes" in strict
+
+
+def test_journal_integrity_checks_causes_point_to_earlier_events(journals: dict[str, Journal]) -> None:
+    j = journals["broken_causation"]
+    assert failures(j, "journal_integrity") == {"from_the_future": (1, 1), "unknown_cause": (2, 1)}
+    assert failures(j, "journal_integrity", allow_unknown_causes="true") == {"from_the_future": (1, 1)}
+
+
+def test_journal_integrity_finds_a_version_gap_written_behind_the_journals_back(tmp_path: Path) -> None:
+    from helpers import locate, rewrite_parquet, set_cell
+
+    j = build(tmp_path / "j", "budget_breach_at_v7")
+    path, row = locate(j, "expensive", 4)
+    rewrite_parquet(path, lambda t: set_cell(t, "version", row, 40))
+    assert failures(Journal.open(j.path), "journal_integrity") == {"expensive": (5, 2)}  # v4 missing: 40, then 5
+
+
+def test_latency_bounds_tools_and_llm_calls_separately(journals: dict[str, Journal]) -> None:
+    j = journals["slow_tool"]
+    assert failures(j, "latency") == {"slow": (2, 1), "slow_model": (1, 1)}
+    assert failures(j, "latency", max_tool_ms="200") == {"slow": (2, 1), "slow_model": (1, 1), "quick": (1, 1)}
+    assert failures(j, "latency", max_tool_ms="1e9", max_llm_ms="1e9") == {}
+
+
+def test_exactly_once_finds_the_doorbell_rung_twice(journals: dict[str, Journal]) -> None:
+    j = journals["doorbell_rung_twice"]
+    assert failures(j, "exactly_once") == {"order-1-retry": (1, 1)}
+    finding = regrade(j, ["exactly_once"], write=False).findings.to_pylist()[0]
+    assert "charge-order-1 already used by order-1 version 1" in finding["message"]
+
+
+# ---------------------------------------------------------------------- vectorised == Python
+
+
+def _verdicts(journal: Journal, rule: Rule, bound: dict[str, Any]) -> set[tuple[str, int, bool]]:
+    if rule.kind == "sql":
+        session = connect(journal)
+        try:
+            rows = session.query(rule.sql or "", bound).to_pylist()
+        finally:
+            session.close()
+    else:
+        rows = polars_verdicts(journal, rule, bound).collect().to_dicts()
+    return {(r["stream_id"], r["version"], r["holds"]) for r in rows if r["holds"] is not None}
+
+
+def _reference(journal: Journal, name: str, bound: dict[str, Any]) -> set[tuple[str, int, bool]]:
+    rows = journal.read_all(list(REFERENCE_COLUMNS)).sort_by("position").to_pylist()
+    return {(s, v, ok) for s, v, ok, _ in REFERENCES[name](rows, bound)}
+
+
+@pytest.fixture(scope="module")
+def everything(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
+    j = build(tmp_path_factory.mktemp("all") / "j", *PATTERNS)
+    yield j
+    j.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
+    copy = tmp_path_factory.mktemp("demo") / "demo-journal"
+    shutil.copytree(DEMO, copy)
+    j = Journal.open(copy)
+    yield j
+    j.close()
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+@pytest.mark.parametrize("where", ["patterns", "demo"])
+def test_vectorised_rule_equals_the_plain_python_loop(
+    name: str, where: str, everything: Journal, demo: Journal
+) -> None:
+    journal = everything if where == "patterns" else demo
+    rule = RuleSet.load().get(name)
+    bound = rule.bind({"max_cost_usd": "1"} if name == "budget" else {})
+    vectorised = _verdicts(journal, rule, bound)
+    assert vectorised == _reference(journal, name, bound)
+    assert vectorised, "the rule judged nothing: the comparison would be empty"
+
+
+def test_sql_budget_and_python_budget_state_agree_on_the_demo(demo: Journal) -> None:
+    for limit in ("0.5", "2", "5"):
+        assert failures(demo, "budget", max_cost_usd=limit) == failures(demo, "budget_state", max_cost_usd=limit)
+
+
+# ---------------------------------------------------------------------- definitions and bad rules
+
+
+def test_every_builtin_is_registered_with_a_description_and_severity() -> None:
+    rules = RuleSet.load().rules
+    wanted = {"no_tool_failure_loop", "budget", "tool_result_pairing", "confirmation_before_write",
+              "journal_integrity", "latency", "exactly_once"}
+    assert wanted <= set(rules)
+    for r in rules.values():
+        assert r.description and r.severity in {"info", "warning", "error", "critical"}
+    assert rules["budget"].monotone and not rules["latency"].monotone
+
+
+def test_fingerprint_covers_code_and_parameters() -> None:
+    budget = RuleSet.load().get("budget")
+    assert budget.fingerprint(budget.bind({})) == budget.fingerprint(budget.bind({"max_cost_usd": "5"}))
+    assert budget.fingerprint(budget.bind({})) != budget.fingerprint(budget.bind({"max_cost_usd": "4"}))
+    edited = sql_rule_from_text("budget", (budget.sql or "").replace("<=", "<"), "edited.sql")
+    assert edited.fingerprint(edited.bind({})) != budget.fingerprint(budget.bind({}))
+
+
+def test_unknown_rule_lists_the_known_ones(journals: dict[str, Journal]) -> None:
+    with pytest.raises(RuleNotFoundError, match="no rule 'budgett'; known rules: budget, ") as e:
+        regrade(journals["slow_tool"], ["budgett"], write=False)
+    assert "Hint:" in str(e.value)
+
+
+def test_parameters_are_checked(journals: dict[str, Journal]) -> None:
+    j = journals["slow_tool"]
+    with pytest.raises(RuleDefinitionError, match="no chosen rule takes parameter 'colour'"):
+        regrade(j, ["latency"], params={"colour": "red"}, write=False)
+    with pytest.raises(RuleDefinitionError, match="max_tool_ms: 'slow' is not a DOUBLE"):
+        regrade(j, ["latency"], params={"max_tool_ms": "slow"}, write=False)
+    # rule.param=value targets one rule when several share a parameter name
+    both = regrade(j, ["budget", "budget_state"], params={"budget.max_cost_usd": "0"}, write=False)
+    assert {r["rule"] for r in both.findings.to_pylist()} == set()  # no costs in slow_tool: nothing above 0
+
+
+def test_sql_rule_without_the_required_columns_names_what_is_missing(tmp_path: Path, journals: dict[str, Journal]) -> None:
+    path = tmp_path / "half.sql"
+    path.write_text("-- summary: forgets holds\nSELECT stream_id, version FROM events\n")
+    with pytest.raises(RuleDefinitionError, match=r"does not return the column\(s\) holds; it returns stream_id, version"):
+        regrade(journals["slow_tool"], ["half"], rule_files=[str(path)], write=False)
+
+
+def test_user_rules_from_sql_and_python_files(tmp_path: Path, journals: dict[str, Journal]) -> None:
+    sql = tmp_path / "no_big_model.sql"
+    sql.write_text(
+        "-- summary: The big model is never used.\n-- params: model VARCHAR = big-model\n-- severity: warning\n"
+        "SELECT stream_id, version, model IS DISTINCT FROM $model AS holds, 'used ' || model AS message FROM events\n"
+    )
+    py = tmp_path / "my_rules.py"
+    py.write_text(textwrap.dedent('''
+        import polars as pl
+        from toolkit.analysis.rules import polars_rule, python_rule
+
+        @polars_rule("short_tools", "Tools answer in under a bound.", params="max_ms DOUBLE = 1000",
+                     columns=("event_type", "duration_ms"))
+        def short_tools(events, p):
+            return (pl.col("event_type") != "tool_result") | (pl.col("duration_ms").fill_null(0) <= p["max_ms"])
+
+        @python_rule("few_events", "A run has at most n events.", params="n BIGINT = 2")
+        def few_events(state, p):
+            return state.events <= p["n"] or f"{state.events} events"
+    '''))
+    j = journals["slow_tool"]
+    result = regrade(j, ["no_big_model", "short_tools", "few_events"], rule_files=[str(sql), str(py)], write=False)
+    got = {(r["rule"], r["stream_id"], r["first_failing_version"], r["message"]) for r in result.findings.to_pylist()}
+    assert got == {
+        ("no_big_model", "slow_model", 1, "used big-model"),
+        ("short_tools", "slow", 2, None),
+        ("few_events", "slow", 3, "3 events"),
+    }
+    assert {r.name for r in load_rule_file(py)} == {"short_tools", "few_events"}
+
+
+def test_bad_rule_files_are_refused_with_a_reason(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing.py"
+    empty.write_text("x = 1\n")
+    with pytest.raises(RuleDefinitionError, match="defines no rule"):
+        load_rule_file(empty)
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(RuleDefinitionError, match="loading the rules failed: RuntimeError: boom"):
+        load_rule_file(broken)
+    with pytest.raises(RuleDefinitionError, match="no such rule file"):
+        load_rule_file(tmp_path / "absent.sql")
+    headless = tmp_path / "headless.sql"
+    headless.write_text("SELECT 1\n")
+    with pytest.raises(RuleDefinitionError, match="summary"):
+        load_rule_file(headless)
+    wrong = tmp_path / "wrong.sql"
+    wrong.write_text("-- summary: s\n-- severity: fatal\nSELECT 1\n")
+    with pytest.raises(RuleDefinitionError, match="severity 'fatal' is not one of"):
+        load_rule_file(wrong)
+
+
+def test_a_rule_that_raises_is_an_error_finding_not_a_crash(tmp_path: Path, journals: dict[str, Journal]) -> None:
+    py = tmp_path / "raising.py"
+    py.write_text(textwrap.dedent('''
+        from toolkit.analysis.rules import python_rule, polars_rule
+
+        @python_rule("fragile", "Raises on the run's second event.")
+        def fragile(state, p):
+            if state.events == 2:
+                raise ZeroDivisionError("no good")
+            return True
+
+        @polars_rule("broken_polars", "Reads a column that does not exist.", columns=("event_type",))
+        def broken_polars(events, p):
+            import polars as pl
+            return pl.col("no_such_column") > 1
+    '''))
+    j = journals["slow_tool"]
+    result = regrade(j, ["fragile", "broken_polars", "latency"], rule_files=[str(py)], write=False)
+    rows = result.findings.to_pylist()
+    fragile = sorted((r["stream_id"], r["first_failing_version"]) for r in rows if r["rule"] == "fragile")
+    assert fragile == [("slow", 2)]  # the only stream with two events; the others were judged fine
+    assert all(r["kind"] == "error" for r in rows if r["rule"] in {"fragile", "broken_polars"})
+    assert "ZeroDivisionError: no good" in next(r["message"] for r in rows if r["rule"] == "fragile")
+    assert "no_such_column" in next(r["message"] for r in rows if r["rule"] == "broken_polars")
+    assert {r["stream_id"] for r in rows if r["rule"] == "latency"} == {"slow", "slow_model"}  # the rest still ran
+    assert result.summary()["errors"] == 2
+
+
+# ---------------------------------------------------------------------- differential property test
+
+PHRASES = ["yes, send it", "no, don't", "ok go ahead", "wait", "Sure, but not yet", "what now?", "approved"]
+_event = st.one_of(
+    st.builds(lambda t: {"event_type": "user_message", "data": {"text": t}}, st.sampled_from(PHRASES)),
+    st.builds(
+        lambda tool, cid, args, key: {"event_type": "tool_called", "tool_name": tool, "tool_call_id": cid,
+                                      "idempotency_key": key, "data": {"args": args}},
+        st.sampled_from(["search", "send_email"]), st.sampled_from(["c1", "c2", "c3", None]),
+        st.sampled_from(["x", "y"]), st.sampled_from([None, None, "k1", "k2"]),
+    ),
+    st.builds(
+        lambda tool, cid, err: {"event_type": "tool_result", "tool_name": tool, "tool_call_id": cid,
+                                "is_error": err, "data": {"ok": not err}},
+        st.sampled_from(["search", "send_email"]), st.sampled_from(["c1", "c2", "c3", None]), st.booleans(),
+    ),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(streams=st.lists(st.lists(_event, min_size=1, max_size=12), min_size=1, max_size=3))
+def test_vectorised_equals_python_on_random_tool_histories(streams: list[list[dict[str, Any]]]) -> None:
+    rows = [{**e, "stream_id": f"s{i}"} for i, events in enumerate(streams) for e in events]
+    with Journal.in_memory() as j:
+        j.append_batch(rows, stream_type="agent_run")
+        for name in ("no_tool_failure_loop", "confirmation_before_write", "tool_result_pairing", "exactly_once"):
+            rule = RuleSet.load().get(name)
+            bound = rule.bind({})
+            assert _verdicts(j, rule, bound) == _reference(j, name, bound), name

@@ -1,0 +1,154 @@
+"""journal regrade: findings written as one batch, queryable with SQL, reproducible; the summary;
+stream selection; the CLI's output and exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from invariant_journals import PATTERNS, build
+
+from toolkit.analysis.regrade import regrade
+from toolkit.analysis.sql import run_sql
+from toolkit.analysis.verdicts import Selection
+from toolkit.cli.main import cli
+from toolkit.journal import Journal
+from toolkit.journal.prepare import parse_time
+from toolkit.journal.side_tables import read_table
+
+STABLE = ["inputs_sha256", "finding_id", "rule", "rule_fingerprint", "params", "severity", "kind", "stream_id",
+          "stream_type", "first_failing_version", "position", "occurred_at", "event_id", "message", "evidence",
+          "failing_events"]
+
+
+@pytest.fixture
+def patterns(tmp_path: Path) -> Iterator[Journal]:
+    j = build(tmp_path / "j", *PATTERNS)
+    yield j
+    j.close()
+
+
+def test_findings_go_to_the_findings_table_as_one_batch_and_sql_reads_them(patterns: Journal) -> None:
+    result = regrade(patterns, ["budget", "exactly_once", "latency"])
+    assert result.written == result.findings.num_rows == 4
+    rows = run_sql(patterns, "SELECT batch_id, rule, stream_id, first_failing_version FROM findings ORDER BY rule, stream_id")
+    assert {r["batch_id"] for r in rows.to_pylist()} == {result.batch_id}
+    assert [(r["rule"], r["stream_id"], r["first_failing_version"]) for r in rows.to_pylist()] == [
+        ("budget", "expensive", 7), ("exactly_once", "order-1-retry", 1),
+        ("latency", "slow", 2), ("latency", "slow_model", 1),
+    ]
+    finding = next(r for r in result.findings.to_pylist() if r["rule"] == "budget")
+    expensive = {r["version"]: r for r in patterns.read_stream("expensive").to_pylist()}
+    assert finding["position"] == expensive[7]["position"] and finding["event_id"] == expensive[7]["event_id"]
+    assert finding["occurred_at"] == parse_time("2026-03-03T08:05:00Z", "t", 0)
+    assert json.loads(finding["evidence"]) == {"event_type": "llm_response", "failing_versions": [7, 8],
+                                               "last_failing_version": 8}
+    assert json.loads(finding["params"]) == {"max_cost_usd": 5.0, "max_tokens": None}
+
+
+def test_findings_batches_are_reproducible(patterns: Journal) -> None:
+    first = regrade(patterns, ["all"])
+    second = regrade(patterns, ["all"])
+    assert first.batch_id != second.batch_id
+    assert first.findings.select(STABLE).to_pylist() == second.findings.select(STABLE).to_pylist()
+    stored = read_table(patterns, "findings")
+    assert stored.num_rows == 2 * first.findings.num_rows
+    by_batch: dict[str, list[dict[str, object]]] = {}
+    for r in stored.sort_by([("rule", "ascending"), ("finding_id", "ascending")]).select(["batch_id", *STABLE]).to_pylist():
+        by_batch.setdefault(str(r.pop("batch_id")), []).append(r)
+    first_batch, second_batch = by_batch.values()
+    assert first_batch == second_batch
+
+
+def test_new_events_change_the_inputs_and_may_change_the_findings(patterns: Journal) -> None:
+    before = regrade(patterns, ["budget"], write=False)
+    patterns.append("cheap", [{"event_type": "llm_response", "cost_usd": 7, "data": {}}])
+    after = regrade(patterns, ["budget"], write=False)
+    assert before.inputs_sha256 != after.inputs_sha256
+    assert {r["stream_id"] for r in after.findings.to_pylist()} == {"expensive", "cheap"}
+
+
+def test_summary_counts_streams_and_failures_per_day_since_the_first(patterns: Journal) -> None:
+    s = regrade(patterns, ["budget", "latency", "exactly_once"], write=False).summary()
+    assert s["streams_checked"] == 22  # 2 + 2 + 4 + 5 + 3 + 3 + 3 streams in the patterns
+    assert s["streams_failing"] == 4
+    assert s["first_failure"]["rule"] == "budget" and s["first_failure"]["stream_id"] == "expensive"
+    assert s["failures_per_day"] == {"2026-03-03": 1, "2026-03-04": 0, "2026-03-05": 0, "2026-03-06": 0,
+                                     "2026-03-07": 0, "2026-03-08": 2, "2026-03-09": 1}
+
+
+def test_selection_picks_whole_streams(patterns: Journal) -> None:
+    def streams(selection: Selection) -> tuple[int, set[str]]:
+        r = regrade(patterns, ["latency", "budget"], selection=selection, write=False)
+        return r.streams_checked, {f["stream_id"] for f in r.findings.to_pylist()}
+
+    assert streams(Selection(streams=("slow", "quick"))) == (2, {"slow"})
+    assert streams(Selection(agents=("summariser",))) == (2, {"expensive"})
+    # the window selects streams with an event inside it; they are judged whole
+    assert streams(Selection(since=parse_time("2026-03-03T08:04:30Z", "s", 0),
+                             until=parse_time("2026-03-03T09:00:00Z", "u", 0))) == (1, {"expensive"})
+    assert streams(Selection(stream_types=("other",))) == (0, set())
+
+
+def test_dry_run_writes_nothing(patterns: Journal) -> None:
+    regrade(patterns, ["all"], write=False)
+    assert read_table(patterns, "findings").num_rows == 0
+
+
+def test_cli_prints_the_summary_and_exits_3_on_findings(patterns: Journal) -> None:
+    runner = CliRunner()
+    out = runner.invoke(cli, ["regrade", "-j", str(patterns.path), "budget", "latency"])
+    assert out.exit_code == 3, out.output
+    assert "streams checked: 22, failing: 3" in out.output
+    assert "first failing event: expensive v7" in out.output
+    ok = runner.invoke(cli, ["regrade", "-j", str(patterns.path), "budget", "-p", "max_cost_usd=100", "--format", "json"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout == "" or ok.stdout.strip() == ""
+    listed = runner.invoke(cli, ["regrade", "-j", str(patterns.path), "--list", "--format", "csv"])
+    assert listed.exit_code == 0 and "exactly_once,sql,critical" in listed.output
+
+
+def test_cli_refuses_bad_input_with_a_hint(patterns: Journal) -> None:
+    runner = CliRunner()
+    none = runner.invoke(cli, ["regrade", "-j", str(patterns.path)])
+    assert none.exit_code == 2 and "name one or more rules" in none.output
+    when = runner.invoke(cli, ["regrade", "-j", str(patterns.path), "budget", "--since", "yesterday"])
+    assert when.exit_code == 2 and "--since" in when.output
+
+
+def test_python_rules_in_worker_processes_find_what_one_process_finds(patterns: Journal, tmp_path: Path) -> None:
+    py = tmp_path / "rules.py"
+    py.write_text(
+        "from toolkit.analysis.rules import python_rule\n\n"
+        "@python_rule('few_events', 'At most n events.', params='n BIGINT = 3')\n"
+        "def few_events(state, p):\n"
+        "    return state.events <= p['n'] or f\"{state.events} events\"\n"
+    )
+    names = ["budget_state", "few_events"]
+    one = regrade(patterns, names, rule_files=[str(py)], workers=1, write=False).findings
+    two = regrade(patterns, names, rule_files=[str(py)], workers=2, write=False).findings
+    assert one.select(STABLE).to_pylist() == two.select(STABLE).to_pylist()
+    assert {r["kind"] for r in two.to_pylist()} == {"violation"}
+    assert {(r["rule"], r["stream_id"]) for r in two.to_pylist()} >= {("budget_state", "expensive"), ("few_events", "loop")}
+
+
+@pytest.mark.slow
+def test_make_demo_regrades_bisects_and_summarises(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".venv" / "bin" / "journal").exists():
+        pytest.skip("make demo needs the project's .venv (make test creates it)")
+    env = {k: v for k, v in os.environ.items() if k != "AGENT_JOURNAL"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run(["make", "demo", f"JOURNAL={tmp_path / 'demo'}", "RUNS=40"], cwd=root, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "streams checked: " in proc.stdout and "first failing event: " in proc.stdout
+    assert "bisection: " in proc.stdout and "first failing version: " in proc.stdout
+    assert "state before -> after" in proc.stdout

@@ -1,0 +1,328 @@
+"""``journal bisect``: the first version (or journal position) where a rule stops holding.
+
+``P(v)`` is the rule's verdict on the stream as it stood after version ``v``, as if nothing
+later existed: SQL and Polars rules are evaluated over the stream's events up to ``v`` (other
+streams stay visible to SQL rules) and the verdict of the latest event they speak about counts;
+Python rules judge ``state_at(version=v)`` (snapshots make that cheap).
+
+Binary search is valid only for monotone rules (once broken, stays broken): it takes
+``1 + ceil(log2(n))`` evaluations (18 for a 100,000-event stream). A rule that does not declare
+itself monotone gets a linear scan, and so does a bisection that sees evidence against
+monotonicity (a verdict that holds after an earlier one failed); the result says which method ran
+and why. The linear scan judges every event once, exactly as ``journal regrade`` does.
+
+``bisect_global`` does the same over the whole journal in position (commit) order, for rules of
+``scope`` global: a SQL rule over every event, or a Python rule whose aggregate folds the
+journal-wide state (a user-supplied global reducer).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from toolkit.analysis.rules import Rule, RuleSet
+from toolkit.analysis.verdicts import polars_verdicts, sql_global_verdicts, sql_prefix_verdicts
+from toolkit.engines import duckdb_engine
+from toolkit.engines.polars_engine import scan_events
+from toolkit.errors import RuleDefinitionError, StreamNotFoundError
+from toolkit.journal.store import Journal
+
+
+@dataclass
+class BisectResult:
+    rule: str
+    stream_id: str | None  # None: a global bisection
+    method: str  # "bisection" | "linear scan"
+    evaluations: int
+    events: int  # events in the stream (or journal) searched
+    version: int | None = None  # first failing version (stream) or position (global); None: always holds
+    note: str | None = None  # why the method was chosen / what was seen
+    message: str | None = None
+    event: dict[str, Any] | None = None
+    explanation: dict[str, Any] | None = None
+    state_before: Any = None
+    state_after: Any = None
+    probes: list[tuple[int, bool]] = field(default_factory=list)  # (version, holds) in the order evaluated
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "stream_id": self.stream_id,
+            "first_failing": self.version,
+            "method": self.method,
+            "evaluations": self.evaluations,
+            "events": self.events,
+            "note": self.note,
+            "message": self.message,
+        }
+
+
+class _NotMonotone(Exception):
+    """A probe saw a verdict that holds after an earlier failing one."""
+
+
+def search_first_failure(n: int, probe: Callable[[int], bool]) -> tuple[int | None, int]:
+    """Smallest v in 1..n with ``probe(v)`` False, assuming monotone; (None, evals) if P(n) holds.
+
+    >>> search_first_failure(100_000, lambda v: v < 31_337)
+    (31337, 18)
+    >>> search_first_failure(10, lambda v: True)
+    (None, 1)
+    """
+    evaluations = 1
+    if n == 0 or probe(n):
+        return None, evaluations
+    lo, hi = 0, n  # P(lo) holds (the empty prefix), P(hi) fails
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        evaluations += 1
+        if probe(mid):
+            lo = mid
+        else:
+            hi = mid
+    return hi, evaluations
+
+
+def max_evaluations(n: int) -> int:
+    """Upper bound of ``search_first_failure`` on n events: 1 + ceil(log2 n)."""
+    return 1 + (math.ceil(math.log2(n)) if n > 1 else 0)
+
+
+def bisect_stream(
+    journal: Journal,
+    rule_name: str,
+    stream_id: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    rule_files: tuple[str, ...] = (),
+    force_linear: bool = False,
+) -> BisectResult:
+    """First version of ``stream_id`` where the rule stops holding (see the module docstring)."""
+    rule = RuleSet.load(rule_files).get(rule_name)
+    if rule.scope != "stream":
+        raise RuleDefinitionError(
+            f"rule {rule.name} judges the whole journal in time order", hint=f"use: journal bisect {rule.name} --global"
+        )
+    bound = rule.bind(params or {})
+    n = journal.stream_version(stream_id)
+    if n == 0:
+        raise StreamNotFoundError(
+            f"no stream {stream_id!r} in {journal.path}", hint="list streams with: journal streams", stream_id=stream_id
+        )
+    probes: list[tuple[int, bool]] = []
+    messages: dict[int, str | None] = {}
+    session = duckdb_engine.connect(journal) if rule.kind == "sql" else None
+    try:
+        def probe(v: int) -> bool:
+            ok, message = _probe_stream(journal, session, rule, bound, stream_id, v)
+            probes.append((v, ok))
+            messages[v] = message
+            return ok
+
+        note = None
+        if rule.monotone and not force_linear:
+            try:
+                version, evaluations = search_first_failure(n, probe)
+                result = BisectResult(rule.name, stream_id, "bisection", evaluations, n, version,
+                                      f"binary search over {n} versions (rule declared monotone)", probes=probes)
+                result.message = messages.get(version) if version else None
+                return _describe(journal, rule, result)
+            except _NotMonotone as e:
+                note = f"bisection saw evidence against monotonicity ({e}); fell back to a linear scan"
+        elif force_linear:
+            note = "linear scan requested"
+        else:
+            note = f"rule {rule.name} does not declare itself monotone: linear scan"
+        version, message, evaluations = _linear_stream(journal, session, rule, bound, stream_id)
+        result = BisectResult(rule.name, stream_id, "linear scan", evaluations, n, version, note, message, probes=probes)
+        return _describe(journal, rule, result)
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _probe_stream(
+    journal: Journal, session: duckdb_engine.Session | None, rule: Rule, bound: dict[str, Any], stream_id: str, v: int
+) -> tuple[bool, str | None]:
+    if rule.kind == "python":
+        from toolkit.analysis.replay import state_at
+        from toolkit.analysis.state_rules import judge, rule_aggregate
+
+        return judge(rule, state_at(journal, stream_id, version=v, aggregate=rule_aggregate(rule)), bound)
+    if rule.kind == "sql":
+        assert session is not None
+        verdicts = sql_prefix_verdicts(session, rule, bound, stream_id, v)
+    else:
+        frame = polars_verdicts(journal, rule, bound, stream_ids=[stream_id], up_to_version=v)
+        frame = frame.filter(pl.col("stream_id") == stream_id, pl.col("holds").is_not_null()).sort("version")
+        verdicts = list(frame.select("version", "holds", "message").collect().iter_rows())
+    if not verdicts:
+        return True, None
+    last_version, last_ok, last_message = verdicts[-1]
+    if last_ok:
+        broken = next((ver for ver, ok, _ in verdicts if not ok), None)
+        if broken is not None:
+            raise _NotMonotone(f"the verdict at version {last_version} holds after version {broken} failed")
+    return bool(last_ok), last_message
+
+
+def _linear_stream(
+    journal: Journal, session: duckdb_engine.Session | None, rule: Rule, bound: dict[str, Any], stream_id: str
+) -> tuple[int | None, str | None, int]:
+    """(first failing version, message, rule evaluations) judging every event once."""
+    if rule.kind == "python":
+        from toolkit.analysis.replay import fold_states
+        from toolkit.analysis.state_rules import judge, rule_aggregate
+
+        evaluations = 0
+        for version, state in fold_states(journal, stream_id, rule_aggregate(rule)):
+            evaluations += 1
+            ok, message = judge(rule, state, bound)
+            if not ok:
+                return version, message, evaluations
+        return None, None, evaluations
+    if rule.kind == "sql":
+        assert session is not None
+        n = journal.stream_version(stream_id)
+        rows = sql_prefix_verdicts(session, rule, bound, stream_id, n)
+    else:
+        frame = polars_verdicts(journal, rule, bound, stream_ids=[stream_id]).filter(pl.col("stream_id") == stream_id)
+        rows = list(frame.sort("version").select("version", "holds", "message").collect().iter_rows())
+    first = next(((v, m) for v, ok, m in rows if ok is False), None)
+    return (first[0], first[1], 1) if first else (None, None, 1)
+
+
+def _describe(journal: Journal, rule: Rule, result: BisectResult) -> BisectResult:
+    """Attach the failing event, its explanation and the agent-run state before and after it."""
+    if result.version is None or result.stream_id is None:
+        return result
+    from toolkit.analysis.explain import explain_event
+    from toolkit.analysis.replay import state_at
+    from toolkit.analysis.state_rules import rule_aggregate
+
+    table = journal.read_stream(result.stream_id)
+    rows = [r for r in table.to_pylist() if r["version"] == result.version]
+    if rows:
+        result.event = rows[0]
+        e = explain_event(rows[0])
+        result.explanation = {"title": e.title, "summary": e.summary, "tags": list(e.tags)}
+    aggregate = rule_aggregate(rule)
+    before = state_at(journal, result.stream_id, version=result.version - 1, aggregate=aggregate)
+    after = state_at(journal, result.stream_id, version=result.version, aggregate=aggregate)
+    result.state_before, result.state_after = aggregate.to_dict(before), aggregate.to_dict(after)
+    return result
+
+
+# ---------------------------------------------------------------------- global
+
+
+def bisect_global(
+    journal: Journal,
+    rule_name: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    rule_files: tuple[str, ...] = (),
+    force_linear: bool = False,
+) -> BisectResult:
+    """First journal position where a global rule stops holding (events in position order)."""
+    rule = RuleSet.load(rule_files).get(rule_name)
+    if rule.scope != "global":
+        raise RuleDefinitionError(
+            f"rule {rule.name} judges each stream, not the journal as a whole",
+            hint=f"bisect one stream with: journal bisect {rule.name} STREAM",
+        )
+    bound = rule.bind(params or {})
+    positions = scan_events(journal).select("position").sort("position").collect().get_column("position").to_list()
+    n = len(positions)
+    probes: list[tuple[int, bool]] = []
+    session = duckdb_engine.connect(journal) if rule.kind == "sql" else None
+    folder = _GlobalFolder(journal, rule, bound) if rule.kind == "python" else None
+    try:
+        def probe(k: int) -> bool:
+            if folder is not None:
+                ok = folder.holds_after(k)
+            else:
+                assert session is not None
+                verdicts = sql_global_verdicts(session, rule, bound, positions[k - 1])
+                ok = verdicts[-1][1] if verdicts else True
+                if ok and any(not v for _, v in verdicts):
+                    raise _NotMonotone(f"holds at position {positions[k - 1]} after an earlier failure")
+            probes.append((positions[k - 1], ok))
+            return ok
+
+        note = None
+        if rule.monotone and not force_linear:
+            try:
+                k, evaluations = search_first_failure(n, probe)
+                result = BisectResult(rule.name, None, "bisection", evaluations, n,
+                                      positions[k - 1] if k else None, "binary search over the journal in position order",
+                                      probes=probes)
+                return _describe_global(journal, result)
+            except _NotMonotone as e:
+                note = f"bisection saw evidence against monotonicity ({e}); fell back to a linear scan"
+        else:
+            note = "linear scan requested" if force_linear else f"rule {rule.name} is not declared monotone: linear scan"
+        if folder is not None:
+            folder = _GlobalFolder(journal, rule, bound)
+            first, evaluations = None, 0
+            for k in range(1, n + 1):
+                evaluations += 1
+                if not folder.holds_after(k):
+                    first = positions[k - 1]
+                    break
+        else:
+            assert session is not None
+            verdicts = sql_global_verdicts(session, rule, bound, positions[-1] if positions else 0)
+            first = next((p for p, ok in verdicts if not ok), None)
+            evaluations = 1
+        return _describe_global(journal, BisectResult(rule.name, None, "linear scan", evaluations, n, first, note, probes=probes))
+    finally:
+        if session is not None:
+            session.close()
+
+
+class _GlobalFolder:
+    """Folds the journal-wide state forward; probes at lower positions restart from a kept copy."""
+
+    def __init__(self, journal: Journal, rule: Rule, bound: dict[str, Any]) -> None:
+        from toolkit.analysis.aggregates import EVENT_COLUMNS, Event
+
+        self.rule, self.bound, self.aggregate = rule, bound, rule.aggregate
+        frame = (
+            scan_events(journal).select(list(EVENT_COLUMNS)).with_columns(pl.col("occurred_at").dt.epoch("us"))
+            .sort("position").collect()
+        )
+        self.events = [Event(r) for r in frame.iter_rows()]
+        self.kept: dict[int, Any] = {0: self.aggregate.initial()}
+
+    def holds_after(self, k: int) -> bool:
+        from toolkit.analysis.state_rules import fold_event, judge
+
+        start = max(i for i in self.kept if i <= k)
+        state = self.aggregate.copy(self.kept[start])
+        for e in self.events[start:k]:
+            state = fold_event(self.aggregate, state, e)
+        self.kept[k] = self.aggregate.copy(state)
+        return judge(self.rule, state, self.bound)[0]
+
+
+def _describe_global(journal: Journal, result: BisectResult) -> BisectResult:
+    if result.version is None:
+        return result
+    from toolkit.analysis.explain import explain_event
+
+    rows = scan_events(journal).filter(pl.col("position") == result.version).collect().to_dicts()
+    if rows:
+        result.event = rows[0]
+        result.stream_id = None
+        e = explain_event(rows[0])
+        result.explanation = {"title": e.title, "summary": e.summary, "tags": list(e.tags)}
+    return result
+
+
+__all__ = ["BisectResult", "bisect_global", "bisect_stream", "max_evaluations", "search_first_failure"]

@@ -1,0 +1,277 @@
+"""``journal regrade``: judge every selected stream by rules, write the findings as one batch.
+
+For each rule and failing stream a finding row names the rule, its fingerprint (code and
+parameters), the stream, the first failing event (version, position, time, id), the message
+there, the evidence (the first failing versions, the last one) and how many events fail. A rule
+that raises becomes a finding of kind ``error`` carrying the exception instead of stopping the
+re-grade. All rows of one run share a ``batch_id`` and go to the ``findings`` table in one commit;
+``finding_id`` and ``inputs_sha256`` are derived from what was judged, so the same journal and the
+same rules give the same findings (``test_findings_batches_are_reproducible``).
+
+SQL and Polars rules run vectorised over all streams at once; Python rules fold each stream's
+state in worker processes (see ``toolkit.analysis.state_rules``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from toolkit.analysis.rules import Rule, RuleSet
+from toolkit.analysis.verdicts import (
+    FAILURE_SCHEMA,
+    Selection,
+    count_streams,
+    polars_failures,
+    selected_stream_ids,
+    sql_failures,
+)
+from toolkit.engines import duckdb_engine
+from toolkit.errors import RuleDefinitionError, ToolkitError
+from toolkit.journal.side_tables import SIDE_TABLES, append_rows
+from toolkit.journal.store import Journal
+
+FINDINGS_SCHEMA = SIDE_TABLES["findings"]
+FINDING_NAMESPACE = uuid.UUID("9d2c0a44-5b7e-5e0f-8a43-0f6b3f1d7c21")
+
+
+@dataclass
+class RegradeResult:
+    batch_id: str
+    inputs_sha256: str
+    findings: pa.Table  # FINDINGS_SCHEMA without graded_at
+    streams_checked: int
+    rules: list[dict[str, Any]] = field(default_factory=list)  # per rule: name, fingerprint, streams failing, errors
+    written: int = 0
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.findings.num_rows > 0)
+
+    def summary(self) -> dict[str, Any]:
+        """Streams checked and failing, the first failing event of the journal, failures per day since."""
+        rows = [r for r in self.findings.to_pylist() if r["kind"] == "violation"]
+        errors = self.findings.num_rows - len(rows)
+        failing_streams = {r["stream_id"] for r in rows}
+        first = min(rows, key=lambda r: (r["occurred_at"], r["position"]), default=None)
+        per_day: dict[str, int] = {}
+        if first is not None:
+            counts = Counter(r["occurred_at"].date() for r in rows)
+            day, last = first["occurred_at"].date(), max(counts)
+            while day <= last:
+                per_day[day.isoformat()] = counts.get(day, 0)
+                day += dt.timedelta(days=1)
+        return {
+            "batch_id": self.batch_id,
+            "streams_checked": self.streams_checked,
+            "streams_failing": len(failing_streams),
+            "findings": len(rows),
+            "errors": errors,
+            "first_failure": None
+            if first is None
+            else {
+                "rule": first["rule"],
+                "stream_id": first["stream_id"],
+                "version": first["first_failing_version"],
+                "occurred_at": first["occurred_at"].isoformat(),
+                "message": first["message"],
+            },
+            "failures_per_day": per_day,
+            "rules": self.rules,
+        }
+
+
+def split_params(rules: Sequence[Rule], params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``-p name=value`` goes to every chosen rule that declares ``name``; ``rule.name=value`` to one rule."""
+    out: dict[str, dict[str, Any]] = {r.name: {} for r in rules}
+    for key, value in params.items():
+        rule_name, dot, name = key.rpartition(".")
+        targets = [r for r in rules if (not dot or r.name == rule_name) and any(p.name == name for p in r.params)]
+        if not targets:
+            known = sorted({f"{r.name}.{p.name}" for r in rules for p in r.params})
+            raise RuleDefinitionError(
+                f"no chosen rule takes parameter {key!r}",
+                hint=f"parameters of the chosen rules: {', '.join(known) or 'none'}",
+            )
+        for r in targets:
+            out[r.name][name] = value
+    return out
+
+
+def resolve_rules(names: Sequence[str], rule_set: RuleSet) -> list[Rule]:
+    if not names:
+        raise RuleDefinitionError(
+            "no rule named", hint=f"name one or more rules, or 'all': {', '.join(rule_set.names())}"
+        )
+    if list(names) == ["all"]:
+        return [r for r in rule_set.rules.values() if r.scope == "stream"]
+    return [rule_set.get(n) for n in dict.fromkeys(names)]
+
+
+def regrade(
+    journal: Journal,
+    rule_names: Sequence[str],
+    *,
+    params: Mapping[str, Any] | None = None,
+    rule_files: Sequence[str] = (),
+    selection: Selection | None = None,
+    write: bool = True,
+    workers: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RegradeResult:
+    """Judge the selected streams by the named rules (``all``: every stream rule) and record findings."""
+    selection = selection or Selection()
+    rule_set = RuleSet.load(rule_files)
+    rules = resolve_rules(rule_names, rule_set)
+    for r in rules:
+        if r.scope != "stream":
+            raise RuleDefinitionError(
+                f"rule {r.name} judges the whole journal in time order, not streams",
+                hint=f"bisect it with: journal bisect {r.name} --global",
+            )
+    per_rule = split_params(rules, params or {})
+    bound = {r.name: r.bind(per_rule[r.name]) for r in rules}
+    session = duckdb_engine.connect(journal)
+    try:
+        streams_checked = count_streams(session, selection)
+        ids = selected_stream_ids(session, selection)
+        results: list[tuple[Rule, str, pa.Table | None, str | None]] = []
+        for rule in rules:
+            if progress:
+                progress(rule.name)
+            fingerprint = rule.fingerprint(bound[rule.name])
+            try:
+                failures = _failures(journal, session, rule, bound[rule.name], selection, ids, workers)
+            except RuleDefinitionError:
+                raise
+            except (ToolkitError, Exception) as e:  # a rule that raises is a finding, not a crash
+                results.append((rule, fingerprint, None, f"{type(e).__name__}: {e}"))
+                continue
+            results.append((rule, fingerprint, failures, None))
+    finally:
+        session.close()
+    inputs = _inputs_sha256(journal, [(r.name, fp) for r, fp, _, _ in results], selection)
+    batch_id = str(uuid.uuid4())
+    rows: list[dict[str, Any]] = []
+    summaries = []
+    for rule, fingerprint, failures, error in results:
+        p_json = json.dumps({k: _jsonable(v) for k, v in sorted(bound[rule.name].items())}, sort_keys=True)
+        base = {"batch_id": batch_id, "inputs_sha256": inputs, "rule": rule.name, "rule_fingerprint": fingerprint,
+                "params": p_json, "severity": rule.severity}
+        if error is not None:
+            rows.append({**base, **_error_row(rule, fingerprint, error)})
+            summaries.append({"rule": rule.name, "fingerprint": fingerprint, "streams_failing": 0, "errors": 1})
+            continue
+        assert failures is not None
+        errors = 0
+        for f in failures.to_pylist():
+            kind = f.pop("kind", "violation")
+            errors += kind == "error"
+            rows.append({**base, **_finding_row(f, kind, fingerprint)})
+        summaries.append({"rule": rule.name, "fingerprint": fingerprint,
+                          "streams_failing": failures.num_rows - errors, "errors": errors})
+    rows.sort(key=lambda r: (r["rule"], r["stream_id"] or "", r["first_failing_version"] or 0, r["kind"]))
+    schema = pa.schema([f for f in FINDINGS_SCHEMA if f.name != "graded_at"])
+    table = pa.Table.from_pylist(rows, schema=schema)
+    result = RegradeResult(batch_id, inputs, table, streams_checked, summaries)
+    if write:
+        result.written = append_rows(journal, "findings", rows)
+    return result
+
+
+def _failures(
+    journal: Journal,
+    session: duckdb_engine.Session,
+    rule: Rule,
+    bound: dict[str, Any],
+    selection: Selection,
+    ids: list[str] | None,
+    workers: int | None,
+) -> pa.Table:
+    if rule.kind == "sql":
+        return sql_failures(session, rule, bound, selection)
+    if rule.kind == "polars":
+        return polars_failures(journal, rule, bound, ids)
+    from toolkit.analysis.state_rules import python_failures
+
+    return python_failures(journal, rule, bound, ids, workers=workers)
+
+
+def _finding_row(f: dict[str, Any], kind: str, fingerprint: str) -> dict[str, Any]:
+    evidence = {
+        "event_type": f["event_type"],
+        "failing_versions": f["failing_versions"],
+        "last_failing_version": f["last_failing_version"],
+    }
+    if kind == "error":
+        evidence["error"] = f["message"]
+    return {
+        "finding_id": str(uuid.uuid5(FINDING_NAMESPACE, f"{fingerprint}/{kind}/{f['stream_id']}/{f['version']}")),
+        "kind": kind,
+        "stream_id": f["stream_id"],
+        "stream_type": f["stream_type"],
+        "first_failing_version": f["version"],
+        "position": f["position"],
+        "occurred_at": f["occurred_at"],
+        "event_id": f["event_id"],
+        "message": f["message"],
+        "evidence": json.dumps(evidence, sort_keys=True),
+        "failing_events": f["failing_events"],
+    }
+
+
+def _error_row(rule: Rule, fingerprint: str, error: str) -> dict[str, Any]:
+    return {
+        "finding_id": str(uuid.uuid5(FINDING_NAMESPACE, f"{fingerprint}/error")),
+        "kind": "error",
+        "stream_id": None,
+        "stream_type": None,
+        "first_failing_version": None,
+        "position": None,
+        "occurred_at": None,
+        "event_id": None,
+        "message": f"rule {rule.name} raised {error}",
+        "evidence": json.dumps({"error": error, "origin": rule.origin}, sort_keys=True),
+        "failing_events": None,
+    }
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return [str(x) for x in v]
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    return str(v)
+
+
+def _inputs_sha256(journal: Journal, fingerprints: list[tuple[str, str]], selection: Selection) -> str:
+    """What a batch judged: the journal up to its last position, the rules, the selection."""
+    doc = json.dumps(
+        {"max_position": journal.max_position(), "rules": sorted(fingerprints), "selection": selection.describe()},
+        sort_keys=True,
+    )
+    return hashlib.sha256(doc.encode()).hexdigest()
+
+
+def latest_failing_stream(journal: Journal, rule: str) -> str | None:
+    """The first failing stream (earliest first failure) of ``rule`` in its latest findings batch."""
+    from toolkit.journal.side_tables import read_table
+
+    rows = [r for r in read_table(journal, "findings").to_pylist() if r["rule"] == rule and r["kind"] == "violation"]
+    if not rows:
+        return None
+    latest = max(rows, key=lambda r: r["graded_at"])["batch_id"]
+    batch = [r for r in rows if r["batch_id"] == latest]
+    first = min(batch, key=lambda r: (r["occurred_at"], r["position"]))
+    return str(first["stream_id"])
+
+
+__all__ = ["FAILURE_SCHEMA", "RegradeResult", "Selection", "latest_failing_stream", "regrade", "resolve_rules", "split_params"]

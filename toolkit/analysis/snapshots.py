@@ -1,0 +1,169 @@
+"""Snapshots: aggregate states kept in the journal's ``snapshots`` table, so folds start late.
+
+A snapshot row is (stream, version, aggregate, fingerprint, state as JSON). ``state_at`` starts
+from the nearest snapshot at or below the version asked for whose fingerprint is the
+aggregate's current one: after the reducer or an event model changes, old snapshots are
+ignored (and ``take_snapshots`` writes new ones).
+
+>>> from toolkit.journal import Journal
+>>> j = Journal.in_memory()
+>>> _ = j.append("r", [{"event_type": "llm_response", "model": "m", "tokens_in": 5, "data": {}}] * 10)
+>>> take_snapshots(j, every=4).written
+2
+>>> nearest_snapshot(j, "r", AGENT_RUN, 9)[0]
+8
+>>> j.close()
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.analysis.agent_run import AGENT_RUN
+from toolkit.analysis.aggregates import Aggregate, ReplayProblem
+from toolkit.errors import ReplayError
+from toolkit.journal.side_tables import append_rows, read_table
+from toolkit.journal.store import Journal
+
+SNAPSHOTS = "snapshots"
+
+
+@dataclass
+class _Index:
+    delta_version: int
+    # (stream, aggregate, fingerprint) -> sorted versions, and the state JSON of each
+    versions: dict[tuple[str, str, str], list[int]]
+    states: dict[tuple[str, str, str, int], str]
+
+
+_INDEX: dict[str, _Index] = {}
+
+
+def _log_dir(journal: Journal) -> Path:
+    return Path(journal.path) / SNAPSHOTS / "_delta_log"
+
+
+def _latest_version(journal: Journal, seen: int | None) -> int:
+    """The snapshot table's Delta version (-1: none), by looking at its numbered log files."""
+    log = _log_dir(journal)
+    if seen is not None and seen >= 0 and not (log / f"{seen + 1:020d}.json").exists():
+        return seen
+    if not log.is_dir():
+        return -1
+    versions = [int(p.name[:20]) for p in log.glob("*.json") if p.name[:20].isdigit()]
+    return max(versions, default=-1)
+
+
+def _index(journal: Journal) -> _Index:
+    key = str(journal.path)
+    hit = _INDEX.get(key)
+    version = _latest_version(journal, hit.delta_version if hit else None)
+    if hit is not None and hit.delta_version == version:
+        return hit
+    versions: dict[tuple[str, str, str], list[int]] = {}
+    states: dict[tuple[str, str, str, int], str] = {}
+    if version >= 0:
+        t = read_table(journal, SNAPSHOTS)
+        for sid, v, agg, fp, state in zip(
+            t.column("stream_id").to_pylist(),
+            t.column("version").to_pylist(),
+            t.column("aggregate").to_pylist(),
+            t.column("fingerprint").to_pylist(),
+            t.column("state").to_pylist(),
+            strict=True,
+        ):
+            versions.setdefault((sid, agg, fp), []).append(v)
+            states[(sid, agg, fp, v)] = state
+        for vs in versions.values():
+            vs.sort()
+    idx = _Index(version, versions, states)
+    _INDEX[key] = idx
+    return idx
+
+
+def nearest_snapshot(journal: Journal, stream_id: str, aggregate: Aggregate[Any], version: int) -> tuple[int, Any] | None:
+    """(version, state) of the latest snapshot at or below ``version`` with the current fingerprint."""
+    if aggregate.from_dict is None:
+        return None
+    idx = _index(journal)
+    versions = idx.versions.get((stream_id, aggregate.name, aggregate.fingerprint))
+    if not versions:
+        return None
+    i = bisect.bisect_right(versions, version)
+    if i == 0:
+        return None
+    v = versions[i - 1]
+    state = aggregate.from_dict(json.loads(idx.states[(stream_id, aggregate.name, aggregate.fingerprint, v)]))
+    return v, state
+
+
+@dataclass
+class SnapshotReport:
+    streams: int = 0
+    events_folded: int = 0
+    written: int = 0
+    already_present: int = 0
+    problems: int = 0
+    aggregate: str = ""
+    fingerprint: str = ""
+
+
+def take_snapshots(
+    journal: Journal,
+    *,
+    every: int,
+    aggregate: Aggregate[Any] = AGENT_RUN,
+    stream_ids: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SnapshotReport:
+    """Snapshot every stream (or ``stream_ids``) at versions every, 2·every, … (one commit).
+
+    Versions already snapshotted with the current fingerprint are not written again.
+    """
+    if every < 1:
+        raise ReplayError(f"--every {every}: snapshots need a positive interval", hint="e.g. --every 1000")
+    if aggregate.from_dict is None:
+        raise ReplayError(
+            f"aggregate {aggregate.name!r} cannot be snapshotted: it has no from_dict",
+            hint="give the Aggregate to_dict/from_dict functions that round-trip its state through JSON",
+        )
+    from toolkit.analysis.replay import _fold, stream_events
+
+    heads = journal.heads()
+    ids = sorted(stream_ids) if stream_ids is not None else sorted(s for s, h in heads.items() if h.version >= every)
+    report = SnapshotReport(aggregate=aggregate.name, fingerprint=aggregate.fingerprint)
+    idx = _index(journal)
+    rows: list[dict[str, Any]] = []
+    problems: list[ReplayProblem] = []
+    for n, sid in enumerate(ids):
+        events = stream_events(journal, sid)
+        report.streams += 1
+        have = set(idx.versions.get((sid, aggregate.name, aggregate.fingerprint), ()))
+        state = aggregate.initial()
+        for lo in range(0, len(events) - every + 1, every):
+            chunk = events[lo : lo + every]
+            state = _fold(aggregate, chunk, state, problems)
+            report.events_folded += len(chunk)
+            v = chunk[-1].version
+            if v in have:
+                report.already_present += 1
+                continue
+            rows.append(
+                {
+                    "stream_id": sid,
+                    "version": v,
+                    "aggregate": aggregate.name,
+                    "fingerprint": aggregate.fingerprint,
+                    "state": json.dumps(aggregate.to_dict(state), sort_keys=True, default=str),
+                }
+            )
+        if progress is not None:
+            progress(n + 1, len(ids))
+    report.problems = len(problems)
+    report.written = append_rows(journal, SNAPSHOTS, rows)
+    return report

@@ -1,0 +1,275 @@
+"""Evaluate a rule: per-event verdicts, or per-stream failures, for each kind of rule.
+
+SQL rules run in the sandboxed DuckDB session as a subquery of a fixed wrapper (values bound,
+never pasted); Polars rules run over ``scan_events`` ordered by position; Python rules fold the
+replayed aggregate state of each stream and ask the rule after every event.
+
+A *failure* row summarises one failing stream: its first failing event (version, position,
+time, id, type), the message there, how many events fail, and the first few failing versions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import polars as pl
+import pyarrow as pa
+
+from toolkit.analysis.rules import REQUIRED_COLUMNS, Rule
+from toolkit.engines.duckdb_engine import Session
+from toolkit.engines.polars_engine import scan_events
+from toolkit.errors import QueryError, RuleDefinitionError
+from toolkit.journal.schema import COST, TIMESTAMP
+from toolkit.journal.store import Journal
+
+EVIDENCE_VERSIONS: Final = 10
+
+FAILURE_SCHEMA: Final = pa.schema(
+    [
+        ("stream_id", pa.string()),
+        ("stream_type", pa.string()),
+        ("version", pa.int64()),
+        ("position", pa.int64()),
+        ("occurred_at", TIMESTAMP),
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("message", pa.string()),
+        ("failing_events", pa.int64()),
+        ("failing_versions", pa.list_(pa.int64())),
+        ("last_failing_version", pa.int64()),
+    ]
+)
+
+_INFO_COLUMNS: Final = ("stream_id", "stream_type", "version", "position", "occurred_at", "event_id", "event_type")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which streams to grade: those with an event matching every given filter (``until`` exclusive).
+
+    Selected streams are graded whole: a rule's verdict at an event depends on what came before.
+    """
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    stream_types: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
+    streams: tuple[str, ...] = ()
+
+    @property
+    def everything(self) -> bool:
+        return not (self.since or self.until or self.stream_types or self.agents or self.streams)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "_sel_since": self.since,
+            "_sel_until": self.until,
+            "_sel_types": list(self.stream_types) or None,
+            "_sel_agents": list(self.agents) or None,
+            "_sel_streams": list(self.streams) or None,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "stream_types": list(self.stream_types),
+            "agents": list(self.agents),
+            "streams": list(self.streams),
+        }
+
+
+SELECTED_STREAMS: Final = """
+SELECT DISTINCT stream_id FROM events
+WHERE ($_sel_since::TIMESTAMPTZ IS NULL OR occurred_at >= $_sel_since::TIMESTAMPTZ)
+  AND ($_sel_until::TIMESTAMPTZ IS NULL OR occurred_at < $_sel_until::TIMESTAMPTZ)
+  AND ($_sel_types::VARCHAR[] IS NULL OR list_contains($_sel_types::VARCHAR[], stream_type))
+  AND ($_sel_agents::VARCHAR[] IS NULL OR list_contains($_sel_agents::VARCHAR[], agent))
+  AND ($_sel_streams::VARCHAR[] IS NULL OR list_contains($_sel_streams::VARCHAR[], stream_id))
+"""
+
+
+def selected_stream_ids(session: Session, selection: Selection) -> list[str] | None:
+    """The selected stream ids (None: every stream)."""
+    if selection.everything:
+        return None
+    return sorted(session.query(SELECTED_STREAMS, selection.params()).column("stream_id").to_pylist())
+
+
+def count_streams(session: Session, selection: Selection) -> int:
+    if selection.everything:
+        sql = "SELECT CAST(count(DISTINCT stream_id) AS BIGINT) AS n FROM events"
+        return int(session.query(sql).column("n")[0].as_py())
+    sql = f"SELECT CAST(count(*) AS BIGINT) AS n FROM ({SELECTED_STREAMS})"  # noqa: S608 - fixed text
+    return int(session.query(sql, selection.params()).column("n")[0].as_py())
+
+
+# ---------------------------------------------------------------------- SQL rules
+
+
+def check_sql_rule(session: Session, rule: Rule, bound: Mapping[str, Any]) -> bool:
+    """Raise naming what is missing unless the rule returns the required columns; True if it has ``message``."""
+    assert rule.sql is not None
+    try:
+        columns = session.query(f"SELECT * FROM ({rule.sql}) LIMIT 0", bound).column_names  # noqa: S608
+    except QueryError as e:
+        raise RuleDefinitionError(
+            f"rule {rule.name} ({rule.origin}) does not run: {e.message}", hint=e.hint, rule=rule.name
+        ) from e
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise RuleDefinitionError(
+            f"rule {rule.name} ({rule.origin}) does not return the column(s) {', '.join(missing)}; "
+            f"it returns {', '.join(columns) or 'nothing'}",
+            hint="a SQL rule returns one row per event with stream_id, version, holds (and optionally message)",
+            rule=rule.name,
+            missing=missing,
+        )
+    return "message" in columns
+
+
+def sql_failures(session: Session, rule: Rule, bound: Mapping[str, Any], selection: Selection) -> pa.Table:
+    """Per failing stream: the first failing event and counts (one DuckDB query, all streams at once)."""
+    has_message = check_sql_rule(session, rule, bound)
+    message = "message" if has_message else "CAST(NULL AS VARCHAR)"
+    scope = "" if selection.everything else f"AND stream_id IN ({SELECTED_STREAMS})"
+    sql = f"""
+WITH verdict AS (SELECT stream_id, version, holds, {message} AS message FROM ({rule.sql})),
+failing AS (
+    SELECT stream_id, min(version) AS version, CAST(count(*) AS BIGINT) AS failing_events,
+           arg_min(message, version) AS message,
+           list(version ORDER BY version)[1:{EVIDENCE_VERSIONS}] AS failing_versions,
+           max(version) AS last_failing_version
+    FROM verdict WHERE holds = false {scope}
+    GROUP BY stream_id
+)
+SELECT e.stream_id, e.stream_type, f.version, e.position, e.occurred_at, e.event_id, e.event_type,
+       f.message, f.failing_events, f.failing_versions, f.last_failing_version
+FROM failing AS f JOIN events AS e ON e.stream_id = f.stream_id AND e.version = f.version
+ORDER BY e.stream_id
+"""  # noqa: S608 - fixed text around the rule's own SQL; values are bound
+    params = {**bound, **({} if selection.everything else selection.params())}
+    return session.query(sql, params).cast(FAILURE_SCHEMA)
+
+
+def sql_prefix_verdicts(
+    session: Session, rule: Rule, bound: Mapping[str, Any], stream_id: str, version: int
+) -> list[tuple[int, bool, str | None]]:
+    """(version, holds, message) of one stream's events up to ``version``, as if nothing later existed.
+
+    Every other stream stays visible (rules may look across streams); the stream's events after
+    ``version`` are hidden from the rule.
+    """
+    message = "message" if check_sql_rule(session, rule, bound) else "CAST(NULL AS VARCHAR)"
+    sql = f"""
+WITH events AS (SELECT * FROM events WHERE NOT (stream_id = $_bisect_stream AND version > $_bisect_version))
+SELECT version, holds, {message} AS message FROM ({rule.sql})
+WHERE stream_id = $_bisect_stream AND holds IS NOT NULL
+ORDER BY version
+"""  # noqa: S608 - fixed text around the rule's own SQL; values are bound
+    table = session.query(sql, {**bound, "_bisect_stream": stream_id, "_bisect_version": version})
+    return list(
+        zip(*(table.column(c).to_pylist() for c in ("version", "holds", "message")), strict=True)
+    )
+
+
+def sql_global_verdicts(session: Session, rule: Rule, bound: Mapping[str, Any], position: int) -> list[tuple[int, bool]]:
+    """(position, holds) of a global rule over the journal up to ``position`` (time order)."""
+    check_sql_rule(session, rule, bound)
+    sql = f"""
+WITH events AS (SELECT * FROM events WHERE position <= $_bisect_position),
+verdict AS (SELECT stream_id, version, holds FROM ({rule.sql}) WHERE holds IS NOT NULL)
+SELECT e.position, v.holds FROM verdict AS v JOIN events AS e USING (stream_id, version)
+ORDER BY e.position
+"""  # noqa: S608 - fixed text around the rule's own SQL; values are bound
+    table = session.query(sql, {**bound, "_bisect_position": position})
+    return list(zip(table.column("position").to_pylist(), table.column("holds").to_pylist(), strict=True))
+
+
+# ---------------------------------------------------------------------- Polars rules
+
+
+def polars_verdicts(
+    journal: Journal,
+    rule: Rule,
+    bound: dict[str, Any],
+    *,
+    stream_ids: Sequence[str] | None = None,
+    up_to_version: int | None = None,
+) -> pl.LazyFrame:
+    """stream_id, version, holds, message of every event the rule speaks about (lazy)."""
+    assert rule.polars is not None
+    needed = list(dict.fromkeys(["stream_id", "version", "position", *rule.columns]))
+    events = scan_events(journal, stream_ids=stream_ids, event_types=rule.event_types).select(needed)
+    if up_to_version is not None:
+        events = events.filter(pl.col("version") <= up_to_version)
+    events = events.sort("position")
+    out = rule.polars(events, bound)
+    if isinstance(out, tuple):
+        out = events.select("stream_id", "version", holds=out[0], message=out[1].cast(pl.String))
+    elif isinstance(out, pl.Expr):
+        out = events.select("stream_id", "version", holds=out, message=pl.lit(None, pl.String))
+    if not isinstance(out, pl.LazyFrame):
+        raise RuleDefinitionError(
+            f"rule {rule.name} ({rule.origin}) returned {type(out).__name__}, not a LazyFrame or an expression",
+            rule=rule.name,
+        )
+    names = out.collect_schema().names()
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise RuleDefinitionError(
+            f"rule {rule.name} ({rule.origin}) does not return the column(s) {', '.join(missing)}; "
+            f"it returns {', '.join(names)}",
+            hint="a Polars rule returns stream_id, version, holds (and optionally message), or a holds expression",
+            rule=rule.name,
+            missing=missing,
+        )
+    message = pl.col("message").cast(pl.String) if "message" in names else pl.lit(None, pl.String)
+    return out.select("stream_id", "version", pl.col("holds").cast(pl.Boolean), message.alias("message"))
+
+
+def polars_failures(journal: Journal, rule: Rule, bound: dict[str, Any], stream_ids: Sequence[str] | None) -> pa.Table:
+    verdicts = polars_verdicts(journal, rule, bound, stream_ids=stream_ids)
+    failing = (
+        verdicts.filter(pl.col("holds") == False)  # noqa: E712 - null means "no verdict"
+        .sort("stream_id", "version")
+        .group_by("stream_id")
+        .agg(
+            pl.col("version").first().alias("version"),
+            pl.len().cast(pl.Int64).alias("failing_events"),
+            pl.col("message").first().alias("message"),
+            pl.col("version").head(EVIDENCE_VERSIONS).alias("failing_versions"),
+            pl.col("version").last().alias("last_failing_version"),
+        )
+        .collect()
+    )
+    return attach_event_info(journal, failing)
+
+
+def attach_event_info(journal: Journal, failing: pl.DataFrame) -> pa.Table:
+    """Failing (stream_id, version, ...) rows joined to the event they name (position, time, id, type)."""
+    if failing.height == 0:
+        return FAILURE_SCHEMA.empty_table()
+    ids = failing.get_column("stream_id").to_list()
+    info = scan_events(journal, stream_ids=ids).select(_INFO_COLUMNS).join(failing.lazy(), on=["stream_id", "version"])
+    table = info.sort("stream_id").collect().to_arrow()
+    return table.select(FAILURE_SCHEMA.names).cast(FAILURE_SCHEMA)
+
+
+__all__ = [
+    "COST",
+    "FAILURE_SCHEMA",
+    "Selection",
+    "attach_event_info",
+    "check_sql_rule",
+    "count_streams",
+    "polars_failures",
+    "polars_verdicts",
+    "selected_stream_ids",
+    "sql_failures",
+    "sql_global_verdicts",
+    "sql_prefix_verdicts",
+]

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from toolkit.cli.cmd_regrade import rules_option
+from toolkit.cli.options import journal_option, open_journal, param_option, parse_params
+
+
+@click.command("bisect")
+@journal_option
+@click.argument("rule")
+@click.argument("stream", required=False)
+@click.option("--global", "global_", is_flag=True, help="Search the whole journal in position order (global rules).")
+@param_option
+@rules_option
+@click.option("--linear", is_flag=True, help="Scan every event instead of bisecting.")
+@click.option("--from-findings", is_flag=True,
+              help="Bisect the first failing stream of RULE's latest findings batch (journal regrade).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output format.")
+def command(
+    journal_path: str,
+    rule: str,
+    stream: str | None,
+    global_: bool,
+    params: tuple[str, ...],
+    rule_files: tuple[str, ...],
+    linear: bool,
+    from_findings: bool,
+    fmt: str,
+) -> None:
+    """Find the first version of STREAM where RULE stops holding (binary search for monotone rules).
+
+    Prints the event, its explanation, the state before and after it, and how many rule
+    evaluations it took. Rules that do not declare themselves monotone, or whose verdicts
+    contradict monotonicity during the search, get a linear scan instead (and it says so).
+    Exit 3 when the rule fails somewhere, 0 when it holds throughout.
+
+    \b
+    Examples:
+      journal bisect budget run-7-0000012 -p max_cost_usd=2
+      journal bisect budget --from-findings        # after: journal regrade budget
+      journal bisect my_global_rule --global --rules ./rules.py
+    """
+    from toolkit.analysis.bisection import bisect_global, bisect_stream
+
+    journal = open_journal(journal_path)
+    if from_findings and stream is None and not global_:
+        from toolkit.analysis.regrade import latest_failing_stream
+
+        stream = latest_failing_stream(journal, rule)
+        if stream is None:
+            click.echo(f"no failing stream of rule {rule} in its latest findings batch: nothing to bisect "
+                       f"(run journal regrade {rule} first, or name a STREAM)", err=True)
+            return
+        click.echo(f"bisecting {stream}: the first failing stream of {rule}'s latest findings batch", err=True)
+    if global_ == (stream is not None):
+        raise click.UsageError("give a STREAM, --from-findings, or --global for a rule over the whole journal")
+    p = parse_params(params)
+    if global_:
+        result = bisect_global(journal, rule, params=p, rule_files=rule_files, force_linear=linear)
+    else:
+        assert stream is not None
+        result = bisect_stream(journal, rule, stream, params=p, rule_files=rule_files, force_linear=linear)
+    if fmt == "json":
+        doc = {**result.summary(), "event": result.event, "explanation": result.explanation,
+               "state_before": result.state_before, "state_after": result.state_after, "probes": result.probes}
+        click.echo(json.dumps(doc, default=str, indent=1))
+    else:
+        where = f"stream {result.stream_id}" if result.stream_id else "the journal"
+        plural = "" if result.evaluations == 1 else "s"
+        click.echo(f"{result.method}: {result.evaluations} rule evaluation{plural} over {result.events} events of {where}")
+        if result.note:
+            click.echo(f"note: {result.note}")
+        if result.version is None:
+            click.echo(f"rule {result.rule} holds throughout")
+        else:
+            unit = "version" if result.stream_id else "position"
+            click.echo(f"first failing {unit}: {result.version}" + (f" — {result.message}" if result.message else ""))
+            if result.event:
+                e = result.event
+                click.echo(f"event: {e['stream_id']} v{e['version']} {e['event_type']} at {e['occurred_at']} (id {e['event_id']})")
+            if result.explanation:
+                click.echo(f"explanation: {result.explanation['title']}: {result.explanation['summary']}")
+            if result.state_before is not None:
+                click.echo("state before -> after (changed fields):")
+                for key, before, after in _changes(result.state_before, result.state_after):
+                    click.echo(f"  {key}: {before} -> {after}")
+    if result.version is not None:
+        sys.exit(3)
+
+
+def _changes(before: Any, after: Any) -> list[tuple[str, Any, Any]]:
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return [("state", before, after)] if before != after else []
+    return [(k, before.get(k), after.get(k)) for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+
+import click
+
+from toolkit.cli.options import format_option, journal_option, open_journal, param_option, parse_params
+
+SHOWN = 20  # findings shown in the terminal table; all of them are in the findings table
+SEE_BATCH = "journal sql 'SELECT * FROM findings WHERE batch_id = $b' -p b="
+
+
+def parse_when(value: str | None, name: str) -> dt.datetime | None:
+    """An ISO time (UTC assumed for a bare date) for --since/--until."""
+    if value is None:
+        return None
+    from toolkit.errors import ToolkitError
+    from toolkit.journal.prepare import parse_time
+
+    text = value + "T00:00:00Z" if len(value) == 10 else value
+    try:
+        return parse_time(text, name, 0)
+    except ToolkitError as e:
+        raise click.BadParameter(f"{value!r} is not an ISO time with a zone (e.g. 2026-10-01 or 2026-10-01T12:00:00Z)",
+                                 param_hint=f"--{name}") from e
+
+
+def rules_option(f: click.decorators.FC) -> click.decorators.FC:
+    return click.option(
+        "--rules", "rule_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE.py|FILE.sql",
+        help="Load more rules from a file (repeatable).",
+    )(f)
+
+
+@click.command("regrade")
+@journal_option
+@click.argument("rules", nargs=-1)
+@param_option
+@rules_option
+@click.option("--since", help="Only streams with an event at or after this time (ISO, UTC).")
+@click.option("--until", help="Only streams with an event before this time (ISO, UTC).")
+@click.option("--stream-type", "stream_types", multiple=True, help="Only streams of this type (repeatable).")
+@click.option("--agent", "agents", multiple=True, help="Only streams of this agent (repeatable).")
+@click.option("--stream", "streams", multiple=True, help="Only this stream (repeatable).")
+@click.option("--workers", type=click.IntRange(1), help="Processes for Python rules (default: all cores).")
+@click.option("--dry-run", is_flag=True, help="Judge and print, but write no findings.")
+@click.option("--list", "list_", is_flag=True, help="List the known rules and their parameters.")
+@format_option
+def command(
+    journal_path: str,
+    rules: tuple[str, ...],
+    params: tuple[str, ...],
+    rule_files: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    stream_types: tuple[str, ...],
+    agents: tuple[str, ...],
+    streams: tuple[str, ...],
+    workers: int | None,
+    dry_run: bool,
+    list_: bool,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Re-grade history: judge every selected stream by RULES (or 'all') and record the findings.
+
+    Each failing stream becomes a finding (rule, fingerprint, stream, first failing version,
+    position, time, message, evidence, failing events) in the journal's findings table, one batch
+    per run; query them with journal sql "SELECT * FROM findings". Prints a summary: streams
+    checked, streams failing, the first failing event, failures per day. Exit 3 when anything fails.
+
+    -p name=value goes to every chosen rule with that parameter (rule.name=value for one rule).
+    Selected streams are judged whole (--since/--until pick streams with an event in the window).
+
+    \b
+    Examples:
+      journal regrade all
+      journal regrade budget -p max_cost_usd=2.5 --since 2026-10-01
+      journal regrade my_rule --rules ./my_rules.py --agent flight-booker
+    """
+    import pyarrow as pa
+
+    from toolkit.analysis.regrade import regrade
+    from toolkit.analysis.rules import RuleSet
+    from toolkit.analysis.verdicts import Selection
+    from toolkit.reports.progress import progress_bar
+    from toolkit.reports.tables import write_table
+
+    if list_:
+        rows = [r.describe() for r in RuleSet.load(rule_files).rules.values()]
+        write_table(pa.Table.from_pylist(rows), fmt, output, title="rules")
+        return
+    if not rules:
+        raise click.UsageError("name one or more rules, or 'all' (see journal regrade --list)")
+    selection = Selection(
+        since=parse_when(since, "since"), until=parse_when(until, "until"), stream_types=stream_types,
+        agents=agents, streams=streams,
+    )
+    journal = open_journal(journal_path)
+    with progress_bar("re-grading", len(rules)) as advance:
+        result = regrade(
+            journal, rules, params=parse_params(params), rule_files=rule_files, selection=selection,
+            write=not dry_run, workers=workers, progress=lambda _name: advance(1),
+        )
+    summary = result.summary()
+    shown = result.findings.select(
+        ["rule", "kind", "severity", "stream_id", "first_failing_version", "occurred_at", "failing_events", "message"]
+    )
+    if fmt == "table" and not output:
+        click.echo(f"batch {summary['batch_id']}" + (" (dry run: not written)" if dry_run else f": {result.written} findings written"))
+        click.echo(f"streams checked: {summary['streams_checked']}, failing: {summary['streams_failing']}, "
+                   f"findings: {summary['findings']}, rule errors: {summary['errors']}")
+        first = summary["first_failure"]
+        if first:
+            click.echo(f"first failing event: {first['stream_id']} v{first['version']} at {first['occurred_at']} "
+                       f"({first['rule']}: {first['message'] or 'fails'})")
+        write_table(pa.Table.from_pylist(summary["rules"]), "table", title="by rule")
+        days = {d: n for d, n in summary["failures_per_day"].items() if n}
+        if days:
+            quiet = len(summary["failures_per_day"]) - len(days)
+            per_day = pa.table({"day": list(days), "failures": list(days.values())})
+            title = "failures per day since the first" + (f" ({quiet} days without any not shown)" if quiet else "")
+            write_table(per_day, "table", title=title)
+        write_table(shown.slice(0, SHOWN), "table", title="findings")
+        if shown.num_rows > SHOWN:
+            click.echo(f"… and {shown.num_rows - SHOWN} more: {SEE_BATCH}{summary['batch_id']}")
+    else:
+        click.echo(json.dumps(summary, default=str), err=True)
+        write_table(result.findings, fmt, output)
+    if result.failing:
+        sys.exit(3)

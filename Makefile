@@ -32,6 +32,8 @@ demo: $(STAMP)
 	  $(BIN)/journal export-compliance -j $(JOURNAL) --correlation "$$CORRELATION" -o $(JOURNAL)-compliance && \
 	  $(BIN)/journal verify-export $(JOURNAL)-compliance -j $(JOURNAL) && \
 	  echo "compliance bundle for correlation $$CORRELATION: $(JOURNAL)-compliance/report.html"
+	$(BIN)/journal reprice -j $(JOURNAL)
+	$(BIN)/journal rollup top-runs -j $(JOURNAL) --limit 5 --cost repriced
 
 ## make test: ruff, mypy --strict, pytest (doctests included)
 test: $(STAMP)
@@ -51,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_import_jsonl.py
 	$(BIN)/python bench/bench_import_agentstore.py
 	$(BIN)/python bench/bench_replay.py
+	$(BIN)/python bench/bench_rollup.py
 
 clean:
 	rm -rf $(VENV) $(JOURNAL) .mypy_cache .ruff_cache .pytest_cache

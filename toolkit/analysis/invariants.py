@@ -48,18 +48,19 @@ def no_tool_failure_loop(events: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFram
     (same tool, same argument text) extends a streak; a streak of ``times`` failures breaks the rule.
 
     Arguments are compared by a 64-bit hash of the call's data text; a result finds its call by
-    (stream, tool_call_id). Everything after one sort by (stream, position) is plain column
+    (stream, tool_call_id): the first such call, if it came before the result. Everything after one sort by (stream, position) is plain column
     arithmetic: no per-group windows.
     """
     calls = (
         events.filter(pl.col("event_type") == "tool_called", pl.col("tool_call_id").is_not_null())
         .group_by("stream_id", "tool_call_id")
-        .agg(args=pl.col("data").sort_by("position").first().hash())
+        .agg(args=pl.col("data").sort_by("position").first().hash(), called_at=pl.col("position").min())
     )
     results = (
         events.filter(pl.col("event_type") == "tool_result")
         .select("stream_id", "version", "position", "tool_name", "tool_call_id", "is_error")
         .join(calls, on=["stream_id", "tool_call_id"], how="left")
+        .with_columns(args=pl.when(pl.col("called_at") < pl.col("position")).then(pl.col("args")))
         .sort("stream_id", "position")
         .with_row_index("i")
     )

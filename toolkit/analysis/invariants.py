@@ -152,7 +152,7 @@ def confirmation_before_write(events: pl.LazyFrame, p: dict[str, Any]) -> pl.Laz
 )
 def budget_state(state: Any, p: dict[str, Any]) -> bool | str:
     """The Python twin of the SQL ``budget`` rule (tests check both find the same streams)."""
-    if state.cost_usd > Decimal(str(p["max_cost_usd"])):
+    if state.cost_usd > p["max_cost_usd"]:  # Decimal vs float compares exactly
         return f"cumulative cost ${state.cost_usd} exceeds ${p['max_cost_usd']}"
     if p["max_tokens"] is not None and state.tokens_in + state.tokens_out > p["max_tokens"]:
         return f"cumulative tokens {state.tokens_in + state.tokens_out} exceed {p['max_tokens']}"

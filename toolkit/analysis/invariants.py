@@ -16,6 +16,7 @@ baseline.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -143,6 +144,12 @@ def confirmation_before_write(events: pl.LazyFrame, p: dict[str, Any]) -> pl.Laz
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _decimal(value: float) -> Decimal:
+    """A DOUBLE parameter as the decimal it was written as (617.89, not 617.8899999999999863...)."""
+    return Decimal(repr(value))
+
+
 @python_rule(
     "budget_state",
     "The replayed run's cost (and optionally tokens) stays within budget: budget, judged on state.",
@@ -152,7 +159,7 @@ def confirmation_before_write(events: pl.LazyFrame, p: dict[str, Any]) -> pl.Laz
 )
 def budget_state(state: Any, p: dict[str, Any]) -> bool | str:
     """The Python twin of the SQL ``budget`` rule (tests check both find the same streams)."""
-    if state.cost_usd > p["max_cost_usd"]:  # Decimal vs float compares exactly
+    if state.cost_usd > _decimal(p["max_cost_usd"]):
         return f"cumulative cost ${state.cost_usd} exceeds ${p['max_cost_usd']}"
     if p["max_tokens"] is not None and state.tokens_in + state.tokens_out > p["max_tokens"]:
         return f"cumulative tokens {state.tokens_in + state.tokens_out} exceed {p['max_tokens']}"

@@ -1,11 +1,11 @@
 -- summary: The built-in agent-run state at the head of every stream (or of $stream_ids), folded column-wise; special = the stream has assistant topics the Python fold must handle.
 -- params: stream_ids VARCHAR[] = NULL
--- returns: stream_id VARCHAR, version BIGINT, events BIGINT, status VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(18,9), llm_calls BIGINT, tool_calls BIGINT, tool_failures BIGINT, last_tool VARCHAR, model VARCHAR, plans BIGINT, errors BIGINT, consecutive_errors BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, tools STRUCT(name VARCHAR, n BIGINT)[], tools_failed STRUCT(name VARCHAR, n BIGINT)[], models STRUCT(name VARCHAR, n BIGINT)[], special BOOLEAN
+-- returns: stream_id VARCHAR, version BIGINT, events BIGINT, status VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(18,9), llm_calls BIGINT, tool_calls BIGINT, tool_failures BIGINT, last_tool VARCHAR, model VARCHAR, plans BIGINT, errors BIGINT, consecutive_errors BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, tools STRUCT("name" VARCHAR, n BIGINT)[], tools_failed STRUCT("name" VARCHAR, n BIGINT)[], models STRUCT("name" VARCHAR, n BIGINT)[], special BOOLEAN
 WITH ev AS NOT MATERIALIZED (
     SELECT stream_id, version, event_type, occurred_at, model, tool_name, tokens_in, tokens_out,
            tokens_cache_read, tokens_cache_write, tokens_reasoning, cost_usd, is_error
     FROM events
-    WHERE $stream_ids IS NULL OR list_contains($stream_ids, stream_id)
+    WHERE $stream_ids IS NULL OR stream_id IN (SELECT unnest($stream_ids))
 ),
 base AS (
     SELECT

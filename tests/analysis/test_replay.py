@@ -12,6 +12,7 @@ from helpers import at, build_tool_failure_loop, ev
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
+from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState, apply_event
 from toolkit.analysis.aggregates import Aggregate, Event, Upcaster, append_events
@@ -105,6 +106,11 @@ def test_snapshots_are_used_and_never_change_results(journal: Journal) -> None:
     assert take_snapshots(journal, every=4).written == 0  # already there
     clear_cache()
     assert [state_at(journal, "tool_failure_loop", version=v) for v in range(14)] == before
+    clear_cache()  # from the head down: the first fold decodes only the events after a snapshot
+    assert [state_at(journal, "tool_failure_loop", version=v) for v in reversed(range(14))] == before[::-1]
+    clear_cache()
+    assert state_at(journal, "tool_failure_loop") == before[-1]
+    assert fold_to(journal, "tool_failure_loop", at=at(2, 9, 4)).version == 6  # needs the whole stream
     assert fold_to(journal, "tool_failure_loop", version=10).snapshot_version == 8
     assert fold_to(journal, "tool_failure_loop", version=3).snapshot_version is None
 

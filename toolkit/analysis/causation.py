@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from toolkit.analysis.titles import describe_event
 from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
@@ -78,8 +79,14 @@ class Chain:
     journal_queries: int = 0
 
     def graph(self) -> dict[str, Any]:
-        """Nodes and edges as plain JSON-ready data (notebooks, ``--format json``)."""
-        nodes = self.nodes.with_columns(pl.col("occurred_at").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"))
+        """Nodes (with explainer title and summary, without payloads) and edges as plain
+        JSON-ready data (notebooks, ``--format json``)."""
+        texts = [describe_event(r) for r in self.nodes.to_dicts()]
+        nodes = self.nodes.with_columns(
+            pl.col("occurred_at").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            title=pl.Series([t for t, _ in texts], dtype=pl.String),
+            summary=pl.Series([x for _, x in texts], dtype=pl.String),
+        )
         ids = set(self.nodes.get_column("event_id").to_list())
         edges = [
             {"cause": c, "effect": e}

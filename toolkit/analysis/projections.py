@@ -39,9 +39,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from toolkit.analysis.agent_run import agent_run_states
+from toolkit.analysis.agent_run import AGENT_RUN, agent_run_states, stream_session
 from toolkit.analysis.aggregates import EVENT_COLUMNS, Event
-from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
 from toolkit.errors import ReplayError
@@ -71,6 +70,7 @@ class Projection:
     event_types: tuple[str, ...] | None = None
     per_stream: PerStream | None = None
     description: str = ""
+    salt: str = ""  # whatever else the rows depend on (e.g. the SQL a per-stream function runs)
 
     def __post_init__(self) -> None:
         projection_table(self.name)  # validates the name
@@ -89,7 +89,7 @@ class Projection:
     def fingerprint(self) -> str:
         h = hashlib.sha256(self.name.encode())
         h.update(str(self.schema).encode())
-        h.update(repr((self.key, self.event_types)).encode())
+        h.update(repr((self.key, self.event_types, self.salt)).encode())
         for fn in (self.handler, self.per_stream):
             if fn is not None:
                 try:
@@ -374,11 +374,12 @@ def tool_calls_rows(journal: Journal, stream_ids: Sequence[str] | None) -> pa.Ta
     if stream_ids is not None and not stream_ids:
         return TOOL_CALLS_SCHEMA.empty_table()
     q = get_query("replay/tool_calls_by_call")
-    session = duckdb_engine.connect(journal)
+    session = stream_session(journal, stream_ids)
     try:
         return session.query(q.sql, q.bind({"stream_ids": list(stream_ids) if stream_ids is not None else None}))
     finally:
         session.close()
+
 
 
 RUNS: Final = register_projection(
@@ -387,6 +388,7 @@ RUNS: Final = register_projection(
         RUNS_SCHEMA,
         per_stream=runs_rows,
         key=("stream_id",),
+        salt=AGENT_RUN.fingerprint + get_query("replay/agent_runs_by_stream").sql,
         description="One row per stream with the built-in agent-run state.",
     )
 )
@@ -396,6 +398,7 @@ TOOL_CALLS: Final = register_projection(
         TOOL_CALLS_SCHEMA,
         per_stream=tool_calls_rows,
         key=("stream_id", "call_key"),
+        salt=get_query("replay/tool_calls_by_call").sql,
         description="Each tool call paired with its result: latency and outcome (ok, error, pending).",
     )
 )

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.service, pytest.mark.slow]
 FIXTURE = REPO / "tests" / "fixtures" / "demo-journal"
 
 # minimum number of charts each notebook shows on the demo journal with its default picks
-CHARTS = {"overview": 9, "run_explorer": 1, "causation": 1, "regrade": 1, "compliance": 1}
+CHARTS = {"overview": 10, "run_explorer": 1, "causation": 1, "regrade": 1, "compliance": 1}
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ FIXTURE = REPO / "tests" / "fixtures" / "demo-journal"
 
 # parameters that pick something real in the demo fixture, and the least number of charts then shown
 REPORT_ARGS: dict[str, tuple[dict[str, str], int]] = {
-    "overview": ({}, 9),
+    "overview": ({}, 10),
     "run": ({"stream": "run-7-0000012"}, 1),
     "causation": ({"event": "b4e3d361-3f0f-5cef-b5ba-000000000020"}, 2),  # chain graph and trace timeline
     "regrade": ({"rules": "budget,latency"}, 3),

@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 JOURNAL ?= data/demo-journal
+REPORTS ?= $(JOURNAL)-reports
 RUNS ?= 2000
 SEED ?= 7
 PYTEST_ARGS ?=
@@ -25,6 +26,10 @@ demo: $(STAMP)
 	$(BIN)/journal demo -j $(JOURNAL) --runs $(RUNS) --seed $(SEED)
 	$(BIN)/journal regrade -j $(JOURNAL) all || [ $$? -eq 3 ]
 	$(BIN)/journal bisect -j $(JOURNAL) budget --from-findings || [ $$? -eq 3 ]
+	$(BIN)/journal report overview -j $(JOURNAL) -o $(REPORTS)/overview.html >/dev/null
+	$(BIN)/journal report compliance -j $(JOURNAL) -o $(REPORTS)/compliance.html >/dev/null \
+		-p correlation=$$($(BIN)/journal sql -j $(JOURNAL) explorer/correlations -p limit=1 --format csv | sed -n 2p | cut -d, -f1)
+	@echo "reports (self-contained HTML, open offline): $(REPORTS)/overview.html $(REPORTS)/compliance.html"
 
 ## make test: ruff, mypy --strict, pytest (doctests included)
 test: $(STAMP)

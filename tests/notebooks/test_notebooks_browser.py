@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ def move_the_slider(page: Any) -> None:
 @pytest.mark.parametrize("name", sorted(CHARTS))
 def test_notebook_renders_in_a_browser(name: str, browser: Any, demo_journal: Path) -> None:
     with marimo_app(NOTEBOOKS / f"{name}.py", demo_journal) as url:
+        port = int(url.rsplit(":", 1)[1].strip("/"))
         page = open_app(browser, url)
         try:
             marks = wait_for_charts(page, CHARTS[name])
@@ -94,3 +96,5 @@ def test_notebook_renders_in_a_browser(name: str, browser: Any, demo_journal: Pa
                 screenshot(page, "notebook-run_explorer-scrubbed")
         finally:
             page.close()
+    with socket.socket() as s:  # the server (journal notebook and its marimo) is gone: the port is free
+        assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -119,7 +119,10 @@ def test_run_report_lists_every_step_and_the_final_state(demo: Journal) -> None:
     page = render_html(report, bundle_js="")
     final = json.loads(report.sections[-1].blocks[0].text)  # type: ignore[union-attr]
     assert final["version"] == 87 and Decimal(final["cost_usd"]) > 5
-    assert "State after version 87" in page and "budget" not in report.sections[2].blocks[0].__class__.__name__
+    assert "State after version 87" in page
+    changes = report.sections[3].blocks[0].table.to_pylist()  # type: ignore[union-attr]
+    assert {c["version"] for c in changes} == set(range(1, 88))  # every step changes at least the event count
+    assert not any(c["field"].endswith("_us") for c in changes)
     with pytest.raises(StreamNotFoundError, match="did you mean"):
         build_report(demo, "run", {"stream": "run-7-000001"})
     with pytest.raises(ReportError, match="needs parameter stream"):

@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 JOURNAL ?= data/demo-journal
+REPORTS ?= $(JOURNAL)-reports
 RUNS ?= 2000
 SEED ?= 7
 PYTEST_ARGS ?=
@@ -34,6 +35,10 @@ demo: $(STAMP)
 	  echo "compliance bundle for correlation $$CORRELATION: $(JOURNAL)-compliance/report.html"
 	$(BIN)/journal reprice -j $(JOURNAL)
 	$(BIN)/journal rollup top-runs -j $(JOURNAL) --limit 5 --cost repriced
+	$(BIN)/journal report overview -j $(JOURNAL) -o $(REPORTS)/overview.html >/dev/null
+	$(BIN)/journal report compliance -j $(JOURNAL) -o $(REPORTS)/compliance.html >/dev/null \
+		-p correlation=$$($(BIN)/journal sql -j $(JOURNAL) explorer/correlations -p limit=1 --format csv | sed -n 2p | cut -d, -f1)
+	@echo "reports (self-contained HTML, open offline): $(REPORTS)/overview.html $(REPORTS)/compliance.html"
 
 ## make test: ruff, mypy --strict, pytest (doctests included)
 test: $(STAMP)

@@ -16,7 +16,7 @@ SAMPLES := data/samples/agentstore/sample-data data/samples/eventsourcing/assist
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,notebooks]'
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 ## make demo: import the bundled real samples, add the synthetic fleet, print a summary
@@ -25,6 +25,13 @@ demo: $(STAMP)
 	$(BIN)/journal demo -j $(JOURNAL) --runs $(RUNS) --seed $(SEED)
 	$(BIN)/journal regrade -j $(JOURNAL) all || [ $$? -eq 3 ]
 	$(BIN)/journal bisect -j $(JOURNAL) budget --from-findings || [ $$? -eq 3 ]
+	@echo "--- the first failing tool call, walked back to the user message that started it:"
+	@FAILED=$$($(BIN)/journal sql -j $(JOURNAL) causation/failed_tool_calls -p limit=1 --format csv | tail -n 1); \
+	  $(BIN)/journal chain -j $(JOURNAL) "$${FAILED%%,*}" --up && \
+	  CORRELATION=$$(echo "$$FAILED" | cut -d, -f2) && rm -rf $(JOURNAL)-compliance && \
+	  $(BIN)/journal export-compliance -j $(JOURNAL) --correlation "$$CORRELATION" -o $(JOURNAL)-compliance && \
+	  $(BIN)/journal verify-export $(JOURNAL)-compliance -j $(JOURNAL) && \
+	  echo "compliance bundle for correlation $$CORRELATION: $(JOURNAL)-compliance/report.html"
 
 ## make test: ruff, mypy --strict, pytest (doctests included)
 test: $(STAMP)
@@ -43,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_journal.py
 	$(BIN)/python bench/bench_import_jsonl.py
 	$(BIN)/python bench/bench_import_agentstore.py
+	$(BIN)/python bench/bench_replay.py
 
 clean:
 	rm -rf $(VENV) $(JOURNAL) .mypy_cache .ruff_cache .pytest_cache

@@ -136,6 +136,22 @@ class PluginError(ToolkitError, ImportError):
     """A --plugins file or module cannot be loaded, or registers something invalid."""
 
 
+class PriceTableError(ToolkitError, ValueError):
+    """A price table is malformed: a missing required price, overlapping effective ranges, a bad value.
+
+    ``rows`` names the offending rows as ``file:line``.
+    """
+
+    @classmethod
+    def rows(cls, reason: str, rows: list[str], hint: str | None = None) -> PriceTableError:
+        return cls(
+            f"price table: {reason}: {', '.join(rows)}",
+            hint=hint or "fix the rows named (see data/prices/README.md for the columns), or pass --prices FILE",
+            rows=rows,
+            reason=reason,
+        )
+
+
 class RuleNotFoundError(ToolkitError, LookupError):
     """No invariant rule of that name is registered (built-in or from --rules files)."""
 
@@ -150,3 +166,50 @@ class RuleNotFoundError(ToolkitError, LookupError):
 
 class RuleDefinitionError(ToolkitError, ValueError):
     """A rule is malformed: a file that defines none, a SQL rule missing required columns, bad parameters."""
+
+
+class EventNotFoundError(ToolkitError, LookupError):
+    """No event with that id (or trace id, correlation id) in the journal."""
+
+    @classmethod
+    def near(cls, wanted: str, near: list[str], what: str = "event") -> EventNotFoundError:
+        hint = f"did you mean {', '.join(near)}?" if near else f"no {what} id is close to it"
+        listing = f"journal sql 'SELECT DISTINCT {what}_id FROM events LIMIT 10'"  # noqa: S608 (a hint, not SQL run)
+        return cls(
+            f"no {what} {wanted!r} in the journal",
+            hint=f"{hint} (list some with: {listing})",
+            wanted=wanted,
+            near=near,
+        )
+
+
+class RetentionError(ToolkitError, ValueError):
+    """A purge, archive or redaction was refused (too recent, nothing to do, unsafe target)."""
+
+
+class CheckpointError(ToolkitError, ValueError):
+    """A checkpoint file cannot be read, or its HMAC does not match the key."""
+
+
+class BundleError(ToolkitError, ValueError):
+    """A compliance bundle cannot be written or read as asked."""
+
+
+class ChartDataError(ToolkitError, ValueError):
+    """A chart was given data it cannot draw (too many rows: aggregate first; a missing column)."""
+
+
+class ReportDependencyError(ToolkitError, ImportError):
+    """An optional dependency of reports or notebooks (altair, vl-convert, marimo) is not installed."""
+
+    @classmethod
+    def missing(cls, package: str, feature: str) -> ReportDependencyError:
+        return cls(
+            f"{feature} needs the optional package {package!r}, which is not installed",
+            hint="install the notebooks extra: pip install -e '.[notebooks]'",
+            package=package,
+        )
+
+
+class ReportError(ToolkitError, ValueError):
+    """A report or notebook cannot be built as asked (unknown name, missing or bad parameter)."""

@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
+from cost_fixtures import build_chat_outcomes, build_goals_and_ticks
 from helpers import build_budget_breach, build_tool_failure_loop
+from overview_fixtures import build_flaky_deploy
 
-from toolkit.engines.duckdb_engine import Session, connect
+from toolkit.analysis.pricing import cost_session
+from toolkit.engines.duckdb_engine import Session
 from toolkit.engines.queries import Param, Query, catalog, get_query, parse_query, queries_dir
 from toolkit.errors import QueryError, QueryNotFoundError
 from toolkit.journal import Journal
@@ -19,11 +22,18 @@ QUERIES = sorted(catalog())
 # plausible values for the fixture journal, by parameter name, then by type
 BY_NAME = {
     "stream_id": "tool_failure_loop",
+    "stream_ids": "tool_failure_loop",
     "stream_type": "agent_run",
     "model": "gpt-test",
     "limit": "5",
     "since": "2026-03-01T00:00:00Z",
     "until": "2026-04-01T00:00:00Z",
+    "by": "model,day,agent",
+    "agent": "deployer",
+    "min_cost_usd": "0.01",
+    "status": "aborted",
+    "search": "deploy",
+    "event_type": "tool_result",
 }
 BY_TYPE = {
     "VARCHAR": "agent_run",
@@ -59,7 +69,10 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     j = Journal.create(tmp_path_factory.mktemp("catalog") / "j")
     build_tool_failure_loop(j)
     build_budget_breach(j)
-    s = connect(j)
+    build_goals_and_ticks(j)
+    build_chat_outcomes(j)
+    build_flaky_deploy(j)
+    s = cost_session(j)  # the views costs/ and rollups/ queries read: prices, priced_events, cost_events
     yield s
     s.close()
     j.close()

@@ -8,8 +8,8 @@ and the pyeventsourcing/Evennia assistant topics (``AssistantCreated``, ``TickCo
 Rules (the Python reducer and the vectorised ``agent_run_states`` implement the same ones):
 
 - tokens and cost are sums of the canonical columns (nulls count 0);
-- ``tool_calls[tool]``: one per ``tool_called``, plus one per ``tool_result`` that no earlier
-  ``tool_called`` of that tool is waiting for (sources that only record results);
+- ``tool_calls[tool]``: the number of ``tool_called`` events of the tool, or, for sources that
+  record only results (Evennia's ``ToolExecuted``), of its ``tool_result`` events;
   ``tool_failures[tool]``: ``tool_result`` with ``is_error``, and ``error`` events naming a tool;
 - ``llm_calls[model]``: one per ``llm_response``, and one per ``TickCompleted`` (the assistant's
   configured model);
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,9 +39,10 @@ from typing import Any, Final
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from toolkit.analysis.aggregates import EPOCH, Aggregate, Event
-from toolkit.engines.polars_engine import scan_events
-from toolkit.journal.schema import CANONICAL_EVENT_TYPES
+from toolkit.analysis.aggregates import EPOCH, Aggregate, Event, register_aggregate, to_us
+from toolkit.engines import duckdb_engine
+from toolkit.engines.queries import get_query
+from toolkit.journal.schema import ARROW_SCHEMA
 from toolkit.journal.store import Journal
 
 ZERO: Final = Decimal(0)
@@ -85,7 +85,8 @@ class AgentRunState:
     tokens_cache_write: int = 0
     tokens_reasoning: int = 0
     cost_usd: Decimal = ZERO
-    tool_calls: dict[str, int] = field(default_factory=dict)
+    tools_called: dict[str, int] = field(default_factory=dict)  # tool_called events per tool
+    tool_results: dict[str, int] = field(default_factory=dict)  # tool_result events per tool
     tool_failures: dict[str, int] = field(default_factory=dict)
     last_tool: str | None = None
     llm_calls: dict[str, int] = field(default_factory=dict)
@@ -101,7 +102,13 @@ class AgentRunState:
     status: str = "running"
     first_at_us: int | None = None
     last_at_us: int | None = None
-    pending_tools: dict[str, int] = field(default_factory=dict)  # tool_called still waiting for a result
+
+    @property
+    def tool_calls(self) -> dict[str, int]:
+        """Calls per tool: tool_called events, or the results of tools never seen called."""
+        out = dict(self.tool_results)
+        out.update(self.tools_called)
+        return {k: out[k] for k in sorted(out)}
 
     @property
     def first_at(self) -> dt.datetime | None:
@@ -126,12 +133,12 @@ class AgentRunState:
     def copy(self) -> AgentRunState:
         return dataclasses.replace(
             self,
-            tool_calls=dict(self.tool_calls),
+            tools_called=dict(self.tools_called),
+            tool_results=dict(self.tool_results),
             tool_failures=dict(self.tool_failures),
             llm_calls=dict(self.llm_calls),
             plan=list(self.plan),
             goals=dict(self.goals),  # Goal is frozen
-            pending_tools=dict(self.pending_tools),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -163,7 +170,6 @@ class AgentRunState:
             "tools": _pairs(self.tool_calls),
             "tools_failed": _pairs(self.tool_failures),
             "models": _pairs(self.llm_calls),
-            "plan": list(self.plan),
         }
 
     @property
@@ -264,16 +270,10 @@ def apply_event(s: AgentRunState, e: Event) -> AgentRunState:
         tool = e.tool_name or UNKNOWN
         if e.tool_name:
             s.last_tool = tool
-        pending = s.pending_tools
         if et == "tool_called":
-            s.tool_calls[tool] = s.tool_calls.get(tool, 0) + 1
-            pending[tool] = pending.get(tool, 0) + 1
+            s.tools_called[tool] = s.tools_called.get(tool, 0) + 1
         else:
-            waiting = pending.get(tool, 0)
-            if waiting:
-                pending[tool] = waiting - 1
-            else:
-                s.tool_calls[tool] = s.tool_calls.get(tool, 0) + 1
+            s.tool_results[tool] = s.tool_results.get(tool, 0) + 1
             if e.is_error:
                 s.tool_failures[tool] = s.tool_failures.get(tool, 0) + 1
     elif et == "llm_response":
@@ -366,8 +366,11 @@ _ASSISTANT: Final = {
 
 def state_to_dict(s: AgentRunState) -> dict[str, Any]:
     """JSON-able form (snapshots, diffs): decimals as strings, goals as dicts."""
-    d = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
+    d = {f.name: getattr(s, f.name) for f in dataclasses.fields(s) if not f.name.endswith("_at_us")}
     d["cost_usd"] = format(s.cost_usd, "f")
+    d["tool_calls"] = s.tool_calls  # derived: read back from tools_called and tool_results
+    d["first_at"] = s.first_at.isoformat() if s.first_at else None
+    d["last_at"] = s.last_at.isoformat() if s.last_at else None
     d["goals"] = {k: dataclasses.asdict(g) for k, g in s.goals.items()}
     d["plan"] = list(s.plan)
     return d
@@ -378,13 +381,16 @@ def state_from_dict(d: dict[str, Any]) -> AgentRunState:
     values = {k: v for k, v in d.items() if k in names}
     values["cost_usd"] = Decimal(values.get("cost_usd", "0"))
     values["goals"] = {k: Goal(**g) for k, g in (values.get("goals") or {}).items()}
-    for k in ("tool_calls", "tool_failures", "llm_calls", "pending_tools"):
+    for k in ("tools_called", "tool_results", "tool_failures", "llm_calls"):
         values[k] = dict(values.get(k) or {})
     values["plan"] = list(values.get("plan") or [])
+    for name in ("first_at", "last_at"):
+        text = d.get(name)
+        values[f"{name}_us"] = to_us(dt.datetime.fromisoformat(text)) if text else None
     return AgentRunState(**values)
 
 
-AGENT_RUN: Final[Aggregate[AgentRunState]] = Aggregate(
+AGENT_RUN: Final[Aggregate[AgentRunState]] = register_aggregate(Aggregate(
     name="agent_run",
     initial=AgentRunState,
     reducer=apply_event,
@@ -394,28 +400,10 @@ AGENT_RUN: Final[Aggregate[AgentRunState]] = Aggregate(
     from_dict=state_from_dict,
     description="What an agent run did, cost and reached (tokens, cost, tools, LLM calls, goals, status).",
     depends_on=(sys.modules[__name__],),
-)
+))
 
 
 # ---------------------------------------------------------------------------- every stream at once
-
-_COLUMNS: Final = (
-    "stream_id",
-    "version",
-    "event_type",
-    "occurred_at",
-    "model",
-    "tool_name",
-    "tokens_in",
-    "tokens_out",
-    "tokens_cache_read",
-    "tokens_cache_write",
-    "tokens_reasoning",
-    "cost_usd",
-    "is_error",
-)
-
-_CANONICAL: Final = frozenset(CANONICAL_EVENT_TYPES)
 
 _PAIR = pl.Struct({"name": pl.String(), "n": pl.Int64()})
 
@@ -448,7 +436,6 @@ RESULT_SCHEMA: Final = pl.Schema(
         "tools": pl.List(_PAIR),
         "tools_failed": pl.List(_PAIR),
         "models": pl.List(_PAIR),
-        "plan": pl.List(pl.String()),
     }
 )
 
@@ -456,175 +443,49 @@ RESULT_SCHEMA: Final = pl.Schema(
 def agent_run_states(journal: Journal, stream_ids: Sequence[str] | None = None) -> pl.DataFrame:
     """The agent-run state at the head of every stream (or of ``stream_ids``): one row per stream.
 
-    Streams holding only canonical event types are computed column-wise by Polars (the state is
-    additive or a "last value" there); streams with assistant topics (goals, ticks, emergency
-    stops) are folded in Python by :data:`AGENT_RUN`. Both give the same row (tested).
+    The canonical part of the state is additive or a "last value by version", so one DuckDB
+    aggregation computes it for every stream at once (``queries/replay/agent_runs_by_stream.sql``);
+    streams holding assistant topics (goals, ticks, emergency stops, configured models) are
+    folded in Python by :data:`AGENT_RUN`. Both give the same row (tested).
     """
-    lf = scan_events(journal, stream_ids=stream_ids).select(_COLUMNS)
-    events = lf.collect()
-    if events.height == 0:
-        return pl.DataFrame(schema=RESULT_SCHEMA)
-    special = (
-        events.lazy()
-        .filter(~pl.col("event_type").is_in(list(_CANONICAL)))
-        .select(pl.col("stream_id").unique())
-        .collect()
-        .to_series()
-    )
-    canonical = events.filter(~pl.col("stream_id").is_in(special.implode())) if special.len() else events
-    parts = [_vectorised(canonical, journal)] if canonical.height else []
-    if special.len():
-        parts.append(_folded(journal, special.to_list()))
-    out = pl.concat(parts) if len(parts) > 1 else parts[0]
-    return out.sort("stream_id")
-
-
-def _vectorised(events: pl.DataFrame, journal: Journal) -> pl.DataFrame:
-    et = pl.col("event_type")
-    err = pl.col("is_error")
-    lf = events.lazy().sort("stream_id", "version")
-    decisive = pl.when(et.is_in(list(_DECISIVE))).then(et)
-    base = lf.group_by("stream_id").agg(
-        pl.col("version").max(),
-        pl.len().cast(pl.Int64).alias("events"),
-        *[pl.col(c).sum().fill_null(0).cast(pl.Int64) for c in (
-            "tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")],
-        pl.col("cost_usd").sum().fill_null(0).cast(pl.Decimal(18, 9)),
-        (et == "llm_response").sum().cast(pl.Int64).alias("llm_calls"),
-        (et == "plan_created").sum().cast(pl.Int64).alias("plans"),
-        err.sum().cast(pl.Int64).alias("errors"),
-        # trailing run of errors: the errors after the last event that is not one
-        (err & (pl.int_range(pl.len()) > (~err).arg_true().max().fill_null(-1))).sum().cast(pl.Int64).alias(
-            "consecutive_errors"
-        ),
-        pl.col("tool_name").filter(et.is_in(["tool_called", "tool_result"])).drop_nulls().last().alias("last_tool"),
-        pl.col("model").drop_nulls().last().alias("model"),
-        decisive.drop_nulls().last().alias("_decisive"),
-        pl.col("occurred_at").min().alias("first_at"),
-        pl.col("occurred_at").max().alias("last_at"),
-    )
-    tools = _tool_counts(lf)
-    models = (
-        lf.filter(et == "llm_response")
-        .group_by("stream_id", pl.col("model").fill_null(UNKNOWN).alias("name"))
-        .agg(pl.len().cast(pl.Int64).alias("n"))
-        .sort("stream_id", "name")
-        .group_by("stream_id")
-        .agg(pl.struct("name", "n").alias("models"))
-    )
-    plans = _last_plans(journal, events)
-    status = (
-        pl.when(pl.col("_decisive") == "llm_response")
-        .then(pl.lit("answered"))
-        .when(pl.col("_decisive") == "error")
-        .then(pl.lit("aborted"))
-        .otherwise(pl.lit("running"))
-    )
-    empty_pairs = pl.lit([], dtype=pl.List(_PAIR))
-    out = (
-        base.join(tools, on="stream_id", how="left")
-        .join(models, on="stream_id", how="left")
-        .join(plans.lazy(), on="stream_id", how="left")
-        .with_columns(
-            status.alias("status"),
-            pl.col("tools").fill_null(empty_pairs),
-            pl.col("tools_failed").fill_null(empty_pairs),
-            pl.col("models").fill_null(empty_pairs),
-            pl.col("plan").fill_null(pl.lit([], dtype=pl.List(pl.String()))),
-            pl.col("tools").list.eval(pl.element().struct.field("n")).list.sum().fill_null(0).cast(pl.Int64).alias(
-                "tool_calls"
-            ),
-            pl.col("tools_failed")
-            .list.eval(pl.element().struct.field("n"))
-            .list.sum()
-            .fill_null(0)
-            .cast(pl.Int64)
-            .alias("tool_failures"),
-            pl.lit(0, dtype=pl.Int64).alias("goals"),
-            pl.lit(0, dtype=pl.Int64).alias("goals_completed"),
-            pl.lit(False).alias("emergency_stop"),
-            pl.lit(0, dtype=pl.Int64).alias("ticks"),
-        )
-        .select(list(RESULT_SCHEMA))
-        .collect()
-    )
-    return out.cast(dict(RESULT_SCHEMA))  # type: ignore[arg-type]
-
-
-def _tool_counts(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """Calls and failures per (stream, tool), with results matched against waiting calls."""
-    et = pl.col("event_type")
-    tool_events = lf.filter(et.is_in(["tool_called", "tool_result"])).with_columns(
-        pl.col("tool_name").fill_null(UNKNOWN).alias("name"),
-        # +1 result, -1 call: results beyond the calls waiting for them are calls themselves
-        pl.when(et == "tool_result").then(1).otherwise(-1).alias("_step"),
-    )
-    per_tool = tool_events.group_by("stream_id", "name").agg(
-        (
-            (et == "tool_called").sum()
-            + pl.col("_step").cum_sum().max().clip(lower_bound=0)
-        ).cast(pl.Int64).alias("n"),
-        (pl.col("is_error") & (et == "tool_result")).sum().cast(pl.Int64).alias("failed"),
-    )
-    errors = (
-        lf.filter((et == "error") & pl.col("tool_name").is_not_null())
-        .group_by("stream_id", pl.col("tool_name").alias("name"))
-        .agg(pl.len().cast(pl.Int64).alias("err_failed"))
-    )
-    joined = per_tool.join(errors, on=["stream_id", "name"], how="full", coalesce=True).with_columns(
-        pl.col("n").fill_null(0),
-        (pl.col("failed").fill_null(0) + pl.col("err_failed").fill_null(0)).alias("failed"),
-    )
-    calls = joined.filter(pl.col("n") > 0).sort("stream_id", "name").group_by("stream_id").agg(
-        pl.struct("name", "n").alias("tools")
-    )
-    failures = (
-        joined.filter(pl.col("failed") > 0)
-        .sort("stream_id", "name")
-        .group_by("stream_id")
-        .agg(pl.struct("name", pl.col("failed").alias("n")).alias("tools_failed"))
-    )
-    return calls.join(failures, on="stream_id", how="full", coalesce=True)
-
-
-def _last_plans(journal: Journal, events: pl.DataFrame) -> pl.DataFrame:
-    """The steps of each stream's last plan (only those rows' data is read)."""
-    last = (
-        events.lazy()
-        .filter(pl.col("event_type") == "plan_created")
-        .group_by("stream_id")
-        .agg(pl.col("version").max())
-        .collect()
-    )
-    if last.height == 0:
-        return pl.DataFrame(schema={"stream_id": pl.String(), "plan": pl.List(pl.String())})
-    data = (
-        scan_events(journal, stream_ids=last["stream_id"].to_list() if last.height < 1000 else None,
-                    event_types=["plan_created"])
-        .select("stream_id", "version", "data")
-        .join(last.lazy(), on=["stream_id", "version"], how="semi")
-        .collect()
-    )
-    plans = [_steps(d) for d in data["data"].to_list()]
-    return pl.DataFrame(
-        {"stream_id": data["stream_id"], "plan": pl.Series("plan", plans, dtype=pl.List(pl.String()))}
-    )
-
-
-def _steps(data: str | None) -> list[str]:
+    q = get_query("replay/agent_runs_by_stream")
+    session = stream_session(journal, stream_ids)
     try:
-        d = json.loads(data) if data else None
-    except ValueError:
-        return []
-    steps = d.get("steps") if isinstance(d, dict) else None
-    return [str(x) for x in steps] if isinstance(steps, list) else []
+        table = session.query(q.sql, q.bind({"stream_ids": list(stream_ids) if stream_ids is not None else None}))
+    finally:
+        session.close()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    special = frame.filter(pl.col("special"))["stream_id"].to_list()
+    out = frame.filter(~pl.col("special")).with_columns(
+        pl.lit(0, dtype=pl.Int64).alias("goals"),
+        pl.lit(0, dtype=pl.Int64).alias("goals_completed"),
+        pl.lit(False).alias("emergency_stop"),
+        pl.lit(0, dtype=pl.Int64).alias("ticks"),
+    )
+    out = out.select(list(RESULT_SCHEMA)).cast(dict(RESULT_SCHEMA))  # type: ignore[arg-type]
+    if special:
+        out = pl.concat([out, _folded(journal, special)]).sort("stream_id")
+    return out
 
 
 def _folded(journal: Journal, stream_ids: list[str]) -> pl.DataFrame:
-    from toolkit.analysis.replay import iter_stream_events  # replay builds on this module
+    from toolkit.analysis.replay import stream_events  # replay builds on this module
 
     rows = []
     for sid in sorted(stream_ids):
-        state = AGENT_RUN.fold(iter_stream_events(journal, sid))
+        state = AGENT_RUN.fold(stream_events(journal, sid))
         rows.append({"stream_id": sid, **state.summary()})
     return pl.DataFrame(rows, schema=RESULT_SCHEMA)
+
+
+def stream_session(journal: Journal, stream_ids: Sequence[str] | None) -> duckdb_engine.Session:
+    """A SQL session whose ``events`` view holds only the files that can hold ``stream_ids``.
+
+    Files are pruned by the Delta log's per-file stream_id ranges; the queries still filter the
+    rows. Catching up a few streams then reads a few files instead of the journal.
+    """
+    if stream_ids is None:
+        return duckdb_engine.connect(journal)
+    files = journal.file_paths(stream_ids=list(stream_ids))
+    return duckdb_engine.connect(journal, extra_views={"events": (files, ARROW_SCHEMA)})

@@ -44,6 +44,9 @@ from typing import Any, Final, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from toolkit.errors import EventValidationError, ReplayError
+from toolkit.journal.store import AppendResult, Journal
+
 S = TypeVar("S")
 
 UTC = dt.UTC
@@ -243,7 +246,10 @@ class Event:
         values["occurred_at"] = self.occurred_us
         values["data"] = self.data_json
         values["metadata"] = self.metadata_json
-        if "occurred_at" in changes:
+        unknown = set(changes) - set(EVENT_COLUMNS)
+        if unknown:
+            raise TypeError(f"Event.replace: unknown column(s) {sorted(unknown)}")
+        if "occurred_at" in changes and isinstance(changes["occurred_at"], dt.datetime):
             changes["occurred_at"] = to_us(changes["occurred_at"])
         if "data" in changes:
             changes["data"] = json.dumps(changes["data"], sort_keys=True, default=str)
@@ -383,8 +389,11 @@ class Aggregate(Generic[S]):
         reducer = self.reducer
         models = self.events
         for e in events:
-            if e.event_type in models and self.prepare(e) is not None:
-                continue
+            if e.event_type in models:
+                if self.prepare(e) is not None:
+                    continue
+            elif e.payload is not None:
+                e.payload = None  # set by another aggregate's model
             s = reducer(s, e)
         return s
 
@@ -403,3 +412,71 @@ def _code_of(fn: Any) -> str:
         if code is not None:
             return f"{code.co_code.hex()}{code.co_consts!r}{code.co_names!r}"
         return repr(fn)
+
+
+# ---------------------------------------------------------------------------- registry and appends
+
+_REGISTRY: dict[str, Aggregate[Any]] = {}
+
+
+def register_aggregate(aggregate: Aggregate[S]) -> Aggregate[S]:
+    """Make an aggregate available by name (``--aggregate NAME``); replaces one of that name."""
+    _REGISTRY[aggregate.name] = aggregate
+    return aggregate
+
+
+def get_aggregate(name: str) -> Aggregate[Any]:
+    if name not in _REGISTRY:
+        import toolkit.analysis.agent_run  # noqa: F401  (registers the built-in)
+    found = _REGISTRY.get(name)
+    if found is None:
+        raise ReplayError(
+            f"no aggregate {name!r}",
+            hint=f"known: {', '.join(sorted(_REGISTRY))}; load your own with --plugins FILE.py",
+            name=name,
+        )
+    return found
+
+
+def aggregates() -> dict[str, Aggregate[Any]]:
+    return dict(sorted(_REGISTRY.items()))
+
+
+def append_events(
+    journal: Journal,
+    aggregate: Aggregate[Any],
+    stream_id: str,
+    events: Iterable[Mapping[str, Any]],
+    *,
+    expected_version: int | None = None,
+    stream_type: str | None = None,
+) -> AppendResult:
+    """Append events to a stream through an aggregate: each event's data must fit its model.
+
+    A misfit raises ``EventValidationError`` naming the stream, the event's index and the field;
+    nothing is written. Events get ``metadata.event_version`` (the model's current version), so
+    upcasters know what they read later.
+    """
+    rows = []
+    for i, e in enumerate(events):
+        et = e.get("event_type")
+        model = aggregate.events.get(et) if isinstance(et, str) else None
+        if model is not None:
+            try:
+                model.model_validate(e.get("data"))
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(map(str, first["loc"])) or "data"
+                raise EventValidationError(
+                    f"stream {stream_id!r}: event {i} ({et}): field {where!r}: {first['msg']}",
+                    hint=f"the data of {et} must fit {model.__name__} of aggregate {aggregate.name!r}",
+                    stream_id=stream_id,
+                    index=i,
+                    field=where,
+                    reason=_errors(err),
+                ) from err
+            meta = dict(e.get("metadata") or {})
+            meta.setdefault(EVENT_VERSION_KEY, aggregate.current_version(str(et)))
+            e = {**e, "metadata": meta}
+        rows.append(e)
+    return journal.append(stream_id, rows, expected_version=expected_version, stream_type=stream_type)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from toolkit.engines import duckdb_engine
+from toolkit.analysis.pricing import cost_session
 from toolkit.engines.queries import Query, catalog, get_query, parse_query
 from toolkit.errors import InvalidPathError, QueryError
 from toolkit.journal.store import Journal
@@ -43,7 +43,8 @@ def _has_header(path: Path) -> bool:
 def run_sql(journal: Journal, text: str, params: dict[str, Any] | None = None) -> pa.Table:
     params = params or {}
     query = resolve_query(text)
-    session = duckdb_engine.connect(journal)
+    # the cost views (prices, priced_events, cost_events) are there for the costs/ and rollups/ queries
+    session = cost_session(journal)
     try:
         if query is None:
             names = session.parameters(text) if "$" in text else []

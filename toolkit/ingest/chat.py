@@ -351,14 +351,26 @@ def _arguments(arguments: Any) -> tuple[Any, dict[str, Any]]:
         return arguments, {"arguments_unparsable": True, "arguments_error": str(e)}
 
 
-def _usage(usage: Any) -> dict[str, int]:
-    """OpenAI usage → token columns (cached tokens are part of tokens_in, reasoning of tokens_out)."""
+def _usage(usage: Any) -> dict[str, Any]:
+    """Usage → token columns with OTel semantics (cache tokens part of tokens_in, reasoning of tokens_out).
+
+    OpenAI (``prompt_tokens`` / ``input_tokens`` with ``*_tokens_details.cached_tokens``) already
+    counts cached tokens in the input. Anthropic's Messages usage (``input_tokens`` next to
+    ``cache_read_input_tokens`` / ``cache_creation_input_tokens``) does not: its input excludes
+    them, so they are added to ``tokens_in``. Counts are passed on as given; ``normalise_event``
+    rejects a negative or fractional count (the message is rejected, not the field dropped).
+
+    >>> _usage({"input_tokens": 50, "cache_read_input_tokens": 900, "cache_creation_input_tokens": 50, "output_tokens": 7})
+    {'tokens_in': 1000, 'tokens_out': 7, 'tokens_cache_read': 900, 'tokens_cache_write': 50}
+    >>> _usage({"prompt_tokens": 1000, "prompt_tokens_details": {"cached_tokens": 900}, "completion_tokens": 7})
+    {'tokens_in': 1000, 'tokens_out': 7, 'tokens_cache_read': 900}
+    """
     if not isinstance(usage, dict):
         return {}
-    out: dict[str, int] = {}
+    out: dict[str, Any] = {}
 
     def take(column: str, value: Any) -> None:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if value is not None:
             out[column] = value
 
     take("tokens_in", usage.get("prompt_tokens", usage.get("input_tokens")))
@@ -369,4 +381,11 @@ def _usage(usage: Any) -> dict[str, int]:
     out_details = usage.get("completion_tokens_details") or usage.get("output_tokens_details")
     if isinstance(out_details, dict):
         take("tokens_reasoning", out_details.get("reasoning_tokens"))
+    additive = {"cache_read_input_tokens": "tokens_cache_read", "cache_creation_input_tokens": "tokens_cache_write"}
+    if "prompt_tokens" not in usage and any(usage.get(k) is not None for k in additive):
+        parts = [usage.get(k) for k in ("input_tokens", *additive)]
+        if all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0) for v in parts):
+            out["tokens_in"] = sum(v for v in parts if v is not None)
+        for key, column in additive.items():
+            take(column, usage.get(key))
     return out

@@ -243,12 +243,6 @@ class StreamInfo:
         return cls(stream_type, agent)
 
 
-def _count(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
 def _millis(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
         return float(value)
@@ -272,8 +266,10 @@ def agent_columns(data: Any) -> dict[str, Any]:
     usage = data.get("token_usage")
     if isinstance(usage, Mapping):
         for column, key in (("tokens_in", "prompt"), ("tokens_out", "completion")):
-            n = _count(usage.get(key))
-            if n is not None:
+            n = usage.get(key)
+            # a number goes to the column as given: normalise_event rejects a negative or
+            # fractional count (the event is rejected, with its row); other types stay in data only
+            if isinstance(n, int | float) and not isinstance(n, bool):
                 out[column] = n
     duration = _millis(data.get("execution_time_ms"))
     if duration is None:

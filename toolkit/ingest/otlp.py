@@ -746,6 +746,11 @@ def _tokens(attrs: Mapping[str, Any]) -> dict[str, int]:
                 raise _Bad(f"{name}: {value} is not a token count")
             out[column] = value
             break
+    cached = out.get("tokens_cache_read", 0) + out.get("tokens_cache_write", 0)
+    if "tokens_in" in out and cached > out["tokens_in"]:
+        # input that excludes its cached part (Anthropic API style, reported additively): the
+        # journal's tokens_in includes cache reads and writes (OTel GenAI), so they are added
+        out["tokens_in"] += cached
     return out
 
 

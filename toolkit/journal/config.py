@@ -29,6 +29,8 @@ class JournalConfig:
     # compaction: rows per row group (the prune unit of a one-stream read)
     row_group_rows: int = 8_192
     lock_timeout_s: float = 60.0
+    # retention (issue 7): journal purge refuses events younger than this unless forced
+    retention_min_days: int = 183
 
     def to_toml(self) -> str:
         lines = ["# agent-journal-toolkit journal; events live in the Delta table events/", "[journal]"]

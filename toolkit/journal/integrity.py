@@ -9,6 +9,15 @@ Checks, in order, for each event of each stream (ordered by version):
 
 Journal-wide: no event_id or position appears twice. A break is a finding (a row), not an
 exception; ``journal verify`` exits 3 when there is any.
+
+Two records of the journal itself change what is expected, and only in these ways:
+
+- a **purge anchor** (``purges`` table, written by ``journal purge`` and ``journal archive
+  --delete``) lets a stream start at ``first_kept_version`` instead of 1, provided that event's
+  ``prev_hash`` is the anchor (the hash of the last removed event); the rest is checked as usual;
+- a **redaction record** (``redactions`` table) lets an event's payload differ from its digest
+  when the stored data and metadata are *exactly* the record's marker and the stored digest is
+  the one recorded; the event counts as ``redacted``. Any other difference is tampering.
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from toolkit.journal import hashing
-from toolkit.journal.schema import GENESIS_HASH
+from toolkit.journal.redaction import redaction_records
+from toolkit.journal.retention import purge_anchors
+from toolkit.journal.schema import ARROW_SCHEMA, GENESIS_HASH
 from toolkit.journal.store import Journal
 
 
@@ -27,7 +38,7 @@ from toolkit.journal.store import Journal
 class Break:
     stream_id: str
     version: int | None
-    check: str  # version | payload | prev_hash | hash | duplicate_event_id | duplicate_position
+    check: str  # version | payload | prev_hash | hash | duplicate_event_id | duplicate_position | unreadable_file | checkpoint_*
     expected: str
     found: str
 
@@ -37,16 +48,24 @@ class VerifyReport:
     streams: int = 0
     events: int = 0
     breaks: list[Break] | None = None
+    redacted: int = 0  # events whose payload was redacted by a recorded erasure
+    anchored: int = 0  # streams that start after a recorded purge
 
     @property
     def ok(self) -> bool:
         return not self.breaks
 
 
-def _read_stream_type(journal: Journal, stream_type: str) -> pa.Table:
+def _read_stream_type(journal: Journal, stream_type: str, breaks: list[Break]) -> pa.Table:
+    """Every readable file of one stream type; a file that cannot be read is a break naming it."""
     pieces = []
     for f in journal.files(stream_types=[stream_type]):
-        pieces.append(journal.read_file(f))
+        try:
+            pieces.append(journal.read_file(f))
+        except (OSError, pa.ArrowException) as e:
+            breaks.append(Break(f.path, None, "unreadable_file", "a readable Parquet data file", str(e)[:200]))
+    if not pieces:
+        return ARROW_SCHEMA.empty_table()
     return pa.concat_tables(pieces).sort_by([("stream_id", "ascending"), ("version", "ascending")])
 
 
@@ -54,13 +73,15 @@ def verify_journal(journal: Journal, progress: Callable[[int], None] | None = No
     """Verify all streams, one stream type at a time (chains never cross stream types)."""
     report = VerifyReport(breaks=[])
     assert report.breaks is not None
+    anchors = purge_anchors(journal)
+    redactions = redaction_records(journal)
     stream_types = sorted({f.stream_type for f in journal.files()})
     seen_ids: dict[str, str] = {}
     positions: set[int] = set()
     for st in stream_types:
-        t = _read_stream_type(journal, st)
+        t = _read_stream_type(journal, st, report.breaks)
         report.events += t.num_rows
-        report.breaks.extend(_verify_table(t, report))
+        report.breaks.extend(_verify_table(t, report, anchors, redactions))
         for sid, eid, pos in zip(
             t.column("stream_id").to_pylist(),
             t.column("event_id").to_pylist(),
@@ -80,7 +101,15 @@ def verify_journal(journal: Journal, progress: Callable[[int], None] | None = No
     return report
 
 
-def _verify_table(t: pa.Table, report: VerifyReport) -> list[Break]:
+def _verify_table(
+    t: pa.Table,
+    report: VerifyReport,
+    anchors: dict[str, dict[int, str]] | None = None,
+    redactions: dict[tuple[str, int], set[tuple[str, str]]] | None = None,
+) -> list[Break]:
+    anchors = anchors or {}
+    redactions = redactions or {}
+    data, metadata = t.column("data"), t.column("metadata")
     sids = t.column("stream_id").to_pylist()
     versions = t.column("version").to_pylist()
     stored_payload = t.column("payload_sha256").to_pylist()
@@ -97,6 +126,10 @@ def _verify_table(t: pa.Table, report: VerifyReport) -> list[Break]:
         if sid != current:
             current, expect_version, expect_prev = sid, 1, GENESIS_HASH
             report.streams += 1
+            anchor = anchors.get(sid, {}).get(versions[i])
+            if versions[i] != 1 and anchor is not None:  # starts after a recorded purge
+                expect_version, expect_prev = versions[i], anchor
+                report.anchored += 1
         if sid in broken:
             continue
         v = versions[i]
@@ -104,7 +137,13 @@ def _verify_table(t: pa.Table, report: VerifyReport) -> list[Break]:
         if v != expect_version:
             found = Break(sid, v, "version", str(expect_version), str(v))
         elif payloads[i] != stored_payload[i]:
-            found = Break(sid, v, "payload", stored_payload[i], payloads[i])
+            records = redactions.get((sid, v))
+            if records and (stored_payload[i], data[i].as_py()) in records and data[i].as_py() == metadata[i].as_py():
+                report.redacted += 1
+            else:
+                found = Break(sid, v, "payload", stored_payload[i], payloads[i])
+        if found:
+            pass
         elif prevs[i] != expect_prev:
             found = Break(sid, v, "prev_hash", expect_prev, prevs[i])
         else:

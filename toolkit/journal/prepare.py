@@ -264,7 +264,11 @@ def validate_table(table: pa.Table) -> pa.Table:
     for name in ("version", *_INT_COLUMNS):
         neg = pc.fill_null(pc.less(cols[name], 1 if name == "version" else 0), False)
         if pc.any(neg).as_py():
-            raise EventValidationError.field(name, _first_bad(neg), "out of range")
+            i = _first_bad(neg)
+            value = cols[name][i].as_py()
+            raise EventValidationError.field(
+                name, i, f"versions start at 1, got {value}" if name == "version" else f"must not be negative, got {value}"
+            )
     for name in ("data", "metadata"):
         _check_json(cols[name], name)
     out = pa.table(cols, schema=INPUT_SCHEMA)

@@ -9,6 +9,9 @@ journal's write lock, and a view of the same name in every SQL session:
   fingerprint, state as JSON), so ``state_at`` need not fold from version 1;
 - ``projection_checkpoints``: how far each projection has read (last position, fingerprint);
 - ``findings``: what ``journal regrade`` found, one batch per run (``toolkit.analysis.regrade``).
+- ``purges``: what ``journal purge`` / ``archive --delete`` removed, with each stream's chain
+  anchor; ``redactions``: one row per redacted event; ``archives``: archive files the toolkit
+  wrote (``toolkit.journal.retention`` / ``redaction``).
 
 Projections keep their read models in tables of their own schema, ``projection_<name>``
 (:func:`write_projection`); every such table on disk is a view of that name too, whether or not
@@ -30,6 +33,7 @@ import datetime as dt
 import re
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -109,6 +113,52 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("failing_events", pa.int64()),
         ]
     ),
+    # issue 7: purge and archive --delete record what they removed, with the chain anchor
+    # (the hash of the last removed event) that lets verify check what remains
+    "purges": pa.schema(
+        [
+            pa.field("purged_at", TIMESTAMP, nullable=False),
+            pa.field("purge_id", pa.string(), nullable=False),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("first_kept_version", pa.int64(), nullable=False),
+            pa.field("anchor_hash", pa.string(), nullable=False),
+            pa.field("removed_events", pa.int64(), nullable=False),
+            pa.field("first_removed_at", TIMESTAMP),
+            pa.field("last_removed_at", TIMESTAMP),
+            pa.field("before", TIMESTAMP),
+            pa.field("archive_path", pa.string()),
+            pa.field("archive_sha256", pa.string()),
+        ]
+    ),
+    # issue 7: one row per redacted event; the payload digest stays, the text is the marker
+    "redactions": pa.schema(
+        [
+            pa.field("redacted_at", TIMESTAMP, nullable=False),
+            pa.field("redaction_id", pa.string(), nullable=False),
+            pa.field("subject_sha256", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("version", pa.int64(), nullable=False),
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("payload_sha256", pa.string(), nullable=False),
+            pa.field("marker", pa.string(), nullable=False),
+            pa.field("reason", pa.string()),
+        ]
+    ),
+    # issue 7: archives the toolkit wrote (purge, journal archive), so erasure reaches them too
+    "archives": pa.schema(
+        [
+            pa.field("archived_at", TIMESTAMP, nullable=False),
+            pa.field("archive_id", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("format", pa.string(), nullable=False),
+            pa.field("sha256", pa.string(), nullable=False),
+            pa.field("events", pa.int64(), nullable=False),
+            pa.field("stream_ids", pa.string(), nullable=False),
+            pa.field("note", pa.string()),
+        ]
+    ),
 }
 
 PROJECTION_PREFIX: Final = "projection_"
@@ -132,25 +182,54 @@ def projection_table(name: str) -> str:
     return PROJECTION_PREFIX + name
 
 
-def write_projection(journal: Journal, name: str, table: pa.Table, *, overwrite: bool = False) -> int:
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far a projection has read: written in the same Delta commit as its rows."""
+
+    position: int
+    fingerprint: str
+    delta_version: int
+
+
+def write_projection(
+    journal: Journal,
+    name: str,
+    table: pa.Table,
+    *,
+    overwrite: bool = False,
+    checkpoint: Mapping[str, Any] | None = None,
+) -> int:
     """Append rows to (or replace) the Delta table ``projection_<name>``; returns the rows written.
 
-    ``overwrite`` replaces the whole table and its schema (a rebuild); appends must keep it.
+    ``overwrite`` replaces the whole table and its schema (a rebuild). ``checkpoint``
+    (``position``, ``fingerprint``) goes into the same commit, so rows and checkpoint agree.
     """
     uri = str(journal.path / projection_table(name))
-    if table.num_rows == 0 and not overwrite and DeltaTable.is_deltatable(uri):
-        return 0
+    meta = {"toolkit.operation": f"{'rebuild' if overwrite else 'append'} {name}"}
+    if checkpoint is not None:
+        meta["toolkit.position"] = str(int(checkpoint["position"]))
+        meta["toolkit.fingerprint"] = str(checkpoint["fingerprint"])
     with write_lock(journal.path, journal.config.lock_timeout_s):
         write_deltalake(
             uri,
             table,
             mode="overwrite" if overwrite else "append",
             schema_mode="overwrite" if overwrite else None,
-            commit_properties=CommitProperties(
-                custom_metadata={"toolkit.operation": f"{'rebuild' if overwrite else 'append'} {name}"}
-            ),
+            commit_properties=CommitProperties(custom_metadata=meta),
         )
     return int(table.num_rows)
+
+
+def projection_checkpoint(journal: Journal, name: str) -> Checkpoint | None:
+    """The checkpoint of the last commit of ``projection_<name>`` (None: never built)."""
+    uri = str(journal.path / projection_table(name))
+    if not DeltaTable.is_deltatable(uri):
+        return None
+    last = DeltaTable(uri).history(1)
+    if not last or "toolkit.position" not in last[0]:
+        return None
+    entry = last[0]
+    return Checkpoint(int(entry["toolkit.position"]), str(entry.get("toolkit.fingerprint", "")), int(entry["version"]))
 
 
 def read_projection(journal: Journal, name: str) -> pa.Table | None:

@@ -1,0 +1,151 @@
+"""Fleet overview: events, runs, tokens and cost over time; by model, tool and agent.
+
+    marimo run notebooks/overview.py -- --journal data/demo-journal     # as an app
+    python notebooks/overview.py --journal data/demo-journal            # as a script
+    journal report overview -o overview.html                            # the same, as static HTML
+"""
+
+import marimo
+
+__generated_with = "0.25.2"
+app = marimo.App(width="medium", app_title="Journal overview")
+
+
+@app.cell
+def _():
+    import marimo as mo
+
+    from toolkit.analysis.overview import day_range, journal_span, overview_tables
+    from toolkit.reports import charts
+    from toolkit.reports.report_catalog import notebook_journal
+    from toolkit.reports.report_overview import headline_figures
+
+    return (
+        charts,
+        day_range,
+        headline_figures,
+        journal_span,
+        mo,
+        notebook_journal,
+        overview_tables,
+    )
+
+
+@app.cell
+def _(journal_span, mo, notebook_journal):
+    journal = notebook_journal(mo.cli_args().get("journal"))
+    span = journal_span(journal)
+    mo.md(f"# Journal overview\n`{journal.path}` · Delta version {journal.delta_version}")
+    return journal, span
+
+
+@app.cell
+def _(mo, span):
+    mo.stop(span.first_day is None, mo.md("**The journal has no events yet.**"))
+    days = mo.ui.date_range(start=span.first_day, stop=span.last_day, value=(span.first_day, span.last_day), label="days (UTC)")
+    agent = mo.ui.dropdown(options=["(all agents)", *span.agents], value="(all agents)", label="agent")
+    top = mo.ui.slider(5, 50, value=10, step=5, label="costliest runs shown")
+    mo.hstack([days, agent, top], justify="start", gap=2)
+    return agent, days, top
+
+
+@app.cell
+def _(agent, day_range, days, journal, overview_tables, top):
+    # picker values reach SQL only as bound parameters ($since, $until, $agent, $limit)
+    since, until = day_range(*days.value)
+    overview = overview_tables(
+        journal,
+        since=since,
+        until=until,
+        agent=None if agent.value == "(all agents)" else agent.value,
+        top=int(top.value),
+    )
+    return (overview,)
+
+
+@app.cell
+def _(headline_figures, mo, overview):
+    mo.hstack(
+        [mo.stat(value, label=label, bordered=True) for label, value in headline_figures(overview).items()],
+        wrap=True,
+        justify="start",
+    )
+    return
+
+
+@app.cell
+def _(charts, mo, overview):
+    mo.stop(overview.totals["events"] == 0, mo.md("No events in this range."))
+    mo.vstack(
+        [
+            mo.md("## Over time"),
+            charts.daily_bars(overview.by_day, "events", "Events per day"),
+            charts.daily_bars(overview.by_day, "runs", "Runs active per day"),
+            charts.folded_daily(
+                overview.by_day, ["tokens_in", "tokens_out"], "Tokens per day", y_title="tokens", series="direction"
+            ),
+            charts.stacked_daily(
+                overview.cost_by_model_day, "cost_usd", "model", "Recorded cost per day by model", y_title="USD"
+            ),
+            charts.daily_line(overview.by_day, "error_rate", "Error rate per day (errors / events)"),
+        ]
+    )
+    return
+
+
+@app.cell
+def _(charts, mo, overview):
+    mo.stop(overview.totals["events"] == 0)
+    mo.vstack(
+        [
+            mo.md("## Latency\nPercentiles of `duration_ms`: LLM calls and tool calls."),
+            charts.latency_lines(overview.latency_by_day),
+            mo.ui.table(overview.by_model.to_pylist(), label="By model", selection=None),
+            mo.ui.table(overview.by_tool.to_pylist(), label="By tool", selection=None),
+        ]
+    )
+    return
+
+
+@app.cell
+def _(charts, mo, overview):
+    mo.stop(overview.totals["events"] == 0)
+    mo.vstack(
+        [
+            mo.md("## By model, tool and agent"),
+            charts.ranked_bars(overview.by_model, "model", "cost_usd", "Recorded cost by model", x_title="USD"),
+            charts.ranked_bars(
+                overview.by_tool,
+                "tool_name",
+                "calls",
+                "Tool calls (colour: failure rate)",
+                x_title="calls",
+                fmt=",d",
+                color="failure_rate",
+            ),
+            charts.ranked_bars(overview.by_agent, "agent", "cost_usd", "Recorded cost by agent", x_title="USD"),
+            mo.ui.table(overview.by_agent.to_pylist(), label="By agent", selection=None),
+        ]
+    )
+    return
+
+
+@app.cell
+def _(charts, mo, overview):
+    mo.stop(overview.totals["events"] == 0)
+    mo.vstack(
+        [
+            mo.md("## Costliest runs\nOpen one in the run explorer: `journal notebook run_explorer`."),
+            charts.ranked_bars(
+                overview.costliest_runs, "stream_id", "cost_usd", "Costliest runs", x_title="USD", extra_tooltip=["agent"]
+            ),
+            mo.ui.table(overview.costliest_runs.to_pylist(), label="Costliest runs", selection=None),
+            mo.md("## Errors"),
+            mo.ui.table(overview.top_errors.to_pylist(), label="Most frequent errors", selection=None),
+        ]
+    )
+    return
+
+
+if __name__ == "__main__":
+    app.run()

@@ -1,0 +1,8 @@
+-- summary: Every event with cost_usd repriced from the price table (the view cost_events on the repriced basis).
+-- params: none
+-- returns: stream_id VARCHAR, stream_type VARCHAR, version BIGINT, position BIGINT, event_id VARCHAR, event_type VARCHAR, source_type VARCHAR, occurred_at TIMESTAMPTZ, recorded_at TIMESTAMPTZ, correlation_id VARCHAR, causation_id VARCHAR, traceparent VARCHAR, trace_id VARCHAR, span_id VARCHAR, model VARCHAR, tool_name VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(18,9), duration_ms DOUBLE, is_error BOOLEAN, error VARCHAR, data VARCHAR, metadata VARCHAR, agent VARCHAR, subject_id VARCHAR, tool_call_id VARCHAR, idempotency_key VARCHAR, source VARCHAR, payload_sha256 VARCHAR, prev_hash VARCHAR, hash VARCHAR, day DATE, unpriced BOOLEAN
+SELECT
+    * EXCLUDE (billable, price_row, price_provider, repriced_cost_usd, unpriced_reason)
+        REPLACE (repriced_cost_usd AS cost_usd),
+    unpriced_reason IS NOT NULL AS unpriced
+FROM priced_events

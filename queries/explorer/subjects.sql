@@ -1,0 +1,16 @@
+-- summary: Subjects (people or accounts concerned) with their runs, events and time span; the most active first.
+-- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL, limit BIGINT = 200
+-- returns: subject_id VARCHAR, runs BIGINT, events BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ
+SELECT
+    subject_id,
+    CAST(count(DISTINCT stream_id) AS BIGINT) AS runs,
+    CAST(count(*) AS BIGINT) AS events,
+    min(occurred_at) AS first_at,
+    max(occurred_at) AS last_at
+FROM events
+WHERE subject_id IS NOT NULL
+  AND ($since IS NULL OR occurred_at >= $since)
+  AND ($until IS NULL OR occurred_at < $until)
+GROUP BY subject_id
+ORDER BY runs DESC, events DESC, subject_id
+LIMIT $limit

@@ -1,0 +1,38 @@
+-- summary: Every tool call paired with its result (by tool_call_id, else the n-th call of a tool with its n-th result): latency and outcome (ok, error, pending; results without a recorded call count as calls).
+-- params: stream_ids VARCHAR[] = NULL
+-- returns: stream_id VARCHAR, call_key VARCHAR, tool_name VARCHAR, tool_call_id VARCHAR, called_version BIGINT, result_version BIGINT, called_at TIMESTAMPTZ, result_at TIMESTAMPTZ, latency_ms DOUBLE, outcome VARCHAR, error VARCHAR
+WITH t AS NOT MATERIALIZED (
+    SELECT
+        stream_id, version, event_type, occurred_at, tool_call_id, is_error, error, duration_ms,
+        coalesce(nullif(tool_name, ''), 'unknown') AS tool,
+        coalesce(
+            tool_call_id,
+            coalesce(nullif(tool_name, ''), 'unknown') || '#'
+                || CAST(row_number() OVER (
+                    PARTITION BY stream_id, coalesce(nullif(tool_name, ''), 'unknown'), event_type ORDER BY version
+                ) AS VARCHAR)
+        ) AS call_key
+    FROM events
+    WHERE event_type IN ('tool_called', 'tool_result')
+      AND ($stream_ids IS NULL OR stream_id IN (SELECT unnest($stream_ids)))
+),
+calls AS (SELECT * FROM t WHERE event_type = 'tool_called'),
+results AS (SELECT * FROM t WHERE event_type = 'tool_result')
+SELECT
+    coalesce(c.stream_id, r.stream_id) AS stream_id,
+    coalesce(c.call_key, r.call_key) AS call_key,
+    coalesce(c.tool, r.tool) AS tool_name,
+    coalesce(c.tool_call_id, r.tool_call_id) AS tool_call_id,
+    CAST(c.version AS BIGINT) AS called_version,
+    CAST(r.version AS BIGINT) AS result_version,
+    c.occurred_at AS called_at,
+    r.occurred_at AS result_at,
+    CAST(coalesce(
+        r.duration_ms,
+        CAST(epoch_us(r.occurred_at) - epoch_us(c.occurred_at) AS DOUBLE) / 1000.0
+    ) AS DOUBLE) AS latency_ms,
+    CASE WHEN r.version IS NULL THEN 'pending' WHEN r.is_error THEN 'error' ELSE 'ok' END AS outcome,
+    r.error
+FROM calls AS c
+FULL OUTER JOIN results AS r ON c.stream_id = r.stream_id AND c.call_key = r.call_key
+ORDER BY stream_id, coalesce(c.version, r.version)

@@ -1,0 +1,87 @@
+# ruff: noqa: F811  (pytest fixtures imported from replay_fixtures are parameters here)
+"""journal replay / state / snapshot / project through the real entry point."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from helpers import build_tool_failure_loop
+from replay_fixtures import fresh_cache, samples_journal  # noqa: F401  (pytest fixtures)
+
+from toolkit.analysis.run_story import story_of_run
+from toolkit.cli.main import main
+from toolkit.journal import Journal
+
+
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_replay_state_snapshot_project(journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    build_tool_failure_loop(journal)
+    j = str(journal.path)
+    code, out, _ = run(capsys, monkeypatch, "replay", "-j", j, "tool_failure_loop", "--format", "json", "--to-version", "5")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["title"] for r in rows][-2:] == ["Tool called", "Tool failed"]
+    code, out, _ = run(capsys, monkeypatch, "replay", "-j", j, "tool_failure_loop", "--type", "llm_response",
+                       "--since", "2026-03-02T09:04:00Z", "--format", "csv")
+    assert code == 0 and len(out.splitlines()) == 1 + 2
+    code, out, err = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_loop", "--version", "5", "--format", "json")
+    assert code == 0 and json.loads(out)["tool_failures"] == {"shell": 1} and "version 5 of 13" in err
+    code, out, _ = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_loop", "--diff-from", "3", "--version", "4",
+                       "--format", "csv")
+    assert code == 0 and "tools_called.shell,,1" in out
+    code, out, err = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_loop", "--at", "2026-01-01")
+    assert code == 0 and "initial state" in err
+    code, out, _ = run(capsys, monkeypatch, "snapshot", "-j", j, "--every", "4")
+    assert code == 0 and json.loads(out)["written"] == 3
+    code, _, err = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_loop", "--version", "9")
+    assert code == 0 and "from the snapshot at version 8" in err
+    code, out, _ = run(capsys, monkeypatch, "project", "-j", j)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and {x["projection"] for x in lines} >= {"runs", "tool_calls"}
+    code, out, _ = run(capsys, monkeypatch, "project", "-j", j, "runs")
+    assert code == 0 and json.loads(out)["reason"] == "up to date"
+
+
+def test_bad_input_exit_codes(journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    build_tool_failure_loop(journal)
+    j = str(journal.path)
+    code, _, err = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_lop")
+    assert code == 1 and "did you mean tool_failure_loop" in err
+    code, _, err = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_loop", "--version", "20")
+    assert code == 1 and "versions 1..13" in err and "Hint:" in err
+    code, _, err = run(capsys, monkeypatch, "replay", "-j", j, "tool_failure_loop", "--since", "yesterday")
+    assert code == 2 and "ISO 8601" in err
+    code, _, err = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_loop", "--at", "2026-03-02T09:00:00")
+    assert code == 2 and "no time zone" in err
+    code, _, err = run(capsys, monkeypatch, "snapshot", "-j", j, "--every", "0")
+    assert code == 1 and "positive interval" in err
+    code, _, err = run(capsys, monkeypatch, "project", "-j", j, "nope")
+    assert code == 1 and "no projection 'nope'" in err
+
+
+def test_journal_demo_tells_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = run(capsys, monkeypatch, "demo", "-j", str(tmp_path / "demo"), "--runs", "40", "--seed", "3")
+    assert code == 0 and "one run, explained: journal replay run-" in out
+    assert "Model answered" in out and "its state at versions" in out and "status" in out
+
+
+def test_story_of_a_real_sample(samples_journal: Journal) -> None:
+    story = story_of_run(samples_journal, "c5541406-7d8d-407f-a0bf-aa20908fc83b")
+    assert story.versions == (6, 13) and story.timeline.height == 13
+    row = dict(zip(story.states["field"], story.states["v6"], strict=True))
+    assert (row["status"], row["errors"], row["tool_failures"]) == ("aborted", "1", "run_tests 1")
+    assert story.states.filter(pl.col("field") == "status")["v13"].item() == "answered"

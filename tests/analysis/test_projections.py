@@ -1,0 +1,153 @@
+"""Projections: incremental catch-up equals a full rebuild; checkpoints; views in journal sql."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from helpers import at, build_budget_breach, build_tool_failure_loop, ev
+from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
+
+from toolkit.analysis.agent_run import agent_run_states
+from toolkit.analysis.aggregates import Event
+from toolkit.analysis.projections import Emit, Projection, catch_up
+from toolkit.engines.duckdb_engine import connect
+from toolkit.errors import ReplayError
+from toolkit.journal import Journal
+from toolkit.journal.side_tables import projection_checkpoint, read_projection, read_table
+
+
+def _sorted(t: pa.Table | None, keys: list[str]) -> list[dict[str, Any]]:
+    assert t is not None
+    return t.sort_by([(k, "ascending") for k in keys]).to_pylist()
+
+
+def _errors_by_stream(e: Event, emit: Emit) -> None:
+    if e.is_error:
+        emit({"stream_id": e.stream_id, "version": e.version, "what": e.error or e.event_type})
+
+
+ERRORS = Projection(
+    "errors_seen",
+    pa.schema([("stream_id", pa.string()), ("version", pa.int64()), ("what", pa.string())]),
+    handler=_errors_by_stream,
+)
+
+
+def _last_event(e: Event, emit: Emit) -> None:
+    emit({"stream_id": e.stream_id, "last_type": e.event_type, "version": e.version})
+
+
+LAST = Projection(
+    "last_event",
+    pa.schema([("stream_id", pa.string()), ("last_type", pa.string()), ("version", pa.int64())]),
+    handler=_last_event,
+    key=("stream_id",),
+)
+
+BATCHES = [
+    [("a", ev("user_message", occurred_at=at(1))), ("a", ev("tool_called", tool_name="t", tool_call_id="1"))],
+    [("a", ev("tool_result", tool_name="t", tool_call_id="1", error="bad")), ("b", ev("tool_called", tool_name="u"))],
+    [("b", ev("tool_result", tool_name="u")), ("a", ev("llm_response", model="m")), ("c", ev("error", {"e": 1}))],
+]
+
+
+@pytest.mark.parametrize("projection", ["runs", "tool_calls", ERRORS, LAST])
+def test_incremental_catch_up_equals_a_full_rebuild(journal: Journal, projection: str | Projection) -> None:
+    build_tool_failure_loop(journal)
+    name = projection if isinstance(projection, str) else projection.name
+    key = {"runs": ["stream_id"], "tool_calls": ["stream_id", "call_key"]}.get(name, ["stream_id", "version"])
+    first = catch_up(journal, projection)
+    assert first.rebuilt and first.events == 13
+    for batch in BATCHES:
+        journal.append_batch([{**e, "stream_id": sid} for sid, e in batch])
+        r = catch_up(journal, projection)
+        assert not r.rebuilt and r.events == len(batch)
+    assert catch_up(journal, projection).reason == "up to date"
+    incremental = _sorted(read_projection(journal, name), key)
+    rebuilt = catch_up(journal, projection, reset=True)
+    assert rebuilt.rebuilt and rebuilt.events == 13 + sum(map(len, BATCHES))
+    assert incremental == _sorted(read_projection(journal, name), key)
+    cp = projection_checkpoint(journal, name)
+    assert cp is not None and cp.position == journal.max_position()
+
+
+def test_runs_projection_is_the_agent_run_state_and_a_sql_view(journal: Journal) -> None:
+    build_tool_failure_loop(journal)
+    build_budget_breach(journal)
+    catch_up(journal, "runs")
+    catch_up(journal, "tool_calls")
+    expected = agent_run_states(journal).to_arrow()
+    got = read_projection(journal, "runs")
+    assert got is not None and got.column("stream_id").to_pylist() == expected.column("stream_id").to_pylist()
+    assert got.column("cost_usd").to_pylist() == expected.column("cost_usd").to_pylist()
+    s = connect(journal)
+    try:
+        rows = s.query("SELECT stream_id, tool_calls FROM projection_runs ORDER BY stream_id").to_pylist()
+        calls = s.query(
+            "SELECT outcome, count(*) AS n, min(latency_ms) AS ms FROM projection_tool_calls GROUP BY ALL"
+        ).to_pylist()
+        history = s.query("SELECT projection, position FROM projection_checkpoints ORDER BY projection").to_pylist()
+    finally:
+        s.close()
+    assert {r["stream_id"]: r["tool_calls"] for r in rows}["tool_failure_loop"] == 3
+    assert calls == [{"outcome": "error", "n": 3, "ms": 0.0}]
+    assert [h["projection"] for h in history] == ["runs", "tool_calls"]
+    assert read_table(journal, "projection_checkpoints").num_rows == 2
+
+
+def test_tool_calls_pairs_by_id_and_by_order(journal: Journal) -> None:
+    journal.append(
+        "r",
+        [
+            ev("tool_called", tool_name="a", tool_call_id="x", occurred_at=at(1, 10, 0)),
+            ev("tool_called", tool_name="b", occurred_at=at(1, 10, 0)),
+            ev("tool_result", tool_name="b", occurred_at=at(1, 10, 2)),
+            ev("tool_result", tool_name="a", tool_call_id="x", error="no", occurred_at=at(1, 10, 1)),
+            ev("tool_called", tool_name="b", occurred_at=at(1, 10, 3)),
+            ev("tool_result", tool_name="c", duration_ms=12.5, occurred_at=at(1, 10, 3)),  # result only
+        ],
+    )
+    catch_up(journal, "tool_calls")
+    rows = {r["call_key"]: r for r in _sorted(read_projection(journal, "tool_calls"), ["call_key"])}
+    assert (rows["x"]["outcome"], rows["x"]["latency_ms"]) == ("error", 60_000.0)
+    assert (rows["b#1"]["outcome"], rows["b#1"]["latency_ms"]) == ("ok", 120_000.0)
+    assert rows["b#2"]["outcome"] == "pending" and rows["b#2"]["result_version"] is None
+    assert (rows["c#1"]["outcome"], rows["c#1"]["called_version"], rows["c#1"]["latency_ms"]) == ("ok", None, 12.5)
+
+
+def test_changed_projection_code_rebuilds(journal: Journal) -> None:
+    build_tool_failure_loop(journal)
+    catch_up(journal, ERRORS)
+
+    def only_tools(e: Event, emit: Emit) -> None:
+        if e.is_error and e.tool_name:
+            emit({"stream_id": e.stream_id, "version": e.version, "what": "tool"})
+
+    changed = Projection(ERRORS.name, ERRORS.schema, handler=only_tools)
+    r = catch_up(journal, changed)
+    assert r.rebuilt and "changed" in r.reason
+
+
+def test_bad_projections_are_refused(journal: Journal) -> None:
+    with pytest.raises(Exception, match="projection name"):
+        Projection("Bad Name", ERRORS.schema, handler=_errors_by_stream)
+    with pytest.raises(ReplayError, match="exactly one"):
+        Projection("x", ERRORS.schema)
+    build_tool_failure_loop(journal)
+
+    def wrong(e: Event, emit: Emit) -> None:
+        emit({"nope": 1})
+
+    with pytest.raises(ReplayError, match="does not fit its schema"):
+        catch_up(journal, Projection("wrong", ERRORS.schema, handler=wrong))
+
+    def crash(e: Event, emit: Emit) -> None:
+        raise RuntimeError("bug")
+
+    with pytest.raises(ReplayError, match="stream 'tool_failure_loop' version 1"):
+        catch_up(journal, Projection("crash", ERRORS.schema, handler=crash))
+    assert read_projection(journal, "crash") is None
+    with pytest.raises(ReplayError, match="no projection"):
+        catch_up(journal, "nope")

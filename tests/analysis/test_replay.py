@@ -1,0 +1,261 @@
+"""Time travel: state_at == a naive full fold at every version, with and without snapshots."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from helpers import at, build_tool_failure_loop, ev
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
+
+from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState, agent_run_states, apply_event
+from toolkit.analysis.aggregates import Aggregate, Event, Upcaster, append_events
+from toolkit.analysis.replay import (
+    clear_cache,
+    diff_states,
+    fold_states,
+    fold_to,
+    read_events,
+    replay,
+    replay_problems,
+    state_at,
+)
+from toolkit.analysis.snapshots import SNAPSHOTS, nearest_snapshot, take_snapshots
+from toolkit.errors import EventValidationError, ReplayError, StreamNotFoundError, VersionNotFoundError
+from toolkit.journal import Journal
+from toolkit.journal.schema import CANONICAL_EVENT_TYPES
+from toolkit.journal.side_tables import append_rows
+
+TOOLS = ["search", "book", "shell"]
+MODELS = ["m-a", "m-b", None]
+
+
+@st.composite
+def agent_event(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(
+        st.sampled_from(
+            ["user_message", "plan_created", "llm_request", "llm_response", "tool_called", "tool_result", "error",
+             "state_updated", "custom", "GoalCreated", "GoalUpdated", "GoalCompleted", "TickCompleted",
+             "EmergencyStopTriggered", "EmergencyStopCleared", "ConfigurationChanged", "AssistantArchived"]
+        )
+    )
+    e: dict[str, Any] = {"event_type": kind, "occurred_at": at(1) + dt.timedelta(minutes=draw(st.integers(0, 500)))}
+    data: dict[str, Any] = {}
+    if kind in {"tool_called", "tool_result"}:
+        e["tool_name"] = draw(st.sampled_from(TOOLS))
+        if kind == "tool_result" and draw(st.booleans()):
+            e["error"] = "failed"
+    if kind in {"llm_response", "llm_request"}:
+        e["model"] = draw(st.sampled_from(MODELS))
+        e["tokens_in"] = draw(st.integers(0, 5000))
+        e["tokens_out"] = draw(st.integers(0, 500))
+        e["cost_usd"] = str(draw(st.decimals(0, 1, places=6)))
+    if kind == "plan_created":
+        data = {"steps": draw(st.lists(st.sampled_from(TOOLS), max_size=3))}
+    if kind.startswith("Goal"):
+        data = {"goal_id": draw(st.sampled_from(["g1", "g2"])), "status": draw(st.sampled_from([None, "active"]))}
+    if kind == "ConfigurationChanged":
+        data = {"key": "llm_model", "new_value": draw(st.sampled_from(["m-a", "m-c"]))}
+    if kind == "EmergencyStopTriggered":
+        data = {"reason": "too many errors"}
+    if kind == "error" and draw(st.booleans()):
+        e["tool_name"] = draw(st.sampled_from(TOOLS))
+    e["data"] = data
+    return e
+
+
+def naive(journal: Journal, stream_id: str, version: int, aggregate: Aggregate[Any] = AGENT_RUN) -> Any:
+    """A full fold from version 1, straight from the journal files (no cache, no snapshots)."""
+    events = [e for e in read_events(Journal.open(journal.path), stream_id) if e.version <= version]
+    return aggregate.fold(events)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(agent_event(), min_size=1, max_size=12), min_size=1, max_size=3), st.integers(1, 5))
+def test_state_at_equals_the_naive_fold_at_every_version(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[list[dict[str, Any]]], every: int
+) -> None:
+    journal = Journal.create(tmp_path_factory.mktemp("prop") / "j")
+    clear_cache()
+    total = 0
+    for i, batch in enumerate(batches):  # several commits: the cache must pick up each
+        journal.append("run", batch)
+        total += len(batch)
+        if i == 0:
+            take_snapshots(journal, every=every)  # snapshots in the middle of the history
+        for v in range(0, total + 1):
+            assert state_at(journal, "run", version=v) == naive(journal, "run", v)
+    states = dict(fold_states(journal, "run"))
+    assert list(states) == list(range(1, total + 1))
+    for v, s in states.items():
+        assert s == naive(journal, "run", v)
+        assert fold_to(journal, "run", version=v, use_snapshots=False).state == s
+    # the vectorised state of every stream agrees with the fold too (SQL for canonical-only streams)
+    canonical = [e for b in batches for e in b if e["event_type"] in CANONICAL_EVENT_TYPES]
+    if canonical:
+        journal.append("canon", canonical)
+    rows = {r["stream_id"]: r for r in agent_run_states(journal).iter_rows(named=True)}
+    assert rows["run"] == {"stream_id": "run", **states[total].summary()}
+    if canonical:
+        assert rows["canon"] == {"stream_id": "canon", **state_at(journal, "canon").summary()}
+    journal.close()
+
+
+def test_snapshots_are_used_and_never_change_results(journal: Journal) -> None:
+    build_tool_failure_loop(journal)
+    before = [state_at(journal, "tool_failure_loop", version=v) for v in range(14)]
+    report = take_snapshots(journal, every=4)
+    assert (report.written, report.streams) == (3, 1)
+    assert take_snapshots(journal, every=4).written == 0  # already there
+    clear_cache()
+    assert [state_at(journal, "tool_failure_loop", version=v) for v in range(14)] == before
+    clear_cache()  # from the head down: the first fold decodes only the events after a snapshot
+    assert [state_at(journal, "tool_failure_loop", version=v) for v in reversed(range(14))] == before[::-1]
+    clear_cache()
+    assert state_at(journal, "tool_failure_loop") == before[-1]
+    assert fold_to(journal, "tool_failure_loop", at=at(2, 9, 4)).version == 6  # needs the whole stream
+    assert fold_to(journal, "tool_failure_loop", version=10).snapshot_version == 8
+    assert fold_to(journal, "tool_failure_loop", version=3).snapshot_version is None
+
+
+def test_a_snapshot_with_the_current_fingerprint_is_trusted_a_stale_one_is_ignored(journal: Journal) -> None:
+    build_tool_failure_loop(journal)
+    forged = dataclasses.replace(AgentRunState(), version=8, events=999)
+
+    def snap(fingerprint: str) -> None:
+        append_rows(journal, SNAPSHOTS, [{"stream_id": "tool_failure_loop", "version": 8, "aggregate": "agent_run",
+                                          "fingerprint": fingerprint, "state": json.dumps(AGENT_RUN.to_dict(forged))}])
+
+    snap("0123456789abcdef")  # another reducer's snapshot
+    assert state_at(journal, "tool_failure_loop", version=10).events == 10
+    snap(AGENT_RUN.fingerprint)  # this reducer's: used (which is why stale ones must never be)
+    assert state_at(journal, "tool_failure_loop", version=10).events == 999 + 2
+
+
+def test_a_changed_reducer_changes_the_fingerprint_and_ignores_old_snapshots(journal: Journal) -> None:
+    build_tool_failure_loop(journal)
+    take_snapshots(journal, every=4)
+
+    def double_count(s: AgentRunState, e: Event) -> AgentRunState:
+        s = apply_event(s, e)
+        s.events += 1
+        return s
+
+    changed = dataclasses.replace(AGENT_RUN, reducer=double_count)
+    assert changed.fingerprint != AGENT_RUN.fingerprint
+    assert nearest_snapshot(journal, "tool_failure_loop", changed, 13) is None
+    assert nearest_snapshot(journal, "tool_failure_loop", AGENT_RUN, 13) is not None
+    assert state_at(journal, "tool_failure_loop", aggregate=changed).events == 26
+
+    class Other(BaseModel):
+        goal_id: int
+
+    remodelled = dataclasses.replace(AGENT_RUN, events={**AGENT_RUN.events, "GoalCreated": Other})
+    assert remodelled.fingerprint != AGENT_RUN.fingerprint
+
+
+def test_bad_input_errors_name_the_problem(journal: Journal) -> None:
+    build_tool_failure_loop(journal)
+    with pytest.raises(StreamNotFoundError) as e:
+        state_at(journal, "tool_failure_lop")
+    assert "did you mean tool_failure_loop" in str(e.value)
+    with pytest.raises(VersionNotFoundError) as v:
+        state_at(journal, "tool_failure_loop", version=14)
+    assert "1..13" in str(v.value) and v.value.context["last_version"] == 13
+    with pytest.raises(VersionNotFoundError):
+        state_at(journal, "tool_failure_loop", version=-1)
+    early = fold_to(journal, "tool_failure_loop", at=at(1))
+    assert early.version == 0 and early.state == AgentRunState() and "before the stream's first event" in str(early.note)
+    assert fold_to(journal, "tool_failure_loop", at=at(2, 9, 4)).version == 6  # the last event at or before
+    with pytest.raises(ReplayError, match="without a time zone"):
+        state_at(journal, "tool_failure_loop", at=dt.datetime(2026, 3, 2, 9))
+
+
+def test_replay_filters_by_type_time_and_version(journal: Journal) -> None:
+    build_tool_failure_loop(journal)
+    tl = replay(journal, "tool_failure_loop")
+    assert tl["version"].to_list() == list(range(1, 14))
+    assert tl["title"][0] == "User said" and tl["title"][-1] == "Tool failed" and "error" in tl["tags"][-1]
+    only = replay(journal, "tool_failure_loop", types=["tool_called", "tool_result"])
+    assert set(only["event_type"]) == {"tool_called", "tool_result"} and only.height == 6
+    window = replay(journal, "tool_failure_loop", since=at(2, 9, 2), until=at(2, 9, 5))
+    assert window["version"].to_list() == [3, 4, 5, 6]
+    assert replay(journal, "tool_failure_loop", to_version=2).height == 2
+    with pytest.raises(VersionNotFoundError):
+        replay(journal, "tool_failure_loop", to_version=99)
+
+
+def test_diff_states_names_the_changed_fields(journal: Journal) -> None:
+    build_tool_failure_loop(journal)
+    changes = {c.path: (c.before, c.after) for c in diff_states(journal, "tool_failure_loop", 3, 4)}
+    assert changes["tools_called.shell"] == (None, 1)
+    assert changes["last_tool"] == (None, "shell") and changes["events"] == (3, 4)
+    assert diff_states(journal, "tool_failure_loop", 5, 5) == []
+
+
+def test_the_cache_sees_appends_by_another_process(journal: Journal) -> None:
+    journal.append("r", [ev("user_message")])
+    assert state_at(journal, "r").events == 1
+    other = Journal.open(journal.path)
+    other.append("r", [ev("llm_response", model="m")])
+    assert state_at(journal, "r").events == 2 and state_at(journal, "r").status == "answered"
+
+
+# ---------------------------------------------------------------------------- typed user aggregates
+
+
+class DepositedV1(BaseModel):
+    cents: int
+
+
+class Deposited(BaseModel):
+    amount: float
+    currency: str
+
+
+def _apply(balance: float, e: Event) -> float:
+    return balance + e.payload.amount if e.event_type == "Deposited" else balance
+
+
+ACCOUNT = Aggregate(
+    "account",
+    initial=lambda: 0.0,
+    reducer=_apply,
+    events={"Deposited": Deposited},
+    event_versions={"Deposited": 2},
+    upcasters=(Upcaster("Deposited", 1, lambda d: {"amount": d["cents"] / 100, "currency": "EUR"}),),
+)
+
+
+def test_appending_through_an_aggregate_validates_and_names_stream_index_field(journal: Journal) -> None:
+    good = {"event_type": "Deposited", "data": {"amount": 5, "currency": "EUR"}}
+    with pytest.raises(EventValidationError) as e:
+        append_events(journal, ACCOUNT, "acct-1", [good, {"event_type": "Deposited", "data": {"amount": "lots"}}])
+    assert "stream 'acct-1': event 1 (Deposited): field 'amount'" in str(e.value) and "Hint:" in str(e.value)
+    assert journal.stream_version("acct-1") == 0  # nothing written
+    append_events(journal, ACCOUNT, "acct-1", [good], expected_version=0)
+    assert json.loads(journal.read_stream("acct-1", ["metadata"]).column("metadata")[0].as_py())["event_version"] == 2
+
+
+def test_upcasters_and_misfits_during_replay(journal: Journal) -> None:
+    journal.append(
+        "acct-2",
+        [
+            {"event_type": "Deposited", "data": {"cents": 250}, "metadata": {"event_version": 1}},  # old model
+            {"event_type": "Deposited", "data": {"amount": 1.5, "currency": "EUR"}, "metadata": {"event_version": 2}},
+            {"event_type": "Deposited", "data": {"amount": "oops"}, "metadata": {"event_version": 2}},  # misfit
+            {"event_type": "Deposited", "data": {"amount": 1, "currency": "EUR"}, "metadata": {"event_version": 2}},
+        ],
+    )
+    assert state_at(journal, "acct-2", aggregate=ACCOUNT) == 5.0
+    problems = replay_problems(journal, "acct-2", ACCOUNT)
+    assert [(p.stream_id, p.version) for p in problems] == [("acct-2", 3)]
+    assert "amount" in problems[0].errors and "currency" in problems[0].errors
+    # the same events through another aggregate: payloads of the first never leak
+    assert state_at(journal, "acct-2").events == 4

@@ -1,0 +1,117 @@
+"""The issue-7 commands through the real entry point: chain, trace, correlation, checkpoint,
+verify --checkpoint, purge, archive, redact, export-compliance, verify-export."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import drop_row, locate, rewrite_parquet
+
+from toolkit.cli.main import main
+from toolkit.journal import Journal
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "demo-journal"
+FAILED_TOOL = "8c24ab68-39d3-5393-8f68-000000000006"  # run-7-0000005: search_flights → HTTP 503
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copytree(FIXTURE, tmp_path / "demo")
+    monkeypatch.setenv("AGENT_JOURNAL", str(tmp_path / "demo"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    return tmp_path / "demo"
+
+
+def test_chain_tree_json_and_unknown_id(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "chain", FAILED_TOOL, "--up")
+    assert code == 0 and "chain: 6 events, 0 orphans, 0 cycles" in err
+    lines = out.splitlines()
+    assert "Book me a flight" in lines[0] and "▶" in lines[-1] and "503" in lines[-1]
+    code, out, _ = run(capsys, "chain", FAILED_TOOL, "--both", "--format", "json")
+    graph = json.loads(out)
+    assert graph["focus"] == FAILED_TOOL and len(graph["edges"]) == len(graph["nodes"]) - 1
+    code, out, err = run(capsys, "chain", FAILED_TOOL.replace("8c24", "8c25"))  # a typo
+    assert code == 1 and "no event" in err and "Hint: did you mean" in err and FAILED_TOOL in err
+
+
+def test_trace_and_correlation(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace_id = Journal.open(demo).read_stream("run-7-0000005", ["trace_id"]).column("trace_id")[0].as_py()
+    code, out, err = run(capsys, "trace", trace_id, "--format", "csv")
+    assert code == 0 and "trace:" in err and out.count("\n") > 5
+    code, out, err = run(capsys, "correlation", "session-7-0000002", "--format", "json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and {r["stream_id"] for r in rows} == {"run-7-0000002", "run-7-0000003"}
+    code, _, err = run(capsys, "correlation", "session-7-0000002", "--since", "yesterday")
+    assert code == 2 and "ISO 8601" in err
+
+
+def test_checkpoint_then_verify_names_a_dropped_last_event(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOURNAL_HMAC_KEY", "0123456789abcdef0123456789abcdef")
+    cp = tmp_path / "safe" / "heads.json"
+    code, _, err = run(capsys, "checkpoint", "-o", str(cp), "--key-env", "JOURNAL_HMAC_KEY")
+    assert code == 0 and "HMAC-signed" in err
+    code, _, err = run(capsys, "verify", "--checkpoint", str(cp), "--key-env", "JOURNAL_HMAC_KEY")
+    assert code == 0 and "OK" in err
+    journal = Journal.open(demo)
+    path, row = locate(journal, "run-7-0000005", journal.stream_version("run-7-0000005"))
+    rewrite_parquet(path, lambda t: drop_row(t, row))
+    code, out, err = run(capsys, "verify", "--checkpoint", str(cp), "--key-env", "JOURNAL_HMAC_KEY", "--format", "csv")
+    assert code == 3 and "1 broken" in err
+    assert "run-7-0000005" in out and "checkpoint_truncated" in out
+    code, _, err = run(capsys, "verify", "--checkpoint", str(cp))
+    assert code == 1 and "HMAC-signed" in err and "Hint:" in err
+
+
+def test_purge_refuses_recent_events(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "purge", "--before", "2026-10-02")
+    assert code == 1 and "minimum retention" in err and "Hint:" in err
+    code, out, _ = run(capsys, "purge", "--before", "2026-10-02", "--force")
+    result = json.loads(out)
+    assert code == 0 and result["events"] > 0 and Path(result["archive"]).is_file()
+    code, _, err = run(capsys, "verify")
+    assert code == 0, err
+
+
+def test_archive_and_redact(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "archive", "run-7-0000001", "-o", str(tmp_path / "a.parquet"), "--delete")
+    assert code == 0 and json.loads(out)["deleted"] > 0
+    code, out, _ = run(capsys, "redact", "--subject", "user-0001", "--reason", "test request")
+    assert code == 0 and json.loads(out)["events"] > 0
+    code, _, err = run(capsys, "verify")
+    assert code == 0 and "redacted events" in err and "after a purge" in err
+    code, _, err = run(capsys, "redact", "--subject", "nobody")
+    assert code == 1 and "no events with subject_id" in err
+
+
+def test_export_and_verify_export(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "bundle"
+    code, out, err = run(capsys, "export-compliance", "--correlation", "session-7-0000002", "-o", str(out_dir))
+    assert code == 0 and json.loads(out)["events"] == 34
+    code, _, err = run(capsys, "verify-export", str(out_dir), "-j", str(demo))
+    assert code == 0 and "checked against the journal: OK" in err
+    (out_dir / "runs.csv").write_text("changed\n")
+    code, out, err = run(capsys, "verify-export", str(out_dir), "--format", "csv")
+    assert code == 3 and "runs.csv,sha256" in out
+    code, out, err = run(capsys, "export-compliance", "--correlation", "no-such", "-o", str(tmp_path / "empty"))
+    assert code == 0 and "empty and still verifiable" in err
+    code, _, err = run(capsys, "verify-export", str(tmp_path / "empty"))
+    assert code == 0 and "empty bundle" in err
+    code, _, err = run(capsys, "export-compliance", "-o", str(tmp_path / "none"))
+    assert code == 1 and "exactly one" in err

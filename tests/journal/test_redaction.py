@@ -1,0 +1,189 @@
+"""Erasure: a subject's payloads go (table, history, archives); the chain and a record stay;
+verify tells redaction from tampering."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import ev, locate, rewrite_parquet, set_cell
+
+from toolkit.errors import RetentionError
+from toolkit.journal import Journal, rewrite
+from toolkit.journal.integrity import verify_journal
+from toolkit.journal.redaction import redact_subject, subject_digest
+from toolkit.journal.retention import purge_before
+from toolkit.journal.side_tables import read_table
+from toolkit.reports.archive import archive_stream
+
+UTC = dt.UTC
+PII = "Alice Example, 12 Rue de la Paix, IBAN FR7630006000011234567890189"
+
+
+@pytest.fixture
+def people(journal: Journal) -> Journal:
+    old = dt.datetime(2025, 1, 5, tzinfo=UTC)
+    journal.append(
+        "alice-1",
+        [
+            ev("user_message", {"text": PII}, subject_id="alice", occurred_at=old, metadata={"ip": "10.0.0.7"}),
+            ev("llm_response", {"text": f"Noted: {PII}"}, subject_id="alice", occurred_at=old + dt.timedelta(minutes=1)),
+        ],
+    )
+    journal.append("alice-2", [ev("user_message", {"text": f"again {PII}"}, subject_id="alice")])
+    journal.append("bob-1", [ev("user_message", {"text": "bob's words"}, subject_id="bob")])
+    return journal
+
+
+def _everything_on_disk(root: Path) -> str:
+    """Every Parquet file (referenced or not) and Delta log entry under ``root``, decoded to text."""
+    parts = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        if p.suffix == ".parquet":
+            parts.append(json.dumps(pq.read_table(p).to_pylist(), default=str))
+        elif p.suffix == ".json":
+            parts.append(p.read_text(encoding="utf-8", errors="replace"))
+    return "\n".join(parts)
+
+
+def test_redaction_keeps_the_skeleton_and_verifies(people: Journal) -> None:
+    before = {r["event_id"]: r for r in people.read_all().to_pylist()}
+    result = redact_subject(people, "alice", reason="art. 17 request 42")
+    assert (result.events, result.streams) == (3, 2)
+    fresh = Journal.open(people.path)
+    after = {r["event_id"]: r for r in fresh.read_all().to_pylist()}
+    assert after.keys() == before.keys()
+    marker = json.dumps({"redacted": result.redaction_id}, separators=(",", ":"))
+    for eid, row in after.items():
+        if before[eid]["subject_id"] == "alice":
+            assert row["data"] == row["metadata"] == marker
+            assert {k: v for k, v in row.items() if k not in ("data", "metadata")} == {
+                k: v for k, v in before[eid].items() if k not in ("data", "metadata")
+            }
+        else:
+            assert row == before[eid]
+    records = read_table(fresh, "redactions").to_pylist()
+    assert {r["event_id"] for r in records} == {e for e, r in before.items() if r["subject_id"] == "alice"}
+    assert all(r["subject_sha256"] == subject_digest("alice") and r["reason"] == "art. 17 request 42" for r in records)
+    assert all("subject_id" not in r for r in records)  # the record names the subject by digest only
+    report = verify_journal(fresh)
+    assert report.ok, report.breaks
+    assert report.redacted == 3
+
+
+def test_personal_data_leaves_history_and_archives(people: Journal, tmp_path: Path) -> None:
+    purge = purge_before(people, dt.datetime(2025, 1, 5, 0, 0, 30, tzinfo=UTC), now=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    assert purge.events == 1  # alice-1 v1 now lives only in the purge archive
+    archive_stream(people, "alice-2", tmp_path / "alice-2.json", fmt="evennia-archive")
+    archive_stream(people, "alice-1", tmp_path / "alice-1.parquet")
+    people.append("bob-1", [ev("custom", {"k": 1})])  # more history
+    people.append(
+        "alice-3",
+        [ev("tool_called", {"to": PII}, subject_id="alice", tool_name="send_mail", tool_call_id="c1")],
+        stream_type="agent_run",
+    )
+    from toolkit.analysis.projections import catch_up
+    from toolkit.analysis.snapshots import take_snapshots
+
+    catch_up(people, "tool_calls")  # a read model derived from the payloads
+    take_snapshots(people, every=1)
+    assert (people.path / "projection_tool_calls").is_dir()
+    assert "alice-3" in read_table(people, "snapshots").column("stream_id").to_pylist()
+    assert PII in _everything_on_disk(people.path) + _everything_on_disk(tmp_path)
+
+    result = redact_subject(people, "alice")
+    assert sorted(Path(p).name for p in result.archives_rewritten) == sorted(
+        [Path(purge.archive_path or "").name, "alice-2.json", "alice-1.parquet"]
+    )
+    assert "projection_tool_calls" in result.derived_dropped
+    assert not (people.path / "projection_tool_calls").exists()
+    assert not {"alice-1", "alice-2", "alice-3"} & set(read_table(people, "snapshots").column("stream_id").to_pylist())
+    assert "bob-1" in read_table(people, "snapshots").column("stream_id").to_pylist()
+    assert PII not in _everything_on_disk(people.path)
+    assert PII not in _everything_on_disk(tmp_path)
+    assert "10.0.0.7" not in _everything_on_disk(people.path) + _everything_on_disk(tmp_path)
+    fresh = Journal.open(people.path)
+    assert verify_journal(fresh).ok
+    # the archives' new digests are registered
+    from toolkit.journal.retention import file_sha256
+
+    rows = sorted(read_table(fresh, "archives").to_pylist(), key=lambda r: r["archived_at"])
+    latest = {r["path"]: r["sha256"] for r in rows}
+    assert all(file_sha256(p) == h for p, h in latest.items())
+    assert "bob's words" in json.dumps(fresh.read_all(["data"]).to_pylist())
+
+
+def test_tampering_with_a_redacted_event_is_still_tampering(people: Journal) -> None:
+    redact_subject(people, "alice", erase=False)
+    path, row = locate(people, "alice-1", 2)
+    rewrite_parquet(path, lambda t: set_cell(t, "data", row, '{"redacted":"someone-else"}'))
+    breaks = verify_journal(Journal.open(people.path)).breaks or []
+    assert [(b.stream_id, b.version, b.check) for b in breaks] == [("alice-1", 2, "payload")]
+
+
+def test_a_fake_marker_without_a_record_is_tampering(people: Journal) -> None:
+    path, row = locate(people, "bob-1", 1)
+    rewrite_parquet(path, lambda t: set_cell(set_cell(t, "data", row, '{"redacted":"x"}'), "metadata", row, '{"redacted":"x"}'))
+    breaks = verify_journal(Journal.open(people.path)).breaks or []
+    assert [(b.stream_id, b.version, b.check) for b in breaks] == [("bob-1", 1, "payload")]
+
+
+def test_a_crash_between_record_and_rewrite_is_safe(people: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*a: object, **k: object) -> int:
+        raise KeyboardInterrupt("killed before the commit")
+
+    monkeypatch.setattr("toolkit.journal.redaction.replace_partitions", crash)
+    with pytest.raises(KeyboardInterrupt):
+        redact_subject(people, "alice")
+    fresh = Journal.open(people.path)
+    assert read_table(fresh, "redactions").num_rows == 3
+    assert PII in json.dumps(fresh.read_all(["data"]).to_pylist())  # not yet redacted
+    assert verify_journal(fresh).ok
+    monkeypatch.setattr("toolkit.journal.redaction.replace_partitions", rewrite.replace_partitions)
+    result = redact_subject(Journal.open(people.path), "alice")
+    assert result.events == 3
+    fresh = Journal.open(people.path)
+    assert PII not in json.dumps(fresh.read_all(["data"]).to_pylist())
+    report = verify_journal(fresh)
+    assert report.ok and report.redacted == 3
+
+
+def test_redacting_twice_is_a_no_op_and_unknown_subjects_are_named(people: Journal) -> None:
+    redact_subject(people, "alice", erase=False)
+    again = redact_subject(people, "alice", erase=False)
+    assert (again.events, again.already_redacted) == (0, 3)
+    with pytest.raises(RetentionError, match="no events with subject_id 'carol'"):
+        redact_subject(people, "carol")
+
+
+def test_archive_appends_a_tombstone_and_delete_keeps_the_chain(people: Journal, tmp_path: Path) -> None:
+    original = people.read_stream("alice-1")
+    result = archive_stream(people, "alice-1", tmp_path / "a.parquet", delete=True, reason="closed")
+    assert (result.events, result.tombstone_version, result.deleted) == (3, 3, 2)
+    archived = pq.read_table(tmp_path / "a.parquet")
+    assert archived.slice(0, 2).to_pylist() == original.to_pylist()
+    tomb = archived.slice(2).to_pylist()[0]
+    assert tomb["event_type"] == "stream_archived"
+    assert json.loads(tomb["data"])["archive_path"] == str(tmp_path / "a.parquet")
+    assert tomb["causation_id"] == original.column("event_id")[-1].as_py()
+    fresh = Journal.open(people.path)
+    assert fresh.read_stream("alice-1").column("version").to_pylist() == [3]
+    report = verify_journal(fresh)
+    assert report.ok and report.anchored == 1
+    with pytest.raises(RetentionError, match="exists already"):
+        archive_stream(fresh, "bob-1", tmp_path / "a.parquet")
+
+
+def test_evennia_archive_is_readable_by_its_importer(people: Journal, tmp_path: Path) -> None:
+    out = tmp_path / "bob.json"
+    archive_stream(people, "bob-1", out, fmt="evennia-archive")
+    doc = json.loads(out.read_text())
+    assert [e["topic"] for e in doc["events"]] == ["user_message", "AssistantArchived"]
+    assert doc["events"][-1]["data"]["reason"] == "archived"
+    assert isinstance(pa.table({"x": [1]}), pa.Table)

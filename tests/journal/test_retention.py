@@ -1,0 +1,121 @@
+"""Retention: refusal inside the minimum, archive first, anchored removal, crash safety."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from helpers import drop_row, ev, locate, rewrite_parquet, set_cell
+
+from toolkit.errors import RetentionError
+from toolkit.journal import Journal, rewrite
+from toolkit.journal.integrity import verify_journal
+from toolkit.journal.retention import file_sha256, purge_before
+from toolkit.journal.side_tables import read_table
+
+UTC = dt.UTC
+NOW = dt.datetime(2026, 11, 1, tzinfo=UTC)
+OLD = dt.datetime(2025, 1, 10, 12, tzinfo=UTC)
+BEFORE = dt.datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def _at(days: int) -> dt.datetime:
+    return OLD + dt.timedelta(days=days)
+
+
+@pytest.fixture
+def aged(journal: Journal) -> Journal:
+    """old: entirely before the cut; span: 3 events before, 3 after; new: after; skew: an old
+    event that follows a young one (must stay)."""
+    journal.append("old", [ev("custom", {"n": i}, occurred_at=_at(i)) for i in range(3)])
+    journal.append("span", [ev("custom", {"n": i}, occurred_at=_at(i * 20)) for i in range(6)])
+    journal.append("new", [ev("custom", {"n": 1}, occurred_at=_at(200))])
+    journal.append(
+        "skew",
+        [ev("custom", occurred_at=_at(1)), ev("custom", occurred_at=_at(100)), ev("custom", occurred_at=_at(2))],
+    )
+    return journal
+
+
+def test_refuses_events_younger_than_the_minimum(aged: Journal) -> None:
+    with pytest.raises(RetentionError, match="minimum retention of 183 days") as e:
+        purge_before(aged, NOW - dt.timedelta(days=30), now=NOW)
+    assert "Hint:" in str(e.value) and "--force" in str(e.value)
+    assert read_table(aged, "purges").num_rows == 0
+    assert Journal.open(aged.path).read_all(["event_id"]).num_rows == 13
+
+
+def test_purge_archives_records_and_still_verifies(aged: Journal) -> None:
+    before_rows = {(r["stream_id"], r["version"]): r for r in aged.read_all().to_pylist()}
+    result = purge_before(aged, BEFORE, now=NOW)
+    # span: versions 1-3 (days 0, 20, 40) go; skew: only v1 (v3 is old but follows young v2)
+    assert (result.events, result.streams, result.kept_out_of_order) == (3 + 3 + 1, 3, 1)
+    fresh = Journal.open(aged.path)
+    left = {(r["stream_id"], r["version"]) for r in fresh.read_all(["stream_id", "version"]).to_pylist()}
+    assert left == {("span", 4), ("span", 5), ("span", 6), ("new", 1), ("skew", 2), ("skew", 3)}
+    archive = Path(result.archive_path or "")
+    assert archive.is_file() and file_sha256(archive) == result.archive_sha256
+    archived = pq.read_table(archive).to_pylist()
+    assert {(r["stream_id"], r["version"]) for r in archived} == set(before_rows) - left
+    assert all(r == before_rows[(r["stream_id"], r["version"])] for r in archived)  # whole rows, unchanged
+    records = {r["stream_id"]: r for r in read_table(fresh, "purges").to_pylist()}
+    assert records["span"]["first_kept_version"] == 4
+    assert records["span"]["anchor_hash"] == before_rows[("span", 3)]["hash"]
+    assert records["old"]["removed_events"] == 3 and records["old"]["archive_sha256"] == result.archive_sha256
+    report = verify_journal(fresh)
+    assert report.ok, report.breaks
+    assert report.anchored == 2  # span and skew start after a purge
+
+
+def test_after_a_purge_tampering_still_fails(aged: Journal) -> None:
+    purge_before(aged, BEFORE, now=NOW)
+    path, row = locate(aged, "span", 5)
+    rewrite_parquet(path, lambda t: set_cell(t, "data", row, '{"n":99}'))
+    breaks = verify_journal(Journal.open(aged.path)).breaks or []
+    assert [(b.stream_id, b.version, b.check) for b in breaks] == [("span", 5, "payload")]
+
+
+def test_removing_more_than_the_record_says_is_named(aged: Journal) -> None:
+    purge_before(aged, BEFORE, now=NOW)
+    path, row = locate(aged, "span", 4)  # the anchored first event
+    rewrite_parquet(path, lambda t: drop_row(t, row))
+    breaks = verify_journal(Journal.open(aged.path)).breaks or []
+    assert [(b.stream_id, b.version, b.check) for b in breaks] == [("span", 5, "version")]
+
+
+def test_a_crash_between_record_and_rewrite_leaves_a_verifiable_journal(
+    aged: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(*a: object, **k: object) -> int:
+        raise KeyboardInterrupt("killed before the commit")
+
+    monkeypatch.setattr("toolkit.journal.retention.replace_partitions", crash)
+    with pytest.raises(KeyboardInterrupt):
+        purge_before(aged, BEFORE, now=NOW)
+    fresh = Journal.open(aged.path)
+    assert fresh.read_all(["event_id"]).num_rows == 13  # nothing removed
+    assert read_table(fresh, "purges").num_rows == 3  # the records are there
+    assert verify_journal(fresh).ok
+    monkeypatch.setattr("toolkit.journal.retention.replace_partitions", rewrite.replace_partitions)
+    result = purge_before(Journal.open(aged.path), BEFORE, now=NOW)
+    assert result.events == 7
+    fresh = Journal.open(aged.path)
+    assert fresh.read_all(["event_id"]).num_rows == 6 and verify_journal(fresh).ok
+
+
+def test_nothing_to_purge_writes_nothing(aged: Journal) -> None:
+    version = aged.delta_version
+    result = purge_before(aged, dt.datetime(2024, 1, 1, tzinfo=UTC), now=NOW)
+    assert result.events == 0 and result.archive_path is None
+    assert Journal.open(aged.path).delta_version == version
+
+
+def test_retention_setting_round_trips(tmp_path: Path) -> None:
+    from toolkit.journal.config import JournalConfig
+
+    j = Journal.create(tmp_path / "j", config=JournalConfig(retention_min_days=30))
+    assert Journal.open(j.path).config.retention_min_days == 30
+    j.append("x", [ev("custom", occurred_at=NOW - dt.timedelta(days=40))])
+    assert purge_before(Journal.open(j.path), NOW - dt.timedelta(days=31), now=NOW).events == 1

@@ -1,0 +1,79 @@
+"""Every notebook runs as a plain script on the demo journal (a failing cell fails the run) and passes `marimo check`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from browser import NOTEBOOKS, REPO, require_marimo
+
+from toolkit.reports.report_catalog import NOTEBOOKS as CATALOG
+from toolkit.reports.report_catalog import notebook_argv, notebook_journal, notebook_path
+
+FIXTURE = REPO / "tests" / "fixtures" / "demo-journal"
+
+
+@pytest.fixture(scope="module")
+def demo_journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    copy = tmp_path_factory.mktemp("nb") / "demo-journal"
+    shutil.copytree(FIXTURE, copy)  # notebooks may write (bundles, snapshots): never into the committed copy
+    return copy
+
+
+def test_every_catalog_notebook_has_a_file() -> None:
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.py")) == sorted(CATALOG)
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_notebook_runs_as_a_script(name: str, demo_journal: Path, tmp_path: Path) -> None:
+    require_marimo()
+    proc = subprocess.run(
+        [sys.executable, str(NOTEBOOKS / f"{name}.py"), "--journal", str(demo_journal)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"{name}.py failed as a script:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+
+
+def test_a_failing_cell_fails_the_script(tmp_path: Path) -> None:
+    require_marimo()
+    proc = subprocess.run(
+        [sys.executable, str(NOTEBOOKS / "overview.py"), "--journal", str(tmp_path / "no-journal")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "no journal at" in proc.stderr
+
+
+def test_marimo_check_passes() -> None:
+    require_marimo()
+    proc = subprocess.run(
+        [sys.executable, "-m", "marimo", "check", "--strict", *sorted(map(str, NOTEBOOKS.glob("*.py")))],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_notebook_command_line(demo_journal: Path) -> None:
+    require_marimo()
+    argv = notebook_argv("run-explorer", str(demo_journal), port=2799, headless=True)
+    assert argv[1:4] == ["-m", "marimo", "run"] and argv[4] == str(notebook_path("run_explorer"))
+    assert argv[-2:] == ["--journal", str(demo_journal)] and "--headless" in argv and "127.0.0.1" in argv
+    assert notebook_journal(str(demo_journal)).path.resolve() == demo_journal.resolve()
+
+
+def test_unknown_notebook_lists_the_known_ones() -> None:
+    from toolkit.errors import ReportError
+
+    with pytest.raises(ReportError, match="no notebook named 'nope'") as e:
+        notebook_path("nope")
+    assert "overview" in str(e.value)

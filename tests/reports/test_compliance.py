@@ -1,0 +1,204 @@
+"""Compliance bundles: contents, manifest, a self-contained HTML page, verification (of the bundle
+and against the journal), empty selections, changed files named."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from toolkit.errors import BundleError
+from toolkit.journal import Journal
+from toolkit.journal.redaction import redact_subject
+from toolkit.journal.retention import file_sha256
+from toolkit.reports.compliance import Selection, export_compliance
+from toolkit.reports.compliance_verify import verify_bundle
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "demo-journal"
+SESSION = "session-7-0000002"  # two runs: a question and its follow-up
+KEY = b"bundle-key-0123456789abcdef012345"
+VOID = {"meta", "br", "hr", "img", "input", "link", "wbr", "col", "source", "area", "base", "embed", "track"}
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Journal:
+    shutil.copytree(FIXTURE, tmp_path / "demo")
+    return Journal.open(tmp_path / "demo")
+
+
+@pytest.fixture
+def bundle(demo: Journal, tmp_path: Path) -> Path:
+    export_compliance(demo, Selection(correlation_id=SESSION), tmp_path / "bundle", key=KEY)
+    return tmp_path / "bundle"
+
+
+class StrictHTML(HTMLParser):
+    """Fails on unbalanced tags; collects every attribute and tag."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str | None]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs.extend(attrs)
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _parse(path: Path) -> StrictHTML:
+    p = StrictHTML()
+    p.feed(path.read_text(encoding="utf-8"))
+    p.close()
+    assert p.stack == [], f"unclosed: {p.stack}"
+    return p
+
+
+def test_bundle_holds_every_part_and_a_complete_manifest(bundle: Path, demo: Journal) -> None:
+    names = sorted(p.name for p in bundle.iterdir())
+    assert names == sorted(
+        [f"{t}.{e}" for t in ("events", "causation", "runs") for e in ("parquet", "csv", "json")]
+        + ["report.html", "manifest.json"]
+    )
+    m = json.loads((bundle / "manifest.json").read_text())
+    assert m["selection"]["correlation_id"] == SESSION
+    assert "correlation_id = $correlation_id" in m["query"]["sql"] and m["query"]["params"]["correlation_id"] == SESSION
+    assert m["delta_version"] == demo.delta_version and m["exported_at"]
+    events = pq.read_table(bundle / "events.parquet")
+    assert m["row_counts"]["events"] == events.num_rows == 34
+    assert set(m["streams"]) == {"run-7-0000002", "run-7-0000003"}
+    for name, info in m["files"].items():
+        assert file_sha256(bundle / name) == info["sha256"]
+    times = events.column("occurred_at").to_pylist()
+    assert times == sorted(times)
+    assert all(events.column("title").to_pylist()) and "summary" in events.column_names
+    assert len(json.loads((bundle / "events.json").read_text())) == 34
+    assert (bundle / "events.csv").read_text().count("\n") >= 35
+    heads = m["chain_heads"]["run-7-0000002"]
+    assert heads["head_version"] == 17 and heads["head_hash"] == heads["last_exported_hash"]
+    links = pq.read_table(bundle / "causation.parquet").to_pylist()
+    follow_up = [r for r in links if r["effect_stream_id"] == "run-7-0000003" and r["cause_stream_id"] == "run-7-0000002"]
+    assert len(follow_up) == 1 and follow_up[0]["cause_in_bundle"]
+    runs = pq.read_table(bundle / "runs.parquet")
+    assert runs.num_rows == 2
+
+
+def test_html_is_self_contained_and_well_formed(bundle: Path) -> None:
+    raw = (bundle / "report.html").read_text(encoding="utf-8")
+    page = _parse(bundle / "report.html")
+    assert not {"script", "link", "img", "iframe", "object", "embed", "base", "form"} & set(page.tags)
+    for name, value in page.attrs:
+        assert name not in ("src", "srcset", "action", "background", "poster")
+        if name == "href":
+            assert value and value.startswith("#"), value
+    lowered = raw.lower()
+    for needle in ("http:", "https:", "url(", "@import", "//cdn", "<script"):
+        assert needle not in lowered, needle
+    assert page.tags.count("section") == 2  # one per run
+    text = "".join(page.text)
+    assert "https://git.example" in text  # the payload's address is shown as text, not linked
+    assert "Is PR 1258 in acme/payments safe to merge" in text
+
+
+def test_verify_passes_on_the_bundle_and_against_the_journal(bundle: Path, demo: Journal) -> None:
+    report = verify_bundle(bundle, journal=demo, key=KEY)
+    assert report.ok, report.problems
+    assert report.events == 34 and report.checked_against_journal
+
+
+@pytest.mark.parametrize("name", ["events.csv", "report.html", "runs.json", "causation.parquet"])
+def test_a_changed_file_is_named(bundle: Path, name: str) -> None:
+    p = bundle / name
+    raw = bytearray(p.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    p.write_bytes(bytes(raw))
+    problems = verify_bundle(bundle).problems
+    assert [(x.where, x.check) for x in problems] == [(name, "sha256")]
+
+
+def test_missing_and_extra_files_are_named(bundle: Path) -> None:
+    (bundle / "runs.csv").unlink()
+    (bundle / "notes.txt").write_text("added later")
+    problems = {(x.where, x.check) for x in verify_bundle(bundle).problems}
+    assert problems == {("runs.csv", "missing_file"), ("notes.txt", "unlisted_file")}
+
+
+def test_a_forger_who_updates_the_manifest_is_caught(bundle: Path) -> None:
+    events = pq.read_table(bundle / "events.parquet")
+    data = events.column("data").to_pylist()
+    data[3] = data[3].replace("1", "2", 1)
+    i = events.schema.get_field_index("data")
+    pq.write_table(events.set_column(i, events.schema.field(i), pa.array(data, events.schema.field(i).type)), bundle / "events.parquet")
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["files"]["events.parquet"]["sha256"] = file_sha256(bundle / "events.parquet")
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    unsigned = verify_bundle(bundle).problems
+    assert [x.check for x in unsigned] == ["payload"]
+    signed = verify_bundle(bundle, key=KEY).problems
+    assert ("manifest.json", "hmac") in {(x.where, x.check) for x in signed}
+
+
+def test_empty_range_gives_an_empty_valid_bundle(demo: Journal, tmp_path: Path) -> None:
+    sel = Selection(correlation_id=SESSION, since=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    result = export_compliance(demo, sel, tmp_path / "empty")
+    assert result.empty and result.events == 0
+    m = json.loads((tmp_path / "empty" / "manifest.json").read_text())
+    assert m["empty"] is True and "empty" in m["note"]
+    assert pq.read_table(tmp_path / "empty" / "events.parquet").num_rows == 0
+    report = verify_bundle(tmp_path / "empty", journal=demo)
+    assert report.ok and report.empty
+    assert "No events matched" in (tmp_path / "empty" / "report.html").read_text()
+    _parse(tmp_path / "empty" / "report.html")
+
+
+def test_subject_and_stream_selections(demo: Journal, tmp_path: Path) -> None:
+    by_subject = export_compliance(
+        demo,
+        Selection(subject_id="user-0001", until=dt.datetime(2026, 10, 2, 2, tzinfo=dt.UTC)),
+        tmp_path / "s",
+    )
+    events = pq.read_table(tmp_path / "s" / "events.parquet")
+    assert set(events.column("subject_id").to_pylist()) == {"user-0001"} and by_subject.events == events.num_rows
+    assert max(events.column("occurred_at").to_pylist()) < dt.datetime(2026, 10, 2, 2, tzinfo=dt.UTC)
+    by_stream = export_compliance(demo, Selection(stream_ids=("run-7-0000005",)), tmp_path / "r")
+    assert by_stream.streams == 1 and verify_bundle(tmp_path / "r", journal=demo).ok
+
+
+def test_journal_changes_after_export(bundle: Path, demo: Journal) -> None:
+    demo.append("run-7-0000002", [{"event_type": "custom", "data": {"later": True}}])
+    assert verify_bundle(bundle, journal=Journal.open(demo.path)).ok  # growth is fine
+    redact_subject(Journal.open(demo.path), "user-0001")
+    report = verify_bundle(bundle, journal=Journal.open(demo.path))
+    assert report.ok and report.redacted_since == 34
+
+
+def test_bad_selections_and_targets(demo: Journal, tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="exactly one"):
+        export_compliance(demo, Selection(), tmp_path / "x")
+    with pytest.raises(BundleError, match="exactly one"):
+        export_compliance(demo, Selection(correlation_id="a", subject_id="b"), tmp_path / "x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_text("x")
+    with pytest.raises(BundleError, match="not an empty directory"):
+        export_compliance(demo, Selection(correlation_id=SESSION), tmp_path / "full")
+    with pytest.raises(BundleError, match="cannot read the bundle manifest"):
+        verify_bundle(tmp_path / "full")
+    (tmp_path / "full" / "manifest.json").write_text("{}")
+    with pytest.raises(BundleError, match="not a compliance bundle"):
+        verify_bundle(tmp_path / "full")

@@ -1,0 +1,352 @@
+"""Causation chains: the ancestors of an event back to its root input, its descendants down to
+every effect, across streams; orphans (a cause that is not in the journal) and cycles.
+
+The walk is vectorised. Events are loaded a whole stream at a time (``Journal.read_streams``
+prunes files by stream id), and breadth-first levels are computed in memory with one Polars
+filter per level. The journal as a whole is queried once per *hop between streams*, never per
+event: to find the streams holding causes that are not loaded yet (``--up``), and the streams
+holding effects of what is loaded (``--down``).
+
+>>> from toolkit.journal import Journal
+>>> j = Journal.in_memory()
+>>> _ = j.append("a", [{"event_type": "user_message", "data": "hi", "event_id": "m1"},
+...                    {"event_type": "llm_response", "data": "ok", "event_id": "r1", "causation_id": "m1"}])
+>>> _ = j.append("b", [{"event_type": "tool_called", "data": {}, "event_id": "t1", "causation_id": "r1"}])
+>>> chain = walk_chain(j, "t1", direction="up")
+>>> chain.nodes.select("event_id", "depth").rows()
+[('m1', -2), ('r1', -1), ('t1', 0)]
+>>> walk_chain(j, "m1", direction="down").nodes.get_column("event_id").to_list()
+['m1', 'r1', 't1']
+>>> j.close()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+
+from toolkit.engines import duckdb_engine
+from toolkit.engines.polars_engine import scan_events
+from toolkit.engines.queries import get_query
+from toolkit.errors import EventNotFoundError
+from toolkit.journal.store import Journal
+
+Direction = Literal["up", "down", "both"]
+
+NODE_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "stream_id",
+    "stream_type",
+    "version",
+    "position",
+    "event_type",
+    "occurred_at",
+    "causation_id",
+    "correlation_id",
+    "trace_id",
+    "agent",
+    "subject_id",
+    "model",
+    "tool_name",
+    "tool_call_id",
+    "is_error",
+    "error",
+    "data",
+    "metadata",
+)
+
+
+@dataclass
+class Chain:
+    """The result of a walk.
+
+    ``nodes``: the events reached (``NODE_COLUMNS``), ``depth`` (negative: ancestors, 0: the
+    focus, positive: descendants) and ``parent_id`` (the cause when it is in the chain).
+    ``orphans``: events of the chain whose cause is not in the journal. ``cycles``: each a list
+    of event ids that cause one another in a ring. ``truncated``: ``depth`` stopped the walk.
+    """
+
+    focus: str
+    direction: Direction
+    nodes: pl.DataFrame
+    orphans: pl.DataFrame
+    cycles: list[list[str]] = field(default_factory=list)
+    truncated: bool = False
+    journal_queries: int = 0
+
+    def graph(self) -> dict[str, Any]:
+        """Nodes and edges as plain JSON-ready data (notebooks, ``--format json``)."""
+        nodes = self.nodes.with_columns(pl.col("occurred_at").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"))
+        ids = set(self.nodes.get_column("event_id").to_list())
+        edges = [
+            {"cause": c, "effect": e}
+            for e, c in self.nodes.select("event_id", "causation_id").iter_rows()
+            if c is not None and c in ids
+        ]
+        return {
+            "focus": self.focus,
+            "direction": self.direction,
+            "truncated": self.truncated,
+            "nodes": nodes.drop("data", "metadata").to_dicts(),
+            "edges": edges,
+            "orphans": self.orphans.to_dicts(),
+            "cycles": self.cycles,
+        }
+
+
+# Journal-wide lookup by a list of event ids (DuckDB uses the bloom filters of compacted files).
+# Not a catalog query: its list parameter has no value the catalog's fixture test could bind
+# and get rows from. Values are always bound.
+_FIND_BY_ID = "SELECT event_id, stream_id FROM events WHERE list_contains($ids, event_id)"
+
+
+class _Loader:
+    """Streams loaded whole, and the journal-wide lookups that find more of them.
+
+    Lookups by event id go through one sandboxed DuckDB session (bloom filters on event_id);
+    lookups by cause are a Polars scan; streams are read with ``Journal.read_streams``.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.frame = pl.DataFrame(schema={c: _schema()[c] for c in NODE_COLUMNS})
+        self.streams: set[str] = set()
+        self.absent: set[str] = set()  # causes looked up and not found anywhere
+        self.queries = 0
+        self._session: duckdb_engine.Session | None = None
+
+    def _query(self, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+        if self._session is None:
+            self._session = duckdb_engine.connect(self.journal)
+        self.queries += 1
+        return pl.DataFrame(self._session.query(sql, params))
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def load_streams(self, stream_ids: Iterable[str]) -> None:
+        new = sorted(set(stream_ids) - self.streams)
+        if not new:
+            return
+        t = self.journal.read_streams(new, list(NODE_COLUMNS))
+        loaded = pl.DataFrame(t)
+        self.frame = pl.concat([self.frame, loaded], how="vertical_relaxed")
+        self.streams.update(new)
+
+    def find_by_id(self, event_ids: Sequence[str]) -> None:
+        """Load the streams holding these events; remember the ids that are nowhere."""
+        wanted = sorted(set(event_ids) - self.absent - set(self.frame.get_column("event_id").to_list()))
+        if not wanted:
+            return
+        hits = self._query(_FIND_BY_ID, {"ids": wanted})
+        self.load_streams(hits.get_column("stream_id").to_list() if hits.height else [])
+        found = set(hits.get_column("event_id").to_list()) if hits.height else set()
+        self.absent.update(set(wanted) - found)
+
+    def find_effects(self, event_ids: Sequence[str]) -> bool:
+        """Load streams (not loaded yet) holding events caused by these; True when any were."""
+        if not event_ids:
+            return False
+        # causation ids have no bloom filter or useful statistics: a Polars scan of two columns
+        # is as fast as DuckDB here and needs no session
+        self.queries += 1
+        hits = (
+            scan_events(self.journal)
+            .filter(pl.col("causation_id").is_in(list(event_ids)) & ~pl.col("stream_id").is_in(sorted(self.streams)))
+            .select("stream_id")
+            .unique()
+            .collect()
+        )
+        before = len(self.streams)
+        self.load_streams(hits.get_column("stream_id").to_list())
+        return len(self.streams) > before
+
+
+def _schema() -> pl.Schema:
+    from toolkit.journal.schema import POLARS_SCHEMA
+
+    return POLARS_SCHEMA
+
+
+def walk_chain(
+    journal: Journal,
+    event_id: str,
+    *,
+    direction: Direction = "both",
+    depth: int | None = None,
+) -> Chain:
+    """Walk causation from ``event_id``: ``up`` to the root input, ``down`` to every effect.
+
+    ``depth`` limits the number of causation links followed each way (``None``: no limit).
+    Raises ``EventNotFoundError`` (with near matches) when the event is not in the journal.
+    """
+    if direction not in ("up", "down", "both"):
+        raise ValueError(f"direction must be up, down or both, not {direction!r}")
+    loader = _Loader(journal)
+    try:
+        return _walk(journal, loader, event_id, direction, depth)
+    finally:
+        loader.close()
+
+
+def _walk(journal: Journal, loader: _Loader, event_id: str, direction: Direction, depth: int | None) -> Chain:
+    loader.find_by_id([event_id])
+    if event_id in loader.absent:
+        raise EventNotFoundError.near(event_id, near_event_ids(journal, event_id))
+    limit = depth if depth is not None else 1 << 30
+    depths: dict[str, int] = {event_id: 0}
+    truncated = False
+    cycles: list[list[str]] = []
+
+    if direction in ("up", "both"):
+        frontier = [event_id]
+        level = 0
+        while frontier:
+            if level >= limit:
+                truncated = truncated or _has_causes(loader, frontier)
+                break
+            causes = _causes_of(loader, frontier)
+            missing = [c for c in causes if c not in _ids(loader)]
+            if missing:
+                loader.find_by_id(missing)
+            level += 1
+            frontier = []
+            for c in causes:
+                if c in depths:
+                    continue  # a cycle: reported below
+                if c in loader.absent:
+                    continue
+                depths[c] = -level
+                frontier.append(c)
+
+    if direction in ("down", "both"):
+        frontier = [event_id]
+        level = 0
+        searched: set[str] = set()
+        while frontier:
+            # effects in streams not loaded yet: one journal query for every event of the
+            # streams loaded since the last one (so one query per hop between streams)
+            pending = loader.streams - searched
+            if pending:
+                searched.update(pending)
+                loader.find_effects(
+                    loader.frame.filter(pl.col("stream_id").is_in(sorted(pending))).get_column("event_id").to_list()
+                )
+            if level >= limit:
+                truncated = truncated or _effects_in(loader, frontier).height > 0
+                break
+            level += 1
+            effects = _effects_in(loader, frontier)
+            frontier = []
+            for e in effects.get_column("event_id").to_list():
+                if e in depths:
+                    continue
+                depths[e] = level
+                frontier.append(e)
+
+    nodes = (
+        loader.frame.filter(pl.col("event_id").is_in(list(depths)))
+        .unique("event_id", keep="first")
+        .with_columns(depth=pl.col("event_id").replace_strict(depths, return_dtype=pl.Int64))
+    )
+    ids = set(depths)
+    nodes = nodes.with_columns(
+        parent_id=pl.when(pl.col("causation_id").is_in(list(ids))).then(pl.col("causation_id"))
+    ).sort(["depth", "occurred_at", "position"])
+    cycles = _cycles(loader, ids)
+    orphans = nodes.filter(pl.col("causation_id").is_in(sorted(loader.absent))).select(
+        "event_id", "stream_id", "version", "event_type", pl.col("causation_id").alias("missing_cause")
+    )
+    return Chain(event_id, direction, nodes, orphans, cycles, truncated, loader.queries)
+
+
+def _ids(loader: _Loader) -> set[str]:
+    return set(loader.frame.get_column("event_id").to_list())
+
+
+def _causes_of(loader: _Loader, ids: Sequence[str]) -> list[str]:
+    got = loader.frame.filter(pl.col("event_id").is_in(list(ids))).get_column("causation_id").drop_nulls()
+    return list(dict.fromkeys(got.to_list()))
+
+
+def _has_causes(loader: _Loader, ids: Sequence[str]) -> bool:
+    return bool(_causes_of(loader, ids))
+
+
+def _effects_in(loader: _Loader, ids: Sequence[str]) -> pl.DataFrame:
+    return loader.frame.filter(pl.col("causation_id").is_in(list(ids))).sort("occurred_at", "position")
+
+
+def _cycles(loader: _Loader, ids: set[str]) -> list[list[str]]:
+    """Rings of causation among the loaded events that touch the chain (each reported once)."""
+    parent = dict(loader.frame.select("event_id", "causation_id").iter_rows())
+    found: list[list[str]] = []
+    done: set[str] = set()
+    for start in sorted(ids):
+        path: list[str] = []
+        on_path: dict[str, int] = {}
+        node: str | None = start
+        while node is not None and node in parent and node not in done and node not in on_path:
+            on_path[node] = len(path)
+            path.append(node)
+            node = parent[node]
+        if node is not None and node in on_path:
+            found.append(path[on_path[node] :])
+        done.update(path)
+    return found
+
+
+def near_event_ids(journal: Journal, event_id: str, limit: int = 3) -> list[str]:
+    """Event ids most like ``event_id`` (for the error's hint)."""
+    return near_values(journal, "causation/near_event_ids", {"event_id": event_id, "limit": limit}, "event_id")
+
+
+def near_values(journal: Journal, query: str, params: dict[str, Any], column: str) -> list[str]:
+    """Values of ``column`` from a ``near_*`` catalog query that are plausibly what was meant."""
+    q = get_query(query)
+    session = duckdb_engine.connect(journal)
+    try:
+        rows = session.query(q.sql, q.bind(params)).to_pylist()
+    finally:
+        session.close()
+    wanted = str(next(iter(params.values())))
+    return [
+        r[column]
+        for r in rows
+        if r[column] is not None and (r["similarity"] >= 0.8 or _edit_distance(wanted, r[column]) <= 2)
+    ]
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (for a handful of candidates).
+
+    >>> _edit_distance("a9", "a1"), _edit_distance("kitten", "sitting")
+    (1, 3)
+    """
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def find_orphans(journal: Journal) -> pl.DataFrame:
+    """Every event of the journal whose cause is not in it (one anti-join over two columns)."""
+    events = scan_events(journal)
+    return (
+        events.filter(pl.col("causation_id").is_not_null())
+        .select("stream_id", "version", "event_id", "event_type", "occurred_at", pl.col("causation_id").alias("missing_cause"))
+        .join(events.select("event_id"), left_on="missing_cause", right_on="event_id", how="anti")
+        .sort("occurred_at", "stream_id", "version")
+        .collect()
+    )
+
+
+__all__ = ["NODE_COLUMNS", "Chain", "Direction", "find_orphans", "near_event_ids", "near_values", "walk_chain"]

@@ -1,0 +1,225 @@
+"""Find a run among thousands and scrub through it: the run explorer's analysis.
+
+:func:`find_runs` filters runs in SQL (``queries/explorer/runs.sql``; every picker value is a
+bound parameter). :func:`explore_step` answers the slider: the event at a version with its
+explanation, the agent-run state after it, and what changed from the version before — built on
+the replay API (``state_at``, ``diff_states``, ``explain_event``). :func:`run_steps` gives every
+step of a run at once (one fold), for the static run report.
+
+>>> from toolkit.journal import Journal
+>>> j = Journal.in_memory()
+>>> _ = j.append("r-1", [{"event_type": "user_message", "data": {"text": "hi"}, "agent": "a"},
+...                      {"event_type": "llm_response", "model": "m", "tokens_in": 5, "data": {"text": "yo"}}])
+>>> find_runs(j).column("status").to_pylist()
+['answered']
+>>> step = explore_step(j, "r-1", 2)
+>>> step.state["status"], [c.path for c in step.changes if c.path in ("status", "tokens_in")]
+('answered', ['status', 'tokens_in'])
+>>> j.close()
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState
+from toolkit.analysis.explain import Explanation, explain_event
+from toolkit.analysis.overview import run_catalog_queries
+from toolkit.analysis.replay import StateChange, diff_values, fold_states, replay, state_at, stream_events
+from toolkit.journal.store import Journal
+
+RUN_STATUSES = ("running", "answered", "aborted", "archived")
+
+
+def find_runs(
+    journal: Journal,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    agent: str | None = None,
+    min_cost_usd: Decimal | float | None = None,
+    status: str | None = None,
+    rule: str | None = None,
+    search: str | None = None,
+    limit: int = 200,
+) -> pa.Table:
+    """Runs matching every given filter, most recent first (at most ``limit``), with the rules each fails.
+
+    ``since``/``until`` keep runs active in ``[since, until)``; ``rule`` keeps runs the latest
+    re-grade found failing that rule; ``search`` is a substring of the stream id.
+    """
+    failing = failing_rules_by_run(journal)
+    params = {
+        "since": since,
+        "until": until,
+        "agent": agent or None,
+        "min_cost_usd": None if min_cost_usd is None else Decimal(str(min_cost_usd)),
+        "status": status or None,
+        "search": search or None,
+        "limit": limit if not rule else 2**62,  # the rule filter runs after the SQL: limit after it
+    }
+    runs = run_catalog_queries(journal, {"runs": "explorer/runs"}, params)["runs"]
+    rules = [", ".join(failing.get(s, ())) or None for s in runs.column("stream_id").to_pylist()]
+    runs = runs.append_column("failing_rules", pa.array(rules, pa.string()))
+    if rule:
+        keep = pa.array([rule in failing.get(s, ()) for s in runs.column("stream_id").to_pylist()], pa.bool_())
+        runs = runs.filter(keep).slice(0, limit)
+    return runs
+
+
+def _violations(journal: Journal) -> list[dict[str, Any]]:
+    """Violation findings of the latest batch of each rule (a later regrade supersedes an earlier one)."""
+    from toolkit.journal.side_tables import read_table
+
+    table = read_table(journal, "findings")
+    if table.num_rows == 0:
+        return []
+    rows = table.to_pylist()
+    latest: dict[str, tuple[Any, str]] = {}
+    for r in rows:
+        key = (r["graded_at"], r["batch_id"])
+        if r["rule"] not in latest or key > latest[r["rule"]]:
+            latest[r["rule"]] = key
+    return [
+        r
+        for r in rows
+        if r["kind"] == "violation" and r["stream_id"] and (r["graded_at"], r["batch_id"]) == latest[r["rule"]]
+    ]
+
+
+def failing_rules_by_run(journal: Journal) -> dict[str, tuple[str, ...]]:
+    """stream id → the rules its latest re-grade found failing (empty before any ``journal regrade``)."""
+    out: dict[str, set[str]] = {}
+    for r in _violations(journal):
+        out.setdefault(r["stream_id"], set()).add(r["rule"])
+    return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+def list_failing_rules(journal: Journal) -> list[str]:
+    """Rules with at least one violation in the latest findings."""
+    return sorted({r["rule"] for r in _violations(journal)})
+
+
+def run_failures(journal: Journal, stream_id: str) -> pa.Table:
+    """The rules this run fails (latest findings) with the first failing version, time and message."""
+    rows = sorted(
+        (r for r in _violations(journal) if r["stream_id"] == stream_id),
+        key=lambda r: (r["first_failing_version"] or 0, r["rule"]),
+    )
+    schema = pa.schema(
+        [
+            ("rule", pa.string()),
+            ("first_failing_version", pa.int64()),
+            ("occurred_at", pa.timestamp("us", tz="UTC")),
+            ("message", pa.string()),
+            ("failing_events", pa.int64()),
+        ]
+    )
+    return pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
+
+
+def run_timeline(journal: Journal, stream_id: str) -> pa.Table:
+    """One row per event of the run with its explanation (``replay``'s timeline) as Arrow."""
+    return replay(journal, stream_id).to_arrow()
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """One version of a run: the event there, what it means, the state after it and the changes it made."""
+
+    stream_id: str
+    version: int
+    last_version: int
+    event: dict[str, Any]
+    explanation: Explanation
+    state: dict[str, Any]
+    changes: list[StateChange]
+
+    def state_json(self) -> str:
+        return json.dumps(self.state, indent=2, sort_keys=True, default=str)
+
+    def event_fields(self) -> dict[str, Any]:
+        """The event's non-empty columns, payloads parsed (for display)."""
+        out: dict[str, Any] = {}
+        for k, v in self.event.items():
+            if v is None or k in ("payload",):
+                continue
+            if k in ("data", "metadata") and isinstance(v, str):
+                try:
+                    v = json.loads(v)
+                except ValueError:
+                    pass
+                if v in ({}, None):
+                    continue
+            out[k] = v
+        return out
+
+
+def _event_row(e: Any) -> dict[str, Any]:
+    row: dict[str, Any] = e.row()
+    return row
+
+
+def explore_step(journal: Journal, stream_id: str, version: int) -> RunStep:
+    """The run at ``version`` (1..last): event, explanation, state after it, changes from ``version - 1``."""
+    events = stream_events(journal, stream_id)
+    last = events[-1].version
+    state: AgentRunState = state_at(journal, stream_id, version=version)  # outside 0..last: error naming last
+    after = AGENT_RUN.to_dict(state)
+    before = AGENT_RUN.to_dict(state_at(journal, stream_id, version=version - 1)) if version > 0 else after
+    event = next(e for e in events if e.version == version) if version > 0 else None
+    row = _event_row(event) if event is not None else {}
+    return RunStep(
+        stream_id=stream_id,
+        version=version,
+        last_version=last,
+        event=row,
+        explanation=explain_event(row) if row else Explanation("initial state", "before the first event"),
+        state=after,
+        changes=diff_values(before, after),
+    )
+
+
+def run_steps(journal: Journal, stream_id: str, *, max_events: int | None = None) -> Iterator[RunStep]:
+    """Every step of a run in version order, from one fold (for reports); ``max_events`` caps it."""
+    events = {e.version: e for e in stream_events(journal, stream_id)}
+    last = max(events)
+    before = AGENT_RUN.to_dict(AGENT_RUN.initial())
+    state: AgentRunState
+    for version, state in fold_states(journal, stream_id):
+        if max_events is not None and version > max_events:
+            break
+        after = AGENT_RUN.to_dict(state)
+        row = _event_row(events[version])
+        yield RunStep(stream_id, version, last, row, explain_event(row), after, diff_values(before, after))
+        before = after
+
+
+def failing_events(
+    journal: Journal,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    event_type: str | None = None,
+    limit: int = 50,
+) -> pa.Table:
+    """The most recent failing events (errors, failed tool results) with their ids, newest first."""
+    params = {"since": since, "until": until, "event_type": event_type, "limit": limit}
+    return run_catalog_queries(journal, {"e": "explorer/error_events"}, params)["e"]
+
+
+def list_correlations(journal: Journal, *, limit: int = 200) -> pa.Table:
+    """Correlation ids with their runs and events, those spanning most runs first (for pickers)."""
+    return run_catalog_queries(journal, {"c": "explorer/correlations"}, {"limit": limit})["c"]
+
+
+def list_subjects(journal: Journal, *, limit: int = 200) -> pa.Table:
+    """Subjects with their runs and events, the most active first (for pickers)."""
+    return run_catalog_queries(journal, {"s": "explorer/subjects"}, {"limit": limit})["s"]

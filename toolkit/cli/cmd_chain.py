@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+
+import click
+
+from toolkit.cli.options import format_option, journal_option, open_journal
+
+
+@click.command("chain")
+@journal_option
+@click.argument("event_id")
+@click.option("--up", "direction", flag_value="up", help="Ancestors only: back to the root input.")
+@click.option("--down", "direction", flag_value="down", help="Descendants only: every effect.")
+@click.option("--both", "direction", flag_value="both", default=True, help="Ancestors and descendants (default).")
+@click.option("--depth", type=click.IntRange(0), default=None, help="Follow at most N causation links each way.")
+@format_option
+def command(journal_path: str, event_id: str, direction: str, depth: int | None, fmt: str, output: str | None) -> None:
+    """Walk the causation chain of EVENT_ID across streams: causes up to the root input,
+    effects down to every consequence; orphans (a cause not in the journal) and cycles are named.
+
+    --format table prints an indented tree with one explanation per event; json prints the graph
+    (nodes, edges, orphans, cycles); csv/parquet print the nodes with their depth and parent.
+
+    \b
+    Example:
+      journal chain 8c24ab68-39d3-5393-8f68-000000000007 --up
+      journal chain EVENT_ID --down --depth 3 --format json > chain.json
+    """
+    import pyarrow as pa
+
+    from toolkit.analysis.causation import walk_chain
+    from toolkit.reports.causation_tree import render_chain
+    from toolkit.reports.tables import write_table
+
+    chain = walk_chain(open_journal(journal_path), event_id, direction=direction, depth=depth)  # type: ignore[arg-type]
+    if fmt == "json":
+        text = json.dumps(chain.graph(), ensure_ascii=False, default=str, indent=1) + "\n"
+        if output:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            click.echo(text, nl=False)
+    elif fmt == "table" and not output:
+        for line in render_chain(chain):
+            click.echo(line)
+    else:
+        nodes = chain.nodes.drop("data", "metadata").to_arrow()
+        write_table(pa.Table.from_batches(nodes.to_batches(), nodes.schema), fmt, output, title="chain")
+    click.echo(
+        f"chain: {chain.nodes.height} events, {chain.orphans.height} orphans, {len(chain.cycles)} cycles",
+        err=True,
+    )

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import json
+
+import click
+
+from toolkit.cli.options import journal_option, open_journal
+
+
+@click.command("redact")
+@journal_option
+@click.option("--subject", "subject_id", required=True, help="subject_id whose payloads are erased.")
+@click.option("--reason", help="Why (e.g. the erasure request's reference); kept in the redaction record.")
+@click.option(
+    "--keep-history",
+    is_flag=True,
+    help="Do not vacuum old file versions and log entries (the old payloads stay recoverable).",
+)
+def command(journal_path: str, subject_id: str, reason: str | None, keep_history: bool) -> None:
+    """Erasure request: redact the data and metadata of every event of one subject.
+
+    The events' skeleton (type, time, stream, version, ids, hashes) stays and the chain still
+    verifies; a redaction record says which events were redacted and when (the subject is named
+    by the SHA-256 of its id). Archives the toolkit wrote are rewritten too, and old file
+    versions and Delta log entries are removed so the payloads leave the table's history.
+
+    \b
+    Example:
+      journal redact --subject user-0042 --reason "GDPR art. 17 request 2026-118"
+    """
+    from toolkit.journal.redaction import redact_subject
+
+    result = redact_subject(open_journal(journal_path), subject_id, reason=reason, erase=not keep_history)
+    click.echo(json.dumps(result.summary()))

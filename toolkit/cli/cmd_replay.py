@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from toolkit.cli.options import format_option, journal_option, open_journal
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class TimeParam(click.ParamType):  # type: ignore[type-arg]
+    """An ISO 8601 time with an offset (or a date: midnight UTC)."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            return value
+        text = str(value).strip()
+        try:
+            if len(text) == 10:
+                return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+            t = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-01T09:00:00Z)", param, ctx)
+        if t.tzinfo is None:
+            self.fail(f"{value!r} has no time zone; add Z or an offset (e.g. 2026-11-01T09:00:00Z)", param, ctx)
+        return t
+
+
+TIME = TimeParam()
+
+
+def plugins_option(f: F) -> F:
+    return click.option(
+        "--plugins",
+        "plugins",
+        multiple=True,
+        metavar="FILE.py|MODULE",
+        help="Load user aggregates, projections and explainers from a Python file or module (repeatable).",
+    )(f)
+
+
+def load(plugins: tuple[str, ...]) -> None:
+    if plugins:
+        from toolkit.analysis.plugins import load_plugins
+
+        loaded = load_plugins(list(plugins))
+        what = [f"{k}: {', '.join(v)}" for k, v in (("aggregates", loaded.aggregates),
+                ("projections", loaded.projections), ("explainers", loaded.explainers)) if v]
+        click.echo(f"plugins: loaded {', '.join(loaded.modules)}" + (f" ({'; '.join(what)})" if what else ""), err=True)
+
+
+@click.command("replay")
+@journal_option
+@click.argument("stream_id")
+@click.option("--type", "types", help="Only these event types (comma-separated; source topics work too).")
+@click.option("--since", type=TIME, help="Only events at or after this time (UTC ISO 8601).")
+@click.option("--until", type=TIME, help="Only events before this time.")
+@click.option("--to-version", type=int, help="Stop after this version.")
+@plugins_option
+@format_option
+def command(
+    journal_path: str,
+    stream_id: str,
+    types: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    to_version: int | None,
+    plugins: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Show a stream's timeline, one readable line per event (title, summary, tags by the explainers).
+
+    \b
+    Examples:
+      journal replay support-triage-0001
+      journal replay support-triage-0001 --type tool_called,tool_result --format csv
+      journal replay run-1 --to-version 23 --plugins my_explainers.py
+    """
+    from toolkit.analysis.replay import replay
+    from toolkit.reports.tables import write_table
+
+    load(plugins)
+    wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    frame = replay(open_journal(journal_path), stream_id, types=wanted, since=since, until=until, to_version=to_version)
+    if fmt == "table" and not output:
+        frame = frame.select("version", "occurred_at", "title", "summary", "tags")
+        frame = frame.with_columns(frame["tags"].list.join(",").alias("tags"))
+    write_table(frame.to_arrow(), fmt, output, title=f"{stream_id}: {frame.height} events")

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from toolkit.cli.options import format_option, journal_option, open_journal
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+METRIC_NAMES = ("usage", "totals", "top-runs", "tools", "goals", "ticks", "errors", "agents")
+DIMENSION_NAMES = "model|tool|stream|stream_type|day|week|correlation|agent"
+
+
+def time_range_options(f: F) -> F:
+    f = click.option("--until", help="Only events before this time (ISO 8601 or a date; UTC; exclusive).")(f)
+    return click.option("--since", help="Only events at or after this time (ISO 8601 or a date; UTC).")(f)
+
+
+def price_options(f: F) -> F:
+    f = click.option(
+        "--as-of",
+        "as_of",
+        metavar="DATE",
+        help="Price every event at the rates in force on DATE instead of at its own time.",
+    )(f)
+    return click.option(
+        "--prices",
+        "prices",
+        multiple=True,
+        metavar="FILE",
+        help="Price table CSV (repeatable; 'default' is the shipped data/prices/prices.csv).",
+    )(f)
+
+
+@click.command("rollup")
+@journal_option
+@click.argument("metric", type=click.Choice(METRIC_NAMES), default="usage", required=False)
+@click.option(
+    "--by",
+    "by",
+    multiple=True,
+    metavar="DIM[,DIM]",
+    help=f"usage/totals: group by {DIMENSION_NAMES} (repeatable or comma-separated; default model).",
+)
+@time_range_options
+@click.option(
+    "--cost",
+    type=click.Choice(["recorded", "repriced"]),
+    default="recorded",
+    show_default=True,
+    help="Cost as the source recorded it, or repriced from the price table.",
+)
+@price_options
+@click.option("--limit", type=click.IntRange(1), default=5, show_default=True, help="top-runs: how many runs.")
+@format_option
+def command(
+    journal_path: str,
+    metric: str,
+    by: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    cost: str,
+    prices: tuple[str, ...],
+    as_of: str | None,
+    limit: int,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Roll events up into usage and cost: runs, events, LLM/tool calls, errors, tokens, cost.
+
+    METRIC is one of: usage (default; grouped by --by: runs, events, LLM and tool calls, errors,
+    tokens in/out/cache read/cache write/reasoning, cost, cost-per-run p50/p90/p99, cost per
+    successful run), totals (the same grouping in one pass, without the per-run figures: faster on
+    large journals), top-runs (the --limit costliest runs), tools (tool usage patterns), goals
+    (goal completion rate), ticks (tick duration), errors (error frequency per day and agent),
+    agents (token spend per agent). Each is a catalog query (journal sql --list: rollups/, costs/).
+
+    \b
+    Examples:
+      journal rollup --by model,day
+      journal rollup --by agent --by week --cost repriced --since 2026-10-01
+      journal rollup top-runs --limit 5 --cost repriced
+      journal rollup tools --format csv -o tools.csv
+    """
+    from toolkit.analysis.rollup import parse_dimensions, rollup_metric
+    from toolkit.errors import QueryError
+    from toolkit.reports.tables import write_table
+
+    try:
+        dims = parse_dimensions(list(by) or ["model"])
+    except QueryError as e:
+        raise click.BadParameter(e.message + f" (one of {DIMENSION_NAMES})", param_hint="--by") from e
+    table, note = rollup_metric(
+        open_journal(journal_path),
+        metric,
+        by=dims,
+        since=since,
+        until=until,
+        cost=cost,  # type: ignore[arg-type]
+        prices=list(prices) or None,
+        as_of=as_of,
+        limit=limit,
+    )
+    if note:
+        click.echo(note, err=True)
+    write_table(table, fmt, output, title=f"{metric} ({cost} cost)")

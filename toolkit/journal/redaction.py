@@ -1,0 +1,287 @@
+"""Erasure: redact the payloads of one subject's events, keep the skeleton and a record.
+
+``redact_subject(journal, subject_id)``:
+
+1. finds the subject's events (``subject_id`` column) not redacted yet;
+2. records one row per event in the ``redactions`` table: the redaction id, the SHA-256 of the
+   subject id (the record does not name the person), the event, its payload digest and the
+   marker text that replaces the payload;
+3. replaces ``data`` and ``metadata`` of those events by the marker ``{"redacted":"<id>"}`` in
+   one Delta commit. Every other column, ``payload_sha256`` and the hash chain stay, so the
+   chain of what happened still verifies; ``journal verify`` reports the event as *redacted*
+   (its record matches and its text is exactly the marker) rather than as tampered with;
+4. rewrites the archives the toolkit wrote (``archives`` table: purge archives, ``journal
+   archive`` files) that hold the subject's events, and registers their new digests; removes
+   the snapshot rows of the subject's streams and drops projections (rebuilt on next use);
+5. erases history (``rewrite.erase_history``): vacuums the replaced files and drops the Delta
+   log entries whose statistics still hold the old payloads. Time travel before the redaction
+   is gone.
+
+The record is committed before the payloads are replaced, so a crash leaves either the old
+payloads (which still match their digests: the journal verifies; run the redaction again) or
+the redacted ones. What the redaction does not reach is listed in the README.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+from toolkit.errors import RetentionError
+from toolkit.journal.lock import write_lock
+from toolkit.journal.retention import file_sha256, new_id, write_parquet_atomic
+from toolkit.journal.rewrite import (
+    Partition,
+    append_side_rows,
+    erase_history,
+    erase_table_history,
+    read_partitions,
+    replace_partitions,
+)
+from toolkit.journal.side_tables import SIDE_TABLES, read_table
+from toolkit.journal.store import Journal
+
+
+@dataclass
+class RedactionResult:
+    redaction_id: str
+    events: int = 0
+    streams: int = 0
+    already_redacted: int = 0
+    archives_rewritten: list[str] = field(default_factory=list)
+    derived_dropped: list[str] = field(default_factory=list)
+    files_erased: int = 0
+    delta_version: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "redaction_id": self.redaction_id,
+            "events": self.events,
+            "streams": self.streams,
+            "already_redacted": self.already_redacted,
+            "archives_rewritten": self.archives_rewritten,
+            "derived_dropped": self.derived_dropped,
+            "files_erased": self.files_erased,
+            "delta_version": self.delta_version,
+        }
+
+
+def subject_digest(subject_id: str) -> str:
+    """How redaction records name a subject: SHA-256 of the id (check with the id in hand).
+
+    >>> subject_digest("user-0001")[:12]
+    'a3ec4ff3a36a'
+    """
+    return hashlib.sha256(subject_id.encode()).hexdigest()
+
+
+def marker_for(redaction_id: str) -> str:
+    return json.dumps({"redacted": redaction_id}, separators=(",", ":"))
+
+
+def redaction_records(journal: Journal) -> dict[tuple[str, int], set[tuple[str, str]]]:
+    """(stream_id, version) → {(payload_sha256, marker)} of every redaction record.
+
+    An event can have several records when a redaction was interrupted and run again.
+    """
+    t = read_table(journal, "redactions")
+    out: dict[tuple[str, int], set[tuple[str, str]]] = {}
+    for s, v, p, m in zip(
+        t.column("stream_id").to_pylist(),
+        t.column("version").to_pylist(),
+        t.column("payload_sha256").to_pylist(),
+        t.column("marker").to_pylist(),
+        strict=True,
+    ):
+        out.setdefault((s, v), set()).add((p, m))
+    return out
+
+
+def _subject_partitions(journal: Journal, subject_id: str) -> set[Partition]:
+    parts: set[Partition] = set()
+    for f in journal.files():
+        if (f.stream_type, f.day) in parts:
+            continue
+        col = journal.read_file(f, ["subject_id"]).column("subject_id")
+        if pc.any(pc.equal(col, subject_id)).as_py():
+            parts.add((f.stream_type, f.day))
+    return parts
+
+
+def _redact_rows(table: pa.Table, mask: pa.Array, marker: str) -> pa.Table:
+    for name in ("data", "metadata"):
+        i = table.schema.get_field_index(name)
+        values = pc.if_else(mask, pa.scalar(marker, pa.string()), table.column(name))
+        table = table.set_column(i, table.schema.field(i), values)
+    return table
+
+
+def redact_subject(
+    journal: Journal, subject_id: str, *, reason: str | None = None, erase: bool = True
+) -> RedactionResult:
+    """Redact every payload of ``subject_id``'s events (see the module docstring)."""
+    if not subject_id.strip():
+        raise RetentionError("no subject id given", hint="journal redact --subject USER_ID")
+    result = RedactionResult(new_id("redaction"))
+    marker = marker_for(result.redaction_id)
+    with write_lock(journal.path, journal.config.lock_timeout_s):
+        journal.refresh()
+        parts = _subject_partitions(journal, subject_id)
+        table = read_partitions(journal, parts)
+        mine = pc.fill_null(pc.equal(table.column("subject_id"), subject_id), False)
+        done = redaction_records(journal)
+        already = pa.array(
+            [any(d == m for _, m in done.get((s, v), ())) for s, v, d in _triples(table, mine)], pa.bool_()
+        )
+        mask = _expand(mine, already)
+        result.already_redacted = pc.sum(pc.cast(already, pa.int64())).as_py() or 0
+        hits = table.filter(mask)
+        if hits.num_rows == 0 and result.already_redacted == 0:
+            raise RetentionError(
+                f"no events with subject_id {subject_id!r} in the journal",
+                hint="subject ids are matched exactly; journal sql \"SELECT DISTINCT subject_id FROM events\" lists them",
+                subject_id=subject_id,
+            )
+        if hits.num_rows:
+            digest = subject_digest(subject_id)
+            append_side_rows(
+                journal,
+                "redactions",
+                [
+                    {
+                        "redaction_id": result.redaction_id,
+                        "subject_sha256": digest,
+                        "stream_id": r["stream_id"],
+                        "version": r["version"],
+                        "event_id": r["event_id"],
+                        "payload_sha256": r["payload_sha256"],
+                        "marker": marker,
+                        "reason": reason,
+                    }
+                    for r in hits.select(["stream_id", "version", "event_id", "payload_sha256"]).to_pylist()
+                ],
+            )
+            touched: set[Partition] = set(
+                zip(hits.column("stream_type").to_pylist(), hits.column("day").to_pylist(), strict=True)
+            )
+            result.delta_version = replace_partitions(
+                journal,
+                touched,
+                _redact_rows(table, mask, marker),
+                operation=f"redact {result.redaction_id}",
+                metadata={"toolkit.redaction": result.redaction_id},
+            )
+            result.events = hits.num_rows
+            result.streams = len(set(hits.column("stream_id").to_pylist()))
+        result.archives_rewritten = _rewrite_archives(journal, subject_id, marker)
+        streams = sorted(set(table.filter(mine).column("stream_id").to_pylist()))
+        result.derived_dropped = _drop_derived(journal, streams, erase=erase)
+        if erase:
+            result.files_erased = len(erase_history(journal))
+    return result
+
+
+def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> list[str]:
+    """Derived copies of the payloads: snapshot rows of the subject's streams (aggregate states,
+    sources' snapshots) are removed; projections (read models) are dropped, to be rebuilt from
+    the redacted events on their next use. Returns what was dropped."""
+    dropped: list[str] = []
+    wanted = pa.array(stream_ids, pa.string())
+    for name in ("snapshots", "source_snapshots"):
+        uri = str(journal.path / name)
+        if name not in SIDE_TABLES or not DeltaTable.is_deltatable(uri):
+            continue
+        t = read_table(journal, name)
+        keep = pc.invert(pc.is_in(t.column("stream_id"), wanted))
+        if pc.all(keep).as_py() in (True, None):
+            continue
+        write_deltalake(uri, t.filter(keep), mode="overwrite", commit_properties=CommitProperties(
+            custom_metadata={"toolkit.operation": f"redact {name}"}))
+        dropped.append(f"{name}: {t.num_rows - t.filter(keep).num_rows} rows")
+        if erase:
+            erase_table_history(uri)
+    for p in sorted(journal.path.iterdir()):
+        if p.is_dir() and p.name.startswith("projection_") and p.name not in SIDE_TABLES:
+            shutil.rmtree(p)
+            dropped.append(p.name)
+    return dropped
+
+
+def _triples(table: pa.Table, mine: pa.Array) -> list[tuple[str, int, str]]:
+    sub = table.filter(mine).select(["stream_id", "version", "data"])
+    return list(
+        zip(sub.column("stream_id").to_pylist(), sub.column("version").to_pylist(), sub.column("data").to_pylist(), strict=True)
+    )
+
+
+def _expand(mine: pa.Array, already_in_mine: pa.Array) -> pa.Array:
+    """``mine`` with the rows already redacted (given only for the rows of ``mine``) turned off."""
+    flags = iter(already_in_mine.to_pylist())
+    return pa.array([bool(m) and not next(flags) for m in mine.to_pylist()], pa.bool_())
+
+
+def _rewrite_archives(journal: Journal, subject_id: str, marker: str) -> list[str]:
+    """Redact the subject's events in every archive the toolkit registered (latest entry per path)."""
+    archives = sorted(read_table(journal, "archives").to_pylist(), key=lambda a: a["archived_at"])
+    latest: dict[str, dict[str, Any]] = {}
+    for a in archives:
+        latest[a["path"]] = a  # the newest registration of each file
+    rewritten = []
+    for path, a in sorted(latest.items()):
+        p = Path(path)
+        if not p.is_file():
+            continue
+        changed = False
+        if a["format"] == "parquet":
+            t = pq.read_table(p)
+            mask = pc.fill_null(pc.equal(t.column("subject_id"), subject_id), False)
+            if pc.any(mask).as_py():
+                write_parquet_atomic(_redact_rows(t, mask, marker), p)
+                changed = True
+        elif a["format"] == "evennia-archive":
+            note = json.loads(a["note"] or "{}")
+            versions = note.get("subject_versions", {}).get(subject_digest(subject_id), [])
+            changed = _redact_evennia(p, int(note.get("first_version", 1)), versions, marker)
+        if changed:
+            append_side_rows(
+                journal,
+                "archives",
+                [{**{k: v for k, v in a.items() if k != "archived_at"}, "sha256": file_sha256(p)}],
+            )
+            rewritten.append(path)
+    return rewritten
+
+
+def _redact_evennia(path: Path, first_version: int, versions: list[int], marker: str) -> bool:
+    """An Evennia archive of one stream: its i-th entry is version ``first_version + i``; the
+    archive's registration lists the versions of each subject (by digest)."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    events = doc.get("events") or []
+    changed = False
+    for v in versions:
+        i = v - first_version
+        if 0 <= i < len(events) and events[i].get("data") != json.loads(marker):
+            events[i]["data"] = json.loads(marker)
+            changed = True
+    if changed:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return changed
+
+
+__all__ = ["RedactionResult", "marker_for", "redact_subject", "redaction_records", "subject_digest"]

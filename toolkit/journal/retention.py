@@ -1,0 +1,326 @@
+"""Retention: purge old events (archive first, record what went, anchor what stays).
+
+``purge_before(journal, before)`` removes events that occurred before ``before``:
+
+1. refuses when ``before`` is within the journal's minimum retention (``retention_min_days`` in
+   ``journal.toml``, default 183 days ≈ 6 months) unless ``force``;
+2. per stream, removes only a *prefix* (versions 1..k): an event older than ``before`` that
+   follows a younger one stays until what precedes it goes, so no stream gets a hole;
+3. writes the removed events to a Parquet archive (temp, fsync, rename) and its SHA-256;
+4. records, in the ``purges`` table of the journal itself, one row per stream: counts, time
+   range, archive path and hash, and the **chain anchor** — the hash of the last removed event,
+   which the first kept event's ``prev_hash`` must equal, so ``journal verify`` still checks
+   every event that remains;
+5. replaces the touched partitions in one Delta commit.
+
+The record is written before the events are removed: a crash in between leaves a journal whose
+events are all there (it verifies; run the purge again). ``remove_stream_prefix`` is the same
+removal for one stream (``journal archive --delete``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from toolkit.errors import RetentionError
+from toolkit.journal.lock import write_lock
+from toolkit.journal.rewrite import Partition, append_side_rows, read_partitions, replace_partitions
+from toolkit.journal.side_tables import read_table
+from toolkit.journal.store import Journal
+
+UTC = dt.UTC
+ARCHIVE_DIR = "archives"
+
+
+@dataclass
+class PurgeResult:
+    purge_id: str
+    before: dt.datetime | None
+    events: int = 0
+    streams: int = 0
+    kept_out_of_order: int = 0
+    first_removed_at: dt.datetime | None = None
+    last_removed_at: dt.datetime | None = None
+    archive_path: str | None = None
+    archive_sha256: str | None = None
+    delta_version: int | None = None
+    anchors: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "purge_id": self.purge_id,
+            "before": self.before.isoformat() if self.before else None,
+            "events": self.events,
+            "streams": self.streams,
+            "kept_out_of_order": self.kept_out_of_order,
+            "first_removed_at": self.first_removed_at.isoformat() if self.first_removed_at else None,
+            "last_removed_at": self.last_removed_at.isoformat() if self.last_removed_at else None,
+            "archive": self.archive_path,
+            "archive_sha256": self.archive_sha256,
+            "delta_version": self.delta_version,
+        }
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> str:
+    """Write ``table`` to ``path`` (temp, fsync, rename); returns the file's SHA-256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return file_sha256(path)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{dt.datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def check_retention(journal: Journal, before: dt.datetime, *, force: bool, now: dt.datetime | None = None) -> None:
+    """Refuse a cut-off inside the minimum retention unless ``force``."""
+    now = now or dt.datetime.now(UTC)
+    days = journal.config.retention_min_days
+    limit = now - dt.timedelta(days=days)
+    if before > limit and not force:
+        raise RetentionError(
+            f"refusing to purge events younger than the journal's minimum retention of {days} days: "
+            f"--before {before.isoformat()} is after {limit.isoformat(timespec='seconds')}",
+            hint=f"purge --before {limit.date().isoformat()} or earlier, change retention_min_days in "
+            "journal.toml, or pass --force if the law or a contract requires it",
+            before=before.isoformat(),
+            retention_min_days=days,
+        )
+
+
+def _cuts(journal: Journal, candidates: pa.Table) -> dict[str, int]:
+    """Per stream, the first version that stays: the lowest version that is not a candidate."""
+    streams = sorted(set(candidates.column("stream_id").to_pylist()))
+    everything = pl.DataFrame(journal.read_streams(streams, ["stream_id", "version"]))
+    cand = pl.DataFrame(candidates.select(["stream_id", "version"])).with_columns(c=pl.lit(True))
+    marked = everything.join(cand, on=["stream_id", "version"], how="left")
+    agg = marked.group_by("stream_id").agg(
+        pl.col("version").filter(pl.col("c").is_null()).min().alias("first_kept"),
+        (pl.col("version").max() + 1).alias("end"),
+    )
+    return {sid: int(fk if fk is not None else end) for sid, fk, end in agg.iter_rows()}
+
+
+def _below_cut(table: pa.Table, cuts: Mapping[str, int]) -> pa.Array:
+    """Rows whose version is below their stream's cut (streams without a cut: none)."""
+    cut = pl.DataFrame({"stream_id": list(cuts), "cut": list(cuts.values())}, schema={"stream_id": pl.String, "cut": pl.Int64})
+    frame = pl.DataFrame(table.select(["stream_id", "version"]))
+    joined = frame.join(cut, on="stream_id", how="left", maintain_order="left")
+    return joined.select(pl.col("version") < pl.col("cut").fill_null(0)).to_series().to_arrow()
+
+
+def _remove(
+    journal: Journal,
+    table: pa.Table,
+    cuts: Mapping[str, int],
+    *,
+    purge_id: str,
+    reason: str,
+    before: dt.datetime | None,
+    archive: Path | None,
+    result: PurgeResult,
+) -> None:
+    """Under the write lock: archive, record anchors, replace partitions (one commit)."""
+    remove_mask = _below_cut(table, cuts)
+    removed = table.filter(remove_mask)
+    if removed.num_rows == 0:
+        return
+    removed = removed.sort_by([("stream_id", "ascending"), ("version", "ascending")])
+    if archive is not None:
+        result.archive_path = str(archive)
+        result.archive_sha256 = write_parquet_atomic(removed, archive)
+    agg = (
+        pl.DataFrame(removed.select(["stream_id", "version", "hash", "occurred_at"]))
+        .group_by("stream_id")
+        .agg(
+            pl.len().alias("n"),
+            pl.col("hash").sort_by("version").last().alias("anchor"),
+            pl.col("version").max().alias("last_version"),
+            pl.col("occurred_at").min().alias("lo"),
+            pl.col("occurred_at").max().alias("hi"),
+        )
+        .sort("stream_id")
+    )
+    rows = []
+    for sid, n, anchor, last_version, lo, hi in agg.iter_rows():
+        rows.append(
+            {
+                "purge_id": purge_id,
+                "reason": reason,
+                "stream_id": sid,
+                "first_kept_version": last_version + 1,
+                "anchor_hash": anchor,
+                "removed_events": n,
+                "first_removed_at": lo,
+                "last_removed_at": hi,
+                "before": before,
+                "archive_path": result.archive_path,
+                "archive_sha256": result.archive_sha256,
+            }
+        )
+        result.anchors[sid] = last_version + 1
+    append_side_rows(journal, "purges", rows)
+    if archive is not None:
+        append_side_rows(
+            journal,
+            "archives",
+            [
+                {
+                    "archive_id": purge_id,
+                    "kind": reason,
+                    "path": str(archive),
+                    "format": "parquet",
+                    "sha256": result.archive_sha256,
+                    "events": removed.num_rows,
+                    "stream_ids": ",".join(agg.get_column("stream_id").to_list()),
+                    "note": f"events removed by {purge_id}",
+                }
+            ],
+        )
+    kept = table.filter(pc.invert(remove_mask))
+    partitions: set[Partition] = set(
+        zip(removed.column("stream_type").to_pylist(), removed.column("day").to_pylist(), strict=True)
+    )
+    in_parts = pc.is_in(
+        pc.binary_join_element_wise(kept.column("stream_type"), pc.cast(kept.column("day"), pa.string()), "|"),
+        pa.array(sorted(f"{st}|{d.isoformat()}" for st, d in partitions), pa.string()),
+    )
+    result.delta_version = replace_partitions(
+        journal, partitions, kept.filter(in_parts), operation=f"purge {purge_id}", metadata={"toolkit.purge": purge_id}
+    )
+    result.events = removed.num_rows
+    result.streams = agg.height
+    times = removed.column("occurred_at")
+    result.first_removed_at = pc.min(times).as_py()
+    result.last_removed_at = pc.max(times).as_py()
+
+
+def default_archive(journal: Journal, purge_id: str) -> Path:
+    return journal.path / ARCHIVE_DIR / f"{purge_id}.parquet"
+
+
+def purge_before(
+    journal: Journal,
+    before: dt.datetime,
+    *,
+    force: bool = False,
+    archive: str | Path | None = None,
+    now: dt.datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> PurgeResult:
+    """Remove events that occurred before ``before`` (see the module docstring)."""
+    if before.tzinfo is None:
+        raise RetentionError("--before needs a time zone", hint="e.g. --before 2026-05-01T00:00:00Z")
+    before = before.astimezone(UTC)
+    check_retention(journal, before, force=force, now=now)
+    purge_id = new_id("purge")
+    result = PurgeResult(purge_id, before)
+    with write_lock(journal.path, journal.config.lock_timeout_s):
+        journal.refresh()
+        parts = {(f.stream_type, f.day) for f in journal.files() if f.day <= before.date()}
+        table = read_partitions(journal, parts)
+        old = table.filter(pc.less(table.column("occurred_at"), pa.scalar(before, table.schema.field("occurred_at").type)))
+        if old.num_rows == 0:
+            return result
+        cuts = _cuts(journal, old)
+        result.kept_out_of_order = old.num_rows - pc.sum(_below_cut(old, cuts)).as_py()
+        path = Path(archive).expanduser().absolute() if archive else default_archive(journal, purge_id)
+        if path.exists():
+            raise RetentionError(f"{path}: the archive file exists already", hint="choose another --archive path")
+        if progress:
+            progress(f"archiving {old.num_rows} events to {path}")
+        _remove(journal, table, cuts, purge_id=purge_id, reason="retention", before=before, archive=path, result=result)
+    return result
+
+
+def remove_stream_prefix(journal: Journal, stream_id: str, first_kept_version: int, *, reason: str) -> PurgeResult:
+    """Remove versions ``1 .. first_kept_version - 1`` of one stream (already archived by the caller)."""
+    purge_id = new_id(reason)
+    result = PurgeResult(purge_id, None)
+    with write_lock(journal.path, journal.config.lock_timeout_s):
+        journal.refresh()
+        events = journal.read_stream(stream_id, ["stream_type", "day", "version"])
+        parts = set(zip(events.column("stream_type").to_pylist(), events.column("day").to_pylist(), strict=True))
+        table = read_partitions(journal, parts)
+        _remove(journal, table, {stream_id: first_kept_version}, purge_id=purge_id, reason=reason, before=None, archive=None, result=result)
+    return result
+
+
+def record_archive(
+    journal: Journal, *, kind: str, path: Path, fmt: str, events: int, stream_ids: list[str], note: str | None = None
+) -> str:
+    """Register an archive file the toolkit wrote (erasure rewrites it later); returns its id."""
+    archive_id = new_id("archive")
+    with write_lock(journal.path, journal.config.lock_timeout_s):
+        append_side_rows(
+            journal,
+            "archives",
+            [
+                {
+                    "archive_id": archive_id,
+                    "kind": kind,
+                    "path": str(path),
+                    "format": fmt,
+                    "sha256": file_sha256(path),
+                    "events": events,
+                    "stream_ids": ",".join(stream_ids),
+                    "note": note,
+                }
+            ],
+        )
+    return archive_id
+
+
+def purge_anchors(journal: Journal) -> dict[str, dict[int, str]]:
+    """stream_id → {first kept version: anchor hash} from every purge record."""
+    t = read_table(journal, "purges")
+    out: dict[str, dict[int, str]] = {}
+    for sid, v, h in zip(
+        t.column("stream_id").to_pylist(),
+        t.column("first_kept_version").to_pylist(),
+        t.column("anchor_hash").to_pylist(),
+        strict=True,
+    ):
+        out.setdefault(sid, {})[v] = h
+    return out
+
+
+__all__ = [
+    "PurgeResult",
+    "check_retention",
+    "file_sha256",
+    "purge_anchors",
+    "purge_before",
+    "record_archive",
+    "remove_stream_prefix",
+    "write_parquet_atomic",
+]

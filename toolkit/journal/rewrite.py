@@ -1,0 +1,130 @@
+"""Rewriting events in place — the one primitive under purge, archive ``--delete`` and redaction.
+
+``replace_partitions`` replaces every file of the given ``(stream_type, day)`` partitions by
+new rows in **one Delta commit** (an overwrite whose predicate names exactly those partitions),
+so a crash leaves either the old files or the new ones, never a mix. Callers hold the journal's
+write lock and record *why* (anchors, redaction records) in a side table *before* calling it,
+so that every state a crash can leave verifies.
+
+``erase_history`` then makes the replaced rows unrecoverable from the table: it vacuums every
+file no longer referenced and drops the Delta log entries older than a fresh checkpoint (the
+log's add actions carry per-file min/max statistics of every column, payloads included).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+from toolkit.errors import InvalidPathError
+from toolkit.journal.prepare import STREAM_TYPE_RE
+from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES
+from toolkit.journal.side_tables import SIDE_TABLES
+from toolkit.journal.store import FileInfo, Journal, writer_properties
+
+Partition = tuple[str, dt.date]
+
+
+def partition_files(journal: Journal, partitions: Iterable[Partition]) -> list[FileInfo]:
+    wanted = set(partitions)
+    return [f for f in journal.files() if (f.stream_type, f.day) in wanted]
+
+
+def read_partitions(journal: Journal, partitions: Iterable[Partition]) -> pa.Table:
+    """Every row of the partitions (all columns), ordered by stream and version."""
+    files = partition_files(journal, partitions)
+    if not files:
+        return ARROW_SCHEMA.empty_table()
+    t = pa.concat_tables([journal.read_file(f) for f in files])
+    return t.sort_by([("stream_id", "ascending"), ("version", "ascending")])
+
+
+def _predicate(partitions: Sequence[Partition]) -> str:
+    terms = []
+    for stream_type, day in sorted(partitions):
+        if not STREAM_TYPE_RE.match(stream_type):  # the predicate quotes it
+            raise InvalidPathError(f"partition stream_type={stream_type!r} is not a valid stream type")
+        if not isinstance(day, dt.date):
+            raise InvalidPathError(f"partition day={day!r} is not a date")
+        terms.append(f"(stream_type = '{stream_type}' AND day = '{day.isoformat()}')")
+    return " OR ".join(terms)
+
+
+def replace_partitions(
+    journal: Journal,
+    partitions: Iterable[Partition],
+    rows: pa.Table,
+    *,
+    operation: str,
+    metadata: Mapping[str, str] | None = None,
+) -> int:
+    """Replace the partitions' files by ``rows`` (which must lie in them) in one commit.
+
+    The caller holds the write lock. Returns the new Delta version.
+    """
+    parts = sorted(set(partitions))
+    if not parts:
+        return journal.refresh()
+    rows = rows.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA)
+    rows = rows.sort_by([("stream_id", "ascending"), ("version", "ascending")])
+    write_deltalake(
+        journal.delta_table(),
+        rows,
+        mode="overwrite",
+        predicate=_predicate(parts),
+        partition_by=list(journal.config.partition_by),
+        writer_properties=writer_properties(journal.config.row_group_rows),
+        commit_properties=CommitProperties(
+            custom_metadata={"toolkit.operation": operation, "toolkit.events": str(rows.num_rows), **(metadata or {})}
+        ),
+    )
+    return journal.refresh()
+
+
+def append_side_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Append to a side table while the caller already holds the write lock (one commit)."""
+    if not rows:
+        return 0
+    schema = SIDE_TABLES[name]
+    now = dt.datetime.now(dt.UTC)
+    first = schema.names[0]
+    table = pa.Table.from_pylist([{first: now, **r} for r in rows], schema=schema)
+    write_deltalake(
+        str(journal.path / name),
+        table,
+        mode="append",
+        commit_properties=CommitProperties(custom_metadata={"toolkit.operation": f"append {name}"}),
+    )
+    return len(rows)
+
+
+def erase_table_history(uri: str) -> list[str]:
+    """Vacuum every unreferenced file of the Delta table at ``uri`` and drop its log entries
+    before a new checkpoint; returns the data files deleted. The caller holds the write lock."""
+    table = DeltaTable(uri)
+    deleted = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
+    before = table.metadata().configuration.get("delta.logRetentionDuration")
+    table.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"}, raise_if_not_exists=False)
+    table = DeltaTable(uri)
+    table.create_checkpoint()
+    time.sleep(0.01)  # log files strictly older than the checkpoint
+    table.cleanup_metadata()
+    table.alter.set_table_properties(
+        {"delta.logRetentionDuration": before or "interval 30 days"}, raise_if_not_exists=False
+    )
+    DeltaTable(uri).create_checkpoint()
+    return list(deleted)
+
+
+def erase_history(journal: Journal) -> list[str]:
+    """``erase_table_history`` of the events table. Time travel to earlier versions is gone
+    afterwards (that is the point). The caller holds the write lock."""
+    deleted = erase_table_history(journal.events_uri)
+    journal._dt = None  # the handle predates the cleanup
+    journal.refresh()
+    return deleted

@@ -1,0 +1,116 @@
+"""``journal archive STREAM -o FILE``: export a stream, append its tombstone, optionally delete it.
+
+As the Evennia AI assistant does with ``AssistantArchived``: the tombstone event
+(``stream_archived``, data ``{reason, archive_path, format, final_stats}``) is appended *first*,
+so the archive holds the whole stream including the fact that it was archived. The archive is a
+Parquet file of every column (``parquet``) or an Evennia archive JSON document
+(``evennia-archive``); its SHA-256 is registered in the journal's ``archives`` table so erasure
+requests reach it later. With ``delete`` every event before the tombstone is removed (one Delta
+commit) and a purge record anchors the tombstone's ``prev_hash``, so the stream still verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import RetentionError, StreamNotFoundError
+from toolkit.journal.retention import file_sha256, record_archive, remove_stream_prefix, write_parquet_atomic
+from toolkit.journal.store import Journal
+
+FORMATS = ("parquet", "evennia-archive")
+TOMBSTONE = "stream_archived"
+
+
+@dataclass
+class ArchiveResult:
+    stream_id: str
+    path: str
+    format: str
+    events: int
+    sha256: str
+    tombstone_version: int
+    deleted: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _subject_versions(events: Any) -> dict[str, list[int]]:
+    """sha256(subject_id) → versions: lets erasure find a subject's entries in a JSON archive."""
+    from toolkit.journal.redaction import subject_digest
+
+    out: dict[str, list[int]] = {}
+    for subject, version in zip(events.column("subject_id").to_pylist(), events.column("version").to_pylist(), strict=True):
+        if subject is not None:
+            out.setdefault(subject_digest(subject), []).append(version)
+    return out
+
+
+def archive_stream(
+    journal: Journal,
+    stream_id: str,
+    output: str | Path,
+    *,
+    fmt: str = "parquet",
+    delete: bool = False,
+    reason: str | None = None,
+    force: bool = False,
+) -> ArchiveResult:
+    if fmt not in FORMATS:
+        raise RetentionError(f"cannot archive as {fmt!r}", hint=f"formats: {', '.join(FORMATS)}")
+    out = Path(output).expanduser().absolute()
+    if out.is_dir() or (out.exists() and not force):
+        raise RetentionError(
+            f"{out}: exists already", hint="choose a new file for the archive, or pass --force to replace it"
+        )
+    head = journal.read_stream(stream_id, ["version", "event_id", "correlation_id", "stream_type", "subject_id", "agent"])
+    if head.num_rows == 0:
+        raise StreamNotFoundError(
+            f"no stream {stream_id!r} in {journal.path}", hint="journal streams lists the streams", stream_id=stream_id
+        )
+    last = head.slice(head.num_rows - 1).to_pylist()[0]
+    tombstone = {
+        "event_type": TOMBSTONE,
+        "source_type": "AssistantArchived",
+        "causation_id": last["event_id"],
+        "correlation_id": last["correlation_id"],
+        "subject_id": last["subject_id"],
+        "agent": last["agent"],
+        "data": {
+            "reason": reason or "archived",
+            "archive_path": str(out),
+            "format": fmt,
+            "final_stats": {"events": head.num_rows + 1, "last_version": last["version"] + 1},
+        },
+    }
+    journal.append(stream_id, [tombstone], expected_version=last["version"], stream_type=last["stream_type"])
+    events = journal.read_stream(stream_id)
+    first_version = int(events.column("version")[0].as_py())
+    tombstone_version = int(events.column("version")[-1].as_py())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        write_parquet_atomic(events, out)
+    else:
+        from toolkit.ingest.evennia_archive import export_evennia_archive
+
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            (written,) = export_evennia_archive(journal, [stream_id], tmp)
+            shutil.move(str(written), out)
+    record_archive(
+        journal,
+        kind="stream",
+        path=out,
+        fmt=fmt,
+        events=events.num_rows,
+        stream_ids=[stream_id],
+        note=json.dumps({"first_version": first_version, "subject_versions": _subject_versions(events)}),
+    )
+    result = ArchiveResult(stream_id, str(out), fmt, events.num_rows, file_sha256(out), tombstone_version)
+    if delete:
+        result.deleted = remove_stream_prefix(journal, stream_id, tombstone_version, reason="archive").events
+    return result

@@ -1,0 +1,301 @@
+"""``journal export-compliance``: a self-describing, verifiable bundle of what happened.
+
+A bundle is a directory::
+
+    manifest.json        what was selected (the query and its parameters), from which journal
+                         and Delta version, when, row counts, the SHA-256 of every other file,
+                         and the hash-chain heads of the streams involved (optional HMAC)
+    events.{parquet,csv,json}     the selected events in time order, every canonical column
+                                  (hashes included) plus an explainer title and summary
+    causation.{parquet,csv,json}  cause → effect links of those events (causes outside the
+                                  selection included, orphans marked)
+    runs.{parquet,csv,json}       one state summary per run (stream)
+    report.html          one self-contained page for people: per run a timeline of who did
+                         what and why; inline CSS, no script, no link or resource outside it
+
+The bundle is written to a temporary sibling directory and renamed into place, so a crash
+leaves no half bundle. ``verify_bundle`` (``compliance_verify``) checks it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from decimal import Decimal
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from toolkit.analysis.run_summaries import summarise_runs
+from toolkit.analysis.titles import describe_event
+from toolkit.engines.polars_engine import scan_events
+from toolkit.errors import BundleError
+from toolkit.journal.retention import file_sha256
+from toolkit.journal.schema import COLUMN_NAMES
+from toolkit.journal.store import Journal
+from toolkit.reports.tables import write_table
+
+BUNDLE_FORMAT = "agent-journal-toolkit compliance bundle 1"
+MANIFEST = "manifest.json"
+TABLES = ("events", "causation", "runs")
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+END = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Exactly one of correlation_id, subject_id, stream_ids; a half-open time range."""
+
+    correlation_id: str | None = None
+    subject_id: str | None = None
+    stream_ids: tuple[str, ...] | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def check(self) -> None:
+        given = [n for n, v in (("--correlation", self.correlation_id), ("--subject", self.subject_id), ("--stream", self.stream_ids)) if v]
+        if len(given) != 1:
+            raise BundleError(
+                "choose exactly one of --correlation ID, --subject ID, --stream ID..."
+                + (f" (got {', '.join(given)})" if given else ""),
+                hint="e.g. journal export-compliance --correlation session-7-0000003 -o bundle/",
+            )
+        if self.since and self.until and self.since >= self.until:
+            raise BundleError(
+                f"--since {self.since.isoformat()} is not before --until {self.until.isoformat()}",
+                hint="the range is half-open: since <= occurred_at < until",
+            )
+
+    def sql(self) -> tuple[str, dict[str, Any]]:
+        """The same selection as SQL over the events view (for the manifest; reproducible with journal sql)."""
+        if self.correlation_id:
+            where, params = "correlation_id = $correlation_id", {"correlation_id": self.correlation_id}
+        elif self.subject_id:
+            where, params = "subject_id = $subject_id", {"subject_id": self.subject_id}
+        else:
+            where, params = "list_contains(string_split($stream_ids, ','), stream_id)", {
+                "stream_ids": ",".join(self.stream_ids or ())
+            }
+        params |= {"since": (self.since or EPOCH).isoformat(), "until": (self.until or END).isoformat()}
+        sql = f"SELECT * FROM events WHERE {where} AND occurred_at >= $since AND occurred_at < $until ORDER BY occurred_at, position"  # noqa: S608 (fixed fragments)
+        return sql, params
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "correlation_id": self.correlation_id,
+            "subject_id": self.subject_id,
+            "stream_ids": list(self.stream_ids) if self.stream_ids else None,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+        }
+
+
+@dataclass
+class BundleResult:
+    path: str
+    events: int
+    streams: int
+    files: dict[str, str] = field(default_factory=dict)
+    manifest_sha256: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return self.events == 0
+
+
+def select_events(journal: Journal, selection: Selection) -> pl.DataFrame:
+    """The selected events, every canonical column, in time order."""
+    selection.check()
+    lf = scan_events(journal, stream_ids=list(selection.stream_ids) if selection.stream_ids else None, since=selection.since, until=selection.until)
+    if selection.correlation_id:
+        lf = lf.filter(pl.col("correlation_id") == selection.correlation_id)
+    elif selection.subject_id:
+        lf = lf.filter(pl.col("subject_id") == selection.subject_id)
+    return lf.sort("occurred_at", "position").collect()
+
+
+def _explained(events: pl.DataFrame) -> pl.DataFrame:
+    texts = [describe_event(r) for r in events.to_dicts()]
+    return events.with_columns(
+        title=pl.Series([t for t, _ in texts], dtype=pl.String),
+        summary=pl.Series([s for _, s in texts], dtype=pl.String),
+    )
+
+
+def causation_links(journal: Journal, events: pl.DataFrame) -> pl.DataFrame:
+    """cause → effect for every selected event that has a cause; causes outside looked up once."""
+    linked = events.filter(pl.col("causation_id").is_not_null()).select(
+        pl.col("causation_id").alias("cause_event_id"),
+        pl.col("event_id").alias("effect_event_id"),
+        pl.col("stream_id").alias("effect_stream_id"),
+        pl.col("version").alias("effect_version"),
+        pl.col("event_type").alias("effect_event_type"),
+    )
+    inside = events.select(
+        pl.col("event_id").alias("cause_event_id"),
+        pl.col("stream_id").alias("cause_stream_id"),
+        pl.col("version").alias("cause_version"),
+        pl.col("event_type").alias("cause_event_type"),
+    )
+    outside_ids = sorted(set(linked.get_column("cause_event_id").to_list()) - set(events.get_column("event_id").to_list()))
+    outside = inside.clear()
+    if outside_ids:
+        outside = (
+            scan_events(journal)
+            .filter(pl.col("event_id").is_in(outside_ids))
+            .select(
+                pl.col("event_id").alias("cause_event_id"),
+                pl.col("stream_id").alias("cause_stream_id"),
+                pl.col("version").alias("cause_version"),
+                pl.col("event_type").alias("cause_event_type"),
+            )
+            .collect()
+        )
+    causes = pl.concat([inside.with_columns(cause_in_bundle=pl.lit(True)), outside.with_columns(cause_in_bundle=pl.lit(False))])
+    out = linked.join(causes, on="cause_event_id", how="left", maintain_order="left")
+    return out.with_columns(
+        cause_in_bundle=pl.col("cause_in_bundle").fill_null(False),
+        orphan=pl.col("cause_stream_id").is_null(),
+    )
+
+
+def chain_heads(journal: Journal, events: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per stream involved: the journal's head at export time and the last exported event."""
+    streams = sorted(set(events.get_column("stream_id").to_list()))
+    if not streams:
+        return {}
+    heads = pl.DataFrame(journal.read_streams(streams, ["stream_id", "version", "hash"]))
+    last = heads.group_by("stream_id").agg(pl.col("version").max(), pl.col("hash").sort_by("version").last())
+    exported = events.group_by("stream_id").agg(
+        pl.col("version").max().alias("v"), pl.col("hash").sort_by("version").last().alias("h")
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for sid, v, h in last.sort("stream_id").iter_rows():
+        out[sid] = {"head_version": v, "head_hash": h}
+    for sid, v, h in exported.iter_rows():
+        out[sid] |= {"last_exported_version": v, "last_exported_hash": h}
+    return out
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        return v.isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return format(v, "f")
+    raise TypeError(f"not JSON: {type(v).__name__}")
+
+
+def _write_table_files(frame: pl.DataFrame, name: str, out: Path) -> dict[str, int]:
+    table = frame.to_arrow()
+    table = pa.Table.from_batches(table.to_batches(), table.schema)  # plain (non-view) strings for every reader
+    pq.write_table(table, out / f"{name}.parquet", compression="zstd")
+    write_table(table, "csv", str(out / f"{name}.csv"))
+    with open(out / f"{name}.json", "w", encoding="utf-8") as f:
+        json.dump(table.to_pylist(), f, default=_json_default, ensure_ascii=False, indent=1)
+        f.write("\n")
+    return {f"{name}.{ext}": table.num_rows for ext in ("parquet", "csv", "json")}
+
+
+def manifest_mac(key: bytes, body: dict[str, Any]) -> str:
+    import hashlib
+    import hmac
+
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
+
+
+def export_compliance(
+    journal: Journal,
+    selection: Selection,
+    out_dir: str | Path,
+    *,
+    key: bytes | None = None,
+    now: dt.datetime | None = None,
+) -> BundleResult:
+    """Write the bundle (see the module docstring) into ``out_dir`` (new or empty)."""
+    from toolkit.reports.compliance_html import render_report
+
+    selection.check()
+    out = Path(out_dir).expanduser().absolute()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"{out}: exists and is not an empty directory", hint="choose a new directory for the bundle")
+    exported_at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    delta_version = journal.delta_version
+    events = _explained(select_events(journal, selection))
+    streams = list(dict.fromkeys(events.get_column("stream_id").to_list()))
+    causation = causation_links(journal, events)
+    runs = summarise_runs(journal, streams, events)
+    heads = chain_heads(journal, events)
+    sql, params = selection.sql()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        rows: dict[str, int] = {}
+        rows |= _write_table_files(events.select([*COLUMN_NAMES, "title", "summary"]), "events", tmp)
+        rows |= _write_table_files(causation, "causation", tmp)
+        rows |= _write_table_files(runs, "runs", tmp)
+        body: dict[str, Any] = {
+            "format": BUNDLE_FORMAT,
+            "toolkit_version": _toolkit_version(),
+            "journal": str(journal.path),
+            "delta_version": delta_version,
+            "exported_at": exported_at.isoformat(),
+            "selection": selection.describe(),
+            "query": {"sql": sql, "params": params, "engine": "journal sql (DuckDB) over the events view"},
+            "empty": events.height == 0,
+            "note": "no events matched the selection; the bundle is empty and still verifiable"
+            if events.height == 0
+            else None,
+            "row_counts": {"events": events.height, "causation": causation.height, "runs": runs.height},
+            "streams": streams,
+            "chain_heads": heads,
+        }
+        (tmp / "report.html").write_text(
+            render_report(body, events, causation, runs), encoding="utf-8"
+        )
+        body["files"] = {
+            p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size, "rows": rows.get(p.name)}
+            for p in sorted(tmp.iterdir())
+        }
+        body["hmac_sha256"] = manifest_mac(key, body) if key else None
+        text = json.dumps(body, indent=1, sort_keys=True, default=_json_default, ensure_ascii=False) + "\n"
+        (tmp / MANIFEST).write_text(text, encoding="utf-8")
+        for p in tmp.iterdir():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the bundle is meant to be handed on
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BundleResult(
+        str(out),
+        events.height,
+        len(streams),
+        {name: info["sha256"] for name, info in body["files"].items()},
+        file_sha256(out / MANIFEST),
+    )
+
+
+def _toolkit_version() -> str:
+    try:
+        return importlib_metadata.version("agent-journal-toolkit")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+__all__ = ["BUNDLE_FORMAT", "BundleResult", "Selection", "causation_links", "export_compliance", "select_events"]

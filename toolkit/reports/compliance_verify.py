@@ -1,0 +1,196 @@
+"""``journal verify-export DIR``: check a compliance bundle against itself and, given the
+journal, against it.
+
+Against itself: the manifest is a bundle manifest (and its HMAC matches when a key is given);
+every file it lists is there with the SHA-256, and table files with the row counts, it records;
+no other file is there; the events recompute — each payload digest from its data and metadata
+(a redaction marker is accepted and counted, never silently), each hash from its envelope,
+payload digest and previous hash, consecutive versions of a stream chain to each other — and
+the last exported event of each stream is the one the manifest names.
+
+Against the journal: every exported event is still there with the same hash, and each stream's
+head at export time is still in its chain (or was removed by a recorded purge); payloads
+redacted since the export are reported as such.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from toolkit.engines.polars_engine import scan_events
+from toolkit.errors import BundleError
+from toolkit.journal import hashing
+from toolkit.journal.retention import file_sha256, purge_anchors
+from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, GENESIS_HASH
+from toolkit.journal.store import Journal
+from toolkit.reports.compliance import BUNDLE_FORMAT, MANIFEST, manifest_mac
+
+REDACTED_PREFIX = '{"redacted":'
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str  # a file of the bundle, or stream:version
+    check: str
+    expected: str
+    found: str
+
+
+@dataclass
+class ExportCheck:
+    bundle: str
+    events: int = 0
+    redacted_in_bundle: int = 0
+    redacted_since: int = 0
+    checked_against_journal: bool = False
+    problems: list[Problem] = field(default_factory=list)
+    empty: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def table(self) -> pa.Table:
+        schema = pa.schema([(n, pa.string()) for n in ("where", "check", "expected", "found")])
+        return pa.Table.from_pylist([p.__dict__ for p in self.problems], schema=schema)
+
+
+def load_manifest(bundle: Path, key: bytes | None) -> dict[str, Any]:
+    path = bundle / MANIFEST
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BundleError(
+            f"{path}: cannot read the bundle manifest: {e}", hint="pass the directory journal export-compliance wrote"
+        ) from e
+    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path}: not a compliance bundle manifest", hint="pass the directory journal export-compliance wrote")
+    return doc
+
+
+def verify_bundle(bundle_dir: str | Path, *, journal: Journal | None = None, key: bytes | None = None) -> ExportCheck:
+    bundle = Path(bundle_dir).expanduser()
+    if not bundle.is_dir():
+        raise BundleError(f"{bundle}: not a directory", hint="pass the bundle directory (journal export-compliance -o DIR)")
+    doc = load_manifest(bundle, key)
+    report = ExportCheck(str(bundle), empty=bool(doc.get("empty")))
+    mac = doc.pop("hmac_sha256", None)
+    if key is not None:
+        if mac is None:
+            report.problems.append(Problem(MANIFEST, "hmac", "a signed manifest", "no HMAC"))
+        elif mac != manifest_mac(key, doc):
+            report.problems.append(Problem(MANIFEST, "hmac", "HMAC of the manifest under the key", "mismatch: manifest altered or wrong key"))
+    files: dict[str, dict[str, Any]] = doc.get("files") or {}
+    for name, info in sorted(files.items()):
+        p = bundle / name
+        if not p.is_file():
+            report.problems.append(Problem(name, "missing_file", info["sha256"], "absent"))
+            continue
+        digest = file_sha256(p)
+        if digest != info["sha256"]:
+            report.problems.append(Problem(name, "sha256", info["sha256"], digest))
+            continue
+        if name.endswith(".parquet") and info.get("rows") is not None:
+            rows = pq.ParquetFile(p).metadata.num_rows
+            if rows != info["rows"]:
+                report.problems.append(Problem(name, "rows", str(info["rows"]), str(rows)))
+    for p in sorted(bundle.iterdir()):
+        if p.name != MANIFEST and p.name not in files:
+            report.problems.append(Problem(p.name, "unlisted_file", "only the files the manifest lists", "extra file"))
+    if any(p.where == "events.parquet" for p in report.problems) or not (bundle / "events.parquet").is_file():
+        return report
+    events = pq.read_table(bundle / "events.parquet")
+    report.events = events.num_rows
+    if report.events != doc["row_counts"]["events"]:
+        report.problems.append(Problem("events.parquet", "rows", str(doc["row_counts"]["events"]), str(report.events)))
+    _check_chain(events.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA), doc, report)
+    if journal is not None:
+        _check_journal(journal, events, doc, report)
+    return report
+
+
+def _check_chain(events: pa.Table, doc: dict[str, Any], report: ExportCheck) -> None:
+    if events.num_rows == 0:
+        return
+    t = events.sort_by([("stream_id", "ascending"), ("version", "ascending")])
+    digests = hashing.payload_digests(t.column("data"), t.column("metadata"))
+    envelopes = hashing.envelope_texts(t).to_list()
+    rows = t.select(["stream_id", "version", "payload_sha256", "prev_hash", "hash", "data", "metadata"]).to_pylist()
+    prev: dict[str, Any] | None = None
+    last: dict[str, tuple[int, str]] = {}
+    for i, r in enumerate(rows):
+        where = f"{r['stream_id']}:v{r['version']}"
+        if digests[i] != r["payload_sha256"]:
+            if r["data"].startswith(REDACTED_PREFIX) and r["data"] == r["metadata"]:
+                report.redacted_in_bundle += 1
+            else:
+                report.problems.append(Problem(where, "payload", r["payload_sha256"], digests[i]))
+        h = hashing.event_hash(r["prev_hash"], r["payload_sha256"], envelopes[i])
+        if h != r["hash"]:
+            report.problems.append(Problem(where, "hash", h, r["hash"]))
+        if prev is not None and prev["stream_id"] == r["stream_id"] and prev["version"] + 1 == r["version"]:
+            if r["prev_hash"] != prev["hash"]:
+                report.problems.append(Problem(where, "prev_hash", prev["hash"], r["prev_hash"]))
+        if r["version"] == 1 and r["prev_hash"] != GENESIS_HASH:
+            report.problems.append(Problem(where, "prev_hash", GENESIS_HASH, r["prev_hash"]))
+        last[r["stream_id"]] = (r["version"], r["hash"])
+        prev = r
+    heads = doc.get("chain_heads") or {}
+    for sid, head in sorted(heads.items()):
+        got = last.get(sid)
+        want = (head.get("last_exported_version"), head.get("last_exported_hash"))
+        if got != want:
+            report.problems.append(Problem(f"{sid}", "chain_head", f"v{want[0]} {want[1]}", f"v{got[0]} {got[1]}" if got else "absent"))
+    extra = sorted(set(last) - set(heads))
+    for sid in extra:
+        report.problems.append(Problem(sid, "chain_head", "a head in the manifest", "stream not in the manifest"))
+
+
+def _check_journal(journal: Journal, events: pa.Table, doc: dict[str, Any], report: ExportCheck) -> None:
+    report.checked_against_journal = True
+    ids = events.column("event_id").to_pylist()
+    streams = sorted(set(events.column("stream_id").to_pylist()) | set(doc.get("chain_heads") or {}))
+    now = (
+        scan_events(journal, stream_ids=streams or None)
+        .filter(pl.col("stream_id").is_in(streams))
+        .select("event_id", "stream_id", "version", "hash", "data")
+        .collect()
+    )
+    by_id = {r["event_id"]: r for r in now.to_dicts()}
+    for eid, sid, v, h, data in zip(
+        ids,
+        events.column("stream_id").to_pylist(),
+        events.column("version").to_pylist(),
+        events.column("hash").to_pylist(),
+        events.column("data").to_pylist(),
+        strict=True,
+    ):
+        cur = by_id.get(eid)
+        where = f"{sid}:v{v}"
+        if cur is None:
+            anchors = purge_anchors(journal).get(sid, {})
+            if any(k > v for k in anchors):
+                continue  # removed by a recorded purge since the export
+            report.problems.append(Problem(where, "missing_in_journal", h, "absent"))
+        elif cur["hash"] != h:
+            report.problems.append(Problem(where, "journal_hash", h, cur["hash"]))
+        elif cur["data"] != data and cur["data"].startswith(REDACTED_PREFIX):
+            report.redacted_since += 1
+    by_version = {(r["stream_id"], r["version"]): r["hash"] for r in now.to_dicts()}
+    for sid, head in sorted((doc.get("chain_heads") or {}).items()):
+        key = (sid, head["head_version"])
+        if key in by_version:
+            if by_version[key] != head["head_hash"]:
+                report.problems.append(Problem(f"{sid}:v{head['head_version']}", "journal_head", head["head_hash"], by_version[key]))
+        elif not any(k > head["head_version"] for k in purge_anchors(journal).get(sid, {})):
+            report.problems.append(Problem(f"{sid}:v{head['head_version']}", "journal_head", head["head_hash"], "absent"))
+
+
+__all__ = ["ExportCheck", "Problem", "verify_bundle"]

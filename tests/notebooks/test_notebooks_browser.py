@@ -99,15 +99,3 @@ def test_notebook_renders_in_a_browser(name: str, browser: Any, demo_journal: Pa
     with socket.socket() as s:  # the server (journal notebook and its marimo) is gone: the port is free
         assert s.connect_ex(("127.0.0.1", port)) != 0
 
-
-def test_overview_runs_in_the_editor(browser: Any, demo_journal: Path) -> None:
-    """`journal notebook overview --edit`: in marimo's editor, "run all" runs every cell and draws the charts."""
-    with marimo_app(NOTEBOOKS / "overview.py", demo_journal, edit=True) as url:
-        page = open_app(browser, url)
-        try:
-            run_all = page.locator("[data-testid='chrome-controls-bottom-right'] [data-testid='run-button']")
-            run_all.click(timeout=60_000)
-            assert sum(wait_for_charts(page, CHARTS["overview"])) > 0
-            screenshot(page, "notebook-overview-editor")
-        finally:
-            page.close()

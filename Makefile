@@ -26,6 +26,13 @@ demo: $(STAMP)
 	$(BIN)/journal demo -j $(JOURNAL) --runs $(RUNS) --seed $(SEED)
 	$(BIN)/journal regrade -j $(JOURNAL) all || [ $$? -eq 3 ]
 	$(BIN)/journal bisect -j $(JOURNAL) budget --from-findings || [ $$? -eq 3 ]
+	@echo "--- the first failing tool call, walked back to the user message that started it:"
+	@FAILED=$$($(BIN)/journal sql -j $(JOURNAL) causation/failed_tool_calls -p limit=1 --format csv | tail -n 1); \
+	  $(BIN)/journal chain -j $(JOURNAL) "$${FAILED%%,*}" --up && \
+	  CORRELATION=$$(echo "$$FAILED" | cut -d, -f2) && rm -rf $(JOURNAL)-compliance && \
+	  $(BIN)/journal export-compliance -j $(JOURNAL) --correlation "$$CORRELATION" -o $(JOURNAL)-compliance && \
+	  $(BIN)/journal verify-export $(JOURNAL)-compliance -j $(JOURNAL) && \
+	  echo "compliance bundle for correlation $$CORRELATION: $(JOURNAL)-compliance/report.html"
 	$(BIN)/journal report overview -j $(JOURNAL) -o $(REPORTS)/overview.html >/dev/null
 	$(BIN)/journal report compliance -j $(JOURNAL) -o $(REPORTS)/compliance.html >/dev/null \
 		-p correlation=$$($(BIN)/journal sql -j $(JOURNAL) explorer/correlations -p limit=1 --format csv | sed -n 2p | cut -d, -f1)
@@ -48,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_journal.py
 	$(BIN)/python bench/bench_import_jsonl.py
 	$(BIN)/python bench/bench_import_agentstore.py
+	$(BIN)/python bench/bench_replay.py
 
 clean:
 	rm -rf $(VENV) $(JOURNAL) .mypy_cache .ruff_cache .pytest_cache

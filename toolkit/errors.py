@@ -136,42 +136,6 @@ class PluginError(ToolkitError, ImportError):
     """A --plugins file or module cannot be loaded, or registers something invalid."""
 
 
-class RuleNotFoundError(ToolkitError, LookupError):
-    """No invariant rule of that name is registered (built-in or from --rules files)."""
-
-    @classmethod
-    def named(cls, name: str, known: list[str]) -> RuleNotFoundError:
-        return cls(
-            f"no rule {name!r}; known rules: {', '.join(sorted(known))}",
-            hint="list them with: journal regrade --list   (add your own with --rules FILE.py|FILE.sql)",
-            rule=name,
-        )
-
-
-class RuleDefinitionError(ToolkitError, ValueError):
-    """A rule is malformed: a file that defines none, a SQL rule missing required columns, bad parameters."""
-
-
-class ChartDataError(ToolkitError, ValueError):
-    """A chart was given data it cannot draw (too many rows: aggregate first; a missing column)."""
-
-
-class ReportError(ToolkitError, ValueError):
-    """A report or notebook cannot be built as asked (unknown name, missing or bad parameter)."""
-
-
-class ReportDependencyError(ToolkitError, ImportError):
-    """An optional dependency of reports or notebooks (altair, vl-convert, marimo) is not installed."""
-
-    @classmethod
-    def missing(cls, package: str, feature: str) -> ReportDependencyError:
-        return cls(
-            f"{feature} needs the optional package {package!r}, which is not installed",
-            hint="install the notebooks extra: pip install -e '.[notebooks]'",
-            package=package,
-        )
-
-
 class PriceTableError(ToolkitError, ValueError):
     """A price table is malformed: a missing required price, overlapping effective ranges, a bad value.
 
@@ -186,6 +150,22 @@ class PriceTableError(ToolkitError, ValueError):
             rows=rows,
             reason=reason,
         )
+
+
+class RuleNotFoundError(ToolkitError, LookupError):
+    """No invariant rule of that name is registered (built-in or from --rules files)."""
+
+    @classmethod
+    def named(cls, name: str, known: list[str]) -> RuleNotFoundError:
+        return cls(
+            f"no rule {name!r}; known rules: {', '.join(sorted(known))}",
+            hint="list them with: journal regrade --list   (add your own with --rules FILE.py|FILE.sql)",
+            rule=name,
+        )
+
+
+class RuleDefinitionError(ToolkitError, ValueError):
+    """A rule is malformed: a file that defines none, a SQL rule missing required columns, bad parameters."""
 
 
 class EventNotFoundError(ToolkitError, LookupError):
@@ -213,3 +193,23 @@ class CheckpointError(ToolkitError, ValueError):
 
 class BundleError(ToolkitError, ValueError):
     """A compliance bundle cannot be written or read as asked."""
+
+
+class ChartDataError(ToolkitError, ValueError):
+    """A chart was given data it cannot draw (too many rows: aggregate first; a missing column)."""
+
+
+class ReportDependencyError(ToolkitError, ImportError):
+    """An optional dependency of reports or notebooks (altair, vl-convert, marimo) is not installed."""
+
+    @classmethod
+    def missing(cls, package: str, feature: str) -> ReportDependencyError:
+        return cls(
+            f"{feature} needs the optional package {package!r}, which is not installed",
+            hint="install the notebooks extra: pip install -e '.[notebooks]'",
+            package=package,
+        )
+
+
+class ReportError(ToolkitError, ValueError):
+    """A report or notebook cannot be built as asked (unknown name, missing or bad parameter)."""

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from replay_fixtures are parameters here)
 """The built-in agent-run aggregate: its rules, and the vectorised states equal the Python fold."""
 
 from __future__ import annotations
@@ -5,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from helpers import at, build_budget_breach, build_tool_failure_loop, ev
+from replay_fixtures import fresh_cache, samples_journal  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.agent_run import AGENT_RUN, agent_run_states, state_from_dict, state_to_dict
 from toolkit.analysis.replay import read_events, state_at

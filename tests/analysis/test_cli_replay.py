@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from replay_fixtures are parameters here)
 """journal replay / state / snapshot / project through the real entry point."""
 
 from __future__ import annotations
@@ -5,10 +6,14 @@ from __future__ import annotations
 import io
 import json
 import sys
+from pathlib import Path
 
+import polars as pl
 import pytest
 from helpers import build_tool_failure_loop
+from replay_fixtures import fresh_cache, samples_journal  # noqa: F401  (pytest fixtures)
 
+from toolkit.analysis.run_story import story_of_run
 from toolkit.cli.main import main
 from toolkit.journal import Journal
 
@@ -66,3 +71,17 @@ def test_bad_input_exit_codes(journal: Journal, capsys: pytest.CaptureFixture[st
     assert code == 1 and "positive interval" in err
     code, _, err = run(capsys, monkeypatch, "project", "-j", j, "nope")
     assert code == 1 and "no projection 'nope'" in err
+
+
+def test_journal_demo_tells_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = run(capsys, monkeypatch, "demo", "-j", str(tmp_path / "demo"), "--runs", "40", "--seed", "3")
+    assert code == 0 and "one run, explained: journal replay run-" in out
+    assert "Model answered" in out and "its state at versions" in out and "status" in out
+
+
+def test_story_of_a_real_sample(samples_journal: Journal) -> None:
+    story = story_of_run(samples_journal, "c5541406-7d8d-407f-a0bf-aa20908fc83b")
+    assert story.versions == (6, 13) and story.timeline.height == 13
+    row = dict(zip(story.states["field"], story.states["v6"], strict=True))
+    assert (row["status"], row["errors"], row["tool_failures"]) == ("aborted", "1", "run_tests 1")
+    assert story.states.filter(pl.col("field") == "status")["v13"].item() == "answered"

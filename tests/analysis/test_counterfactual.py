@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import build_tool_failure_loop, snapshot
+from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.counterfactual import Drop, Insert, Replace, counterfactual
 from toolkit.analysis.replay import state_at

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from replay_fixtures are parameters here)
 """Explainers: every canonical type and imported topic reads as a sentence; users add their own."""
 
 from __future__ import annotations
@@ -6,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from replay_fixtures import fresh_cache, samples_journal  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.explain import Explanation, explain_event, register_explainer, unregister_explainer
 from toolkit.analysis.replay import replay

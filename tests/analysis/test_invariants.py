@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from invariant_journals import DEMO, PATTERNS, build
 
 from toolkit.analysis.invariants import REFERENCE_COLUMNS, REFERENCES
@@ -283,3 +285,34 @@ def test_a_rule_that_raises_is_an_error_finding_not_a_crash(tmp_path: Path, jour
     assert "no_such_column" in next(r["message"] for r in rows if r["rule"] == "broken_polars")
     assert {r["stream_id"] for r in rows if r["rule"] == "latency"} == {"slow", "slow_model"}  # the rest still ran
     assert result.summary()["errors"] == 2
+
+
+# ---------------------------------------------------------------------- differential property test
+
+PHRASES = ["yes, send it", "no, don't", "ok go ahead", "wait", "Sure, but not yet", "what now?", "approved"]
+_event = st.one_of(
+    st.builds(lambda t: {"event_type": "user_message", "data": {"text": t}}, st.sampled_from(PHRASES)),
+    st.builds(
+        lambda tool, cid, args, key: {"event_type": "tool_called", "tool_name": tool, "tool_call_id": cid,
+                                      "idempotency_key": key, "data": {"args": args}},
+        st.sampled_from(["search", "send_email"]), st.sampled_from(["c1", "c2", "c3", None]),
+        st.sampled_from(["x", "y"]), st.sampled_from([None, None, "k1", "k2"]),
+    ),
+    st.builds(
+        lambda tool, cid, err: {"event_type": "tool_result", "tool_name": tool, "tool_call_id": cid,
+                                "is_error": err, "data": {"ok": not err}},
+        st.sampled_from(["search", "send_email"]), st.sampled_from(["c1", "c2", "c3", None]), st.booleans(),
+    ),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(streams=st.lists(st.lists(_event, min_size=1, max_size=12), min_size=1, max_size=3))
+def test_vectorised_equals_python_on_random_tool_histories(streams: list[list[dict[str, Any]]]) -> None:
+    rows = [{**e, "stream_id": f"s{i}"} for i, events in enumerate(streams) for e in events]
+    with Journal.in_memory() as j:
+        j.append_batch(rows, stream_type="agent_run")
+        for name in ("no_tool_failure_loop", "confirmation_before_write", "tool_result_pairing", "exactly_once"):
+            rule = RuleSet.load().get(name)
+            bound = rule.bind({})
+            assert _verdicts(j, rule, bound) == _reference(j, name, bound), name

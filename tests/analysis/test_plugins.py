@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import build_tool_failure_loop
+from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.plugins import load_plugins
 from toolkit.cli.main import main

@@ -7,6 +7,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from helpers import at, build_budget_breach, build_tool_failure_loop, ev
+from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.agent_run import agent_run_states
 from toolkit.analysis.aggregates import Event

@@ -211,3 +211,13 @@ def test_rollup_metric_notes_unpriced_events(journal: Journal, tmp_path: Path) -
     assert recorded is not None and "no recorded cost" in recorded
     with pytest.raises(QueryError, match="no rollup"):
         rollup_metric(journal, "colours")
+
+
+@pytest.mark.parametrize("dims", [["model", "day"], ["tool"], ["agent", "week"], ["stream"]])
+def test_totals_are_the_one_pass_part_of_usage(fleet: Journal, dims: list[str]) -> None:
+    from toolkit.analysis.rollup import rollup_totals
+
+    totals = rollup_totals(fleet, dims, cost="repriced")
+    usage = rollup(fleet, dims, cost="repriced").select(totals.column_names)
+    assert totals.to_pylist() == usage.to_pylist()
+    assert totals.num_rows == len(polars_usage(fleet, dims, None, None))

@@ -22,6 +22,7 @@ QUERIES = sorted(catalog())
 # plausible values for the fixture journal, by parameter name, then by type
 BY_NAME = {
     "stream_id": "tool_failure_loop",
+    "stream_ids": "tool_failure_loop",
     "stream_type": "agent_run",
     "model": "gpt-test",
     "limit": "5",

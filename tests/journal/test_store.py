@@ -301,3 +301,50 @@ def test_append_validated_takes_only_what_validate_table_returned(journal: Journ
     with pytest.raises(EventValidationError):
         journal.append_validated(raw)
     assert journal.append_validated(validate_table(raw)).appended == 1
+
+
+# ---------------------------------------------------------------------- pipelined write
+
+
+def test_hashing_in_small_chunks_chains_across_chunks(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer hashes chunk by chunk while deltalake writes; the chain carries across chunks."""
+    from toolkit.journal import assign, store
+
+    sizes: list[int] = []
+
+    def small_chunks(table, starts):  # type: ignore[no-untyped-def]
+        for chunk in assign.hash_chunks(table, starts, chunk_rows=7):
+            sizes.append(chunk.num_rows)
+            yield chunk
+
+    monkeypatch.setattr(store, "hash_chunks", small_chunks)
+    rng = random.Random(3)
+    for k in range(3):
+        journal.append_batch([{"stream_id": rng.choice("abcde"), **ev("step", {"i": i}), "event_id": f"e{k}-{i}"} for i in range(60)])
+    assert sizes.count(7) == 3 * 8 and len(sizes) == 3 * 9  # 60 rows = 8 chunks of 7 and one of 4, per batch
+    report = verify_journal(Journal.open(journal.path))  # recomputes every hash row by row
+    assert (report.ok, report.events) == (True, 180)
+    for sid in "abcde":
+        s = journal.read_stream(sid)
+        assert s.column("prev_hash").to_pylist()[1:] == s.column("hash").to_pylist()[:-1]
+
+
+def test_a_failure_while_hashing_writes_nothing_and_raises_the_cause(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit.journal import assign, store
+
+    journal.append("a", [ev()])
+    before = snapshot(journal)
+
+    def failing(table, starts, chunk_rows=5):  # type: ignore[no-untyped-def]
+        chunks = assign.hash_chunks(table, starts, chunk_rows=chunk_rows)
+        yield next(chunks)
+        raise MemoryError("hashing ran out of memory")
+
+    monkeypatch.setattr(store, "hash_chunks", failing)
+    with pytest.raises(MemoryError, match="hashing ran out"):
+        journal.append_batch([{"stream_id": "b", **ev("step", {"i": i})} for i in range(40)])
+    monkeypatch.undo()
+    assert snapshot(journal) == before
+    reopened = Journal.open(journal.path)
+    assert reopened.stream_version("b") == 0 and verify_journal(reopened).ok
+    assert reopened.append("b", [ev()], expected_version=0).appended == 1

@@ -97,8 +97,18 @@ class Chain:
         }
 
 
+# Journal-wide lookup by a list of event ids (DuckDB uses the bloom filters of compacted files).
+# Not a catalog query: its list parameter has no value the catalog's fixture test could bind
+# and get rows from. Values are always bound.
+_FIND_BY_ID = "SELECT event_id, stream_id FROM events WHERE list_contains($ids, event_id)"
+
+
 class _Loader:
-    """Streams loaded whole, and the journal-wide lookups that find more of them."""
+    """Streams loaded whole, and the journal-wide lookups that find more of them.
+
+    Lookups by event id go through one sandboxed DuckDB session (bloom filters on event_id);
+    lookups by cause are a Polars scan; streams are read with ``Journal.read_streams``.
+    """
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
@@ -106,6 +116,18 @@ class _Loader:
         self.streams: set[str] = set()
         self.absent: set[str] = set()  # causes looked up and not found anywhere
         self.queries = 0
+        self._session: duckdb_engine.Session | None = None
+
+    def _query(self, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+        if self._session is None:
+            self._session = duckdb_engine.connect(self.journal)
+        self.queries += 1
+        return pl.DataFrame(self._session.query(sql, params))
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def load_streams(self, stream_ids: Iterable[str]) -> None:
         new = sorted(set(stream_ids) - self.streams)
@@ -121,20 +143,17 @@ class _Loader:
         wanted = sorted(set(event_ids) - self.absent - set(self.frame.get_column("event_id").to_list()))
         if not wanted:
             return
-        self.queries += 1
-        hits = (
-            scan_events(self.journal)
-            .filter(pl.col("event_id").is_in(wanted))
-            .select("event_id", "stream_id")
-            .collect()
-        )
-        self.load_streams(hits.get_column("stream_id").to_list())
-        self.absent.update(set(wanted) - set(hits.get_column("event_id").to_list()))
+        hits = self._query(_FIND_BY_ID, {"ids": wanted})
+        self.load_streams(hits.get_column("stream_id").to_list() if hits.height else [])
+        found = set(hits.get_column("event_id").to_list()) if hits.height else set()
+        self.absent.update(set(wanted) - found)
 
     def find_effects(self, event_ids: Sequence[str]) -> bool:
         """Load streams (not loaded yet) holding events caused by these; True when any were."""
         if not event_ids:
             return False
+        # causation ids have no bloom filter or useful statistics: a Polars scan of two columns
+        # is as fast as DuckDB here and needs no session
         self.queries += 1
         hits = (
             scan_events(self.journal)
@@ -169,6 +188,13 @@ def walk_chain(
     if direction not in ("up", "down", "both"):
         raise ValueError(f"direction must be up, down or both, not {direction!r}")
     loader = _Loader(journal)
+    try:
+        return _walk(journal, loader, event_id, direction, depth)
+    finally:
+        loader.close()
+
+
+def _walk(journal: Journal, loader: _Loader, event_id: str, direction: Direction, depth: int | None) -> Chain:
     loader.find_by_id([event_id])
     if event_id in loader.absent:
         raise EventNotFoundError.near(event_id, near_event_ids(journal, event_id))

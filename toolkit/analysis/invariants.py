@@ -41,30 +41,39 @@ DEFAULT_REJECT: Final = (
     severity="warning",
     params="times BIGINT = 2",
     columns=("event_type", "tool_name", "tool_call_id", "is_error", "data"),
+    event_types=("tool_called", "tool_result"),
 )
 def no_tool_failure_loop(events: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFrame:
     """Tool results in stream order; a failure that repeats the previous result's failing call
-    (same tool, same argument text) extends a streak; a streak of ``times`` failures breaks the rule."""
-    tools = events.filter(pl.col("event_type").is_in(["tool_called", "tool_result"]))
-    # a result's arguments are its call's data (the call comes first among events with its id)
-    tools = tools.with_columns(
-        args=pl.when(pl.col("tool_call_id").is_not_null()).then(
-            pl.when(pl.col("event_type") == "tool_called")
-            .then(pl.col("data"))
-            .forward_fill()
-            .over(["stream_id", "tool_call_id"])
-        )
+    (same tool, same argument text) extends a streak; a streak of ``times`` failures breaks the rule.
+
+    Arguments are compared by a 64-bit hash of the call's data text; a result finds its call by
+    (stream, tool_call_id). Everything after one sort by (stream, position) is plain column
+    arithmetic: no per-group windows.
+    """
+    calls = (
+        events.filter(pl.col("event_type") == "tool_called", pl.col("tool_call_id").is_not_null())
+        .group_by("stream_id", "tool_call_id")
+        .agg(args=pl.col("data").sort_by("position").first().hash())
     )
-    results = tools.filter(pl.col("event_type") == "tool_result")
+    results = (
+        events.filter(pl.col("event_type") == "tool_result")
+        .select("stream_id", "version", "position", "tool_name", "tool_call_id", "is_error")
+        .join(calls, on=["stream_id", "tool_call_id"], how="left")
+        .sort("stream_id", "position")
+        .with_row_index("i")
+    )
+    same_stream = (pl.col("stream_id") == pl.col("stream_id").shift(1)).fill_null(False)
     same = (
-        pl.col("is_error")
-        & pl.col("is_error").shift(1).over("stream_id").fill_null(False)
-        & (pl.col("tool_name") == pl.col("tool_name").shift(1).over("stream_id")).fill_null(False)
-        & (pl.col("args") == pl.col("args").shift(1).over("stream_id")).fill_null(False)
+        same_stream
+        & pl.col("is_error")
+        & pl.col("is_error").shift(1).fill_null(False)
+        & (pl.col("tool_name") == pl.col("tool_name").shift(1)).fill_null(False)
+        & (pl.col("args") == pl.col("args").shift(1)).fill_null(False)
     )
-    streak = (
-        results.with_columns(streak_id=(~same).cum_sum().over("stream_id"))
-        .with_columns(streak=pl.col("is_error").cum_sum().over(["stream_id", "streak_id"]))
+    start = pl.when(~pl.col("same")).then(pl.col("i")).forward_fill()
+    streak = results.with_columns(same=same).with_columns(
+        streak=pl.when(pl.col("is_error")).then(pl.col("i") - start + 1).otherwise(0)
     )
     broken = pl.col("is_error") & (pl.col("streak") >= p["times"])
     return streak.select(
@@ -86,31 +95,47 @@ def no_tool_failure_loop(events: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFram
         f"confirm_pattern VARCHAR = {DEFAULT_CONFIRM}, reject_pattern VARCHAR = {DEFAULT_REJECT}"
     ),
     columns=("event_type", "tool_name", "idempotency_key", "data"),
+    event_types=("tool_called", "user_message"),
 )
 def confirmation_before_write(events: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFrame:
     """``tools`` (default: every call carrying an idempotency_key, i.e. a side effect) must follow a
-    user message matching ``confirm_pattern`` and not ``reject_pattern`` (regexes over its text)."""
+    user message matching ``confirm_pattern`` and not ``reject_pattern`` (regexes over its text).
+
+    The patterns run once per user message; the verdict is carried forward to the calls after it
+    (one sort by (stream, position), then a forward fill that restarts with each stream).
+    """
+    is_user = pl.col("event_type") == "user_message"
     is_call = pl.col("event_type") == "tool_called"
     writes = (
         is_call & pl.col("tool_name").is_in(list(p["tools"]))
         if p["tools"]
         else is_call & pl.col("idempotency_key").is_not_null()
     )
-    last_user = pl.when(pl.col("event_type") == "user_message").then(pl.col("data")).forward_fill().over("stream_id")
-    frame = events.filter(is_call | (pl.col("event_type") == "user_message")).with_columns(
-        last_user=last_user, write=writes
+    verdict = (  # 1 confirmed, 0 not, -1 no user message yet in this stream
+        pl.when(is_user)
+        .then(
+            (
+                pl.col("data").str.contains(p["confirm_pattern"])
+                & ~pl.col("data").str.contains(p["reject_pattern"])
+            ).cast(pl.Int8)
+        )
+        .when(pl.col("stream_id") != pl.col("stream_id").shift(1).fill_null(""))
+        .then(pl.lit(-1, pl.Int8))
     )
-    confirmed = (
-        pl.col("last_user").str.contains(p["confirm_pattern"]).fill_null(False)
-        & ~pl.col("last_user").str.contains(p["reject_pattern"]).fill_null(False)
+    frame = (
+        events.filter(is_user | writes)
+        .select("stream_id", "version", "position", "event_type", "tool_name", "data", "idempotency_key")
+        .sort("stream_id", "position")
+        .with_columns(last_user=verdict.forward_fill())
+        .filter(writes)
     )
-    frame = frame.filter(pl.col("write"))
+    confirmed = pl.col("last_user") == 1
     return frame.select(
         "stream_id",
         "version",
         holds=confirmed,
         message=pl.when(~confirmed).then(
-            pl.when(pl.col("last_user").is_null())
+            pl.when(pl.col("last_user") == -1)
             .then(pl.format("{} called with no user message before it", pl.col("tool_name")))
             .otherwise(pl.format("{} called without a confirmation in the latest user message", pl.col("tool_name")))
         ),
@@ -247,7 +272,7 @@ def ref_no_tool_failure_loop(rows: Iterable[Mapping[str, Any]], p: dict[str, Any
                 args.setdefault(r["tool_call_id"], r["data"])
             elif r["event_type"] == "tool_result":
                 a = args.get(r["tool_call_id"]) if r["tool_call_id"] is not None else None
-                same = prev is not None and r["is_error"] and prev == (True, r["tool_name"], a)
+                same = prev is not None and r["is_error"] and a is not None and prev == (True, r["tool_name"], a)
                 streak = streak + 1 if same else (1 if r["is_error"] else 0)
                 ok = not (r["is_error"] and streak >= p["times"])
                 prev = (bool(r["is_error"]), r["tool_name"], a)

@@ -274,4 +274,4 @@ def latest_failing_stream(journal: Journal, rule: str) -> str | None:
     return str(first["stream_id"])
 
 
-__all__ = ["FAILURE_SCHEMA", "latest_failing_stream", "RegradeResult", "Selection", "regrade", "resolve_rules", "split_params"]
+__all__ = ["FAILURE_SCHEMA", "RegradeResult", "Selection", "latest_failing_stream", "regrade", "resolve_rules", "split_params"]

@@ -29,21 +29,21 @@ import difflib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, overload
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from toolkit.analysis.agent_run import AGENT_RUN
+from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState
 from toolkit.analysis.aggregates import EVENT_COLUMNS, Aggregate, Event, ReplayProblem, to_us
 from toolkit.analysis.explain import explain_event
-from toolkit.errors import StreamNotFoundError, VersionNotFoundError
+from toolkit.errors import ReplayError, StreamNotFoundError, VersionNotFoundError
 from toolkit.journal.store import Journal
 
 S = TypeVar("S")
 
-CACHE_EVENTS: Final = 2_000_000  # decoded events kept per process
+CACHE_EVENTS: Final = 500_000  # decoded events kept per process (an event is a few hundred bytes)
 
 
 # ---------------------------------------------------------------------------- reading streams
@@ -63,27 +63,35 @@ class _StreamCache:
         self._streams: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
         self._size = 0
 
-    def get(self, journal: Journal, stream_id: str) -> list[Event]:
+    def get(self, journal: Journal, stream_id: str, from_version: int = 1) -> list[Event]:
+        """The stream's events from ``from_version`` on (or from earlier, when cached so)."""
         key = (str(journal.path), stream_id)
         version = journal.refresh()
         hit = self._streams.get(key)
-        if hit is not None:
+        if hit is not None and (not hit.events or hit.events[0].version <= from_version):
             self._streams.move_to_end(key)
             if hit.delta_version == version:
                 return hit.events
             head = hit.events[-1].version if hit.events else 0
-            new = read_events(journal, stream_id, from_version=head + 1)
+            new = read_events(journal, stream_id, from_version=max(head + 1, from_version))
             if new:
                 hit.events = hit.events + new
                 self._size += len(new)
             hit.delta_version = version
             self._trim()
             return hit.events
-        events = read_events(journal, stream_id)
+        if hit is not None:
+            self._size -= len(hit.events)
+        events = read_events(journal, stream_id, from_version=from_version if from_version > 1 else None)
         self._streams[key] = _Cached(events, version)
         self._size += len(events)
         self._trim()
         return events
+
+    def first_version(self, journal: Journal, stream_id: str) -> int | None:
+        """The first version held for the stream (None: not cached)."""
+        hit = self._streams.get((str(journal.path), stream_id))
+        return hit.events[0].version if hit is not None and hit.events else None
 
     def _trim(self) -> None:
         while self._size > self.limit and len(self._streams) > 1:
@@ -120,9 +128,13 @@ def read_events(journal: Journal, stream_id: str, *, from_version: int | None = 
     return events_from_table(table)
 
 
-def stream_events(journal: Journal, stream_id: str) -> list[Event]:
-    """One stream's events in version order (cached; raises when the stream does not exist)."""
-    events = _CACHE.get(journal, stream_id)
+def stream_events(journal: Journal, stream_id: str, from_version: int = 1) -> list[Event]:
+    """One stream's events in version order (cached; raises when the stream does not exist).
+
+    With ``from_version`` the list may start there (or earlier): ``state_at`` from a snapshot
+    decodes only the events after it.
+    """
+    events = _CACHE.get(journal, stream_id, from_version)
     if not events:
         raise _unknown_stream(journal, stream_id)
     return events
@@ -181,7 +193,7 @@ def _locate(events: Sequence[Event], stream_id: str, version: int | None, at: dt
         return Located(version, last, "the initial state (version 0, before any event)" if version == 0 else None)
     if at is None:
         return Located(last, last)
-    t = to_us(at)
+    t = _us(at, "at")
     best = 0
     for e in events:
         if e.occurred_us <= t and e.version > best:
@@ -190,6 +202,15 @@ def _locate(events: Sequence[Event], stream_id: str, version: int | None, at: dt
         first = events[0].occurred_at.isoformat() if events else "-"
         return Located(0, last, f"{at.isoformat()} is before the stream's first event ({first}): the initial state")
     return Located(best, last)
+
+
+def _us(t: dt.datetime, what: str) -> int:
+    if t.tzinfo is None:
+        raise ReplayError(
+            f"{what}={t.isoformat()}: a time without a time zone is ambiguous",
+            hint="give times in UTC with an offset, e.g. 2026-11-01T09:00:00Z",
+        )
+    return to_us(t)
 
 
 # ---------------------------------------------------------------------------- folding
@@ -237,13 +258,19 @@ def fold_to(
     use_snapshots: bool = True,
 ) -> FoldResult:
     """``state_at`` with its details: the version reached, a note, the snapshot used, problems."""
-    events = stream_events(journal, stream_id)
+    from toolkit.analysis.snapshots import nearest_snapshot
+
+    snap = None
+    wanted = version if version is not None else 1 << 62
+    if use_snapshots and at is None and aggregate.from_dict is not None and wanted > 0:
+        snap = nearest_snapshot(journal, stream_id, aggregate, wanted)
+    # from a snapshot, only the events from its version on are needed (its own proves the stream)
+    events = stream_events(journal, stream_id, from_version=snap[0] if snap is not None else 1)
     where = _locate(events, stream_id, version, at)
     start, state = 0, None
     if use_snapshots and where.version > 0 and aggregate.from_dict is not None:
-        from toolkit.analysis.snapshots import nearest_snapshot
-
-        snap = nearest_snapshot(journal, stream_id, aggregate, where.version)
+        if snap is None or snap[0] > where.version:
+            snap = nearest_snapshot(journal, stream_id, aggregate, where.version)
         if snap is not None:
             start, state = snap
     if state is None:
@@ -257,25 +284,49 @@ def fold_to(
     return FoldResult(state, where.version, where.last_version, where.note, start or None, problems)
 
 
+@overload
+def state_at(
+    journal: Journal, stream_id: str, *, version: int | None = None, at: dt.datetime | None = None
+) -> AgentRunState: ...
+
+
+@overload
 def state_at(
     journal: Journal,
     stream_id: str,
     *,
     version: int | None = None,
     at: dt.datetime | None = None,
-    aggregate: Aggregate[S] = AGENT_RUN,  # type: ignore[assignment]
-) -> S:
+    aggregate: Aggregate[S],
+) -> S: ...
+
+
+def state_at(
+    journal: Journal,
+    stream_id: str,
+    *,
+    version: int | None = None,
+    at: dt.datetime | None = None,
+    aggregate: Aggregate[Any] = AGENT_RUN,
+) -> Any:
     """The aggregate's state after ``version`` (or after the last event at or before ``at``).
 
     No version and no time: the head. Version 0, or a time before the first event: the initial
     state. Uses the nearest snapshot with the aggregate's current fingerprint at or below the
     version. Events whose data does not fit the model are skipped (see ``fold_to`` for the list).
     """
-    result: S = fold_to(journal, stream_id, version=version, at=at, aggregate=aggregate).state
-    return result
+    return fold_to(journal, stream_id, version=version, at=at, aggregate=aggregate).state
 
 
-def fold_states(journal: Journal, stream_id: str, aggregate: Aggregate[S] = AGENT_RUN) -> Iterator[tuple[int, S]]:  # type: ignore[assignment]
+@overload
+def fold_states(journal: Journal, stream_id: str) -> Iterator[tuple[int, AgentRunState]]: ...
+
+
+@overload
+def fold_states(journal: Journal, stream_id: str, aggregate: Aggregate[S]) -> Iterator[tuple[int, S]]: ...
+
+
+def fold_states(journal: Journal, stream_id: str, aggregate: Aggregate[Any] = AGENT_RUN) -> Iterator[tuple[int, Any]]:
     """Every (version, state) of a stream, from version 1 to the head (each state a copy)."""
     state = aggregate.initial()
     problems: list[ReplayProblem] = []
@@ -321,8 +372,8 @@ def select_events(
 ) -> list[Event]:
     """Events filtered by type (event_type or source_type), time window [since, until) and version."""
     wanted = set(types) if types else None
-    lo = to_us(since) if since is not None else None
-    hi = to_us(until) if until is not None else None
+    lo = _us(since, "since") if since is not None else None
+    hi = _us(until, "until") if until is not None else None
     out = []
     for e in events:
         if to_version is not None and e.version > to_version:

@@ -48,6 +48,7 @@ _DIMENSION_COLUMNS: Final = frozenset(DIMENSIONS.values())
 # name -> catalog query, for the metrics that are not a grouping of usage
 METRICS: Final[dict[str, str]] = {
     "usage": "rollups/usage",
+    "totals": "rollups/totals",
     "top-runs": "costs/top_runs",
     "tools": "rollups/tool_usage",
     "goals": "rollups/goal_completion",
@@ -126,6 +127,31 @@ def rollup(
     table = run_metric(
         journal,
         METRICS["usage"],
+        {"by": dims, "since": _time(since), "until": _time(until)},
+        cost=cost,
+        prices=prices,
+        as_of=as_of,
+    )
+    keep = [DIMENSIONS[d] for d in dims] + [c for c in table.column_names if c not in _DIMENSION_COLUMNS]
+    return table.select(keep)
+
+
+def rollup_totals(
+    journal: Journal,
+    by: str | Sequence[str] = ("model",),
+    *,
+    since: Time = None,
+    until: Time = None,
+    cost: CostBasis = "recorded",
+    prices: Prices = None,
+    as_of: Time = None,
+) -> pa.Table:
+    """The one-pass part of ``rollup`` (``queries/rollups/totals.sql``): events, calls, errors, tokens
+    and cost per group, without the per-run figures (runs, percentiles, outcomes) — the fast path."""
+    dims = parse_dimensions(by)
+    table = run_metric(
+        journal,
+        METRICS["totals"],
         {"by": dims, "since": _time(since), "until": _time(until)},
         cost=cost,
         prices=prices,
@@ -220,6 +246,8 @@ def rollup_metric(
         raise QueryError(f"no rollup {metric!r}", hint=f"one of: {', '.join(METRICS)}")
     if metric == "usage":
         table = rollup(journal, by, since=since, until=until, cost=cost, prices=prices, as_of=as_of)
+    elif metric == "totals":
+        table = rollup_totals(journal, by, since=since, until=until, cost=cost, prices=prices, as_of=as_of)
     elif metric == "top-runs":
         table = top_runs(journal, limit, since=since, until=until, cost=cost, prices=prices, as_of=as_of)
     else:

@@ -203,7 +203,7 @@ def polars_verdicts(
     """stream_id, version, holds, message of every event the rule speaks about (lazy)."""
     assert rule.polars is not None
     needed = list(dict.fromkeys(["stream_id", "version", "position", *rule.columns]))
-    events = scan_events(journal, stream_ids=stream_ids).select(needed)
+    events = scan_events(journal, stream_ids=stream_ids, event_types=rule.event_types).select(needed)
     if up_to_version is not None:
         events = events.filter(pl.col("version") <= up_to_version)
     events = events.sort("position")

@@ -39,3 +39,9 @@ def command(journal_path: str, runs: int, seed: int) -> None:
     for k, v in overview.items():
         click.echo(f"{k:>10}: {v}")
     write_table(by_model, "table", title="tokens and cost by model")
+    # one run, explained event by event, and what it knew at two moments (journal replay / state)
+    from toolkit.analysis.run_story import story_of_run
+
+    story = story_of_run(journal)
+    write_table(story.timeline.to_arrow(), "table", title=f"one run, explained: journal replay {story.stream_id}")
+    write_table(story.states.to_arrow(), "table", title=f"its state at versions {story.versions[0]} and {story.versions[1]}")

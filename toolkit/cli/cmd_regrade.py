@@ -8,8 +8,8 @@ import click
 
 from toolkit.cli.options import format_option, journal_option, open_journal, param_option, parse_params
 
-
 SHOWN = 20  # findings shown in the terminal table; all of them are in the findings table
+SEE_BATCH = "journal sql 'SELECT * FROM findings WHERE batch_id = $b' -p b="
 
 
 def parse_when(value: str | None, name: str) -> dt.datetime | None:
@@ -125,8 +125,7 @@ def command(
             write_table(per_day, "table", title=title)
         write_table(shown.slice(0, SHOWN), "table", title="findings")
         if shown.num_rows > SHOWN:
-            click.echo(f"… and {shown.num_rows - SHOWN} more: journal sql \"SELECT * FROM findings WHERE batch_id = "
-                       f"'{summary['batch_id']}'\"")
+            click.echo(f"… and {shown.num_rows - SHOWN} more: {SEE_BATCH}{summary['batch_id']}")
     else:
         click.echo(json.dumps(summary, default=str), err=True)
         write_table(result.findings, fmt, output)

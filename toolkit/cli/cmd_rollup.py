@@ -9,7 +9,7 @@ from toolkit.cli.options import format_option, journal_option, open_journal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-METRIC_NAMES = ("usage", "top-runs", "tools", "goals", "ticks", "errors", "agents")
+METRIC_NAMES = ("usage", "totals", "top-runs", "tools", "goals", "ticks", "errors", "agents")
 DIMENSION_NAMES = "model|tool|stream|stream_type|day|week|correlation|agent"
 
 
@@ -42,7 +42,7 @@ def price_options(f: F) -> F:
     "by",
     multiple=True,
     metavar="DIM[,DIM]",
-    help=f"usage: group by {DIMENSION_NAMES} (repeatable or comma-separated; default model).",
+    help=f"usage/totals: group by {DIMENSION_NAMES} (repeatable or comma-separated; default model).",
 )
 @time_range_options
 @click.option(
@@ -72,7 +72,8 @@ def command(
 
     METRIC is one of: usage (default; grouped by --by: runs, events, LLM and tool calls, errors,
     tokens in/out/cache read/cache write/reasoning, cost, cost-per-run p50/p90/p99, cost per
-    successful run), top-runs (the --limit costliest runs), tools (tool usage patterns), goals
+    successful run), totals (the same grouping in one pass, without the per-run figures: faster on
+    large journals), top-runs (the --limit costliest runs), tools (tool usage patterns), goals
     (goal completion rate), ticks (tick duration), errors (error frequency per day and agent),
     agents (token spend per agent). Each is a catalog query (journal sql --list: rollups/, costs/).
 

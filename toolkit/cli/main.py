@@ -26,12 +26,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compact": ("toolkit.cli.cmd_compact", "Merge small files into sorted files; optionally vacuum."),
     "export": ("toolkit.cli.cmd_export", "Export streams as files their importer reads back (agentstore, jsonl, ...)."),
     "demo": ("toolkit.cli.cmd_demo", "Write a synthetic fleet of agent runs and print a summary."),
-    "regrade": ("toolkit.cli.cmd_regrade", "Re-grade history against invariant rules; write findings (exit 3 if any)."),
-    "bisect": ("toolkit.cli.cmd_bisect", "Find the first event where a rule stops holding (bisection or linear scan)."),
-    "report": ("toolkit.cli.cmd_report", "Write a self-contained HTML report (overview, run, ...): opens offline."),
-    "notebook": ("toolkit.cli.cmd_notebook", "Open a marimo notebook (overview, run_explorer, ...) on localhost."),
-    "rollup": ("toolkit.cli.cmd_rollup", "Roll up usage and cost by model/tool/stream/day/week/agent...; top runs; seed metrics."),
-    "reprice": ("toolkit.cli.cmd_reprice", "Reprice all events from a price table; diff recorded vs repriced per day and model."),
     "chain": ("toolkit.cli.cmd_chain", "Walk the causation chain of an event: causes, effects, orphans, cycles."),
     "trace": ("toolkit.cli.cmd_trace", "Show the cross-stream timeline of one W3C trace."),
     "correlation": ("toolkit.cli.cmd_correlation", "List every stream and event of one request or session, in time order."),
@@ -45,6 +39,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "state": ("toolkit.cli.cmd_state", "The state of a stream at a version or a time; diffs between versions."),
     "snapshot": ("toolkit.cli.cmd_snapshot", "Store aggregate states every N versions (faster state_at)."),
     "project": ("toolkit.cli.cmd_project", "Catch projections (read models: runs, tool_calls, yours) up with the journal."),
+    "rollup": ("toolkit.cli.cmd_rollup", "Roll up usage and cost by model/tool/stream/day/week/agent...; top runs; seed metrics."),
+    "reprice": ("toolkit.cli.cmd_reprice", "Reprice all events from a price table; diff recorded vs repriced per day and model."),
+    "regrade": ("toolkit.cli.cmd_regrade", "Re-grade history against invariant rules; write findings (exit 3 if any)."),
+    "bisect": ("toolkit.cli.cmd_bisect", "Find the first event where a rule stops holding (bisection or linear scan)."),
+    "report": ("toolkit.cli.cmd_report", "Write a self-contained HTML report (overview, run, ...): opens offline."),
+    "notebook": ("toolkit.cli.cmd_notebook", "Open a marimo notebook (overview, run_explorer, ...) on localhost."),
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 import polars as pl
@@ -53,9 +53,32 @@ def assign(
     """Return (rows to write in ``ARROW_SCHEMA``, ordered by position; events skipped).
 
     ``known`` holds (stream_id, event_id, payload_sha256, event_type) of events already in the
-    touched streams, for idempotency.
+    touched streams, for idempotency. ``number`` then ``hash_chunks`` in one piece.
     """
-    payloads = pa.array(hashing.payload_digests(table.column("data"), table.column("metadata")), pa.string())
+    numbered, skipped = number(table, heads, known, max_position, now)
+    if numbered.num_rows == 0:
+        return ARROW_SCHEMA.empty_table(), skipped
+    return pa.concat_tables(hash_chunks(numbered, chain_starts(numbered, heads))), skipped
+
+
+def chain_starts(numbered: pa.Table, heads: Mapping[str, StreamHead]) -> dict[str, bytes]:
+    """The raw head hash of every stream of ``numbered`` that already has events."""
+    touched = pc.unique(numbered.column("stream_id")).to_pylist()
+    return {s: bytes.fromhex(h) for s in touched if s in heads and (h := heads[s].hash) is not None}
+
+
+def number(
+    table: pa.Table,
+    heads: Mapping[str, StreamHead],
+    known: pa.Table | None,
+    max_position: int,
+    now: dt.datetime,
+) -> tuple[pa.Table, int]:
+    """Idempotency and numbering of the whole batch: (new rows, without digests; events skipped).
+
+    Payload digests are computed here only for events whose id is already in the journal or
+    appears twice in the batch; ``hash_chunks`` computes the rest.
+    """
     keys = pl.DataFrame(
         {
             "stream_id": table.column("stream_id"),
@@ -64,11 +87,10 @@ def assign(
             "given_version": table.column("version"),
             "stream_type": table.column("stream_type"),
             "event_type": table.column("event_type"),
-            "payload": payloads,
         }
     )
-    keys, skipped = _drop_known(keys, known)
-    keys, twins = _drop_batch_twins(keys)
+    keys, skipped = _drop_known(keys, known, table)
+    keys, twins = _drop_batch_twins(keys, table)
     skipped += twins
     if keys.height == 0:
         return ARROW_SCHEMA.empty_table(), skipped
@@ -107,15 +129,25 @@ def assign(
     out = _set(out, "event_id", event_ids.to_arrow())
     out = _set(out, "position", keys.get_column("position").to_arrow())
     out = out.append_column("recorded_at", pa.array([now] * out.num_rows, ARROW_SCHEMA.field("recorded_at").type))
-    out = _set(out, "payload_sha256", keys.get_column("payload").to_arrow())
     out = out.append_column("day", pc.cast(out.column("occurred_at"), pa.date32()))  # the column is UTC
-    starts = {s: h for s in touched if s in heads and (h := heads[s].hash) is not None}
-    prevs, hashes = hashing.chain_hashes(
-        out.column("stream_id"), out.column("payload_sha256"), hashing.envelope_texts(out), starts
-    )
-    out = out.append_column("prev_hash", prevs)
-    out = out.append_column("hash", hashes)
-    return out.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA), skipped
+    return out, skipped
+
+
+def hash_chunks(numbered: pa.Table, starts: dict[str, bytes], chunk_rows: int = 1 << 16) -> Iterator[pa.Table]:
+    """Payload digests and the hash chain of ``number``'s rows, in chunks of ``chunk_rows``.
+
+    Yields tables in ``ARROW_SCHEMA``. ``starts`` (raw head hashes by stream) carries the chain
+    from one chunk to the next and is updated.
+    """
+    for offset in range(0, numbered.num_rows, chunk_rows):
+        chunk = numbered.slice(offset, chunk_rows)
+        payloads = pa.array(hashing.payload_digests(chunk.column("data"), chunk.column("metadata")), pa.string())
+        chunk = _set(chunk, "payload_sha256", payloads)
+        prevs, hashes = hashing.link(
+            pl.Series(chunk.column("stream_id")).to_list(), hashing.chain_messages(chunk, payloads), starts
+        )
+        chunk = chunk.append_column("prev_hash", prevs).append_column("hash", hashes)
+        yield chunk.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA)
 
 
 def _set(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.Table:
@@ -124,7 +156,13 @@ def _set(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.T
     return table.set_column(i, name, values) if i >= 0 else table.append_column(name, values)
 
 
-def _drop_known(keys: pl.DataFrame, known: pa.Table | None) -> tuple[pl.DataFrame, int]:
+def _with_payloads(rows: pl.DataFrame, table: pa.Table) -> pl.DataFrame:
+    """``rows`` (holding ``_idx``) with the payload digest of those events of ``table``."""
+    picked = table.take(rows.get_column("_idx").to_arrow())
+    return rows.with_columns(payload=pl.Series(hashing.payload_digests(picked.column("data"), picked.column("metadata"))))
+
+
+def _drop_known(keys: pl.DataFrame, known: pa.Table | None, table: pa.Table) -> tuple[pl.DataFrame, int]:
     """Skip events whose id is already in the journal with the same content; refuse changed ones."""
     if known is None or known.num_rows == 0:
         return keys, 0
@@ -139,6 +177,7 @@ def _drop_known(keys: pl.DataFrame, known: pa.Table | None) -> tuple[pl.DataFram
     hit = keys.join(k, on="event_id", how="inner")
     if hit.height == 0:
         return keys, 0
+    hit = _with_payloads(hit, table)
     changed = hit.filter(
         (pl.col("k_stream") != pl.col("stream_id"))
         | (pl.col("k_payload") != pl.col("payload"))
@@ -157,13 +196,13 @@ def _drop_known(keys: pl.DataFrame, known: pa.Table | None) -> tuple[pl.DataFram
     return keys.filter(~pl.col("_idx").is_in(hit.get_column("_idx").implode())), hit.height
 
 
-def _drop_batch_twins(keys: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+def _drop_batch_twins(keys: pl.DataFrame, table: pa.Table) -> tuple[pl.DataFrame, int]:
     """The same id twice in one batch: identical → keep the first; different → refuse."""
     with_id = keys.filter(pl.col("event_id").is_not_null())
     dup = with_id.filter(pl.col("event_id").is_duplicated())
     if dup.height == 0:
         return keys, 0
-    dup = dup.sort("_idx").with_columns(
+    dup = _with_payloads(dup, table).sort("_idx").with_columns(
         first_idx=pl.col("_idx").first().over("event_id"),
         differs=(pl.struct("stream_id", "payload", "event_type").n_unique().over("event_id") > 1),
     )

@@ -13,7 +13,7 @@ neighbour. Null columns are left out, so a journal whose schema grew by a nullab
 enter only through their digest, a payload can be redacted later (digest kept, text replaced)
 without breaking the chain.
 
-Encodings are built column-wise with Arrow compute; only the SHA-256 calls run per event.
+Encodings are built column-wise with Polars; only the SHA-256 calls run per event.
 
 >>> import pyarrow as pa
 >>> payload_digests(pa.array(['{"a":1}']), pa.array(['{}']))[0]
@@ -54,19 +54,18 @@ def _float_bits(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(arr), arr.buffers(), arr.null_count, arr.offset)
 
 
-def _text(name: str, dtype: pl.DataType, escape: bool) -> pl.Expr:
-    """``name=text`` of a column's value, null where the value is null."""
+def _value_text(name: str, dtype: pl.DataType, escape: bool) -> pl.Expr:
+    """The text of a column's value, null where the value is null."""
     e = pl.col(name)
     if dtype == pl.String:
         if escape:  # only when some value holds a separator: the regex pass is costly
             e = e.str.replace_all("([\x1e\x1f])", "\x1e$1")
-    elif isinstance(dtype, pl.Datetime):
-        e = e.dt.epoch("us").cast(pl.String)
-    elif dtype == pl.Boolean:
-        e = pl.when(e).then(pl.lit("t")).when(e.not_()).then(pl.lit("f"))
-    else:  # integers (floats arrive as their bits), decimals
-        e = e.cast(pl.String)
-    return pl.concat_str(pl.lit(f"{name}="), e)  # null stays null
+        return e
+    if isinstance(dtype, pl.Datetime):
+        return e.dt.epoch("us").cast(pl.String)
+    if dtype == pl.Boolean:
+        return pl.when(e).then(pl.lit("t")).when(e.not_()).then(pl.lit("f"))
+    return e.cast(pl.String)  # integers (floats arrive as their bits), decimals
 
 
 def _envelope_frame(table: pa.Table) -> pl.DataFrame:
@@ -79,6 +78,33 @@ def _envelope_frame(table: pa.Table) -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
+def _envelope(frame: pl.DataFrame, lead: str | None = None) -> pl.Series:
+    """The envelope of every row (``lead``'s value in front of it, when given), as text.
+
+    One ``concat_str`` of literals and values: a column without nulls contributes ``SEP name=``
+    and its value; a column with some nulls contributes ``SEP name=value`` or the empty string.
+    That is the text of joining the non-null ``name=value`` pairs by the separator, without the
+    costly null-skipping join.
+    """
+    names = [n for n in frame.columns if n != lead]
+    nulls = dict(zip(frame.columns, frame.null_count().row(0), strict=True))
+    present = [n for n in names if nulls[n] < frame.height]
+    strings = [n for n in present if frame.schema[n] == pl.String]
+    holds = frame.select(pl.col(strings).str.contains("[\x1e\x1f]").any()).row(0) if strings else ()
+    escape = {n for n, h in zip(strings, holds, strict=True) if h}
+    parts: list[pl.Expr] = [pl.col(lead)] if lead else []
+    if present and nulls[present[0]]:  # no required column leads (never in a journal): the plain join
+        pairs = [pl.concat_str(pl.lit(f"{n}="), _value_text(n, frame.schema[n], n in escape)) for n in present]
+        parts.append(pl.concat_str(pairs, separator=_SEP, ignore_nulls=True).fill_null(""))
+    else:
+        for i, n in enumerate(present):
+            label = pl.lit(f"{_SEP if i else ''}{n}=")
+            value = _value_text(n, frame.schema[n], n in escape)
+            parts += [pl.concat_str(label, value).fill_null("")] if nulls[n] else [label, value]
+    expr = pl.concat_str(parts) if parts else pl.repeat("", pl.len(), dtype=pl.String)
+    return frame.select(expr.alias("envelope")).to_series()
+
+
 def envelope_texts(table: pa.Table) -> pl.Series:
     """The envelope of every row as text (see the module docstring).
 
@@ -86,50 +112,43 @@ def envelope_texts(table: pa.Table) -> pl.Series:
     >>> envelope_texts(pa.table({"stream_id": ["r"], "version": [1], "agent": [None]})).to_list() == [
     ...     "stream_id=r" + chr(0x1F) + "version=1"]
     True
+    >>> envelope_texts(pa.table({"stream_id": ["r", "s"], "agent": [None, "a"], "tokens_in": [1, None]})).to_list() == [
+    ...     "stream_id=r" + chr(0x1F) + "tokens_in=1", "stream_id=s" + chr(0x1F) + "agent=a"]
+    True
     """
-    frame = _envelope_frame(table)
-    present = [n for n in frame.columns if frame.get_column(n).null_count() < frame.height]
-    strings = [n for n in present if frame.schema[n] == pl.String]
-    holds = frame.select(pl.col(strings).str.contains("[\x1e\x1f]").any()).row(0) if strings else ()
-    needs_escape = {n for n, h in zip(strings, holds, strict=True) if h}
-    exprs = [_text(n, frame.schema[n], n in needs_escape) for n in present]
-    if not exprs:
-        return pl.Series("envelope", [""] * table.num_rows, dtype=pl.String)
-    return frame.select(pl.concat_str(exprs, separator=_SEP, ignore_nulls=True).alias("envelope")).to_series()
+    return _envelope(_envelope_frame(table))
 
 
-def chain_hashes(
-    stream_ids: pa.Array | pa.ChunkedArray,
-    payloads: pa.Array | pa.ChunkedArray,
-    envelopes: pl.Series,
-    start: dict[str, str],
-) -> tuple[pa.Array, pa.Array]:
-    """Chain rows given in version order per stream (streams may interleave).
+def chain_messages(table: pa.Table, payloads: pa.Array | pa.ChunkedArray) -> list[bytes]:
+    """``payload_sha256 ‖ envelope`` of every row: what each chain link hashes after the previous hash."""
+    frame = _envelope_frame(table).with_columns(_payload=_series(payloads))
+    return _envelope(frame, lead="_payload").cast(pl.Binary).to_list()
 
-    ``start`` gives the head hash of streams that already have events. Returns the
-    ``prev_hash`` and ``hash`` columns.
+
+def link(stream_ids: list[str], messages: list[bytes], heads: dict[str, bytes]) -> tuple[pa.Array, pa.Array]:
+    """The chain over ``messages`` (rows in version order per stream); ``heads`` (raw hashes) is updated.
+
+    Returns the hex ``prev_hash`` and ``hash`` columns.
     """
-    frame = pl.DataFrame({"sid": _series(stream_ids), "p": _series(payloads), "e": envelopes})
-    messages = frame.select(pl.concat_str("p", "e").cast(pl.Binary)).to_series().to_list()
-    heads = {sid: bytes.fromhex(h) for sid, h in start.items()}
+    prevs: list[bytes] = []
     digests: list[bytes] = []
-    add = digests.append
+    add_prev, add = prevs.append, digests.append
     current: str | None = None
     prev = _GENESIS
-    for sid, msg in zip(frame.get_column("sid").to_list(), messages, strict=True):
+    for sid, msg in zip(stream_ids, messages, strict=True):
         if sid != current:
             if current is not None:
                 heads[current] = prev
             current = sid
             prev = heads.get(sid, _GENESIS)
+        add_prev(prev)
         prev = _sha256(prev + msg).digest()
         add(prev)
-    firsts = {sid: start.get(sid, GENESIS_HASH) for sid in frame.get_column("sid").unique().to_list()}
-    out = frame.select("sid").with_columns(hash=pl.Series(digests, dtype=pl.Binary).bin.encode("hex"))
-    out = out.with_columns(
-        prev_hash=pl.col("hash").shift(1).over("sid").fill_null(pl.col("sid").replace_strict(firsts, return_dtype=pl.String))
-    )
-    return out.get_column("prev_hash").to_arrow().cast(pa.string()), out.get_column("hash").to_arrow().cast(pa.string())
+    if current is not None:
+        heads[current] = prev
+    out = pl.DataFrame({"prev": pl.Series(prevs, dtype=pl.Binary), "hash": pl.Series(digests, dtype=pl.Binary)})
+    out = out.select(pl.all().bin.encode("hex"))
+    return out.get_column("prev").to_arrow().cast(pa.string()), out.get_column("hash").to_arrow().cast(pa.string())
 
 
 def event_hash(prev_hash: str, payload_sha256: str, envelope: str) -> str:

@@ -19,11 +19,14 @@ per-file min/max statistics of the log, then by Parquet row-group statistics.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import queue
 import shutil
 import tempfile
+import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +51,7 @@ from toolkit.errors import (
     JournalExistsError,
     JournalNotFoundError,
 )
-from toolkit.journal.assign import assign
+from toolkit.journal.assign import chain_starts, hash_chunks, number
 from toolkit.journal.config import CONFIG_FILE, JournalConfig, write_atomic
 from toolkit.journal.lock import write_lock
 from toolkit.journal.prepare import INPUT_SCHEMA, events_to_table, validate_table
@@ -549,34 +552,77 @@ class Journal:
         streams: set[str] = set(pc.unique(table.column("stream_id")).to_pylist())
         with write_lock(self.path, self.config.lock_timeout_s):
             heads = self.heads()
-            prepared, skipped = self._assign(table, streams, heads, expected)
+            numbered, skipped = self._number(table, streams, heads, expected)
             result = AppendResult(skipped=skipped, streams=len(streams))
-            if prepared.num_rows:
-                grows = not set(prepared.column_names).issubset(self.table_columns())
-                write_deltalake(
-                    self.delta_table(),
-                    prepared,
-                    mode="append",
-                    schema_mode="merge" if grows else None,  # a newer minor schema adds nullable columns
-                    partition_by=list(self.config.partition_by),
-                    writer_properties=append_writer_properties(self.config.row_group_rows),
-                    commit_properties=CommitProperties(
-                        custom_metadata={
-                            "toolkit.operation": "append",
-                            "toolkit.schema_version": SCHEMA_VERSION,
-                            "toolkit.events": str(prepared.num_rows),
-                        }
-                    ),
-                )
+            if numbered.num_rows:
+                written = self._write(numbered, chain_starts(numbered, heads))
                 result.delta_version = self.refresh()
-                positions = prepared.column("position")
-                result.appended = prepared.num_rows
+                positions = numbered.column("position")
+                result.appended = numbered.num_rows
                 result.first_position = pc.min(positions).as_py()
                 result.last_position = pc.max(positions).as_py()
-                self._update_heads(prepared)
+                self._update_heads(written)
             for sid in streams:
                 result.heads[sid] = self._heads[sid].version if sid in self._heads else 0
             return result
+
+    def _write(self, numbered: pa.Table, starts: dict[str, bytes]) -> pa.Table:
+        """Hash ``numbered`` chunk by chunk while deltalake writes the chunks before: one Delta commit.
+
+        A thread computes the digests and the chain (Python and Polars) and hands each chunk to
+        the Rust writer, which encodes and writes Parquet on the other core meanwhile. Returns
+        what the stream heads need (stream_id, stream_type, version, hash, day) of the rows
+        written.
+        """
+        chunks: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        failure: list[BaseException] = []
+        summary: list[pa.Table] = []
+
+        def produce() -> None:
+            try:
+                for chunk in hash_chunks(numbered, starts):
+                    summary.append(chunk.select(["stream_id", "stream_type", "version", "hash", "day"]))
+                    chunks.put(chunk)
+            except BaseException as e:  # handed to the writer's side below
+                failure.append(e)
+            finally:
+                chunks.put(None)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            while (chunk := chunks.get()) is not None:
+                yield from chunk.to_batches()
+            if failure:
+                raise failure[0]
+
+        producer = threading.Thread(target=produce, name="journal-hash-chain", daemon=True)
+        producer.start()
+        grows = not set(COLUMN_NAMES).issubset(self.table_columns())
+        try:
+            write_deltalake(
+                self.delta_table(),
+                pa.RecordBatchReader.from_batches(ARROW_SCHEMA, batches()),
+                mode="append",
+                schema_mode="merge" if grows else None,  # a newer minor schema adds nullable columns
+                partition_by=list(self.config.partition_by),
+                writer_properties=append_writer_properties(self.config.row_group_rows),
+                commit_properties=CommitProperties(
+                    custom_metadata={
+                        "toolkit.operation": "append",
+                        "toolkit.schema_version": SCHEMA_VERSION,
+                        "toolkit.events": str(numbered.num_rows),
+                    }
+                ),
+            )
+        except BaseException:
+            while producer.is_alive():  # unblock the producer so it can finish; its error comes first
+                with contextlib.suppress(queue.Empty):
+                    chunks.get(timeout=0.05)
+            producer.join()
+            if failure:
+                raise failure[0] from None
+            raise
+        producer.join()
+        return pa.concat_tables(summary)
 
     def _fill_head_hashes(self, stream_ids: list[str]) -> None:
         """Look up the last hash of streams whose head hash is not known yet."""
@@ -617,10 +663,10 @@ class Journal:
         # the files just written hold nothing the heads do not know
         self._heads_scanned = set(self._files)
 
-    def _assign(
+    def _number(
         self, table: pa.Table, streams: set[str], heads: dict[str, Head], expected: Mapping[str, int] | None
     ) -> tuple[pa.Table, int]:
-        """Idempotency, numbering and hashing (``assign``), then the expected versions.
+        """Idempotency and numbering (``assign.number``), then the expected versions.
 
         A stream whose events in this batch are all already in the journal (same ids, same
         content) passes its expected-version check: that is a retry of an append that happened.
@@ -630,7 +676,7 @@ class Journal:
         if existing and table.column("event_id").null_count < table.num_rows:
             known = self.read_streams(existing, ["stream_id", "event_id", "payload_sha256", "event_type"])
         self._fill_head_hashes([s for s in existing if heads[s].hash is None])
-        prepared, skipped = assign(table, heads, known, self.max_position(), dt.datetime.now(UTC))
+        prepared, skipped = number(table, heads, known, self.max_position(), dt.datetime.now(UTC))
         if expected:
             new_streams = set(pc.unique(prepared.column("stream_id")).to_pylist())
             for sid, exp in expected.items():

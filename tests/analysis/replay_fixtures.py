@@ -1,4 +1,4 @@
-"""Journals for the replay tests: the real samples imported, and hand-made agent runs."""
+"""Fixtures of the replay tests (imported by each test module): the real samples, a fresh cache."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def samples_journal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journa
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
+def fresh_cache() -> Iterator[None]:
     clear_cache()
     yield
     clear_cache()

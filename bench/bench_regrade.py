@@ -1,0 +1,167 @@
+"""Re-grade benchmarks: vectorised built-in rules over a large journal, Python-state rules, bisection.
+
+Each figure is printed next to a baseline measured in the same run:
+
+1. ``journal regrade`` of the built-in SQL and Polars rules over every stream of a large journal
+   (default: the 10M-event journal of bench_journal.py, linked read-only into bench/out so the
+   findings can be written), total and per rule, vs a plain Python loop (the rules' references in
+   ``toolkit.analysis.invariants``) timed over a sample of whole streams and scaled to the journal
+   (target: <= 3 s on 2 cores);
+2. Python-state rules (``budget_state``, ``error_streak``) over a sample of streams in worker
+   processes, events judged per second, vs one process (target: >= 500k events/s on 2 cores);
+3. bisecting a 100,000-event stream: rule evaluations (target: <= 20) and time, vs a linear scan.
+
+Usage:
+    .venv/bin/python bench/bench_regrade.py
+    .venv/bin/python bench/bench_regrade.py --journal bench/out/journal-1000000 --sample-streams 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from toolkit.analysis.bisection import bisect_stream
+from toolkit.analysis.invariants import REFERENCE_COLUMNS, REFERENCES
+from toolkit.analysis.regrade import regrade
+from toolkit.analysis.rules import RuleSet
+from toolkit.analysis.verdicts import Selection
+from toolkit.engines.polars_engine import scan_events
+from toolkit.journal import Journal
+
+OUT = Path(__file__).resolve().parent / "out"
+DEFAULT_JOURNAL = Path("/work/main/bench/out/journal-10000000")
+STATE_RULES = ["budget_state", "error_streak"]
+
+
+def linked_copy(source: Path, target: Path) -> Path:
+    """A copy of a journal whose data files are hard links (the source is never written)."""
+    if target.exists():
+        shutil.rmtree(target)
+    try:
+        shutil.copytree(source, target, copy_function=os.link, ignore=shutil.ignore_patterns("findings"))
+    except OSError:
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("findings"))
+    return target
+
+
+def sample_streams(journal: Journal, n: int) -> list[str]:
+    ids = scan_events(journal).select("stream_id").unique().sort("stream_id").collect().get_column("stream_id")
+    step = max(1, len(ids) // n)
+    return ids.gather_every(step).head(n).to_list()
+
+
+def bench_vectorised(journal: Journal, rules: list[str], sample: list[str], repeat: int) -> None:
+    events = sum(f.rows for f in journal.files())
+    best: dict[str, float] = {}
+    total_best = float("inf")
+    for _ in range(repeat):
+        marks: list[tuple[str, float]] = []
+        t0 = time.perf_counter()
+        result = regrade(journal, rules, progress=lambda name, m=marks: m.append((name, time.perf_counter())))
+        total = time.perf_counter() - t0
+        total_best = min(total_best, total)
+        ends = [t for _, t in marks[1:]] + [t0 + total]
+        for (name, start), end in zip(marks, ends, strict=True):
+            best[name] = min(best.get(name, float("inf")), end - start)
+    print(f"1. vectorised regrade of {len(rules)} built-in SQL/Polars rules over {events:,} events "
+          f"({result.streams_checked:,} streams): {total_best:.2f} s (best of {repeat}; target <= 3 s), "
+          f"{result.findings.num_rows:,} findings written")
+    for name in rules:
+        print(f"   {name:<26} {best[name]:6.2f} s")
+    # baseline: the plain-Python references over a sample of whole streams, scaled to the journal
+    frame = (
+        scan_events(journal, stream_ids=sample).select(list(REFERENCE_COLUMNS)).sort("position").collect()
+    )
+    rows = frame.to_dicts()
+    rule_set = RuleSet.load()
+    loop_total = 0.0
+    for name in rules:
+        bound = rule_set.get(name).bind({})
+        t0 = time.perf_counter()
+        for _ in REFERENCES[name](rows, bound):
+            pass
+        loop_total += time.perf_counter() - t0
+    scaled = loop_total * events / max(1, len(rows))
+    print(f"   baseline: plain Python loop over a sample of {len(rows):,} events ({len(sample):,} whole streams): "
+          f"{loop_total:.2f} s -> {scaled:.1f} s scaled to {events:,} events; vectorised is {scaled / total_best:.1f}x faster")
+
+
+def bench_state_rules(journal: Journal, sample: list[str], workers: int) -> None:
+    selection = Selection(streams=tuple(sample))
+    events = scan_events(journal, stream_ids=sample).select(pl.len()).collect().item()
+    for name in STATE_RULES:
+        timings = {}
+        for w in (1, workers):
+            t0 = time.perf_counter()
+            result = regrade(journal, [name], selection=selection, workers=w, write=False)
+            timings[w] = time.perf_counter() - t0
+        print(f"2. python-state rule {name} over {events:,} events ({len(sample):,} streams): "
+              f"{workers} workers {timings[workers]:.2f} s = {events / timings[workers]:,.0f} events/s "
+              f"(target >= 500,000); 1 process {events / timings[1]:,.0f} events/s "
+              f"({timings[1] / timings[workers]:.2f}x); {result.findings.num_rows} failing streams")
+
+
+def bench_bisection(n: int) -> None:
+    path = OUT / f"bisect-{n}"
+    if path.exists():
+        shutil.rmtree(path)
+    journal = Journal.create(path)
+    journal.append_batch(
+        [{"stream_id": "long-run", "event_type": "llm_response", "cost_usd": "0.01", "tokens_in": 100, "data": {}}
+         for _ in range(n)],
+        stream_type="agent_run",
+    )
+    limit = str(round(n * 0.01 * 0.6179, 2))
+    for rule in ("budget", "budget_state"):
+        params: dict[str, Any] = {"max_cost_usd": limit}
+        t0 = time.perf_counter()
+        fast = bisect_stream(journal, rule, "long-run", params=params)
+        t_fast = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        slow = bisect_stream(journal, rule, "long-run", params=params, force_linear=True)
+        t_slow = time.perf_counter() - t0
+        assert fast.version == slow.version, (fast.version, slow.version)
+        print(f"3. bisect {rule} over a {n:,}-event stream: first failing version {fast.version:,} in "
+              f"{fast.evaluations} rule evaluations (target <= 20), {t_fast:.2f} s; linear scan: "
+              f"{slow.evaluations:,} evaluations, {t_slow:.2f} s ({t_slow / t_fast:.1f}x)")
+    journal.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, help="journal to re-grade (read only)")
+    ap.add_argument("--sample-streams", type=int, default=5_000, help="streams in the baseline / Python-rule sample")
+    ap.add_argument("--state-streams", type=int, default=20_000, help="streams judged by the Python-state rules")
+    ap.add_argument("--bisect-events", type=int, default=100_000)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--skip", nargs="*", default=[], choices=["vectorised", "state", "bisect"])
+    args = ap.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} (shared machine: figures are noisy)")
+    if not {"vectorised", "state"} <= set(args.skip):
+        if not (args.journal / "journal.toml").is_file():
+            print(f"no journal at {args.journal}: run bench/bench_journal.py first (or pass --journal)", file=sys.stderr)
+            return 1
+        journal = Journal.open(linked_copy(args.journal, OUT / f"regrade-{args.journal.name}"))
+        rule_set = RuleSet.load()
+        vector_rules = [n for n, r in rule_set.rules.items() if r.kind in {"sql", "polars"} and r.scope == "stream"]
+        if "vectorised" not in args.skip:
+            bench_vectorised(journal, vector_rules, sample_streams(journal, args.sample_streams), args.repeat)
+        if "state" not in args.skip:
+            bench_state_rules(journal, sample_streams(journal, args.state_streams), args.workers)
+    if "bisect" not in args.skip:
+        bench_bisection(args.bisect_events)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,6 +33,8 @@ demo: $(STAMP)
 	  $(BIN)/journal export-compliance -j $(JOURNAL) --correlation "$$CORRELATION" -o $(JOURNAL)-compliance && \
 	  $(BIN)/journal verify-export $(JOURNAL)-compliance -j $(JOURNAL) && \
 	  echo "compliance bundle for correlation $$CORRELATION: $(JOURNAL)-compliance/report.html"
+	$(BIN)/journal reprice -j $(JOURNAL)
+	$(BIN)/journal rollup top-runs -j $(JOURNAL) --limit 5 --cost repriced
 	$(BIN)/journal report overview -j $(JOURNAL) -o $(REPORTS)/overview.html >/dev/null
 	$(BIN)/journal report compliance -j $(JOURNAL) -o $(REPORTS)/compliance.html >/dev/null \
 		-p correlation=$$($(BIN)/journal sql -j $(JOURNAL) explorer/correlations -p limit=1 --format csv | sed -n 2p | cut -d, -f1)
@@ -55,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_journal.py
 	$(BIN)/python bench/bench_import_jsonl.py
 	$(BIN)/python bench/bench_import_agentstore.py
+	$(BIN)/python bench/bench_rollup.py
 	$(BIN)/python bench/bench_replay.py
 
 clean:

@@ -57,8 +57,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_journal.py
 	$(BIN)/python bench/bench_import_jsonl.py
 	$(BIN)/python bench/bench_import_agentstore.py
-	$(BIN)/python bench/bench_rollup.py
 	$(BIN)/python bench/bench_replay.py
+	$(BIN)/python bench/bench_rollup.py
 
 clean:
 	rm -rf $(VENV) $(JOURNAL) .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,10 @@ files that compaction replaced or that a killed writer left behind. After the vi
 up the session is locked: it can read inside the journal directory and nothing else, its
 configuration cannot be changed back, and user SQL may only be SELECT or EXPLAIN.
 
+A journal at an ``s3://`` URL is read through an fsspec s3fs filesystem registered on the
+connection (DuckDB's httpfs extension cannot be installed offline); the sandbox then allows
+the journal's own prefix and nothing else.
+
 >>> from toolkit.journal import Journal
 >>> j = Journal.in_memory()
 >>> _ = j.append("r", [{"event_type": "user_message", "data": "hi"}])
@@ -26,6 +30,7 @@ import duckdb
 import pyarrow as pa
 
 from toolkit.errors import QueryError
+from toolkit.journal.location import filesystem
 from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, DUCKDB_TYPES, HIVE_TYPES, PARTITION_COLUMNS
 from toolkit.journal.side_tables import side_views
 from toolkit.journal.store import Journal
@@ -143,12 +148,14 @@ def connect(
         con.execute("SET parquet_metadata_cache = true")
         if threads:
             con.execute("SET threads = $n", {"n": threads})
+        if journal.remote:
+            con.register_filesystem(filesystem())
         files = journal.file_paths()
         register_parquet_view(con, "events", files, ARROW_SCHEMA, journal.table_columns())
         views = {**side_views(journal), **(extra_views or {})}
         for name, (vfiles, schema) in views.items():
             register_parquet_view(con, name, vfiles, schema)
-        root = str(Path(journal.path).resolve()) + "/"
+        root = str(journal.path if journal.remote else Path(str(journal.path)).resolve()) + "/"
         con.execute("SET allowed_directories = $dirs", {"dirs": [root, str(journal.path) + "/"]})
         con.execute("SET enable_external_access = false")
         con.execute("SET autoinstall_known_extensions = false")

@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 JOURNAL ?= data/demo-journal
+REPORTS ?= $(JOURNAL)-reports
 RUNS ?= 2000
 SEED ?= 7
 PYTEST_ARGS ?=
@@ -32,6 +33,12 @@ demo: $(STAMP)
 	  $(BIN)/journal export-compliance -j $(JOURNAL) --correlation "$$CORRELATION" -o $(JOURNAL)-compliance && \
 	  $(BIN)/journal verify-export $(JOURNAL)-compliance -j $(JOURNAL) && \
 	  echo "compliance bundle for correlation $$CORRELATION: $(JOURNAL)-compliance/report.html"
+	$(BIN)/journal reprice -j $(JOURNAL)
+	$(BIN)/journal rollup top-runs -j $(JOURNAL) --limit 5 --cost repriced
+	$(BIN)/journal report overview -j $(JOURNAL) -o $(REPORTS)/overview.html >/dev/null
+	$(BIN)/journal report compliance -j $(JOURNAL) -o $(REPORTS)/compliance.html >/dev/null \
+		-p correlation=$$($(BIN)/journal sql -j $(JOURNAL) explorer/correlations -p limit=1 --format csv | sed -n 2p | cut -d, -f1)
+	@echo "reports (self-contained HTML, open offline): $(REPORTS)/overview.html $(REPORTS)/compliance.html"
 
 ## make test: ruff, mypy --strict, pytest (doctests included)
 test: $(STAMP)
@@ -50,6 +57,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_journal.py
 	$(BIN)/python bench/bench_import_jsonl.py
 	$(BIN)/python bench/bench_import_agentstore.py
+	$(BIN)/python bench/bench_replay.py
+	$(BIN)/python bench/bench_rollup.py
 
 clean:
 	rm -rf $(VENV) $(JOURNAL) .mypy_cache .ruff_cache .pytest_cache

@@ -200,11 +200,19 @@ def bench_snapshots(events: int) -> None:
     first = timed(lambda: state_at(journal, "long"))
     warm = [timed(lambda: state_at(journal, "long")) for _ in range(50)]
     assert state_at(journal, "long") == fold_to(journal, "long", use_snapshots=False).state
+    # the worst case: 999 events after the nearest snapshot
+    worst_v = events - 1
+    worst = [timed(lambda: state_at(journal, "long", version=worst_v)) for _ in range(50)]
+    assert state_at(journal, "long", version=worst_v) == fold_to(
+        journal, "long", version=worst_v, use_snapshots=False
+    ).state
     clear_cache()
     fresh = Journal.open(path)
     cold = timed(lambda: state_at(fresh, "long"))
     print(f"state_at end of a {events:,}-event stream, snapshots every 1,000: warm median {ms(statistics.median(warm))} "
           f"(target <= 5 ms); first after snapshotting {ms(first)}; cold in a fresh Journal {ms(cold)}")
+    print(f"state_at version {worst_v:,} (999 events after the nearest snapshot): warm median "
+          f"{ms(statistics.median(worst))}, p95 {ms(_p95(worst))}")
     print(f"baseline full fold without snapshots: warm median {ms(statistics.median(full))}, cold {ms(cold_full)}; "
           f"ratio {statistics.median(full) / statistics.median(warm):.0f}x (taking the 100 snapshots: {took:.2f} s)")
 

@@ -40,7 +40,11 @@ from toolkit.engines.queries import get_query
 from toolkit.journal import Journal
 
 OUT = Path(__file__).resolve().parent / "out"
-DEFAULT_JOURNAL = Path("/work/main/bench/out/journal-10000000")
+# bench/bench_journal.py builds bench/out/journal-<N>; the team's shared copy is read-only
+DEFAULT_JOURNAL = next(
+    (p for p in (OUT / "journal-10000000", Path("/work/main/bench/out/journal-10000000")) if p.is_dir()),
+    OUT / "journal-10000000",
+)
 BY = ["model", "day"]
 
 MINIMAL = """
@@ -182,6 +186,8 @@ def main() -> None:
     ap.add_argument("--json-events", type=int, default=1_000_000, help="events in the JSONL sample")
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
+    if not args.journal.is_dir():
+        sys.exit(f"no journal at {args.journal}: build one with bench/bench_journal.py --skip-append --reuse")
     journal = Journal.open(args.journal)
     log(f"journal {args.journal}: rolling up by {' x '.join(BY)} ...")
     r = bench_duckdb(journal, args.repeat)

@@ -15,7 +15,7 @@ app = marimo.App(width="medium", app_title="Journal overview")
 def _():
     import marimo as mo
 
-    from toolkit.analysis.overview import day_range, journal_span, overview_tables
+    from toolkit.analysis.overview import day_range, journal_span, overview_tables, recorded_vs_repriced
     from toolkit.reports import charts
     from toolkit.reports.report_catalog import notebook_journal
     from toolkit.reports.report_overview import headline_figures
@@ -28,6 +28,7 @@ def _():
         mo,
         notebook_journal,
         overview_tables,
+        recorded_vs_repriced,
     )
 
 
@@ -142,6 +143,31 @@ def _(charts, mo, overview):
             mo.ui.table(overview.costliest_runs.to_pylist(), label="Costliest runs", selection=None),
             mo.md("## Errors"),
             mo.ui.table(overview.top_errors.to_pylist(), label="Most frequent errors", selection=None),
+        ]
+    )
+    return
+
+
+@app.cell
+def _(charts, day_range, days, journal, mo, overview, recorded_vs_repriced):
+    mo.stop(overview.totals["events"] == 0)
+    repriced_by_model, repriced_by_day = recorded_vs_repriced(journal, since=day_range(*days.value)[0], until=day_range(*days.value)[1])
+    mo.vstack(
+        [
+            mo.md(
+                "## Recorded vs repriced cost\nEvery event repriced from its tokens with the default price table, "
+                "next to the cost the source recorded (a dry run over all agents: nothing is rewritten)."
+            ),
+            charts.compared_bars(
+                repriced_by_model,
+                "model",
+                ["recorded_cost_usd", "repriced_cost_usd"],
+                "Recorded vs repriced cost by model",
+                x_title="USD",
+            )
+            if repriced_by_model.num_rows
+            else mo.md("No LLM call with tokens in this range."),
+            mo.ui.table(repriced_by_model.to_pylist(), selection=None, label="By model"),
         ]
     )
     return

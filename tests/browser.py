@@ -80,29 +80,16 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def marimo_app(notebook: Path, journal: Path, *, timeout: float = 60) -> Iterator[str]:
-    """Serve ``notebook`` with ``marimo run --headless`` on 127.0.0.1; yield its URL; stop it."""
+    """Serve ``notebook`` as ``journal notebook NAME --headless`` does (``marimo run`` on 127.0.0.1);
+    yield its URL; stop the server and everything it started."""
     require_marimo()
     port = free_port()
     log = ARTIFACTS / "logs" / f"marimo-{notebook.stem}-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    journal_cli = Path(sys.executable).parent / "journal"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "marimo",
-                "run",
-                str(notebook),
-                "--headless",
-                "--no-token",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--",
-                "--journal",
-                str(journal),
-            ],
+            [str(journal_cli), "notebook", notebook.stem, "-j", str(journal), "--port", str(port), "--headless"],
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -125,13 +112,31 @@ def marimo_app(notebook: Path, journal: Path, *, timeout: float = 60) -> Iterato
                 time.sleep(0.2)
             yield url
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            stop_group(proc)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_group(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """SIGTERM the server's process group (journal notebook and the marimo it started), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.poll()
+        if not group_alive(proc.pid):
+            break
+        time.sleep(0.1)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 def vega_marks(page: Any) -> list[int]:

@@ -72,3 +72,6 @@ def test_make_demo_builds_and_summarises(tmp_path: Path) -> None:
     streams = int(re.search(r"streams: (\d+)", proc.stdout).group(1))  # type: ignore[union-attr]
     assert streams >= 30 + 3  # the 30 demo runs and at least the imported sessions
     assert (journal / "journal.toml").is_file()
+    reports = Path(f"{journal}-reports")  # make demo ends by writing two self-contained HTML reports
+    assert f"{reports}/overview.html" in proc.stdout and (reports / "compliance.html").is_file()
+    assert "window.vegaEmbed=" in (reports / "overview.html").read_text(encoding="utf-8")

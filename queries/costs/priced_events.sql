@@ -30,11 +30,11 @@ costed AS (
             OR coalesce(e.tokens_reasoning, 0) > coalesce(e.tokens_out, 0) AS inconsistent,
         r.price_row,
         r.provider AS price_provider,
-        (coalesce(e.tokens_in, 0) - coalesce(e.tokens_cache_read, 0) - coalesce(e.tokens_cache_write, 0)) * r.input_rate
-            + coalesce(e.tokens_cache_read, 0) * r.cache_read_rate
-            + coalesce(e.tokens_cache_write, 0) * r.cache_write_rate
-            + (coalesce(e.tokens_out, 0) - coalesce(e.tokens_reasoning, 0)) * r.output_rate
-            + coalesce(e.tokens_reasoning, 0) * r.reasoning_rate AS micro_usd
+        r.input_rate,
+        r.cache_read_rate,
+        r.cache_write_rate,
+        r.output_rate,
+        r.reasoning_rate
     FROM events AS e
     LEFT JOIN rates AS r
       ON r.model = e.model
@@ -44,11 +44,17 @@ costed AS (
      AND (r.tokens_upto IS NULL OR coalesce(e.tokens_in, 0) <= r.tokens_upto)
 )
 SELECT
-    * EXCLUDE (inconsistent, micro_usd, price_row, price_provider),
+    * EXCLUDE (inconsistent, price_row, price_provider, input_rate, cache_read_rate, cache_write_rate, output_rate, reasoning_rate),
     price_row,
     price_provider,
-    CASE WHEN billable AND NOT inconsistent THEN CAST(micro_usd * CAST(0.000001 AS DECIMAL(7, 6)) AS DECIMAL(18, 9)) END
-        AS repriced_cost_usd,
+    -- the arithmetic runs only for the events a rate was found for (rates are USD per 1M tokens)
+    CASE WHEN price_row IS NOT NULL AND billable AND NOT inconsistent THEN CAST(
+        ((coalesce(tokens_in, 0) - coalesce(tokens_cache_read, 0) - coalesce(tokens_cache_write, 0)) * input_rate
+            + coalesce(tokens_cache_read, 0) * cache_read_rate
+            + coalesce(tokens_cache_write, 0) * cache_write_rate
+            + (coalesce(tokens_out, 0) - coalesce(tokens_reasoning, 0)) * output_rate
+            + coalesce(tokens_reasoning, 0) * reasoning_rate) * CAST(0.000001 AS DECIMAL(7, 6))
+        AS DECIMAL(18, 9)) END AS repriced_cost_usd,
     CASE
         WHEN NOT billable THEN NULL
         WHEN model IS NULL THEN 'no model'

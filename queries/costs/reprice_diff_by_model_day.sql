@@ -1,22 +1,16 @@
 -- summary: Recorded vs repriced cost per day and model (a dry-run diff: nothing is rewritten), with the events the price table cannot price.
 -- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL
--- returns: day DATE, model VARCHAR, billable_events BIGINT, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, recorded_cost_usd DECIMAL(18,9), repriced_cost_usd DECIMAL(18,9), diff_usd DECIMAL(18,9), diff_pct DOUBLE, unrecorded_events BIGINT, unpriced_events BIGINT
+-- returns: day DATE, model VARCHAR, billable_events BIGINT, tokens_in BIGINT, tokens_out BIGINT, recorded_cost_usd DECIMAL(18,9), repriced_cost_usd DECIMAL(18,9), diff_usd DECIMAL(18,9), unrecorded_events BIGINT, unpriced_events BIGINT
+-- billable: the event has tokens or a recorded cost; unrecorded: no recorded cost; unpriced: tokens but no price (counted as 0 in repriced_cost_usd).
 SELECT
     day,
     coalesce(model, '(none)') AS model,
     CAST(count(*) AS BIGINT) AS billable_events,
     CAST(coalesce(sum(tokens_in), 0) AS BIGINT) AS tokens_in,
     CAST(coalesce(sum(tokens_out), 0) AS BIGINT) AS tokens_out,
-    CAST(coalesce(sum(tokens_cache_read), 0) AS BIGINT) AS tokens_cache_read,
-    CAST(coalesce(sum(tokens_cache_write), 0) AS BIGINT) AS tokens_cache_write,
-    CAST(coalesce(sum(tokens_reasoning), 0) AS BIGINT) AS tokens_reasoning,
     CAST(coalesce(sum(cost_usd), 0) AS DECIMAL(18, 9)) AS recorded_cost_usd,
     CAST(coalesce(sum(repriced_cost_usd), 0) AS DECIMAL(18, 9)) AS repriced_cost_usd,
     CAST(coalesce(sum(repriced_cost_usd), 0) - coalesce(sum(cost_usd), 0) AS DECIMAL(18, 9)) AS diff_usd,
-    CAST(
-        CASE WHEN coalesce(sum(cost_usd), 0) <> 0
-            THEN 100 * (coalesce(sum(repriced_cost_usd), 0) - sum(cost_usd)) / sum(cost_usd) END AS DOUBLE
-    ) AS diff_pct,
     CAST(count(*) FILTER (WHERE cost_usd IS NULL) AS BIGINT) AS unrecorded_events,
     CAST(count(*) FILTER (WHERE unpriced_reason IS NOT NULL) AS BIGINT) AS unpriced_events
 FROM priced_events

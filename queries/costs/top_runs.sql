@@ -1,17 +1,14 @@
 -- summary: The costliest runs (streams) on the session's cost basis, with their agent, models, tokens, errors and outcome.
 -- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL, limit BIGINT = 5
--- returns: rank BIGINT, stream_id VARCHAR, stream_type VARCHAR, agent VARCHAR, models VARCHAR, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, events BIGINT, llm_calls BIGINT, tool_calls BIGINT, errors BIGINT, tokens_in BIGINT, tokens_out BIGINT, cost_usd DECIMAL(18,9), unpriced_events BIGINT, outcome VARCHAR
+-- returns: rank BIGINT, stream_id VARCHAR, agent VARCHAR, models VARCHAR, started_at TIMESTAMPTZ, events BIGINT, llm_calls BIGINT, errors BIGINT, tokens_in BIGINT, tokens_out BIGINT, cost_usd DECIMAL(18,9), unpriced_events BIGINT, outcome VARCHAR
 WITH runs AS (
     SELECT
         stream_id,
-        any_value(stream_type) AS stream_type,
         any_value(agent) FILTER (WHERE agent IS NOT NULL) AS agent,
         string_agg(DISTINCT model, ', ' ORDER BY model) AS models,
         min(occurred_at) AS first_at,
-        max(occurred_at) AS last_at,
         count(*) AS events,
         count(*) FILTER (WHERE event_type = 'llm_response') AS llm_calls,
-        count(*) FILTER (WHERE event_type = 'tool_called') AS tool_calls,
         count(*) FILTER (WHERE is_error) AS errors,
         coalesce(sum(tokens_in), 0) AS tokens_in,
         coalesce(sum(tokens_out), 0) AS tokens_out,
@@ -40,14 +37,11 @@ outcomes AS (
 SELECT
     CAST(row_number() OVER (ORDER BY t.cost_usd DESC, t.stream_id) AS BIGINT) AS rank,
     t.stream_id,
-    t.stream_type,
     t.agent,
     t.models,
-    t.first_at,
-    t.last_at,
+    t.first_at AS started_at,
     CAST(t.events AS BIGINT) AS events,
     CAST(t.llm_calls AS BIGINT) AS llm_calls,
-    CAST(t.tool_calls AS BIGINT) AS tool_calls,
     CAST(t.errors AS BIGINT) AS errors,
     CAST(t.tokens_in AS BIGINT) AS tokens_in,
     CAST(t.tokens_out AS BIGINT) AS tokens_out,

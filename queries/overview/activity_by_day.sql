@@ -2,7 +2,7 @@
 -- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL, agent VARCHAR = NULL
 -- returns: day DATE, events BIGINT, runs BIGINT, llm_calls BIGINT, tool_calls BIGINT, errors BIGINT, error_rate DOUBLE, tokens_in BIGINT, tokens_out BIGINT, cost_usd DECIMAL(18,9)
 SELECT
-    CAST(occurred_at AS DATE) AS day,
+    day,  -- the partition column: the UTC date of occurred_at
     CAST(count(*) AS BIGINT) AS events,
     CAST(count(DISTINCT stream_id) AS BIGINT) AS runs,
     CAST(count(*) FILTER (WHERE event_type = 'llm_response') AS BIGINT) AS llm_calls,

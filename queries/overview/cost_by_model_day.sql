@@ -2,7 +2,7 @@
 -- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL, agent VARCHAR = NULL
 -- returns: day DATE, model VARCHAR, llm_calls BIGINT, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, cost_usd DECIMAL(18,9)
 SELECT
-    CAST(occurred_at AS DATE) AS day,
+    day,  -- the partition column: the UTC date of occurred_at
     model,
     CAST(count(*) FILTER (WHERE event_type = 'llm_response') AS BIGINT) AS llm_calls,
     CAST(coalesce(sum(tokens_in), 0) AS BIGINT) AS tokens_in,

@@ -2,7 +2,7 @@
 -- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL, agent VARCHAR = NULL
 -- returns: day DATE, kind VARCHAR, events BIGINT, p50_ms DOUBLE, p90_ms DOUBLE, p99_ms DOUBLE
 SELECT
-    CAST(occurred_at AS DATE) AS day,
+    day,  -- the partition column: the UTC date of occurred_at
     CASE WHEN model IS NOT NULL THEN 'llm' ELSE 'tool' END AS kind,
     CAST(count(*) AS BIGINT) AS events,
     CAST(quantile_cont(duration_ms, 0.5) AS DOUBLE) AS p50_ms,

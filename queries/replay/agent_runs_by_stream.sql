@@ -2,10 +2,16 @@
 -- params: stream_ids VARCHAR[] = NULL
 -- returns: stream_id VARCHAR, version BIGINT, events BIGINT, status VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(18,9), llm_calls BIGINT, tool_calls BIGINT, tool_failures BIGINT, last_tool VARCHAR, model VARCHAR, plans BIGINT, errors BIGINT, consecutive_errors BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, tools STRUCT("name" VARCHAR, n BIGINT)[], tools_failed STRUCT("name" VARCHAR, n BIGINT)[], models STRUCT("name" VARCHAR, n BIGINT)[], special BOOLEAN
 WITH ev AS NOT MATERIALIZED (
-    SELECT stream_id, version, event_type, occurred_at, model, tool_name, tokens_in, tokens_out,
-           tokens_cache_read, tokens_cache_write, tokens_reasoning, cost_usd, is_error
+    SELECT stream_id, version, occurred_at, model, tool_name, tokens_in, tokens_out,
+           tokens_cache_read, tokens_cache_write, tokens_reasoning, cost_usd, is_error,
+           -- the canonical types as small codes (0: any other type), compared once per event
+           CAST(CASE event_type
+               WHEN 'user_message' THEN 1 WHEN 'plan_created' THEN 2 WHEN 'llm_request' THEN 3
+               WHEN 'tool_called' THEN 4 WHEN 'tool_result' THEN 5 WHEN 'llm_response' THEN 6
+               WHEN 'error' THEN 7 WHEN 'state_updated' THEN 8 WHEN 'custom' THEN 9 ELSE 0
+           END AS UTINYINT) AS k
     FROM events
-    WHERE $stream_ids IS NULL OR list_contains($stream_ids, stream_id)
+    WHERE $stream_ids IS NULL OR stream_id IN (SELECT unnest($stream_ids))
 ),
 base AS (
     SELECT
@@ -18,37 +24,33 @@ base AS (
         coalesce(sum(tokens_cache_write), 0) AS tokens_cache_write,
         coalesce(sum(tokens_reasoning), 0) AS tokens_reasoning,
         coalesce(sum(cost_usd), 0) AS cost_usd,
-        count(*) FILTER (WHERE event_type = 'llm_response') AS llm_calls,
-        count(*) FILTER (WHERE event_type = 'plan_created') AS plans,
+        count(*) FILTER (WHERE k = 6) AS llm_calls,
+        count(*) FILTER (WHERE k = 2) AS plans,
         count(*) FILTER (WHERE is_error) AS errors,
         coalesce(max(version) FILTER (WHERE NOT is_error), 0) AS last_ok,
-        arg_max(tool_name, version) FILTER (WHERE event_type IN ('tool_called', 'tool_result') AND tool_name <> '') AS last_tool,
+        arg_max(tool_name, version) FILTER (WHERE k IN (4, 5) AND tool_name <> '') AS last_tool,
         arg_max(model, version) FILTER (WHERE model <> '') AS model,
-        arg_max(event_type, version) FILTER (
-            WHERE event_type IN ('user_message', 'plan_created', 'llm_request', 'tool_called', 'tool_result', 'llm_response', 'error')
-        ) AS decisive,
+        arg_max(k, version) FILTER (WHERE k BETWEEN 1 AND 7) AS decisive,  -- the last event that sets the status
         min(occurred_at) AS first_at,
         max(occurred_at) AS last_at,
-        bool_or(event_type NOT IN (
-            'user_message', 'plan_created', 'llm_request', 'llm_response', 'tool_called', 'tool_result', 'state_updated', 'error', 'custom'
-        )) AS special
+        bool_or(k = 0) AS special
     FROM ev
     GROUP BY stream_id
 ),
 per_name AS (
     SELECT
         stream_id,
-        event_type = 'llm_response' AS is_llm,
-        CASE
-            WHEN event_type = 'llm_response' THEN coalesce(nullif(model, ''), 'unknown')
-            WHEN event_type = 'error' THEN tool_name
+        k = 6 AS is_llm,
+        CASE k
+            WHEN 6 THEN coalesce(nullif(model, ''), 'unknown')
+            WHEN 7 THEN tool_name
             ELSE coalesce(nullif(tool_name, ''), 'unknown')
         END AS name,
-        count(*) FILTER (WHERE event_type IN ('tool_called', 'llm_response')) AS called,
-        count(*) FILTER (WHERE event_type = 'tool_result') AS results,
-        count(*) FILTER (WHERE (event_type = 'tool_result' AND is_error) OR event_type = 'error') AS failed
+        count(*) FILTER (WHERE k IN (4, 6)) AS called,
+        count(*) FILTER (WHERE k = 5) AS results,
+        count(*) FILTER (WHERE (k = 5 AND is_error) OR k = 7) AS failed
     FROM ev
-    WHERE event_type IN ('tool_called', 'tool_result', 'llm_response') OR (event_type = 'error' AND tool_name <> '')
+    WHERE k IN (4, 5, 6) OR (k = 7 AND tool_name <> '')
     GROUP BY ALL
 ),
 lists AS (
@@ -65,7 +67,7 @@ SELECT
     b.stream_id,
     CAST(b.version AS BIGINT) AS version,
     CAST(b.events AS BIGINT) AS events,
-    CASE b.decisive WHEN 'llm_response' THEN 'answered' WHEN 'error' THEN 'aborted' ELSE 'running' END AS status,
+    CASE b.decisive WHEN 6 THEN 'answered' WHEN 7 THEN 'aborted' ELSE 'running' END AS status,
     CAST(b.tokens_in AS BIGINT) AS tokens_in,
     CAST(b.tokens_out AS BIGINT) AS tokens_out,
     CAST(b.tokens_cache_read AS BIGINT) AS tokens_cache_read,

@@ -14,7 +14,7 @@ WITH t AS NOT MATERIALIZED (
         ) AS call_key
     FROM events
     WHERE event_type IN ('tool_called', 'tool_result')
-      AND ($stream_ids IS NULL OR list_contains($stream_ids, stream_id))
+      AND ($stream_ids IS NULL OR stream_id IN (SELECT unnest($stream_ids)))
 ),
 calls AS (SELECT * FROM t WHERE event_type = 'tool_called'),
 results AS (SELECT * FROM t WHERE event_type = 'tool_result')

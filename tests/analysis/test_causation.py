@@ -65,7 +65,9 @@ def test_up_walks_back_across_streams_to_the_root_input(cross: Journal) -> None:
 def test_down_walks_to_every_effect_across_streams(cross: Journal) -> None:
     chain = walk_chain(cross, "a2", direction="down")
     assert sorted(_ids(chain.nodes)) == [("a2", 0), ("a3", 1), ("a4", 1), ("b1", 2), ("b2", 3)]
-    edges = {(e["cause"], e["effect"]) for e in chain.graph()["edges"]}
+    graph = chain.graph()
+    assert all(n["title"] and "data" not in n for n in graph["nodes"])
+    edges = {(e["cause"], e["effect"]) for e in graph["edges"]}
     assert edges == {("a2", "a3"), ("a2", "a4"), ("a3", "b1"), ("b1", "b2")}
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import REPO, ev
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from toolkit.analysis.pricing import (
     CSV_COLUMNS,
@@ -265,3 +268,75 @@ def test_a_bad_header_or_field_count_or_missing_file_is_refused(tmp_path: Path) 
         load_prices(short)
     with pytest.raises(InvalidPathError, match="no such price file"):
         load_prices(tmp_path / "missing.csv")
+
+
+# ---------------------------------------------------------------------- the join against a Python reference
+
+_TABLE_ROWS = [
+    row("a", start="2026-01-01", end="2026-02-10T12:00:00+00:00", inp="1", out="2", cache_read="0.1"),
+    row("a", start="2026-02-10T12:00:00+00:00", inp="3", out="4", cache_write="5", reasoning="6"),
+    row("a", start="2026-02-01", end="2026-03-01", inp="7", out="8", above="1000"),
+    row("b.*", "regex", start="2026-01-15", inp="0.5", out="0.25"),
+    row("bb", "exact", start="2026-01-01", end="2026-02-01", inp="9", out="9"),
+]
+
+
+def _reference(model: str | None, at: dt.datetime, tin: int, tout: int, cr: int, cw: int, rs: int) -> Decimal | None:
+    """The price rules, in plain Python, for the table above."""
+    if model is None or tin + tout == 0 or cr + cw > tin or rs > tout:
+        return None
+    day = dt.datetime
+
+    def cost(i: str, o: str, r: str | None = None, w: str | None = None, z: str | None = None) -> Decimal:
+        rate_r, rate_w, rate_z = Decimal(r or i), Decimal(w or i), Decimal(z or o)
+        return ((tin - cr - cw) * Decimal(i) + cr * rate_r + cw * rate_w + (tout - rs) * Decimal(o) + rs * rate_z) / M
+
+    if model == "a":
+        if at < day(2026, 1, 1, tzinfo=dt.UTC):
+            return None
+        if tin > 1000 and day(2026, 2, 1, tzinfo=dt.UTC) <= at < day(2026, 3, 1, tzinfo=dt.UTC):
+            return cost("7", "8")
+        if at < day(2026, 2, 10, 12, tzinfo=dt.UTC):
+            return cost("1", "2", r="0.1")
+        return cost("3", "4", w="5", z="6")
+    if model == "bb":  # exact beats the regex, but only in its own range: outside it, no price
+        return cost("9", "9") if day(2026, 1, 1, tzinfo=dt.UTC) <= at < day(2026, 2, 1, tzinfo=dt.UTC) else None
+    if model.startswith("b"):
+        return cost("0.5", "0.25") if at >= day(2026, 1, 15, tzinfo=dt.UTC) else None
+    return None
+
+
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "bb", "bx", "c", None]),
+            st.datetimes(dt.datetime(2025, 12, 25), dt.datetime(2026, 3, 10), timezones=st.just(dt.UTC)),
+            st.integers(0, 3000),
+            st.integers(0, 500),
+            st.integers(0, 1500),
+            st.integers(0, 1500),
+            st.integers(0, 600),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+@settings(max_examples=25, deadline=None)
+def test_repricing_matches_the_rules_in_python(tmp_path_factory: pytest.TempPathFactory, events: list[tuple[Any, ...]]) -> None:
+    tmp = tmp_path_factory.mktemp("ref")
+    prices = price_file(tmp, *_TABLE_ROWS)
+    journal = Journal.in_memory()
+    try:
+        journal.append(
+            "r",
+            [
+                ev("llm_response", {"i": i}, model=m, occurred_at=at, tokens_in=tin, tokens_out=tout,
+                   tokens_cache_read=cr, tokens_cache_write=cw, tokens_reasoning=rs)
+                for i, (m, at, tin, tout, cr, cw, rs) in enumerate(events)
+            ],
+        )
+        got = [r["repriced_cost_usd"] for r in priced_events(journal, prices).to_pylist()]
+    finally:
+        journal.close()
+    want = [_reference(*e) for e in events]
+    assert got == [None if w is None else w.quantize(Decimal("1e-9")) for w in want]

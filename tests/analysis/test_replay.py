@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
 
-from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState, apply_event
+from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState, agent_run_states, apply_event
 from toolkit.analysis.aggregates import Aggregate, Event, Upcaster, append_events
 from toolkit.analysis.replay import (
     clear_cache,
@@ -27,8 +27,9 @@ from toolkit.analysis.replay import (
     state_at,
 )
 from toolkit.analysis.snapshots import SNAPSHOTS, nearest_snapshot, take_snapshots
-from toolkit.errors import EventValidationError, StreamNotFoundError, VersionNotFoundError
+from toolkit.errors import EventValidationError, ReplayError, StreamNotFoundError, VersionNotFoundError
 from toolkit.journal import Journal
+from toolkit.journal.schema import CANONICAL_EVENT_TYPES
 from toolkit.journal.side_tables import append_rows
 
 TOOLS = ["search", "book", "shell"]
@@ -95,6 +96,14 @@ def test_state_at_equals_the_naive_fold_at_every_version(
     for v, s in states.items():
         assert s == naive(journal, "run", v)
         assert fold_to(journal, "run", version=v, use_snapshots=False).state == s
+    # the vectorised state of every stream agrees with the fold too (SQL for canonical-only streams)
+    canonical = [e for b in batches for e in b if e["event_type"] in CANONICAL_EVENT_TYPES]
+    if canonical:
+        journal.append("canon", canonical)
+    rows = {r["stream_id"]: r for r in agent_run_states(journal).iter_rows(named=True)}
+    assert rows["run"] == {"stream_id": "run", **states[total].summary()}
+    if canonical:
+        assert rows["canon"] == {"stream_id": "canon", **state_at(journal, "canon").summary()}
     journal.close()
 
 
@@ -164,6 +173,8 @@ def test_bad_input_errors_name_the_problem(journal: Journal) -> None:
     early = fold_to(journal, "tool_failure_loop", at=at(1))
     assert early.version == 0 and early.state == AgentRunState() and "before the stream's first event" in str(early.note)
     assert fold_to(journal, "tool_failure_loop", at=at(2, 9, 4)).version == 6  # the last event at or before
+    with pytest.raises(ReplayError, match="without a time zone"):
+        state_at(journal, "tool_failure_loop", at=dt.datetime(2026, 3, 2, 9))
 
 
 def test_replay_filters_by_type_time_and_version(journal: Journal) -> None:

@@ -118,7 +118,7 @@ def assert_same(duck: list[dict[str, Any]], ref: list[dict[str, Any]], names: li
         for c in COMPARED:
             assert (d[c] or 0) == (p[c] or 0), (c, d, p)
         for c in ("cost_per_run_p50", "cost_per_run_p90"):
-            assert abs(float(d[c]) - p[c]) <= 1e-9, (c, d[c], p[c])
+            assert abs(float(d[c]) - p[c]) <= 2e-9, (c, d[c], p[c])  # DuckDB keeps 9 decimals
 
 
 @pytest.mark.parametrize(

@@ -115,3 +115,13 @@ def test_export_and_verify_export(demo: Path, tmp_path: Path, capsys: pytest.Cap
     assert code == 0 and "empty bundle" in err
     code, _, err = run(capsys, "export-compliance", "-o", str(tmp_path / "none"))
     assert code == 1 and "exactly one" in err
+
+
+def test_chain_orphans_lists_every_orphan(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "chain", "--orphans")
+    assert code == 0 and "orphans: 0" in err
+    Journal.open(demo).append("lost", [{"event_type": "custom", "data": {}, "causation_id": "gone-1"}])
+    code, out, err = run(capsys, "chain", "--orphans", "--format", "csv")
+    assert code == 3 and "lost,1," in out and "gone-1" in out
+    code, _, err = run(capsys, "chain")
+    assert code == 2 and "EVENT_ID" in err

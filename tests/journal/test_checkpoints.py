@@ -7,6 +7,7 @@ were recomputed by the forger.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -160,3 +161,24 @@ def test_not_a_checkpoint_is_a_clear_error(journal: Journal, tmp_path: Path) -> 
     bad.write_text("{}")
     with pytest.raises(CheckpointError, match="not a journal checkpoint"):
         check_checkpoint(journal, bad)
+
+
+def test_recorded_purges_and_archives_are_not_breaks(runs: Journal, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from toolkit.journal.retention import purge_before, remove_stream_prefix
+
+    cp = _cp(runs, tmp_path)
+    remove_stream_prefix(runs, "a", 6, reason="archive")  # every event of a, anchored at v6
+    purge_before(runs, dt.datetime.now(dt.UTC) + dt.timedelta(days=1), force=True)  # everything left
+    fresh = Journal.open(runs.path)
+    assert fresh.read_all(["event_id"]).num_rows == 0
+    assert verify_journal(fresh).ok
+    assert check_checkpoint(fresh, cp, key=KEY) == []
+    # a purge record cannot vouch for a different head: forge the checkpoint's hash for b
+    doc = json.loads(cp.read_text())
+    doc["streams"]["b"]["hash"] = "f" * 64
+    doc.pop("hmac_sha256")
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(doc))
+    assert [(b.stream_id, b.check) for b in check_checkpoint(fresh, forged)] == [("b", "checkpoint_anchor")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from toolkit.journal import Journal
-from toolkit.journal.tracecontext import current_traceparent, stamp_traceparent
+from toolkit.journal.tracecontext import append_traced, current_traceparent, stamp_traceparent
 
 trace = pytest.importorskip("opentelemetry.trace", reason="opentelemetry-api is the optional [otel] extra")
 
@@ -34,3 +34,10 @@ def test_active_span_is_stamped_and_parsed_by_the_journal(journal: Journal) -> N
     journal.append("r", rows)
     stored = journal.read_stream("r", ["trace_id", "span_id"]).to_pylist()
     assert stored[0] == {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331"}
+
+
+def test_append_traced(journal: Journal) -> None:
+    with trace.use_span(_span()):
+        append_traced(journal, "r", [{"event_type": "custom", "data": 1}], expected_version=0)
+    append_traced(journal, "r", [{"event_type": "custom", "data": 2}])  # no span: nothing stamped
+    assert journal.read_stream("r", ["trace_id"]).column("trace_id").to_pylist() == ["0af7651916cd43dd8448eb211c80319c", None]

@@ -7,8 +7,6 @@ Vega view drew marks). One full-page PNG per report is kept under test-artifacts
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,20 +14,21 @@ from typing import Any
 import pytest
 from browser import REPO, launch_browser, require_browser, screenshot, wait_for_charts
 
-from toolkit.reports.report_catalog import REPORTS
+from toolkit.journal import Journal
+from toolkit.reports.html import write_html
+from toolkit.reports.report_catalog import REPORTS, build_report
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
 FIXTURE = REPO / "tests" / "fixtures" / "demo-journal"
-JOURNAL_BIN = Path(sys.executable).parent / "journal"
 
 # parameters that pick something real in the demo fixture, and the least number of charts then shown
-REPORT_ARGS: dict[str, tuple[list[str], int]] = {
-    "overview": ([], 9),
-    "run": (["-p", "stream=run-7-0000012"], 1),
-    "causation": (["-p", "event=12ecccf3-d208-535f-a7b5-000000000005"], 1),
-    "regrade": ([], 1),
-    "compliance": (["-p", "subject=user-0004", "--since", "2026-10-01", "--until", "2026-10-15"], 1),
+REPORT_ARGS: dict[str, tuple[dict[str, str], int]] = {
+    "overview": ({}, 10),
+    "run": ({"stream": "run-7-0000012"}, 1),
+    "causation": ({"event": "b4e3d361-3f0f-5cef-b5ba-000000000020"}, 2),  # chain graph and trace timeline
+    "regrade": ({"rules": "budget,latency"}, 3),
+    "compliance": ({"subject": "user-0004", "since": "2026-10-01", "until": "2026-10-15"}, 1),
 }
 
 
@@ -54,14 +53,7 @@ def test_every_report_is_covered() -> None:
 @pytest.mark.parametrize("name", sorted(REPORT_ARGS))
 def test_report_renders_offline_from_file(name: str, browser: Any, demo_journal: Path, tmp_path: Path) -> None:
     args, min_charts = REPORT_ARGS[name]
-    out = tmp_path / f"{name}.html"
-    proc = subprocess.run(
-        [str(JOURNAL_BIN), "report", name, "-j", str(demo_journal), *args, "-o", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
+    out = write_html(build_report(Journal.open(demo_journal), name, args), tmp_path / f"{name}.html")
     context = browser.new_context(offline=True, viewport={"width": 1200, "height": 900})
     requests: list[str] = []
     context.on("request", lambda r: requests.append(r.url))

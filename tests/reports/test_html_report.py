@@ -49,7 +49,7 @@ def test_overview_report_is_self_contained(demo: Journal, tmp_path: Path) -> Non
     assert "<script src" not in page and "cdn." not in page
     assert "window.vegaEmbed=" in page  # the libraries are inlined
     specs = re.findall(r'<script type="application/json" id="spec-\d+">(.*?)</script>', page)
-    assert len(specs) >= 9
+    assert len(specs) >= 10
     for s in specs:
         spec = json.loads(s)
         assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/")  # an identifier, never fetched
@@ -132,7 +132,7 @@ def test_charts_refuse_unaggregated_data() -> None:
 def test_charts_save_as_png_svg_and_json(demo: Journal, tmp_path: Path) -> None:
     report = build_overview_report(demo)
     pngs = save_charts(report, tmp_path / "png", "png")
-    assert len(pngs) == len(report.charts()) >= 9
+    assert len(pngs) == len(report.charts()) >= 10
     assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
     svg = charts.save_chart(report.charts()[0].chart, tmp_path / "c.svg").read_text()
     assert svg.startswith("<svg") and "role-mark" in svg
@@ -192,3 +192,15 @@ def test_cli_report_writes_html_and_charts(demo: Journal, tmp_path: Path) -> Non
     assert bad.returncode == 1 and "no parameter 'x'" in bad.stderr and "Hint:" in bad.stderr
     listed = subprocess.run([str(JOURNAL_BIN), "report", "--list"], capture_output=True, text=True)
     assert all(name in listed.stdout for name in REPORTS)
+
+
+def test_recorded_vs_repriced_covers_the_recorded_cost(demo: Journal) -> None:
+    from toolkit.analysis.overview import recorded_vs_repriced
+
+    by_model, by_day = recorded_vs_repriced(demo)
+    o = overview_tables(demo)
+    assert sum(by_model.column("recorded_cost_usd").to_pylist()) == o.totals["cost_usd"]
+    assert set(by_model.column("model").to_pylist()) == set(o.by_model.column("model").to_pylist())
+    assert sum(by_day.column("repriced_cost_usd").to_pylist()) == sum(by_model.column("repriced_cost_usd").to_pylist())
+    report = build_overview_report(demo)
+    assert any(s.title == "Recorded vs repriced cost" for s in report.sections)

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict
 from toolkit.analysis.aggregates import EPOCH, Aggregate, Event, register_aggregate, to_us
 from toolkit.engines import duckdb_engine
 from toolkit.engines.queries import get_query
+from toolkit.journal.schema import ARROW_SCHEMA
 from toolkit.journal.store import Journal
 
 ZERO: Final = Decimal(0)
@@ -448,7 +449,7 @@ def agent_run_states(journal: Journal, stream_ids: Sequence[str] | None = None) 
     folded in Python by :data:`AGENT_RUN`. Both give the same row (tested).
     """
     q = get_query("replay/agent_runs_by_stream")
-    session = duckdb_engine.connect(journal)
+    session = stream_session(journal, stream_ids)
     try:
         table = session.query(q.sql, q.bind({"stream_ids": list(stream_ids) if stream_ids is not None else None}))
     finally:
@@ -476,3 +477,15 @@ def _folded(journal: Journal, stream_ids: list[str]) -> pl.DataFrame:
         state = AGENT_RUN.fold(stream_events(journal, sid))
         rows.append({"stream_id": sid, **state.summary()})
     return pl.DataFrame(rows, schema=RESULT_SCHEMA)
+
+
+def stream_session(journal: Journal, stream_ids: Sequence[str] | None) -> duckdb_engine.Session:
+    """A SQL session whose ``events`` view holds only the files that can hold ``stream_ids``.
+
+    Files are pruned by the Delta log's per-file stream_id ranges; the queries still filter the
+    rows. Catching up a few streams then reads a few files instead of the journal.
+    """
+    if stream_ids is None:
+        return duckdb_engine.connect(journal)
+    files = journal.file_paths(stream_ids=list(stream_ids))
+    return duckdb_engine.connect(journal, extra_views={"events": (files, ARROW_SCHEMA)})

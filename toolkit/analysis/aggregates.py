@@ -389,8 +389,11 @@ class Aggregate(Generic[S]):
         reducer = self.reducer
         models = self.events
         for e in events:
-            if e.event_type in models and self.prepare(e) is not None:
-                continue
+            if e.event_type in models:
+                if self.prepare(e) is not None:
+                    continue
+            elif e.payload is not None:
+                e.payload = None  # set by another aggregate's model
             s = reducer(s, e)
         return s
 

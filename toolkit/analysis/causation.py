@@ -1,8 +1,8 @@
 """Causation chains: the ancestors of an event back to its root input, its descendants down to
 every effect, across streams; orphans (a cause that is not in the journal) and cycles.
 
-The walk is vectorised. Events are loaded a whole stream at a time (``Journal.read_streams``
-prunes files by stream id), and breadth-first levels are computed in memory with one Polars
+The walk is vectorised. Events are loaded a whole stream at a time (one DuckDB query per set of
+new streams, pruned by stream_id statistics), and breadth-first levels are computed in memory with one Polars
 filter per level. The journal as a whole is queried once per *hop between streams*, never per
 event: to find the streams holding causes that are not loaded yet (``--up``), and the streams
 holding effects of what is loaded (``--down``).
@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from toolkit.analysis.titles import describe_event
 from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
@@ -78,8 +79,14 @@ class Chain:
     journal_queries: int = 0
 
     def graph(self) -> dict[str, Any]:
-        """Nodes and edges as plain JSON-ready data (notebooks, ``--format json``)."""
-        nodes = self.nodes.with_columns(pl.col("occurred_at").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"))
+        """Nodes (with explainer title and summary, without payloads) and edges as plain
+        JSON-ready data (notebooks, ``--format json``)."""
+        texts = [describe_event(r) for r in self.nodes.to_dicts()]
+        nodes = self.nodes.with_columns(
+            pl.col("occurred_at").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            title=pl.Series([t for t, _ in texts], dtype=pl.String),
+            summary=pl.Series([x for _, x in texts], dtype=pl.String),
+        )
         ids = set(self.nodes.get_column("event_id").to_list())
         edges = [
             {"cause": c, "effect": e}
@@ -101,13 +108,21 @@ class Chain:
 # Not a catalog query: its list parameter has no value the catalog's fixture test could bind
 # and get rows from. Values are always bound.
 _FIND_BY_ID = "SELECT event_id, stream_id FROM events WHERE list_contains($ids, event_id)"
+# whole streams, only the columns a chain needs (DuckDB prunes row groups by stream_id statistics
+# and reads just these columns; NODE_COLUMNS in order)
+_READ_STREAMS = (
+    "SELECT event_id, stream_id, stream_type, version, position, event_type, occurred_at, causation_id, "
+    "correlation_id, trace_id, agent, subject_id, model, tool_name, tool_call_id, is_error, error, data, metadata "
+    "FROM events WHERE list_contains($streams, stream_id)"
+)
 
 
 class _Loader:
     """Streams loaded whole, and the journal-wide lookups that find more of them.
 
-    Lookups by event id go through one sandboxed DuckDB session (bloom filters on event_id);
-    lookups by cause are a Polars scan; streams are read with ``Journal.read_streams``.
+    Lookups by event id and stream reads go through one sandboxed DuckDB session (bloom filters
+    on event_id, row-group statistics on stream_id, only the needed columns); lookups by cause
+    are a Polars scan.
     """
 
     def __init__(self, journal: Journal) -> None:
@@ -133,8 +148,8 @@ class _Loader:
         new = sorted(set(stream_ids) - self.streams)
         if not new:
             return
-        t = self.journal.read_streams(new, list(NODE_COLUMNS))
-        loaded = pl.DataFrame(t)
+        loaded = self._query(_READ_STREAMS, {"streams": new})
+        self.queries -= 1  # reading whole streams is not a lookup
         self.frame = pl.concat([self.frame, loaded], how="vertical_relaxed")
         self.streams.update(new)
 

@@ -16,6 +16,7 @@ baseline.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -48,18 +49,19 @@ def no_tool_failure_loop(events: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFram
     (same tool, same argument text) extends a streak; a streak of ``times`` failures breaks the rule.
 
     Arguments are compared by a 64-bit hash of the call's data text; a result finds its call by
-    (stream, tool_call_id). Everything after one sort by (stream, position) is plain column
+    (stream, tool_call_id): the first such call, if it came before the result. Everything after one sort by (stream, position) is plain column
     arithmetic: no per-group windows.
     """
     calls = (
         events.filter(pl.col("event_type") == "tool_called", pl.col("tool_call_id").is_not_null())
         .group_by("stream_id", "tool_call_id")
-        .agg(args=pl.col("data").sort_by("position").first().hash())
+        .agg(args=pl.col("data").sort_by("position").first().hash(), called_at=pl.col("position").min())
     )
     results = (
         events.filter(pl.col("event_type") == "tool_result")
         .select("stream_id", "version", "position", "tool_name", "tool_call_id", "is_error")
         .join(calls, on=["stream_id", "tool_call_id"], how="left")
+        .with_columns(args=pl.when(pl.col("called_at") < pl.col("position")).then(pl.col("args")))
         .sort("stream_id", "position")
         .with_row_index("i")
     )
@@ -142,6 +144,12 @@ def confirmation_before_write(events: pl.LazyFrame, p: dict[str, Any]) -> pl.Laz
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _decimal(value: float) -> Decimal:
+    """A DOUBLE parameter as the decimal it was written as (617.89, not 617.8899999999999863...)."""
+    return Decimal(repr(value))
+
+
 @python_rule(
     "budget_state",
     "The replayed run's cost (and optionally tokens) stays within budget: budget, judged on state.",
@@ -151,7 +159,7 @@ def confirmation_before_write(events: pl.LazyFrame, p: dict[str, Any]) -> pl.Laz
 )
 def budget_state(state: Any, p: dict[str, Any]) -> bool | str:
     """The Python twin of the SQL ``budget`` rule (tests check both find the same streams)."""
-    if state.cost_usd > Decimal(str(p["max_cost_usd"])):
+    if state.cost_usd > _decimal(p["max_cost_usd"]):
         return f"cumulative cost ${state.cost_usd} exceeds ${p['max_cost_usd']}"
     if p["max_tokens"] is not None and state.tokens_in + state.tokens_out > p["max_tokens"]:
         return f"cumulative tokens {state.tokens_in + state.tokens_out} exceed {p['max_tokens']}"

@@ -127,3 +127,46 @@ def day_range(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
     """
     start = dt.datetime.combine(first, dt.time(), dt.UTC)
     return start, dt.datetime.combine(last, dt.time(), dt.UTC) + dt.timedelta(days=1)
+
+
+def recorded_vs_repriced(
+    journal: Journal, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> tuple[pa.Table, pa.Table]:
+    """Recorded vs repriced cost (default price table) per model, and per day and model.
+
+    Repricing is a dry run over all agents (``toolkit.analysis.pricing.reprice_diff``): nothing is
+    rewritten. Events the price table cannot price are counted in ``unpriced_events``.
+    """
+    from decimal import Decimal
+
+    from toolkit.analysis.pricing import reprice_diff
+
+    by_day = reprice_diff(journal, since=since, until=until)
+    totals: dict[str, dict[str, Any]] = {}
+    for r in by_day.to_pylist():
+        t = totals.setdefault(
+            r["model"],
+            {
+                "model": r["model"],
+                "recorded_cost_usd": Decimal(0),
+                "repriced_cost_usd": Decimal(0),
+                "unpriced_events": 0,
+            },
+        )
+        t["recorded_cost_usd"] += r["recorded_cost_usd"] or 0
+        t["repriced_cost_usd"] += r["repriced_cost_usd"] or 0
+        t["unpriced_events"] += r["unpriced_events"] or 0
+    rows = sorted(totals.values(), key=lambda t: (-t["recorded_cost_usd"], t["model"]))
+    for t in rows:
+        t["diff_usd"] = t["repriced_cost_usd"] - t["recorded_cost_usd"]
+    cost = pa.decimal128(18, 9)
+    schema = pa.schema(
+        [
+            ("model", pa.string()),
+            ("recorded_cost_usd", cost),
+            ("repriced_cost_usd", cost),
+            ("diff_usd", cost),
+            ("unpriced_events", pa.int64()),
+        ]
+    )
+    return pa.Table.from_pylist([{k: t[k] for k in schema.names} for t in rows], schema=schema), by_day

@@ -39,9 +39,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from toolkit.analysis.agent_run import agent_run_states
+from toolkit.analysis.agent_run import AGENT_RUN, agent_run_states, stream_session
 from toolkit.analysis.aggregates import EVENT_COLUMNS, Event
-from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
 from toolkit.errors import ReplayError
@@ -71,6 +70,7 @@ class Projection:
     event_types: tuple[str, ...] | None = None
     per_stream: PerStream | None = None
     description: str = ""
+    salt: str = ""  # whatever else the rows depend on (e.g. the SQL a per-stream function runs)
 
     def __post_init__(self) -> None:
         projection_table(self.name)  # validates the name
@@ -89,7 +89,7 @@ class Projection:
     def fingerprint(self) -> str:
         h = hashlib.sha256(self.name.encode())
         h.update(str(self.schema).encode())
-        h.update(repr((self.key, self.event_types)).encode())
+        h.update(repr((self.key, self.event_types, self.salt)).encode())
         for fn in (self.handler, self.per_stream):
             if fn is not None:
                 try:
@@ -197,15 +197,12 @@ def catch_up(
     return report
 
 
-def _new_streams(journal: Journal, start: int, target: int) -> list[str]:
+def _new_events(journal: Journal, start: int, target: int) -> tuple[list[str], int]:
+    """The streams with events in positions (start, target], and how many events that is."""
     lf = scan_events(journal).select("stream_id", "position")
     lf = lf.filter((pl.col("position") > start) & (pl.col("position") <= target))
-    return sorted(lf.select(pl.col("stream_id").unique()).collect().to_series().to_list())
-
-
-def _count_new(journal: Journal, start: int, target: int) -> int:
-    lf = scan_events(journal).select("position").filter((pl.col("position") > start) & (pl.col("position") <= target))
-    return int(lf.select(pl.len()).collect().item())
+    per_stream = lf.group_by("stream_id").agg(pl.len().alias("n")).collect()
+    return sorted(per_stream["stream_id"].to_list()), int(per_stream["n"].sum())
 
 
 def _per_stream(
@@ -215,8 +212,8 @@ def _per_stream(
     if report.rebuilt:
         rows = conform(p.per_stream(journal, None), p.schema)
         report.streams = len(pc.unique(rows.column("stream_id"))) if rows.num_rows else 0
-        return rows, _count_new(journal, 0, target)
-    streams = _new_streams(journal, start, target)
+        return rows, journal_events(journal, target)
+    streams, n = _new_events(journal, start, target)
     report.streams = len(streams)
     fresh = conform(p.per_stream(journal, streams), p.schema)
     old = read_projection(journal, p.name)
@@ -224,7 +221,15 @@ def _per_stream(
         keep = pc.invert(pc.is_in(old.column("stream_id"), pa.array(streams, pa.string())))
         fresh = pa.concat_tables([conform(old.filter(keep), p.schema), fresh])
         fresh = fresh.sort_by([(c, "ascending") for c in ("stream_id",)])
-    return fresh, _count_new(journal, start, target)
+    return fresh, n
+
+
+def journal_events(journal: Journal, target: int) -> int:
+    """Events at positions up to ``target`` (the Delta log's row counts when that is all of them)."""
+    if target >= journal.max_position():
+        return sum(f.rows for f in journal.files())
+    lf = scan_events(journal).select("position").filter(pl.col("position") <= target)
+    return int(lf.select(pl.len()).collect().item())
 
 
 def _handled(
@@ -374,11 +379,12 @@ def tool_calls_rows(journal: Journal, stream_ids: Sequence[str] | None) -> pa.Ta
     if stream_ids is not None and not stream_ids:
         return TOOL_CALLS_SCHEMA.empty_table()
     q = get_query("replay/tool_calls_by_call")
-    session = duckdb_engine.connect(journal)
+    session = stream_session(journal, stream_ids)
     try:
         return session.query(q.sql, q.bind({"stream_ids": list(stream_ids) if stream_ids is not None else None}))
     finally:
         session.close()
+
 
 
 RUNS: Final = register_projection(
@@ -387,6 +393,7 @@ RUNS: Final = register_projection(
         RUNS_SCHEMA,
         per_stream=runs_rows,
         key=("stream_id",),
+        salt=AGENT_RUN.fingerprint + get_query("replay/agent_runs_by_stream").sql,
         description="One row per stream with the built-in agent-run state.",
     )
 )
@@ -396,6 +403,7 @@ TOOL_CALLS: Final = register_projection(
         TOOL_CALLS_SCHEMA,
         per_stream=tool_calls_rows,
         key=("stream_id", "call_key"),
+        salt=get_query("replay/tool_calls_by_call").sql,
         description="Each tool call paired with its result: latency and outcome (ok, error, pending).",
     )
 )

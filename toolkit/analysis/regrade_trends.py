@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -41,10 +41,12 @@ def regrade_rules(
     *,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
+    params: Mapping[str, Any] | None = None,
     write: bool = False,
 ) -> RegradeResult:
-    """Re-grade every stream active in ``[since, until)`` by ``rules``; ``write`` records the findings batch."""
-    return regrade(journal, list(rules), selection=Selection(since=since, until=until), write=write)
+    """Re-grade every stream active in ``[since, until)`` by ``rules`` (``params`` as ``-p``: ``name`` or
+    ``rule.name``); ``write`` records the findings batch."""
+    return regrade(journal, list(rules), params=params, selection=Selection(since=since, until=until), write=write)
 
 
 def _violations(findings: pa.Table) -> list[dict[str, Any]]:

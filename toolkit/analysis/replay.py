@@ -38,12 +38,12 @@ import pyarrow.compute as pc
 from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState
 from toolkit.analysis.aggregates import EVENT_COLUMNS, Aggregate, Event, ReplayProblem, to_us
 from toolkit.analysis.explain import explain_event
-from toolkit.errors import StreamNotFoundError, VersionNotFoundError
+from toolkit.errors import ReplayError, StreamNotFoundError, VersionNotFoundError
 from toolkit.journal.store import Journal
 
 S = TypeVar("S")
 
-CACHE_EVENTS: Final = 2_000_000  # decoded events kept per process
+CACHE_EVENTS: Final = 500_000  # decoded events kept per process (an event is a few hundred bytes)
 
 
 # ---------------------------------------------------------------------------- reading streams
@@ -193,7 +193,7 @@ def _locate(events: Sequence[Event], stream_id: str, version: int | None, at: dt
         return Located(version, last, "the initial state (version 0, before any event)" if version == 0 else None)
     if at is None:
         return Located(last, last)
-    t = to_us(at)
+    t = _us(at, "at")
     best = 0
     for e in events:
         if e.occurred_us <= t and e.version > best:
@@ -202,6 +202,15 @@ def _locate(events: Sequence[Event], stream_id: str, version: int | None, at: dt
         first = events[0].occurred_at.isoformat() if events else "-"
         return Located(0, last, f"{at.isoformat()} is before the stream's first event ({first}): the initial state")
     return Located(best, last)
+
+
+def _us(t: dt.datetime, what: str) -> int:
+    if t.tzinfo is None:
+        raise ReplayError(
+            f"{what}={t.isoformat()}: a time without a time zone is ambiguous",
+            hint="give times in UTC with an offset, e.g. 2026-11-01T09:00:00Z",
+        )
+    return to_us(t)
 
 
 # ---------------------------------------------------------------------------- folding
@@ -363,8 +372,8 @@ def select_events(
 ) -> list[Event]:
     """Events filtered by type (event_type or source_type), time window [since, until) and version."""
     wanted = set(types) if types else None
-    lo = to_us(since) if since is not None else None
-    hi = to_us(until) if until is not None else None
+    lo = _us(since, "since") if since is not None else None
+    hi = _us(until, "until") if until is not None else None
     out = []
     for e in events:
         if to_version is not None and e.version > to_version:

@@ -75,7 +75,9 @@ def find_runs(
 
 
 def _violations(journal: Journal) -> list[dict[str, Any]]:
-    """Violation findings of the latest batch of each rule (a later regrade supersedes an earlier one)."""
+    """Violation findings of the latest batch that found violations of each rule (as ``journal bisect
+    --from-findings`` reads them): a later re-grade of a rule supersedes an earlier one. A batch that
+    found no violation of a rule writes no row for it, so it leaves the earlier batch in view."""
     from toolkit.journal.side_tables import read_table
 
     table = read_table(journal, "findings")

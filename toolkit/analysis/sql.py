@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from toolkit.analysis.pricing import cost_session
 from toolkit.engines.queries import Query, catalog, get_query, parse_query
-from toolkit.errors import InvalidPathError, QueryError
+from toolkit.errors import InvalidPathError, QueryError, QueryNotFoundError
 from toolkit.journal.store import Journal
 
 
@@ -66,11 +66,27 @@ def _check_no_params(query: Query, params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def catalog_table() -> pa.Table:
+def catalog_table(area: str | None = None) -> pa.Table:
+    """The query catalog: name, summary, parameters (with defaults) and returned columns.
+
+    ``area`` keeps the queries under ``queries/<area>/`` (e.g. ``costs``, ``rollups``).
+    """
+    queries = [q for q in catalog().values() if area is None or q.name.startswith(area.strip("/") + "/")]
+    if area is not None and not queries:
+        areas = sorted({n.split("/")[0] for n in catalog()})
+        raise QueryNotFoundError(f"no queries under {area!r}", hint=f"areas: {', '.join(areas)}")
     rows = [
-        {"name": q.name, "summary": q.summary, "params": ", ".join(f"{p.name} {p.type}" for p in q.params)}
-        for q in catalog().values()
+        {
+            "name": q.name,
+            "summary": q.summary,
+            "params": ", ".join(f"{p.name} {p.type}" + (f" = {p.default}" if p.default is not None else "") for p in q.params),
+            "returns": q.returns,
+        }
+        for q in queries
     ]
     return pa.Table.from_pylist(
-        rows, schema=pa.schema([("name", pa.string()), ("summary", pa.string()), ("params", pa.string())])
+        rows,
+        schema=pa.schema(
+            [("name", pa.string()), ("summary", pa.string()), ("params", pa.string()), ("returns", pa.string())]
+        ),
     )

@@ -65,26 +65,19 @@ def fold_event(aggregate: Aggregate[Any], state: Any, event: Event) -> Any:
 
 def iter_stream_events(journal: Journal, stream_ids: Sequence[str]) -> Iterator[tuple[str, list[Event]]]:
     """(stream_id, events in version order) for the given streams, read in bulk chunks."""
-    columns = list(EVENT_COLUMNS)
+    from toolkit.analysis.replay import events_from_table
+
     for i in range(0, len(stream_ids), CHUNK_STREAMS):
         chunk = list(stream_ids[i : i + CHUNK_STREAMS])
-        frame = (
-            scan_events(journal, stream_ids=chunk)
-            .select(columns)
-            .with_columns(pl.col("occurred_at").dt.epoch("us"))
-            .sort("stream_id", "version")
-            .collect()
-        )
-        current: str | None = None
-        events: list[Event] = []
-        for row in frame.iter_rows():
-            if row[0] != current:
-                if current is not None:
-                    yield current, events
-                current, events = row[0], []
-            events.append(Event(row))
-        if current is not None:
-            yield current, events
+        table = scan_events(journal, stream_ids=chunk).select(list(EVENT_COLUMNS)).sort("stream_id", "version")
+        frame = table.collect()
+        events = events_from_table(frame.to_arrow())
+        # stream boundaries from the (sorted) stream_id column, not a Python comparison per event
+        counts = frame.get_column("stream_id").rle()
+        start = 0
+        for sid, n in zip(counts.struct.field("value").to_list(), counts.struct.field("len").to_list(), strict=True):
+            yield sid, events[start : start + n]
+            start += n
 
 
 def find_rule(name: str, origin: str) -> Rule:

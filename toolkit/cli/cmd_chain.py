@@ -9,13 +9,22 @@ from toolkit.cli.options import format_option, journal_option, open_journal
 
 @click.command("chain")
 @journal_option
-@click.argument("event_id")
+@click.argument("event_id", required=False)
+@click.option("--orphans", "list_orphans", is_flag=True, help="Instead: list every event whose cause is not in the journal (exit 3 if any).")
 @click.option("--up", "direction", flag_value="up", help="Ancestors only: back to the root input.")
 @click.option("--down", "direction", flag_value="down", help="Descendants only: every effect.")
 @click.option("--both", "direction", flag_value="both", default=True, help="Ancestors and descendants (default).")
 @click.option("--depth", type=click.IntRange(0), default=None, help="Follow at most N causation links each way.")
 @format_option
-def command(journal_path: str, event_id: str, direction: str, depth: int | None, fmt: str, output: str | None) -> None:
+def command(
+    journal_path: str,
+    event_id: str | None,
+    list_orphans: bool,
+    direction: str,
+    depth: int | None,
+    fmt: str,
+    output: str | None,
+) -> None:
     """Walk the causation chain of EVENT_ID across streams: causes up to the root input,
     effects down to every consequence; orphans (a cause not in the journal) and cycles are named.
 
@@ -26,6 +35,7 @@ def command(journal_path: str, event_id: str, direction: str, depth: int | None,
     Example:
       journal chain 8c24ab68-39d3-5393-8f68-000000000007 --up
       journal chain EVENT_ID --down --depth 3 --format json > chain.json
+      journal chain --orphans --format csv
     """
     import pyarrow as pa
 
@@ -33,6 +43,19 @@ def command(journal_path: str, event_id: str, direction: str, depth: int | None,
     from toolkit.reports.causation_tree import render_chain
     from toolkit.reports.tables import write_table
 
+    if list_orphans:
+        import sys
+
+        from toolkit.analysis.causation import find_orphans
+
+        found = find_orphans(open_journal(journal_path))
+        click.echo(f"orphans: {found.height} events whose cause is not in the journal", err=True)
+        if found.height:
+            write_table(found.to_arrow(), fmt, output, title="orphans")
+            sys.exit(3)
+        return
+    if event_id is None:
+        raise click.UsageError("give an EVENT_ID (or --orphans)")
     chain = walk_chain(open_journal(journal_path), event_id, direction=direction, depth=depth)  # type: ignore[arg-type]
     if fmt == "json":
         text = json.dumps(chain.graph(), ensure_ascii=False, default=str, indent=1) + "\n"

@@ -11,7 +11,7 @@ from toolkit.cli.time_options import parse_time_option
 @click.command("purge")
 @journal_option
 @click.option("--before", required=True, metavar="TIME", help="Remove events that occurred before TIME (ISO 8601, UTC).")
-@click.option("--archive", type=click.Path(dir_okay=False), help="Archive file (Parquet); default JOURNAL/archives/<purge id>.parquet.")
+@click.option("--archive", type=click.Path(dir_okay=False), help="Archive file (Parquet); default JOURNAL/purge-archives/<purge id>.parquet.")
 @click.option("--force", is_flag=True, help="Purge even events younger than the journal's minimum retention.")
 def command(journal_path: str, before: str, archive: str | None, force: bool) -> None:
     """Apply the retention policy: archive, then remove, events older than --before.

@@ -15,7 +15,13 @@ from toolkit.cli.options import (
 @journal_option
 @click.argument("query", required=False)
 @param_option
-@click.option("--list", "list_", is_flag=True, help="List the query catalog (queries/).")
+@click.option(
+    "--list",
+    "list_",
+    is_flag=True,
+    help="List the query catalog (queries/): name, summary, parameters, returned columns. "
+    "With QUERY: only that area (journal sql --list costs).",
+)
 @format_option
 def command(
     journal_path: str, query: str | None, params: tuple[str, ...], list_: bool, fmt: str, output: str | None
@@ -30,12 +36,16 @@ def command(
       journal sql "SELECT model, sum(tokens_in) FROM events GROUP BY ALL"
       journal sql journal/stream_stats -p stream_id=support-triage-0001
       journal sql "SELECT * FROM events WHERE agent = \\$agent" -p agent=flight-booker
+      journal sql --list rollups
     """
     from toolkit.analysis.sql import catalog_table, run_sql
     from toolkit.reports.tables import write_table
 
     if list_:
-        write_table(catalog_table(), fmt, output, title="queries")
+        table = catalog_table(query)
+        if fmt == "table" and not output:  # the returned columns are long: csv/json carry them
+            table = table.drop_columns(["returns"])
+        write_table(table, fmt, output, title="queries")
         return
     if not query:
         raise click.UsageError("give SQL, a catalog query name or a .sql file (or --list)")

@@ -41,7 +41,7 @@ from toolkit.journal.side_tables import read_table
 from toolkit.journal.store import Journal
 
 UTC = dt.UTC
-ARCHIVE_DIR = "archives"
+ARCHIVE_DIR = "purge-archives"  # not "archives": that is the side table's Delta directory
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 ``opentelemetry-api`` is optional (``pip install 'agent-journal-toolkit[otel]'``): without it,
 or without a valid active span, events are left as they are. An event that already carries a
-``traceparent`` or a ``trace_id`` keeps it.
+``traceparent`` or a ``trace_id`` keeps it. ``append_traced`` appends through it; wiring
+``stamp_traceparent`` into ``Journal.append``/``append_batch`` makes it automatic for every caller.
 
 >>> stamp_traceparent([{"event_type": "custom", "data": {}}], traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")[0]["traceparent"]
 '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from toolkit.journal.store import AppendResult, Journal
 
 
 def current_traceparent() -> str | None:
@@ -41,4 +45,9 @@ def stamp_traceparent(
     return rows
 
 
-__all__ = ["current_traceparent", "stamp_traceparent"]
+def append_traced(journal: Journal, stream_id: str, events: Iterable[Mapping[str, Any]], **kwargs: Any) -> AppendResult:
+    """``journal.append`` with the active span's traceparent stamped on events that lack one."""
+    return journal.append(stream_id, stamp_traceparent(events), **kwargs)
+
+
+__all__ = ["append_traced", "current_traceparent", "stamp_traceparent"]

@@ -6,8 +6,8 @@
 >>> _ = j.append("a", [{"event_type": "user_message", "data": {"text": "hi"}, "event_id": "m1"},
 ...                    {"event_type": "llm_response", "data": {"text": "ok"}, "event_id": "r1", "causation_id": "m1"}])
 >>> print("\\n".join(line.split("  [")[0] for line in render_chain(walk_chain(j, "r1"))))
-user_message: hi
-└─▶ llm_response: ok
+User said: hi
+└─▶ Model answered: the model: ok
 >>> j.close()
 """
 

@@ -172,8 +172,13 @@ def chain_heads(journal: Journal, events: pl.DataFrame) -> dict[str, dict[str, A
     streams = sorted(set(events.get_column("stream_id").to_list()))
     if not streams:
         return {}
-    heads = pl.DataFrame(journal.read_streams(streams, ["stream_id", "version", "hash"]))
-    last = heads.group_by("stream_id").agg(pl.col("version").max(), pl.col("hash").sort_by("version").last())
+    last = (
+        scan_events(journal, stream_ids=streams)
+        .filter(pl.col("stream_id").is_in(streams))
+        .group_by("stream_id")
+        .agg(pl.col("version").max(), pl.col("hash").sort_by("version").last())
+        .collect()
+    )
     exported = events.group_by("stream_id").agg(
         pl.col("version").max().alias("v"), pl.col("hash").sort_by("version").last().alias("h")
     )

@@ -119,7 +119,8 @@ def compliance_sections(journal: Journal, selection: Selection) -> list[Section]
     streams = list(dict.fromkeys(events.get_column("stream_id").to_list()))
     runs = summarise_runs(journal, streams, events)
     heads = chain_heads(journal, events)
-    first, last = events.get_column("occurred_at").min(), events.get_column("occurred_at").max()
+    times = events.get_column("occurred_at").to_list()
+    first, last = min(times), max(times)
     figures = {
         "events": f"{events.height:,}",
         "runs": f"{len(streams):,}",

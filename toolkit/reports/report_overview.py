@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
 
-from toolkit.analysis.overview import Overview, overview_tables
+from toolkit.analysis.overview import Overview, overview_tables, recorded_vs_repriced
 from toolkit.journal.store import Journal
 from toolkit.reports import charts
 from toolkit.reports.html import Block, ChartBlock, Figures, Report, Section, TableBlock, Text
@@ -154,7 +153,14 @@ def overview_sections(o: Overview, repricing: list[Block] | None = None) -> list
         Section("Errors", [TableBlock("Most frequent errors", o.top_errors)]),
     ]
     if repricing is not None:
-        sections.append(Section("Recorded vs repriced cost", repricing))
+        sections.append(
+            Section(
+                "Recorded vs repriced cost",
+                repricing,
+                intro="Cost as the source recorded it, next to every event repriced from tokens with the default "
+                "price table (a dry run over all agents: nothing is rewritten).",
+            )
+        )
     return sections
 
 
@@ -179,9 +185,46 @@ def build_overview_report(
     )
 
 
-def repricing_blocks(journal: Journal, **_: Any) -> list[Block] | None:
-    """Recorded vs repriced cost, once the pricing module exists (None: the section is left out)."""
-    return None
+def repricing_blocks(
+    journal: Journal, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> list[Block]:
+    """Recorded vs repriced cost per model (default price table; all agents), chart and tables."""
+    by_model, by_day = recorded_vs_repriced(journal, since=since, until=until)
+    if by_model.num_rows == 0:
+        return [Text("No LLM call with tokens in this range.")]
+    unpriced = sum(by_model.column("unpriced_events").to_pylist())
+    note = (
+        f"{unpriced:,} events have tokens the price table cannot price (journal reprice --unpriced lists them)."
+        if unpriced
+        else "Every event with tokens was priced."
+    )
+    return [
+        ChartBlock(
+            "recorded_vs_repriced",
+            charts.compared_bars(
+                by_model,
+                "model",
+                ["recorded_cost_usd", "repriced_cost_usd"],
+                "Recorded vs repriced cost by model",
+                x_title="USD",
+            ),
+        ),
+        TableBlock("By model", by_model, note=note),
+        TableBlock(
+            "By day and model",
+            by_day.select(
+                [
+                    "day",
+                    "model",
+                    "billable_events",
+                    "recorded_cost_usd",
+                    "repriced_cost_usd",
+                    "diff_usd",
+                    "unpriced_events",
+                ]
+            ),
+        ),
+    ]
 
 
 __all__ = ["build_overview_report", "headline_figures", "overview_sections"]

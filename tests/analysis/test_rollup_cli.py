@@ -1,0 +1,103 @@
+"""`journal rollup`, `journal reprice` and `journal sql --list` through the real entry point."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+from toolkit.cli.main import main
+
+DEMO = str(REPO / "tests" / "fixtures" / "demo-journal")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_rollup_by_model_and_day_as_csv(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "rollup", "-j", DEMO, "--by", "model,day", "--format", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0])[:3] == ["model", "day", "runs"]
+    assert sum(int(r["events"]) for r in rows) == 975  # the fixture journal's events
+    assert {r["model"] for r in rows} >= {"gpt-4o", "claude-sonnet-4", "(none)"}
+
+
+def test_rollup_repriced_top_runs_and_seed_metrics(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "rollup", "top-runs", "-j", DEMO, "--limit", "3", "--cost", "repriced", "--format", "json")
+    assert code == 0, err
+    top = [json.loads(line) for line in out.splitlines()]
+    assert [t["rank"] for t in top] == [1, 2, 3]
+    assert Decimal(top[0]["cost_usd"]) >= Decimal(top[1]["cost_usd"]) >= Decimal(top[2]["cost_usd"])
+    for metric in ("tools", "goals", "ticks", "errors", "agents", "totals"):
+        code, out, err = run(capsys, "rollup", metric, "-j", DEMO, "--format", "json", "--since", "2026-10-02")
+        assert code == 0, (metric, err)
+    out_file = tmp_path / "by-agent.parquet"
+    code, _, err = run(capsys, "rollup", "-j", DEMO, "--by", "agent", "--by", "week", "--format", "parquet", "-o", str(out_file))
+    assert code == 0 and out_file.stat().st_size > 0, err
+
+
+def test_bad_dimension_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "rollup", "-j", DEMO, "--by", "colour")
+    assert code == 2 and "colour" in err and "model|tool|stream" in err
+
+
+def test_reprice_prints_the_diff_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "reprice", "-j", DEMO, "--format", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows and all(Decimal(r["diff_usd"]) == 0 for r in rows)
+    assert "every event with tokens has a price" in err
+    code, out, err = run(capsys, "reprice", "-j", DEMO, "--as-of", "2024-06-01", "--unpriced", "--format", "csv")
+    assert code == 0, err
+    unpriced = list(csv.DictReader(io.StringIO(out)))
+    # in June 2024 only gpt-4o had a price (5/15): every other model's events are listed, with why
+    assert unpriced and {r["reason"] for r in unpriced} == {"no price in force at that time"}
+    assert "gpt-4o" not in {r["model"] for r in unpriced}
+
+
+def test_reprice_refuses_an_overlapping_price_table(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    shipped = (REPO / "data" / "prices" / "prices.csv").read_text(encoding="utf-8")
+    bad = tmp_path / "p.csv"
+    bad.write_text(shipped + "gpt-4o,exact,openai,2025-01-01,,1,1,,,,,https://example.com,2026-01-01\n", encoding="utf-8")
+    code, _, err = run(capsys, "reprice", "-j", DEMO, "--prices", str(bad))
+    last = len(bad.read_text().splitlines())
+    assert code == 1 and f"{bad}:{last}" in err and "overlap" in err and "Hint:" in err
+
+
+def test_sql_list_shows_the_catalog_and_the_queries_run(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "sql", "--list", "--format", "json")
+    assert code == 0, err
+    names = {json.loads(line)["name"] for line in out.splitlines()}
+    assert {"rollups/usage", "rollups/totals", "costs/reprice_diff_by_model_day", "costs/top_runs"} <= names
+    code, out, err = run(capsys, "sql", "--list", "costs", "--format", "json")
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and {q["name"].split("/")[0] for q in listed} == {"costs"}
+    top = next(q for q in listed if q["name"] == "costs/top_runs")
+    assert "limit BIGINT = 5" in top["params"] and top["returns"].startswith("rank BIGINT")
+    code, _, err = run(capsys, "sql", "--list", "nope")
+    assert code == 1 and "areas: " in err and "costs" in err and "rollups" in err
+    code, out, err = run(capsys, "sql", "-j", DEMO, "rollups/agent_token_spend", "--format", "csv")
+    assert code == 0 and out.startswith("agent,runs"), err
+    code, out, err = run(capsys, "sql", "-j", DEMO, "SELECT count(*) AS n FROM priced_events WHERE repriced_cost_usd > 0", "--format", "csv")
+    assert code == 0 and int(out.splitlines()[1]) > 0, err
+
+
+def test_make_demo_prints_costs_by_model_and_day_and_the_costliest_runs() -> None:
+    out = subprocess.run(["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "journal reprice" in out and "journal rollup top-runs" in out and "--limit 5" in out
+    assert sys.executable  # the real run is tests/test_readme.py::test_make_demo_builds_and_summarises

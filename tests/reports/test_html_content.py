@@ -1,0 +1,192 @@
+"""What the run explorer, causation, re-grade and compliance views compute: checked against the
+journal itself (the replay API, the events), on the demo fixture journal and hand-made runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from helpers import REPO, build_budget_breach, build_tool_failure_loop
+from overview_fixtures import build_flaky_deploy
+
+from toolkit.analysis.agent_run import AGENT_RUN
+from toolkit.analysis.causation import walk_chain
+from toolkit.analysis.regrade_trends import failing_runs, failing_runs_by_day, first_failures_by_day, regrade_rules
+from toolkit.analysis.replay import diff_states, state_at
+from toolkit.analysis.run_explorer import (
+    explore_step,
+    failing_events,
+    find_runs,
+    list_correlations,
+    list_failing_rules,
+    run_failures,
+    run_steps,
+)
+from toolkit.errors import ReportError, StreamNotFoundError, VersionNotFoundError
+from toolkit.journal import Journal
+from toolkit.reports.html import render_html
+from toolkit.reports.report_catalog import build_report
+from toolkit.reports.report_causation import chain_layout, chain_list
+from toolkit.reports.report_compliance import actions_table, compliance_selection, explained_events
+
+FIXTURE = REPO / "tests" / "fixtures" / "demo-journal"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Journal:
+    copy = tmp_path_factory.mktemp("content") / "demo-journal"
+    shutil.copytree(FIXTURE, copy)
+    return Journal.open(copy)
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Journal:
+    j = Journal.create(tmp_path / "small")
+    build_tool_failure_loop(j)
+    build_budget_breach(j)
+    build_flaky_deploy(j)
+    return j
+
+
+# ---------------------------------------------------------------------- run explorer
+
+
+def test_find_runs_filters(small: Journal) -> None:
+    assert sorted(find_runs(small).column("stream_id").to_pylist()) == [
+        "budget_breach",
+        "flaky_deploy",
+        "tool_failure_loop",
+    ]
+    assert find_runs(small, status="aborted").column("stream_id").to_pylist() == ["flaky_deploy"]
+    assert find_runs(small, min_cost_usd=1).column("stream_id").to_pylist() == ["budget_breach"]
+    assert find_runs(small, agent="deployer").column("stream_id").to_pylist() == ["flaky_deploy"]
+    assert find_runs(small, search="loop").column("stream_id").to_pylist() == ["tool_failure_loop"]
+    assert find_runs(small, search="%").num_rows == 0  # a value, not a LIKE pattern
+    late = find_runs(small, since=dt.datetime(2026, 3, 4, tzinfo=dt.UTC))
+    assert late.column("stream_id").to_pylist() == ["budget_breach"]  # 23:45 New York = next UTC day
+    newest_first = find_runs(small).column("last_at").to_pylist()
+    assert newest_first == sorted(newest_first, reverse=True)
+
+
+def test_failing_rule_filter_reads_the_latest_findings(small: Journal) -> None:
+    assert list_failing_rules(small) == [] and find_runs(small, rule="budget").num_rows == 0
+    regrade_rules(small, ["budget", "no_tool_failure_loop"], params={"max_cost_usd": "1"}, write=True)
+    assert list_failing_rules(small) == ["budget", "no_tool_failure_loop"]
+    assert find_runs(small, rule="no_tool_failure_loop").column("stream_id").to_pylist() == ["tool_failure_loop"]
+    rows = {r["stream_id"]: r["failing_rules"] for r in find_runs(small).to_pylist()}
+    assert rows["budget_breach"] == "budget" and rows["flaky_deploy"] is None
+    failures = run_failures(small, "budget_breach").to_pylist()
+    assert [(f["rule"], f["first_failing_version"]) for f in failures] == [("budget", 2)]
+    # a later batch of the same rule supersedes the earlier one
+    regrade_rules(small, ["budget"], params={"max_cost_usd": "0.03"}, write=True)
+    assert sorted(find_runs(small, rule="budget").column("stream_id").to_pylist()) == [
+        "budget_breach",
+        "tool_failure_loop",
+    ]
+    regrade_rules(small, ["budget"], params={"max_cost_usd": "1"}, write=True)
+    assert find_runs(small, rule="budget").column("stream_id").to_pylist() == ["budget_breach"]
+    assert list_failing_rules(small) == ["budget", "no_tool_failure_loop"]
+
+
+def test_explore_step_is_the_replay_state(demo: Journal) -> None:
+    stream = "run-7-0000012"
+    for v in (1, 2, 40, 87):
+        step = explore_step(demo, stream, v)
+        assert step.state == AGENT_RUN.to_dict(state_at(demo, stream, version=v))
+        assert [c.path for c in step.changes] == [c.path for c in diff_states(demo, stream, v - 1, v)]
+        assert step.event["version"] == v and step.last_version == 87
+    with pytest.raises(VersionNotFoundError, match=r"1\.\.87"):
+        explore_step(demo, stream, 88)
+    with pytest.raises(StreamNotFoundError):
+        explore_step(demo, "no-such-run", 1)
+
+
+def test_run_steps_fold_once_and_agree_with_explore_step(demo: Journal) -> None:
+    steps = list(run_steps(demo, "run-7-0000003"))
+    assert [s.version for s in steps] == list(range(1, len(steps) + 1))
+    for s in (steps[0], steps[len(steps) // 2], steps[-1]):
+        one = explore_step(demo, "run-7-0000003", s.version)
+        assert s.state == one.state and s.changes == one.changes and s.explanation == one.explanation
+    assert len(list(run_steps(demo, "run-7-0000003", max_events=5))) == 5
+
+
+def test_run_report_lists_every_step_and_the_final_state(demo: Journal) -> None:
+    report = build_report(demo, "run", {"stream": "run-7-0000012"})
+    page = render_html(report, bundle_js="")
+    final = json.loads(report.sections[-1].blocks[0].text)  # type: ignore[union-attr]
+    assert final["version"] == 87 and Decimal(final["cost_usd"]) > 5
+    assert "State after version 87" in page
+    changes = report.sections[3].blocks[0].table.to_pylist()  # type: ignore[union-attr]
+    assert {c["version"] for c in changes} == set(range(1, 88))  # every step changes at least the event count
+    assert not any(c["field"].endswith("_us") for c in changes)
+    with pytest.raises(StreamNotFoundError, match="did you mean"):
+        build_report(demo, "run", {"stream": "run-7-000001"})
+    with pytest.raises(ReportError, match="needs parameter stream"):
+        build_report(demo, "run", {})
+
+
+# ---------------------------------------------------------------------- causation
+
+
+def test_causation_graph_reaches_the_user_message_across_runs(demo: Journal) -> None:
+    failed = failing_events(demo, event_type="tool_result", limit=5).to_pylist()
+    assert failed and all(r["event_type"] == "tool_result" for r in failed)
+    chain = walk_chain(demo, failed[0]["event_id"], direction="up")
+    nodes, edges = chain_layout(chain)
+    listed = chain_list(chain).to_pylist()
+    assert listed[0]["event"].strip() == "User said"  # the root input comes first
+    assert nodes.num_rows == chain.nodes.height and edges.num_rows == chain.nodes.height - 1  # a path
+    assert sorted(nodes.column("y").to_pylist()) == list(range(nodes.num_rows))  # one row per event
+    lanes = {r["group"]: r["x"] for r in nodes.to_pylist()}
+    assert sorted(lanes.values()) == list(range(len(lanes)))  # one lane per stream
+
+
+def test_causation_report_has_the_trace(demo: Journal) -> None:
+    failed = failing_events(demo, limit=1).to_pylist()[0]
+    report = build_report(demo, "causation", {"event": failed["event_id"], "depth": "3"})
+    titles = [s.title for s in report.sections]
+    assert titles == ["Summary", "Causation chain", "Orphans and cycles", "Trace"]
+    assert "stopped at the depth limit" in render_html(report, bundle_js="")
+
+
+# ---------------------------------------------------------------------- re-grade
+
+
+def test_regrade_trends_count_what_the_findings_say(demo: Journal) -> None:
+    result = regrade_rules(demo, ["budget", "latency"])
+    violations = [r for r in result.findings.to_pylist() if r["kind"] == "violation"]
+    by_day = first_failures_by_day(result.findings)
+    assert sum(by_day.column("runs").to_pylist()) == len(violations)
+    per_day = failing_runs_by_day(demo, result.findings)
+    assert sum(per_day.column("runs").to_pylist()) == 40
+    assert sum(per_day.column("failing_runs").to_pylist()) == len({r["stream_id"] for r in violations})
+    listed = failing_runs(result)
+    assert listed.num_rows == len(violations) and listed.column("occurred_at").to_pylist() == sorted(
+        listed.column("occurred_at").to_pylist()
+    )
+    assert list_failing_rules(demo) == []  # nothing was written
+
+
+# ---------------------------------------------------------------------- compliance
+
+
+def test_compliance_actions_are_the_subjects_events_in_order(demo: Journal) -> None:
+    selection = compliance_selection(subject="user-0001", since=dt.datetime(2026, 10, 1, tzinfo=dt.UTC))
+    events = explained_events(demo, selection)
+    every = [r for r in demo.read_all(["subject_id", "event_id"]).to_pylist() if r["subject_id"] == "user-0001"]
+    assert events.height == len(every) > 0
+    from toolkit.reports.compliance import causation_links
+
+    table = actions_table(events, causation_links(demo, events)).to_pylist()
+    times = [r["occurred_at"] for r in table]
+    assert times == sorted(times)
+    assert table[0]["who"] == "user user-0001" and table[1]["because of"] == table[0]["what"]
+    corr = list_correlations(demo, limit=1).to_pylist()[0]
+    report = build_report(demo, "compliance", {"correlation": corr["correlation_id"]})
+    assert f"{corr['events']:,}" in render_html(report, bundle_js="")
+    with pytest.raises(ReportError, match="exactly one"):
+        build_report(demo, "compliance", {"correlation": "a", "subject": "b"})

@@ -156,19 +156,60 @@ def test_concurrent_writers_on_s3_keep_numbering_sound(s3: str, tmp_path: Path) 
     assert not (Journal.open(url).path / ".write.lock").exists()  # released
 
 
-def test_stale_lock_of_a_dead_writer_is_taken_over(s3: str) -> None:
+def test_a_held_lock_makes_the_next_writer_wait_then_time_out(s3: str) -> None:
+    from toolkit.errors import LockTimeoutError
     from toolkit.journal.location import S3Location
     from toolkit.journal.lock import remote_write_lock
 
-    root = S3Location.parse(f"s3://{s3}/stale")
-    with remote_write_lock(root, 1, lease_s=0.5):  # a writer holding the lock...
+    root = S3Location.parse(f"s3://{s3}/held")
+    with remote_write_lock(root, 1, lease_s=0.5):  # renewed by its heartbeat while held
+        time.sleep(1.0)  # longer than the lease: the heartbeat keeps it alive
         t0 = time.monotonic()
-        from toolkit.errors import LockTimeoutError
-
-        with pytest.raises(LockTimeoutError, match="held"):
-            with remote_write_lock(root, 0.2):
+        with pytest.raises(LockTimeoutError, match="held by"):
+            with remote_write_lock(root, 0.3):
                 pass
         assert time.monotonic() - t0 < 5
+    with remote_write_lock(root, 1):  # released: free again at once
+        pass
+
+
+def test_the_lock_of_a_dead_writer_is_taken_over_after_its_lease(s3: str) -> None:
+    from toolkit.journal.location import S3Location, filesystem
+    from toolkit.journal.lock import LOCK_FILE, remote_write_lock
+
+    url = f"s3://{s3}/dead"
+    Journal.create(url)
+    dead = {"owner": "dead", "host": "gone", "pid": 1, "acquired_at": "2026-01-01T00:00:00+00:00", "expires": time.time() - 1}
+    filesystem().pipe_file((S3Location.parse(url) / LOCK_FILE).fs_path, json.dumps(dead).encode())
+    t0 = time.monotonic()
+    Journal.open(url).append("r", _events(2), expected_version=0)  # takes the expired lock over
+    assert time.monotonic() - t0 < 10
+    assert not (S3Location.parse(url) / LOCK_FILE).exists()
+    with remote_write_lock(S3Location.parse(url), 1):
+        pass
+
+
+def test_rollup_and_regrade_on_dask_over_an_s3_journal(s3: str) -> None:
+    pytest.importorskip("distributed")
+    from toolkit.analysis.distributed import dask_runner, rollup_dask
+    from toolkit.analysis.regrade import regrade
+    from toolkit.analysis.rollup import rollup
+    from toolkit.engines.dask_engine import ClusterSpec
+    from toolkit.ingest.demo import write_demo
+
+    url = f"s3://{s3}/fleet"
+    j = Journal.create(url)
+    write_demo(j, 12, seed=4)
+    spec = ClusterSpec()  # workers inherit the AWS_* variables
+    assert rollup_dask(j, ["model", "day"], spec=spec).to_pylist() == rollup(j, ["model", "day"]).to_pylist()
+    one = regrade(j, ["budget", "budget_state", "latency"], write=False)
+    many = regrade(j, ["budget", "budget_state", "latency"], runner=dask_runner(spec))
+    cols = ["finding_id", "rule", "stream_id", "first_failing_version", "message"]
+    assert one.findings.select(cols).to_pylist() == many.findings.select(cols).to_pylist()
+    assert many.written == many.findings.num_rows  # recorded in the journal's findings table on S3
+    from toolkit.journal.side_tables import read_table
+
+    assert read_table(Journal.open(url), "findings").num_rows == many.written
 
 
 def test_missing_bucket_names_the_url(s3: str) -> None:

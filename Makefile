@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_import_agentstore.py
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_rollup.py
+	$(BIN)/python bench/bench_regrade.py
 
 clean:
 	rm -rf $(VENV) $(JOURNAL) .mypy_cache .ruff_cache .pytest_cache

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -79,9 +80,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def marimo_app(notebook: Path, journal: Path, *, timeout: float = 60) -> Iterator[str]:
-    """Serve ``notebook`` as ``journal notebook NAME --headless`` does (``marimo run`` on 127.0.0.1);
-    yield its URL; stop the server and everything it started."""
+def marimo_app(notebook: Path, journal: Path, *, edit: bool = False, timeout: float = 60) -> Iterator[str]:
+    """Serve ``notebook`` with ``journal notebook NAME --headless`` (``marimo run`` on 127.0.0.1; with
+    ``edit``, marimo's editor and its access token); yield its URL; stop everything it started."""
     require_marimo()
     port = free_port()
     log = ARTIFACTS / "logs" / f"marimo-{notebook.stem}-{port}.log"
@@ -89,7 +90,17 @@ def marimo_app(notebook: Path, journal: Path, *, timeout: float = 60) -> Iterato
     journal_cli = Path(sys.executable).parent / "journal"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(journal_cli), "notebook", notebook.stem, "-j", str(journal), "--port", str(port), "--headless"],
+            [
+                str(journal_cli),
+                "notebook",
+                notebook.stem,
+                "-j",
+                str(journal),
+                "--port",
+                str(port),
+                "--headless",
+                *(["--edit"] if edit else []),
+            ],
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -101,9 +112,12 @@ def marimo_app(notebook: Path, journal: Path, *, timeout: float = 60) -> Iterato
             while True:
                 if proc.poll() is not None:
                     raise AssertionError(f"marimo exited with {proc.returncode}:\n{log.read_text()}")
+                token = re.search(r"access_token=([\w-]+)", log.read_text())
+                if edit and token:
+                    url = f"http://127.0.0.1:{port}/?access_token={token.group(1)}"
                 try:
                     with urllib.request.urlopen(url, timeout=2) as r:
-                        if r.status == 200:
+                        if r.status == 200 and (token or not edit):
                             break
                 except OSError:
                     pass

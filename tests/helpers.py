@@ -7,6 +7,7 @@ for the concurrency and crash tests; they print one line per step so the parent 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import subprocess
@@ -26,6 +27,22 @@ UTC = dt.UTC
 HELPERS = Path(__file__).resolve()
 REPO = HELPERS.parents[1]
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def run_cli(capsys: Any, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    """Run ``journal ARGV`` in-process with ``stdin``: (exit code, stdout, stderr)."""
+    from toolkit.cli.main import main
+
+    saved, sys.stdin = sys.stdin, io.StringIO(stdin)
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        sys.stdin = saved
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def ev(event_type: str = "custom", data: Any = None, **fields: Any) -> dict[str, Any]:

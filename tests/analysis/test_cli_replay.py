@@ -3,30 +3,20 @@
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import build_tool_failure_loop
+from helpers import build_tool_failure_loop, run_cli
 from replay_fixtures import fresh_cache, samples_journal  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.run_story import story_of_run
-from toolkit.cli.main import main
 from toolkit.journal import Journal
 
 
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    return run_cli(capsys, *argv, stdin=stdin)
 
 
 def test_replay_state_snapshot_project(journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import build_tool_failure_loop
+from helpers import build_tool_failure_loop, run_cli
 from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.plugins import load_plugins
-from toolkit.cli.main import main
 from toolkit.errors import PluginError
 from toolkit.journal import Journal
 
@@ -38,15 +35,8 @@ def _shell(e):
 '''
 
 
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    return run_cli(capsys, *argv, stdin=stdin)
 
 
 def test_a_plugin_file_extends_state_project_replay_and_snapshot(

@@ -11,21 +11,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from helpers import REPO
-
-from toolkit.cli.main import main
+from helpers import REPO, run_cli
 
 DEMO = str(REPO / "tests" / "fixtures" / "demo-journal")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, *argv)
 
 
 def test_rollup_by_model_and_day_as_csv(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import drop_row, locate, rewrite_parquet
+from helpers import drop_row, locate, rewrite_parquet, run_cli
 
-from toolkit.cli.main import main
 from toolkit.journal import Journal
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "demo-journal"
@@ -20,13 +19,7 @@ FAILED_TOOL = "8c24ab68-39d3-5393-8f68-000000000006"  # run-7-0000005: search_fl
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, *argv)
 
 
 @pytest.fixture

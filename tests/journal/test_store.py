@@ -348,3 +348,13 @@ def test_a_failure_while_hashing_writes_nothing_and_raises_the_cause(journal: Jo
     reopened = Journal.open(journal.path)
     assert reopened.stream_version("b") == 0 and verify_journal(reopened).ok
     assert reopened.append("b", [ev()], expected_version=0).appended == 1
+
+
+def test_the_delta_log_keeps_no_statistics_of_payloads(journal: Journal) -> None:
+    import json
+
+    journal.append("a", [ev("step", {"secret": "alice@example.com"}) | {"error": "card 4111 declined"}])
+    log = "".join(p.read_text() for p in sorted((journal.path / "events" / "_delta_log").glob("*.json")))
+    adds = [json.loads(json.loads(line)["add"]["stats"]) for line in log.splitlines() if '"add"' in line]
+    assert adds and all("stream_id" in a["minValues"] and "position" in a["maxValues"] for a in adds)
+    assert "alice@example.com" not in log and "4111" not in log

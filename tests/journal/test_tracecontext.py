@@ -41,3 +41,13 @@ def test_append_traced(journal: Journal) -> None:
         append_traced(journal, "r", [{"event_type": "custom", "data": 1}], expected_version=0)
     append_traced(journal, "r", [{"event_type": "custom", "data": 2}])  # no span: nothing stamped
     assert journal.read_stream("r", ["trace_id"]).column("trace_id").to_pylist() == ["0af7651916cd43dd8448eb211c80319c", None]
+
+
+def test_journal_append_stamps_the_active_span_without_being_asked(journal: Journal) -> None:
+    with trace.use_span(_span()):
+        journal.append("r", [{"event_type": "custom", "data": 1}])
+        journal.append_batch([{"stream_id": "s", "event_type": "custom", "data": 2}])
+        journal.append("t", [{"event_type": "custom", "data": 3, "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}])
+    journal.append("r", [{"event_type": "custom", "data": 4}])  # outside the span: nothing stamped
+    ids = {s: journal.read_stream(s, ["trace_id"]).column("trace_id").to_pylist() for s in ("r", "s", "t")}
+    assert ids == {"r": ["0af7651916cd43dd8448eb211c80319c", None], "s": ["0af7651916cd43dd8448eb211c80319c"], "t": ["1" * 32]}

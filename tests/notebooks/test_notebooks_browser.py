@@ -98,3 +98,4 @@ def test_notebook_renders_in_a_browser(name: str, browser: Any, demo_journal: Pa
             page.close()
     with socket.socket() as s:  # the server (journal notebook and its marimo) is gone: the port is free
         assert s.connect_ex(("127.0.0.1", port)) != 0
+

@@ -146,8 +146,8 @@ def regrade(
     bound = {r.name: r.bind(per_rule[r.name]) for r in rules}
     session = duckdb_engine.connect(journal)
     try:
-        streams_checked = count_streams(session, selection)
         ids = selected_stream_ids(session, selection)
+        streams_checked = count_streams(session, selection) if ids is None else len(ids)
         results: list[tuple[Rule, str, pa.Table | None, str | None]] = []
         if runner is not None:
             outcomes = runner(journal, rules, bound, selection, ids)

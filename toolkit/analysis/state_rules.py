@@ -29,7 +29,7 @@ from toolkit.analysis.verdicts import EVIDENCE_VERSIONS, FAILURE_SCHEMA, attach_
 from toolkit.engines.polars_engine import scan_events
 from toolkit.journal.store import Journal
 
-CHUNK_STREAMS: Final = 2_000  # streams read per batch inside a worker
+CHUNK_STREAMS: Final = 10_000  # streams read per batch inside a worker
 MIN_STREAMS_PER_WORKER: Final = 200
 
 
@@ -67,9 +67,17 @@ def iter_stream_events(journal: Journal, stream_ids: Sequence[str]) -> Iterator[
     """(stream_id, events in version order) for the given streams, read in bulk chunks."""
     from toolkit.analysis.replay import events_from_table
 
-    for i in range(0, len(stream_ids), CHUNK_STREAMS):
-        chunk = list(stream_ids[i : i + CHUNK_STREAMS])
-        table = scan_events(journal, stream_ids=chunk).select(list(EVENT_COLUMNS)).sort("stream_id", "version")
+    ordered = sorted(stream_ids)
+    for i in range(0, len(ordered), CHUNK_STREAMS):
+        chunk = ordered[i : i + CHUNK_STREAMS]
+        # a contiguous id range lets row-group statistics skip most of the journal (files are
+        # sorted by stream_id); the membership test then drops streams not asked for
+        table = (
+            scan_events(journal, stream_ids=chunk)
+            .filter(pl.col("stream_id").is_between(pl.lit(chunk[0]), pl.lit(chunk[-1])))
+            .select(list(EVENT_COLUMNS))
+            .sort("stream_id", "version")
+        )
         frame = table.collect()
         events = events_from_table(frame.to_arrow())
         # stream boundaries from the (sorted) stream_id column, not a Python comparison per event
@@ -139,7 +147,8 @@ def python_failures(
     if n == 1:
         rows = grade_streams(str(journal.path), rule, bound, ids)
     else:
-        shares = [ids[i::n] for i in range(n)]
+        ids.sort()  # contiguous shares: each worker reads its own id range
+        shares = [ids[len(ids) * i // n : len(ids) * (i + 1) // n] for i in range(n)]
         key = (rule.name, rule.origin)
         with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = pool.map(grade_streams, [str(journal.path)] * n, [key] * n, [bound] * n, shares)

@@ -87,8 +87,8 @@ SELECT DISTINCT stream_id FROM events
 WHERE ($_sel_since::TIMESTAMPTZ IS NULL OR occurred_at >= $_sel_since::TIMESTAMPTZ)
   AND ($_sel_until::TIMESTAMPTZ IS NULL OR occurred_at < $_sel_until::TIMESTAMPTZ)
   AND ($_sel_types::VARCHAR[] IS NULL OR list_contains($_sel_types::VARCHAR[], stream_type))
-  AND ($_sel_agents::VARCHAR[] IS NULL OR list_contains($_sel_agents::VARCHAR[], agent))
-  AND ($_sel_streams::VARCHAR[] IS NULL OR list_contains($_sel_streams::VARCHAR[], stream_id))
+  AND ($_sel_agents::VARCHAR[] IS NULL OR agent IN (SELECT unnest($_sel_agents::VARCHAR[])))
+  AND ($_sel_streams::VARCHAR[] IS NULL OR stream_id IN (SELECT unnest($_sel_streams::VARCHAR[])))
 """
 
 

@@ -62,6 +62,7 @@ from toolkit.journal.schema import (
     PARTITION_COLUMNS,
     SCHEMA_VERSION,
 )
+from toolkit.journal.tracecontext import stamp_traceparent
 
 EVENTS_TABLE = "events"
 UTC = dt.UTC
@@ -195,6 +196,7 @@ class Journal:
             partition_by=list(cfg.partition_by),
             name="events",
             description=f"agent-journal-toolkit canonical events, schema {SCHEMA_VERSION}",
+            configuration={"delta.dataSkippingStatsColumns": ",".join(STATS_COLUMNS)},
         )
         write_atomic(p / CONFIG_FILE, cfg.to_toml())  # last: a journal exists once its config does
         return cls(p, cfg)
@@ -563,7 +565,7 @@ class Journal:
                     "stream_id", i, f"{e.get('stream_id')!r} is not the stream {stream_id!r}"
                 )
             rows.append({**e, "stream_id": stream_id})
-        table = events_to_table(rows)
+        table = events_to_table(stamp_traceparent(rows))
         if stream_type is not None:
             table = _fill(table, "stream_type", stream_type)
         expected = {stream_id: expected_version} if expected_version is not None else None
@@ -577,7 +579,9 @@ class Journal:
         stream_type: str | None = None,
     ) -> AppendResult:
         """Bulk append of many streams in one commit (importers, benchmarks)."""
-        table = validate_table(events) if isinstance(events, pa.Table) else events_to_table(events)
+        # dict events get the active OpenTelemetry span's traceparent where they have none; Arrow
+        # tables (imports) are kept as the source wrote them
+        table = validate_table(events) if isinstance(events, pa.Table) else events_to_table(stamp_traceparent(events))
         if stream_type is not None:
             table = _fill(table, "stream_type", stream_type)
         return self._commit(table, expected_versions)
@@ -729,6 +733,13 @@ class Journal:
                 if exp != actual and not retried:
                     raise ConcurrencyError.mismatch(sid, exp, actual)
         return prepared, skipped
+
+# Columns whose per-file min/max the Delta log keeps (file pruning). Not the payloads or free text:
+# their statistics would copy personal data into the log (beyond the reach of redaction) and bloat it.
+STATS_COLUMNS = tuple(
+    c for c in COLUMN_NAMES if c not in {"data", "metadata", "error", "payload_sha256", "prev_hash", "hash", *PARTITION_COLUMNS}
+)
+
 
 def writer_properties(row_group_rows: int) -> WriterProperties:
     """Files that stay: ZSTD and bloom filters on stream_id and event_id (DuckDB point lookups)."""

@@ -2,8 +2,9 @@
 
 ``opentelemetry-api`` is optional (``pip install 'agent-journal-toolkit[otel]'``): without it,
 or without a valid active span, events are left as they are. An event that already carries a
-``traceparent`` or a ``trace_id`` keeps it. ``append_traced`` appends through it; wiring
-``stamp_traceparent`` into ``Journal.append``/``append_batch`` makes it automatic for every caller.
+``traceparent`` or a ``trace_id`` keeps it. ``Journal.append`` and the dict path of
+``Journal.append_batch`` stamp automatically (Arrow tables, i.e. imports, keep what the source
+wrote); ``append_traced`` remains for explicit use.
 
 >>> stamp_traceparent([{"event_type": "custom", "data": {}}], traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")[0]["traceparent"]
 '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'

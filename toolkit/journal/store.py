@@ -219,6 +219,7 @@ class Journal:
             partition_by=list(cfg.partition_by),
             name="events",
             description=f"agent-journal-toolkit canonical events, schema {SCHEMA_VERSION}",
+            configuration={"delta.dataSkippingStatsColumns": ",".join(STATS_COLUMNS)},
             storage_options=delta_storage_options(),
         )
         (loc / CONFIG_FILE).write_text(cfg.to_toml())  # last: a journal exists once its config does

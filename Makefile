@@ -17,7 +17,7 @@ SAMPLES := data/samples/agentstore/sample-data data/samples/eventsourcing/assist
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,notebooks]'
+	$(BIN)/python -m pip install -q -e '.[dev,notebooks,s3,dask]'
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 ## make demo: import the bundled real samples, add the synthetic fleet, print a summary

@@ -213,3 +213,23 @@ class ReportDependencyError(ToolkitError, ImportError):
 
 class ReportError(ToolkitError, ValueError):
     """A report or notebook cannot be built as asked (unknown name, missing or bad parameter)."""
+
+
+class StorageError(ToolkitError, OSError):
+    """Object storage holding a journal (``s3://bucket/prefix``) cannot be used; the URL is named."""
+
+
+class StorageUnreachableError(StorageError, ConnectionError):
+    """The S3 endpoint does not answer (wrong AWS_ENDPOINT_URL, network down)."""
+
+
+class StorageCredentialsError(StorageError, PermissionError):
+    """The S3 endpoint refused the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)."""
+
+
+class StorageBucketNotFoundError(StorageError, FileNotFoundError):
+    """The bucket of an ``s3://`` journal URL does not exist."""
+
+
+class DistributedError(ToolkitError, RuntimeError):
+    """A distributed (Dask) run failed as a whole; nothing of it was recorded as complete."""

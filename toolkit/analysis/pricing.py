@@ -325,6 +325,7 @@ def cost_session(
     prices: PriceTable | str | Path | Sequence[str | Path] | None = None,
     as_of: dt.date | dt.datetime | str | None = None,
     cost: CostBasis = "recorded",
+    stream_range: tuple[str, str] | None = None,
 ) -> duckdb_engine.Session:
     """A sandboxed SQL session with the views ``prices``, ``price_segments``, ``priced_events`` and
     ``cost_events`` (``cost_usd`` on the ``cost`` basis) besides the journal's own.
@@ -335,7 +336,7 @@ def cost_session(
         raise QueryError(f"cost basis {cost!r} is not one of {', '.join(COST_BASES)}", hint="--cost recorded|repriced")
     table = prices if isinstance(prices, PriceTable) else load_prices(prices)
     as_of_time = _as_of(as_of)
-    session = duckdb_engine.connect(journal)
+    session = duckdb_engine.connect(journal, stream_range=stream_range)  # a shard of a dask run
     try:
         con = session.con
         con.from_arrow(table.rows).create_view("prices")

@@ -126,8 +126,13 @@ def regrade(
     write: bool = True,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
+    runner: Callable[..., list[tuple[pa.Table | None, str | None]]] | None = None,
 ) -> RegradeResult:
-    """Judge the selected streams by the named rules (``all``: every stream rule) and record findings."""
+    """Judge the selected streams by the named rules (``all``: every stream rule) and record findings.
+
+    ``runner(journal, rules, bound, selection, ids)`` computes every rule's (failures, error)
+    elsewhere — ``toolkit.analysis.distributed.dask_runner`` on a Dask cluster.
+    """
     selection = selection or Selection()
     rule_set = RuleSet.load(rule_files)
     rules = resolve_rules(rule_names, rule_set)
@@ -144,7 +149,11 @@ def regrade(
         ids = selected_stream_ids(session, selection)
         streams_checked = count_streams(session, selection) if ids is None else len(ids)
         results: list[tuple[Rule, str, pa.Table | None, str | None]] = []
-        for rule in rules:
+        if runner is not None:
+            outcomes = runner(journal, rules, bound, selection, ids)
+            for rule, (failures_, error_) in zip(rules, outcomes, strict=True):
+                results.append((rule, rule.fingerprint(bound[rule.name]), failures_, error_))
+        for rule in rules if runner is None else ():
             if progress:
                 progress(rule.name)
             fingerprint = rule.fingerprint(bound[rule.name])

@@ -45,11 +45,14 @@ _INDEX: dict[str, _Index] = {}
 
 
 def _log_dir(journal: Journal) -> Path:
-    return Path(journal.path) / SNAPSHOTS / "_delta_log"
+    assert isinstance(journal.path, Path)  # _latest_version answers for remote journals
+    return journal.path / SNAPSHOTS / "_delta_log"
 
 
 def _latest_version(journal: Journal, seen: int | None) -> int:
     """The snapshot table's Delta version (-1: none), by looking at its numbered log files."""
+    if journal.remote:  # snapshots are kept for local journals; remote ones replay from events
+        return -1
     log = _log_dir(journal)
     if seen is not None and seen >= 0 and not (log / f"{seen + 1:020d}.json").exists():
         return seen

@@ -6,7 +6,15 @@ import sys
 
 import click
 
-from toolkit.cli.options import format_option, journal_option, open_journal, param_option, parse_params
+from toolkit.cli.options import (
+    cluster_spec,
+    engine_options,
+    format_option,
+    journal_option,
+    open_journal,
+    param_option,
+    parse_params,
+)
 
 SHOWN = 20  # findings shown in the terminal table; all of them are in the findings table
 SEE_BATCH = "journal sql 'SELECT * FROM findings WHERE batch_id = $b' -p b="
@@ -47,6 +55,7 @@ def rules_option(f: click.decorators.FC) -> click.decorators.FC:
 @click.option("--workers", type=click.IntRange(1), help="Processes for Python rules (default: all cores).")
 @click.option("--dry-run", is_flag=True, help="Judge and print, but write no findings.")
 @click.option("--list", "list_", is_flag=True, help="List the known rules and their parameters.")
+@engine_options
 @format_option
 def command(
     journal_path: str,
@@ -61,6 +70,8 @@ def command(
     workers: int | None,
     dry_run: bool,
     list_: bool,
+    engine: str,
+    scheduler: str | None,
     fmt: str,
     output: str | None,
 ) -> None:
@@ -79,6 +90,7 @@ def command(
       journal regrade all
       journal regrade budget -p max_cost_usd=2.5 --since 2026-10-01
       journal regrade my_rule --rules ./my_rules.py --agent flight-booker
+      journal regrade all --engine dask --scheduler tcp://scheduler:8786
     """
     import pyarrow as pa
 
@@ -99,10 +111,15 @@ def command(
         agents=agents, streams=streams,
     )
     journal = open_journal(journal_path)
-    with progress_bar("re-grading", len(rules)) as advance:
+    with progress_bar("re-grading" if engine == "local" else "re-grading on dask (shards)", len(rules)) as advance:
+        runner = None
+        if engine == "dask":
+            from toolkit.analysis.distributed import dask_runner
+
+            runner = dask_runner(cluster_spec(scheduler), progress=lambda _done, total: advance(1, total=total))
         result = regrade(
             journal, rules, params=parse_params(params), rule_files=rule_files, selection=selection,
-            write=not dry_run, workers=workers, progress=lambda _name: advance(1),
+            write=not dry_run, workers=workers, progress=lambda _name: advance(1), runner=runner,
         )
     summary = result.summary()
     shown = result.findings.select(

@@ -5,7 +5,7 @@ from typing import Any, TypeVar
 
 import click
 
-from toolkit.cli.options import format_option, journal_option, open_journal
+from toolkit.cli.options import cluster_spec, engine_options, format_option, journal_option, open_journal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +54,7 @@ def price_options(f: F) -> F:
 )
 @price_options
 @click.option("--limit", type=click.IntRange(1), default=5, show_default=True, help="top-runs: how many runs.")
+@engine_options
 @format_option
 def command(
     journal_path: str,
@@ -65,6 +66,8 @@ def command(
     prices: tuple[str, ...],
     as_of: str | None,
     limit: int,
+    engine: str,
+    scheduler: str | None,
     fmt: str,
     output: str | None,
 ) -> None:
@@ -83,6 +86,7 @@ def command(
       journal rollup --by agent --by week --cost repriced --since 2026-10-01
       journal rollup top-runs --limit 5 --cost repriced
       journal rollup tools --format csv -o tools.csv
+      journal rollup --by model,day --engine dask
     """
     from toolkit.analysis.rollup import parse_dimensions, rollup_metric
     from toolkit.errors import QueryError
@@ -92,6 +96,20 @@ def command(
         dims = parse_dimensions(list(by) or ["model"])
     except QueryError as e:
         raise click.BadParameter(e.message + f" (one of {DIMENSION_NAMES})", param_hint="--by") from e
+    if engine == "dask":
+        if metric != "usage":
+            raise click.BadParameter(f"--engine dask computes the usage rollup, not {metric}", param_hint="--engine")
+        from toolkit.analysis.distributed import rollup_dask
+        from toolkit.reports.progress import progress_bar
+
+        with progress_bar("rolling up on dask (shards)", None) as advance:
+            table = rollup_dask(
+                open_journal(journal_path), dims, since=since, until=until, cost=cost,  # type: ignore[arg-type]
+                prices=list(prices) or None, as_of=as_of, spec=cluster_spec(scheduler),
+                progress=lambda _done, total: advance(1, total=total),
+            )
+        write_table(table, fmt, output, title=f"{metric} ({cost} cost)")
+        return
     table, note = rollup_metric(
         open_journal(journal_path),
         metric,

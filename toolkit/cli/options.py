@@ -69,6 +69,28 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def engine_options(f: Any) -> Any:
+    """``--engine local|dask`` and ``--scheduler ADDRESS`` (regrade, rollup)."""
+    f = click.option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="dask: an existing Dask scheduler (tcp://host:8786); default: a 2-worker LocalCluster.",
+    )(f)
+    return click.option(
+        "--engine",
+        type=click.Choice(["local", "dask"]),
+        default="local",
+        show_default=True,
+        help="Where to compute: this process, or a Dask cluster (whole streams per task; same results).",
+    )(f)
+
+
+def cluster_spec(scheduler: str | None) -> Any:
+    from toolkit.engines.dask_engine import ClusterSpec
+
+    return ClusterSpec(scheduler=scheduler)
+
+
 def open_journal(path: str) -> Any:
     from toolkit.journal import Journal
 

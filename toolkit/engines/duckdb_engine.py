@@ -6,6 +6,10 @@ files that compaction replaced or that a killed writer left behind. After the vi
 up the session is locked: it can read inside the journal directory and nothing else, its
 configuration cannot be changed back, and user SQL may only be SELECT or EXPLAIN.
 
+A journal at an ``s3://`` URL is read through an fsspec s3fs filesystem registered on the
+connection (DuckDB's httpfs extension cannot be installed offline); the sandbox then allows
+the journal's own prefix and nothing else.
+
 >>> from toolkit.journal import Journal
 >>> j = Journal.in_memory()
 >>> _ = j.append("r", [{"event_type": "user_message", "data": "hi"}])
@@ -26,6 +30,7 @@ import duckdb
 import pyarrow as pa
 
 from toolkit.errors import QueryError
+from toolkit.journal.location import filesystem
 from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, DUCKDB_TYPES, HIVE_TYPES, PARTITION_COLUMNS
 from toolkit.journal.side_tables import side_views
 from toolkit.journal.store import Journal
@@ -118,13 +123,20 @@ def register_parquet_view(
     files: Sequence[str],
     empty: pa.Schema,
     present: Sequence[str] | None = None,
+    stream_range: tuple[str, str] | None = None,
 ) -> None:
-    """A view over given Parquet files (or an empty, typed view when there are none)."""
+    """A view over given Parquet files (or an empty, typed view when there are none).
+
+    ``stream_range`` (events only): just the streams whose ids lie in [first, last] — one shard
+    of a distributed run.
+    """
     if files:
-        rel = con.sql(
-            _events_select(present or empty.names) if name == "events" else "SELECT * FROM read_parquet($files)",
-            params={"files": list(files)},
-        )
+        sql = _events_select(present or empty.names) if name == "events" else "SELECT * FROM read_parquet($files)"
+        params: dict[str, Any] = {"files": list(files)}
+        if stream_range is not None:
+            sql += " WHERE stream_id >= $first_stream AND stream_id <= $last_stream"
+            params.update(first_stream=stream_range[0], last_stream=stream_range[1])
+        rel = con.sql(sql, params=params)
     else:
         rel = con.from_arrow(empty.empty_table())
     rel.create_view(name)
@@ -135,20 +147,33 @@ def connect(
     *,
     extra_views: Mapping[str, tuple[Sequence[str], pa.Schema]] | None = None,
     threads: int | None = None,
+    stream_range: tuple[str, str] | None = None,
 ) -> Session:
-    """Open a sandboxed session: UTC, views over active files, no access outside the journal."""
+    """Open a sandboxed session: UTC, views over active files, no access outside the journal.
+
+    ``stream_range=(first, last)``: ``events`` holds only the streams with ids in that range.
+    """
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET parquet_metadata_cache = true")
         if threads:
             con.execute("SET threads = $n", {"n": threads})
-        files = journal.file_paths()
-        register_parquet_view(con, "events", files, ARROW_SCHEMA, journal.table_columns())
+        if journal.remote:
+            con.register_filesystem(filesystem())
+        files = [
+            f.path
+            for f in journal.files()
+            if stream_range is None
+            or f.min_stream_id is None
+            or f.max_stream_id is None
+            or (f.min_stream_id <= stream_range[1] and f.max_stream_id >= stream_range[0])
+        ]
+        register_parquet_view(con, "events", files, ARROW_SCHEMA, journal.table_columns(), stream_range)
         views = {**side_views(journal), **(extra_views or {})}
         for name, (vfiles, schema) in views.items():
             register_parquet_view(con, name, vfiles, schema)
-        root = str(Path(journal.path).resolve()) + "/"
+        root = str(journal.path if journal.remote else Path(str(journal.path)).resolve()) + "/"
         con.execute("SET allowed_directories = $dirs", {"dirs": [root, str(journal.path) + "/"]})
         con.execute("SET enable_external_access = false")
         con.execute("SET autoinstall_known_extensions = false")
@@ -160,6 +185,22 @@ def connect(
     return Session(con, journal)
 
 
+def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+    """Trusted SQL over in-memory Arrow tables only (the merge step of a distributed run): UTC, no file access."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for name, table in tables.items():
+            con.from_arrow(table).create_view(name)
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return con.sql(sql, params=dict(params) if params else None).to_arrow_table()
+    except duckdb.Error as e:
+        raise QueryError(f"query failed: {e}") from e
+    finally:
+        con.close()
+
+
 def raw_connection() -> duckdb.DuckDBPyConnection:
     """An unsandboxed in-memory connection (benchmarks' raw-DuckDB baseline only)."""
     con = duckdb.connect(":memory:")
@@ -167,4 +208,4 @@ def raw_connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-__all__ = ["PARTITION_COLUMNS", "Session", "connect", "raw_connection", "register_parquet_view"]
+__all__ = ["PARTITION_COLUMNS", "Session", "connect", "query_tables", "raw_connection", "register_parquet_view"]

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from toolkit.journal.location import polars_storage_options
 from toolkit.journal.schema import COLUMN_NAMES, POLARS_SCHEMA
 from toolkit.journal.store import Journal
 
@@ -42,7 +43,12 @@ def scan_events(
     # files written before the schema grew lack the newer columns: Polars inserts nulls
     file_schema = {c: POLARS_SCHEMA[c] for c in COLUMN_NAMES if c in present and c not in HIVE_SCHEMA}
     lf = pl.scan_parquet(
-        files, hive_partitioning=True, hive_schema=HIVE_SCHEMA, schema=file_schema, missing_columns="insert"
+        files,
+        hive_partitioning=True,
+        hive_schema=HIVE_SCHEMA,
+        schema=file_schema,
+        missing_columns="insert",
+        storage_options=polars_storage_options() if journal.remote else None,
     ).select(
         [pl.col(c) if c in present else pl.lit(None, dtype=POLARS_SCHEMA[c]).alias(c) for c in COLUMN_NAMES]
     )

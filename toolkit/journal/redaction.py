@@ -211,7 +211,7 @@ def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> li
         dropped.append(f"{name}: {t.num_rows - t.filter(keep).num_rows} rows")
         if erase:
             erase_table_history(uri)
-    for p in sorted(journal.path.iterdir()):
+    for p in sorted(journal.path.iterdir()) if isinstance(journal.path, Path) else []:
         if p.is_dir() and p.name.startswith("projection_") and p.name not in SIDE_TABLES:
             shutil.rmtree(p)
             dropped.append(p.name)

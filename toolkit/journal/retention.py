@@ -225,6 +225,11 @@ def _remove(
 
 
 def default_archive(journal: Journal, purge_id: str) -> Path:
+    if not isinstance(journal.path, Path):
+        raise RetentionError(
+            f"{journal.path}: purge archives of an s3:// journal need a local path",
+            hint="pass --archive PATH",
+        )
     return journal.path / ARCHIVE_DIR / f"{purge_id}.parquet"
 
 

@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from toolkit.errors import ToolkitError
+from toolkit.journal.location import open_input
 from toolkit.journal.lock import write_lock
 from toolkit.journal.schema import TIMESTAMP
 from toolkit.journal.store import Journal
@@ -213,6 +214,7 @@ def write_projection(
         write_deltalake(
             uri,
             table,
+            storage_options=journal.storage_options,
             mode="overwrite" if overwrite else "append",
             schema_mode="overwrite" if overwrite else None,
             commit_properties=CommitProperties(custom_metadata=meta),
@@ -223,9 +225,9 @@ def write_projection(
 def projection_checkpoint(journal: Journal, name: str) -> Checkpoint | None:
     """The checkpoint of the last commit of ``projection_<name>`` (None: never built)."""
     uri = str(journal.path / projection_table(name))
-    if not DeltaTable.is_deltatable(uri):
+    if not DeltaTable.is_deltatable(uri, storage_options=journal.storage_options):
         return None
-    last = DeltaTable(uri).history(1)
+    last = DeltaTable(uri, storage_options=journal.storage_options).history(1)
     if not last or "toolkit.position" not in last[0]:
         return None
     entry = last[0]
@@ -235,20 +237,22 @@ def projection_checkpoint(journal: Journal, name: str) -> Checkpoint | None:
 def read_projection(journal: Journal, name: str) -> pa.Table | None:
     """The rows of ``projection_<name>`` (None when it was never built)."""
     uri = str(journal.path / projection_table(name))
-    if not DeltaTable.is_deltatable(uri):
+    if not DeltaTable.is_deltatable(uri, storage_options=journal.storage_options):
         return None
-    dt_ = DeltaTable(uri)
+    dt_ = DeltaTable(uri, storage_options=journal.storage_options)
     schema = pa.schema(dt_.schema().to_arrow())
     files = dt_.file_uris()
     if not files:
         return schema.empty_table()
-    return pa.concat_tables([pq.read_table(f).select(schema.names).cast(schema) for f in files])
+    return pa.concat_tables([pq.read_table(open_input(f)).select(schema.names).cast(schema) for f in files])
 
 
 def drop_projection(journal: Journal, name: str) -> bool:
     """Remove ``projection_<name>`` from disk (its checkpoint rows stay as history)."""
     path = journal.path / projection_table(name)
     if not path.exists():
+        return False
+    if not isinstance(path, Path):  # projections are built on local journals only
         return False
     with write_lock(journal.path, journal.config.lock_timeout_s):
         shutil.rmtree(path)
@@ -258,8 +262,8 @@ def drop_projection(journal: Journal, name: str) -> bool:
 def projection_tables(journal: Journal) -> dict[str, tuple[list[str], pa.Schema]]:
     """Every ``projection_*`` Delta table on disk as (files, schema)."""
     out: dict[str, tuple[list[str], pa.Schema]] = {}
-    root = Path(journal.path)
-    if not root.is_dir():
+    root = journal.path
+    if not isinstance(root, Path) or not root.is_dir():  # projections are built on local journals only
         return out
     for p in sorted(root.iterdir()):
         if not (p.is_dir() and p.name.startswith(PROJECTION_PREFIX) and p.name not in SIDE_TABLES):
@@ -284,6 +288,7 @@ def append_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, Any]]) 
         write_deltalake(
             uri,
             table,
+            storage_options=journal.storage_options,
             mode="append",
             commit_properties=CommitProperties(custom_metadata={"toolkit.operation": f"append {name}"}),
         )
@@ -293,20 +298,20 @@ def append_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, Any]]) 
 def table_files(journal: Journal, name: str) -> list[str]:
     """Active files of a side table (none when it does not exist yet)."""
     uri = _uri(journal, name)
-    if not DeltaTable.is_deltatable(uri):
+    if not DeltaTable.is_deltatable(uri, storage_options=journal.storage_options):
         return []
-    return list(DeltaTable(uri).file_uris())
+    return list(DeltaTable(uri, storage_options=journal.storage_options).file_uris())
 
 
 def read_table(journal: Journal, name: str) -> pa.Table:
     uri = _uri(journal, name)
-    if not DeltaTable.is_deltatable(uri):
+    if not DeltaTable.is_deltatable(uri, storage_options=journal.storage_options):
         return SIDE_TABLES[name].empty_table()
-    files = DeltaTable(uri).file_uris()
+    files = DeltaTable(uri, storage_options=journal.storage_options).file_uris()
     schema = SIDE_TABLES[name]
     if not files:
         return schema.empty_table()
-    return pa.concat_tables([pq.read_table(f).select(schema.names).cast(schema) for f in files])
+    return pa.concat_tables([pq.read_table(open_input(f)).select(schema.names).cast(schema) for f in files])
 
 
 def side_views(journal: Journal) -> dict[str, tuple[list[str], pa.Schema]]:

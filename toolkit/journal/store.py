@@ -53,6 +53,7 @@ from toolkit.errors import (
 )
 from toolkit.journal.assign import chain_starts, hash_chunks, number
 from toolkit.journal.config import CONFIG_FILE, JournalConfig, write_atomic
+from toolkit.journal.location import S3Location, check_bucket, delta_storage_options, is_remote, open_input
 from toolkit.journal.lock import write_lock
 from toolkit.journal.prepare import INPUT_SCHEMA, events_to_table, validate_table
 from toolkit.journal.schema import (
@@ -89,7 +90,8 @@ class _Footer:
 
     @classmethod
     def load(cls, path: str) -> _Footer:
-        pf = pq.ParquetFile(path, memory_map=True, pre_buffer=False)
+        remote = is_remote(path)
+        pf = pq.ParquetFile(open_input(path), memory_map=not remote, pre_buffer=remote)
         idx = pf.schema_arrow.get_field_index("stream_id")
         md = pf.metadata
         ranges = []
@@ -140,7 +142,7 @@ class Journal:
     >>> j.close()
     """
 
-    def __init__(self, path: Path, config: JournalConfig, *, temporary: bool = False) -> None:
+    def __init__(self, path: Path | S3Location, config: JournalConfig, *, temporary: bool = False) -> None:
         self.path = path
         self.config = config
         self._temporary = temporary
@@ -161,8 +163,20 @@ class Journal:
     def events_uri(self) -> str:
         return str(self.path / EVENTS_TABLE)
 
+    @property
+    def remote(self) -> bool:
+        """True for a journal in object storage (``s3://bucket/prefix``)."""
+        return isinstance(self.path, S3Location)
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """deltalake's storage options for a remote journal (None for a local one)."""
+        return delta_storage_options() if self.remote else None
+
     @classmethod
     def create(cls, path: str | Path, *, exist_ok: bool = False, config: JournalConfig | None = None) -> Journal:
+        if is_remote(path):
+            return cls._create_remote(S3Location.parse(str(path)), exist_ok=exist_ok, config=config)
         p = Path(path).expanduser().absolute()
         if (p / CONFIG_FILE).exists():
             if exist_ok:
@@ -188,7 +202,38 @@ class Journal:
         return cls(p, cfg)
 
     @classmethod
+    def _create_remote(cls, loc: S3Location, *, exist_ok: bool, config: JournalConfig | None) -> Journal:
+        check_bucket(loc)
+        if (loc / CONFIG_FILE).is_file():
+            if exist_ok:
+                return cls.open(str(loc))
+            raise JournalExistsError(f"{loc}: a journal already exists here", hint=f"open it with -j {loc}", path=str(loc))
+        if loc.any_children():
+            raise JournalExistsError(
+                f"{loc}: the prefix holds other objects", hint="choose a new prefix for the journal", path=str(loc)
+            )
+        cfg = config or JournalConfig()
+        DeltaTable.create(
+            str(loc / EVENTS_TABLE),
+            ARROW_SCHEMA,
+            partition_by=list(cfg.partition_by),
+            name="events",
+            description=f"agent-journal-toolkit canonical events, schema {SCHEMA_VERSION}",
+            configuration={"delta.dataSkippingStatsColumns": ",".join(STATS_COLUMNS)},
+            storage_options=delta_storage_options(),
+        )
+        (loc / CONFIG_FILE).write_text(cfg.to_toml())  # last: a journal exists once its config does
+        return cls(loc, cfg)
+
+    @classmethod
     def open(cls, path: str | Path) -> Journal:
+        if is_remote(path):
+            loc = S3Location.parse(str(path))
+            check_bucket(loc)
+            if not (loc / CONFIG_FILE).is_file():
+                raise JournalNotFoundError.at(str(loc))
+            text = (loc / CONFIG_FILE).read_text()
+            return cls(loc, JournalConfig.from_toml(text, origin=str(loc / CONFIG_FILE)))
         p = Path(path).expanduser().absolute()
         cfg_path = p / CONFIG_FILE
         if not cfg_path.is_file():
@@ -210,7 +255,7 @@ class Journal:
         self._footers.clear()
         self._rg_cache.clear()
         self._rg_cache_bytes = 0
-        if self._temporary:
+        if self._temporary and isinstance(self.path, Path):
             shutil.rmtree(self.path.parent, ignore_errors=True)
 
     def __enter__(self) -> Journal:
@@ -224,7 +269,7 @@ class Journal:
     def delta_table(self) -> DeltaTable:
         if self._dt is None:
             try:
-                self._dt = DeltaTable(self.events_uri)
+                self._dt = DeltaTable(self.events_uri, storage_options=self.storage_options)
             except (DeltaError, OSError) as e:
                 raise JournalNotFoundError(
                     f"{self.events_uri}: the events table cannot be opened: {e}",
@@ -323,7 +368,7 @@ class Journal:
         self.refresh()
         new = [f for p, f in self._files.items() if p not in self._heads_scanned]
         for f in new:
-            t = pq.read_table(f.path, columns=["stream_id", "version"])
+            t = pq.read_table(open_input(f.path), columns=["stream_id", "version"])
             agg = (
                 pl.from_arrow(t)  # type: ignore[union-attr]
                 .lazy()

@@ -1,0 +1,153 @@
+"""--engine dask: the same findings and rollups as one machine; all or nothing when workers die."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("distributed")
+
+from toolkit.analysis.distributed import dask_runner, rollup_dask
+from toolkit.analysis.regrade import regrade
+from toolkit.analysis.rollup import rollup
+from toolkit.cli.main import cli
+from toolkit.engines.dask_engine import ClusterSpec, stream_shards
+from toolkit.errors import DistributedError
+from toolkit.journal import Journal
+from toolkit.journal.side_tables import read_table
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "demo-journal"
+STABLE = ["finding_id", "kind", "rule", "rule_fingerprint", "params", "stream_id", "first_failing_version",
+          "position", "occurred_at", "event_id", "message", "evidence", "failing_events", "inputs_sha256"]
+
+FEW_EVENTS = """
+from toolkit.analysis.rules import python_rule
+
+@python_rule('few_events', 'At most n events.', params='n BIGINT = 30')
+def few_events(state, p):
+    return state.events <= p['n'] or f"{state.events} events"
+"""
+
+DIES = """
+import os
+from toolkit.analysis.rules import python_rule
+
+@python_rule('dies', 'Kills its worker process the first time (or every time) it runs.', params='n BIGINT = 30')
+def dies(state, p):
+    marker = os.environ['TOOLKIT_TEST_KILL_MARKER']
+    if os.environ.get('TOOLKIT_TEST_KILL_MODE') == 'always' or not os.path.exists(marker):
+        open(marker, 'w').close()
+        os._exit(1)
+    return state.events <= p['n'] or f"{state.events} events"
+"""
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    """One 2-worker LocalCluster for the parity tests, reached by address (the --scheduler path)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=50
+    ) as cluster:
+        yield str(cluster.scheduler_address)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Journal]:
+    shutil.copytree(FIXTURE, tmp_path / "j")
+    j = Journal.open(tmp_path / "j")
+    yield j
+    j.close()
+
+
+def test_shards_are_whole_streams_in_order() -> None:
+    ids = [f"s{i:03d}" for i in range(10)]
+    shards = stream_shards(list(reversed(ids)), 3)
+    assert [chunk for _, _, chunk in shards] == [ids[0:4], ids[4:8], ids[8:10]]
+    assert all(first == chunk[0] and last == chunk[-1] for first, last, chunk in shards)
+
+
+def test_regrade_on_dask_records_the_same_findings(demo: Journal, scheduler: str, tmp_path: Path) -> None:
+    rules_py = tmp_path / "rules.py"
+    rules_py.write_text(FEW_EVENTS, encoding="utf-8")  # a user rule: shipped to workers by value
+    names = ["all"]
+    local = regrade(demo, names, write=False)
+    done: list[tuple[int, int]] = []
+    spec = ClusterSpec(scheduler=scheduler)
+    dask = regrade(demo, names, runner=dask_runner(spec, progress=lambda d, t: done.append((d, t))))
+    assert dask.findings.num_rows > 0 and dask.written == dask.findings.num_rows
+    assert local.findings.select(STABLE).to_pylist() == dask.findings.select(STABLE).to_pylist()
+    assert done and done[-1][0] == done[-1][1] > 2  # progress per task, several shards
+    recorded = read_table(demo, "findings")
+    assert set(recorded.column("batch_id").to_pylist()) == {dask.batch_id}
+
+    user = ["few_events", "budget_state"]
+    one = regrade(demo, user, rule_files=[str(rules_py)], write=False, workers=1)
+    many = regrade(demo, user, rule_files=[str(rules_py)], write=False, runner=dask_runner(spec))
+    assert {r["rule"] for r in many.findings.to_pylist()} == {"few_events", "budget_state"}
+    assert one.findings.select(STABLE).to_pylist() == many.findings.select(STABLE).to_pylist()
+
+
+@pytest.mark.parametrize(("by", "cost"), [(["model", "day"], "recorded"), (["agent", "week"], "repriced"), (["stream"], "recorded")])
+def test_rollup_on_dask_equals_one_machine(demo: Journal, scheduler: str, by: list[str], cost: str) -> None:
+    local = rollup(demo, by, cost=cost)  # type: ignore[arg-type]
+    dask = rollup_dask(demo, by, cost=cost, spec=ClusterSpec(scheduler=scheduler))  # type: ignore[arg-type]
+    assert local.num_rows > 1
+    assert dask.schema == local.schema
+    assert dask.to_pylist() == local.to_pylist()
+
+
+def test_cli_engine_dask(demo: Journal, scheduler: str) -> None:
+    runner = CliRunner()
+    args = ["-j", str(demo.path), "--format", "csv"]
+    one = runner.invoke(cli, ["rollup", "--by", "model,day", *args])
+    two = runner.invoke(cli, ["rollup", "--by", "model,day", "--engine", "dask", "--scheduler", scheduler, *args])
+    assert one.exit_code == two.exit_code == 0, two.output
+    assert one.stdout == two.stdout
+    r = runner.invoke(cli, ["regrade", "budget", "--dry-run", "--engine", "dask", "--scheduler", scheduler, *args])
+    assert r.exit_code == 3, r.output
+    bad = runner.invoke(cli, ["rollup", "top-runs", "--engine", "dask", "--scheduler", scheduler, *args])
+    assert bad.exit_code == 2 and "usage rollup" in bad.output
+
+
+def test_a_worker_killed_mid_regrade_is_retried(demo: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rules_py = tmp_path / "dies.py"
+    rules_py.write_text(DIES, encoding="utf-8")
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv("TOOLKIT_TEST_KILL_MARKER", str(marker))
+    result = regrade(demo, ["dies"], rule_files=[str(rules_py)], runner=dask_runner(ClusterSpec()))
+    assert marker.exists()  # a worker did die
+    local = regrade(demo, ["dies"], rule_files=[str(rules_py)], write=False, workers=1)
+    assert local.findings.num_rows > 0
+    assert local.findings.select(STABLE).to_pylist() == result.findings.select(STABLE).to_pylist()
+    assert read_table(demo, "findings").num_rows == result.written
+
+
+def test_workers_dying_every_time_fail_the_run_with_nothing_recorded(
+    demo: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dask
+
+    rules_py = tmp_path / "dies.py"
+    rules_py.write_text(DIES, encoding="utf-8")
+    monkeypatch.setenv("TOOLKIT_TEST_KILL_MARKER", str(tmp_path / "m"))
+    monkeypatch.setenv("TOOLKIT_TEST_KILL_MODE", "always")
+    before = read_table(demo, "findings").num_rows
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with pytest.raises(DistributedError, match="nothing was recorded"):
+            regrade(demo, ["dies", "budget"], rule_files=[str(rules_py)], runner=dask_runner(ClusterSpec()))
+    assert read_table(demo, "findings").num_rows == before == 0
+    assert isinstance(read_table(demo, "findings"), pa.Table)
+
+
+def test_unreachable_scheduler_is_a_clear_error(demo: Journal) -> None:
+    from toolkit.engines.dask_engine import map_shards
+
+    with pytest.raises(DistributedError, match=r"tcp://127\.0\.0\.1:9"):
+        map_shards(abs, [(1,)], ClusterSpec(scheduler="tcp://127.0.0.1:9"))

@@ -1,0 +1,253 @@
+"""Journals at s3:// URLs against a local S3 server (moto on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from s3_server import make_bucket, moto_server, s3_env
+
+from toolkit.cli.main import cli
+from toolkit.engines.duckdb_engine import connect
+from toolkit.engines.polars_engine import scan_events
+from toolkit.errors import (
+    JournalNotFoundError,
+    QueryError,
+    StorageBucketNotFoundError,
+    StorageCredentialsError,
+    StorageUnreachableError,
+)
+from toolkit.journal import Journal
+from toolkit.journal.integrity import verify_journal
+from toolkit.journal.maintenance import compact
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket; the AWS_* variables point at the local server. Returns the bucket."""
+    for k, v in s3_env(endpoint).items():
+        monkeypatch.setenv(k, v)
+    return make_bucket(endpoint)
+
+
+def _events(n: int, prefix: str = "e") -> list[dict[str, object]]:
+    return [
+        {"event_id": f"{prefix}-{i}", "event_type": "user_message", "occurred_at": f"2026-11-0{1 + i % 3}T10:00:00Z", "data": {"i": i}}
+        for i in range(n)
+    ]
+
+
+def test_init_append_read_sql_verify_compact_on_s3(s3: str) -> None:
+    url = f"s3://{s3}/prod/journal"
+    j = Journal.create(url)
+    assert j.remote and j.events_uri == f"{url}/events"
+    j.append("run-1", _events(5, "a"), expected_version=0)
+    j.append("run-2", _events(4, "b"), expected_version=0)
+    j.append("run-1", _events(3, "c"), expected_version=5)
+
+    again = Journal.open(url)  # a second reader sees every commit
+    assert again.read_stream("run-1").column("version").to_pylist() == list(range(1, 9))
+    assert again.read_all(["position"]).column("position").to_pylist() == list(range(1, 13))
+    assert all(p.startswith(f"{url}/events/") for p in again.file_paths())
+
+    counts = dict(scan_events(again).group_by("stream_id").len().collect().rows())
+    assert counts == {"run-1": 8, "run-2": 4}
+    s = connect(again)
+    assert s.query("SELECT count(*) AS n, max(position) AS p FROM events").to_pylist() == [{"n": 12, "p": 12}]
+    with pytest.raises(QueryError):  # the sandbox: the journal's prefix only
+        s.user_query(f"SELECT * FROM read_parquet('s3://{s3}/elsewhere/x.parquet')")
+    s.close()
+
+    assert verify_journal(again).ok
+    before = len(again.files())
+    result = compact(again, full=True)
+    assert result.rows == 12 and result.files_after <= before
+    assert verify_journal(Journal.open(url)).ok
+    assert Journal.open(url).read_stream("run-1").column("event_id").to_pylist() == [
+        *(f"a-{i}" for i in range(5)),
+        *(f"c-{i}" for i in range(3)),
+    ]
+
+
+def test_cli_on_s3(s3: str, tmp_path: Path) -> None:
+    url = f"s3://{s3}/cli"
+    runner = CliRunner()
+    r = runner.invoke(cli, ["init", url])
+    assert r.exit_code == 0, r.output
+    src = tmp_path / "events.jsonl"
+    src.write_text(
+        "\n".join(json.dumps({"stream_id": f"s{i % 3}", **e}) for i, e in enumerate(_events(9))) + "\n",
+        encoding="utf-8",
+    )
+    r = runner.invoke(cli, ["import", "-j", url, str(src)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["sql", "-j", url, "SELECT stream_id, count(*) AS n FROM events GROUP BY 1 ORDER BY 1", "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip().splitlines() == ["stream_id,n", "s0,3", "s1,3", "s2,3"]
+    r = runner.invoke(cli, ["verify", "-j", url])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["compact", "-j", url])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["import", "-j", url, str(src)])  # a rerun adds nothing
+    assert r.exit_code == 0, r.output
+    assert len(Journal.open(url).read_all(["event_id"])) == 9
+
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+from toolkit.journal import Journal
+url, name, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+j = Journal.open(url)
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.01)
+for i in range(n):
+    j.append_batch([
+        {"stream_id": "shared", "event_id": f"{name}-{i}", "event_type": "tick", "data": {"w": name}},
+        {"stream_id": f"own-{name}", "event_id": f"{name}-own-{i}", "event_type": "tick", "data": {}},
+    ])
+print("done", flush=True)
+"""
+
+
+def test_concurrent_writers_on_s3_keep_numbering_sound(s3: str, tmp_path: Path) -> None:
+    url = f"s3://{s3}/concurrent"
+    Journal.create(url)
+    go, n = tmp_path / "go", 6
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, url, name, str(n), str(go)],
+            cwd=REPO,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("w1", "w2", "w3")
+    ]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready", p.stderr.read() if p.stderr else ""
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    rows = Journal.open(url).read_all(["stream_id", "version", "position", "event_id"]).to_pylist()
+    assert len(rows) == 3 * n * 2
+    assert sorted(r["position"] for r in rows) == list(range(1, 3 * n * 2 + 1))
+    shared = sorted(r["version"] for r in rows if r["stream_id"] == "shared")
+    assert shared == list(range(1, 3 * n + 1))  # no version taken twice: the lock serialised the commits
+    assert verify_journal(Journal.open(url)).ok
+    assert not (Journal.open(url).path / ".write.lock").exists()  # released
+
+
+def test_a_held_lock_makes_the_next_writer_wait_then_time_out(s3: str) -> None:
+    from toolkit.errors import LockTimeoutError
+    from toolkit.journal.location import S3Location
+    from toolkit.journal.lock import remote_write_lock
+
+    root = S3Location.parse(f"s3://{s3}/held")
+    with remote_write_lock(root, 1, lease_s=0.5):  # renewed by its heartbeat while held
+        time.sleep(1.0)  # longer than the lease: the heartbeat keeps it alive
+        t0 = time.monotonic()
+        with pytest.raises(LockTimeoutError, match="held by"):
+            with remote_write_lock(root, 0.3):
+                pass
+        assert time.monotonic() - t0 < 5
+    with remote_write_lock(root, 1):  # released: free again at once
+        pass
+
+
+def test_the_lock_of_a_dead_writer_is_taken_over_after_its_lease(s3: str) -> None:
+    from toolkit.journal.location import S3Location, filesystem
+    from toolkit.journal.lock import LOCK_FILE, remote_write_lock
+
+    url = f"s3://{s3}/dead"
+    Journal.create(url)
+    dead = {"owner": "dead", "host": "gone", "pid": 1, "acquired_at": "2026-01-01T00:00:00+00:00", "expires": time.time() - 1}
+    filesystem().pipe_file((S3Location.parse(url) / LOCK_FILE).fs_path, json.dumps(dead).encode())
+    t0 = time.monotonic()
+    Journal.open(url).append("r", _events(2), expected_version=0)  # takes the expired lock over
+    assert time.monotonic() - t0 < 10
+    assert not (S3Location.parse(url) / LOCK_FILE).exists()
+    with remote_write_lock(S3Location.parse(url), 1):
+        pass
+
+
+def test_rollup_and_regrade_on_dask_over_an_s3_journal(s3: str) -> None:
+    pytest.importorskip("distributed")
+    from toolkit.analysis.distributed import dask_runner, rollup_dask
+    from toolkit.analysis.regrade import regrade
+    from toolkit.analysis.rollup import rollup
+    from toolkit.engines.dask_engine import ClusterSpec
+    from toolkit.ingest.demo import write_demo
+
+    url = f"s3://{s3}/fleet"
+    j = Journal.create(url)
+    write_demo(j, 12, seed=4)
+    spec = ClusterSpec()  # workers inherit the AWS_* variables
+    assert rollup_dask(j, ["model", "day"], spec=spec).to_pylist() == rollup(j, ["model", "day"]).to_pylist()
+    one = regrade(j, ["budget", "budget_state", "latency"], write=False)
+    many = regrade(j, ["budget", "budget_state", "latency"], runner=dask_runner(spec))
+    cols = ["finding_id", "rule", "stream_id", "first_failing_version", "message"]
+    assert one.findings.select(cols).to_pylist() == many.findings.select(cols).to_pylist()
+    assert many.written == many.findings.num_rows  # recorded in the journal's findings table on S3
+    from toolkit.journal.side_tables import read_table
+
+    assert read_table(Journal.open(url), "findings").num_rows == many.written
+
+
+def test_missing_bucket_names_the_url(s3: str) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(StorageBucketNotFoundError, match="s3://no-such-bucket-x/j"):
+        Journal.open("s3://no-such-bucket-x/j")
+    assert time.monotonic() - t0 < 10
+
+
+def test_missing_journal_in_existing_bucket(s3: str) -> None:
+    with pytest.raises(JournalNotFoundError, match=f"s3://{s3}/nothing"):
+        Journal.open(f"s3://{s3}/nothing")
+
+
+def test_unreachable_endpoint_fails_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from s3_server import free_port
+
+    for k, v in s3_env(f"http://127.0.0.1:{free_port()}").items():  # nothing listens there
+        monkeypatch.setenv(k, v)
+    t0 = time.monotonic()
+    with pytest.raises(StorageUnreachableError, match="s3://bucket/j") as e:
+        Journal.open("s3://bucket/j")
+    assert time.monotonic() - t0 < 15
+    assert "AWS_ENDPOINT_URL" in str(e.value)
+
+
+def test_bad_credentials_are_refused_with_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto checks signatures against its IAM users once the first N requests are spent
+    with moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "1"}) as ep:
+        import boto3
+
+        boto3.client(
+            "s3", endpoint_url=ep, aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1"
+        ).create_bucket(Bucket="locked")
+        for k, v in s3_env(ep).items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+        t0 = time.monotonic()
+        with pytest.raises(StorageCredentialsError, match="s3://locked/j"):
+            Journal.open("s3://locked/j")
+        assert time.monotonic() - t0 < 15

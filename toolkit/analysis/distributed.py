@@ -1,0 +1,194 @@
+"""Re-grade and rollups on a Dask cluster, identical to the single-machine results.
+
+The selected streams are cut into shards of whole streams (``dask_engine.stream_shards``); each
+shard is judged on a worker by exactly the single-machine code (``polars_failures`` and
+``python_failures`` over the shard's ids); SQL rules, which may look across streams, run as one
+task over the whole journal (``sql_failures``). The driver merges the failure rows and records
+them as one findings batch — only once every task has succeeded.
+
+Rollups split ``queries/rollups/usage.sql`` where its per-run rows are complete: workers compute
+``per_run`` and ``outcomes`` for their streams (a run is a stream, so never split), the driver runs
+the query's final aggregation (sums, cost-per-run percentiles) over their union.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from toolkit.analysis.pricing import CostBasis, PriceTable, cost_session, load_prices
+from toolkit.analysis.rollup import _DIMENSION_COLUMNS, DIMENSIONS, METRICS, Prices, Time, _time, parse_dimensions
+from toolkit.analysis.rules import Rule
+from toolkit.analysis.verdicts import FAILURE_SCHEMA, Selection, polars_failures, sql_failures
+from toolkit.engines import duckdb_engine
+from toolkit.engines.dask_engine import ClusterSpec, map_shards, shard_count, ship, stream_shards, unship
+from toolkit.engines.queries import get_query
+from toolkit.errors import QueryError, RuleDefinitionError, ToolkitError
+from toolkit.journal.store import Journal
+
+Outcome = tuple[pa.Table | None, str | None]  # (failures, error text) of one rule
+_FINAL_SELECT = "\nSELECT\n    p.model,"  # where usage.sql's final aggregation begins
+
+
+def _shards(journal: Journal, ids: Sequence[str] | None, spec: ClusterSpec) -> list[tuple[str, str, list[str]]]:
+    every = sorted(journal.heads()) if ids is None else sorted(ids)
+    return stream_shards(every, shard_count(len(every), spec.workers))
+
+
+# ---------------------------------------------------------------------- re-grade
+
+
+def grade_shard(
+    journal_uri: str,
+    rule_blobs: list[bytes],
+    bounds: list[dict[str, Any]],
+    selection: Selection,
+    ids: list[str] | None,
+) -> list[Outcome]:
+    """On a worker: rules over one shard of streams (``ids``), or SQL rules over the journal (None)."""
+    from toolkit.analysis.state_rules import python_failures
+
+    journal = Journal.open(journal_uri)
+    rules: list[Rule] = [unship(b) for b in rule_blobs]
+    out: list[Outcome] = []
+    session = None
+    try:
+        for rule, bound in zip(rules, bounds, strict=True):
+            try:
+                if rule.kind == "sql":
+                    session = session or duckdb_engine.connect(journal)
+                    out.append((sql_failures(session, rule, bound, selection), None))
+                elif rule.kind == "polars":
+                    out.append((polars_failures(journal, rule, bound, ids), None))
+                else:
+                    out.append((python_failures(journal, rule, bound, ids, workers=1), None))
+            except RuleDefinitionError:
+                raise
+            except Exception as e:  # a rule that raises is a finding (as on one machine)
+                out.append((None, f"{type(e).__name__}: {e}"))
+    finally:
+        if session is not None:
+            session.close()
+    return out
+
+
+def dask_runner(
+    spec: ClusterSpec, progress: Callable[[int, int], None] | None = None
+) -> Callable[[Journal, list[Rule], dict[str, dict[str, Any]], Selection, list[str] | None], list[Outcome]]:
+    """A ``runner`` for ``regrade.regrade``: computes every rule's failures on the cluster.
+
+    Polars and Python rules run per shard of whole streams. SQL rules run as one task over the
+    whole journal: they may look across streams (``journal_integrity`` checks event ids and
+    causes journal-wide), and DuckDB parallelises inside the task.
+    """
+
+    def run(
+        journal: Journal, rules: list[Rule], bound: dict[str, dict[str, Any]], selection: Selection, ids: list[str] | None
+    ) -> list[Outcome]:
+        sql = [i for i, r in enumerate(rules) if r.kind == "sql"]
+        sharded = [i for i, r in enumerate(rules) if r.kind != "sql"]
+        uri = str(journal.path)
+        tasks: list[tuple[Any, ...]] = []
+        groups: list[list[int]] = []
+        if sql:
+            tasks.append((uri, [ship(rules[i]) for i in sql], [bound[rules[i].name] for i in sql], selection, None))
+            groups.append(sql)
+        if sharded:
+            blobs = [ship(rules[i]) for i in sharded]
+            bounds = [bound[rules[i].name] for i in sharded]
+            for _, _, chunk in _shards(journal, ids, spec):
+                tasks.append((uri, blobs, bounds, selection, chunk))
+                groups.append(sharded)
+        parts = map_shards(grade_shard, tasks, spec, progress=progress, label="regrade")
+        per_rule: list[list[Outcome]] = [[] for _ in rules]
+        for group, part in zip(groups, parts, strict=True):
+            for i, outcome in zip(group, part, strict=True):
+                per_rule[i].append(outcome)
+        merged: list[Outcome] = []
+        for outcomes in per_rule:
+            errors = [e for _, e in outcomes if e is not None]
+            tables = [t for t, _ in outcomes if t is not None]
+            if errors:
+                merged.append((None, errors[0]))
+            elif not tables:  # no stream selected: nothing fails
+                merged.append((FAILURE_SCHEMA.empty_table(), None))
+            else:
+                merged.append((pa.concat_tables(tables, promote_options="permissive"), None))
+        return merged
+
+    return run
+
+
+# ---------------------------------------------------------------------- rollups
+
+
+def _usage_parts() -> tuple[str, str]:
+    sql = get_query(METRICS["usage"]).sql
+    cut = sql.find(_FINAL_SELECT)
+    if cut < 0:
+        raise QueryError("rollups/usage.sql no longer has the final aggregation the dask engine splits at")
+    return sql[:cut], sql[cut:]
+
+
+def rollup_shard(
+    journal_uri: str,
+    params: dict[str, Any],
+    cost: CostBasis,
+    prices: PriceTable,
+    as_of: Time,
+    first: str,
+    last: str,
+) -> tuple[pa.Table, pa.Table]:
+    """On a worker: the per-run rows and run outcomes of one shard of streams."""
+    ctes, _ = _usage_parts()
+    journal = Journal.open(journal_uri)
+    session = cost_session(journal, prices=prices, as_of=as_of, cost=cost, stream_range=(first, last))
+    try:
+        per_run = session.query(ctes + "SELECT * FROM per_run", params)  # noqa: S608 - the catalog query, cut
+        outcomes = session.query(ctes + "SELECT * FROM outcomes", params)  # noqa: S608 - the catalog query, cut
+    finally:
+        session.close()
+    return per_run, outcomes
+
+
+def rollup_dask(
+    journal: Journal,
+    by: str | Sequence[str] = ("model",),
+    *,
+    since: Time = None,
+    until: Time = None,
+    cost: CostBasis = "recorded",
+    prices: Prices = None,
+    as_of: Time = None,
+    spec: ClusterSpec | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> pa.Table:
+    """``rollup.rollup`` computed on a Dask cluster (same rows, same types)."""
+    from toolkit.analysis.rollup import rollup
+
+    spec = spec or ClusterSpec()
+    dims = parse_dimensions(by)
+    shards = _shards(journal, None, spec)
+    if not shards:
+        return rollup(journal, dims, since=since, until=until, cost=cost, prices=prices, as_of=as_of)
+    table_prices = prices if isinstance(prices, PriceTable) else load_prices(prices)
+    q = get_query(METRICS["usage"])
+    params = q.bind({"by": dims, "since": _time(since), "until": _time(until)})
+    tasks = [(str(journal.path), params, cost, table_prices, as_of, first, last) for first, last, _ in shards]
+    parts = map_shards(rollup_shard, tasks, spec, progress=progress, label="rollup")
+    _, final = _usage_parts()
+    merged = duckdb_engine.query_tables(
+        {
+            "shard_per_run": pa.concat_tables([p[0] for p in parts]),
+            "shard_outcomes": pa.concat_tables([p[1] for p in parts]),
+        },
+        "WITH per_run AS (SELECT * FROM shard_per_run), outcomes AS (SELECT * FROM shard_outcomes)" + final,  # noqa: S608
+        {"by": params["by"]},
+    )
+    keep = [DIMENSIONS[d] for d in dims] + [c for c in merged.column_names if c not in _DIMENSION_COLUMNS]
+    return merged.select(keep)
+
+
+__all__ = ["ClusterSpec", "ToolkitError", "dask_runner", "grade_shard", "rollup_dask", "rollup_shard"]

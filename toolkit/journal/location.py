@@ -1,0 +1,231 @@
+"""Where a journal lives: a local directory or an ``s3://bucket/prefix`` URL.
+
+A remote journal's root is an ``S3Location``: it quacks like the few ``pathlib.Path``
+operations the journal modules use (``/``, ``str``, ``exists``, ``is_file``, ``read_text``,
+``resolve``) so the store keeps one code path. The Delta table itself is reached by deltalake
+natively; small files (``journal.toml``, the lock object) and Parquet footers go through s3fs.
+
+Credentials, region and endpoint come from the standard environment variables
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` or
+``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL`` for S3-compatible stores). Every client gets short
+connect/read timeouts and few retries, and ``check_bucket`` asks the endpoint once before anything
+else, so a wrong endpoint, wrong keys or a missing bucket fail in seconds with the URL named.
+
+>>> loc = S3Location.parse("s3://bucket/journals/prod/")
+>>> (str(loc), str(loc / "events" / "_delta_log"), loc.bucket, loc.key)
+('s3://bucket/journals/prod', 's3://bucket/journals/prod/events/_delta_log', 'bucket', 'journals/prod')
+>>> is_remote("s3://b/p"), is_remote("/tmp/j")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from toolkit.errors import (
+    InvalidPathError,
+    StorageBucketNotFoundError,
+    StorageCredentialsError,
+    StorageError,
+    StorageUnreachableError,
+)
+
+SCHEME = "s3://"
+CONNECT_TIMEOUT_S = 3
+READ_TIMEOUT_S = 20
+
+
+def is_remote(path: object) -> bool:
+    return isinstance(path, S3Location) or (isinstance(path, str) and path.startswith(SCHEME))
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """An object-store prefix addressed like a directory."""
+
+    bucket: str
+    key: str  # without leading or trailing slash; "" for the bucket root
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        if not url.startswith(SCHEME):
+            raise InvalidPathError(f"{url}: not an s3:// URL", hint="write s3://bucket/prefix")
+        bucket, _, key = url[len(SCHEME) :].partition("/")
+        if not bucket or any(c in bucket for c in " \\?#*"):
+            raise InvalidPathError(f"{url}: no valid bucket name", hint="write s3://bucket/prefix", path=url)
+        return cls(bucket, key.strip("/"))
+
+    def __str__(self) -> str:
+        return f"{SCHEME}{self.bucket}/{self.key}" if self.key else f"{SCHEME}{self.bucket}"
+
+    def __truediv__(self, name: str) -> S3Location:
+        return S3Location(self.bucket, f"{self.key}/{name}".strip("/") if self.key else name)
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> S3Location:
+        return S3Location(self.bucket, self.key.rsplit("/", 1)[0] if "/" in self.key else "")
+
+    @property
+    def fs_path(self) -> str:
+        """``bucket/key`` as s3fs names it."""
+        return f"{self.bucket}/{self.key}" if self.key else self.bucket
+
+    def resolve(self) -> S3Location:
+        return self
+
+    def expanduser(self) -> S3Location:
+        return self
+
+    def absolute(self) -> S3Location:
+        return self
+
+    def exists(self) -> bool:
+        return bool(filesystem().exists(self.fs_path))
+
+    def is_file(self) -> bool:
+        return bool(filesystem().isfile(self.fs_path))
+
+    def is_dir(self) -> bool:
+        return bool(filesystem().isdir(self.fs_path))
+
+    def any_children(self) -> bool:
+        return bool(filesystem().ls(self.fs_path, detail=False, refresh=True)) if self.is_dir() else False
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return bytes(filesystem().cat_file(self.fs_path)).decode(encoding)
+
+    def write_text(self, text: str, encoding: str = "utf-8") -> None:
+        """One PUT: S3 objects appear whole or not at all."""
+        filesystem().pipe_file(self.fs_path, text.encode(encoding))
+
+
+def s3_settings() -> dict[str, str]:
+    """The S3 settings of the environment (absent ones left to the client's defaults)."""
+    env = os.environ
+    out = {
+        "endpoint_url": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL", ""),
+        "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION", ""),
+        "key": env.get("AWS_ACCESS_KEY_ID", ""),
+        "secret": env.get("AWS_SECRET_ACCESS_KEY", ""),
+        "token": env.get("AWS_SESSION_TOKEN", ""),
+    }
+    return {k: v for k, v in out.items() if v}
+
+
+def delta_storage_options() -> dict[str, str]:
+    """deltalake (object_store) options: the environment's settings, short timeouts, few retries.
+
+    ``AWS_S3_ALLOW_UNSAFE_RENAME``: Delta's commit on S3 needs a put-if-absent or an external
+    lock; the toolkit serialises every writer of a journal with its own lock object
+    (``toolkit.journal.lock``), which is what makes the plain-PUT commit safe here.
+    """
+    s = s3_settings()
+    opts = {
+        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+        "timeout": f"{READ_TIMEOUT_S}s",
+        "connect_timeout": f"{CONNECT_TIMEOUT_S}s",
+        "max_retries": "2",
+        "retry_timeout": "10s",
+    }
+    if "endpoint_url" in s:
+        opts["AWS_ENDPOINT_URL"] = s["endpoint_url"]
+        if s["endpoint_url"].startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"
+    for name, opt in (("region", "AWS_REGION"), ("key", "AWS_ACCESS_KEY_ID"), ("secret", "AWS_SECRET_ACCESS_KEY")):
+        if name in s:
+            opts[opt] = s[name]
+    if "token" in s:
+        opts["AWS_SESSION_TOKEN"] = s["token"]
+    return opts
+
+
+def polars_storage_options() -> dict[str, str]:
+    """Polars' object-store options (lower-case keys of the same settings)."""
+    return {k.lower(): v for k, v in delta_storage_options().items() if k.startswith("AWS_") and "RENAME" not in k}
+
+
+@functools.cache
+def _filesystem(settings: tuple[tuple[str, str], ...]) -> Any:
+    try:
+        import s3fs  # type: ignore[import-untyped]
+    except ImportError as e:  # the optional extra
+        raise StorageError(
+            "s3:// journals need the s3fs package", hint="pip install 'agent-journal-toolkit[s3]'"
+        ) from e
+    s = dict(settings)
+    client_kwargs = {"region_name": s["region"]} if "region" in s else {}
+    return s3fs.S3FileSystem(
+        key=s.get("key"),
+        secret=s.get("secret"),
+        token=s.get("token"),
+        endpoint_url=s.get("endpoint_url"),
+        client_kwargs=client_kwargs,
+        config_kwargs={
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "read_timeout": READ_TIMEOUT_S,
+            "retries": {"max_attempts": 2, "mode": "standard"},
+        },
+        use_listings_cache=False,
+        skip_instance_cache=True,
+    )
+
+
+def filesystem() -> Any:
+    """The s3fs filesystem for the current environment's settings (one per distinct settings)."""
+    return _filesystem(tuple(sorted(s3_settings().items())))
+
+
+def check_bucket(loc: S3Location) -> None:
+    """Ask the endpoint for the bucket once; translate failures into errors naming the URL."""
+    url = str(loc)
+    endpoint = s3_settings().get("endpoint_url", "the default AWS endpoint")
+    fs = filesystem()
+    try:
+        fs.call_s3("head_bucket", Bucket=loc.bucket)
+    except FileNotFoundError as e:
+        raise StorageBucketNotFoundError(
+            f"{url}: bucket {loc.bucket!r} does not exist at {endpoint}",
+            hint="create the bucket first, or check the URL and AWS_ENDPOINT_URL",
+            url=url,
+        ) from e
+    except PermissionError as e:
+        raise StorageCredentialsError(
+            f"{url}: {endpoint} refused the credentials: {e}",
+            hint="check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)",
+            url=url,
+        ) from e
+    except Exception as e:
+        text = f"{type(e).__name__}: {e}"
+        if any(w in text for w in ("Could not connect", "ConnectTimeout", "EndpointConnection", "Connect timeout", "ConnectionError", "Cannot connect")):
+            raise StorageUnreachableError(
+                f"{url}: the storage endpoint {endpoint} does not answer ({text[:160]})",
+                hint="check AWS_ENDPOINT_URL and the network; the toolkit gives up after a few seconds",
+                url=url,
+            ) from e
+        if "403" in text or "Forbidden" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+            raise StorageCredentialsError(
+                f"{url}: {endpoint} refused the credentials ({text[:160]})",
+                hint="check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)",
+                url=url,
+            ) from e
+        if "404" in text or "NoSuchBucket" in text or "Not Found" in text:
+            raise StorageBucketNotFoundError(
+                f"{url}: bucket {loc.bucket!r} does not exist at {endpoint}",
+                hint="create the bucket first, or check the URL and AWS_ENDPOINT_URL",
+                url=url,
+            ) from e
+        raise StorageError(f"{url}: cannot reach the journal's storage: {text[:200]}", url=url) from e
+
+
+def open_input(path: str) -> Any:
+    """A readable file for a data file path or ``s3://`` URL (pyarrow accepts both)."""
+    if path.startswith(SCHEME):
+        return filesystem().open(path[len(SCHEME) :], "rb", block_size=4 << 20, cache_type="readahead")
+    return path

@@ -182,8 +182,8 @@ def main() -> None:
         f"{n:,} lines, {size_mb:,.0f} MB, best of {args.runs}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     t_duck = best(args.runs, read_duckdb)
-    t_batches = best(args.runs, read_batches)
     print(f"duckdb read_json (baseline):        {t_duck:7.2f} s  {n / t_duck:>11,.0f} events/s{cpu_note(n)}")
+    t_batches = best(args.runs, read_batches)
     print(
         f"AgentStoreImporter.batches:         {t_batches:7.2f} s  {n / t_batches:>11,.0f} events/s"
         f"  ({t_duck / t_batches:.2f}x DuckDB)  (target >= 300,000 events/s){cpu_note(n)}"

@@ -18,6 +18,10 @@ Mapping (the whole story, with every pitfall's outcome, is in ``docs/importers/a
 An event's content depends on its line alone, so a ``.replay.json`` of a session and the session's
 ``events/<id>.jsonl`` give the same events, and a file that has grown imports only its new lines.
 
+Events files are read in blocks by ``toolkit.ingest.agentstore_bulk`` (Polars, no per-line Python)
+for the lines it can prove give the same event; every other line goes through ``_parse_line``, the
+line-by-line reader, which is the reference and words every rejection.
+
 >>> AgentStoreImporter().sniff("notes.txt")
 False
 """

@@ -260,14 +260,14 @@ def bulk_lines(
         text = block.decode("utf-8")
     except UnicodeDecodeError:
         return None, everything
-    texts = text.split("\n")
+    texts = pl.Series("line", [text], dtype=pl.String).str.split("\n").explode()  # (split without the GIL)
     if block.endswith(b"\n"):
-        texts.pop()
+        texts = texts.head(-1)
     if len(texts) != count:
         return None, everything
     line = pl.col("line")
     at = {name: line.str.find(sep, literal=True) for name, sep in _SEPARATORS.items()}
-    frame = pl.DataFrame({"line": pl.Series(texts, dtype=pl.String)}).with_row_index("_i")
+    frame = texts.to_frame().with_row_index("_i")
     frame = frame.with_columns(**{f"_{n}": e for n, e in at.items()}, _len=line.str.len_bytes())
     seq_at, type_at, payload_at, ts_at, meta_at = (pl.col(f"_{n}") for n in _SEPARATORS)
 

@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 from pydantic_core import from_json
 
 from toolkit.errors import EventValidationError
-from toolkit.ingest.agentstore_bulk import bulk_lines
+from toolkit.ingest.agentstore_bulk import bulk_lines, lines_at
 from toolkit.ingest.base import (
     IMPORT_NAMESPACE,
     Importer,
@@ -570,16 +570,13 @@ def _parse_blocks(rows: _Rows, blocks: Iterator[bytes]) -> Iterator[tuple[int, l
             chunk, slow = future.result()
             rejected = len(rows.rejections)
             read = 0 if chunk is None else chunk.num_rows
-            if slow:
-                lines = _split_lines(block)
+            if chunk is not None and chunk.num_rows:
+                rows.chunks.append(chunk)
+            if slow:  # (``finish`` puts these rows back in line order)
+                lines = dict(zip(slow, lines_at(block, slow), strict=True))
                 for i in slow:
                     read += _parse_line(rows, lines[i], first + i)
                 rows.flush("line", lambda n, lines=lines, first=first: lines[n - first])  # type: ignore[misc]
-                if chunk is not None and chunk.num_rows and rows.chunks:  # keep the file's line order
-                    chunk = pa.concat_tables([chunk, rows.chunks.pop()])
-                    chunk = chunk.take(pc.sort_indices(chunk.column("_where")))
-            if chunk is not None and chunk.num_rows:
-                rows.chunks.append(chunk)
             return read, _in_file_order(rows.rejections[rejected:])
 
         for first, block in numbered():

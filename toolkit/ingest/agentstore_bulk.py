@@ -408,3 +408,17 @@ def bulk_lines(
     )
     taken = set(parts.get_column("_i").to_list())
     return chunk, [i for i in everything if i not in taken]
+
+
+def lines_at(block: bytes, indices: list[int]) -> list[bytes]:
+    """The lines of ``block`` at ``indices`` (sorted), each with its newline but a cut-off last one."""
+    wanted = set(indices)
+    out: list[bytes] = []
+    start = 0
+    for i in range(indices[-1] + 1 if indices else 0):
+        end = block.find(b"\n", start)
+        stop = len(block) if end < 0 else end + 1
+        if i in wanted:
+            out.append(block[start:stop])
+        start = stop
+    return out

@@ -18,6 +18,10 @@ Mapping (the whole story, with every pitfall's outcome, is in ``docs/importers/a
 An event's content depends on its line alone, so a ``.replay.json`` of a session and the session's
 ``events/<id>.jsonl`` give the same events, and a file that has grown imports only its new lines.
 
+Events files are read in blocks by ``toolkit.ingest.agentstore_bulk`` (Polars, no per-line Python)
+for the lines it can prove give the same event; every other line goes through ``_parse_line``, the
+line-by-line reader, which is the reference and words every rejection.
+
 >>> AgentStoreImporter().sniff("notes.txt")
 False
 """
@@ -30,13 +34,14 @@ import json
 import math
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import islice
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import polars as pl
 import pyarrow as pa
@@ -44,6 +49,7 @@ import pyarrow.compute as pc
 from pydantic_core import from_json
 
 from toolkit.errors import EventValidationError
+from toolkit.ingest.agentstore_bulk import bulk_lines, lines_at
 from toolkit.ingest.base import (
     IMPORT_NAMESPACE,
     Importer,
@@ -61,7 +67,8 @@ FORMAT: Final = "agentstore"
 STREAM_TYPE: Final = "agent_session"
 SESSION_TOPIC: Final = "agentstore:session"
 SNAPSHOT_TOPIC: Final = "agentstore:snapshot"
-BATCH_LINES: Final = 100_000  # lines parsed between two progress reports
+BATCH_LINES: Final = 100_000  # replay records parsed between two progress reports
+BLOCK_BYTES: Final = 24 << 20  # events-file bytes parsed between two progress reports
 FIELDS: Final = ("session_id", "sequence_number", "type", "payload", "timestamp", "metadata")
 # metadata keys that become columns; every other key stays in the event's metadata
 COLUMN_KEYS: Final = frozenset({"tokens_in", "tokens_out", "model", "tool_name", "duration_ms", "cost_usd"})
@@ -356,13 +363,19 @@ class _Rows:
         self.chunks = []
         keys = pl.from_arrow(table.select(["stream_id", "_seq", "_where"]))
         assert isinstance(keys, pl.DataFrame)
-        keys = keys.with_row_index("_i")
-        order = keys.sort(["stream_id", "_seq", "_where"]).get_column("_i")
-        if not order.equals(keys.get_column("_i")):  # a file is normally in sequence order already
-            table = table.take(order.to_arrow())
-        repeated = pl.from_arrow(table.select(["stream_id", "_seq"]))
-        assert isinstance(repeated, pl.DataFrame)
-        dup_rows = repeated.filter(pl.struct("stream_id", "_seq").is_duplicated())
+        sid, seq, where = pl.col("stream_id"), pl.col("_seq"), pl.col("_where")
+        same = (sid == sid.shift(1)) & (seq == seq.shift(1))
+        after = (
+            (sid > sid.shift(1)) | ((sid == sid.shift(1)) & (seq > seq.shift(1))) | (same & (where > where.shift(1)))
+        )
+        if not keys.select(after.fill_null(True).all()).item():  # a file is normally in sequence order already
+            keys = keys.with_row_index("_i").sort(["stream_id", "_seq", "_where"])
+            schema = table.schema
+            whole = pl.from_arrow(table)
+            assert isinstance(whole, pl.DataFrame)
+            # (Polars gathers strings faster than Arrow's take)
+            table = whole[keys.get_column("_i")].to_arrow().cast(schema)
+        dup_rows = keys.filter(same.fill_null(False) | same.shift(-1).fill_null(False))
         if dup_rows.height:
             _note_repeats(dup_rows, notes, self.file)
         source = pc.binary_join_element_wise(
@@ -453,9 +466,12 @@ def _cost(v: Any) -> Decimal:
     return d.quantize(_NANO)
 
 
-def _times(texts: Sequence[str]) -> tuple[pa.Array, dict[int, str]]:
+def _times(texts: Sequence[str] | pa.Array) -> tuple[pa.Array, dict[int, str]]:
     """RFC 3339 texts (0–9 fraction digits, Z or an offset) → µs UTC, cut (not rounded); bad → reasons."""
-    arr = pa.array(texts, pa.string())
+    if isinstance(texts, pa.Array):
+        arr = texts.cast(pa.string())
+    else:
+        arr = pa.array(texts, pa.string())
     try:
         if not pc.all(pc.match_substring_regex(arr, _ZONE_RE)).as_py():
             raise pa.ArrowInvalid("a time without a zone")
@@ -467,7 +483,7 @@ def _times(texts: Sequence[str]) -> tuple[pa.Array, dict[int, str]]:
         pass
     values: list[dt.datetime | None] = []
     bad: dict[int, str] = {}
-    for i, text in enumerate(texts):  # slow path: out of the ns range, before 1970, or bad
+    for i, text in enumerate(arr.to_pylist()):  # slow path: out of the ns range, before 1970, or bad
         try:
             values.append(parse_time(text, "timestamp", i))
         except EventValidationError as e:
@@ -485,45 +501,104 @@ class _SessionStats:
     max_seq: int = 0
 
 
+def _parse_line(rows: _Rows, raw: bytes, lineno: int) -> int:
+    """One line (the reference reader): 1 if it is a record (taken or rejected), 0 if blank."""
+    if not raw.strip():
+        return 0
+    try:
+        obj = from_json(raw, allow_inf_nan=False)
+    except ValueError as e:
+        rows.reject(f"line {lineno}", _cut_off_reason(raw, e), raw)
+        return 1
+    try:
+        rows.add(obj, lineno)
+    except _Rejected as e:
+        rows.reject(f"line {lineno}", str(e), raw)
+    return 1
+
+
 def _parse_lines(rows: _Rows, lines: Sequence[bytes], lineno: int) -> tuple[int, int]:
     """Lines numbered from ``lineno + 1`` into ``rows``; returns (records read, last line number)."""
     read = 0
     for raw in lines:
         lineno += 1
-        if not raw.strip():
-            continue
-        read += 1
-        try:
-            obj = from_json(raw, allow_inf_nan=False)
-        except ValueError as e:
-            rows.reject(f"line {lineno}", _cut_off_reason(raw, e), raw)
-            continue
-        try:
-            rows.add(obj, lineno)
-        except _Rejected as e:
-            rows.reject(f"line {lineno}", str(e), raw)
+        read += _parse_line(rows, raw, lineno)
     return read, lineno
 
 
-def _parse_blocks(rows: _Rows, lines: Iterator[list[bytes]]) -> Iterator[tuple[int, list[Rejection]]]:
-    """Each block of lines parsed and flushed: (records read, its rejections in line order)."""
-    lineno = 0
-    for block in lines:
-        first, rejected = lineno + 1, len(rows.rejections)
-        read, lineno = _parse_lines(rows, block, lineno)
-        rows.flush("line", lambda n, block=block, first=first: block[n - first])  # type: ignore[misc]
-        yield read, _in_file_order(rows.rejections[rejected:])
+def _error_of(payload_text: str) -> str | None:
+    """The error message of an ``error`` event's payload (as ``_Rows.add`` finds it)."""
+    payload = from_json(payload_text)
+    if type(payload) is not dict:
+        return None
+    msg = payload.get("error", payload.get("message"))
+    return msg if type(msg) is str else None
 
 
-def _blocks_of(f: Iterator[bytes]) -> Iterator[list[bytes]]:
-    while block := list(islice(f, BATCH_LINES)):
+def _bulk(block: bytes, first: int) -> tuple[pa.Table | None, list[int]]:
+    return bulk_lines(block, first, _times, _error_of)
+
+
+def _split_lines(block: bytes) -> list[bytes]:
+    """The lines of a block as the file iterator gives them (each with its newline but a cut-off last one)."""
+    lines = [line + b"\n" for line in block.split(b"\n")]
+    if block.endswith(b"\n"):
+        lines.pop()
+    else:
+        lines[-1] = lines[-1][:-1]
+    return lines
+
+
+def _parse_blocks(rows: _Rows, blocks: Iterator[bytes]) -> Iterator[tuple[int, list[Rejection]]]:
+    """Each block of lines parsed and flushed: (records read, its rejections in line order).
+
+    Blocks are read in bulk (``agentstore_bulk``) two at a time (Polars releases the GIL while the
+    other block's ids are hashed); the lines the bulk reader leaves go through ``_parse_line``.
+    """
+
+    def numbered() -> Iterator[tuple[int, bytes]]:
+        lineno = 1
+        for block in blocks:
+            yield lineno, block
+            lineno += block.count(b"\n")
+
+    with ThreadPoolExecutor(2) as pool:
+        pending: deque[tuple[int, bytes, Future[tuple[pa.Table | None, list[int]]]]] = deque()
+
+        def take() -> tuple[int, list[Rejection]]:
+            first, block, future = pending.popleft()
+            chunk, slow = future.result()
+            rejected = len(rows.rejections)
+            read = 0 if chunk is None else chunk.num_rows
+            if chunk is not None and chunk.num_rows:
+                rows.chunks.append(chunk)
+            if slow:  # (``finish`` puts these rows back in line order)
+                lines = dict(zip(slow, lines_at(block, slow), strict=True))
+                for i in slow:
+                    read += _parse_line(rows, lines[i], first + i)
+                rows.flush("line", lambda n, lines=lines, first=first: lines[n - first])  # type: ignore[misc]
+            return read, _in_file_order(rows.rejections[rejected:])
+
+        for first, block in numbered():
+            pending.append((first, block, pool.submit(_bulk, block, first)))
+            if len(pending) > 2:
+                yield take()
+        while pending:
+            yield take()
+
+
+def _blocks_of(f: BinaryIO) -> Iterator[bytes]:
+    """Blocks of about ``BLOCK_BYTES`` of whole lines (a cut-off last line stays as it is)."""
+    while block := f.read(BLOCK_BYTES):
+        if not block.endswith(b"\n"):
+            block += f.readline()
         yield block
 
 
 def read_events_file(
     file: Path, stream_type: str, notes: list[str], stats: dict[str, _SessionStats] | None = None
 ) -> Iterator[SourceBatch]:
-    """One ``events/<session>.jsonl``: progress batches every ``BATCH_LINES``, then the events."""
+    """One ``events/<session>.jsonl``: progress batches every ``BLOCK_BYTES``, then the events."""
     rows = _Rows(file, f"{FORMAT}:{file}:", stream_type)
     read = 0
     with file.open("rb") as f:

@@ -1,0 +1,197 @@
+"""The AgentStore bulk reader gives exactly the rows, rejections and notes of the line-by-line reader.
+
+Lines are generated the way Go (and other writers) could write them — sorted or unsorted keys,
+escapes, exponents, floats, nested values, damaged lines — and each file is read twice: with
+the bulk reader (the default) and with every line sent to the reference reader.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import toolkit.ingest.agentstore as agentstore
+from toolkit.ingest.agentstore import AgentStoreImporter, read_events_file
+from toolkit.ingest.agentstore_bulk import bulk_lines
+from toolkit.ingest.base import ImportOptions
+from toolkit.ingest.runner import import_paths
+from toolkit.journal import Journal
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "data" / "samples" / "agentstore"
+
+
+def _read(file: Path) -> tuple[pa.Table | None, list[tuple[str, str, str | None]], list[str], int]:
+    notes: list[str] = []
+    batches = list(read_events_file(file, "agent_session", notes))
+    tables = [b.events for b in batches if b.events.num_rows]
+    rejections = [(r.location, r.reason, r.record) for b in batches for r in b.rejections]
+    return (pa.concat_tables(tables) if tables else None), rejections, notes, sum(b.read for b in batches)
+
+
+def _both(file: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    bulk = _read(file)
+    with monkeypatch.context() as m:
+        m.setattr(agentstore, "_bulk", lambda block, first: (None, list(range(len(agentstore._split_lines(block))))))
+        reference = _read(file)
+    return bulk, reference
+
+
+def _same(file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bulk, reference = _both(file, monkeypatch)
+    if reference[0] is None:
+        assert bulk[0] is None
+    else:
+        assert bulk[0] is not None
+        for name in reference[0].column_names:
+            assert bulk[0].column(name).to_pylist() == reference[0].column(name).to_pylist(), name
+    assert bulk[1:] == reference[1:]
+
+
+text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8) | st.sampled_from(
+    ["plain", "<&>", 'q"uote', "back\\slash", "new\nline", "tab\t", "é😕", "\u2028", "", " ", "a b", "#"]
+)
+number = (
+    st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0, -0.0, 0.5, 19.99, 2e-7, 1e21, 0.0000576, 1.5, 100.0, 123456.789])
+)
+scalar = st.none() | st.booleans() | text | number
+json_value = st.recursive(
+    scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3), max_leaves=8
+)
+column_value = st.none() | number | text | st.sampled_from(["gpt-4o", "o'brien", 12, 1.0, "12", True, [1], {"a": 1}])
+metadata = st.dictionaries(
+    st.sampled_from(["tokens_in", "tokens_out", "model", "tool_name", "duration_ms", "cost_usd"]) | text,
+    column_value | json_value,
+    max_size=4,
+)
+
+
+def _dump(value: Any, style: str) -> str:
+    if style == "go":  # Go: compact, map keys sorted, HTML escapes
+        out = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        return out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    if style == "python":
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    if style == "unsorted":
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value)  # spaces, ASCII escapes
+
+
+@st.composite
+def event_line(draw: st.DrawFn, seq: int) -> str:
+    style = draw(st.sampled_from(["go", "python", "unsorted", "spaced"]))
+    record = {
+        "session_id": draw(st.sampled_from(["s1", "s1", "other"])),
+        "sequence_number": draw(st.sampled_from([seq, seq, 1, 0])),
+        "type": draw(st.sampled_from(["llm_response", "error", "tool_result", "it's", ""])),
+        "payload": draw(json_value),
+        "timestamp": draw(
+            st.sampled_from(
+                [
+                    "2026-11-21T23:43:22.448478445Z",
+                    "2026-11-21T23:43:22Z",
+                    "1969-12-31T23:59:59.5Z",
+                    "2026-11-21T23:43:22",
+                ]
+            )
+        ),
+        "metadata": draw(metadata),
+    }
+    body = "{" + ",".join(f"{json.dumps(k)}:{_dump(v, style)}" for k, v in record.items()) + "}"
+    damage = draw(st.sampled_from(["", "", "", "cut", "glue"]))
+    if damage == "cut":
+        body = body[: draw(st.integers(1, max(1, len(body) - 1)))]
+    elif damage == "glue":
+        body = body[: len(body) // 2] + body
+    return body
+
+
+@given(data=st.data())
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+def test_bulk_and_line_by_line_readers_agree(data: st.DataObject, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [data.draw(event_line(i)) for i in range(1, data.draw(st.integers(1, 12)))]
+    ending = data.draw(st.sampled_from(["\n", ""]))
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "s1.jsonl"
+        file.write_text("\n".join(lines) + ending, encoding="utf-8")
+        _same(file, monkeypatch)
+
+
+@pytest.mark.parametrize("file", sorted(SAMPLES.rglob("events/*.jsonl")), ids=lambda p: p.name)
+def test_bulk_and_line_by_line_readers_agree_on_the_real_files(file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _same(file, monkeypatch)
+
+
+def test_lines_as_go_writes_them_are_read_in_bulk() -> None:
+    lines = [
+        {"content": "hi", "role": "user"},
+        ["fetch_diff", "run_tests"],
+        "just a string",
+        None,
+        {"args": {"cmd": "go test ./..."}, "tool": "run_tests"},
+        {"amount": 19.99, "duplicate": True, "invoices": 2, "note": 'a "quoted"\nline'},
+    ]
+    metas: list[dict[str, Any]] = [
+        {"worker_id": "w-1"},
+        {"worker_id": "w-1", "tokens_in": 412, "model": "gpt-4o"},
+        {"tokens_out": 58, "model": "gpt-4o", "duration_ms": 812, "cost_usd": 0.00161},
+        {},
+        {"tool_name": "run_tests", "duration_ms": 240.5, "extra": {"kind": "x", "ref": "1"}, "worker_id": "w"},
+        {"cost_usd": 0.000576},
+    ]
+    text = "".join(
+        json.dumps(
+            {
+                "session_id": "s1",
+                "sequence_number": i + 1,
+                "type": "error" if i == 3 else "custom",
+                "payload": payload,
+                "timestamp": "2026-11-21T23:43:22.448478445Z",
+                "metadata": meta,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        + "\n"
+        for i, (payload, meta) in enumerate(zip(lines, metas, strict=True))
+    )
+    chunk, slow = bulk_lines(text.encode(), 1, agentstore._times, agentstore._error_of)
+    assert slow == [] and chunk is not None and chunk.num_rows == len(lines)
+    assert chunk.column("metadata")[4].as_py() == (
+        '{"extra":{"kind":"x","ref":"1"},"source_sequence_number":5,"worker_id":"w"}'
+    )
+
+
+def test_large_imports_report_progress_block_by_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal: Journal
+) -> None:
+    monkeypatch.setattr(agentstore, "BLOCK_BYTES", 4096)
+    events = tmp_path / "data" / "events"
+    events.mkdir(parents=True)
+    with (events / "s1.jsonl").open("w") as f:
+        for seq in range(1, 501):
+            record = {"session_id": "s1", "sequence_number": seq, "type": "custom", "payload": {"n": seq}}
+            f.write(json.dumps({**record, "timestamp": "2026-11-21T23:43:22Z", "metadata": {}}) + "\n")
+    steps: list[int] = []
+    report = import_paths(journal, [str(tmp_path / "data")], fmt="agentstore", progress=steps.append)
+    assert report.imported == 500
+    assert len([s for s in steps if s]) > 10 and sum(steps) == 500
+
+
+def test_importer_reads_a_file_of_many_blocks_like_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = SAMPLES / "sample-data"
+    whole = [b.events for b in AgentStoreImporter().batches(str(src), ImportOptions()) if b.events.num_rows]
+    monkeypatch.setattr(agentstore, "BLOCK_BYTES", 300)
+    small = [b.events for b in AgentStoreImporter().batches(str(src), ImportOptions()) if b.events.num_rows]
+    assert pa.concat_tables(whole).equals(pa.concat_tables(small))

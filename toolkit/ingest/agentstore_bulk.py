@@ -1,0 +1,424 @@
+"""AgentStore event lines in bulk: a block of lines → the importer's Arrow columns, with Polars.
+
+``toolkit.ingest.agentstore`` reads a line on its own (``_Rows.add``): parse, check, re-encode the
+payload canonically, hash. That path is the reference and words every rejection; this module takes
+the lines it can prove give exactly the same event without parsing them in Python, and hands back
+the indices of every other line for the reference path. A line is taken in bulk when
+
+- the bulk JSON reader (Polars) parses it, and it has no control characters;
+- it has the Go library's shape exactly: ``{"session_id":…,"sequence_number":…,"type":…,
+  "payload":…,"timestamp":…,"metadata":{…}}``, compact, in that order;
+- its payload, and every metadata value that stays in ``metadata``, is already canonical JSON:
+  only ``\\" \\\\ \\n \\r \\t \\b \\f`` escapes, integers of up to 18 digits, decimals whose text is
+  Python's ``repr`` (up to 15 digits, no exponent, no trailing zero), and object keys strictly
+  increasing in the order they are written (so sorted at every level) with no character below
+  ``#`` — which is what Go writes for maps of plain text;
+- its column metadata (tokens, model, tool, duration, cost) has the simple forms whose ``repr`` /
+  ``Decimal`` text can be built from the source text (plain ASCII model and tool names, integer
+  tokens, costs of up to 15 digits from 1e-6 up, …), and no metadata key is repeated.
+
+Everything else — cut-off and glued lines, escapes such as Go's ``\\u003c``, exponents, keys out of
+order, bad times, wrong types — goes to the line-by-line reader, so its outcome (and its
+rejection's wording) is the reference's. ``tests/ingest/test_agentstore_bulk.py`` checks that both
+readers give the same rows on generated lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Final
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from toolkit.ingest.base import IMPORT_NAMESPACE
+from toolkit.journal.schema import COST, TIMESTAMP
+
+_S: Final = r'"(?:[^"\\]|\\.)*"'  # a JSON string (in valid JSON a quote inside a string is escaped)
+_NUM: Final = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_DEPTH: Final = 6
+
+
+def _nested(depth: int) -> str:
+    body = r"(?:" + _S + r'|[^{}\[\]"])*'
+    for _ in range(depth):
+        body = r"(?:" + _S + r'|[^{}\[\]"]|[\{\[]' + body + r"[\}\]])*"
+    return body
+
+
+_V: Final = r"(?:" + _S + "|" + _NUM + r"|true|false|null|[\{\[]" + _nested(_DEPTH - 1) + r"[\}\]])"
+_MEMBER: Final = _S + ":" + _V
+# plain printable ASCII without quotes and backslashes: its repr is the text in single quotes
+_PLAIN: Final = r"[ !#-&(-\[\]-~]"
+_SEPARATORS: Final = {  # in the order the Go library writes the fields
+    "seq": '","sequence_number":',
+    "type": ',"type":"',
+    "payload": ',"payload":',
+    "ts": ',"timestamp":"',
+    "meta": '","metadata":{',
+}
+_SSN: Final = '"source_sequence_number"'
+COLUMN_KEYS: Final = ("tokens_in", "tokens_out", "model", "tool_name", "duration_ms", "cost_usd")
+_SHA1_NS = hashlib.sha1(IMPORT_NAMESPACE.bytes, usedforsecurity=False)
+
+
+def _grammar(depth: int) -> str:
+    """A JSON value, nested up to ``depth`` containers, whose strings were replaced by ``s``."""
+    value = "(?:s|" + _NUM + "|true|false|null)"
+    for _ in range(depth):
+        value = (
+            "(?:s|"
+            + _NUM
+            + r"|true|false|null|\{(?:s:"
+            + value
+            + "(?:,s:"
+            + value
+            + r")*)?\}|\[(?:"
+            + value
+            + "(?:,"
+            + value
+            + r")*)?\])"
+        )
+    return "^" + value + "$"
+
+
+_GRAMMAR: Final = _grammar(4)
+# a string as Python writes it (ensure_ascii=False): the escapes it uses, no control characters
+_CANONICAL_STRING: Final = r'"(?:[^"\\\x00-\x1f]|\\["\\nrtbf])*"'
+# number texts (strings emptied) whose canonical text differs or that this module does not take
+_ODD_NUMBER: Final = (
+    r"[0-9][eE]|[0-9]{19}|[0-9]{8}\.|\.[0-9]{9}|\.[0-9]*0(?:[^0-9]|$)|0\.0000|(?:^|[^0-9.])-0(?:[^0-9.]|$)"
+)
+
+
+def canonical_as_written(frame: pl.DataFrame, column: str, row: str = "_i") -> pl.Series:
+    """True where the text in ``column`` is a JSON value that ``agentstore.canonical`` writes the same.
+
+    Valid JSON of depth <= 4 with compact layout, the escapes and numbers Python writes, and object
+    keys strictly increasing in writing order (a subsequence of an increasing sequence increases,
+    so every object's keys are sorted) without characters below ``#`` or backslashes.
+    """
+    text = pl.col(column)
+    bare = text.str.replace_all(_CANONICAL_STRING, "s")  # other strings stay, and fail the grammar
+    checked = frame.select(
+        pl.col(row).alias("_i"),
+        _ok=(
+            bare.str.contains(_GRAMMAR) & ~bare.str.contains(_ODD_NUMBER) & ~text.str.contains(r'[,{\[:]":')
+        ).fill_null(False),
+        _keys=text.str.extract_all(_S + ":"),
+    )
+    # keys are synchronised with the strings: no string starts with ':' (checked above)
+    keys = checked.select("_i", "_keys").explode("_keys").drop_nulls("_keys")
+    key = pl.col("_keys")
+    bad = keys.filter(
+        ((key <= key.shift(1)) & (pl.col("_i") == pl.col("_i").shift(1))) | key.str.contains(r"[\x00-\x21\\]")
+    ).get_column("_i")
+    ok = checked.get_column("_ok")
+    if bad.len():
+        ok = ok & ~checked.get_column("_i").is_in(bad.unique().implode())
+    return ok
+
+
+def _ascii_text(value: pl.Expr) -> pl.Expr:
+    return value.str.contains('^"' + _PLAIN + '*"$')
+
+
+def _simple_float(value: pl.Expr) -> pl.Expr:
+    """Decimal text that is Python's repr of the float it parses to (non-zero, no exponent)."""
+    return value.str.contains(r"^-?(?:[1-9][0-9]{0,6}|0)\.[0-9]{0,7}[1-9]$") & ~value.str.contains(r"^-?0\.0000")
+
+
+def _members(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per line (``_i``, ``meta``): the metadata columns (source text), ``_cost_key``, the members that
+    stay in metadata sorted before and after ``source_sequence_number``, and ``_meta_ok``."""
+    lines = frame.select("_i", "meta", m=pl.col("meta").str.extract_all(_MEMBER)).with_columns(
+        _whole=(pl.col("m").list.join(",") == pl.col("meta")).fill_null(False) | (pl.col("meta") == "")
+    )
+    members = (
+        lines.select("_i", "m")
+        .explode("m")
+        .drop_nulls("m")
+        .with_columns(key=pl.col("m").str.extract(r'^"([#-\[\]-~]+)":', 1))
+        .with_columns(value=pl.col("m").str.slice(pl.col("key").str.len_bytes() + 3))
+    )
+    key, value = pl.col("key"), pl.col("value")
+    is_null = value == "null"
+    members = members.with_columns(
+        _column=key.is_in(COLUMN_KEYS).fill_null(False),
+        _dup=pl.struct("_i", "key").is_duplicated(),
+    )
+    # bad: a repeated or odd key, or a column value this module does not take
+    checks = (
+        pl.when(key.is_null() | (key == "source_sequence_number") | pl.col("_dup"))
+        .then(pl.lit(False))
+        .when(is_null | ~pl.col("_column"))
+        .then(pl.lit(True))
+        .when(key.is_in(["tokens_in", "tokens_out"]))
+        .then(value.str.contains(r"^(?:0|[1-9][0-9]{0,17})$"))
+        .when(key.is_in(["model", "tool_name"]))
+        .then(_ascii_text(value))
+        .when(key == "duration_ms")
+        .then((value.str.contains(r"^-?(?:0|[1-9][0-9]{0,14})$") & (value != "-0")) | _simple_float(value))
+        .otherwise(
+            value.str.contains(r"^(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,9})?$")
+            & ~value.str.contains(r"^0(?:$|\.0*$|\.0{6})")
+        )
+    )
+    members = members.with_columns(_ok=checks)
+    rest = members.filter(~pl.col("_column"))
+    if rest.height:
+        rest = rest.with_row_index("_m")
+        rest = rest.with_columns(_ok=pl.col("_ok") & canonical_as_written(rest, "value", "_m"))
+    bad = pl.concat([members.filter(~pl.col("_ok")).select("_i"), rest.filter(~pl.col("_ok")).select("_i")])
+    out = lines.select("_i", _meta_ok=pl.col("_whole") & ~pl.col("_i").is_in(bad.get_column("_i").implode()))
+    values = members.filter(pl.col("_column") & ~is_null)
+    for name in COLUMN_KEYS:
+        one = values.filter(key == name).select("_i", value.alias(name))
+        out = out.join(one, on="_i", how="left", maintain_order="left")
+    cost = pl.col("cost_usd").str.extract_groups(r"^(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?$")
+    out = (
+        out.with_columns(_c=cost)
+        .with_columns(
+            _cost_key=pl.col("_c").struct.field("int")
+            + "."
+            + pl.col("_c").struct.field("frac").fill_null("").str.pad_end(9, "0")
+        )
+        .drop("_c")
+    )
+    # members that stay: one per line is the common case; more are sorted by a group_by
+    rest = rest.select("_i", "m")
+    several = rest.filter(pl.col("_i").is_duplicated())
+    single = rest.filter(~pl.col("_i").is_duplicated())
+    placed = single.select(
+        "_i",
+        _before=pl.when(pl.col("m") < _SSN).then(pl.col("m")),
+        _after=pl.when(pl.col("m") > _SSN).then(pl.col("m")),
+    )
+    if several.height:
+        grouped = several.group_by("_i").agg(
+            _before=pl.col("m").filter(pl.col("m") < _SSN).sort().str.join(","),
+            _after=pl.col("m").filter(pl.col("m") > _SSN).sort().str.join(","),
+        )
+        placed = pl.concat([placed, grouped.with_columns(pl.col("_i").cast(placed.schema["_i"]))])
+    return out.join(placed, on="_i", how="left", maintain_order="left")
+
+
+def _hash_names(names: list[bytes]) -> list[str]:
+    """SHA-1 hex digests of the import namespace followed by each name (UUIDv5 before formatting)."""
+    base = _SHA1_NS
+    out: list[str] = []
+    append = out.append
+    for name in names:
+        h = base.copy()
+        h.update(name)
+        append(h.hexdigest())
+    return out
+
+
+_VARIANT: Final = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
+
+
+def _uuid_text(hexes: list[str]) -> pa.Array:
+    """SHA-1 hex digests → UUIDv5 text (version 5, RFC 4122 variant)."""
+    x = pl.col("x")
+    text = pl.DataFrame({"x": pl.Series(hexes, dtype=pl.String)}).select(
+        pl.concat_str(
+            x.str.slice(0, 8),
+            pl.lit("-"),
+            x.str.slice(8, 4),
+            pl.lit("-5"),
+            x.str.slice(13, 3),
+            pl.lit("-"),
+            x.str.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.String),
+            x.str.slice(17, 3),
+            pl.lit("-"),
+            x.str.slice(20, 12),
+        )
+    )
+    return text.to_series().to_arrow().cast(pa.string())
+
+
+def bulk_lines(
+    block: bytes,
+    first: int,
+    times: Callable[[pa.Array], tuple[pa.Array, dict[int, str]]],
+    error_of: Callable[[str], str | None],
+) -> tuple[pa.Table | None, list[int]]:
+    """A block of whole lines, numbered from ``first`` → (the chunk ``_Rows.flush`` would build for the
+    lines taken in bulk, the indices of the lines left to the line-by-line reader).
+
+    ``times`` is ``agentstore._times`` and ``error_of`` gives the error message of an error event's
+    payload text (both passed in: this module sits below ``agentstore``).
+    """
+    count = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    everything = list(range(count))
+    if not block or b"\r" in block or b"\x00" in block:
+        return None, everything
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, everything
+    texts = pl.Series("line", [text], dtype=pl.String).str.split("\n").explode()  # (split without the GIL)
+    if block.endswith(b"\n"):
+        texts = texts.head(-1)
+    if len(texts) != count:
+        return None, everything
+    line = pl.col("line")
+    at = {name: line.str.find(sep, literal=True) for name, sep in _SEPARATORS.items()}
+    frame = texts.to_frame().with_row_index("_i")
+    frame = frame.with_columns(**{f"_{n}": e for n, e in at.items()}, _len=line.str.len_bytes())
+    seq_at, type_at, payload_at, ts_at, meta_at = (pl.col(f"_{n}") for n in _SEPARATORS)
+
+    def piece(start: pl.Expr, end: pl.Expr) -> pl.Expr:
+        return line.str.slice(start, end - start)
+
+    parts = frame.filter(
+        line.str.starts_with('{"session_id":"')
+        & line.str.ends_with("}}")
+        & (seq_at < type_at)
+        & (type_at < payload_at)
+        & (payload_at < ts_at)
+        & (ts_at < meta_at)
+    ).select(
+        "_i",
+        sid=piece(pl.lit(15), seq_at),
+        seq=piece(seq_at + 20, type_at),
+        typ=piece(type_at + 9, payload_at - 1),
+        payload=piece(payload_at + 11, ts_at),
+        ts=piece(ts_at + 14, meta_at),
+        meta=piece(meta_at + 14, pl.col("_len") - 2),
+    )
+    parts = parts.filter(
+        pl.col("sid").str.contains(r'^[^"\\\x00-\x1f]+$')
+        & pl.col("seq").str.contains(r"^[1-9][0-9]{0,17}$")
+        & pl.col("typ").str.contains("^" + _PLAIN + "+$")
+        & pl.col("ts").str.contains(r"^[0-9A-Za-z:.+\-]+$")
+    )
+    if not parts.height:
+        return None, everything
+    parts = parts.filter(canonical_as_written(parts, "payload"))
+    metas = parts.select(pl.col("meta").unique()).with_row_index("_i")  # metadata repeats: each text once
+    info = _members(metas).join(metas, on="_i").drop("_i")
+    parts = parts.join(info, on="meta", how="left", maintain_order="left")
+    parts = parts.filter(pl.col("_meta_ok").fill_null(False))
+    occurred, bad = times(parts.get_column("ts").to_arrow())
+    if bad:
+        keep = pl.Series([i not in bad for i in range(parts.height)])
+        parts = parts.filter(keep)
+        occurred = occurred.filter(pa.array(keep.to_list()))
+    if not parts.height:
+        return None, everything
+    parts = parts.with_columns(_us=pl.Series(pc.cast(occurred, pa.int64())))
+    # the same columns as _Rows.add, then the id's content key
+    # the members that stay in metadata, sorted, with source_sequence_number in its place
+    before, after = pl.col("_before").fill_null(""), pl.col("_after").fill_null("")
+    meta = pl.concat_str(
+        pl.lit("{"),
+        before,
+        pl.when(before != "").then(pl.lit(",")).otherwise(pl.lit("")),
+        pl.lit(_SSN + ":"),
+        pl.col("seq"),
+        pl.when(after != "").then(pl.lit(",")).otherwise(pl.lit("")),
+        after,
+        pl.lit("}"),
+    )
+    duration = pl.col("duration_ms")
+    none = pl.lit("None")
+    parts = parts.with_columns(
+        metadata=meta,
+        tokens_in=pl.col("tokens_in").cast(pl.Int64),
+        tokens_out=pl.col("tokens_out").cast(pl.Int64),
+        model=pl.col("model").str.slice(1, pl.col("model").str.len_bytes() - 2),
+        tool_name=pl.col("tool_name").str.slice(1, pl.col("tool_name").str.len_bytes() - 2),
+        _duration_repr=pl.when(duration.str.contains(r"\.")).then(duration).otherwise(duration + ".0"),
+    )
+    quoted = {n: pl.lit("'") + pl.col(n) + pl.lit("'") for n in ("typ", "model", "tool_name")}
+    parts = parts.with_columns(
+        _name=pl.concat_str(
+            pl.lit("agentstore/"),
+            pl.col("sid"),
+            pl.lit("/"),
+            pl.col("seq"),
+            pl.lit("/"),
+            quoted["typ"],
+            pl.lit("\x1e"),
+            pl.col("payload"),
+            pl.lit("\x1e"),
+            pl.col("metadata"),
+            pl.lit("\x1e"),
+            pl.col("tokens_in").cast(pl.String).fill_null(none),
+            pl.lit("\x1e"),
+            pl.col("tokens_out").cast(pl.String).fill_null(none),
+            pl.lit("\x1e"),
+            quoted["model"].fill_null(none),
+            pl.lit("\x1e"),
+            quoted["tool_name"].fill_null(none),
+            pl.lit("\x1e"),
+            pl.col("_duration_repr").fill_null(none),
+            pl.lit("\x1e"),
+            pl.col("_cost_key").fill_null(none),
+            pl.lit("\x1e"),
+            pl.col("_us").cast(pl.String),
+        )
+    )
+    ids = _uuid_text(_hash_names(parts.get_column("_name").cast(pl.Binary).to_list()))
+    errors: list[str | None] = [None] * parts.height
+    wanted = parts.select(pl.col("typ") == "error").to_series() & parts.get_column("payload").str.starts_with("{")
+    if wanted.any():
+        for i in wanted.arg_true().to_list():
+            errors[i] = error_of(parts.get_column("payload")[i])
+    cost = pl.col("cost_usd")
+    columns = parts.select(
+        _where=pl.col("_i").cast(pl.Int64) + first,
+        _seq=pl.col("seq").cast(pl.Int64),
+        stream_id="sid",
+        event_type="typ",
+        model="model",
+        tool_name="tool_name",
+        tokens_in="tokens_in",
+        tokens_out="tokens_out",
+        _cost=cost,
+        duration_ms=duration.cast(pl.Float64),
+        data="payload",
+        metadata="metadata",
+    ).to_arrow()
+    chunk = pa.table(
+        {
+            "_where": columns.column("_where"),
+            "_seq": columns.column("_seq"),
+            "stream_id": columns.column("stream_id"),
+            "event_id": ids,
+            "event_type": columns.column("event_type"),
+            "occurred_at": pc.cast(occurred, TIMESTAMP),
+            "model": columns.column("model"),
+            "tool_name": columns.column("tool_name"),
+            "tokens_in": columns.column("tokens_in"),
+            "tokens_out": columns.column("tokens_out"),
+            "cost_usd": pc.cast(columns.column("_cost"), COST),
+            "duration_ms": columns.column("duration_ms"),
+            "error": pa.array(errors, pa.string()),
+            "data": columns.column("data"),
+            "metadata": columns.column("metadata"),
+        }
+    )
+    chunk = chunk.cast(
+        pa.schema([f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f for f in chunk.schema])
+    )
+    taken = set(parts.get_column("_i").to_list())
+    return chunk, [i for i in everything if i not in taken]
+
+
+def lines_at(block: bytes, indices: list[int]) -> list[bytes]:
+    """The lines of ``block`` at ``indices`` (sorted), each with its newline but a cut-off last one."""
+    wanted = set(indices)
+    out: list[bytes] = []
+    start = 0
+    for i in range(indices[-1] + 1 if indices else 0):
+        end = block.find(b"\n", start)
+        stop = len(block) if end < 0 else end + 1
+        if i in wanted:
+            out.append(block[start:stop])
+        start = stop
+    return out

@@ -369,15 +369,16 @@ def _as_of(value: dt.date | dt.datetime | str | None) -> dt.datetime | None:
         raise QueryError(f"--as-of {value!r} is not a date or an ISO time", hint="e.g. --as-of 2026-11-01") from e
 
 
-def _run(
+def run_cost_query(
     journal: Journal,
     query: str,
     params: dict[str, Any],
     *,
-    prices: PriceTable | str | Path | Sequence[str | Path] | None,
-    as_of: dt.date | dt.datetime | str | None,
+    prices: PriceTable | str | Path | Sequence[str | Path] | None = None,
+    as_of: dt.date | dt.datetime | str | None = None,
     cost: CostBasis = "recorded",
 ) -> pa.Table:
+    """Run a catalog query in a cost session (``cost_events`` on the ``cost`` basis)."""
     q = get_query(query)
     session = cost_session(journal, prices=prices, as_of=as_of, cost=cost)
     try:
@@ -395,7 +396,7 @@ def reprice_diff(
     until: dt.datetime | str | None = None,
 ) -> pa.Table:
     """Recorded vs repriced cost per day and model (``queries/costs/reprice_diff_by_model_day.sql``)."""
-    return _run(
+    return run_cost_query(
         journal,
         "costs/reprice_diff_by_model_day",
         {"since": since, "until": until},
@@ -414,7 +415,7 @@ def unpriced_events(
     limit: int = 1_000_000,
 ) -> pa.Table:
     """Events with tokens that the price table cannot price, and why (``costs/unpriced_events.sql``)."""
-    return _run(
+    return run_cost_query(
         journal,
         "costs/unpriced_events",
         {"since": since, "until": until, "limit": limit},

@@ -27,8 +27,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from toolkit.analysis.pricing import CostBasis, PriceTable, cost_session
-from toolkit.engines.queries import get_query
+from toolkit.analysis.pricing import CostBasis, PriceTable, run_cost_query
 from toolkit.errors import QueryError
 from toolkit.journal.store import Journal
 
@@ -100,12 +99,19 @@ def run_metric(
     as_of: Time = None,
 ) -> pa.Table:
     """Run a catalog query in a cost session (``cost_events`` on the ``cost`` basis)."""
-    q = get_query(query)
-    session = cost_session(journal, prices=prices, as_of=as_of, cost=cost)
-    try:
-        return session.query(q.sql, q.bind(params))
-    finally:
-        session.close()
+    return run_cost_query(journal, query, params, prices=prices, as_of=as_of, cost=cost)
+
+
+def _grouped(
+    journal: Journal, metric: str, by: str | Sequence[str], since: Time, until: Time, cost: CostBasis, prices: Prices, as_of: Time
+) -> pa.Table:
+    """``metric`` grouped by ``by``, keeping only the asked dimension columns."""
+    dims = parse_dimensions(by)
+    table = run_metric(
+        journal, METRICS[metric], {"by": dims, "since": _time(since), "until": _time(until)}, cost=cost, prices=prices, as_of=as_of
+    )
+    keep = [DIMENSIONS[d] for d in dims] + [c for c in table.column_names if c not in _DIMENSION_COLUMNS]
+    return table.select(keep)
 
 
 def rollup(
@@ -123,17 +129,7 @@ def rollup(
     ``since`` is inclusive and ``until`` exclusive (times or dates, UTC). ``cost="repriced"`` prices
     every event from ``prices`` (default: the shipped table) at its own time, or at ``as_of``.
     """
-    dims = parse_dimensions(by)
-    table = run_metric(
-        journal,
-        METRICS["usage"],
-        {"by": dims, "since": _time(since), "until": _time(until)},
-        cost=cost,
-        prices=prices,
-        as_of=as_of,
-    )
-    keep = [DIMENSIONS[d] for d in dims] + [c for c in table.column_names if c not in _DIMENSION_COLUMNS]
-    return table.select(keep)
+    return _grouped(journal, "usage", by, since, until, cost, prices, as_of)
 
 
 def rollup_totals(
@@ -148,17 +144,7 @@ def rollup_totals(
 ) -> pa.Table:
     """The one-pass part of ``rollup`` (``queries/rollups/totals.sql``): events, calls, errors, tokens
     and cost per group, without the per-run figures (runs, percentiles, outcomes) — the fast path."""
-    dims = parse_dimensions(by)
-    table = run_metric(
-        journal,
-        METRICS["totals"],
-        {"by": dims, "since": _time(since), "until": _time(until)},
-        cost=cost,
-        prices=prices,
-        as_of=as_of,
-    )
-    keep = [DIMENSIONS[d] for d in dims] + [c for c in table.column_names if c not in _DIMENSION_COLUMNS]
-    return table.select(keep)
+    return _grouped(journal, "totals", by, since, until, cost, prices, as_of)
 
 
 def rollup_cost(journal: Journal, **kwargs: Any) -> pa.Table:

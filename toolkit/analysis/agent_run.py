@@ -486,6 +486,6 @@ def stream_session(journal: Journal, stream_ids: Sequence[str] | None) -> duckdb
     rows. Catching up a few streams then reads a few files instead of the journal.
     """
     if stream_ids is None:
-        return duckdb_engine.connect(journal)
+        return duckdb_engine.connect(journal, side_tables=False)
     files = journal.file_paths(stream_ids=list(stream_ids))
-    return duckdb_engine.connect(journal, extra_views={"events": (files, ARROW_SCHEMA)})
+    return duckdb_engine.connect(journal, extra_views={"events": (files, ARROW_SCHEMA)}, side_tables=False)

@@ -148,10 +148,13 @@ def connect(
     extra_views: Mapping[str, tuple[Sequence[str], pa.Schema]] | None = None,
     threads: int | None = None,
     stream_range: tuple[str, str] | None = None,
+    side_tables: bool = True,
 ) -> Session:
     """Open a sandboxed session: UTC, views over active files, no access outside the journal.
 
     ``stream_range=(first, last)``: ``events`` holds only the streams with ids in that range.
+    ``extra_views`` add views or replace the default ones (``events`` included);
+    ``side_tables=False`` leaves out the views of the side tables (quicker for one internal query).
     """
     con = duckdb.connect(":memory:")
     try:
@@ -169,8 +172,10 @@ def connect(
             or f.max_stream_id is None
             or (f.min_stream_id <= stream_range[1] and f.max_stream_id >= stream_range[0])
         ]
-        register_parquet_view(con, "events", files, ARROW_SCHEMA, journal.table_columns(), stream_range)
-        views = {**side_views(journal), **(extra_views or {})}
+        extra = dict(extra_views or {})
+        if "events" not in extra:
+            register_parquet_view(con, "events", files, ARROW_SCHEMA, journal.table_columns(), stream_range)
+        views = {**(side_views(journal) if side_tables else {}), **extra}
         for name, (vfiles, schema) in views.items():
             register_parquet_view(con, name, vfiles, schema)
         root = str(journal.path if journal.remote else Path(str(journal.path)).resolve()) + "/"

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from toolkit.analysis.pricing import CostBasis, PriceTable, cost_session, load_prices
-from toolkit.analysis.rollup import _DIMENSION_COLUMNS, DIMENSIONS, METRICS, Prices, Time, _time, parse_dimensions
+from toolkit.analysis.rollup import METRICS, Prices, Time, _time, keep_dimensions, parse_dimensions
 from toolkit.analysis.rules import Rule
 from toolkit.analysis.verdicts import FAILURE_SCHEMA, Selection, polars_failures, sql_failures
 from toolkit.engines import duckdb_engine
@@ -187,8 +187,7 @@ def rollup_dask(
         "WITH per_run AS (SELECT * FROM shard_per_run), outcomes AS (SELECT * FROM shard_outcomes)" + final,  # noqa: S608
         {"by": params["by"]},
     )
-    keep = [DIMENSIONS[d] for d in dims] + [c for c in merged.column_names if c not in _DIMENSION_COLUMNS]
-    return merged.select(keep)
+    return keep_dimensions(merged, dims)
 
 
 __all__ = ["ClusterSpec", "ToolkitError", "dask_runner", "grade_shard", "rollup_dask", "rollup_shard"]

@@ -102,6 +102,12 @@ def run_metric(
     return run_cost_query(journal, query, params, prices=prices, as_of=as_of, cost=cost)
 
 
+def keep_dimensions(table: pa.Table, dims: Sequence[str]) -> pa.Table:
+    """``table`` with only the asked dimension columns (in the asked order) and every measure."""
+    keep = [DIMENSIONS[d] for d in dims] + [c for c in table.column_names if c not in _DIMENSION_COLUMNS]
+    return table.select(keep)
+
+
 def _grouped(
     journal: Journal, metric: str, by: str | Sequence[str], since: Time, until: Time, cost: CostBasis, prices: Prices, as_of: Time
 ) -> pa.Table:
@@ -110,8 +116,7 @@ def _grouped(
     table = run_metric(
         journal, METRICS[metric], {"by": dims, "since": _time(since), "until": _time(until)}, cost=cost, prices=prices, as_of=as_of
     )
-    keep = [DIMENSIONS[d] for d in dims] + [c for c in table.column_names if c not in _DIMENSION_COLUMNS]
-    return table.select(keep)
+    return keep_dimensions(table, dims)
 
 
 def rollup(

@@ -3,8 +3,9 @@
 Given the caller's events (``INPUT_SCHEMA`` plus ``_idx``, each event's index in the batch)
 and the heads of the streams they touch, decide which events are new (event-id idempotency),
 check given versions, give each new event its version, stream type, event id, position,
-recorded_at, day, payload digest and hash chain. Everything but the SHA-256 calls and
-UUIDv5 of id-less events runs vectorised (Polars / Arrow).
+recorded_at and day (``number``, whole batch), then payload digests and the hash chain chunk by
+chunk (``hash_chunks``, which the store runs beside the Parquet writer). Everything but the SHA-256
+calls and UUIDv5 of id-less events runs vectorised (Polars / Arrow).
 """
 
 from __future__ import annotations
@@ -41,24 +42,6 @@ def derived_event_id(stream_id: str, version: int) -> str:
     '681fd092-7e2d-5289-b37c-7b45e56d1762'
     """
     return str(uuid.uuid5(EVENT_NAMESPACE, f"{stream_id}/{version}"))
-
-
-def assign(
-    table: pa.Table,
-    heads: Mapping[str, StreamHead],
-    known: pa.Table | None,
-    max_position: int,
-    now: dt.datetime,
-) -> tuple[pa.Table, int]:
-    """Return (rows to write in ``ARROW_SCHEMA``, ordered by position; events skipped).
-
-    ``known`` holds (stream_id, event_id, payload_sha256, event_type) of events already in the
-    touched streams, for idempotency. ``number`` then ``hash_chunks`` in one piece.
-    """
-    numbered, skipped = number(table, heads, known, max_position, now)
-    if numbered.num_rows == 0:
-        return ARROW_SCHEMA.empty_table(), skipped
-    return pa.concat_tables(hash_chunks(numbered, chain_starts(numbered, heads))), skipped
 
 
 def chain_starts(numbered: pa.Table, heads: Mapping[str, StreamHead]) -> dict[str, bytes]:

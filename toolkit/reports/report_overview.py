@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
 
 from toolkit.analysis.overview import Overview, overview_tables, recorded_vs_repriced
 from toolkit.journal.store import Journal
@@ -27,6 +30,15 @@ def headline_figures(o: Overview) -> dict[str, str]:
         "recorded cost": f"${Decimal(t['cost_usd']):,.4f}",
         "time span (UTC)": span,
     }
+
+
+def _ranked(
+    section: str, chart: str, table_title: str, table: pa.Table, key: str, value: str, title: str, **style: Any
+) -> Section:
+    """A ranked bar chart of ``value`` by ``key`` and the table under it (or a no-data note)."""
+    if table.num_rows == 0:
+        return Section(section, [Text("No events in this range.")])
+    return Section(section, [ChartBlock(chart, charts.ranked_bars(table, key, value, title, **style)), TableBlock(table_title, table)])
 
 
 def overview_sections(o: Overview, repricing: list[Block] | None = None) -> list[Section]:
@@ -72,84 +84,14 @@ def overview_sections(o: Overview, repricing: list[Block] | None = None) -> list
             ],
             intro="Percentiles of duration_ms: LLM calls (events with a model) and tool calls (events with a tool).",
         ),
-        Section(
-            "By model",
-            no_data
-            if o.by_model.num_rows == 0
-            else [
-                ChartBlock(
-                    "cost_by_model",
-                    charts.ranked_bars(
-                        o.by_model,
-                        "model",
-                        "cost_usd",
-                        "Recorded cost by model",
-                        x_title="USD",
-                        extra_tooltip=["llm_calls", "tokens_in", "tokens_out"],
-                    ),
-                ),
-                TableBlock("Models", o.by_model),
-            ],
-        ),
-        Section(
-            "By tool",
-            no_data
-            if o.by_tool.num_rows == 0
-            else [
-                ChartBlock(
-                    "calls_by_tool",
-                    charts.ranked_bars(
-                        o.by_tool,
-                        "tool_name",
-                        "calls",
-                        "Tool calls (colour: failure rate)",
-                        x_title="calls",
-                        fmt=",d",
-                        color="failure_rate",
-                        extra_tooltip=["failures", "p95_ms"],
-                    ),
-                ),
-                TableBlock("Tools", o.by_tool),
-            ],
-        ),
-        Section(
-            "By agent",
-            no_data
-            if o.by_agent.num_rows == 0
-            else [
-                ChartBlock(
-                    "cost_by_agent",
-                    charts.ranked_bars(
-                        o.by_agent,
-                        "agent",
-                        "cost_usd",
-                        "Recorded cost by agent",
-                        x_title="USD",
-                        extra_tooltip=["runs", "cost_per_run_usd", "errors"],
-                    ),
-                ),
-                TableBlock("Agents", o.by_agent),
-            ],
-        ),
-        Section(
-            "Costliest runs",
-            no_data
-            if o.costliest_runs.num_rows == 0
-            else [
-                ChartBlock(
-                    "costliest_runs",
-                    charts.ranked_bars(
-                        o.costliest_runs,
-                        "stream_id",
-                        "cost_usd",
-                        "Costliest runs",
-                        x_title="USD",
-                        extra_tooltip=["agent", "events", "errors"],
-                    ),
-                ),
-                TableBlock("Costliest runs", o.costliest_runs),
-            ],
-        ),
+        _ranked("By model", "cost_by_model", "Models", o.by_model, "model", "cost_usd", "Recorded cost by model",
+                x_title="USD", extra_tooltip=["llm_calls", "tokens_in", "tokens_out"]),
+        _ranked("By tool", "calls_by_tool", "Tools", o.by_tool, "tool_name", "calls", "Tool calls (colour: failure rate)",
+                x_title="calls", fmt=",d", color="failure_rate", extra_tooltip=["failures", "p95_ms"]),
+        _ranked("By agent", "cost_by_agent", "Agents", o.by_agent, "agent", "cost_usd", "Recorded cost by agent",
+                x_title="USD", extra_tooltip=["runs", "cost_per_run_usd", "errors"]),
+        _ranked("Costliest runs", "costliest_runs", "Costliest runs", o.costliest_runs, "stream_id", "cost_usd",
+                "Costliest runs", x_title="USD", extra_tooltip=["agent", "events", "errors"]),
         Section("Errors", [TableBlock("Most frequent errors", o.top_errors)]),
     ]
     if repricing is not None:

@@ -111,7 +111,9 @@ def number(
     out = _set(out, "stream_type", keys.get_column("final_type").to_arrow())
     out = _set(out, "event_id", event_ids.to_arrow())
     out = _set(out, "position", keys.get_column("position").to_arrow())
-    out = out.append_column("recorded_at", pa.array([now] * out.num_rows, ARROW_SCHEMA.field("recorded_at").type))
+    out = out.append_column(
+        "recorded_at", pa.repeat(pa.scalar(now, ARROW_SCHEMA.field("recorded_at").type), out.num_rows)
+    )
     out = out.append_column("day", pc.cast(out.column("occurred_at"), pa.date32()))  # the column is UTC
     return out, skipped
 
@@ -142,7 +144,9 @@ def _set(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.T
 def _with_payloads(rows: pl.DataFrame, table: pa.Table) -> pl.DataFrame:
     """``rows`` (holding ``_idx``) with the payload digest of those events of ``table``."""
     picked = table.take(rows.get_column("_idx").to_arrow())
-    return rows.with_columns(payload=pl.Series(hashing.payload_digests(picked.column("data"), picked.column("metadata"))))
+    return rows.with_columns(
+        payload=pl.Series(hashing.payload_digests(picked.column("data"), picked.column("metadata")))
+    )
 
 
 def _drop_known(keys: pl.DataFrame, known: pa.Table | None, table: pa.Table) -> tuple[pl.DataFrame, int]:
@@ -185,9 +189,13 @@ def _drop_batch_twins(keys: pl.DataFrame, table: pa.Table) -> tuple[pl.DataFrame
     dup = with_id.filter(pl.col("event_id").is_duplicated())
     if dup.height == 0:
         return keys, 0
-    dup = _with_payloads(dup, table).sort("_idx").with_columns(
-        first_idx=pl.col("_idx").first().over("event_id"),
-        differs=(pl.struct("stream_id", "payload", "event_type").n_unique().over("event_id") > 1),
+    dup = (
+        _with_payloads(dup, table)
+        .sort("_idx")
+        .with_columns(
+            first_idx=pl.col("_idx").first().over("event_id"),
+            differs=(pl.struct("stream_id", "payload", "event_type").n_unique().over("event_id") > 1),
+        )
     )
     bad = dup.filter(pl.col("differs") & (pl.col("_idx") != pl.col("first_idx")))
     if bad.height:

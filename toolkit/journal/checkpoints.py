@@ -109,26 +109,20 @@ def load_checkpoint(path: str | Path, *, key: bytes | None = None) -> dict[str, 
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise CheckpointError(
-            f"{p}: cannot read the checkpoint: {e}", hint="pass the file journal checkpoint wrote"
-        ) from e
+        raise CheckpointError(f"{p}: cannot read the checkpoint: {e}", hint="pass the file journal checkpoint wrote") from e
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("streams"), dict):
         raise CheckpointError(f"{p}: not a journal checkpoint", hint="pass the file journal checkpoint wrote")
     mac = doc.pop("hmac_sha256", None)
     if key is not None:
         if mac is None:
-            raise CheckpointError(
-                f"{p}: the checkpoint is not signed", hint="check it without a key, or sign the next one"
-            )
+            raise CheckpointError(f"{p}: the checkpoint is not signed", hint="check it without a key, or sign the next one")
         if not hmac.compare_digest(mac, _mac(key, doc)):
             raise CheckpointError(
                 f"{p}: HMAC mismatch: the checkpoint file was altered, or the key is not the one it was signed with",
                 hint="use the key the checkpoint was written with; a mismatch with the right key means it was edited",
             )
     elif mac is not None:
-        raise CheckpointError(
-            f"{p}: the checkpoint is HMAC-signed", hint="pass the key (--key-file FILE or --key-env NAME)"
-        )
+        raise CheckpointError(f"{p}: the checkpoint is HMAC-signed", hint="pass the key (--key-file FILE or --key-env NAME)")
     return doc
 
 
@@ -136,10 +130,8 @@ def check_checkpoint(journal: Journal, path: str | Path, *, key: bytes | None = 
     """Breaks of the journal against a checkpoint (empty: everything checkpointed is intact)."""
     doc = load_checkpoint(path, key=key)
     pieces = [journal.read_file(f, ["stream_id", "version", "hash"]) for f in journal.files()]
-    current = (
-        pl.DataFrame(pa.concat_tables(pieces))
-        if pieces
-        else pl.DataFrame(schema={"stream_id": pl.String, "version": pl.Int64, "hash": pl.String})
+    current = pl.DataFrame(pa.concat_tables(pieces)) if pieces else pl.DataFrame(
+        schema={"stream_id": pl.String, "version": pl.Int64, "hash": pl.String}
     )
     wanted = pl.DataFrame(
         [(sid, int(h["version"]), str(h["hash"])) for sid, h in doc["streams"].items()],
@@ -169,9 +161,7 @@ def check_checkpoint(journal: Journal, path: str | Path, *, key: bytes | None = 
     for name, label in (("purges", "purge_records"), ("redactions", "redaction_records")):
         now = read_table(journal, name).num_rows
         if now < int(doc.get(label, 0)):
-            breaks.append(
-                Break(f"({name} table)", None, "checkpoint_records", f"{doc[label]} records", f"{now} records")
-            )
+            breaks.append(Break(f"({name} table)", None, "checkpoint_records", f"{doc[label]} records", f"{now} records"))
     return breaks
 
 

@@ -203,17 +203,7 @@ def check_bucket(loc: S3Location) -> None:
         ) from e
     except Exception as e:
         text = f"{type(e).__name__}: {e}"
-        if any(
-            w in text
-            for w in (
-                "Could not connect",
-                "ConnectTimeout",
-                "EndpointConnection",
-                "Connect timeout",
-                "ConnectionError",
-                "Cannot connect",
-            )
-        ):
+        if any(w in text for w in ("Could not connect", "ConnectTimeout", "EndpointConnection", "Connect timeout", "ConnectionError", "Cannot connect")):
             raise StorageUnreachableError(
                 f"{url}: the storage endpoint {endpoint} does not answer ({text[:160]})",
                 hint="check AWS_ENDPOINT_URL and the network; the toolkit gives up after a few seconds",

@@ -46,9 +46,7 @@ def compact(
         for n, ((stream_type, day), files) in enumerate(sorted(todo.items(), key=lambda kv: str(kv[0]))):
             if not STREAM_TYPE_RE.match(stream_type):  # the predicate below quotes it
                 raise InvalidPathError(f"partition stream_type={stream_type!r} is not a valid stream type")
-            table = pa.concat_tables([journal.read_file(f) for f in files]).sort_by(
-                [("stream_id", "ascending"), ("version", "ascending")]
-            )
+            table = pa.concat_tables([journal.read_file(f) for f in files]).sort_by([("stream_id", "ascending"), ("version", "ascending")])
             write_deltalake(
                 journal.delta_table(),
                 table,

@@ -150,7 +150,7 @@ def redact_subject(
         if hits.num_rows == 0 and result.already_redacted == 0:
             raise RetentionError(
                 f"no events with subject_id {subject_id!r} in the journal",
-                hint='subject ids are matched exactly; journal sql "SELECT DISTINCT subject_id FROM events" lists them',
+                hint="subject ids are matched exactly; journal sql \"SELECT DISTINCT subject_id FROM events\" lists them",
                 subject_id=subject_id,
             )
         if hits.num_rows:
@@ -206,12 +206,8 @@ def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> li
         keep = pc.invert(pc.is_in(t.column("stream_id"), wanted))
         if pc.all(keep).as_py() in (True, None):
             continue
-        write_deltalake(
-            uri,
-            t.filter(keep),
-            mode="overwrite",
-            commit_properties=CommitProperties(custom_metadata={"toolkit.operation": f"redact {name}"}),
-        )
+        write_deltalake(uri, t.filter(keep), mode="overwrite", commit_properties=CommitProperties(
+            custom_metadata={"toolkit.operation": f"redact {name}"}))
         dropped.append(f"{name}: {t.num_rows - t.filter(keep).num_rows} rows")
         if erase:
             erase_table_history(uri)
@@ -225,12 +221,7 @@ def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> li
 def _triples(table: pa.Table, mine: pa.Array) -> list[tuple[str, int, str]]:
     sub = table.filter(mine).select(["stream_id", "version", "data"])
     return list(
-        zip(
-            sub.column("stream_id").to_pylist(),
-            sub.column("version").to_pylist(),
-            sub.column("data").to_pylist(),
-            strict=True,
-        )
+        zip(sub.column("stream_id").to_pylist(), sub.column("version").to_pylist(), sub.column("data").to_pylist(), strict=True)
     )
 
 

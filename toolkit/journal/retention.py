@@ -132,9 +132,7 @@ def _cuts(journal: Journal, candidates: pa.Table) -> dict[str, int]:
 
 def _below_cut(table: pa.Table, cuts: Mapping[str, int]) -> pa.Array:
     """Rows whose version is below their stream's cut (streams without a cut: none)."""
-    cut = pl.DataFrame(
-        {"stream_id": list(cuts), "cut": list(cuts.values())}, schema={"stream_id": pl.String, "cut": pl.Int64}
-    )
+    cut = pl.DataFrame({"stream_id": list(cuts), "cut": list(cuts.values())}, schema={"stream_id": pl.String, "cut": pl.Int64})
     frame = pl.DataFrame(table.select(["stream_id", "version"]))
     joined = frame.join(cut, on="stream_id", how="left", maintain_order="left")
     return joined.select(pl.col("version") < pl.col("cut").fill_null(0)).to_series().to_arrow()
@@ -255,9 +253,7 @@ def purge_before(
         journal.refresh()
         parts = {(f.stream_type, f.day) for f in journal.files() if f.day <= before.date()}
         table = read_partitions(journal, parts)
-        old = table.filter(
-            pc.less(table.column("occurred_at"), pa.scalar(before, table.schema.field("occurred_at").type))
-        )
+        old = table.filter(pc.less(table.column("occurred_at"), pa.scalar(before, table.schema.field("occurred_at").type)))
         if old.num_rows == 0:
             return result
         cuts = _cuts(journal, old)
@@ -280,16 +276,7 @@ def remove_stream_prefix(journal: Journal, stream_id: str, first_kept_version: i
         events = journal.read_stream(stream_id, ["stream_type", "day", "version"])
         parts = set(zip(events.column("stream_type").to_pylist(), events.column("day").to_pylist(), strict=True))
         table = read_partitions(journal, parts)
-        _remove(
-            journal,
-            table,
-            {stream_id: first_kept_version},
-            purge_id=purge_id,
-            reason=reason,
-            before=None,
-            archive=None,
-            result=result,
-        )
+        _remove(journal, table, {stream_id: first_kept_version}, purge_id=purge_id, reason=reason, before=None, archive=None, result=result)
     return result
 
 

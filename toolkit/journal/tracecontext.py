@@ -32,7 +32,9 @@ def current_traceparent() -> str | None:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
-def stamp_traceparent(events: Iterable[Mapping[str, Any]], *, traceparent: str | None = None) -> list[dict[str, Any]]:
+def stamp_traceparent(
+    events: Iterable[Mapping[str, Any]], *, traceparent: str | None = None
+) -> list[dict[str, Any]]:
     """The events, with ``traceparent`` set where absent (the active span's by default)."""
     tp = traceparent if traceparent is not None else current_traceparent()
     rows = [dict(e) for e in events]

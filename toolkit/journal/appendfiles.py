@@ -203,5 +203,7 @@ def _ms_text(value: dt.datetime, *, up: bool) -> str:
     extra = value.microsecond % 1000
     value -= dt.timedelta(microseconds=extra)
     if up and extra:
+        if value > dt.datetime.max.replace(tzinfo=dt.UTC) - dt.timedelta(milliseconds=1):
+            return "9999-12-31T23:59:59.999999Z"  # the end of time cannot be rounded up: keep it exact
         value += dt.timedelta(milliseconds=1)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"

@@ -24,10 +24,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from toolkit.errors import QueryError
 from toolkit.journal.location import filesystem
@@ -206,6 +207,35 @@ def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, 
         con.close()
 
 
+_UUID5_SQL: Final = """
+SELECT CASE WHEN h IS NOT NULL THEN concat(h[1:8], '-', h[9:12], '-5', h[14:16], '-',
+       substr('89ab89ab89ab89ab', instr('0123456789abcdef', h[17]), 1), h[18:20], '-', h[21:32]) END AS id
+FROM (SELECT sha1($namespace || name) AS h FROM names)
+"""
+
+
+def uuid5_texts(namespace: bytes, names: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``str(uuid.uuid5(UUID(bytes=namespace), name))`` for each binary (UTF-8) name, hashed on DuckDB's
+    threads without the GIL; null names give null ids, in the order given.
+
+    >>> import uuid
+    >>> ns = uuid.NAMESPACE_URL
+    >>> uuid5_texts(ns.bytes, pa.array([b"a/1", None])).to_pylist() == [str(uuid.uuid5(ns, "a/1")), None]
+    True
+    """
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET enable_external_access = false")
+        table = pa.table({"name": pc.cast(names, pa.large_binary())})
+        con.from_arrow(table).create_view("names")
+        ids = con.sql(_UUID5_SQL, params={"namespace": namespace}).to_arrow_table().column("id")
+    except duckdb.Error as e:
+        raise QueryError(f"hashing event ids failed: {e}") from e
+    finally:
+        con.close()
+    return pc.cast(ids.combine_chunks(), pa.string())
+
+
 def raw_connection() -> duckdb.DuckDBPyConnection:
     """An unsandboxed in-memory connection (benchmarks' raw-DuckDB baseline only)."""
     con = duckdb.connect(":memory:")
@@ -213,4 +243,12 @@ def raw_connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-__all__ = ["PARTITION_COLUMNS", "Session", "connect", "query_tables", "raw_connection", "register_parquet_view"]
+__all__ = [
+    "PARTITION_COLUMNS",
+    "Session",
+    "connect",
+    "query_tables",
+    "raw_connection",
+    "register_parquet_view",
+    "uuid5_texts",
+]

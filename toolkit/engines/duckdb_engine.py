@@ -22,6 +22,7 @@ the journal's own prefix and nothing else.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -210,29 +211,35 @@ def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, 
 _UUID5_SQL: Final = """
 SELECT CASE WHEN h IS NOT NULL THEN concat(h[1:8], '-', h[9:12], '-5', h[14:16], '-',
        substr('89ab89ab89ab89ab', instr('0123456789abcdef', h[17]), 1), h[18:20], '-', h[21:32]) END AS id
-FROM (SELECT sha1($namespace || name) AS h FROM names)
+FROM (SELECT sha1($namespace || encode(name)) AS h FROM uuid5_names)
 """
+_HASHERS = threading.local()  # one in-memory connection per thread, reused block after block
 
 
 def uuid5_texts(namespace: bytes, names: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """``str(uuid.uuid5(UUID(bytes=namespace), name))`` for each binary (UTF-8) name, hashed on DuckDB's
-    threads without the GIL; null names give null ids, in the order given.
+    """``str(uuid.uuid5(UUID(bytes=namespace), name))`` for each name (text), hashed on DuckDB's threads
+    without the GIL; null names give null ids, in the order given.
 
     >>> import uuid
     >>> ns = uuid.NAMESPACE_URL
-    >>> uuid5_texts(ns.bytes, pa.array([b"a/1", None])).to_pylist() == [str(uuid.uuid5(ns, "a/1")), None]
+    >>> uuid5_texts(ns.bytes, pa.array(["a/1", None, "é"])).to_pylist() == [
+    ...     str(uuid.uuid5(ns, "a/1")), None, str(uuid.uuid5(ns, "é"))]
     True
     """
-    con = duckdb.connect(":memory:")
-    try:
+    con = getattr(_HASHERS, "con", None)
+    if con is None:
+        con = duckdb.connect(":memory:")
         con.execute("SET enable_external_access = false")
-        table = pa.table({"name": pc.cast(names, pa.large_binary())})
-        con.from_arrow(table).create_view("names")
-        ids = con.sql(_UUID5_SQL, params={"namespace": namespace}).to_arrow_table().column("id")
+        con.execute("SET lock_configuration = true")
+        _HASHERS.con = con
+    try:
+        con.register("uuid5_names", pa.table({"name": names}))
+        try:
+            ids = con.sql(_UUID5_SQL, params={"namespace": namespace}).to_arrow_table().column("id")
+        finally:
+            con.unregister("uuid5_names")
     except duckdb.Error as e:
         raise QueryError(f"hashing event ids failed: {e}") from e
-    finally:
-        con.close()
     return pc.cast(ids.combine_chunks(), pa.string())
 
 

@@ -331,7 +331,7 @@ def bulk_lines(
             pl.col("_us").cast(pl.String),
         )
     )
-    ids = uuid5_texts(IMPORT_NAMESPACE.bytes, parts.get_column("_name").cast(pl.Binary).to_arrow())
+    ids = uuid5_texts(IMPORT_NAMESPACE.bytes, parts.get_column("_name").to_arrow())
     errors: list[str | None] = [None] * parts.height
     wanted = parts.select(pl.col("typ") == "error").to_series() & parts.get_column("payload").str.starts_with("{")
     if wanted.any():

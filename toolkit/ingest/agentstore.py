@@ -18,8 +18,8 @@ Mapping (the whole story, with every pitfall's outcome, is in ``docs/importers/a
 An event's content depends on its line alone, so a ``.replay.json`` of a session and the session's
 ``events/<id>.jsonl`` give the same events, and a file that has grown imports only its new lines.
 
-Events files are read in blocks by ``toolkit.ingest.agentstore_bulk`` (Polars, no per-line Python)
-for the lines it can prove give the same event; every other line goes through ``_parse_line``, the
+Events files are read in blocks by ``toolkit.ingest.agentstore_bulk`` (Polars, ids hashed by DuckDB,
+no per-line Python) for the lines it can prove give the same event; every other line goes through ``_parse_line``, the
 line-by-line reader, which is the reference and words every rejection.
 
 >>> AgentStoreImporter().sniff("notes.txt")
@@ -552,8 +552,8 @@ def _split_lines(block: bytes) -> list[bytes]:
 def _parse_blocks(rows: _Rows, blocks: Iterator[bytes]) -> Iterator[tuple[int, list[Rejection]]]:
     """Each block of lines parsed and flushed: (records read, its rejections in line order).
 
-    Blocks are read in bulk (``agentstore_bulk``) two at a time (Polars releases the GIL while the
-    other block's ids are hashed); the lines the bulk reader leaves go through ``_parse_line``.
+    Blocks are read in bulk (``agentstore_bulk``) two at a time, one per core: the bulk reader runs in
+    Polars and DuckDB (ids), which release the GIL; the lines it leaves go through ``_parse_line``.
     """
 
     def numbered() -> Iterator[tuple[int, bytes]]:

@@ -17,6 +17,10 @@ the indices of every other line for the reference path. A line is taken in bulk 
   ``Decimal`` text can be built from the source text (plain ASCII model and tool names, integer
   tokens, costs of up to 15 digits from 1e-6 up, …), and no metadata key is repeated.
 
+The event id (UUIDv5 of the same name ``agentstore.event_ids`` hashes) is computed for the whole
+block by DuckDB (``duckdb_engine.uuid5_texts``: ``sha1`` over namespace bytes + name, then the version
+and variant digits), so nothing here runs Python per line and two blocks use both cores.
+
 Everything else — cut-off and glued lines, escapes such as Go's ``\\u003c``, exponents, keys out of
 order, bad times, wrong types — goes to the line-by-line reader, so its outcome (and its
 rejection's wording) is the reference's. ``tests/ingest/test_agentstore_bulk.py`` checks that both

@@ -315,3 +315,19 @@ def test_the_importer_gives_the_same_batches_with_and_without_the_bulk_reader(
             (path / "events" / "s1.jsonl").read_bytes(), 1, agentstore._times, agentstore._error_of
         )
         assert chunk is not None and chunk.num_rows == 7 and slow == [7, 8, 9, 10]  # Go escapes, damage
+
+
+NUMBER_TEXTS = ["0", "-0", "7", "-12", "0.5", "-0.5", "1.0", "1.50", "0.0001", "0.00001", "0.00012345", "0.123456789",
+                "1234567.12345678", "12345678.5", "1e5", "1E-7", "2.5e+3", "123456789012345678", "1234567890123456789",
+                "-0.0", "00", "19.99", "0.00161"]  # fmt: skip
+
+
+@pytest.mark.parametrize("number", NUMBER_TEXTS)
+def test_number_texts_as_any_writer_may_write_them_read_the_same(
+    number: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "s1.jsonl"
+    head = '{"session_id":"s1","sequence_number":1,"type":"custom","payload":'
+    tail = ',"timestamp":"2026-11-21T23:43:22Z","metadata":{"duration_ms":' + number + ',"extra":[' + number + "]}}"
+    file.write_text("".join(f"{head}{p}{tail}\n" for p in (number, f'{{"a":{number},"b":[{number}]}}')))
+    _same(file, monkeypatch)

@@ -67,16 +67,35 @@ _SSN: Final = '"source_sequence_number"'
 COLUMN_KEYS: Final = ("tokens_in", "tokens_out", "model", "tool_name", "duration_ms", "cost_usd")
 
 
+# a string as Python writes it (ensure_ascii=False): the escapes it uses, no control characters
+_CANONICAL_STRING: Final = r'"(?:[^"\\\x00-\x1f]|\\["\\nrtbf])*"'
+# a number whose text is the one Python writes for the value it parses to: an integer of up to 18
+# digits (not -0), or a decimal of up to 7 + 8 digits without a trailing zero and, below 1, without
+# four leading zeros (Python writes those with an exponent)
+_CANONICAL_NUMBER: Final = (
+    r"(?:0|-?[1-9][0-9]{0,17}|-?[1-9][0-9]{0,6}\.[0-9]{0,7}[1-9]|-?0\.(?:"
+    + "|".join("0" * z + "[1-9](?:[0-9]{0," + str(6 - z) + "}[1-9])?" for z in range(4))
+    + "))"
+)
+
+
 def _grammar(depth: int) -> str:
-    """A JSON value, nested up to ``depth`` containers, whose strings were replaced by ``s``."""
-    value = "(?:s|" + _NUM + "|true|false|null)"
+    """A compact JSON value nested up to ``depth`` containers, made of canonical strings and numbers."""
+    string, number = _CANONICAL_STRING, _CANONICAL_NUMBER
+    value = "(?:" + string + "|" + number + "|true|false|null)"
     for _ in range(depth):
         value = (
-            "(?:s|"
-            + _NUM
-            + r"|true|false|null|\{(?:s:"
+            "(?:"
+            + string
+            + "|"
+            + number
+            + r"|true|false|null|\{(?:"
+            + string
+            + ":"
             + value
-            + "(?:,s:"
+            + "(?:,"
+            + string
+            + ":"
             + value
             + r")*)?\}|\[(?:"
             + value
@@ -88,12 +107,6 @@ def _grammar(depth: int) -> str:
 
 
 _GRAMMAR: Final = _grammar(4)
-# a string as Python writes it (ensure_ascii=False): the escapes it uses, no control characters
-_CANONICAL_STRING: Final = r'"(?:[^"\\\x00-\x1f]|\\["\\nrtbf])*"'
-# number texts (strings emptied) whose canonical text differs or that this module does not take
-_ODD_NUMBER: Final = (
-    r"[0-9][eE]|[0-9]{19}|[0-9]{8}\.|\.[0-9]{9}|\.[0-9]*0(?:[^0-9]|$)|0\.0000|(?:^|[^0-9.])-0(?:[^0-9.]|$)"
-)
 
 
 def canonical_as_written(frame: pl.DataFrame, column: str, row: str = "_i") -> pl.Series:
@@ -104,19 +117,11 @@ def canonical_as_written(frame: pl.DataFrame, column: str, row: str = "_i") -> p
     so every object's keys are sorted) without characters below ``#`` or backslashes.
     """
     text = pl.col(column)
-    bare = text.str.replace_all(_CANONICAL_STRING, "s")  # other strings stay, and fail the grammar
-    # (each expression once: an eager select computes a repeated subexpression again)
+    # (one forward pass each; an eager select computes a repeated subexpression again, so none is)
     checked = frame.select(
         pl.col(row).alias("_i"),
-        _bare=bare,
         _keys=text.str.extract_all(_S + ":"),
-        _colon=text.str.contains(r'[,{\[:]":'),
-    )
-    bare = pl.col("_bare")
-    checked = checked.select(
-        "_i",
-        "_keys",
-        _ok=(bare.str.contains(_GRAMMAR) & ~bare.str.contains(_ODD_NUMBER) & ~pl.col("_colon")).fill_null(False),
+        _ok=(text.str.contains(_GRAMMAR) & ~text.str.contains(r'[,{\[:]":')).fill_null(False),
     )
     # keys are synchronised with the strings: no string starts with ':' (checked above)
     keys = checked.select("_i", "_keys").explode("_keys").drop_nulls("_keys")

@@ -572,11 +572,14 @@ def _parse_blocks(rows: _Rows, blocks: Iterator[bytes]) -> Iterator[tuple[int, l
             read = 0 if chunk is None else chunk.num_rows
             if chunk is not None and chunk.num_rows:
                 rows.chunks.append(chunk)
-            if slow:  # (``finish`` puts these rows back in line order)
+            if slow:
                 lines = dict(zip(slow, lines_at(block, slow), strict=True))
                 for i in slow:
                     read += _parse_line(rows, lines[i], first + i)
+                taken = len(rows.chunks)
                 rows.flush("line", lambda n, lines=lines, first=first: lines[n - first])  # type: ignore[misc]
+                if chunk is not None and chunk.num_rows and len(rows.chunks) > taken:
+                    rows.chunks[taken - 1 :] = _interleave(rows.chunks[taken - 1], rows.chunks[taken])
             return read, _in_file_order(rows.rejections[rejected:])
 
         for first, block in numbered():
@@ -585,6 +588,22 @@ def _parse_blocks(rows: _Rows, blocks: Iterator[bytes]) -> Iterator[tuple[int, l
                 yield take()
         while pending:
             yield take()
+
+
+def _interleave(bulk: pa.Table, slow: pa.Table) -> list[pa.Table]:
+    """A block's rows read in bulk and its rows read line by line, each in line order → slices of both
+    (no copy) in line order, so that ``finish`` need not reorder a file that is in sequence order."""
+    at = pl.Series(bulk.column("_where")).search_sorted(pl.Series(slow.column("_where"))).to_list()
+    out: list[pa.Table] = []
+    start = 0
+    for j, stop in enumerate(at):
+        if stop > start:
+            out.append(bulk.slice(start, stop - start))
+            start = stop
+        out.append(slow.slice(j, 1))
+    if start < bulk.num_rows:
+        out.append(bulk.slice(start))
+    return out
 
 
 def _blocks_of(f: BinaryIO) -> Iterator[bytes]:

@@ -627,7 +627,7 @@ def read_events_file(
     table = rows.finish(notes)
     sessions = pc.unique(table.column("stream_id")).to_pylist()
     if stats is not None:
-        own = table.filter(pc.equal(table.column("stream_id"), file.stem)).column("_seq")
+        own = pc.filter(table.column("_seq"), pc.equal(table.column("stream_id"), file.stem))
         s = stats.setdefault(file.stem, _SessionStats())
         s.lines += read
         s.max_seq = max(s.max_seq, pc.max(own).as_py() or 0)

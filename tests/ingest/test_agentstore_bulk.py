@@ -195,3 +195,139 @@ def test_importer_reads_a_file_of_many_blocks_like_one(tmp_path: Path, monkeypat
     monkeypatch.setattr(agentstore, "BLOCK_BYTES", 300)
     small = [b.events for b in AgentStoreImporter().batches(str(src), ImportOptions()) if b.events.num_rows]
     assert pa.concat_tables(whole).equals(pa.concat_tables(small))
+
+
+def _pitfall_dir(root: Path) -> Path:
+    """One data dir holding every pitfall of the spec that lives in an events file."""
+    go = {"html": "<a & b>", "n": 1}
+    lines = [
+        json.dumps(r, separators=(",", ":"), ensure_ascii=False)
+        for r in [
+            {
+                "session_id": "s1",
+                "sequence_number": 1,
+                "type": "user_message",
+                "payload": "a string",
+                "timestamp": "2026-11-21T23:43:22.448478445Z",
+                "metadata": {"worker_id": "w-1"},
+            },
+            {
+                "session_id": "s1",
+                "sequence_number": 2,
+                "type": "plan_created",
+                "payload": ["a", "b"],
+                "timestamp": "2026-11-21T23:43:22Z",
+                "metadata": {},
+            },
+            {
+                "session_id": "s1",
+                "sequence_number": 3,
+                "type": "custom",
+                "payload": None,
+                "timestamp": "2026-11-21T23:43:22.1Z",
+                "metadata": {"extra": {"k": [1, 2.5]}},
+            },
+            {
+                "session_id": "s1",
+                "sequence_number": 4,
+                "type": "error",
+                "payload": {"error": "HTTP 429", "retry_after_s": 2},
+                "timestamp": "1969-12-31T23:59:59.5Z",
+                "metadata": {"tokens_in": 12, "model": "gpt-4o", "cost_usd": 0.00161, "duration_ms": 812},
+            },
+            # two writers: the same sequence number twice, once an exact copy
+            {
+                "session_id": "s1",
+                "sequence_number": 4,
+                "type": "custom",
+                "payload": {"other": True},
+                "timestamp": "2026-11-21T23:43:23Z",
+                "metadata": {},
+            },
+            {
+                "session_id": "s1",
+                "sequence_number": 5,
+                "type": "tool_called",
+                "payload": {"x": "y" * (1 << 20)},
+                "timestamp": "2026-11-21T23:43:24Z",
+                "metadata": {"tool_name": "run_tests"},
+            },
+        ]
+    ]
+    lines.append(lines[-2])
+    lines.append(
+        json.dumps(go)
+        .join(
+            [
+                '{"session_id":"s1","sequence_number":6,"type":"custom","payload":',
+                ',"timestamp":"2026-11-21T23:43:25Z","metadata":{}}',
+            ]
+        )
+        .replace("<", "\\u003c")
+    )
+    lines.append(
+        '{"session_id":"s1","sequence_number":7,"type":"cus{"session_id":"s1","sequence_number":8,'
+        '"type":"custom","payload":{},"timestamp":"2026-11-21T23:43:26Z","metadata":{}}'
+    )
+    lines.append(
+        '{"session_id":"s1","sequence_number":9,"type":"custom","payload":{},"timestamp":"yesterday","metadata":{}}'
+    )
+    events = root / "events"
+    events.mkdir(parents=True)
+    (events / "s1.jsonl").write_text("\n".join(lines) + '\n{"session_id":"s1","sequence_nu', encoding="utf-8")
+    (root / "sessions").mkdir()
+    (root / "sessions" / "s1.json").write_text(json.dumps({"id": "s1", "event_count": 3}))
+    return root
+
+
+def _batches(path: Path) -> list[tuple[Any, ...]]:
+    return [
+        (b.events, [(r.source, r.location, r.reason, r.record) for r in b.rejections], b.read, b.notes, b.snapshots)
+        for b in AgentStoreImporter().batches(str(path), ImportOptions())
+    ]
+
+
+DATA_DIRS = sorted({p.parent.parent for p in SAMPLES.rglob("events/*.jsonl")})
+SHARED = REPO.parent / "shared" / "formats" / "agentstore"
+if SHARED.is_dir():
+    DATA_DIRS += sorted({p.parent.parent for p in SHARED.rglob("events/*.jsonl")})
+
+
+@pytest.mark.parametrize("source", [*DATA_DIRS, "pitfalls"], ids=str)
+def test_the_importer_gives_the_same_batches_with_and_without_the_bulk_reader(
+    source: Path | str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _pitfall_dir(tmp_path / "pitfalls") if source == "pitfalls" else Path(source)
+    bulk = _batches(path)
+    with monkeypatch.context() as m:
+        m.setattr(agentstore, "_bulk", lambda block, first: (None, list(range(len(agentstore._split_lines(block))))))
+        reference = _batches(path)
+    assert len(bulk) == len(reference)
+    for got, want in zip(bulk, reference, strict=True):
+        assert got[0].schema == want[0].schema
+        assert got[0].to_pylist() == want[0].to_pylist()
+        assert got[1:] == want[1:]
+    if source == "pitfalls":  # the file holds what the test says: taken in bulk, left over, rejected
+        events = pa.concat_tables([b[0] for b in bulk if b[0].num_rows])
+        reasons = [r[2] for b in bulk for r in b[1]]
+        assert events.num_rows == 8 and len(reasons) == 3, reasons
+        chunk, slow = bulk_lines(
+            (path / "events" / "s1.jsonl").read_bytes(), 1, agentstore._times, agentstore._error_of
+        )
+        assert chunk is not None and chunk.num_rows == 7 and slow == [7, 8, 9, 10]  # Go escapes, damage
+
+
+NUMBER_TEXTS = ["0", "-0", "7", "-12", "0.5", "-0.5", "1.0", "1.50", "0.0001", "0.00001", "0.00012345", "0.123456789",
+                "1234567.12345678", "12345678.5", "1e5", "1E-7", "2.5e+3", "123456789012345678", "1234567890123456789",
+                "-0.0", "00", "19.99", "0.00161"]  # fmt: skip
+
+
+@pytest.mark.parametrize("number", NUMBER_TEXTS)
+def test_number_texts_as_any_writer_may_write_them_read_the_same(
+    number: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "s1.jsonl"
+    head = '{"session_id":"s1","sequence_number":1,"type":"custom","payload":'
+    tail = ',"timestamp":"2026-11-21T23:43:22Z","metadata":{"duration_ms":' + number + ',"extra":[' + number + "]}}"
+    file.write_text("".join(f"{head}{p}{tail}\n" for p in (number, f'{{"a":{number},"b":[{number}]}}')))
+    _same(file, monkeypatch)

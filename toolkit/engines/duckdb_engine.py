@@ -22,12 +22,14 @@ the journal's own prefix and nothing else.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from toolkit.errors import QueryError
 from toolkit.journal.location import filesystem
@@ -206,6 +208,41 @@ def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, 
         con.close()
 
 
+_UUID5_SQL: Final = """
+SELECT CASE WHEN h IS NOT NULL THEN concat(h[1:8], '-', h[9:12], '-5', h[14:16], '-',
+       substr('89ab89ab89ab89ab', instr('0123456789abcdef', h[17]), 1), h[18:20], '-', h[21:32]) END AS id
+FROM (SELECT sha1($namespace || encode(name)) AS h FROM uuid5_names)
+"""
+_HASHERS = threading.local()  # one in-memory connection per thread, reused block after block
+
+
+def uuid5_texts(namespace: bytes, names: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``str(uuid.uuid5(UUID(bytes=namespace), name))`` for each name (text), hashed on DuckDB's threads
+    without the GIL; null names give null ids, in the order given.
+
+    >>> import uuid
+    >>> ns = uuid.NAMESPACE_URL
+    >>> uuid5_texts(ns.bytes, pa.array(["a/1", None, "é"])).to_pylist() == [
+    ...     str(uuid.uuid5(ns, "a/1")), None, str(uuid.uuid5(ns, "é"))]
+    True
+    """
+    con = getattr(_HASHERS, "con", None)
+    if con is None:
+        con = duckdb.connect(":memory:")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        _HASHERS.con = con
+    try:
+        con.register("uuid5_names", pa.table({"name": names}))
+        try:
+            ids = con.sql(_UUID5_SQL, params={"namespace": namespace}).to_arrow_table().column("id")
+        finally:
+            con.unregister("uuid5_names")
+    except duckdb.Error as e:
+        raise QueryError(f"hashing event ids failed: {e}") from e
+    return pc.cast(ids.combine_chunks(), pa.string())
+
+
 def raw_connection() -> duckdb.DuckDBPyConnection:
     """An unsandboxed in-memory connection (benchmarks' raw-DuckDB baseline only)."""
     con = duckdb.connect(":memory:")
@@ -213,4 +250,12 @@ def raw_connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-__all__ = ["PARTITION_COLUMNS", "Session", "connect", "query_tables", "raw_connection", "register_parquet_view"]
+__all__ = [
+    "PARTITION_COLUMNS",
+    "Session",
+    "connect",
+    "query_tables",
+    "raw_connection",
+    "register_parquet_view",
+    "uuid5_texts",
+]

@@ -18,8 +18,8 @@ Mapping (the whole story, with every pitfall's outcome, is in ``docs/importers/a
 An event's content depends on its line alone, so a ``.replay.json`` of a session and the session's
 ``events/<id>.jsonl`` give the same events, and a file that has grown imports only its new lines.
 
-Events files are read in blocks by ``toolkit.ingest.agentstore_bulk`` (Polars, no per-line Python)
-for the lines it can prove give the same event; every other line goes through ``_parse_line``, the
+Events files are read in blocks by ``toolkit.ingest.agentstore_bulk`` (Polars, ids hashed by DuckDB,
+no per-line Python) for the lines it can prove give the same event; every other line goes through ``_parse_line``, the
 line-by-line reader, which is the reference and words every rejection.
 
 >>> AgentStoreImporter().sniff("notes.txt")
@@ -552,8 +552,8 @@ def _split_lines(block: bytes) -> list[bytes]:
 def _parse_blocks(rows: _Rows, blocks: Iterator[bytes]) -> Iterator[tuple[int, list[Rejection]]]:
     """Each block of lines parsed and flushed: (records read, its rejections in line order).
 
-    Blocks are read in bulk (``agentstore_bulk``) two at a time (Polars releases the GIL while the
-    other block's ids are hashed); the lines the bulk reader leaves go through ``_parse_line``.
+    Blocks are read in bulk (``agentstore_bulk``) two at a time, one per core: the bulk reader runs in
+    Polars and DuckDB (ids), which release the GIL; the lines it leaves go through ``_parse_line``.
     """
 
     def numbered() -> Iterator[tuple[int, bytes]]:
@@ -572,11 +572,14 @@ def _parse_blocks(rows: _Rows, blocks: Iterator[bytes]) -> Iterator[tuple[int, l
             read = 0 if chunk is None else chunk.num_rows
             if chunk is not None and chunk.num_rows:
                 rows.chunks.append(chunk)
-            if slow:  # (``finish`` puts these rows back in line order)
+            if slow:
                 lines = dict(zip(slow, lines_at(block, slow), strict=True))
                 for i in slow:
                     read += _parse_line(rows, lines[i], first + i)
+                taken = len(rows.chunks)
                 rows.flush("line", lambda n, lines=lines, first=first: lines[n - first])  # type: ignore[misc]
+                if chunk is not None and chunk.num_rows and len(rows.chunks) > taken:
+                    rows.chunks[taken - 1 :] = _interleave(rows.chunks[taken - 1], rows.chunks[taken])
             return read, _in_file_order(rows.rejections[rejected:])
 
         for first, block in numbered():
@@ -585,6 +588,22 @@ def _parse_blocks(rows: _Rows, blocks: Iterator[bytes]) -> Iterator[tuple[int, l
                 yield take()
         while pending:
             yield take()
+
+
+def _interleave(bulk: pa.Table, slow: pa.Table) -> list[pa.Table]:
+    """A block's rows read in bulk and its rows read line by line, each in line order → slices of both
+    (no copy) in line order, so that ``finish`` need not reorder a file that is in sequence order."""
+    at = pl.Series(bulk.column("_where")).search_sorted(pl.Series(slow.column("_where"))).to_list()
+    out: list[pa.Table] = []
+    start = 0
+    for j, stop in enumerate(at):
+        if stop > start:
+            out.append(bulk.slice(start, stop - start))
+            start = stop
+        out.append(slow.slice(j, 1))
+    if start < bulk.num_rows:
+        out.append(bulk.slice(start))
+    return out
 
 
 def _blocks_of(f: BinaryIO) -> Iterator[bytes]:
@@ -608,7 +627,7 @@ def read_events_file(
     table = rows.finish(notes)
     sessions = pc.unique(table.column("stream_id")).to_pylist()
     if stats is not None:
-        own = table.filter(pc.equal(table.column("stream_id"), file.stem)).column("_seq")
+        own = pc.filter(table.column("_seq"), pc.equal(table.column("stream_id"), file.stem))
         s = stats.setdefault(file.stem, _SessionStats())
         s.lines += read
         s.max_seq = max(s.max_seq, pc.max(own).as_py() or 0)

@@ -17,6 +17,10 @@ the indices of every other line for the reference path. A line is taken in bulk 
   ``Decimal`` text can be built from the source text (plain ASCII model and tool names, integer
   tokens, costs of up to 15 digits from 1e-6 up, …), and no metadata key is repeated.
 
+The event id (UUIDv5 of the same name ``agentstore.event_ids`` hashes) is computed for the whole
+block by DuckDB (``duckdb_engine.uuid5_texts``: ``sha1`` over namespace bytes + name, then the version
+and variant digits), so nothing here runs Python per line and two blocks use both cores.
+
 Everything else — cut-off and glued lines, escapes such as Go's ``\\u003c``, exponents, keys out of
 order, bad times, wrong types — goes to the line-by-line reader, so its outcome (and its
 rejection's wording) is the reference's. ``tests/ingest/test_agentstore_bulk.py`` checks that both
@@ -25,7 +29,6 @@ readers give the same rows on generated lines.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Final
 
@@ -33,6 +36,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from toolkit.engines.duckdb_engine import uuid5_texts
 from toolkit.ingest.base import IMPORT_NAMESPACE
 from toolkit.journal.schema import COST, TIMESTAMP
 
@@ -61,19 +65,37 @@ _SEPARATORS: Final = {  # in the order the Go library writes the fields
 }
 _SSN: Final = '"source_sequence_number"'
 COLUMN_KEYS: Final = ("tokens_in", "tokens_out", "model", "tool_name", "duration_ms", "cost_usd")
-_SHA1_NS = hashlib.sha1(IMPORT_NAMESPACE.bytes, usedforsecurity=False)
+
+
+# a string as Python writes it (ensure_ascii=False): the escapes it uses, no control characters
+_CANONICAL_STRING: Final = r'"(?:[^"\\\x00-\x1f]|\\["\\nrtbf])*"'
+# a number whose text is the one Python writes for the value it parses to: an integer of up to 18
+# digits (not -0), or a decimal of up to 7 + 8 digits without a trailing zero and, below 1, without
+# four leading zeros (Python writes those with an exponent)
+_CANONICAL_NUMBER: Final = (
+    r"(?:0|-?[1-9][0-9]{0,17}|-?[1-9][0-9]{0,6}\.[0-9]{0,7}[1-9]|-?0\.(?:"
+    + "|".join("0" * z + "[1-9](?:[0-9]{0," + str(6 - z) + "}[1-9])?" for z in range(4))
+    + "))"
+)
 
 
 def _grammar(depth: int) -> str:
-    """A JSON value, nested up to ``depth`` containers, whose strings were replaced by ``s``."""
-    value = "(?:s|" + _NUM + "|true|false|null)"
+    """A compact JSON value nested up to ``depth`` containers, made of canonical strings and numbers."""
+    string, number = _CANONICAL_STRING, _CANONICAL_NUMBER
+    value = "(?:" + string + "|" + number + "|true|false|null)"
     for _ in range(depth):
         value = (
-            "(?:s|"
-            + _NUM
-            + r"|true|false|null|\{(?:s:"
+            "(?:"
+            + string
+            + "|"
+            + number
+            + r"|true|false|null|\{(?:"
+            + string
+            + ":"
             + value
-            + "(?:,s:"
+            + "(?:,"
+            + string
+            + ":"
             + value
             + r")*)?\}|\[(?:"
             + value
@@ -85,12 +107,6 @@ def _grammar(depth: int) -> str:
 
 
 _GRAMMAR: Final = _grammar(4)
-# a string as Python writes it (ensure_ascii=False): the escapes it uses, no control characters
-_CANONICAL_STRING: Final = r'"(?:[^"\\\x00-\x1f]|\\["\\nrtbf])*"'
-# number texts (strings emptied) whose canonical text differs or that this module does not take
-_ODD_NUMBER: Final = (
-    r"[0-9][eE]|[0-9]{19}|[0-9]{8}\.|\.[0-9]{9}|\.[0-9]*0(?:[^0-9]|$)|0\.0000|(?:^|[^0-9.])-0(?:[^0-9.]|$)"
-)
 
 
 def canonical_as_written(frame: pl.DataFrame, column: str, row: str = "_i") -> pl.Series:
@@ -101,13 +117,11 @@ def canonical_as_written(frame: pl.DataFrame, column: str, row: str = "_i") -> p
     so every object's keys are sorted) without characters below ``#`` or backslashes.
     """
     text = pl.col(column)
-    bare = text.str.replace_all(_CANONICAL_STRING, "s")  # other strings stay, and fail the grammar
+    # (one forward pass each; an eager select computes a repeated subexpression again, so none is)
     checked = frame.select(
         pl.col(row).alias("_i"),
-        _ok=(
-            bare.str.contains(_GRAMMAR) & ~bare.str.contains(_ODD_NUMBER) & ~text.str.contains(r'[,{\[:]":')
-        ).fill_null(False),
         _keys=text.str.extract_all(_S + ":"),
+        _ok=(text.str.contains(_GRAMMAR) & ~text.str.contains(r'[,{\[:]":')).fill_null(False),
     )
     # keys are synchronised with the strings: no string starts with ':' (checked above)
     keys = checked.select("_i", "_keys").explode("_keys").drop_nulls("_keys")
@@ -205,41 +219,6 @@ def _members(frame: pl.DataFrame) -> pl.DataFrame:
     return out.join(placed, on="_i", how="left", maintain_order="left")
 
 
-def _hash_names(names: list[bytes]) -> list[str]:
-    """SHA-1 hex digests of the import namespace followed by each name (UUIDv5 before formatting)."""
-    base = _SHA1_NS
-    out: list[str] = []
-    append = out.append
-    for name in names:
-        h = base.copy()
-        h.update(name)
-        append(h.hexdigest())
-    return out
-
-
-_VARIANT: Final = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
-
-
-def _uuid_text(hexes: list[str]) -> pa.Array:
-    """SHA-1 hex digests → UUIDv5 text (version 5, RFC 4122 variant)."""
-    x = pl.col("x")
-    text = pl.DataFrame({"x": pl.Series(hexes, dtype=pl.String)}).select(
-        pl.concat_str(
-            x.str.slice(0, 8),
-            pl.lit("-"),
-            x.str.slice(8, 4),
-            pl.lit("-5"),
-            x.str.slice(13, 3),
-            pl.lit("-"),
-            x.str.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.String),
-            x.str.slice(17, 3),
-            pl.lit("-"),
-            x.str.slice(20, 12),
-        )
-    )
-    return text.to_series().to_arrow().cast(pa.string())
-
-
 def bulk_lines(
     block: bytes,
     first: int,
@@ -253,18 +232,16 @@ def bulk_lines(
     payload text (both passed in: this module sits below ``agentstore``).
     """
     count = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-    everything = list(range(count))
     if not block or b"\r" in block or b"\x00" in block:
-        return None, everything
-    try:
-        text = block.decode("utf-8")
-    except UnicodeDecodeError:
-        return None, everything
-    texts = pl.Series("line", [text], dtype=pl.String).str.split("\n").explode()  # (split without the GIL)
+        return None, list(range(count))
+    try:  # (UTF-8 checked and lines split by Polars, without the GIL)
+        texts = pl.Series("line", [block], dtype=pl.Binary).cast(pl.String).str.split("\n").explode()
+    except pl.exceptions.PolarsError:  # not UTF-8
+        return None, list(range(count))
     if block.endswith(b"\n"):
         texts = texts.head(-1)
     if len(texts) != count:
-        return None, everything
+        return None, list(range(count))
     line = pl.col("line")
     at = {name: line.str.find(sep, literal=True) for name, sep in _SEPARATORS.items()}
     frame = texts.to_frame().with_row_index("_i")
@@ -297,7 +274,7 @@ def bulk_lines(
         & pl.col("ts").str.contains(r"^[0-9A-Za-z:.+\-]+$")
     )
     if not parts.height:
-        return None, everything
+        return None, list(range(count))
     parts = parts.filter(canonical_as_written(parts, "payload"))
     metas = parts.select(pl.col("meta").unique()).with_row_index("_i")  # metadata repeats: each text once
     info = _members(metas).join(metas, on="_i").drop("_i")
@@ -309,7 +286,7 @@ def bulk_lines(
         parts = parts.filter(keep)
         occurred = occurred.filter(pa.array(keep.to_list()))
     if not parts.height:
-        return None, everything
+        return None, list(range(count))
     parts = parts.with_columns(_us=pl.Series(pc.cast(occurred, pa.int64())))
     # the same columns as _Rows.add, then the id's content key
     # the members that stay in metadata, sorted, with source_sequence_number in its place
@@ -363,7 +340,7 @@ def bulk_lines(
             pl.col("_us").cast(pl.String),
         )
     )
-    ids = _uuid_text(_hash_names(parts.get_column("_name").cast(pl.Binary).to_list()))
+    ids = uuid5_texts(IMPORT_NAMESPACE.bytes, parts.get_column("_name").to_arrow())
     errors: list[str | None] = [None] * parts.height
     wanted = parts.select(pl.col("typ") == "error").to_series() & parts.get_column("payload").str.starts_with("{")
     if wanted.any():
@@ -406,8 +383,9 @@ def bulk_lines(
     chunk = chunk.cast(
         pa.schema([f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f for f in chunk.schema])
     )
-    taken = set(parts.get_column("_i").to_list())
-    return chunk, [i for i in everything if i not in taken]
+    taken = parts.get_column("_i").cast(pl.Int64).implode()
+    left = pl.int_range(count, dtype=pl.Int64, eager=True)
+    return chunk, left.filter(~left.is_in(taken)).to_list()
 
 
 def lines_at(block: bytes, indices: list[int]) -> list[bytes]:

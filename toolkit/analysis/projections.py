@@ -562,9 +562,8 @@ def tool_calls_incremental(journal: Journal, new: NewEvents) -> pa.Table:
         r("version").alias("result_version"),
         c("occurred_at").alias("called_at"),
         r("occurred_at").alias("result_at"),
-        pl.coalesce(r("duration_ms"), (r("occurred_at") - c("occurred_at")).dt.total_microseconds() / 1000.0).alias(
-            "latency_ms"
-        ),
+        r("duration_ms").alias("latency_ms"),  # filled below where null
+        (r("occurred_at") - c("occurred_at")).dt.total_microseconds().alias("gap_us"),
         pl.when(r("version").is_null())
         .then(pl.lit("pending"))
         .when(r("is_error"))
@@ -573,8 +572,13 @@ def tool_calls_incremental(journal: Journal, new: NewEvents) -> pa.Table:
         .alias("outcome"),
         r("error").alias("error"),
     )
-    out = pl.concat([complete, paired.cast(complete.schema)])
-    return conform(out.to_arrow(), TOOL_CALLS_SCHEMA)
+    # µs / 1000 as a true division, like the SQL (Polars divides by a literal via its reciprocal)
+    table = paired.to_arrow()
+    gap_ms = pc.divide(pc.cast(table.column("gap_us"), pa.float64()), 1000.0)
+    table = table.set_column(
+        table.schema.get_field_index("latency_ms"), "latency_ms", pc.coalesce(table.column("latency_ms"), gap_ms)
+    ).drop_columns(["gap_us"])
+    return pa.concat_tables([conform(complete.to_arrow(), TOOL_CALLS_SCHEMA), conform(table, TOOL_CALLS_SCHEMA)])
 
 
 def _tool_name(name: pl.Expr) -> pl.Expr:

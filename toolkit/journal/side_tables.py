@@ -304,16 +304,16 @@ def replace_projection_files(
     with write_lock(journal.path, journal.config.lock_timeout_s):
         table = DeltaTable(uri, storage_options=journal.storage_options)
         if rows.num_rows:
-            rel = f"part-{uuid.uuid4()}.zstd.parquet"
+            rel = f"part-{uuid.uuid4()}.snappy.parquet"
             target = f"{uri.rstrip('/')}/{rel}"
             if journal.remote:
                 from toolkit.journal.location import filesystem
 
                 with filesystem().open(target.split("://", 1)[1], "wb") as out:
-                    pq.write_table(rows, out, compression="zstd")
+                    pq.write_table(rows, out, compression="snappy")
                 size = int(filesystem().size(target.split("://", 1)[1]))
             else:
-                pq.write_table(rows, target, compression="zstd")
+                pq.write_table(rows, target, compression="snappy")
                 size = Path(target).stat().st_size
             stats = {"numRecords": rows.num_rows}
             actions.append(AddAction(rel, size, {}, now_ms, True, json.dumps(stats)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import polars as pl
@@ -111,7 +112,9 @@ def number(
     out = _set(out, "stream_type", keys.get_column("final_type").to_arrow())
     out = _set(out, "event_id", event_ids.to_arrow())
     out = _set(out, "position", keys.get_column("position").to_arrow())
-    out = out.append_column("recorded_at", pa.array([now] * out.num_rows, ARROW_SCHEMA.field("recorded_at").type))
+    out = out.append_column(
+        "recorded_at", pa.repeat(pa.scalar(now, ARROW_SCHEMA.field("recorded_at").type), out.num_rows)
+    )
     out = out.append_column("day", pc.cast(out.column("occurred_at"), pa.date32()))  # the column is UTC
     return out, skipped
 
@@ -120,17 +123,30 @@ def hash_chunks(numbered: pa.Table, starts: dict[str, bytes], chunk_rows: int = 
     """Payload digests and the hash chain of ``number``'s rows, in chunks of ``chunk_rows``.
 
     Yields tables in ``ARROW_SCHEMA``. ``starts`` (raw head hashes by stream) carries the chain
-    from one chunk to the next and is updated.
+    from one chunk to the next and is updated. The next chunk's envelopes are built (Polars, off
+    the GIL) in a helper thread while this one links the current chunk (Python SHA-256 calls).
     """
-    for offset in range(0, numbered.num_rows, chunk_rows):
-        chunk = numbered.slice(offset, chunk_rows)
-        payloads = pa.array(hashing.payload_digests(chunk.column("data"), chunk.column("metadata")), pa.string())
-        chunk = _set(chunk, "payload_sha256", payloads)
-        prevs, hashes = hashing.link(
-            pl.Series(chunk.column("stream_id")).to_list(), hashing.chain_messages(chunk, payloads), starts
-        )
-        chunk = chunk.append_column("prev_hash", prevs).append_column("hash", hashes)
-        yield chunk.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA)
+    offsets = range(0, numbered.num_rows, chunk_rows)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-envelopes") as pool:
+        ahead: Future[tuple[pa.Table, list[bytes]]] | None = None
+        for k, offset in enumerate(offsets):
+            if ahead is None:
+                ahead = pool.submit(_messages, _with_digests(numbered.slice(offset, chunk_rows)))
+            chunk, messages = ahead.result()
+            if k + 1 < len(offsets):  # start the next chunk's envelopes before linking this one
+                ahead = pool.submit(_messages, _with_digests(numbered.slice(offsets[k + 1], chunk_rows)))
+            prevs, hashes = hashing.link(pl.Series(chunk.column("stream_id")).to_list(), messages, starts)
+            chunk = chunk.append_column("prev_hash", prevs).append_column("hash", hashes)
+            yield chunk.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA)
+
+
+def _with_digests(chunk: pa.Table) -> pa.Table:
+    payloads = pa.array(hashing.payload_digests(chunk.column("data"), chunk.column("metadata")), pa.string())
+    return _set(chunk, "payload_sha256", payloads)
+
+
+def _messages(chunk: pa.Table) -> tuple[pa.Table, list[bytes]]:
+    return chunk, hashing.chain_messages(chunk, chunk.column("payload_sha256"))
 
 
 def _set(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.Table:
@@ -142,7 +158,9 @@ def _set(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.T
 def _with_payloads(rows: pl.DataFrame, table: pa.Table) -> pl.DataFrame:
     """``rows`` (holding ``_idx``) with the payload digest of those events of ``table``."""
     picked = table.take(rows.get_column("_idx").to_arrow())
-    return rows.with_columns(payload=pl.Series(hashing.payload_digests(picked.column("data"), picked.column("metadata"))))
+    return rows.with_columns(
+        payload=pl.Series(hashing.payload_digests(picked.column("data"), picked.column("metadata")))
+    )
 
 
 def _drop_known(keys: pl.DataFrame, known: pa.Table | None, table: pa.Table) -> tuple[pl.DataFrame, int]:
@@ -185,9 +203,13 @@ def _drop_batch_twins(keys: pl.DataFrame, table: pa.Table) -> tuple[pl.DataFrame
     dup = with_id.filter(pl.col("event_id").is_duplicated())
     if dup.height == 0:
         return keys, 0
-    dup = _with_payloads(dup, table).sort("_idx").with_columns(
-        first_idx=pl.col("_idx").first().over("event_id"),
-        differs=(pl.struct("stream_id", "payload", "event_type").n_unique().over("event_id") > 1),
+    dup = (
+        _with_payloads(dup, table)
+        .sort("_idx")
+        .with_columns(
+            first_idx=pl.col("_idx").first().over("event_id"),
+            differs=(pl.struct("stream_id", "payload", "event_type").n_unique().over("event_id") > 1),
+        )
     )
     bad = dup.filter(pl.col("differs") & (pl.col("_idx") != pl.col("first_idx")))
     if bad.height:

@@ -36,7 +36,9 @@ from toolkit.journal.schema import ARROW_SCHEMA, ASSIGNED_COLUMNS, COLUMN_NAMES,
 
 UTC = dt.UTC
 STREAM_TYPE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
-TRACEPARENT_RE = re.compile(r"^(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-(?P<flags>[0-9a-f]{2})$")
+TRACEPARENT_RE = re.compile(
+    r"^(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-(?P<flags>[0-9a-f]{2})$"
+)
 DEFAULT_STREAM_TYPE = "default"
 
 _INT_COLUMNS = ("tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
@@ -267,7 +269,9 @@ def validate_table(table: pa.Table) -> pa.Table:
             i = _first_bad(neg)
             value = cols[name][i].as_py()
             raise EventValidationError.field(
-                name, i, f"versions start at 1, got {value}" if name == "version" else f"must not be negative, got {value}"
+                name,
+                i,
+                f"versions start at 1, got {value}" if name == "version" else f"must not be negative, got {value}",
             )
     for name in ("data", "metadata"):
         _check_json(cols[name], name)
@@ -322,17 +326,27 @@ def _check_json(col: pa.ChunkedArray | pa.Array, name: str) -> None:
 def _fill_trace_ids(table: pa.Table) -> pa.Table:
     """Check every traceparent and fill trace_id/span_id where they are missing (vectorised)."""
     tp = table.column("traceparent")
-    parts = pc.extract_regex(pc.utf8_lower(pc.utf8_trim_whitespace(tp)), TRACEPARENT_RE.pattern)
-    trace = pc.struct_field(parts, "trace")
-    span = pc.struct_field(parts, "span")
-    bad = pc.and_(
-        pc.is_valid(tp),
-        pc.fill_null(pc.or_(pc.equal(trace, "0" * 32), pc.equal(span, "0" * 16)), True),
+    text = pl.Series(tp).str.strip_chars().str.to_lowercase()
+    parts = pl.DataFrame({"t": text}).select(
+        ok=pl.col("t").str.contains(TRACEPARENT_RE.pattern),
+        trace=pl.col("t").str.slice(3, 32),
+        span=pl.col("t").str.slice(36, 16),
     )
-    if pc.any(bad).as_py():
-        i = int(pc.index(bad, True).as_py())
+    # a well-formed traceparent has the ids at fixed offsets; all-zero ids are invalid
+    checked = parts.select(
+        bad=pl.col("ok").not_() | (pl.col("trace") == "0" * 32) | (pl.col("span") == "0" * 16),
+        trace=pl.when(pl.col("ok")).then(pl.col("trace")),
+        span=pl.when(pl.col("ok")).then(pl.col("span")),
+    )
+    bad = checked.get_column("bad").fill_null(False)
+    if bad.any():
+        i = int(bad.arg_true()[0])
         parse_traceparent(tp[i].as_py(), i)  # raises with the message and hint
+    trace = checked.get_column("trace").to_arrow().cast(pa.string())
+    span = checked.get_column("span").to_arrow().cast(pa.string())
     table = table.set_column(
         table.schema.get_field_index("trace_id"), "trace_id", pc.coalesce(table.column("trace_id"), trace)
     )
-    return table.set_column(table.schema.get_field_index("span_id"), "span_id", pc.coalesce(table.column("span_id"), span))
+    return table.set_column(
+        table.schema.get_field_index("span_id"), "span_id", pc.coalesce(table.column("span_id"), span)
+    )

@@ -51,6 +51,7 @@ from toolkit.errors import (
     JournalExistsError,
     JournalNotFoundError,
 )
+from toolkit.journal.appendfiles import AppendFiles
 from toolkit.journal.assign import chain_starts, hash_chunks, number
 from toolkit.journal.config import CONFIG_FILE, JournalConfig, write_atomic
 from toolkit.journal.location import S3Location, check_bucket, delta_storage_options, is_remote, open_input
@@ -207,7 +208,9 @@ class Journal:
         if (loc / CONFIG_FILE).is_file():
             if exist_ok:
                 return cls.open(str(loc))
-            raise JournalExistsError(f"{loc}: a journal already exists here", hint=f"open it with -j {loc}", path=str(loc))
+            raise JournalExistsError(
+                f"{loc}: a journal already exists here", hint=f"open it with -j {loc}", path=str(loc)
+            )
         if loc.any_children():
             raise JournalExistsError(
                 f"{loc}: the prefix holds other objects", hint="choose a new prefix for the journal", path=str(loc)
@@ -616,12 +619,13 @@ class Journal:
             return result
 
     def _write(self, numbered: pa.Table, starts: dict[str, bytes]) -> pa.Table:
-        """Hash ``numbered`` chunk by chunk while deltalake writes the chunks before: one Delta commit.
+        """Hash ``numbered`` chunk by chunk while the chunks before are written: one Delta commit.
 
         A thread computes the digests and the chain (Python and Polars) and hands each chunk to
-        the Rust writer, which encodes and writes Parquet on the other core meanwhile. Returns
-        what the stream heads need (stream_id, stream_type, version, hash, day) of the rows
-        written.
+        the writer: pyarrow's Parquet writer for a local journal (it releases the GIL while it
+        encodes, so hashing and writing overlap; the files are committed as add actions), or
+        deltalake's writer for a remote journal and for a table whose schema grows. Returns what
+        the stream heads need (stream_id, stream_type, version, hash, day) of the rows written.
         """
         chunks: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
         failure: list[BaseException] = []
@@ -637,31 +641,27 @@ class Journal:
             finally:
                 chunks.put(None)
 
-        def batches() -> Iterator[pa.RecordBatch]:
+        def hashed() -> Iterator[pa.Table]:
             while (chunk := chunks.get()) is not None:
-                yield from chunk.to_batches()
+                yield chunk
             if failure:
                 raise failure[0]
 
         producer = threading.Thread(target=produce, name="journal-hash-chain", daemon=True)
         producer.start()
         grows = not set(COLUMN_NAMES).issubset(self.table_columns())
+        properties = CommitProperties(
+            custom_metadata={
+                "toolkit.operation": "append",
+                "toolkit.schema_version": SCHEMA_VERSION,
+                "toolkit.events": str(numbered.num_rows),
+            }
+        )
         try:
-            write_deltalake(
-                self.delta_table(),
-                pa.RecordBatchReader.from_batches(ARROW_SCHEMA, batches()),
-                mode="append",
-                schema_mode="merge" if grows else None,  # a newer minor schema adds nullable columns
-                partition_by=list(self.config.partition_by),
-                writer_properties=append_writer_properties(self.config.row_group_rows),
-                commit_properties=CommitProperties(
-                    custom_metadata={
-                        "toolkit.operation": "append",
-                        "toolkit.schema_version": SCHEMA_VERSION,
-                        "toolkit.events": str(numbered.num_rows),
-                    }
-                ),
-            )
+            if self.remote or grows:
+                self._write_deltalake(hashed(), grows, properties)
+            else:
+                self._write_files(hashed(), properties)
         except BaseException:
             while producer.is_alive():  # unblock the producer so it can finish; its error comes first
                 with contextlib.suppress(queue.Empty):
@@ -672,6 +672,41 @@ class Journal:
             raise
         producer.join()
         return pa.concat_tables(summary)
+
+    def _write_files(self, chunks: Iterator[pa.Table], properties: CommitProperties) -> None:
+        files = AppendFiles(
+            Path(self.events_uri),
+            ARROW_SCHEMA,
+            list(self.config.partition_by),
+            STATS_COLUMNS,
+            self.config.row_group_rows,
+        )
+        try:
+            for chunk in chunks:
+                files.add(chunk)
+            actions = files.close()
+        except BaseException:
+            files.abort()  # nothing was committed: leave no files behind
+            raise
+        self.delta_table().create_write_transaction(
+            actions,
+            mode="append",
+            schema=ARROW_SCHEMA,
+            partition_by=list(self.config.partition_by),
+            commit_properties=properties,
+        )
+
+    def _write_deltalake(self, chunks: Iterator[pa.Table], grows: bool, properties: CommitProperties) -> None:
+        batches = (batch for chunk in chunks for batch in chunk.to_batches())
+        write_deltalake(
+            self.delta_table(),
+            pa.RecordBatchReader.from_batches(ARROW_SCHEMA, batches),
+            mode="append",
+            schema_mode="merge" if grows else None,  # a newer minor schema adds nullable columns
+            partition_by=list(self.config.partition_by),
+            writer_properties=append_writer_properties(self.config.row_group_rows),
+            commit_properties=properties,
+        )
 
     def _fill_head_hashes(self, stream_ids: list[str]) -> None:
         """Look up the last hash of streams whose head hash is not known yet."""
@@ -735,10 +770,13 @@ class Journal:
                     raise ConcurrencyError.mismatch(sid, exp, actual)
         return prepared, skipped
 
+
 # Columns whose per-file min/max the Delta log keeps (file pruning). Not the payloads or free text:
 # their statistics would copy personal data into the log (beyond the reach of redaction) and bloat it.
 STATS_COLUMNS = tuple(
-    c for c in COLUMN_NAMES if c not in {"data", "metadata", "error", "payload_sha256", "prev_hash", "hash", *PARTITION_COLUMNS}
+    c
+    for c in COLUMN_NAMES
+    if c not in {"data", "metadata", "error", "payload_sha256", "prev_hash", "hash", *PARTITION_COLUMNS}
 )
 
 

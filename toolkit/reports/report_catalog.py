@@ -140,8 +140,9 @@ def notebook_journal(arg: str | None) -> Journal:
 
 
 def notebooks_dir() -> Path:
-    """``notebooks/`` of the source checkout this package runs from."""
-    return Path(__file__).resolve().parents[2] / "notebooks"
+    """``notebooks/`` of a source checkout, or the copy shipped inside the package."""
+    here = Path(__file__).resolve().parents[2] / "notebooks"
+    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def notebook_path(name: str) -> Path:

@@ -10,13 +10,18 @@ Each figure is printed next to a baseline measured in the same run:
    fold without snapshots (target <= 5 ms);
 3. the agent-run state of every stream of a large journal (vectorised) vs the Python fold's
    rate on a slice of the same events (target >= 2M events/s);
-4. built-in projection catch-up (runs, tool_calls) from scratch and incrementally, vs a
-   row-at-a-time handler projection on the same events (target >= 500k events/s).
+4. built-in projection catch-up (runs, tool_calls) from scratch, vs a row-at-a-time handler
+   projection on the same events; then incrementally (target >= 500k events/s), timed on
+   ``--repeat`` identical copies of the journal, next to the full rebuild of the same journal:
+   A. the last 200k-event batch of the demo journal (whole new runs) after the first 800k;
+   B. a cut through running streams: the first half of each run of that batch is caught up
+      first, then its second half arrives (open tool calls get their results, runs continue).
 
 Usage:
     .venv/bin/python bench/bench_replay.py                         # uses bench/out/journal-10000000 if present
     .venv/bin/python bench/bench_replay.py --journal PATH          # a large journal (read only)
     .venv/bin/python bench/bench_replay.py --projection-events 1000000
+    .venv/bin/python bench/bench_replay.py --skip state,snapshots,all    # projections only (~1.5 min)
 """
 
 from __future__ import annotations
@@ -267,7 +272,66 @@ HANDLER = Projection(
 )
 
 
-def bench_projections(events: int) -> None:
+def _copy_journal(src: Path, dst: Path) -> Journal:
+    """A copy sharing the (immutable) data files: hard links, not the lock file."""
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns(".write.lock"))
+    return Journal.open(dst)
+
+
+def _halves(batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Each stream's first half of its events, and the rest (a cut through running streams)."""
+    import polars as pl
+
+    frame = pl.from_arrow(batch)
+    assert isinstance(frame, pl.DataFrame)
+    idx = pl.int_range(pl.len()).over("stream_id")
+    first = (idx < pl.len().over("stream_id") // 2).alias("_first")
+    frame = frame.with_columns(first)
+    return (frame.filter(pl.col("_first")).drop("_first").to_arrow().cast(batch.schema),
+            frame.filter(~pl.col("_first")).drop("_first").to_arrow().cast(batch.schema))
+
+
+def _rows(journal: Journal, name: str) -> list[tuple[Any, ...]]:
+    from toolkit.journal.side_tables import read_projection
+
+    t = read_projection(journal, name)
+    assert t is not None
+    return sorted(tuple(repr(v) for v in r.values()) for r in t.to_pylist())
+
+
+def _incremental(base: Path, work: Path, batch: pa.Table, label: str, repeat: int) -> None:
+    """Catch up both built-ins on ``repeat`` identical copies of ``base`` after appending ``batch``;
+    then the full rebuild of the same journal (every event) for the ratio, and a check that both agree."""
+    for name in ("runs", "tool_calls"):
+        times: list[float] = []
+        cpus: list[float] = []
+        r = None
+        for _ in range(repeat):
+            journal = _copy_journal(base, work)
+            journal.append_batch(batch)
+            cpu = time.process_time()
+            r = catch_up(journal, name)
+            cpus.append(time.process_time() - cpu)
+            assert not r.rebuilt, r.reason
+            times.append(r.seconds)
+        assert r is not None
+        incremental = _rows(journal, name)
+        full = catch_up(journal, name, reset=True)
+        assert incremental == _rows(journal, name), f"{name}: incremental != rebuild"
+        best, med = min(times), statistics.median(times)
+        rate, full_rate = r.events / best, full.events_per_second
+        print(f"project {name} incremental, {label}: {r.events:,} new events of {r.streams:,} streams: "
+              f"best {best:.3f} s of {repeat} = {rate / 1e3:,.0f}k events/s (median {r.events / med / 1e3:,.0f}k/s; "
+              f"target >= 500k/s); CPU {min(cpus):.3f} s = {r.events / min(cpus) / 1e3:,.0f}k events per CPU-second; "
+              f"load {os.getloadavg()[0]:.1f}")
+        print(f"  full rebuild of the same journal ({full.events:,} events) in the same run: {full.seconds:.3f} s = "
+              f"{full_rate / 1e3:,.0f}k events/s; incremental rate / rebuild rate {rate / full_rate:.2f}x, "
+              f"time {full.seconds / best:.1f}x shorter; rows equal")
+        journal.close()
+
+
+def bench_projections(events: int, repeat: int) -> None:
     path = OUT / f"replay-projections-{events}"
     shutil.rmtree(path, ignore_errors=True)
     runs = max(1, round(events / (estimate_events(1000) / 1000)))
@@ -282,11 +346,20 @@ def bench_projections(events: int) -> None:
               f"{r.events_per_second / 1e3:,.0f}k events/s (target >= 500k/s), {r.rows:,} rows")
     h = catch_up(journal, HANDLER)
     print(f"baseline row-at-a-time handler projection, same events: {h.events_per_second / 1e3:,.0f}k events/s")
-    journal.append_batch(batches[-1])
+    journal.close()
+    last = batches[-1]
+    # A: the bench's split: the last 200k-event batch of the demo = whole new runs
+    _incremental(path, OUT / "replay-projections-work", last, "new runs (the last demo batch)", repeat)
+    # B: a cut through running streams: the first half of each of those runs is caught up
+    # first, then the second halves arrive (open calls wait for their results)
+    head, tail = _halves(last)
+    cut = OUT / f"replay-projections-{events}-cut"
+    journal = _copy_journal(path, cut)
+    journal.append_batch(head)
     for name in ("runs", "tool_calls"):
-        r = catch_up(journal, name)
-        print(f"project {name} incremental: {r.events:,} new events of {r.streams:,} streams in {r.seconds:.2f} s = "
-              f"{r.events_per_second / 1e3:,.0f}k events/s")
+        catch_up(journal, name)
+    journal.close()
+    _incremental(cut, OUT / "replay-projections-work", tail, "second halves of running streams", repeat)
 
 
 def main() -> None:
@@ -296,6 +369,7 @@ def main() -> None:
                     help="large journal with 1,000-event streams bench-long-run-NN (read only)")
     ap.add_argument("--snapshot-events", type=int, default=100_000)
     ap.add_argument("--projection-events", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3, help="incremental catch-ups timed on identical copies")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: state,snapshots,all,projections")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
@@ -320,7 +394,7 @@ def main() -> None:
     if "all" not in skip:
         bench_all_streams(big)
     if "projections" not in skip:
-        bench_projections(args.projection_events)
+        bench_projections(args.projection_events, args.repeat)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 

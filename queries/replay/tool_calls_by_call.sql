@@ -1,26 +1,33 @@
--- summary: Every tool call paired with its result (by tool_call_id, else the n-th call of a tool with its n-th result): latency and outcome (ok, error, pending; results without a recorded call count as calls).
+-- summary: Every tool call paired with its result: the k-th call with a tool_call_id with the k-th result with that id; without ids, the k-th call of a tool with its k-th result. Latency and outcome (ok, error, pending); a result without a call is a row without called_version.
 -- params: stream_ids VARCHAR[] = NULL
 -- returns: stream_id VARCHAR, call_key VARCHAR, tool_name VARCHAR, tool_call_id VARCHAR, called_version BIGINT, result_version BIGINT, called_at TIMESTAMPTZ, result_at TIMESTAMPTZ, latency_ms DOUBLE, outcome VARCHAR, error VARCHAR
-WITH t AS NOT MATERIALIZED (
+WITH named AS NOT MATERIALIZED (
     SELECT
         stream_id, version, event_type, occurred_at, tool_call_id, is_error, error, duration_ms,
-        coalesce(nullif(tool_name, ''), 'unknown') AS tool,
-        coalesce(
-            tool_call_id,
-            coalesce(nullif(tool_name, ''), 'unknown') || '#'
-                || CAST(row_number() OVER (
-                    PARTITION BY stream_id, coalesce(nullif(tool_name, ''), 'unknown'), event_type ORDER BY version
-                ) AS VARCHAR)
-        ) AS call_key
+        coalesce(nullif(tool_name, ''), 'unknown') AS tool
     FROM events
     WHERE event_type IN ('tool_called', 'tool_result')
       AND ($stream_ids IS NULL OR stream_id IN (SELECT unnest($stream_ids)))
+),
+t AS NOT MATERIALIZED (
+    -- pairing key: (has no id, the id or else the tool name) and k, the rank among its kind
+    SELECT
+        *,
+        tool_call_id IS NULL AS no_id,
+        coalesce(tool_call_id, tool) AS pkey,
+        row_number() OVER (
+            PARTITION BY stream_id, tool_call_id IS NULL, coalesce(tool_call_id, tool), event_type ORDER BY version
+        ) AS k
+    FROM named
 ),
 calls AS (SELECT * FROM t WHERE event_type = 'tool_called'),
 results AS (SELECT * FROM t WHERE event_type = 'tool_result')
 SELECT
     coalesce(c.stream_id, r.stream_id) AS stream_id,
-    coalesce(c.call_key, r.call_key) AS call_key,
+    coalesce(
+        coalesce(c.tool_call_id, r.tool_call_id),
+        coalesce(c.tool, r.tool) || '#' || CAST(coalesce(c.k, r.k) AS VARCHAR)
+    ) AS call_key,
     coalesce(c.tool, r.tool) AS tool_name,
     coalesce(c.tool_call_id, r.tool_call_id) AS tool_call_id,
     CAST(c.version AS BIGINT) AS called_version,
@@ -34,5 +41,6 @@ SELECT
     CASE WHEN r.version IS NULL THEN 'pending' WHEN r.is_error THEN 'error' ELSE 'ok' END AS outcome,
     r.error
 FROM calls AS c
-FULL OUTER JOIN results AS r ON c.stream_id = r.stream_id AND c.call_key = r.call_key
+FULL OUTER JOIN results AS r
+    ON c.stream_id = r.stream_id AND c.no_id = r.no_id AND c.pkey = r.pkey AND c.k = r.k
 ORDER BY stream_id, coalesce(c.version, r.version)

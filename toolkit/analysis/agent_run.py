@@ -440,16 +440,19 @@ RESULT_SCHEMA: Final = pl.Schema(
 )
 
 
-def agent_run_states(journal: Journal, stream_ids: Sequence[str] | None = None) -> pl.DataFrame:
+def agent_run_states(
+    journal: Journal, stream_ids: Sequence[str] | None = None, *, files: Sequence[str] | None = None
+) -> pl.DataFrame:
     """The agent-run state at the head of every stream (or of ``stream_ids``): one row per stream.
 
     The canonical part of the state is additive or a "last value by version", so one DuckDB
     aggregation computes it for every stream at once (``queries/replay/agent_runs_by_stream.sql``);
     streams holding assistant topics (goals, ticks, emergency stops, configured models) are
-    folded in Python by :data:`AGENT_RUN`. Both give the same row (tested).
+    folded in Python by :data:`AGENT_RUN`. Both give the same row (tested). ``files``: the data
+    files that hold every event of ``stream_ids`` when the caller knows them (new streams).
     """
     q = get_query("replay/agent_runs_by_stream")
-    session = stream_session(journal, stream_ids)
+    session = stream_session(journal, stream_ids, files=files)
     try:
         table = session.query(q.sql, q.bind({"stream_ids": list(stream_ids) if stream_ids is not None else None}))
     finally:
@@ -479,13 +482,17 @@ def _folded(journal: Journal, stream_ids: list[str]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=RESULT_SCHEMA)
 
 
-def stream_session(journal: Journal, stream_ids: Sequence[str] | None) -> duckdb_engine.Session:
+def stream_session(
+    journal: Journal, stream_ids: Sequence[str] | None, *, files: Sequence[str] | None = None
+) -> duckdb_engine.Session:
     """A SQL session whose ``events`` view holds only the files that can hold ``stream_ids``.
 
     Files are pruned by the Delta log's per-file stream_id ranges; the queries still filter the
-    rows. Catching up a few streams then reads a few files instead of the journal.
+    rows. Catching up a few streams then reads a few files instead of the journal. ``files``
+    (the files known to hold every event of ``stream_ids``) skips the pruning.
     """
-    if stream_ids is None:
+    if files is None and stream_ids is None:
         return duckdb_engine.connect(journal, side_tables=False)
-    files = journal.file_paths(stream_ids=list(stream_ids))
+    if files is None:
+        files = journal.file_paths(stream_ids=list(stream_ids or []))
     return duckdb_engine.connect(journal, extra_views={"events": (files, ARROW_SCHEMA)}, side_tables=False)

@@ -7,8 +7,11 @@ that name in ``journal sql``). Two kinds:
   adds a row. With ``key`` columns a row replaces the earlier row with the same key (upsert);
   without, rows are appended.
 - a **per-stream** function computing the rows of whole streams at once (vectorised, the
-  built-ins ``runs`` and ``tool_calls``): catching up recomputes the streams that got new events
-  and replaces their rows.
+  built-ins ``runs`` and ``tool_calls``). Catching up reads only the events after the checkpoint
+  (the data files written since), hands them with the projection's current rows of the streams
+  that already had events to the projection's ``incremental`` function (by default: recompute
+  those streams), and replaces the rows of those streams; rows of streams that got nothing new
+  stay in their files untouched, and rows of new streams are added in a new file.
 
 The checkpoint (the last position read and the projection's fingerprint) is written in the
 same Delta commit as the rows, so a crash never leaves rows and checkpoint disagreeing; the
@@ -33,6 +36,7 @@ import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Final
 
 import polars as pl
@@ -44,12 +48,16 @@ from toolkit.analysis.aggregates import EVENT_COLUMNS, Event
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
 from toolkit.errors import ReplayError
-from toolkit.journal.schema import TIMESTAMP
+from toolkit.journal.schema import ARROW_SCHEMA, TIMESTAMP
 from toolkit.journal.side_tables import (
+    ProjectionFile,
     append_rows,
     projection_checkpoint,
+    projection_files,
     projection_table,
     read_projection,
+    read_projection_files,
+    replace_projection_files,
     write_projection,
 )
 from toolkit.journal.store import Journal
@@ -57,6 +65,25 @@ from toolkit.journal.store import Journal
 Emit = Callable[[Mapping[str, Any]], None]
 Handler = Callable[[Event, Emit], None]
 PerStream = Callable[[Journal, Sequence[str] | None], pa.Table]
+
+#: a per-stream projection's table holds at most this many files after a catch-up: past it,
+#: the smallest files are rewritten together with the new rows
+MAX_FILES: Final = 16
+
+
+@dataclass(frozen=True)
+class NewEvents:
+    """What an incremental catch-up hands a per-stream projection's ``incremental`` function."""
+
+    events: pa.Table  # the events at positions (start, target]: stream_id, version, position + the projection's columns
+    files: list[str]  # the data files holding them (all events of ``new_streams`` are in these)
+    new_streams: list[str]  # streams whose first event (version 1) is among them
+    continuing: list[str]  # streams that had events before: their rows are replaced
+    old_rows: pa.Table  # the projection's current rows of ``continuing``
+
+
+#: ``(journal, new) -> rows`` of every stream in ``new.new_streams`` and ``new.continuing``
+Incremental = Callable[[Journal, NewEvents], pa.Table]
 
 
 @dataclass(frozen=True)
@@ -71,6 +98,8 @@ class Projection:
     per_stream: PerStream | None = None
     description: str = ""
     salt: str = ""  # whatever else the rows depend on (e.g. the SQL a per-stream function runs)
+    incremental: Incremental | None = None  # per-stream only: rows from the new events and the old rows
+    incremental_columns: tuple[str, ...] = ()  # event columns ``incremental`` reads
 
     def __post_init__(self) -> None:
         projection_table(self.name)  # validates the name
@@ -81,16 +110,18 @@ class Projection:
             )
         if self.per_stream is not None and "stream_id" not in self.schema.names:
             raise ReplayError(f"projection {self.name!r}: a per-stream projection needs a stream_id column")
+        if self.incremental is not None and self.per_stream is None:
+            raise ReplayError(f"projection {self.name!r}: incremental needs a per_stream function for rebuilds")
         missing = [k for k in self.key if k not in self.schema.names]
         if missing:
             raise ReplayError(f"projection {self.name!r}: key column {missing[0]!r} is not in its schema")
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         h = hashlib.sha256(self.name.encode())
         h.update(str(self.schema).encode())
-        h.update(repr((self.key, self.event_types, self.salt)).encode())
-        for fn in (self.handler, self.per_stream):
+        h.update(repr((self.key, self.event_types, self.salt, self.incremental_columns)).encode())
+        for fn in (self.handler, self.per_stream, self.incremental):
             if fn is not None:
                 try:
                     h.update(inspect.getsource(fn).encode())
@@ -166,18 +197,23 @@ def catch_up(
         report.reason = "up to date"
         report.seconds = time.perf_counter() - started
         return report
-    if p.per_stream is not None:
-        rows, n = _per_stream(journal, p, start, target, report)
+    checkpoint = {"position": target, "fingerprint": p.fingerprint}
+    if p.per_stream is not None and not report.rebuilt:
+        rows, n, replaced = _per_stream_incremental(journal, p, start, target, report)
+        written = replace_projection_files(journal, p.name, rows, remove=replaced, checkpoint=checkpoint)
     else:
-        rows, n = _handled(journal, p, start, target, report, progress)
+        if p.per_stream is not None:
+            rows, n = _per_stream_rebuild(journal, p, target, report)
+        else:
+            rows, n = _handled(journal, p, start, target, report, progress)
+        written = write_projection(
+            journal,
+            p.name,
+            rows,
+            overwrite=True if p.key or p.per_stream is not None or report.rebuilt else False,
+            checkpoint=checkpoint,
+        )
     report.events = n
-    written = write_projection(
-        journal,
-        p.name,
-        rows,
-        overwrite=True if p.key or p.per_stream is not None or report.rebuilt else False,
-        checkpoint={"position": target, "fingerprint": p.fingerprint},
-    )
     report.rows = written
     append_rows(
         journal,
@@ -197,31 +233,69 @@ def catch_up(
     return report
 
 
-def _new_events(journal: Journal, start: int, target: int) -> tuple[list[str], int]:
-    """The streams with events in positions (start, target], and how many events that is."""
-    lf = scan_events(journal).select("stream_id", "position")
-    lf = lf.filter((pl.col("position") > start) & (pl.col("position") <= target))
-    per_stream = lf.group_by("stream_id").agg(pl.len().alias("n")).collect()
-    return sorted(per_stream["stream_id"].to_list()), int(per_stream["n"].sum())
-
-
-def _per_stream(
-    journal: Journal, p: Projection, start: int, target: int, report: CatchUpReport
-) -> tuple[pa.Table, int]:
+def _per_stream_rebuild(journal: Journal, p: Projection, target: int, report: CatchUpReport) -> tuple[pa.Table, int]:
     assert p.per_stream is not None
-    if report.rebuilt:
-        rows = conform(p.per_stream(journal, None), p.schema)
-        report.streams = len(pc.unique(rows.column("stream_id"))) if rows.num_rows else 0
-        return rows, journal_events(journal, target)
-    streams, n = _new_events(journal, start, target)
-    report.streams = len(streams)
-    fresh = conform(p.per_stream(journal, streams), p.schema)
-    old = read_projection(journal, p.name)
-    if old is not None and old.num_rows:
-        keep = pc.invert(pc.is_in(old.column("stream_id"), pa.array(streams, pa.string())))
-        fresh = pa.concat_tables([conform(old.filter(keep), p.schema), fresh])
-        fresh = fresh.sort_by([(c, "ascending") for c in ("stream_id",)])
-    return fresh, n
+    rows = conform(p.per_stream(journal, None), p.schema)
+    report.streams = len(pc.unique(rows.column("stream_id"))) if rows.num_rows else 0
+    return rows, journal_events(journal, target)
+
+
+def _per_stream_incremental(
+    journal: Journal, p: Projection, start: int, target: int, report: CatchUpReport
+) -> tuple[pa.Table, int, list[ProjectionFile]]:
+    """The rows to add, the events read and the table files they replace (see the module docstring)."""
+    assert p.per_stream is not None
+    new = read_new_events(journal, start, target, p.incremental_columns)
+    touched = new.events.group_by("stream_id").aggregate([("version", "min")])
+    first = touched.column("version_min")
+    new_streams = sorted(touched.filter(pc.equal(first, 1)).column("stream_id").to_pylist())
+    continuing = sorted(touched.filter(pc.not_equal(first, 1)).column("stream_id").to_pylist())
+    report.streams = touched.num_rows
+    files = projection_files(journal, p.name)
+    replaced: list[ProjectionFile] = []
+    old = p.schema.empty_table()
+    if continuing:
+        wanted = pa.array(continuing, pa.string())
+        for f in files:
+            ids = read_projection_files([f], p.schema, ["stream_id"]).column("stream_id")
+            if pc.any(pc.is_in(ids, wanted)).as_py():
+                replaced.append(f)
+        old = read_projection_files(replaced, p.schema)
+    mine = pc.is_in(old.column("stream_id"), pa.array(continuing, pa.string()))
+    batch = NewEvents(new.events, new.files, new_streams, continuing, old.filter(mine))
+    if p.incremental is not None:
+        rows = p.incremental(journal, batch)
+    else:
+        rows = p.per_stream(journal, sorted([*new_streams, *continuing]))
+    parts = [old.filter(pc.invert(mine)), conform(rows, p.schema)]
+    # keep the table to a few files: past MAX_FILES, the smallest go into the new file too
+    left = sorted((f for f in files if f not in replaced), key=lambda f: f.rows)
+    extra = left[: len(left) - MAX_FILES // 2] if len(left) + 1 > MAX_FILES else []
+    if extra:
+        parts.append(read_projection_files(extra, p.schema))
+        replaced += extra
+    out = pa.concat_tables(parts)
+    return out.sort_by([("stream_id", "ascending")]) if out.num_rows else out, new.events.num_rows, replaced
+
+
+@dataclass(frozen=True)
+class _Read:
+    events: pa.Table
+    files: list[str]
+
+
+def read_new_events(journal: Journal, start: int, target: int, columns: Sequence[str]) -> _Read:
+    """Events at positions (start, target], read only from the data files that can hold them."""
+    cols = list(dict.fromkeys(["stream_id", "version", "position", *columns]))
+    infos = [f for f in journal.files() if f.max_position is None or f.max_position > start]
+    if not infos:
+        return _Read(pa.schema([ARROW_SCHEMA.field(c) for c in cols]).empty_table(), [])
+    table = pa.concat_tables([journal.read_file(f, cols) for f in infos])
+    pos = table.column("position")
+    bounds = pc.min_max(pos).as_py()
+    if table.num_rows and not (bounds["min"] > start and bounds["max"] <= target):
+        table = table.filter(pc.and_(pc.greater(pos, start), pc.less_equal(pos, target)))
+    return _Read(table, [f.path for f in infos])
 
 
 def journal_events(journal: Journal, target: int) -> int:
@@ -244,9 +318,11 @@ def _handled(
 
     assert p.handler is not None
     lf = scan_events(journal, event_types=list(p.event_types) if p.event_types else None)
-    lf = lf.filter((pl.col("position") > start) & (pl.col("position") <= target)).select(
-        [*EVENT_COLUMNS]
-    ).sort("position")
+    lf = (
+        lf.filter((pl.col("position") > start) & (pl.col("position") <= target))
+        .select([*EVENT_COLUMNS])
+        .sort("position")
+    )
     frame = lf.collect()
     out: list[Mapping[str, Any]] = []
     names = frozenset(p.schema.names)
@@ -374,6 +450,18 @@ def runs_rows(journal: Journal, stream_ids: Sequence[str] | None) -> pa.Table:
     return agent_run_states(journal, stream_ids).to_arrow()
 
 
+def runs_incremental(journal: Journal, new: NewEvents) -> pa.Table:
+    """Rows of ``runs`` for the streams that got events: new streams from the new files alone."""
+    parts = [RUNS_SCHEMA.empty_table()]
+    if new.new_streams:  # every event of a new stream is in the new files: no stream filter needed
+        rows = agent_run_states(journal, None, files=new.files).to_arrow()
+        rows = rows.filter(pc.is_in(rows.column("stream_id"), pa.array(new.new_streams, pa.string())))
+        parts.append(conform(rows, RUNS_SCHEMA))
+    if new.continuing:  # not additive everywhere (last values, trailing errors): the whole streams
+        parts.append(conform(agent_run_states(journal, new.continuing).to_arrow(), RUNS_SCHEMA))
+    return pa.concat_tables(parts)
+
+
 def tool_calls_rows(journal: Journal, stream_ids: Sequence[str] | None) -> pa.Table:
     """Each tool call paired with its result (built-in projection ``tool_calls``)."""
     if stream_ids is not None and not stream_ids:
@@ -386,12 +474,128 @@ def tool_calls_rows(journal: Journal, stream_ids: Sequence[str] | None) -> pa.Ta
         session.close()
 
 
+_TOOL_EVENT_COLUMNS: Final = (
+    "event_type",
+    "occurred_at",
+    "tool_name",
+    "tool_call_id",
+    "is_error",
+    "error",
+    "duration_ms",
+)
+_PAIR_KEYS: Final = ["stream_id", "no_id", "pkey", "k"]
+
+
+def tool_calls_incremental(journal: Journal, new: NewEvents) -> pa.Table:
+    """Rows of ``tool_calls`` for the streams that got events, from the new events and the old rows.
+
+    The same pairing as ``queries/replay/tool_calls_by_call.sql``: the k-th call with an id pairs
+    with the k-th result with that id; without ids, the k-th call of a tool with its k-th result.
+    A pair once complete never changes, so only the old rows still open (a call without result,
+    a result without call) are taken apart and paired again with the new events, after the
+    complete pairs of their key (their count is where k goes on).
+    """
+    frame = pl.from_arrow(new.events.select(["stream_id", "version", *_TOOL_EVENT_COLUMNS]))
+    assert isinstance(frame, pl.DataFrame)
+    fresh = frame.filter(pl.col("event_type").is_in(["tool_called", "tool_result"])).select(
+        "stream_id",
+        "version",
+        (pl.col("event_type") == "tool_called").alias("is_call"),
+        "occurred_at",
+        _tool_name(pl.col("tool_name")).alias("tool"),
+        "tool_call_id",
+        "is_error",
+        "error",
+        "duration_ms",
+    )
+    old = pl.from_arrow(new.old_rows)
+    assert isinstance(old, pl.DataFrame)
+    complete = old.filter(pl.col("called_version").is_not_null() & pl.col("result_version").is_not_null())
+    open_ = old.filter(pl.col("called_version").is_null() | pl.col("result_version").is_null())
+    reopened = open_.select(
+        "stream_id",
+        pl.coalesce("called_version", "result_version").alias("version"),
+        pl.col("called_version").is_not_null().alias("is_call"),
+        pl.coalesce("called_at", "result_at").alias("occurred_at"),
+        pl.col("tool_name").alias("tool"),
+        "tool_call_id",
+        pl.when(pl.col("called_version").is_null()).then(pl.col("outcome") == "error").alias("is_error"),
+        "error",
+        # a row without call has latency_ms = the result's own duration_ms
+        pl.when(pl.col("called_version").is_null()).then(pl.col("latency_ms")).alias("duration_ms"),
+    )
+    offsets = (
+        complete.select("stream_id", *_pair_key(pl.col("tool_call_id"), pl.col("tool_name")))
+        .group_by("stream_id", "no_id", "pkey")
+        .agg(pl.len().cast(pl.Int64).alias("base"))
+    )
+    events = pl.concat([reopened, fresh.cast(reopened.schema)]).with_columns(
+        *_pair_key(pl.col("tool_call_id"), pl.col("tool"))
+    )
+    events = (
+        events.join(offsets, on=["stream_id", "no_id", "pkey"], how="left")
+        .with_columns(
+            (
+                pl.col("version").rank("ordinal").over("stream_id", "no_id", "pkey", "is_call").cast(pl.Int64)
+                + pl.col("base").fill_null(0)
+            ).alias("k")
+        )
+        .drop("base")
+    )
+    calls = events.filter(pl.col("is_call"))
+    results = events.filter(~pl.col("is_call"))
+    j = calls.join(results, on=_PAIR_KEYS, how="full", suffix="_r", nulls_equal=False)
+    c = pl.col
+
+    def r(name: str) -> pl.Expr:
+        return pl.col(f"{name}_r")
+
+    paired = j.select(
+        pl.coalesce(c("stream_id"), r("stream_id")).alias("stream_id"),
+        pl.when(pl.coalesce(c("tool_call_id"), r("tool_call_id")).is_not_null())
+        .then(pl.coalesce(c("tool_call_id"), r("tool_call_id")))
+        .otherwise(pl.coalesce(c("tool"), r("tool")) + "#" + pl.coalesce(c("k"), r("k")).cast(pl.String))
+        .alias("call_key"),
+        pl.coalesce(c("tool"), r("tool")).alias("tool_name"),
+        pl.coalesce(c("tool_call_id"), r("tool_call_id")).alias("tool_call_id"),
+        c("version").alias("called_version"),
+        r("version").alias("result_version"),
+        c("occurred_at").alias("called_at"),
+        r("occurred_at").alias("result_at"),
+        r("duration_ms").alias("latency_ms"),  # filled below where null
+        (r("occurred_at") - c("occurred_at")).dt.total_microseconds().alias("gap_us"),
+        pl.when(r("version").is_null())
+        .then(pl.lit("pending"))
+        .when(r("is_error"))
+        .then(pl.lit("error"))
+        .otherwise(pl.lit("ok"))
+        .alias("outcome"),
+        r("error").alias("error"),
+    )
+    # µs / 1000 as a true division, like the SQL (Polars divides by a literal via its reciprocal)
+    table = paired.to_arrow()
+    gap_ms = pc.divide(pc.cast(table.column("gap_us"), pa.float64()), 1000.0)
+    table = table.set_column(
+        table.schema.get_field_index("latency_ms"), "latency_ms", pc.coalesce(table.column("latency_ms"), gap_ms)
+    ).drop_columns(["gap_us"])
+    return pa.concat_tables([conform(complete.to_arrow(), TOOL_CALLS_SCHEMA), conform(table, TOOL_CALLS_SCHEMA)])
+
+
+def _tool_name(name: pl.Expr) -> pl.Expr:
+    return pl.when(name.is_null() | (name == "")).then(pl.lit("unknown")).otherwise(name)
+
+
+def _pair_key(call_id: pl.Expr, tool: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """Calls and results pair within (stream, has no id, id or else tool name)."""
+    return call_id.is_null().alias("no_id"), pl.coalesce(call_id, tool).alias("pkey")
+
 
 RUNS: Final = register_projection(
     Projection(
         "runs",
         RUNS_SCHEMA,
         per_stream=runs_rows,
+        incremental=runs_incremental,
         key=("stream_id",),
         salt=AGENT_RUN.fingerprint + get_query("replay/agent_runs_by_stream").sql,
         description="One row per stream with the built-in agent-run state.",
@@ -402,7 +606,9 @@ TOOL_CALLS: Final = register_projection(
         "tool_calls",
         TOOL_CALLS_SCHEMA,
         per_stream=tool_calls_rows,
-        key=("stream_id", "call_key"),
+        incremental=tool_calls_incremental,
+        incremental_columns=_TOOL_EVENT_COLUMNS,
+        key=("stream_id", "called_version", "result_version"),
         salt=get_query("replay/tool_calls_by_call").sql,
         description="Each tool call paired with its result: latency and outcome (ok, error, pending).",
     )

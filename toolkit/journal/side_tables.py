@@ -30,8 +30,11 @@ the code that defines it is loaded.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,7 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.transaction import AddAction, RemoveAction
 
 from toolkit.errors import ToolkitError
 from toolkit.journal.location import open_input
@@ -232,6 +236,94 @@ def projection_checkpoint(journal: Journal, name: str) -> Checkpoint | None:
         return None
     entry = last[0]
     return Checkpoint(int(entry["toolkit.position"]), str(entry.get("toolkit.fingerprint", "")), int(entry["version"]))
+
+
+@dataclass(frozen=True)
+class ProjectionFile:
+    """One active data file of a projection table."""
+
+    path: str  # relative to the table, as the Delta log names it
+    uri: str  # absolute, for reading
+    rows: int
+    size: int
+
+
+def projection_files(journal: Journal, name: str) -> list[ProjectionFile]:
+    """The active files of ``projection_<name>`` (none when it was never built)."""
+    uri = str(journal.path / projection_table(name))
+    if not DeltaTable.is_deltatable(uri, storage_options=journal.storage_options):
+        return []
+    dt_ = DeltaTable(uri, storage_options=journal.storage_options)
+    actions = pa.table(dt_.get_add_actions(flatten=True)).select(["path", "size_bytes", "num_records"])
+    return [
+        ProjectionFile(
+            str(a["path"]), f"{uri.rstrip('/')}/{a['path']}", int(a["num_records"] or 0), int(a["size_bytes"])
+        )
+        for a in actions.to_pylist()
+    ]
+
+
+def read_projection_files(
+    files: Sequence[ProjectionFile], schema: pa.Schema, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """The rows of some files of a projection table, with ``schema``'s types (all columns by default)."""
+    names = list(columns) if columns is not None else schema.names
+    target = pa.schema([schema.field(c) for c in names])
+    if not files:
+        return target.empty_table()
+    return pa.concat_tables([pq.read_table(open_input(f.uri), columns=names).cast(target) for f in files])
+
+
+def replace_projection_files(
+    journal: Journal,
+    name: str,
+    rows: pa.Table,
+    *,
+    remove: Sequence[ProjectionFile],
+    checkpoint: Mapping[str, Any],
+) -> int:
+    """One Delta commit: add ``rows`` as a new file, drop the files ``remove``, record ``checkpoint``.
+
+    The new file is written before the commit and is invisible until it: a crash before the
+    commit leaves the table and its checkpoint as they were (an unreferenced file at most), so
+    the checkpoint never runs ahead of the rows. Returns the rows added.
+    """
+    uri = str(journal.path / projection_table(name))
+    if not DeltaTable.is_deltatable(uri, storage_options=journal.storage_options):
+        raise ToolkitError(f"projection {name!r} has no table yet", hint="build it first: journal project NAME --reset")
+    meta = {
+        "toolkit.operation": f"catch up {name}",
+        "toolkit.position": str(int(checkpoint["position"])),
+        "toolkit.fingerprint": str(checkpoint["fingerprint"]),
+    }
+    now_ms = int(time.time() * 1000)
+    actions: list[AddAction | RemoveAction] = [
+        RemoveAction(f.path, data_change=True, deletion_timestamp=now_ms, size=f.size, partition_values={})
+        for f in remove
+    ]
+    with write_lock(journal.path, journal.config.lock_timeout_s):
+        table = DeltaTable(uri, storage_options=journal.storage_options)
+        if rows.num_rows:
+            rel = f"part-{uuid.uuid4()}.snappy.parquet"
+            target = f"{uri.rstrip('/')}/{rel}"
+            if journal.remote:
+                from toolkit.journal.location import filesystem
+
+                with filesystem().open(target.split("://", 1)[1], "wb") as out:
+                    pq.write_table(rows, out, compression="snappy")
+                size = int(filesystem().size(target.split("://", 1)[1]))
+            else:
+                pq.write_table(rows, target, compression="snappy")
+                size = Path(target).stat().st_size
+            stats = {"numRecords": rows.num_rows}
+            actions.append(AddAction(rel, size, {}, now_ms, True, json.dumps(stats)))
+        table.create_write_transaction(
+            actions,
+            "append",
+            schema=pa.schema(table.schema().to_arrow()),
+            commit_properties=CommitProperties(custom_metadata=meta),
+        )
+    return int(rows.num_rows)
 
 
 def read_projection(journal: Journal, name: str) -> pa.Table | None:

@@ -41,6 +41,7 @@ from toolkit.journal.store import Journal
 
 FINDINGS_SCHEMA = SIDE_TABLES["findings"]
 FINDING_NAMESPACE = uuid.UUID("9d2c0a44-5b7e-5e0f-8a43-0f6b3f1d7c21")
+SHARED_PASS = True  # built-ins judged together in one read of the journal (False: each rule on its own)
 
 
 @dataclass
@@ -153,7 +154,11 @@ def regrade(
             outcomes = runner(journal, rules, bound, selection, ids)
             for rule, (failures_, error_) in zip(rules, outcomes, strict=True):
                 results.append((rule, rule.fingerprint(bound[rule.name]), failures_, error_))
+        shared = _shared(journal, rules, bound, ids, progress) if runner is None else {}
         for rule in rules if runner is None else ():
+            if rule.name in shared:
+                results.append((rule, rule.fingerprint(bound[rule.name]), *shared[rule.name]))
+                continue
             if progress:
                 progress(rule.name)
             fingerprint = rule.fingerprint(bound[rule.name])
@@ -194,6 +199,23 @@ def regrade(
     if write:
         result.written = append_rows(journal, "findings", rows)
     return result
+
+
+def _shared(
+    journal: Journal,
+    rules: Sequence[Rule],
+    bound: dict[str, dict[str, Any]],
+    ids: list[str] | None,
+    progress: Callable[[str], None] | None,
+) -> dict[str, tuple[pa.Table | None, str | None]]:
+    """The built-ins among ``rules``, judged together in one shared pass (``toolkit.analysis.shared_pass``)."""
+    from toolkit.analysis.shared_pass import is_builtin, shared_failures
+
+    builtins = [r for r in rules if is_builtin(r)] if SHARED_PASS else []
+    if not builtins:
+        return {}
+    outcomes = shared_failures(journal, builtins, bound, ids, progress=progress)
+    return {r.name: outcome for r, outcome in zip(builtins, outcomes, strict=True)}
 
 
 def _failures(

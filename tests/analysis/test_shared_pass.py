@@ -122,3 +122,13 @@ def test_shared_pass_equals_python_on_random_tool_histories(streams: list[list[d
             bound = RuleSet.load().get(name).bind({})
             got = {(s, v, ok) for s, v, ok in frame_verdicts(frame, name, bound).rows() if ok is not None}
             assert got == _reference(j, name, bound), name
+
+
+@pytest.mark.parametrize("name", ["tool_result_pairing", "no_tool_failure_loop", "journal_integrity"])
+def test_hash_collisions_are_resolved_on_the_strings(name: str, everything: Journal) -> None:
+    """Every id given the same first hash (the worst collision): the strings still decide."""
+    bound = RuleSet.load().get(name).bind(PARAMS.get(name, {}))
+    frame = load_frame(everything, [name])
+    collide = {c: pl.when(pl.col(c).is_not_null()).then(pl.lit(42, pl.UInt64)) for c in ("tc", "h1e", "h1c") if c in frame.s.columns}
+    frame.s = frame.s.with_columns(**collide)
+    assert frame_failures(frame, name, bound).to_pylist() == _per_rule(everything, name, bound)

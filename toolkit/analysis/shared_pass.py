@@ -55,6 +55,16 @@ BUILTIN_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
 CROSS_STREAM: Final = frozenset({"exactly_once", "journal_integrity"})
 _DATA_TYPES: Final = {"no_tool_failure_loop": "tool_called", "confirmation_before_write": "user_message"}
 _INFO: Final = ("stream_id", "stream_type", "occurred_at", "event_id", "event_type")
+# event columns a failing event's message quotes (besides the stream and event info)
+_MESSAGE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "budget": (),
+    "latency": ("tool_name", "model", "duration_ms"),
+    "exactly_once": ("idempotency_key",),
+    "tool_result_pairing": ("tool_call_id", "tool_name"),
+    "journal_integrity": ("causation_id",),
+    "no_tool_failure_loop": ("tool_name",),
+    "confirmation_before_write": ("tool_name",),
+}
 _SEED1, _SEED2 = 0x6A09E667, 0xBB67AE85
 
 
@@ -115,13 +125,14 @@ def load_frame(journal: Journal, names: Sequence[str], stream_ids: Sequence[str]
         s_cols.append(pl.col("is_error"))
     if "cost_usd" in needed:
         s_cols += [
-            pl.col("cost_usd").fill_null(pl.lit(0).cast(pl.Decimal(18, 9))).alias("cost"),
+            # nano-dollars: DECIMAL(18, 9) is an integer count of 1e-9 USD, summed exactly as i64
+            pl.col("cost_usd").to_physical().cast(pl.Int64).fill_null(0).alias("cost"),
             (pl.col("tokens_in").fill_null(0) + pl.col("tokens_out").fill_null(0)).alias("tokens"),
         ]
     if "duration_ms" in needed:
         s_cols.append(pl.col("duration_ms"))
     if "tool_call_id" in needed:
-        s_cols.append(pl.col("tool_call_id").cast(pl.Categorical).to_physical().alias("tc"))
+        s_cols += [_hash("tool_call_id", _SEED1).alias("tc"), _hash("tool_call_id", _SEED2).alias("tc2")]
     if "idempotency_key" in needed:
         s_cols.append(pl.col("idempotency_key").is_not_null().alias("has_key"))
     if "event_id" in needed:
@@ -160,6 +171,14 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
+def _decimal_text(col: str) -> pl.Expr:
+    """Nano-dollars as DuckDB writes a DECIMAL(38, 9): -0.500000000, 5.012000000."""
+    n = pl.col(col)
+    whole = (n.abs() // 1_000_000_000).cast(pl.String)
+    frac = (n.abs() % 1_000_000_000).cast(pl.String).str.zfill(9)
+    return pl.when(n < 0).then(pl.lit("-")).otherwise(pl.lit("")) + whole + pl.lit(".") + frac
+
+
 def _opt(prefix: str, col: str) -> pl.Expr:
     return (pl.lit(prefix) + pl.col(col).cast(pl.String)).fill_null("")
 
@@ -176,16 +195,16 @@ def _budget(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     out = f.s.select(
         pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("srow"), cost.alias("cost_so_far"), tokens.alias("tokens_so_far")
     )
-    holds = pl.col("cost_so_far").cast(pl.Float64) <= p["max_cost_usd"]
+    holds = pl.col("cost_so_far").cast(pl.Float64) / 1e9 <= p["max_cost_usd"]  # as DuckDB: DECIMAL -> DOUBLE
     if p["max_tokens"] is not None:
         holds = holds & (pl.col("tokens_so_far") <= p["max_tokens"])
     return out.with_columns(holds=holds)
 
 
 def _budget_message(p: dict[str, Any]) -> pl.Expr:
-    over_cost = pl.col("cost_so_far").cast(pl.Float64) > p["max_cost_usd"]
+    over_cost = pl.col("cost_so_far").cast(pl.Float64) / 1e9 > p["max_cost_usd"]
     msg = pl.when(over_cost).then(
-        pl.lit("cumulative cost $") + pl.col("cost_so_far").cast(pl.String) + pl.lit(f" exceeds ${_num(p['max_cost_usd'])}")
+        pl.lit("cumulative cost $") + _decimal_text("cost_so_far") + pl.lit(f" exceeds ${_num(p['max_cost_usd'])}")
     )
     if p["max_tokens"] is not None:
         msg = msg.when(pl.col("tokens_so_far") > p["max_tokens"]).then(
@@ -245,27 +264,35 @@ def _exactly_once_message(p: dict[str, Any]) -> pl.Expr:
 def _tool_rows(f: Frame) -> pl.DataFrame:
     """Tool calls and results with a tool_call_id, grouped by (stream, call id), version order kept."""
     return (
-        f.s.select(pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("srow"), "sid", "tc", "et", "position",
+        f.s.select(pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("srow"), "orig", "sid", "tc", "tc2", "et", "position",
                    *(c for c in ("is_error", "tool_name", "args") if c in f.s.columns))
         .filter(pl.col("et").is_in(["tool_called", "tool_result"]))
     )
 
 
-def _by_call(rows: pl.DataFrame) -> pl.DataFrame:
-    keyed = rows.filter(pl.col("tc").is_not_null()).with_columns(
-        key=pl.col("sid").cast(pl.UInt64) * (1 << 32) + pl.col("tc").cast(pl.UInt64)
+def _by_call(f: Frame, rows: pl.DataFrame) -> pl.DataFrame:
+    """Rows with a tool_call_id sorted by (stream, call id hash), version order kept within each call.
+
+    A second hash must agree within every group; if it does not, two ids share the first hash
+    (a collision) and the groups are rebuilt from the id strings themselves.
+    """
+    keyed = rows.filter(pl.col("tc").is_not_null()).sort("sid", "tc", maintain_order=True)
+    keyed = keyed.with_columns(
+        start=((pl.col("sid") != pl.col("sid").shift(1)) | (pl.col("tc") != pl.col("tc").shift(1))).fill_null(True)
     )
-    return keyed.sort("key", maintain_order=True).with_columns(
-        start=(pl.col("key") != pl.col("key").shift(1)).fill_null(True),
-        end=(pl.col("key") != pl.col("key").shift(-1)).fill_null(True),
-    )
+    if keyed.select((pl.col("tc2") != pl.col("tc2").shift(1)) & ~pl.col("start")).to_series().any():
+        exact = keyed.with_columns(cid=f.o.get_column("tool_call_id").gather(keyed.get_column("orig")))
+        keyed = exact.sort("sid", "cid", maintain_order=True).with_columns(
+            start=((pl.col("sid") != pl.col("sid").shift(1)) | (pl.col("cid") != pl.col("cid").shift(1))).fill_null(True)
+        ).drop("cid")
+    return keyed.with_columns(end=pl.col("start").shift(-1).fill_null(True))
 
 
 def _tool_result_pairing(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     rows = _tool_rows(f)
     call = (pl.col("et") == "tool_called").cast(pl.Int64)
     result = (pl.col("et") == "tool_result").cast(pl.Int64)
-    paired = _by_call(rows).with_columns(
+    paired = _by_call(f, rows).with_columns(
         calls_before=_seg_cumsum(call, "start") - call,
         results_before=_seg_cumsum(result, "start") - result,
         results_after=_seg_total(result, "start", "end") - _seg_cumsum(result, "start"),
@@ -383,7 +410,7 @@ def _no_tool_failure_loop(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     rows = _tool_rows(f)
     is_call = pl.col("et") == "tool_called"
     # the first call of each (stream, call id) by position: its argument hash and position
-    grouped = _by_call(rows).with_columns(
+    grouped = _by_call(f, rows).with_columns(
         call_pos=pl.when(is_call).then(pl.col("position")),
         seg=pl.col("start").cum_sum(),
     )
@@ -498,7 +525,7 @@ def frame_failures(
     rows = per_stream.join(firsts, on="srow", how="left")
     orig = s.get_column("orig").gather(rows.get_column("srow"))
     o = frame.o
-    strings = o.select([c for c in o.columns if c != "data"]).gather(orig).drop("version")
+    strings = o.select("position", *_INFO, *_MESSAGE_COLUMNS[name]).gather(orig)
     rows = pl.concat([rows.drop("version"), strings], how="horizontal").with_columns(
         version=s.get_column("version").gather(rows.get_column("srow"))
     )

@@ -132,3 +132,26 @@ def test_hash_collisions_are_resolved_on_the_strings(name: str, everything: Jour
     collide = {c: pl.when(pl.col(c).is_not_null()).then(pl.lit(42, pl.UInt64)) for c in ("tc", "h1e", "h1c") if c in frame.s.columns}
     frame.s = frame.s.with_columns(**collide)
     assert frame_failures(frame, name, bound).to_pylist() == _per_rule(everything, name, bound)
+
+
+def test_over_the_memory_budget_the_journal_is_judged_in_shards_of_whole_streams(
+    demo: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit.analysis import shared_pass
+
+    rules = [r for r in RuleSet.load().rules.values() if r.name in BUILTIN_COLUMNS]
+    bound = {r.name: r.bind(PARAMS.get(r.name, {})) for r in rules}
+    per_stream = [r for r in rules if r.name not in shared_pass.CROSS_STREAM]
+    budget = shared_pass.journal_events(demo) // 5
+    plan = shared_pass.shard_plan(demo, None, budget)
+    assert plan is not None and len(plan) >= 5
+    sharded = shared_pass.shared_failures(demo, per_stream, bound, budget=budget)
+    whole = shared_pass.shared_failures(demo, per_stream, bound)
+    assert [t.to_pylist() for t, _ in sharded if t is not None] == [t.to_pylist() for t, _ in whole if t is not None]
+    # through journal regrade: journal-wide rules then go the SQL way; findings are the same
+    fast = regrade(demo, ["all"], write=False)
+    monkeypatch.setattr(shared_pass, "SHARD_EVENTS", budget)
+    assert not shared_pass.shardable(demo, RuleSet.load().get("journal_integrity"))
+    small = regrade(demo, ["all"], write=False)
+    key = ["rule", "stream_id", "first_failing_version", "message", "failing_events", "evidence"]
+    assert small.findings.select(key).to_pylist() == fast.findings.select(key).to_pylist()

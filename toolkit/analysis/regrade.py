@@ -209,9 +209,9 @@ def _shared(
     progress: Callable[[str], None] | None,
 ) -> dict[str, tuple[pa.Table | None, str | None]]:
     """The built-ins among ``rules``, judged together in one shared pass (``toolkit.analysis.shared_pass``)."""
-    from toolkit.analysis.shared_pass import is_builtin, shared_failures
+    from toolkit.analysis.shared_pass import shardable, shared_failures
 
-    builtins = [r for r in rules if is_builtin(r)] if SHARED_PASS else []
+    builtins = [r for r in rules if shardable(journal, r)] if SHARED_PASS else []
     if not builtins:
         return {}
     outcomes = shared_failures(journal, builtins, bound, ids, progress=progress)

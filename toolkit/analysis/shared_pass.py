@@ -28,8 +28,9 @@ overridden by a user file of the same name is not a built-in any more and runs i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import polars as pl
@@ -37,6 +38,7 @@ import pyarrow as pa
 
 from toolkit.analysis.rules import Rule, builtin_rules
 from toolkit.analysis.verdicts import EVIDENCE_VERSIONS, FAILURE_SCHEMA
+from toolkit.engines.dask_engine import stream_shards
 from toolkit.engines.polars_engine import scan_events
 from toolkit.journal.store import Journal
 
@@ -66,6 +68,9 @@ _MESSAGE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "confirmation_before_write": ("tool_name",),
 }
 _SEED1, _SEED2 = 0x6A09E667, 0xBB67AE85
+# events judged in memory at once (about 0.5 KB each with the strings messages quote): larger
+# journals go in shards of whole streams
+SHARD_EVENTS: Final = 15_000_000
 
 
 def is_builtin(rule: Rule) -> bool:
@@ -86,6 +91,7 @@ class Frame:
 
     o: pl.DataFrame  # original order: the string columns, gathered only for the rows a message needs
     s: pl.DataFrame  # sorted: integer keys and numbers; ``orig`` points back into ``o``
+    shared: dict[str, pl.DataFrame] = field(default_factory=dict)  # intermediate frames several rules use
 
     @property
     def height(self) -> int:
@@ -96,12 +102,23 @@ def _hash(col: str, seed: int) -> pl.Expr:
     return pl.when(pl.col(col).is_not_null()).then(pl.col(col).hash(seed))
 
 
-def load_frame(journal: Journal, names: Sequence[str], stream_ids: Sequence[str] | None = None) -> Frame:
-    """One scan of what the named built-ins read, sorted once by (stream code, version)."""
+def load_frame(
+    journal: Journal,
+    names: Sequence[str],
+    stream_ids: Sequence[str] | None = None,
+    stream_range: tuple[str, str] | None = None,
+) -> Frame:
+    """One scan of what the named built-ins read, sorted once by (stream code, version).
+
+    ``stream_range`` (first, last id) bounds the scan so that row groups outside it are skipped on
+    their statistics (files are sorted by stream id): a shard reads its part of the journal only.
+    """
     needed = {c for n in names for c in BUILTIN_COLUMNS[n]}
     data_types = sorted({_DATA_TYPES[n] for n in names if n in _DATA_TYPES})
     cols = list(dict.fromkeys(["stream_id", "version", "position", *_INFO, *(c for c in sorted(needed) if c != "data")]))
     lf = scan_events(journal, stream_ids=stream_ids)
+    if stream_range is not None:
+        lf = lf.filter(pl.col("stream_id").is_between(pl.lit(stream_range[0]), pl.lit(stream_range[1])))
     select: list[pl.Expr] = [pl.col(c) for c in cols]
     if data_types:
         select.append(pl.when(pl.col("event_type").is_in(data_types)).then(pl.col("data")).alias("data"))
@@ -203,14 +220,11 @@ def _budget(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
 
 def _budget_message(p: dict[str, Any]) -> pl.Expr:
     over_cost = pl.col("cost_so_far").cast(pl.Float64) / 1e9 > p["max_cost_usd"]
-    msg = pl.when(over_cost).then(
-        pl.lit("cumulative cost $") + _decimal_text("cost_so_far") + pl.lit(f" exceeds ${_num(p['max_cost_usd'])}")
-    )
-    if p["max_tokens"] is not None:
-        msg = msg.when(pl.col("tokens_so_far") > p["max_tokens"]).then(
-            pl.lit("cumulative tokens ") + pl.col("tokens_so_far").cast(pl.String) + pl.lit(f" exceed {p['max_tokens']}")
-        )
-    return msg
+    cost = pl.lit("cumulative cost $") + _decimal_text("cost_so_far") + pl.lit(f" exceeds ${_num(p['max_cost_usd'])}")
+    if p["max_tokens"] is None:
+        return pl.when(over_cost).then(cost)
+    tokens = pl.lit("cumulative tokens ") + pl.col("tokens_so_far").cast(pl.String) + pl.lit(f" exceed {p['max_tokens']}")
+    return pl.when(over_cost).then(cost).when(pl.col("tokens_so_far") > p["max_tokens"]).then(tokens)
 
 
 def _latency(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
@@ -262,12 +276,15 @@ def _exactly_once_message(p: dict[str, Any]) -> pl.Expr:
 
 
 def _tool_rows(f: Frame) -> pl.DataFrame:
-    """Tool calls and results with a tool_call_id, grouped by (stream, call id), version order kept."""
-    return (
+    """Tool calls and results in (stream, version) order."""
+    if "tool_rows" in f.shared:
+        return f.shared["tool_rows"]
+    f.shared["tool_rows"] = (
         f.s.select(pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("srow"), "orig", "sid", "tc", "tc2", "et", "position",
                    *(c for c in ("is_error", "tool_name", "args") if c in f.s.columns))
         .filter(pl.col("et").is_in(["tool_called", "tool_result"]))
     )
+    return f.shared["tool_rows"]
 
 
 def _by_call(f: Frame, rows: pl.DataFrame) -> pl.DataFrame:
@@ -276,6 +293,8 @@ def _by_call(f: Frame, rows: pl.DataFrame) -> pl.DataFrame:
     A second hash must agree within every group; if it does not, two ids share the first hash
     (a collision) and the groups are rebuilt from the id strings themselves.
     """
+    if "by_call" in f.shared:
+        return f.shared["by_call"]
     keyed = rows.filter(pl.col("tc").is_not_null()).sort("sid", "tc", maintain_order=True)
     keyed = keyed.with_columns(
         start=((pl.col("sid") != pl.col("sid").shift(1)) | (pl.col("tc") != pl.col("tc").shift(1))).fill_null(True)
@@ -285,7 +304,8 @@ def _by_call(f: Frame, rows: pl.DataFrame) -> pl.DataFrame:
         keyed = exact.sort("sid", "cid", maintain_order=True).with_columns(
             start=((pl.col("sid") != pl.col("sid").shift(1)) | (pl.col("cid") != pl.col("cid").shift(1))).fill_null(True)
         ).drop("cid")
-    return keyed.with_columns(end=pl.col("start").shift(-1).fill_null(True))
+    f.shared["by_call"] = keyed.with_columns(end=pl.col("start").shift(-1).fill_null(True))
+    return f.shared["by_call"]
 
 
 def _tool_result_pairing(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
@@ -351,19 +371,22 @@ def _journal_integrity(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
         prev_version=pl.when(pl.col("first")).then(pl.lit(0, pl.Int64)).otherwise(pl.col("version").shift(1)),
         cause_prev=pl.when(prev_match).then(pl.col("position").shift(1)),
     ).with_columns(uses=uses_full)
-    dup_first = exact.select(pl.col("h1e").alias("h1c"), pl.col("h2e").alias("h2c"), pl.col("first_position").alias("dup_first"))
-    dup_first = dup_first.group_by("h1c", "h2c").agg(pl.col("dup_first").min())
+    cause = base.get_column("cause_prev").clone()
     rest = base.filter(pl.col("h1c").is_not_null() & pl.col("cause_prev").is_null()).select("srow", "h1c", "h2c")
-    found = (
-        s.select("h1e", "h2e", "position").filter(pl.col("h1e").is_in(rest.get_column("h1c").unique().implode()))
-        .group_by("h1e", "h2e").agg(pl.col("position").min().alias("cause_found"))
-    )
-    rest = rest.join(found, left_on=["h1c", "h2c"], right_on=["h1e", "h2e"], how="left").select("srow", "cause_found")
-    base = base.join(rest, on="srow", how="left", maintain_order="left").join(
-        dup_first, on=["h1c", "h2c"], how="left", maintain_order="left"
-    )
-    # the previous event's id may be used twice: its first use is what the cause names
-    cause = pl.coalesce("dup_first", "cause_prev", "cause_found")
+    if rest.height:  # causes that are not the previous event: one lookup on both hashes
+        found = (
+            s.select("h1e", "h2e", "position").filter(pl.col("h1e").is_in(rest.get_column("h1c").unique().implode()))
+            .group_by("h1e", "h2e").agg(pl.col("position").min().alias("found"))
+        )
+        rest = rest.join(found, left_on=["h1c", "h2c"], right_on=["h1e", "h2e"], how="left")
+        cause = cause.scatter(rest.get_column("srow"), rest.get_column("found"))
+    if exact.height:  # a cause naming an id used twice names its first use
+        dup_first = exact.group_by(pl.col("h1e").alias("h1c"), pl.col("h2e").alias("h2c")).agg(
+            pl.col("first_position").min().alias("dup_first")
+        )
+        hits = base.filter(pl.col("h1c").is_in(dup_first.get_column("h1c").implode())).select("srow", "h1c", "h2c")
+        hits = hits.join(dup_first, on=["h1c", "h2c"], how="inner")
+        cause = cause.scatter(hits.get_column("srow"), hits.get_column("dup_first"))
     base = base.with_columns(cause_position=cause)
     if collided.len():
         base = _exact_causes(f, base, collided)
@@ -452,10 +475,12 @@ def _confirmation_before_write(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     rows = f.s.select(pl.int_range(0, f.height, dtype=pl.UInt32).alias("srow"), "orig", "sid", "et", "tool_name", "has_key").filter(
         is_user | writes
     )
-    text = f.o.get_column("data").gather(rows.get_column("orig"))  # null but on user messages
-    rows = rows.with_columns(
-        user_ok=(text.str.contains(p["confirm_pattern"]) & ~text.str.contains(p["reject_pattern"])).cast(pl.Int8)
+    # the patterns run once per distinct user message text (agents' users repeat themselves)
+    text = pl.DataFrame({"text": f.o.get_column("data").gather(rows.get_column("orig"))})  # null but on user messages
+    texts = text.unique().filter(pl.col("text").is_not_null()).with_columns(
+        user_ok=(pl.col("text").str.contains(p["confirm_pattern"]) & ~pl.col("text").str.contains(p["reject_pattern"])).cast(pl.Int8)
     )
+    rows = rows.with_columns(user_ok=text.join(texts, on="text", how="left", maintain_order="left").get_column("user_ok"))
     verdict = (
         pl.when(is_user).then(pl.col("user_ok"))
         .when((pl.col("sid") != pl.col("sid").shift(1)).fill_null(True)).then(pl.lit(-1, pl.Int8))
@@ -538,24 +563,37 @@ def frame_failures(
     return out.to_arrow().cast(FAILURE_SCHEMA)
 
 
-def shared_failures(
+def journal_events(journal: Journal) -> int:
+    """Events in the journal, from the table's file statistics (nothing read)."""
+    return sum(f.rows for f in journal.files())
+
+
+def shard_plan(journal: Journal, stream_ids: Sequence[str] | None, budget: int) -> list[tuple[str, str, list[str]]] | None:
+    """Shards of whole streams of about ``budget`` events each, or None when the journal fits at once."""
+    events = journal_events(journal)
+    if events <= budget:
+        return None
+    every = sorted(journal.heads()) if stream_ids is None else sorted(stream_ids)
+    return stream_shards(every, math.ceil(events / budget))
+
+
+def grade_streams(
     journal: Journal,
     rules: Sequence[Rule],
     bound: Mapping[str, Mapping[str, Any]],
     stream_ids: Sequence[str] | None = None,
-    *,
+    stream_range: tuple[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[tuple[pa.Table | None, str | None]]:
-    """(failures, error) of each built-in rule, all judged over one shared read of the journal.
+    """(failures, error) of each built-in over one read of the given streams (None: the journal).
 
-    ``stream_ids`` (None: every stream) are the streams graded; rules that look across streams
-    (``CROSS_STREAM``) still see the whole journal, as their SQL does.
+    The unit of work of both engines: ``shared_failures`` calls it once, or once per shard of
+    whole streams; the Dask runner calls it per shard on its workers (``distributed.grade_shard``).
     """
     names = [r.name for r in rules]
-    whole = stream_ids is None or bool(CROSS_STREAM & set(names))
     if progress:
         progress("read")
-    frame = load_frame(journal, names, None if whole else stream_ids)
+    frame = load_frame(journal, names, stream_ids, stream_range)
     out: list[tuple[pa.Table | None, str | None]] = []
     for rule in rules:
         if progress:
@@ -567,4 +605,67 @@ def shared_failures(
     return out
 
 
-__all__ = ["BUILTIN_COLUMNS", "CROSS_STREAM", "Frame", "frame_failures", "frame_verdicts", "is_builtin", "load_frame", "shared_failures"]
+def shared_failures(
+    journal: Journal,
+    rules: Sequence[Rule],
+    bound: Mapping[str, Mapping[str, Any]],
+    stream_ids: Sequence[str] | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+    budget: int | None = None,
+) -> list[tuple[pa.Table | None, str | None]]:
+    """(failures, error) of each built-in rule, all judged over one shared read of the journal.
+
+    ``stream_ids`` (None: every stream) are the streams graded; rules that look across streams
+    (``CROSS_STREAM``) still see the whole journal, as their SQL does. A journal of more than
+    ``budget`` events (default ``SHARD_EVENTS``) is judged in shards of whole streams, one at a
+    time, so memory stays bounded; rules that look across streams cannot be sharded (see
+    ``shardable``).
+    """
+    names = [r.name for r in rules]
+    cross = bool(CROSS_STREAM & set(names))
+    plan = None if cross else shard_plan(journal, stream_ids, budget or SHARD_EVENTS)
+    if plan is None:
+        return grade_streams(journal, rules, bound, None if cross else stream_ids, progress=progress)
+    parts = [
+        grade_streams(journal, rules, bound, chunk, (first, last), progress=progress if i == 0 else None)
+        for i, (first, last, chunk) in enumerate(plan)
+    ]
+    return [merge_outcomes([part[i] for part in parts]) for i in range(len(rules))]
+
+
+def merge_outcomes(outcomes: Sequence[tuple[pa.Table | None, str | None]]) -> tuple[pa.Table | None, str | None]:
+    """One rule's outcomes over several shards: the first error, or the failures of all, by stream."""
+    errors = [e for _, e in outcomes if e is not None]
+    if errors:
+        return None, errors[0]
+    tables = [t for t, _ in outcomes if t is not None]
+    if not tables:
+        return FAILURE_SCHEMA.empty_table(), None
+    return pa.concat_tables(tables).sort_by("stream_id"), None
+
+
+def shardable(journal: Journal, rule: Rule, budget: int | None = None) -> bool:
+    """Whether the shared pass judges ``rule`` here: a built-in, and when the journal is over the
+    memory budget only the per-stream ones (the journal-wide ones then run as SQL, which DuckDB
+    spills to disk)."""
+    if not is_builtin(rule):
+        return False
+    return rule.name not in CROSS_STREAM or journal_events(journal) <= (budget or SHARD_EVENTS)
+
+
+__all__ = [
+    "BUILTIN_COLUMNS",
+    "CROSS_STREAM",
+    "SHARD_EVENTS",
+    "Frame",
+    "frame_failures",
+    "frame_verdicts",
+    "grade_streams",
+    "is_builtin",
+    "load_frame",
+    "merge_outcomes",
+    "shard_plan",
+    "shardable",
+    "shared_failures",
+]

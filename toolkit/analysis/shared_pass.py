@@ -432,19 +432,18 @@ def _journal_integrity_message(p: dict[str, Any]) -> pl.Expr:
 def _no_tool_failure_loop(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     rows = _tool_rows(f)
     is_call = pl.col("et") == "tool_called"
-    # the first call of each (stream, call id) by position: its argument hash and position
-    grouped = _by_call(f, rows).with_columns(
-        call_pos=pl.when(is_call).then(pl.col("position")),
-        seg=pl.col("start").cum_sum(),
+    # the first call of each (stream, call id): its argument hash and position, carried forward to
+    # the rows after it in its group (before it: -1, no call yet); no group-by, no join
+    call = is_call.cast(pl.Int64)
+    grouped = _by_call(f, rows).with_columns(first_call=is_call & (_seg_cumsum(call, "start") == 1))
+    grouped = grouped.with_columns(
+        called_at=pl.when(pl.col("first_call")).then(pl.col("position")).when(pl.col("start")).then(-1).forward_fill(),
+        call_args=pl.when(pl.col("first_call")).then(pl.col("args")).forward_fill(),
     )
-    first_call = (
-        grouped.filter(is_call).group_by("seg").agg(
-            called_at=pl.col("position").min(), call_args=pl.col("args").sort_by("position").first()
-        )
+    answered = (pl.col("called_at") >= 0) & (pl.col("called_at") < pl.col("position"))
+    results = grouped.filter(pl.col("et") == "tool_result").select(
+        "srow", "sid", "tool_name", "is_error", args=pl.when(answered).then(pl.col("call_args"))
     )
-    results = grouped.filter(pl.col("et") == "tool_result").join(first_call, on="seg", how="left")
-    results = results.select("srow", "sid", "tool_name", "is_error",
-                             args=pl.when(pl.col("called_at") < pl.col("position")).then(pl.col("call_args")))
     no_id = rows.filter((pl.col("et") == "tool_result") & pl.col("tc").is_null()).select(
         "srow", "sid", "tool_name", "is_error", args=pl.lit(None, pl.UInt64)
     )

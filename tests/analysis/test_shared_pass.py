@@ -151,7 +151,7 @@ def test_over_the_memory_budget_the_journal_is_judged_in_shards_of_whole_streams
     # through journal regrade: journal-wide rules then go the SQL way; findings are the same
     fast = regrade(demo, ["all"], write=False)
     monkeypatch.setattr(shared_pass, "SHARD_EVENTS", budget)
-    assert not shared_pass.shardable(demo, RuleSet.load().get("journal_integrity"))
+    assert not shared_pass.shardable(RuleSet.load().get("journal_integrity"), shared_pass.journal_events(demo))
     small = regrade(demo, ["all"], write=False)
     key = ["rule", "stream_id", "first_failing_version", "message", "failing_events", "evidence"]
     assert small.findings.select(key).to_pylist() == fast.findings.select(key).to_pylist()

@@ -18,7 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,11 +219,11 @@ def _findings_table(
                           "streams_failing": f.height - errors, "errors": errors})
         if f.height == 0:
             continue
-        ids = [
-            str(uuid.uuid5(FINDING_NAMESPACE, f"{fingerprint}/{k}/{sid}/{v}"))
+        ids = _finding_ids(
+            f"{fingerprint}/{k}/{sid}/{v}"
             for k, sid, v in zip(f.get_column("kind").to_list(), f.get_column("stream_id").to_list(),
                                  f.get_column("version").to_list(), strict=True)
-        ]
+        )
         types = f.get_column("event_type").unique().to_list()
         quoted = {t: json.dumps(t) for t in types if t is not None}
         evidence = (
@@ -256,6 +256,21 @@ def _findings_table(
     return table.to_arrow().select(schema.names).cast(schema), summaries
 
 
+def _finding_ids(names: Iterable[str]) -> list[str]:
+    """``str(uuid.uuid5(FINDING_NAMESPACE, name))`` of each name, without building UUID objects (6x faster)."""
+    base = hashlib.sha1(FINDING_NAMESPACE.bytes, usedforsecurity=False)
+    out = []
+    for name in names:
+        h = base.copy()
+        h.update(name.encode())
+        b = bytearray(h.digest()[:16])
+        b[6] = (b[6] & 0x0F) | 0x50  # version 5
+        b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+        x = b.hex()
+        out.append(f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}")
+    return out
+
+
 def _evidence(f: dict[str, Any], kind: str) -> str:
     evidence = {
         "event_type": f["event_type"],
@@ -275,9 +290,12 @@ def _shared(
     progress: Callable[[str], None] | None,
 ) -> dict[str, tuple[pa.Table | None, str | None]]:
     """The built-ins among ``rules``, judged together in one shared pass (``toolkit.analysis.shared_pass``)."""
-    from toolkit.analysis.shared_pass import shardable, shared_failures
+    from toolkit.analysis.shared_pass import journal_events, shardable, shared_failures
 
-    builtins = [r for r in rules if shardable(journal, r)] if SHARED_PASS else []
+    if not SHARED_PASS:
+        return {}
+    events = journal_events(journal)
+    builtins = [r for r in rules if shardable(r, events)]
     if not builtins:
         return {}
     outcomes = shared_failures(journal, builtins, bound, ids, progress=progress)

@@ -644,13 +644,13 @@ def merge_outcomes(outcomes: Sequence[tuple[pa.Table | None, str | None]]) -> tu
     return pa.concat_tables(tables).sort_by("stream_id"), None
 
 
-def shardable(journal: Journal, rule: Rule, budget: int | None = None) -> bool:
-    """Whether the shared pass judges ``rule`` here: a built-in, and when the journal is over the
-    memory budget only the per-stream ones (the journal-wide ones then run as SQL, which DuckDB
-    spills to disk)."""
+def shardable(rule: Rule, events: int, budget: int | None = None) -> bool:
+    """Whether the shared pass judges ``rule`` in a journal of ``events``: a built-in, and when the
+    journal is over the memory budget only the per-stream ones (the journal-wide ones then run as
+    SQL, which DuckDB spills to disk)."""
     if not is_builtin(rule):
         return False
-    return rule.name not in CROSS_STREAM or journal_events(journal) <= (budget or SHARD_EVENTS)
+    return rule.name not in CROSS_STREAM or events <= (budget or SHARD_EVENTS)
 
 
 __all__ = [
@@ -662,6 +662,7 @@ __all__ = [
     "frame_verdicts",
     "grade_streams",
     "is_builtin",
+    "journal_events",
     "load_frame",
     "merge_outcomes",
     "shard_plan",

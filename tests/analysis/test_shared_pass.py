@@ -155,3 +155,15 @@ def test_over_the_memory_budget_the_journal_is_judged_in_shards_of_whole_streams
     small = regrade(demo, ["all"], write=False)
     key = ["rule", "stream_id", "first_failing_version", "message", "failing_events", "evidence"]
     assert small.findings.select(key).to_pylist() == fast.findings.select(key).to_pylist()
+
+
+def test_a_selection_reports_only_the_selected_streams(demo: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    failing = regrade(demo, ["all"], write=False).findings.column("stream_id").to_pylist()
+    chosen = tuple(sorted({s for s in failing if s})[:4])
+    selection = Selection(streams=chosen)
+    fast = regrade(demo, ["all"], selection=selection, write=False)
+    monkeypatch.setattr(regrade_module, "SHARED_PASS", False)
+    slow = regrade(demo, ["all"], selection=selection, write=False)
+    key = ["rule", "stream_id", "first_failing_version", "message", "failing_events", "evidence"]
+    assert fast.findings.select(key).to_pylist() == slow.findings.select(key).to_pylist()
+    assert {r for r in fast.findings.column("stream_id").to_pylist()} <= set(chosen)

@@ -8,8 +8,10 @@ re-grade. All rows of one run share a ``batch_id`` and go to the ``findings`` ta
 ``finding_id`` and ``inputs_sha256`` are derived from what was judged, so the same journal and the
 same rules give the same findings (``test_findings_batches_are_reproducible``).
 
-SQL and Polars rules run vectorised over all streams at once; Python rules fold each stream's
-state in worker processes (see ``toolkit.analysis.state_rules``).
+SQL and Polars rules run vectorised over all streams at once — the built-ins together, in one
+shared read and sort of the journal (``toolkit.analysis.shared_pass``; ``SHARED_PASS = False``
+runs each on its own); Python rules fold each stream's state in worker processes (see
+``toolkit.analysis.state_rules``). Findings are built column-wise and appended as one Arrow table.
 """
 
 from __future__ import annotations

@@ -583,8 +583,13 @@ def grade_streams(
     stream_ids: Sequence[str] | None = None,
     stream_range: tuple[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
+    *,
+    read_all: bool = False,
 ) -> list[tuple[pa.Table | None, str | None]]:
     """(failures, error) of each built-in over one read of the given streams (None: the journal).
+
+    ``read_all``: read the whole journal (rules that look across streams) but report only the
+    given streams.
 
     The unit of work of both engines: ``shared_failures`` calls it once, or once per shard of
     whole streams; the Dask runner calls it per shard on its workers (``distributed.grade_shard``).
@@ -592,7 +597,7 @@ def grade_streams(
     names = [r.name for r in rules]
     if progress:
         progress("read")
-    frame = load_frame(journal, names, stream_ids, stream_range)
+    frame = load_frame(journal, names, None if read_all else stream_ids, stream_range)
     out: list[tuple[pa.Table | None, str | None]] = []
     for rule in rules:
         if progress:
@@ -625,7 +630,7 @@ def shared_failures(
     cross = bool(CROSS_STREAM & set(names))
     plan = None if cross else shard_plan(journal, stream_ids, budget or SHARD_EVENTS)
     if plan is None:
-        return grade_streams(journal, rules, bound, None if cross else stream_ids, progress=progress)
+        return grade_streams(journal, rules, bound, stream_ids, progress=progress, read_all=cross)
     parts = [
         grade_streams(journal, rules, bound, chunk, (first, last), progress=progress if i == 0 else None)
         for i, (first, last, chunk) in enumerate(plan)

@@ -164,7 +164,7 @@ def load_frame(
         order = s.select((pl.col("sid").cast(pl.UInt64) * (1 << 32) + pl.col("version").cast(pl.UInt64)).arg_sort()).to_series()
     else:  # versions outside u32 (a damaged journal): the general two-key sort
         order = s.select(pl.arg_sort_by("sid", "version")).to_series()
-    s = s.gather(order).with_columns(first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True))
+    s = s.select(pl.all().gather(order)).with_columns(first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True))
     return Frame(o.drop("sid"), s)
 
 

@@ -152,3 +152,27 @@ def test_make_demo_regrades_bisects_and_summarises(tmp_path: Path) -> None:
     assert "streams checked: " in proc.stdout and "first failing event: " in proc.stdout
     assert "bisection: " in proc.stdout and "first failing version: " in proc.stdout
     assert "state before -> after" in proc.stdout
+
+
+def test_findings_rows_are_built_as_the_row_by_row_formula_says(patterns: Journal) -> None:
+    """Column-wise recording: evidence is json.dumps(sort_keys=True) text, ids are uuid5 of what was judged."""
+    import uuid
+
+    from toolkit.analysis.regrade import FINDING_NAMESPACE
+
+    result = regrade(patterns, ["all"], write=False)
+    rows = result.findings.to_pylist()
+    assert rows
+    for r in rows:
+        evidence = json.loads(r["evidence"])
+        assert r["evidence"] == json.dumps(evidence, sort_keys=True)
+        assert evidence["failing_versions"][0] == r["first_failing_version"]
+        assert r["finding_id"] == str(uuid.uuid5(
+            FINDING_NAMESPACE, f"{r['rule_fingerprint']}/{r['kind']}/{r['stream_id']}/{r['first_failing_version']}"))
+    assert rows == sorted(rows, key=lambda r: (r["rule"], r["stream_id"] or "", r["first_failing_version"] or 0, r["kind"]))
+    summary = result.summary()
+    violations = [r for r in rows if r["kind"] == "violation"]
+    first = min(violations, key=lambda r: (r["occurred_at"], r["position"]))
+    assert summary["first_failure"]["stream_id"] == first["stream_id"]
+    assert summary["streams_failing"] == len({r["stream_id"] for r in violations})
+    assert sum(summary["failures_per_day"].values()) == len(violations)

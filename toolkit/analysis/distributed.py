@@ -1,9 +1,11 @@
 """Re-grade and rollups on a Dask cluster, identical to the single-machine results.
 
 The selected streams are cut into shards of whole streams (``dask_engine.stream_shards``); each
-shard is judged on a worker by exactly the single-machine code (``polars_failures`` and
-``python_failures`` over the shard's ids); SQL rules, which may look across streams, run as one
-task over the whole journal (``sql_failures``). The driver merges the failure rows and records
+shard is judged on a worker by exactly the single-machine code (the built-ins that judge one
+stream at a time in one shared read, ``shared_pass.grade_streams``, as a big journal is on one
+machine; user Polars rules by ``polars_failures``, Python rules by ``python_failures``, over the
+shard's ids); other SQL rules, which may look across streams, run as one task over the whole
+journal (``sql_failures``). The driver merges the failure rows and records
 them as one findings batch — only once every task has succeeded.
 
 Rollups split ``queries/rollups/usage.sql`` where its per-run rows are complete: workers compute
@@ -21,6 +23,7 @@ import pyarrow as pa
 from toolkit.analysis.pricing import CostBasis, PriceTable, cost_session, load_prices
 from toolkit.analysis.rollup import METRICS, Prices, Time, _time, keep_dimensions, parse_dimensions
 from toolkit.analysis.rules import Rule
+from toolkit.analysis.shared_pass import CROSS_STREAM, grade_streams, is_builtin
 from toolkit.analysis.verdicts import FAILURE_SCHEMA, Selection, polars_failures, sql_failures
 from toolkit.engines import duckdb_engine
 from toolkit.engines.dask_engine import ClusterSpec, map_shards, shard_count, ship, stream_shards, unship
@@ -54,10 +57,19 @@ def grade_shard(
     rules: list[Rule] = [unship(b) for b in rule_blobs]
     out: list[Outcome] = []
     session = None
+    # the per-stream built-ins: one shared read of the shard, as on one machine (shared_pass.grade_streams)
+    shared = [r for r in rules if ids is not None and _per_stream_builtin(r)]
+    shared_out: dict[str, Outcome] = {}
+    if shared and ids is not None:
+        by_name = {r.name: b for r, b in zip(rules, bounds, strict=True)}
+        outcomes = grade_streams(journal, shared, by_name, ids, (min(ids), max(ids)) if ids else None)
+        shared_out = {r.name: o for r, o in zip(shared, outcomes, strict=True)}
     try:
         for rule, bound in zip(rules, bounds, strict=True):
             try:
-                if rule.kind == "sql":
+                if rule.name in shared_out:
+                    out.append(shared_out[rule.name])
+                elif rule.kind == "sql":
                     session = session or duckdb_engine.connect(journal)
                     out.append((sql_failures(session, rule, bound, selection), None))
                 elif rule.kind == "polars":
@@ -74,6 +86,10 @@ def grade_shard(
     return out
 
 
+def _per_stream_builtin(rule: Rule) -> bool:
+    return is_builtin(rule) and rule.name not in CROSS_STREAM
+
+
 def dask_runner(
     spec: ClusterSpec, progress: Callable[[int, int], None] | None = None
 ) -> Callable[[Journal, list[Rule], dict[str, dict[str, Any]], Selection, list[str] | None], list[Outcome]]:
@@ -87,8 +103,8 @@ def dask_runner(
     def run(
         journal: Journal, rules: list[Rule], bound: dict[str, dict[str, Any]], selection: Selection, ids: list[str] | None
     ) -> list[Outcome]:
-        sql = [i for i, r in enumerate(rules) if r.kind == "sql"]
-        sharded = [i for i, r in enumerate(rules) if r.kind != "sql"]
+        sql = [i for i, r in enumerate(rules) if r.kind == "sql" and not _per_stream_builtin(r)]
+        sharded = [i for i, r in enumerate(rules) if i not in sql]
         uri = str(journal.path)
         tasks: list[tuple[Any, ...]] = []
         groups: list[list[int]] = []

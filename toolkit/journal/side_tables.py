@@ -374,7 +374,19 @@ def append_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, Any]]) 
     schema = SIDE_TABLES[name]
     now = dt.datetime.now(dt.UTC)
     first = schema.names[0]
-    table = pa.Table.from_pylist([{first: now, **r} for r in rows], schema=schema)
+    return append_table(journal, name, pa.Table.from_pylist([{first: now, **r} for r in rows], schema=schema))
+
+
+def append_table(journal: Journal, name: str, table: pa.Table) -> int:
+    """Append an Arrow table (one commit); without the time column it is filled with now."""
+    if table.num_rows == 0:
+        return 0
+    schema = SIDE_TABLES[name]
+    first = schema.names[0]
+    if first not in table.column_names:
+        now = dt.datetime.now(dt.UTC)
+        table = table.add_column(0, first, pa.array([now] * table.num_rows, schema.field(first).type))
+    table = table.select(schema.names).cast(schema)
     uri = _uri(journal, name)
     with write_lock(journal.path, journal.config.lock_timeout_s):
         write_deltalake(
@@ -384,7 +396,7 @@ def append_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, Any]]) 
             mode="append",
             commit_properties=CommitProperties(custom_metadata={"toolkit.operation": f"append {name}"}),
         )
-    return len(rows)
+    return int(table.num_rows)
 
 
 def table_files(journal: Journal, name: str) -> list[str]:

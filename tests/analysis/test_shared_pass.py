@@ -1,0 +1,169 @@
+"""The shared pass judges the built-ins exactly as their own SQL/Polars definitions do.
+
+Every built-in, on the fixture patterns and the demo journal: the failure rows of the shared pass
+(one scan, one sort, integer keys) == those of the per-rule path (``sql_failures`` /
+``polars_failures``), message text included; its per-event verdicts == the plain-Python reference;
+and ``journal regrade all`` writes the same findings either way.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from invariant_journals import DEMO, PATTERNS, build
+from test_invariants import _event, _reference
+
+from toolkit.analysis import regrade as regrade_module
+from toolkit.analysis.invariants import REFERENCES
+from toolkit.analysis.regrade import regrade
+from toolkit.analysis.rules import RuleSet, polars_rule
+from toolkit.analysis.shared_pass import BUILTIN_COLUMNS, frame_failures, frame_verdicts, is_builtin, load_frame
+from toolkit.analysis.verdicts import Selection, polars_failures, sql_failures
+from toolkit.engines.duckdb_engine import connect
+from toolkit.journal import Journal
+
+PARAMS: dict[str, dict[str, Any]] = {
+    "budget": {"max_cost_usd": "1"},
+    "latency": {"max_tool_ms": "500", "max_llm_ms": "2000"},
+    "journal_integrity": {},
+}
+
+
+@pytest.fixture(scope="module")
+def everything(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
+    j = build(tmp_path_factory.mktemp("all") / "j", *PATTERNS)
+    yield j
+    j.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
+    copy = tmp_path_factory.mktemp("demo") / "demo-journal"
+    shutil.copytree(DEMO, copy)
+    j = Journal.open(copy)
+    yield j
+    j.close()
+
+
+def _per_rule(journal: Journal, name: str, bound: dict[str, Any], ids: list[str] | None = None) -> list[dict[str, Any]]:
+    rule = RuleSet.load().get(name)
+    if rule.kind == "sql":
+        session = connect(journal)
+        try:
+            selection = Selection(streams=tuple(ids)) if ids else Selection()
+            return list(sql_failures(session, rule, bound, selection).to_pylist())
+        finally:
+            session.close()
+    return list(polars_failures(journal, rule, bound, ids).to_pylist())
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_COLUMNS))
+@pytest.mark.parametrize("where", ["patterns", "demo"])
+def test_shared_pass_failures_equal_the_per_rule_path(name: str, where: str, everything: Journal, demo: Journal) -> None:
+    journal = everything if where == "patterns" else demo
+    bound = RuleSet.load().get(name).bind(PARAMS.get(name, {}))
+    shared = frame_failures(load_frame(journal, [name]), name, bound).to_pylist()
+    assert shared == _per_rule(journal, name, bound)
+    if where == "patterns":
+        assert shared, "no stream fails: the comparison would be empty"
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_shared_pass_verdicts_equal_the_plain_python_loop(name: str, everything: Journal, demo: Journal) -> None:
+    for journal in (everything, demo):
+        bound = RuleSet.load().get(name).bind(PARAMS.get(name, {}))
+        frame = load_frame(journal, sorted(BUILTIN_COLUMNS))  # every rule over one frame
+        got = {(s, v, ok) for s, v, ok in frame_verdicts(frame, name, bound).rows() if ok is not None}
+        assert got == _reference(journal, name, bound)
+
+
+def test_shared_pass_on_selected_streams_keeps_journal_wide_rules_journal_wide(everything: Journal) -> None:
+    ids = sorted(set(everything.heads()))[:3]
+    for name in sorted(BUILTIN_COLUMNS):
+        bound = RuleSet.load().get(name).bind(PARAMS.get(name, {}))
+        frame = load_frame(everything, [name])
+        assert frame_failures(frame, name, bound, ids).to_pylist() == _per_rule(everything, name, bound, ids), name
+
+
+def test_regrade_writes_the_same_findings_through_the_shared_pass(demo: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    def findings(result: regrade_module.RegradeResult) -> list[dict[str, Any]]:
+        return sorted(
+            (r for r in result.findings.drop_columns(["batch_id"]).to_pylist()),
+            key=lambda r: (r["rule"], r["stream_id"] or "", r["kind"]),
+        )
+
+    fast = regrade(demo, ["all"], write=False)
+    monkeypatch.setattr(regrade_module, "SHARED_PASS", False)
+    slow = regrade(demo, ["all"], write=False)
+    assert findings(fast) == findings(slow)
+    assert fast.failing
+
+
+def test_a_user_rule_named_like_a_builtin_runs_its_own_code(tmp_path: Any) -> None:
+    override = polars_rule("latency", "every event is slow", columns=("event_type",))(lambda events, p: pl.lit(False))
+    assert not is_builtin(override)
+    assert all(is_builtin(r) for r in RuleSet.load().rules.values() if r.name in BUILTIN_COLUMNS)
+
+
+@settings(max_examples=20, deadline=None)
+@given(streams=__import__("hypothesis").strategies.lists(
+    __import__("hypothesis").strategies.lists(_event, min_size=1, max_size=12), min_size=1, max_size=3))
+def test_shared_pass_equals_python_on_random_tool_histories(streams: list[list[dict[str, Any]]]) -> None:
+    rows = [{**e, "stream_id": f"s{i}"} for i, events in enumerate(streams) for e in events]
+    with Journal.in_memory() as j:
+        j.append_batch(rows, stream_type="agent_run")
+        frame = load_frame(j, sorted(BUILTIN_COLUMNS))
+        for name in ("no_tool_failure_loop", "confirmation_before_write", "tool_result_pairing", "exactly_once"):
+            bound = RuleSet.load().get(name).bind({})
+            got = {(s, v, ok) for s, v, ok in frame_verdicts(frame, name, bound).rows() if ok is not None}
+            assert got == _reference(j, name, bound), name
+
+
+@pytest.mark.parametrize("name", ["tool_result_pairing", "no_tool_failure_loop", "journal_integrity"])
+def test_hash_collisions_are_resolved_on_the_strings(name: str, everything: Journal) -> None:
+    """Every id given the same first hash (the worst collision): the strings still decide."""
+    bound = RuleSet.load().get(name).bind(PARAMS.get(name, {}))
+    frame = load_frame(everything, [name])
+    collide = {c: pl.when(pl.col(c).is_not_null()).then(pl.lit(42, pl.UInt64)) for c in ("tc", "h1e", "h1c") if c in frame.s.columns}
+    frame.s = frame.s.with_columns(**collide)
+    assert frame_failures(frame, name, bound).to_pylist() == _per_rule(everything, name, bound)
+
+
+def test_over_the_memory_budget_the_journal_is_judged_in_shards_of_whole_streams(
+    demo: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit.analysis import shared_pass
+
+    rules = [r for r in RuleSet.load().rules.values() if r.name in BUILTIN_COLUMNS]
+    bound = {r.name: r.bind(PARAMS.get(r.name, {})) for r in rules}
+    per_stream = [r for r in rules if r.name not in shared_pass.CROSS_STREAM]
+    budget = shared_pass.journal_events(demo) // 5
+    plan = shared_pass.shard_plan(demo, None, budget)
+    assert plan is not None and len(plan) >= 5
+    sharded = shared_pass.shared_failures(demo, per_stream, bound, budget=budget)
+    whole = shared_pass.shared_failures(demo, per_stream, bound)
+    assert [t.to_pylist() for t, _ in sharded if t is not None] == [t.to_pylist() for t, _ in whole if t is not None]
+    # through journal regrade: journal-wide rules then go the SQL way; findings are the same
+    fast = regrade(demo, ["all"], write=False)
+    monkeypatch.setattr(shared_pass, "SHARD_EVENTS", budget)
+    assert not shared_pass.shardable(RuleSet.load().get("journal_integrity"), shared_pass.journal_events(demo))
+    small = regrade(demo, ["all"], write=False)
+    key = ["rule", "stream_id", "first_failing_version", "message", "failing_events", "evidence"]
+    assert small.findings.select(key).to_pylist() == fast.findings.select(key).to_pylist()
+
+
+def test_a_selection_reports_only_the_selected_streams(demo: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    failing = regrade(demo, ["all"], write=False).findings.column("stream_id").to_pylist()
+    chosen = tuple(sorted({s for s in failing if s})[:4])
+    selection = Selection(streams=chosen)
+    fast = regrade(demo, ["all"], selection=selection, write=False)
+    monkeypatch.setattr(regrade_module, "SHARED_PASS", False)
+    slow = regrade(demo, ["all"], selection=selection, write=False)
+    key = ["rule", "stream_id", "first_failing_version", "message", "failing_events", "evidence"]
+    assert fast.findings.select(key).to_pylist() == slow.findings.select(key).to_pylist()
+    assert {r for r in fast.findings.column("stream_id").to_pylist()} <= set(chosen)

@@ -20,14 +20,15 @@ exception) and the stream's grading stops there; other streams go on.
 - **Monotone rules** (``monotone=True``: once broken, stays broken) hold on every event of a
   stream iff they hold on its final state, so the final state is judged first — the last row of
   the columns, or (folding) the latest snapshot with the current fingerprint plus the events after
-  it — and only failing streams are walked from version 1, stopping at the first failure: the
-  events from there to the end are the failing ones. The rule is trusted as bisection trusts it:
-  a declared-monotone rule that passes again later, or raises only after failing, is graded as if
-  it stayed failed.
+  it — and only streams failing there are walked, event by event from version 1, as the plain
+  fold walks them (so their findings are exactly the plain fold's, even for a rule that raises
+  only after failing). Streams passing on their final state are trusted to pass throughout, as
+  bisection trusts a monotone rule.
 - **Folding** (any aggregate): events are decoded column-wise per chunk (one ``to_list`` per
   column, timestamps as integers) and an ``Event`` is built only for the rows folded.
-- Streams are split into contiguous id ranges across worker processes (all cores) once a
-  selection is large enough to pay for starting them; each worker opens the journal once.
+- Folding splits the streams into contiguous id ranges across worker processes (all cores) once
+  a selection is large enough to pay for starting them; each worker opens the journal once.
+  Column-wise grading stays in one process: Polars already spreads the column work over all cores.
 
 ``LAST_STATS`` holds what the last :func:`python_failures` call did (events judged, events folded).
 """
@@ -55,7 +56,7 @@ from toolkit.journal.store import Journal
 
 CHUNK_STREAMS: Final = 10_000  # streams decoded per batch when folding
 CHUNK_STREAMS_COLUMNS: Final = 100_000  # streams per batch of column-wise states
-MIN_EVENTS_PER_WORKER: Final = 400_000  # below this a second process costs more than it saves
+MIN_STREAMS_PER_WORKER: Final = 5_000  # folding: below this a second process costs more than it saves
 DECISIVE_STATUS: Final = {  # agent_run._DECISIVE for the canonical types (others never reach columns)
     "user_message": "running",
     "plan_created": "running",
@@ -69,7 +70,6 @@ STATE_COLUMNS: Final = (
     "stream_id", "version", "event_type", "occurred_at", "model", "tool_name", "tokens_in", "tokens_out",
     "tokens_cache_read", "tokens_cache_write", "tokens_reasoning", "cost_usd", "is_error",
 )
-NANO: Final = 10**9
 
 
 class NeedsFold(BaseException):  # a signal: BaseException, so a rule's `except Exception` lets it through
@@ -192,12 +192,10 @@ def iter_stream_events(journal: Journal, stream_ids: Sequence[str]) -> Iterator[
 # ---------------------------------------------------------------------------- findings rows
 
 
-def _violation(sid: str, failing: Sequence[int], message: str | None, *, count: int | None = None,
-               last: int | None = None) -> Row:
+def _violation(sid: str, failing: list[int], message: str | None) -> Row:
     return {"stream_id": sid, "version": failing[0], "kind": "violation", "message": message,
-            "failing_events": len(failing) if count is None else count,
-            "failing_versions": list(failing[:EVIDENCE_VERSIONS]),
-            "last_failing_version": failing[-1] if last is None else last}
+            "failing_events": len(failing), "failing_versions": failing[:EVIDENCE_VERSIONS],
+            "last_failing_version": failing[-1]}
 
 
 def _error(sid: str, version: int, exc: Exception) -> Row:
@@ -206,14 +204,11 @@ def _error(sid: str, version: int, exc: Exception) -> Row:
             "failing_events": 1, "failing_versions": [version], "last_failing_version": version}
 
 
-def _walk(sid: str, versions: Sequence[int], verdict_at: Callable[[int], Any], *, stop_at_first: bool,
-          stats: GradeStats) -> Row | None:
-    """Judge states 0..n-1 in order (the plain fold's rules); with ``stop_at_first`` (monotone)
-    the first failure ends the walk and every later event counts as failing."""
+def _walk(sid: str, versions: Sequence[int], verdict_at: Callable[[int], Any], stats: GradeStats) -> Row | None:
+    """Judge states 0..n-1 in order, by the plain fold's rules."""
     failing: list[int] = []
     message: str | None = None
-    n = len(versions)
-    for i in range(n):
+    for i in range(len(versions)):
         try:
             ok, msg = verdict_of(verdict_at(i))
         except Exception as exc:  # a rule (or reducer) that raises is a finding of kind error
@@ -222,11 +217,8 @@ def _walk(sid: str, versions: Sequence[int], verdict_at: Callable[[int], Any], *
         if not ok:
             if not failing:
                 message = msg
-                if stop_at_first:
-                    stats.judged += i + 1
-                    return _violation(sid, versions[i : i + EVIDENCE_VERSIONS], message, count=n - i, last=versions[-1])
             failing.append(versions[i])
-    stats.judged += n
+    stats.judged += len(versions)
     return _violation(sid, failing, message) if failing else None
 
 
@@ -302,7 +294,7 @@ def _grade_folding(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
                 stats.folded += 1
                 return holds(states[0], bound)
 
-            row = _walk(sid, versions, verdict_at, stop_at_first=rule.monotone, stats=stats)
+            row = _walk(sid, versions, verdict_at, stats)
             if row is not None:
                 out.append(row)
     return out
@@ -335,7 +327,7 @@ def run_state_exprs() -> dict[str, pl.Expr]:
         "version": pl.col("version"),
         "events": idx + 1,
         **{t: pl.col(t).fill_null(0).cum_sum().over(g) for t in tokens},
-        "cost_nano": (pl.col("cost_usd").cast(pl.Decimal(38, 9)) * pl.lit(NANO)).cast(pl.Int64).fill_null(0)
+        "cost_nano": pl.col("cost_usd").to_physical().cast(pl.Int64).fill_null(0)
         .cum_sum().over(g),
         "cost_seen": pl.col("cost_usd").is_not_null().cum_sum().over(g) > 0,
         "model": pl.when(pl.col("model") != "").then(pl.col("model")).forward_fill().over(g),
@@ -434,7 +426,7 @@ class RunStateView:
 
 
 def _walk_rows(sid: str, view: RunStateView, holds: Callable[[Any, dict[str, Any]], Any], bound: dict[str, Any],
-               versions: list[int], a: int, b: int, *, stop_at_first: bool) -> tuple[Row | None, int]:
+               versions: list[int], a: int, b: int) -> tuple[Row | None, int]:
     """:func:`_walk` over rows a..b of column-wise states (inlined: this loop is the hot one);
     also returns how many states were judged."""
     failing: list[int] = []
@@ -451,10 +443,6 @@ def _walk_rows(sid: str, view: RunStateView, holds: Callable[[Any, dict[str, Any
         if not ok:
             if not failing:
                 message = msg
-                if stop_at_first:
-                    row = _violation(sid, versions[i : min(b, i + EVIDENCE_VERSIONS)], message, count=b - i,
-                                     last=versions[b - 1])
-                    return row, i - a + 1
             failing.append(versions[i])
     return (_violation(sid, failing, message) if failing else None), b - a
 
@@ -495,7 +483,7 @@ def _grade_columns(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
                         continue
                 except Exception:  # walked below, where the error is reported at its event
                     pass
-            row, judged = _walk_rows(sid, view, holds, bound, versions, a, b, stop_at_first=rule.monotone)
+            row, judged = _walk_rows(sid, view, holds, bound, versions, a, b)
             stats.judged += judged
             if row is not None:
                 out.append(row)
@@ -518,22 +506,21 @@ def find_rule(name: str, origin: str) -> Rule:
 
 
 def grade_streams(
-    journal_path: str, rule: Rule | tuple[str, str], bound: dict[str, Any], stream_ids: list[str]
+    journal_path: str, rule: Rule | tuple[str, str], bound: dict[str, Any], stream_ids: list[str], *,
+    columnwise: bool = False,
 ) -> tuple[list[Row], GradeStats]:
-    """Failing streams among ``stream_ids`` (a worker's share) and what grading them took."""
+    """Failing streams among ``stream_ids`` (a worker's share) and what grading them took.
+
+    ``columnwise``: agent-run states from columns (raises :class:`NeedsFold` when the rule reads
+    what they do not hold); otherwise fold.
+    """
     if isinstance(rule, tuple):
         rule = find_rule(*rule)
-    from toolkit.analysis.agent_run import AGENT_RUN
-
     journal = Journal.open(journal_path)
+    stats = GradeStats()
     try:
-        if rule_aggregate(rule) is AGENT_RUN:
-            stats = GradeStats()
-            try:
-                return _grade_columns(journal, rule, bound, stream_ids, stats), stats
-            except NeedsFold:
-                pass
-        stats = GradeStats()
+        if columnwise:
+            return _grade_columns(journal, rule, bound, stream_ids, stats), stats
         return _grade_folding(journal, rule, bound, stream_ids, stats), stats
     finally:
         journal.close()
@@ -543,35 +530,50 @@ def all_stream_ids(journal: Journal) -> list[str]:
     return sorted(scan_events(journal).select("stream_id").unique().collect().get_column("stream_id").to_list())
 
 
-def _event_count(journal: Journal, ids: list[str]) -> int:
-    heads = journal.heads()
-    return sum(heads[s].version for s in ids if s in heads)
-
-
 def python_failures(
     journal: Journal, rule: Rule, bound: dict[str, Any], stream_ids: Sequence[str] | None, *, workers: int | None = None
 ) -> pa.Table:
-    """Per failing stream, as ``verdicts.FAILURE_SCHEMA`` plus ``kind`` (violation or error)."""
+    """Per failing stream, as ``verdicts.FAILURE_SCHEMA`` plus ``kind`` (violation or error).
+
+    Agent-run rules are graded on column-wise states in this process (Polars spreads the column
+    work over all cores; worker processes were measured slower: each pays its start-up and they
+    compete for the same cores). Folding spreads contiguous id ranges over ``workers`` processes
+    (default: all cores once there are ``MIN_STREAMS_PER_WORKER`` streams each).
+    """
     global LAST_STATS
+    from toolkit.analysis.agent_run import AGENT_RUN
+
     ids = sorted(stream_ids) if stream_ids is not None else all_stream_ids(journal)
-    if workers is None:  # processes pay off once each has a few hundred thousand events
-        workers = min(os.cpu_count() or 1, max(1, _event_count(journal, ids) // MIN_EVENTS_PER_WORKER))
-    n = max(1, min(workers, len(ids)))
-    if n == 1:
-        rows, stats = grade_streams(str(journal.path), rule, bound, ids)
-    else:
-        shares = [ids[len(ids) * i // n : len(ids) * (i + 1) // n] for i in range(n)]  # contiguous id ranges
-        key = (rule.name, rule.origin)
-        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(pool.map(grade_streams, [str(journal.path)] * n, [key] * n, [bound] * n, shares))
-        rows = [r for part, _ in parts for r in part]
-        stats = GradeStats(workers=n)
-        for _, s in parts:
-            stats.add(s)
-    LAST_STATS = stats
+    result: tuple[list[Row], GradeStats] | None = None
+    if rule_aggregate(rule) is AGENT_RUN:
+        try:
+            result = grade_streams(str(journal.path), rule, bound, ids, columnwise=True)
+        except NeedsFold:
+            result = None
+    if result is None:
+        result = _fold_in_workers(journal, rule, bound, ids, workers)
+    rows, LAST_STATS = result
     if not rows:
         return FAILURE_SCHEMA.append(pa.field("kind", pa.string())).empty_table()
     return rows_to_failures(journal, rows)
+
+
+def _fold_in_workers(
+    journal: Journal, rule: Rule, bound: dict[str, Any], ids: list[str], workers: int | None
+) -> tuple[list[Row], GradeStats]:
+    if workers is None:
+        workers = min(os.cpu_count() or 1, len(ids) // MIN_STREAMS_PER_WORKER or 1)
+    n = max(1, min(workers, len(ids)))
+    if n == 1:
+        return grade_streams(str(journal.path), rule, bound, ids)
+    shares = [ids[len(ids) * i // n : len(ids) * (i + 1) // n] for i in range(n)]  # contiguous id ranges
+    key = (rule.name, rule.origin)
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(grade_streams, [str(journal.path)] * n, [key] * n, [bound] * n, shares))
+    stats = GradeStats(workers=n)
+    for _, s in parts:
+        stats.add(s)
+    return [r for part, _ in parts for r in part], stats
 
 
 def rows_to_failures(journal: Journal, rows: list[Row]) -> pa.Table:

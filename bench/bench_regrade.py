@@ -120,14 +120,15 @@ def _rows(table: Any) -> list[tuple[Any, ...]]:
     return sorted(tuple(r[k] for k in keys) for r in table)
 
 
-def bench_state_rules(journal: Journal, sample: list[str], baseline: list[str], workers: int) -> None:
+def bench_state_rules(journal: Journal, sample: list[str], baseline: list[str], workers: int | None) -> None:
     """Each rule over ``sample`` through ``regrade`` (what the user runs), then the plain fold over
     ``baseline`` (a prefix of the sample): the events/s ratio, and the findings must be identical."""
     rule_file = OUT / "bench_state_rules.py"
     rule_file.write_text(FOLD_RULE, encoding="utf-8")
     files = [str(rule_file)]
     rule_set = RuleSet.load(files)
-    selection = Selection(streams=tuple(sample))
+    everything = len(sample) == len(all_stream_ids(journal))
+    selection = Selection() if everything else Selection(streams=tuple(sample))
     events = scan_events(journal, stream_ids=sample).select(pl.len()).collect().item()
     base_events = scan_events(journal, stream_ids=baseline).select(pl.len()).collect().item()
     cases: list[tuple[str, dict[str, Any]]] = [
@@ -143,9 +144,8 @@ def bench_state_rules(journal: Journal, sample: list[str], baseline: list[str], 
                          write=False)
         took = time.perf_counter() - t0
         stats = state_rules.LAST_STATS
-        how = (f"column-wise states, {stats.judged:,} rule evaluations, {stats.folded:,} events folded"
-               if stats.columnwise_streams else
-               f"folded in {stats.workers} process(es), {stats.judged:,} rule evaluations, {stats.folded:,} events folded")
+        how = (f"{'column-wise states' if stats.columnwise_streams else 'folded'} in {stats.workers} process(es), "
+               f"{stats.judged:,} rule evaluations, {stats.folded:,} events folded; load {os.getloadavg()[0]:.1f}")
         bound = rule.bind(params)
         t0 = time.perf_counter()
         plain = state_rules.fold_failures(journal, rule, bound, baseline)
@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-streams", type=int, default=5_000, help="streams in the baseline / Python-rule sample")
     ap.add_argument("--state-streams", type=int, default=20_000,
                     help="streams judged by the Python-state rules (0: every stream)")
+    ap.add_argument("--state-workers", type=int, default=None,
+                    help="processes for the Python-state rules (default: python_failures decides)")
     ap.add_argument("--baseline-streams", type=int, default=5_000, help="streams of the plain-fold baseline")
     ap.add_argument("--bisect-events", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         if "state" not in args.skip:
             sample = (sample_streams(journal, args.state_streams, contiguous=True) if args.state_streams
                       else all_stream_ids(journal))
-            bench_state_rules(journal, sample, sample[: args.baseline_streams], args.workers)
+            bench_state_rules(journal, sample, sample[: args.baseline_streams], args.state_workers)
     if "bisect" not in args.skip:
         bench_bisection(args.bisect_events)
     return 0

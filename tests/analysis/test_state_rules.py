@@ -56,6 +56,13 @@ def raises_late(state, p):
     return state.events < 4
 
 
+@python_rule("raises_sixth", "Raises on the sixth event of a run.")
+def raises_sixth(state, p):
+    if state.events == 6:
+        raise RuntimeError("boom")
+    return True
+
+
 @python_rule("still_running", "Not answered after an error (reads status and model).")
 def still_running(state, p):
     return not (state.status == "aborted" and state.model is not None and state.consecutive_errors >= 1)
@@ -69,7 +76,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("tool_failures_state", {}),
     ("fragile", {}),
     ("long_run", {}),
-    ("raises_late", {}),
+    ("raises_sixth", {}),
     ("still_running", {}),
 ]
 
@@ -199,12 +206,28 @@ def test_shortcuts_are_taken_and_counted(rule_set: RuleSet, samples_journal: Jou
 
 
 def test_an_error_finding_names_the_event_and_the_exception(rule_set: RuleSet, patterns: Journal) -> None:
-    rule = rule_set.get("raises_late")
+    rule = rule_set.get("raises_sixth")
     rows = state_rules.python_failures(patterns, rule, rule.bind({}), _ids(patterns), workers=1).to_pylist()
     errors = [r for r in rows if r["kind"] == "error"]
     assert errors and all(r["message"] == "RuntimeError: boom" and r["failing_events"] == 1 for r in errors)
     heads = patterns.heads()
     assert {r["stream_id"] for r in errors} == {s for s, h in heads.items() if h.version >= 6}
+
+
+def test_a_monotone_rule_is_trusted_to_stay_broken(rule_set: RuleSet, patterns: Journal) -> None:
+    """raises_late declares monotone but raises on the 6th event, after failing from the 4th: the
+    walk stops at the first failure and counts every later event, where the plain fold, walking on,
+    reports the error (as bisection, grading trusts the declaration)."""
+    rule = rule_set.get("raises_late")
+    ids = _ids(patterns)
+    fast = {r["stream_id"]: r for r in state_rules.python_failures(patterns, rule, {}, ids, workers=1).to_pylist()}
+    plain = {r["stream_id"]: r for r in state_rules.fold_failures(patterns, rule, {}, ids)}
+    heads = patterns.heads()
+    assert fast and set(fast) == set(plain) == {s for s, h in heads.items() if h.version >= 4}
+    assert any(r["kind"] == "error" for r in plain.values())
+    for sid, row in fast.items():
+        assert (row["kind"], row["version"], row["failing_events"]) == ("violation", 4, heads[sid].version - 3)
+        assert plain[sid]["kind"] == ("error" if heads[sid].version >= 6 else "violation")
 
 
 def test_worker_processes_find_what_one_process_finds(rule_set: RuleSet, demo: Journal) -> None:

@@ -20,10 +20,10 @@ exception) and the stream's grading stops there; other streams go on.
 - **Monotone rules** (``monotone=True``: once broken, stays broken) hold on every event of a
   stream iff they hold on its final state, so the final state is judged first — the last row of
   the columns, or (folding) the latest snapshot with the current fingerprint plus the events after
-  it — and only streams failing there are walked, event by event from version 1, as the plain
-  fold walks them (so their findings are exactly the plain fold's, even for a rule that raises
-  only after failing). Streams passing on their final state are trusted to pass throughout, as
-  bisection trusts a monotone rule.
+  it — and only streams failing there are walked from version 1, stopping at the first failure:
+  the events from there to the end are the failing ones. The rule is trusted as bisection trusts
+  it: a declared-monotone rule that holds again later, or raises only after failing, is graded as
+  if it stayed failed (the plain fold would count fewer failing events, or report the error).
 - **Folding** (any aggregate): events are decoded column-wise per chunk (one ``to_list`` per
   column, timestamps as integers) and an ``Event`` is built only for the rows folded.
 - Folding splits the streams into contiguous id ranges across worker processes (all cores) once
@@ -57,7 +57,7 @@ from toolkit.journal.store import Journal
 
 CHUNK_STREAMS: Final = 10_000  # streams decoded per batch when folding
 CHUNK_STREAMS_COLUMNS: Final = 50_000  # streams per batch of column-wise states
-MIN_STREAMS_PER_WORKER: Final = 5_000  # folding: below this a second process costs more than it saves
+MIN_STREAMS_PER_WORKER: Final = 50_000  # folding: below this a second process costs more than it saves
 MIN_STREAMS_PER_COLUMN_WORKER: Final = 200_000  # column-wise grading: the same, measured on the 10M journal
 DECISIVE_STATUS: Final = {  # agent_run._DECISIVE for the canonical types (others never reach columns)
     "user_message": "running",
@@ -194,10 +194,19 @@ def iter_stream_events(journal: Journal, stream_ids: Sequence[str]) -> Iterator[
 # ---------------------------------------------------------------------------- findings rows
 
 
-def _violation(sid: str, failing: list[int], message: str | None) -> Row:
+def _violation(sid: str, failing: Sequence[int], message: str | None, *, count: int | None = None) -> Row:
+    """A violation row; ``count`` (monotone walks): the failing versions are ``failing`` and the
+    ``count - len(failing)`` events after them, up to the stream's last version ``failing[-1]``."""
     return {"stream_id": sid, "version": failing[0], "kind": "violation", "message": message,
-            "failing_events": len(failing), "failing_versions": failing[:EVIDENCE_VERSIONS],
-            "last_failing_version": failing[-1]}
+            "failing_events": len(failing) if count is None else count,
+            "failing_versions": list(failing[:EVIDENCE_VERSIONS]), "last_failing_version": failing[-1]}
+
+
+def _monotone_violation(sid: str, versions: Sequence[int], i: int, message: str | None) -> Row:
+    """Failing from ``versions[i]`` to the end (a monotone rule stays broken)."""
+    row = _violation(sid, versions[i : i + EVIDENCE_VERSIONS], message, count=len(versions) - i)
+    row["last_failing_version"] = versions[-1]
+    return row
 
 
 def _error(sid: str, version: int, exc: Exception) -> Row:
@@ -206,8 +215,11 @@ def _error(sid: str, version: int, exc: Exception) -> Row:
             "failing_events": 1, "failing_versions": [version], "last_failing_version": version}
 
 
-def _walk(sid: str, versions: Sequence[int], verdict_at: Callable[[int], Any], stats: GradeStats) -> Row | None:
-    """Judge states 0..n-1 in order, by the plain fold's rules."""
+def _walk(
+    sid: str, versions: Sequence[int], verdict_at: Callable[[int], Any], stats: GradeStats, *, monotone: bool
+) -> Row | None:
+    """Judge states 0..n-1 in order, by the plain fold's rules; a monotone rule's first failure ends
+    the walk (every later event fails too)."""
     failing: list[int] = []
     message: str | None = None
     for i in range(len(versions)):
@@ -217,6 +229,9 @@ def _walk(sid: str, versions: Sequence[int], verdict_at: Callable[[int], Any], s
             stats.judged += i + 1
             return _error(sid, versions[i], exc)
         if not ok:
+            if monotone:
+                stats.judged += i + 1
+                return _monotone_violation(sid, versions, i, msg)
             if not failing:
                 message = msg
             failing.append(versions[i])
@@ -296,7 +311,7 @@ def _grade_folding(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
                 stats.folded += 1
                 return holds(states[0], bound)
 
-            row = _walk(sid, versions, verdict_at, stats)
+            row = _walk(sid, versions, verdict_at, stats, monotone=rule.monotone)
             if row is not None:
                 out.append(row)
     return out
@@ -428,7 +443,7 @@ class RunStateView:
 
 
 def _walk_rows(sid: str, view: RunStateView, holds: Callable[[Any, dict[str, Any]], Any], bound: dict[str, Any],
-               versions: list[int], a: int, b: int) -> tuple[Row | None, int]:
+               versions: list[int], a: int, b: int, *, monotone: bool) -> tuple[Row | None, int]:
     """:func:`_walk` over rows a..b of column-wise states (inlined: this loop is the hot one);
     also returns how many states were judged."""
     failing: list[int] = []
@@ -443,6 +458,8 @@ def _walk_rows(sid: str, view: RunStateView, holds: Callable[[Any, dict[str, Any
             continue
         ok, msg = verdict_of(verdict)
         if not ok:
+            if monotone:
+                return _monotone_violation(sid, versions[a:b], i - a, msg), i - a + 1
             if not failing:
                 message = msg
             failing.append(versions[i])
@@ -485,7 +502,7 @@ def _grade_columns(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
                         continue
                 except Exception:  # walked below, where the error is reported at its event
                     pass
-            row, judged = _walk_rows(sid, view, holds, bound, versions, a, b)
+            row, judged = _walk_rows(sid, view, holds, bound, versions, a, b, monotone=rule.monotone)
             stats.judged += judged
             if row is not None:
                 out.append(row)

@@ -215,28 +215,32 @@ def _error(sid: str, version: int, exc: Exception) -> Row:
             "failing_events": 1, "failing_versions": [version], "last_failing_version": version}
 
 
-def _walk(
-    sid: str, versions: Sequence[int], verdict_at: Callable[[int], Any], stats: GradeStats, *, monotone: bool
-) -> Row | None:
-    """Judge states 0..n-1 in order, by the plain fold's rules; a monotone rule's first failure ends
-    the walk (every later event fails too)."""
+def _fold_walk(sid: str, aggregate: Aggregate[Any], holds: Callable[[Any, dict[str, Any]], Any],
+               bound: dict[str, Any], events: list[Event], *, monotone: bool) -> tuple[Row | None, int]:
+    """Fold ``events`` from the initial state and judge after each, by the plain fold's rules; a
+    monotone rule's first failure ends the walk (every later event fails too). Also returns how
+    many events were folded and judged."""
+    state = aggregate.initial()
+    models, reducer = aggregate.events, aggregate.reducer
     failing: list[int] = []
     message: str | None = None
-    for i in range(len(versions)):
+    for i, e in enumerate(events):
         try:
-            ok, msg = verdict_of(verdict_at(i))
+            if not (models and e.event_type in models and aggregate.prepare(e) is not None):
+                state = reducer(state, e)  # events that do not fit their model are skipped, as replay does
+            verdict = holds(state, bound)
         except Exception as exc:  # a rule (or reducer) that raises is a finding of kind error
-            stats.judged += i + 1
-            return _error(sid, versions[i], exc)
+            return _error(sid, e.version, exc), i + 1
+        if verdict is True or verdict is None:
+            continue
+        ok, msg = verdict_of(verdict)
         if not ok:
             if monotone:
-                stats.judged += i + 1
-                return _monotone_violation(sid, versions, i, msg)
+                return _monotone_violation(sid, [x.version for x in events], i, msg), i + 1
             if not failing:
                 message = msg
-            failing.append(versions[i])
-    stats.judged += len(versions)
-    return _violation(sid, failing, message) if failing else None
+            failing.append(e.version)
+    return (_violation(sid, failing, message) if failing else None), len(events)
 
 
 # ---------------------------------------------------------------------------- folding (any aggregate)
@@ -303,15 +307,9 @@ def _grade_folding(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
                         continue
                 except Exception:  # walked below, where the error is reported at its event
                     pass
-            events = decoded.events(a, b)
-            states: list[Any] = [aggregate.initial()]
-
-            def verdict_at(i: int, events: list[Event] = events, states: list[Any] = states) -> Any:
-                states[0] = fold_event(aggregate, states[0], events[i])
-                stats.folded += 1
-                return holds(states[0], bound)
-
-            row = _walk(sid, versions, verdict_at, stats, monotone=rule.monotone)
+            row, judged = _fold_walk(sid, aggregate, holds, bound, decoded.events(a, b), monotone=rule.monotone)
+            stats.folded += judged
+            stats.judged += judged
             if row is not None:
                 out.append(row)
     return out
@@ -444,7 +442,7 @@ class RunStateView:
 
 def _walk_rows(sid: str, view: RunStateView, holds: Callable[[Any, dict[str, Any]], Any], bound: dict[str, Any],
                versions: list[int], a: int, b: int, *, monotone: bool) -> tuple[Row | None, int]:
-    """:func:`_walk` over rows a..b of column-wise states (inlined: this loop is the hot one);
+    """:func:`_fold_walk` over rows a..b of column-wise states (inlined: this loop is the hot one);
     also returns how many states were judged."""
     failing: list[int] = []
     message: str | None = None
@@ -564,7 +562,7 @@ def python_failures(
     ids = sorted(stream_ids) if stream_ids is not None else all_stream_ids(journal)
     cores = os.cpu_count() or 1
     result: tuple[list[Row], GradeStats] | None = None
-    if rule_aggregate(rule) is AGENT_RUN:
+    if rule_aggregate(rule) is AGENT_RUN and _may_read_columns(journal, rule, bound):
         n = workers if workers is not None else min(cores, len(ids) // MIN_STREAMS_PER_COLUMN_WORKER or 1)
         try:
             result = _in_workers(journal, rule, bound, ids, n, columnwise=True)
@@ -577,6 +575,22 @@ def python_failures(
     if not rows:
         return FAILURE_SCHEMA.append(pa.field("kind", pa.string())).empty_table()
     return rows_to_failures(journal, rows)
+
+
+def _may_read_columns(journal: Journal, rule: Rule, bound: dict[str, Any]) -> bool:
+    """False when the rule, judging the state after one event of the journal, already reads what
+    column-wise states do not hold (saves reading the columns for nothing)."""
+    assert rule.python is not None
+    first = scan_events(journal).select(list(STATE_COLUMNS)).head(1).collect()
+    if first.height == 0:
+        return True
+    try:
+        rule.python(RunStateView.over(with_stream_key(first))(), bound)
+    except NeedsFold:
+        return False
+    except Exception:  # the real run reports it, at its event
+        return True
+    return True
 
 
 def _in_workers(

@@ -152,6 +152,12 @@ def test_column_states_equal_the_reducer_at_every_event(where: str, journals: di
         _ = view.tool_failures
 
 
+def test_decisive_statuses_are_the_reducers_for_column_streams() -> None:
+    from toolkit.analysis.agent_run import _DECISIVE
+
+    assert state_rules.DECISIVE_STATUS == {k: v for k, v in _DECISIVE.items() if k not in state_rules.assistant_types()}
+
+
 def test_cost_is_zero_until_recorded_then_keeps_nine_decimals(tmp_path: Path) -> None:
     j = Journal.create(tmp_path / "j")
     j.append("r", [{"event_type": "user_message", "data": {}},

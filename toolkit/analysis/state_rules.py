@@ -26,9 +26,10 @@ exception) and the stream's grading stops there; other streams go on.
   if it stayed failed (the plain fold would count fewer failing events, or report the error).
 - **Folding** (any aggregate): events are decoded column-wise per chunk (one ``to_list`` per
   column, timestamps as integers) and an ``Event`` is built only for the rows folded.
-- Folding splits the streams into contiguous id ranges across worker processes (all cores) once
-  a selection is large enough to pay for starting them; each worker opens the journal once.
-  Column-wise grading stays in one process: Polars already spreads the column work over all cores.
+- Worker processes (all cores) each grade a contiguous id range and open the journal once, when
+  a selection is large enough to pay for starting them: from ``MIN_STREAMS_PER_WORKER`` streams
+  each when folding, from ``MIN_STREAMS_PER_COLUMN_WORKER`` for column-wise grading (Polars
+  already spreads the column work over every core).
 
 ``LAST_STATS`` holds what the last :func:`python_failures` call did (events judged, events folded).
 """
@@ -59,7 +60,7 @@ CHUNK_STREAMS: Final = 10_000  # streams decoded per batch when folding
 CHUNK_STREAMS_COLUMNS: Final = 50_000  # streams per batch of column-wise states
 MIN_STREAMS_PER_WORKER: Final = 50_000  # folding: below this a second process costs more than it saves
 MIN_STREAMS_PER_COLUMN_WORKER: Final = 200_000  # column-wise grading: the same, measured on the 10M journal
-DECISIVE_STATUS: Final = {  # agent_run._DECISIVE for the canonical types (others never reach columns)
+DECISIVE_STATUS: Final = {  # agent_run._DECISIVE but for the assistant topics (their streams are folded)
     "user_message": "running",
     "plan_created": "running",
     "llm_request": "running",

@@ -408,13 +408,15 @@ class RunStateView:
         raise NeedsFold(name)
 
     @classmethod
-    def over(cls, keyed: pl.DataFrame) -> type[RunStateView]:
-        """A view class over ``keyed`` (a frame from :func:`with_stream_key`)."""
+    def over(cls, keyed: pl.DataFrame, rows: pl.Series | None = None) -> type[RunStateView]:
+        """A view class over ``keyed`` (a frame from :func:`with_stream_key`), or over some of its
+        rows (``at`` then indexes ``rows``: e.g. the last row of each stream)."""
         exprs = run_state_exprs()
         view: type[RunStateView] = type("RunStateAt", (cls,), {"__slots__": ()})
 
         def column(name: str) -> list[Any]:
-            return keyed.select(exprs[name]).to_series().to_list()
+            values = keyed.select(exprs[name]).to_series()
+            return (values if rows is None else values.gather(rows)).to_list()
 
         def lazy(name: str) -> property:
             def first_read(self: RunStateView) -> Any:
@@ -483,30 +485,49 @@ def _grade_columns(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
         if frame.height == 0:
             continue
         keyed = with_stream_key(frame)
-        view = RunStateView.over(keyed)()
-        versions: list[int] = keyed.get_column("version").to_list()
-        starts = keyed.select(pl.arg_where(pl.col("g").diff().fill_null(1) != 0)).to_series()
-        sids = keyed.get_column("stream_id").gather(starts).to_list()
-        bounds = [*starts.to_list(), keyed.height]
-        stats.streams += len(sids)
-        stats.columnwise_streams += len(sids)
         stats.events += keyed.height
-        for k, sid in enumerate(sids):
-            a, b = bounds[k], bounds[k + 1]
-            if rule.monotone:  # the final state decides whether the stream is walked at all
-                view.at = b - 1
-                stats.judged += 1
+        if rule.monotone:  # final states decide which streams are walked at all
+            lasts = keyed.select(pl.arg_where(pl.col("g").diff().shift(-1).fill_null(1) != 0)).to_series()
+            stats.streams += len(lasts)
+            stats.columnwise_streams += len(lasts)
+            stats.judged += len(lasts)
+            final = RunStateView.over(keyed, lasts)()
+            failing: list[int] = []
+            for k in range(len(lasts)):
+                final.at = k
                 try:
-                    if verdict_of(holds(view, bound))[0]:
+                    if verdict_of(holds(final, bound))[0]:
                         continue
                 except Exception:  # walked below, where the error is reported at its event
                     pass
-            row, judged = _walk_rows(sid, view, holds, bound, versions, a, b, monotone=rule.monotone)
-            stats.judged += judged
-            if row is not None:
-                out.append(row)
+                failing.append(k + 1)  # g counts streams from 1
+            if not failing:
+                continue
+            keyed = keyed.filter(pl.col("g").is_in(failing))
+        else:
+            n = int(keyed.select(pl.col("g").n_unique()).item())
+            stats.streams += n
+            stats.columnwise_streams += n
+        out += _walk_streams(keyed, holds, bound, rule.monotone, stats)
     if folded_ids:
         out += _grade_folding(journal, rule, bound, folded_ids, stats)
+    return out
+
+
+def _walk_streams(keyed: pl.DataFrame, holds: Callable[[Any, dict[str, Any]], Any], bound: dict[str, Any],
+                  monotone: bool, stats: GradeStats) -> list[Row]:
+    """Every stream of ``keyed`` walked event by event on column-wise states."""
+    view = RunStateView.over(keyed)()
+    versions: list[int] = keyed.get_column("version").to_list()
+    starts = keyed.select(pl.arg_where(pl.col("g").diff().fill_null(1) != 0)).to_series()
+    sids = keyed.get_column("stream_id").gather(starts).to_list()
+    bounds = [*starts.to_list(), keyed.height]
+    out: list[Row] = []
+    for k, sid in enumerate(sids):
+        row, judged = _walk_rows(sid, view, holds, bound, versions, bounds[k], bounds[k + 1], monotone=monotone)
+        stats.judged += judged
+        if row is not None:
+            out.append(row)
     return out
 
 

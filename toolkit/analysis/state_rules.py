@@ -59,7 +59,7 @@ from toolkit.journal.store import Journal
 CHUNK_STREAMS: Final = 10_000  # streams decoded per batch when folding
 CHUNK_STREAMS_COLUMNS: Final = 50_000  # streams per batch of column-wise states
 MIN_STREAMS_PER_WORKER: Final = 50_000  # folding: below this a second process costs more than it saves
-MIN_STREAMS_PER_COLUMN_WORKER: Final = 200_000  # column-wise grading: the same, measured on the 10M journal
+MIN_STREAMS_PER_COLUMN_WORKER: Final = 1_000_000  # column-wise: 2 processes were slower on the 10M journal (loaded)
 DECISIVE_STATUS: Final = {  # agent_run._DECISIVE but for the assistant topics (their streams are folded)
     "user_message": "running",
     "plan_created": "running",

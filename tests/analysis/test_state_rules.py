@@ -292,3 +292,17 @@ def test_monotone_rules_start_from_valid_snapshots_and_ignore_stale_ones(tmp_pat
     append_rows(journal, "snapshots", stale)
     assert _tally_check(journal, tally_tokens).folded == with_snapshots.folded
     journal.close()
+
+
+def test_column_wise_decoding_builds_the_events_replay_builds(demo: Journal) -> None:
+    from toolkit.analysis.replay import events_from_table
+
+    frame = state_rules._read(demo, _ids(demo), EVENT_COLUMNS)
+    ours = state_rules.DecodedEvents(frame).events(0, frame.height)
+    replays = events_from_table(frame.to_arrow())
+    slots = [c for c in Event.__slots__ if not c.startswith("_") and c != "payload"]
+    assert len(ours) == len(replays) > 100
+    for a, b in zip(ours, replays, strict=True):
+        for name in slots:
+            x, y = getattr(a, name), getattr(b, name)
+            assert (type(x), str(x)) == (type(y), str(y)), (a, name)

@@ -63,6 +63,11 @@ def raises_sixth(state, p):
     return True
 
 
+@python_rule("few_failures", "At most one failed tool call per LLM call plus one.", monotone=False)
+def few_failures(state, p):
+    return state.tool_failures_total <= state.llm_calls_total + 1 or f"{state.tool_failures_total} failures"
+
+
 @python_rule("still_running", "Not answered after an error (reads status and model).")
 def still_running(state, p):
     return not (state.status == "aborted" and state.model is not None and state.consecutive_errors >= 1)
@@ -78,6 +83,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("long_run", {}),
     ("raises_sixth", {}),
     ("still_running", {}),
+    ("few_failures", {}),
 ]
 
 
@@ -122,7 +128,8 @@ def _ids(journal: Journal) -> list[str]:
 
 FIELDS = ("version", "events", "tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning",
           "cost_usd", "model", "last_tool", "plans", "errors", "consecutive_errors", "status", "first_at", "last_at",
-          "goals_completed", "ticks", "emergency_stop", "emergency_stop_reason", "goals")
+          "goals_completed", "ticks", "emergency_stop", "emergency_stop_reason", "goals", "llm_calls_total",
+          "tool_failures_total")
 
 
 @pytest.mark.parametrize("where", ["patterns", "demo", "samples"])

@@ -350,6 +350,9 @@ def run_state_exprs() -> dict[str, pl.Expr]:
         "last_tool": pl.when(et.is_in(["tool_called", "tool_result"]) & (pl.col("tool_name") != ""))
         .then(pl.col("tool_name")).forward_fill().over(g),
         "plans": (et == "plan_created").cum_sum().over(g).cast(pl.Int64),
+        "llm_calls_total": (et == "llm_response").cum_sum().over(g).cast(pl.Int64),
+        "tool_failures_total": (((et == "tool_result") & is_error) | ((et == "error") & (pl.col("tool_name") != "")))
+        .fill_null(False).cum_sum().over(g).cast(pl.Int64),
         "errors": is_error.cum_sum().over(g).cast(pl.Int64),
         "consecutive_errors": (idx - pl.when(~is_error).then(idx).forward_fill().over(g).fill_null(-1)).cast(pl.Int64),
         "status": et.replace_strict(DECISIVE_STATUS, default=None, return_dtype=pl.String).forward_fill().over(g)
@@ -374,10 +377,11 @@ def run_state_columns(frame: pl.DataFrame) -> pl.DataFrame:
 class RunStateView:
     """The agent-run state at one event (row ``at``) of a stream without assistant topics.
 
-    Reads what an ``AgentRunState`` of such a stream holds: the scalar fields, ``first_at`` and
-    ``last_at``, and the fixed ones (no goals, ticks or emergency stop). Each field's column is
-    computed and converted to Python the first time a rule reads it. Anything else (the per-tool
-    and per-model dicts, the plan, methods) raises :class:`NeedsFold`.
+    Reads what an ``AgentRunState`` of such a stream holds: the scalar fields, ``first_at``,
+    ``last_at``, ``llm_calls_total``, ``tool_failures_total`` and the fixed ones (no goals, ticks or
+    emergency stop). Each field's column is computed and converted to Python the first time a rule
+    reads it. Anything else (the per-tool and per-model dicts, ``tool_calls_total``, the plan,
+    methods) raises :class:`NeedsFold`.
     """
 
     __slots__ = ("at",)

@@ -8,13 +8,17 @@ Each figure is printed next to a baseline measured in the same run:
    the 10M-event journal of bench_journal.py, linked read-only into bench/out so the findings can be
    written); vs a plain Python loop (the rules' references in ``toolkit.analysis.invariants``) timed
    over a sample of whole streams and scaled to the journal (target: <= 3 s on 2 cores);
-2. Python-state rules (``budget_state``, ``error_streak``) over consecutive streams in worker
-   processes, events judged per second, vs one process (target: >= 500k events/s on 2 cores);
+2. Python-state rules over consecutive streams (``--state-streams``; 0: all), events covered per
+   second through ``regrade`` (target: >= 500k events/s on 2 cores): ``budget_state`` (monotone),
+   ``error_streak`` (not monotone; default and ``max_errors=0``, which fails often) on column-wise
+   agent-run states, and a rule reading the per-tool dict (folds, in worker processes); vs the
+   plain fold over the first ``--baseline-streams`` of them, whose findings must be identical;
 3. bisecting a 100,000-event stream: rule evaluations (target: <= 20) and time, vs a linear scan.
 
 Usage:
     .venv/bin/python bench/bench_regrade.py
     .venv/bin/python bench/bench_regrade.py --journal bench/out/journal-1000000 --sample-streams 2000
+    .venv/bin/python bench/bench_regrade.py --skip vectorised bisect --state-streams 0   # Python-state, all streams
 """
 
 from __future__ import annotations
@@ -31,18 +35,19 @@ from typing import Any
 import polars as pl
 
 from toolkit.analysis import regrade as regrade_module
+from toolkit.analysis import state_rules
 from toolkit.analysis.bisection import bisect_stream
 from toolkit.analysis.invariants import REFERENCE_COLUMNS, REFERENCES
 from toolkit.analysis.regrade import regrade
 from toolkit.analysis.rules import RuleSet
 from toolkit.analysis.shared_pass import BUILTIN_COLUMNS, is_builtin, shared_failures
+from toolkit.analysis.state_rules import all_stream_ids
 from toolkit.analysis.verdicts import Selection
 from toolkit.engines.polars_engine import scan_events
 from toolkit.journal import Journal
 
 OUT = Path(__file__).resolve().parent / "out"
 DEFAULT_JOURNAL = Path("/work/main/bench/out/journal-10000000")
-STATE_RULES = ["budget_state", "error_streak"]
 
 
 def linked_copy(source: Path, target: Path) -> Path:
@@ -121,19 +126,64 @@ def bench_vectorised(journal: Journal, rules: list[str], sample: list[str], repe
           f"{scaled / total_best:.1f}x faster")
 
 
-def bench_state_rules(journal: Journal, sample: list[str], workers: int) -> None:
-    selection = Selection(streams=tuple(sample))
+# a Python rule reading the per-tool failure counts: column-wise states do not hold them, so it folds
+FOLD_RULE = """
+from toolkit.analysis.rules import python_rule
+
+
+@python_rule("tool_failures_state", "No tool fails more than n times in a run (reads the per-tool dict).",
+             params="n BIGINT = 3")
+def tool_failures_state(state, p):
+    worst = max(state.tool_failures.values(), default=0)
+    return True if worst <= p["n"] else f"a tool failed {worst} times"
+"""
+
+
+def _rows(table: Any) -> list[tuple[Any, ...]]:
+    keys = ("stream_id", "version", "kind", "message", "failing_events", "failing_versions", "last_failing_version")
+    return sorted(tuple(r[k] for k in keys) for r in table)
+
+
+def bench_state_rules(journal: Journal, sample: list[str], baseline: list[str], workers: int | None) -> None:
+    """Each rule over ``sample`` through ``regrade`` (what the user runs), then the plain fold over
+    ``baseline`` (a prefix of the sample): the events/s ratio, and the findings must be identical."""
+    rule_file = OUT / "bench_state_rules.py"
+    rule_file.write_text(FOLD_RULE, encoding="utf-8")
+    files = [str(rule_file)]
+    rule_set = RuleSet.load(files)
+    everything = len(sample) == len(all_stream_ids(journal))
+    selection = Selection() if everything else Selection(streams=tuple(sample))
     events = scan_events(journal, stream_ids=sample).select(pl.len()).collect().item()
-    for name in STATE_RULES:
-        timings = {}
-        for w in (1, workers):
-            t0 = time.perf_counter()
-            result = regrade(journal, [name], selection=selection, workers=w, write=False)
-            timings[w] = time.perf_counter() - t0
-        print(f"2. python-state rule {name} over {events:,} events ({len(sample):,} streams): "
-              f"{workers} workers {timings[workers]:.2f} s = {events / timings[workers]:,.0f} events/s "
-              f"(target >= 500,000); 1 process {events / timings[1]:,.0f} events/s "
-              f"({timings[1] / timings[workers]:.2f}x); {result.findings.num_rows} failing streams")
+    base_events = scan_events(journal, stream_ids=baseline).select(pl.len()).collect().item()
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("budget_state", {}),  # monotone: final states first
+        ("error_streak", {}),  # not monotone: every event judged
+        ("error_streak", {"max_errors": "0"}),  # not monotone, many failing events
+        ("tool_failures_state", {}),  # reads what columns do not hold: folds, in worker processes
+    ]
+    for name, params in cases:
+        rule = rule_set.get(name)
+        t0 = time.perf_counter()
+        result = regrade(journal, [name], params=params, rule_files=files, selection=selection, workers=workers,
+                         write=False)
+        took = time.perf_counter() - t0
+        stats = state_rules.LAST_STATS
+        how = (f"{'column-wise states' if stats.columnwise_streams else 'folded'} in {stats.workers} process(es), "
+               f"{stats.judged:,} rule evaluations, {stats.folded:,} events folded; load {os.getloadavg()[0]:.1f}")
+        bound = rule.bind(params)
+        t0 = time.perf_counter()
+        plain = state_rules.fold_failures(journal, rule, bound, baseline)
+        plain_rate = base_events / (time.perf_counter() - t0)
+        fast = state_rules.python_failures(journal, rule, bound, baseline)
+        same = _rows(fast.to_pylist()) == _rows(plain)
+        label = f"{name}" + "".join(f" -p {k}={v}" for k, v in params.items())
+        print(f"2. python-state rule {label} ({'monotone' if rule.monotone else 'not monotone'}) over {events:,} events "
+              f"({len(sample):,} streams): {took:.2f} s = {events / took:,.0f} events/s (target >= 500,000); "
+              f"{how}; {result.findings.num_rows:,} findings")
+        print(f"   baseline: plain fold (Event per row, reducer, rule after every event) {plain_rate:,.0f} events/s "
+              f"over {len(baseline):,} streams -> {events / took / plain_rate:.1f}x; findings identical: {same}")
+        if not same:
+            raise SystemExit(f"{label}: findings differ from the plain fold")
 
 
 def bench_bisection(n: int) -> None:
@@ -166,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, help="journal to re-grade (read only)")
     ap.add_argument("--sample-streams", type=int, default=5_000, help="streams in the baseline / Python-rule sample")
-    ap.add_argument("--state-streams", type=int, default=20_000, help="streams judged by the Python-state rules")
+    ap.add_argument("--state-streams", type=int, default=20_000,
+                    help="streams judged by the Python-state rules (0: every stream)")
+    ap.add_argument("--state-workers", type=int, default=None,
+                    help="processes for the Python-state rules (default: python_failures decides)")
+    ap.add_argument("--baseline-streams", type=int, default=5_000, help="streams of the plain-fold baseline")
     ap.add_argument("--bisect-events", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--repeat", type=int, default=2)
@@ -185,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         if "vectorised" not in args.skip:
             bench_vectorised(journal, vector_rules, sample_streams(journal, args.sample_streams), args.repeat, args.per_rule)
         if "state" not in args.skip:
-            bench_state_rules(journal, sample_streams(journal, args.state_streams, contiguous=True), args.workers)
+            sample = (sample_streams(journal, args.state_streams, contiguous=True) if args.state_streams
+                      else all_stream_ids(journal))
+            bench_state_rules(journal, sample, sample[: args.baseline_streams], args.state_workers)
     if "bisect" not in args.skip:
         bench_bisection(args.bisect_events)
     return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import polars as pl
@@ -123,30 +122,17 @@ def hash_chunks(numbered: pa.Table, starts: dict[str, bytes], chunk_rows: int = 
     """Payload digests and the hash chain of ``number``'s rows, in chunks of ``chunk_rows``.
 
     Yields tables in ``ARROW_SCHEMA``. ``starts`` (raw head hashes by stream) carries the chain
-    from one chunk to the next and is updated. The next chunk's envelopes are built (Polars, off
-    the GIL) in a helper thread while this one links the current chunk (Python SHA-256 calls).
+    from one chunk to the next and is updated.
     """
-    offsets = range(0, numbered.num_rows, chunk_rows)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-envelopes") as pool:
-        ahead: Future[tuple[pa.Table, list[bytes]]] | None = None
-        for k, offset in enumerate(offsets):
-            if ahead is None:
-                ahead = pool.submit(_messages, _with_digests(numbered.slice(offset, chunk_rows)))
-            chunk, messages = ahead.result()
-            if k + 1 < len(offsets):  # start the next chunk's envelopes before linking this one
-                ahead = pool.submit(_messages, _with_digests(numbered.slice(offsets[k + 1], chunk_rows)))
-            prevs, hashes = hashing.link(pl.Series(chunk.column("stream_id")).to_list(), messages, starts)
-            chunk = chunk.append_column("prev_hash", prevs).append_column("hash", hashes)
-            yield chunk.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA)
-
-
-def _with_digests(chunk: pa.Table) -> pa.Table:
-    payloads = pa.array(hashing.payload_digests(chunk.column("data"), chunk.column("metadata")), pa.string())
-    return _set(chunk, "payload_sha256", payloads)
-
-
-def _messages(chunk: pa.Table) -> tuple[pa.Table, list[bytes]]:
-    return chunk, hashing.chain_messages(chunk, chunk.column("payload_sha256"))
+    for offset in range(0, numbered.num_rows, chunk_rows):
+        chunk = numbered.slice(offset, chunk_rows)
+        payloads = pa.array(hashing.payload_digests(chunk.column("data"), chunk.column("metadata")), pa.string())
+        chunk = _set(chunk, "payload_sha256", payloads)
+        prevs, hashes = hashing.link(
+            pl.Series(chunk.column("stream_id")).to_list(), hashing.chain_messages(chunk, payloads), starts
+        )
+        chunk = chunk.append_column("prev_hash", prevs).append_column("hash", hashes)
+        yield chunk.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA)
 
 
 def _set(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.Table:

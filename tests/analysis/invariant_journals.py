@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from toolkit.journal import Journal
 
@@ -32,3 +36,21 @@ def build(path: Path, *patterns: str) -> Journal:
     for name in patterns:
         journal.append_batch(pattern_rows(name), stream_type="agent_run")
     return journal
+
+
+@pytest.fixture(scope="module")
+def everything(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
+    """One journal holding every fixture pattern (a fixture: import it into a test module)."""
+    j = build(tmp_path_factory.mktemp("all") / "j", *PATTERNS)
+    yield j
+    j.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
+    """A writable copy of the demo journal (a fixture: import it into a test module)."""
+    copy = tmp_path_factory.mktemp("demo") / "demo-journal"
+    shutil.copytree(DEMO, copy)
+    j = Journal.open(copy)
+    yield j
+    j.close()

@@ -3,7 +3,6 @@ rule definitions, parameters, fingerprints and bad rules."""
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from invariant_journals import DEMO, PATTERNS, build
+from invariant_journals import PATTERNS, build
 
 from toolkit.analysis.invariants import REFERENCE_COLUMNS, REFERENCES
 from toolkit.analysis.regrade import regrade
@@ -126,22 +125,6 @@ def _verdicts(journal: Journal, rule: Rule, bound: dict[str, Any]) -> set[tuple[
 def _reference(journal: Journal, name: str, bound: dict[str, Any]) -> set[tuple[str, int, bool]]:
     rows = journal.read_all(list(REFERENCE_COLUMNS)).sort_by("position").to_pylist()
     return {(s, v, ok) for s, v, ok, _ in REFERENCES[name](rows, bound)}
-
-
-@pytest.fixture(scope="module")
-def everything(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
-    j = build(tmp_path_factory.mktemp("all") / "j", *PATTERNS)
-    yield j
-    j.close()
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
-    copy = tmp_path_factory.mktemp("demo") / "demo-journal"
-    shutil.copytree(DEMO, copy)
-    j = Journal.open(copy)
-    yield j
-    j.close()
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))

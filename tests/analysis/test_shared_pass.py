@@ -8,14 +8,11 @@ and ``journal regrade all`` writes the same findings either way.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
 import pytest
 from hypothesis import given, settings
-from invariant_journals import DEMO, PATTERNS, build
 from test_invariants import _event, _reference
 
 from toolkit.analysis import regrade as regrade_module
@@ -32,22 +29,6 @@ PARAMS: dict[str, dict[str, Any]] = {
     "latency": {"max_tool_ms": "500", "max_llm_ms": "2000"},
     "journal_integrity": {},
 }
-
-
-@pytest.fixture(scope="module")
-def everything(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
-    j = build(tmp_path_factory.mktemp("all") / "j", *PATTERNS)
-    yield j
-    j.close()
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
-    copy = tmp_path_factory.mktemp("demo") / "demo-journal"
-    shutil.copytree(DEMO, copy)
-    j = Journal.open(copy)
-    yield j
-    j.close()
 
 
 def _per_rule(journal: Journal, name: str, bound: dict[str, Any], ids: list[str] | None = None) -> list[dict[str, Any]]:

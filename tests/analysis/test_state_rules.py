@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from invariant_journals import DEMO, PATTERNS, build
+from invariant_journals import DEMO
 from replay_fixtures import samples_journal  # noqa: F401  (a fixture)
 
 from toolkit.analysis import state_rules
@@ -94,25 +93,9 @@ def rule_set(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
     return RuleSet.load([str(path)])
 
 
-@pytest.fixture(scope="module")
-def patterns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
-    j = build(tmp_path_factory.mktemp("patterns") / "j", *PATTERNS)
-    yield j
-    j.close()
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
-    copy = tmp_path_factory.mktemp("demo") / "demo-journal"
-    shutil.copytree(DEMO, copy)
-    j = Journal.open(copy)
-    yield j
-    j.close()
-
-
 @pytest.fixture
-def journals(patterns: Journal, demo: Journal, samples_journal: Journal) -> dict[str, Journal]:  # noqa: F811
-    return {"patterns": patterns, "demo": demo, "samples": samples_journal}
+def journals(everything: Journal, demo: Journal, samples_journal: Journal) -> dict[str, Journal]:  # noqa: F811
+    return {"patterns": everything, "demo": demo, "samples": samples_journal}
 
 
 def _rows(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -218,24 +201,24 @@ def test_shortcuts_are_taken_and_counted(rule_set: RuleSet, samples_journal: Jou
     assert stats.columnwise_streams == 0 and stats.folded == stats.judged == events
 
 
-def test_an_error_finding_names_the_event_and_the_exception(rule_set: RuleSet, patterns: Journal) -> None:
+def test_an_error_finding_names_the_event_and_the_exception(rule_set: RuleSet, everything: Journal) -> None:
     rule = rule_set.get("raises_sixth")
-    rows = state_rules.python_failures(patterns, rule, rule.bind({}), _ids(patterns), workers=1).to_pylist()
+    rows = state_rules.python_failures(everything, rule, rule.bind({}), _ids(everything), workers=1).to_pylist()
     errors = [r for r in rows if r["kind"] == "error"]
     assert errors and all(r["message"] == "RuntimeError: boom" and r["failing_events"] == 1 for r in errors)
-    heads = patterns.heads()
+    heads = everything.heads()
     assert {r["stream_id"] for r in errors} == {s for s, h in heads.items() if h.version >= 6}
 
 
-def test_a_monotone_rule_is_trusted_to_stay_broken(rule_set: RuleSet, patterns: Journal) -> None:
+def test_a_monotone_rule_is_trusted_to_stay_broken(rule_set: RuleSet, everything: Journal) -> None:
     """raises_late declares monotone but raises on the 6th event, after failing from the 4th: the
     walk stops at the first failure and counts every later event, where the plain fold, walking on,
     reports the error (as bisection, grading trusts the declaration)."""
     rule = rule_set.get("raises_late")
-    ids = _ids(patterns)
-    fast = {r["stream_id"]: r for r in state_rules.python_failures(patterns, rule, {}, ids, workers=1).to_pylist()}
-    plain = {r["stream_id"]: r for r in state_rules.fold_failures(patterns, rule, {}, ids)}
-    heads = patterns.heads()
+    ids = _ids(everything)
+    fast = {r["stream_id"]: r for r in state_rules.python_failures(everything, rule, {}, ids, workers=1).to_pylist()}
+    plain = {r["stream_id"]: r for r in state_rules.fold_failures(everything, rule, {}, ids)}
+    heads = everything.heads()
     assert fast and set(fast) == set(plain) == {s for s, h in heads.items() if h.version >= 4}
     assert any(r["kind"] == "error" for r in plain.values())
     for sid, row in fast.items():

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from invariant_journals are parameters here)
 """Each built-in rule on the fixture journal of the pattern it exists to catch; vectorised == Python;
 rule definitions, parameters, fingerprints and bad rules."""
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from invariant_journals import PATTERNS, build
+from invariant_journals import PATTERNS, build, demo, everything  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.invariants import REFERENCE_COLUMNS, REFERENCES
 from toolkit.analysis.regrade import regrade

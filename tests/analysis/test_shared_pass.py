@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from invariant_journals are parameters here)
 """The shared pass judges the built-ins exactly as their own SQL/Polars definitions do.
 
 Every built-in, on the fixture patterns and the demo journal: the failure rows of the shared pass
@@ -13,6 +14,7 @@ from typing import Any
 import polars as pl
 import pytest
 from hypothesis import given, settings
+from invariant_journals import demo, everything  # noqa: F401  (pytest fixtures)
 from test_invariants import _event, _reference
 
 from toolkit.analysis import regrade as regrade_module

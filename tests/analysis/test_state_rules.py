@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from invariant_journals are parameters here)
 """Python-state rules: every shortcut of ``python_failures`` gives the plain fold's findings.
 
 Column-wise agent-run states equal the reducer's state at every event; monotone rules judged on
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from invariant_journals import DEMO
+from invariant_journals import DEMO, demo, everything  # noqa: F401  (pytest fixtures)
 from replay_fixtures import samples_journal  # noqa: F401  (a fixture)
 
 from toolkit.analysis import state_rules
@@ -94,7 +95,7 @@ def rule_set(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
 
 
 @pytest.fixture
-def journals(everything: Journal, demo: Journal, samples_journal: Journal) -> dict[str, Journal]:  # noqa: F811
+def journals(everything: Journal, demo: Journal, samples_journal: Journal) -> dict[str, Journal]:
     return {"patterns": everything, "demo": demo, "samples": samples_journal}
 
 
@@ -184,7 +185,7 @@ def test_python_failures_equal_the_plain_fold(
         assert found, "no stream fails: the comparison would be empty"
 
 
-def test_shortcuts_are_taken_and_counted(rule_set: RuleSet, samples_journal: Journal) -> None:  # noqa: F811
+def test_shortcuts_are_taken_and_counted(rule_set: RuleSet, samples_journal: Journal) -> None:
     ids = _ids(samples_journal)
     events = sum(h.version for s, h in samples_journal.heads().items() if s in set(ids))
     # monotone on columns: final states judged, only failing streams walked, nothing folded but assistant streams

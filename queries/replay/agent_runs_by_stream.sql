@@ -1,6 +1,6 @@
--- summary: The built-in agent-run state at the head of every stream (or of $stream_ids), folded column-wise; special = the stream has assistant topics the Python fold must handle.
--- params: stream_ids VARCHAR[] = NULL
--- returns: stream_id VARCHAR, version BIGINT, events BIGINT, status VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(18,9), llm_calls BIGINT, tool_calls BIGINT, tool_failures BIGINT, last_tool VARCHAR, model VARCHAR, plans BIGINT, errors BIGINT, consecutive_errors BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, tools STRUCT("name" VARCHAR, n BIGINT)[], tools_failed STRUCT("name" VARCHAR, n BIGINT)[], models STRUCT("name" VARCHAR, n BIGINT)[], special BOOLEAN
+-- summary: The built-in agent-run state at the head of every stream (or of $stream_ids), folded column-wise; special = the stream has assistant topics the Python fold must handle. With $after, the part of the state made by the events at positions after it (merged into an earlier state by agent_run.merge_states: last_ok, status_set and tool_counts are for that merge).
+-- params: stream_ids VARCHAR[] = NULL, after BIGINT = NULL
+-- returns: stream_id VARCHAR, version BIGINT, events BIGINT, status VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(18,9), llm_calls BIGINT, tool_calls BIGINT, tool_failures BIGINT, last_tool VARCHAR, model VARCHAR, plans BIGINT, errors BIGINT, consecutive_errors BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, tools STRUCT("name" VARCHAR, n BIGINT)[], tools_failed STRUCT("name" VARCHAR, n BIGINT)[], models STRUCT("name" VARCHAR, n BIGINT)[], special BOOLEAN, last_ok BIGINT, status_set BOOLEAN, tool_counts STRUCT("name" VARCHAR, called BIGINT, results BIGINT, failed BIGINT)[]
 WITH ev AS NOT MATERIALIZED (
     SELECT stream_id, version, occurred_at, model, tool_name, tokens_in, tokens_out,
            tokens_cache_read, tokens_cache_write, tokens_reasoning, cost_usd, is_error,
@@ -11,7 +11,8 @@ WITH ev AS NOT MATERIALIZED (
                WHEN 'error' THEN 7 WHEN 'state_updated' THEN 8 WHEN 'custom' THEN 9 ELSE 0
            END AS UTINYINT) AS k
     FROM events
-    WHERE $stream_ids IS NULL OR stream_id IN (SELECT unnest($stream_ids))
+    WHERE ($stream_ids IS NULL OR stream_id IN (SELECT unnest($stream_ids)))
+      AND ($after IS NULL OR position > $after)
 ),
 base AS (
     SELECT
@@ -59,7 +60,9 @@ lists AS (
         list({'name': name, 'n': CASE WHEN called > 0 THEN called ELSE results END})
             FILTER (WHERE NOT is_llm AND called + results > 0) AS tools,
         list({'name': name, 'n': failed}) FILTER (WHERE NOT is_llm AND failed > 0) AS tools_failed,
-        list({'name': name, 'n': called}) FILTER (WHERE is_llm) AS models
+        list({'name': name, 'n': called}) FILTER (WHERE is_llm) AS models,
+        list({'name': name, 'called': called, 'results': results, 'failed': failed}) FILTER (WHERE NOT is_llm)
+            AS tool_counts
     FROM per_name
     GROUP BY stream_id
 )
@@ -87,7 +90,11 @@ SELECT
     CAST(list_sort(coalesce(t.tools, [])) AS STRUCT(name VARCHAR, n BIGINT)[]) AS tools,
     CAST(list_sort(coalesce(t.tools_failed, [])) AS STRUCT(name VARCHAR, n BIGINT)[]) AS tools_failed,
     CAST(list_sort(coalesce(t.models, [])) AS STRUCT(name VARCHAR, n BIGINT)[]) AS models,
-    b.special
+    b.special,
+    CAST(b.last_ok AS BIGINT) AS last_ok,
+    b.decisive IS NOT NULL AS status_set,
+    CAST(list_sort(coalesce(t.tool_counts, []))
+        AS STRUCT(name VARCHAR, called BIGINT, results BIGINT, failed BIGINT)[]) AS tool_counts
 FROM base AS b
 LEFT JOIN lists AS t USING (stream_id)
 ORDER BY b.stream_id

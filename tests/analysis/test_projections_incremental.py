@@ -49,7 +49,12 @@ def assert_equals_rebuild(journal: Journal, name: str) -> None:
 
 _event = st.tuples(
     st.sampled_from(["s1", "s2"]),
-    st.sampled_from(["tool_called", "tool_called", "tool_result", "tool_result", "llm_response", "error"]),
+    st.sampled_from(
+        # user_message .. TickCompleted: for the runs state (custom leaves the status as it was;
+        # TickCompleted is an assistant topic: the stream is folded in Python)
+        ["tool_called", "tool_called", "tool_result", "tool_result", "llm_response", "error",
+         "user_message", "plan_created", "llm_request", "custom", "TickCompleted"]
+    ),
     st.sampled_from(["search", "search", "", None]),  # "" and None: the tool is "unknown"
     st.sampled_from([None, None, "x", "y"]),  # no id: paired by order within the tool
     st.booleans(),  # the result failed
@@ -65,19 +70,31 @@ def _to_event(e: tuple[Any, ...]) -> dict[str, Any]:
         out.update(tool_name=tool, tool_call_id=call_id)
         if kind == "tool_result":
             out.update(duration_ms=duration, error="boom" if failed else None)
-    elif kind == "llm_response":
-        out.update(model="m", tokens_in=3, tokens_out=2)
+    elif kind == "llm_response":  # failed: the other model, with cache and reasoning tokens and a cost
+        out.update(model="n" if failed else "m", tokens_in=3, tokens_out=2)
+        if failed:
+            out.update(tokens_cache_read=1, tokens_reasoning=1, cost_usd="0.25")
+    elif kind == "error":
+        out.update(error="boom", tool_name=tool)
     return out
 
 
 _SEARCH = ("s1", "tool_called", "search", None, False, None, 0)
 _FOUND = ("s1", "tool_result", "search", None, False, None, 1)
+_FAILED = ("s1", "error", "search", None, False, None, 2)
+_TICK = ("s1", "TickCompleted", None, None, False, None, 3)
+_ANSWER = ("s1", "llm_response", None, None, False, None, 4)
+_CUSTOM = ("s1", "custom", None, None, False, None, 5)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(_event, min_size=2, max_size=28), cuts=st.sets(st.integers(1, 27), min_size=1, max_size=5))
 @example(events=[_SEARCH, _FOUND, _SEARCH, _FOUND], cuts={2})  # k goes on after the complete pairs
 @example(events=[_SEARCH, _SEARCH, _FOUND, _FOUND, _FOUND], cuts={1, 3})  # an open call, then a surplus result
+@example(events=[_FOUND, _SEARCH, _FOUND], cuts={1})  # runs: a tool with results only, then calls
+@example(events=[_FAILED, _FAILED, _SEARCH, _FAILED, _FAILED], cuts={2, 4})  # runs: trailing errors go on
+@example(events=[_SEARCH, _TICK, _SEARCH, _SEARCH], cuts={1, 2})  # runs: a stream becomes folded in Python
+@example(events=[_ANSWER, _CUSTOM], cuts={1})  # runs: the status stays "answered"
 def test_incremental_equals_rebuild_at_random_cuts(
     tmp_path_factory: pytest.TempPathFactory, events: list[Any], cuts: set[int]
 ) -> None:

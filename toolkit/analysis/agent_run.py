@@ -440,8 +440,19 @@ RESULT_SCHEMA: Final = pl.Schema(
 )
 
 
+#: what the runs projection keeps besides the state so that a later catch-up can merge into it:
+#: per-tool counts of calls, results and failures (``tools`` keeps calls, or results when a tool
+#: has no calls: not additive) and whether the row came from the Python fold
+_COUNTS = pl.Struct({"name": pl.String(), "called": pl.Int64(), "results": pl.Int64(), "failed": pl.Int64()})
+MERGE_SCHEMA: Final = pl.Schema({**RESULT_SCHEMA, "tool_counts": pl.List(_COUNTS), "folded": pl.Boolean()})
+
+
 def agent_run_states(
-    journal: Journal, stream_ids: Sequence[str] | None = None, *, files: Sequence[str] | None = None
+    journal: Journal,
+    stream_ids: Sequence[str] | None = None,
+    *,
+    files: Sequence[str] | None = None,
+    mergeable: bool = False,
 ) -> pl.DataFrame:
     """The agent-run state at the head of every stream (or of ``stream_ids``): one row per stream.
 
@@ -450,36 +461,132 @@ def agent_run_states(
     streams holding assistant topics (goals, ticks, emergency stops, configured models) are
     folded in Python by :data:`AGENT_RUN`. Both give the same row (tested). ``files``: the data
     files that hold every event of ``stream_ids`` when the caller knows them (new streams).
+    ``mergeable``: the rows have the columns of :data:`MERGE_SCHEMA`, so that
+    :func:`merge_states` can later add the state of newer events to them.
     """
-    q = get_query("replay/agent_runs_by_stream")
-    session = stream_session(journal, stream_ids, files=files)
-    try:
-        table = session.query(q.sql, q.bind({"stream_ids": list(stream_ids) if stream_ids is not None else None}))
-    finally:
-        session.close()
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
+    frame = _column_wise(journal, stream_ids, files=files)
     special = frame.filter(pl.col("special"))["stream_id"].to_list()
+    schema = MERGE_SCHEMA if mergeable else RESULT_SCHEMA
     out = frame.filter(~pl.col("special")).with_columns(
         pl.lit(0, dtype=pl.Int64).alias("goals"),
         pl.lit(0, dtype=pl.Int64).alias("goals_completed"),
         pl.lit(False).alias("emergency_stop"),
         pl.lit(0, dtype=pl.Int64).alias("ticks"),
+        pl.lit(False).alias("folded"),
     )
-    out = out.select(list(RESULT_SCHEMA)).cast(dict(RESULT_SCHEMA))  # type: ignore[arg-type]
+    out = out.select(list(schema)).cast(dict(schema))  # type: ignore[arg-type]
     if special:
-        out = pl.concat([out, _folded(journal, special)]).sort("stream_id")
+        out = pl.concat([out, _folded(journal, special, schema)]).sort("stream_id")
     return out
 
 
-def _folded(journal: Journal, stream_ids: list[str]) -> pl.DataFrame:
+def merge_states(journal: Journal, old: pl.DataFrame, after: int, files: Sequence[str]) -> pl.DataFrame:
+    """``old`` (mergeable rows, see :func:`agent_run_states`) brought up to date with the events at
+    positions after ``after``, all of which are in ``files``: the state of the new events alone is
+    computed column-wise and merged into the old row: sums add up, last values and the status
+    come from the new events when they set them, trailing errors continue the old count when every
+    new event failed. Streams folded in Python (old or new assistant topics) are folded again whole.
+    """
+    if old.is_empty():
+        return pl.DataFrame(schema=MERGE_SCHEMA)
+    new = _column_wise(journal, old["stream_id"].to_list(), files=files, after=after)
+    new = new.rename({c: f"{c}_new" for c in new.columns if c != "stream_id"})
+    both = old.join(new, on="stream_id", how="inner")
+    unchanged = old.join(new, on="stream_id", how="anti")  # no newer events (not expected): kept as they are
+    refold = both.filter(pl.col("folded") | pl.col("special_new"))["stream_id"].to_list()
+    both = both.filter(~pl.col("folded") & ~pl.col("special_new"))
+    o = pl.col
+
+    def n(column: str) -> pl.Expr:  # the value from the new events
+        return pl.col(f"{column}_new")
+
+    summed = ["events", "tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning",
+              "cost_usd", "llm_calls", "plans", "errors"]
+    counts = (
+        both.select("stream_id", pl.concat_list("tool_counts", "tool_counts_new").alias("c"))
+        .explode("c")
+        .unnest("c")
+        .drop_nulls("name")
+        .group_by("stream_id", "name")
+        .agg(pl.col("called", "results", "failed").sum())
+        .sort("stream_id", "name")
+    )
+    tools = counts.group_by("stream_id").agg(
+        pl.struct("name", "called", "results", "failed").alias("tool_counts"),
+        pl.struct("name", pl.when(pl.col("called") > 0).then("called").otherwise("results").alias("n"))
+        .filter((pl.col("called") + pl.col("results")) > 0)
+        .alias("tools"),
+        pl.struct("name", pl.col("failed").alias("n")).filter(pl.col("failed") > 0).alias("tools_failed"),
+    )
+    models = (
+        both.select("stream_id", pl.concat_list("models", "models_new").alias("m"))
+        .explode("m")
+        .unnest("m")
+        .drop_nulls("name")
+        .group_by("stream_id", "name")
+        .agg(pl.col("n").sum())
+        .sort("stream_id", "name")
+        .group_by("stream_id")
+        .agg(pl.struct("name", "n").alias("models"))
+    )
+    merged = (
+        both.select(
+            "stream_id",
+            n("version").alias("version"),
+            *[(o(c) + n(c)).alias(c) for c in summed],
+            pl.when(n("status_set")).then(n("status")).otherwise(o("status")).alias("status"),
+            pl.coalesce(n("last_tool"), o("last_tool")).alias("last_tool"),
+            pl.coalesce(n("model"), o("model")).alias("model"),
+            pl.when(n("last_ok") > 0)
+            .then(n("version") - n("last_ok"))
+            .otherwise(o("consecutive_errors") + n("version") - o("version"))
+            .alias("consecutive_errors"),
+            pl.min_horizontal(o("first_at"), n("first_at")).alias("first_at"),
+            pl.max_horizontal(o("last_at"), n("last_at")).alias("last_at"),
+            "goals", "goals_completed", "emergency_stop", "ticks", "folded",
+        )
+        .join(tools, on="stream_id", how="left")
+        .join(models, on="stream_id", how="left")
+        .with_columns(
+            *[pl.col(c).fill_null(pl.lit([], dtype=pl.List(st))) for c, st in
+              (("tools", _PAIR), ("tools_failed", _PAIR), ("models", _PAIR), ("tool_counts", _COUNTS))],
+        )
+        .with_columns(
+            pl.col("tools").list.eval(pl.element().struct.field("n")).list.sum().alias("tool_calls"),
+            pl.col("tools_failed").list.eval(pl.element().struct.field("n")).list.sum().alias("tool_failures"),
+        )
+    )
+    out = merged.select(list(MERGE_SCHEMA)).cast(dict(MERGE_SCHEMA))  # type: ignore[arg-type]
+    parts = [out, unchanged.select(list(MERGE_SCHEMA)).cast(dict(MERGE_SCHEMA))]  # type: ignore[arg-type]
+    if refold:
+        parts.append(agent_run_states(journal, refold, mergeable=True))
+    return pl.concat(parts).sort("stream_id")
+
+
+def _column_wise(
+    journal: Journal, stream_ids: Sequence[str] | None, *, files: Sequence[str] | None = None, after: int | None = None
+) -> pl.DataFrame:
+    q = get_query("replay/agent_runs_by_stream")
+    session = stream_session(journal, stream_ids, files=files)
+    try:
+        params = {"stream_ids": list(stream_ids) if stream_ids is not None else None, "after": after}
+        table = session.query(q.sql, q.bind(params))
+    finally:
+        session.close()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _folded(journal: Journal, stream_ids: list[str], schema: pl.Schema) -> pl.DataFrame:
     from toolkit.analysis.replay import stream_events  # replay builds on this module
 
     rows = []
+    extra = {"tool_counts": None, "folded": True} if "folded" in schema else {}
     for sid in sorted(stream_ids):
         state = AGENT_RUN.fold(stream_events(journal, sid))
-        rows.append({"stream_id": sid, **state.summary()})
-    return pl.DataFrame(rows, schema=RESULT_SCHEMA)
+        rows.append({"stream_id": sid, **state.summary(), **extra})
+    return pl.DataFrame(rows, schema=schema)
 
 
 def stream_session(

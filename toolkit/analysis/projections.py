@@ -43,7 +43,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from toolkit.analysis.agent_run import AGENT_RUN, agent_run_states, stream_session
+from toolkit.analysis.agent_run import AGENT_RUN, agent_run_states, merge_states, stream_session
 from toolkit.analysis.aggregates import EVENT_COLUMNS, Event
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
@@ -80,6 +80,7 @@ class NewEvents:
     new_streams: list[str]  # streams whose first event (version 1) is among them
     continuing: list[str]  # streams that had events before: their rows are replaced
     old_rows: pa.Table  # the projection's current rows of ``continuing``
+    after: int = 0  # the position the projection was caught up to: ``events`` are the ones after it
 
 
 #: ``(journal, new) -> rows`` of every stream in ``new.new_streams`` and ``new.continuing``
@@ -262,7 +263,7 @@ def _per_stream_incremental(
                 replaced.append(f)
         old = read_projection_files(replaced, p.schema)
     mine = pc.is_in(old.column("stream_id"), pa.array(continuing, pa.string()))
-    batch = NewEvents(new.events, new.files, new_streams, continuing, old.filter(mine))
+    batch = NewEvents(new.events, new.files, new_streams, continuing, old.filter(mine), start)
     if p.incremental is not None:
         rows = p.incremental(journal, batch)
     else:
@@ -393,6 +394,7 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 # ---------------------------------------------------------------------------- built-ins
 
 _PAIR = pa.struct([pa.field("name", pa.string()), pa.field("n", pa.int64())])
+_COUNTS = pa.struct([pa.field(n, pa.string() if n == "name" else pa.int64()) for n in ("name", "called", "results", "failed")])
 
 RUNS_SCHEMA: Final = pa.schema(
     [
@@ -423,6 +425,10 @@ RUNS_SCHEMA: Final = pa.schema(
         ("tools", pa.list_(_PAIR)),
         ("tools_failed", pa.list_(_PAIR)),
         ("models", pa.list_(_PAIR)),
+        # for merging later events into the row (agent_run.merge_states): per-tool calls, results
+        # and failures; whether the state was folded in Python (assistant topics)
+        ("tool_counts", pa.list_(_COUNTS)),
+        ("folded", pa.bool_()),
     ]
 )
 
@@ -447,18 +453,21 @@ def runs_rows(journal: Journal, stream_ids: Sequence[str] | None) -> pa.Table:
     """One row per stream with its agent-run state (built-in projection ``runs``)."""
     if stream_ids is not None and not stream_ids:
         return RUNS_SCHEMA.empty_table()
-    return agent_run_states(journal, stream_ids).to_arrow()
+    return agent_run_states(journal, stream_ids, mergeable=True).to_arrow()
 
 
 def runs_incremental(journal: Journal, new: NewEvents) -> pa.Table:
-    """Rows of ``runs`` for the streams that got events: new streams from the new files alone."""
+    """Rows of ``runs`` for the streams that got events: new streams from the new files alone,
+    continuing ones by merging the state of their new events into their old rows."""
     parts = [RUNS_SCHEMA.empty_table()]
     if new.new_streams:  # every event of a new stream is in the new files: no stream filter needed
-        rows = agent_run_states(journal, None, files=new.files).to_arrow()
+        rows = agent_run_states(journal, None, files=new.files, mergeable=True).to_arrow()
         rows = rows.filter(pc.is_in(rows.column("stream_id"), pa.array(new.new_streams, pa.string())))
         parts.append(conform(rows, RUNS_SCHEMA))
-    if new.continuing:  # not additive everywhere (last values, trailing errors): the whole streams
-        parts.append(conform(agent_run_states(journal, new.continuing).to_arrow(), RUNS_SCHEMA))
+    if new.continuing:
+        old = pl.from_arrow(new.old_rows)
+        assert isinstance(old, pl.DataFrame)
+        parts.append(conform(merge_states(journal, old, new.after, new.files).to_arrow(), RUNS_SCHEMA))
     return pa.concat_tables(parts)
 
 

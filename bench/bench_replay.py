@@ -376,7 +376,9 @@ def main() -> None:
     skip = set(args.skip.split(","))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     big: Journal | None = None
-    if args.journal:
+    if not {"state", "all"} - skip:
+        pass  # only the projections (their own journal) or snapshots: no large journal needed
+    elif args.journal:
         big = Journal.open(args.journal)
         big.warm_up()
     else:

@@ -1,6 +1,6 @@
--- summary: The built-in agent-run state at the head of every stream (or of $stream_ids), folded column-wise; special = the stream has assistant topics the Python fold must handle. With $after, the part of the state made by the events at positions after it (merged into an earlier state by agent_run.merge_states: last_ok, status_set and tool_counts are for that merge).
+-- summary: The built-in agent-run state at the head of every stream (or of $stream_ids), folded column-wise, without its per-tool and per-model counts (replay/agent_run_names_by_stream.sql; agent_run.agent_run_states joins both). special = the stream has assistant topics the Python fold must handle. With $after, the part of the state made by the events at positions after it (merged into an earlier state by agent_run.merge_states, which reads last_ok and status_set).
 -- params: stream_ids VARCHAR[] = NULL, after BIGINT = NULL
--- returns: stream_id VARCHAR, version BIGINT, events BIGINT, status VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(18,9), llm_calls BIGINT, tool_calls BIGINT, tool_failures BIGINT, last_tool VARCHAR, model VARCHAR, plans BIGINT, errors BIGINT, consecutive_errors BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, tools STRUCT("name" VARCHAR, n BIGINT)[], tools_failed STRUCT("name" VARCHAR, n BIGINT)[], models STRUCT("name" VARCHAR, n BIGINT)[], special BOOLEAN, last_ok BIGINT, status_set BOOLEAN, tool_counts STRUCT("name" VARCHAR, called BIGINT, results BIGINT, failed BIGINT)[]
+-- returns: stream_id VARCHAR, version BIGINT, events BIGINT, status VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(18,9), llm_calls BIGINT, last_tool VARCHAR, model VARCHAR, plans BIGINT, errors BIGINT, consecutive_errors BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, special BOOLEAN, last_ok BIGINT, status_set BOOLEAN
 WITH ev AS NOT MATERIALIZED (
     SELECT stream_id, version, occurred_at, model, tool_name, tokens_in, tokens_out,
            tokens_cache_read, tokens_cache_write, tokens_reasoning, cost_usd, is_error,
@@ -37,34 +37,6 @@ base AS (
         bool_or(k = 0) AS special
     FROM ev
     GROUP BY stream_id
-),
-per_name AS (
-    SELECT
-        stream_id,
-        k = 6 AS is_llm,
-        CASE k
-            WHEN 6 THEN coalesce(nullif(model, ''), 'unknown')
-            WHEN 7 THEN tool_name
-            ELSE coalesce(nullif(tool_name, ''), 'unknown')
-        END AS name,
-        count(*) FILTER (WHERE k IN (4, 6)) AS called,
-        count(*) FILTER (WHERE k = 5) AS results,
-        count(*) FILTER (WHERE (k = 5 AND is_error) OR k = 7) AS failed
-    FROM ev
-    WHERE k IN (4, 5, 6) OR (k = 7 AND tool_name <> '')
-    GROUP BY ALL
-),
-lists AS (
-    SELECT
-        stream_id,
-        list({'name': name, 'n': CASE WHEN called > 0 THEN called ELSE results END})
-            FILTER (WHERE NOT is_llm AND called + results > 0) AS tools,
-        list({'name': name, 'n': failed}) FILTER (WHERE NOT is_llm AND failed > 0) AS tools_failed,
-        list({'name': name, 'n': called}) FILTER (WHERE is_llm) AS models,
-        list({'name': name, 'called': called, 'results': results, 'failed': failed}) FILTER (WHERE NOT is_llm)
-            AS tool_counts
-    FROM per_name
-    GROUP BY stream_id
 )
 SELECT
     b.stream_id,
@@ -78,8 +50,6 @@ SELECT
     CAST(b.tokens_reasoning AS BIGINT) AS tokens_reasoning,
     CAST(b.cost_usd AS DECIMAL(18, 9)) AS cost_usd,
     CAST(b.llm_calls AS BIGINT) AS llm_calls,
-    CAST(coalesce(list_sum(list_transform(t.tools, lambda x: x.n)), 0) AS BIGINT) AS tool_calls,
-    CAST(coalesce(list_sum(list_transform(t.tools_failed, lambda x: x.n)), 0) AS BIGINT) AS tool_failures,
     b.last_tool,
     b.model,
     CAST(b.plans AS BIGINT) AS plans,
@@ -87,14 +57,8 @@ SELECT
     CAST(b.version - b.last_ok AS BIGINT) AS consecutive_errors,
     b.first_at,
     b.last_at,
-    CAST(list_sort(coalesce(t.tools, [])) AS STRUCT(name VARCHAR, n BIGINT)[]) AS tools,
-    CAST(list_sort(coalesce(t.tools_failed, [])) AS STRUCT(name VARCHAR, n BIGINT)[]) AS tools_failed,
-    CAST(list_sort(coalesce(t.models, [])) AS STRUCT(name VARCHAR, n BIGINT)[]) AS models,
     b.special,
     CAST(b.last_ok AS BIGINT) AS last_ok,
-    b.decisive IS NOT NULL AS status_set,
-    CAST(list_sort(coalesce(t.tool_counts, []))
-        AS STRUCT(name VARCHAR, called BIGINT, results BIGINT, failed BIGINT)[]) AS tool_counts
+    b.decisive IS NOT NULL AS status_set
 FROM base AS b
-LEFT JOIN lists AS t USING (stream_id)
 ORDER BY b.stream_id

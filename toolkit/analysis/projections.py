@@ -459,16 +459,9 @@ def runs_rows(journal: Journal, stream_ids: Sequence[str] | None) -> pa.Table:
 def runs_incremental(journal: Journal, new: NewEvents) -> pa.Table:
     """Rows of ``runs`` for the streams that got events: new streams from the new files alone,
     continuing ones by merging the state of their new events into their old rows."""
-    parts = [RUNS_SCHEMA.empty_table()]
-    if new.new_streams:  # every event of a new stream is in the new files: no stream filter needed
-        rows = agent_run_states(journal, None, files=new.files, mergeable=True).to_arrow()
-        rows = rows.filter(pc.is_in(rows.column("stream_id"), pa.array(new.new_streams, pa.string())))
-        parts.append(conform(rows, RUNS_SCHEMA))
-    if new.continuing:
-        old = pl.from_arrow(new.old_rows)
-        assert isinstance(old, pl.DataFrame)
-        parts.append(conform(merge_states(journal, old, new.after, new.files).to_arrow(), RUNS_SCHEMA))
-    return pa.concat_tables(parts)
+    old = pl.from_arrow(new.old_rows)
+    assert isinstance(old, pl.DataFrame)
+    return conform(merge_states(journal, old, new.new_streams, new.after, new.files).to_arrow(), RUNS_SCHEMA)
 
 
 def tool_calls_rows(journal: Journal, stream_ids: Sequence[str] | None) -> pa.Table:
@@ -606,7 +599,9 @@ RUNS: Final = register_projection(
         per_stream=runs_rows,
         incremental=runs_incremental,
         key=("stream_id",),
-        salt=AGENT_RUN.fingerprint + get_query("replay/agent_runs_by_stream").sql,
+        salt=AGENT_RUN.fingerprint
+        + get_query("replay/agent_runs_by_stream").sql
+        + get_query("replay/agent_run_names_by_stream").sql,
         description="One row per stream with the built-in agent-run state.",
     )
 )

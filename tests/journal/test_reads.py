@@ -200,6 +200,48 @@ def test_compact_keeps_the_rows_and_sorts_files_by_stream_and_version(busy: Jour
     assert report.ok and report.events == 240
 
 
+def test_a_partition_larger_than_the_chunk_is_sorted_range_by_range(
+    busy: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory follows ``chunk_rows``: each 60-row partition is spilled in ranges of about 25 rows of
+    whole streams, and the result is the same as sorting it at once."""
+    from toolkit.journal import maintenance
+
+    before = event_rows(busy)
+    streams_before = {s: busy.read_stream(s).to_pylist() for s in STREAMS}
+    (busy.path / ".compact-tmp" / "7").mkdir(parents=True)  # left by a killed compaction
+    spilled: list[tuple[str, str, str]] = []  # (partition, range, stream)
+    write = maintenance.pq.write_table
+
+    def spy(table: pa.Table, where: Any, **kw: Any) -> None:
+        part = f"{table.column('stream_type')[0]}/{table.column('day')[0]}"
+        spilled.extend((part, Path(where).parent.name, s) for s in table.column("stream_id").to_pylist())
+        write(table, where, **kw)
+
+    monkeypatch.setattr(maintenance.pq, "write_table", spy)
+    monkeypatch.setattr(maintenance, "COMPACT_FILE_ROWS", 24)  # a new file once one holds 24 rows
+    result = compact(busy, chunk_rows=25)
+    assert (result.partitions, result.rows) == (4, 240)
+    assert len(spilled) == 240  # every row went through a range
+    ranges = {(p, r) for p, r, _ in spilled}
+    assert len(ranges) == 4 * 3  # 12 streams x 5 events in a partition: ranges of 5, 5 and 2 streams
+    assert all(len({r for p2, r, s2 in spilled if (p2, s2) == (p, s)}) == 1 for p, _, s in spilled)  # no stream split
+    assert not (busy.path / ".compact-tmp").exists()
+    assert event_rows(busy) == before
+    fresh = Journal.open(busy.path)
+    assert {s: fresh.read_stream(s).to_pylist() for s in STREAMS} == streams_before
+    by_partition: dict[str, list[list[tuple[str, int]]]] = {}
+    for path in sorted(fresh.file_paths()):  # part-00000, part-00001, ... in the order written
+        keys = [(r["stream_id"], r["version"]) for r in pq.read_table(path, columns=["stream_id", "version"]).to_pylist()]
+        by_partition.setdefault(str(Path(path).parent), []).append(keys)
+    assert len(by_partition) == 4
+    for runs in by_partition.values():  # several files, one sorted run across them
+        assert len(runs) > 1 and all(len(k) >= 24 for k in runs[:-1]) and sum(map(len, runs)) == 60
+        joined = [k for keys in runs for k in keys]
+        assert joined == sorted(joined)
+    assert verify_journal(fresh).ok
+
+
 def test_compact_again_has_nothing_to_do_and_full_rewrites_all(busy: Journal) -> None:
     compact(busy)
     assert (compact(busy).partitions, len(busy.files())) == (0, 4)

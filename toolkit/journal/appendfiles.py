@@ -75,8 +75,23 @@ class AppendFiles:
         partition_by: list[str],
         stats_columns: tuple[str, ...],
         row_group_rows: int,
+        *,
+        compression: str = "snappy",
+        bloom_columns: tuple[str, ...] = (),
+        max_file_rows: int | None = None,
+        data_change: bool = True,
     ) -> None:
+        """``compression``, ``bloom_columns``: as the files that stay want them (compaction: ZSTD
+        and bloom filters on the id columns); ``max_file_rows``: start a new file of the partition
+        once a file holds that many rows (rows arrive in order: each file keeps a sorted run);
+        ``data_change=False``: the files hold rows the table had already (compaction)."""
+        self.data_change = data_change
         self.root = root
+        self.compression = compression
+        self.bloom_columns = bloom_columns
+        self.max_file_rows = max_file_rows
+        self._done: list[AddAction | RemoveAction] = []
+        self._opened = 0
         self.schema = schema
         self.partition_by = partition_by
         self.file_schema = pa.schema([f for f in schema if f.name not in partition_by])
@@ -90,7 +105,8 @@ class AppendFiles:
         if len(chunk) == 0:
             return
         keys = [(c, "ascending") for c in self.partition_by]
-        chunk = chunk.take(pc.sort_indices(chunk.select(self.partition_by), sort_keys=keys))
+        if any(pc.count_distinct(chunk.column(c)).as_py() > 1 for c in self.partition_by):
+            chunk = chunk.take(pc.sort_indices(chunk.select(self.partition_by), sort_keys=keys))
         # run boundaries of the sorted partition keys: one slice per partition
         changed = pa.array([False] * (len(chunk) - 1), pa.bool_())
         for name in self.partition_by:
@@ -106,27 +122,30 @@ class AppendFiles:
             f.pending_rows += len(piece)
             if f.pending_rows >= self.row_group_rows:
                 self._flush(f, whole_groups=True)
+            if self.max_file_rows is not None and f.rows >= self.max_file_rows:
+                self._done.append(self._finish(f))
+                del self.files[key]
 
     def close(self) -> list[AddAction | RemoveAction]:
         """Write what is buffered, close the files; their add actions (no file is left open)."""
-        actions: list[AddAction | RemoveAction] = []
-        for f in self.files.values():
-            self._flush(f, whole_groups=False)
-            f.writer.close()
-            path = self.root / f.rel
-            stat = path.stat()
-            actions.append(
-                AddAction(
-                    path=f.rel,
-                    size=stat.st_size,
-                    partition_values=f.values,
-                    modification_time=int(stat.st_mtime * 1000),
-                    data_change=True,
-                    stats=self._stats_json(f),
-                )
-            )
+        actions = [*self._done, *(self._finish(f) for f in self.files.values())]
         self.files.clear()
+        self._done = []
         return actions
+
+    def _finish(self, f: _File) -> AddAction:
+        self._flush(f, whole_groups=False)
+        f.writer.close()
+        path = self.root / f.rel
+        stat = path.stat()
+        return AddAction(
+            path=f.rel,
+            size=stat.st_size,
+            partition_values=f.values,
+            modification_time=int(stat.st_mtime * 1000),
+            data_change=self.data_change,
+            stats=self._stats_json(f),
+        )
 
     def abort(self) -> None:
         """Close and delete every file written so far (nothing was committed)."""
@@ -140,15 +159,17 @@ class AppendFiles:
     def _open(self, key: tuple[Any, ...]) -> _File:
         values = {c: _partition_text(v) for c, v in zip(self.partition_by, key, strict=True)}
         folder = "/".join(f"{c}={values[c]}" for c in self.partition_by)
-        rel = f"{folder}/part-{len(self.files):05d}-{uuid.uuid4()}-c000.snappy.parquet"
+        rel = f"{folder}/part-{self._opened:05d}-{uuid.uuid4()}-c000.{self.compression}.parquet"
+        self._opened += 1
         path = self.root / rel
         os.makedirs(path.parent, exist_ok=True)
         self._written.append(path)
         writer = pq.ParquetWriter(
             path,
             self.file_schema,
-            compression="snappy",
+            compression=self.compression,
             use_dictionary=[c for c in DICTIONARY_COLUMNS if c in self.file_schema.names],
+            bloom_filter_options={c: True for c in self.bloom_columns if c in self.file_schema.names} or None,
             write_statistics=list(self.stats_columns),
             store_decimal_as_integer=True,
         )

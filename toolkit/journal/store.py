@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 import pyarrow as pa
@@ -780,13 +780,17 @@ STATS_COLUMNS = tuple(
 )
 
 
+#: columns with bloom filters in the files that stay (DuckDB point lookups)
+BLOOM_COLUMNS: Final = ("stream_id", "event_id")
+
+
 def writer_properties(row_group_rows: int) -> WriterProperties:
-    """Files that stay: ZSTD and bloom filters on stream_id and event_id (DuckDB point lookups)."""
+    """Files that stay, written by deltalake (remote compaction): ZSTD and bloom filters."""
     bloom = ColumnProperties(bloom_filter_properties=BloomFilterProperties(True, fpp=0.01))
     return WriterProperties(
         compression="ZSTD",
         max_row_group_size=row_group_rows,
-        column_properties={"stream_id": bloom, "event_id": bloom},
+        column_properties={c: bloom for c in BLOOM_COLUMNS},
     )
 
 

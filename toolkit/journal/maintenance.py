@@ -39,7 +39,7 @@ from toolkit.journal.schema import ARROW_SCHEMA
 from toolkit.journal.store import BLOOM_COLUMNS, STATS_COLUMNS, FileInfo, Journal, writer_properties
 
 #: rows of a partition sorted in memory at once; larger partitions are sorted range by range
-COMPACT_CHUNK_ROWS: Final = 2_000_000
+COMPACT_CHUNK_ROWS: Final = 1_000_000
 #: rows of a compacted file (8,192-row groups: ≈ 250–500 MB of Parquet at the demo's event size)
 COMPACT_FILE_ROWS: Final = 2_000_000
 _SORT_KEYS: Final = [("stream_id", "ascending"), ("version", "ascending")]
@@ -144,11 +144,14 @@ def _spill_root(journal: Journal) -> Path:
 
 def _sorted_batches(journal: Journal, files: Sequence[FileInfo], chunk_rows: int, spill: Path) -> Iterator[pa.RecordBatch]:
     """The rows of ``files`` sorted by (stream_id, version), holding about ``chunk_rows`` rows at a time."""
+    pool = pa.default_memory_pool()
     if sum(f.rows for f in files) <= chunk_rows:
-        yield from pa.concat_tables([journal.read_file(f) for f in files]).sort_by(_SORT_KEYS).to_batches()
+        yield from _in_order(pa.concat_tables([journal.read_file(f) for f in files]))
         return
     ids = pa.chunked_array([journal.read_file(f, ["stream_id"]).column(0) for f in files])
-    counts = pl.Series("values", ids).value_counts(name="counts").sort("values").with_columns(pl.col("counts").cast(pl.Int64).cum_sum().alias("upto"))
+    counts = pl.Series("values", ids).value_counts(name="counts").sort("values")
+    del ids
+    counts = counts.with_columns(pl.col("counts").cast(pl.Int64).cum_sum().alias("upto"))
     # the last stream id of each range: where the running count passes another chunk_rows
     bounds = counts.filter((pl.col("upto") // chunk_rows).diff().fill_null(0) > 0)["values"]
     bounds = pl.concat([bounds, counts["values"].tail(1)]).unique(maintain_order=True).sort()
@@ -156,14 +159,23 @@ def _sorted_batches(journal: Journal, files: Sequence[FileInfo], chunk_rows: int
         table = journal.read_file(f)
         bucket = bounds.search_sorted(pl.Series(table.column("stream_id")), side="left").to_arrow()
         for b in pc.unique(bucket).to_pylist():
-            part = table.filter(pc.equal(bucket, b))
             (spill / str(b)).mkdir(exist_ok=True)
-            pq.write_table(part, spill / str(b) / f"{i}.parquet", compression="lz4")
+            pq.write_table(table.filter(pc.equal(bucket, b)), spill / str(b) / f"{i}.parquet", compression="lz4")
+        del table, bucket
+        pool.release_unused()  # the allocator keeps freed pages otherwise: memory would follow the partition
     for b in range(len(bounds)):
         where = spill / str(b)
         if where.exists():
-            yield from pq.read_table(where, partitioning=None).sort_by(_SORT_KEYS).to_batches()
+            yield from _in_order(pq.read_table(where, partitioning=None))
             shutil.rmtree(where)
+            pool.release_unused()
+
+
+def _in_order(table: pa.Table, slice_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+    """``table``'s rows sorted by (stream_id, version), a slice at a time (no sorted copy of it all)."""
+    order = pc.sort_indices(table.select(["stream_id", "version"]), sort_keys=_SORT_KEYS)
+    for lo in range(0, len(order), slice_rows):
+        yield from table.take(order.slice(lo, slice_rows)).to_batches()
 
 
 def vacuum(

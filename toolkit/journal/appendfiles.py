@@ -169,7 +169,12 @@ class AppendFiles:
             self.file_schema,
             compression=self.compression,
             use_dictionary=[c for c in DICTIONARY_COLUMNS if c in self.file_schema.names],
-            bloom_filter_options={c: True for c in self.bloom_columns if c in self.file_schema.names} or None,
+            # sized for a row group (pyarrow's default of 1M distinct values is ~1 MB per row group
+            # and column, held until the file closes: 24 GB for one compacted day)
+            bloom_filter_options={
+                c: {"ndv": self.row_group_rows, "fpp": 0.01} for c in self.bloom_columns if c in self.file_schema.names
+            }
+            or None,
             write_statistics=list(self.stats_columns),
             store_decimal_as_integer=True,
         )

@@ -10,8 +10,9 @@ same rules give the same findings (``test_findings_batches_are_reproducible``).
 
 SQL and Polars rules run vectorised over all streams at once — the built-ins together, in one
 shared read and sort of the journal (``toolkit.analysis.shared_pass``; ``SHARED_PASS = False``
-runs each on its own); Python rules fold each stream's state in worker processes (see
-``toolkit.analysis.state_rules``). Findings are built column-wise and appended as one Arrow table.
+runs each on its own); Python rules are judged by ``toolkit.analysis.state_rules`` (column-wise
+agent-run states, the monotone shortcut, folding where needed; worker processes for large
+selections). Findings are built column-wise and appended as one Arrow table.
 """
 
 from __future__ import annotations

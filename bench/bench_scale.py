@@ -79,7 +79,7 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def measure(step: str, engine: str, args: argparse.Namespace, journal: Path) -> dict[str, Any]:
+def measure(step: str, engine: str, args: argparse.Namespace, journal: Path) -> dict[str, Any] | None:
     out = OUT / f"scale-{step}-{engine}.parquet"
     cmd = [sys.executable, __file__, "--child", step, engine, "--journal", str(journal), "--rules", args.rules,
            "--workers", str(args.workers), "--out", str(out)] + (["--write"] if args.write else [])
@@ -91,9 +91,14 @@ def measure(step: str, engine: str, args: argparse.Namespace, journal: Path) -> 
         time.sleep(0.05)
     stdout, stderr = proc.communicate()
     if proc.returncode != 0:
-        raise SystemExit(f"{step}/{engine} failed:\n{stderr[-3000:]}")
+        last = [line for line in stderr.strip().splitlines() if line.strip()][-2:]
+        print(f"{step}/{engine} FAILED after {time.perf_counter() - t0:.0f} s, peak {peak / 2**20:,.0f} MB (tree): "
+              f"{' | '.join(last)[-600:]}", flush=True)
+        return None
     result = json.loads(stdout.strip().splitlines()[-1])
     result.update(peak_mb=peak / 2**20, process_s=time.perf_counter() - t0, out=str(out))
+    print(f"  {step}/{engine}: {result['seconds']:.1f} s, peak {result['peak_mb']:,.0f} MB (tree), load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
     return result
 
 
@@ -147,6 +152,8 @@ def main() -> None:
     for step in [s for s in args.steps.split(",") if s]:
         one = measure(step, "local", args, journal)
         dask = measure(step, "dask", args, journal)
+        if one is None or dask is None:
+            continue
         what = f"regrade {args.rules}" if step == "regrade" else "rollup usage by model x day"
         count = {k: v for k, v in one.items() if k in ("findings", "streams_checked", "groups")}
         print(

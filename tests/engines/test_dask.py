@@ -151,3 +151,30 @@ def test_unreachable_scheduler_is_a_clear_error(demo: Journal) -> None:
 
     with pytest.raises(DistributedError, match=r"tcp://127\.0\.0\.1:9"):
         map_shards(abs, [(1,)], ClusterSpec(scheduler="tcp://127.0.0.1:9"))
+
+
+def test_sql_rules_on_a_worker_run_within_its_memory_share(demo: Journal, scheduler: str) -> None:
+    """A worker's DuckDB session spills beyond half the worker's memory limit (not DuckDB's default
+    of 80 % of the machine, which killed the journal-wide SQL task of a 100M-event journal)."""
+    from distributed import Client
+
+    from toolkit.engines.dask_engine import worker_memory_limit
+
+    assert worker_memory_limit() is None  # not on a worker
+
+    def on_worker(uri: str) -> tuple[int | None, str, bool]:
+        from toolkit.engines import duckdb_engine
+
+        limit = worker_memory_limit()
+        session = duckdb_engine.connect(Journal.open(uri), memory_limit_bytes=limit // 2 if limit else None)
+        setting = session.query("SELECT current_setting('memory_limit') AS m").column("m")[0].as_py()
+        spill = session.spill_dir
+        session.close()
+        return limit, setting, spill is not None and not Path(spill).exists()
+
+    with Client(scheduler) as c:
+        limit, setting, removed = c.submit(on_worker, str(demo.path), pure=False).result()
+    assert limit and limit > 0
+    value, unit = setting.split()
+    assert unit == "GiB" and abs(float(value) - limit / 2 / 2**30) <= 0.1, setting  # half the worker's share
+    assert removed  # the spill directory goes with the session

@@ -26,7 +26,15 @@ from toolkit.analysis.rules import Rule
 from toolkit.analysis.shared_pass import CROSS_STREAM, grade_streams, is_builtin
 from toolkit.analysis.verdicts import FAILURE_SCHEMA, Selection, polars_failures, sql_failures
 from toolkit.engines import duckdb_engine
-from toolkit.engines.dask_engine import ClusterSpec, map_shards, shard_count, ship, stream_shards, unship
+from toolkit.engines.dask_engine import (
+    ClusterSpec,
+    map_shards,
+    shard_count,
+    ship,
+    stream_shards,
+    unship,
+    worker_memory_limit,
+)
 from toolkit.engines.queries import get_query
 from toolkit.errors import QueryError, RuleDefinitionError, ToolkitError
 from toolkit.journal.store import Journal
@@ -70,7 +78,8 @@ def grade_shard(
                 if rule.name in shared_out:
                     out.append(shared_out[rule.name])
                 elif rule.kind == "sql":
-                    session = session or duckdb_engine.connect(journal)
+                    limit = worker_memory_limit()  # DuckDB spills within half the worker's share
+                    session = session or duckdb_engine.connect(journal, memory_limit_bytes=limit // 2 if limit else None)
                     out.append((sql_failures(session, rule, bound, selection), None))
                 elif rule.kind == "polars":
                     out.append((polars_failures(journal, rule, bound, ids), None))

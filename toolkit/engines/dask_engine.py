@@ -58,6 +58,17 @@ def shard_count(streams: int, workers: int) -> int:
     return max(1, min(streams, max(2 * workers, math.ceil(streams / STREAMS_PER_SHARD))))
 
 
+def worker_memory_limit() -> int | None:
+    """The memory limit of the Dask worker running this code (bytes), None outside a worker."""
+    try:
+        from distributed import get_worker
+
+        limit = get_worker().memory_manager.memory_limit
+    except (ImportError, ValueError, AttributeError):
+        return None
+    return int(limit) if limit else None
+
+
 def ship(value: Any) -> bytes:
     """cloudpickle ``value``, taking the code of non-importable modules it uses by value."""
     import cloudpickle  # type: ignore[import-untyped]

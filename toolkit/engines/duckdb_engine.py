@@ -22,6 +22,8 @@ the journal's own prefix and nothing else.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -58,9 +60,10 @@ def _events_select(present: Sequence[str]) -> str:
 class Session:
     """A DuckDB connection confined to one journal."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, journal: Journal) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, journal: Journal, spill_dir: str | None = None) -> None:
         self.con = con
         self.journal = journal
+        self.spill_dir = spill_dir  # removed on close
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run trusted SQL (queries/ files, toolkit code) with bound parameters."""
@@ -117,6 +120,8 @@ class Session:
 
     def close(self) -> None:
         self.con.close()
+        if self.spill_dir:
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
 
 
 def register_parquet_view(
@@ -151,19 +156,27 @@ def connect(
     threads: int | None = None,
     stream_range: tuple[str, str] | None = None,
     side_tables: bool = True,
+    memory_limit_bytes: int | None = None,
 ) -> Session:
     """Open a sandboxed session: UTC, views over active files, no access outside the journal.
 
     ``stream_range=(first, last)``: ``events`` holds only the streams with ids in that range.
     ``extra_views`` add views or replace the default ones (``events`` included);
     ``side_tables=False`` leaves out the views of the side tables (quicker for one internal query).
+    ``memory_limit_bytes``: DuckDB spills to a temporary directory beyond it (a Dask worker's
+    share of memory is below DuckDB's default of 80 % of the machine's).
     """
     con = duckdb.connect(":memory:")
+    spill_dir = None
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET parquet_metadata_cache = true")
         if threads:
             con.execute("SET threads = $n", {"n": threads})
+        if memory_limit_bytes:
+            con.execute("SET memory_limit = $m", {"m": f"{max(memory_limit_bytes >> 20, 64)}MiB"})
+            spill_dir = tempfile.mkdtemp(prefix="journal-duckdb-")
+            con.execute("SET temp_directory = $d", {"d": spill_dir})
         if journal.remote:
             con.register_filesystem(filesystem())
         files = [
@@ -189,7 +202,7 @@ def connect(
     except duckdb.Error as e:
         con.close()
         raise QueryError(f"cannot open a SQL session on {journal.path}: {e}") from e
-    return Session(con, journal)
+    return Session(con, journal, spill_dir)
 
 
 def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:

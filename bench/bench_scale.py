@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--rules", default="all", help="comma-separated rule names (default: all built-in stream rules)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--steps", default="regrade,rollup")
+    ap.add_argument("--engines", default="local,dask", help="local, dask or both (the ratio needs both)")
     ap.add_argument("--write", action="store_true", help="record the findings (in a copy of the journal)")
     ap.add_argument("--child", nargs=2, metavar=("STEP", "ENGINE"), help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -150,8 +151,9 @@ def main() -> None:
     start = cluster_start_s(args.workers)
     print(f"LocalCluster ({args.workers} workers) start + stop: {start:.1f} s", flush=True)
     for step in [s for s in args.steps.split(",") if s]:
-        one = measure(step, "local", args, journal)
-        dask = measure(step, "dask", args, journal)
+        engines = set(args.engines.split(","))
+        one = measure(step, "local", args, journal) if "local" in engines else None
+        dask = measure(step, "dask", args, journal) if "dask" in engines else None
         if one is None or dask is None:
             continue
         what = f"regrade {args.rules}" if step == "regrade" else "rollup usage by model x day"

@@ -170,7 +170,7 @@ def test_sql_rules_on_a_worker_run_within_its_memory_share(demo: Journal, schedu
         setting = session.query("SELECT current_setting('memory_limit') AS m").column("m")[0].as_py()
         spill = session.spill_dir
         session.close()
-        return limit, setting, spill is not None and not Path(spill).exists()
+        return limit, setting, spill is not None and not Path(spill).exists()  # removed (or never made)
 
     with Client(scheduler) as c:
         limit, setting, removed = c.submit(on_worker, str(demo.path), pure=False).result()

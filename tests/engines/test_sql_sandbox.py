@@ -162,3 +162,12 @@ def test_session_sees_the_files_active_when_it_opened(journal: Journal) -> None:
     s = connect(journal)
     assert s.user_query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 14}]
     s.close()
+
+
+def test_a_session_leaves_half_the_memory_to_the_python_side(session: Session) -> None:
+    from toolkit.engines.duckdb_engine import default_memory_limit
+
+    limit = default_memory_limit()
+    assert limit is not None
+    value, unit = session.query("SELECT current_setting('memory_limit') AS m").column("m")[0].as_py().split()
+    assert unit == "GiB" and abs(float(value) - limit / 2**30) <= 0.1  # not DuckDB's 80 % of the machine

@@ -21,10 +21,12 @@ the journal's own prefix and nothing else.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -163,8 +165,10 @@ def connect(
     ``stream_range=(first, last)``: ``events`` holds only the streams with ids in that range.
     ``extra_views`` add views or replace the default ones (``events`` included);
     ``side_tables=False`` leaves out the views of the side tables (quicker for one internal query).
-    ``memory_limit_bytes``: DuckDB spills to a temporary directory beyond it (a Dask worker's
-    share of memory is below DuckDB's default of 80 % of the machine's).
+    ``memory_limit_bytes``: DuckDB spills to a temporary directory beyond it; by default half the
+    machine's memory (:func:`default_memory_limit`; DuckDB's own default of 80 % left too little
+    for the Python side: a re-grade of 100M events peaked at 22 GB of 24), and a Dask worker
+    passes half its own limit.
     """
     con = duckdb.connect(":memory:")
     spill_dir = None
@@ -173,9 +177,11 @@ def connect(
         con.execute("SET parquet_metadata_cache = true")
         if threads:
             con.execute("SET threads = $n", {"n": threads})
+        memory_limit_bytes = memory_limit_bytes or default_memory_limit()
         if memory_limit_bytes:
             con.execute("SET memory_limit = $m", {"m": f"{max(memory_limit_bytes >> 20, 64)}MiB"})
-            spill_dir = tempfile.mkdtemp(prefix="journal-duckdb-")
+            # not created here: DuckDB makes it when it first spills (an unclosed session leaves nothing)
+            spill_dir = os.path.join(tempfile.gettempdir(), f"journal-duckdb-{uuid.uuid4().hex}")
             con.execute("SET temp_directory = $d", {"d": spill_dir})
         if journal.remote:
             con.register_filesystem(filesystem())
@@ -203,6 +209,14 @@ def connect(
         con.close()
         raise QueryError(f"cannot open a SQL session on {journal.path}: {e}") from e
     return Session(con, journal, spill_dir)
+
+
+def default_memory_limit() -> int | None:
+    """Half the machine's physical memory (bytes), None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:

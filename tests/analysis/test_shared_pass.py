@@ -150,3 +150,52 @@ def test_a_selection_reports_only_the_selected_streams(demo: Journal, monkeypatc
     key = ["rule", "stream_id", "first_failing_version", "message", "failing_events", "evidence"]
     assert fast.findings.select(key).to_pylist() == slow.findings.select(key).to_pylist()
     assert {r for r in fast.findings.column("stream_id").to_pylist()} <= set(chosen)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pieces=__import__("hypothesis").strategies.lists(
+    __import__("hypothesis").strategies.tuples(
+        __import__("hypothesis").strategies.integers(0, 5), __import__("hypothesis").strategies.integers(1, 4)),
+    max_size=30))
+def test_streams_are_grouped_in_version_order_whatever_order_the_files_give(pieces: list[tuple[int, int]]) -> None:
+    """Rows in any read order (pieces of streams, versions out of order): each stream's rows end up
+    together in version order, every row kept once, with its payload."""
+    from toolkit.analysis.shared_pass import _group_streams
+
+    rows: list[tuple[int, int]] = []
+    next_version: dict[int, int] = {}
+    for sid, n in pieces:  # a piece: n consecutive versions of a stream, pieces in read order
+        start = next_version.get(sid, 1)
+        rows += [(sid, v) for v in range(start, start + n)]
+        next_version[sid] = start + n
+    rows = rows[::2] + rows[1::2]  # and some versions read before earlier ones
+    s = pl.DataFrame(rows, schema={"sid": pl.UInt32, "version": pl.Int64}, orient="row").with_row_index("payload")
+    out = _group_streams(s)
+    assert sorted(out.rows()) == sorted(s.rows())
+    sids = out.get_column("sid").to_list()
+    runs = [k for i, k in enumerate(sids) if i == 0 or sids[i - 1] != k]
+    assert len(runs) == len(set(runs)), "a stream's rows are not together"
+    for (sid,), part in out.group_by(["sid"], maintain_order=True):
+        assert part.get_column("version").is_sorted(), sid
+    assert all(out.filter(pl.col("payload") == p).get_column("version").item() == v for p, _, v in s.rows())
+
+
+def test_a_compacted_journal_read_in_file_order_gives_the_same_failures(demo: Journal, tmp_path: Any) -> None:
+    """After compaction the files come sorted by stream and version, so the shared pass moves only
+    the streams that cross a day partition: the failures are those of the per-rule path."""
+    import shutil
+
+    from toolkit.analysis.shared_pass import _group_streams
+    from toolkit.journal.maintenance import compact
+
+    copy = tmp_path / "compacted"
+    shutil.copytree(str(demo.path), copy)
+    with Journal.open(copy) as j:
+        compact(j)
+        j.refresh()
+        frame = load_frame(j, sorted(BUILTIN_COLUMNS))
+        assert frame.s.height == sum(f.rows for f in j.files())
+        for name in sorted(BUILTIN_COLUMNS):
+            bound = RuleSet.load().get(name).bind(PARAMS.get(name, {}))
+            assert frame_failures(frame, name, bound).to_pylist() == _per_rule(j, name, bound), name
+    assert _group_streams(frame.s.select("sid", "version")).equals(frame.s.select("sid", "version"))

@@ -376,11 +376,14 @@ def _tool_result_pairing_message(p: dict[str, Any]) -> pl.Expr:
 def _journal_integrity(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     s = f.s
     n = s.height
-    # duplicate event ids: adjacent equal hashes after one u64 sort, confirmed on the strings
-    order = s.get_column("h1e").arg_sort()
-    h_sorted = s.get_column("h1e").gather(order)
-    near = (h_sorted == h_sorted.shift(1)).fill_null(False) | (h_sorted == h_sorted.shift(-1)).fill_null(False)
-    cand_srows = order.filter(near)
+    # duplicate event ids: hashes seen twice (a value sort, no argsort: usually there are none),
+    # confirmed on the strings
+    h_sorted = s.select(pl.col("h1e").sort()).to_series()
+    twice = h_sorted.filter((h_sorted == h_sorted.shift(1)).fill_null(False))
+    cand_srows = (
+        s.select(pl.arg_where(pl.col("h1e").is_in(twice.unique().implode()))).to_series().cast(pl.UInt32)
+        if twice.len() else pl.Series("h1e", [], dtype=pl.UInt32)
+    )
     exact = (
         s.select("orig", "position", "h1e", "h2e").gather(cand_srows)
         .with_columns(srow=cand_srows, event_id=f.o.get_column("event_id").gather(s.get_column("orig").gather(cand_srows)))
@@ -390,16 +393,24 @@ def _journal_integrity(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     uses_full = pl.repeat(1, n, dtype=pl.Int64, eager=True).scatter(exact.get_column("srow"), exact.get_column("uses"))
     # a collision (equal first hash, different strings) among the candidates: those hashes resolve by string
     collided = exact.group_by("h1e").agg(pl.col("event_id").n_unique().alias("k")).filter(pl.col("k") > 1).get_column("h1e")
-    # causes: usually the previous event of the same stream; the others by a join on both hashes
-    prev_match = (
-        ~pl.col("first")
-        & (pl.col("h1c") == pl.col("h1e").shift(1))
-        & (pl.col("h2c") == pl.col("h2e").shift(1))
-    ).fill_null(False)
+    # causes: usually one of the three events before in the same stream (a tool result names its
+    # call, a call the response before it); the others by a join on both hashes
+    def names_back(back: int) -> pl.Expr:
+        return (
+            (pl.col("sid") == pl.col("sid").shift(back))
+            & (pl.col("h1c") == pl.col("h1e").shift(back))
+            & (pl.col("h2c") == pl.col("h2e").shift(back))
+        ).fill_null(False)
+
+    near_cause = (
+        pl.when(names_back(1)).then(pl.col("position").shift(1))
+        .when(names_back(2)).then(pl.col("position").shift(2))
+        .when(names_back(3)).then(pl.col("position").shift(3))
+    )
     base = s.select(
         pl.int_range(0, n, dtype=pl.UInt32).alias("srow"), "orig", "position", "version", "h1c", "h2c",
         prev_version=pl.when(pl.col("first")).then(pl.lit(0, pl.Int64)).otherwise(pl.col("version").shift(1)),
-        cause_prev=pl.when(prev_match).then(pl.col("position").shift(1)),
+        cause_prev=near_cause,
     ).with_columns(uses=uses_full)
     cause = base.get_column("cause_prev").clone()
     rest = base.filter(pl.col("h1c").is_not_null() & pl.col("cause_prev").is_null()).select("srow", "h1c", "h2c")

@@ -68,30 +68,49 @@ def _value_text(name: str, dtype: pl.DataType, escape: bool) -> pl.Expr:
     return e.cast(pl.String)  # integers (floats arrive as their bits), decimals
 
 
-def _envelope_frame(table: pa.Table) -> pl.DataFrame:
+def _envelope_frame(table: pa.Table) -> tuple[pl.DataFrame, set[str]]:
+    """The envelope columns of ``table`` for Polars, and the names of those whose text may hold a separator."""
     cols = {}
+    escape = set()
     for name in ENVELOPE_COLUMNS:
         if name not in table.column_names:  # a column newer than this table: null
             continue
         col = table.column(name)
         cols[name] = _series(_float_bits(col) if pa.types.is_floating(col.type) else col)
-    return pl.DataFrame(cols)
+        if (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)) and _may_hold_separators(col):
+            escape.add(name)
+    return pl.DataFrame(cols), escape
 
 
-def _envelope(frame: pl.DataFrame, lead: str | None = None) -> pl.Series:
+def _may_hold_separators(col: pa.ChunkedArray) -> bool:
+    """Whether some value holds U+001E or U+001F: one ``memchr`` over the bytes of the values.
+
+    (Bytes of null values may be scanned too: a false alarm only costs the escaping pass.)
+    """
+    for chunk in col.chunks:
+        _, offsets, data = chunk.buffers()
+        if data is None or offsets is None or len(chunk) == 0:
+            continue
+        bounds = memoryview(offsets).cast("q" if pa.types.is_large_string(chunk.type) else "i")
+        lo, hi = bounds[chunk.offset], bounds[chunk.offset + len(chunk)]
+        text = data.slice(lo, hi - lo).to_pybytes()
+        if text.find(b"\x1e") >= 0 or text.find(b"\x1f") >= 0:
+            return True
+    return False
+
+
+def _envelope(frame: pl.DataFrame, escape: set[str], lead: str | None = None) -> pl.Series:
     """The envelope of every row (``lead``'s value in front of it, when given), as text.
 
-    One ``concat_str`` of literals and values: a column without nulls contributes ``SEP name=``
-    and its value; a column with some nulls contributes ``SEP name=value`` or the empty string.
-    That is the text of joining the non-null ``name=value`` pairs by the separator, without the
-    costly null-skipping join.
+    One ``concat_str`` of literals and values, nulls skipped: a column without nulls
+    contributes ``SEP name=`` and its value; a column with some nulls contributes
+    ``SEP name=value``, which is null where the value is. That is the text of joining the
+    non-null ``name=value`` pairs by the separator, without the costly null-skipping join.
+    String values of the columns in ``escape`` have their separators escaped.
     """
     names = [n for n in frame.columns if n != lead]
     nulls = dict(zip(frame.columns, frame.null_count().row(0), strict=True))
     present = [n for n in names if nulls[n] < frame.height]
-    strings = [n for n in present if frame.schema[n] == pl.String]
-    holds = frame.select(pl.col(strings).str.contains("[\x1e\x1f]").any()).row(0) if strings else ()
-    escape = {n for n, h in zip(strings, holds, strict=True) if h}
     parts: list[pl.Expr] = [pl.col(lead)] if lead else []
     if present and nulls[present[0]]:  # no required column leads (never in a journal): the plain join
         pairs = [pl.concat_str(pl.lit(f"{n}="), _value_text(n, frame.schema[n], n in escape)) for n in present]
@@ -100,8 +119,8 @@ def _envelope(frame: pl.DataFrame, lead: str | None = None) -> pl.Series:
         for i, n in enumerate(present):
             label = pl.lit(f"{_SEP if i else ''}{n}=")
             value = _value_text(n, frame.schema[n], n in escape)
-            parts += [pl.concat_str(label, value).fill_null("")] if nulls[n] else [label, value]
-    expr = pl.concat_str(parts) if parts else pl.repeat("", pl.len(), dtype=pl.String)
+            parts += [pl.concat_str(label, value)] if nulls[n] else [label, value]
+    expr = pl.concat_str(parts, ignore_nulls=True) if parts else pl.repeat("", pl.len(), dtype=pl.String)
     return frame.select(expr.alias("envelope")).to_series()
 
 
@@ -116,13 +135,14 @@ def envelope_texts(table: pa.Table) -> pl.Series:
     ...     "stream_id=r" + chr(0x1F) + "tokens_in=1", "stream_id=s" + chr(0x1F) + "agent=a"]
     True
     """
-    return _envelope(_envelope_frame(table))
+    return _envelope(*_envelope_frame(table))
 
 
 def chain_messages(table: pa.Table, payloads: pa.Array | pa.ChunkedArray) -> list[bytes]:
     """``payload_sha256 ‖ envelope`` of every row: what each chain link hashes after the previous hash."""
-    frame = _envelope_frame(table).with_columns(_payload=_series(payloads))
-    return _envelope(frame, lead="_payload").cast(pl.Binary).to_list()
+    frame, escape = _envelope_frame(table)
+    frame = frame.with_columns(_payload=_series(payloads))
+    return _envelope(frame, escape, lead="_payload").cast(pl.Binary).to_list()
 
 
 def link(stream_ids: list[str], messages: list[bytes], heads: dict[str, bytes]) -> tuple[pa.Array, pa.Array]:

@@ -190,8 +190,8 @@ def split_by_stream(numbered: pa.Table, parts: int) -> list[pa.Table]:
     col = part.get_column("part")
     out = []
     if col.is_sorted():  # each part is a run of rows: slices, no copy
-        bounds = col.to_frame().with_row_index().group_by("part", maintain_order=True).agg(
-            pl.col("index").first(), pl.len()
+        bounds = (
+            col.to_frame().with_row_index().group_by("part", maintain_order=True).agg(pl.col("index").first(), pl.len())
         )
         for _, first, n in bounds.iter_rows():
             out.append(numbered.slice(first, n))
@@ -312,6 +312,9 @@ class AppendWorkers:
         while len(self._workers) < count:
             self._workers.append(_Worker())
 
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self._workers]
+
     def submit(self, index: int, part: pa.Table, starts: dict[str, bytes], layout: FileLayout) -> Pending:
         """Hand ``part`` to worker ``index`` (``start`` made it)."""
         worker = self._workers[index]
@@ -327,8 +330,14 @@ class AppendWorkers:
             with pa.OSFile(path, "wb") as f, ipc.new_file(f, part.schema) as w:
                 w.write_table(part)
             assert worker.proc.stdin is not None
-            pickle.dump(_Request(path, temporary, starts, layout, os.getpid()), worker.proc.stdin)
-            worker.proc.stdin.flush()
+            try:
+                pickle.dump(_Request(path, temporary, starts, layout, os.getpid()), worker.proc.stdin)
+                worker.proc.stdin.flush()
+            except BrokenPipeError as e:
+                raise AppendWorkerError(
+                    f"the append worker (pid {worker.proc.pid}) exited with code {worker.proc.wait()}",
+                    hint="nothing was committed; run the append again",
+                ) from e
         except BaseException:
             if isinstance(keep, int):
                 os.close(keep)
@@ -390,5 +399,8 @@ def serve(requests: IO[bytes] | None = None, answers: IO[bytes] | None = None) -
             if isinstance(e, SystemExit):
                 return
             answer = ("error", _picklable(e), traceback.format_exc())
-        pickle.dump(answer, answers)
-        answers.flush()
+        try:
+            pickle.dump(answer, answers)
+            answers.flush()
+        except BrokenPipeError:  # the appending process is gone
+            return

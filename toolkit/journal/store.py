@@ -667,9 +667,7 @@ class Journal:
         )
         if self.remote or grows:
             return self._write_deltalake(numbered, starts, grows, properties)
-        layout = FileLayout(
-            self.events_uri, tuple(self.config.partition_by), STATS_COLUMNS, self.config.row_group_rows
-        )
+        layout = FileLayout(self.events_uri, tuple(self.config.partition_by), STATS_COLUMNS, self.config.row_group_rows)
         workers = pool() if self.append_workers and numbered.num_rows >= self.parallel_append_rows else None
         if workers is None or not workers.try_acquire():
             actions, heads = write_part(numbered, starts, layout, hash_chunks)
@@ -782,7 +780,7 @@ class Journal:
         if existing and table.column("event_id").null_count < table.num_rows:
             known = self.read_streams(existing, ["stream_id", "event_id", "payload_sha256", "event_type"])
         self._fill_head_hashes([s for s in existing if heads[s].hash is None])
-        prepared, skipped = number(table, heads, known, self.max_position(), dt.datetime.now(UTC))
+        prepared, skipped = number(table, heads, known, self.max_position(), _now())
         if expected:
             new_streams = set(pc.unique(prepared.column("stream_id")).to_pylist())
             for sid, exp in expected.items():
@@ -819,6 +817,11 @@ def writer_properties(row_group_rows: int) -> WriterProperties:
 def append_writer_properties(row_group_rows: int) -> WriterProperties:
     """Files appends write: cheap to write (Snappy, no bloom filters); compaction rewrites them."""
     return WriterProperties(compression="SNAPPY", max_row_group_size=row_group_rows)
+
+
+def _now() -> dt.datetime:
+    """The ``recorded_at`` of an append (one clock read per commit)."""
+    return dt.datetime.now(UTC)
 
 
 def _replace(table: pa.Table, name: str, values: pa.Array) -> pa.Table:

@@ -175,15 +175,20 @@ def write_part(
     return actions, chunks.heads()
 
 
-def split_by_stream(numbered: pa.Table, parts: int) -> list[pa.Table]:
-    """``numbered`` cut into up to ``parts`` tables of whole streams, by stream id range, about equal in rows.
+def split_by_stream(numbered: pa.Table, parts: int, first_share: float | None = None) -> list[pa.Table]:
+    """``numbered`` cut into up to ``parts`` tables of whole streams, by stream id range.
 
-    Rows keep their order inside each part. Fewer parts come back when there are fewer streams.
+    The first part holds about ``first_share`` of the rows (default: an equal share), the others
+    equal shares of the rest. Rows keep their order inside each part. Fewer parts come back when
+    there are fewer streams.
     """
+    first = 1 / parts if first_share is None else first_share
+    cuts = [first + (1 - first) * k / (parts - 1) for k in range(parts - 1)] if parts > 1 else []
     sid = pl.Series("stream_id", numbered.column("stream_id"))
     counts = sid.value_counts(name="n").sort("stream_id")
-    before = counts.get_column("n").cum_sum() - counts.get_column("n")
-    counts = counts.with_columns(part=(before * parts // numbered.num_rows).cast(pl.Int32))
+    before = (counts.get_column("n").cum_sum() - counts.get_column("n")) / numbered.num_rows
+    part_of = pl.sum_horizontal([pl.lit(0, pl.Int32), *((pl.col("before") >= c).cast(pl.Int32) for c in cuts)])
+    counts = counts.with_columns(before=before).with_columns(part=part_of)
     if counts.get_column("part").n_unique() == 1:
         return [numbered]
     part = sid.to_frame().join(counts.select("stream_id", "part"), on="stream_id", how="left", maintain_order="left")

@@ -13,7 +13,9 @@ neighbour. Null columns are left out, so a journal whose schema grew by a nullab
 enter only through their digest, a payload can be redacted later (digest kept, text replaced)
 without breaking the chain.
 
-Encodings are built column-wise with Polars; only the SHA-256 calls run per event.
+Encodings are built column-wise with Polars. Payload digests are computed vectorised by the
+``polars-hash`` plugin (Rust, no GIL) where it is installed, else by ``hashlib`` row by row (the
+same digests); the chain's SHA-256 calls run per event (each needs the one before).
 
 >>> import pyarrow as pa
 >>> payload_digests(pa.array(['{"a":1}']), pa.array(['{}']))[0]
@@ -23,7 +25,9 @@ Encodings are built column-wise with Polars; only the SHA-256 calls run per even
 from __future__ import annotations
 
 import hashlib
+import importlib
 from operator import methodcaller
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -37,15 +41,38 @@ _SEP = "\x1f"
 _GENESIS = bytes.fromhex(GENESIS_HASH)
 
 
+def _polars_hash() -> Any:
+    """The ``polars-hash`` plugin (vectorised SHA-256), or None: ``hashlib`` gives the same digests."""
+    try:
+        return importlib.import_module("polars_hash")
+    except ImportError:
+        return None
+
+
+_plh = _polars_hash()
+
+
 def _series(col: pa.Array | pa.ChunkedArray) -> pl.Series:
     return pl.Series(col)  # zero-copy where Arrow allows
 
 
 def payload_digests(data: pa.Array | pa.ChunkedArray, metadata: pa.Array | pa.ChunkedArray) -> list[str]:
-    joined = pl.DataFrame({"d": _series(data), "m": _series(metadata)}).select(
-        pl.concat_str("d", "m", separator=_NULL).cast(pl.Binary)
-    )
-    return list(map(_hexdigest, map(_sha256, joined.to_series().to_list())))
+    """The hex digest of every event's payload."""
+    return payload_column(data, metadata).to_pylist()  # type: ignore[no-any-return]
+
+
+def payload_column(data: pa.Array | pa.ChunkedArray, metadata: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``payload_digests`` as an Arrow string array."""
+    frame = pl.DataFrame({"d": _series(data), "m": _series(metadata)})
+    if _plh is None:
+        return _payload_column_hashlib(frame)
+    digests = frame.select(_plh.concat_str("d", "m", separator=_NULL).chash.sha2_256()).to_series()
+    return digests.to_arrow().cast(pa.string())
+
+
+def _payload_column_hashlib(frame: pl.DataFrame) -> pa.Array:
+    joined = frame.select(pl.concat_str("d", "m", separator=_NULL).cast(pl.Binary)).to_series()
+    return pa.array(list(map(_hexdigest, map(_sha256, joined.to_list()))), pa.string())
 
 
 def _float_bits(col: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -23,7 +23,7 @@ import datetime as dt
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -65,7 +65,7 @@ from toolkit.journal.assign import chain_starts, hash_chunks, number
 from toolkit.journal.config import CONFIG_FILE, JournalConfig, write_atomic
 from toolkit.journal.location import S3Location, check_bucket, delta_storage_options, is_remote, open_input
 from toolkit.journal.lock import write_lock
-from toolkit.journal.prepare import INPUT_SCHEMA, events_to_table, validate_table
+from toolkit.journal.prepare import INPUT_SCHEMA, events_to_table, validate_table_pending
 from toolkit.journal.schema import (
     ARROW_SCHEMA,
     COLUMN_NAMES,
@@ -598,14 +598,24 @@ class Journal:
         """Bulk append of many streams in one commit (importers, benchmarks)."""
         # dict events get the active OpenTelemetry span's traceparent where they have none; Arrow
         # tables (imports) are kept as the source wrote them
+        settle = None
         if isinstance(events, pa.Table):
             self._start_workers(events.num_rows)  # they start while the batch is validated and numbered
-            table = validate_table(events)
+            # the JSON of data is checked while the batch is numbered; settled before anything is written
+            table, settle = validate_table_pending(events)
         else:
             table = events_to_table(stamp_traceparent(events))
-        if stream_type is not None:
-            table = _fill(table, "stream_type", stream_type)
-        return self._commit(table, expected_versions)
+        try:
+            if stream_type is not None:
+                table = _fill(table, "stream_type", stream_type)
+            result = self._commit(table, expected_versions, settle)
+            if settle is not None:
+                settle()  # (an empty batch commits nothing and has not waited)
+            return result
+        except BaseException:
+            if settle is not None:
+                settle()  # a validation error comes before any other
+            raise
 
     def append_validated(self, table: pa.Table) -> AppendResult:
         """``append_batch`` of a table that ``prepare.validate_table`` returned (not checked again)."""
@@ -625,7 +635,11 @@ class Journal:
             finally:
                 workers.release()
 
-    def _commit(self, table: pa.Table, expected: Mapping[str, int] | None) -> AppendResult:
+    def _commit(
+        self, table: pa.Table, expected: Mapping[str, int] | None, settle: Callable[[], None] | None = None
+    ) -> AppendResult:
+        """Number and write ``table`` in one commit; ``settle`` (validation still running) is called
+        before the first file is written."""
         if table.num_rows == 0:
             return AppendResult()
         # each event's index in the caller's batch: error messages name it, positions follow it
@@ -634,6 +648,8 @@ class Journal:
         with write_lock(self.path, self.config.lock_timeout_s):
             heads = self.heads()
             numbered, skipped = self._number(table, streams, heads, expected)
+            if settle is not None:
+                settle()
             result = AppendResult(skipped=skipped, streams=len(streams))
             if numbered.num_rows:
                 written = self._write(numbered, chain_starts(numbered, heads))

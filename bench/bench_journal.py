@@ -196,6 +196,7 @@ def main() -> None:
     ap.add_argument("--journal-events", type=int, default=10_000_000)
     ap.add_argument("--reuse", action="store_true", help="reuse an existing bench journal of that size")
     ap.add_argument("--skip-append", action="store_true")
+    ap.add_argument("--skip-read", action="store_true", help="only the append part (no journal build, read or rollup)")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     if not args.skip_append:
@@ -205,6 +206,8 @@ def main() -> None:
             f"{r['raw_ev_s']:,.0f} ev/s ({r['raw_s']:.2f} s) | ratio {r['ratio_vs_raw']:.2f}x raw (target >= 0.5x) | "
             f"idempotent re-append {r['reappend_ev_s']:,.0f} ev/s"
         )
+    if args.skip_read:
+        return
     path = build_journal(args.journal_events, args.reuse)
     r = bench_read(path)
     print(

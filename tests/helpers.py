@@ -272,9 +272,19 @@ def crash_batch(commit: int, rows: int) -> pa.Table:
     )
 
 
-def _crash_work(path: str, commits: str, rows: str) -> None:
-    """The crash test's work: ``commits`` bulk appends with fixed event ids (rerunnable)."""
+def _crash_work(path: str, commits: str, rows: str, workers: str = "0") -> None:
+    """The crash test's work: ``commits`` bulk appends with fixed event ids (rerunnable).
+
+    ``workers`` > 0: every append is hashed and written in parts by that many worker processes
+    too (their pids are printed first, as ``workers PID...``).
+    """
     j = Journal.open(path)
+    if int(workers):
+        from toolkit.journal.appendworkers import pool
+
+        j.append_workers, j.parallel_append_rows = int(workers), 1
+        pool().start(int(workers))
+        print("workers", *pool().pids(), flush=True)
     for c in range(int(commits)):
         r = j.append_batch(crash_batch(c, int(rows)))
         print(c, r.appended, r.skipped, flush=True)

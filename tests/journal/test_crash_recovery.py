@@ -29,9 +29,19 @@ def _commits(journal_path: Path) -> int:
     return len(list((journal_path / "events" / "_delta_log").glob("*.json"))) - 1  # 0 is the table's creation
 
 
-def _kill_mid_write(journal: Journal) -> int:
-    """Run the work in a process and SIGKILL it while a commit's files are on disk but uncommitted."""
-    proc = spawn("crash_work", journal.path, COMMITS, ROWS)
+def _kill_mid_write(journal: Journal, workers: int = 0) -> int:
+    """Run the work in a process and SIGKILL it while a commit's files are on disk but uncommitted.
+
+    ``workers`` > 0: the process hashes and writes each append in parts, with that many worker
+    processes; they must notice the kill, delete what they were writing and exit.
+    """
+    proc = spawn("crash_work", journal.path, COMMITS, ROWS, workers)
+    pids: list[int] = []
+    if workers:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().split()
+        assert first[0] == "workers", first
+        pids = [int(p) for p in first[1:]]
     deadline = time.monotonic() + 60
     try:
         while True:
@@ -44,11 +54,24 @@ def _kill_mid_write(journal: Journal) -> int:
     finally:
         proc.kill()
         proc.communicate(timeout=30)
+    while any(Path(f"/proc/{pid}").exists() and _running(pid) for pid in pids):
+        assert time.monotonic() < deadline + 30, f"append workers {pids} outlived their parent"
+        time.sleep(0.01)
     return proc.returncode
 
 
-def test_sigkill_mid_append_leaves_whole_commits_and_rerun_completes(journal: Journal) -> None:
-    assert _kill_mid_write(journal) == -signal.SIGKILL
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan is reaped by init)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "worker-processes"])
+def test_sigkill_mid_append_leaves_whole_commits_and_rerun_completes(journal: Journal, workers: int) -> None:
+    assert _kill_mid_write(journal, workers) == -signal.SIGKILL
     orphans = _uncommitted_parts(journal.path)
     assert orphans, "the kill should have left parts of the interrupted commit behind"
 
@@ -66,8 +89,8 @@ def test_sigkill_mid_append_leaves_whole_commits_and_rerun_completes(journal: Jo
     assert not {str(p) for p in (journal.path / "events").rglob("*.parquet") if p.name in orphans} & active
 
     # the same work again: committed batches are skipped, the rest appended, no duplicates
-    out = run("crash_work", journal.path, COMMITS, ROWS)
-    lines = [line.split() for line in out.splitlines()]
+    out = run("crash_work", journal.path, COMMITS, ROWS, workers)
+    lines = [line.split() for line in out.splitlines() if not line.startswith("workers")]
     assert [(int(c), int(a), int(s)) for c, a, s in lines] == [
         (c, 0 if c < done else ROWS, ROWS if c < done else 0) for c in range(COMMITS)
     ]

@@ -201,3 +201,31 @@ def test_valid_arrow_batch_is_appended_like_dicts(seeded: Journal) -> None:
     assert t.column("span_id").to_pylist() == [None, "b7ad6b7169203331"]
     assert t.column("metadata").to_pylist() == ["{}", "{}"]
     assert t.column("data").to_pylist() == ['{"i":2}', '{"i":5}']
+
+
+# The JSON of data is checked in a thread while the batch is numbered: with several problems in
+# one batch, the error is still the one a check in validate_table's order finds first.
+SECOND_PROBLEMS = [
+    pytest.param({"tokens_out": [1, 1, -5, 1, 1, 1, 1, 1]}, {}, "tokens_out", 2, id="earlier-check-wins"),
+    pytest.param({"metadata": ["{}"] * 7 + ["[1]"]}, {}, "data", 4, id="metadata-json-after-data"),
+    pytest.param({"traceparent": ["00-zz"] + [None] * 7}, {}, "data", 4, id="traceparent-after-data"),
+    pytest.param({}, {"expected_versions": {"run-1": 7}}, "data", 4, id="expected-version-after-data"),
+    pytest.param(
+        {"version": [None, None, None, None, None, 9, None, None]}, {}, "data", 4, id="given-version-after-data"
+    ),
+    pytest.param({"event_id": ["same"] * 8}, {}, "data", 4, id="duplicate-id-after-data"),
+]
+
+
+@pytest.mark.parametrize(("columns", "kwargs", "field", "row"), SECOND_PROBLEMS)
+def test_the_first_problem_in_validation_order_is_reported(
+    seeded: Journal, columns: dict[str, Any], kwargs: dict[str, Any], field: str, row: int
+) -> None:
+    data = [f'{{"i":{i}}}' for i in range(8)]
+    data[4] = '{"i": 4'  # invalid JSON
+    table = arrow_batch(8, data=data, **columns)
+    before = snapshot(seeded)
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch(table, **kwargs)
+    assert (caught.value.context["field"], caught.value.context["index"]) == (field, row)
+    assert snapshot(seeded) == before

@@ -126,7 +126,7 @@ def hash_chunks(numbered: pa.Table, starts: dict[str, bytes], chunk_rows: int = 
     """
     for offset in range(0, numbered.num_rows, chunk_rows):
         chunk = numbered.slice(offset, chunk_rows)
-        payloads = pa.array(hashing.payload_digests(chunk.column("data"), chunk.column("metadata")), pa.string())
+        payloads = hashing.payload_column(chunk.column("data"), chunk.column("metadata"))
         chunk = _set(chunk, "payload_sha256", payloads)
         prevs, hashes = hashing.link(
             pl.Series(chunk.column("stream_id")).to_list(), hashing.chain_messages(chunk, payloads), starts
@@ -145,7 +145,7 @@ def _with_payloads(rows: pl.DataFrame, table: pa.Table) -> pl.DataFrame:
     """``rows`` (holding ``_idx``) with the payload digest of those events of ``table``."""
     picked = table.take(rows.get_column("_idx").to_arrow())
     return rows.with_columns(
-        payload=pl.Series(hashing.payload_digests(picked.column("data"), picked.column("metadata")))
+        payload=pl.Series(hashing.payload_column(picked.column("data"), picked.column("metadata")))
     )
 
 

@@ -13,7 +13,9 @@ neighbour. Null columns are left out, so a journal whose schema grew by a nullab
 enter only through their digest, a payload can be redacted later (digest kept, text replaced)
 without breaking the chain.
 
-Encodings are built column-wise with Polars; only the SHA-256 calls run per event.
+Encodings are built column-wise with Polars. Payload digests are computed vectorised by the
+``polars-hash`` plugin (Rust, no GIL) where it is installed, else by ``hashlib`` row by row (the
+same digests); the chain's SHA-256 calls run per event (each needs the one before).
 
 >>> import pyarrow as pa
 >>> payload_digests(pa.array(['{"a":1}']), pa.array(['{}']))[0]
@@ -23,7 +25,9 @@ Encodings are built column-wise with Polars; only the SHA-256 calls run per even
 from __future__ import annotations
 
 import hashlib
+import importlib
 from operator import methodcaller
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -37,15 +41,38 @@ _SEP = "\x1f"
 _GENESIS = bytes.fromhex(GENESIS_HASH)
 
 
+def _polars_hash() -> Any:
+    """The ``polars-hash`` plugin (vectorised SHA-256), or None: ``hashlib`` gives the same digests."""
+    try:
+        return importlib.import_module("polars_hash")
+    except ImportError:
+        return None
+
+
+_plh = _polars_hash()
+
+
 def _series(col: pa.Array | pa.ChunkedArray) -> pl.Series:
     return pl.Series(col)  # zero-copy where Arrow allows
 
 
 def payload_digests(data: pa.Array | pa.ChunkedArray, metadata: pa.Array | pa.ChunkedArray) -> list[str]:
-    joined = pl.DataFrame({"d": _series(data), "m": _series(metadata)}).select(
-        pl.concat_str("d", "m", separator=_NULL).cast(pl.Binary)
-    )
-    return list(map(_hexdigest, map(_sha256, joined.to_series().to_list())))
+    """The hex digest of every event's payload."""
+    return payload_column(data, metadata).to_pylist()  # type: ignore[no-any-return]
+
+
+def payload_column(data: pa.Array | pa.ChunkedArray, metadata: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``payload_digests`` as an Arrow string array."""
+    frame = pl.DataFrame({"d": _series(data), "m": _series(metadata)})
+    if _plh is None:
+        return _payload_column_hashlib(frame)
+    digests = frame.select(_plh.concat_str("d", "m", separator=_NULL).chash.sha2_256()).to_series()
+    return digests.to_arrow().cast(pa.string())
+
+
+def _payload_column_hashlib(frame: pl.DataFrame) -> pa.Array:
+    joined = frame.select(pl.concat_str("d", "m", separator=_NULL).cast(pl.Binary)).to_series()
+    return pa.array(list(map(_hexdigest, map(_sha256, joined.to_list()))), pa.string())
 
 
 def _float_bits(col: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -68,30 +95,49 @@ def _value_text(name: str, dtype: pl.DataType, escape: bool) -> pl.Expr:
     return e.cast(pl.String)  # integers (floats arrive as their bits), decimals
 
 
-def _envelope_frame(table: pa.Table) -> pl.DataFrame:
+def _envelope_frame(table: pa.Table) -> tuple[pl.DataFrame, set[str]]:
+    """The envelope columns of ``table`` for Polars, and the names of those whose text may hold a separator."""
     cols = {}
+    escape = set()
     for name in ENVELOPE_COLUMNS:
         if name not in table.column_names:  # a column newer than this table: null
             continue
         col = table.column(name)
         cols[name] = _series(_float_bits(col) if pa.types.is_floating(col.type) else col)
-    return pl.DataFrame(cols)
+        if (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)) and _may_hold_separators(col):
+            escape.add(name)
+    return pl.DataFrame(cols), escape
 
 
-def _envelope(frame: pl.DataFrame, lead: str | None = None) -> pl.Series:
+def _may_hold_separators(col: pa.ChunkedArray) -> bool:
+    """Whether some value holds U+001E or U+001F: one ``memchr`` over the bytes of the values.
+
+    (Bytes of null values may be scanned too: a false alarm only costs the escaping pass.)
+    """
+    for chunk in col.chunks:
+        _, offsets, data = chunk.buffers()
+        if data is None or offsets is None or len(chunk) == 0:
+            continue
+        bounds = memoryview(offsets).cast("q" if pa.types.is_large_string(chunk.type) else "i")
+        lo, hi = bounds[chunk.offset], bounds[chunk.offset + len(chunk)]
+        text = data.slice(lo, hi - lo).to_pybytes()
+        if text.find(b"\x1e") >= 0 or text.find(b"\x1f") >= 0:
+            return True
+    return False
+
+
+def _envelope(frame: pl.DataFrame, escape: set[str], lead: str | None = None) -> pl.Series:
     """The envelope of every row (``lead``'s value in front of it, when given), as text.
 
-    One ``concat_str`` of literals and values: a column without nulls contributes ``SEP name=``
-    and its value; a column with some nulls contributes ``SEP name=value`` or the empty string.
-    That is the text of joining the non-null ``name=value`` pairs by the separator, without the
-    costly null-skipping join.
+    One ``concat_str`` of literals and values, nulls skipped: a column without nulls
+    contributes ``SEP name=`` and its value; a column with some nulls contributes
+    ``SEP name=value``, which is null where the value is. That is the text of joining the
+    non-null ``name=value`` pairs by the separator, without the costly null-skipping join.
+    String values of the columns in ``escape`` have their separators escaped.
     """
     names = [n for n in frame.columns if n != lead]
     nulls = dict(zip(frame.columns, frame.null_count().row(0), strict=True))
     present = [n for n in names if nulls[n] < frame.height]
-    strings = [n for n in present if frame.schema[n] == pl.String]
-    holds = frame.select(pl.col(strings).str.contains("[\x1e\x1f]").any()).row(0) if strings else ()
-    escape = {n for n, h in zip(strings, holds, strict=True) if h}
     parts: list[pl.Expr] = [pl.col(lead)] if lead else []
     if present and nulls[present[0]]:  # no required column leads (never in a journal): the plain join
         pairs = [pl.concat_str(pl.lit(f"{n}="), _value_text(n, frame.schema[n], n in escape)) for n in present]
@@ -100,8 +146,8 @@ def _envelope(frame: pl.DataFrame, lead: str | None = None) -> pl.Series:
         for i, n in enumerate(present):
             label = pl.lit(f"{_SEP if i else ''}{n}=")
             value = _value_text(n, frame.schema[n], n in escape)
-            parts += [pl.concat_str(label, value).fill_null("")] if nulls[n] else [label, value]
-    expr = pl.concat_str(parts) if parts else pl.repeat("", pl.len(), dtype=pl.String)
+            parts += [pl.concat_str(label, value)] if nulls[n] else [label, value]
+    expr = pl.concat_str(parts, ignore_nulls=True) if parts else pl.repeat("", pl.len(), dtype=pl.String)
     return frame.select(expr.alias("envelope")).to_series()
 
 
@@ -116,13 +162,14 @@ def envelope_texts(table: pa.Table) -> pl.Series:
     ...     "stream_id=r" + chr(0x1F) + "tokens_in=1", "stream_id=s" + chr(0x1F) + "agent=a"]
     True
     """
-    return _envelope(_envelope_frame(table))
+    return _envelope(*_envelope_frame(table))
 
 
 def chain_messages(table: pa.Table, payloads: pa.Array | pa.ChunkedArray) -> list[bytes]:
     """``payload_sha256 ‖ envelope`` of every row: what each chain link hashes after the previous hash."""
-    frame = _envelope_frame(table).with_columns(_payload=_series(payloads))
-    return _envelope(frame, lead="_payload").cast(pl.Binary).to_list()
+    frame, escape = _envelope_frame(table)
+    frame = frame.with_columns(_payload=_series(payloads))
+    return _envelope(frame, escape, lead="_payload").cast(pl.Binary).to_list()
 
 
 def link(stream_ids: list[str], messages: list[bytes], heads: dict[str, bytes]) -> tuple[pa.Array, pa.Array]:

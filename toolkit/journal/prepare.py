@@ -18,11 +18,13 @@ Hint: give times in ISO 8601 with an offset, e.g. 2026-11-01T12:00:00Z
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -215,6 +217,39 @@ def validate_table(table: pa.Table) -> pa.Table:
 
     JSON columns are text and must parse; timestamps must carry a time zone.
     """
+    out, settle = validate_table_pending(table)
+    settle()
+    return out
+
+
+class _Pending:
+    """A check running in a thread; ``settle`` waits for it and raises its error (every call)."""
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(check,), name="journal-validate", daemon=True)
+        self._thread.start()
+
+    def _run(self, check: Callable[[], None]) -> None:
+        try:
+            check()
+        except BaseException as e:  # raised by settle, in the caller's thread
+            self._error = e
+
+    def settle(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def validate_table_pending(table: pa.Table) -> tuple[pa.Table, Callable[[], None]]:
+    """``validate_table`` of which the JSON check of ``data`` may still be running: call ``settle``
+    (returned) before anything durable is done with the table; it raises that check's error.
+
+    The check (the longest, Polars without the GIL) runs in a thread meanwhile. Errors keep
+    the order of ``validate_table``: one found by a check before it is raised as it is, and
+    one found after it (here, or by the caller before settling) gives way to its error.
+    """
     unknown = [
         n for n in table.column_names if n not in INPUT_COLUMNS and n != "position" and n not in ASSIGNED_COLUMNS
     ]
@@ -241,10 +276,31 @@ def validate_table(table: pa.Table) -> pa.Table:
         bad = pc.fill_null(pc.equal(cols[name], ""), True) if name != "data" else pc.is_null(cols[name])
         if pc.any(bad).as_py():
             raise EventValidationError.field(name, _first_bad(bad), "required, a non-empty string")
+    data = cols["data"]
+    data_check = _Pending(lambda: _check_json(data, "data"))
+    try:
+        _check_columns(table, cols)
+    except BaseException:
+        with contextlib.suppress(BaseException):  # this error comes first
+            data_check.settle()
+        raise
+    try:
+        _check_json(cols["metadata"], "metadata")
+        out = pa.table(cols, schema=INPUT_SCHEMA)
+        if out.column("traceparent").null_count < n:
+            out = _fill_trace_ids(out)
+    except BaseException:
+        data_check.settle()  # its error comes first
+        raise
+    return out, data_check.settle
+
+
+def _check_columns(table: pa.Table, cols: dict[str, pa.ChunkedArray | pa.Array]) -> None:
+    """The checks and defaults of ``validate_table`` between the required columns and the JSON."""
     if "metadata" in table.column_names:
         cols["metadata"] = pc.fill_null(cols["metadata"], "{}")
     else:
-        cols["metadata"] = pa.array(["{}"] * n, pa.string())
+        cols["metadata"] = pa.array(["{}"] * table.num_rows, pa.string())
     if "occurred_at" not in table.column_names or pc.any(pc.is_null(cols["occurred_at"])).as_py():
         now = pa.scalar(dt.datetime.now(UTC), TIMESTAMP)
         cols["occurred_at"] = pc.fill_null(cols["occurred_at"], now)
@@ -273,13 +329,6 @@ def validate_table(table: pa.Table) -> pa.Table:
                 i,
                 f"versions start at 1, got {value}" if name == "version" else f"must not be negative, got {value}",
             )
-    for name in ("data", "metadata"):
-        _check_json(cols[name], name)
-    out = pa.table(cols, schema=INPUT_SCHEMA)
-    tp = out.column("traceparent")
-    if tp.null_count < n:
-        out = _fill_trace_ids(out)
-    return out
 
 
 def _first_uncastable(col: pa.ChunkedArray | pa.Array, to: pa.DataType) -> int:

@@ -19,14 +19,11 @@ per-file min/max statistics of the log, then by Parquet row-group statistics.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import queue
 import shutil
 import tempfile
-import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -44,6 +41,7 @@ from deltalake import (
     write_deltalake,
 )
 from deltalake.exceptions import DeltaError
+from deltalake.transaction import AddAction, RemoveAction
 
 from toolkit.errors import (
     ConcurrencyError,
@@ -51,12 +49,23 @@ from toolkit.errors import (
     JournalExistsError,
     JournalNotFoundError,
 )
-from toolkit.journal.appendfiles import AppendFiles
+from toolkit.journal.appendworkers import (
+    PARALLEL_MIN_ROWS,
+    AppendWorkers,
+    FileLayout,
+    HashedChunks,
+    Pending,
+    default_workers,
+    head_rows,
+    pool,
+    split_by_stream,
+    write_part,
+)
 from toolkit.journal.assign import chain_starts, hash_chunks, number
 from toolkit.journal.config import CONFIG_FILE, JournalConfig, write_atomic
 from toolkit.journal.location import S3Location, check_bucket, delta_storage_options, is_remote, open_input
 from toolkit.journal.lock import write_lock
-from toolkit.journal.prepare import INPUT_SCHEMA, events_to_table, validate_table
+from toolkit.journal.prepare import INPUT_SCHEMA, events_to_table, validate_table_pending
 from toolkit.journal.schema import (
     ARROW_SCHEMA,
     COLUMN_NAMES,
@@ -157,6 +166,10 @@ class Journal:
         self._rg_cache_bytes = 0
         self.row_group_cache_bytes = 64 << 20
         self._columns: list[str] | None = None
+        #: worker processes a large append hashes and writes parts in (0: this process only)
+        self.append_workers = default_workers()
+        #: appends of fewer rows stay in this process
+        self.parallel_append_rows = PARALLEL_MIN_ROWS
 
     # ------------------------------------------------------------------ opening
 
@@ -585,18 +598,48 @@ class Journal:
         """Bulk append of many streams in one commit (importers, benchmarks)."""
         # dict events get the active OpenTelemetry span's traceparent where they have none; Arrow
         # tables (imports) are kept as the source wrote them
-        table = validate_table(events) if isinstance(events, pa.Table) else events_to_table(stamp_traceparent(events))
-        if stream_type is not None:
-            table = _fill(table, "stream_type", stream_type)
-        return self._commit(table, expected_versions)
+        settle = None
+        if isinstance(events, pa.Table):
+            self._start_workers(events.num_rows)  # they start while the batch is validated and numbered
+            # the JSON of data is checked while the batch is numbered; settled before anything is written
+            table, settle = validate_table_pending(events)
+        else:
+            table = events_to_table(stamp_traceparent(events))
+        try:
+            if stream_type is not None:
+                table = _fill(table, "stream_type", stream_type)
+            result = self._commit(table, expected_versions, settle)
+            if settle is not None:
+                settle()  # (an empty batch commits nothing and has not waited)
+            return result
+        except BaseException:
+            if settle is not None:
+                settle()  # a validation error comes before any other
+            raise
 
     def append_validated(self, table: pa.Table) -> AppendResult:
         """``append_batch`` of a table that ``prepare.validate_table`` returned (not checked again)."""
         if table.schema != INPUT_SCHEMA:
             raise EventValidationError.field("<table>", 0, "not a table that validate_table returned")
+        self._start_workers(table.num_rows)
         return self._commit(table, None)
 
-    def _commit(self, table: pa.Table, expected: Mapping[str, int] | None) -> AppendResult:
+    def _start_workers(self, rows: int) -> None:
+        """Start the worker processes an append of ``rows`` rows will use (if it will)."""
+        if self.remote or not self.append_workers or rows < self.parallel_append_rows:
+            return
+        workers = pool()
+        if workers.try_acquire():
+            try:
+                workers.start(self.append_workers)
+            finally:
+                workers.release()
+
+    def _commit(
+        self, table: pa.Table, expected: Mapping[str, int] | None, settle: Callable[[], None] | None = None
+    ) -> AppendResult:
+        """Number and write ``table`` in one commit; ``settle`` (validation still running) is called
+        before the first file is written."""
         if table.num_rows == 0:
             return AppendResult()
         # each event's index in the caller's batch: error messages name it, positions follow it
@@ -605,6 +648,8 @@ class Journal:
         with write_lock(self.path, self.config.lock_timeout_s):
             heads = self.heads()
             numbered, skipped = self._number(table, streams, heads, expected)
+            if settle is not None:
+                settle()
             result = AppendResult(skipped=skipped, streams=len(streams))
             if numbered.num_rows:
                 written = self._write(numbered, chain_starts(numbered, heads))
@@ -618,37 +663,16 @@ class Journal:
                 result.heads[sid] = self._heads[sid].version if sid in self._heads else 0
             return result
 
-    def _write(self, numbered: pa.Table, starts: dict[str, bytes]) -> pa.Table:
+    def _write(self, numbered: pa.Table, starts: dict[str, bytes]) -> pl.DataFrame:
         """Hash ``numbered`` chunk by chunk while the chunks before are written: one Delta commit.
 
         A thread computes the digests and the chain (Python and Polars) and hands each chunk to
         the writer: pyarrow's Parquet writer for a local journal (it releases the GIL while it
         encodes, so hashing and writing overlap; the files are committed as add actions), or
-        deltalake's writer for a remote journal and for a table whose schema grows. Returns what
-        the stream heads need (stream_id, stream_type, version, hash, day) of the rows written.
+        deltalake's writer for a remote journal and for a table whose schema grows. A large
+        local append is cut into parts of whole streams, hashed and written by this process and
+        worker processes at once (``appendworkers``). Returns the new stream heads (``head_rows``).
         """
-        chunks: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
-        failure: list[BaseException] = []
-        summary: list[pa.Table] = []
-
-        def produce() -> None:
-            try:
-                for chunk in hash_chunks(numbered, starts):
-                    summary.append(chunk.select(["stream_id", "stream_type", "version", "hash", "day"]))
-                    chunks.put(chunk)
-            except BaseException as e:  # handed to the writer's side below
-                failure.append(e)
-            finally:
-                chunks.put(None)
-
-        def hashed() -> Iterator[pa.Table]:
-            while (chunk := chunks.get()) is not None:
-                yield chunk
-            if failure:
-                raise failure[0]
-
-        producer = threading.Thread(target=produce, name="journal-hash-chain", daemon=True)
-        producer.start()
         grows = not set(COLUMN_NAMES).issubset(self.table_columns())
         properties = CommitProperties(
             custom_metadata={
@@ -657,37 +681,47 @@ class Journal:
                 "toolkit.events": str(numbered.num_rows),
             }
         )
-        try:
-            if self.remote or grows:
-                self._write_deltalake(hashed(), grows, properties)
-            else:
-                self._write_files(hashed(), properties)
-        except BaseException:
-            while producer.is_alive():  # unblock the producer so it can finish; its error comes first
-                with contextlib.suppress(queue.Empty):
-                    chunks.get(timeout=0.05)
-            producer.join()
-            if failure:
-                raise failure[0] from None
-            raise
-        producer.join()
-        return pa.concat_tables(summary)
+        if self.remote or grows:
+            return self._write_deltalake(numbered, starts, grows, properties)
+        layout = FileLayout(self.events_uri, tuple(self.config.partition_by), STATS_COLUMNS, self.config.row_group_rows)
+        workers = pool() if self.append_workers and numbered.num_rows >= self.parallel_append_rows else None
+        if workers is None or not workers.try_acquire():
+            actions, heads = write_part(numbered, starts, layout, hash_chunks)
+        else:
+            try:
+                actions, heads = self._write_parts(workers, numbered, starts, layout)
+            finally:
+                workers.release()
+        self._commit_actions(actions, properties)
+        return heads
 
-    def _write_files(self, chunks: Iterator[pa.Table], properties: CommitProperties) -> None:
-        files = AppendFiles(
-            Path(self.events_uri),
-            ARROW_SCHEMA,
-            list(self.config.partition_by),
-            STATS_COLUMNS,
-            self.config.row_group_rows,
-        )
+    def _write_parts(
+        self, workers: AppendWorkers, numbered: pa.Table, starts: dict[str, bytes], layout: FileLayout
+    ) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
+        """``write_part`` of each part of ``numbered``: the first here, the others in workers."""
+        workers.start(self.append_workers)
+        parts = split_by_stream(numbered, self.append_workers + 1)
+        pending: list[Pending] = []
+        failure: BaseException | None = None
+        done: list[tuple[list[AddAction | RemoveAction], pl.DataFrame]] = []
         try:
-            for chunk in chunks:
-                files.add(chunk)
-            actions = files.close()
-        except BaseException:
-            files.abort()  # nothing was committed: leave no files behind
-            raise
+            pending = [workers.submit(i, part, starts, layout) for i, part in enumerate(parts[1:])]
+            done.append(write_part(parts[0], starts, layout, hash_chunks))
+        except BaseException as e:
+            failure = e
+        for p in pending:  # every worker answers (or is killed) before this append ends
+            try:
+                done.append(p.result())
+            except BaseException as e:
+                failure = failure or e
+        if failure is not None:
+            for actions, _ in done:
+                layout.remove(actions)
+            raise failure
+        actions = [a for part_actions, _ in done for a in part_actions]
+        return actions, head_rows(pl.concat([heads for _, heads in done]))
+
+    def _commit_actions(self, actions: list[AddAction | RemoveAction], properties: CommitProperties) -> None:
         self.delta_table().create_write_transaction(
             actions,
             mode="append",
@@ -696,17 +730,28 @@ class Journal:
             commit_properties=properties,
         )
 
-    def _write_deltalake(self, chunks: Iterator[pa.Table], grows: bool, properties: CommitProperties) -> None:
+    def _write_deltalake(
+        self, numbered: pa.Table, starts: dict[str, bytes], grows: bool, properties: CommitProperties
+    ) -> pl.DataFrame:
+        chunks = HashedChunks(numbered, starts, hash_chunks)
         batches = (batch for chunk in chunks for batch in chunk.to_batches())
-        write_deltalake(
-            self.delta_table(),
-            pa.RecordBatchReader.from_batches(ARROW_SCHEMA, batches),
-            mode="append",
-            schema_mode="merge" if grows else None,  # a newer minor schema adds nullable columns
-            partition_by=list(self.config.partition_by),
-            writer_properties=append_writer_properties(self.config.row_group_rows),
-            commit_properties=properties,
-        )
+        try:
+            write_deltalake(
+                self.delta_table(),
+                pa.RecordBatchReader.from_batches(ARROW_SCHEMA, batches),
+                mode="append",
+                schema_mode="merge" if grows else None,  # a newer minor schema adds nullable columns
+                partition_by=list(self.config.partition_by),
+                writer_properties=append_writer_properties(self.config.row_group_rows),
+                commit_properties=properties,
+            )
+        except BaseException:
+            failure = chunks.stop()  # the hashing failure is the cause
+            if failure is not None:
+                raise failure from None
+            raise
+        chunks.stop()
+        return chunks.heads()
 
     def _fill_head_hashes(self, stream_ids: list[str]) -> None:
         """Look up the last hash of streams whose head hash is not known yet."""
@@ -725,18 +770,9 @@ class Journal:
                 hint="run journal verify; the journal's files may have been removed by hand",
             )
 
-    def _update_heads(self, prepared: pa.Table) -> None:
-        agg = (
-            pl.from_arrow(prepared.select(["stream_id", "stream_type", "version", "hash", "day"]))  # type: ignore[union-attr]
-            .group_by("stream_id")
-            .agg(
-                pl.col("stream_type").first(),
-                pl.col("version").max(),
-                pl.col("hash").sort_by("version").last(),
-                pl.col("day").min().alias("lo"),
-                pl.col("day").max().alias("hi"),
-            )
-        )
+    def _update_heads(self, written: pl.DataFrame) -> None:
+        """Take in the ``head_rows`` of the rows just committed."""
+        agg = written.select("stream_id", "stream_type", "version", "hash", "lo", "hi")
         for sid, st, version, h, lo, hi in agg.iter_rows():
             head = self._heads.get(sid)
             if head is None:
@@ -760,7 +796,7 @@ class Journal:
         if existing and table.column("event_id").null_count < table.num_rows:
             known = self.read_streams(existing, ["stream_id", "event_id", "payload_sha256", "event_type"])
         self._fill_head_hashes([s for s in existing if heads[s].hash is None])
-        prepared, skipped = number(table, heads, known, self.max_position(), dt.datetime.now(UTC))
+        prepared, skipped = number(table, heads, known, self.max_position(), _now())
         if expected:
             new_streams = set(pc.unique(prepared.column("stream_id")).to_pylist())
             for sid, exp in expected.items():
@@ -797,6 +833,11 @@ def writer_properties(row_group_rows: int) -> WriterProperties:
 def append_writer_properties(row_group_rows: int) -> WriterProperties:
     """Files appends write: cheap to write (Snappy, no bloom filters); compaction rewrites them."""
     return WriterProperties(compression="SNAPPY", max_row_group_size=row_group_rows)
+
+
+def _now() -> dt.datetime:
+    """The ``recorded_at`` of an append (one clock read per commit)."""
+    return dt.datetime.now(UTC)
 
 
 def _replace(table: pa.Table, name: str, values: pa.Array) -> pa.Table:

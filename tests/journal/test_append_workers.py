@@ -1,0 +1,198 @@
+"""Large appends hashed and written in parts by worker processes: the same journal as in one process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pytest
+from helpers import assert_stream_keys_sound, event_rows, snapshot
+
+from toolkit.journal import Journal, store
+from toolkit.journal.appendworkers import AppendWorkerError, AppendWorkers, FileLayout, pool, split_by_stream
+from toolkit.journal.integrity import verify_journal
+
+UTC = dt.UTC
+T0 = dt.datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def batch(seed: int, rows: int, streams: list[str], types: dict[str, str] | None = None) -> pa.Table:
+    """``rows`` events spread at random over ``streams`` (interleaved), some with nulls and separators."""
+    rng = random.Random(seed)
+    sids = [rng.choice(streams) for _ in range(rows)]
+    types = types or {}
+    return pa.table(
+        {
+            "stream_id": sids,
+            "stream_type": [types.get(s, "run") for s in sids],
+            "event_type": [rng.choice(["tool_called", "tool_result", "llm_response"]) for _ in range(rows)],
+            "event_id": [f"b{seed}-{i}" for i in range(rows)],
+            "occurred_at": pa.array(
+                [T0 + dt.timedelta(hours=rng.randrange(72), microseconds=i) for i in range(rows)],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "model": [rng.choice([None, "m1", "m\x1f2"]) for _ in range(rows)],
+            "tokens_in": [rng.choice([None, rng.randrange(10_000)]) for _ in range(rows)],
+            "duration_ms": [rng.choice([None, rng.random() * 100]) for _ in range(rows)],
+            "data": [f'{{"i":{i},"s":{seed}}}' for i in range(rows)],
+        }
+    )
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every append records the same time, so two journals of the same batches hash alike."""
+    monkeypatch.setattr(store, "_now", lambda: dt.datetime(2026, 11, 20, 12, tzinfo=UTC))
+
+
+def parallel(journal: Journal, workers: int = 1) -> Journal:
+    journal.append_workers, journal.parallel_append_rows = workers, 1
+    return journal
+
+
+@pytest.fixture
+def two(tmp_path: Path, fixed_clock: None) -> Iterator[tuple[Journal, Journal]]:
+    """The same empty journal twice: in one process only, and with worker processes."""
+    alone = Journal.create(tmp_path / "alone")
+    alone.append_workers = 0
+    with_workers = parallel(Journal.create(tmp_path / "workers"))
+    yield alone, with_workers
+    alone.close()
+    with_workers.close()
+
+
+def test_split_by_stream_gives_whole_streams_in_ranges_of_ids_keeping_row_order() -> None:
+    t = batch(1, 5_000, [f"s{i:02d}" for i in range(30)]).append_column("n", pa.array(range(5_000)))
+    parts = split_by_stream(t, 3)
+    assert len(parts) == 3 and sum(p.num_rows for p in parts) == t.num_rows
+    ids = [set(p.column("stream_id").to_pylist()) for p in parts]
+    assert all(max(a) < min(b) for a, b in itertools.pairwise(ids))  # disjoint, ascending ranges
+    assert all(abs(p.num_rows - t.num_rows / 3) < t.num_rows / 6 for p in parts)
+    for p in parts:  # the caller's order inside each part
+        n = p.column("n").to_pylist()
+        assert n == sorted(n)
+    one = split_by_stream(batch(2, 100, ["only"]), 2)
+    assert len(one) == 1 and one[0].num_rows == 100
+    sorted_rows = t.sort_by("stream_id")  # streams in runs: the parts are slices
+    assert pa.concat_tables(split_by_stream(sorted_rows, 2)).equals(sorted_rows)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_parts_written_by_workers_are_the_rows_and_hashes_of_one_process(
+    two: tuple[Journal, Journal], workers: int
+) -> None:
+    alone, with_workers = two
+    with_workers.append_workers = workers
+    streams = [f"run-{i:03d}" for i in range(40)]
+    batches = [batch(1, 3_000, streams[:25]), batch(2, 2_000, streams), batch(3, 4_000, streams[10:])]
+    for b in batches:  # later batches continue chains the workers did not start
+        ra, rw = alone.append_batch(b), with_workers.append_batch(b)
+        assert (ra.appended, ra.first_position, ra.last_position, ra.heads) == (
+            rw.appended,
+            rw.first_position,
+            rw.last_position,
+            rw.heads,
+        )
+    a, w = Journal.open(alone.path).read_all(), Journal.open(with_workers.path).read_all()
+    assert a.num_rows == 9_000 and a.equals(w)
+    assert verify_journal(Journal.open(with_workers.path)).ok
+    # the heads the writer kept are those a fresh reader finds
+    fresh = Journal.open(with_workers.path).heads()
+    kept = with_workers.heads()
+    assert {s: (h.version, h.first_day, h.last_day) for s, h in fresh.items()} == {
+        s: (h.version, h.first_day, h.last_day) for s, h in kept.items()
+    }
+    assert all(kept[s].hash == a.filter(pa.compute.equal(a["stream_id"], s))["hash"][-1].as_py() for s in kept)
+    # an idempotent re-append of everything writes nothing
+    for b in batches:
+        assert with_workers.append_batch(b).skipped == b.num_rows
+
+
+def test_files_of_a_part_hold_only_its_streams(two: tuple[Journal, Journal]) -> None:
+    _, with_workers = two
+    with_workers.append_batch(batch(1, 6_000, [f"r{i:02d}" for i in range(20)]))
+    files = with_workers.files()
+    # each part's files cover its own range of stream ids: reads prune by them
+    ranges = {(f.min_stream_id, f.max_stream_id) for f in files}
+    assert len(ranges) == 2 and max(lo for lo, _ in ranges) > min(hi for _, hi in ranges)
+    assert sum(f.rows for f in files) == 6_000
+
+
+def _block(journal: Journal, stream_type: str) -> Path:
+    """A regular file where the partition folder of ``stream_type`` must go: writing there fails."""
+    blocker = journal.path / "events" / f"stream_type={stream_type}"
+    blocker.write_text("not a folder")
+    return blocker
+
+
+@pytest.mark.parametrize("failing", ["worker", "this process"])
+def test_a_failure_in_any_part_writes_nothing_and_raises_the_cause(journal: Journal, failing: str) -> None:
+    parallel(journal)
+    journal.append("before", [{"event_type": "x", "data": {}}])
+    before = snapshot(journal)
+    # the lowest stream ids are in this process's part, the highest in the worker's
+    streams = [f"s-{i:02d}" for i in range(20)]
+    types = {streams[0]: "early", streams[-1]: "late"}
+    b = batch(1, 4_000, streams, types)
+    blocker = _block(journal, "late" if failing == "worker" else "early")
+    with pytest.raises(OSError) as caught:
+        journal.append_batch(b)
+    assert any("append worker process" in n for n in getattr(caught.value, "__notes__", [])) == (failing == "worker")
+    blocker.unlink()
+    assert snapshot(journal) == before  # no commit, and no file of either part left behind
+    # the journal is whole and the same append now goes through
+    again = Journal.open(journal.path)
+    assert verify_journal(again).ok and again.stream_version("before") == 1
+    parallel(again)
+    assert again.append_batch(b).appended == 4_000
+    rows = event_rows(again, ["stream_id", "version", "position", "event_id"])
+    assert len(rows) == 4_001
+    assert_stream_keys_sound(rows)
+    assert verify_journal(again).ok
+
+
+def test_a_worker_that_dies_is_reported_and_replaced(journal: Journal) -> None:
+    workers = AppendWorkers()
+    try:
+        workers.start(1)
+        part = batch(1, 10, ["s"])
+        layout = FileLayout(str(journal.path / "events"), ("stream_type", "day"), (), 8192)
+        (pid,) = workers.pids()
+        workers._workers[0].proc.kill()
+        workers._workers[0].proc.wait()
+        with pytest.raises(AppendWorkerError, match=f"append worker \\(pid {pid}\\) exited"):
+            workers.submit(0, part, {}, layout)
+        workers.start(1)
+        assert workers.pids() != [pid]
+    finally:
+        workers.close()
+    # the process's own pool starts a new worker when its worker died between appends
+    parallel(journal)
+    journal.append_batch(batch(1, 1_000, ["a", "b", "c", "d"]))
+    for w in pool()._workers:
+        w.proc.kill()
+        w.proc.wait()
+    assert journal.append_batch(batch(2, 1_000, ["a", "b", "c", "d"])).appended == 1_000
+    assert verify_journal(Journal.open(journal.path)).ok
+
+
+def test_small_appends_and_a_busy_pool_stay_in_this_process(journal: Journal) -> None:
+    journal.append_workers = 1
+    journal.parallel_append_rows = 500
+    workers = pool()
+    assert workers.try_acquire()  # another thread is appending with the workers
+    try:
+        r = journal.append_batch(batch(1, 2_000, ["a", "b", "c", "d"]))
+    finally:
+        workers.release()
+    assert r.appended == 2_000
+    assert len({(f.min_stream_id, f.max_stream_id) for f in journal.files()}) == 1  # one part
+    heads = pl.DataFrame([(s, h.version) for s, h in journal.heads().items()], schema=["s", "v"], orient="row").sort(
+        "s"
+    )
+    assert heads.get_column("v").sum() == 2_000

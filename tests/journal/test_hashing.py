@@ -1,0 +1,105 @@
+"""The vectorised digests and envelopes equal their definition, computed row by row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import struct
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from toolkit.journal import hashing
+
+UTC = dt.UTC
+# separators, JSON-ish text and non-ASCII, so escaping and UTF-8 are exercised
+TEXT = st.text(alphabet=st.sampled_from(["a", "Z", "=", " ", "\x1e", "\x1f", "é", "𝄞", '"', "{", "}"]), max_size=12)
+
+
+def reference_envelope(row: dict[str, Any], names: list[str]) -> str:
+    """The module docstring's definition of the envelope, one row at a time."""
+    pairs = []
+    for name in names:
+        v = row[name]
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            text = "t" if v else "f"
+        elif isinstance(v, int):
+            text = str(v)
+        elif isinstance(v, float):
+            text = str(struct.unpack("<q", struct.pack("<d", v))[0])
+        elif isinstance(v, dt.datetime):
+            text = str((v - dt.datetime(1970, 1, 1, tzinfo=UTC)) // dt.timedelta(microseconds=1))
+        elif isinstance(v, Decimal):
+            text = f"{v:f}"
+        else:
+            text = re.sub("([\x1e\x1f])", "\x1e\\1", v)
+        pairs.append(f"{name}={text}")
+    return "\x1f".join(pairs)
+
+
+rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "stream_id": st.one_of(st.none(), TEXT) | TEXT,
+            "version": st.one_of(st.none(), st.integers(0, 2**62)),
+            "occurred_at": st.one_of(
+                st.none(),
+                st.datetimes(
+                    timezones=st.just(UTC), min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)
+                ),
+            ),
+            "model": st.one_of(st.none(), TEXT),
+            "tool_name": st.one_of(st.none(), TEXT),
+            "duration_ms": st.one_of(st.none(), st.floats(allow_nan=False)),
+            "is_error": st.one_of(st.none(), st.booleans()),
+            "source": st.one_of(st.none(), TEXT),
+        }
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=rows, cut=st.integers(0, 11))
+def test_envelope_texts_equal_the_definition_row_by_row(rows: list[dict[str, Any]], cut: int) -> None:
+    schema = pa.schema(
+        [
+            ("stream_id", pa.string()),
+            ("version", pa.int64()),
+            ("occurred_at", pa.timestamp("us", tz="UTC")),
+            ("model", pa.string()),
+            ("tool_name", pa.string()),
+            ("duration_ms", pa.float64()),
+            ("is_error", pa.bool_()),
+            ("source", pa.string()),
+        ]
+    )
+    table = pa.Table.from_pylist(rows, schema=schema)
+    cut = min(cut, len(rows) - 1)
+    for t in (table, table.slice(cut), table.slice(0, cut + 1)):  # slices share the buffers around them
+        expected = [reference_envelope(r, schema.names) for r in t.to_pylist()]
+        assert hashing.envelope_texts(t).to_list() == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(pairs=st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=20))
+def test_payload_digests_are_sha256_of_data_and_metadata(pairs: list[tuple[str, str]]) -> None:
+    data, metadata = pa.array([d for d, _ in pairs]), pa.array([m for _, m in pairs])
+    expected = [hashlib.sha256(f"{d}\x1e{m}".encode()).hexdigest() for d, m in pairs]
+    assert hashing.payload_digests(data, metadata) == expected
+    frame = pl.DataFrame({"d": pl.Series(data), "m": pl.Series(metadata)})
+    assert hashing._payload_column_hashlib(frame).to_pylist() == expected  # without the plugin
+
+
+def test_the_plugin_computes_payload_digests_when_installed() -> None:
+    pytest.importorskip("polars_hash")
+    assert hashing._plh is not None

@@ -1,0 +1,411 @@
+"""The write stage of an append: hash chain and Parquet files, in this process and in workers.
+
+``HashedChunks`` runs ``assign.hash_chunks`` in a thread while the caller writes the chunks
+already hashed (pyarrow's Parquet writer releases the GIL while it encodes). ``write_part`` does
+that for one set of rows into ``AppendFiles`` and returns the files' add actions and the new
+stream heads (``head_rows``); nothing is committed.
+
+A large append also keeps the other cores busy: ``split_by_stream`` cuts the numbered rows into
+parts of whole streams (a chain never crosses streams), contiguous ranges of stream ids of about
+equal size, and ``AppendWorkers`` hands every part but the first to a worker process, which runs
+``write_part`` on it while this process runs it on the first. The caller commits all parts' add
+actions in one Delta transaction, or, when any part failed, deletes the files of the others and
+raises the first failure. A worker is a ``python -c`` child started on first use and kept for the
+next appends; it reads its part from an Arrow IPC file in memory (a ``memfd`` it opens through
+``/proc``, so nothing is left behind when either side dies) and answers with pickles on its
+stdout. A worker whose parent died stops at the next chunk, deletes its files and exits; files
+it wrote that were never committed are orphans ``vacuum`` removes, as after any crash.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+from deltalake.transaction import AddAction, RemoveAction
+
+from toolkit.errors import ToolkitError
+from toolkit.journal.appendfiles import AppendFiles
+from toolkit.journal.assign import hash_chunks
+from toolkit.journal.schema import ARROW_SCHEMA
+
+#: appends of fewer rows are hashed and written in this process only (a part's set-up costs more)
+PARALLEL_MIN_ROWS: Final = 50_000
+
+Hasher = Callable[[pa.Table, dict[str, bytes]], Iterator[pa.Table]]
+HEAD_COLUMNS: Final = ("stream_id", "stream_type", "version", "hash", "day")
+
+
+class AppendWorkerError(ToolkitError, RuntimeError):
+    """A worker process hashing part of an append died without an answer; nothing was committed."""
+
+
+def default_workers() -> int:
+    """Worker processes a large append uses besides this one: one per further core (at most 3)."""
+    return max(0, min(len(os.sched_getaffinity(0)) - 1, 3))
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """Where and how ``AppendFiles`` writes one append (a worker gets it with its part)."""
+
+    root: str
+    partition_by: tuple[str, ...]
+    stats_columns: tuple[str, ...]
+    row_group_rows: int
+
+    def files(self) -> AppendFiles:
+        return AppendFiles(
+            Path(self.root), ARROW_SCHEMA, list(self.partition_by), self.stats_columns, self.row_group_rows
+        )
+
+    def remove(self, actions: list[AddAction | RemoveAction]) -> None:
+        """Delete the files of uncommitted add actions."""
+        for a in actions:
+            if isinstance(a, AddAction):
+                (Path(self.root) / a.path).unlink(missing_ok=True)
+
+
+def head_rows(table: pa.Table | pl.DataFrame) -> pl.DataFrame:
+    """Per stream of ``table``: type, last version and its hash, first and last day.
+
+    Takes rows with ``HEAD_COLUMNS`` or frames ``head_rows`` returned (disjoint or not).
+    """
+    frame = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table.select(list(HEAD_COLUMNS)))
+    assert isinstance(frame, pl.DataFrame)
+    if "lo" not in frame.columns:
+        frame = frame.with_columns(lo=pl.col("day"), hi=pl.col("day")).drop("day")
+    return frame.group_by("stream_id").agg(
+        pl.col("stream_type").first(),
+        pl.col("hash").sort_by("version").last(),
+        pl.col("version").max(),
+        pl.col("lo").min(),
+        pl.col("hi").max(),
+    )
+
+
+class HashedChunks:
+    """``hasher(numbered, starts)``'s chunks, computed in a thread while the caller consumes the ones before.
+
+    Iterating yields the chunks and then raises the hashing thread's failure, if any. ``stop``
+    must be called in every case (it unblocks and joins the thread and returns its failure).
+    """
+
+    def __init__(self, numbered: pa.Table, starts: dict[str, bytes], hasher: Hasher) -> None:
+        self._chunks: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._failure: list[BaseException] = []
+        self._heads: list[pa.Table] = []
+        self._thread = threading.Thread(
+            target=self._produce, args=(numbered, starts, hasher), name="journal-hash-chain", daemon=True
+        )
+        self._thread.start()
+
+    def _produce(self, numbered: pa.Table, starts: dict[str, bytes], hasher: Hasher) -> None:
+        try:
+            for chunk in hasher(numbered, starts):
+                self._heads.append(chunk.select(list(HEAD_COLUMNS)))
+                self._chunks.put(chunk)
+        except BaseException as e:  # handed to the consumer's side
+            self._failure.append(e)
+        finally:
+            self._chunks.put(None)
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        while (chunk := self._chunks.get()) is not None:
+            yield chunk
+        if self._failure:
+            raise self._failure[0]
+
+    def stop(self) -> BaseException | None:
+        while self._thread.is_alive():  # unblock the producer so it can finish
+            with contextlib.suppress(queue.Empty):
+                self._chunks.get(timeout=0.05)
+        self._thread.join()
+        return self._failure[0] if self._failure else None
+
+    def heads(self) -> pl.DataFrame:
+        """``head_rows`` of every chunk hashed."""
+        return head_rows(pa.concat_tables(self._heads))
+
+
+def write_part(
+    numbered: pa.Table,
+    starts: dict[str, bytes],
+    layout: FileLayout,
+    hasher: Hasher = hash_chunks,
+    cancelled: Callable[[], bool] | None = None,
+) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
+    """Hash ``numbered`` and write its Parquet files: (add actions, ``head_rows``); nothing committed.
+
+    On any failure the files written are deleted and the hashing failure, if there was one,
+    is raised (it is the cause of the others).
+    """
+    files = layout.files()
+    chunks = HashedChunks(numbered, starts, hasher)
+    try:
+        for chunk in chunks:
+            files.add(chunk)
+            if cancelled is not None and cancelled():
+                raise SystemExit("the appending process is gone")
+        actions = files.close()
+    except BaseException:
+        files.abort()
+        failure = chunks.stop()
+        if failure is not None:
+            raise failure from None
+        raise
+    chunks.stop()
+    return actions, chunks.heads()
+
+
+def split_by_stream(numbered: pa.Table, parts: int, first_share: float | None = None) -> list[pa.Table]:
+    """``numbered`` cut into up to ``parts`` tables of whole streams, by stream id range.
+
+    The first part holds about ``first_share`` of the rows (default: an equal share), the others
+    equal shares of the rest. Rows keep their order inside each part. Fewer parts come back when
+    there are fewer streams.
+    """
+    first = 1 / parts if first_share is None else first_share
+    cuts = [first + (1 - first) * k / (parts - 1) for k in range(parts - 1)] if parts > 1 else []
+    sid = pl.Series("stream_id", numbered.column("stream_id"))
+    counts = sid.value_counts(name="n").sort("stream_id")
+    before = (counts.get_column("n").cum_sum() - counts.get_column("n")) / numbered.num_rows
+    part_of = pl.sum_horizontal([pl.lit(0, pl.Int32), *((pl.col("before") >= c).cast(pl.Int32) for c in cuts)])
+    counts = counts.with_columns(before=before).with_columns(part=part_of)
+    if counts.get_column("part").n_unique() == 1:
+        return [numbered]
+    part = sid.to_frame().join(counts.select("stream_id", "part"), on="stream_id", how="left", maintain_order="left")
+    col = part.get_column("part")
+    out = []
+    if col.is_sorted():  # each part is a run of rows: slices, no copy
+        bounds = (
+            col.to_frame().with_row_index().group_by("part", maintain_order=True).agg(pl.col("index").first(), pl.len())
+        )
+        for _, first, n in bounds.iter_rows():
+            out.append(numbered.slice(first, n))
+        return out
+    arrow = col.to_arrow()
+    for p in col.unique().sort().to_list():
+        out.append(numbered.filter(pc.equal(arrow, p)))
+    return out
+
+
+# ---------------------------------------------------------------------- worker processes
+
+
+@dataclass(frozen=True)
+class _Request:
+    table_path: str  # an Arrow IPC file (``/proc/<pid>/fd/<n>`` of a memfd, or a temporary file)
+    temporary: bool  # the worker removes the file once it has mapped it
+    starts: dict[str, bytes]
+    layout: FileLayout
+    parent: int
+
+
+class _Worker:
+    def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])  # this toolkit, not another installed one
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from toolkit.journal.appendworkers import serve; serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()  # end of requests: the worker exits
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class Pending:
+    """A part handed to a worker; ``result`` waits for its add actions and heads (or raises its failure)."""
+
+    def __init__(self, worker: _Worker, keep: Any) -> None:
+        self._worker = worker
+        self._keep = keep  # the memfd (or temporary file) stays open until the answer
+
+    def result(self) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
+        try:
+            assert self._worker.proc.stdout is not None
+            try:
+                answer = pickle.load(self._worker.proc.stdout)
+            except EOFError:
+                code = self._worker.proc.wait()
+                raise AppendWorkerError(
+                    f"the append worker (pid {self._worker.proc.pid}) exited with code {code} before answering",
+                    hint="nothing was committed; run the append again",
+                ) from None
+        except BaseException:
+            self._worker.kill()  # its state is unknown: a new worker serves the next append
+            raise
+        finally:
+            self._release()
+        if answer[0] == "error":
+            error: BaseException = answer[1]
+            error.add_note(f"raised in the append worker process (pid {self._worker.proc.pid}):\n{answer[2]}")
+            raise error
+        actions, heads = answer[1]
+        return actions, heads
+
+    def _release(self) -> None:
+        keep, self._keep = self._keep, None
+        if isinstance(keep, int):
+            os.close(keep)
+        elif isinstance(keep, str):
+            Path(keep).unlink(missing_ok=True)
+
+
+class AppendWorkers:
+    """Worker processes for the parts of large appends, started on first use and reused.
+
+    One user at a time (``try_acquire`` / ``release``): a second thread appending meanwhile
+    hashes in its own process.
+    """
+
+    def __init__(self) -> None:
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        return self._lock.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def start(self, count: int) -> None:
+        """Have ``count`` live workers (started in the background: ``submit`` waits for none)."""
+        self._workers = [w for w in self._workers if w.alive]
+        while len(self._workers) < count:
+            self._workers.append(_Worker())
+
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self._workers]
+
+    def submit(self, index: int, part: pa.Table, starts: dict[str, bytes], layout: FileLayout) -> Pending:
+        """Hand ``part`` to worker ``index`` (``start`` made it)."""
+        worker = self._workers[index]
+        keep: int | str
+        if hasattr(os, "memfd_create") and Path(f"/proc/{os.getpid()}/fd").is_dir():
+            keep = os.memfd_create("journal-append-part")
+            path, temporary = f"/proc/{os.getpid()}/fd/{keep}", False
+        else:
+            fd, keep = tempfile.mkstemp(prefix="journal-append-part-", suffix=".arrow")
+            os.close(fd)
+            path, temporary = keep, True
+        try:
+            with pa.OSFile(path, "wb") as f, ipc.new_file(f, part.schema) as w:
+                w.write_table(part)
+            assert worker.proc.stdin is not None
+            try:
+                pickle.dump(_Request(path, temporary, starts, layout, os.getpid()), worker.proc.stdin)
+                worker.proc.stdin.flush()
+            except BrokenPipeError as e:
+                raise AppendWorkerError(
+                    f"the append worker (pid {worker.proc.pid}) exited with code {worker.proc.wait()}",
+                    hint="nothing was committed; run the append again",
+                ) from e
+        except BaseException:
+            if isinstance(keep, int):
+                os.close(keep)
+            else:
+                Path(keep).unlink(missing_ok=True)
+            worker.kill()
+            raise
+        return Pending(worker, keep)
+
+    def close(self) -> None:
+        for w in self._workers:
+            w.close()
+        self._workers = []
+
+
+_POOL: AppendWorkers | None = None
+
+
+def pool() -> AppendWorkers:
+    """The process's worker pool (closed at exit)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = AppendWorkers()
+        atexit.register(_POOL.close)
+    return _POOL
+
+
+def _picklable(error: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
+
+
+def _answer(request: _Request) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
+    source = pa.memory_map(request.table_path)
+    if request.temporary:
+        Path(request.table_path).unlink(missing_ok=True)
+    part = ipc.open_file(source).read_all()
+    return write_part(part, request.starts, request.layout, cancelled=lambda: os.getppid() != request.parent)
+
+
+def serve(requests: IO[bytes] | None = None, answers: IO[bytes] | None = None) -> None:
+    """A worker's loop: one ``_Request`` after another on stdin, one answer each on stdout, until EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the appending process's to handle
+    if answers is None:
+        answers = os.fdopen(os.dup(1), "wb")
+        os.dup2(2, 1)  # anything printed goes to stderr, not into the answers
+    requests = requests or sys.stdin.buffer
+    while True:
+        try:
+            request: _Request = pickle.load(requests)
+        except EOFError:
+            return
+        try:
+            answer: tuple[Any, ...] = ("ok", _answer(request))
+        except BaseException as e:  # the appending process raises it
+            if isinstance(e, SystemExit):
+                return
+            answer = ("error", _picklable(e), traceback.format_exc())
+        try:
+            pickle.dump(answer, answers)
+            answers.flush()
+        except BrokenPipeError:  # the appending process is gone
+            return

@@ -331,3 +331,42 @@ def test_number_texts_as_any_writer_may_write_them_read_the_same(
     tail = ',"timestamp":"2026-11-21T23:43:22Z","metadata":{"duration_ms":' + number + ',"extra":[' + number + "]}}"
     file.write_text("".join(f"{head}{p}{tail}\n" for p in (number, f'{{"a":{number},"b":[{number}]}}')))
     _same(file, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["blank lines", "whitespace lines", "byte order mark", "blank last line", "no newline at the end"],
+)
+def test_blank_lines_and_a_byte_order_mark_read_the_same(
+    layout: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [
+        json.dumps(
+            {
+                "session_id": "s1",
+                "sequence_number": seq,
+                "type": "custom",
+                "payload": {"n": seq},
+                "timestamp": "2026-11-21T23:43:22Z",
+                "metadata": {"worker_id": "w"},
+            },
+            separators=(",", ":"),
+        )
+        for seq in range(1, 6)
+    ]
+    text = "\n".join(lines) + "\n"
+    if layout == "blank lines":
+        text = "\n" + "\n\n".join(lines) + "\n\n"
+    elif layout == "whitespace lines":
+        text = "  \n" + "\n \t \n".join(lines) + "\n"
+    elif layout == "byte order mark":
+        text = "\ufeff" + text
+    elif layout == "blank last line":
+        text += "\n"
+    else:
+        text = text[:-1]
+    file = tmp_path / "s1.jsonl"
+    file.write_text(text, encoding="utf-8")
+    _same(file, monkeypatch)
+    bulk, _ = _both(file, monkeypatch)
+    assert bulk[0] is not None and bulk[0].num_rows == (4 if layout == "byte order mark" else 5)

@@ -29,6 +29,7 @@ readers give the same rows on generated lines.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Final
 
@@ -64,6 +65,25 @@ _SEPARATORS: Final = {  # in the order the Go library writes the fields
     "meta": '","metadata":{',
 }
 _SSN: Final = '"source_sequence_number"'
+_CHUNK_SCHEMA: Final = pa.schema(  # the columns of ``agentstore._Rows.flush``'s chunks
+    [
+        ("_where", pa.int64()),
+        ("_seq", pa.int64()),
+        ("stream_id", pa.string()),
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("occurred_at", TIMESTAMP),
+        ("model", pa.string()),
+        ("tool_name", pa.string()),
+        ("tokens_in", pa.int64()),
+        ("tokens_out", pa.int64()),
+        ("cost_usd", COST),
+        ("duration_ms", pa.float64()),
+        ("error", pa.string()),
+        ("data", pa.string()),
+        ("metadata", pa.string()),
+    ]
+)
 COLUMN_KEYS: Final = ("tokens_in", "tokens_out", "model", "tool_name", "duration_ms", "cost_usd")
 
 
@@ -232,20 +252,24 @@ def bulk_lines(
     payload text (both passed in: this module sits below ``agentstore``).
     """
     count = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-    if not block or b"\r" in block or b"\x00" in block:
+    if not block or b"\r" in block or b"\x00" in block or block.startswith(b"\xef\xbb\xbf"):
         return None, list(range(count))
-    try:  # (UTF-8 checked and lines split by Polars, without the GIL)
-        texts = pl.Series("line", [block], dtype=pl.Binary).cast(pl.String).str.split("\n").explode()
+    try:  # one column per line (blank lines are nulls): UTF-8 checked and lines split by Polars' CSV reader
+        frame = pl.read_csv(
+            io.BytesIO(block),
+            has_header=False,
+            separator="\x00",
+            quote_char=None,
+            new_columns=["line"],
+            schema={"line": pl.String},
+        )
     except pl.exceptions.PolarsError:  # not UTF-8
         return None, list(range(count))
-    if block.endswith(b"\n"):
-        texts = texts.head(-1)
-    if len(texts) != count:
+    if frame.height != count:
         return None, list(range(count))
     line = pl.col("line")
     at = {name: line.str.find(sep, literal=True) for name, sep in _SEPARATORS.items()}
-    frame = texts.to_frame().with_row_index("_i")
-    frame = frame.with_columns(**{f"_{n}": e for n, e in at.items()}, _len=line.str.len_bytes())
+    frame = frame.with_row_index("_i").with_columns(**{f"_{n}": e for n, e in at.items()}, _len=line.str.len_bytes())
     seq_at, type_at, payload_at, ts_at, meta_at = (pl.col(f"_{n}") for n in _SEPARATORS)
 
     def piece(start: pl.Expr, end: pl.Expr) -> pl.Expr:
@@ -340,49 +364,34 @@ def bulk_lines(
             pl.col("_us").cast(pl.String),
         )
     )
-    ids = uuid5_texts(IMPORT_NAMESPACE.bytes, parts.get_column("_name").to_arrow())
-    errors: list[str | None] = [None] * parts.height
-    wanted = parts.select(pl.col("typ") == "error").to_series() & parts.get_column("payload").str.starts_with("{")
+    ids = uuid5_texts(IMPORT_NAMESPACE.bytes, parts.get_column("_name"))
+    # an error event's message: its payload decoded by ``error_of`` (one call per error event)
+    wanted = parts.select((pl.col("typ") == "error") & pl.col("payload").str.starts_with("{")).to_series()
+    errors = pl.Series("error", [None] * parts.height, dtype=pl.String)
     if wanted.any():
-        for i in wanted.arg_true().to_list():
-            errors[i] = error_of(parts.get_column("payload")[i])
-    cost = pl.col("cost_usd")
-    columns = parts.select(
-        _where=pl.col("_i").cast(pl.Int64) + first,
-        _seq=pl.col("seq").cast(pl.Int64),
-        stream_id="sid",
-        event_type="typ",
-        model="model",
-        tool_name="tool_name",
-        tokens_in="tokens_in",
-        tokens_out="tokens_out",
-        _cost=cost,
-        duration_ms=duration.cast(pl.Float64),
-        data="payload",
-        metadata="metadata",
-    ).to_arrow()
-    chunk = pa.table(
-        {
-            "_where": columns.column("_where"),
-            "_seq": columns.column("_seq"),
-            "stream_id": columns.column("stream_id"),
-            "event_id": ids,
-            "event_type": columns.column("event_type"),
-            "occurred_at": pc.cast(occurred, TIMESTAMP),
-            "model": columns.column("model"),
-            "tool_name": columns.column("tool_name"),
-            "tokens_in": columns.column("tokens_in"),
-            "tokens_out": columns.column("tokens_out"),
-            "cost_usd": pc.cast(columns.column("_cost"), COST),
-            "duration_ms": columns.column("duration_ms"),
-            "error": pa.array(errors, pa.string()),
-            "data": columns.column("data"),
-            "metadata": columns.column("metadata"),
-        }
+        rows = wanted.arg_true()
+        errors = errors.scatter(rows, [error_of(p) for p in parts.get_column("payload").gather(rows).to_list()])
+    chunk = (
+        parts.select(
+            _where=pl.col("_i").cast(pl.Int64) + first,
+            _seq=pl.col("seq").cast(pl.Int64),
+            stream_id="sid",
+            event_id=ids,
+            event_type="typ",
+            occurred_at="_us",
+            model="model",
+            tool_name="tool_name",
+            tokens_in="tokens_in",
+            tokens_out="tokens_out",
+            cost_usd="cost_usd",
+            duration_ms=duration.cast(pl.Float64),
+            error=errors,
+            data="payload",
+            metadata="metadata",
+        )
+        .to_arrow()
     )
-    chunk = chunk.cast(
-        pa.schema([f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f for f in chunk.schema])
-    )
+    chunk = chunk.cast(_CHUNK_SCHEMA)
     taken = parts.get_column("_i").cast(pl.Int64).implode()
     left = pl.int_range(count, dtype=pl.Int64, eager=True)
     return chunk, left.filter(~left.is_in(taken)).to_list()

@@ -370,3 +370,18 @@ def test_blank_lines_and_a_byte_order_mark_read_the_same(
     _same(file, monkeypatch)
     bulk, _ = _both(file, monkeypatch)
     assert bulk[0] is not None and bulk[0].num_rows == (4 if layout == "byte order mark" else 5)
+
+
+def test_a_file_is_cut_into_blocks_of_whole_lines_one_per_core_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "s1.jsonl"
+    file.write_bytes(b"".join(b"%d:%s\n" % (i, b"x" * (i % 37)) for i in range(2000)) + b"cut-off")
+    monkeypatch.setattr(agentstore, "BLOCK_BYTES", 10_000)
+    with file.open("rb") as f:
+        blocks = list(agentstore._blocks_of(f))
+    assert b"".join(blocks) == file.read_bytes()
+    assert all(b.endswith(b"\n") for b in blocks[:-1]) and blocks[-1].endswith(b"cut-off")
+    assert len(blocks) % agentstore.WORKERS == 0 and len(blocks) >= file.stat().st_size / 10_000
+    sizes = [len(b) for b in blocks]
+    assert max(sizes) - min(sizes) < 200  # about the same size: the blocks read at a time end together

@@ -84,6 +84,11 @@ _CHUNK_SCHEMA: Final = pa.schema(  # the columns of ``agentstore._Rows.flush``'s
         ("metadata", pa.string()),
     ]
 )
+_NUMBER_KEYS: Final = ("tokens_in", "tokens_out", "duration_ms", "cost_usd")
+# a member of a column key with a number (or number-like text) at the top level of the metadata object
+# (or nested, after a comma: ``bulk_lines`` counts them); in JSON ``,"`` cannot occur inside a string
+_NUMBER_MEMBER: Final = r'((?:^|,)"(?:tokens_in|tokens_out|duration_ms|cost_usd)":)-?[0-9][0-9.eE+\-]*'
+_NUMBER_OF: Final = {k: r'(?:^|,)"' + k + r'":(-?[0-9][0-9.eE+\-]*)' for k in _NUMBER_KEYS}
 COLUMN_KEYS: Final = ("tokens_in", "tokens_out", "model", "tool_name", "duration_ms", "cost_usd")
 
 
@@ -164,9 +169,28 @@ def _simple_float(value: pl.Expr) -> pl.Expr:
     return value.str.contains(r"^-?(?:[1-9][0-9]{0,6}|0)\.[0-9]{0,7}[1-9]$") & ~value.str.contains(r"^-?0\.0000")
 
 
+def _value_ok(key: str, value: pl.Expr) -> pl.Expr:
+    """True where ``value`` (source text, not null) is a form of ``metadata.<key>`` this module takes."""
+    if key in ("tokens_in", "tokens_out"):
+        return value.str.contains(r"^(?:0|[1-9][0-9]{0,17})$")
+    if key in ("model", "tool_name"):
+        return _ascii_text(value)
+    if key == "duration_ms":
+        return (value.str.contains(r"^-?(?:0|[1-9][0-9]{0,14})$") & (value != "-0")) | _simple_float(value)
+    return value.str.contains(r"^(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,9})?$") & ~value.str.contains(
+        r"^0(?:$|\.0*$|\.0{6})"
+    )
+
+
+def _cost_key(cost: pl.Expr) -> pl.Expr:
+    """``str(Decimal(repr(cost)).quantize(Decimal("1e-9")))`` of a cost text ``_value_ok`` takes."""
+    parts = cost.str.extract_groups(r"^(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?$")
+    return parts.struct.field("int") + "." + parts.struct.field("frac").fill_null("").str.pad_end(9, "0")
+
+
 def _members(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per line (``_i``, ``meta``): the metadata columns (source text), ``_cost_key``, the members that
-    stay in metadata sorted before and after ``source_sequence_number``, and ``_meta_ok``."""
+    """Per line (``_i``, ``meta``): the metadata columns (source text), the members that stay in
+    metadata sorted before and after ``source_sequence_number``, and ``_meta_ok``."""
     lines = frame.select("_i", "meta", m=pl.col("meta").str.extract_all(_MEMBER)).with_columns(
         _whole=(pl.col("m").list.join(",") == pl.col("meta")).fill_null(False) | (pl.col("meta") == "")
     )
@@ -190,15 +214,12 @@ def _members(frame: pl.DataFrame) -> pl.DataFrame:
         .when(is_null | ~pl.col("_column"))
         .then(pl.lit(True))
         .when(key.is_in(["tokens_in", "tokens_out"]))
-        .then(value.str.contains(r"^(?:0|[1-9][0-9]{0,17})$"))
+        .then(_value_ok("tokens_in", value))
         .when(key.is_in(["model", "tool_name"]))
-        .then(_ascii_text(value))
+        .then(_value_ok("model", value))
         .when(key == "duration_ms")
-        .then((value.str.contains(r"^-?(?:0|[1-9][0-9]{0,14})$") & (value != "-0")) | _simple_float(value))
-        .otherwise(
-            value.str.contains(r"^(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,9})?$")
-            & ~value.str.contains(r"^0(?:$|\.0*$|\.0{6})")
-        )
+        .then(_value_ok("duration_ms", value))
+        .otherwise(_value_ok("cost_usd", value))
     )
     members = members.with_columns(_ok=checks)
     rest = members.filter(~pl.col("_column"))
@@ -211,16 +232,6 @@ def _members(frame: pl.DataFrame) -> pl.DataFrame:
     for name in COLUMN_KEYS:
         one = values.filter(key == name).select("_i", value.alias(name))
         out = out.join(one, on="_i", how="left", maintain_order="left")
-    cost = pl.col("cost_usd").str.extract_groups(r"^(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?$")
-    out = (
-        out.with_columns(_c=cost)
-        .with_columns(
-            _cost_key=pl.col("_c").struct.field("int")
-            + "."
-            + pl.col("_c").struct.field("frac").fill_null("").str.pad_end(9, "0")
-        )
-        .drop("_c")
-    )
     # members that stay: one per line is the common case; more are sorted by a group_by
     rest = rest.select("_i", "m")
     several = rest.filter(pl.col("_i").is_duplicated())
@@ -300,10 +311,36 @@ def bulk_lines(
     if not parts.height:
         return None, list(range(count))
     parts = parts.filter(canonical_as_written(parts, "payload"))
-    metas = parts.select(pl.col("meta").unique()).with_row_index("_i")  # metadata repeats: each text once
-    info = _members(metas).join(metas, on="_i").drop("_i")
-    parts = parts.join(info, on="meta", how="left", maintain_order="left")
-    parts = parts.filter(pl.col("_meta_ok").fill_null(False))
+    # Metadata differ mostly by their numbers: the members are read once per template, the metadata with
+    # every top-level number of a column key written 1; each line's numbers are taken from its own text.
+    meta = pl.col("meta")
+    parts = parts.with_columns(
+        _template=meta.str.replace_all(_NUMBER_MEMBER, "${1}1"),
+        _numbers=meta.str.count_matches(_NUMBER_MEMBER),
+        **{f"_{k}": meta.str.extract(_NUMBER_OF[k], 1) for k in _NUMBER_KEYS},
+    )
+    templates = parts.select(meta=pl.col("_template").unique()).with_row_index("_i")
+    info = (
+        _members(templates)
+        .join(templates, on="_i")
+        .select(
+            _template="meta",
+            _meta_ok="_meta_ok",
+            _top=pl.sum_horizontal(pl.col(k).is_not_null() for k in _NUMBER_KEYS),
+            model="model",
+            tool_name="tool_name",
+            _before="_before",
+            _after="_after",
+        )
+    )
+    parts = parts.join(info, on="_template", how="left", maintain_order="left")
+    # a number inside a nested value was rewritten too: such lines go to the line-by-line reader
+    ok = pl.col("_meta_ok").fill_null(False) & (pl.col("_numbers") == pl.col("_top"))
+    for k in _NUMBER_KEYS:
+        ok = ok & (pl.col(f"_{k}").is_null() | _value_ok(k, pl.col(f"_{k}")))
+    parts = parts.filter(ok).rename({f"_{k}": k for k in _NUMBER_KEYS}).with_columns(
+        _cost_key=_cost_key(pl.col("cost_usd"))
+    )
     occurred, bad = times(parts.get_column("ts").to_arrow())
     if bad:
         keep = pl.Series([i not in bad for i in range(parts.height)])

@@ -385,3 +385,32 @@ def test_a_file_is_cut_into_blocks_of_whole_lines_one_per_core_each_time(
     assert len(blocks) % agentstore.WORKERS == 0 and len(blocks) >= file.stat().st_size / 10_000
     sizes = [len(b) for b in blocks]
     assert max(sizes) - min(sizes) < 200  # about the same size: the blocks read at a time end together
+
+
+NESTED_METADATA = [
+    '{"tokens_in":7,"extra":{"tokens_in":5}}',
+    '{"extra":{"a":1,"tokens_in":5},"tokens_in":7}',
+    '{"extra":{"a":1,"cost_usd":0.5}}',
+    '{"extra":[{"duration_ms":3}],"duration_ms":4}',
+    '{"worker_id":"x,\\"tokens_in\\":5","tokens_in":6}',
+    '{"worker_id":"tokens_in","tokens_out":1e3}',
+    '{"tokens_in":12,"tokens_in":13}',
+    '{"tokens_in":null,"cost_usd":0.00161,"model":"gpt-4o"}',
+    '{"tokens_in":-1}',
+    '{"duration_ms":1.50,"tokens_out":0}',
+    '{"cost_usd":1.5e-3}',
+]
+
+
+@pytest.mark.parametrize("metadata", NESTED_METADATA)
+def test_numbers_of_column_keys_nested_or_odd_read_the_same(
+    metadata: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "s1.jsonl"
+    head = '{"session_id":"s1","sequence_number":1,"type":"custom","payload":{"n":1},'
+    line = head + '"timestamp":"2026-11-21T23:43:22Z","metadata":' + metadata + "}"
+    plain = head.replace('"sequence_number":1', '"sequence_number":2') + (
+        '"timestamp":"2026-11-21T23:43:22Z","metadata":{"tokens_in":7,"extra":{"a":1}}}'
+    )
+    file.write_text(line + "\n" + plain + "\n", encoding="utf-8")
+    _same(file, monkeypatch)

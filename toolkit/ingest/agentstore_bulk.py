@@ -85,10 +85,11 @@ _CHUNK_SCHEMA: Final = pa.schema(  # the columns of ``agentstore._Rows.flush``'s
     ]
 )
 _NUMBER_KEYS: Final = ("tokens_in", "tokens_out", "duration_ms", "cost_usd")
-# a member of a column key with a number (or number-like text) at the top level of the metadata object
-# (or nested, after a comma: ``bulk_lines`` counts them); in JSON ``,"`` cannot occur inside a string
-_NUMBER_MEMBER: Final = r'((?:^|,)"(?:tokens_in|tokens_out|duration_ms|cost_usd)":)-?[0-9][0-9.eE+\-]*'
-_NUMBER_OF: Final = {k: r'(?:^|,)"' + k + r'":(-?[0-9][0-9.eE+\-]*)' for k in _NUMBER_KEYS}
+# a member of a column key with a number (or number-like text): ``"tokens_in":`` cannot occur inside a
+# JSON string (its quotes would be escaped), so in valid JSON it is a key, at the top level or nested
+_NUMBER_KEY: Final = r'"(?:tokens_in|tokens_out|duration_ms|cost_usd)":'
+_NUMBER_MEMBER: Final = "(" + _NUMBER_KEY + r")-?[0-9][0-9.eE+\-]*"
+_NUMBER_OF: Final = {k: '"' + k + r'":(-?[0-9][0-9.eE+\-]*)' for k in _NUMBER_KEYS}
 COLUMN_KEYS: Final = ("tokens_in", "tokens_out", "model", "tool_name", "duration_ms", "cost_usd")
 
 
@@ -190,7 +191,8 @@ def _cost_key(cost: pl.Expr) -> pl.Expr:
 
 def _members(frame: pl.DataFrame) -> pl.DataFrame:
     """Per line (``_i``, ``meta``): the metadata columns (source text), the members that stay in
-    metadata sorted before and after ``source_sequence_number``, and ``_meta_ok``."""
+    metadata sorted before and after ``source_sequence_number``, ``_meta_ok`` and ``_keyed`` (the
+    number of members whose key is one of ``_NUMBER_KEYS``)."""
     lines = frame.select("_i", "meta", m=pl.col("meta").str.extract_all(_MEMBER)).with_columns(
         _whole=(pl.col("m").list.join(",") == pl.col("meta")).fill_null(False) | (pl.col("meta") == "")
     )
@@ -227,7 +229,11 @@ def _members(frame: pl.DataFrame) -> pl.DataFrame:
         rest = rest.with_row_index("_m")
         rest = rest.with_columns(_ok=pl.col("_ok") & canonical_as_written(rest, "value", "_m"))
     bad = pl.concat([members.filter(~pl.col("_ok")).select("_i"), rest.filter(~pl.col("_ok")).select("_i")])
-    out = lines.select("_i", _meta_ok=pl.col("_whole") & ~pl.col("_i").is_in(bad.get_column("_i").implode()))
+    out = lines.select(
+        "_i",
+        _meta_ok=pl.col("_whole") & ~pl.col("_i").is_in(bad.get_column("_i").implode()),
+        _keyed=pl.col("m").list.eval(pl.element().str.contains("^" + _NUMBER_KEY)).list.sum(),
+    )
     values = members.filter(pl.col("_column") & ~is_null)
     for name in COLUMN_KEYS:
         one = values.filter(key == name).select("_i", value.alias(name))
@@ -312,11 +318,10 @@ def bulk_lines(
         return None, list(range(count))
     parts = parts.filter(canonical_as_written(parts, "payload"))
     # Metadata differ mostly by their numbers: the members are read once per template, the metadata with
-    # every top-level number of a column key written 1; each line's numbers are taken from its own text.
+    # the number of every tokens/duration/cost key written 1; each line's numbers come from its own text.
     meta = pl.col("meta")
     parts = parts.with_columns(
         _template=meta.str.replace_all(_NUMBER_MEMBER, "${1}1"),
-        _numbers=meta.str.count_matches(_NUMBER_MEMBER),
         **{f"_{k}": meta.str.extract(_NUMBER_OF[k], 1) for k in _NUMBER_KEYS},
     )
     templates = parts.select(meta=pl.col("_template").unique()).with_row_index("_i")
@@ -325,8 +330,8 @@ def bulk_lines(
         .join(templates, on="_i")
         .select(
             _template="meta",
-            _meta_ok="_meta_ok",
-            _top=pl.sum_horizontal(pl.col(k).is_not_null() for k in _NUMBER_KEYS),
+            # a key of a number column nested in another value had its number rewritten: not taken
+            _meta_ok=pl.col("_meta_ok") & (pl.col("meta").str.count_matches(_NUMBER_KEY) == pl.col("_keyed")),
             model="model",
             tool_name="tool_name",
             _before="_before",
@@ -334,8 +339,7 @@ def bulk_lines(
         )
     )
     parts = parts.join(info, on="_template", how="left", maintain_order="left")
-    # a number inside a nested value was rewritten too: such lines go to the line-by-line reader
-    ok = pl.col("_meta_ok").fill_null(False) & (pl.col("_numbers") == pl.col("_top"))
+    ok = pl.col("_meta_ok").fill_null(False)
     for k in _NUMBER_KEYS:
         ok = ok & (pl.col(f"_{k}").is_null() | _value_ok(k, pl.col(f"_{k}")))
     parts = parts.filter(ok).rename({f"_{k}": k for k in _NUMBER_KEYS}).with_columns(

@@ -414,3 +414,35 @@ def test_numbers_of_column_keys_nested_or_odd_read_the_same(
     )
     file.write_text(line + "\n" + plain + "\n", encoding="utf-8")
     _same(file, monkeypatch)
+
+
+PAYLOAD_TEXTS = [
+    '{"a":1,"b":{"c":[1,{"d":2,"e":3}]},"f":"x"}',
+    '{"b":1,"a":2}',
+    '{"a":{"z":1},"b":2}',
+    '{"a":{"c":1},"b":2}',
+    '{"a":"x\\"y","b":"\\":","c":1}',
+    '{"b":"q\\"","a":1}',
+    '{"a\\"b":1}',
+    '{"":1,"a":2}',
+    '{"a":1,"a":2}',
+    '{"ab":1,"a":2}',
+    '{"a":1,"ab":2}',
+    '["x",":y"]',
+    '{"a":":"}',
+    '{"a":[":"]}',
+    '"a\\":b"',
+    '{"a":"b","c":"d:"}',
+    '{"k":{"a":"\\"","b":{"c":"\\\\"}},"l":[]}',
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOAD_TEXTS)
+def test_payload_keys_in_or_out_of_order_read_the_same(
+    payload: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "s1.jsonl"
+    head = '{"session_id":"s1","sequence_number":1,"type":"custom","payload":'
+    tail = ',"timestamp":"2026-11-21T23:43:22Z","metadata":{"extra":' + payload + "}}"
+    file.write_text(f"{head}{payload}{tail}\n{head.replace(':1,', ':2,')}{{}}{tail}\n", encoding="utf-8")
+    _same(file, monkeypatch)

@@ -146,12 +146,23 @@ def canonical_as_written(frame: pl.DataFrame, column: str, row: str = "_i") -> p
     # (one forward pass each; an eager select computes a repeated subexpression again, so none is)
     checked = frame.select(
         pl.col(row).alias("_i"),
-        _keys=text.str.extract_all(_S + ":"),
+        _pieces=text.str.split('"'),
+        _escaped=text.str.contains('\\"', literal=True).fill_null(False),
         _ok=(text.str.contains(_GRAMMAR) & ~text.str.contains(r'[,{\[:]":')).fill_null(False),
     )
-    # keys are synchronised with the strings: no string starts with ':' (checked above)
-    keys = checked.select("_i", "_keys").explode("_keys").drop_nulls("_keys")
+    # Without an escaped quote, the text split at quotes alternates between outside and inside strings,
+    # and a key is an inside piece followed by one that starts with ':' (no string starts with ':',
+    # checked above). Texts with escaped quotes (rare) have their keys found by a regular expression.
+    pieces = checked.select("_i", "_pieces").filter(~checked.get_column("_escaped")).explode("_pieces")
+    piece, same = pl.col("_pieces"), pl.col("_i") == pl.col("_i").shift(-1)
+    keys = pieces.filter(piece.shift(-1).str.starts_with(":") & same).select("_i", _keys=piece)
+    escaped = frame.filter(checked.get_column("_escaped"))
+    if escaped.height:
+        quoted = escaped.select(pl.col(row).alias("_i"), _keys=text.str.extract_all(_S + ":")).explode("_keys")
+        keys = pl.concat([keys, quoted.drop_nulls("_keys").with_columns(pl.col("_i").cast(keys.schema["_i"]))])
     key = pl.col("_keys")
+    # keys in writing order (a text's keys are all bare or all quoted: '"' ends a quoted key and sorts
+    # below every character a key may hold, so both orders agree)
     bad = keys.filter(
         ((key <= key.shift(1)) & (pl.col("_i") == pl.col("_i").shift(1))) | key.str.contains(r"[\x00-\x21\\]")
     ).get_column("_i")

@@ -331,3 +331,118 @@ def test_number_texts_as_any_writer_may_write_them_read_the_same(
     tail = ',"timestamp":"2026-11-21T23:43:22Z","metadata":{"duration_ms":' + number + ',"extra":[' + number + "]}}"
     file.write_text("".join(f"{head}{p}{tail}\n" for p in (number, f'{{"a":{number},"b":[{number}]}}')))
     _same(file, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["blank lines", "whitespace lines", "byte order mark", "blank last line", "no newline at the end"],
+)
+def test_blank_lines_and_a_byte_order_mark_read_the_same(
+    layout: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [
+        json.dumps(
+            {
+                "session_id": "s1",
+                "sequence_number": seq,
+                "type": "custom",
+                "payload": {"n": seq},
+                "timestamp": "2026-11-21T23:43:22Z",
+                "metadata": {"worker_id": "w"},
+            },
+            separators=(",", ":"),
+        )
+        for seq in range(1, 6)
+    ]
+    text = "\n".join(lines) + "\n"
+    if layout == "blank lines":
+        text = "\n" + "\n\n".join(lines) + "\n\n"
+    elif layout == "whitespace lines":
+        text = "  \n" + "\n \t \n".join(lines) + "\n"
+    elif layout == "byte order mark":
+        text = "\ufeff" + text
+    elif layout == "blank last line":
+        text += "\n"
+    else:
+        text = text[:-1]
+    file = tmp_path / "s1.jsonl"
+    file.write_text(text, encoding="utf-8")
+    _same(file, monkeypatch)
+    bulk, _ = _both(file, monkeypatch)
+    assert bulk[0] is not None and bulk[0].num_rows == (4 if layout == "byte order mark" else 5)
+
+
+def test_a_file_is_cut_into_blocks_of_whole_lines_one_per_core_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "s1.jsonl"
+    file.write_bytes(b"".join(b"%d:%s\n" % (i, b"x" * (i % 37)) for i in range(2000)) + b"cut-off")
+    monkeypatch.setattr(agentstore, "BLOCK_BYTES", 10_000)
+    with file.open("rb") as f:
+        blocks = list(agentstore._blocks_of(f))
+    assert b"".join(blocks) == file.read_bytes()
+    assert all(b.endswith(b"\n") for b in blocks[:-1]) and blocks[-1].endswith(b"cut-off")
+    assert len(blocks) % agentstore.WORKERS == 0 and len(blocks) >= file.stat().st_size / 10_000
+    sizes = [len(b) for b in blocks]
+    assert max(sizes) - min(sizes) < 200  # about the same size: the blocks read at a time end together
+
+
+NESTED_METADATA = [
+    '{"tokens_in":7,"extra":{"tokens_in":5}}',
+    '{"extra":{"a":1,"tokens_in":5},"tokens_in":7}',
+    '{"extra":{"a":1,"cost_usd":0.5}}',
+    '{"extra":[{"duration_ms":3}],"duration_ms":4}',
+    '{"worker_id":"x,\\"tokens_in\\":5","tokens_in":6}',
+    '{"worker_id":"tokens_in","tokens_out":1e3}',
+    '{"tokens_in":12,"tokens_in":13}',
+    '{"tokens_in":null,"cost_usd":0.00161,"model":"gpt-4o"}',
+    '{"tokens_in":-1}',
+    '{"duration_ms":1.50,"tokens_out":0}',
+    '{"cost_usd":1.5e-3}',
+]
+
+
+@pytest.mark.parametrize("metadata", NESTED_METADATA)
+def test_numbers_of_column_keys_nested_or_odd_read_the_same(
+    metadata: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "s1.jsonl"
+    head = '{"session_id":"s1","sequence_number":1,"type":"custom","payload":{"n":1},'
+    line = head + '"timestamp":"2026-11-21T23:43:22Z","metadata":' + metadata + "}"
+    plain = head.replace('"sequence_number":1', '"sequence_number":2') + (
+        '"timestamp":"2026-11-21T23:43:22Z","metadata":{"tokens_in":7,"extra":{"a":1}}}'
+    )
+    file.write_text(line + "\n" + plain + "\n", encoding="utf-8")
+    _same(file, monkeypatch)
+
+
+PAYLOAD_TEXTS = [
+    '{"a":1,"b":{"c":[1,{"d":2,"e":3}]},"f":"x"}',
+    '{"b":1,"a":2}',
+    '{"a":{"z":1},"b":2}',
+    '{"a":{"c":1},"b":2}',
+    '{"a":"x\\"y","b":"\\":","c":1}',
+    '{"b":"q\\"","a":1}',
+    '{"a\\"b":1}',
+    '{"":1,"a":2}',
+    '{"a":1,"a":2}',
+    '{"ab":1,"a":2}',
+    '{"a":1,"ab":2}',
+    '["x",":y"]',
+    '{"a":":"}',
+    '{"a":[":"]}',
+    '"a\\":b"',
+    '{"a":"b","c":"d:"}',
+    '{"k":{"a":"\\"","b":{"c":"\\\\"}},"l":[]}',
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOAD_TEXTS)
+def test_payload_keys_in_or_out_of_order_read_the_same(
+    payload: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "s1.jsonl"
+    head = '{"session_id":"s1","sequence_number":1,"type":"custom","payload":'
+    tail = ',"timestamp":"2026-11-21T23:43:22Z","metadata":{"extra":' + payload + "}}"
+    file.write_text(f"{head}{payload}{tail}\n{head.replace(':1,', ':2,')}{{}}{tail}\n", encoding="utf-8")
+    _same(file, monkeypatch)

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import duckdb
+import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from toolkit.errors import QueryError
 from toolkit.journal.location import filesystem
@@ -235,21 +235,19 @@ def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, 
         con.close()
 
 
-_UUID5_SQL: Final = """
-SELECT CASE WHEN h IS NOT NULL THEN concat(h[1:8], '-', h[9:12], '-5', h[14:16], '-',
-       substr('89ab89ab89ab89ab', instr('0123456789abcdef', h[17]), 1), h[18:20], '-', h[21:32]) END AS id
-FROM (SELECT sha1($namespace || encode(name)) AS h FROM uuid5_names)
-"""
+_SHA1_SQL: Final = "SELECT sha1($namespace || encode(name)) AS h FROM uuid5_names"
 _HASHERS = threading.local()  # one in-memory connection per thread, reused block after block
+# the RFC 4122 variant digit (10xx) for each hex digit of a SHA-1
+_VARIANT: Final = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
-def uuid5_texts(namespace: bytes, names: pa.Array | pa.ChunkedArray) -> pa.Array:
+def uuid5_texts(namespace: bytes, names: pl.Series) -> pl.Series:
     """``str(uuid.uuid5(UUID(bytes=namespace), name))`` for each name (text), hashed on DuckDB's threads
-    without the GIL; null names give null ids, in the order given.
+    without the GIL and formatted by Polars; null names give null ids, in the order given.
 
     >>> import uuid
     >>> ns = uuid.NAMESPACE_URL
-    >>> uuid5_texts(ns.bytes, pa.array(["a/1", None, "é"])).to_pylist() == [
+    >>> uuid5_texts(ns.bytes, pl.Series(["a/1", None, "é"])).to_list() == [
     ...     str(uuid.uuid5(ns, "a/1")), None, str(uuid.uuid5(ns, "é"))]
     True
     """
@@ -260,14 +258,29 @@ def uuid5_texts(namespace: bytes, names: pa.Array | pa.ChunkedArray) -> pa.Array
         con.execute("SET lock_configuration = true")
         _HASHERS.con = con
     try:
-        con.register("uuid5_names", pa.table({"name": names}))
+        con.register("uuid5_names", pl.DataFrame({"name": names}))
         try:
-            ids = con.sql(_UUID5_SQL, params={"namespace": namespace}).to_arrow_table().column("id")
+            hexes = con.sql(_SHA1_SQL, params={"namespace": namespace}).pl()
         finally:
             con.unregister("uuid5_names")
     except duckdb.Error as e:
         raise QueryError(f"hashing event ids failed: {e}") from e
-    return pc.cast(ids.combine_chunks(), pa.string())
+    h = pl.col("h")
+    ids: pl.Series = hexes.select(
+        pl.concat_str(
+            h.str.slice(0, 8),
+            pl.lit("-"),
+            h.str.slice(8, 4),
+            pl.lit("-5"),
+            h.str.slice(13, 3),
+            pl.lit("-"),
+            h.str.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.String),
+            h.str.slice(17, 3),
+            pl.lit("-"),
+            h.str.slice(20, 12),
+        ).alias(names.name)
+    ).to_series()
+    return ids
 
 
 def raw_connection() -> duckdb.DuckDBPyConnection:

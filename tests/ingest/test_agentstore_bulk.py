@@ -39,7 +39,7 @@ def _read(file: Path) -> tuple[pa.Table | None, list[tuple[str, str, str | None]
 def _both(file: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     bulk = _read(file)
     with monkeypatch.context() as m:
-        m.setattr(agentstore, "_bulk", lambda block, first: (None, list(range(len(agentstore._split_lines(block))))))
+        m.setattr(agentstore, "bulk_lines", lambda block, *_: (None, list(range(len(agentstore._split_lines(block))))))
         reference = _read(file)
     return bulk, reference
 
@@ -300,7 +300,7 @@ def test_the_importer_gives_the_same_batches_with_and_without_the_bulk_reader(
     path = _pitfall_dir(tmp_path / "pitfalls") if source == "pitfalls" else Path(source)
     bulk = _batches(path)
     with monkeypatch.context() as m:
-        m.setattr(agentstore, "_bulk", lambda block, first: (None, list(range(len(agentstore._split_lines(block))))))
+        m.setattr(agentstore, "bulk_lines", lambda block, *_: (None, list(range(len(agentstore._split_lines(block))))))
         reference = _batches(path)
     assert len(bulk) == len(reference)
     for got, want in zip(bulk, reference, strict=True):

@@ -235,20 +235,16 @@ def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, 
         con.close()
 
 
-_SHA1_SQL: Final = "SELECT sha1($namespace || encode(name)) AS h FROM uuid5_names"
+_SHA1_SQL: Final = "SELECT sha1($prefix || encode(name)) AS h FROM sha1_names"
 _HASHERS = threading.local()  # one in-memory connection per thread, reused block after block
-# the RFC 4122 variant digit (10xx) for each hex digit of a SHA-1
-_VARIANT: Final = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
-def uuid5_texts(namespace: bytes, names: pl.Series) -> pl.Series:
-    """``str(uuid.uuid5(UUID(bytes=namespace), name))`` for each name (text), hashed on DuckDB's threads
-    without the GIL and formatted by Polars; null names give null ids, in the order given.
+def sha1_hexes(prefix: bytes, names: pl.Series) -> pl.Series:
+    """``sha1(prefix + name.encode()).hexdigest()`` for each name (text), on DuckDB's threads without
+    the GIL; null names give null digests, in the order given (``hashing.uuid5_texts``' fallback).
 
-    >>> import uuid
-    >>> ns = uuid.NAMESPACE_URL
-    >>> uuid5_texts(ns.bytes, pl.Series(["a/1", None, "é"])).to_list() == [
-    ...     str(uuid.uuid5(ns, "a/1")), None, str(uuid.uuid5(ns, "é"))]
+    >>> import hashlib
+    >>> sha1_hexes(b"\\xff", pl.Series(["é", None])).to_list() == [hashlib.sha1(b"\\xff" + "é".encode()).hexdigest(), None]
     True
     """
     con = getattr(_HASHERS, "con", None)
@@ -258,29 +254,15 @@ def uuid5_texts(namespace: bytes, names: pl.Series) -> pl.Series:
         con.execute("SET lock_configuration = true")
         _HASHERS.con = con
     try:
-        con.register("uuid5_names", pl.DataFrame({"name": names}))
+        con.register("sha1_names", pl.DataFrame({"name": names}))
         try:
-            hexes = con.sql(_SHA1_SQL, params={"namespace": namespace}).pl()
+            hexes = con.sql(_SHA1_SQL, params={"prefix": prefix}).pl()
         finally:
-            con.unregister("uuid5_names")
+            con.unregister("sha1_names")
     except duckdb.Error as e:
         raise QueryError(f"hashing event ids failed: {e}") from e
-    h = pl.col("h")
-    ids: pl.Series = hexes.select(
-        pl.concat_str(
-            h.str.slice(0, 8),
-            pl.lit("-"),
-            h.str.slice(8, 4),
-            pl.lit("-5"),
-            h.str.slice(13, 3),
-            pl.lit("-"),
-            h.str.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.String),
-            h.str.slice(17, 3),
-            pl.lit("-"),
-            h.str.slice(20, 12),
-        ).alias(names.name)
-    ).to_series()
-    return ids
+    digests: pl.Series = hexes.to_series().alias(names.name)
+    return digests
 
 
 def raw_connection() -> duckdb.DuckDBPyConnection:
@@ -297,5 +279,5 @@ __all__ = [
     "query_tables",
     "raw_connection",
     "register_parquet_view",
-    "uuid5_texts",
+    "sha1_hexes",
 ]

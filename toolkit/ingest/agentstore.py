@@ -18,8 +18,8 @@ Mapping (the whole story, with every pitfall's outcome, is in ``docs/importers/a
 An event's content depends on its line alone, so a ``.replay.json`` of a session and the session's
 ``events/<id>.jsonl`` give the same events, and a file that has grown imports only its new lines.
 
-Events files are read in blocks by ``toolkit.ingest.agentstore_bulk`` (Polars, ids hashed by DuckDB,
-no per-line Python) for the lines it can prove give the same event; every other line goes through ``_parse_line``, the
+Events files are read in blocks by ``toolkit.ingest.agentstore_bulk`` (Polars, ids hashed by
+polars-hash or DuckDB, no per-line Python) for the lines it can prove give the same event; every other line goes through ``_parse_line``, the
 line-by-line reader, which is the reference and words every rejection.
 
 >>> AgentStoreImporter().sniff("notes.txt")
@@ -70,6 +70,9 @@ SNAPSHOT_TOPIC: Final = "agentstore:snapshot"
 BATCH_LINES: Final = 100_000  # replay records parsed between two progress reports
 BLOCK_BYTES: Final = 24 << 20  # events-file bytes parsed between two progress reports
 WORKERS: Final = 2  # blocks of an events file parsed at a time (one per core)
+# the block readers' threads, kept across files and imports (a process that forks must not use it:
+# the toolkit's worker processes are spawned)
+_POOL: list[ThreadPoolExecutor] = []
 FIELDS: Final = ("session_id", "sequence_number", "type", "payload", "timestamp", "metadata")
 # metadata keys that become columns; every other key stays in the event's metadata
 COLUMN_KEYS: Final = frozenset({"tokens_in", "tokens_out", "model", "tool_name", "duration_ms", "cost_usd"})
@@ -543,13 +546,9 @@ def _error_of(payload_text: str) -> str | None:
     return msg if type(msg) is str else None
 
 
-def _bulk(block: bytes, first: int) -> tuple[pa.Table | None, list[int]]:
-    return bulk_lines(block, first, _times, _error_of)
-
-
-def _bulk_with_sources(block: bytes, first: int, prefix: str) -> tuple[pa.Table | None, list[int]]:
-    """``_bulk`` and the chunk's ``source`` column, built on the worker's thread rather than in ``finish``."""
-    chunk, slow = _bulk(block, first)
+def _bulk_with_sources(block: bytes, first: int, newlines: int, prefix: str) -> tuple[pa.Table | None, list[int]]:
+    """``bulk_lines`` and the chunk's ``source`` column, built on the worker's thread rather than in ``finish``."""
+    chunk, slow = bulk_lines(block, first, _times, _error_of, newlines)
     if chunk is not None:
         chunk = chunk.append_column("source", _sources(prefix, chunk.column("_where")))
     return chunk, slow
@@ -569,41 +568,40 @@ def _parse_blocks(rows: _Rows, blocks: Iterator[bytes]) -> Iterator[tuple[int, l
     """Each block of lines parsed and flushed: (records read, its rejections in line order).
 
     Blocks are read in bulk (``agentstore_bulk``) two at a time, one per core: the bulk reader runs in
-    Polars and DuckDB (ids), which release the GIL; the lines it leaves go through ``_parse_line``.
+    Polars (and DuckDB for ids without polars-hash), which release the GIL; the lines it leaves go
+    through ``_parse_line``.
     """
+    if not _POOL:  # threads (and their DuckDB connections and regex caches) outlive one file
+        _POOL.append(ThreadPoolExecutor(WORKERS, thread_name_prefix="agentstore-blocks"))
+    pool = _POOL[0]
+    pending: deque[tuple[int, bytes, Future[tuple[pa.Table | None, list[int]]]]] = deque()
 
-    def numbered() -> Iterator[tuple[int, bytes]]:
-        lineno = 1
-        for block in blocks:
-            yield lineno, block
-            lineno += block.count(b"\n")
+    def take() -> tuple[int, list[Rejection]]:
+        first, block, future = pending.popleft()
+        chunk, slow = future.result()
+        rejected = len(rows.rejections)
+        read = 0 if chunk is None else chunk.num_rows
+        if chunk is not None and chunk.num_rows:
+            rows.chunks.append(chunk)
+        if slow:
+            lines = dict(zip(slow, lines_at(block, slow), strict=True))
+            for i in slow:
+                read += _parse_line(rows, lines[i], first + i)
+            taken = len(rows.chunks)
+            rows.flush("line", lambda n, lines=lines, first=first: lines[n - first])  # type: ignore[misc]
+            if chunk is not None and chunk.num_rows and len(rows.chunks) > taken:
+                rows.chunks[taken - 1 :] = _interleave(rows.chunks[taken - 1], rows.chunks[taken])
+        return read, _in_file_order(rows.rejections[rejected:])
 
-    with ThreadPoolExecutor(WORKERS) as pool:
-        pending: deque[tuple[int, bytes, Future[tuple[pa.Table | None, list[int]]]]] = deque()
-
-        def take() -> tuple[int, list[Rejection]]:
-            first, block, future = pending.popleft()
-            chunk, slow = future.result()
-            rejected = len(rows.rejections)
-            read = 0 if chunk is None else chunk.num_rows
-            if chunk is not None and chunk.num_rows:
-                rows.chunks.append(chunk)
-            if slow:
-                lines = dict(zip(slow, lines_at(block, slow), strict=True))
-                for i in slow:
-                    read += _parse_line(rows, lines[i], first + i)
-                taken = len(rows.chunks)
-                rows.flush("line", lambda n, lines=lines, first=first: lines[n - first])  # type: ignore[misc]
-                if chunk is not None and chunk.num_rows and len(rows.chunks) > taken:
-                    rows.chunks[taken - 1 :] = _interleave(rows.chunks[taken - 1], rows.chunks[taken])
-            return read, _in_file_order(rows.rejections[rejected:])
-
-        for first, block in numbered():
-            pending.append((first, block, pool.submit(_bulk_with_sources, block, first, rows.prefix)))
-            if len(pending) > WORKERS:
-                yield take()
-        while pending:
+    first = 1
+    for block in blocks:
+        newlines = block.count(b"\n")
+        pending.append((first, block, pool.submit(_bulk_with_sources, block, first, newlines, rows.prefix)))
+        first += newlines
+        if len(pending) > WORKERS:
             yield take()
+    while pending:
+        yield take()
 
 
 def _interleave(bulk: pa.Table, slow: pa.Table) -> list[pa.Table]:

@@ -21,8 +21,8 @@ Lines are split by Polars' CSV reader (one column, no quoting: one copy of the b
 pages); metadata are read once per *template* (the text with the numbers of tokens, duration and
 cost written 1: in the bench, 43 % of the lines have distinct metadata, 11 % distinct templates —
 the ``extra`` objects that carry a reference), each line's numbers checked from its own text. The event id (UUIDv5 of the same name ``agentstore.event_ids``
-hashes) is computed for the whole block: ``sha1`` over namespace bytes + name by DuckDB, the UUID
-text by Polars (``duckdb_engine.uuid5_texts``), so nothing here runs Python per line (but the
+hashes) is computed for the whole block: ``sha1`` over namespace bytes + name by the ``polars-hash``
+plugin (or DuckDB), the UUID text by Polars (``hashing.uuid5_texts``), so nothing here runs Python per line (but the
 message of an ``error`` event) and two blocks use both cores.
 
 Everything else — cut-off and glued lines, escapes such as Go's ``\\u003c``, exponents, keys out of
@@ -41,8 +41,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from toolkit.engines.duckdb_engine import uuid5_texts
 from toolkit.ingest.base import IMPORT_NAMESPACE
+from toolkit.journal.hashing import uuid5_texts
 from toolkit.journal.schema import COST, TIMESTAMP
 
 _S: Final = r'"(?:[^"\\]|\\.)*"'  # a JSON string (in valid JSON a quote inside a string is escaped)
@@ -276,14 +276,16 @@ def bulk_lines(
     first: int,
     times: Callable[[pa.Array], tuple[pa.Array, dict[int, str]]],
     error_of: Callable[[str], str | None],
+    lines: int | None = None,
 ) -> tuple[pa.Table | None, list[int]]:
     """A block of whole lines, numbered from ``first`` → (the chunk ``_Rows.flush`` would build for the
     lines taken in bulk, the indices of the lines left to the line-by-line reader).
 
     ``times`` is ``agentstore._times`` and ``error_of`` gives the error message of an error event's
-    payload text (both passed in: this module sits below ``agentstore``).
+    payload text (both passed in: this module sits below ``agentstore``); ``lines``, the block's
+    number of newlines where the caller has counted them already.
     """
-    count = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    count = (block.count(b"\n") if lines is None else lines) + (0 if block.endswith(b"\n") else 1)
     if not block or b"\r" in block or b"\x00" in block or block.startswith(b"\xef\xbb\xbf"):
         return None, list(range(count))
     try:  # one column per line (blank lines are nulls): UTF-8 checked and lines split by Polars' CSV reader

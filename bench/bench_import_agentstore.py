@@ -171,12 +171,12 @@ def main() -> None:
         con.close()
 
     def read_reference() -> None:
-        bulk = agentstore._bulk
-        agentstore._bulk = lambda block, first: (None, list(range(len(agentstore._split_lines(block)))))
+        bulk = agentstore.bulk_lines
+        agentstore.bulk_lines = lambda block, *_: (None, list(range(len(agentstore._split_lines(block)))))
         try:
             read_batches()
         finally:
-            agentstore._bulk = bulk
+            agentstore.bulk_lines = bulk
 
     def import_journal() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="bench-agentstore-", dir=OUT))

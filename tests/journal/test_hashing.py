@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import re
 import struct
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -104,20 +103,3 @@ def test_payload_digests_are_sha256_of_data_and_metadata(pairs: list[tuple[str, 
 def test_the_plugin_computes_payload_digests_when_installed() -> None:
     pytest.importorskip("polars_hash")
     assert hashing._plh is not None
-
-
-@pytest.mark.parametrize("plugin", [True, False], ids=["polars-hash", "duckdb"])
-@settings(max_examples=40, deadline=None)
-@given(names=st.lists(st.none() | TEXT, max_size=20), namespace=st.binary(min_size=16, max_size=16))
-def test_uuid5_texts_equal_uuid5_row_by_row(plugin: bool, names: list[str | None], namespace: bytes) -> None:
-    if plugin and hashing._plh is None:
-        pytest.skip("polars-hash is not installed")
-    saved = hashing._plh
-    try:
-        if not plugin:
-            hashing._plh = None
-        got = hashing.uuid5_texts(namespace, pl.Series("name", names, dtype=pl.String)).to_list()
-    finally:
-        hashing._plh = saved
-    ns = uuid.UUID(bytes=namespace)
-    assert got == [None if n is None else str(uuid.uuid5(ns, n)) for n in names]

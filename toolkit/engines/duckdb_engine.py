@@ -241,7 +241,7 @@ _HASHERS = threading.local()  # one in-memory connection per thread, reused bloc
 
 def sha1_hexes(prefix: bytes, names: pl.Series) -> pl.Series:
     """``sha1(prefix + name.encode()).hexdigest()`` for each name (text), on DuckDB's threads without
-    the GIL; null names give null digests, in the order given (``hashing.uuid5_texts``' fallback).
+    the GIL; null names give null digests, in the order given (``polars_engine.uuid5_texts``' fallback).
 
     >>> import hashlib
     >>> sha1_hexes(b"\\xff", pl.Series(["é", None])).to_list() == [hashlib.sha1(b"\\xff" + "é".encode()).hexdigest(), None]

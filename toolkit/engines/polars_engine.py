@@ -16,9 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Final
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from toolkit.engines.duckdb_engine import sha1_hexes
+from toolkit.journal.hashing import polars_hash_plugin
 from toolkit.journal.location import polars_storage_options
 from toolkit.journal.schema import COLUMN_NAMES, POLARS_SCHEMA
 from toolkit.journal.store import Journal
@@ -63,3 +68,50 @@ def scan_events(
     if until is not None:
         lf = lf.filter(pl.col("occurred_at") < until)
     return lf
+
+
+_PLH = polars_hash_plugin()
+# the RFC 4122 variant digit (10xx) for each hex digit of a SHA-1
+_VARIANT: Final = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
+
+
+def uuid5_texts(namespace: bytes, names: pl.Series) -> pl.Series:
+    """``str(uuid.uuid5(UUID(bytes=namespace), name))`` for each name (text), null for null, in order.
+
+    SHA-1 by ``polars-hash`` where installed (the namespace bytes joined to each name by Arrow), else
+    by DuckDB (``duckdb_engine.sha1_hexes``); both without the GIL. The UUID text is built by Polars.
+
+    >>> import uuid
+    >>> ns = uuid.NAMESPACE_URL
+    >>> uuid5_texts(ns.bytes, pl.Series(["a/1", None, "é"])).to_list() == [
+    ...     str(uuid.uuid5(ns, "a/1")), None, str(uuid.uuid5(ns, "é"))]
+    True
+    """
+    if _PLH is None:
+        hexes = sha1_hexes(namespace, names)
+    else:
+        joined = pc.binary_join_element_wise(
+            pa.scalar(namespace, pa.large_binary()),
+            names.to_arrow().cast(pa.large_binary()),
+            pa.scalar(b"", pa.large_binary()),
+        )
+        hexes = pl.DataFrame({"h": pl.Series(joined)}).select(_PLH.col("h").nchash.sha1()).to_series()
+    h = pl.col("h")
+    return (
+        pl.DataFrame({"h": hexes})
+        .select(
+            pl.concat_str(
+                h.str.slice(0, 8),
+                pl.lit("-"),
+                h.str.slice(8, 4),
+                pl.lit("-5"),
+                h.str.slice(13, 3),
+                pl.lit("-"),
+                h.str.slice(16, 1).replace_strict(_VARIANT, return_dtype=pl.String),
+                h.str.slice(17, 3),
+                pl.lit("-"),
+                h.str.slice(20, 12),
+            ).alias(names.name)
+        )
+        .to_series()
+    )

@@ -22,7 +22,7 @@ pages); metadata are read once per *template* (the text with the numbers of toke
 cost written 1: in the bench, 43 % of the lines have distinct metadata, 11 % distinct templates —
 the ``extra`` objects that carry a reference), each line's numbers checked from its own text. The event id (UUIDv5 of the same name ``agentstore.event_ids``
 hashes) is computed for the whole block: ``sha1`` over namespace bytes + name by the ``polars-hash``
-plugin (or DuckDB), the UUID text by Polars (``hashing.uuid5_texts``), so nothing here runs Python per line (but the
+plugin (or DuckDB), the UUID text by Polars (``polars_engine.uuid5_texts``), so nothing here runs Python per line (but the
 message of an ``error`` event) and two blocks use both cores.
 
 Everything else — cut-off and glued lines, escapes such as Go's ``\\u003c``, exponents, keys out of
@@ -41,8 +41,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from toolkit.engines.polars_engine import uuid5_texts
 from toolkit.ingest.base import IMPORT_NAMESPACE
-from toolkit.journal.hashing import uuid5_texts
 from toolkit.journal.schema import COST, TIMESTAMP
 
 _S: Final = r'"(?:[^"\\]|\\.)*"'  # a JSON string (in valid JSON a quote inside a string is escaped)

@@ -7,6 +7,7 @@ import itertools
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -196,3 +197,55 @@ def test_small_appends_and_a_busy_pool_stay_in_this_process(journal: Journal) ->
         "s"
     )
     assert heads.get_column("v").sum() == 2_000
+
+
+def test_an_interrupt_while_handing_over_a_later_part_leaves_no_answer_for_the_next_append(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the second part is handed over: the first worker's answer is still read (and its
+    files deleted), so the next append does not take that stale answer for its own."""
+    parallel(journal, 2)
+    journal.append("before", [{"event_type": "x", "data": {}}])
+    before = snapshot(journal)
+    submit = AppendWorkers.submit
+
+    def interrupted(self: AppendWorkers, index: int, *args: Any) -> Any:
+        if index == 1:
+            raise KeyboardInterrupt  # as if Ctrl-C came while the part was written to its memfd
+        return submit(self, index, *args)
+
+    streams = [f"s-{i:02d}" for i in range(30)]
+    monkeypatch.setattr(AppendWorkers, "submit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        journal.append_batch(batch(1, 6_000, streams))
+    monkeypatch.setattr(AppendWorkers, "submit", submit)
+    assert snapshot(journal) == before  # no commit, and the first worker's files are gone
+    assert journal.append_batch(batch(2, 6_000, streams)).appended == 6_000
+    rows = event_rows(journal, ["stream_id", "version", "position", "event_id"])
+    assert sorted(r["event_id"] for r in rows if r["stream_id"] != "before") == sorted(f"b2-{i}" for i in range(6_000))
+    assert_stream_keys_sound(rows)
+    assert verify_journal(Journal.open(journal.path)).ok
+
+
+def test_a_worker_whose_answer_was_never_read_is_not_reused(journal: Journal) -> None:
+    workers = AppendWorkers()
+    layout = FileLayout(str(journal.path / "events"), ("stream_type", "day"), (), 8192)
+    try:
+        workers.start(1)
+        workers.submit(0, journal_rows(journal, "old"), {}, layout)  # its answer is never read
+        workers.start(1)
+        actions, heads = workers.submit(0, journal_rows(journal, "new"), {}, layout).result()
+        assert heads.get_column("stream_id").to_list() == ["new"]
+        layout.remove(actions)
+    finally:
+        workers.close()
+
+
+def journal_rows(journal: Journal, stream_id: str) -> pa.Table:
+    """Ten numbered rows of a new stream, as ``_write`` hands them to ``write_part``."""
+    from toolkit.journal.assign import number
+    from toolkit.journal.prepare import validate_table
+
+    table = validate_table(batch(1, 10, [stream_id]))
+    table = table.append_column("_idx", pa.array(range(10), pa.int64()))
+    return number(table, {}, None, 0, T0)[0]

@@ -230,6 +230,12 @@ class _Worker:
             stdout=subprocess.PIPE,
             env=env,
         )
+        self.busy = False  # a request was sent whose answer has not been read
+
+    @property
+    def usable(self) -> bool:
+        """Alive, and not holding an answer nobody read (it would be taken for the next part's)."""
+        return not self.busy and self.proc.poll() is None
 
     @property
     def alive(self) -> bool:
@@ -268,6 +274,7 @@ class Pending:
             assert self._worker.proc.stdout is not None
             try:
                 answer = pickle.load(self._worker.proc.stdout)
+                self._worker.busy = False
             except EOFError:
                 code = self._worker.proc.wait()
                 raise AppendWorkerError(
@@ -313,6 +320,9 @@ class AppendWorkers:
 
     def start(self, count: int) -> None:
         """Have ``count`` live workers (started in the background: ``submit`` waits for none)."""
+        for w in self._workers:
+            if not w.usable:
+                w.kill()
         self._workers = [w for w in self._workers if w.alive]
         while len(self._workers) < count:
             self._workers.append(_Worker())
@@ -336,6 +346,7 @@ class AppendWorkers:
                 w.write_table(part)
             assert worker.proc.stdin is not None
             try:
+                worker.busy = True
                 pickle.dump(_Request(path, temporary, starts, layout, os.getpid()), worker.proc.stdin)
                 worker.proc.stdin.flush()
             except BrokenPipeError as e:

@@ -705,7 +705,8 @@ class Journal:
         failure: BaseException | None = None
         done: list[tuple[list[AddAction | RemoveAction], pl.DataFrame]] = []
         try:
-            pending = [workers.submit(i, part, starts, layout) for i, part in enumerate(parts[1:])]
+            for i, part in enumerate(parts[1:]):  # each as it is handed over: every one is answered below
+                pending.append(workers.submit(i, part, starts, layout))
             done.append(write_part(parts[0], starts, layout, hash_chunks))
         except BaseException as e:
             failure = e

@@ -249,3 +249,20 @@ def journal_rows(journal: Journal, stream_id: str) -> pa.Table:
     table = validate_table(batch(1, 10, [stream_id]))
     table = table.append_column("_idx", pa.array(range(10), pa.int64()))
     return number(table, {}, None, 0, T0)[0]
+
+
+@pytest.mark.parametrize("shadow", ["toolkit/__init__.py", "queue.py"])
+def test_workers_import_this_toolkit_whatever_the_working_directory_holds(
+    journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shadow: str
+) -> None:
+    """Run from a checkout of another project (its own ``toolkit`` package, a ``queue.py``): the
+    workers still run the code of the appending process."""
+    cwd = tmp_path / "elsewhere"
+    (cwd / shadow).parent.mkdir(parents=True)
+    (cwd / shadow).write_text("raise ImportError('not the toolkit the appending process runs')\n")
+    monkeypatch.chdir(cwd)
+    pool().close()  # workers start from this directory
+    parallel(journal)
+    assert journal.append_batch(batch(1, 2_000, [f"s{i}" for i in range(8)])).appended == 2_000
+    assert len({(f.min_stream_id, f.max_stream_id) for f in journal.files()}) == 2  # a worker wrote a part
+    pool().close()

@@ -225,7 +225,8 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from toolkit.journal.appendworkers import serve; serve()"],
+            # -P: not the working directory first on sys.path (its own toolkit/ or queue.py would be imported)
+            [sys.executable, "-P", "-c", "from toolkit.journal.appendworkers import serve; serve()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,

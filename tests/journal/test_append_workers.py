@@ -17,6 +17,7 @@ from helpers import assert_stream_keys_sound, event_rows, snapshot
 from toolkit.journal import Journal, store
 from toolkit.journal.appendworkers import AppendWorkerError, AppendWorkers, FileLayout, pool, split_by_stream
 from toolkit.journal.integrity import verify_journal
+from toolkit.journal.prepare import validate_table
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 1, tzinfo=UTC)
@@ -266,3 +267,16 @@ def test_workers_import_this_toolkit_whatever_the_working_directory_holds(
     assert journal.append_batch(batch(1, 2_000, [f"s{i}" for i in range(8)])).appended == 2_000
     assert len({(f.min_stream_id, f.max_stream_id) for f in journal.files()}) == 2  # a worker wrote a part
     pool().close()
+
+
+@pytest.mark.parametrize("executable", ["", "missing-python"])
+def test_appends_stay_in_this_process_when_no_worker_can_start(
+    journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executable: str
+) -> None:
+    """An embedding interpreter without a usable ``sys.executable``: large appends still go through."""
+    pool().close()
+    monkeypatch.setattr("sys.executable", str(tmp_path / executable) if executable else "")
+    parallel(journal)
+    assert journal.append_batch(batch(1, 2_000, [f"s{i}" for i in range(8)])).appended == 2_000
+    assert journal.append_validated(validate_table(batch(2, 2_000, ["t"]))).appended == 2_000
+    assert verify_journal(Journal.open(journal.path)).ok

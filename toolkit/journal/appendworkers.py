@@ -319,14 +319,22 @@ class AppendWorkers:
     def release(self) -> None:
         self._lock.release()
 
-    def start(self, count: int) -> None:
-        """Have ``count`` live workers (started in the background: ``submit`` waits for none)."""
+    def start(self, count: int) -> int:
+        """Have ``count`` live workers (started in the background: ``submit`` waits for none).
+
+        Returns how many there are: fewer when no more can be started (an embedding interpreter's
+        ``sys.executable`` that does not run): the parts they do not take are written by the caller.
+        """
         for w in self._workers:
             if not w.usable:
                 w.kill()
         self._workers = [w for w in self._workers if w.alive]
         while len(self._workers) < count:
-            self._workers.append(_Worker())
+            try:
+                self._workers.append(_Worker())
+            except OSError:
+                break
+        return min(count, len(self._workers))
 
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self._workers]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,3 +281,18 @@ def test_appends_stay_in_this_process_when_no_worker_can_start(
     assert journal.append_batch(batch(1, 2_000, [f"s{i}" for i in range(8)])).appended == 2_000
     assert journal.append_validated(validate_table(batch(2, 2_000, ["t"]))).appended == 2_000
     assert verify_journal(Journal.open(journal.path)).ok
+
+
+def test_text_printed_while_a_worker_starts_does_not_garble_its_answers(
+    journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``sitecustomize`` (or a module's import) that prints: the answers stay readable."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("print('welcome to the cluster')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    pool().close()  # workers start with this environment
+    parallel(journal)
+    assert journal.append_batch(batch(1, 2_000, [f"s{i}" for i in range(8)])).appended == 2_000
+    assert len({(f.min_stream_id, f.max_stream_id) for f in journal.files()}) == 2  # a worker wrote a part
+    pool().close()

@@ -12,8 +12,8 @@ equal size, and ``AppendWorkers`` hands every part but the first to a worker pro
 actions in one Delta transaction, or, when any part failed, deletes the files of the others and
 raises the first failure. A worker is a ``python -c`` child started on first use and kept for the
 next appends; it reads its part from an Arrow IPC file in memory (a ``memfd`` it opens through
-``/proc``, so nothing is left behind when either side dies) and answers with pickles on its
-stdout. A worker whose parent died stops at the next chunk, deletes its files and exits; files
+``/proc``, so nothing is left behind when either side dies) and answers with pickles on a pipe
+of their own (what it prints goes to stderr). A worker whose parent died stops at the next chunk, deletes its files and exits; files
 it wrote that were never committed are orphans ``vacuum`` removes, as after any crash.
 """
 
@@ -33,7 +33,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import polars as pl
 import pyarrow as pa
@@ -224,13 +224,23 @@ class _Worker:
         root = str(Path(__file__).resolve().parents[2])  # this toolkit, not another installed one
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-        self.proc = subprocess.Popen(
-            # -P: not the working directory first on sys.path (its own toolkit/ or queue.py would be imported)
-            [sys.executable, "-P", "-c", "from toolkit.journal.appendworkers import serve; serve()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
+        # answers on a pipe of their own: text printed at start-up (a sitecustomize) cannot garble them
+        answers, write_end = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                # -P: not the working directory first on sys.path (its own toolkit/ or queue.py would be imported)
+                [sys.executable, "-P", "-c", f"from toolkit.journal.appendworkers import serve; serve({write_end})"],
+                stdin=subprocess.PIPE,
+                stdout=2,  # anything printed goes to stderr
+                pass_fds=(write_end,),
+                env=env,
+            )
+        except BaseException:
+            os.close(answers)
+            raise
+        finally:
+            os.close(write_end)
+        self.answers = os.fdopen(answers, "rb")
         self.busy = False  # a request was sent whose answer has not been read
 
     @property
@@ -246,7 +256,7 @@ class _Worker:
         with contextlib.suppress(OSError):
             self.proc.kill()
         self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
+        for pipe in (self.proc.stdin, self.answers):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
@@ -259,8 +269,7 @@ class _Worker:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.kill()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self.answers.close()
 
 
 class Pending:
@@ -272,9 +281,8 @@ class Pending:
 
     def result(self) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
         try:
-            assert self._worker.proc.stdout is not None
             try:
-                answer = pickle.load(self._worker.proc.stdout)
+                answer = pickle.load(self._worker.answers)
                 self._worker.busy = False
             except EOFError:
                 code = self._worker.proc.wait()
@@ -406,13 +414,11 @@ def _answer(request: _Request) -> tuple[list[AddAction | RemoveAction], pl.DataF
     return write_part(part, request.starts, request.layout, cancelled=lambda: os.getppid() != request.parent)
 
 
-def serve(requests: IO[bytes] | None = None, answers: IO[bytes] | None = None) -> None:
-    """A worker's loop: one ``_Request`` after another on stdin, one answer each on stdout, until EOF."""
+def serve(answers_fd: int) -> None:
+    """A worker's loop: one ``_Request`` after another on stdin, one answer each on ``answers_fd``, until EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the appending process's to handle
-    if answers is None:
-        answers = os.fdopen(os.dup(1), "wb")
-        os.dup2(2, 1)  # anything printed goes to stderr, not into the answers
-    requests = requests or sys.stdin.buffer
+    answers = os.fdopen(answers_fd, "wb")
+    requests = sys.stdin.buffer
     while True:
         try:
             request: _Request = pickle.load(requests)

@@ -342,11 +342,33 @@ def _tz_report(path: str) -> None:
     )
 
 
+def _fork_after_append(path: str, then: str) -> None:
+    """A large append with a worker process, then a fork (a child doing other work for a minute):
+    ``then`` = ``exit`` (this process exits) or ``wait`` (it waits to be killed). Prints the worker's
+    pid and the child's."""
+    from toolkit.journal.appendworkers import pool
+
+    j = Journal.open(path)
+    j.append_workers, j.parallel_append_rows = 1, 1
+    j.append_batch(crash_batch(0, 2_000))
+    child = os.fork()
+    if child == 0:
+        quiet = os.open(os.devnull, os.O_WRONLY)  # the test reads this process's output to its end
+        os.dup2(quiet, 1)
+        os.dup2(quiet, 2)
+        time.sleep(60)
+        os._exit(0)
+    print(*pool().pids(), child, flush=True)
+    if then == "wait":
+        time.sleep(60)
+
+
 WORKERS: dict[str, Callable[..., None]] = {
     "append_loop": _append_loop,
     "race_once": _race_once,
     "crash_work": _crash_work,
     "tz_report": _tz_report,
+    "fork_after_append": _fork_after_append,
 }
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -109,3 +110,30 @@ def test_sigkill_mid_append_leaves_whole_commits_and_rerun_completes(journal: Jo
     assert parquet_on_disk(final) == set(final.file_paths())
     report = verify_journal(final)
     assert report.ok and report.events == COMMITS * ROWS
+
+
+@pytest.mark.parametrize("then", ["exit", "sigkill"])
+def test_append_workers_end_with_their_process_though_it_forked(journal: Journal, then: str) -> None:
+    """A child forked after a large append does not own the append workers: they end when the
+    process that started them exits (at once) or is killed, while the child lives on."""
+    proc = spawn("fork_after_append", journal.path, "exit" if then == "exit" else "wait")
+    assert proc.stdout is not None
+    *workers, child = map(int, proc.stdout.readline().split())
+    try:
+        started = time.monotonic()
+        if then == "sigkill":
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert time.monotonic() - started < 5, "the process waited for its workers at exit"
+        deadline = time.monotonic() + 5
+        while any(_running(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"append workers {workers} outlived their process"
+            time.sleep(0.01)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        proc.communicate()

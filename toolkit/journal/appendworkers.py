@@ -261,6 +261,13 @@ class _Worker:
                 with contextlib.suppress(OSError):
                     pipe.close()
 
+    def forget(self) -> None:
+        """In a forked child: close its copies of the pipes (the worker sees its parent's end)."""
+        for pipe in (self.proc.stdin, self.answers):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
     def close(self) -> None:
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
@@ -396,6 +403,20 @@ def pool() -> AppendWorkers:
         _POOL = AppendWorkers()
         atexit.register(_POOL.close)
     return _POOL
+
+
+def _forget_in_child() -> None:
+    """A forked child does not own its parent's workers: it drops its copies of their pipes (while it
+    held them, a worker would not see its parent exit) and starts its own if it appends."""
+    global _POOL
+    if _POOL is not None:
+        for w in _POOL._workers:
+            w.forget()
+        _POOL._workers = []
+        _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _picklable(error: BaseException) -> BaseException:

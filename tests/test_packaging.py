@@ -67,3 +67,45 @@ def test_an_installed_copy_finds_them_inside_the_package(wheel: Path, tmp_path: 
     assert "invariants/budget" in found["catalog"] and "rollups/usage" in found["catalog"]
     assert found["prices"] == str(site / "toolkit" / "data" / "prices" / "prices.csv") and found["prices_exist"]
     assert "overview.py" in found["notebooks"]
+
+
+APPEND_PROBE = """
+import json, sys
+import pyarrow as pa
+import toolkit
+from toolkit.journal import Journal
+from toolkit.journal.appendworkers import pool
+from toolkit.journal.integrity import verify_journal
+j = Journal.create(sys.argv[1])
+j.append_workers, j.parallel_append_rows = 1, 1
+n = 3000
+j.append_batch(pa.table({
+    "stream_id": [f"run-{i % 30:02d}" for i in range(n)],
+    "stream_type": ["agent_run"] * n,
+    "event_type": ["tool_called"] * n,
+    "data": [f'{{"i":{i}}}' for i in range(n)],
+    "occurred_at": pa.array([1_795_000_000_000_000 + i for i in range(n)], pa.timestamp("us", tz="UTC")),
+}))
+pids = pool().pids()
+report = verify_journal(j)
+print(json.dumps({"toolkit": toolkit.__file__, "workers": len(pids), "events": report.events, "ok": report.ok}))
+"""
+
+
+def test_an_installed_copy_appends_with_worker_processes_running_its_own_code(wheel: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", APPEND_PROBE, str(tmp_path / "journal")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout)
+    assert found["toolkit"] == str(site / "toolkit" / "__init__.py")
+    assert found["workers"] == 1 and found["ok"] and found["events"] == 3000

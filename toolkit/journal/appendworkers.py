@@ -25,8 +25,10 @@ import os
 import pickle
 import queue
 import signal
+import site
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import traceback
@@ -219,11 +221,20 @@ class _Request:
     parent: int
 
 
+def _site_dirs() -> set[str]:
+    paths = sysconfig.get_paths()
+    dirs = {paths["purelib"], paths["platlib"], *site.getsitepackages()}
+    return {str(Path(d).resolve()) for d in dirs}
+
+
 class _Worker:
     def __init__(self) -> None:
         root = str(Path(__file__).resolve().parents[2])  # this toolkit, not another installed one
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        # a checkout goes first on the worker's path; an installed toolkit is found in its site-packages
+        # already (put first, it would come before the standard library there)
+        if root not in _site_dirs():
+            env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
         # answers on a pipe of their own: text printed at start-up (a sitecustomize) cannot garble them
         answers, write_end = os.pipe()
         try:

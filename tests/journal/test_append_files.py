@@ -23,6 +23,7 @@ from helpers import ev
 
 from toolkit.journal import Journal, JournalConfig
 from toolkit.journal.integrity import verify_journal
+from toolkit.journal.maintenance import compact
 from toolkit.journal.store import STATS_COLUMNS
 
 UTC = dt.UTC
@@ -143,3 +144,26 @@ def test_a_failed_append_leaves_no_parquet_files_behind(journal: Journal, monkey
     monkeypatch.undo()
     assert sorted(Path(journal.events_uri).rglob("*.parquet")) == before
     assert journal.append("s0", [ev()], expected_version=0).appended == 1
+
+
+def _codecs(journal: Journal) -> dict[str, set[str]]:
+    """Each column's compression codecs over every row group of every file of the journal."""
+    out: dict[str, set[str]] = {}
+    for a in _add_actions(journal):
+        md = pq.ParquetFile(Path(journal.events_uri) / a["path"]).metadata
+        for g in range(md.num_row_groups):
+            for c in range(md.num_columns):
+                col = md.row_group(g).column(c)
+                out.setdefault(col.path_in_schema, set()).add(col.compression)
+    return out
+
+
+def test_append_files_keep_hex_digests_plain_and_compaction_compresses_everything(small_groups: Journal) -> None:
+    small_groups.append_batch(_events(600, seed=6))
+    small_groups.append_batch(_events(300, seed=7))
+    codecs = _codecs(small_groups)
+    assert codecs["hash"] == codecs["prev_hash"] == codecs["payload_sha256"] == {"UNCOMPRESSED"}
+    assert codecs["data"] == codecs["event_id"] == codecs["stream_id"] == {"SNAPPY"}
+    compact(small_groups, full=True)
+    assert set().union(*_codecs(small_groups).values()) == {"ZSTD"}
+    assert verify_journal(small_groups).ok

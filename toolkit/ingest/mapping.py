@@ -53,6 +53,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from toolkit.engines.polars_engine import uuid5_texts
 from toolkit.errors import ToolkitError
 from toolkit.ingest.base import IMPORT_NAMESPACE
 from toolkit.journal.prepare import INPUT_COLUMNS, STRING_COLUMNS
@@ -579,7 +580,6 @@ def mapping_for(file: Path, given: Path | None) -> Mapping | None:
 # --- ids and digests (vectorised) -----------------------------------------------------------
 
 _hexdigest = methodcaller("hexdigest")
-_VARIANT = {f"{i:x}": f"{(i & 0x3) | 0x8:x}" for i in range(16)}
 
 
 def sha256_hex(texts: pl.Series) -> pl.Series:
@@ -601,29 +601,7 @@ def derive_ids(parts: pl.DataFrame) -> pl.Series:
     True
     """
     names = parts.select(pl.concat_str([pl.col(c).cast(pl.String) for c in parts.columns], separator="/"))
-    prefix = IMPORT_NAMESPACE.bytes
-    blobs = names.to_series().cast(pl.Binary).to_list()
-    digests = pl.Series(list(map(_hexdigest, map(hashlib.sha1, map(prefix.__add__, blobs)))), dtype=pl.String)
-    h = pl.col("h")
-    return (
-        pl.DataFrame({"h": digests})
-        .select(
-            pl.concat_str(
-                h.str.slice(0, 8),
-                pl.lit("-"),
-                h.str.slice(8, 4),
-                pl.lit("-5"),
-                h.str.slice(13, 3),
-                pl.lit("-"),
-                h.str.slice(16, 1).replace_strict(_VARIANT),
-                h.str.slice(17, 3),
-                pl.lit("-"),
-                h.str.slice(20, 12),
-            )
-        )
-        .to_series()
-        .rename("event_id")
-    )
+    return uuid5_texts(IMPORT_NAMESPACE.bytes, names.to_series()).rename("event_id")
 
 
 def row_digest(record: Any) -> str:

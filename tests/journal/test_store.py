@@ -283,6 +283,26 @@ def test_events_without_ids_get_stable_derived_ids(tmp_path: Path) -> None:
     assert ids[0] == ids[1] and len(set(ids[0])) == 2
 
 
+@pytest.mark.parametrize("order", ["runs", "interleaved"])
+def test_numbering_is_the_same_whether_streams_come_in_runs_or_interleaved(journal: Journal, order: str) -> None:
+    journal.append("old", [ev(), ev()], stream_type="agent_run")
+    rows = [("old", i) for i in range(3)] + [("new", i) for i in range(4)] + [("late-typed", i) for i in range(2)]
+    if order == "interleaved":
+        rows = sorted(rows, key=lambda r: (r[1], r[0]))
+    events = [
+        {**ev(), "stream_id": sid, "data": {"i": i}, **({"stream_type": "chat"} if (sid, i) == ("late-typed", 1) else {})}
+        for sid, i in rows
+    ]
+    journal.append_batch(events)
+    got = {(r["stream_id"], r["version"]): (r["stream_type"], r["data"]) for r in event_rows(journal) if r["stream_id"] != "old" or r["version"] > 2}
+    assert got == {
+        **{("old", 3 + i): ("agent_run", f'{{"i":{i}}}') for i in range(3)},
+        **{("new", 1 + i): ("default", f'{{"i":{i}}}') for i in range(4)},
+        **{("late-typed", 1 + i): ("chat", f'{{"i":{i}}}') for i in range(2)},
+    }
+    assert_stream_keys_sound(event_rows(journal))
+
+
 def test_stream_type_is_kept_and_defaulted(journal: Journal) -> None:
     journal.append("typed", [ev()], stream_type="agent_run")
     journal.append("typed", [ev()])  # inherits the stream's type

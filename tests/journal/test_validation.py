@@ -203,6 +203,27 @@ def test_valid_arrow_batch_is_appended_like_dicts(seeded: Journal) -> None:
     assert t.column("data").to_pylist() == ['{"i":2}', '{"i":5}']
 
 
+def test_traceparents_with_capitals_or_spaces_are_read_like_the_canonical_form(seeded: Journal) -> None:
+    canonical = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    seeded.append_batch(arrow_batch(3, traceparent=[canonical, f" {canonical.upper()} ", None]))
+    got = {t: (tr, sp) for t, tr, sp in zip(*(
+        seeded.read_all().column(c).to_pylist() for c in ("traceparent", "trace_id", "span_id")), strict=True)}
+    ids = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+    assert got == {canonical: ids, f" {canonical.upper()} ": ids, None: (None, None)}
+
+
+@pytest.mark.parametrize(
+    "bad", [f"00-0af7651916cd43dd8448eb211c80319c-{'0' * 16}-01", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692033-01"]
+)
+def test_an_arrow_batch_with_a_bad_traceparent_names_its_row(seeded: Journal, bad: str) -> None:
+    before = snapshot(seeded)
+    good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch(arrow_batch(4, traceparent=[good, good.upper(), bad, good]))
+    assert (caught.value.context["field"], caught.value.context["index"]) == ("traceparent", 2)
+    assert snapshot(seeded) == before
+
+
 # The JSON of data is checked in a thread while the batch is numbered: with several problems in
 # one batch, the error is still the one a check in validate_table's order finds first.
 SECOND_PROBLEMS = [

@@ -375,19 +375,11 @@ def _check_json(col: pa.ChunkedArray | pa.Array, name: str) -> None:
 def _fill_trace_ids(table: pa.Table) -> pa.Table:
     """Check every traceparent and fill trace_id/span_id where they are missing (vectorised)."""
     tp = table.column("traceparent")
-    text = pl.Series(tp).str.strip_chars().str.to_lowercase()
-    parts = pl.DataFrame({"t": text}).select(
-        ok=pl.col("t").str.contains(TRACEPARENT_RE.pattern),
-        trace=pl.col("t").str.slice(3, 32),
-        span=pl.col("t").str.slice(36, 16),
-    )
-    # a well-formed traceparent has the ids at fixed offsets; all-zero ids are invalid
-    checked = parts.select(
-        bad=pl.col("ok").not_() | (pl.col("trace") == "0" * 32) | (pl.col("span") == "0" * 16),
-        trace=pl.when(pl.col("ok")).then(pl.col("trace")),
-        span=pl.when(pl.col("ok")).then(pl.col("span")),
-    )
-    bad = checked.get_column("bad").fill_null(False)
+    text = pl.Series(tp)
+    checked = _trace_parts(text)  # the text as written: the usual, canonical form
+    if checked.get_column("bad").any():  # spaces, capitals, or a bad value: the normalising pass
+        checked = _trace_parts(text.str.strip_chars().str.to_lowercase())
+    bad = checked.get_column("bad")
     if bad.any():
         i = int(bad.arg_true()[0])
         parse_traceparent(tp[i].as_py(), i)  # raises with the message and hint
@@ -398,4 +390,20 @@ def _fill_trace_ids(table: pa.Table) -> pa.Table:
     )
     return table.set_column(
         table.schema.get_field_index("span_id"), "span_id", pc.coalesce(table.column("span_id"), span)
+    )
+
+
+def _trace_parts(text: pl.Series) -> pl.DataFrame:
+    """bad (a present value that is no valid traceparent), trace and span ids of each value.
+
+    A well-formed traceparent has the ids at fixed offsets; all-zero ids are invalid. The
+    expressions of one ``select`` run in parallel.
+    """
+    t = pl.col("t")
+    parts = pl.DataFrame({"t": text}).select(
+        form=t.str.contains(TRACEPARENT_RE.pattern), trace=t.str.slice(3, 32), span=t.str.slice(36, 16)
+    )
+    ok = pl.col("form") & (pl.col("trace") != "0" * 32) & (pl.col("span") != "0" * 16)
+    return parts.select(
+        bad=ok.not_().fill_null(False), trace=pl.when(ok).then("trace"), span=pl.when(ok).then("span")
     )

@@ -643,7 +643,7 @@ class Journal:
         if table.num_rows == 0:
             return AppendResult()
         # each event's index in the caller's batch: error messages name it, positions follow it
-        table = table.append_column("_idx", pa.array(range(table.num_rows), pa.int64()))
+        table = table.append_column("_idx", pl.int_range(0, table.num_rows, dtype=pl.Int64, eager=True).to_arrow())
         streams: set[str] = set(pc.unique(table.column("stream_id")).to_pylist())
         with write_lock(self.path, self.config.lock_timeout_s):
             heads = self.heads()

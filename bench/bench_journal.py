@@ -18,6 +18,11 @@ Usage:
 
 from __future__ import annotations
 
+# isort: off
+# first, as the journal CLI does: toolkit's allocator settings apply only before Polars and Arrow load
+import toolkit  # noqa: F401
+# isort: on
+
 import argparse
 import datetime as dt
 import shutil
@@ -82,38 +87,52 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def bench_append(events: int) -> dict[str, float]:
+def bench_append(events: int, rounds: int) -> dict[str, float]:
+    """``rounds`` alternating rounds of our append and the raw write, each into a fresh table.
+
+    The first append of the process is reported on its own (cold: it starts the worker process
+    and faults in its memory); the ratio compares the best round of each side.
+    """
     log(f"append: generating ~{events:,} demo events")
     tables = demo_tables(events, seed=11)
     n = sum(t.num_rows for t in tables)
     jdir, rawdir = OUT / "append-journal", OUT / "append-raw"
-    shutil.rmtree(jdir, ignore_errors=True)
-    shutil.rmtree(rawdir, ignore_errors=True)
-    journal = Journal.create(jdir)
+    ours_s: list[float] = []
+    raw_s: list[float] = []
+    again_s = 0.0
+    for k in range(rounds):
+        shutil.rmtree(jdir, ignore_errors=True)
+        journal = Journal.create(jdir)
 
-    def ours() -> None:
-        for t in tables:
-            journal.append_batch(t)
+        def ours(j: Journal = journal) -> None:
+            for t in tables:
+                j.append_batch(t)
 
-    t_ours = timed(ours)
-    full = journal.read_all()  # the same rows, as the journal stores them
+        ours_s.append(timed(ours))
+        full = journal.read_all()  # the same rows, as the journal stores them
+        if k == 0:
+            again_s = timed(ours)  # idempotent re-append: every event is already there
+        journal.close()
+        shutil.rmtree(rawdir, ignore_errors=True)
 
-    def raw() -> None:
-        for start in range(0, full.num_rows, 200_000):
-            write_deltalake(str(rawdir), full.slice(start, 200_000), mode="append", partition_by=["stream_type", "day"])
+        def raw(full: pa.Table = full) -> None:
+            for start in range(0, full.num_rows, 200_000):
+                write_deltalake(str(rawdir), full.slice(start, 200_000), mode="append", partition_by=["stream_type", "day"])
 
-    t_raw = timed(raw)
-    # idempotent re-append: every event is already there
-    t_again = timed(ours)
-    journal.close()
+        raw_s.append(timed(raw))
+        log(f"append round {k + 1}: ours {ours_s[-1]:.2f} s, raw {raw_s[-1]:.2f} s")
+    best_ours, best_raw = min(ours_s), min(raw_s)
     return {
         "events": n,
-        "ours_s": t_ours,
-        "ours_ev_s": n / t_ours,
-        "raw_s": t_raw,
-        "raw_ev_s": n / t_raw,
-        "ratio_vs_raw": (n / t_ours) / (n / t_raw),
-        "reappend_ev_s": n / t_again,
+        "rounds": rounds,
+        "cold_s": ours_s[0],
+        "ours_s": best_ours,
+        "ours_ev_s": n / best_ours,
+        "raw_s": best_raw,
+        "raw_ev_s": n / best_raw,
+        "ratio_vs_raw": best_raw / best_ours,
+        "median_ratio": statistics.median(raw_s) / statistics.median(ours_s),
+        "reappend_ev_s": n / again_s,
     }
 
 
@@ -194,17 +213,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--append-events", type=int, default=1_000_000)
     ap.add_argument("--journal-events", type=int, default=10_000_000)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the append comparison (best of)")
     ap.add_argument("--reuse", action="store_true", help="reuse an existing bench journal of that size")
     ap.add_argument("--skip-append", action="store_true")
     ap.add_argument("--skip-read", action="store_true", help="only the append part (no journal build, read or rollup)")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     if not args.skip_append:
-        r = bench_append(args.append_events)
+        r = bench_append(args.append_events, args.rounds)
         print(
-            f"append   {r['events']:,} events: {r['ours_ev_s']:,.0f} ev/s ({r['ours_s']:.2f} s) | raw write_deltalake "
-            f"{r['raw_ev_s']:,.0f} ev/s ({r['raw_s']:.2f} s) | ratio {r['ratio_vs_raw']:.2f}x raw (target >= 0.5x) | "
-            f"idempotent re-append {r['reappend_ev_s']:,.0f} ev/s"
+            f"append   {r['events']:,} events, best of {r['rounds']}: {r['ours_ev_s']:,.0f} ev/s ({r['ours_s']:.2f} s) | "
+            f"raw write_deltalake {r['raw_ev_s']:,.0f} ev/s ({r['raw_s']:.2f} s) | ratio {r['ratio_vs_raw']:.2f}x raw "
+            f"(target >= 0.5x; medians {r['median_ratio']:.2f}x) | first append of the process (cold, worker start "
+            f"included) {r['cold_s']:.2f} s = {r['raw_s'] / r['cold_s']:.2f}x | idempotent re-append "
+            f"{r['reappend_ev_s']:,.0f} ev/s"
         )
     if args.skip_read:
         return

@@ -6,6 +6,9 @@ import datetime as dt
 import itertools
 import os
 import random
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,8 @@ import pyarrow as pa
 import pytest
 from helpers import assert_stream_keys_sound, event_rows, snapshot
 
-from toolkit.journal import Journal, store
+from toolkit import allocators
+from toolkit.journal import Journal, appendworkers, store
 from toolkit.journal.appendworkers import AppendWorkerError, AppendWorkers, FileLayout, pool, split_by_stream
 from toolkit.journal.integrity import verify_journal
 from toolkit.journal.prepare import validate_table
@@ -296,3 +300,70 @@ def test_text_printed_while_a_worker_starts_does_not_garble_its_answers(
     assert journal.append_batch(batch(1, 2_000, [f"s{i}" for i in range(8)])).appended == 2_000
     assert len({(f.min_stream_id, f.max_stream_id) for f in journal.files()}) == 2  # a worker wrote a part
     pool().close()
+
+
+def test_a_starting_worker_gets_a_smaller_share_until_it_has_said_it_is_ready(journal: Journal) -> None:
+    pool().close()
+    parallel(journal)
+    streams = [f"s{i}" for i in range(8)]
+    # handed a part while it is still importing: its start-up message comes before its answer
+    assert journal.append_batch(batch(1, 2_000, streams)).appended == 2_000
+    workers = pool()
+    assert workers.try_acquire()
+    try:
+        workers.start(1)
+        deadline = time.monotonic() + 60
+        while (share := workers.first_share(1)) is not None:  # the message arrives once its code is imported
+            assert share == pytest.approx(appendworkers.STARTING_SHARE)
+            assert time.monotonic() < deadline, "the worker never said it was ready"
+            time.sleep(0.05)
+    finally:
+        workers.release()
+    pool().close()
+    workers = pool()
+    assert workers.try_acquire()
+    try:
+        workers.start(1)
+        assert workers.first_share(1) == pytest.approx(appendworkers.STARTING_SHARE)  # just spawned
+        while workers.first_share(1) is not None:
+            time.sleep(0.05)
+    finally:
+        workers.release()
+    # ready, and the message read: the next answer is the part's
+    assert journal.append_batch(batch(2, 2_000, streams)).appended == 2_000
+    # the first append gave this process ≈ 70 % of the rows (s0-s5), the second half of them (s0-s3)
+    ranges = {(f.min_stream_id, f.max_stream_id) for f in journal.files()}
+    assert ranges == {("s0", "s5"), ("s6", "s7"), ("s0", "s3"), ("s4", "s7")}
+    assert_stream_keys_sound(event_rows(journal))
+    assert verify_journal(Journal.open(journal.path)).ok
+
+
+def test_a_worker_idle_past_its_memory_release_still_answers(journal: Journal) -> None:
+    parallel(journal)
+    assert journal.append_batch(batch(1, 1_000, ["a", "b", "c", "d"])).appended == 1_000
+    (pid,) = pool().pids()
+    time.sleep(appendworkers.IDLE_RELEASE_S + 0.5)  # it gave its free memory back meanwhile
+    assert journal.append_batch(batch(2, 1_000, ["a", "b", "c", "d"])).appended == 1_000
+    assert pool().pids() == [pid]  # the same worker answered
+    assert verify_journal(Journal.open(journal.path)).ok
+
+
+def test_workers_run_with_the_allocator_settings_and_toolkit_sets_them_on_import(journal: Journal) -> None:
+    parallel(journal)
+    journal.append_batch(batch(1, 1_000, ["a", "b", "c", "d"]))
+    (pid,) = pool().pids()
+    env = dict(
+        line.split("=", 1) for line in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in line
+    )
+    # Polars puts its own defaults in front of a jemalloc configuration; the last setting wins
+    assert env["_RJEM_MALLOC_CONF"].endswith(allocators.WORKER_ENV["_RJEM_MALLOC_CONF"])
+    assert {k: env.get(k) for k in allocators.WORKER_ENV if k != "_RJEM_MALLOC_CONF"} == {
+        k: v for k, v in allocators.WORKER_ENV.items() if k != "_RJEM_MALLOC_CONF"
+    }
+    code = "import os, toolkit; print(os.environ['_RJEM_MALLOC_CONF'], os.environ['MIMALLOC_PURGE_DELAY'])"
+    clean = {k: v for k, v in os.environ.items() if k not in allocators.RUNTIME_ENV}
+    out = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [allocators.RUNTIME_ENV[k] for k in ("_RJEM_MALLOC_CONF", "MIMALLOC_PURGE_DELAY")]
+    mine = {**clean, "MIMALLOC_PURGE_DELAY": "5"}  # a value the user set wins
+    out = subprocess.run([sys.executable, "-c", code], env=mine, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[1] == "5"

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import pickle
 import queue
+import select
 import signal
 import site
 import subprocess
@@ -43,6 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 from deltalake.transaction import AddAction, RemoveAction
 
+from toolkit import allocators
 from toolkit.errors import ToolkitError
 from toolkit.journal.appendfiles import AppendFiles
 from toolkit.journal.assign import hash_chunks
@@ -50,6 +53,12 @@ from toolkit.journal.schema import ARROW_SCHEMA
 
 #: appends of fewer rows are hashed and written in this process only (a part's set-up costs more)
 PARALLEL_MIN_ROWS: Final = 50_000
+
+#: the appending process's share of a 2-part append while its worker is still starting
+STARTING_SHARE: Final = float(os.environ.get("TOOLKIT_STARTING_SHARE", "0.7"))
+
+#: a worker without a request for this long returns its free memory to the system
+IDLE_RELEASE_S: Final = 2.0
 
 Hasher = Callable[[pa.Table, dict[str, bytes]], Iterator[pa.Table]]
 HEAD_COLUMNS: Final = ("stream_id", "stream_type", "version", "hash", "day")
@@ -235,6 +244,9 @@ class _Worker:
         # already (put first, it would come before the standard library there)
         if root not in _site_dirs():
             env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        # its allocators keep freed pages: each part reuses the pages of the one before instead of
+        # faulting them in again (a third of the worker's CPU time went to the kernel)
+        allocators.apply(env, allocators.WORKER_ENV)
         # answers on a pipe of their own: text printed at start-up (a sitecustomize) cannot garble them
         answers, write_end = os.pipe()
         try:
@@ -253,6 +265,28 @@ class _Worker:
             os.close(write_end)
         self.answers = os.fdopen(answers, "rb")
         self.busy = False  # a request was sent whose answer has not been read
+        self.ready = False  # its start-up message was read: it has imported its code
+
+    def started(self) -> bool:
+        """Whether the worker has finished starting (reads its start-up message if it has come)."""
+        if self.ready or self.busy:
+            return self.ready
+        try:
+            if select.select([self.answers], [], [], 0)[0]:  # nothing was asked: it can only be that message
+                self.ready = pickle.load(self.answers) == _READY
+        except (OSError, ValueError):  # no select on pipes here: take it as started
+            return True
+        except EOFError:  # it died starting: the next request finds out
+            return False
+        return self.ready
+
+    def read_answer(self) -> Any:
+        """The next answer on the pipe, after the start-up message (raises EOFError when it died)."""
+        while True:
+            answer = pickle.load(self.answers)
+            if answer != _READY:
+                return answer
+            self.ready = True
 
     @property
     def usable(self) -> bool:
@@ -300,7 +334,7 @@ class Pending:
     def result(self) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
         try:
             try:
-                answer = pickle.load(self._worker.answers)
+                answer = self._worker.read_answer()
                 self._worker.busy = False
             except EOFError:
                 code = self._worker.proc.wait()
@@ -361,6 +395,14 @@ class AppendWorkers:
             except OSError:
                 break
         return min(count, len(self._workers))
+
+    def first_share(self, count: int) -> float | None:
+        """The appending process's share of the rows when ``count`` workers take the other parts:
+        an equal share (None) once they have started, else more (a worker still starting takes
+        ≈ 0.3 s to import its code, during which it writes nothing)."""
+        if all(w.started() for w in self._workers[:count]):
+            return None
+        return min(0.9, STARTING_SHARE * 2 / (count + 1))
 
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self._workers]
@@ -433,6 +475,9 @@ def _forget_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
+_READY: Final = ("ready",)  # a worker's first message
+
+
 def _picklable(error: BaseException) -> BaseException:
     try:
         pickle.loads(pickle.dumps(error))
@@ -449,12 +494,25 @@ def _answer(request: _Request) -> tuple[list[AddAction | RemoveAction], pl.DataF
     return write_part(part, request.starts, request.layout, cancelled=lambda: os.getppid() != request.parent)
 
 
+def _release_memory() -> None:
+    """Give free memory back to the system: Arrow's pool, and the C heap (Python objects) on glibc.
+    (Polars' jemalloc returns its own pages in the background.)"""
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def serve(answers_fd: int) -> None:
     """A worker's loop: one ``_Request`` after another on stdin, one answer each on ``answers_fd``, until EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the appending process's to handle
     answers = os.fdopen(answers_fd, "wb")
     requests = sys.stdin.buffer
+    pickle.dump(_READY, answers)  # its code is imported: the appending process may give it a full share
+    answers.flush()
     while True:
+        # idle for a while (not between the batches of an import): give the memory back
+        if not select.select([requests], [], [], IDLE_RELEASE_S)[0]:
+            _release_memory()
         try:
             request: _Request = pickle.load(requests)
         except EOFError:
@@ -470,4 +528,3 @@ def serve(answers_fd: int) -> None:
             answers.flush()
         except BrokenPipeError:  # the appending process is gone
             return
-        pa.default_memory_pool().release_unused()  # idle, a worker kept ≈ 380 MB after 500k-row parts; ≈ 210 so

@@ -165,31 +165,40 @@ def envelope_texts(table: pa.Table) -> pl.Series:
     return _envelope(*_envelope_frame(table))
 
 
-def chain_messages(table: pa.Table, payloads: pa.Array | pa.ChunkedArray) -> list[bytes]:
-    """``payload_sha256 ‖ envelope`` of every row: what each chain link hashes after the previous hash."""
+def chain_messages(table: pa.Table, payloads: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``payload_sha256 ‖ envelope`` of every row (one binary array): what each chain link hashes
+    after the previous hash."""
     frame, escape = _envelope_frame(table)
     frame = frame.with_columns(_payload=_series(payloads))
-    return _envelope(frame, escape, lead="_payload").cast(pl.Binary).to_list()
+    return _envelope(frame, escape, lead="_payload").cast(pl.Binary).rechunk().to_arrow()
 
 
-def link(stream_ids: list[str], messages: list[bytes], heads: dict[str, bytes]) -> tuple[pa.Array, pa.Array]:
+def link(stream_ids: list[str], messages: pa.Array, heads: dict[str, bytes]) -> tuple[pa.Array, pa.Array]:
     """The chain over ``messages`` (rows in version order per stream); ``heads`` (raw hashes) is updated.
 
-    Returns the hex ``prev_hash`` and ``hash`` columns.
+    Each message is read in place from the array's buffer (no Python object per message: 64k
+    of them, ≈ 40 MB, were allocated and freed per chunk). Returns the hex ``prev_hash`` and
+    ``hash`` columns.
     """
+    _, offsets, data = messages.buffers()
+    wide = pa.types.is_large_binary(messages.type) or pa.types.is_large_string(messages.type)
+    bounds = memoryview(offsets).cast("q" if wide else "i")[messages.offset : messages.offset + len(messages) + 1]
+    text = memoryview(data if data is not None else b"")
     prevs: list[bytes] = []
     digests: list[bytes] = []
     add_prev, add = prevs.append, digests.append
     current: str | None = None
     prev = _GENESIS
-    for sid, msg in zip(stream_ids, messages, strict=True):
+    lo = bounds[0]
+    for sid, hi in zip(stream_ids, bounds[1:], strict=True):
         if sid != current:
             if current is not None:
                 heads[current] = prev
             current = sid
             prev = heads.get(sid, _GENESIS)
         add_prev(prev)
-        prev = _sha256(prev + msg).digest()
+        prev = _sha256(prev + text[lo:hi]).digest()
+        lo = hi
         add(prev)
     if current is not None:
         heads[current] = prev

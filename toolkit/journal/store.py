@@ -699,7 +699,8 @@ class Journal:
         self, workers: AppendWorkers, numbered: pa.Table, starts: dict[str, bytes], layout: FileLayout
     ) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
         """``write_part`` of each part of ``numbered``: the first here, the others in workers."""
-        parts = split_by_stream(numbered, workers.start(self.append_workers) + 1)
+        count = workers.start(self.append_workers)
+        parts = split_by_stream(numbered, count + 1, workers.first_share(count))
         pending: list[Pending] = []
         failure: BaseException | None = None
         done: list[tuple[list[AddAction | RemoveAction], pl.DataFrame]] = []

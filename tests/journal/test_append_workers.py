@@ -19,6 +19,7 @@ import pytest
 from helpers import assert_stream_keys_sound, event_rows, snapshot
 
 from toolkit import allocators
+from toolkit.errors import EventValidationError
 from toolkit.journal import Journal, appendworkers, store
 from toolkit.journal.appendworkers import AppendWorkerError, AppendWorkers, FileLayout, pool, split_by_stream
 from toolkit.journal.integrity import verify_journal
@@ -367,3 +368,83 @@ def test_workers_run_with_the_allocator_settings_and_toolkit_sets_them_on_import
     mine = {**clean, "MIMALLOC_PURGE_DELAY": "5"}  # a value the user set wins
     out = subprocess.run([sys.executable, "-c", code], env=mine, capture_output=True, text=True, check=True)
     assert out.stdout.split()[1] == "5"
+
+
+# ---------------------------------------------------------------------- append_batches (pipelined)
+
+
+def _results(results: list[store.AppendResult]) -> list[tuple[Any, ...]]:
+    return [(r.appended, r.skipped, r.first_position, r.last_position, r.heads) for r in results]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_append_batches_writes_the_journal_a_loop_of_append_batch_writes(
+    two: tuple[Journal, Journal], workers: int
+) -> None:
+    loop, pipelined = two
+    pipelined.append_workers = workers
+    streams = [f"run-{i:03d}" for i in range(40)]
+    batches = [
+        batch(1, 3_000, streams[:20]),
+        batch(2, 2_000, streams[20:30]),  # streams the batch before does not touch: numbered while it is written
+        batch(3, 2_500, streams[25:]),  # continues streams of the batch before: waits for its commit
+        batch(1, 3_000, streams[:20]),  # all already there: skipped
+        batch(4, 0, streams),  # empty
+        batch(5, 1_500, streams[:5]),
+    ]
+    expected = [loop.append_batch(b) for b in batches]
+    got = pipelined.append_batches(iter(batches))
+    assert _results(got) == _results(expected)
+    assert [r.delta_version for r in got] == [r.delta_version for r in expected]
+    a, p = Journal.open(loop.path).read_all(), Journal.open(pipelined.path).read_all()
+    assert a.num_rows == 9_000 and a.equals(p)
+    assert verify_journal(Journal.open(pipelined.path)).ok
+    assert pipelined.append_batches(batches)[0].skipped == 3_000  # idempotent again
+
+
+def test_append_batches_stops_at_a_bad_batch_after_committing_those_before(journal: Journal) -> None:
+    parallel(journal)
+    streams = [f"s{i:02d}" for i in range(10)]
+    bad = batch(3, 1_000, streams).set_column(8, "data", pa.array(["{not json"] + ['{"i":1}'] * 999))
+    good = [batch(1, 1_000, streams[:5]), batch(2, 1_000, streams[5:])]
+    with pytest.raises(EventValidationError) as caught:
+        journal.append_batches([*good, bad, batch(4, 1_000, streams)])
+    assert (caught.value.context["field"], caught.value.context["index"]) == ("data", 0)
+    fresh = Journal.open(journal.path)
+    assert fresh.read_all(["event_id"]).num_rows == 2_000 and verify_journal(fresh).ok
+    assert fresh.delta_version == 2  # create, then one commit per good batch
+    # the rerun finishes the job: the committed batches are skipped, nothing is doubled
+    fixed = bad.set_column(8, "data", pa.array(['{"i":0}'] * 1_000))
+    results = Journal.open(journal.path).append_batches([*good, fixed, batch(4, 1_000, streams)])
+    assert [r.skipped for r in results] == [1_000, 1_000, 0, 0]
+    rows = event_rows(journal, ["stream_id", "version", "position", "event_id"])
+    assert len(rows) == 4_000
+    assert_stream_keys_sound(rows)
+
+
+def test_append_batches_whose_write_fails_commits_neither_it_nor_the_next(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parallel(journal)
+    streams = [f"s{i:02d}" for i in range(10)]
+    first, second, third = batch(1, 1_000, streams[:3]), batch(2, 1_000, streams[3:6]), batch(3, 1_000, streams[6:])
+    journal.append_batches([first])
+    before = snapshot(journal)
+    real = store.write_part
+    calls = []
+
+    def failing(numbered: pa.Table, *args: Any, **kwargs: Any) -> Any:
+        calls.append(numbered.num_rows)
+        if len(calls) == 1:
+            raise MemoryError("the disk controller caught fire")
+        return real(numbered, *args, **kwargs)
+
+    journal.append_workers = 0  # every part in this process, through write_part
+    monkeypatch.setattr(store, "write_part", failing)
+    with pytest.raises(MemoryError, match="caught fire"):
+        journal.append_batches([second, third])  # the third was numbered while the second was written
+    monkeypatch.undo()
+    assert snapshot(journal) == before
+    again = Journal.open(journal.path)
+    assert [r.appended for r in again.append_batches([first, second, third])] == [0, 1_000, 1_000]
+    assert verify_journal(Journal.open(journal.path)).ok

@@ -61,7 +61,7 @@ import pyarrow.compute as pc
 from toolkit.journal.prepare import INPUT_SCHEMA, canonical_json
 
 if TYPE_CHECKING:
-    from toolkit.journal.store import Journal
+    from toolkit.journal.store import AppendResult, Journal
 
 __all__ = [
     "BUDGET_USD",
@@ -1422,20 +1422,27 @@ def write_demo(
     progress bar's ``advance`` fits.
     """
     gen = _DemoGenerator(runs, seed, start or DEFAULT_START, days, batch_events)
-    events = appended = skipped = streams = 0
+    events = 0
     lo: dt.datetime | None = None
     hi: dt.datetime | None = None
-    for table in gen.batches():
-        result = journal.append_batch(table)
-        events += table.num_rows
-        appended += result.appended
-        skipped += result.skipped
-        streams += result.streams
-        mm = pc.min_max(table.column("occurred_at")).as_py()
-        lo = mm["min"] if lo is None else min(lo, mm["min"])
-        hi = mm["max"] if hi is None else max(hi, mm["max"])
+
+    def batches() -> Iterator[pa.Table]:  # generated while the batch before is written
+        nonlocal events, lo, hi
+        for table in gen.batches():
+            events += table.num_rows
+            mm = pc.min_max(table.column("occurred_at")).as_py()
+            lo = mm["min"] if lo is None else min(lo, mm["min"])
+            hi = mm["max"] if hi is None else max(hi, mm["max"])
+            yield table
+
+    def committed(result: AppendResult) -> None:
         if progress is not None:
-            progress(table.num_rows)
+            progress(result.appended + result.skipped)
+
+    results = journal.append_batches(batches(), on_commit=committed)
+    appended = sum(r.appended for r in results)
+    skipped = sum(r.skipped for r in results)
+    streams = sum(r.streams for r in results)
     return DemoSummary(
         runs=runs,
         sessions=gen.sessions,

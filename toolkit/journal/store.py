@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -642,58 +643,142 @@ class Journal:
         before the first file is written."""
         if table.num_rows == 0:
             return AppendResult()
+        with write_lock(self.path, self.config.lock_timeout_s):
+            batch = self._numbered(table, expected, settle)
+            if not batch.rows.num_rows:
+                return self._landed(batch, None)
+            return self._landed(batch, self._write(batch.rows, chain_starts(batch.rows, self.heads())))
+
+    def _numbered(
+        self,
+        table: pa.Table,
+        expected: Mapping[str, int] | None,
+        settle: Callable[[], None] | None = None,
+        after: int | None = None,
+    ) -> _Batch:
+        """Idempotency and numbering of one batch (the write lock held); positions follow ``after``
+        when a batch numbered before this one is not committed yet."""
         # each event's index in the caller's batch: error messages name it, positions follow it
         table = table.append_column("_idx", pl.int_range(0, table.num_rows, dtype=pl.Int64, eager=True).to_arrow())
         streams: set[str] = set(pc.unique(table.column("stream_id")).to_pylist())
-        with write_lock(self.path, self.config.lock_timeout_s):
-            heads = self.heads()
-            numbered, skipped = self._number(table, streams, heads, expected)
-            if settle is not None:
-                settle()
-            result = AppendResult(skipped=skipped, streams=len(streams))
-            if numbered.num_rows:
-                written = self._write(numbered, chain_starts(numbered, heads))
-                result.delta_version = self.refresh()
-                positions = numbered.column("position")
-                result.appended = numbered.num_rows
-                result.first_position = pc.min(positions).as_py()
-                result.last_position = pc.max(positions).as_py()
-                self._update_heads(written)
-            for sid in streams:
-                result.heads[sid] = self._heads[sid].version if sid in self._heads else 0
-            return result
+        numbered, skipped = self._number(table, streams, self.heads(), expected, after)
+        if settle is not None:
+            settle()
+        return _Batch(numbered, streams, skipped)
+
+    def _landed(self, batch: _Batch, written: pl.DataFrame | None) -> AppendResult:
+        """The result of a batch whose rows are committed (``written``: their ``head_rows``)."""
+        result = AppendResult(skipped=batch.skipped, streams=len(batch.streams))
+        if written is not None:
+            result.delta_version = self.refresh()
+            positions = batch.rows.column("position")
+            result.appended = batch.rows.num_rows
+            result.first_position = pc.min(positions).as_py()
+            result.last_position = pc.max(positions).as_py()
+            self._update_heads(written)
+        for sid in batch.streams:
+            result.heads[sid] = self._heads[sid].version if sid in self._heads else 0
+        return result
+
+    def append_batches(
+        self, batches: Iterable[pa.Table], *, on_commit: Callable[[AppendResult], None] | None = None
+    ) -> list[AppendResult]:
+        """``append_batch`` of each Arrow table in turn (one commit each, in order), with the next
+        batch validated and numbered while the one before is hashed and written.
+
+        The same journal as the loop of ``append_batch`` calls, faster: the validation and
+        numbering of a batch (a fifth of its time) no longer leave the other cores idle. A batch
+        that touches a stream of the batch before it waits for that one's commit first. When a
+        batch fails (bad input, a concurrency error), the batches before it are committed, it and
+        the ones after are not, and its error is raised. The write lock is held throughout.
+        ``on_commit`` is called with each batch's result as it is committed (progress bars).
+        The next batch is taken from ``batches`` while the one before is written, so a generator
+        that builds them overlaps with the writing too. Remote journals and journals whose schema
+        grows append batch by batch.
+        """
+        if self.remote or not set(COLUMN_NAMES).issubset(self.table_columns()):
+            out = []
+            for b in batches:
+                out.append(self.append_batch(b))
+                if on_commit is not None:
+                    on_commit(out[-1])
+            return out
+        results = _Results(on_commit)
+        flight: tuple[_Batch, Future[tuple[list[AddAction | RemoveAction], pl.DataFrame]]] | None = None
+
+        def land() -> None:
+            nonlocal flight
+            if flight is not None:
+                batch, future = flight
+                flight = None
+                actions, written = future.result()
+                self._commit_actions(actions, _append_properties(batch.rows.num_rows))
+                results.append(self._landed(batch, written))
+
+        with write_lock(self.path, self.config.lock_timeout_s), ThreadPoolExecutor(1, "journal-append") as writer:
+            try:
+                for events in batches:
+                    if events.num_rows == 0:
+                        land()
+                        results.append(AppendResult())
+                        continue
+                    if flight is None:  # (while one is written, the writer thread has the pool)
+                        self._start_workers(events.num_rows)
+                    table, settle = validate_table_pending(events)
+                    try:
+                        touched = set(pc.unique(table.column("stream_id")).to_pylist())
+                        if flight is not None and flight[0].streams & touched:
+                            land()  # its heads (versions, hashes) are this batch's starting point
+                        after = pc.max(flight[0].rows.column("position")).as_py() if flight is not None else None
+                        batch = self._numbered(table, None, settle, after)
+                    except BaseException:
+                        settle()  # a validation error comes before any other
+                        raise
+                    land()
+                    if not batch.rows.num_rows:
+                        results.append(self._landed(batch, None))
+                        continue
+                    starts = chain_starts(batch.rows, self.heads())
+                    flight = (batch, writer.submit(self._write_files, batch.rows, starts))
+                land()
+            except BaseException:
+                if flight is not None:  # an error while the batch before was written: that one lands first
+                    land()
+                raise
+        return results
 
     def _write(self, numbered: pa.Table, starts: dict[str, bytes]) -> pl.DataFrame:
-        """Hash ``numbered`` chunk by chunk while the chunks before are written: one Delta commit.
+        """Hash and write ``numbered`` in one Delta commit; returns the new stream heads (``head_rows``).
 
-        A thread computes the digests and the chain (Python and Polars) and hands each chunk to
-        the writer: pyarrow's Parquet writer for a local journal (it releases the GIL while it
-        encodes, so hashing and writing overlap; the files are committed as add actions), or
-        deltalake's writer for a remote journal and for a table whose schema grows. A large
-        local append is cut into parts of whole streams, hashed and written by this process and
-        worker processes at once (``appendworkers``). Returns the new stream heads (``head_rows``).
+        Local journals: ``_write_files`` then one commit of its add actions. Remote journals and
+        tables whose schema grows: deltalake's writer, fed chunk by chunk as they are hashed.
         """
         grows = not set(COLUMN_NAMES).issubset(self.table_columns())
-        properties = CommitProperties(
-            custom_metadata={
-                "toolkit.operation": "append",
-                "toolkit.schema_version": SCHEMA_VERSION,
-                "toolkit.events": str(numbered.num_rows),
-            }
-        )
         if self.remote or grows:
-            return self._write_deltalake(numbered, starts, grows, properties)
+            return self._write_deltalake(numbered, starts, grows, _append_properties(numbered.num_rows))
+        actions, heads = self._write_files(numbered, starts)
+        self._commit_actions(actions, _append_properties(numbered.num_rows))
+        return heads
+
+    def _write_files(
+        self, numbered: pa.Table, starts: dict[str, bytes]
+    ) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
+        """Hash ``numbered`` chunk by chunk while the chunks before are written: the add actions of
+        its Parquet files (nothing committed) and the new stream heads.
+
+        A thread computes the digests and the chain (Python and Polars) and hands each chunk to
+        pyarrow's Parquet writer (it releases the GIL while it encodes, so hashing and writing
+        overlap). A large append is cut into parts of whole streams, hashed and written by this
+        process and worker processes at once (``appendworkers``).
+        """
         layout = FileLayout(self.events_uri, tuple(self.config.partition_by), STATS_COLUMNS, self.config.row_group_rows)
         workers = pool() if self.append_workers and numbered.num_rows >= self.parallel_append_rows else None
         if workers is None or not workers.try_acquire():
-            actions, heads = write_part(numbered, starts, layout, hash_chunks)
-        else:
-            try:
-                actions, heads = self._write_parts(workers, numbered, starts, layout)
-            finally:
-                workers.release()
-        self._commit_actions(actions, properties)
-        return heads
+            return write_part(numbered, starts, layout, hash_chunks)
+        try:
+            return self._write_parts(workers, numbered, starts, layout)
+        finally:
+            workers.release()
 
     def _write_parts(
         self, workers: AppendWorkers, numbered: pa.Table, starts: dict[str, bytes], layout: FileLayout
@@ -785,7 +870,12 @@ class Journal:
         self._heads_scanned = set(self._files)
 
     def _number(
-        self, table: pa.Table, streams: set[str], heads: dict[str, Head], expected: Mapping[str, int] | None
+        self,
+        table: pa.Table,
+        streams: set[str],
+        heads: dict[str, Head],
+        expected: Mapping[str, int] | None,
+        after: int | None = None,
     ) -> tuple[pa.Table, int]:
         """Idempotency and numbering (``assign.number``), then the expected versions.
 
@@ -797,7 +887,8 @@ class Journal:
         if existing and table.column("event_id").null_count < table.num_rows:
             known = self.read_streams(existing, ["stream_id", "event_id", "payload_sha256", "event_type"])
         self._fill_head_hashes([s for s in existing if heads[s].hash is None])
-        prepared, skipped = number(table, heads, known, self.max_position(), _now())
+        last = self.max_position() if after is None else max(after, self.max_position())
+        prepared, skipped = number(table, heads, known, last, _now())
         if expected:
             new_streams = set(pc.unique(prepared.column("stream_id")).to_pylist())
             for sid, exp in expected.items():
@@ -834,6 +925,38 @@ def writer_properties(row_group_rows: int) -> WriterProperties:
 def append_writer_properties(row_group_rows: int) -> WriterProperties:
     """Files appends write: cheap to write (Snappy, no bloom filters); compaction rewrites them."""
     return WriterProperties(compression="SNAPPY", max_row_group_size=row_group_rows)
+
+
+class _Results(list[AppendResult]):
+    """The results of ``append_batches``, each handed to ``on_commit`` as it is added."""
+
+    def __init__(self, on_commit: Callable[[AppendResult], None] | None) -> None:
+        super().__init__()
+        self.on_commit = on_commit
+
+    def append(self, result: AppendResult) -> None:
+        super().append(result)
+        if self.on_commit is not None:
+            self.on_commit(result)
+
+
+@dataclass
+class _Batch:
+    """A batch numbered and not committed yet: its rows, the streams it touched, the events skipped."""
+
+    rows: pa.Table
+    streams: set[str]
+    skipped: int
+
+
+def _append_properties(events: int) -> CommitProperties:
+    return CommitProperties(
+        custom_metadata={
+            "toolkit.operation": "append",
+            "toolkit.schema_version": SCHEMA_VERSION,
+            "toolkit.events": str(events),
+        }
+    )
 
 
 def _now() -> dt.datetime:

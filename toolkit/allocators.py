@@ -34,3 +34,19 @@ def apply(env: dict[str, str] | os._Environ[str], settings: dict[str, str]) -> N
     """Set each of ``settings`` in ``env`` unless it is set there already."""
     for name, value in settings.items():
         env.setdefault(name, value)
+
+
+#: what Polars' ``__init__`` puts in ``_RJEM_MALLOC_CONF`` when the user set nothing
+POLARS_JEMALLOC_DEFAULT: Final = "dirty_decay_ms:500,muzzy_decay_ms:1000"
+
+
+def apply_worker(env: dict[str, str]) -> None:
+    """``WORKER_ENV`` in the environment of a worker process about to start.
+
+    When Polars was imported before ``toolkit``, this process's ``_RJEM_MALLOC_CONF`` holds Polars'
+    own default, not a user's choice: the worker (a new process) gets the toolkit's setting after
+    it (jemalloc takes the last value of a repeated key).
+    """
+    apply(env, WORKER_ENV)
+    if env["_RJEM_MALLOC_CONF"] == POLARS_JEMALLOC_DEFAULT:
+        env["_RJEM_MALLOC_CONF"] += "," + WORKER_ENV["_RJEM_MALLOC_CONF"]

@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pytest
-from helpers import assert_stream_keys_sound, event_rows, snapshot
+from helpers import assert_stream_keys_sound, event_rows, parquet_on_disk, snapshot
 
 from toolkit import allocators
 from toolkit.errors import EventValidationError
@@ -448,3 +448,75 @@ def test_append_batches_whose_write_fails_commits_neither_it_nor_the_next(
     again = Journal.open(journal.path)
     assert [r.appended for r in again.append_batches([first, second, third])] == [0, 1_000, 1_000]
     assert verify_journal(Journal.open(journal.path)).ok
+
+
+def test_append_batches_raises_the_failed_write_of_the_batch_before_not_the_next_ones_bad_input(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    streams = [f"s{i:02d}" for i in range(4)]
+    first = batch(1, 1_000, streams)
+    bad = batch(2, 1_000, streams).set_column(8, "data", pa.array(["{bad"] + ['{"i":1}'] * 999))
+    before = snapshot(journal)
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk full")
+
+    journal.append_workers = 0
+    monkeypatch.setattr(store, "write_part", failing)
+    # the second batch continues the first one's streams: it waits for that commit, which fails
+    with pytest.raises(OSError, match="disk full"):
+        journal.append_batches([first, bad])
+    monkeypatch.undo()
+    assert snapshot(journal) == before  # neither committed, no file left
+    with pytest.raises(EventValidationError):  # the rerun commits the first and stops at the second
+        Journal.open(journal.path).append_batches([first, bad])
+    assert Journal.open(journal.path).read_all(["event_id"]).num_rows == 1_000
+
+
+def test_an_interrupt_while_append_batches_waits_for_a_write_commits_that_batch(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import _thread
+    import threading
+
+    real = store.write_part
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    journal.append_workers = 0
+    monkeypatch.setattr(store, "write_part", slow)
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        journal.append_batches([batch(1, 1_000, ["a", "b", "c"])])
+    timer.join()
+    monkeypatch.undo()
+    fresh = Journal.open(journal.path)
+    # the batch being written when Ctrl-C came was committed, not left as uncommitted files
+    assert fresh.read_all(["event_id"]).num_rows == 1_000 and verify_journal(fresh).ok
+    assert parquet_on_disk(journal) == {f.path for f in fresh.files()}
+
+
+def test_workers_get_the_allocator_settings_when_polars_was_imported_before_toolkit() -> None:
+    polars_default = "dirty_decay_ms:500,muzzy_decay_ms:1000"  # what Polars sets when nothing is set
+    env = {"_RJEM_MALLOC_CONF": polars_default}
+    allocators.apply_worker(env)
+    assert env["_RJEM_MALLOC_CONF"] == polars_default + "," + allocators.WORKER_ENV["_RJEM_MALLOC_CONF"]
+    mine = {"_RJEM_MALLOC_CONF": polars_default + ",dirty_decay_ms:7"}  # the user's own setting wins
+    allocators.apply_worker(mine)
+    assert mine["_RJEM_MALLOC_CONF"] == polars_default + ",dirty_decay_ms:7"
+    empty: dict[str, str] = {}
+    allocators.apply_worker(empty)
+    assert empty == allocators.WORKER_ENV
+
+
+def test_append_batches_checks_an_empty_batch_as_append_batch_does(journal: Journal) -> None:
+    empty = batch(1, 0, ["a"]).drop_columns(["data"])
+    with pytest.raises(EventValidationError) as one:
+        journal.append_batch(empty)
+    with pytest.raises(EventValidationError) as many:
+        journal.append_batches([batch(2, 100, ["a"]), empty])
+    assert str(many.value) == str(one.value)
+    assert Journal.open(journal.path).read_all(["event_id"]).num_rows == 100  # the batch before: committed

@@ -246,7 +246,7 @@ class _Worker:
             env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
         # its allocators keep freed pages: each part reuses the pages of the one before instead of
         # faulting them in again (a third of the worker's CPU time went to the kernel)
-        allocators.apply(env, allocators.WORKER_ENV)
+        allocators.apply_worker(env)
         # answers on a pipe of their own: text printed at start-up (a sitecustomize) cannot garble them
         answers, write_end = os.pipe()
         try:

@@ -173,6 +173,10 @@ def chain_messages(table: pa.Table, payloads: pa.Array | pa.ChunkedArray) -> pa.
     return _envelope(frame, escape, lead="_payload").cast(pl.Binary).rechunk().to_arrow()
 
 
+def _is_large(t: pa.DataType) -> bool:
+    return bool(pa.types.is_large_binary(t) or pa.types.is_large_string(t))
+
+
 def link(stream_ids: list[str], messages: pa.Array, heads: dict[str, bytes]) -> tuple[pa.Array, pa.Array]:
     """The chain over ``messages`` (rows in version order per stream); ``heads`` (raw hashes) is updated.
 
@@ -180,8 +184,10 @@ def link(stream_ids: list[str], messages: pa.Array, heads: dict[str, bytes]) -> 
     of them, ≈ 40 MB, were allocated and freed per chunk). Returns the hex ``prev_hash`` and
     ``hash`` columns.
     """
+    if not (pa.types.is_binary(messages.type) or pa.types.is_string(messages.type) or _is_large(messages.type)):
+        messages = messages.cast(pa.large_binary())  # a view type has no offsets buffer to read
     _, offsets, data = messages.buffers()
-    wide = pa.types.is_large_binary(messages.type) or pa.types.is_large_string(messages.type)
+    wide = _is_large(messages.type)
     bounds = memoryview(offsets).cast("q" if wide else "i")[messages.offset : messages.offset + len(messages) + 1]
     text = memoryview(data if data is not None else b"")
     prevs: list[bytes] = []

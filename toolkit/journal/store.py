@@ -19,6 +19,7 @@ per-file min/max statistics of the log, then by Parquet row-group statistics.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 import tempfile
@@ -708,17 +709,26 @@ class Journal:
 
         def land() -> None:
             nonlocal flight
-            if flight is not None:
-                batch, future = flight
-                flight = None
+            if flight is None:
+                return
+            batch, future = flight
+            try:
                 actions, written = future.result()
-                self._commit_actions(actions, _append_properties(batch.rows.num_rows))
-                results.append(self._landed(batch, written))
+            except BaseException:
+                if future.done() and (future.cancelled() or future.exception() is not None):
+                    flight = None  # its write failed: nothing to commit (its files are removed)
+                # else interrupted while waiting (Ctrl-C): the batch stays in flight, the handler
+                # below waits for it and commits it rather than leave its files uncommitted
+                raise
+            flight = None
+            self._commit_actions(actions, _append_properties(batch.rows.num_rows))
+            results.append(self._landed(batch, written))
 
         with write_lock(self.path, self.config.lock_timeout_s), ThreadPoolExecutor(1, "journal-append") as writer:
             try:
                 for events in batches:
                     if events.num_rows == 0:
+                        validate_table_pending(events)[1]()  # (as append_batch: a bad schema is an error)
                         land()
                         results.append(AppendResult())
                         continue
@@ -727,8 +737,18 @@ class Journal:
                     table, settle = validate_table_pending(events)
                     try:
                         touched = set(pc.unique(table.column("stream_id")).to_pylist())
-                        if flight is not None and flight[0].streams & touched:
+                    except BaseException:
+                        settle()
+                        raise
+                    if flight is not None and flight[0].streams & touched:
+                        try:
                             land()  # its heads (versions, hashes) are this batch's starting point
+                        except BaseException:
+                            # the batch before failed: its error, not this batch's, is the one to raise
+                            with contextlib.suppress(BaseException):
+                                settle()
+                            raise
+                    try:
                         after = pc.max(flight[0].rows.column("position")).as_py() if flight is not None else None
                         batch = self._numbered(table, None, settle, after)
                     except BaseException:

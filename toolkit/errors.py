@@ -124,6 +124,10 @@ class LockTimeoutError(ToolkitError, TimeoutError):
     """Another writer held the journal's write lock for too long."""
 
 
+class LockReentryError(ToolkitError, RuntimeError):
+    """A thread asked for a journal's write lock while it already holds it (it would wait for itself)."""
+
+
 class VersionNotFoundError(ToolkitError, LookupError):
     """A stream version (or time) outside the stream: beyond its last version, or negative."""
 

@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from helpers import assert_stream_keys_sound, event_rows, parquet_on_disk, snapshot
 
 from toolkit import allocators
-from toolkit.errors import EventValidationError
+from toolkit.errors import EventValidationError, LockReentryError, LockTimeoutError
 from toolkit.journal import Journal, appendworkers, store
 from toolkit.journal.appendworkers import AppendWorkerError, AppendWorkers, FileLayout, pool, split_by_stream
 from toolkit.journal.integrity import verify_journal
@@ -520,3 +521,47 @@ def test_append_batches_checks_an_empty_batch_as_append_batch_does(journal: Jour
         journal.append_batches([batch(2, 100, ["a"]), empty])
     assert str(many.value) == str(one.value)
     assert Journal.open(journal.path).read_all(["event_id"]).num_rows == 100  # the batch before: committed
+
+
+def test_an_on_commit_callback_writing_to_the_same_journal_fails_at_once_and_the_batches_before_stay(
+    journal: Journal,
+) -> None:
+    """The callback runs while append_batches holds the write lock: it would wait for itself until the
+    lock timeout (60 s) and then blame "another process"; it gets LockReentryError at once instead."""
+    seen: list[int] = []
+
+    def on_commit(result: store.AppendResult) -> None:
+        seen.append(result.appended)
+        if len(seen) == 2:
+            journal.append("audit", [{"event_type": "custom", "data": {"batches": len(seen)}}])
+
+    with pytest.raises(LockReentryError, match="already holds the journal's write lock"):
+        journal.append_batches([batch(1, 100, ["a"]), batch(2, 100, ["b"]), batch(3, 100, ["c"])], on_commit=on_commit)
+    fresh = Journal.open(journal.path)
+    assert fresh.read_all(["event_id"]).num_rows == 200 and verify_journal(fresh).ok
+    # the lock was given back: the same write now goes through
+    journal.append("audit", [{"event_type": "custom", "data": {}}])
+    assert Journal.open(journal.path).read_all(["event_id"]).num_rows == 201
+
+
+def test_another_thread_of_the_process_waits_for_the_write_lock_as_another_process_does(journal: Journal) -> None:
+    from toolkit.journal.lock import write_lock
+
+    started = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with write_lock(journal.path, 5):
+            started.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    started.wait(10)
+    with pytest.raises(LockTimeoutError, match="another thread of this process held the write lock"):
+        with write_lock(journal.path, 0.05):
+            pass
+    threading.Timer(0.2, release.set).start()
+    journal.append("late", [{"event_type": "custom", "data": {}}])  # waits for the holder, then writes
+    holder.join()
+    assert Journal.open(journal.path).read_all(["event_id"]).num_rows == 1

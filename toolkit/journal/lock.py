@@ -12,6 +12,11 @@ several writers on any number of hosts creates it. It holds the owner and a leas
 heartbeat thread renews while the writer works; a lock whose lease ran out (its writer died)
 is deleted by the next writer. Release deletes it only while it is still the owner's. This is
 the locking that makes deltalake's plain-PUT commits safe on S3 (see ``location.py``).
+
+A thread that asks again for a lock it holds (an ``on_commit`` callback or the batch generator
+of ``append_batches`` writing to the journal being appended to) would wait for itself until the
+timeout: it gets ``LockReentryError`` at once. Other threads of the process wait as other
+processes do.
 """
 
 from __future__ import annotations
@@ -29,15 +34,45 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from toolkit.errors import LockTimeoutError
+from toolkit.errors import LockReentryError, LockTimeoutError
 from toolkit.journal.location import S3Location, filesystem
 
 LOCK_FILE = ".write.lock"
 LEASE_S = 60.0  # a remote lock not renewed for this long belongs to a dead writer
 
 
+_HELD: dict[str, int] = {}  # lock path -> the thread holding it, in this process
+_HELD_GUARD = threading.Lock()
+
+
 @contextmanager
 def write_lock(journal_dir: Path | S3Location, timeout_s: float) -> Iterator[None]:
+    key = (
+        str(journal_dir / LOCK_FILE)
+        if isinstance(journal_dir, S3Location)
+        else os.path.realpath(journal_dir / LOCK_FILE)
+    )
+    me = threading.get_ident()
+    with _HELD_GUARD:
+        if _HELD.get(key) == me:
+            raise LockReentryError(
+                f"{journal_dir}: this thread already holds the journal's write lock",
+                hint="a callback or batch generator of an append must not write to the journal being appended "
+                "to; write after the append returns",
+                path=key,
+            )
+    with _local_or_remote(journal_dir, timeout_s):
+        with _HELD_GUARD:
+            _HELD[key] = me
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD.pop(key, None)
+
+
+@contextmanager
+def _local_or_remote(journal_dir: Path | S3Location, timeout_s: float) -> Iterator[None]:
     if isinstance(journal_dir, S3Location):
         with remote_write_lock(journal_dir, timeout_s):
             yield
@@ -52,8 +87,12 @@ def write_lock(journal_dir: Path | S3Location, timeout_s: float) -> Iterator[Non
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
+                    with _HELD_GUARD:
+                        holder = (
+                            "another thread of this process" if os.path.realpath(path) in _HELD else "another process"
+                        )
                     raise LockTimeoutError(
-                        f"{journal_dir}: another process held the write lock for {timeout_s:.0f}s",
+                        f"{journal_dir}: {holder} held the write lock for {timeout_s:.0f}s",
                         hint="wait for the other writer (import, compact) to finish and retry",
                         path=str(path),
                     ) from None

@@ -692,7 +692,8 @@ class Journal:
         that touches a stream of the batch before it waits for that one's commit first. When a
         batch fails (bad input, a concurrency error), the batches before it are committed, it and
         the ones after are not, and its error is raised. The write lock is held throughout.
-        ``on_commit`` is called with each batch's result as it is committed (progress bars).
+        ``on_commit`` is called with each batch's result as it is committed (progress bars); it
+        and the batch generator must not write to this journal (``LockReentryError``).
         The next batch is taken from ``batches`` while the one before is written, so a generator
         that builds them overlaps with the writing too. Remote journals and journals whose schema
         grows append batch by batch.

@@ -199,3 +199,30 @@ def test_a_compacted_journal_read_in_file_order_gives_the_same_failures(demo: Jo
             bound = RuleSet.load().get(name).bind(PARAMS.get(name, {}))
             assert frame_failures(frame, name, bound).to_pylist() == _per_rule(j, name, bound), name
     assert _group_streams(frame.s.select("sid", "version")).equals(frame.s.select("sid", "version"))
+
+
+def test_a_run_costing_exactly_the_budget_holds_on_every_path(tmp_path: Any) -> None:
+    """0.1 + 0.2 is within a $0.3 budget: the shared pass, the SQL rule, the state rule and the
+    reference agree at the limit and one nano-dollar under it (sums divided by 1e9 as doubles
+    once put 0.1 + 0.2 over 0.3, and 2.675 over 2.675)."""
+    from decimal import Decimal
+
+    costs = {"a": ["0.1", "0.2"], "b": ["2.675"], "c": ["1.1", "2.2"], "d": ["0.7", "0.1", "0.1", "0.1"]}
+    rows = [
+        {"stream_id": s, "event_type": "llm_response", "occurred_at": f"2026-10-01T00:00:0{i}Z", "data": {}, "cost_usd": c}
+        for s, cs in costs.items()
+        for i, c in enumerate(cs, 1)
+    ]
+    journal = Journal.create(tmp_path / "j")
+    journal.append_batch(rows, stream_type="agent_run")
+    rule = RuleSet.load().get("budget")
+    for stream, cs in costs.items():
+        total = sum(Decimal(c) for c in cs)
+        for limit, fails in ((total, False), (total - Decimal("0.000000001"), True)):
+            bound = rule.bind({"max_cost_usd": str(limit)})
+            shared = {r["stream_id"] for r in frame_failures(load_frame(journal, ["budget"]), "budget", bound).to_pylist()}
+            assert (stream in shared) is fails, (stream, limit)
+            assert shared == {r["stream_id"] for r in _per_rule(journal, "budget", bound)}, limit
+            state = regrade(journal, ["budget_state"], params={"max_cost_usd": str(limit)}, write=False)
+            assert shared == {r["stream_id"] for r in state.findings.to_pylist()}, limit
+            assert shared == {s for s, _, ok in _reference(journal, "budget", bound) if not ok}, limit

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final
 
 import polars as pl
@@ -236,20 +237,36 @@ Judge = Callable[[Frame, dict[str, Any]], pl.DataFrame]
 Message = Callable[[dict[str, Any]], pl.Expr]
 
 
+def _nano_limit(limit: float) -> int:
+    """A dollar limit in whole nano-dollars: a run costing exactly the limit written holds.
+
+    The limit is the decimal it was written as (0.3, not 0.29999999999999998890), so integer
+    nano-dollar sums compare exactly; a cost, a whole number of nano-dollars, is within the limit
+    when it is within its floor. (Dividing the sums by 1e9 as doubles put 0.1 + 0.2 over 0.3.)
+    """
+    if math.isinf(limit):
+        return _INT64_MAX if limit > 0 else -_INT64_MAX
+    nano = math.floor(Decimal(repr(float(limit))) * 1_000_000_000)
+    return max(min(nano, _INT64_MAX), -_INT64_MAX)
+
+
+_INT64_MAX = 2**63 - 1
+
+
 def _budget(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     cost = _seg_cumsum(pl.col("cost"))
     tokens = _seg_cumsum(pl.col("tokens"))
     out = f.s.select(
         pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("srow"), cost.alias("cost_so_far"), tokens.alias("tokens_so_far")
     )
-    holds = pl.col("cost_so_far").cast(pl.Float64) / 1e9 <= p["max_cost_usd"]  # as DuckDB: DECIMAL -> DOUBLE
+    holds = pl.col("cost_so_far") <= _nano_limit(p["max_cost_usd"])
     if p["max_tokens"] is not None:
         holds = holds & (pl.col("tokens_so_far") <= p["max_tokens"])
     return out.with_columns(holds=holds)
 
 
 def _budget_message(p: dict[str, Any]) -> pl.Expr:
-    over_cost = pl.col("cost_so_far").cast(pl.Float64) / 1e9 > p["max_cost_usd"]
+    over_cost = pl.col("cost_so_far") > _nano_limit(p["max_cost_usd"])
     cost = pl.lit("cumulative cost $") + _decimal_text("cost_so_far") + pl.lit(f" exceeds ${_num(p['max_cost_usd'])}")
     if p["max_tokens"] is None:
         return pl.when(over_cost).then(cost)

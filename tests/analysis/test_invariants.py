@@ -79,6 +79,21 @@ def test_confirmation_before_write_needs_a_clear_yes_in_the_latest_user_message(
     assert "confirmed" not in strict and "stale_yes" in strict
 
 
+@pytest.mark.parametrize("reply", ["yes, but don’t send it", "Ok. I can’t afford it though", "sure, it isn’t final"])
+def test_confirmation_before_write_hears_a_negation_typed_with_a_typographic_apostrophe(reply: str) -> None:
+    rows = [
+        {"stream_id": "s", "event_type": "user_message", "data": {"text": reply}},
+        {"stream_id": "s", "event_type": "tool_called", "tool_name": "send_email", "tool_call_id": "c1",
+         "idempotency_key": "k1", "data": {"args": {}}},
+    ]
+    with Journal.in_memory() as j:
+        j.append_batch(rows, stream_type="agent_run")
+        assert failures(j, "confirmation_before_write") == {"s": (2, 1)}
+        j.append_batch([{**rows[0], "data": {"text": reply.replace("’", "'")}}, {**rows[1], "tool_call_id": "c2",
+                        "idempotency_key": "k2"}], stream_type="agent_run")
+        assert failures(j, "confirmation_before_write") == {"s": (2, 2)}  # and with a straight one
+
+
 def test_journal_integrity_checks_causes_point_to_earlier_events(journals: dict[str, Journal]) -> None:
     j = journals["broken_causation"]
     assert failures(j, "journal_integrity") == {"from_the_future": (1, 1), "unknown_cause": (2, 1)}
@@ -273,7 +288,8 @@ def test_a_rule_that_raises_is_an_error_finding_not_a_crash(tmp_path: Path, jour
 
 # ---------------------------------------------------------------------- differential property test
 
-PHRASES = ["yes, send it", "no, don't", "ok go ahead", "wait", "Sure, but not yet", "what now?", "approved"]
+PHRASES = ["yes, send it", "no, don't", "ok go ahead", "wait", "Sure, but not yet", "what now?", "approved",
+           "yes, but don’t send it", "ok, but I can’t pay yet"]
 _event = st.one_of(
     st.builds(lambda t: {"event_type": "user_message", "data": {"text": t}}, st.sampled_from(PHRASES)),
     st.builds(

@@ -27,12 +27,13 @@ import polars as pl
 
 from toolkit.analysis.rules import polars_rule, python_rule
 
-# clear affirmatives, and the negations that override them ("yes, but don't send it yet")
+# clear affirmatives, and the negations that override them ("yes, but don't send it yet"), written
+# with a straight or a typographic apostrophe (phones and editors turn ' into ’)
 DEFAULT_CONFIRM: Final = (
     r"(?i)\b(yes|yep|yeah|yup|confirm(ed|s)?|go ahead|proceed|do it|approved?|ok(ay)?|sure|please do|sounds good)\b"
 )
 DEFAULT_REJECT: Final = (
-    r"(?i)(\b(no|nope|not|never|cancel|stop|wait|hold (on|off)|don'?t|do not|doesn'?t|isn'?t)\b|n't\b)"
+    r"(?i)(\b(no|nope|not|never|cancel|stop|wait|hold (on|off)|don['’]?t|do not|doesn['’]?t|isn['’]?t)\b|n['’]t\b)"
 )
 
 

@@ -47,6 +47,30 @@ def test_no_tool_failure_loop_catches_the_same_failing_call_repeated(journals: d
     assert failures(j, "no_tool_failure_loop", times=3) == {"loop": (8, 1)}
 
 
+def test_no_tool_failure_loop_names_the_tool_of_the_call_when_results_carry_none() -> None:
+    """Importers often leave tool_name off results: the loop is the call's tool failing again with
+    the same arguments (results without a name once never matched, so no loop was seen), and two
+    different tools failing with the same arguments are not a loop."""
+    def call(cid: str, tool: str) -> dict[str, Any]:
+        return {"event_type": "tool_called", "tool_name": tool, "tool_call_id": cid, "data": {"args": {"q": 1}}}
+
+    def result(cid: str) -> dict[str, Any]:
+        return {"event_type": "tool_result", "tool_call_id": cid, "is_error": True, "data": {"error": "boom"}}
+
+    loop = [call("c1", "shell"), result("c1"), call("c2", "shell"), result("c2")]
+    varied = [call("d1", "shell"), result("d1"), call("d2", "http"), result("d2")]
+    rows = [{**e, "stream_id": "loop"} for e in loop] + [{**e, "stream_id": "varied"} for e in varied]
+    with Journal.in_memory() as j:
+        j.append_batch(rows, stream_type="agent_run")
+        assert failures(j, "no_tool_failure_loop") == {"loop": (4, 1)}
+        finding = regrade(j, ["no_tool_failure_loop"], write=False).findings.to_pylist()[0]
+        assert finding["message"] == "tool shell failed 2 times in a row with the same arguments"
+        rule = RuleSet.load().get("no_tool_failure_loop")
+        bound = rule.bind({})
+        assert _verdicts(j, rule, bound) == _reference(j, "no_tool_failure_loop", bound)
+        assert ("loop", 4, False) in _reference(j, "no_tool_failure_loop", bound)
+
+
 def test_budget_breaks_at_version_7_and_stays_broken(journals: dict[str, Journal]) -> None:
     j = journals["budget_breach_at_v7"]
     assert failures(j, "budget") == {"expensive": (7, 2)}  # 1.5 + 1.75 + 1.5 + 0.5 = 5.25 > 5
@@ -301,7 +325,7 @@ _event = st.one_of(
     st.builds(
         lambda tool, cid, err: {"event_type": "tool_result", "tool_name": tool, "tool_call_id": cid,
                                 "is_error": err, "data": {"ok": not err}},
-        st.sampled_from(["search", "send_email"]), st.sampled_from(["c1", "c2", "c3", None]), st.booleans(),
+        st.sampled_from(["search", "send_email", None]), st.sampled_from(["c1", "c2", "c3", None]), st.booleans(),
     ),
 )
 

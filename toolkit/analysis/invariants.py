@@ -48,6 +48,8 @@ DEFAULT_REJECT: Final = (
 def no_tool_failure_loop(events: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFrame:
     """Tool results in stream order; a failure that repeats the previous result's failing call
     (same tool, same argument text) extends a streak; a streak of ``times`` failures breaks the rule.
+    The tool is the one the matched call named (importers often leave it off results), else the
+    result's own.
 
     Arguments are compared by a 64-bit hash of the call's data text; a result finds its call by
     (stream, tool_call_id): the first such call, if it came before the result. Everything after one sort by (stream, position) is plain column
@@ -56,13 +58,21 @@ def no_tool_failure_loop(events: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFram
     calls = (
         events.filter(pl.col("event_type") == "tool_called", pl.col("tool_call_id").is_not_null())
         .group_by("stream_id", "tool_call_id")
-        .agg(args=pl.col("data").sort_by("position").first().hash(), called_at=pl.col("position").min())
+        .agg(
+            args=pl.col("data").sort_by("position").first().hash(),
+            call_tool=pl.col("tool_name").sort_by("position").first(),
+            called_at=pl.col("position").min(),
+        )
     )
+    answered = pl.col("called_at") < pl.col("position")
     results = (
         events.filter(pl.col("event_type") == "tool_result")
         .select("stream_id", "version", "position", "tool_name", "tool_call_id", "is_error")
         .join(calls, on=["stream_id", "tool_call_id"], how="left")
-        .with_columns(args=pl.when(pl.col("called_at") < pl.col("position")).then(pl.col("args")))
+        .with_columns(
+            args=pl.when(answered).then(pl.col("args")),
+            tool_name=pl.coalesce(pl.when(answered).then(pl.col("call_tool")), pl.col("tool_name")),
+        )
         .sort("stream_id", "position")
         .with_row_index("i")
     )
@@ -273,18 +283,22 @@ def ref_journal_integrity(rows: Iterable[Mapping[str, Any]], p: dict[str, Any]) 
 
 def ref_no_tool_failure_loop(rows: Iterable[Mapping[str, Any]], p: dict[str, Any]) -> Iterator[Verdict]:
     for sid, events in _by_stream(rows).items():
-        args: dict[str | None, str] = {}
+        calls: dict[str | None, tuple[str, str | None]] = {}
         prev: tuple[bool, str | None, str | None] | None = None
         streak = 0
         for r in events:
             if r["event_type"] == "tool_called":
-                args.setdefault(r["tool_call_id"], r["data"])
+                calls.setdefault(r["tool_call_id"], (r["data"], r["tool_name"]))
             elif r["event_type"] == "tool_result":
-                a = args.get(r["tool_call_id"]) if r["tool_call_id"] is not None else None
-                same = prev is not None and r["is_error"] and a is not None and prev == (True, r["tool_name"], a)
+                call = calls.get(r["tool_call_id"]) if r["tool_call_id"] is not None else None
+                a, tool = (call[0], call[1] or r["tool_name"]) if call is not None else (None, r["tool_name"])
+                same = (
+                    prev is not None and r["is_error"] and a is not None and tool is not None
+                    and prev == (True, tool, a)
+                )
                 streak = streak + 1 if same else (1 if r["is_error"] else 0)
                 ok = not (r["is_error"] and streak >= p["times"])
-                prev = (bool(r["is_error"]), r["tool_name"], a)
+                prev = (bool(r["is_error"]), tool, a)
                 yield sid, r["version"], ok, None if ok else "loop"
 
 

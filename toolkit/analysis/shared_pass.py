@@ -65,7 +65,7 @@ _MESSAGE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "exactly_once": ("idempotency_key",),
     "tool_result_pairing": ("tool_call_id", "tool_name"),
     "journal_integrity": ("causation_id",),
-    "no_tool_failure_loop": ("tool_name",),
+    "no_tool_failure_loop": (),
     "confirmation_before_write": ("tool_name",),
 }
 _SEED1, _SEED2 = 0x6A09E667, 0xBB67AE85
@@ -497,20 +497,23 @@ def _no_tool_failure_loop(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     grouped = grouped.with_columns(
         called_at=pl.when(pl.col("first_call")).then(pl.col("position")).when(pl.col("start")).then(-1).forward_fill(),
         call_args=pl.when(pl.col("first_call")).then(pl.col("args")).forward_fill(),
+        call_tool=pl.when(pl.col("first_call")).then(pl.col("tool_name")).forward_fill(),
     )
     answered = (pl.col("called_at") >= 0) & (pl.col("called_at") < pl.col("position"))
+    # the tool is the one the answered call named (results often lack it), else the result's own
     results = grouped.filter(pl.col("et") == "tool_result").select(
-        "srow", "sid", "tool_name", "is_error", args=pl.when(answered).then(pl.col("call_args"))
+        "srow", "sid", "is_error", args=pl.when(answered).then(pl.col("call_args")),
+        tool=pl.coalesce(pl.when(answered).then(pl.col("call_tool")), pl.col("tool_name")),
     )
     no_id = rows.filter((pl.col("et") == "tool_result") & pl.col("tc").is_null()).select(
-        "srow", "sid", "tool_name", "is_error", args=pl.lit(None, pl.UInt64)
+        "srow", "sid", "is_error", args=pl.lit(None, pl.UInt64), tool=pl.col("tool_name")
     )
     results = pl.concat([results, no_id]).sort("srow").with_row_index("i")
     same = (
         (pl.col("sid") == pl.col("sid").shift(1)).fill_null(False)
         & pl.col("is_error")
         & pl.col("is_error").shift(1).fill_null(False)
-        & (pl.col("tool_name") == pl.col("tool_name").shift(1)).fill_null(False)
+        & (pl.col("tool") == pl.col("tool").shift(1)).fill_null(False)
         & (pl.col("args") == pl.col("args").shift(1)).fill_null(False)
     )
     start = pl.when(~pl.col("same")).then(pl.col("i")).forward_fill()
@@ -518,11 +521,11 @@ def _no_tool_failure_loop(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
         streak=pl.when(pl.col("is_error")).then(pl.col("i") - start + 1).otherwise(0).cast(pl.Int64)
     )
     broken = pl.col("is_error") & (pl.col("streak") >= p["times"])
-    return streak.select("srow", "streak", holds=~broken)
+    return streak.select("srow", "streak", "tool", holds=~broken)
 
 
 def _no_tool_failure_loop_message(p: dict[str, Any]) -> pl.Expr:
-    return pl.format("tool {} failed {} times in a row with the same arguments", pl.col("tool_name"), pl.col("streak"))
+    return pl.format("tool {} failed {} times in a row with the same arguments", pl.col("tool").cast(pl.String), pl.col("streak"))
 
 
 def _confirmation_before_write(f: Frame, p: dict[str, Any]) -> pl.DataFrame:

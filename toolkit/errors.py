@@ -172,6 +172,13 @@ class RuleDefinitionError(ToolkitError, ValueError):
     """A rule is malformed: a file that defines none, a SQL rule missing required columns, bad parameters."""
 
 
+class RuleEvaluationError(ToolkitError, RuntimeError):
+    """A rule (or the reducer it judges) raised while judging an event: bisection cannot go on.
+
+    ``journal regrade`` records such a rule as a finding of kind ``error`` instead and goes on.
+    """
+
+
 class EventNotFoundError(ToolkitError, LookupError):
     """No event with that id (or trace id, correlation id) in the journal."""
 

@@ -15,7 +15,7 @@ from invariant_journals import build
 
 from toolkit.analysis.bisection import bisect_global, bisect_stream, max_evaluations, search_first_failure
 from toolkit.cli.main import cli
-from toolkit.errors import RuleDefinitionError, StreamNotFoundError
+from toolkit.errors import RuleDefinitionError, RuleEvaluationError, StreamNotFoundError
 from toolkit.journal import Journal
 
 
@@ -107,6 +107,48 @@ def test_bad_bisect_input(tmp_path: Path) -> None:
         bisect_global(j, "budget")
 
 
+RAISING_RULES = '''
+from toolkit.analysis.rules import polars_rule, python_rule
+
+@python_rule("fragile", "Raises on the run's fifth event.", monotone=True)
+def fragile(state, p):
+    if state.events >= 5:
+        raise ZeroDivisionError("no good")
+    return True
+
+@python_rule("fragile_scan", "Raises on the run's fifth event; not monotone.")
+def fragile_scan(state, p):
+    if state.events >= 5:
+        raise ZeroDivisionError("no good")
+    return True
+
+@polars_rule("broken_polars", "Reads a column that does not exist.", columns=("event_type",), monotone=True)
+def broken_polars(events, p):
+    import polars as pl
+    return pl.col("no_such_column") > 1
+'''
+
+
+@pytest.mark.parametrize(("rule", "where"), [
+    ("fragile", "ZeroDivisionError: no good judging stream expensive at version 8"),  # the first probe: all 8
+    ("fragile_scan", "ZeroDivisionError: no good judging stream expensive at version 5"),
+    ("broken_polars", "ColumnNotFoundError"),
+])
+def test_a_rule_that_raises_stops_the_bisection_with_an_error_naming_where(
+    rule: str, where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import run_cli
+
+    j = build(tmp_path / "j", "budget_breach_at_v7")
+    py = tmp_path / "raising.py"
+    py.write_text(textwrap.dedent(RAISING_RULES))
+    with pytest.raises(RuleEvaluationError, match=f"rule {rule} raised .*{where}"):
+        bisect_stream(j, rule, "expensive", rule_files=(str(py),))
+    code, _out, err = run_cli(capsys, "bisect", "-j", str(j.path), rule, "expensive", "--rules", str(py))
+    assert code == 1 and "Traceback" not in err and err.startswith(f"error: rule {rule} raised"), err
+    assert "journal regrade" in err  # the hint
+
+
 GLOBAL_RULES = '''
 from toolkit.analysis.aggregates import Aggregate
 from toolkit.analysis.rules import python_rule
@@ -129,7 +171,8 @@ GLOBAL_SQL = """-- summary: At most two failing tool results in the whole journa
 -- scope: global
 -- monotone: true
 SELECT stream_id, version,
-       count(*) FILTER (WHERE is_error) OVER (ORDER BY position) <= $max_failures AS holds
+       count(*) FILTER (WHERE is_error) OVER (ORDER BY position) <= $max_failures AS holds,
+       CAST(count(*) FILTER (WHERE is_error) OVER (ORDER BY position) AS VARCHAR) || ' failures' AS message
 FROM events WHERE event_type = 'tool_result'
 """
 
@@ -148,6 +191,10 @@ def test_global_bisection_over_the_journal_in_position_order(tmp_path: Path) -> 
         assert result.event is not None and result.event["stream_id"] == "loop"
         linear = bisect_global(j, rule, rule_files=files, force_linear=True)
         assert linear.version == third
+        for found in (result, linear):  # the rule's message, and the journal-wide state of a Python rule
+            assert found.message == ("shell failed 3 times" if rule == "shell_failures" else "3 failures"), rule
+            if rule == "shell_failures":
+                assert (found.state_before, found.state_after) == ({"shell": 2}, {"shell": 3})
     assert bisect_global(j, "shell_failures", rule_files=(str(py),), params={"max_failures": "5"}).version is None  # 3 in loop + 2 in varied_retry
     with pytest.raises(RuleDefinitionError, match="journal bisect shell_failures --global"):
         bisect_stream(j, "shell_failures", "loop", rule_files=(str(py),))

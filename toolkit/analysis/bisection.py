@@ -19,7 +19,8 @@ journal-wide state (a user-supplied global reducer).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from toolkit.analysis.rules import Rule, RuleSet
 from toolkit.analysis.verdicts import polars_verdicts, sql_global_verdicts, sql_prefix_verdicts
 from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import scan_events
-from toolkit.errors import RuleDefinitionError, StreamNotFoundError
+from toolkit.errors import RuleDefinitionError, RuleEvaluationError, StreamNotFoundError, ToolkitError
 from toolkit.journal.store import Journal
 
 
@@ -64,6 +65,22 @@ class BisectResult:
 
 class _NotMonotone(Exception):
     """A probe saw a verdict that holds after an earlier failing one."""
+
+
+@contextmanager
+def _judging(rule: Rule, where: str) -> Iterator[None]:
+    """Turn an exception of the rule's own code (or its reducer's) into a RuleEvaluationError naming where."""
+    try:
+        yield
+    except (ToolkitError, _NotMonotone):
+        raise
+    except Exception as e:
+        raise RuleEvaluationError(
+            f"rule {rule.name} raised {type(e).__name__}: {e} judging {where}",
+            hint=f"fix the rule ({rule.origin}); journal regrade {rule.name} records such an error as a "
+            "finding of kind error and judges the other streams",
+            rule=rule.name,
+        ) from e
 
 
 def search_first_failure(n: int, probe: Callable[[int], bool]) -> tuple[int | None, int]:
@@ -119,7 +136,8 @@ def bisect_stream(
     session = duckdb_engine.connect(journal) if rule.kind == "sql" else None
     try:
         def probe(v: int) -> bool:
-            ok, message = _probe_stream(journal, session, rule, bound, stream_id, v)
+            with _judging(rule, f"stream {stream_id} at version {v}"):
+                ok, message = _probe_stream(journal, session, rule, bound, stream_id, v)
             probes.append((v, ok))
             messages[v] = message
             return ok
@@ -138,7 +156,8 @@ def bisect_stream(
             note = "linear scan requested"
         else:
             note = f"rule {rule.name} does not declare itself monotone: linear scan"
-        version, message, evaluations = _linear_stream(journal, session, rule, bound, stream_id)
+        with _judging(rule, f"stream {stream_id}"):
+            version, message, evaluations = _linear_stream(journal, session, rule, bound, stream_id)
         result = BisectResult(rule.name, stream_id, "linear scan", evaluations, n, version, note, message, probes=probes)
         return _describe(journal, rule, result)
     finally:
@@ -179,13 +198,18 @@ def _linear_stream(
         from toolkit.analysis.replay import fold_states
         from toolkit.analysis.state_rules import judge, rule_aggregate
 
-        evaluations = 0
-        for version, state in fold_states(journal, stream_id, rule_aggregate(rule)):
-            evaluations += 1
-            ok, message = judge(rule, state, bound)
+        evaluations, version = 0, 0
+        states = fold_states(journal, stream_id, rule_aggregate(rule))
+        while True:
+            with _judging(rule, f"stream {stream_id} at version {version + 1}"):
+                step = next(states, None)
+                if step is None:
+                    return None, None, evaluations
+                version, state = step
+                evaluations += 1
+                ok, message = judge(rule, state, bound)
             if not ok:
                 return version, message, evaluations
-        return None, None, evaluations
     if rule.kind == "sql":
         assert session is not None
         n = journal.stream_version(stream_id)
@@ -240,19 +264,22 @@ def bisect_global(
     positions = scan_events(journal).select("position").sort("position").collect().get_column("position").to_list()
     n = len(positions)
     probes: list[tuple[int, bool]] = []
+    messages: dict[int, str | None] = {}
     session = duckdb_engine.connect(journal) if rule.kind == "sql" else None
     folder = _GlobalFolder(journal, rule, bound) if rule.kind == "python" else None
     try:
         def probe(k: int) -> bool:
-            if folder is not None:
-                ok = folder.holds_after(k)
-            else:
-                assert session is not None
-                verdicts = sql_global_verdicts(session, rule, bound, positions[k - 1])
-                ok = verdicts[-1][1] if verdicts else True
-                if ok and any(not v for _, v in verdicts):
-                    raise _NotMonotone(f"holds at position {positions[k - 1]} after an earlier failure")
+            with _judging(rule, f"the journal up to position {positions[k - 1]}"):
+                if folder is not None:
+                    ok, message = folder.holds_after(k)
+                else:
+                    assert session is not None
+                    verdicts = sql_global_verdicts(session, rule, bound, positions[k - 1])
+                    ok, message = (verdicts[-1][1], verdicts[-1][2]) if verdicts else (True, None)
+                    if ok and any(not v for _, v, _ in verdicts):
+                        raise _NotMonotone(f"holds at position {positions[k - 1]} after an earlier failure")
             probes.append((positions[k - 1], ok))
+            messages[k] = message
             return ok
 
         note = None
@@ -261,26 +288,35 @@ def bisect_global(
                 k, evaluations = search_first_failure(n, probe)
                 result = BisectResult(rule.name, None, "bisection", evaluations, n,
                                       positions[k - 1] if k else None, "binary search over the journal in position order",
-                                      probes=probes)
-                return _describe_global(journal, result)
+                                      messages.get(k) if k else None, probes=probes)
+                return _describe_global(journal, result, folder, k)
             except _NotMonotone as e:
                 note = f"bisection saw evidence against monotonicity ({e}); fell back to a linear scan"
         else:
             note = "linear scan requested" if force_linear else f"rule {rule.name} is not declared monotone: linear scan"
+        first_k: int | None = None
+        first_message: str | None = None
         if folder is not None:
             folder = _GlobalFolder(journal, rule, bound)
-            first, evaluations = None, 0
+            evaluations = 0
             for k in range(1, n + 1):
                 evaluations += 1
-                if not folder.holds_after(k):
-                    first = positions[k - 1]
+                with _judging(rule, f"the journal at position {positions[k - 1]}"):
+                    ok, message = folder.holds_after(k)
+                if not ok:
+                    first_k, first_message = k, message
                     break
         else:
             assert session is not None
-            verdicts = sql_global_verdicts(session, rule, bound, positions[-1] if positions else 0)
-            first = next((p for p, ok in verdicts if not ok), None)
+            with _judging(rule, "the journal"):
+                verdicts = sql_global_verdicts(session, rule, bound, positions[-1] if positions else 0)
+            failed = next(((p, m) for p, ok, m in verdicts if not ok), None)
+            if failed is not None:
+                first_k, first_message = positions.index(failed[0]) + 1, failed[1]
             evaluations = 1
-        return _describe_global(journal, BisectResult(rule.name, None, "linear scan", evaluations, n, first, note, probes=probes))
+        first = positions[first_k - 1] if first_k else None
+        result = BisectResult(rule.name, None, "linear scan", evaluations, n, first, note, first_message, probes=probes)
+        return _describe_global(journal, result, folder, first_k)
     finally:
         if session is not None:
             session.close()
@@ -300,18 +336,25 @@ class _GlobalFolder:
         self.events = [Event(r) for r in frame.iter_rows()]
         self.kept: dict[int, Any] = {0: self.aggregate.initial()}
 
-    def holds_after(self, k: int) -> bool:
-        from toolkit.analysis.state_rules import fold_event, judge
+    def state_after(self, k: int) -> Any:
+        """The journal-wide state after the first ``k`` events (folded on from the nearest kept one)."""
+        from toolkit.analysis.state_rules import fold_event
 
         start = max(i for i in self.kept if i <= k)
         state = self.aggregate.copy(self.kept[start])
         for e in self.events[start:k]:
             state = fold_event(self.aggregate, state, e)
         self.kept[k] = self.aggregate.copy(state)
-        return judge(self.rule, state, self.bound)[0]
+        return state
+
+    def holds_after(self, k: int) -> tuple[bool, str | None]:
+        from toolkit.analysis.state_rules import judge
+
+        return judge(self.rule, self.state_after(k), self.bound)
 
 
-def _describe_global(journal: Journal, result: BisectResult) -> BisectResult:
+def _describe_global(journal: Journal, result: BisectResult, folder: _GlobalFolder | None, k: int | None) -> BisectResult:
+    """Attach the failing event, its explanation and (Python rules) the journal-wide state before and after it."""
     if result.version is None:
         return result
     from toolkit.analysis.explain import explain_event
@@ -322,6 +365,9 @@ def _describe_global(journal: Journal, result: BisectResult) -> BisectResult:
         result.stream_id = None
         e = explain_event(rows[0])
         result.explanation = {"title": e.title, "summary": e.summary, "tags": list(e.tags)}
+    if folder is not None and k:
+        to_dict = folder.aggregate.to_dict
+        result.state_before, result.state_after = to_dict(folder.state_after(k - 1)), to_dict(folder.state_after(k))
     return result
 
 

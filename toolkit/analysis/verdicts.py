@@ -176,17 +176,19 @@ ORDER BY version
     )
 
 
-def sql_global_verdicts(session: Session, rule: Rule, bound: Mapping[str, Any], position: int) -> list[tuple[int, bool]]:
-    """(position, holds) of a global rule over the journal up to ``position`` (time order)."""
-    check_sql_rule(session, rule, bound)
+def sql_global_verdicts(
+    session: Session, rule: Rule, bound: Mapping[str, Any], position: int
+) -> list[tuple[int, bool, str | None]]:
+    """(position, holds, message) of a global rule over the journal up to ``position`` (time order)."""
+    message = "message" if check_sql_rule(session, rule, bound) else "CAST(NULL AS VARCHAR)"
     sql = f"""
 WITH events AS (SELECT * FROM events WHERE position <= $_bisect_position),
-verdict AS (SELECT stream_id, version, holds FROM ({rule.sql}) WHERE holds IS NOT NULL)
-SELECT e.position, v.holds FROM verdict AS v JOIN events AS e USING (stream_id, version)
+verdict AS (SELECT stream_id, version, holds, {message} AS message FROM ({rule.sql}) WHERE holds IS NOT NULL)
+SELECT e.position, v.holds, v.message FROM verdict AS v JOIN events AS e USING (stream_id, version)
 ORDER BY e.position
 """  # noqa: S608 - fixed text around the rule's own SQL; values are bound
     table = session.query(sql, {**bound, "_bisect_position": position})
-    return list(zip(table.column("position").to_pylist(), table.column("holds").to_pylist(), strict=True))
+    return list(zip(*(table.column(c).to_pylist() for c in ("position", "holds", "message")), strict=True))
 
 
 # ---------------------------------------------------------------------- Polars rules

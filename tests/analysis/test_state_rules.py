@@ -68,6 +68,16 @@ def few_failures(state, p):
     return state.tool_failures_total <= state.llm_calls_total + 1 or f"{state.tool_failures_total} failures"
 
 
+@python_rule("returns_tuple", "A mistake: returns (ok, message), a tuple, always truthy.")
+def returns_tuple(state, p):
+    return state.events < 3, "too long"
+
+
+@python_rule("returns_tuple_folded", "The same mistake in a rule graded by folding (reads the per-tool dict).")
+def returns_tuple_folded(state, p):
+    return not state.tool_failures, "a tool failed"
+
+
 @python_rule("still_running", "Not answered after an error (reads status and model).")
 def still_running(state, p):
     return not (state.status == "aborted" and state.model is not None and state.consecutive_errors >= 1)
@@ -84,6 +94,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("raises_sixth", {}),
     ("still_running", {}),
     ("few_failures", {}),
+    ("returns_tuple", {}),
+    ("returns_tuple_folded", {}),
 ]
 
 
@@ -209,6 +221,18 @@ def test_an_error_finding_names_the_event_and_the_exception(rule_set: RuleSet, e
     assert errors and all(r["message"] == "RuntimeError: boom" and r["failing_events"] == 1 for r in errors)
     heads = everything.heads()
     assert {r["stream_id"] for r in errors} == {s for s, h in heads.items() if h.version >= 6}
+
+
+@pytest.mark.parametrize("name", ["returns_tuple", "returns_tuple_folded"])
+def test_a_rule_returning_neither_a_bool_nor_a_message_is_an_error_finding(
+    name: str, rule_set: RuleSet, everything: Journal
+) -> None:
+    """``return ok, message`` is a tuple, always truthy: once graded as holding everywhere."""
+    rule = rule_set.get(name)
+    rows = state_rules.python_failures(everything, rule, {}, _ids(everything), workers=1).to_pylist()
+    assert {r["stream_id"] for r in rows} == set(everything.heads())
+    assert all(r["kind"] == "error" and r["version"] == 1 for r in rows)
+    assert rows[0]["message"].startswith("TypeError: the rule returned a tuple ((True, ")
 
 
 def test_a_monotone_rule_is_trusted_to_stay_broken(rule_set: RuleSet, everything: Journal) -> None:

@@ -117,13 +117,29 @@ def judge(rule: Rule, state: Any, bound: dict[str, Any]) -> tuple[bool, str | No
 
 
 def verdict_of(verdict: Any) -> tuple[bool, str | None]:
+    """(holds, message) of what a rule returned: True or None hold, False or a message string fail.
+
+    Anything else is a mistake in the rule (``return ok, message`` is a tuple, always truthy) and
+    raises TypeError, which a re-grade records as a finding of kind error.
+
+    >>> verdict_of("over budget"), verdict_of(None)
+    ((False, 'over budget'), (True, None))
+    >>> verdict_of((False, "over budget"))
+    Traceback (most recent call last):
+    ...
+    TypeError: the rule returned a tuple ((False, 'over budget')); a rule returns True, False or a message string
+    """
     if verdict is True or verdict is None:
         return True, None
     if verdict is False:
         return False, None
     if isinstance(verdict, str):
         return False, verdict
-    return bool(verdict), None
+    if type(verdict).__name__ == "bool_":  # NumPy's bool
+        return bool(verdict), None
+    raise TypeError(
+        f"the rule returned a {type(verdict).__name__} ({verdict!r:.80}); a rule returns True, False or a message string"
+    )
 
 
 def fold_event(aggregate: Aggregate[Any], state: Any, event: Event) -> Any:
@@ -230,11 +246,11 @@ def _fold_walk(sid: str, aggregate: Aggregate[Any], holds: Callable[[Any, dict[s
             if not (models and e.event_type in models and aggregate.prepare(e) is not None):
                 state = reducer(state, e)  # events that do not fit their model are skipped, as replay does
             verdict = holds(state, bound)
+            if verdict is True or verdict is None:
+                continue
+            ok, msg = verdict_of(verdict)
         except Exception as exc:  # a rule (or reducer) that raises is a finding of kind error
             return _error(sid, e.version, exc), i + 1
-        if verdict is True or verdict is None:
-            continue
-        ok, msg = verdict_of(verdict)
         if not ok:
             if monotone:
                 return _monotone_violation(sid, [x.version for x in events], i, msg), i + 1
@@ -457,11 +473,11 @@ def _walk_rows(sid: str, view: RunStateView, holds: Callable[[Any, dict[str, Any
         view.at = i
         try:
             verdict = holds(view, bound)
-        except Exception as exc:  # a rule that raises is a finding of kind error
+            if verdict is True or verdict is None:
+                continue
+            ok, msg = verdict_of(verdict)
+        except Exception as exc:  # a rule that raises (or returns something else) is a finding of kind error
             return _error(sid, versions[i], exc), i - a + 1
-        if verdict is True or verdict is None:
-            continue
-        ok, msg = verdict_of(verdict)
         if not ok:
             if monotone:
                 return _monotone_violation(sid, versions[a:b], i - a, msg), i - a + 1

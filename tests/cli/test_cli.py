@@ -129,8 +129,25 @@ def test_bad_line_names_line_field_and_writes_nothing(
     assert code == 1 and "stdin:3" in err and "occurred_at" in err and "no time zone" in err
     code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=EVENTS + "\n{not json\n")
     assert code == 1 and "stdin:3" in err and "not JSON" in err
+    for line, kind in (("[1, 2]", "array"), ('"hi"', "string"), ("null", "null"), ("3", "number")):
+        code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=EVENTS + f"\n{line}\n")
+        assert code == 1 and f"error: stdin:3: not a JSON object but a JSON {kind}" in err and "Traceback" not in err
     code, out, _ = run(capsys, monkeypatch, "sql", "-j", jpath, "SELECT count(*) AS n FROM events", "--format", "csv")
     assert out.split() == ["n", "0"]
+
+
+def test_table_cells_are_data_not_markup_and_numbers_keep_their_digits(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value like "[/x]" once crashed rich and "[red]" vanished; 0.0321 printed as 0.0 and a
+    cost of $0.0000002 as "0."."""
+    query = ("SELECT '[/x]' AS closing, '[red]alert[/red]' AS styled, 0.0321::DOUBLE AS rate, "
+             "0.0000002::DECIMAL(18, 9) AS cost, 1234.56::DOUBLE AS ms")
+    code, out, err = run(capsys, monkeypatch, "sql", "-j", jpath, query)
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "[/x]" in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells == ["[/x]", "[red]alert[/red]", "0.0321", "0.0000002", "1,234.6"]
 
 
 def test_verify_exits_3_on_tampering(

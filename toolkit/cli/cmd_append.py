@@ -48,6 +48,12 @@ def command(
                 hint="each line must be one JSON object; nothing was written",
                 line=lineno,
             ) from None
+        if not isinstance(event, dict):
+            raise EventValidationError(
+                f"{name}:{lineno}: not a JSON object but a JSON {_json_kind(event)}",
+                hint="each line must be one JSON object; nothing was written",
+                line=lineno,
+            )
         events.append((lineno, event))
     journal = open_journal(journal_path)
     rows = [e for _, e in events]
@@ -77,3 +83,8 @@ def command(
         "heads": result.heads,
     }
     sys.stdout.write(json.dumps(summary) + "\n")
+
+
+def _json_kind(value: Any) -> str:
+    kinds = ((bool, "boolean"), (int, "number"), (float, "number"), (str, "string"), (list, "array"))
+    return "null" if value is None else next((k for t, k in kinds if isinstance(value, t)), type(value).__name__)

@@ -34,14 +34,25 @@ def _json_default(v: Any) -> Any:
 
 
 def _cell(v: Any) -> str:
+    """A value as a terminal table shows it: exact decimals, floats to four significant digits.
+
+    >>> [_cell(x) for x in (Decimal("2E-7"), Decimal("5.000000000"), Decimal("1.250000000"), Decimal("500"))]
+    ['0.0000002', '5', '1.25', '500']
+    >>> [_cell(x) for x in (0.0321, 2e-07, 12.345678, 1234.56, 0.0, 3.0)]
+    ['0.0321', '2e-07', '12.35', '1,234.6', '0', '3']
+    """
     if v is None:
         return ""
     if isinstance(v, dt.datetime):
         return v.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(v, Decimal):
-        return f"{v.normalize():f}" if v == v.to_integral() else f"{v:.6f}".rstrip("0")
+        if not v.is_finite() or v == 0:
+            return "0" if v == 0 else str(v)
+        n = v.normalize()
+        exponent = n.as_tuple().exponent
+        return format(n, "f") if isinstance(exponent, int) and exponent >= -9 else f"{v:.3e}"
     if isinstance(v, float):
-        return f"{v:,.1f}"
+        return f"{v:,.1f}" if abs(v) >= 1000 else f"{v:.4g}"
     return str(v)
 
 
@@ -75,20 +86,23 @@ def write_table(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     out = stream or (open(output, "w", encoding="utf-8") if output else sys.stdout)
     try:
         console = Console(file=out, width=200 if output or not out.isatty() else None)
-        rt = Table(title=title, show_lines=False, header_style="bold")
+        # cells, headers and titles are data, never rich markup ("[/x]" would raise, "[red]" vanish)
+        rt = Table(title=Text(title) if title is not None else None, show_lines=False, header_style="bold")
         for name in table.column_names:
             numeric = (
                 pa.types.is_integer(table.schema.field(name).type)
                 or pa.types.is_floating(table.schema.field(name).type)
                 or pa.types.is_decimal(table.schema.field(name).type)
             )
-            rt.add_column(name, justify="right" if numeric else "left", overflow="fold")
-        for row in table.slice(0, max_rows).to_pylist():
-            rt.add_row(*(_cell(row[c]) for c in table.column_names))
+            rt.add_column(Text(name), justify="right" if numeric else "left", overflow="fold")
+        shown = table.slice(0, max_rows)
+        for row in zip(*(column.to_pylist() for column in shown.columns), strict=True):  # names may repeat
+            rt.add_row(*(Text(_cell(v)) for v in row))
         console.print(rt)
         if table.num_rows > max_rows:
             console.print(f"… {table.num_rows - max_rows} more rows (use --format csv/json/parquet for all)")

@@ -150,6 +150,19 @@ def test_table_cells_are_data_not_markup_and_numbers_keep_their_digits(
     assert cells == ["[/x]", "[red]alert[/red]", "0.0321", "0.0000002", "1,234.6"]
 
 
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "parquet"])
+def test_output_into_a_missing_folder_creates_it_and_a_bad_one_is_refused(
+    fmt: str, jpath: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "new" / "folder" / f"out.{fmt}"
+    code, out, err = run(capsys, monkeypatch, "sql", "-j", jpath, "SELECT 1 AS x", "--format", fmt, "-o", str(target))
+    assert code == 0 and out == "" and target.stat().st_size > 0, err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, _, err = run(capsys, monkeypatch, "sql", "-j", jpath, "SELECT 1", "--format", fmt, "-o", str(blocker / "x"))
+    assert code == 1 and f"error: cannot write {blocker / 'x'}" in err and "Traceback" not in err
+
+
 def test_verify_exits_3_on_tampering(
     jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ import io
 import json
 import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TextIO
 
 import pyarrow as pa
@@ -69,6 +70,7 @@ def write_table(
     if fmt == "parquet":
         if not output:
             raise InvalidPathError("--format parquet needs -o FILE", hint="e.g. -o result.parquet")
+        _prepare(output)
         pq.write_table(table, output)
         return
     if fmt == "csv":
@@ -88,7 +90,7 @@ def write_table(
     from rich.table import Table
     from rich.text import Text
 
-    out = stream or (open(output, "w", encoding="utf-8") if output else sys.stdout)
+    out = stream or (_open(output) if output else sys.stdout)
     try:
         console = Console(file=out, width=200 if output or not out.isatty() else None)
         # cells, headers and titles are data, never rich markup ("[/x]" would raise, "[red]" vanish)
@@ -123,9 +125,29 @@ def _csv_cell(v: Any) -> Any:
     return v
 
 
+def _prepare(output: str) -> None:
+    """Create the missing folders of ``-o FILE`` (as report, checkpoint and export-compliance do)."""
+    parent = Path(output).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidPathError(
+            f"cannot write {output}: cannot create the folder {parent}: {e.strerror or e}",
+            hint="choose -o FILE in a folder you can write to",
+        ) from None
+
+
+def _open(output: str) -> TextIO:
+    _prepare(output)
+    try:
+        return open(output, "w", encoding="utf-8")
+    except OSError as e:
+        raise InvalidPathError(f"cannot write {output}: {e.strerror or e}", hint="choose another -o FILE") from None
+
+
 def _emit(text: str, output: str | None, stream: TextIO | None) -> None:
     if output:
-        with open(output, "w", encoding="utf-8") as f:
+        with _open(output) as f:
             f.write(text)
     else:
         (stream or sys.stdout).write(text)

@@ -206,6 +206,42 @@ def test_fingerprint_covers_code_and_parameters() -> None:
     assert edited.fingerprint(edited.bind({})) != budget.fingerprint(budget.bind({}))
 
 
+def test_fingerprint_covers_the_rule_file_and_what_the_rule_reads(tmp_path: Path) -> None:
+    """A module constant or helper the function uses is part of its code; so are its columns."""
+    text = textwrap.dedent('''
+        from toolkit.analysis.rules import polars_rule
+        import polars as pl
+
+        LIMIT = 3
+
+        @polars_rule("few_errors", "At most LIMIT errors.", columns=("is_error",))
+        def few_errors(events, p):
+            return pl.col("is_error").cum_sum().over("stream_id") <= LIMIT
+    ''')
+
+    def fingerprint(name: str, source: str) -> str:
+        path = tmp_path / name
+        path.write_text(source)
+        rule = next(r for r in load_rule_file(path) if r.name == "few_errors")
+        return rule.fingerprint(rule.bind({}))
+
+    base = fingerprint("a.py", text)
+    assert fingerprint("b.py", text) == base  # the same code elsewhere judges the same way
+    assert fingerprint("c.py", text.replace("LIMIT = 3", "LIMIT = 4")) != base
+    assert fingerprint("d.py", text.replace('columns=("is_error",)', 'columns=("is_error", "model")')) != base
+
+
+def test_parameters_that_cannot_be_meant_are_refused() -> None:
+    rules = RuleSet.load()
+    for value in ("nan", "inf", "-Infinity"):
+        with pytest.raises(RuleDefinitionError, match=f"max_cost_usd: '{value}' is not a finite DOUBLE"):
+            rules.get("budget").bind({"max_cost_usd": value})
+    for times in ("0", "-2"):
+        with pytest.raises(RuleDefinitionError, match=f"times must be at least 1, not {times}"):
+            rules.get("no_tool_failure_loop").bind({"times": times})
+    assert rules.get("no_tool_failure_loop").bind({"times": "1"}) == {"times": 1}
+
+
 def test_unknown_rule_lists_the_known_ones(journals: dict[str, Journal]) -> None:
     with pytest.raises(RuleNotFoundError, match="no rule 'budgett'; known rules: budget, ") as e:
         regrade(journals["slow_tool"], ["budgett"], write=False)

@@ -42,6 +42,7 @@ DEFAULT_REJECT: Final = (
     "The same tool does not fail again with the same arguments right after failing (a retry loop).",
     severity="warning",
     params="times BIGINT = 2",
+    check=lambda p: None if p["times"] >= 1 else f"times must be at least 1, not {p['times']}",
     columns=("event_type", "tool_name", "tool_call_id", "is_error", "data"),
     event_types=("tool_called", "tool_result"),
 )

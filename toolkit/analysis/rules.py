@@ -52,6 +52,7 @@ MAX_RULE_FILE_BYTES: Final = 1_000_000
 
 PolarsRuleFn = Callable[[pl.LazyFrame, dict[str, Any]], "pl.LazyFrame | pl.Expr | tuple[pl.Expr, pl.Expr]"]
 PythonRuleFn = Callable[[Any, dict[str, Any]], "bool | str"]
+ParamCheck = Callable[[dict[str, Any]], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Rule:
     event_types: tuple[str, ...] | None = None  # Polars rules: only these events reach the rule
     aggregate: Any = None  # Python rules: the aggregate replayed (None: the agent run)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    check: ParamCheck | None = None  # bound parameters -> what is wrong with them, or None
 
     def bind(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Parameters from ``-p name=value`` text (or Python values), typed, defaults filled."""
@@ -100,10 +102,20 @@ class Rule:
                     )
             except QueryError as e:
                 raise RuleDefinitionError(f"rule {self.name}: {e.message}", hint=e.hint, rule=self.name) from e
+        problem = self.check(out) if self.check is not None else None
+        if problem:
+            raise RuleDefinitionError(
+                f"rule {self.name}: {problem}",
+                hint="its parameters: " + ", ".join(f"{p.name} {p.type}" for p in self.params),
+                rule=self.name,
+            )
         return out
 
     def fingerprint(self, bound: Mapping[str, Any]) -> str:
-        """sha256 over kind, name, code, bound parameters and (Python rules) the aggregate's fingerprint."""
+        """sha256 over kind, name, code, what it reads, bound parameters and (Python rules) the
+        aggregate's fingerprint. The code of a Polars or Python rule is its function and the
+        whole file defining it (module constants and helpers there count); code it imports from
+        elsewhere does not."""
         aggregate = ""
         if self.kind == "python":
             from toolkit.analysis.state_rules import rule_aggregate
@@ -111,6 +123,8 @@ class Rule:
             aggregate = rule_aggregate(self).fingerprint
         doc = json.dumps(
             {"kind": self.kind, "name": self.name, "scope": self.scope, "source": self.source, "aggregate": aggregate,
+             "monotone": self.monotone, "columns": list(self.columns),
+             "event_types": None if self.event_types is None else list(self.event_types),
              "params": {k: _param_text(v) for k, v in sorted(bound.items())}},
             sort_keys=True,
         )
@@ -159,11 +173,18 @@ def _check_meta(name: str, severity: str, scope: str, where: str) -> None:
 
 
 def _code_of(fn: Callable[..., Any]) -> str:
+    """The function's source and the digest of the whole file defining it (its constants and helpers)."""
     try:
-        return inspect.getsource(fn)
+        own = inspect.getsource(fn)
     except (OSError, TypeError):
         code = getattr(fn, "__code__", None)
-        return code.co_code.hex() + repr(code.co_consts) if code is not None else repr(fn)
+        own = code.co_code.hex() + repr(code.co_consts) + repr(code.co_names) if code is not None else repr(fn)
+    module = inspect.getmodule(fn)
+    try:
+        whole = inspect.getsource(module) if module is not None else ""
+    except (OSError, TypeError):
+        whole = ""
+    return own + "\0" + hashlib.sha256(whole.encode()).hexdigest()
 
 
 def polars_rule(
@@ -176,11 +197,13 @@ def polars_rule(
     event_types: Sequence[str] | None = None,
     monotone: bool = False,
     scope: str = "stream",
+    check: ParamCheck | None = None,
 ) -> Callable[[PolarsRuleFn], Rule]:
     """Register a Polars rule (see the module docstring).
 
     ``columns`` are the event columns it reads; ``event_types``, when given, are the only events
-    it sees (filtered in the scan, before ordering: much less to read and sort).
+    it sees (filtered in the scan, before ordering: much less to read and sort). ``check``, when
+    given, is asked about the bound parameters and returns what is wrong with them (or None).
     """
 
     def wrap(fn: PolarsRuleFn) -> Rule:
@@ -191,6 +214,7 @@ def polars_rule(
             params=params_from_spec(params, where), monotone=monotone, scope=scope,
             origin=inspect.getsourcefile(fn) or "builtin", source=_code_of(fn), polars=fn,
             columns=tuple(columns), event_types=tuple(event_types) if event_types is not None else None,
+            check=check,
         )
 
     return wrap
@@ -205,6 +229,7 @@ def python_rule(
     monotone: bool = False,
     scope: str = "stream",
     aggregate: Any = None,
+    check: ParamCheck | None = None,
 ) -> Callable[[PythonRuleFn], Rule]:
     """Register a Python rule over replayed state: ``fn(state, p) -> True | False | "message"``."""
 
@@ -220,7 +245,7 @@ def python_rule(
             name=name, kind="python", description=description, severity=severity,
             params=params_from_spec(params, where), monotone=monotone, scope=scope,
             origin=inspect.getsourcefile(fn) or "builtin", source=_code_of(fn), python=fn,
-            aggregate=aggregate,
+            aggregate=aggregate, check=check,
         )
 
     return wrap

@@ -17,6 +17,7 @@ converted to the declared type here and always bound, never formatted into the S
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -51,9 +52,15 @@ class Param:
             if t in {"BIGINT", "INTEGER", "INT", "HUGEINT", "SMALLINT"}:
                 return int(text)
             if t in {"DOUBLE", "FLOAT", "REAL"}:
-                return float(text)
+                number = float(text)
+                if not math.isfinite(number):
+                    raise ValueError(f"{text} is not finite")
+                return number
             if t.startswith("DECIMAL"):
-                return Decimal(text)
+                exact = Decimal(text)
+                if not exact.is_finite():
+                    raise ValueError(f"{text} is not finite")
+                return exact
             if t == "BOOLEAN":
                 if text.lower() not in {"true", "false", "1", "0", "yes", "no"}:
                     raise ValueError(text)
@@ -61,8 +68,9 @@ class Param:
             if t.endswith("[]"):
                 return [s.strip() for s in text.split(",") if s.strip()]
         except (ValueError, InvalidOperation) as e:
+            finite = " finite" if "not finite" in str(e) else ""
             raise QueryError(
-                f"parameter {self.name}: {text!r} is not a {self.type}",
+                f"parameter {self.name}: {text!r} is not a{finite} {self.type}",
                 hint=f"pass -p {self.name}=<{self.type}>",
             ) from e
         except Exception as e:  # parse_time raises EventValidationError

@@ -183,9 +183,11 @@ def test_events_without_a_price_are_listed_never_priced_at_zero(journal: Journal
     assert diff["unknown-model"]["unpriced_events"] == 1
     assert diff["unknown-model"]["recorded_cost_usd"] == Decimal("0.5")
     assert diff["unknown-model"]["repriced_cost_usd"] == 0  # not counted, and said so
+    assert diff["unknown-model"]["diff_usd"] == 0  # a missing price is no $0.50 saving
     assert diff["m"]["unpriced_events"] == 1 and diff["m"]["billable_events"] == 2  # the no-token event is not billable
     table, note = reprice_report(journal, prices)
     assert "3 have no price" in note and table.num_rows == len(diff)
+    assert "over the priced events" in note and "(diff -0.5" not in note
     costed = rollup(journal, ["model"], cost="repriced", prices=prices).to_pylist()
     assert {r["model"]: r["unpriced_events"] for r in costed} == {"(none)": 1, "m": 1, "unknown-model": 1}
 

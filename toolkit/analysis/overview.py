@@ -150,15 +150,15 @@ def recorded_vs_repriced(
                 "model": r["model"],
                 "recorded_cost_usd": Decimal(0),
                 "repriced_cost_usd": Decimal(0),
+                "diff_usd": Decimal(0),  # over the priced events only, as reprice_diff gives it
                 "unpriced_events": 0,
             },
         )
         t["recorded_cost_usd"] += r["recorded_cost_usd"] or 0
         t["repriced_cost_usd"] += r["repriced_cost_usd"] or 0
+        t["diff_usd"] += r["diff_usd"] or 0
         t["unpriced_events"] += r["unpriced_events"] or 0
     rows = sorted(totals.values(), key=lambda t: (-t["recorded_cost_usd"], t["model"]))
-    for t in rows:
-        t["diff_usd"] = t["repriced_cost_usd"] - t["recorded_cost_usd"]
     cost = pa.decimal128(18, 9)
     schema = pa.schema(
         [

@@ -472,9 +472,11 @@ def reprice_report(
     repriced = sum((v for v in diff.column("repriced_cost_usd").to_pylist()), Decimal(0))
     n_unpriced = sum(diff.column("unpriced_events").to_pylist())
     n_events = sum(diff.column("billable_events").to_pylist())
+    change = sum((v for v in diff.column("diff_usd").to_pylist()), Decimal(0))
+    over = " over the priced events" if n_unpriced else ""
     note = (
         f"{n_events} events with tokens or cost: recorded {recorded:f} USD, repriced {repriced:f} USD "
-        f"(diff {repriced - recorded:+f}) with {', '.join(table.files)}"
+        f"(diff {change:+f}{over}) with {', '.join(table.files)}"
         + (f" as of {_as_of(as_of):%Y-%m-%d}" if as_of is not None else "")
         + (
             f"; {n_unpriced} have no price (not counted): list them with journal reprice --unpriced"

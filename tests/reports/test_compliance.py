@@ -149,9 +149,26 @@ def test_a_forger_who_updates_the_manifest_is_caught(bundle: Path) -> None:
     m["files"]["events.parquet"]["sha256"] = file_sha256(bundle / "events.parquet")
     (bundle / "manifest.json").write_text(json.dumps(m))
     unsigned = verify_bundle(bundle).problems
-    assert [x.check for x in unsigned] == ["payload"]
+    assert [x.check for x in unsigned] == ["payload", "matches_parquet", "matches_parquet"], unsigned
+    assert {x.where for x in unsigned[1:]} == {"events.csv", "events.json"}  # the copies still say what it said
     signed = verify_bundle(bundle, key=KEY).problems
     assert ("manifest.json", "hmac") in {(x.where, x.check) for x in signed}
+
+
+@pytest.mark.parametrize("name", ["events.json", "events.csv", "runs.csv"])
+def test_a_copy_rewritten_with_its_manifest_entry_is_caught(bundle: Path, name: str) -> None:
+    """The CSV and JSON copies are what an auditor opens: a copy changed and re-digested in the
+    manifest no longer says what the chain-checked Parquet table says."""
+    p = bundle / name
+    lines = p.read_text(encoding="utf-8").splitlines(keepends=True)
+    k = next(i for i, line in enumerate(lines) if i > 0 and any(ch.isdigit() for ch in line))
+    lines[k] = next(lines[k].replace(d, str((int(d) + 1) % 10), 1) for d in "0123456789" if d in lines[k])
+    p.write_text("".join(lines), encoding="utf-8")
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["files"][name]["sha256"] = file_sha256(p)
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    problems = verify_bundle(bundle).problems
+    assert [(x.where, x.check, x.found) for x in problems] == [(name, "matches_parquet", f"differs from line {k + 1}")]
 
 
 def test_empty_range_gives_an_empty_valid_bundle(demo: Journal, tmp_path: Path) -> None:

@@ -200,14 +200,23 @@ def _json_default(v: Any) -> Any:
     raise TypeError(f"not JSON: {type(v).__name__}")
 
 
+def rendered_copies(table: pa.Table) -> dict[str, str]:
+    """The CSV and JSON copies of a bundle table, as text (verify-export renders the Parquet
+    file again and compares)."""
+    import io
+
+    csv_text = io.StringIO()
+    write_table(table, "csv", stream=csv_text)
+    json_text = json.dumps(table.to_pylist(), default=_json_default, ensure_ascii=False, indent=1) + "\n"
+    return {"csv": csv_text.getvalue(), "json": json_text}
+
+
 def _write_table_files(frame: pl.DataFrame, name: str, out: Path) -> dict[str, int]:
     table = frame.to_arrow()
     table = pa.Table.from_batches(table.to_batches(), table.schema)  # plain (non-view) strings for every reader
     pq.write_table(table, out / f"{name}.parquet", compression="zstd")
-    write_table(table, "csv", str(out / f"{name}.csv"))
-    with open(out / f"{name}.json", "w", encoding="utf-8") as f:
-        json.dump(table.to_pylist(), f, default=_json_default, ensure_ascii=False, indent=1)
-        f.write("\n")
+    for ext, text in rendered_copies(table).items():
+        (out / f"{name}.{ext}").write_text(text, encoding="utf-8")
     return {f"{name}.{ext}": table.num_rows for ext in ("parquet", "csv", "json")}
 
 

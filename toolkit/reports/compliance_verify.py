@@ -6,7 +6,8 @@ every file it lists is there with the SHA-256, and table files with the row coun
 no other file is there; the events recompute — each payload digest from its data and metadata
 (a redaction marker is accepted and counted, never silently), each hash from its envelope,
 payload digest and previous hash, consecutive versions of a stream chain to each other — and
-the last exported event of each stream is the one the manifest names.
+the last exported event of each stream is the one the manifest names; the CSV and JSON copies of
+each table say what its Parquet file says.
 
 Against the journal: every exported event is still there with the same hash, and each stream's
 head at export time is still in its chain (or was removed by a recorded purge); payloads
@@ -30,7 +31,7 @@ from toolkit.journal import hashing
 from toolkit.journal.retention import file_sha256, purge_anchors
 from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, GENESIS_HASH
 from toolkit.journal.store import Journal
-from toolkit.reports.compliance import BUNDLE_FORMAT, MANIFEST, manifest_mac
+from toolkit.reports.compliance import BUNDLE_FORMAT, MANIFEST, manifest_mac, rendered_copies
 
 REDACTED_PREFIX = '{"redacted":'
 
@@ -111,9 +112,36 @@ def verify_bundle(bundle_dir: str | Path, *, journal: Journal | None = None, key
     if report.events != doc["row_counts"]["events"]:
         report.problems.append(Problem("events.parquet", "rows", str(doc["row_counts"]["events"]), str(report.events)))
     _check_chain(events.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA), doc, report)
+    _check_copies(bundle, files, report)
     if journal is not None:
         _check_journal(journal, events, doc, report)
     return report
+
+
+def _check_copies(bundle: Path, files: dict[str, dict[str, Any]], report: ExportCheck) -> None:
+    """The CSV and JSON copies say what their Parquet table (the one the chain checks) says.
+
+    Their digests match the manifest; this catches a bundle written (or rewritten, manifest
+    included) with copies that disagree with the verified events.
+    """
+    broken = {p.where for p in report.problems}
+    for name in sorted(files):
+        if not name.endswith(".parquet") or name in broken:
+            continue
+        stem = name.removesuffix(".parquet")
+        copies = [f"{stem}.{ext}" for ext in ("csv", "json") if f"{stem}.{ext}" in files and f"{stem}.{ext}" not in broken]
+        if not copies:
+            continue
+        expected = rendered_copies(pq.read_table(bundle / name))
+        for copy in copies:
+            found = (bundle / copy).read_text(encoding="utf-8")
+            want = expected[copy.rsplit(".", 1)[1]]
+            if found != want:
+                line = next(
+                    (i for i, (a, b) in enumerate(zip(found.splitlines(), want.splitlines(), strict=False), 1) if a != b),
+                    min(len(found.splitlines()), len(want.splitlines())) + 1,
+                )
+                report.problems.append(Problem(copy, "matches_parquet", f"the rows of {name}", f"differs from line {line}"))
 
 
 def _check_chain(events: pa.Table, doc: dict[str, Any], report: ExportCheck) -> None:

@@ -117,6 +117,9 @@ def test_cli_refuses_bad_input_with_a_hint(patterns: Journal) -> None:
     assert none.exit_code == 2 and "name one or more rules" in none.output
     when = runner.invoke(cli, ["regrade", "-j", str(patterns.path), "budget", "--since", "yesterday"])
     assert when.exit_code == 2 and "--since" in when.output
+    typo = runner.invoke(cli, ["regrade", "-j", str(patterns.path), "budget", "--stream", "expensvie", "--dry-run"])
+    assert typo.exit_code == 0 and "streams checked: 0" in typo.stdout
+    assert "warning: the selection matched no stream" in typo.stderr
 
 
 def test_python_rules_in_worker_processes_find_what_one_process_finds(patterns: Journal, tmp_path: Path) -> None:

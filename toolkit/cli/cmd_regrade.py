@@ -122,6 +122,9 @@ def command(
             write=not dry_run, workers=workers, progress=lambda _name: advance(1), runner=runner,
         )
     summary = result.summary()
+    if summary["streams_checked"] == 0 and not selection.everything:
+        click.echo("warning: the selection matched no stream: nothing was judged "
+                   "(check --stream/--agent/--stream-type/--since/--until; list streams with: journal streams)", err=True)
     shown = result.findings.select(
         ["rule", "kind", "severity", "stream_id", "first_failing_version", "occurred_at", "failing_events", "message"]
     )

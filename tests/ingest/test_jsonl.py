@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from importer_contract import ImporterContract
@@ -61,6 +62,15 @@ def test_a_grown_export_imports_only_the_new_lines(tmp_path: Path, journal: Jour
         f.write(json.dumps(GOOD[2]) + "\n")
     report = import_paths(journal, [str(path)])
     assert (report.imported, report.already_present, report.read) == (1, 2, 3)
+
+
+def test_a_missing_path_is_named_as_missing_not_as_an_unknown_format(tmp_path: Path) -> None:
+    from toolkit.errors import InvalidPathError
+    from toolkit.ingest.runner import choose_importer
+
+    with pytest.raises(InvalidPathError, match=r"absent\.jsonl: no such file or directory"):
+        choose_importer(str(tmp_path / "absent.jsonl"))
+    assert choose_importer("postgresql://u:p@localhost/db") is not None  # a URL is not a path
 
 
 def test_location_names_file_and_line(tmp_path: Path, journal: Journal) -> None:

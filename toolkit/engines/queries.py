@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import QueryError, QueryNotFoundError
+from toolkit.errors import QueryError, QueryNotFoundError, ToolkitError
 from toolkit.journal.prepare import parse_time
 
 _HEADER = re.compile(r"^--\s*(summary|params|returns):\s*(.*)$")
@@ -67,6 +67,11 @@ class Param:
                 return text.lower() in {"true", "1", "yes"}
             if t.endswith("[]"):
                 return [s.strip() for s in text.split(",") if s.strip()]
+        except ToolkitError as e:  # parse_time's reason (no time zone, not a time) is the useful part
+            reason = re.sub(r"^event \d+: field '[^']*': ", "", e.message)
+            raise QueryError(
+                f"parameter {self.name}: {reason}", hint=f"a {self.type} with a time zone, e.g. 2026-10-01T00:00:00Z"
+            ) from e
         except (ValueError, InvalidOperation) as e:
             finite = " finite" if "not finite" in str(e) else ""
             raise QueryError(

@@ -11,6 +11,7 @@ new events.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from toolkit.errors import EventValidationError
+from toolkit.errors import EventValidationError, InvalidPathError
 from toolkit.ingest.base import Importer, ImportFormatError, ImportOptions, RecordRejectedError, Rejection, display_path
 from toolkit.ingest.idempotency import check_field, fill_idempotency_key
 from toolkit.journal.prepare import validate_table
@@ -59,6 +60,8 @@ def load_importer(name: str) -> Importer:
 def choose_importer(path: str, fmt: str = "auto") -> Importer:
     if fmt != "auto":
         return load_importer(fmt)
+    if "://" not in path and not os.path.exists(path):  # a URL (PostgreSQL) is sniffed as given
+        raise InvalidPathError(f"{path}: no such file or directory", hint="check the path to import", path=path)
     for name in REGISTRY:
         importer = load_importer(name)
         if importer.sniff(path):

@@ -16,7 +16,6 @@ baseline.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,7 +24,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from toolkit.analysis.rules import polars_rule, python_rule
+from toolkit.analysis.rules import decimal_param, polars_rule, python_rule
 
 # clear affirmatives, and the negations that override them ("yes, but don't send it yet"), written
 # with a straight or a typographic apostrophe (phones and editors turn ' into ’)
@@ -156,12 +155,6 @@ def confirmation_before_write(events: pl.LazyFrame, p: dict[str, Any]) -> pl.Laz
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _decimal(value: float) -> Decimal:
-    """A DOUBLE parameter as the decimal it was written as (617.89, not 617.8899999999999863...)."""
-    return Decimal(repr(value))
-
-
 @python_rule(
     "budget_state",
     "The replayed run's cost (and optionally tokens) stays within budget: budget, judged on state.",
@@ -171,7 +164,7 @@ def _decimal(value: float) -> Decimal:
 )
 def budget_state(state: Any, p: dict[str, Any]) -> bool | str:
     """The Python twin of the SQL ``budget`` rule (tests check both find the same streams)."""
-    if state.cost_usd > _decimal(p["max_cost_usd"]):
+    if state.cost_usd > decimal_param(p["max_cost_usd"]):
         return f"cumulative cost ${state.cost_usd} exceeds ${p['max_cost_usd']}"
     if p["max_tokens"] is not None and state.tokens_in + state.tokens_out > p["max_tokens"]:
         return f"cumulative tokens {state.tokens_in + state.tokens_out} exceed {p['max_tokens']}"
@@ -206,7 +199,7 @@ def _by_stream(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str,
 def ref_budget(rows: Iterable[Mapping[str, Any]], p: dict[str, Any]) -> Iterator[Verdict]:
     cost: dict[str, Decimal] = defaultdict(Decimal)
     tokens: dict[str, int] = defaultdict(int)
-    limit, max_tokens = Decimal(str(p["max_cost_usd"])), p["max_tokens"]
+    limit, max_tokens = decimal_param(p["max_cost_usd"]), p["max_tokens"]
     for r in rows:
         s = r["stream_id"]
         cost[s] += r["cost_usd"] or 0

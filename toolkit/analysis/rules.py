@@ -35,7 +35,8 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
+from decimal import Decimal
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -170,6 +171,16 @@ def _check_meta(name: str, severity: str, scope: str, where: str) -> None:
         raise RuleDefinitionError(f"{where}: severity {severity!r} is not one of {', '.join(SEVERITIES)}")
     if scope not in SCOPES:
         raise RuleDefinitionError(f"{where}: scope {scope!r} is not one of {', '.join(SCOPES)}")
+
+
+@lru_cache(maxsize=64)
+def decimal_param(value: float) -> Decimal:
+    """A DOUBLE parameter as the decimal it was written as (617.89, not 617.8899999999999863...).
+
+    >>> decimal_param(0.3), decimal_param(2.675)
+    (Decimal('0.3'), Decimal('2.675'))
+    """
+    return Decimal(repr(float(value)))
 
 
 def _code_of(fn: Callable[..., Any]) -> str:

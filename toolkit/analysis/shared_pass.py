@@ -31,13 +31,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Final
 
 import polars as pl
 import pyarrow as pa
 
-from toolkit.analysis.rules import Rule, builtin_rules
+from toolkit.analysis.rules import Rule, builtin_rules, decimal_param
 from toolkit.analysis.verdicts import EVIDENCE_VERSIONS, FAILURE_SCHEMA
 from toolkit.engines.dask_engine import stream_shards
 from toolkit.engines.polars_engine import scan_events
@@ -237,6 +236,9 @@ Judge = Callable[[Frame, dict[str, Any]], pl.DataFrame]
 Message = Callable[[dict[str, Any]], pl.Expr]
 
 
+_INT64_MAX: Final = 2**63 - 1
+
+
 def _nano_limit(limit: float) -> int:
     """A dollar limit in whole nano-dollars: a run costing exactly the limit written holds.
 
@@ -246,11 +248,8 @@ def _nano_limit(limit: float) -> int:
     """
     if math.isinf(limit):
         return _INT64_MAX if limit > 0 else -_INT64_MAX
-    nano = math.floor(Decimal(repr(float(limit))) * 1_000_000_000)
+    nano = math.floor(decimal_param(limit) * 1_000_000_000)
     return max(min(nano, _INT64_MAX), -_INT64_MAX)
-
-
-_INT64_MAX = 2**63 - 1
 
 
 def _budget(f: Frame, p: dict[str, Any]) -> pl.DataFrame:

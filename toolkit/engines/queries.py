@@ -68,9 +68,8 @@ class Param:
             if t.endswith("[]"):
                 return [s.strip() for s in text.split(",") if s.strip()]
         except ToolkitError as e:  # parse_time's reason (no time zone, not a time) is the useful part
-            reason = re.sub(r"^event \d+: field '[^']*': ", "", e.message)
             raise QueryError(
-                f"parameter {self.name}: {reason}", hint=f"a {self.type} with a time zone, e.g. 2026-10-01T00:00:00Z"
+                f"parameter {self.name}: {e.context.get('reason', e.message)}", hint=f"a {self.type} with a time zone, e.g. 2026-10-01T00:00:00Z"
             ) from e
         except (ValueError, InvalidOperation) as e:
             finite = " finite" if "not finite" in str(e) else ""

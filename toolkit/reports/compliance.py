@@ -20,6 +20,7 @@ leaves no half bundle. ``verify_bundle`` (``compliance_verify``) checks it.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import shutil
@@ -203,8 +204,6 @@ def _json_default(v: Any) -> Any:
 def rendered_copies(table: pa.Table) -> dict[str, str]:
     """The CSV and JSON copies of a bundle table, as text (verify-export renders the Parquet
     file again and compares)."""
-    import io
-
     csv_text = io.StringIO()
     write_table(table, "csv", stream=csv_text)
     json_text = json.dumps(table.to_pylist(), default=_json_default, ensure_ascii=False, indent=1) + "\n"

@@ -47,8 +47,10 @@ def _cell(v: Any) -> str:
     if isinstance(v, dt.datetime):
         return v.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(v, Decimal):
-        if not v.is_finite() or v == 0:
-            return "0" if v == 0 else str(v)
+        if v == 0:
+            return "0"
+        if not v.is_finite():
+            return str(v)
         n = v.normalize()
         exponent = n.as_tuple().exponent
         return format(n, "f") if isinstance(exponent, int) and exponent >= -9 else f"{v:.3e}"

@@ -99,6 +99,21 @@ def test_evidence_against_monotonicity_falls_back_to_a_linear_scan(tmp_path: Pat
     assert result.note is not None and "evidence against monotonicity" in result.note
 
 
+def test_a_python_rule_is_not_bisected_over_a_refund(tmp_path: Path) -> None:
+    """budget_state's probes see only states: the refund's state (back under budget) at the end
+    would hide the failure at version 1. A stream with a negative cost gets a linear scan."""
+    j = Journal.create(tmp_path / "j")
+    j.append("refunded", [{"event_type": "llm_response", "cost_usd": c, "data": {}} for c in ("6", "-3", "1")])
+    j.append("plain", [{"event_type": "llm_response", "cost_usd": c, "data": {}} for c in ("1", "6", "1")])
+    result = bisect_stream(j, "budget_state", "refunded")
+    assert (result.method, result.version) == ("linear scan", 1)
+    assert result.note is not None and "negative cost" in result.note
+    assert result.message is not None and "exceeds" in result.message
+    result = bisect_stream(j, "budget_state", "plain")  # no refund: bisected as before
+    assert (result.method, result.version) == ("bisection", 2)
+    j.close()
+
+
 def test_bad_bisect_input(tmp_path: Path) -> None:
     j = build(tmp_path / "j", "budget_breach_at_v7")
     with pytest.raises(StreamNotFoundError, match="no stream 'nobody'"):

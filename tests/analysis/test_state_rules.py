@@ -251,6 +251,26 @@ def test_a_monotone_rule_is_trusted_to_stay_broken(rule_set: RuleSet, everything
         assert plain[sid]["kind"] == ("error" if heads[sid].version >= 6 else "violation")
 
 
+@pytest.mark.parametrize("columnwise", [True, False])
+def test_a_refund_is_not_trusted_to_keep_a_monotone_budget_broken(tmp_path: Path, columnwise: bool) -> None:
+    """budget_state declares monotone, but a negative cost brings the run back under budget: the
+    final state holds. Streams with a refund are judged at every event, as the plain fold does
+    (column-wise, and folding: a stream with an assistant topic is always folded)."""
+    j = Journal.create(tmp_path / "j")
+    topic = [] if columnwise else [{"event_type": "TickCompleted", "data": {}}]
+    for sid, costs in {"refunded": ["6", "-3", "1"], "refunded_twice": ["6", "-3", "3", "-2"],
+                       "over": ["6", "1"], "under": ["1", "2"], "refund_first": ["-1", "5.5"]}.items():
+        j.append(sid, [*topic, *({"event_type": "llm_response", "cost_usd": c, "data": {}} for c in costs)])
+    rule = RuleSet.load().get("budget_state")
+    bound = rule.bind({})
+    fast = state_rules.python_failures(j, rule, bound, _ids(j), workers=1).to_pylist()
+    assert (state_rules.LAST_STATS.columnwise_streams > 0) is columnwise
+    assert _rows(fast) == _rows(state_rules.fold_failures(j, rule, bound, _ids(j)))
+    failing = {r["stream_id"]: (r["version"] - len(topic), r["failing_events"]) for r in fast}
+    assert failing == {"refunded": (1, 1), "refunded_twice": (1, 2), "over": (1, 2)}
+    j.close()
+
+
 def test_worker_processes_find_what_one_process_finds(rule_set: RuleSet, demo: Journal) -> None:
     rule = rule_set.get("tool_failures_state")
     ids = _ids(demo)

@@ -9,7 +9,10 @@ Binary search is valid only for monotone rules (once broken, stays broken): it t
 ``1 + ceil(log2(n))`` evaluations (18 for a 100,000-event stream). A rule that does not declare
 itself monotone gets a linear scan, and so does a bisection that sees evidence against
 monotonicity (a verdict that holds after an earlier one failed); the result says which method ran
-and why. The linear scan judges every event once, exactly as ``journal regrade`` does.
+and why. A Python rule over the agent run is not bisected on a stream with a negative cost (a
+refund): the run's cost falls there, so a rule monotone in it can hold again after failing, and no
+probe of a state would show it (``state_rules.sums_can_fall``). The linear scan judges every event
+once, exactly as ``journal regrade`` does.
 
 ``bisect_global`` does the same over the whole journal in position (commit) order, for rules of
 ``scope`` global: a SQL rule over every event, or a Python rule whose aggregate folds the
@@ -143,7 +146,8 @@ def bisect_stream(
             return ok
 
         note = None
-        if rule.monotone and not force_linear:
+        falling = rule.monotone and not force_linear and _sums_fall(journal, rule, stream_id)
+        if rule.monotone and not force_linear and not falling:
             try:
                 version, evaluations = search_first_failure(n, probe)
                 result = BisectResult(rule.name, stream_id, "bisection", evaluations, n, version,
@@ -154,6 +158,11 @@ def bisect_stream(
                 note = f"bisection saw evidence against monotonicity ({e}); fell back to a linear scan"
         elif force_linear:
             note = "linear scan requested"
+        elif falling:
+            note = (
+                f"stream {stream_id} has a negative cost (a refund?): the run's cost falls there, "
+                f"so rule {rule.name} may hold again after failing; linear scan"
+            )
         else:
             note = f"rule {rule.name} does not declare itself monotone: linear scan"
         with _judging(rule, f"stream {stream_id}"):
@@ -163,6 +172,20 @@ def bisect_stream(
     finally:
         if session is not None:
             session.close()
+
+
+def _sums_fall(journal: Journal, rule: Rule, stream_id: str) -> bool:
+    """Whether a Python rule over the agent run sees the run's cost fall in this stream."""
+    if rule.kind != "python":
+        return False  # SQL and Polars probes see every earlier verdict: evidence shows itself
+    from toolkit.analysis.agent_run import AGENT_RUN
+    from toolkit.analysis.state_rules import SUM_COLUMNS, rule_aggregate, sums_can_fall
+
+    if rule_aggregate(rule) is not AGENT_RUN:
+        return False
+    events = pl.from_arrow(journal.read_stream(stream_id, SUM_COLUMNS))
+    assert isinstance(events, pl.DataFrame)
+    return bool(events.select(sums_can_fall().any()).item())
 
 
 def _probe_stream(

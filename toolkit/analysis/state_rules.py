@@ -24,6 +24,10 @@ exception) and the stream's grading stops there; other streams go on.
   the events from there to the end are the failing ones. The rule is trusted as bisection trusts
   it: a declared-monotone rule that holds again later, or raises only after failing, is graded as
   if it stayed failed (the plain fold would count fewer failing events, or report the error).
+  One exception is checked in the data: the agent run's cost only grows unless an event carries a
+  negative cost (a refund, a credit), and a rule monotone in it (``budget_state``) can hold again
+  after such an event. Streams with one (:func:`sums_can_fall`) are judged at every event, without
+  the shortcut.
 - **Folding** (any aggregate): events are decoded column-wise per chunk (one ``to_list`` per
   column, timestamps as integers) and an ``Event`` is built only for the rows folded.
 - Worker processes (all cores) each grade a contiguous id range and open the journal once, when
@@ -73,6 +77,22 @@ STATE_COLUMNS: Final = (
     "stream_id", "version", "event_type", "occurred_at", "model", "tool_name", "tokens_in", "tokens_out",
     "tokens_cache_read", "tokens_cache_write", "tokens_reasoning", "cost_usd", "is_error",
 )
+
+
+#: the agent run's running sums that can fall: costs may be negative (a refund, a credit); token
+#: counts may not (the journal refuses them at import)
+SUM_COLUMNS: Final = ("cost_usd",)
+
+
+def sums_can_fall() -> pl.Expr:
+    """True on an event with a negative cost (a refund, a credit): the agent run's cost goes down
+    there, so a rule declared monotone in it may hold again later."""
+    return pl.any_horizontal([(pl.col(c) < 0).fill_null(False) for c in SUM_COLUMNS])
+
+
+def falling_streams(frame: pl.DataFrame, key: str = "stream_id") -> pl.Series:
+    """The ``key`` values of the streams of ``frame`` holding an event whose sums fall."""
+    return frame.filter(sums_can_fall()).get_column(key).unique()
 
 
 class NeedsFold(BaseException):  # a signal: BaseException, so a rule's `except Exception` lets it through
@@ -300,15 +320,19 @@ def _grade_folding(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
     use_snapshots = rule.monotone and aggregate.from_dict is not None
     if use_snapshots:
         from toolkit.analysis.snapshots import nearest_snapshot
+    from toolkit.analysis.agent_run import AGENT_RUN
+
     out: list[Row] = []
     for chunk in _chunks(stream_ids, CHUNK_STREAMS):
         frame = _read(journal, chunk, EVENT_COLUMNS)
         decoded = DecodedEvents(frame)
+        falling = set(falling_streams(frame).to_list()) if rule.monotone and aggregate is AGENT_RUN else set()
         for sid, a, b in _spans(frame):
             stats.streams += 1
             stats.events += b - a
             versions = decoded.versions[a:b]
-            if rule.monotone:  # the final state decides whether the stream is walked at all
+            monotone = rule.monotone and sid not in falling
+            if monotone:  # the final state decides whether the stream is walked at all
                 start, state = a, aggregate.initial()
                 if use_snapshots:
                     snap = nearest_snapshot(journal, sid, aggregate, versions[-1])
@@ -324,7 +348,7 @@ def _grade_folding(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
                         continue
                 except Exception:  # walked below, where the error is reported at its event
                     pass
-            row, judged = _fold_walk(sid, aggregate, holds, bound, decoded.events(a, b), monotone=rule.monotone)
+            row, judged = _fold_walk(sid, aggregate, holds, bound, decoded.events(a, b), monotone=monotone)
             stats.folded += judged
             stats.judged += judged
             if row is not None:
@@ -510,17 +534,22 @@ def _grade_columns(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
             lasts = keyed.select(pl.arg_where(pl.col("g").diff().shift(-1).fill_null(1) != 0)).to_series()
             stats.streams += len(lasts)
             stats.columnwise_streams += len(lasts)
-            stats.judged += len(lasts)
+            falling = set(falling_streams(keyed, "g").to_list())  # judged at every event instead
             final = RunStateView.over(keyed, lasts)()
             failing: list[int] = []
             for k in range(len(lasts)):
+                if k + 1 in falling:  # g counts streams from 1
+                    continue
                 final.at = k
+                stats.judged += 1
                 try:
                     if verdict_of(holds(final, bound))[0]:
                         continue
                 except Exception:  # walked below, where the error is reported at its event
                     pass
-                failing.append(k + 1)  # g counts streams from 1
+                failing.append(k + 1)
+            if falling:
+                out += _walk_streams(keyed.filter(pl.col("g").is_in(list(falling))), holds, bound, False, stats)
             if not failing:
                 continue
             keyed = keyed.filter(pl.col("g").is_in(failing))

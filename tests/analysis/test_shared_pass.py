@@ -56,6 +56,38 @@ def test_shared_pass_failures_equal_the_per_rule_path(name: str, where: str, eve
         assert shared, "no stream fails: the comparison would be empty"
 
 
+def test_rules_judged_in_threads_give_each_rule_its_own_outcome_in_order(
+    everything: Journal, demo: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All seven at once, two at a time (the two tool rules share one grouping of the calls), give
+    what each gives alone, in the order asked, and a rule that raises stays its own error."""
+    from toolkit.analysis import shared_pass
+
+    rule_set = RuleSet.load()
+    names = sorted(BUILTIN_COLUMNS, reverse=True)
+    rules = [rule_set.get(n) for n in names]
+    bound = {n: rule_set.get(n).bind(PARAMS.get(n, {})) for n in names}
+    calls: list[str] = []
+    group_calls = shared_pass._group_calls
+
+    def counted(f: Any, rows: Any) -> Any:
+        calls.append("grouped")
+        return group_calls(f, rows)
+
+    monkeypatch.setattr(shared_pass, "_group_calls", counted)
+    monkeypatch.setattr(shared_pass, "RULE_THREADS", 2)
+    for journal in (everything, demo):
+        calls.clear()
+        together = shared_pass.grade_streams(journal, rules, bound)
+        assert calls == ["grouped"]
+        for name, (table, error) in zip(names, together, strict=True):
+            assert error is None and table is not None
+            assert table.to_pylist() == frame_failures(load_frame(journal, [name]), name, bound[name]).to_pylist()
+    broken = dict(bound, latency={"max_tool_ms": None, "max_llm_ms": None})  # the message cannot be formatted
+    outcomes = shared_pass.grade_streams(everything, rules, broken)
+    assert [e is None for _, e in outcomes] == [n != "latency" for n in names]
+
+
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_shared_pass_verdicts_equal_the_plain_python_loop(name: str, everything: Journal, demo: Journal) -> None:
     for journal in (everything, demo):

@@ -554,7 +554,13 @@ def _confirmation_before_write(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     # the patterns run once per distinct user message text (agents' users repeat themselves)
     text = pl.DataFrame({"text": f.o.get_column("data").gather(rows.get_column("orig"))})  # null but on user messages
     texts = text.unique().filter(pl.col("text").is_not_null()).with_columns(
-        user_ok=(pl.col("text").str.contains(p["confirm_pattern"]) & ~pl.col("text").str.contains(p["reject_pattern"])).cast(pl.Int8)
+        confirms=pl.col("text").str.contains(p["confirm_pattern"])
+    )
+    # the reject pattern only where the confirm pattern matched (a regex with Unicode word
+    # boundaries over non-ASCII text is slow: ≈ 6 µs a message)
+    rejected = texts.filter("confirms").filter(pl.col("text").str.contains(p["reject_pattern"])).get_column("text")
+    texts = texts.select(
+        "text", user_ok=(pl.col("confirms") & ~pl.col("text").is_in(rejected.implode())).cast(pl.Int8)
     )
     rows = rows.with_columns(user_ok=text.join(texts, on="text", how="left", maintain_order="left").get_column("user_ok"))
     verdict = (

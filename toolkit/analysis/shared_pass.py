@@ -552,7 +552,9 @@ def _confirmation_before_write(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
         is_user | writes
     )
     # the patterns run once per distinct user message text (agents' users repeat themselves)
-    text = pl.DataFrame({"text": f.o.get_column("data").gather(rows.get_column("orig"))})  # null but on user messages
+    # the texts of the user messages (the calls' data, read for no_tool_failure_loop, is no text)
+    orig = rows.select(pl.when(pl.col("et") == "user_message").then(pl.col("orig"))).to_series()
+    text = pl.DataFrame({"text": f.o.get_column("data").gather(orig)})
     texts = text.unique().filter(pl.col("text").is_not_null()).with_columns(
         confirms=pl.col("text").str.contains(p["confirm_pattern"])
     )

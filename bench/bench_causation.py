@@ -16,6 +16,11 @@ The journal is only read (the bundle goes to bench/out/). Usage:
 
 from __future__ import annotations
 
+# isort: off
+# first, as the journal CLI does: toolkit's allocator settings apply only before Polars and Arrow load
+import toolkit  # noqa: F401
+# isort: on
+
 import argparse
 import shutil
 import statistics

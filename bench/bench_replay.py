@@ -26,6 +26,11 @@ Usage:
 
 from __future__ import annotations
 
+# isort: off
+# first, as the journal CLI does: toolkit's allocator settings apply only before Polars and Arrow load
+import toolkit  # noqa: F401
+# isort: on
+
 import argparse
 import datetime as dt
 import os

@@ -29,6 +29,14 @@ def test_rollup_by_model_and_day_as_csv(capsys: pytest.CaptureFixture[str]) -> N
     assert {r["model"] for r in rows} >= {"gpt-4o", "claude-sonnet-4", "(none)"}
 
 
+def test_a_rollup_of_an_empty_window_says_so_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "rollup", "-j", DEMO, "--since", "2031-01-01", "--format", "csv")
+    assert code == 0 and len(out.strip().splitlines()) == 1  # the header only
+    assert "no event in the time window (--since 2031-01-01)" in err
+    code, out, err = run(capsys, "rollup", "-j", DEMO, "--since", "2000-01-01", "--format", "csv")
+    assert code == 0 and "warning" not in err
+
+
 def test_rollup_repriced_top_runs_and_seed_metrics(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(capsys, "rollup", "top-runs", "-j", DEMO, "--limit", "3", "--cost", "repriced", "--format", "json")
     assert code == 0, err

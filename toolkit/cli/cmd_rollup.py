@@ -108,6 +108,7 @@ def command(
                 prices=list(prices) or None, as_of=as_of, spec=cluster_spec(scheduler),
                 progress=lambda _done, total: advance(1, total=total),
             )
+        _warn_if_empty(table.num_rows, since, until)
         write_table(table, fmt, output, title=f"{metric} ({cost} cost)")
         return
     table, note = rollup_metric(
@@ -123,4 +124,18 @@ def command(
     )
     if note:
         click.echo(note, err=True)
+    _warn_if_empty(table.num_rows, since, until)
     write_table(table, fmt, output, title=f"{metric} ({cost} cost)")
+
+
+def _warn_if_empty(rows: int, since: str | None, until: str | None) -> None:
+    """An empty rollup says why on stderr: a mistyped date looks like a quiet month otherwise."""
+    if rows:
+        return
+    if since or until:
+        window = " ".join(f"--{k} {v}" for k, v in (("since", since), ("until", until)) if v)
+        click.echo(f"warning: no event in the time window ({window}): nothing was rolled up "
+                   "(see the journal's span with: journal streams)", err=True)
+    else:
+        click.echo("warning: no event to roll up (the journal is empty, or no event has what this metric counts)",
+                   err=True)

@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from toolkit.analysis.verdicts import (
     sql_failures,
 )
 from toolkit.engines import duckdb_engine
+from toolkit.engines.polars_engine import uuid5_texts
 from toolkit.errors import RuleDefinitionError, ToolkitError
 from toolkit.journal.side_tables import SIDE_TABLES, append_table
 from toolkit.journal.store import Journal
@@ -222,11 +223,10 @@ def _findings_table(
                           "streams_failing": f.height - errors, "errors": errors})
         if f.height == 0:
             continue
-        ids = _finding_ids(
-            f"{fingerprint}/{k}/{sid}/{v}"
-            for k, sid, v in zip(f.get_column("kind").to_list(), f.get_column("stream_id").to_list(),
-                                 f.get_column("version").to_list(), strict=True)
-        )
+        names = f.select(
+            pl.concat_str(pl.lit(f"{fingerprint}/"), *_parts_joined(["kind", "stream_id", "version"]))
+        ).to_series()
+        ids = uuid5_texts(FINDING_NAMESPACE.bytes, names)  # vectorised (0.7 s per 357k ids row by row)
         types = f.get_column("event_type").unique().to_list()
         quoted = {t: json.dumps(t) for t in types if t is not None}
         evidence = (
@@ -238,7 +238,7 @@ def _findings_table(
             + pl.col("last_failing_version").cast(pl.String).fill_null("null")
             + pl.lit("}")
         )
-        rows = f.with_columns(finding_id=pl.Series(ids, dtype=pl.String), evidence=evidence)
+        rows = f.with_columns(finding_id=ids.alias("finding_id"), evidence=evidence)
         if errors:  # a Python rule's per-stream error rows quote the error in the evidence (rare: row by row)
             texts = [
                 _evidence(r, k) for r, k in zip(f.select("event_type", "failing_versions", "last_failing_version", "message").to_dicts(),
@@ -259,18 +259,12 @@ def _findings_table(
     return table.to_arrow().select(schema.names).cast(schema), summaries
 
 
-def _finding_ids(names: Iterable[str]) -> list[str]:
-    """``str(uuid.uuid5(FINDING_NAMESPACE, name))`` of each name, without building UUID objects (6x faster)."""
-    base = hashlib.sha1(FINDING_NAMESPACE.bytes, usedforsecurity=False)
-    out = []
-    for name in names:
-        h = base.copy()
-        h.update(name.encode())
-        b = bytearray(h.digest()[:16])
-        b[6] = (b[6] & 0x0F) | 0x50  # version 5
-        b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-        x = b.hex()
-        out.append(f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}")
+def _parts_joined(columns: Sequence[str]) -> list[pl.Expr]:
+    """The columns as Python's f-string writes them (``None`` for null), joined by ``/``."""
+    out: list[pl.Expr] = []
+    for i, c in enumerate(columns):
+        out += [pl.lit("/")] if i else []
+        out.append(pl.col(c).cast(pl.String).fill_null("None"))
     return out
 
 

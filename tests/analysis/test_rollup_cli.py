@@ -32,7 +32,7 @@ def test_rollup_by_model_and_day_as_csv(capsys: pytest.CaptureFixture[str]) -> N
 def test_a_rollup_of_an_empty_window_says_so_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "rollup", "-j", DEMO, "--since", "2031-01-01", "--format", "csv")
     assert code == 0 and len(out.strip().splitlines()) == 1  # the header only
-    assert "no event in the time window (--since 2031-01-01)" in err
+    assert "nothing to roll up in the time window (--since 2031-01-01)" in err
     code, out, err = run(capsys, "rollup", "-j", DEMO, "--since", "2000-01-01", "--format", "csv")
     assert code == 0 and "warning" not in err
 

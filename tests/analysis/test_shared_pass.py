@@ -88,6 +88,37 @@ def test_rules_judged_in_threads_give_each_rule_its_own_outcome_in_order(
     assert [e is None for _, e in outcomes] == [n != "latency" for n in names]
 
 
+def test_an_interrupt_while_rules_are_judged_drops_the_rules_not_started(
+    everything: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during a re-grade surfaces once the rules running finish, not after every rule."""
+    import time
+
+    from toolkit.analysis import shared_pass
+
+    started: list[str] = []
+    real = shared_pass.frame_failures
+
+    def slow(frame: Any, name: str, *args: Any) -> Any:
+        started.append(name)
+        time.sleep(0.3)
+        return real(frame, name, *args)
+
+    def interrupt(stage: str) -> None:
+        if stage != "read":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(shared_pass, "frame_failures", slow)
+    monkeypatch.setattr(shared_pass, "RULE_THREADS", 2)
+    rule_set = RuleSet.load()
+    rules = [rule_set.get(n) for n in sorted(BUILTIN_COLUMNS)]
+    with pytest.raises(KeyboardInterrupt):
+        shared_pass.grade_streams(everything, rules, {r.name: r.bind({}) for r in rules}, progress=interrupt)
+    assert len(started) <= 2 < len(rules)
+    time.sleep(0.5)  # the two running finish on their own
+    assert len(started) <= 2
+
+
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_shared_pass_verdicts_equal_the_plain_python_loop(name: str, everything: Journal, demo: Journal) -> None:
     for journal in (everything, demo):

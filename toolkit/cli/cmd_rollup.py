@@ -134,8 +134,8 @@ def _warn_if_empty(rows: int, since: str | None, until: str | None) -> None:
         return
     if since or until:
         window = " ".join(f"--{k} {v}" for k, v in (("since", since), ("until", until)) if v)
-        click.echo(f"warning: no event in the time window ({window}): nothing was rolled up "
-                   "(see the journal's span with: journal streams)", err=True)
+        click.echo(f"warning: nothing to roll up in the time window ({window}): no event there, or none with "
+                   "what this metric counts (see the journal's span with: journal streams)", err=True)
     else:
         click.echo("warning: no event to roll up (the journal is empty, or no event has what this metric counts)",
                    err=True)

@@ -11,7 +11,7 @@ itself monotone gets a linear scan, and so does a bisection that sees evidence a
 monotonicity (a verdict that holds after an earlier one failed); the result says which method ran
 and why. A Python rule over the agent run is not bisected on a stream with a negative cost (a
 refund): the run's cost falls there, so a rule monotone in it can hold again after failing, and no
-probe of a state would show it (``state_rules.sums_can_fall``). The linear scan judges every event
+probe of a state would show it (``state_rules.cost_falls``). The linear scan judges every event
 once, exactly as ``journal regrade`` does.
 
 ``bisect_global`` does the same over the whole journal in position (commit) order, for rules of
@@ -146,7 +146,7 @@ def bisect_stream(
             return ok
 
         note = None
-        falling = rule.monotone and not force_linear and _sums_fall(journal, rule, stream_id)
+        falling = rule.monotone and not force_linear and _cost_falls(journal, rule, stream_id)
         if rule.monotone and not force_linear and not falling:
             try:
                 version, evaluations = search_first_failure(n, probe)
@@ -174,18 +174,18 @@ def bisect_stream(
             session.close()
 
 
-def _sums_fall(journal: Journal, rule: Rule, stream_id: str) -> bool:
+def _cost_falls(journal: Journal, rule: Rule, stream_id: str) -> bool:
     """Whether a Python rule over the agent run sees the run's cost fall in this stream."""
     if rule.kind != "python":
         return False  # SQL and Polars probes see every earlier verdict: evidence shows itself
     from toolkit.analysis.agent_run import AGENT_RUN
-    from toolkit.analysis.state_rules import SUM_COLUMNS, rule_aggregate, sums_can_fall
+    from toolkit.analysis.state_rules import cost_falls, rule_aggregate
 
     if rule_aggregate(rule) is not AGENT_RUN:
         return False
-    events = pl.from_arrow(journal.read_stream(stream_id, SUM_COLUMNS))
+    events = pl.from_arrow(journal.read_stream(stream_id, ["cost_usd"]))
     assert isinstance(events, pl.DataFrame)
-    return bool(events.select(sums_can_fall().any()).item())
+    return bool(events.select(cost_falls().any()).item())
 
 
 def _probe_stream(

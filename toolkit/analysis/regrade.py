@@ -223,9 +223,9 @@ def _findings_table(
                           "streams_failing": f.height - errors, "errors": errors})
         if f.height == 0:
             continue
-        names = f.select(
-            pl.concat_str(pl.lit(f"{fingerprint}/"), *_parts_joined(["kind", "stream_id", "version"]))
-        ).to_series()
+        # the name Python's f"{fingerprint}/{kind}/{stream_id}/{version}" writes (None for null)
+        name_parts = [pl.col(c).cast(pl.String).fill_null("None") for c in ("kind", "stream_id", "version")]
+        names = f.select(pl.concat_str(pl.lit(fingerprint), *name_parts, separator="/")).to_series()
         ids = uuid5_texts(FINDING_NAMESPACE.bytes, names)  # vectorised (0.7 s per 357k ids row by row)
         types = f.get_column("event_type").unique().to_list()
         quoted = {t: json.dumps(t) for t in types if t is not None}
@@ -257,15 +257,6 @@ def _findings_table(
         pl.col("rule"), pl.col("stream_id").fill_null(""), pl.col("first_failing_version").fill_null(0), pl.col("kind")
     )
     return table.to_arrow().select(schema.names).cast(schema), summaries
-
-
-def _parts_joined(columns: Sequence[str]) -> list[pl.Expr]:
-    """The columns as Python's f-string writes them (``None`` for null), joined by ``/``."""
-    out: list[pl.Expr] = []
-    for i, c in enumerate(columns):
-        out += [pl.lit("/")] if i else []
-        out.append(pl.col(c).cast(pl.String).fill_null("None"))
-    return out
 
 
 def _evidence(f: dict[str, Any], kind: str) -> str:

@@ -105,7 +105,7 @@ class Frame:
     o: pl.DataFrame  # original order: the string columns, gathered only for the rows a message needs
     s: pl.DataFrame  # sorted: integer keys and numbers; ``orig`` points back into ``o``
     shared: dict[str, pl.DataFrame] = field(default_factory=dict)  # intermediate frames several rules use
-    lock: threading.RLock = field(default_factory=threading.RLock)  # rules judged in threads build ``shared`` once
+    lock: threading.Lock = field(default_factory=threading.Lock)  # rules judged in threads build ``shared`` once
 
     @property
     def height(self) -> int:
@@ -551,8 +551,8 @@ def _confirmation_before_write(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     rows = f.s.select(pl.int_range(0, f.height, dtype=pl.UInt32).alias("srow"), "orig", "sid", "et", "tool_name", "has_key").filter(
         is_user | writes
     )
-    # the patterns run once per distinct user message text (agents' users repeat themselves)
-    # the texts of the user messages (the calls' data, read for no_tool_failure_loop, is no text)
+    # the patterns run once per distinct user message text (agents' users repeat themselves); the
+    # calls' data, read for no_tool_failure_loop, is no text
     orig = rows.select(pl.when(pl.col("et") == "user_message").then(pl.col("orig"))).to_series()
     text = pl.DataFrame({"text": f.o.get_column("data").gather(orig)})
     texts = text.unique().filter(pl.col("text").is_not_null()).with_columns(

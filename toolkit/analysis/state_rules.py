@@ -26,7 +26,7 @@ exception) and the stream's grading stops there; other streams go on.
   if it stayed failed (the plain fold would count fewer failing events, or report the error).
   One exception is checked in the data: the agent run's cost only grows unless an event carries a
   negative cost (a refund, a credit), and a rule monotone in it (``budget_state``) can hold again
-  after such an event. Streams with one (:func:`sums_can_fall`) are judged at every event, without
+  after such an event. Streams with one (:func:`cost_falls`) are judged at every event, without
   the shortcut.
 - **Folding** (any aggregate): events are decoded column-wise per chunk (one ``to_list`` per
   column, timestamps as integers) and an ``Event`` is built only for the rows folded.
@@ -79,20 +79,16 @@ STATE_COLUMNS: Final = (
 )
 
 
-#: the agent run's running sums that can fall: costs may be negative (a refund, a credit); token
-#: counts may not (the journal refuses them at import)
-SUM_COLUMNS: Final = ("cost_usd",)
-
-
-def sums_can_fall() -> pl.Expr:
+def cost_falls() -> pl.Expr:
     """True on an event with a negative cost (a refund, a credit): the agent run's cost goes down
-    there, so a rule declared monotone in it may hold again later."""
-    return pl.any_horizontal([(pl.col(c) < 0).fill_null(False) for c in SUM_COLUMNS])
+    there, so a rule declared monotone in it may hold again later. (Token counts cannot fall: the
+    journal refuses negative ones at import.)"""
+    return (pl.col("cost_usd") < 0).fill_null(False)
 
 
 def falling_streams(frame: pl.DataFrame, key: str = "stream_id") -> pl.Series:
-    """The ``key`` values of the streams of ``frame`` holding an event whose sums fall."""
-    return frame.filter(sums_can_fall()).get_column(key).unique()
+    """The ``key`` values of the streams of ``frame`` holding an event whose cost falls."""
+    return frame.filter(cost_falls()).get_column(key).unique()
 
 
 class NeedsFold(BaseException):  # a signal: BaseException, so a rule's `except Exception` lets it through

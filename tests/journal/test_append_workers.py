@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -565,3 +567,47 @@ def test_another_thread_of_the_process_waits_for_the_write_lock_as_another_proce
     journal.append("late", [{"event_type": "custom", "data": {}}])  # waits for the holder, then writes
     holder.join()
     assert Journal.open(journal.path).read_all(["event_id"]).num_rows == 1
+
+
+@pytest.mark.parametrize("heads", [0, 6_000])
+def test_a_worker_that_stops_responding_is_killed_and_the_append_fails_writing_nothing(
+    journal: Journal, heads: int
+) -> None:
+    """A stopped worker (SIGSTOP: as a deadlock or a dead mount would leave it) does not hold the
+    append, and the journal's write lock, forever. With ``heads`` streams already in the journal the
+    request (their chain heads) is larger than a pipe holds, so the hand-over itself would block."""
+    if heads:
+        journal.append_workers = 0
+        journal.append_batch(batch(0, heads, [f"s-{i:05d}" for i in range(heads)]))
+    parallel(journal)
+    journal.worker_stall_s = 1.5
+    journal._start_workers(journal.parallel_append_rows)
+    (pid,) = pool().pids()[:1]
+    before = snapshot(journal)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(AppendWorkerError, match=f"pid {pid}\\) did not respond for 1.5 s and was killed"):
+            journal.append_batch(batch(1, 4_000, [f"s-{i:05d}" for i in range(0, max(heads, 40), max(heads, 40) // 40)]))
+        assert time.monotonic() - t0 < 60
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    assert snapshot(journal) == before  # nothing committed, the files of this process's part deleted
+    assert not Path(f"/proc/{pid}").exists()  # killed and reaped
+    # the lock is free: another append (by another journal object) goes through, with a new worker
+    again = parallel(Journal.open(journal.path))
+    assert again.append_batch(batch(2, 4_000, ["a", "b", "c", "d"])).appended == 4_000
+    assert verify_journal(Journal.open(journal.path)).ok
+
+
+def test_a_worker_says_it_is_alive_after_every_chunk_it_writes(journal: Journal) -> None:
+    workers = AppendWorkers()
+    layout = FileLayout(str(journal.path / "events"), ("stream_type", "day"), (), 8192)
+    try:
+        workers.start(1)
+        actions, _ = workers.submit(0, journal_rows(journal, "s"), {}, layout).result(stall_s=30)
+        assert workers._workers[0].beats == 1  # one chunk: one "alive" read and skipped
+        layout.remove(actions)
+    finally:
+        workers.close()

@@ -13,8 +13,12 @@ actions in one Delta transaction, or, when any part failed, deletes the files of
 raises the first failure. A worker is a ``python -c`` child started on first use and kept for the
 next appends; it reads its part from an Arrow IPC file in memory (a ``memfd`` it opens through
 ``/proc``, so nothing is left behind when either side dies) and answers with pickles on a pipe
-of their own (what it prints goes to stderr). A worker whose parent died stops at the next chunk, deletes its files and exits; files
+of their own (what it prints goes to stderr), each pickle framed by its length. A worker whose parent died stops at the next chunk, deletes its files and exits; files
 it wrote that were never committed are orphans ``vacuum`` removes, as after any crash.
+
+A worker also says "alive" after every chunk it has written. One that says nothing for
+``STALL_S`` seconds while its answer is awaited (stopped, deadlocked, stuck on a dead mount) is
+killed and the append fails with nothing committed: the journal's write lock is not held forever.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ import queue
 import select
 import signal
 import site
+import struct
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,6 +65,12 @@ STARTING_SHARE: Final = float(os.environ.get("TOOLKIT_STARTING_SHARE", "0.7"))
 
 #: a worker without a request for this long returns its free memory to the system
 IDLE_RELEASE_S: Final = 2.0
+
+#: a worker whose answer is awaited and that sends nothing for this long (it says "alive" after
+#: every chunk of ≈ 64k rows) is taken for hung, killed, and the append fails
+STALL_S: Final = float(os.environ.get("TOOLKIT_WORKER_STALL_S", "300"))
+
+_FRAME = struct.Struct("<Q")  # each message: its length, then its pickle
 
 Hasher = Callable[[pa.Table, dict[str, bytes]], Iterator[pa.Table]]
 HEAD_COLUMNS: Final = ("stream_id", "stream_type", "version", "hash", "day")
@@ -263,9 +275,10 @@ class _Worker:
             raise
         finally:
             os.close(write_end)
-        self.answers = os.fdopen(answers, "rb")
+        self.answers = answers  # read with select and os.read: a stalled worker is noticed
         self.busy = False  # a request was sent whose answer has not been read
         self.ready = False  # its start-up message was read: it has imported its code
+        self.beats = 0  # "alive" messages read (one per chunk written)
 
     def started(self) -> bool:
         """Whether the worker has finished starting (reads its start-up message if it has come)."""
@@ -273,20 +286,53 @@ class _Worker:
             return self.ready
         try:
             if select.select([self.answers], [], [], 0)[0]:  # nothing was asked: it can only be that message
-                self.ready = pickle.load(self.answers) == _READY
+                self.ready = self._read(STALL_S) == _READY
         except (OSError, ValueError):  # no select on pipes here: take it as started
             return True
-        except EOFError:  # it died starting: the next request finds out
+        except (EOFError, TimeoutError):  # it died (or hangs) starting: the next request finds out
             return False
         return self.ready
 
-    def read_answer(self) -> Any:
-        """The next answer on the pipe, after the start-up message (raises EOFError when it died)."""
+    def read_answer(self, stall_s: float = STALL_S) -> Any:
+        """The next answer on the pipe, after the start-up message and the "alive" messages.
+
+        Raises EOFError when the worker died, TimeoutError when it sent nothing for ``stall_s``.
+        """
         while True:
-            answer = pickle.load(self.answers)
-            if answer != _READY:
+            answer = self._read(stall_s)
+            if answer == _ALIVE:
+                self.beats += 1
+            elif answer == _READY:
+                self.ready = True
+            else:
                 return answer
-            self.ready = True
+
+    def send(self, request: bytes, stall_s: float) -> None:
+        """Write ``request`` to the worker's stdin; TimeoutError when it takes nothing for ``stall_s``."""
+        assert self.proc.stdin is not None
+        fd, view = self.proc.stdin.fileno(), memoryview(request)
+        while view:
+            if not select.select([], [fd], [], stall_s)[1]:
+                raise TimeoutError(stall_s)
+            view = view[os.write(fd, view[: select.PIPE_BUF]) :]  # no more than fits: never blocks
+
+    def _read(self, stall_s: float) -> Any:
+        (size,) = _FRAME.unpack(self._read_exactly(_FRAME.size, stall_s))
+        return pickle.loads(self._read_exactly(size, stall_s))
+
+    def _read_exactly(self, n: int, stall_s: float) -> bytes:
+        parts: list[bytes] = []
+        deadline = time.monotonic() + stall_s
+        while n:
+            if not select.select([self.answers], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise TimeoutError(stall_s)
+            chunk = os.read(self.answers, min(n, 1 << 20))
+            if not chunk:
+                raise EOFError
+            parts.append(chunk)
+            n -= len(chunk)
+            deadline = time.monotonic() + stall_s  # bytes came: it is alive
+        return b"".join(parts)
 
     @property
     def usable(self) -> bool:
@@ -301,17 +347,20 @@ class _Worker:
         with contextlib.suppress(OSError):
             self.proc.kill()
         self.proc.wait()
-        for pipe in (self.proc.stdin, self.answers):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+        self._close_pipes()
 
     def forget(self) -> None:
         """In a forked child: close its copies of the pipes (the worker sees its parent's end)."""
-        for pipe in (self.proc.stdin, self.answers):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        answers, self.answers = self.answers, -1
+        if answers >= 0:
+            with contextlib.suppress(OSError):
+                os.close(answers)
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -321,7 +370,15 @@ class _Worker:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.kill()
-        self.answers.close()
+        self._close_pipes()
+
+
+def _stalled(worker: _Worker, stall_s: float) -> AppendWorkerError:
+    return AppendWorkerError(
+        f"the append worker (pid {worker.proc.pid}) did not respond for {stall_s:g} s and was killed",
+        hint="nothing was committed; run the append again (a slow disk? raise TOOLKIT_WORKER_STALL_S, "
+        "or set Journal.append_workers = 0 to append in this process only)",
+    )
 
 
 class Pending:
@@ -331,10 +388,11 @@ class Pending:
         self._worker = worker
         self._keep = keep  # the memfd (or temporary file) stays open until the answer
 
-    def result(self) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
+    def result(self, stall_s: float = STALL_S) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
+        """The worker's add actions and heads; it is killed when it sends nothing for ``stall_s``."""
         try:
             try:
-                answer = self._worker.read_answer()
+                answer = self._worker.read_answer(stall_s)
                 self._worker.busy = False
             except EOFError:
                 code = self._worker.proc.wait()
@@ -342,6 +400,8 @@ class Pending:
                     f"the append worker (pid {self._worker.proc.pid}) exited with code {code} before answering",
                     hint="nothing was committed; run the append again",
                 ) from None
+            except TimeoutError:
+                raise _stalled(self._worker, stall_s) from None
         except BaseException:
             self._worker.kill()  # its state is unknown: a new worker serves the next append
             raise
@@ -407,8 +467,10 @@ class AppendWorkers:
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self._workers]
 
-    def submit(self, index: int, part: pa.Table, starts: dict[str, bytes], layout: FileLayout) -> Pending:
-        """Hand ``part`` to worker ``index`` (``start`` made it)."""
+    def submit(
+        self, index: int, part: pa.Table, starts: dict[str, bytes], layout: FileLayout, stall_s: float = STALL_S
+    ) -> Pending:
+        """Hand ``part`` to worker ``index`` (``start`` made it); one that takes nothing for ``stall_s`` is killed."""
         worker = self._workers[index]
         keep: int | str
         if hasattr(os, "memfd_create") and Path(f"/proc/{os.getpid()}/fd").is_dir():
@@ -424,13 +486,14 @@ class AppendWorkers:
             assert worker.proc.stdin is not None
             try:
                 worker.busy = True
-                pickle.dump(_Request(path, temporary, starts, layout, os.getpid()), worker.proc.stdin)
-                worker.proc.stdin.flush()
+                worker.send(pickle.dumps(_Request(path, temporary, starts, layout, os.getpid())), stall_s)
             except BrokenPipeError as e:
                 raise AppendWorkerError(
                     f"the append worker (pid {worker.proc.pid}) exited with code {worker.proc.wait()}",
                     hint="nothing was committed; run the append again",
                 ) from e
+            except TimeoutError:
+                raise _stalled(worker, stall_s) from None
         except BaseException:
             if isinstance(keep, int):
                 os.close(keep)
@@ -476,6 +539,13 @@ os.register_at_fork(after_in_child=_forget_in_child)
 
 
 _READY: Final = ("ready",)  # a worker's first message
+_ALIVE: Final = ("alive",)  # sent after every chunk written
+
+
+def _send(answers: Any, message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    answers.write(_FRAME.pack(len(data)) + data)
+    answers.flush()
 
 
 def _picklable(error: BaseException) -> BaseException:
@@ -486,12 +556,19 @@ def _picklable(error: BaseException) -> BaseException:
     return error
 
 
-def _answer(request: _Request) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
+def _answer(request: _Request, answers: Any) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
     source = pa.memory_map(request.table_path)
     if request.temporary:
         Path(request.table_path).unlink(missing_ok=True)
     part = ipc.open_file(source).read_all()
-    return write_part(part, request.starts, request.layout, cancelled=lambda: os.getppid() != request.parent)
+
+    def cancelled() -> bool:  # after every chunk written
+        if os.getppid() != request.parent:
+            return True
+        _send(answers, _ALIVE)
+        return False
+
+    return write_part(part, request.starts, request.layout, cancelled=cancelled)
 
 
 def _release_memory() -> None:
@@ -507,8 +584,7 @@ def serve(answers_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the appending process's to handle
     answers = os.fdopen(answers_fd, "wb")
     requests = sys.stdin.buffer
-    pickle.dump(_READY, answers)  # its code is imported: the appending process may give it a full share
-    answers.flush()
+    _send(answers, _READY)  # its code is imported: the appending process may give it a full share
     while True:
         # idle for a while (not between the batches of an import): give the memory back
         if not select.select([requests], [], [], IDLE_RELEASE_S)[0]:
@@ -518,13 +594,14 @@ def serve(answers_fd: int) -> None:
         except EOFError:
             return
         try:
-            answer: tuple[Any, ...] = ("ok", _answer(request))
+            answer: tuple[Any, ...] = ("ok", _answer(request, answers))
+        except BrokenPipeError:  # the appending process is gone (an "alive" found no reader)
+            return
         except BaseException as e:  # the appending process raises it
             if isinstance(e, SystemExit):
                 return
             answer = ("error", _picklable(e), traceback.format_exc())
         try:
-            pickle.dump(answer, answers)
-            answers.flush()
+            _send(answers, answer)
         except BrokenPipeError:  # the appending process is gone
             return

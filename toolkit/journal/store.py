@@ -53,6 +53,7 @@ from toolkit.errors import (
 )
 from toolkit.journal.appendworkers import (
     PARALLEL_MIN_ROWS,
+    STALL_S,
     AppendWorkers,
     FileLayout,
     HashedChunks,
@@ -172,6 +173,8 @@ class Journal:
         self.append_workers = default_workers()
         #: appends of fewer rows stay in this process
         self.parallel_append_rows = PARALLEL_MIN_ROWS
+        #: a worker silent this long while its part is awaited is killed and the append fails
+        self.worker_stall_s = STALL_S
 
     # ------------------------------------------------------------------ opening
 
@@ -812,13 +815,13 @@ class Journal:
         done: list[tuple[list[AddAction | RemoveAction], pl.DataFrame]] = []
         try:
             for i, part in enumerate(parts[1:]):  # each as it is handed over: every one is answered below
-                pending.append(workers.submit(i, part, starts, layout))
+                pending.append(workers.submit(i, part, starts, layout, self.worker_stall_s))
             done.append(write_part(parts[0], starts, layout, hash_chunks))
         except BaseException as e:
             failure = e
         for p in pending:  # every worker answers (or is killed) before this append ends
             try:
-                done.append(p.result())
+                done.append(p.result(self.worker_stall_s))
             except BaseException as e:
                 failure = failure or e
         if failure is not None:

@@ -68,7 +68,7 @@ def normalise_trace_id(value: str) -> str:
     '0af7651916cd43dd8448eb211c80319c'
     """
     v = value.strip().lower()
-    m = _TRACEPARENT.match(v)
+    m = _TRACEPARENT.fullmatch(v)
     return m.group(1) if m else v
 
 

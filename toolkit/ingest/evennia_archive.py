@@ -65,7 +65,7 @@ def restore_times(value: Any) -> Any:
         return {k: restore_times(v) for k, v in value.items()}
     if isinstance(value, list):
         return [restore_times(v) for v in value]
-    if isinstance(value, str) and _STR_DATETIME.match(value):
+    if isinstance(value, str) and _STR_DATETIME.fullmatch(value):
         return value[:10] + "T" + value[11:]
     return value
 

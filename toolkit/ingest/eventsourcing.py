@@ -235,7 +235,7 @@ class StreamInfo:
             topic = data.get("originator_topic")
             if override is None and isinstance(topic, str):
                 name = event_name(topic)
-                if STREAM_TYPE_RE.match(name):
+                if STREAM_TYPE_RE.fullmatch(name):
                     stream_type = name
             key = data.get("assistant_key")
             if agent is None and isinstance(key, str) and key:

@@ -28,7 +28,7 @@ _COLUMNS = frozenset(c for c in COLUMN_NAMES if c not in {"idempotency_key", "da
 
 
 def check_field(field: str) -> None:
-    if field in _COLUMNS or _PATH.match(field):
+    if field in _COLUMNS or _PATH.fullmatch(field):
         return
     raise ImportFormatError(
         f"--idempotency-key {field!r}: not a canonical column nor a data./metadata. path",
@@ -40,7 +40,7 @@ def check_field(field: str) -> None:
 def fill_idempotency_key(table: pa.Table, field: str) -> pa.Table:
     """``table`` with null idempotency keys filled from ``field`` (see the module docstring)."""
     check_field(field)
-    m = _PATH.match(field)
+    m = _PATH.fullmatch(field)
     if m:
         column, path = m.group(1), "$" + m.group(2)
         if column not in table.column_names:

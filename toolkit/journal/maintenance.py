@@ -72,7 +72,7 @@ def compact(
         todo = {k: v for k, v in parts.items() if full or len(v) > 1}
         result.files_before = sum(len(v) for v in parts.values())
         for n, ((stream_type, day), files) in enumerate(sorted(todo.items(), key=lambda kv: str(kv[0]))):
-            if not STREAM_TYPE_RE.match(stream_type):  # the predicate below quotes it
+            if not STREAM_TYPE_RE.fullmatch(stream_type):  # the predicate below quotes it
                 raise InvalidPathError(f"partition stream_type={stream_type!r} is not a valid stream type")
             rows = sum(f.rows for f in files)
             batches = _sorted_batches(journal, files, chunk_rows, spill_root)

@@ -160,7 +160,7 @@ def normalise_event(event: Mapping[str, Any], index: int, now: dt.datetime) -> d
             raise EventValidationError.field(name, index, f"expected a string, got {type(v).__name__}")
         row[name] = v
     st = row.get("stream_type")
-    if st is not None and not STREAM_TYPE_RE.match(st):
+    if st is not None and not STREAM_TYPE_RE.fullmatch(st):
         raise EventValidationError.field("stream_type", index, f"invalid stream type {st!r}")
     if "data" not in event:
         raise EventValidationError.field("data", index, "required (use null for no payload)")

@@ -47,7 +47,7 @@ def read_partitions(journal: Journal, partitions: Iterable[Partition]) -> pa.Tab
 def _predicate(partitions: Sequence[Partition]) -> str:
     terms = []
     for stream_type, day in sorted(partitions):
-        if not STREAM_TYPE_RE.match(stream_type):  # the predicate quotes it
+        if not STREAM_TYPE_RE.fullmatch(stream_type):  # the predicate quotes it
             raise InvalidPathError(f"partition stream_type={stream_type!r} is not a valid stream type")
         if not isinstance(day, dt.date):
             raise InvalidPathError(f"partition day={day!r} is not a date")

@@ -178,7 +178,7 @@ def _uri(journal: Journal, name: str) -> str:
 
 def projection_table(name: str) -> str:
     """The table name of projection ``name`` (validated: it becomes a directory and a SQL view)."""
-    if not _PROJECTION_NAME.match(name) or name == "checkpoints":
+    if not _PROJECTION_NAME.fullmatch(name) or name == "checkpoints":
         raise ToolkitError(
             f"projection name {name!r}: use lower-case letters, digits and '_', starting with a letter",
             hint="e.g. tool_calls",
@@ -360,7 +360,7 @@ def projection_tables(journal: Journal) -> dict[str, tuple[list[str], pa.Schema]
     for p in sorted(root.iterdir()):
         if not (p.is_dir() and p.name.startswith(PROJECTION_PREFIX) and p.name not in SIDE_TABLES):
             continue
-        if not _PROJECTION_NAME.match(p.name[len(PROJECTION_PREFIX) :]) or not DeltaTable.is_deltatable(str(p)):
+        if not _PROJECTION_NAME.fullmatch(p.name[len(PROJECTION_PREFIX) :]) or not DeltaTable.is_deltatable(str(p)):
             continue
         table = DeltaTable(str(p))
         out[p.name] = (list(table.file_uris()), pa.schema(table.schema().to_arrow()))

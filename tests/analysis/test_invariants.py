@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import build_tool_failure_loop, run_cli, snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from invariant_journals import PATTERNS, build, demo, everything  # noqa: F401  (pytest fixtures)
@@ -316,6 +317,39 @@ def test_bad_rule_files_are_refused_with_a_reason(tmp_path: Path) -> None:
     wrong.write_text("-- summary: s\n-- severity: fatal\nSELECT 1\n")
     with pytest.raises(RuleDefinitionError, match="severity 'fatal' is not one of"):
         load_rule_file(wrong)
+
+
+HIDDEN_COPY = """\
+-- summary: every event has a type
+SELECT stream_id, version, event_type IS NOT NULL AS holds FROM events);
+COPY (SELECT 'x' AS a) TO '{target}' (FORMAT csv);
+SELECT * FROM (SELECT stream_id, version, event_type IS NOT NULL AS holds FROM events
+"""
+
+
+@pytest.mark.parametrize("target", ["journal.toml", "events/_delta_log/00000000000000000099.json"])
+def test_a_sql_rule_that_hides_a_write_behind_a_parenthesis_is_refused_and_writes_nothing(
+    tmp_path: Path, capsys: Any, target: str
+) -> None:
+    """The rule runs wrapped (``SELECT * FROM (<rule>) ...``): a ")" and ";" in its text made a
+    second statement, and the sandbox lets DuckDB write inside the journal directory."""
+    j = Journal.create(tmp_path / "j")
+    build_tool_failure_loop(j)
+    before = snapshot(j)
+    toml = (j.path / "journal.toml").read_text()
+    rule = tmp_path / "hide.sql"
+    rule.write_text(HIDDEN_COPY.format(target=j.path / target))
+    with pytest.raises(RuleDefinitionError, match="hide.sql: cannot parse SQL|one SELECT statement expected"):
+        load_rule_file(rule)
+    code, _out, err = run_cli(capsys, "regrade", "hide", "--rules", str(rule), "-j", str(j.path))
+    assert code == 1 and "hide.sql" in err and "Hint:" in err
+    assert not (j.path / target).exists() or (j.path / "journal.toml").read_text() == toml
+    assert snapshot(j) == before
+    # one statement that is not a SELECT is refused as well
+    rule.write_text(f"-- summary: s\nCOPY (SELECT 1 AS holds) TO '{j.path}/x.csv'\n")
+    with pytest.raises(RuleDefinitionError, match="one SELECT statement expected, found COPY"):
+        load_rule_file(rule)
+    assert not (j.path / "x.csv").exists()
 
 
 def test_a_rule_that_raises_is_an_error_finding_not_a_crash(tmp_path: Path, journals: dict[str, Journal]) -> None:

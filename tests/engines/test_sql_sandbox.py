@@ -95,12 +95,13 @@ def test_reading_outside_the_journal_is_refused(session: Session, outside: Path,
         "EXPLAIN /* hidden */ ANALYZE COPY (SELECT 1) TO '{journal}/x.csv'",
     ],
 )
-def test_statements_other_than_select_are_refused(session: Session, tmp_path: Path, sql: str) -> None:
+@pytest.mark.parametrize("method", ["user_query", "query"])  # query: toolkit code and the SQL rules it wraps
+def test_statements_other_than_select_are_refused(session: Session, tmp_path: Path, sql: str, method: str) -> None:
     journal = session.journal
     before = parquet_on_disk(journal)
     files_before = sorted(p.relative_to(journal.path) for p in journal.path.rglob("*"))
     with pytest.raises(QueryError):
-        session.user_query(sql.format(journal=journal.path, tmp=tmp_path))
+        getattr(session, method)(sql.format(journal=journal.path, tmp=tmp_path))
     assert sorted(p.relative_to(journal.path) for p in journal.path.rglob("*")) == files_before
     assert parquet_on_disk(journal) == before
     # the session still works and still shows the journal
@@ -134,6 +135,12 @@ def test_params_are_bound_not_spliced(session: Session) -> None:
         {"v": "'); DROP VIEW events; --"}
     ]
     assert session.user_query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 13}]
+
+
+def test_query_runs_one_statement_only(session: Session) -> None:
+    with pytest.raises(QueryError, match="one statement expected, found 2"):
+        session.query("SELECT 1; SELECT 2")
+    assert session.query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 13}]
 
 
 def test_last_statement_result_is_returned(session: Session) -> None:

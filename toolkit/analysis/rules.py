@@ -282,6 +282,14 @@ def sql_rule_from_text(name: str, text: str, origin: str) -> Rule:
     severity, scope = meta.get("severity", "error"), meta.get("scope", "stream")
     _check_meta(name, severity, scope, origin)
     body = text.strip().rstrip(";").strip()
+    from toolkit.engines.duckdb_engine import check_one_select  # DuckDB loads only when a SQL rule does
+
+    try:  # it runs wrapped in other SQL: a ")" and a ";" in its text must not add statements
+        check_one_select(body)
+    except QueryError as e:
+        raise RuleDefinitionError(
+            f"{origin}: {e.message}", hint="a SQL rule is one SELECT over the events view (it reads, never writes)"
+        ) from e
     return Rule(
         name=name, kind="sql", description=query.summary, severity=severity, params=query.params,
         monotone=monotone == "true", scope=scope, origin=origin, source=text, sql=body,

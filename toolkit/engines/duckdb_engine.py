@@ -4,7 +4,9 @@ A session has a view ``events`` (and one view per extra table registered by late
 over exactly the Parquet files the Delta log lists as active — never a glob, which would read
 files that compaction replaced or that a killed writer left behind. After the views are set
 up the session is locked: it can read inside the journal directory and nothing else, its
-configuration cannot be changed back, and user SQL may only be SELECT or EXPLAIN.
+configuration cannot be changed back, and every statement it runs — user SQL, SQL rules, the
+toolkit's own queries — must be a SELECT or an EXPLAIN of one (DuckDB's sandbox would let a
+``COPY`` write inside the journal directory).
 
 A journal at an ``s3://`` URL is read through an fsspec s3fs filesystem registered on the
 connection (DuckDB's httpfs extension cannot be installed offline); the sandbox then allows
@@ -68,18 +70,25 @@ class Session:
         self.spill_dir = spill_dir  # removed on close
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-        """Run trusted SQL (queries/ files, toolkit code) with bound parameters."""
-        try:
-            return self.con.sql(sql, params=dict(params) if params else None).to_arrow_table()
-        except duckdb.Error as e:
-            raise QueryError(f"query failed: {e}", hint="check the SQL and its parameters (-p name=value)") from e
+        """Run one SELECT (or EXPLAIN of one) with bound parameters: toolkit code, queries/ files and
+        the SQL rules it wraps. The sandbox lets DuckDB write inside the journal directory, so a
+        statement that writes (``COPY``, hidden after a ``;`` in a rule's text) must never run."""
+        (statement,) = self._checked(sql, single=True)
+        return self._run(statement.query, params)
 
     def user_query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run SQL a user typed: only SELECT/EXPLAIN statements, the last one's result returned."""
+        statements = self._checked(sql)
+        for st in statements[:-1]:
+            self._run(st.query, params)
+        return self._run(statements[-1].query, params)
+
+    def _checked(self, sql: str, *, single: bool = False) -> list[duckdb.Statement]:
+        """The statements of ``sql``, each a SELECT or an EXPLAIN of one (else QueryError)."""
         try:
             statements = self.con.extract_statements(sql)
         except duckdb.Error as e:
-            raise QueryError(f"cannot parse SQL: {e}") from e
+            raise QueryError(f"cannot parse SQL: {e}", hint="check the SQL (one SELECT statement)") from e
         if not statements:
             raise QueryError("no SQL statement given", hint="e.g. journal sql 'SELECT count(*) FROM events'")
         for st in statements:
@@ -87,9 +96,12 @@ class Session:
                 raise QueryError(
                     f"{st.type.name} statements are not allowed: {st.query.strip()[:60]}", hint=_SANDBOX_HINT
                 )
-        for st in statements[:-1]:
-            self._run(st.query, params)
-        return self._run(statements[-1].query, params)
+        if single and len(statements) > 1:
+            raise QueryError(
+                f"one statement expected, found {len(statements)}: {statements[1].query.strip()[:60]}",
+                hint=_SANDBOX_HINT,
+            )
+        return statements
 
     def _explains_select(self, st: duckdb.Statement) -> bool:
         """True unless ``st`` is an EXPLAIN of something other than one SELECT (fails closed)."""
@@ -265,6 +277,20 @@ def sha1_hexes(prefix: bytes, names: pl.Series) -> pl.Series:
     return digests
 
 
+def check_one_select(sql: str) -> None:
+    """QueryError unless ``sql`` is exactly one SELECT statement (only parsed: nothing runs)."""
+    con = duckdb.connect(":memory:")
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise QueryError(f"cannot parse SQL: {e}") from e
+    finally:
+        con.close()
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        found = ", ".join(st.type.name for st in statements) or "no statement"
+        raise QueryError(f"one SELECT statement expected, found {found}")
+
+
 def raw_connection() -> duckdb.DuckDBPyConnection:
     """An unsandboxed in-memory connection (benchmarks' raw-DuckDB baseline only)."""
     con = duckdb.connect(":memory:")
@@ -275,6 +301,7 @@ def raw_connection() -> duckdb.DuckDBPyConnection:
 __all__ = [
     "PARTITION_COLUMNS",
     "Session",
+    "check_one_select",
     "connect",
     "query_tables",
     "raw_connection",

@@ -72,6 +72,36 @@ def test_checkpoint_then_verify_names_a_dropped_last_event(
     assert code == 1 and "HMAC-signed" in err and "Hint:" in err
 
 
+def test_a_checkpoint_is_not_replaced_silently(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cp = tmp_path / "safe" / "heads.json"
+    assert run(capsys, "checkpoint", "-o", str(cp))[0] == 0
+    before = cp.read_text()
+    code, _, err = run(capsys, "checkpoint", "-o", str(cp))
+    assert code == 1 and "exists already" in err and "--force" in err
+    assert cp.read_text() == before
+    assert run(capsys, "checkpoint", "-o", str(cp), "--force")[0] == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sql", "SELECT 1 AS x", "--format", "csv", "-o", "{j}/journal.toml"],
+        ["sql", "SELECT 1 AS x", "--format", "parquet", "-o", "{j}/events/x.parquet"],
+        ["checkpoint", "-o", "{j}/heads.json"],
+        ["streams", "--format", "json", "-o", "{j}/../{name}/journal.toml"],
+        ["export-compliance", "--stream", "run-7-0000005", "-o", "{j}/bundle"],
+    ],
+)
+def test_output_inside_the_journal_is_refused(demo: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    """-o into the journal directory replaced its own files (journal.toml: every later command failed)."""
+    toml = (demo / "journal.toml").read_text()
+    files = sorted(p.relative_to(demo) for p in demo.rglob("*"))
+    code, _, err = run(capsys, *(a.format(j=demo, name=demo.name) for a in argv))
+    assert code == 1 and "is inside the journal" in err and "Hint:" in err
+    assert (demo / "journal.toml").read_text() == toml
+    assert sorted(p.relative_to(demo) for p in demo.rglob("*")) == files
+
+
 def test_purge_refuses_recent_events(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "purge", "--before", "2026-10-02")
     assert code == 1 and "minimum retention" in err and "Hint:" in err

@@ -10,7 +10,8 @@ from toolkit.cli.options import journal_option, open_journal
 @journal_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Checkpoint file to write.")
 @key_options
-def command(journal_path: str, output: str, key_file: str | None, key_env: str | None) -> None:
+@click.option("--force", is_flag=True, help="Replace FILE if it exists (an earlier checkpoint).")
+def command(journal_path: str, output: str, key_file: str | None, key_env: str | None, force: bool) -> None:
     """Export every stream's chain head (version, hash) to a file kept outside the journal,
     optionally HMAC-signed; journal verify --checkpoint FILE later names any stream rewritten,
     cut short or removed since.
@@ -21,7 +22,8 @@ def command(journal_path: str, output: str, key_file: str | None, key_env: str |
     """
     from toolkit.journal.checkpoints import read_key, write_checkpoint
 
-    info = write_checkpoint(open_journal(journal_path), output, key=read_key(key_file=key_file, key_env=key_env))
+    key = read_key(key_file=key_file, key_env=key_env)
+    info = write_checkpoint(open_journal(journal_path), output, key=key, force=force)
     click.echo(
         f"checkpoint: {info.streams} streams, {info.events} events at Delta version {info.delta_version}"
         f"{' (HMAC-signed)' if info.signed else ''} -> {info.path}",

@@ -92,13 +92,24 @@ def _mac(key: bytes, body: dict[str, Any]) -> str:
     return hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
 
 
-def write_checkpoint(journal: Journal, path: str | Path, *, key: bytes | None = None) -> CheckpointInfo:
-    """Write the chain heads to ``path`` (JSON; HMAC-SHA256-signed when ``key`` is given)."""
-    body = _body(journal)
-    doc = {**body, "hmac_sha256": _mac(key, body) if key else None}
+def write_checkpoint(
+    journal: Journal, path: str | Path, *, key: bytes | None = None, force: bool = False
+) -> CheckpointInfo:
+    """Write the chain heads to ``path`` (JSON; HMAC-SHA256-signed when ``key`` is given).
+
+    An existing file is an earlier checkpoint, evidence against later changes: it is replaced
+    only when ``force``.
+    """
     out = Path(path).expanduser().absolute()
     if out.is_dir():
         raise CheckpointError(f"{out}: is a directory", hint="-o names the checkpoint file, e.g. -o heads.json")
+    if out.exists() and not force:
+        raise CheckpointError(
+            f"{out}: exists already (an earlier checkpoint is evidence: it is not replaced silently)",
+            hint="write a new file, e.g. -o heads-$(date +%F).json, or pass --force to replace it",
+        )
+    body = _body(journal)
+    doc = {**body, "hmac_sha256": _mac(key, body) if key else None}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return CheckpointInfo(str(out), len(body["streams"]), body["events"], body["delta_version"], key is not None)

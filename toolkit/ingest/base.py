@@ -12,8 +12,9 @@ A new importer is a subclass with ``name``, ``sniff`` and ``batches``; the contr
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -76,6 +77,60 @@ class Importer:
 
     def batches(self, path: str, options: ImportOptions) -> Iterator[SourceBatch]:
         raise NotImplementedError
+
+
+def split_source(where: str | None, fmt: str, index: int) -> tuple[str, str]:
+    """(source, location) of a row from its ``source`` column (``fmt:file:line``).
+
+    >>> split_source("chat:runs/a.json:7", "chat", 0)
+    ('runs/a.json', 'line 7')
+    >>> split_source(None, "csv", 3)
+    ('csv', 'record 3')
+    """
+    if not where:
+        return fmt, f"record {index}"
+    parts = where.split(":")
+    if len(parts) >= 3 and parts[-1].isdigit():
+        return ":".join(parts[1:-1]), f"line {parts[-1]}"
+    return where, f"record {index}"
+
+
+_CONVERSION_ERRORS = (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError)
+
+
+def rows_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema, fmt: str) -> tuple[pa.Table, list[Rejection]]:
+    """``rows`` as a table of ``schema``; a row a column cannot hold (an integer beyond 64 bits,
+    a value of the wrong kind) becomes a rejection located by its ``source`` instead of a crash.
+
+    >>> import pyarrow as pa
+    >>> t, bad = rows_table([{"n": 1, "source": "x:f:1"}, {"n": 2**70, "source": "x:f:2"}],
+    ...                     pa.schema([("n", pa.int64()), ("source", pa.string())]), "x")
+    >>> t.column("n").to_pylist(), [(r.location, r.reason) for r in bad]
+    ([1], [('line 2', 'n: cannot be stored as int64: 1180591620717411303424')])
+    """
+    try:
+        return pa.Table.from_pylist(list(rows), schema=schema), []
+    except _CONVERSION_ERRORS:
+        pass
+    good: list[Mapping[str, Any]] = []
+    bad: list[Rejection] = []
+    for i, row in enumerate(rows):
+        field = next((f for f in schema if f.name in row and not _fits(row[f.name], f.type)), None)
+        if field is None:
+            good.append(row)
+            continue
+        source, location = split_source(row.get("source"), fmt, i)
+        reason = f"{field.name}: cannot be stored as {field.type}: {row[field.name]!r}"
+        bad.append(Rejection(source, location, reason, json.dumps(dict(row), default=str, ensure_ascii=False)))
+    return pa.Table.from_pylist(good, schema=schema), bad
+
+
+def _fits(value: Any, type_: pa.DataType) -> bool:
+    try:
+        pa.array([value], type_)
+    except _CONVERSION_ERRORS:
+        return False
+    return True
 
 
 class ImportFormatError(ToolkitError, ValueError):

@@ -37,10 +37,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-import pyarrow as pa
-
 from toolkit.errors import EventValidationError
-from toolkit.ingest.base import Importer, ImportOptions, Rejection, SourceBatch, derive_id, read_path, text_of
+from toolkit.ingest.base import (
+    Importer,
+    ImportOptions,
+    Rejection,
+    SourceBatch,
+    derive_id,
+    read_path,
+    rows_table,
+    text_of,
+)
 from toolkit.journal.prepare import INPUT_SCHEMA, normalise_event
 
 STREAM_TYPE: Final = "chat_run"
@@ -169,7 +176,8 @@ def _file_batch(file: Path, now: dt.datetime, stream_type: str) -> SourceBatch:
         rows.extend(events)
         rejections.extend(bad)
     read = len(rows) + len(rejections)  # records: every message and tool call, and unreadable runs
-    return SourceBatch(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA), rejections, read)
+    table, unstorable = rows_table(rows, INPUT_SCHEMA, "chat")
+    return SourceBatch(table, [*rejections, *unstorable], read)
 
 
 def _run_parts(run: Any) -> tuple[dict[str, Any], list[Any]]:

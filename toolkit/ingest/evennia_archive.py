@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 
 from toolkit.errors import EventValidationError, ToolkitError
-from toolkit.ingest.base import Importer, ImportOptions, Rejection, SourceBatch, read_path, text_of
+from toolkit.ingest.base import Importer, ImportOptions, Rejection, SourceBatch, read_path, rows_table, text_of
 from toolkit.ingest.eventsourcing import (
     StreamInfo,
     VersionCheck,
@@ -146,7 +146,8 @@ class EvenniaArchiveImporter(Importer):
                 continue
             versions.accept(stream_id, version)
             rows.append(row)
-        return SourceBatch(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA), rejections, len(entries), notes)
+        table, unstorable = rows_table(rows, INPUT_SCHEMA, FORMAT)
+        return SourceBatch(table, [*rejections, *unstorable], len(entries), notes)
 
     @staticmethod
     def _entry(

@@ -46,8 +46,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-import pyarrow as pa
-
 from toolkit.errors import EventValidationError
 from toolkit.ingest.base import (
     Importer,
@@ -58,6 +56,7 @@ from toolkit.ingest.base import (
     derive_id,
     public_url,
     read_path,
+    rows_table,
     text_of,
 )
 from toolkit.journal.prepare import INPUT_SCHEMA, STREAM_TYPE_RE, canonical_json, normalise_event
@@ -797,7 +796,8 @@ class EventsourcingImporter(Importer):
             if row is not None:
                 rows.append(row)
             if read % BATCH_ROWS == 0:
-                yield SourceBatch(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA), rejections, read, notes)
+                table, unstorable = rows_table(rows, INPUT_SCHEMA, self.name)
+                yield SourceBatch(table, [*rejections, *unstorable], read, notes)
                 rows, rejections, read, notes = [], [], 0, []
         if read == 0:
             notes.append(f"{table.source}: no stored events")
@@ -807,9 +807,8 @@ class EventsourcingImporter(Importer):
             notes.append(
                 f"{table.source}: {len(snapshots)} stored snapshots kept aside in source_snapshots (they are not events)"
             )
-        yield SourceBatch(
-            pa.Table.from_pylist(rows, schema=INPUT_SCHEMA), [*rejections, *snap_rejections], read, notes, snapshots
-        )
+        table, unstorable = rows_table(rows, INPUT_SCHEMA, self.name)
+        yield SourceBatch(table, [*rejections, *unstorable, *snap_rejections], read, notes, snapshots)
 
     @staticmethod
     def _event(

@@ -48,6 +48,7 @@ from toolkit.ingest.base import (
     derive_id,
     non_utf8_field,
     read_path,
+    rows_table,
     text_of,
 )
 from toolkit.ingest.mapping import Mapping, ValueMappingError, derive_ids, mapping_for, sha256_hex, sidecar
@@ -318,7 +319,7 @@ def canonical_batch(block: bytes, first: int, file: Path) -> SourceBatch:
             if row is not None:
                 row["_lineno"] = lineno
                 slow_rows.append(row)
-    events = _merge(fast_table, slow_rows)
+    events = _merge(fast_table, slow_rows, rejections)
     rejections.sort(key=lambda r: int(r.location.split()[-1]))
     return SourceBatch(events, rejections, read)
 
@@ -448,9 +449,13 @@ def _times(frame: pl.DataFrame) -> pl.Series:
     return out.scatter(where, parsed.cast(pl.Datetime("us", "UTC")))
 
 
-def _merge(fast: pa.Table | None, slow_rows: list[dict[str, Any]]) -> pa.Table:
+def _merge(fast: pa.Table | None, slow_rows: list[dict[str, Any]], rejections: list[Rejection]) -> pa.Table:
     schema = pa.schema([*INPUT_SCHEMA, pa.field("_lineno", pa.int64())])
-    parts = [t for t in (fast, pa.Table.from_pylist(slow_rows, schema=schema) if slow_rows else None) if t is not None]
+    slow = None
+    if slow_rows:
+        slow, unstorable = rows_table(slow_rows, schema, "jsonl")
+        rejections.extend(unstorable)
+    parts = [t for t in (fast, slow) if t is not None]
     if not parts:
         return INPUT_SCHEMA.empty_table()
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
@@ -694,8 +699,9 @@ def mapped_bulk_batch(block: bytes, first: int, file: Path, mapping: Mapping, pl
             if row is not None:
                 row["_lineno"] = int(numbers[i])
                 rows.append(row)
+    events = _merge(fast, rows, rejections)
     rejections.sort(key=lambda r: int(r.location.split()[-1]))
-    return SourceBatch(_merge(fast, rows), rejections, read)
+    return SourceBatch(events, rejections, read)
 
 
 def _mapped_rows(frame: pl.DataFrame, file: Path, plan: BulkPlan) -> tuple[pa.Table | None, list[int]]:
@@ -847,7 +853,8 @@ def mapped_batch(block: bytes, first: int, file: Path, mapping: Mapping) -> Sour
         if row is not None:
             rows.append(row)
     rejections.sort(key=lambda r: int(r.location.split()[-1]))
-    return SourceBatch(pa.Table.from_pylist(rows, schema=INPUT_SCHEMA), rejections, read)
+    table, unstorable = rows_table(rows, INPUT_SCHEMA, "jsonl")
+    return SourceBatch(table, [*rejections, *unstorable], read)
 
 
 def map_one(

@@ -20,7 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from toolkit.errors import EventValidationError, InvalidPathError
-from toolkit.ingest.base import Importer, ImportFormatError, ImportOptions, RecordRejectedError, Rejection, display_path
+from toolkit.ingest.base import (
+    Importer,
+    ImportFormatError,
+    ImportOptions,
+    RecordRejectedError,
+    Rejection,
+    display_path,
+    split_source,
+)
 from toolkit.ingest.idempotency import check_field, fill_idempotency_key
 from toolkit.journal.prepare import validate_table
 from toolkit.journal.side_tables import append_rows, read_table
@@ -120,21 +128,12 @@ def split_valid(table: pa.Table, fmt: str) -> tuple[pa.Table, list[Rejection]]:
             else:  # not a property of that row: an importer bug, not bad input
                 raise
             where = row.column("source")[0].as_py() if "source" in row.column_names else None
-            source, location = _split_source(where, fmt, i)
+            source, location = split_source(where, fmt, i)
             reason = str(e).split("\n", 1)[0].split(": ", 1)[-1]
             rejected.append(Rejection(source, location, reason, _row_text(row)))
             keep = pc.not_equal(pa.array(range(table.num_rows), pa.int64()), i)
             table = table.filter(keep)
     return table, rejected
-
-
-def _split_source(where: str | None, fmt: str, index: int) -> tuple[str, str]:
-    if not where:
-        return fmt, f"record {index}"
-    parts = where.split(":")
-    if len(parts) >= 3 and parts[-1].isdigit():
-        return ":".join(parts[1:-1]), f"line {parts[-1]}"
-    return where, f"record {index}"
 
 
 def _row_text(row: pa.Table) -> str:

@@ -34,7 +34,16 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from toolkit.ingest.base import Importer, ImportFormatError, ImportOptions, Rejection, SourceBatch, read_path, text_of
+from toolkit.ingest.base import (
+    Importer,
+    ImportFormatError,
+    ImportOptions,
+    Rejection,
+    SourceBatch,
+    read_path,
+    rows_table,
+    text_of,
+)
 from toolkit.ingest.jsonl import fill_stream_type, map_one
 from toolkit.ingest.mapping import Mapping, mapping_for, row_digest
 from toolkit.journal.prepare import INPUT_SCHEMA
@@ -53,10 +62,10 @@ def _files(path: str, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def _batch(rows: list[dict[str, Any]], rejections: list[Rejection], read: int, options: ImportOptions) -> SourceBatch:
-    table = pa.Table.from_pylist(rows, schema=INPUT_SCHEMA)
+    table, unstorable = rows_table(rows, INPUT_SCHEMA, "csv")
     if options.stream_type and table.num_rows:
         table = fill_stream_type(table, options.stream_type)
-    return SourceBatch(table, rejections, read)
+    return SourceBatch(table, [*rejections, *unstorable], read)
 
 
 class CsvImporter(Importer):

@@ -115,6 +115,8 @@ def _int(value: Any, field: str, index: int) -> int | None:
             value = int(value)
         else:
             raise EventValidationError.field(field, index, f"expected an integer, got {value!r}")
+    if not -(2**63) <= value < 2**63:  # the column is int64
+        raise EventValidationError.field(field, index, f"out of range for a 64-bit integer: {value!r}")
     return int(value)
 
 

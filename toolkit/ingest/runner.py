@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from toolkit.errors import EventValidationError, InvalidPathError
+from toolkit.errors import ConcurrencyError, DuplicateEventError, EventValidationError, InvalidPathError
 from toolkit.ingest.base import (
     Importer,
     ImportFormatError,
@@ -32,7 +33,7 @@ from toolkit.ingest.base import (
 from toolkit.ingest.idempotency import check_field, fill_idempotency_key
 from toolkit.journal.prepare import validate_table
 from toolkit.journal.side_tables import append_rows, read_table
-from toolkit.journal.store import Journal
+from toolkit.journal.store import AppendResult, Journal
 
 # name -> "module:Class", in sniffing order (most specific first); loaded only when used
 REGISTRY: dict[str, str] = {
@@ -195,19 +196,66 @@ def import_paths(
                 staged.append(valid)
             if progress:
                 progress(batch.read)
-    report.rejected = len(report.rejections)
     events = _concat(staged)
-    report.streams = len(pc.unique(events.column("stream_id"))) if events.num_rows else 0
+    if events.num_rows:  # one commit: all or nothing (a dry run counts what it would do)
+        result, conflicts = _append(journal, events, on_error, dry_run)
+        report.imported, report.already_present = result.appended, result.skipped
+        report.rejections.extend(conflicts)
+        quarantine.extend(
+            {"format": "import", "source": r.source, "location": r.location, "reason": r.reason, "record": r.record}
+            for r in conflicts
+        )
+        report.streams = result.streams
+    report.rejected = len(report.rejections)
     if dry_run:
-        report.imported = events.num_rows  # would be offered; ids already present are skipped
         report.snapshots = len(snapshots)
         return report
-    if events.num_rows:
-        result = journal.append_validated(events)  # one commit: all or nothing
-        report.imported, report.already_present = result.appended, result.skipped
     report.quarantined = append_rows(journal, "quarantine", _new_rows(journal, "quarantine", quarantine))
     report.snapshots = append_rows(journal, "source_snapshots", _new_rows(journal, "source_snapshots", snapshots))
     return report
+
+
+_BATCH_INDEX = re.compile(r"^event \d+: ")
+_OTHER_INDEX = re.compile(r"event (\d+) of this batch")
+
+
+def _append(
+    journal: Journal, events: pa.Table, on_error: OnError, dry_run: bool
+) -> tuple[AppendResult, list[Rejection]]:
+    """Append (or plan) ``events``; an event the journal refuses because of what it already holds
+    or of another event of the import (the same id with different content, a stream of another
+    type, a version the stream is not at) is located by its source row: with ``fail`` the import
+    stops naming it, with ``quarantine`` it is set aside and the others are appended."""
+    conflicts: list[Rejection] = []
+    while True:
+        try:
+            return (journal.plan_validated(events) if dry_run else journal.append_validated(events)), conflicts
+        except (DuplicateEventError, EventValidationError, ConcurrencyError) as e:
+            i = e.context.get("index")
+            if not isinstance(i, int) or not 0 <= i < events.num_rows or e.context.get("field") == "<table>":
+                raise
+            rejection = _located(events, i, e.message)
+            if on_error == "fail":
+                raise RecordRejectedError.of(rejection) from None
+            conflicts.append(rejection)
+            events = events.filter(pc.not_equal(pa.array(range(events.num_rows), pa.int64()), i))
+            if events.num_rows == 0:
+                return AppendResult(), conflicts
+
+
+def _located(events: pa.Table, i: int, message: str) -> Rejection:
+    """A refused event as a rejection at its source row; "event N of this batch" becomes that row's place."""
+
+    def where(k: int) -> tuple[str, str]:
+        return split_source(events.column("source")[k].as_py(), "import", k)
+
+    def other(m: re.Match[str]) -> str:
+        k = int(m.group(1))
+        return "the event at {} {}".format(*where(k)) if 0 <= k < events.num_rows else m.group(0)
+
+    source, location = where(i)
+    reason = _OTHER_INDEX.sub(other, _BATCH_INDEX.sub("", message))
+    return Rejection(source, location, reason, _row_text(events.slice(i, 1)))
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:

@@ -629,6 +629,16 @@ class Journal:
         self._start_workers(table.num_rows)
         return self._commit(table, None)
 
+    def plan_validated(self, table: pa.Table) -> AppendResult:
+        """What ``append_validated(table)`` would do now, writing nothing: ``appended`` and
+        ``skipped`` counted, and the same errors raised (a dry run)."""
+        if table.schema != INPUT_SCHEMA:
+            raise EventValidationError.field("<table>", 0, "not a table that validate_table returned")
+        if table.num_rows == 0:
+            return AppendResult()
+        batch = self._numbered(table, None)
+        return AppendResult(appended=batch.rows.num_rows, skipped=batch.skipped, streams=len(batch.streams))
+
     def _start_workers(self, rows: int) -> None:
         """Start the worker processes an append of ``rows`` rows will use (if it will)."""
         if self.remote or not self.append_workers or rows < self.parallel_append_rows:

@@ -72,3 +72,24 @@ def test_a_dry_run_counts_and_refuses_what_the_real_run_would(tmp_path: Path) ->
     clash = lines(tmp_path / "clash.jsonl", ev(1, held["event_id"], "other", stream=held["stream_id"]))
     with pytest.raises(RecordRejectedError, match="already in the journal with different content"):
         import_paths(journal, [str(clash)], dry_run=True)
+
+
+def test_a_rerun_from_another_working_directory_adds_no_quarantine_or_snapshot_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of the side tables are told apart by their source: the path as typed made a rerun from
+    elsewhere (``t3``, ``as/t3``, ``/tmp/.../as/t3``) add every rejection and snapshot again."""
+    src = tmp_path / "as"
+    (src / "t3").mkdir(parents=True)
+    lines(src / "t3" / "in.jsonl", ev(1, "a", "x"), {"stream_id": "r", "event_type": ""}, ev(2, "b", "y"))
+    db = src / "assistants.sqlite"
+    shutil.copy(SAMPLES / "eventsourcing" / "assistants.sqlite", db)
+    journal = Journal.create(tmp_path / "j")
+    counts = []
+    for cwd, rel in ((src, "t3"), (tmp_path, "as/t3"), (tmp_path / "j", str(src / "t3"))):
+        monkeypatch.chdir(cwd)
+        r = import_paths(journal, [rel], fmt="jsonl", on_error="quarantine")
+        s = import_paths(journal, [str(Path(rel).parent / "assistants.sqlite")], on_error="quarantine")
+        counts.append((r.quarantined, s.snapshots))
+    first, *reruns = counts
+    assert first[0] == 1 and first[1] > 0 and reruns == [(0, 0), (0, 0)]

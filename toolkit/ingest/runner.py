@@ -166,9 +166,12 @@ def import_paths(
     staged: list[pa.Table] = []
     quarantine: list[dict[str, Any]] = []
     snapshots: list[dict[str, Any]] = []
-    for path in paths:
-        importer = choose_importer(path, fmt)
-        report.formats[display_path(path)] = importer.name
+    for given in paths:
+        importer = choose_importer(given, fmt)
+        report.formats[display_path(given)] = importer.name
+        # an absolute path: rows name the same file whatever the working directory, so a rerun from
+        # elsewhere finds its quarantine and snapshot rows already there
+        path = given if "://" in given else os.path.abspath(os.path.expanduser(given))
         for batch in importer.batches(path, options):
             report.read += batch.read
             report.notes.extend(batch.notes)

@@ -139,6 +139,22 @@ def test_missing_and_extra_files_are_named(bundle: Path) -> None:
     assert problems == {("runs.csv", "missing_file"), ("notes.txt", "unlisted_file")}
 
 
+@pytest.mark.parametrize("name", ["../secret.txt", "{abs}", "sub/../../secret.txt"])
+def test_manifest_names_leading_out_of_the_bundle_are_refused_not_hashed(bundle: Path, name: str) -> None:
+    """A manifest entry naming a file elsewhere made verify hash it (and print the real digest of,
+    say, /etc/hostname) and could pass with a file that is not in the bundle."""
+    secret = bundle.parent / "secret.txt"
+    secret.write_text("not part of the bundle")
+    name = name.format(abs=secret)
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["files"][name] = {"sha256": file_sha256(secret), "bytes": secret.stat().st_size, "rows": None}
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    check = verify_bundle(bundle)
+    assert not check.ok
+    ((where, what, found),) = {(x.where, x.check, x.found) for x in check.problems}
+    assert (where, what) == (name, "file_name") and file_sha256(secret) not in found
+
+
 def test_a_forger_who_updates_the_manifest_is_caught(bundle: Path) -> None:
     events = pq.read_table(bundle / "events.parquet")
     data = events.column("data").to_pylist()

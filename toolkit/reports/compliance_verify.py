@@ -90,6 +90,9 @@ def verify_bundle(bundle_dir: str | Path, *, journal: Journal | None = None, key
             report.problems.append(Problem(MANIFEST, "hmac", "HMAC of the manifest under the key", "mismatch: manifest altered or wrong key"))
     files: dict[str, dict[str, Any]] = doc.get("files") or {}
     for name, info in sorted(files.items()):
+        if not _plain_name(name):  # a bundle is one flat directory: never hash (or show) a file elsewhere
+            report.problems.append(Problem(name, "file_name", "a file name inside the bundle", "a path leading elsewhere"))
+            continue
         p = bundle / name
         if not p.is_file():
             report.problems.append(Problem(name, "missing_file", info["sha256"], "absent"))
@@ -116,6 +119,15 @@ def verify_bundle(bundle_dir: str | Path, *, journal: Journal | None = None, key
     if journal is not None:
         _check_journal(journal, events, doc, report)
     return report
+
+
+def _plain_name(name: str) -> bool:
+    """A bare file name (no directory part, not ``.``/``..``), as export-compliance writes them.
+
+    >>> [_plain_name(n) for n in ("events.parquet", "../secret.txt", "/etc/hostname", "a/b", "..", "")]
+    [True, False, False, False, False, False]
+    """
+    return bool(name) and name not in {".", ".."} and "/" not in name and "\\" not in name and "\0" not in name
 
 
 def _check_copies(bundle: Path, files: dict[str, dict[str, Any]], report: ExportCheck) -> None:

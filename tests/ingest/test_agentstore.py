@@ -472,3 +472,68 @@ def test_the_real_files_in_shared_import_like_the_bundled_copies() -> None:
         assert a.imported == 80 and a.already_present == 34 + 4 and a.rejected == 1
         ids = pc.unique(shared.read_all(["event_id"]).column("event_id")).to_pylist()
         assert sorted(ids) == sorted(pc.unique(bundled.read_all(["event_id"]).column("event_id")).to_pylist())
+
+
+# ---------------------------------------------------------------- directories of loose files, BOMs, symlinks
+
+
+def mixed_dir(root: Path) -> Path:
+    """A replay export and two events files AgentStore's reader must not skip: one starting with a
+    UTF-8 BOM, one whose first line is the tail of a cut-off line."""
+    root.mkdir()
+    shutil.copy(SAMPLES / "library-exports" / "support-triage-0001.replay.json", root)
+    text = (SAMPLES / "sample-data" / "events" / "support-triage-0001.jsonl").read_text(encoding="utf-8")
+    (root / "bomsess.jsonl").write_bytes(b"\xef\xbb\xbf" + text.replace("support-triage-0001", "bomsess").encode())
+    (root / "cutsess.jsonl").write_text('ge","payload":{"c\n' + text.replace("support-triage-0001", "cutsess"))
+    return root
+
+
+def test_a_directory_import_reads_events_files_starting_with_a_bom_or_a_cut_off_line(
+    tmp_path: Path, journal: Journal
+) -> None:
+    root = mixed_dir(tmp_path / "mix")
+    with pytest.raises(RecordRejectedError, match=r"cutsess\.jsonl: line 1: not JSON"):
+        import_paths(journal, [str(root)], fmt="agentstore")
+    report = import_paths(journal, [str(root)], fmt="agentstore", on_error="quarantine")
+    assert (report.read, report.imported, report.rejected) == (16, 15, 1)
+    assert [(Path(r.source).name, r.location) for r in report.rejections] == [("cutsess.jsonl", "line 1")]
+    streams = set(journal.read_all(["stream_id"]).column("stream_id").to_pylist())
+    assert streams == {"support-triage-0001", "bomsess", "cutsess"}
+
+
+def test_a_bom_at_the_start_of_an_events_file_is_not_a_rejection(tmp_path: Path, journal: Journal) -> None:
+    file = tmp_path / "s1.jsonl"
+    file.write_bytes(b"\xef\xbb\xbf" + "".join(line(n) + "\n" for n in (1, 2)).encode())
+    report = import_paths(journal, [str(file)], fmt="agentstore")
+    assert (report.read, report.imported, report.rejected) == (2, 2, 0)
+
+
+def test_a_jsonl_file_without_event_records_in_a_directory_is_a_note(tmp_path: Path, journal: Journal) -> None:
+    root = tmp_path / "mix"
+    root.mkdir()
+    (root / "s1.jsonl").write_text(line(1) + "\n")
+    (root / "other.jsonl").write_text('{"stream_id": "r", "event_type": "x", "data": 1}\n')
+    report = import_paths(journal, [str(root)], fmt="agentstore")
+    assert report.imported == 1
+    assert any("other.jsonl" in n and "not an AgentStore events file" in n for n in report.notes)
+
+
+def test_symlinks_leading_outside_the_imported_directory_are_not_read(tmp_path: Path, journal: Journal) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jsonl").write_text(line(1, sid="secret") + "\n")
+    (outside / "dir").mkdir()
+    (outside / "dir" / "s3.jsonl").write_text(line(1, sid="s3") + "\n")
+    root = data_dir(tmp_path / "imp" / "data", [line(1)])
+    (root / "events" / "s2.jsonl").symlink_to(outside / "secret.jsonl")
+    loose = tmp_path / "imp" / "loose"
+    loose.mkdir()
+    (loose / "s4.jsonl").symlink_to(outside / "secret.jsonl")
+    (loose / "linked").symlink_to(outside / "dir", target_is_directory=True)
+    (loose / "s5.jsonl").write_text(line(1, sid="s5") + "\n")
+    (loose / "same.jsonl").symlink_to(loose / "s5.jsonl")  # inside: read (the same events, once)
+    report = import_paths(journal, [str(tmp_path / "imp")], fmt="agentstore", on_error="quarantine")
+    assert set(journal.read_all(["stream_id"]).column("stream_id").to_pylist()) == {"s1", "s5"}
+    assert report.rejected == 0 and not read_table(journal, "quarantine").num_rows
+    skipped = [n for n in report.notes if "not read: a symlink" in n]
+    assert sorted(Path(n.split(":")[0]).name for n in skipped) == ["linked", "s2.jsonl", "s4.jsonl"]

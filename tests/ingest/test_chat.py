@@ -214,3 +214,57 @@ def test_a_run_time_at_the_end_of_time_is_rejected_not_raised(tmp_path: Path, jo
     )
     report = import_paths(journal, [str(path)], on_error="quarantine")
     assert report.imported == 1 and [r.reason for r in report.rejections] == ["the run's time is out of range"]
+
+
+def test_runs_without_id_in_files_of_the_same_name_are_distinct_streams(tmp_path: Path, journal: Journal) -> None:
+    for day, text in (("day1", "hi"), ("day2", "hello")):
+        (tmp_path / "d2" / day).mkdir(parents=True)
+        (tmp_path / "d2" / day / "eval.json").write_text(json.dumps([[{"role": "user", "content": text}]]))
+    (tmp_path / "d2" / "eval.json").write_text(json.dumps([[{"role": "user", "content": "top"}]]))
+    report = import_paths(journal, [str(tmp_path / "d2")], fmt="chat")
+    assert (report.imported, report.already_present, report.streams) == (3, 0, 3)
+    streams = set(journal.read_all(["stream_id"]).column("stream_id").to_pylist())
+    assert streams == {"eval.json#1", "day1/eval.json#1", "day2/eval.json#1"}  # the path below the directory
+    again = import_paths(journal, [str(tmp_path / "d2")], fmt="chat")
+    assert (again.imported, again.already_present) == (0, 3)
+
+
+def test_a_time_without_zone_or_not_a_time_is_rejected_not_replaced(tmp_path: Path, journal: Journal) -> None:
+    run = {
+        "id": "naive",
+        "messages": [
+            {"role": "user", "content": "hi", "created_at": "2026-11-03T14:02:11"},
+            {"role": "assistant", "content": "yo", "timestamp": "garbage"},
+            {"role": "user", "content": "untimed"},  # no time at all: the documented synthetic time
+        ],
+    }
+    naive_run = {"id": "naive-run", "created_at": "2026-11-03T14:02:11", "messages": BARE}
+    path = write_jsonl(tmp_path / "runs.jsonl", [run, naive_run])
+    report = import_paths(journal, [str(path)], on_error="quarantine")
+    assert [(r.location, r.reason) for r in report.rejections] == [
+        ("line 1, message 1", "created_at: timestamp has no time zone ('2026-11-03T14:02:11')"),
+        ("line 1, message 2", "timestamp: not an ISO 8601 time or unix seconds ('garbage')"),
+        ("line 2", "created_at: timestamp has no time zone ('2026-11-03T14:02:11')"),
+    ]
+    assert [r["metadata"]["time"] for r in events_of(journal, "naive")] == ["synthetic"]
+
+
+def test_a_directory_does_not_follow_symlinks_out_of_it(tmp_path: Path, journal: Journal) -> None:
+    (tmp_path / "outside").mkdir()
+    secret = write_jsonl(tmp_path / "outside" / "secret.jsonl", [BARE])
+    (tmp_path / "imp").mkdir()
+    write_jsonl(tmp_path / "imp" / "runs.jsonl", [BARE])
+    (tmp_path / "imp" / "linked.jsonl").symlink_to(secret)
+    report = import_paths(journal, [str(tmp_path / "imp")], fmt="chat", on_error="quarantine")
+    assert report.streams == 1 and report.rejected == 0
+    assert any(n.startswith(f"{tmp_path / 'imp' / 'linked.jsonl'}: not read: a symlink") for n in report.notes)
+
+
+def test_a_directory_reads_a_jsonl_file_whose_first_line_is_damaged(tmp_path: Path, journal: Journal) -> None:
+    (tmp_path / "d").mkdir()
+    path = tmp_path / "d" / "runs.jsonl"
+    path.write_text('[{"role": "user", "cont\n' + json.dumps(BARE) + "\n")
+    (tmp_path / "d" / "other.json").write_text('{"not": "chat"}')
+    report = import_paths(journal, [str(tmp_path / "d")], fmt="chat", on_error="quarantine")
+    assert (report.imported, [r.location for r in report.rejections]) == (2, ["line 1"])
+    assert any("other.json: not read" in n for n in report.notes)

@@ -263,3 +263,12 @@ def test_export_of_a_non_eventsourcing_stream_reads_back(tmp_path: Path, journal
 
 def test_sniffing_a_directory_of_archives() -> None:
     assert choose_importer(str(ARCHIVES)).name == "evennia-archive"
+
+
+def test_a_directory_does_not_follow_symlinks_out_of_it(tmp_path: Path, journal: Journal) -> None:
+    (tmp_path / "imp").mkdir()
+    shutil.copyfile(GUIDE_FILE, tmp_path / "imp" / GUIDE_FILE.name)
+    (tmp_path / "imp" / SCOUT_FILE.name).symlink_to(SCOUT_FILE)  # outside the directory imported
+    report = import_paths(journal, [str(tmp_path / "imp")], fmt="evennia-archive")
+    assert {r["stream_id"] for r in rows(journal, ["stream_id"])} == {GUIDE}
+    assert any(n.startswith(f"{tmp_path / 'imp' / SCOUT_FILE.name}: not read: a symlink") for n in report.notes)

@@ -454,3 +454,16 @@ def test_postgres_without_eventsourcing_tables(postgres: dict[str, str]) -> None
 def test_an_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(ImportFormatError, match="cannot read the database"):
         read_rows("postgresql://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_a_state_that_is_json_but_not_an_object_is_said_so(tmp_path: Path, journal: Journal) -> None:
+    db = copy(PLAIN, tmp_path)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE stored_events SET state = CAST('[1,2,3]' AS BLOB) WHERE rowid = 11")
+    conn.commit()
+    conn.close()
+    report = import_paths(journal, [str(db)], on_error="quarantine")
+    assert next((r.location.split(" (")[0], r.reason) for r in report.rejections) == (
+        "stored_events rowid 11",
+        "state is not a JSON object but list",
+    )

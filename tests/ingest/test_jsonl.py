@@ -413,3 +413,17 @@ def test_a_time_before_year_one_in_utc_is_rejected_not_a_crash(tmp_path: Path, j
     report = import_paths(journal, [str(path)], on_error="quarantine")
     assert (report.imported, report.rejected) == (0, 1)
     assert "out of range" in report.rejections[0].reason
+
+
+def test_a_directory_does_not_follow_symlinks_out_of_it(tmp_path: Path, journal: Journal) -> None:
+    (tmp_path / "outside").mkdir()
+    secret = tmp_path / "outside" / "secret.jsonl"
+    secret.write_text("root:x:0:0\n")
+    (tmp_path / "imp").mkdir()
+    (tmp_path / "imp" / "events.jsonl").write_text(json.dumps(GOOD[0]) + "\n")
+    (tmp_path / "imp" / "s1.jsonl").symlink_to(secret)
+    (tmp_path / "imp" / "sub").symlink_to(tmp_path / "outside", target_is_directory=True)
+    report = import_paths(journal, [str(tmp_path / "imp")], fmt="jsonl", on_error="quarantine")
+    assert (report.imported, report.rejected, report.quarantined) == (1, 0, 0)
+    skipped = sorted(n.split(":")[0] for n in report.notes if "not read: a symlink" in n)
+    assert skipped == [str(tmp_path / "imp" / "s1.jsonl"), str(tmp_path / "imp" / "sub")]

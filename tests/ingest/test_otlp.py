@@ -180,6 +180,41 @@ def test_quarantine_keeps_the_bad_records_verbatim(tmp_path: Path, journal: Jour
     assert '"spanId": "1111111111111111"' in records[1] and records[3].startswith("hex:")
 
 
+def test_quarantine_keeps_a_rejected_line_byte_for_byte(tmp_path: Path, journal: Journal) -> None:
+    path = tmp_path / "t.jsonl"
+    lines = ["[1,2]", '{"foo":1}', '{"resourceSpans":5}', TRACES.read_text().splitlines()[0]]
+    path.write_text("\n".join(lines) + "\n")
+    report = import_paths(journal, [str(path)], fmt="otlp", on_error="quarantine")
+    assert [(r.location, r.record) for r in report.rejections] == [
+        ("line 1", "[1,2]"),
+        ("line 2", '{"foo":1}'),
+        ("line 3, resourceSpans", '{"resourceSpans":5}'),
+    ]
+
+
+def test_a_directory_reads_a_jsonl_file_whose_first_line_is_damaged(tmp_path: Path, journal: Journal) -> None:
+    (tmp_path / "o2").mkdir()
+    path = tmp_path / "o2" / "traces.jsonl"
+    path.write_text("garbage{\n" + TRACES.read_text())
+    with pytest.raises(ToolkitError, match=r"traces\.jsonl: line 1: not JSON"):
+        import_paths(journal, [str(tmp_path / "o2")], fmt="otlp")
+    report = import_paths(journal, [str(tmp_path / "o2")], fmt="otlp", on_error="quarantine")
+    assert (report.imported, report.rejected) == (SPAN_EVENTS, 1)
+    assert not any("not OTLP" in n for n in report.notes)
+
+
+def test_a_directory_does_not_follow_symlinks_out_of_it(tmp_path: Path, journal: Journal) -> None:
+    (tmp_path / "outside").mkdir()
+    shutil.copy(TRACES, tmp_path / "outside" / "traces.jsonl")
+    (tmp_path / "imp").mkdir()
+    (tmp_path / "imp" / "traces.jsonl").symlink_to(tmp_path / "outside" / "traces.jsonl")
+    (tmp_path / "imp" / "more").symlink_to(tmp_path / "outside", target_is_directory=True)
+    _, batch = read(tmp_path / "imp")
+    assert batch.read == 0 and batch.rejections == []
+    skipped = sorted(n.split(":")[0] for n in batch.notes if "not read: a symlink" in n)
+    assert skipped == [str(tmp_path / "imp" / "more"), str(tmp_path / "imp" / "traces.jsonl")]
+
+
 def test_quarantine_takes_records_that_are_not_valid_unicode(tmp_path: Path, journal: Journal) -> None:
     path = tmp_path / "t.jsonl"
     path.write_text(

@@ -298,3 +298,15 @@ def test_json_text_cells_are_kept_verbatim(tmp_path: Path, journal: Journal) -> 
     path.write_text('stream_id,event_type,data,metadata\nr,x,"{""b"": 1, ""a"": 2}",\n')
     import_paths(journal, [str(path)])
     assert journal.read_all(["data", "metadata"]).to_pylist() == [{"data": '{"b": 1, "a": 2}', "metadata": "{}"}]
+
+
+def test_a_directory_does_not_follow_symlinks_out_of_it(tmp_path: Path, journal: Journal) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.csv").write_text(CANONICAL_CSV)
+    (tmp_path / "imp").mkdir()
+    (tmp_path / "imp" / "events.csv").write_text(CANONICAL_CSV.replace("run-", "own-"))
+    (tmp_path / "imp" / "linked.csv").symlink_to(tmp_path / "outside" / "secret.csv")
+    report = import_paths(journal, [str(tmp_path / "imp")], fmt="csv", on_error="quarantine")
+    assert report.imported == 3
+    assert set(journal.read_all(["stream_id"]).column("stream_id").to_pylist()) == {"own-1", "own-2"}
+    assert any(n.startswith(f"{tmp_path / 'imp' / 'linked.csv'}: not read: a symlink") for n in report.notes)

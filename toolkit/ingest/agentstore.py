@@ -57,6 +57,8 @@ from toolkit.ingest.base import (
     ImportOptions,
     Rejection,
     SourceBatch,
+    link_outside,
+    notes_only,
     read_path,
     text_of,
 )
@@ -82,6 +84,8 @@ _NANO: Final = Decimal("1e-9")
 _ZONE_RE: Final = r"(Z|z|[+-]\d\d:?\d\d)$"
 _EVENT_LINE_RE: Final = re.compile(rb'^\s*\{\s*"session_id"\s*:\s*"[^"]*"\s*,\s*"sequence_number"\s*:')
 _REPLAY_RE: Final = re.compile(rb'^\s*\[\s*(\]|\{\s*"session_id"\s*:)')
+_BOM: Final = b"\xef\xbb\xbf"
+_SNIFF_BYTES: Final = 1 << 20  # how much of a .jsonl file is searched for an event line
 
 
 def _not_json(value: Any) -> Any:
@@ -200,30 +204,46 @@ def is_replay_file(p: Path) -> bool:
 
 
 def is_events_file(p: Path) -> bool:
-    """A JSONL file whose first line is an AgentStore event record."""
+    """A JSONL file with an AgentStore event record starting one of the lines of its first MiB
+    (after a UTF-8 BOM): a damaged first line (the tail of a cut-off write) does not hide the rest."""
     if not p.is_file() or p.suffix != ".jsonl":
         return False
     with p.open("rb") as f:
-        first = f.readline(1 << 16)
-    return bool(_EVENT_LINE_RE.match(first))
+        head = f.read(_SNIFF_BYTES).removeprefix(_BOM)
+    return any(_EVENT_LINE_RE.match(line) for line in head.split(b"\n"))
 
 
-def find_sources(path: Path, depth: int = 6) -> list[Source]:
-    """Data dirs, events files and replay exports at or below ``path`` (sorted, deterministic)."""
+def find_sources(
+    path: Path, depth: int = 6, inside: Path | None = None, notes: list[str] | None = None
+) -> list[Source]:
+    """Data dirs, events files and replay exports at or below ``path`` (sorted, deterministic).
+
+    Below a directory, symlinks leading outside it (``inside``) are not followed and ``.jsonl``
+    files that are not events files are not read: both are said in ``notes``.
+    """
     if path.is_file():  # named explicitly: a JSON document is an export, anything else JSON lines
         return [Source("replay" if path.suffix == ".json" else "events", path)]
+    inside = inside or path.resolve()
+    notes = notes if notes is not None else []
     if is_data_dir(path):
         return [Source("datadir", path)]
     out: list[Source] = []
     if depth <= 0:
         return out
     for child in sorted(path.iterdir()):
-        if child.is_dir() and not child.is_symlink():
-            out.extend(find_sources(child, depth - 1))
+        if (why := link_outside(child, inside)) is not None:
+            notes.append(why)
+        elif child.is_dir() and not child.is_symlink():
+            out.extend(find_sources(child, depth - 1, inside, notes))
         elif is_replay_file(child):
             out.append(Source("replay", child))
         elif is_events_file(child):
             out.append(Source("events", child))
+        elif child.suffix == ".jsonl" and child.is_file():
+            notes.append(
+                f"{child}: not an AgentStore events file (no line of its first MiB starts with an event "
+                'record {"session_id": …, "sequence_number": …}); not read'
+            )
     return out
 
 
@@ -644,6 +664,8 @@ def read_events_file(
     rows = _Rows(file, f"{FORMAT}:{file}:", stream_type)
     read = 0
     with file.open("rb") as f:
+        if f.read(len(_BOM)) != _BOM:  # a BOM (written by an editor, not AgentStore) is not line 1's text
+            f.seek(0)
         for n, rejections in _parse_blocks(rows, _blocks_of(f)):
             read += n
             yield SourceBatch(INPUT_SCHEMA.empty_table(), rejections, n)
@@ -733,10 +755,26 @@ def _time_or_none(value: Any) -> dt.datetime | None:
         return None
 
 
-def read_sessions(data_dir: Path, stats: dict[str, _SessionStats], notes: list[str]) -> list[dict[str, Any]]:
+def _files_in(folder: Path, pattern: str, inside: Path | None, notes: list[str]) -> list[Path]:
+    """``folder``'s files matching ``pattern`` (sorted); symlinks leading outside ``inside`` are notes."""
+    if not folder.is_dir():
+        return []
+    files = []
+    for f in sorted(folder.glob(pattern)):
+        why = link_outside(f, inside) if inside is not None else None
+        if why is not None:
+            notes.append(why)
+        else:
+            files.append(f)
+    return files
+
+
+def read_sessions(
+    data_dir: Path, stats: dict[str, _SessionStats], notes: list[str], inside: Path | None = None
+) -> list[dict[str, Any]]:
     """Session records → ``source_snapshots`` rows; notes where they disagree with the events."""
     rows: list[dict[str, Any]] = []
-    files = sorted((data_dir / "sessions").glob("*.json")) if (data_dir / "sessions").is_dir() else []
+    files = _files_in(data_dir / "sessions", "*.json", inside, notes)
     recorded = set()
     for file in files:
         sid = file.stem
@@ -777,7 +815,7 @@ def read_sessions(data_dir: Path, stats: dict[str, _SessionStats], notes: list[s
     return rows
 
 
-def read_snapshots(data_dir: Path, notes: list[str]) -> list[dict[str, Any]]:
+def read_snapshots(data_dir: Path, notes: list[str], inside: Path | None = None) -> list[dict[str, Any]]:
     """``snapshots/<session>.json`` → ``source_snapshots`` rows (not events; they lag the log)."""
     folder = data_dir / "snapshots"
     if not folder.is_dir():
@@ -785,7 +823,7 @@ def read_snapshots(data_dir: Path, notes: list[str]) -> list[dict[str, Any]]:
     rows = []
     for tmp in sorted(folder.glob("*.json.tmp")):
         notes.append(f"{tmp}: an unfinished snapshot write (AgentStore writes .tmp then renames); ignored")
-    for file in sorted(folder.glob("*.json")):
+    for file in _files_in(folder, "*.json", inside, notes):
         rec, problem = _load_json_object(file)
         version = rec.get("version") if rec else None
         if rec is None or type(version) is not int or version < 0:
@@ -806,14 +844,13 @@ def read_snapshots(data_dir: Path, notes: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def read_data_dir(data_dir: Path, stream_type: str) -> Iterator[SourceBatch]:
+def read_data_dir(data_dir: Path, stream_type: str, inside: Path | None = None) -> Iterator[SourceBatch]:
+    """A data dir; ``inside``: the directory being imported (symlinks out of it are not read)."""
     notes: list[str] = []
     stats: dict[str, _SessionStats] = {}
-    events = data_dir / "events"
-    files = sorted(events.glob("*.jsonl")) if events.is_dir() else []
-    for file in files:
+    for file in _files_in(data_dir / "events", "*.jsonl", inside, notes):
         yield from read_events_file(file, stream_type, notes, stats)
-    snapshots = read_sessions(data_dir, stats, notes) + read_snapshots(data_dir, notes)
+    snapshots = read_sessions(data_dir, stats, notes, inside) + read_snapshots(data_dir, notes, inside)
     kinds = [r["topic"] for r in snapshots]
     if snapshots:
         notes.append(
@@ -838,16 +875,21 @@ class AgentStoreImporter(Importer):
 
     def batches(self, path: str, options: ImportOptions) -> Iterator[SourceBatch]:
         stream_type = options.stream_type or STREAM_TYPE
-        sources = find_sources(read_path(path))
+        root = read_path(path)
+        inside = None if root.is_file() else root.resolve()
+        skipped: list[str] = []
+        sources = find_sources(root, inside=inside, notes=skipped)
         if not sources:
             raise ImportFormatError(
                 f"{path}: no AgentStore data dir (events/, sessions/), events file or *.replay.json here",
-                hint="point at the directory AgentStore writes (the one holding events/ and sessions/)",
+                hint="point at the directory AgentStore writes (the one holding events/ and sessions/)"
+                + "".join(f"; {n}" for n in skipped[:3]),
                 path=path,
             )
+        yield from notes_only(skipped)
         for source in sources:
             if source.kind == "datadir":
-                yield from read_data_dir(source.path, stream_type)
+                yield from read_data_dir(source.path, stream_type, inside)
                 continue
             notes: list[str] = []
             if source.kind == "replay":

@@ -13,8 +13,9 @@ A new importer is a subclass with ``name``, ``sniff`` and ``batches``; the contr
 from __future__ import annotations
 
 import json
+import os
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -188,6 +189,54 @@ def read_path(path: str) -> Path:
     if not (p.is_file() or p.is_dir()):
         raise ImportFormatError(f"{path}: not a regular file or directory", path=path)
     return p
+
+
+def link_outside(p: Path, inside: Path) -> str | None:
+    """Why ``p`` is not read: it is a symlink whose target is not below ``inside`` (a resolved
+    directory being imported), or cannot be resolved. None when ``p`` may be read.
+
+    A directory import reads what is in the directory; a link out of it (``events/s1.jsonl ->
+    /etc/hostname``) is skipped and reported. Naming a file on the command line still reads it.
+    """
+    if not p.is_symlink():
+        return None
+    try:
+        target = p.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return f"{p}: not read: a symlink that cannot be resolved"
+    if target.is_relative_to(inside):
+        return None
+    return f"{p}: not read: a symlink to {target}, outside the directory being imported (name it to import it)"
+
+
+def files_below(root: Path, keep: Callable[[Path], bool]) -> tuple[list[Path], list[str]]:
+    """The files below the directory ``root`` that ``keep`` accepts (sorted), and a note for each
+    symlink leading outside ``root`` (to such a file or to a directory) that was not read.
+
+    Symlinked directories are never entered (as ``Path.rglob`` before Python 3.13).
+    """
+    inside = root.resolve()
+    files: list[Path] = []
+    notes: list[str] = []
+    for here, dirs, names in os.walk(root):
+        for name in sorted([*dirs, *names]):
+            f = Path(here, name)
+            if name in names and not keep(f):
+                continue
+            why = link_outside(f, inside)
+            if why is not None:
+                notes.append(why)
+            elif name in names and f.is_file():
+                files.append(f)
+    return sorted(files), notes
+
+
+def notes_only(notes: list[str]) -> Iterator[SourceBatch]:
+    """A batch of no events carrying ``notes`` (files a directory import did not read), if any."""
+    if notes:
+        from toolkit.journal.prepare import INPUT_SCHEMA
+
+        yield SourceBatch(INPUT_SCHEMA.empty_table(), [], 0, notes)
 
 
 def public_url(url: str) -> str:

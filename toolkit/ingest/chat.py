@@ -8,8 +8,11 @@ tool_call_id, name}``.
 
 Mapping (``docs/importers/chat.md``):
 
-- stream: one run; ``stream_id`` = the run's ``id``, else ``<file name>#<run number>``;
-  ``stream_type`` = ``chat_run`` (``--stream-type`` overrides).
+- stream: one run; ``stream_id`` = the run's ``id``, else ``<file>#<run number>`` where ``<file>``
+  is the file's path below the directory imported (``day1/eval.json#1``; its name when the file
+  itself is imported), so two files of one name in a directory are two streams, and importing the
+  same directory (or file) again names the same streams; ``stream_type`` = ``chat_run``
+  (``--stream-type`` overrides).
 - ``system`` (and ``developer``) → ``custom`` with ``source_type`` = the role, never dropped;
   ``user`` → ``user_message``; ``assistant`` → ``llm_response`` (content, model, token usage)
   followed by one ``tool_called`` per tool call (``tool_name``, ``tool_call_id``, the parsed
@@ -21,7 +24,8 @@ Mapping (``docs/importers/chat.md``):
   ``metadata.run``.
 - times: a message's own ``created_at``/``timestamp``; else the run's time plus the event's index
   in milliseconds (``metadata.time = "run"``); else the import time plus the index in
-  milliseconds (``metadata.time = "synthetic"``). Event ids never depend on the import time:
+  milliseconds (``metadata.time = "synthetic"``). A stated time that is not one (no time zone,
+  not a time) is never replaced: that message (or run) is rejected with the reason. Event ids never depend on the import time:
   ``derive_id("chat", stream_id, message index, call index)``, so importing again adds nothing.
 
 >>> ChatImporter().sniff("notes.txt")
@@ -44,6 +48,8 @@ from toolkit.ingest.base import (
     Rejection,
     SourceBatch,
     derive_id,
+    files_below,
+    notes_only,
     read_path,
     rows_table,
     text_of,
@@ -57,11 +63,21 @@ _TIME_KEYS: Final = ("created_at", "timestamp", "time", "created")
 _SNIFF_BYTES: Final = 1 << 20
 
 
-def chat_files(path: str) -> list[Path]:
+def chat_files(path: str) -> tuple[list[tuple[Path, str]], list[str]]:
+    """(file, name) of the transcript files of ``path`` and notes on the symlinks out of a directory
+    that were not read. ``name`` names the file's runs without an id: the file's path below the
+    directory imported (``day1/eval.json``), or its name when the file itself is imported."""
     p = read_path(path)
     if p.is_file():
-        return [p]
-    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in SUFFIXES and _looks_like_chat(f))
+        return [(p, p.name)], []
+    found, notes = files_below(p, lambda f: f.suffix in SUFFIXES)
+    files = []
+    for f in found:
+        if _looks_like_chat(f):
+            files.append((f, f.relative_to(p).as_posix()))
+        else:
+            notes.append(f"{f}: not read: it does not look like chat transcripts")
+    return files, notes
 
 
 def _is_run(value: Any) -> bool:
@@ -77,11 +93,14 @@ def _looks_like_chat(p: Path) -> bool:
     except OSError:
         return False
     text = head.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
-    if p.suffix in (".jsonl", ".ndjson"):
-        try:
-            return _is_run(json.loads(text.split("\n", 1)[0]))
-        except ValueError:
-            return False
+    if p.suffix in (".jsonl", ".ndjson"):  # any line of the head: a damaged first line hides nothing
+        for line in text.split("\n"):
+            try:
+                if line.strip() and _is_run(json.loads(line)):
+                    return True
+            except (ValueError, RecursionError):
+                continue
+        return False
     try:
         doc: Any = json.loads(text)
     except ValueError:  # larger than the head: judge by its opening and the keys it shows
@@ -101,15 +120,17 @@ class ChatImporter(Importer):
     def sniff(self, path: str) -> bool:
         p = Path(path)
         if p.is_dir():  # a directory of transcripts (other formats' directories are sniffed first)
-            candidates = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file())[:50]
+            candidates = files_below(p, lambda f: f.suffix in SUFFIXES)[0][:50]
             return bool(candidates) and all(_looks_like_chat(f) for f in candidates)
         return p.is_file() and p.suffix in SUFFIXES and _looks_like_chat(p)
 
     def batches(self, path: str, options: ImportOptions) -> Iterator[SourceBatch]:
         now = dt.datetime.now(dt.UTC)
         stream_type = options.stream_type or STREAM_TYPE
-        for file in chat_files(path):
-            yield _file_batch(file, now, stream_type)
+        files, notes = chat_files(path)
+        yield from notes_only(notes)
+        for file, name in files:
+            yield _file_batch(file, now, stream_type, name)
 
 
 def _runs(file: Path, rejections: list[Rejection]) -> Iterator[tuple[str, int, Any, str | bytes]]:
@@ -152,13 +173,13 @@ def _dump(value: Any) -> str:
         return repr(value)
 
 
-def _file_batch(file: Path, now: dt.datetime, stream_type: str) -> SourceBatch:
+def _file_batch(file: Path, now: dt.datetime, stream_type: str, name: str | None = None) -> SourceBatch:
     rejections: list[Rejection] = []
     rows: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     for location, number, run, raw in _runs(file, rejections):
         try:
-            events, bad = run_events(run, file, number, location, now, stream_type)
+            events, bad = run_events(run, file, number, location, now, stream_type, name)
         except RecursionError:
             rejections.append(Rejection(str(file), location, "nested too deeply", text_of(raw)))
             continue
@@ -189,42 +210,76 @@ def _run_parts(run: Any) -> tuple[dict[str, Any], list[Any]]:
     raise ValueError(f"not a chat run: expected a list of messages or an object with messages, got {got}")
 
 
-def _time(value: Any) -> dt.datetime | None:
-    """A time the transcript states: ISO text with an offset, or unix seconds/milliseconds."""
-    if isinstance(value, bool) or value is None:
+class _BadTime(ValueError):
+    """A time a run or message states but that is not one (the message is the reason)."""
+
+
+def _time(value: Any, key: str) -> dt.datetime | None:
+    """A time the transcript states: ISO text with an offset, or unix seconds/milliseconds; None
+    for null. A stated time that cannot be used raises ``_BadTime``: it is never replaced.
+
+    >>> _time("2026-11-03T14:02:11Z", "created_at").isoformat()
+    '2026-11-03T14:02:11+00:00'
+    >>> _time("2026-11-03T14:02:11", "created_at")
+    Traceback (most recent call last):
+    ...
+    toolkit.ingest.chat._BadTime: created_at: timestamp has no time zone ('2026-11-03T14:02:11')
+    """
+    if value is None:
         return None
     try:
-        if isinstance(value, int | float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
             seconds = value / 1000 if abs(value) > 1e11 else value
             return dt.datetime.fromtimestamp(seconds, dt.UTC)
         if isinstance(value, str):
             text = value.strip()
             ts = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-            return ts.astimezone(dt.UTC) if ts.tzinfo is not None else None
-    except (ValueError, OverflowError, OSError):
-        return None
+            if ts.tzinfo is None or ts.utcoffset() is None:
+                raise _BadTime(f"{key}: timestamp has no time zone ({_short(value)})")
+            return ts.astimezone(dt.UTC)
+    except (OverflowError, OSError):
+        raise _BadTime(f"{key}: out of range ({_short(value)})") from None
+    except _BadTime:
+        raise
+    except ValueError:
+        if isinstance(value, str):
+            raise _BadTime(f"{key}: not an ISO 8601 time or unix seconds ({_short(value)})") from None
+        raise _BadTime(f"{key}: out of range ({_short(value)})") from None
+    raise _BadTime(f"{key}: expected an ISO 8601 time or unix seconds, got {type(value).__name__}")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _first_time(obj: dict[str, Any]) -> dt.datetime | None:
+    """The time under the first of ``_TIME_KEYS`` present; raises ``_BadTime`` if it is not one."""
+    for key in _TIME_KEYS:
+        if key in obj:
+            return _time(obj[key], key)
     return None
 
 
-def _first_time(obj: dict[str, Any]) -> tuple[dt.datetime | None, str | None]:
-    for key in _TIME_KEYS:
-        if key in obj:
-            return _time(obj[key]), key
-    return None, None
-
-
 def run_events(
-    run: Any, file: Path, number: int, location: str, now: dt.datetime, stream_type: str
+    run: Any,
+    file: Path,
+    number: int,
+    location: str,
+    now: dt.datetime,
+    stream_type: str,
+    name: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[Rejection]]:
-    """The canonical rows of one run and the messages of it that could not become events."""
+    """The canonical rows of one run and the messages of it that could not become events;
+    ``name`` (default: the file's name) names the stream of a run without an id."""
     fields, messages = _run_parts(run)
     run_id = fields.get("id", fields.get("run_id"))
     stream_id = (
         str(run_id)
         if isinstance(run_id, str | int) and not isinstance(run_id, bool) and str(run_id)
-        else (f"{file.name}#{number}")
+        else (f"{name or file.name}#{number}")
     )
-    run_time, _ = _first_time(fields)
+    run_time = _first_time(fields)  # a bad one rejects the run (``_BadTime`` is a ValueError)
     base, time_kind = (run_time, "run") if run_time is not None else (now, "synthetic")
     model = fields.get("model")
     if model is None and isinstance(fields.get("metadata"), dict):
@@ -238,7 +293,11 @@ def run_events(
 
     def add(event: dict[str, Any], msg_index: int, call_index: int, msg: dict[str, Any], at: str) -> str | None:
         nonlocal index
-        own, _ = _first_time(msg)
+        try:
+            own = _first_time(msg)
+        except _BadTime as e:
+            rejections.append(Rejection(where, at, str(e), text_of(_dump(msg))))
+            return None
         meta = event.setdefault("metadata", {})
         if own is not None:
             occurred, meta["time"] = own, "message"

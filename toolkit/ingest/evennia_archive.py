@@ -37,7 +37,17 @@ from typing import Any
 import pyarrow as pa
 
 from toolkit.errors import EventValidationError, ToolkitError
-from toolkit.ingest.base import Importer, ImportOptions, Rejection, SourceBatch, read_path, rows_table, text_of
+from toolkit.ingest.base import (
+    Importer,
+    ImportOptions,
+    Rejection,
+    SourceBatch,
+    link_outside,
+    notes_only,
+    read_path,
+    rows_table,
+    text_of,
+)
 from toolkit.ingest.eventsourcing import (
     StreamInfo,
     VersionCheck,
@@ -83,11 +93,24 @@ def _head(path: Path) -> bytes:
         return b""
 
 
-def archive_files(path: str) -> list[Path]:
+def archive_files(path: str) -> tuple[list[Path], list[str]]:
+    """The documents to read for ``path`` (a file, or the ``.json`` files of a directory) and notes
+    on the symlinks out of the directory that were not read."""
     p = read_path(path)
     if p.is_file():
-        return [p]
-    return sorted(f for f in p.iterdir() if f.is_file() and f.suffix == ".json")
+        return [p], []
+    inside = p.resolve()
+    files: list[Path] = []
+    notes: list[str] = []
+    for f in sorted(p.iterdir()):
+        if f.suffix != ".json":
+            continue
+        why = link_outside(f, inside)
+        if why is not None:
+            notes.append(why)
+        elif f.is_file():
+            files.append(f)
+    return files, notes
 
 
 class EvenniaArchiveImporter(Importer):
@@ -104,7 +127,9 @@ class EvenniaArchiveImporter(Importer):
 
     def batches(self, path: str, options: ImportOptions) -> Iterator[SourceBatch]:
         now = dt.datetime.now(dt.UTC)
-        for file in archive_files(path):
+        files, notes = archive_files(path)
+        yield from notes_only(notes)
+        for file in files:
             yield self._document(file, options, now)
 
     def _document(self, file: Path, options: ImportOptions, now: dt.datetime) -> SourceBatch:

@@ -159,6 +159,10 @@ def decode_state(state: bytes | memoryview | str, cipher: _Cipher | None = None)
         try:
             b = zlib.decompress(b)
         except zlib.error:
+            try:  # JSON that is not an object ("[1,2,3]"): said as such by the caller, not "encrypted"
+                return json.loads(b.decode("utf-8"), object_hook=_transcoded)
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                pass
             if cipher is None:
                 raise _NeedsKey("state is neither JSON nor zlib: it looks encrypted (AES-GCM)") from None
             raise _NeedsKey("state does not decrypt with the given CIPHER_KEY (wrong key, or a damaged row)") from None

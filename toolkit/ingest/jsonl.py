@@ -46,7 +46,9 @@ from toolkit.ingest.base import (
     Rejection,
     SourceBatch,
     derive_id,
+    files_below,
     non_utf8_field,
+    notes_only,
     read_path,
     rows_table,
     text_of,
@@ -113,11 +115,12 @@ def _prefix(key: str) -> str:
 _ISO = "%Y-%m-%dT%H:%M:%S%.f%#z"
 
 
-def jsonl_files(path: str, suffixes: tuple[str, ...] = (".jsonl", ".ndjson", ".json")) -> list[Path]:
+def jsonl_files(path: str, suffixes: tuple[str, ...] = (".jsonl", ".ndjson", ".json")) -> tuple[list[Path], list[str]]:
+    """The files to read for ``path`` and notes on the symlinks below a directory that were not read."""
     p = read_path(path)
     if p.is_file():
-        return [p]
-    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in suffixes)
+        return [p], []
+    return files_below(p, lambda f: f.suffix in suffixes)
 
 
 class CanonicalJsonlImporter(Importer):
@@ -141,7 +144,9 @@ class CanonicalJsonlImporter(Importer):
         return isinstance(obj, dict) and "stream_id" in obj and "event_type" in obj
 
     def batches(self, path: str, options: ImportOptions) -> Iterator[SourceBatch]:
-        for file in jsonl_files(path):
+        files, notes = jsonl_files(path)
+        yield from notes_only(notes)
+        for file in files:
             mapping = mapping_for(file, options.mapping)
             if mapping is None:
                 batches = _pipelined(file, partial(canonical_batch, file=file))

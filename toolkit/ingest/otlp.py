@@ -64,6 +64,7 @@ from toolkit.ingest.base import (
     Rejection,
     SourceBatch,
     derive_id,
+    files_below,
     non_utf8_field,
     read_path,
     text_of,
@@ -555,13 +556,17 @@ def _parse_log(raw: Any, resource: dict[str, Any], scope: dict[str, Any]) -> _Lo
     return log
 
 
-def _read_export(obj: Any, reading: _Reading, file: str, line: int | None, prefix: str) -> None:
-    """One TracesData / LogsData object (a JSONL line or a whole document) into ``reading``."""
+def _read_export(
+    obj: Any, reading: _Reading, file: str, line: int | None, prefix: str, raw: bytes | None = None
+) -> None:
+    """One TracesData / LogsData object (a JSONL line or a whole document) into ``reading``;
+    ``raw``: the line's bytes, the record kept when the whole line is rejected."""
     here = f"line {line}" if line is not None else (prefix or "document")
+    whole = obj if raw is None else raw
     if isinstance(obj, dict) and isinstance(obj.get("trace"), dict) and len(obj) == 1:
         obj = obj["trace"]  # a query API's envelope around TracesData
     if not isinstance(obj, dict):
-        reading.reject(file, here, f"not a JSON object (got {_type(obj)})", obj)
+        reading.reject(file, here, f"not a JSON object (got {_type(obj)})", whole)
         return
     spans_key = next((k for k in ("resourceSpans", "resource_spans", "batches") if k in obj), None)
     logs_key = next((k for k in ("resourceLogs", "resource_logs") if k in obj), None)
@@ -571,7 +576,7 @@ def _read_export(obj: Any, reading: _Reading, file: str, line: int | None, prefi
                 file,
                 here,
                 f"not OTLP TracesData/LogsData: no resourceSpans or resourceLogs (keys {sorted(obj)[:5]})",
-                obj,
+                whole,
             )
         return
     for key, inner, leaf, parse in (
@@ -582,7 +587,7 @@ def _read_export(obj: Any, reading: _Reading, file: str, line: int | None, prefi
             continue
         path = f"{prefix}{key}"
         if not isinstance(obj[key], list):
-            reading.reject(file, _at(line, path), f"{key}: expected an array, got {_type(obj[key])}", obj)
+            reading.reject(file, _at(line, path), f"{key}: expected an array, got {_type(obj[key])}", whole)
             continue
         for i, rs in enumerate(obj[key]):
             rpath = f"{path}[{i}]"
@@ -669,7 +674,7 @@ def _read_file(file: Path, reading: _Reading) -> None:
             for i, obj in enumerate(whole):
                 _read_export(obj, reading, name, None, f"[{i}].")
         else:
-            _read_export(whole, reading, name, 1 if one_line else None, "")
+            _read_export(whole, reading, name, 1 if one_line else None, "", text.strip() if one_line else None)
         return
     # not one document: JSON lines, unless no line is an export and some fail (a damaged document)
     parsed: list[tuple[int, bytes, Any, BaseException | None]] = []
@@ -699,7 +704,7 @@ def _read_file(file: Path, reading: _Reading) -> None:
         if error is not None:
             reading.reject(name, f"line {lineno}", f"not JSON: {_reason(error)}", raw)
         else:
-            _read_export(obj, reading, name, lineno, "")
+            _read_export(obj, reading, name, lineno, "", raw.removesuffix(b"\r"))
 
 
 # ------------------------------------------------------------------------------------ building
@@ -1098,17 +1103,27 @@ def _sniff_file(path: Path) -> bool:
     return bool(_SNIFF.match(head.removeprefix(b"\xef\xbb\xbf")))
 
 
-def otlp_files(path: str) -> tuple[list[Path], list[Path]]:
-    """The files to read for ``path`` and, for a directory, the JSON files skipped as not OTLP."""
+def _has_export_line(path: Path) -> bool:
+    """Some line of the file starts like an OTLP export (JSONL whose first line is damaged)."""
+    try:
+        with path.open("rb") as f:
+            return any(_SNIFF.match(line) for line in f)
+    except OSError:
+        return False
+
+
+def otlp_files(path: str) -> tuple[list[Path], list[Path], list[str]]:
+    """The files to read for ``path`` and, for a directory, the JSON files skipped as not OTLP and
+    notes on the symlinks out of it that were not read."""
     p = read_path(path)
     if p.is_file():
-        return [p], []
+        return [p], [], []
     files: list[Path] = []
     skipped: list[Path] = []
-    for f in sorted(p.rglob("*")):
-        if f.is_file() and f.suffix.lower() in SUFFIXES:
-            (files if _sniff_file(f) else skipped).append(f)
-    return files, skipped
+    found, links = files_below(p, lambda f: f.suffix.lower() in SUFFIXES)
+    for f in found:
+        (files if _sniff_file(f) or _has_export_line(f) else skipped).append(f)
+    return files, skipped, links
 
 
 class OtlpImporter(Importer):
@@ -1128,13 +1143,13 @@ class OtlpImporter(Importer):
         return False
 
     def batches(self, path: str, options: ImportOptions) -> Iterator[SourceBatch]:
-        files, skipped = otlp_files(path)
+        files, skipped, links = otlp_files(path)
         reading = _Reading()
         for file in files:
             _read_file(file, reading)
         builder = _Builder(reading, options)
         rows = builder.build()
-        notes = _notes(reading, builder, skipped, rows)
+        notes = [*links, *_notes(reading, builder, skipped, rows)]
         for i in range(0, max(len(rows), 1), BATCH_EVENTS):
             chunk = rows[i : i + BATCH_EVENTS]
             first = i == 0

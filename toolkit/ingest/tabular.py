@@ -40,6 +40,8 @@ from toolkit.ingest.base import (
     ImportOptions,
     Rejection,
     SourceBatch,
+    files_below,
+    notes_only,
     read_path,
     rows_table,
     text_of,
@@ -54,11 +56,12 @@ PARQUET_SUFFIXES: Final = (".parquet", ".pq")
 _FIELD_LIMIT: Final = 1 << 28  # cells up to 256 MiB (the csv module's default is 128 KiB)
 
 
-def _files(path: str, suffixes: tuple[str, ...]) -> list[Path]:
+def _files(path: str, suffixes: tuple[str, ...]) -> tuple[list[Path], list[str]]:
+    """The files to read for ``path`` and notes on the symlinks out of a directory that were not read."""
     p = read_path(path)
     if p.is_file():
-        return [p]
-    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+        return [p], []
+    return files_below(p, lambda f: f.suffix.lower() in suffixes)
 
 
 def _batch(rows: list[dict[str, Any]], rejections: list[Rejection], read: int, options: ImportOptions) -> SourceBatch:
@@ -83,7 +86,9 @@ class CsvImporter(Importer):
     def batches(self, path: str, options: ImportOptions) -> Iterator[SourceBatch]:
         if csv.field_size_limit() < _FIELD_LIMIT:
             csv.field_size_limit(min(_FIELD_LIMIT, sys.maxsize))
-        for file in _files(path, CSV_SUFFIXES):
+        files, notes = _files(path, CSV_SUFFIXES)
+        yield from notes_only(notes)
+        for file in files:
             yield from self._file(file, mapping_for(file, options.mapping), options)
 
     def _file(self, file: Path, mapping: Mapping | None, options: ImportOptions) -> Iterator[SourceBatch]:
@@ -174,7 +179,9 @@ class ParquetImporter(Importer):
             return f.read(4) == b"PAR1"
 
     def batches(self, path: str, options: ImportOptions) -> Iterator[SourceBatch]:
-        for file in _files(path, PARQUET_SUFFIXES):
+        files, notes = _files(path, PARQUET_SUFFIXES)
+        yield from notes_only(notes)
+        for file in files:
             yield from self._file(file, mapping_for(file, options.mapping), options)
 
     def _file(self, file: Path, mapping: Mapping | None, options: ImportOptions) -> Iterator[SourceBatch]:

@@ -209,7 +209,10 @@ def is_events_file(p: Path) -> bool:
     if not p.is_file() or p.suffix != ".jsonl":
         return False
     with p.open("rb") as f:
-        head = f.read(_SNIFF_BYTES).removeprefix(_BOM)
+        head = f.read(1 << 16).removeprefix(_BOM)  # the first line, nearly always
+        if _EVENT_LINE_RE.match(head):
+            return True
+        head += f.read(_SNIFF_BYTES)
     return any(_EVENT_LINE_RE.match(line) for line in head.split(b"\n"))
 
 

@@ -1103,11 +1103,12 @@ def _sniff_file(path: Path) -> bool:
     return bool(_SNIFF.match(head.removeprefix(b"\xef\xbb\xbf")))
 
 
-def _has_export_line(path: Path) -> bool:
-    """Some line of the file starts like an OTLP export (JSONL whose first line is damaged)."""
+def _has_export_line(path: Path, limit: int = 1 << 20) -> bool:
+    """Some line of the file's first ``limit`` bytes starts like an OTLP export (JSONL whose first
+    line is damaged); a large JSON file of one line is not read whole."""
     try:
         with path.open("rb") as f:
-            return any(_SNIFF.match(line) for line in f)
+            return any(_SNIFF.match(line) for line in f.read(limit).split(b"\n"))
     except OSError:
         return False
 

@@ -1,4 +1,4 @@
--- summary: Every event with its cost repriced from the price table (view prices) at its own time, or at as_of; why a billable event has no price.
+-- summary: Every event with its cost repriced from the price table (view prices) at its own time, or at as_of (a cost without tokens kept as recorded); why a billable event has no price.
 -- params: as_of TIMESTAMPTZ = NULL
 -- returns: stream_id VARCHAR, stream_type VARCHAR, version BIGINT, position BIGINT, event_id VARCHAR, event_type VARCHAR, source_type VARCHAR, occurred_at TIMESTAMPTZ, recorded_at TIMESTAMPTZ, correlation_id VARCHAR, causation_id VARCHAR, traceparent VARCHAR, trace_id VARCHAR, span_id VARCHAR, model VARCHAR, tool_name VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(18,9), duration_ms DOUBLE, is_error BOOLEAN, error VARCHAR, data VARCHAR, metadata VARCHAR, agent VARCHAR, subject_id VARCHAR, tool_call_id VARCHAR, idempotency_key VARCHAR, source VARCHAR, payload_sha256 VARCHAR, prev_hash VARCHAR, hash VARCHAR, day DATE, billable BOOLEAN, price_row VARCHAR, price_provider VARCHAR, repriced_cost_usd DECIMAL(18,9), unpriced_reason VARCHAR
 -- A model is priced by one pattern of price_segments: exact names first, then regexes in file order.
@@ -47,8 +47,10 @@ SELECT
     * EXCLUDE (inconsistent, price_row, price_provider, input_rate, cache_read_rate, cache_write_rate, output_rate, reasoning_rate),
     price_row,
     price_provider,
-    -- the arithmetic runs only for the events a rate was found for (rates are USD per 1M tokens)
-    CASE WHEN price_row IS NOT NULL AND billable AND NOT inconsistent THEN CAST(
+    -- the arithmetic runs only for the events a rate was found for (rates are USD per 1M tokens);
+    -- a cost recorded on an event without tokens (a paid tool call, a request fee) is no token
+    -- price: it is kept as recorded, so repricing neither drops it nor calls it a saving
+    CASE WHEN NOT billable THEN cost_usd WHEN price_row IS NOT NULL AND NOT inconsistent THEN CAST(
         ((coalesce(tokens_in, 0) - coalesce(tokens_cache_read, 0) - coalesce(tokens_cache_write, 0)) * input_rate
             + coalesce(tokens_cache_read, 0) * cache_read_rate
             + coalesce(tokens_cache_write, 0) * cache_write_rate

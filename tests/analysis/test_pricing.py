@@ -244,6 +244,9 @@ def test_tiers_may_overlap_their_base_but_not_each_other(tmp_path: Path) -> None
         (row(model=""), "missing required model"),
         (row(match="glob"), "match must be exact or regex"),
         (row(model="gpt-(", match="regex"), "is not a regex"),
+        # Python's re reads these, DuckDB's RE2 (which joins the prices) does not
+        (row(model="gpt-4o(?!-mini).*", match="regex"), "is not a regex RE2 reads"),
+        (row(model=r"(a)\1", match="regex"), "is not a regex RE2 reads"),
         (row(inp="-1"), "must be a non-negative number"),
         (row(inp="abc"), "is not a number"),
         (row(inp="0.0000001"), "more than 6 decimals"),
@@ -270,6 +273,29 @@ def test_a_bad_header_or_field_count_or_missing_file_is_refused(tmp_path: Path) 
         load_prices(short)
     with pytest.raises(InvalidPathError, match="no such price file"):
         load_prices(tmp_path / "missing.csv")
+    twice = tmp_path / "twice.csv"  # the later input_usd_per_mtok silently won: $99 per 1M
+    twice.write_text(HEADER + ",input_usd_per_mtok\n" + row() + ",99\n", encoding="utf-8")
+    with pytest.raises(PriceTableError, match=r"columns named twice \['input_usd_per_mtok'\]") as e:
+        load_prices(twice)
+    assert e.value.context["rows"] == [f"{twice}:1"]
+
+
+def test_a_cost_recorded_without_tokens_is_kept_not_dropped_or_called_a_saving(journal: Journal, tmp_path: Path) -> None:
+    """A paid tool call (cost, no tokens) is nothing a token price reprices: it stays as recorded."""
+    prices = price_file(tmp_path, row())
+    journal.append(
+        "r",
+        [
+            ev("tool_called", {}, tool_name="web_search", cost_usd="0.05", occurred_at="2026-02-01T00:00:00Z"),
+            llm("2026-02-01T00:00:01Z", 1_000_000, 0, cost_usd="1"),
+            llm("2026-02-01T00:00:02Z", 0, 0, cost_usd="0.25"),  # a request fee on a model
+        ],
+    )
+    diff = {r["model"]: r for r in reprice_diff(journal, prices).to_pylist()}
+    assert diff["(none)"]["repriced_cost_usd"] == Decimal("0.05") and diff["(none)"]["diff_usd"] == 0
+    assert diff["m"]["repriced_cost_usd"] == Decimal("1.25") and diff["m"]["diff_usd"] == 0
+    by_tool = {r["tool"]: r for r in rollup(journal, ["tool"], cost="repriced", prices=prices).to_pylist()}
+    assert by_tool["web_search"]["cost_usd"] == Decimal("0.05") and by_tool["web_search"]["unpriced_events"] == 0
 
 
 # ---------------------------------------------------------------------- the join against a Python reference

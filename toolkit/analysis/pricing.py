@@ -166,9 +166,10 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
     header = [h.strip() for h in next(csv.reader([header_text]))]
     missing = [c for c in CSV_COLUMNS if c not in header]
     unknown = [c for c in header if c not in CSV_COLUMNS]
-    if missing or unknown:
+    twice = sorted({c for c in header if header.count(c) > 1})  # the later one would silently win
+    if missing or unknown or twice:
         raise PriceTableError.rows(
-            f"header lacks {missing}" if missing else f"unknown columns {unknown}",
+            f"header lacks {missing}" if missing else f"unknown columns {unknown}" if unknown else f"columns named twice {twice}",
             [f"{path}:{header_line}"],
             hint="the header is: " + ",".join(CSV_COLUMNS),
         )
@@ -193,11 +194,10 @@ def _parse_row(raw: dict[str, str], file: str, line: int) -> dict[str, Any]:
             raise PriceTableError.rows(f"missing required price {name}", where)
     if raw["match"] not in ("exact", "regex"):
         raise PriceTableError.rows(f"match must be exact or regex, got {raw['match']!r}", where)
-    if raw["match"] == "regex":
-        try:
-            re.compile(raw["model"])
-        except re.error as e:
-            raise PriceTableError.rows(f"model pattern {raw['model']!r} is not a regex ({e})", where) from None
+    if raw["match"] == "regex":  # matched by DuckDB (RE2): no look-arounds, no back-references
+        problem = duckdb_engine.regex_problem(raw["model"])
+        if problem is not None:
+            raise PriceTableError.rows(f"model pattern {raw['model']!r} is not a regex RE2 reads ({problem})", where)
     row: dict[str, Any] = {"model": raw["model"], "match": raw["match"], "provider": raw["provider"]}
     row["effective_from"] = _time(raw["effective_from"], "effective_from", where)
     row["effective_to"] = _time(raw["effective_to"], "effective_to", where) if raw["effective_to"] else None

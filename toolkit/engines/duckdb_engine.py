@@ -291,6 +291,22 @@ def check_one_select(sql: str) -> None:
         raise QueryError(f"one SELECT statement expected, found {found}")
 
 
+def regex_problem(pattern: str) -> str | None:
+    """Why DuckDB's regex engine (RE2) refuses ``pattern`` — look-arounds, back-references — or None.
+
+    >>> regex_problem("gpt-4o.*") is None, regex_problem("gpt-4o(?!-mini)") is not None
+    (True, True)
+    """
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SELECT regexp_full_match('', $p)", {"p": pattern})
+    except duckdb.Error as e:
+        return str(e).removeprefix("Invalid Input Error: ")
+    finally:
+        con.close()
+    return None
+
+
 def raw_connection() -> duckdb.DuckDBPyConnection:
     """An unsandboxed in-memory connection (benchmarks' raw-DuckDB baseline only)."""
     con = duckdb.connect(":memory:")
@@ -305,6 +321,7 @@ __all__ = [
     "connect",
     "query_tables",
     "raw_connection",
+    "regex_problem",
     "register_parquet_view",
     "sha1_hexes",
 ]

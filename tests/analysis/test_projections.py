@@ -151,3 +151,34 @@ def test_bad_projections_are_refused(journal: Journal) -> None:
     assert read_projection(journal, "crash") is None
     with pytest.raises(ReplayError, match="no projection"):
         catch_up(journal, "nope")
+
+
+def test_two_catch_ups_at_once_add_each_row_once(journal: Journal) -> None:
+    """A catch-up reads its checkpoint, folds and writes under one hold of the write lock: the
+    second one waits and finds the projection up to date (before, both added the new rows)."""
+    import threading
+
+    build_tool_failure_loop(journal)
+    armed, first_fold, other_done = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_errors(e: Event, emit: Emit) -> None:
+        if armed.is_set() and not first_fold.is_set():
+            first_fold.set()
+            other_done.wait(3)  # the other catch-up ran to its end here before the fix
+        _errors_by_stream(e, emit)
+
+    slow = Projection("errors_slow", ERRORS.schema, handler=slow_errors)
+    catch_up(journal, slow)
+    journal.append_batch([{**e, "stream_id": sid} for sid, e in BATCHES[1] + BATCHES[2]])
+    armed.set()
+    reports: list[Any] = []
+    a = threading.Thread(target=lambda: reports.append(catch_up(journal, slow)))
+    a.start()
+    assert first_fold.wait(10)
+    b = threading.Thread(target=lambda: (reports.append(catch_up(Journal.open(journal.path), slow)), other_done.set()))
+    b.start()
+    a.join(30)
+    b.join(30)
+    assert sorted(r.events for r in reports) == [0, 5]
+    rows = _sorted(read_projection(journal, "errors_slow"), ["stream_id", "version"])
+    assert rows == _sorted(catch_up(journal, slow, reset=True) and read_projection(journal, "errors_slow"), ["stream_id", "version"])

@@ -546,6 +546,24 @@ def test_an_on_commit_callback_writing_to_the_same_journal_fails_at_once_and_the
     assert Journal.open(journal.path).read_all(["event_id"]).num_rows == 201
 
 
+def test_a_nested_hold_lets_the_holders_own_appends_through_but_not_their_callbacks(journal: Journal) -> None:
+    """``write_lock(nested=True)`` holds the lock over a read → plan → write operation; the appends
+    it makes take it again at once, and a callback of such an append still gets LockReentryError."""
+    from toolkit.journal.lock import write_lock
+
+    def on_commit(result: store.AppendResult) -> None:
+        journal.append("audit", [{"event_type": "custom", "data": {}}])
+
+    with write_lock(journal.path, 5, nested=True):
+        journal.append("a", [{"event_type": "custom", "data": {}}])
+        with pytest.raises(LockReentryError):
+            journal.append_batches([batch(1, 10, ["b"])], on_commit=on_commit)
+        journal.append("a", [{"event_type": "custom", "data": {}}])  # the nesting is back after the refusal
+    with write_lock(journal.path, 5), pytest.raises(LockReentryError):
+        journal.append("a", [{"event_type": "custom", "data": {}}])
+    assert Journal.open(journal.path).read_all(["event_id"]).num_rows == 12
+
+
 def test_another_thread_of_the_process_waits_for_the_write_lock_as_another_process_does(journal: Journal) -> None:
     from toolkit.journal.lock import write_lock
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -187,3 +188,75 @@ def test_evennia_archive_is_readable_by_its_importer(people: Journal, tmp_path: 
     assert [e["topic"] for e in doc["events"]] == ["user_message", "AssistantArchived"]
     assert doc["events"][-1]["data"]["reason"] == "archived"
     assert isinstance(pa.table({"x": [1]}), pa.Table)
+
+
+def test_a_snapshot_taken_during_a_redaction_does_not_bring_the_payloads_back(
+    people: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """take_snapshots reads and folds under the write lock: a redaction cannot commit between
+    the snapshot's read of the payloads and its append of the states folded from them."""
+    import threading
+
+    import toolkit.analysis.replay as replay
+    from toolkit.analysis.snapshots import take_snapshots
+
+    read, redacted = threading.Event(), threading.Event()
+    real = replay.stream_events
+
+    def slow_read(journal: Journal, stream_id: str) -> Any:
+        events = real(journal, stream_id)
+        read.set()
+        redacted.wait(3)  # before the fix the redaction committed here
+        return events
+
+    monkeypatch.setattr(replay, "stream_events", slow_read)
+    snap = threading.Thread(target=take_snapshots, args=(people,), kwargs={"every": 1, "stream_ids": ["alice-2"]})
+    snap.start()
+    assert read.wait(10)
+    redact = threading.Thread(target=lambda: (redact_subject(Journal.open(people.path), "alice"), redacted.set()))
+    redact.start()
+    snap.join(30)
+    redact.join(30)
+    assert redacted.is_set()
+    states = json.dumps(read_table(Journal.open(people.path), "snapshots").to_pylist(), default=str)
+    assert "alice-2" not in states and PII not in states
+    assert PII not in _everything_on_disk(people.path)
+
+
+def test_a_redaction_killed_after_dropping_snapshots_erases_their_history_on_rerun(
+    people: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from toolkit.analysis.snapshots import take_snapshots
+
+    take_snapshots(people, every=1)
+    assert '"alice-1"' in _everything_on_disk(people.path / "snapshots")  # states folded from her payloads
+
+    def killed(uri: str) -> list[str]:
+        raise KeyboardInterrupt("killed after the snapshots were rewritten")
+
+    monkeypatch.setattr("toolkit.journal.redaction.erase_table_history", killed)
+    with pytest.raises(KeyboardInterrupt):
+        redact_subject(people, "alice")
+    monkeypatch.setattr("toolkit.journal.redaction.erase_table_history", rewrite.erase_table_history)
+    redact_subject(Journal.open(people.path), "alice")
+    assert '"alice-1"' not in _everything_on_disk(people.path / "snapshots")
+    assert '"bob-1"' in _everything_on_disk(people.path / "snapshots")
+
+
+def test_a_kill_during_history_erasure_leaves_the_log_retention_as_it_was(
+    people: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deltalake import DeltaTable
+
+    def killed(self: DeltaTable) -> None:
+        raise KeyboardInterrupt("killed while erasing history")
+
+    monkeypatch.setattr(DeltaTable, "create_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        redact_subject(people, "alice")
+    monkeypatch.undo()
+    config = DeltaTable(people.events_uri).metadata().configuration
+    assert config.get("delta.logRetentionDuration") in (None, "interval 30 days")
+    redact_subject(Journal.open(people.path), "alice")
+    assert PII not in _everything_on_disk(people.path)
+    assert verify_journal(Journal.open(people.path)).ok

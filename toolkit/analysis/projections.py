@@ -48,6 +48,7 @@ from toolkit.analysis.aggregates import EVENT_COLUMNS, Event
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
 from toolkit.errors import ReplayError
+from toolkit.journal.lock import write_lock
 from toolkit.journal.schema import ARROW_SCHEMA, TIMESTAMP
 from toolkit.journal.side_tables import (
     ProjectionFile,
@@ -180,8 +181,19 @@ def catch_up(
     reset: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> CatchUpReport:
-    """Bring a projection up to the journal's last position (``reset``: rebuild from the start)."""
+    """Bring a projection up to the journal's last position (``reset``: rebuild from the start).
+
+    Checkpoint, read, fold and write happen under one hold of the write lock: two catch-ups at
+    once would otherwise both add the rows after the same checkpoint."""
     p = get_projection(projection) if isinstance(projection, str) else projection
+    with write_lock(journal.path, journal.config.lock_timeout_s, nested=True):
+        journal.refresh()
+        return _catch_up(journal, p, reset=reset, progress=progress)
+
+
+def _catch_up(
+    journal: Journal, p: Projection, *, reset: bool, progress: Callable[[int, int], None] | None
+) -> CatchUpReport:
     started = time.perf_counter()
     target = journal.max_position()
     cp = projection_checkpoint(journal, p.name)

@@ -27,6 +27,7 @@ from typing import Any
 from toolkit.analysis.agent_run import AGENT_RUN
 from toolkit.analysis.aggregates import Aggregate, ReplayProblem
 from toolkit.errors import ReplayError
+from toolkit.journal.lock import write_lock
 from toolkit.journal.side_tables import append_rows, read_table
 from toolkit.journal.store import Journal
 
@@ -137,36 +138,40 @@ def take_snapshots(
         )
     from toolkit.analysis.replay import _fold, stream_events
 
-    heads = journal.heads()
-    ids = sorted(stream_ids) if stream_ids is not None else sorted(s for s, h in heads.items() if h.version >= every)
-    report = SnapshotReport(aggregate=aggregate.name, fingerprint=aggregate.fingerprint)
-    idx = _index(journal)
-    rows: list[dict[str, Any]] = []
-    problems: list[ReplayProblem] = []
-    for n, sid in enumerate(ids):
-        events = stream_events(journal, sid)
-        report.streams += 1
-        have = set(idx.versions.get((sid, aggregate.name, aggregate.fingerprint), ()))
-        state = aggregate.initial()
-        for lo in range(0, len(events) - every + 1, every):
-            chunk = events[lo : lo + every]
-            state = _fold(aggregate, chunk, state, problems)
-            report.events_folded += len(chunk)
-            v = chunk[-1].version
-            if v in have:
-                report.already_present += 1
-                continue
-            rows.append(
-                {
-                    "stream_id": sid,
-                    "version": v,
-                    "aggregate": aggregate.name,
-                    "fingerprint": aggregate.fingerprint,
-                    "state": json.dumps(aggregate.to_dict(state), sort_keys=True, default=str),
-                }
-            )
-        if progress is not None:
-            progress(n + 1, len(ids))
-    report.problems = len(problems)
-    report.written = append_rows(journal, SNAPSHOTS, rows)
-    return report
+    # read, fold and append under one hold of the lock: a redaction or another snapshot run in
+    # between would otherwise get states folded from payloads it removed, or the same rows twice
+    with write_lock(journal.path, journal.config.lock_timeout_s, nested=True):
+        journal.refresh()
+        heads = journal.heads()
+        ids = sorted(stream_ids) if stream_ids is not None else sorted(s for s, h in heads.items() if h.version >= every)
+        report = SnapshotReport(aggregate=aggregate.name, fingerprint=aggregate.fingerprint)
+        idx = _index(journal)
+        rows: list[dict[str, Any]] = []
+        problems: list[ReplayProblem] = []
+        for n, sid in enumerate(ids):
+            events = stream_events(journal, sid)
+            report.streams += 1
+            have = set(idx.versions.get((sid, aggregate.name, aggregate.fingerprint), ()))
+            state = aggregate.initial()
+            for lo in range(0, len(events) - every + 1, every):
+                chunk = events[lo : lo + every]
+                state = _fold(aggregate, chunk, state, problems)
+                report.events_folded += len(chunk)
+                v = chunk[-1].version
+                if v in have:
+                    report.already_present += 1
+                    continue
+                rows.append(
+                    {
+                        "stream_id": sid,
+                        "version": v,
+                        "aggregate": aggregate.name,
+                        "fingerprint": aggregate.fingerprint,
+                        "state": json.dumps(aggregate.to_dict(state), sort_keys=True, default=str),
+                    }
+                )
+            if progress is not None:
+                progress(n + 1, len(ids))
+        report.problems = len(problems)
+        report.written = append_rows(journal, SNAPSHOTS, rows)
+        return report

@@ -31,6 +31,7 @@ from toolkit.ingest.base import (
     split_source,
 )
 from toolkit.ingest.idempotency import check_field, fill_idempotency_key
+from toolkit.journal.lock import write_lock
 from toolkit.journal.prepare import validate_table
 from toolkit.journal.side_tables import append_rows, read_table
 from toolkit.journal.store import AppendResult, Journal
@@ -213,8 +214,8 @@ def import_paths(
     if dry_run:
         report.snapshots = len(snapshots)
         return report
-    report.quarantined = append_rows(journal, "quarantine", _new_rows(journal, "quarantine", quarantine))
-    report.snapshots = append_rows(journal, "source_snapshots", _new_rows(journal, "source_snapshots", snapshots))
+    report.quarantined = _append_new(journal, "quarantine", quarantine)
+    report.snapshots = _append_new(journal, "source_snapshots", snapshots)
     return report
 
 
@@ -273,17 +274,19 @@ _KEYS = {
 }
 
 
-def _new_rows(journal: Journal, name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows not already in the side table (re-importing the same export adds nothing)."""
+def _append_new(journal: Journal, name: str, rows: list[dict[str, Any]]) -> int:
+    """Append the rows not already in the side table (re-importing the same export adds nothing);
+    read and append under one hold of the write lock, so two imports at once add each row once."""
     if not rows:
-        return []
+        return 0
     keys = _KEYS[name]
-    existing = read_table(journal, name).select(list(keys)).to_pylist()
-    seen = {tuple(r[k] for k in keys) for r in existing}
-    out = []
-    for r in rows:
-        key = tuple(r.get(k) for k in keys)
-        if key not in seen:
-            seen.add(key)
-            out.append(r)
-    return out
+    with write_lock(journal.path, journal.config.lock_timeout_s, nested=True):
+        existing = read_table(journal, name).select(list(keys)).to_pylist()
+        seen = {tuple(r[k] for k in keys) for r in existing}
+        out = []
+        for r in rows:
+            key = tuple(r.get(k) for k in keys)
+            if key not in seen:
+                seen.add(key)
+                out.append(r)
+        return append_rows(journal, name, out)

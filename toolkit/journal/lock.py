@@ -16,7 +16,10 @@ the locking that makes deltalake's plain-PUT commits safe on S3 (see ``location.
 A thread that asks again for a lock it holds (an ``on_commit`` callback or the batch generator
 of ``append_batches`` writing to the journal being appended to) would wait for itself until the
 timeout: it gets ``LockReentryError`` at once. Other threads of the process wait as other
-processes do.
+processes do. A read → plan → write operation (snapshots, projection catch-up, quarantine rows)
+holds the lock over the whole of it with ``write_lock(..., nested=True)``, so nothing is written
+between what it read and what it writes; the writes it makes itself then pass through (each
+still refusing its own callbacks' writes).
 """
 
 from __future__ import annotations
@@ -41,12 +44,14 @@ LOCK_FILE = ".write.lock"
 LEASE_S = 60.0  # a remote lock not renewed for this long belongs to a dead writer
 
 
-_HELD: dict[str, int] = {}  # lock path -> the thread holding it, in this process
+_HELD: dict[str, tuple[int, bool]] = {}  # lock path -> (the thread holding it, whether it allows nesting)
 _HELD_GUARD = threading.Lock()
 
 
 @contextmanager
-def write_lock(journal_dir: Path | S3Location, timeout_s: float) -> Iterator[None]:
+def write_lock(journal_dir: Path | S3Location, timeout_s: float, *, nested: bool = False) -> Iterator[None]:
+    """Hold the journal's write lock. ``nested``: the holder's own writes inside take it again
+    without waiting (a read → plan → write operation held whole, see the module docstring)."""
     key = (
         str(journal_dir / LOCK_FILE)
         if isinstance(journal_dir, S3Location)
@@ -54,16 +59,26 @@ def write_lock(journal_dir: Path | S3Location, timeout_s: float) -> Iterator[Non
     )
     me = threading.get_ident()
     with _HELD_GUARD:
-        if _HELD.get(key) == me:
-            raise LockReentryError(
-                f"{journal_dir}: this thread already holds the journal's write lock",
-                hint="a callback or batch generator of an append must not write to the journal being appended "
-                "to; write after the append returns",
-                path=key,
-            )
+        held = _HELD.get(key)
+        if held is not None and held[0] == me:
+            if not held[1]:
+                raise LockReentryError(
+                    f"{journal_dir}: this thread already holds the journal's write lock",
+                    hint="a callback or batch generator of an append must not write to the journal being "
+                    "appended to; write after the append returns",
+                    path=key,
+                )
+            _HELD[key] = (me, nested)
+    if held is not None and held[0] == me:
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD[key] = held
+        return
     with _local_or_remote(journal_dir, timeout_s):
         with _HELD_GUARD:
-            _HELD[key] = me
+            _HELD[key] = (me, nested)
         try:
             yield
         finally:

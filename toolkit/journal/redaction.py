@@ -204,12 +204,11 @@ def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> li
             continue
         t = read_table(journal, name)
         keep = pc.invert(pc.is_in(t.column("stream_id"), wanted))
-        if pc.all(keep).as_py() in (True, None):
-            continue
-        write_deltalake(uri, t.filter(keep), mode="overwrite", commit_properties=CommitProperties(
-            custom_metadata={"toolkit.operation": f"redact {name}"}))
-        dropped.append(f"{name}: {t.num_rows - t.filter(keep).num_rows} rows")
-        if erase:
+        if pc.all(keep).as_py() not in (True, None):
+            write_deltalake(uri, t.filter(keep), mode="overwrite", commit_properties=CommitProperties(
+                custom_metadata={"toolkit.operation": f"redact {name}"}))
+            dropped.append(f"{name}: {t.num_rows - t.filter(keep).num_rows} rows")
+        if erase:  # also when the rows are gone already: a run killed after dropping them left the history
             erase_table_history(uri)
     for p in sorted(journal.path.iterdir()) if isinstance(journal.path, Path) else []:
         if p.is_dir() and p.name.startswith("projection_") and p.name not in SIDE_TABLES:

@@ -14,14 +14,17 @@ log's add actions carry per-file min/max statistics of every column, payloads in
 from __future__ import annotations
 
 import datetime as dt
-import time
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from toolkit.errors import InvalidPathError
+from toolkit.journal.location import filesystem, is_remote
 from toolkit.journal.prepare import STREAM_TYPE_RE
 from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES
 from toolkit.journal.side_tables import SIDE_TABLES
@@ -105,20 +108,35 @@ def append_side_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, An
 
 def erase_table_history(uri: str) -> list[str]:
     """Vacuum every unreferenced file of the Delta table at ``uri`` and drop its log entries
-    before a new checkpoint; returns the data files deleted. The caller holds the write lock."""
+    before a new checkpoint; returns the data files deleted. The caller holds the write lock.
+
+    The log is cut by hand (``cleanup_metadata`` only follows ``delta.logRetentionDuration``,
+    and lowering that table property would outlive a kill between setting and restoring it)."""
     table = DeltaTable(uri)
     deleted = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
-    before = table.metadata().configuration.get("delta.logRetentionDuration")
-    table.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"}, raise_if_not_exists=False)
-    table = DeltaTable(uri)
+    if table.metadata().configuration.get("delta.logRetentionDuration") == _ZERO_RETENTION:
+        # left by an erasure of an earlier release killed half-way: back to Delta's default
+        table.alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days"})
+        table = DeltaTable(uri)
     table.create_checkpoint()
-    time.sleep(0.01)  # log files strictly older than the checkpoint
-    table.cleanup_metadata()
-    table.alter.set_table_properties(
-        {"delta.logRetentionDuration": before or "interval 30 days"}, raise_if_not_exists=False
-    )
-    DeltaTable(uri).create_checkpoint()
+    checkpoint = table.version()
+    if is_remote(uri):
+        fs, log = filesystem(), uri.removeprefix("s3://") + "/_delta_log"
+        names = [n.rsplit("/", 1)[-1] for n in fs.ls(log, detail=False)]
+    else:
+        names = os.listdir(Path(uri) / "_delta_log")
+    for name in names:
+        m = _LOG_ENTRY.fullmatch(name)
+        if m is not None and int(m.group(1)) < checkpoint:
+            if is_remote(uri):
+                fs.rm(f"{log}/{name}")
+            else:
+                (Path(uri) / "_delta_log" / name).unlink()
     return list(deleted)
+
+
+_ZERO_RETENTION = "interval 0 seconds"
+_LOG_ENTRY = re.compile(r"(\d{20})\.(?:json|crc|checkpoint\b.*\.parquet)")
 
 
 def erase_history(journal: Journal) -> list[str]:

@@ -260,3 +260,30 @@ def test_a_kill_during_history_erasure_leaves_the_log_retention_as_it_was(
     redact_subject(Journal.open(people.path), "alice")
     assert PII not in _everything_on_disk(people.path)
     assert verify_journal(Journal.open(people.path)).ok
+
+
+@pytest.mark.parametrize("killed_in", ["write_parquet_atomic", "remove_stream_prefix"])
+def test_an_interrupted_archive_delete_is_resumed_without_a_second_tombstone(
+    people: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, killed_in: str
+) -> None:
+    original = people.read_stream("alice-1")
+
+    def kill(*a: object, **k: object) -> Any:
+        raise KeyboardInterrupt(f"killed in {killed_in}")
+
+    monkeypatch.setattr(f"toolkit.reports.archive.{killed_in}", kill)
+    with pytest.raises(KeyboardInterrupt):
+        archive_stream(people, "alice-1", tmp_path / "a.parquet", delete=True)
+    monkeypatch.undo()
+    result = archive_stream(Journal.open(people.path), "alice-1", tmp_path / "a.parquet", delete=True)
+    assert (result.events, result.tombstone_version, result.deleted) == (3, 3, 2)
+    archived = pq.read_table(tmp_path / "a.parquet")
+    assert archived.column("event_type").to_pylist() == ["user_message", "llm_response", "stream_archived"]
+    assert archived.slice(0, 2).to_pylist() == original.to_pylist()
+    fresh = Journal.open(people.path)
+    assert fresh.read_stream("alice-1").column("version").to_pylist() == [3]
+    assert [a["sha256"] for a in read_table(fresh, "archives").to_pylist()] == [result.sha256]
+    assert verify_journal(fresh).ok
+    with pytest.raises(RetentionError, match="deleted already"):  # never overwritten by the tombstone alone
+        archive_stream(fresh, "alice-1", tmp_path / "a.parquet", delete=True, force=True)
+    assert pq.read_table(tmp_path / "a.parquet").num_rows == 3

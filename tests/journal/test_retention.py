@@ -119,3 +119,39 @@ def test_retention_setting_round_trips(tmp_path: Path) -> None:
     assert Journal.open(j.path).config.retention_min_days == 30
     j.append("x", [ev("custom", occurred_at=NOW - dt.timedelta(days=40))])
     assert purge_before(Journal.open(j.path), NOW - dt.timedelta(days=31), now=NOW).events == 1
+
+
+@pytest.mark.parametrize("killed_at", ["after the archive", "after the records", "after the registration"])
+def test_a_purge_killed_half_way_is_rolled_back_by_the_rerun(
+    aged: Journal, monkeypatch: pytest.MonkeyPatch, killed_at: str
+) -> None:
+    """Whatever step a kill interrupts, the rerun records the purge once, and no archive copy of
+    the events is left that no record names (erasure would not find it)."""
+    import toolkit.journal.retention as retention
+
+    real_append = retention.append_side_rows
+
+    def kill(*a: object, **k: object) -> int:
+        raise KeyboardInterrupt(f"killed {killed_at}")
+
+    def append(journal: Journal, name: str, rows: list[dict[str, object]]) -> int:
+        if (killed_at, name) == ("after the archive", "purges") or (killed_at, name) == ("after the records", "archives"):
+            kill()
+        return real_append(journal, name, rows)
+
+    monkeypatch.setattr(retention, "append_side_rows", append)
+    if killed_at == "after the registration":
+        monkeypatch.setattr(retention, "replace_partitions", kill)
+    with pytest.raises(KeyboardInterrupt):
+        purge_before(aged, BEFORE, now=NOW)
+    assert len(list((aged.path / "purge-archives").iterdir())) == 1  # the archive of the killed run
+    monkeypatch.undo()
+    result = purge_before(Journal.open(aged.path), BEFORE, now=NOW)
+    fresh = Journal.open(aged.path)
+    assert result.events == 7 and fresh.read_all(["event_id"]).num_rows == 6
+    purges = read_table(fresh, "purges").to_pylist()
+    assert sorted(r["stream_id"] for r in purges) == ["old", "skew", "span"]
+    assert {r["purge_id"] for r in purges} == {result.purge_id}
+    assert [r["archive_id"] for r in read_table(fresh, "archives").to_pylist()] == [result.purge_id]
+    assert [p.name for p in (aged.path / "purge-archives").iterdir()] == [Path(result.archive_path or "").name]
+    assert verify_journal(fresh).ok

@@ -14,8 +14,12 @@
 5. replaces the touched partitions in one Delta commit.
 
 The record is written before the events are removed: a crash in between leaves a journal whose
-events are all there (it verifies; run the purge again). ``remove_stream_prefix`` is the same
-removal for one stream (``journal archive --delete``).
+events are all there (it verifies; run the purge again). The next purge first rolls such an
+unfinished purge back (``roll_back_unfinished``): records whose events are still in the journal
+are removed with their archive registration and archive file, and archive files of the journal's
+own ``purge-archives/`` that no record names (a kill before the records) are deleted, so the
+rerun records each removal once and no copy of the events is left behind where erasure does not
+look. ``remove_stream_prefix`` is the same removal for one stream (``journal archive --delete``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,13 @@ import pyarrow.parquet as pq
 
 from toolkit.errors import RetentionError
 from toolkit.journal.lock import write_lock
-from toolkit.journal.rewrite import Partition, append_side_rows, read_partitions, replace_partitions
+from toolkit.journal.rewrite import (
+    Partition,
+    append_side_rows,
+    read_partitions,
+    replace_partitions,
+    rewrite_side_table,
+)
 from toolkit.journal.side_tables import read_table
 from toolkit.journal.store import Journal
 
@@ -233,6 +243,39 @@ def default_archive(journal: Journal, purge_id: str) -> Path:
     return journal.path / ARCHIVE_DIR / f"{purge_id}.parquet"
 
 
+def roll_back_unfinished(journal: Journal) -> list[str]:
+    """Under the write lock: undo what purges killed before their commit left (see the module
+    docstring); returns the purge ids rolled back."""
+    purges = read_table(journal, "purges")
+    pending: set[str] = set()
+    if purges.num_rows:
+        first_kept = pl.DataFrame(purges.select(["purge_id", "stream_id", "first_kept_version"]))
+        streams = first_kept.get_column("stream_id").unique().sort().to_list()
+        lowest = (
+            pl.DataFrame(journal.read_streams(streams, ["stream_id", "version"]))
+            .group_by("stream_id")
+            .agg(pl.col("version").min().alias("lowest"))
+        )
+        still_there = first_kept.join(lowest, on="stream_id").filter(pl.col("lowest") < pl.col("first_kept_version"))
+        pending = set(still_there.get_column("purge_id").to_list())
+    for row in purges.filter(pc.is_in(purges.column("purge_id"), pa.array(sorted(pending), pa.string()))).to_pylist():
+        path = row["archive_path"]
+        if path and Path(path).is_file() and file_sha256(path) == row["archive_sha256"]:
+            Path(path).unlink()  # a copy of events that are still in the journal
+    if pending:
+        ids = pa.array(sorted(pending), pa.string())
+        for name, column in (("archives", "archive_id"), ("purges", "purge_id")):
+            t = read_table(journal, name)
+            rewrite_side_table(journal, name, t.filter(pc.invert(pc.is_in(t.column(column), ids))), "roll back")
+    if isinstance(journal.path, Path) and (journal.path / ARCHIVE_DIR).is_dir():
+        paths = read_table(journal, "purges").column("archive_path").to_pylist()
+        named = {Path(p).name for p in paths + read_table(journal, "archives").column("path").to_pylist() if p}
+        for f in (journal.path / ARCHIVE_DIR).iterdir():
+            if f.name not in named and (f.name.startswith("purge-") or f.name.startswith(".purge-")):
+                f.unlink()  # written by a purge killed before its records: its events were never removed
+    return sorted(pending)
+
+
 def purge_before(
     journal: Journal,
     before: dt.datetime,
@@ -251,6 +294,7 @@ def purge_before(
     result = PurgeResult(purge_id, before)
     with write_lock(journal.path, journal.config.lock_timeout_s):
         journal.refresh()
+        roll_back_unfinished(journal)
         parts = {(f.stream_type, f.day) for f in journal.files() if f.day <= before.date()}
         table = read_partitions(journal, parts)
         old = table.filter(pc.less(table.column("occurred_at"), pa.scalar(before, table.schema.field("occurred_at").type)))
@@ -273,6 +317,7 @@ def remove_stream_prefix(journal: Journal, stream_id: str, first_kept_version: i
     result = PurgeResult(purge_id, None)
     with write_lock(journal.path, journal.config.lock_timeout_s):
         journal.refresh()
+        roll_back_unfinished(journal)
         events = journal.read_stream(stream_id, ["stream_type", "day", "version"])
         parts = set(zip(events.column("stream_type").to_pylist(), events.column("day").to_pylist(), strict=True))
         table = read_partitions(journal, parts)
@@ -327,5 +372,6 @@ __all__ = [
     "purge_before",
     "record_archive",
     "remove_stream_prefix",
+    "roll_back_unfinished",
     "write_parquet_atomic",
 ]

@@ -106,6 +106,16 @@ def append_side_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, An
     return len(rows)
 
 
+def rewrite_side_table(journal: Journal, name: str, table: pa.Table, operation: str) -> None:
+    """Replace a side table's rows (one commit) while the caller holds the write lock."""
+    write_deltalake(
+        str(journal.path / name),
+        table.cast(SIDE_TABLES[name]),
+        mode="overwrite",
+        commit_properties=CommitProperties(custom_metadata={"toolkit.operation": f"{operation} {name}"}),
+    )
+
+
 def erase_table_history(uri: str) -> list[str]:
     """Vacuum every unreferenced file of the Delta table at ``uri`` and drop its log entries
     before a new checkpoint; returns the data files deleted. The caller holds the write lock.

@@ -20,6 +20,7 @@ from typing import Any
 
 from toolkit.errors import RetentionError, StreamNotFoundError
 from toolkit.journal.retention import file_sha256, record_archive, remove_stream_prefix, write_parquet_atomic
+from toolkit.journal.side_tables import read_table
 from toolkit.journal.store import Journal
 
 FORMATS = ("parquet", "evennia-archive")
@@ -64,31 +65,27 @@ def archive_stream(
     if fmt not in FORMATS:
         raise RetentionError(f"cannot archive as {fmt!r}", hint=f"formats: {', '.join(FORMATS)}")
     out = Path(output).expanduser().absolute()
-    if out.is_dir() or (out.exists() and not force):
-        raise RetentionError(
-            f"{out}: exists already", hint="choose a new file for the archive, or pass --force to replace it"
-        )
-    head = journal.read_stream(stream_id, ["version", "event_id", "correlation_id", "stream_type", "subject_id", "agent"])
+    head = journal.read_stream(
+        stream_id, ["version", "event_id", "event_type", "data", "correlation_id", "stream_type", "subject_id", "agent"]
+    )
     if head.num_rows == 0:
         raise StreamNotFoundError(
             f"no stream {stream_id!r} in {journal.path}", hint="journal streams lists the streams", stream_id=stream_id
         )
     last = head.slice(head.num_rows - 1).to_pylist()[0]
-    tombstone = {
-        "event_type": TOMBSTONE,
-        "source_type": "AssistantArchived",
-        "causation_id": last["event_id"],
-        "correlation_id": last["correlation_id"],
-        "subject_id": last["subject_id"],
-        "agent": last["agent"],
-        "data": {
-            "reason": reason or "archived",
-            "archive_path": str(out),
-            "format": fmt,
-            "final_stats": {"events": head.num_rows + 1, "last_version": last["version"] + 1},
-        },
-    }
-    journal.append(stream_id, [tombstone], expected_version=last["version"], stream_type=last["stream_type"])
+    # a run killed after its tombstone is resumed: the same file is rewritten, no second tombstone
+    resume = last["event_type"] == TOMBSTONE and _names(last["data"], out, fmt)
+    if resume and head.num_rows == 1 and int(last["version"]) > 1:
+        raise RetentionError(
+            f"stream {stream_id!r} was archived to {out} and its events were deleted already",
+            hint="nothing is left to archive; the archive file and the purge record hold them",
+        )
+    if out.is_dir() or (out.exists() and not force and not resume):
+        raise RetentionError(
+            f"{out}: exists already", hint="choose a new file for the archive, or pass --force to replace it"
+        )
+    if not resume:
+        _append_tombstone(journal, stream_id, last, out, fmt, reason, head.num_rows)
     events = journal.read_stream(stream_id)
     first_version = int(events.column("version")[0].as_py())
     tombstone_version = int(events.column("version")[-1].as_py())
@@ -101,16 +98,45 @@ def archive_stream(
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             (written,) = export_evennia_archive(journal, [stream_id], tmp)
             shutil.move(str(written), out)
-    record_archive(
-        journal,
-        kind="stream",
-        path=out,
-        fmt=fmt,
-        events=events.num_rows,
-        stream_ids=[stream_id],
-        note=json.dumps({"first_version": first_version, "subject_versions": _subject_versions(events)}),
-    )
-    result = ArchiveResult(stream_id, str(out), fmt, events.num_rows, file_sha256(out), tombstone_version)
+    digest = file_sha256(out)
+    registered = [a["sha256"] for a in read_table(journal, "archives").to_pylist() if a["path"] == str(out)]
+    if not registered or registered[-1] != digest:
+        record_archive(
+            journal,
+            kind="stream",
+            path=out,
+            fmt=fmt,
+            events=events.num_rows,
+            stream_ids=[stream_id],
+            note=json.dumps({"first_version": first_version, "subject_versions": _subject_versions(events)}),
+        )
+    result = ArchiveResult(stream_id, str(out), fmt, events.num_rows, digest, tombstone_version)
     if delete:
         result.deleted = remove_stream_prefix(journal, stream_id, tombstone_version, reason="archive").events
     return result
+
+
+def _names(data: str, out: Path, fmt: str) -> bool:
+    """Whether a tombstone's data names this archive file and format."""
+    d = json.loads(data)
+    return isinstance(d, dict) and d.get("archive_path") == str(out) and d.get("format") == fmt
+
+
+def _append_tombstone(
+    journal: Journal, stream_id: str, last: dict[str, Any], out: Path, fmt: str, reason: str | None, events: int
+) -> None:
+    tombstone = {
+        "event_type": TOMBSTONE,
+        "source_type": "AssistantArchived",
+        "causation_id": last["event_id"],
+        "correlation_id": last["correlation_id"],
+        "subject_id": last["subject_id"],
+        "agent": last["agent"],
+        "data": {
+            "reason": reason or "archived",
+            "archive_path": str(out),
+            "format": fmt,
+            "final_stats": {"events": events + 1, "last_version": last["version"] + 1},
+        },
+    }
+    journal.append(stream_id, [tombstone], expected_version=last["version"], stream_type=last["stream_type"])

@@ -287,3 +287,42 @@ def test_an_interrupted_archive_delete_is_resumed_without_a_second_tombstone(
     with pytest.raises(RetentionError, match="deleted already"):  # never overwritten by the tombstone alone
         archive_stream(fresh, "alice-1", tmp_path / "a.parquet", delete=True, force=True)
     assert pq.read_table(tmp_path / "a.parquet").num_rows == 3
+
+
+def test_verify_during_a_redaction_reports_no_false_breaks(people: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The redaction vacuums the files it replaced while verify is reading them: verify sees the
+    commit and verifies again rather than report an unreadable file."""
+    reader = Journal.open(people.path)
+    real = Journal.read_file
+    redacted: list[int] = []
+
+    def read_file(self: Journal, f: Any, columns: Any = None) -> Any:
+        if self is reader and not redacted:
+            redacted.append(redact_subject(Journal.open(people.path), "alice").events)
+        return real(self, f, columns) if columns is not None else real(self, f)
+
+    monkeypatch.setattr(Journal, "read_file", read_file)
+    report = verify_journal(reader)
+    assert redacted == [3]
+    assert report.ok, report.breaks
+    assert report.redacted == 3
+
+
+def test_an_open_journal_sees_a_redaction_made_by_another_handle(people: Journal) -> None:
+    """History erasure cuts the Delta log before a new checkpoint, the commit file after the
+    version a handle loaded included: refresh notices and loads the table anew."""
+    reader = Journal.open(people.path)
+    before = reader.refresh()
+    redact_subject(Journal.open(people.path), "alice")
+    assert reader.refresh() > before
+    assert PII not in json.dumps(reader.read_all(["data"]).to_pylist())
+
+
+def test_a_process_that_read_snapshots_before_a_redaction_does_not_serve_them_after(people: Journal) -> None:
+    from toolkit.analysis.agent_run import AGENT_RUN
+    from toolkit.analysis.snapshots import nearest_snapshot, take_snapshots
+
+    take_snapshots(people, every=1)
+    assert nearest_snapshot(people, "alice-1", AGENT_RUN, 2) is not None  # the process's snapshot index is warm
+    redact_subject(Journal.open(people.path), "alice")
+    assert nearest_snapshot(people, "alice-1", AGENT_RUN, 2) is None

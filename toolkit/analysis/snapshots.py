@@ -56,7 +56,8 @@ def _latest_version(journal: Journal, seen: int | None) -> int:
         return -1
     log = _log_dir(journal)
     if seen is not None and seen >= 0 and not (log / f"{seen + 1:020d}.json").exists():
-        return seen
+        if (log / f"{seen:020d}.json").exists():  # else a redaction cut the log behind a newer checkpoint
+            return seen
     if not log.is_dir():
         return -1
     versions = [int(p.name[:20]) for p in log.glob("*.json") if p.name[:20].isdigit()]

@@ -305,11 +305,14 @@ class Journal:
         already loaded does not exist there is nothing new, and one ``stat`` says so.
         """
         table = self.delta_table()
-        if (
-            self._seen_version is not None
-            and not (self.path / EVENTS_TABLE / "_delta_log" / f"{self._seen_version + 1:020d}.json").exists()
-        ):
-            return self._seen_version
+        if self._seen_version is not None:
+            log = self.path / EVENTS_TABLE / "_delta_log"
+            if not (log / f"{self._seen_version + 1:020d}.json").exists():
+                if self.remote or (log / f"{self._seen_version:020d}.json").exists():  # one HEAD less on S3
+                    return self._seen_version
+                # the log before a newer checkpoint was cut (history erasure): load the table anew
+                self._dt = None
+                table = self.delta_table()
         table.update_incremental()
         version = int(table.version())
         if version != self._seen_version:

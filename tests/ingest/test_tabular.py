@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,6 +17,7 @@ from toolkit.errors import ToolkitError
 from toolkit.ingest.base import ImportOptions, derive_id
 from toolkit.ingest.runner import import_paths
 from toolkit.journal import Journal
+from toolkit.journal.side_tables import read_table
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples" / "generic"
 
@@ -310,3 +312,37 @@ def test_a_directory_does_not_follow_symlinks_out_of_it(tmp_path: Path, journal:
     assert report.imported == 3
     assert set(journal.read_all(["stream_id"]).column("stream_id").to_pylist()) == {"own-1", "own-2"}
     assert any(n.startswith(f"{tmp_path / 'imp' / 'linked.csv'}: not read: a symlink") for n in report.notes)
+
+
+def test_two_imports_at_once_quarantine_each_rejection_once(
+    tmp_path: Path, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check for rows already quarantined and the append run under one hold of the write
+    lock: the second import waits, then finds them (before, both added them)."""
+    import threading
+
+    import toolkit.ingest.runner as runner
+
+    path = TestCanonicalCsv().make_damaged(tmp_path)
+    real = runner.read_table
+    first_check, other_done = threading.Event(), threading.Event()
+
+    def slow_read(j: Journal, name: str) -> Any:
+        table = real(j, name)
+        if name == "quarantine" and not first_check.is_set():
+            first_check.set()
+            other_done.wait(3)  # the other import ran to its end here before the fix
+        return table
+
+    monkeypatch.setattr(runner, "read_table", slow_read)
+    a = threading.Thread(target=import_paths, args=(journal, [str(path)]), kwargs={"on_error": "quarantine"})
+    a.start()
+    assert first_check.wait(20)
+    b = threading.Thread(
+        target=lambda: (import_paths(Journal.open(journal.path), [str(path)], on_error="quarantine"), other_done.set())
+    )
+    b.start()
+    a.join(30)
+    b.join(30)
+    rows = read_table(Journal.open(journal.path), "quarantine").to_pylist()
+    assert sorted(r["location"] for r in rows) == ["line 3", "line 4", "line 7"]

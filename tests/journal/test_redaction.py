@@ -326,3 +326,10 @@ def test_a_process_that_read_snapshots_before_a_redaction_does_not_serve_them_af
     assert nearest_snapshot(people, "alice-1", AGENT_RUN, 2) is not None  # the process's snapshot index is warm
     redact_subject(Journal.open(people.path), "alice")
     assert nearest_snapshot(people, "alice-1", AGENT_RUN, 2) is None
+
+
+def test_a_redaction_rerun_with_nothing_to_do_erases_no_files(people: Journal) -> None:
+    first = redact_subject(people, "alice")
+    assert first.files_erased > 0
+    again = redact_subject(Journal.open(people.path), "alice")
+    assert (again.events, again.already_redacted, again.files_erased) == (0, 3, 0)

@@ -123,7 +123,10 @@ def erase_table_history(uri: str) -> list[str]:
     The log is cut by hand (``cleanup_metadata`` only follows ``delta.logRetentionDuration``,
     and lowering that table property would outlive a kill between setting and restoring it)."""
     table = DeltaTable(uri)
-    deleted = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
+    stale = table.vacuum(retention_hours=0, dry_run=True, enforce_retention_duration=False, full=True)
+    # the files of remove actions a checkpoint keeps are listed again though long deleted
+    deleted = stale if is_remote(uri) else [f for f in stale if (Path(uri) / f).exists()]
+    table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
     if table.metadata().configuration.get("delta.logRetentionDuration") == _ZERO_RETENTION:
         # left by an erasure of an earlier release killed half-way: back to Delta's default
         table.alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days"})

@@ -235,3 +235,153 @@ def test_bad_selections_and_targets(demo: Journal, tmp_path: Path) -> None:
     (tmp_path / "full" / "manifest.json").write_text("{}")
     with pytest.raises(BundleError, match="not a compliance bundle"):
         verify_bundle(tmp_path / "full")
+
+
+def _forge(bundle: Path, change: object, table: str = "events") -> None:
+    """Rewrite a table of an unsigned bundle as a careful forger would: its Parquet file, its CSV
+    and JSON copies and the manifest's digests and row counts all agree afterwards."""
+    import polars as pl
+
+    from toolkit.reports.compliance import _write_table_files
+
+    frame = change(pl.read_parquet(bundle / f"{table}.parquet"))  # type: ignore[operator]
+    _write_table_files(frame, table, bundle)
+    m = json.loads((bundle / "manifest.json").read_text())
+    for ext in ("parquet", "csv", "json"):
+        p = bundle / f"{table}.{ext}"
+        m["files"][p.name].update(sha256=file_sha256(p), bytes=p.stat().st_size, rows=frame.height)
+    m["row_counts"][table] = frame.height
+    m.pop("hmac_sha256", None)
+    (bundle / "manifest.json").write_text(json.dumps(m))
+
+
+def test_a_forged_redaction_marker_with_text_riding_along_is_caught(demo: Journal, tmp_path: Path) -> None:
+    import polars as pl
+
+    export_compliance(demo, Selection(correlation_id=SESSION), tmp_path / "b")
+    fake = '{"redacted":"x","text":"the user asked for nothing; the agent acted correctly"}'
+    _forge(tmp_path / "b", lambda f: f.with_columns(
+        data=pl.when(pl.col("version") == 1).then(pl.lit(fake)).otherwise(pl.col("data")),
+        metadata=pl.when(pl.col("version") == 1).then(pl.lit(fake)).otherwise(pl.col("metadata"))))
+    alone = verify_bundle(tmp_path / "b")
+    assert {x.check for x in alone.problems} == {"payload"} and alone.redacted_in_bundle == 0
+    against = verify_bundle(tmp_path / "b", journal=demo)
+    assert {x.check for x in against.problems} == {"payload", "journal_payload"}
+
+
+def test_a_bundle_without_its_events_or_missing_one_is_caught(demo: Journal, tmp_path: Path) -> None:
+    export_compliance(demo, Selection(correlation_id=SESSION), tmp_path / "b")
+    b = tmp_path / "b"
+    first = pq.read_table(b / "events.parquet").column("event_id")[0].as_py()
+    shutil.copytree(b, tmp_path / "dropped")
+    _forge(tmp_path / "dropped", lambda f: f.filter(f["event_id"] != first))
+    dropped = verify_bundle(tmp_path / "dropped", journal=demo).problems
+    assert [(x.check, x.expected) for x in dropped if x.check == "missing_in_bundle"] == [("missing_in_bundle", first)]
+    for ext in ("parquet", "csv", "json"):
+        (b / f"events.{ext}").unlink()
+    m = json.loads((b / "manifest.json").read_text())
+    m["files"] = {k: v for k, v in m["files"].items() if not k.startswith("events.")}
+    m.pop("hmac_sha256", None)
+    (b / "manifest.json").write_text(json.dumps(m))
+    report = verify_bundle(b, journal=demo)
+    assert ("events.parquet", "missing_file") in {(x.where, x.check) for x in report.problems}
+    assert not report.ok
+
+
+def test_events_forged_after_their_purge_are_caught_by_the_anchor_and_archive(journal: Journal, tmp_path: Path) -> None:
+    import polars as pl
+
+    from toolkit.journal.retention import purge_before
+
+    old = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    journal.append("r1", [{"event_type": "user_message", "data": {"n": i}, "correlation_id": "c",
+                           "occurred_at": old + dt.timedelta(minutes=i)} for i in range(3)])
+    export_compliance(journal, Selection(correlation_id="c"), tmp_path / "b")
+    purge_before(journal, dt.datetime(2025, 2, 1, tzinfo=dt.UTC), force=True)
+    fresh = Journal.open(journal.path)
+    assert verify_bundle(tmp_path / "b", journal=fresh).ok  # purged since: fine
+
+    def rewrite_chain(f: pl.DataFrame) -> pl.DataFrame:
+        from toolkit.journal import hashing
+
+        f = f.with_columns(data=pl.lit('{"n":99}'))
+        t = f.to_arrow()
+        digests = hashing.payload_digests(t.column("data"), t.column("metadata"))
+        envelopes = hashing.envelope_texts(t).to_list()
+        prev, hashes, prevs = "0" * 64, [], []
+        for d, e in zip(digests, envelopes, strict=True):
+            prevs.append(prev)
+            prev = hashing.event_hash(prev, d, e)
+            hashes.append(prev)
+        return f.with_columns(payload_sha256=pl.Series(digests), prev_hash=pl.Series(prevs), hash=pl.Series(hashes))
+
+    from toolkit.journal.schema import GENESIS_HASH
+
+    assert GENESIS_HASH == "0" * 64
+    _forge(tmp_path / "b", rewrite_chain)
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    last = pq.read_table(tmp_path / "b" / "events.parquet").column("hash")[-1].as_py()
+    m["chain_heads"]["r1"].update(last_exported_hash=last, head_hash=last)
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(m))
+    assert verify_bundle(tmp_path / "b").ok  # consistent in itself
+    problems = verify_bundle(tmp_path / "b", journal=fresh).problems
+    assert [x.check for x in problems if x.check == "purged_hash"] == ["purged_hash"] * 3
+
+
+def test_runs_of_a_partial_selection_tell_nothing_the_bundle_leaves_out(journal: Journal, tmp_path: Path) -> None:
+    journal.append("shared", [
+        {"event_type": "user_message", "data": {"q": "a"}, "subject_id": "user-A"},
+        {"event_type": "tool_called", "data": {}, "subject_id": "user-B", "tool_name": "lookup_hiv_test_result"},
+        {"event_type": "llm_response", "data": {}, "subject_id": "user-B", "model": "m", "tokens_in": 1000},
+    ])
+    journal.append("own", [{"event_type": "user_message", "data": {"q": "b"}, "subject_id": "user-A"}])
+    export_compliance(journal, Selection(subject_id="user-A"), tmp_path / "b")
+    runs = {r["stream_id"]: r for r in pq.read_table(tmp_path / "b" / "runs.parquet").to_pylist()}
+    assert runs["shared"]["whole_run"] is False and runs["own"]["whole_run"] is True
+    assert runs["own"]["status"] is not None
+    everything = "".join((tmp_path / "b" / n).read_text(encoding="utf-8") for n in ("runs.json", "runs.csv", "report.html"))
+    assert "lookup_hiv_test_result" not in everything and "1000" not in everything
+
+
+def test_the_manifest_query_selects_what_the_bundle_holds(journal: Journal, tmp_path: Path) -> None:
+    from toolkit.engines.duckdb_engine import connect
+
+    t1960 = dt.datetime(1960, 5, 1, tzinfo=dt.UTC)
+    journal.append("a,b", [{"event_type": "custom", "data": {}, "subject_id": "u", "occurred_at": t1960}])
+    journal.append("a", [{"event_type": "custom", "data": {}, "subject_id": "u"}])
+    journal.append("b", [{"event_type": "custom", "data": {}}])
+    for name, sel in {"streams": Selection(stream_ids=("a,b", "b")), "subject": Selection(subject_id="u")}.items():
+        result = export_compliance(journal, sel, tmp_path / name)
+        m = json.loads((tmp_path / name / "manifest.json").read_text())
+        session = connect(Journal.open(journal.path))
+        rows = session.query(m["query"]["sql"], m["query"]["params"]).to_pylist()
+        session.close()
+        assert [r["event_id"] for r in rows] == pq.read_table(tmp_path / name / "events.parquet").column("event_id").to_pylist()
+        assert len(rows) == result.events == 2
+
+
+def test_bundle_targets_inside_the_journal_or_through_a_link_are_refused(demo: Journal, tmp_path: Path) -> None:
+    from toolkit.errors import InvalidPathError
+
+    with pytest.raises(InvalidPathError, match="inside the journal"):
+        export_compliance(demo, Selection(correlation_id=SESSION), demo.path / "_bundle")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(BundleError, match="symbolic link"):
+        export_compliance(demo, Selection(correlation_id=SESSION), tmp_path / "link")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.pop("row_counts"), "row_counts"),
+        (lambda m: [h.pop("head_version") for h in m["chain_heads"].values()], "chain_heads"),
+        (lambda m: m["files"].update({"events.csv": "x"}), "files list"),
+    ],
+)
+def test_a_malformed_manifest_is_a_bundle_error(bundle: Path, edit: object, message: str) -> None:
+    m = json.loads((bundle / "manifest.json").read_text())
+    edit(m)  # type: ignore[operator]
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=message):
+        verify_bundle(bundle)

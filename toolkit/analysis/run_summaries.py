@@ -19,13 +19,24 @@ _LOCAL = ("stream_id", "agent", "subject_id", "outcome", "first_version", "last_
 
 
 def summarise_runs(journal: Journal, stream_ids: Sequence[str], events: pl.DataFrame) -> pl.DataFrame:
-    """One row per stream of ``stream_ids``; ``events`` are the exported events (any order)."""
+    """One row per stream of ``stream_ids``; ``events`` are the exported events (any order).
+
+    The run state (status, tokens, cost, tools, model) is given only for runs exported whole
+    (``whole_run``): the state of a run the selection took part of would tell what the events
+    left out say (another subject's tool calls, events outside the time range)."""
     local = local_run_summaries(events)
-    mine = local.select(*_LOCAL, pl.col("tools").alias("tool_names"))
+    heads = journal.heads()
+    head = {s: heads[s].version for s in local.get_column("stream_id").to_list() if s in heads}
+    mine = local.select(*_LOCAL, pl.col("tools").alias("tool_names"), pl.col("events").alias("_n")).with_columns(
+        whole_run=(pl.col("first_version") == 1)
+        & (pl.col("_n") == pl.col("last_version"))
+        & (pl.col("last_version") == pl.col("stream_id").replace_strict(head, default=None, return_dtype=pl.Int64))
+    ).drop("_n")
     if not stream_ids:
         return mine
     states = agent_run_states(journal, stream_ids=list(stream_ids))
-    return mine.join(states, on="stream_id", how="left", maintain_order="left")
+    whole = mine.filter(pl.col("whole_run")).get_column("stream_id").to_list()
+    return mine.join(states.filter(pl.col("stream_id").is_in(whole)), on="stream_id", how="left", maintain_order="left")
 
 
 def local_run_summaries(events: pl.DataFrame) -> pl.DataFrame:

@@ -99,19 +99,7 @@ def open_journal(path: str) -> Any:
     ctx = click.get_current_context(silent=True)
     output = ctx.params.get("output") if ctx is not None else None
     if output and not journal.remote:
+        from toolkit.journal.location import refuse_inside
+
         refuse_inside(str(output), Path(str(journal.path)))
     return journal
-
-
-def refuse_inside(output: str, root: Path) -> None:
-    """InvalidPathError when ``output`` is the journal directory ``root`` or lies inside it: a
-    table, a checkpoint or a bundle written there would replace the journal's own files."""
-    from toolkit.errors import InvalidPathError
-
-    out, top = Path(output).expanduser().resolve(), root.resolve()
-    if out == top or top in out.parents:
-        raise InvalidPathError(
-            f"{output}: is inside the journal {root}",
-            hint="write -o outside the journal directory (its files are the journal's own)",
-            path=output,
-        )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from toolkit.errors import (
@@ -229,3 +230,15 @@ def open_input(path: str) -> Any:
     if path.startswith(SCHEME):
         return filesystem().open(path[len(SCHEME) :], "rb", block_size=4 << 20, cache_type="readahead")
     return path
+
+
+def refuse_inside(output: str | Path, root: str | Path) -> None:
+    """InvalidPathError when ``output`` is the journal directory ``root`` or lies inside it: a
+    table, a checkpoint or a bundle written there would replace the journal's own files."""
+    out, top = Path(output).expanduser().resolve(), Path(root).resolve()
+    if out == top or top in out.parents:
+        raise InvalidPathError(
+            f"{output}: is inside the journal {root}",
+            hint="write -o outside the journal directory (its files are the journal's own)",
+            path=output,
+        )

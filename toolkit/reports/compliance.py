@@ -39,6 +39,7 @@ from toolkit.analysis.run_summaries import summarise_runs
 from toolkit.analysis.titles import describe_event
 from toolkit.engines.polars_engine import scan_events
 from toolkit.errors import BundleError
+from toolkit.journal.location import refuse_inside
 from toolkit.journal.retention import file_sha256
 from toolkit.journal.schema import COLUMN_NAMES
 from toolkit.journal.store import Journal
@@ -47,8 +48,6 @@ from toolkit.reports.tables import write_table
 BUNDLE_FORMAT = "agent-journal-toolkit compliance bundle 1"
 MANIFEST = "manifest.json"
 TABLES = ("events", "causation", "runs")
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-END = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -77,16 +76,21 @@ class Selection:
 
     def sql(self) -> tuple[str, dict[str, Any]]:
         """The same selection as SQL over the events view (for the manifest; reproducible with journal sql)."""
+        params: dict[str, Any]
         if self.correlation_id:
-            where, params = "correlation_id = $correlation_id", {"correlation_id": self.correlation_id}
+            where, params = ["correlation_id = $correlation_id"], {"correlation_id": self.correlation_id}
         elif self.subject_id:
-            where, params = "subject_id = $subject_id", {"subject_id": self.subject_id}
-        else:
-            where, params = "list_contains(string_split($stream_ids, ','), stream_id)", {
-                "stream_ids": ",".join(self.stream_ids or ())
-            }
-        params |= {"since": (self.since or EPOCH).isoformat(), "until": (self.until or END).isoformat()}
-        sql = f"SELECT * FROM events WHERE {where} AND occurred_at >= $since AND occurred_at < $until ORDER BY occurred_at, position"  # noqa: S608 (fixed fragments)
+            where, params = ["subject_id = $subject_id"], {"subject_id": self.subject_id}
+        else:  # a JSON list: stream ids may hold commas
+            where = ["list_contains(from_json($stream_ids, '[\"VARCHAR\"]'), stream_id)"]
+            params = {"stream_ids": json.dumps(list(self.stream_ids or ()), ensure_ascii=False)}
+        if self.since:  # no bound where none was given: events before 1970 are selected too
+            where.append("occurred_at >= $since")
+            params["since"] = self.since.isoformat()
+        if self.until:
+            where.append("occurred_at < $until")
+            params["until"] = self.until.isoformat()
+        sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY occurred_at, position"  # noqa: S608 (fixed fragments)
         return sql, params
 
     def describe(self) -> dict[str, Any]:
@@ -240,10 +244,16 @@ def export_compliance(
 
     selection.check()
     out = Path(out_dir).expanduser().absolute()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BundleError(f"{out}: exists and is not an empty directory", hint="choose a new directory for the bundle")
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+        raise BundleError(
+            f"{out}: exists and is not an empty directory" + (" (a symbolic link)" if out.is_symlink() else ""),
+            hint="choose a new directory for the bundle",
+        )
+    if not journal.remote:
+        refuse_inside(out, str(journal.path))
     exported_at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     delta_version = journal.delta_version
+    max_position = journal.max_position()  # every event up to it is in the selection read below
     events = _explained(select_events(journal, selection))
     streams = list(dict.fromkeys(events.get_column("stream_id").to_list()))
     causation = causation_links(journal, events)
@@ -262,6 +272,7 @@ def export_compliance(
             "toolkit_version": _toolkit_version(),
             "journal": str(journal.path),
             "delta_version": delta_version,
+            "max_position": max_position,
             "exported_at": exported_at.isoformat(),
             "selection": selection.describe(),
             "query": {"sql": sql, "params": params, "engine": "journal sql (DuckDB) over the events view"},

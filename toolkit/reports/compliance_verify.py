@@ -16,7 +16,9 @@ redacted since the export are reported as such.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +32,31 @@ from toolkit.errors import BundleError
 from toolkit.journal import hashing
 from toolkit.journal.retention import file_sha256, purge_anchors
 from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, GENESIS_HASH
+from toolkit.journal.side_tables import read_table
 from toolkit.journal.store import Journal
-from toolkit.reports.compliance import BUNDLE_FORMAT, MANIFEST, manifest_mac, rendered_copies
+from toolkit.reports.compliance import (
+    BUNDLE_FORMAT,
+    MANIFEST,
+    TABLES,
+    Selection,
+    manifest_mac,
+    rendered_copies,
+    select_events,
+)
 
-REDACTED_PREFIX = '{"redacted":'
+#: the only payload text a redaction leaves (``redaction.marker_for``): nothing else may ride along
+_MARKER = re.compile(r'\{"redacted":"redaction-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}"\}')
+
+
+def is_marker(data: str, metadata: str) -> bool:
+    """Whether a payload is exactly a redaction marker (data and metadata the same marker).
+
+    >>> is_marker('{"redacted":"redaction-20261206T172658Z-c70f7cea"}', '{"redacted":"redaction-20261206T172658Z-c70f7cea"}')
+    True
+    >>> is_marker('{"redacted":"x","text":"all fine"}', '{"redacted":"x","text":"all fine"}')
+    False
+    """
+    return data == metadata and _MARKER.fullmatch(data) is not None
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,20 @@ def load_manifest(bundle: Path, key: bytes | None) -> dict[str, Any]:
         ) from e
     if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{path}: not a compliance bundle manifest", hint="pass the directory journal export-compliance wrote")
+    heads = doc.get("chain_heads")
+    head_fields = {"head_version": int, "head_hash": str, "last_exported_version": int, "last_exported_hash": str}
+    problem = (
+        "row_counts is not an object of counts"
+        if not isinstance(doc.get("row_counts"), dict)
+        else "chain_heads is not an object of stream heads"
+        if not isinstance(heads, dict | None)
+        or not all(
+            isinstance(h, dict) and all(isinstance(h.get(k), t) for k, t in head_fields.items()) for h in (heads or {}).values()
+        )
+        else None
+    )
+    if problem:
+        raise BundleError(f"{path}: {problem}", hint="the manifest was edited or is not one export-compliance wrote")
     return doc
 
 
@@ -89,6 +126,13 @@ def verify_bundle(bundle_dir: str | Path, *, journal: Journal | None = None, key
         elif mac != manifest_mac(key, doc):
             report.problems.append(Problem(MANIFEST, "hmac", "HMAC of the manifest under the key", "mismatch: manifest altered or wrong key"))
     files: dict[str, dict[str, Any]] = doc.get("files") or {}
+    if not isinstance(files, dict) or not all(
+        isinstance(i, dict) and isinstance(i.get("sha256"), str) for i in files.values()
+    ):
+        raise BundleError(
+            f"{bundle / MANIFEST}: its files list is not what export-compliance writes",
+            hint='each entry is "name": {"sha256": ..., "bytes": ..., "rows": ...}',
+        )
     for name, info in sorted(files.items()):
         if not _plain_name(name):  # a bundle is one flat directory: never hash (or show) a file elsewhere
             report.problems.append(Problem(name, "file_name", "a file name inside the bundle", "a path leading elsewhere"))
@@ -108,12 +152,22 @@ def verify_bundle(bundle_dir: str | Path, *, journal: Journal | None = None, key
     for p in sorted(bundle.iterdir()):
         if p.name != MANIFEST and p.name not in files:
             report.problems.append(Problem(p.name, "unlisted_file", "only the files the manifest lists", "extra file"))
-    if any(p.where == "events.parquet" for p in report.problems) or not (bundle / "events.parquet").is_file():
+    counts = doc.get("row_counts")
+    for table in TABLES:  # every table of a bundle is there, with the rows the manifest counts
+        name = f"{table}.parquet"
+        if name not in files:
+            report.problems.append(Problem(name, "missing_file", "a file the manifest lists", "not listed"))
+        elif not isinstance(counts, dict) or files[name].get("rows") != counts.get(table):
+            want = counts.get(table) if isinstance(counts, dict) else None
+            report.problems.append(Problem(name, "rows", f"row_counts.{table} = {want}", str(files[name].get("rows"))))
+    if any(p.where == "events.parquet" for p in report.problems):
         return report
     events = pq.read_table(bundle / "events.parquet")
     report.events = events.num_rows
-    if report.events != doc["row_counts"]["events"]:
-        report.problems.append(Problem("events.parquet", "rows", str(doc["row_counts"]["events"]), str(report.events)))
+    missing = [c for c in COLUMN_NAMES if c not in events.column_names]
+    if missing:
+        report.problems.append(Problem("events.parquet", "columns", "every canonical column", f"no {missing[0]!r}"))
+        return report
     _check_chain(events.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA), doc, report)
     _check_copies(bundle, files, report)
     if journal is not None:
@@ -168,7 +222,7 @@ def _check_chain(events: pa.Table, doc: dict[str, Any], report: ExportCheck) -> 
     for i, r in enumerate(rows):
         where = f"{r['stream_id']}:v{r['version']}"
         if digests[i] != r["payload_sha256"]:
-            if r["data"].startswith(REDACTED_PREFIX) and r["data"] == r["metadata"]:
+            if is_marker(r["data"], r["metadata"]):
                 report.redacted_in_bundle += 1
             else:
                 report.problems.append(Problem(where, "payload", r["payload_sha256"], digests[i]))
@@ -195,42 +249,97 @@ def _check_chain(events: pa.Table, doc: dict[str, Any], report: ExportCheck) -> 
 
 def _check_journal(journal: Journal, events: pa.Table, doc: dict[str, Any], report: ExportCheck) -> None:
     report.checked_against_journal = True
-    ids = events.column("event_id").to_pylist()
-    streams = sorted(set(events.column("stream_id").to_pylist()) | set(doc.get("chain_heads") or {}))
+    heads: dict[str, dict[str, Any]] = doc.get("chain_heads") or {}
+    streams = sorted(set(events.column("stream_id").to_pylist()) | set(heads))
     now = (
         scan_events(journal, stream_ids=streams or None)
         .filter(pl.col("stream_id").is_in(streams))
-        .select("event_id", "stream_id", "version", "hash", "data")
+        .select("event_id", "stream_id", "version", "hash", "data", "metadata")
         .collect()
     )
     by_id = {r["event_id"]: r for r in now.to_dicts()}
-    for eid, sid, v, h, data in zip(
-        ids,
-        events.column("stream_id").to_pylist(),
-        events.column("version").to_pylist(),
-        events.column("hash").to_pylist(),
-        events.column("data").to_pylist(),
-        strict=True,
-    ):
-        cur = by_id.get(eid)
+    purged = _purged_hashes(journal)
+    for r in events.select(["event_id", "stream_id", "version", "hash", "data", "metadata"]).to_pylist():
+        cur = by_id.get(r["event_id"])
+        sid, v, h = r["stream_id"], r["version"], r["hash"]
         where = f"{sid}:v{v}"
         if cur is None:
-            anchors = purge_anchors(journal).get(sid, {})
-            if any(k > v for k in anchors):
-                continue  # removed by a recorded purge since the export
-            report.problems.append(Problem(where, "missing_in_journal", h, "absent"))
+            gone = purged.get((sid, v))
+            if gone is None:
+                report.problems.append(Problem(where, "missing_in_journal", h, "absent"))
+            elif gone and gone != h:  # the purge's anchor or archive still knows the event's hash
+                report.problems.append(Problem(where, "purged_hash", gone, h))
         elif cur["hash"] != h:
             report.problems.append(Problem(where, "journal_hash", h, cur["hash"]))
-        elif cur["data"] != data and cur["data"].startswith(REDACTED_PREFIX):
-            report.redacted_since += 1
+        elif (cur["data"], cur["metadata"]) != (r["data"], r["metadata"]):
+            if is_marker(cur["data"], cur["metadata"]):
+                report.redacted_since += 1
+            else:  # a redaction is never undone: a marker in the bundle is one in the journal too
+                report.problems.append(Problem(where, "journal_payload", "the journal's data and metadata", "differs"))
     by_version = {(r["stream_id"], r["version"]): r["hash"] for r in now.to_dicts()}
-    for sid, head in sorted((doc.get("chain_heads") or {}).items()):
+    anchors = purge_anchors(journal)
+    for sid, head in sorted(heads.items()):
         key = (sid, head["head_version"])
         if key in by_version:
             if by_version[key] != head["head_hash"]:
                 report.problems.append(Problem(f"{sid}:v{head['head_version']}", "journal_head", head["head_hash"], by_version[key]))
-        elif not any(k > head["head_version"] for k in purge_anchors(journal).get(sid, {})):
+        elif not any(k > head["head_version"] for k in anchors.get(sid, {})):
             report.problems.append(Problem(f"{sid}:v{head['head_version']}", "journal_head", head["head_hash"], "absent"))
+    _check_complete(journal, events, doc, report)
+
+
+def _purged_hashes(journal: Journal) -> dict[tuple[str, int], str]:
+    """(stream, version) → hash of every event a recorded purge removed: from its archive when
+    that is still there with its recorded digest, else the anchor (the last removed event's hash)
+    or "" (removed, hash no longer known)."""
+    out: dict[tuple[str, int], str] = {}
+    for row in read_table(journal, "purges").to_pylist():
+        sid, first_kept = row["stream_id"], row["first_kept_version"]
+        for v in range(max(1, first_kept - row["removed_events"]), first_kept):
+            out.setdefault((sid, v), "")
+        out[(sid, first_kept - 1)] = row["anchor_hash"]
+        path = row["archive_path"]
+        if path and Path(path).is_file() and file_sha256(path) == row["archive_sha256"]:
+            t = pq.read_table(path, columns=["stream_id", "version", "hash"], filters=[("stream_id", "=", sid)])
+            for v, h in zip(t.column("version").to_pylist(), t.column("hash").to_pylist(), strict=True):
+                out[(sid, v)] = h
+    return out
+
+
+def _check_complete(journal: Journal, events: pa.Table, doc: dict[str, Any], report: ExportCheck) -> None:
+    """Every event the selection matched when the bundle was written is in it: the selection is
+    run again over the events that were in the journal then (position at most the manifest's
+    ``max_position``; for bundles written before it was recorded, recorded before ``exported_at``)."""
+    sel = doc.get("selection")
+    if not isinstance(sel, dict):
+        report.problems.append(Problem(MANIFEST, "selection", "the selection the bundle was written for", "absent"))
+        return
+    try:
+        selection = Selection(
+            correlation_id=sel.get("correlation_id"),
+            subject_id=sel.get("subject_id"),
+            stream_ids=tuple(sel["stream_ids"]) if sel.get("stream_ids") else None,
+            since=dt.datetime.fromisoformat(sel["since"]) if sel.get("since") else None,
+            until=dt.datetime.fromisoformat(sel["until"]) if sel.get("until") else None,
+        )
+        selection.check()
+    except (BundleError, TypeError, ValueError) as e:
+        report.problems.append(Problem(MANIFEST, "selection", "a valid selection", str(e).splitlines()[0][:200]))
+        return
+    matched = select_events(journal, selection)
+    if isinstance(doc.get("max_position"), int):
+        then = matched.filter(pl.col("position") <= doc["max_position"])
+    else:
+        try:
+            exported_at = dt.datetime.fromisoformat(str(doc.get("exported_at")))
+        except ValueError:
+            report.problems.append(Problem(MANIFEST, "exported_at", "the time of the export", str(doc.get("exported_at"))))
+            return
+        then = matched.filter(pl.col("recorded_at") < exported_at)
+    have = set(events.column("event_id").to_pylist())
+    for sid, v, eid in then.select("stream_id", "version", "event_id").iter_rows():
+        if eid not in have:
+            report.problems.append(Problem(f"{sid}:v{v}", "missing_in_bundle", eid, "absent: the selection matches it"))
 
 
 __all__ = ["ExportCheck", "Problem", "verify_bundle"]

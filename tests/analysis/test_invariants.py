@@ -389,7 +389,7 @@ _event = st.one_of(
     st.builds(
         lambda tool, cid, args, key: {"event_type": "tool_called", "tool_name": tool, "tool_call_id": cid,
                                       "idempotency_key": key, "data": {"args": args}},
-        st.sampled_from(["search", "send_email"]), st.sampled_from(["c1", "c2", "c3", None]),
+        st.sampled_from(["search", "send_email", None]), st.sampled_from(["c1", "c2", "c3", None]),
         st.sampled_from(["x", "y"]), st.sampled_from([None, None, "k1", "k2"]),
     ),
     st.builds(

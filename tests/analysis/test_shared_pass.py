@@ -289,3 +289,19 @@ def test_a_run_costing_exactly_the_budget_holds_on_every_path(tmp_path: Any) -> 
             state = regrade(journal, ["budget_state"], params={"max_cost_usd": str(limit)}, write=False)
             assert shared == {r["stream_id"] for r in state.findings.to_pylist()}, limit
             assert shared == {s for s, _, ok in _reference(journal, "budget", bound) if not ok}, limit
+
+
+def test_a_call_without_a_tool_name_takes_none_from_the_call_before(tmp_path: Any) -> None:
+    """The first call of a group names no tool: the shared pass once carried the tool of the group
+    (or stream) before into it and reported loops that the rule's own code does not."""
+    j = Journal.create(tmp_path / "j")
+    for k, (a, b) in enumerate([("c1", "c2"), ("c2", "c1"), ("x", "y")]):
+        j.append(f"run-{k}", [
+            {"event_type": "tool_called", "tool_name": "pay", "tool_call_id": a, "data": {"amount": 5}},
+            {"event_type": "tool_result", "tool_call_id": a, "is_error": True, "error": "declined", "data": {}},
+            {"event_type": "tool_called", "tool_name": None, "tool_call_id": b, "data": {"amount": 5}},
+            {"event_type": "tool_result", "tool_call_id": b, "is_error": True, "error": "declined", "data": {}},
+        ])
+    bound = RuleSet.load().get("no_tool_failure_loop").bind({})
+    shared = frame_failures(load_frame(j, ["no_tool_failure_loop"]), "no_tool_failure_loop", bound).to_pylist()
+    assert shared == _per_rule(j, "no_tool_failure_loop", bound) == []

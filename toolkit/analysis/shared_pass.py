@@ -510,10 +510,18 @@ def _no_tool_failure_loop(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     # the rows after it in its group (before it: -1, no call yet); no group-by, no join
     call = is_call.cast(pl.Int64)
     grouped = _by_call(f, rows).with_columns(first_call=is_call & (_seg_cumsum(call, "start") == 1))
+    # the row of the group's first call, carried forward (-1 before it): the call's arguments and
+    # tool are gathered from that row, so a call without a tool name never takes one from the group
+    # (or stream) before
+    call_row = pl.when(pl.col("first_call")).then(pl.int_range(pl.len(), dtype=pl.Int64)).when(pl.col("start")).then(-1)
     grouped = grouped.with_columns(
         called_at=pl.when(pl.col("first_call")).then(pl.col("position")).when(pl.col("start")).then(-1).forward_fill(),
-        call_args=pl.when(pl.col("first_call")).then(pl.col("args")).forward_fill(),
-        call_tool=pl.when(pl.col("first_call")).then(pl.col("tool_name")).forward_fill(),
+        call_row=call_row.forward_fill(),
+    )
+    gathered = pl.col("call_row").clip(0)
+    grouped = grouped.with_columns(
+        call_args=pl.when(pl.col("call_row") >= 0).then(pl.col("args").gather(gathered)),
+        call_tool=pl.when(pl.col("call_row") >= 0).then(pl.col("tool_name").gather(gathered)),
     )
     answered = (pl.col("called_at") >= 0) & (pl.col("called_at") < pl.col("position"))
     # the tool is the one the answered call named (results often lack it), else the result's own

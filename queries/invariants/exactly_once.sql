@@ -23,5 +23,6 @@ FROM (
         count(*) OVER dup AS uses
     FROM events
     WHERE idempotency_key IS NOT NULL OR event_type = 'tool_called'
-    WINDOW dup AS (PARTITION BY coalesce(idempotency_key, event_id))
+    -- events without a key are their own partition (by event id), never one a key can name
+    WINDOW dup AS (PARTITION BY idempotency_key IS NULL, coalesce(idempotency_key, event_id))
 )

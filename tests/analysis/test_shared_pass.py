@@ -305,3 +305,12 @@ def test_a_call_without_a_tool_name_takes_none_from_the_call_before(tmp_path: An
     bound = RuleSet.load().get("no_tool_failure_loop").bind({})
     shared = frame_failures(load_frame(j, ["no_tool_failure_loop"]), "no_tool_failure_loop", bound).to_pylist()
     assert shared == _per_rule(j, "no_tool_failure_loop", bound) == []
+
+
+def test_an_idempotency_key_equal_to_an_unkeyed_call_s_event_id_is_no_second_use(tmp_path: Any) -> None:
+    j = Journal.create(tmp_path / "j")
+    j.append("run-a", [{"event_type": "tool_called", "event_id": "pay-123", "tool_name": "pay", "tool_call_id": "c1", "data": {}}])
+    j.append("run-b", [{"event_type": "custom", "idempotency_key": "pay-123", "data": {}}])
+    bound = RuleSet.load().get("exactly_once").bind({})
+    shared = frame_failures(load_frame(j, ["exactly_once"]), "exactly_once", bound).to_pylist()
+    assert shared == _per_rule(j, "exactly_once", bound) == []

@@ -259,3 +259,34 @@ def test_upcasters_and_misfits_during_replay(journal: Journal) -> None:
     assert "amount" in problems[0].errors and "currency" in problems[0].errors
     # the same events through another aggregate: payloads of the first never leak
     assert state_at(journal, "acct-2").events == 4
+
+
+def test_a_newer_snapshot_never_leaves_a_gap_in_a_cached_stream(journal: Journal) -> None:
+    """The cache held versions 1-4; 5-10 were appended and another process snapshotted version 8. The
+    fold of version 10 starts at the snapshot and reads on from 9: the cache must add 5-10, not
+    9-10 (before, the cached list became 1-4, 9-10 and state_at(6) summed the wrong events)."""
+    llm = {"event_type": "llm_response", "model": "m", "data": {}}
+    journal.append("r", [{**llm, "tokens_in": v} for v in range(1, 5)])
+    assert state_at(journal, "r").tokens_in == 10
+    journal.append("r", [{**llm, "tokens_in": v} for v in range(5, 11)])
+    import subprocess
+    import sys
+
+    code = "import sys; from toolkit.journal import Journal; from toolkit.analysis.snapshots import take_snapshots; "
+    code += "take_snapshots(Journal.open(sys.argv[1]), every=8)"
+    subprocess.run([sys.executable, "-c", code, str(journal.path)], check=True)  # another process: not our cache
+    assert state_at(journal, "r", version=10).tokens_in == 55
+    assert state_at(journal, "r", version=6).tokens_in == 21
+
+
+def test_a_redaction_is_never_served_from_the_cache(journal: Journal) -> None:
+    from toolkit.journal.redaction import redact_subject
+
+    journal.append("run-1", [
+        {"event_type": "user_message", "subject_id": "alice", "data": {"text": "my card is 4111-1111"}},
+        {"event_type": "plan_created", "subject_id": "alice", "data": {"steps": ["charge 4111-1111"]}},
+    ])
+    assert "4111" in json.dumps(replay(journal, "run-1")["summary"].to_list()) and state_at(journal, "run-1").plan
+    redact_subject(Journal.open(journal.path), "alice")
+    assert "4111" not in json.dumps(replay(journal, "run-1")["summary"].to_list())
+    assert not state_at(journal, "run-1").plan

@@ -53,10 +53,19 @@ CACHE_EVENTS: Final = 500_000  # decoded events kept per process (an event is a 
 class _Cached:
     events: list[Event]
     delta_version: int
+    files: frozenset[str]  # the data files that could hold the stream when it was read
+
+
+def _stream_files(journal: Journal, stream_id: str) -> frozenset[str]:
+    return frozenset(journal.file_paths(stream_ids=[stream_id]))
 
 
 class _StreamCache:
-    """Decoded streams per (journal, stream), refreshed incrementally when the journal grows."""
+    """Decoded streams per (journal, stream), refreshed incrementally when the journal grows.
+
+    Appends only add data files: the events after the cached head are read and added. When a
+    file that could hold the stream is gone (a redaction, purge or compaction rewrote it) the
+    stream is read again whole, so a rewritten payload is never served from the cache."""
 
     def __init__(self, limit: int = CACHE_EVENTS) -> None:
         self.limit = limit
@@ -68,22 +77,23 @@ class _StreamCache:
         key = (str(journal.path), stream_id)
         version = journal.refresh()
         hit = self._streams.get(key)
-        if hit is not None and (not hit.events or hit.events[0].version <= from_version):
+        files = hit.files if hit is not None and hit.delta_version == version else _stream_files(journal, stream_id)
+        if hit is not None and (not hit.events or hit.events[0].version <= from_version) and hit.files <= files:
             self._streams.move_to_end(key)
             if hit.delta_version == version:
                 return hit.events
             head = hit.events[-1].version if hit.events else 0
-            new = read_events(journal, stream_id, from_version=max(head + 1, from_version))
+            new = read_events(journal, stream_id, from_version=head + 1)  # contiguous with the cached events
             if new:
                 hit.events = hit.events + new
                 self._size += len(new)
-            hit.delta_version = version
+            hit.delta_version, hit.files = version, files
             self._trim()
             return hit.events
         if hit is not None:
             self._size -= len(hit.events)
         events = read_events(journal, stream_id, from_version=from_version if from_version > 1 else None)
-        self._streams[key] = _Cached(events, version)
+        self._streams[key] = _Cached(events, version, files)
         self._size += len(events)
         self._trim()
         return events

@@ -303,6 +303,10 @@ def test_bad_rule_files_are_refused_with_a_reason(tmp_path: Path) -> None:
     empty.write_text("x = 1\n")
     with pytest.raises(RuleDefinitionError, match="defines no rule"):
         load_rule_file(empty)
+    leaving = tmp_path / "leaving.py"
+    leaving.write_text("import sys\nsys.exit(0)\n")  # would end journal regrade with 0 and no findings
+    with pytest.raises(RuleDefinitionError, match="loading the rules failed: SystemExit"):
+        load_rule_file(leaving)
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(RuleDefinitionError, match="loading the rules failed: RuntimeError: boom"):

@@ -333,7 +333,7 @@ def load_rule_file(path: str | Path) -> list[Rule]:
     sys.modules[module_name] = module  # lets worker processes unpickle the rule functions
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a rule file calling sys.exit() must not end the run with 0
         raise RuleDefinitionError(
             f"{path}: loading the rules failed: {type(e).__name__}: {e}", hint="run the file with python to see the traceback"
         ) from e

@@ -280,3 +280,16 @@ def test_the_bulk_validation_names_the_row_of_a_negative_count() -> None:
     table = pa.table({"stream_id": ["r"] * 3, "event_type": ["x"] * 3, "data": ["{}"] * 3, "tokens_out": [1, 2, -3]})
     with pytest.raises(EventValidationError, match=r"event 2: field 'tokens_out': must not be negative, got -3"):
         validate_table(table)
+
+
+def test_a_token_count_no_sum_can_hold_is_refused_on_both_paths(journal: Journal) -> None:
+    """2^62 tokens in two events wrapped the budget rules' int64 sums (no finding) and made the
+    rollups fail with an overflow naming no event: such a count is refused where it comes in."""
+    from toolkit.journal.prepare import validate_table
+
+    table = pa.table({"stream_id": ["r"] * 2, "event_type": ["x"] * 2, "data": ["{}"] * 2, "tokens_in": [5, 2**62]})
+    with pytest.raises(EventValidationError, match=r"event 1: field 'tokens_in': more than 1,000,000,000,000 tokens"):
+        validate_table(table)
+    with pytest.raises(EventValidationError, match=r"field 'tokens_out': more than 1,000,000,000,000 tokens"):
+        journal.append("huge", [{"event_type": "llm_response", "data": {}, "tokens_out": 2**62}])
+    journal.append("fine", [{"event_type": "llm_response", "data": {}, "tokens_out": 10**12}])

@@ -44,6 +44,8 @@ TRACEPARENT_RE = re.compile(
 DEFAULT_STREAM_TYPE = "default"
 
 _INT_COLUMNS = ("tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
+#: a token count above this is no count: sums over a journal (budgets, rollups) must fit in int64
+MAX_TOKENS = 10**12
 # caller-given text columns other than the JSON ones (importers type their readers with it)
 STRING_COLUMNS = _STR_COLUMNS = tuple(
     n
@@ -181,6 +183,8 @@ def normalise_event(event: Mapping[str, Any], index: int, now: dt.datetime) -> d
         n = _int(event.get(name), name, index)
         if n is not None and n < 0:
             raise EventValidationError.field(name, index, f"must not be negative, got {n}")
+        if n is not None and n > MAX_TOKENS:
+            raise EventValidationError.field(name, index, f"more than {MAX_TOKENS:,} tokens in one event: {n}")
         row[name] = n
     row["cost_usd"] = _cost(event.get("cost_usd"), index)
     dur = event.get("duration_ms")
@@ -331,6 +335,11 @@ def _check_columns(table: pa.Table, cols: dict[str, pa.ChunkedArray | pa.Array])
                 i,
                 f"versions start at 1, got {value}" if name == "version" else f"must not be negative, got {value}",
             )
+    for name in _INT_COLUMNS:
+        big = pc.fill_null(pc.greater(cols[name], MAX_TOKENS), False)
+        if pc.any(big).as_py():
+            i = _first_bad(big)
+            raise EventValidationError.field(name, i, f"more than {MAX_TOKENS:,} tokens in one event: {cols[name][i].as_py()}")
 
 
 def _first_uncastable(col: pa.ChunkedArray | pa.Array, to: pa.DataType) -> int:

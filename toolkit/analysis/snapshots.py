@@ -29,7 +29,7 @@ from toolkit.analysis.aggregates import Aggregate, ReplayProblem
 from toolkit.errors import ReplayError
 from toolkit.journal.lock import write_lock
 from toolkit.journal.side_tables import append_rows, read_table
-from toolkit.journal.store import Journal
+from toolkit.journal.store import Journal, log_holds
 
 SNAPSHOTS = "snapshots"
 
@@ -56,7 +56,7 @@ def _latest_version(journal: Journal, seen: int | None) -> int:
         return -1
     log = _log_dir(journal)
     if seen is not None and seen >= 0 and not (log / f"{seen + 1:020d}.json").exists():
-        if (log / f"{seen:020d}.json").exists():  # else a redaction cut the log behind a newer checkpoint
+        if log_holds(log, seen):
             return seen
     if not log.is_dir():
         return -1

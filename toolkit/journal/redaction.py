@@ -36,7 +36,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import DeltaTable
 
 from toolkit.errors import RetentionError
 from toolkit.journal.lock import write_lock
@@ -48,6 +48,7 @@ from toolkit.journal.rewrite import (
     erase_table_history,
     read_partitions,
     replace_partitions,
+    rewrite_side_table,
 )
 from toolkit.journal.side_tables import SIDE_TABLES, read_table
 from toolkit.journal.store import Journal
@@ -205,8 +206,7 @@ def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> li
         t = read_table(journal, name)
         keep = pc.invert(pc.is_in(t.column("stream_id"), wanted))
         if pc.all(keep).as_py() not in (True, None):
-            write_deltalake(uri, t.filter(keep), mode="overwrite", commit_properties=CommitProperties(
-                custom_metadata={"toolkit.operation": f"redact {name}"}))
+            rewrite_side_table(journal, name, t.filter(keep), "redact")
             dropped.append(f"{name}: {t.num_rows - t.filter(keep).num_rows} rows")
         if erase:  # also when the rows are gone already: a run killed after dropping them left the history
             erase_table_history(uri)

@@ -249,7 +249,10 @@ def roll_back_unfinished(journal: Journal) -> list[str]:
     purges = read_table(journal, "purges")
     pending: set[str] = set()
     if purges.num_rows:
-        first_kept = pl.DataFrame(purges.select(["purge_id", "stream_id", "first_kept_version"]))
+        # every purge rolls back the one before it first: only the latest can be unfinished
+        latest = purges.column("purge_id")[pc.index(purges.column("purged_at"), pc.max(purges.column("purged_at"))).as_py()]
+        mine = purges.filter(pc.equal(purges.column("purge_id"), latest))
+        first_kept = pl.DataFrame(mine.select(["purge_id", "stream_id", "first_kept_version"]))
         streams = first_kept.get_column("stream_id").unique().sort().to_list()
         lowest = (
             pl.DataFrame(journal.read_streams(streams, ["stream_id", "version"]))

@@ -133,18 +133,16 @@ def erase_table_history(uri: str) -> list[str]:
         table = DeltaTable(uri)
     table.create_checkpoint()
     checkpoint = table.version()
-    if is_remote(uri):
-        fs, log = filesystem(), uri.removeprefix("s3://") + "/_delta_log"
-        names = [n.rsplit("/", 1)[-1] for n in fs.ls(log, detail=False)]
-    else:
-        names = os.listdir(Path(uri) / "_delta_log")
-    for name in names:
-        m = _LOG_ENTRY.fullmatch(name)
+    log = uri.removeprefix("s3://") + "/_delta_log"
+    fs = filesystem() if is_remote(uri) else None
+    paths = fs.ls(log, detail=False) if fs is not None else [str(p) for p in Path(log).iterdir()]
+    for path in paths:
+        m = _LOG_ENTRY.fullmatch(path.rsplit("/", 1)[-1])
         if m is not None and int(m.group(1)) < checkpoint:
-            if is_remote(uri):
-                fs.rm(f"{log}/{name}")
+            if fs is not None:
+                fs.rm(path)
             else:
-                (Path(uri) / "_delta_log" / name).unlink()
+                os.unlink(path)
     return list(deleted)
 
 

@@ -143,6 +143,13 @@ class AppendResult:
     heads: dict[str, int] = field(default_factory=dict)
 
 
+
+def log_holds(log: Path | S3Location, version: int) -> bool:
+    """Whether the Delta log ``log`` still holds the commit file of ``version``: history erasure
+    (``rewrite.erase_table_history``) deletes it behind a newer checkpoint, and then "no commit
+    file after it" no longer means "no new commit"."""
+    return (log / f"{version:020d}.json").exists()
+
 class Journal:
     """A canonical event journal on disk.
 
@@ -308,10 +315,9 @@ class Journal:
         if self._seen_version is not None:
             log = self.path / EVENTS_TABLE / "_delta_log"
             if not (log / f"{self._seen_version + 1:020d}.json").exists():
-                if self.remote or (log / f"{self._seen_version:020d}.json").exists():  # one HEAD less on S3
+                if self.remote or log_holds(log, self._seen_version):  # one HEAD less on S3
                     return self._seen_version
-                # the log before a newer checkpoint was cut (history erasure): load the table anew
-                self._dt = None
+                self._dt = None  # the log before a newer checkpoint was cut: load the table anew
                 table = self.delta_table()
         table.update_incremental()
         version = int(table.version())

@@ -25,6 +25,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from toolkit.engines.polars_engine import scan_events
@@ -258,7 +259,7 @@ def _check_journal(journal: Journal, events: pa.Table, doc: dict[str, Any], repo
         .collect()
     )
     by_id = {r["event_id"]: r for r in now.to_dicts()}
-    purged = _purged_hashes(journal)
+    purged = _purged_hashes(journal, streams)
     for r in events.select(["event_id", "stream_id", "version", "hash", "data", "metadata"]).to_pylist():
         cur = by_id.get(r["event_id"])
         sid, v, h = r["stream_id"], r["version"], r["hash"]
@@ -288,21 +289,26 @@ def _check_journal(journal: Journal, events: pa.Table, doc: dict[str, Any], repo
     _check_complete(journal, events, doc, report)
 
 
-def _purged_hashes(journal: Journal) -> dict[tuple[str, int], str]:
-    """(stream, version) → hash of every event a recorded purge removed: from its archive when
-    that is still there with its recorded digest, else the anchor (the last removed event's hash)
-    or "" (removed, hash no longer known)."""
+def _purged_hashes(journal: Journal, streams: list[str]) -> dict[tuple[str, int], str]:
+    """(stream, version) → hash of every event of ``streams`` a recorded purge removed: from its
+    archive when that is still there with its recorded digest, else the anchor (the last removed
+    event's hash) or "" (removed, hash no longer known)."""
+    purges = read_table(journal, "purges")
+    rows = purges.filter(pc.is_in(purges.column("stream_id"), pa.array(streams, pa.string()))).to_pylist()
     out: dict[tuple[str, int], str] = {}
-    for row in read_table(journal, "purges").to_pylist():
+    archives: dict[str, list[str]] = {}
+    for row in rows:
         sid, first_kept = row["stream_id"], row["first_kept_version"]
         for v in range(max(1, first_kept - row["removed_events"]), first_kept):
             out.setdefault((sid, v), "")
         out[(sid, first_kept - 1)] = row["anchor_hash"]
-        path = row["archive_path"]
-        if path and Path(path).is_file() and file_sha256(path) == row["archive_sha256"]:
-            t = pq.read_table(path, columns=["stream_id", "version", "hash"], filters=[("stream_id", "=", sid)])
-            for v, h in zip(t.column("version").to_pylist(), t.column("hash").to_pylist(), strict=True):
-                out[(sid, v)] = h
+        if row["archive_path"]:
+            archives.setdefault(row["archive_path"], []).append(row["archive_sha256"])
+    for path, digests in archives.items():
+        if Path(path).is_file() and file_sha256(path) in digests:
+            t = pq.read_table(path, columns=["stream_id", "version", "hash"], filters=[("stream_id", "in", streams)])
+            out.update(zip(zip(t.column("stream_id").to_pylist(), t.column("version").to_pylist(), strict=True),
+                           t.column("hash").to_pylist(), strict=True))
     return out
 
 

@@ -132,6 +132,14 @@ class VersionNotFoundError(ToolkitError, LookupError):
     """A stream version (or time) outside the stream: beyond its last version, or negative."""
 
 
+class VersionPurgedError(VersionNotFoundError):
+    """A stream version whose events a purge removed (``journal purge`` or ``journal archive --delete``).
+
+    ``context`` names the purge (``purge_id``, ``purged_at``) and the versions that remain
+    (``first_kept_version`` .. ``last_version``).
+    """
+
+
 class ReplayError(ToolkitError, ValueError):
     """A replay, projection or counterfactual cannot run as asked (bad edit, bad plugin, bad aggregate)."""
 

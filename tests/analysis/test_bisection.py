@@ -3,6 +3,7 @@ linear scan, what it prints (event, explanation, states), global bisection and e
 
 from __future__ import annotations
 
+import datetime as dt
 import textwrap
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +18,7 @@ from toolkit.analysis.bisection import bisect_global, bisect_stream, max_evaluat
 from toolkit.cli.main import cli
 from toolkit.errors import RuleDefinitionError, RuleEvaluationError, StreamNotFoundError
 from toolkit.journal import Journal
+from toolkit.journal.retention import purge_before
 
 
 def _expected_first(costs: list[Decimal], limit: Decimal) -> int | None:
@@ -227,3 +229,16 @@ def test_cli_bisect_prints_the_event_its_explanation_and_the_states(tmp_path: Pa
     assert fine.exit_code == 0 and "holds throughout" in fine.output
     usage = runner.invoke(cli, ["bisect", "-j", str(j.path), "budget"])
     assert usage.exit_code == 2 and "--global" in usage.output
+
+
+@pytest.mark.parametrize("rule", ["budget", "budget_state"])
+def test_a_purged_prefix_is_judged_as_nothing_and_has_no_state_before(tmp_path: Path, rule: str) -> None:
+    """Versions 1-3 were purged: the Python twin judges them as the SQL rule does (nothing left to
+    judge) instead of stopping at the purged state, and no blank state poses as the one before v4."""
+    j = Journal.create(tmp_path / "j")
+    old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
+    llm = {"event_type": "llm_response", "cost_usd": "1", "data": {}}
+    j.append("run", [{**llm, "occurred_at": old + dt.timedelta(days=20 * i)} for i in range(6)])
+    purge_before(j, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    result = bisect_stream(Journal.open(j.path), rule, "run", params={"max_cost_usd": "0.5"})
+    assert result.version == 4 and result.state_before is None and result.state_after is not None

@@ -75,3 +75,20 @@ def test_story_of_a_real_sample(samples_journal: Journal) -> None:
     row = dict(zip(story.states["field"], story.states["v6"], strict=True))
     assert (row["status"], row["errors"], row["tool_failures"]) == ("aborted", "1", "run_tests 1")
     assert story.states.filter(pl.col("field") == "status")["v13"].item() == "answered"
+
+
+def test_state_of_a_purged_version_is_an_error(journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """journal state --version 2 after versions 1-3 were purged printed a blank state and exited 0."""
+    import datetime as dt
+
+    from toolkit.journal.retention import purge_before
+
+    old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
+    journal.append("r", [{"event_type": "user_message", "data": {}, "occurred_at": old + dt.timedelta(days=20 * i)} for i in range(6)])
+    purge_before(journal, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    j = str(journal.path)
+    code, out, err = run(capsys, monkeypatch, "state", "-j", j, "r", "--version", "2")
+    assert code == 1 and out == "" and "version 2 was purged on" in err and "by retention" in err
+    assert "versions 4..6 remain" in err and "Hint: ask for a version between 4 and 6" in err
+    code, out, err = run(capsys, monkeypatch, "state", "-j", j, "r", "--format", "json")
+    assert code == 0 and json.loads(out)["events"] == 3 and "note: versions 1..3 were purged" in err

@@ -27,10 +27,17 @@ from toolkit.analysis.replay import (
     state_at,
 )
 from toolkit.analysis.snapshots import SNAPSHOTS, nearest_snapshot, take_snapshots
-from toolkit.errors import EventValidationError, ReplayError, StreamNotFoundError, VersionNotFoundError
+from toolkit.errors import (
+    EventValidationError,
+    ReplayError,
+    StreamNotFoundError,
+    VersionNotFoundError,
+    VersionPurgedError,
+)
 from toolkit.journal import Journal
+from toolkit.journal.retention import purge_before
 from toolkit.journal.schema import CANONICAL_EVENT_TYPES
-from toolkit.journal.side_tables import append_rows
+from toolkit.journal.side_tables import append_rows, read_table
 
 TOOLS = ["search", "book", "shell"]
 MODELS = ["m-a", "m-b", None]
@@ -290,3 +297,24 @@ def test_a_redaction_is_never_served_from_the_cache(journal: Journal) -> None:
     redact_subject(Journal.open(journal.path), "alice")
     assert "4111" not in json.dumps(replay(journal, "run-1")["summary"].to_list())
     assert not state_at(journal, "run-1").plan
+
+
+def test_a_purged_version_is_an_error_naming_the_purge(journal: Journal) -> None:
+    """Versions 1-3 were purged: state_at(2) returned the blank initial state with no note."""
+    old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
+    llm = {"event_type": "llm_response", "model": "m", "data": {}}
+    journal.append("r", [{**llm, "tokens_in": v, "occurred_at": old + dt.timedelta(days=20 * v - 20)} for v in range(1, 7)])
+    purge = purge_before(journal, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    purged_on = read_table(journal, "purges").column("purged_at")[0].as_py().date().isoformat()
+    with pytest.raises(VersionPurgedError) as e:
+        state_at(journal, "r", version=2)
+    assert f"version 2 was purged on {purged_on} by retention ({purge.purge_id})" in str(e.value)
+    assert "versions 4..6 remain" in str(e.value) and "Hint:" in str(e.value) and str(purge.archive_path) in str(e.value)
+    assert e.value.context["first_kept_version"] == 4 and isinstance(e.value, VersionNotFoundError)
+    with pytest.raises(VersionPurgedError, match=r"falls in versions 1\.\.3"):
+        state_at(journal, "r", at=old + dt.timedelta(days=30))
+    assert fold_to(journal, "r", at=old - dt.timedelta(days=1)).version == 0  # before the first event ever
+    assert state_at(journal, "r", version=0) == AgentRunState()
+    head = fold_to(journal, "r")
+    assert head.state.tokens_in == 4 + 5 + 6 and "versions 1..3 were purged" in str(head.note)
+    assert "folded without them" in str(head.note)

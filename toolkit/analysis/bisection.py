@@ -33,7 +33,13 @@ from toolkit.analysis.rules import Rule, RuleSet
 from toolkit.analysis.verdicts import polars_verdicts, sql_global_verdicts, sql_prefix_verdicts
 from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import scan_events
-from toolkit.errors import RuleDefinitionError, RuleEvaluationError, StreamNotFoundError, ToolkitError
+from toolkit.errors import (
+    RuleDefinitionError,
+    RuleEvaluationError,
+    StreamNotFoundError,
+    ToolkitError,
+    VersionPurgedError,
+)
 from toolkit.journal.store import Journal
 
 
@@ -195,7 +201,11 @@ def _probe_stream(
         from toolkit.analysis.replay import state_at
         from toolkit.analysis.state_rules import judge, rule_aggregate
 
-        return judge(rule, state_at(journal, stream_id, version=v, aggregate=rule_aggregate(rule)), bound)
+        try:
+            state = state_at(journal, stream_id, version=v, aggregate=rule_aggregate(rule))
+        except VersionPurgedError:
+            return True, None  # purged: nothing left to judge, as SQL and Polars probes see it
+        return judge(rule, state, bound)
     if rule.kind == "sql":
         assert session is not None
         verdicts = sql_prefix_verdicts(session, rule, bound, stream_id, v)
@@ -259,9 +269,13 @@ def _describe(journal: Journal, rule: Rule, result: BisectResult) -> BisectResul
         e = explain_event(rows[0])
         result.explanation = {"title": e.title, "summary": e.summary, "tags": list(e.tags)}
     aggregate = rule_aggregate(rule)
-    before = state_at(journal, result.stream_id, version=result.version - 1, aggregate=aggregate)
+    try:
+        before = state_at(journal, result.stream_id, version=result.version - 1, aggregate=aggregate)
+        result.state_before = aggregate.to_dict(before)
+    except VersionPurgedError:
+        pass  # the failing event is the first one a purge kept: the state before it is gone
     after = state_at(journal, result.stream_id, version=result.version, aggregate=aggregate)
-    result.state_before, result.state_after = aggregate.to_dict(before), aggregate.to_dict(after)
+    result.state_after = aggregate.to_dict(after)
     return result
 
 

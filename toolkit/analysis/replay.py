@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState
 from toolkit.analysis.aggregates import EVENT_COLUMNS, Aggregate, Event, ReplayProblem, to_us
 from toolkit.analysis.explain import explain_event
-from toolkit.errors import ReplayError, StreamNotFoundError, VersionNotFoundError
+from toolkit.errors import ReplayError, StreamNotFoundError, VersionNotFoundError, VersionPurgedError
 from toolkit.journal.store import Journal
 
 S = TypeVar("S")
@@ -288,10 +288,75 @@ def fold_to(
     problems: list[ReplayProblem] = []
     # versions are contiguous from 1: event i holds version i + 1
     first = events[0].version if events else 1
+    note = where.note
+    if first > start + 1 and (where.version > start or at is not None):
+        note = _check_purged(journal, stream_id, where, start, first, at)
     lo = max(0, start + 1 - first)
     hi = max(0, where.version + 1 - first)
     state = _fold(aggregate, events[lo:hi], state, problems)
-    return FoldResult(state, where.version, where.last_version, where.note, start or None, problems)
+    return FoldResult(state, where.version, where.last_version, note, start or None, problems)
+
+
+_PURGED_BY: Final = {"retention": "by retention", "archive": "by journal archive --delete"}
+
+
+def _check_purged(
+    journal: Journal, stream_id: str, where: Located, start: int, first: int, at: dt.datetime | None
+) -> str | None:
+    """Versions ``start + 1 .. first - 1`` are needed for the fold but gone from the journal.
+
+    A state asked for inside them (a version, or a time after the first removed event) is an
+    error naming the purge and the versions that remain; a later state gets a note that it is
+    folded without them. A time before every removed event is the initial state, as before.
+    """
+    from toolkit.journal.side_tables import read_table
+
+    purges = read_table(journal, "purges")
+    records = purges.filter(pc.equal(purges.column("stream_id"), stream_id)).to_pylist()
+
+    def covering(v: int) -> dict[str, Any] | None:
+        return next((r for r in records if r["first_kept_version"] - r["removed_events"] <= v < r["first_kept_version"]), None)
+
+    gone, remain = f"{start + 1}..{first - 1}", f"versions {first}..{where.last_version} remain"
+    if where.version >= first:
+        r = covering(first - 1)
+        why = _purged(r) if r is not None else "are not in the journal (no purge record names them: run journal verify)"
+        return f"versions {gone} were {why}: this state is folded without them"
+    if where.version == 0:  # a time before the first kept event
+        r = covering(1)
+        if r is None or at is None or r["first_removed_at"] is None:
+            return where.note
+        if at < r["first_removed_at"]:  # before the stream's first event ever
+            return f"{at.isoformat()} is before the stream's first event ({r['first_removed_at'].isoformat()}): the initial state"
+        asked = f"{at.isoformat()} falls in versions 1..{first - 1}, which were"
+    else:
+        r = covering(where.version)
+        asked = f"version {where.version} was"
+    if r is None:
+        raise VersionNotFoundError(
+            f"stream {stream_id!r}: versions {gone} are not in the journal and no purge record names them; {remain}",
+            hint="journal verify names what happened to the stream",
+            stream_id=stream_id,
+            version=where.version,
+            last_version=where.last_version,
+        )
+    kept = f"in the purge's archive {r['archive_path']}" if r["archive_path"] else "in the stream's archive file"
+    raise VersionPurgedError(
+        f"stream {stream_id!r}: {asked} {_purged(r)}; {remain}",
+        hint=f"ask for a version between {first} and {where.last_version} (or 0, the initial state); "
+        f"the purged events are kept {kept}",
+        stream_id=stream_id,
+        version=where.version,
+        purge_id=r["purge_id"],
+        purged_at=r["purged_at"],
+        first_kept_version=first,
+        last_version=where.last_version,
+    )
+
+
+def _purged(record: Mapping[str, Any]) -> str:
+    how = _PURGED_BY.get(record["reason"], f"by {record['reason']}")
+    return f"purged on {record['purged_at']:%Y-%m-%d} {how} ({record['purge_id']})"
 
 
 @overload

@@ -242,3 +242,33 @@ def test_a_purged_prefix_is_judged_as_nothing_and_has_no_state_before(tmp_path: 
     purge_before(j, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
     result = bisect_stream(Journal.open(j.path), rule, "run", params={"max_cost_usd": "0.5"})
     assert result.version == 4 and result.state_before is None and result.state_after is not None
+
+
+def test_from_findings_takes_the_rules_latest_regrade_even_when_it_found_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A re-grade in which budget held wrote no finding of it: --from-findings bisected the older
+    batch's stream and called that batch the latest."""
+    from helpers import run_cli
+
+    from toolkit.analysis.regrade import regrade
+
+    j = build(tmp_path / "j", "budget_breach_at_v7", "slow_tool")
+    failing = regrade(j, ["budget"]).batch_id
+    held = regrade(j, ["budget"], params={"max_cost_usd": "1000"}).batch_id
+    regrade(j, ["latency"])  # a later batch that did not judge budget
+    code, out, err = run_cli(capsys, "bisect", "-j", str(j.path), "budget", "--from-findings")
+    assert code == 0 and out == ""
+    assert f"rule budget held in its latest re-grade (batch {held}, graded " in err and "nothing to bisect" in err
+    assert f"journal bisect budget --from-findings --batch {failing}" in err
+    code, out, err = run_cli(capsys, "bisect", "-j", str(j.path), "budget", "--from-findings", "--batch", failing)
+    assert code == 3 and "first failing version: 7" in out
+    assert f"bisecting expensive: the first failing stream of budget's re-grade (batch {failing}, graded " in err
+    assert f"not its latest (batch {held}, graded " in err
+    code, _, err = run_cli(capsys, "bisect", "-j", str(j.path), "budget", "--from-findings", "--batch", "nope")
+    assert code == 2 and "no findings batch nope judged rule budget" in err
+    code, _, err = run_cli(capsys, "bisect", "-j", str(j.path), "budget", "expensive", "--batch", failing)
+    assert code == 2 and "--batch goes with --from-findings" in err
+    from toolkit.analysis.regrade import graded_batches
+
+    assert [(b.batch_id, b.stream_id) for b in graded_batches(j, "budget")] == [(held, None), (failing, "expensive")]

@@ -98,6 +98,19 @@ def test_dry_run_writes_nothing(patterns: Journal) -> None:
     assert read_table(patterns, "findings").num_rows == 0
 
 
+def test_every_rule_a_batch_judged_is_recorded_even_when_it_held(patterns: Journal) -> None:
+    result = regrade(patterns, ["budget", "latency"], params={"max_cost_usd": "1000"})
+    recorded = {r["rule"]: r for r in read_table(patterns, "regrades").to_pylist()}
+    assert {r: (x["batch_id"], x["streams_failing"], x["errors"]) for r, x in recorded.items()} == {
+        "budget": (result.batch_id, 0, 0), "latency": (result.batch_id, 2, 0)
+    }
+    assert recorded["budget"]["streams_checked"] == result.streams_checked
+    graded = set(read_table(patterns, "findings").column("graded_at").to_pylist())
+    assert graded == {recorded["latency"]["graded_at"]}  # one time for the whole batch
+    regrade(patterns, ["budget"], write=False)
+    assert read_table(patterns, "regrades").num_rows == 2
+
+
 def test_cli_prints_the_summary_and_exits_3_on_findings(patterns: Journal) -> None:
     runner = CliRunner()
     out = runner.invoke(cli, ["regrade", "-j", str(patterns.path), "budget", "latency"])

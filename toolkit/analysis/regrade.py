@@ -40,7 +40,7 @@ from toolkit.analysis.verdicts import (
 from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import uuid5_texts
 from toolkit.errors import RuleDefinitionError, ToolkitError
-from toolkit.journal.side_tables import SIDE_TABLES, append_table
+from toolkit.journal.side_tables import SIDE_TABLES, append_rows, append_table, read_table
 from toolkit.journal.store import Journal
 
 FINDINGS_SCHEMA = SIDE_TABLES["findings"]
@@ -185,7 +185,15 @@ def regrade(
     table, summaries = _findings_table(results, bound, batch_id, inputs)
     result = RegradeResult(batch_id, inputs, table, streams_checked, summaries)
     if write:
-        result.written = append_table(journal, "findings", table)
+        graded_at = dt.datetime.now(dt.UTC)
+        stamps = pa.array([graded_at] * table.num_rows, FINDINGS_SCHEMA.field("graded_at").type)
+        result.written = append_table(journal, "findings", table.add_column(0, "graded_at", stamps))
+        # after the findings: a batch recorded here has its findings written (a rule that held has none)
+        append_rows(journal, "regrades", [
+            {"graded_at": graded_at, "batch_id": batch_id, "rule": s["rule"], "rule_fingerprint": s["fingerprint"],
+             "streams_checked": streams_checked, "streams_failing": s["streams_failing"], "errors": s["errors"]}
+            for s in summaries
+        ])
     return result
 
 
@@ -341,17 +349,66 @@ def _inputs_sha256(journal: Journal, fingerprints: list[tuple[str, str]], select
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class GradedBatch:
+    """A findings batch that judged a rule: when, and the first stream it found failing."""
+
+    batch_id: str
+    graded_at: dt.datetime
+    stream_id: str | None  # the first failing stream (earliest first failure); None: no stream failed
+    errors: int  # findings of kind error: the rule raised
+    streams_checked: int | None  # None: written before batches recorded every rule they judged
+
+
+def graded_batches(journal: Journal, rule: str) -> list[GradedBatch]:
+    """The findings batches that judged ``rule``, the latest first.
+
+    A batch in which the rule held writes no finding of it; the ``regrades`` table records that it
+    judged the rule. Batches written before that table existed are known by their findings only.
+    """
+    columns = ["graded_at", "batch_id", "rule", "kind", "stream_id", "occurred_at", "position"]
+    findings = pl.from_arrow(read_table(journal, "findings").select(columns))
+    recorded = pl.from_arrow(read_table(journal, "regrades").select(["graded_at", "batch_id", "rule", "streams_checked"]))
+    assert isinstance(findings, pl.DataFrame) and isinstance(recorded, pl.DataFrame)
+    findings, recorded = findings.filter(pl.col("rule") == rule), recorded.filter(pl.col("rule") == rule)
+    batches = (
+        pl.concat([findings.select("batch_id", "graded_at"), recorded.select("batch_id", "graded_at")])
+        .group_by("batch_id")
+        .agg(pl.col("graded_at").max())
+    )
+    first = (
+        findings.filter(pl.col("kind") == "violation", pl.col("stream_id").is_not_null())
+        .sort("occurred_at", "position", "stream_id")
+        .group_by("batch_id", maintain_order=True)
+        .agg(pl.col("stream_id").first())
+    )
+    errors = findings.filter(pl.col("kind") == "error").group_by("batch_id").agg(pl.len().alias("errors"))
+    rows = (
+        batches.join(first, on="batch_id", how="left")
+        .join(errors, on="batch_id", how="left")
+        .join(recorded.select("batch_id", "streams_checked"), on="batch_id", how="left")
+        .sort("graded_at", "batch_id", descending=True)
+    )
+    return [
+        GradedBatch(r["batch_id"], r["graded_at"], r["stream_id"], r["errors"] or 0, r["streams_checked"])
+        for r in rows.iter_rows(named=True)
+    ]
+
+
 def latest_failing_stream(journal: Journal, rule: str) -> str | None:
-    """The first failing stream (earliest first failure) of ``rule`` in its latest findings batch."""
-    from toolkit.journal.side_tables import read_table
-
-    rows = [r for r in read_table(journal, "findings").to_pylist() if r["rule"] == rule and r["kind"] == "violation"]
-    if not rows:
-        return None
-    latest = max(rows, key=lambda r: r["graded_at"])["batch_id"]
-    batch = [r for r in rows if r["batch_id"] == latest]
-    first = min(batch, key=lambda r: (r["occurred_at"], r["position"]))
-    return str(first["stream_id"])
+    """The first failing stream (earliest first failure) of ``rule``'s latest re-grade (None: it held there)."""
+    batches = graded_batches(journal, rule)
+    return batches[0].stream_id if batches else None
 
 
-__all__ = ["FAILURE_SCHEMA", "RegradeResult", "Selection", "latest_failing_stream", "regrade", "resolve_rules", "split_params"]
+__all__ = [
+    "FAILURE_SCHEMA",
+    "GradedBatch",
+    "RegradeResult",
+    "Selection",
+    "graded_batches",
+    "latest_failing_stream",
+    "regrade",
+    "resolve_rules",
+    "split_params",
+]

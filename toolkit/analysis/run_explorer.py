@@ -75,9 +75,10 @@ def find_runs(
 
 
 def _violations(journal: Journal) -> list[dict[str, Any]]:
-    """Violation findings of the latest batch that found violations of each rule (as ``journal bisect
-    --from-findings`` reads them): a later re-grade of a rule supersedes an earlier one. A batch that
-    found no violation of a rule writes no row for it, so it leaves the earlier batch in view."""
+    """Violation findings of the latest batch that found violations of each rule: a later re-grade of
+    a rule supersedes an earlier one. A batch that found no violation of a rule writes no finding of
+    it, so it leaves the earlier batch in view (``journal bisect --from-findings`` takes the rule's
+    latest re-grade instead: ``toolkit.analysis.regrade.graded_batches``)."""
     from toolkit.journal.side_tables import read_table
 
     table = read_table(journal, "findings")

@@ -19,7 +19,9 @@ from toolkit.cli.options import journal_option, open_journal, param_option, pars
 @rules_option
 @click.option("--linear", is_flag=True, help="Scan every event instead of bisecting.")
 @click.option("--from-findings", is_flag=True,
-              help="Bisect the first failing stream of RULE's latest findings batch (journal regrade).")
+              help="Bisect the first failing stream of RULE's latest re-grade (journal regrade); nothing when "
+                   "RULE held there.")
+@click.option("--batch", "batch_id", help="With --from-findings: take the stream from this findings batch instead.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Output format.")
 def command(
@@ -31,6 +33,7 @@ def command(
     rule_files: tuple[str, ...],
     linear: bool,
     from_findings: bool,
+    batch_id: str | None,
     fmt: str,
 ) -> None:
     """Find the first version of STREAM where RULE stops holding (binary search for monotone rules).
@@ -44,20 +47,18 @@ def command(
     Examples:
       journal bisect budget run-7-0000012 -p max_cost_usd=2
       journal bisect budget --from-findings        # after: journal regrade budget
+      journal bisect budget --from-findings --batch 0b5e…   # an earlier batch's first failing stream
       journal bisect my_global_rule --global --rules ./rules.py
     """
     from toolkit.analysis.bisection import bisect_global, bisect_stream
 
     journal = open_journal(journal_path)
+    if batch_id is not None and not from_findings:
+        raise click.UsageError("--batch goes with --from-findings")
     if from_findings and stream is None and not global_:
-        from toolkit.analysis.regrade import latest_failing_stream
-
-        stream = latest_failing_stream(journal, rule)
+        stream = _stream_from_findings(journal, rule, batch_id)
         if stream is None:
-            click.echo(f"no failing stream of rule {rule} in its latest findings batch: nothing to bisect "
-                       f"(run journal regrade {rule} first, or name a STREAM)", err=True)
             return
-        click.echo(f"bisecting {stream}: the first failing stream of {rule}'s latest findings batch", err=True)
     if global_ == (stream is not None):
         raise click.UsageError("give a STREAM, --from-findings, or --global for a rule over the whole journal")
     p = parse_params(params)
@@ -92,6 +93,43 @@ def command(
                     click.echo(f"  {key}: {before} -> {after}")
     if result.version is not None:
         sys.exit(3)
+
+
+def _stream_from_findings(journal: Any, rule: str, batch_id: str | None) -> str | None:
+    """The first failing stream of RULE's latest re-grade (or of ``batch_id``), saying which batch
+    that is; None, said on stderr, when there is nothing to bisect."""
+    from toolkit.analysis.regrade import graded_batches
+
+    batches = graded_batches(journal, rule)
+    if not batches:
+        click.echo(f"rule {rule} was never re-graded in this journal: nothing to bisect "
+                   f"(run journal regrade {rule} first, or name a STREAM)", err=True)
+        return None
+    chosen = batches[0] if batch_id is None else next((b for b in batches if b.batch_id == batch_id), None)
+    if chosen is None:
+        known = ", ".join(b.batch_id for b in batches[:5])
+        raise click.BadParameter(f"no findings batch {batch_id} judged rule {rule} (latest first: {known})",
+                                 param_hint="--batch")
+    latest = batches[0]
+    which = "latest re-grade" if chosen is latest else "re-grade"
+    which += f" (batch {chosen.batch_id}, graded {chosen.graded_at.isoformat(timespec='seconds')})"
+    if chosen is not latest:
+        which += f", not its latest (batch {latest.batch_id}, graded {latest.graded_at.isoformat(timespec='seconds')})"
+    if chosen.stream_id is not None:
+        click.echo(f"bisecting {chosen.stream_id}: the first failing stream of {rule}'s {which}", err=True)
+        return chosen.stream_id
+    checked = f" of the {chosen.streams_checked} it checked" if chosen.streams_checked is not None else ""
+    if chosen.errors:
+        said = f"rule {rule} raised in its {which} (see its findings of kind error); no stream{checked} failed it"
+    else:
+        said = f"rule {rule} held in its {which}: no stream{checked} failed it"
+    said += ", nothing to bisect"
+    older = next((b for b in batches[batches.index(chosen) + 1:] if b.stream_id is not None), None)
+    if older is not None:
+        said += (f"; an earlier re-grade (batch {older.batch_id}, graded {older.graded_at.isoformat(timespec='seconds')}) "
+                 f"found {older.stream_id} failing: journal bisect {rule} --from-findings --batch {older.batch_id}")
+    click.echo(said, err=True)
+    return None
 
 
 def _changes(before: Any, after: Any) -> list[tuple[str, Any, Any]]:

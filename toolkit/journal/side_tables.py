@@ -8,7 +8,8 @@ journal's write lock, and a view of the same name in every SQL session:
 - ``snapshots``: aggregate states the toolkit took (stream, version, aggregate, reducer
   fingerprint, state as JSON), so ``state_at`` need not fold from version 1;
 - ``projection_checkpoints``: how far each projection has read (last position, fingerprint);
-- ``findings``: what ``journal regrade`` found, one batch per run (``toolkit.analysis.regrade``).
+- ``findings``: what ``journal regrade`` found, one batch per run (``toolkit.analysis.regrade``);
+  ``regrades``: each rule a batch judged, with the streams it checked and found failing.
 - ``purges``: what ``journal purge`` / ``archive --delete`` removed, with each stream's chain
   anchor; ``redactions``: one row per redacted event; ``archives``: archive files the toolkit
   wrote (``toolkit.journal.retention`` / ``redaction``).
@@ -116,6 +117,19 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("message", pa.string()),
             pa.field("evidence", pa.string(), nullable=False),
             pa.field("failing_events", pa.int64()),
+        ]
+    ),
+    # one row per rule a batch judged, failing or not: a rule that held leaves no finding, and
+    # journal bisect --from-findings must not take an older batch for its latest re-grade
+    "regrades": pa.schema(
+        [
+            pa.field("graded_at", TIMESTAMP, nullable=False),
+            pa.field("batch_id", pa.string(), nullable=False),
+            pa.field("rule", pa.string(), nullable=False),
+            pa.field("rule_fingerprint", pa.string(), nullable=False),
+            pa.field("streams_checked", pa.int64(), nullable=False),
+            pa.field("streams_failing", pa.int64(), nullable=False),
+            pa.field("errors", pa.int64(), nullable=False),
         ]
     ),
     # issue 7: purge and archive --delete record what they removed, with the chain anchor

@@ -135,3 +135,27 @@ def test_a_separator_inside_a_value_cannot_impersonate_another_column() -> None:
     honest = pa.table({"model": ["x"], "tool_name": ["y"]})
     forged = pa.table({"model": ["x\x1ftool_name=y"], "tool_name": pa.array([None], pa.string())})
     assert envelope_texts(honest).to_list() != envelope_texts(forged).to_list()
+
+
+def test_token_counts_no_sum_can_hold_are_findings_not_breaks(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A journal written before import and append refused counts above 10^12 verified OK; their
+    int64 sums wrap in rollups and budget rules. verify names each (stream, version, column, value)."""
+    from helpers import run_cli
+
+    from toolkit.journal import prepare
+
+    with monkeypatch.context() as m:
+        m.setattr(prepare, "MAX_TOKENS", 2**63 - 1)  # as before the limit
+        journal.append("r", [ev("llm_response", tokens_in=5), ev("llm_response", tokens_in=2**62, tokens_out=2**62)])
+        journal.append("s", [ev("llm_response", tokens_reasoning=10**12 + 1), ev("llm_response", tokens_in=10**12)])
+    code, out, err = run_cli(capsys, "verify", "-j", str(journal.path), "--format", "csv")
+    assert code == 3 and "chains OK; 3 token counts above 10^12" in err
+    assert out.splitlines()[1].startswith("r,2,token_count,tokens_in at most 1000000000000") and str(2**62) in out
+    report = verify_journal(Journal.open(journal.path))
+    assert report.ok and report.breaks == [] and not report.clean  # every chain verifies
+    assert [(f.stream_id, f.version, f.column, f.value) for f in report.token_counts] == [
+        ("r", 2, "tokens_in", 2**62), ("r", 2, "tokens_out", 2**62), ("s", 1, "tokens_reasoning", 10**12 + 1)
+    ]
+    assert "more than 1,000,000,000,000 tokens in one event" in report.token_counts[0].reason

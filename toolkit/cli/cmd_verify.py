@@ -30,14 +30,16 @@ def command(
 
     Purges and redactions recorded by the journal are not breaks (they are counted); any other
     change is. With --checkpoint, streams rewritten, cut short or removed since the checkpoint
-    are named too (--key-file/--key-env check its HMAC first).
+    are named too (--key-file/--key-env check its HMAC first). Events with a token count above
+    10^12 (written before import and append refused them: their sums can wrap) are findings of
+    check token_count, not breaks, and exit 3 too.
 
     \b
     Example:
-      journal verify || echo "journal was altered"
+      journal verify || echo "journal was altered, or holds token counts no sum can hold"
       journal verify --checkpoint /safe/heads.json --key-env JOURNAL_HMAC_KEY
     """
-    from toolkit.journal.integrity import breaks_table, verify_journal
+    from toolkit.journal.integrity import problems_table, verify_journal
     from toolkit.reports.progress import progress_bar
     from toolkit.reports.tables import write_table
 
@@ -57,9 +59,13 @@ def command(
         f"verified {report.events} events in {report.streams} streams{extra}"
         + (" against the checkpoint" if checkpoint else "")
         + ": "
-        + ("OK" if report.ok else f"{len(report.breaks or [])} broken"),
+        + (("chains OK" if report.token_counts else "OK") if report.ok else f"{len(report.breaks or [])} broken")
+        + (f"; {n} token counts above 10^12 (not breaks: sums of them can wrap)" if (n := len(report.token_counts)) else ""),
         err=True,
     )
-    if not report.ok:
-        write_table(breaks_table(report), fmt, output, title="broken chains")
+    if not report.clean:
+        title = " and ".join(
+            t for t, shown in (("broken chains", not report.ok), ("token counts above 10^12", report.token_counts)) if shown
+        )
+        write_table(problems_table(report), fmt, output, title=title)
         sys.exit(3)

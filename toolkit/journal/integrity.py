@@ -10,6 +10,10 @@ Checks, in order, for each event of each stream (ordered by version):
 Journal-wide: no event_id or position appears twice. A break is a finding (a row), not an
 exception; ``journal verify`` exits 3 when there is any.
 
+Not a break, but a finding too (exit 3): an event with a token count above ``MAX_TOKENS`` (10^12),
+which import and append refuse since int64 sums of such counts can wrap in rollups and budget
+rules; journals written before may hold some. One vectorised predicate per token column finds them.
+
 Two records of the journal itself change what is expected, and only in these ways:
 
 - a **purge anchor** (``purges`` table, written by ``journal purge`` and ``journal archive
@@ -23,11 +27,13 @@ Two records of the journal itself change what is expected, and only in these way
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from toolkit.journal import hashing
+from toolkit.journal.prepare import MAX_TOKENS, TOKEN_COLUMNS
 from toolkit.journal.redaction import redaction_records
 from toolkit.journal.retention import purge_anchors
 from toolkit.journal.schema import ARROW_SCHEMA, GENESIS_HASH
@@ -43,6 +49,23 @@ class Break:
     found: str
 
 
+@dataclass(frozen=True)
+class TokenCountFinding:
+    """An event whose token count is above ``MAX_TOKENS``: its chain may verify, its sums can wrap."""
+
+    stream_id: str
+    version: int
+    column: str  # tokens_in | tokens_out | tokens_cache_read | tokens_cache_write | tokens_reasoning
+    value: int
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"{self.column} = {self.value:,} is more than {MAX_TOKENS:,} tokens in one event: int64 sums of it can "
+            "wrap in rollups and budget rules (import and append refuse such counts)"
+        )
+
+
 @dataclass
 class VerifyReport:
     streams: int = 0
@@ -50,10 +73,17 @@ class VerifyReport:
     breaks: list[Break] | None = None
     redacted: int = 0  # events whose payload was redacted by a recorded erasure
     anchored: int = 0  # streams that start after a recorded purge
+    token_counts: list[TokenCountFinding] = field(default_factory=list)  # not breaks: findings all the same
 
     @property
     def ok(self) -> bool:
+        """No break: every chain verifies (token count findings aside; see ``clean``)."""
         return not self.breaks
+
+    @property
+    def clean(self) -> bool:
+        """No break and no finding: what ``journal verify`` exits 0 on."""
+        return self.ok and not self.token_counts
 
 
 def _read_stream_type(journal: Journal, stream_type: str, breaks: list[Break]) -> pa.Table:
@@ -99,6 +129,7 @@ def _verify_once(journal: Journal, progress: Callable[[int], None] | None) -> Ve
         t = _read_stream_type(journal, st, report.breaks)
         report.events += t.num_rows
         report.breaks.extend(_verify_table(t, report, anchors, redactions))
+        report.token_counts.extend(_token_counts(t))
         for sid, eid, pos in zip(
             t.column("stream_id").to_pylist(),
             t.column("event_id").to_pylist(),
@@ -176,6 +207,19 @@ def _verify_table(
     return breaks
 
 
+def _token_counts(t: pa.Table) -> list[TokenCountFinding]:
+    """Events with a token count above ``MAX_TOKENS``: one column predicate each, rows only for hits."""
+    found = []
+    limit = pa.scalar(MAX_TOKENS, pa.int64())
+    for column in TOKEN_COLUMNS:
+        hits = t.filter(pc.fill_null(pc.greater(t.column(column), limit), False))
+        for sid, v, n in zip(
+            hits.column("stream_id").to_pylist(), hits.column("version").to_pylist(), hits.column(column).to_pylist(), strict=True
+        ):
+            found.append(TokenCountFinding(sid, v, column, n))
+    return sorted(found, key=lambda f: (f.stream_id, f.version, TOKEN_COLUMNS.index(f.column)))
+
+
 def breaks_table(report: VerifyReport) -> pa.Table:
     rows = [b.__dict__ for b in report.breaks or []]
     schema = pa.schema(
@@ -190,4 +234,16 @@ def breaks_table(report: VerifyReport) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-__all__ = ["Break", "VerifyReport", "breaks_table", "verify_journal"]
+def problems_table(report: VerifyReport) -> pa.Table:
+    """``breaks_table`` and then the token count findings, as rows of check ``token_count``."""
+    tokens = [
+        {"stream_id": f.stream_id, "version": f.version, "check": "token_count",
+         "expected": f"{f.column} at most {MAX_TOKENS} (int64 sums of more can wrap in rollups and budget rules)",
+         "found": str(f.value)}
+        for f in report.token_counts
+    ]
+    breaks = breaks_table(report)
+    return pa.concat_tables([breaks, pa.Table.from_pylist(tokens, schema=breaks.schema)])
+
+
+__all__ = ["Break", "TokenCountFinding", "VerifyReport", "breaks_table", "problems_table", "verify_journal"]

@@ -43,8 +43,9 @@ TRACEPARENT_RE = re.compile(
 )
 DEFAULT_STREAM_TYPE = "default"
 
-_INT_COLUMNS = ("tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
+TOKEN_COLUMNS = _INT_COLUMNS = ("tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
 #: a token count above this is no count: sums over a journal (budgets, rollups) must fit in int64
+#: (journal verify names events written before it was refused)
 MAX_TOKENS = 10**12
 # caller-given text columns other than the JSON ones (importers type their readers with it)
 STRING_COLUMNS = _STR_COLUMNS = tuple(

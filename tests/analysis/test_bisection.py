@@ -272,3 +272,25 @@ def test_from_findings_takes_the_rules_latest_regrade_even_when_it_found_nothing
     from toolkit.analysis.regrade import graded_batches
 
     assert [(b.batch_id, b.stream_id) for b in graded_batches(j, "budget")] == [(held, None), (failing, "expensive")]
+
+
+def test_from_findings_judges_the_stream_with_the_batchs_parameters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's pair: regrade budget -p max_cost_usd=2.5, then bisect budget --from-findings.
+    The bisection used the default limit (5), under which the stream failing at 2.5 holds
+    throughout; it now binds the batch's parameters unless -p is given."""
+    from helpers import run_cli
+
+    from toolkit.analysis.regrade import regrade
+
+    j = build(tmp_path / "j", "budget_breach_at_v7")
+    limit = bisect_stream(j, "budget", "expensive", params={"max_cost_usd": "2.5"}).version
+    assert limit is not None and limit < 7  # the fixture crosses 2.5 before it crosses the default 5
+    batch = regrade(j, ["budget"], params={"max_cost_usd": "2.5"}).batch_id
+    code, out, err = run_cli(capsys, "bisect", "-j", str(j.path), "budget", "--from-findings")
+    assert code == 3 and f"first failing version: {limit}" in out, out + err
+    assert f"(batch {batch}, graded " in err and "with the batch's parameters: " in err and "max_cost_usd=2.5" in err
+    code, out, err = run_cli(capsys, "bisect", "-j", str(j.path), "budget", "--from-findings", "-p", "max_cost_usd=5")
+    assert code == 3 and "first failing version: 7" in out
+    assert "note: judged with the parameters given by -p, not the batch's (" in err

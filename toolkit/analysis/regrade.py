@@ -23,7 +23,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 import pyarrow as pa
@@ -191,7 +191,7 @@ def regrade(
         # after the findings: a batch recorded here has its findings written (a rule that held has none)
         append_rows(journal, "regrades", [
             {"graded_at": graded_at, "batch_id": batch_id, "rule": s["rule"], "rule_fingerprint": s["fingerprint"],
-             "streams_checked": streams_checked, "streams_failing": s["streams_failing"], "errors": s["errors"]}
+             "params": s["params"], "streams_checked": streams_checked, "streams_failing": s["streams_failing"], "errors": s["errors"]}
             for s in summaries
         ])
     return result
@@ -219,7 +219,7 @@ def _findings_table(
             error_frame = pl.from_arrow(pa.Table.from_pylist([{**const, **_error_row(rule, fingerprint, error)}], schema=schema))
             assert isinstance(error_frame, pl.DataFrame)
             parts.append(error_frame)
-            summaries.append({"rule": rule.name, "fingerprint": fingerprint, "streams_failing": 0, "errors": 1})
+            summaries.append({"rule": rule.name, "fingerprint": fingerprint, "params": p_json, "streams_failing": 0, "errors": 1})
             continue
         assert failures is not None
         f = pl.from_arrow(failures)
@@ -227,7 +227,7 @@ def _findings_table(
         if "kind" not in f.columns:
             f = f.with_columns(kind=pl.lit("violation"))
         errors = int((f.get_column("kind") == "error").sum())
-        summaries.append({"rule": rule.name, "fingerprint": fingerprint,
+        summaries.append({"rule": rule.name, "fingerprint": fingerprint, "params": p_json,
                           "streams_failing": f.height - errors, "errors": errors})
         if f.height == 0:
             continue
@@ -358,6 +358,11 @@ class GradedBatch:
     stream_id: str | None  # the first failing stream (earliest first failure); None: no stream failed
     errors: int  # findings of kind error: the rule raised
     streams_checked: int | None  # None: written before batches recorded every rule they judged
+    params: dict[str, Any]  # the rule's parameters in that batch, as bound (JSON values)
+    rule_fingerprint: str
+
+
+_BATCH_KEYS: Final = ("batch_id", "graded_at", "rule_fingerprint", "params")  # one rule's: the same on every row
 
 
 def graded_batches(journal: Journal, rule: str) -> list[GradedBatch]:
@@ -366,15 +371,17 @@ def graded_batches(journal: Journal, rule: str) -> list[GradedBatch]:
     A batch in which the rule held writes no finding of it; the ``regrades`` table records that it
     judged the rule. Batches written before that table existed are known by their findings only.
     """
-    columns = ["graded_at", "batch_id", "rule", "kind", "stream_id", "occurred_at", "position"]
+    columns = ["graded_at", "batch_id", "rule", "rule_fingerprint", "params", "kind", "stream_id", "occurred_at", "position"]
     findings = pl.from_arrow(read_table(journal, "findings").select(columns))
-    recorded = pl.from_arrow(read_table(journal, "regrades").select(["graded_at", "batch_id", "rule", "streams_checked"]))
+    recorded = pl.from_arrow(
+        read_table(journal, "regrades").select(["graded_at", "batch_id", "rule", "rule_fingerprint", "params", "streams_checked"])
+    )
     assert isinstance(findings, pl.DataFrame) and isinstance(recorded, pl.DataFrame)
     findings, recorded = findings.filter(pl.col("rule") == rule), recorded.filter(pl.col("rule") == rule)
     batches = (
-        pl.concat([findings.select("batch_id", "graded_at"), recorded.select("batch_id", "graded_at")])
+        pl.concat([findings.select(_BATCH_KEYS), recorded.select(_BATCH_KEYS)])
         .group_by("batch_id")
-        .agg(pl.col("graded_at").max())
+        .agg(pl.col("graded_at").max(), pl.col("rule_fingerprint", "params").first())
     )
     first = (
         findings.filter(pl.col("kind") == "violation", pl.col("stream_id").is_not_null())
@@ -390,7 +397,10 @@ def graded_batches(journal: Journal, rule: str) -> list[GradedBatch]:
         .sort("graded_at", "batch_id", descending=True)
     )
     return [
-        GradedBatch(r["batch_id"], r["graded_at"], r["stream_id"], r["errors"] or 0, r["streams_checked"])
+        GradedBatch(
+            r["batch_id"], r["graded_at"], r["stream_id"], r["errors"] or 0, r["streams_checked"],
+            json.loads(r["params"]), r["rule_fingerprint"],
+        )
         for r in rows.iter_rows(named=True)
     ]
 

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from toolkit.cli.cmd_regrade import rules_option
 from toolkit.cli.options import journal_option, open_journal, param_option, parse_params
+
+if TYPE_CHECKING:
+    from toolkit.analysis.regrade import GradedBatch
 
 
 @click.command("bisect")
@@ -55,13 +58,21 @@ def command(
     journal = open_journal(journal_path)
     if batch_id is not None and not from_findings:
         raise click.UsageError("--batch goes with --from-findings")
+    p: dict[str, Any] = dict(parse_params(params))
     if from_findings and stream is None and not global_:
-        stream = _stream_from_findings(journal, rule, batch_id)
-        if stream is None:
+        batch = _batch_from_findings(journal, rule, batch_id)
+        if batch is None:
             return
+        stream = batch.stream_id
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(batch.params.items())) or "none"
+        if p:
+            click.echo(f"note: judged with the parameters given by -p, not the batch's ({shown})", err=True)
+        else:  # the stream failed the rule as that batch bound it: judge it the same way
+            p = batch.params
+            if batch.params:
+                click.echo(f"with the batch's parameters: {shown}", err=True)
     if global_ == (stream is not None):
         raise click.UsageError("give a STREAM, --from-findings, or --global for a rule over the whole journal")
-    p = parse_params(params)
     if global_:
         result = bisect_global(journal, rule, params=p, rule_files=rule_files, force_linear=linear)
     else:
@@ -95,8 +106,8 @@ def command(
         sys.exit(3)
 
 
-def _stream_from_findings(journal: Any, rule: str, batch_id: str | None) -> str | None:
-    """The first failing stream of RULE's latest re-grade (or of ``batch_id``), saying which batch
+def _batch_from_findings(journal: Any, rule: str, batch_id: str | None) -> GradedBatch | None:
+    """RULE's latest re-grade (or ``batch_id``) when it found a failing stream, saying which batch
     that is; None, said on stderr, when there is nothing to bisect."""
     from toolkit.analysis.regrade import graded_batches
 
@@ -117,7 +128,7 @@ def _stream_from_findings(journal: Any, rule: str, batch_id: str | None) -> str 
         which += f", not its latest (batch {latest.batch_id}, graded {latest.graded_at.isoformat(timespec='seconds')})"
     if chosen.stream_id is not None:
         click.echo(f"bisecting {chosen.stream_id}: the first failing stream of {rule}'s {which}", err=True)
-        return chosen.stream_id
+        return chosen
     checked = f" of the {chosen.streams_checked} it checked" if chosen.streams_checked is not None else ""
     if chosen.errors:
         said = f"rule {rule} raised in its {which} (see its findings of kind error); no stream{checked} failed it"

@@ -127,6 +127,7 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("batch_id", pa.string(), nullable=False),
             pa.field("rule", pa.string(), nullable=False),
             pa.field("rule_fingerprint", pa.string(), nullable=False),
+            pa.field("params", pa.string(), nullable=False),  # as in findings: the bound parameters, JSON
             pa.field("streams_checked", pa.int64(), nullable=False),
             pa.field("streams_failing", pa.int64(), nullable=False),
             pa.field("errors", pa.int64(), nullable=False),

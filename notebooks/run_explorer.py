@@ -97,22 +97,23 @@ def _(journal, mo, picked, run_failures, run_timeline):
     stream_id = picked.value
     timeline = run_timeline(journal, stream_id)
     failures = run_failures(journal, stream_id)
-    last_version = max(timeline.column("version").to_pylist())
-    NONE = "(start at version 1)"
+    versions = timeline.column("version").to_pylist()
+    first_version, last_version = min(versions), max(versions)  # first above 1: a purge removed the start
+    NONE = f"(start at version {first_version})"
     jump = mo.ui.dropdown(
         options=[NONE, *[f"{r['rule']} (v{r['first_failing_version']})" for r in failures.to_pylist()]],
         value=NONE,
         label="jump to the first failing event of",
     )
     jump
-    return NONE, failures, jump, last_version, stream_id, timeline
+    return NONE, failures, first_version, jump, last_version, stream_id, timeline
 
 
 @app.cell
-def _(NONE, failures, jump, last_version, mo):
+def _(NONE, failures, first_version, jump, last_version, mo):
     jumps = {f"{r['rule']} (v{r['first_failing_version']})": r["first_failing_version"] for r in failures.to_pylist()}
-    start = 1 if jump.value == NONE else int(jumps[jump.value])
-    version = mo.ui.slider(1, last_version, value=start, step=1, label="version", show_value=True, full_width=True)
+    start = first_version if jump.value == NONE else max(first_version, int(jumps[jump.value]))
+    version = mo.ui.slider(first_version, last_version, value=start, step=1, label="version", show_value=True, full_width=True)
     version
     return (version,)
 

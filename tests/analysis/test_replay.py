@@ -318,3 +318,23 @@ def test_a_purged_version_is_an_error_naming_the_purge(journal: Journal) -> None
     head = fold_to(journal, "r")
     assert head.state.tokens_in == 4 + 5 + 6 and "versions 1..3 were purged" in str(head.note)
     assert "folded without them" in str(head.note)
+
+
+def test_the_run_explorer_and_story_start_at_the_first_version_a_purge_kept(journal: Journal) -> None:
+    """Since a purged version is an error, the explorer's step at the first kept version (whose state
+    before is gone) and the story's middle version (inside the purged range) must not ask for one."""
+    from toolkit.analysis.run_explorer import explore_step
+    from toolkit.analysis.run_story import story_of_run
+
+    old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
+    llm = {"event_type": "llm_response", "model": "m", "data": {}}
+    journal.append("r", [{**llm, "tokens_in": v, "occurred_at": old + dt.timedelta(days=20 * v - 20)} for v in range(1, 7)])
+    purge_before(journal, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    step = explore_step(journal, "r", 4)
+    assert step.state["tokens_in"] == 4 and [(c.path, c.before, c.after) for c in step.changes if c.path == "tokens_in"] == [
+        ("tokens_in", 0, 4)
+    ]
+    story = story_of_run(journal, "r")
+    assert story.versions == (4, 6), story.versions
+    with pytest.raises(VersionPurgedError):
+        explore_step(journal, "r", 2)

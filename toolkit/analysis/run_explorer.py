@@ -33,6 +33,7 @@ from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState
 from toolkit.analysis.explain import Explanation, explain_event
 from toolkit.analysis.overview import run_catalog_queries
 from toolkit.analysis.replay import StateChange, diff_values, fold_states, replay, state_at, stream_events
+from toolkit.errors import VersionPurgedError
 from toolkit.journal.store import Journal
 
 RUN_STATUSES = ("running", "answered", "aborted", "archived")
@@ -171,12 +172,18 @@ def _event_row(e: Any) -> dict[str, Any]:
 
 
 def explore_step(journal: Journal, stream_id: str, version: int) -> RunStep:
-    """The run at ``version`` (1..last): event, explanation, state after it, changes from ``version - 1``."""
+    """The run at ``version`` (1..last): event, explanation, state after it, changes from ``version - 1``.
+
+    A version a purge removed is a ``VersionPurgedError``; a state after it is folded without the
+    purged events (the run's timeline starts at the first one left)."""
     events = stream_events(journal, stream_id)
     last = events[-1].version
     state: AgentRunState = state_at(journal, stream_id, version=version)  # outside 0..last: error naming last
     after = AGENT_RUN.to_dict(state)
-    before = AGENT_RUN.to_dict(state_at(journal, stream_id, version=version - 1)) if version > 0 else after
+    try:
+        before = AGENT_RUN.to_dict(state_at(journal, stream_id, version=version - 1)) if version > 0 else after
+    except VersionPurgedError:  # the first event a purge kept: its state is folded from the initial one
+        before = AGENT_RUN.to_dict(AGENT_RUN.initial())
     event = next(e for e in events if e.version == version) if version > 0 else None
     row = _event_row(event) if event is not None else {}
     return RunStep(

@@ -72,8 +72,9 @@ def story_of_run(journal: Journal, stream_id: str | None = None) -> RunStory:
         raise LookupError("the journal has no streams")
     events = stream_events(journal, sid)
     last = events[-1].version
-    first_error = next((e.version for e in events if e.is_error), max(1, last // 2))
-    v1 = first_error if first_error < last else max(1, last - 1)
+    first = events[0].version  # above 1 when a purge removed the start of the run
+    first_error = next((e.version for e in events if e.is_error), max(first, last // 2))
+    v1 = first_error if first_error < last else max(first, last - 1)
     a, b = state_at(journal, sid, version=v1), state_at(journal, sid)
     states = pl.DataFrame(
         {

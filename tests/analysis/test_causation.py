@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from helpers import TRACEPARENT, ev
 
@@ -136,6 +137,23 @@ def test_trace_is_stitched_across_streams_and_sources(journal: Journal) -> None:
     assert t.get_column("source").to_list() == ["app", "otlp"]
     with pytest.raises(EventNotFoundError, match="no trace"):
         trace_events(journal, "0af7651916cd43dd8448eb211c80319d")
+
+
+def test_trace_finds_a_trace_id_in_capitals_and_one_only_the_traceparent_carries(journal: Journal) -> None:
+    """Stored trace ids are kept as given: one in capitals, and (in journals written before
+    import refused it) one that contradicts the event's traceparent, were missed by the lookup."""
+    from toolkit.journal.prepare import events_to_table
+
+    trace_id = TRACEPARENT.split("-")[1]
+    journal.append("caps", [ev("user_message", trace_id=trace_id.upper(), occurred_at="2026-03-01T10:00:00Z")])
+    legacy = events_to_table([ev("tool_called", stream_id="legacy", trace_id="1" * 32, occurred_at="2026-03-01T10:00:01Z")])
+    legacy = legacy.set_column(legacy.schema.get_field_index("traceparent"), "traceparent", pa.array([f" {TRACEPARENT.upper()} "]))
+    journal.append_validated(legacy)  # as an earlier version stored it
+    journal.append("other", [ev("custom", trace_id="1" * 32), ev("custom", traceparent=TRACEPARENT.replace("0af7", "1af7"))])
+    for asked in (trace_id, trace_id.upper(), TRACEPARENT):
+        assert trace_events(journal, asked).get_column("stream_id").to_list() == ["caps", "legacy"]
+    with pytest.raises(EventNotFoundError, match="no trace"):
+        trace_events(journal, "%")  # not a LIKE pattern
 
 
 def test_correlation_lists_every_stream_in_time_order(cross: Journal) -> None:

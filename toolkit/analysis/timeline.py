@@ -52,13 +52,20 @@ TIMELINE_COLUMNS: tuple[str, ...] = (
     "position",
     "data",
 )
-# not a catalog query: the catalog's fixture test has no trace id to bind; the value is bound
+# not a catalog query: the catalog's fixture test has no trace id to bind; the values are bound.
+# A stored trace_id may be in capitals, or (journals written before import checked it) say
+# something else than the event's traceparent: the trace's events are those whose trace_id is
+# the id in any case or whose traceparent carries it. Their positions are found first from the
+# two columns alone (a scan of both: no statistics prune lower() or LIKE), then their rows.
 _TRACE = (
     "SELECT occurred_at, stream_id, stream_type, version, event_id, event_type, agent, subject_id, model, "
     "tool_name, is_error, error, correlation_id, causation_id, trace_id, span_id, source, position, data "
-    "FROM events WHERE trace_id = $trace_id ORDER BY occurred_at, position"
+    "FROM events WHERE position IN ("
+    "SELECT position FROM events WHERE lower(trace_id) = $trace_id OR lower(traceparent) LIKE $in_traceparent"
+    ") ORDER BY occurred_at, position"
 )
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_W3C_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def normalise_trace_id(value: str) -> str:
@@ -89,11 +96,14 @@ def _timeline(frame: pl.DataFrame) -> pl.DataFrame:
 
 def trace_events(journal: Journal, trace: str) -> pl.DataFrame:
     """Every event of one trace across streams and sources, in time order (``trace`` may be a
-    traceparent). Raises ``EventNotFoundError`` with near trace ids when there is none."""
+    traceparent): its trace_id is ``trace``'s id in any case, or its traceparent carries it.
+    Raises ``EventNotFoundError`` with near trace ids when there is none."""
     trace_id = normalise_trace_id(trace)
-    session = duckdb_engine.connect(journal)  # trace ids are random: DuckDB's bloom filters and stats help
+    # a traceparent is searched for a W3C trace id only (hex digits and dashes: no LIKE wildcards)
+    in_traceparent = f"%-{trace_id}-%" if _W3C_TRACE_ID.fullmatch(trace_id) else None
+    session = duckdb_engine.connect(journal)
     try:
-        frame = pl.DataFrame(session.query(_TRACE, {"trace_id": trace_id}))
+        frame = pl.DataFrame(session.query(_TRACE, {"trace_id": trace_id, "in_traceparent": in_traceparent}))
     finally:
         session.close()
     if frame.height == 0:

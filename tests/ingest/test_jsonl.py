@@ -80,6 +80,19 @@ def test_location_names_file_and_line(tmp_path: Path, journal: Journal) -> None:
     assert all(r.source == str(path) for r in report.rejections)
 
 
+def test_a_trace_id_that_contradicts_the_traceparent_is_rejected_at_its_line(tmp_path: Path, journal: Journal) -> None:
+    from toolkit.ingest.base import RecordRejectedError
+
+    lines = [dict(GOOD[0], traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01") for _ in range(3)]
+    lines[1]["trace_id"] = "1" * 32
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    with pytest.raises(RecordRejectedError, match=r"events\.jsonl: line 2: field 'trace_id': '1+' contradicts the traceparent"):
+        import_paths(journal, [str(path)])
+    report = import_paths(journal, [str(path)], on_error="quarantine")
+    assert (report.imported, [r.location for r in report.rejections]) == (2, ["line 2"])
+
+
 # --- the bulk reader and the line-by-line reader agree -----------------------------------------
 
 TRICKY = [
@@ -101,7 +114,10 @@ TRICKY = [
     '{"stream_id":"a","event_type":"x","data":1,"occurred_at":"2026-11-01T10:00:00.123456789Z"}',
     '{"stream_id":"a","event_type":"x","data":1,"metadata":null}',
     '{"stream_id":"a","event_type":"x","data":2,"data":3}',
+    '{"stream_id":"a","event_type":"x","data":1,"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","trace_id":"0AF7651916CD43DD8448EB211C80319C"}',
     # rejected by both
+    '{"stream_id":"a","event_type":"x","data":1,"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","trace_id":"abc"}',
+    '{"stream_id":"a","event_type":"x","data":1,"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","span_id":"abc"}',
     '{"stream_id":"a","event_type":"x"}',
     '{"stream_id":"a","event_type":"x","data":1,"foo":2}',
     '{"stream_id":"a","event_type":"x","data":1,"model":5}',

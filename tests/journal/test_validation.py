@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from helpers import ev, snapshot
+from helpers import TRACEPARENT, ev, snapshot
 
 from toolkit.errors import EventValidationError
 from toolkit.journal import Journal
@@ -52,6 +52,9 @@ BAD_EVENTS = [
     pytest.param({**GOOD, "traceparent": "00-abc-def-01"}, "traceparent", id="bad-traceparent"),
     pytest.param({**GOOD, "traceparent": f"00-{'0' * 32}-b7ad6b7169203331-01"}, "traceparent", id="zero-trace-id"),
     pytest.param({**GOOD, "version": 0}, "version", id="version-0"),
+    # given ids that say something else than the traceparent: the trace lookup found the event by neither
+    pytest.param({**GOOD, "traceparent": TRACEPARENT, "trace_id": "1" * 32}, "trace_id", id="trace_id-not-the-traceparent's"),
+    pytest.param({**GOOD, "traceparent": TRACEPARENT, "span_id": "2" * 16}, "span_id", id="span_id-not-the-traceparent's"),
 ]
 
 
@@ -225,6 +228,33 @@ def test_an_arrow_batch_with_a_bad_traceparent_names_its_row(seeded: Journal, ba
         seeded.append_batch(arrow_batch(4, traceparent=[good, good.upper(), bad, good]))
     assert (caught.value.context["field"], caught.value.context["index"]) == ("traceparent", 2)
     assert snapshot(seeded) == before
+
+
+def test_given_trace_and_span_ids_must_be_the_traceparents_on_both_paths(seeded: Journal) -> None:
+    """A trace_id or span_id that contradicts the event's traceparent is refused at that event (the
+    trace lookup missed it); one that agrees in another case is stored as it was given (re-imports
+    compare stored content)."""
+    before = snapshot(seeded)
+    upper = TRACEPARENT.split("-")[1].upper()
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch(arrow_batch(4, traceparent=[TRACEPARENT] * 4, trace_id=[None, upper, "1" * 32, None]))
+    assert (caught.value.context["field"], caught.value.context["index"]) == ("trace_id", 2)
+    assert "'11111111111111111111111111111111' contradicts the traceparent" in str(caught.value)
+    with pytest.raises(EventValidationError) as caught:
+        seeded.append_batch(arrow_batch(4, traceparent=[None, TRACEPARENT, None, None], span_id=["x", "y", "z", None]))
+    assert (caught.value.context["field"], caught.value.context["index"]) == ("span_id", 1)
+    with pytest.raises(EventValidationError, match=r"event 1: field 'trace_id': '1+' contradicts the traceparent"):
+        seeded.append("run-1", [ev(), ev(traceparent=TRACEPARENT, trace_id="1" * 32)])
+    assert snapshot(seeded) == before
+    seeded.append_batch(arrow_batch(2, traceparent=[TRACEPARENT] * 2, trace_id=[upper, ""], span_id=["B7AD6B7169203331", None]))
+    seeded.append("run-9", [ev(traceparent=TRACEPARENT, trace_id=upper), ev(trace_id="not-w3c", span_id="s")])
+    stored = seeded.read_all(["stream_id", "trace_id", "span_id"]).to_pylist()[1:]
+    assert [(r["trace_id"], r["span_id"]) for r in stored] == [
+        (upper, "B7AD6B7169203331"),
+        ("", "b7ad6b7169203331"),
+        (upper, "b7ad6b7169203331"),
+        ("not-w3c", "s"),
+    ]
 
 
 # The JSON of data is checked in a thread while the batch is numbered: with several problems in

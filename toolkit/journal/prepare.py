@@ -202,9 +202,22 @@ def normalise_event(event: Mapping[str, Any], index: int, now: dt.datetime) -> d
     row["is_error"] = is_error
     if row["traceparent"]:
         trace_id, span_id = parse_traceparent(row["traceparent"], index)
+        for name, parsed in (("trace_id", trace_id), ("span_id", span_id)):
+            given = row[name]
+            if given and given.strip().lower() != parsed:  # a given id is kept as written
+                raise _contradiction(name, index, given, parsed)
         row["trace_id"] = row["trace_id"] or trace_id
         row["span_id"] = row["span_id"] or span_id
     return row
+
+
+def _contradiction(name: str, index: int, given: str, parsed: str) -> EventValidationError:
+    return EventValidationError.field(
+        name,
+        index,
+        f"{given!r} contradicts the traceparent, which carries {parsed!r}",
+        hint=f"give the traceparent's own {name}, or leave {name} out: it is read from the traceparent",
+    )
 
 
 def events_to_table(events: Iterable[Mapping[str, Any]], now: dt.datetime | None = None) -> pa.Table:
@@ -385,7 +398,8 @@ def _check_json(col: pa.ChunkedArray | pa.Array, name: str) -> None:
 
 
 def _fill_trace_ids(table: pa.Table) -> pa.Table:
-    """Check every traceparent and fill trace_id/span_id where they are missing (vectorised)."""
+    """Check every traceparent and fill trace_id/span_id where they are missing (vectorised);
+    given ids must be the traceparent's (in any case)."""
     tp = table.column("traceparent")
     text = pl.Series(tp)
     checked = _trace_parts(text)  # the text as written: the usual, canonical form
@@ -395,6 +409,13 @@ def _fill_trace_ids(table: pa.Table) -> pa.Table:
     if bad.any():
         i = int(bad.arg_true()[0])
         parse_traceparent(tp[i].as_py(), i)  # raises with the message and hint
+    for name, part in (("trace_id", "trace"), ("span_id", "span")):
+        given = pl.Series(table.column(name))
+        parsed = checked.get_column(part)
+        clash = ((given != "") & (given.str.strip_chars().str.to_lowercase() != parsed)).fill_null(False)
+        if clash.any():
+            i = int(clash.arg_true()[0])
+            raise _contradiction(name, i, given[i], parsed[i])
     trace = checked.get_column("trace").to_arrow().cast(pa.string())
     span = checked.get_column("span").to_arrow().cast(pa.string())
     table = table.set_column(

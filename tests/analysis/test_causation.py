@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from helpers import TRACEPARENT, ev
 
-from toolkit.analysis.causation import find_orphans, walk_chain
+from toolkit.analysis.causation import Chain, find_orphans, walk_chain
 from toolkit.analysis.timeline import correlation_events, streams_of, trace_events
 from toolkit.errors import EventNotFoundError
 from toolkit.journal import Journal
@@ -91,6 +91,58 @@ def test_orphans_and_cycles_are_reported(cross: Journal) -> None:
     assert find_orphans(cross).get_column("event_id").to_list() == ["c1"]
 
 
+@pytest.fixture
+def duplicate_ids(journal: Journal) -> Journal:
+    """Event id "x" in two streams (an old run re-imported under another stream): "run" caused
+    "r" in its own stream and, through correlation s1, "t" in the worker stream."""
+    journal.append("old", [ev("user_message", {"text": "old run"}, event_id="m0", correlation_id="s0"),
+                           ev("plan_created", event_id="x", causation_id="m0", correlation_id="s0")])
+    journal.append("run", [ev("user_message", {"text": "book Berlin"}, event_id="m1", correlation_id="s1"),
+                           ev("plan_created", event_id="x", causation_id="m1", correlation_id="s1"),
+                           ev("llm_response", event_id="r", causation_id="x", correlation_id="s0")])
+    journal.append("worker", [ev("tool_result", event_id="t", causation_id="x", correlation_id="s1")])
+    return journal
+
+
+def _where(chain: Chain) -> list[tuple[str, str, int]]:
+    return list(chain.nodes.select("event_id", "stream_id", "depth").iter_rows())
+
+
+def test_a_cause_id_two_streams_carry_is_the_copy_of_the_effects_stream_then_correlation(duplicate_ids: Journal) -> None:
+    """The chain took the first copy loaded and walked up from every copy; it now takes the copy in
+    the effect's stream (even against the correlation), else the one of its correlation, and
+    names the id as ambiguous."""
+    up = walk_chain(duplicate_ids, "t", direction="up")
+    assert _where(up) == [("m1", "run", -2), ("x", "run", -1), ("t", "worker", 0)]
+    assert up.ambiguous.rows() == [("x", "run", 2, "plan_created", ["old"])]
+    same_stream = walk_chain(duplicate_ids, "r", direction="up")  # the copy elsewhere is found too
+    assert _where(same_stream) == [("m1", "run", -2), ("x", "run", -1), ("r", "run", 0)]
+    assert same_stream.ambiguous.get_column("also_in").to_list() == [["old"]]
+    down = walk_chain(duplicate_ids, "m0", direction="down")  # "old"'s x caused neither t nor r
+    assert _where(down) == [("m0", "old", 0), ("x", "old", 1)]
+    assert down.ambiguous.rows() == [("x", "old", 2, "plan_created", ["run"])]
+    both = walk_chain(duplicate_ids, "m1")
+    assert sorted(_where(both)) == [("m1", "run", 0), ("r", "run", 2), ("t", "worker", 2), ("x", "run", 1)]
+    assert [e for e in both.graph()["edges"]] == [{"cause": "m1", "effect": "x"}, {"cause": "x", "effect": "r"}, {"cause": "x", "effect": "t"}]
+    assert both.graph()["ambiguous"] == [{"event_id": "x", "stream_id": "run", "version": 2, "event_type": "plan_created", "also_in": ["old"]}]
+    lines = render_chain(both)
+    assert lines[1].endswith("· x]") and lines[2].endswith("⚠ ambiguous id: an event in stream old has it too; the chain takes this one")
+    from toolkit.reports.html import TableBlock
+    from toolkit.reports.report_causation import causation_sections
+
+    problems = next(s for s in causation_sections(duplicate_ids, both) if s.title == "Orphans and cycles")
+    table = next(b.table for b in problems.blocks if isinstance(b, TableBlock) and b.title.startswith("Ambiguous ids"))
+    assert table.select(["event_id", "stream_id", "also_in"]).to_pylist() == [{"event_id": "x", "stream_id": "run", "also_in": "old"}]
+
+
+def test_a_focus_id_two_streams_carry_is_its_first_committed_copy(duplicate_ids: Journal) -> None:
+    chain = walk_chain(duplicate_ids, "x", direction="up")
+    assert _where(chain) == [("m0", "old", -1), ("x", "old", 0)]
+    assert chain.ambiguous.rows() == [("x", "old", 2, "plan_created", ["run"])]
+    plain = walk_chain(duplicate_ids, "m1", direction="up")
+    assert plain.ambiguous.height == 0 and plain.graph()["ambiguous"] == []
+
+
 def test_unknown_event_gets_near_matches(cross: Journal) -> None:
     with pytest.raises(EventNotFoundError) as e:
         walk_chain(cross, "a9")
@@ -109,7 +161,8 @@ def test_journal_is_queried_per_stream_hop_not_per_event(journal: Journal) -> No
     journal.append("long", events)
     journal.append("next", [ev("custom", event_id="n1", causation_id="e59")])
     up = walk_chain(journal, "n1", direction="up")
-    assert up.nodes.height == 61 and up.journal_queries == 2  # find n1, then the hop into "long"
+    # find n1, the hop into "long", and one lookup of the ids resolved within "long" (copies elsewhere)
+    assert up.nodes.height == 61 and up.journal_queries == 3
     down = walk_chain(journal, "e0", direction="down")
     assert down.nodes.height == 61 and down.journal_queries <= 3
 

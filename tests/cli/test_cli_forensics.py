@@ -42,6 +42,19 @@ def test_chain_tree_json_and_unknown_id(demo: Path, capsys: pytest.CaptureFixtur
     assert code == 1 and "no event" in err and "Hint: did you mean" in err and FAILED_TOOL in err
 
 
+def test_chain_names_a_cause_id_another_stream_carries_too(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    j = Journal.open(demo)
+    cause = next(r["causation_id"] for r in j.read_all(["event_id", "causation_id"]).to_pylist() if r["event_id"] == FAILED_TOOL)
+    j.append("reimported", [{"event_type": "tool_called", "event_id": cause, "data": {}}])  # the same id again
+    j.close()
+    code, out, err = run(capsys, "chain", FAILED_TOOL, "--up")
+    assert code == 0 and "chain: 6 events, 0 orphans, 0 cycles, 1 ambiguous ids" in err
+    assert "⚠ ambiguous id: an event in stream reimported has it too; the chain takes this one" in out
+    assert "reimported v1" not in out  # the copy in the failed call's own stream is its cause
+    code, out, _ = run(capsys, "chain", FAILED_TOOL, "--format", "json")
+    assert [(a["event_id"], a["also_in"]) for a in json.loads(out)["ambiguous"]] == [(cause, ["reimported"])]
+
+
 def test_trace_and_correlation(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace_id = Journal.open(demo).read_stream("run-7-0000005", ["trace_id"]).column("trace_id")[0].as_py()
     code, out, err = run(capsys, "trace", trace_id, "--format", "csv")

@@ -7,6 +7,13 @@ filter per level. The journal as a whole is queried once per *hop between stream
 event: to find the streams holding causes that are not loaded yet (``--up``), and the streams
 holding effects of what is loaded (``--down``).
 
+Event ids should be unique, but imported data may give two events one id (``journal verify``
+names them). A cause id several events carry is resolved for each effect: the copy in the
+effect's stream, then one of its correlation, then the latest before it; the chain names such
+ids (``Chain.ambiguous``). Every copy of a chain event's id is known: a lookup by id finds them
+all, the search for effects also finds other streams' copies of the ids it searches, and a walk
+up checks the ids it resolved within a stream with one last lookup.
+
 >>> from toolkit.journal import Journal
 >>> j = Journal.in_memory()
 >>> _ = j.append("a", [{"event_type": "user_message", "data": "hi", "event_id": "m1"},
@@ -22,6 +29,7 @@ holding effects of what is loaded (``--down``).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -60,6 +68,11 @@ NODE_COLUMNS: tuple[str, ...] = (
 )
 
 
+AMBIGUOUS_SCHEMA = pl.Schema(
+    {"event_id": pl.String(), "stream_id": pl.String(), "version": pl.Int64(), "event_type": pl.String(), "also_in": pl.List(pl.String())}
+)
+
+
 @dataclass
 class Chain:
     """The result of a walk.
@@ -68,6 +81,9 @@ class Chain:
     focus, positive: descendants) and ``parent_id`` (the cause when it is in the chain).
     ``orphans``: events of the chain whose cause is not in the journal. ``cycles``: each a list
     of event ids that cause one another in a ring. ``truncated``: ``depth`` stopped the walk.
+    ``ambiguous``: events of the chain whose event id other events carry too, and the streams
+    of those (``also_in``); the chain has the copy its effect's stream, correlation and time
+    point to (the focus: the first committed).
     """
 
     focus: str
@@ -77,6 +93,7 @@ class Chain:
     cycles: list[list[str]] = field(default_factory=list)
     truncated: bool = False
     journal_queries: int = 0
+    ambiguous: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=AMBIGUOUS_SCHEMA))
 
     def graph(self) -> dict[str, Any]:
         """Nodes (with explainer title and summary, without payloads) and edges as plain
@@ -101,6 +118,7 @@ class Chain:
             "edges": edges,
             "orphans": self.orphans.to_dicts(),
             "cycles": self.cycles,
+            "ambiguous": self.ambiguous.to_dicts(),
         }
 
 
@@ -130,6 +148,7 @@ class _Loader:
         self.frame = pl.DataFrame(schema={c: _schema()[c] for c in NODE_COLUMNS})
         self.streams: set[str] = set()
         self.absent: set[str] = set()  # causes looked up and not found anywhere
+        self.complete: set[str] = set()  # ids whose every copy (event with that id) is loaded
         self.queries = 0
         self._session: duckdb_engine.Session | None = None
 
@@ -154,31 +173,39 @@ class _Loader:
         self.streams.update(new)
 
     def find_by_id(self, event_ids: Sequence[str]) -> None:
-        """Load the streams holding these events; remember the ids that are nowhere."""
-        wanted = sorted(set(event_ids) - self.absent - set(self.frame.get_column("event_id").to_list()))
+        """Load every stream holding these events (all copies of an id); remember the ids that
+        are nowhere."""
+        wanted = sorted(set(event_ids) - self.complete)
         if not wanted:
             return
         hits = self._query(_FIND_BY_ID, {"ids": wanted})
         self.load_streams(hits.get_column("stream_id").to_list() if hits.height else [])
         found = set(hits.get_column("event_id").to_list()) if hits.height else set()
         self.absent.update(set(wanted) - found)
+        self.complete.update(wanted)
 
     def find_effects(self, event_ids: Sequence[str]) -> bool:
-        """Load streams (not loaded yet) holding events caused by these; True when any were."""
+        """Load streams (not loaded yet) holding events caused by these, or other events with
+        these ids (copies); True when any were."""
         if not event_ids:
             return False
-        # causation ids have no bloom filter or useful statistics: a Polars scan of two columns
+        # causation ids have no bloom filter or useful statistics: a Polars scan of three columns
         # is as fast as DuckDB here and needs no session
         self.queries += 1
+        ids = list(event_ids)
         hits = (
             scan_events(self.journal)
-            .filter(pl.col("causation_id").is_in(list(event_ids)) & ~pl.col("stream_id").is_in(sorted(self.streams)))
+            .filter(
+                (pl.col("causation_id").is_in(ids) | pl.col("event_id").is_in(ids))
+                & ~pl.col("stream_id").is_in(sorted(self.streams))
+            )
             .select("stream_id")
             .unique()
             .collect()
         )
         before = len(self.streams)
         self.load_streams(hits.get_column("stream_id").to_list())
+        self.complete.update(ids)
         return len(self.streams) > before
 
 
@@ -215,32 +242,39 @@ def _walk(journal: Journal, loader: _Loader, event_id: str, direction: Direction
         raise EventNotFoundError.near(event_id, near_event_ids(journal, event_id))
     limit = depth if depth is not None else 1 << 30
     depths: dict[str, int] = {event_id: 0}
+    # the event of each id in the chain (its position): the focus's first committed copy
+    taken: dict[str, int] = {event_id: min(c["position"] for c in _copies(loader, [event_id])[event_id])}
     truncated = False
     cycles: list[list[str]] = []
 
     if direction in ("up", "both"):
-        frontier = [event_id]
+        frontier = [taken[event_id]]
         level = 0
         while frontier:
             if level >= limit:
                 truncated = truncated or _has_causes(loader, frontier)
                 break
-            causes = _causes_of(loader, frontier)
-            missing = [c for c in causes if c not in _ids(loader)]
-            if missing:
-                loader.find_by_id(missing)
+            caused = [r for r in _rows(loader, frontier) if r["causation_id"] is not None]
+            copies = _copies(loader, [r["causation_id"] for r in caused])
+            # a cause without a copy in its effect's stream: every copy in the journal is looked up
+            elsewhere = [r["causation_id"] for r in caused if not _in_stream(copies, r)]
+            if elsewhere:
+                loader.find_by_id(elsewhere)
+                copies = _copies(loader, [r["causation_id"] for r in caused])
             level += 1
             frontier = []
-            for c in causes:
+            for r in caused:
+                c = r["causation_id"]
                 if c in depths:
                     continue  # a cycle: reported below
-                if c in loader.absent:
-                    continue
+                if c not in copies:
+                    continue  # an orphan
                 depths[c] = -level
-                frontier.append(c)
+                taken[c] = _cause_of(r, copies[c])["position"]
+                frontier.append(taken[c])
 
     if direction in ("down", "both"):
-        frontier = [event_id]
+        frontier = [taken[event_id]]
         level = 0
         searched: set[str] = set()
         while frontier:
@@ -253,53 +287,109 @@ def _walk(journal: Journal, loader: _Loader, event_id: str, direction: Direction
                     loader.frame.filter(pl.col("stream_id").is_in(sorted(pending))).get_column("event_id").to_list()
                 )
             if level >= limit:
-                truncated = truncated or _effects_in(loader, frontier).height > 0
+                truncated = truncated or bool(_effects_of(loader, frontier))
                 break
             level += 1
-            effects = _effects_in(loader, frontier)
+            effects = _effects_of(loader, frontier)
             frontier = []
-            for e in effects.get_column("event_id").to_list():
-                if e in depths:
+            for e in effects:
+                if e["event_id"] in depths:
                     continue
-                depths[e] = level
-                frontier.append(e)
+                depths[e["event_id"]] = level
+                taken[e["event_id"]] = e["position"]
+                frontier.append(e["position"])
 
+    # causes resolved within their effect's stream: one lookup finds their copies elsewhere
+    loader.find_by_id(sorted(depths))
     nodes = (
-        loader.frame.filter(pl.col("event_id").is_in(list(depths)))
-        .unique("event_id", keep="first")
+        loader.frame.filter(pl.col("position").is_in(list(taken.values())))
         .with_columns(depth=pl.col("event_id").replace_strict(depths, return_dtype=pl.Int64))
     )
     ids = set(depths)
     nodes = nodes.with_columns(
         parent_id=pl.when(pl.col("causation_id").is_in(list(ids))).then(pl.col("causation_id"))
     ).sort(["depth", "occurred_at", "position"])
-    cycles = _cycles(loader, ids)
+    cycles = _cycles(loader, nodes, ids)
     orphans = nodes.filter(pl.col("causation_id").is_in(sorted(loader.absent))).select(
         "event_id", "stream_id", "version", "event_type", pl.col("causation_id").alias("missing_cause")
     )
-    return Chain(event_id, direction, nodes, orphans, cycles, truncated, loader.queries)
+    return Chain(event_id, direction, nodes, orphans, cycles, truncated, loader.queries, _ambiguous(loader, nodes))
 
 
-def _ids(loader: _Loader) -> set[str]:
-    return set(loader.frame.get_column("event_id").to_list())
+def _rows(loader: _Loader, positions: Sequence[int]) -> list[dict[str, Any]]:
+    """The loaded events at these positions, with what choosing among copies of a cause needs."""
+    return (
+        loader.frame.filter(pl.col("position").is_in(list(positions)))
+        .select(_CHOICE_COLUMNS)
+        .sort("occurred_at", "position")
+        .to_dicts()
+    )
 
 
-def _causes_of(loader: _Loader, ids: Sequence[str]) -> list[str]:
-    got = loader.frame.filter(pl.col("event_id").is_in(list(ids))).get_column("causation_id").drop_nulls()
-    return list(dict.fromkeys(got.to_list()))
+_CHOICE_COLUMNS = ("event_id", "stream_id", "correlation_id", "causation_id", "occurred_at", "position")
 
 
-def _has_causes(loader: _Loader, ids: Sequence[str]) -> bool:
-    return bool(_causes_of(loader, ids))
+def _copies(loader: _Loader, event_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The loaded events carrying each of these ids (usually one each; none: not loaded)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in loader.frame.filter(pl.col("event_id").is_in(list(set(event_ids)))).select(_CHOICE_COLUMNS).to_dicts():
+        out.setdefault(r["event_id"], []).append(r)
+    return out
 
 
-def _effects_in(loader: _Loader, ids: Sequence[str]) -> pl.DataFrame:
-    return loader.frame.filter(pl.col("causation_id").is_in(list(ids))).sort("occurred_at", "position")
+def _in_stream(copies: dict[str, list[dict[str, Any]]], effect: dict[str, Any]) -> bool:
+    return any(c["stream_id"] == effect["stream_id"] for c in copies.get(effect["causation_id"], ()))
 
 
-def _cycles(loader: _Loader, ids: set[str]) -> list[list[str]]:
+def _cause_of(effect: dict[str, Any], copies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The copy of ``effect``'s cause id that caused it: the one in its stream, then one of its
+    correlation, then the latest before it (else the earliest after it), then the first committed.
+
+    >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    >>> e = {"stream_id": "b", "correlation_id": "s1", "occurred_at": t}
+    >>> copies = [{"stream_id": s, "correlation_id": c, "occurred_at": t + dt.timedelta(seconds=d), "position": p}
+    ...           for s, c, d, p in [("a", None, -2, 1), ("c", "s1", 5, 2), ("d", "s1", -9, 3), ("e", "s1", -1, 4)]]
+    >>> _cause_of(e, copies)["stream_id"], _cause_of({**e, "stream_id": "a"}, copies)["stream_id"]
+    ('e', 'a')
+    """
+    if len(copies) == 1:
+        return copies[0]
+
+    def rank(c: dict[str, Any]) -> tuple[bool, bool, bool, dt.timedelta, int]:
+        same_correlation = effect["correlation_id"] is not None and c["correlation_id"] == effect["correlation_id"]
+        gap = effect["occurred_at"] - c["occurred_at"]  # >= 0: before the effect
+        before = gap >= dt.timedelta(0)
+        return (c["stream_id"] != effect["stream_id"], not same_correlation, not before, gap if before else -gap, c["position"])
+
+    return min(copies, key=rank)
+
+
+def _has_causes(loader: _Loader, positions: Sequence[int]) -> bool:
+    return any(r["causation_id"] is not None for r in _rows(loader, positions))
+
+
+def _effects_of(loader: _Loader, positions: Sequence[int]) -> list[dict[str, Any]]:
+    """The loaded events caused by the events at these positions (in time order): those whose
+    cause id, resolved among its copies (``_cause_of``), is one of these events."""
+    causes = {r["event_id"]: r["position"] for r in _rows(loader, positions)}
+    effects = _rows_caused_by(loader, list(causes))
+    copies = _copies(loader, causes) if effects else {}
+    return [e for e in effects if _cause_of(e, copies[e["causation_id"]])["position"] == causes[e["causation_id"]]]
+
+
+def _rows_caused_by(loader: _Loader, event_ids: Sequence[str]) -> list[dict[str, Any]]:
+    return (
+        loader.frame.filter(pl.col("causation_id").is_in(list(event_ids)))
+        .select(_CHOICE_COLUMNS)
+        .sort("occurred_at", "position")
+        .to_dicts()
+    )
+
+
+def _cycles(loader: _Loader, nodes: pl.DataFrame, ids: set[str]) -> list[list[str]]:
     """Rings of causation among the loaded events that touch the chain (each reported once)."""
     parent = dict(loader.frame.select("event_id", "causation_id").iter_rows())
+    parent.update(nodes.select("event_id", "causation_id").iter_rows())  # an id's copy in the chain
     found: list[list[str]] = []
     done: set[str] = set()
     for start in sorted(ids):
@@ -314,6 +404,23 @@ def _cycles(loader: _Loader, ids: set[str]) -> list[list[str]]:
             found.append(path[on_path[node] :])
         done.update(path)
     return found
+
+
+def _ambiguous(loader: _Loader, nodes: pl.DataFrame) -> pl.DataFrame:
+    """Events of the chain whose id other loaded events carry too (every copy is loaded)."""
+    taken = nodes.select("event_id", pl.col("position").alias("taken"))
+    others = (
+        loader.frame.select("event_id", "stream_id", "position")
+        .join(taken, on="event_id")
+        .filter(pl.col("position") != pl.col("taken"))
+        .group_by("event_id")
+        .agg(also_in=pl.col("stream_id").unique().sort())
+    )
+    return (
+        nodes.join(others, on="event_id")
+        .sort("depth", "occurred_at", "position")
+        .select(list(AMBIGUOUS_SCHEMA))
+    )
 
 
 def near_event_ids(journal: Journal, event_id: str, limit: int = 3) -> list[str]:

@@ -27,9 +27,11 @@ def command(
 ) -> None:
     """Walk the causation chain of EVENT_ID across streams: causes up to the root input,
     effects down to every consequence; orphans (a cause not in the journal) and cycles are named.
+    An event id several events carry (imported duplicates) is named ambiguous; as a cause it is
+    the copy in its effect's stream, then of its correlation, then the latest before it.
 
     --format table prints an indented tree with one explanation per event; json prints the graph
-    (nodes, edges, orphans, cycles); csv/parquet print the nodes with their depth and parent.
+    (nodes, edges, orphans, cycles, ambiguous); csv/parquet print the nodes with their depth and parent.
 
     \b
     Example:
@@ -71,6 +73,7 @@ def command(
         nodes = chain.nodes.drop("data", "metadata").to_arrow()
         write_table(pa.Table.from_batches(nodes.to_batches(), nodes.schema), fmt, output, title="chain")
     click.echo(
-        f"chain: {chain.nodes.height} events, {chain.orphans.height} orphans, {len(chain.cycles)} cycles",
+        f"chain: {chain.nodes.height} events, {chain.orphans.height} orphans, {len(chain.cycles)} cycles, "
+        f"{chain.ambiguous.height} ambiguous ids",
         err=True,
     )

@@ -40,6 +40,7 @@ def render_chain(chain: Chain, *, max_summary: int = 100) -> list[str]:
         kids.sort(key=lambda e: (rows[e]["occurred_at"], rows[e]["position"]))
     orphaned = {r["event_id"]: r["missing_cause"] for r in chain.orphans.to_dicts()}
     in_cycle = {e for ring in chain.cycles for e in ring}
+    also_in = dict(chain.ambiguous.select("event_id", "also_in").iter_rows())
     lines: list[str] = []
     seen: set[str] = set()
 
@@ -56,6 +57,9 @@ def render_chain(chain: Chain, *, max_summary: int = 100) -> list[str]:
             lines.append(f"{note_prefix}⚠ orphan: its cause {orphaned[eid]} is not in the journal")
         if eid in in_cycle:
             lines.append(f"{note_prefix}↻ part of a causation cycle")
+        if eid in also_in:
+            streams = ("stream " if len(also_in[eid]) == 1 else "streams ") + ", ".join(also_in[eid])
+            lines.append(f"{note_prefix}⚠ ambiguous id: an event in {streams} has it too; the chain takes this one")
         kids = children.get(eid, [])
         for i, k in enumerate(kids):
             visit(k, note_prefix, i == len(kids) - 1, False)

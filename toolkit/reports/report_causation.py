@@ -132,6 +132,14 @@ def causation_sections(journal: Journal, chain: Chain) -> list[Section]:
     ]
     if chain.cycles:
         problems.append(Text("Cycles: " + "; ".join(" → ".join(c) for c in chain.cycles)))
+    if chain.ambiguous.height:
+        problems.append(
+            TableBlock(
+                "Ambiguous ids: other events carry the same event id (the chain takes the copy in the effect's "
+                "stream, then of its correlation, then the latest before it)",
+                chain.ambiguous.with_columns(pl.col("also_in").list.join(", ")).to_arrow(),
+            )
+        )
     sections = [
         Section("Summary", [Figures(figures)]),
         Section("Causation chain", graph, intro="Each event's causation_id names the event that caused it."),

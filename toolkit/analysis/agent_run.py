@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -609,11 +609,23 @@ def _with_lists(frame: pl.LazyFrame, names: pl.LazyFrame) -> pl.LazyFrame:
 def _folded(journal: Journal, stream_ids: list[str], schema: pl.Schema) -> pl.DataFrame:
     from toolkit.analysis.replay import stream_events  # replay builds on this module
 
-    rows = []
+    return fold_run_states(((sid, stream_events(journal, sid)) for sid in sorted(stream_ids)), schema)
+
+
+def fold_run_states(
+    streams: Iterable[tuple[str, Sequence[Event]]], schema: pl.Schema = RESULT_SCHEMA
+) -> pl.DataFrame:
+    """The rows of :func:`agent_run_states` for streams whose events the caller holds (each
+    stream's events in version order, from its first), folded in Python by :data:`AGENT_RUN`
+    (the fold the vectorised states equal). verify-export replays the runs of a compliance
+    bundle from the bundle's own events with it.
+
+    >>> fold_run_states([("r", [Event.of("llm_response", {}, version=1, model="m", tokens_in=3)])]).select(
+    ...     "stream_id", "status", "tokens_in", "llm_calls").rows()
+    [('r', 'answered', 3, 1)]
+    """
     extra = {"tool_counts": None, "folded": True} if "folded" in schema else {}
-    for sid in sorted(stream_ids):
-        state = AGENT_RUN.fold(stream_events(journal, sid))
-        rows.append({"stream_id": sid, **state.summary(), **extra})
+    rows = [{"stream_id": sid, **AGENT_RUN.fold(events).summary(), **extra} for sid, events in streams]
     return pl.DataFrame(rows, schema=schema)
 
 

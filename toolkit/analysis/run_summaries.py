@@ -3,16 +3,19 @@
 The state at the head of each run comes from the replay API
 (``toolkit.analysis.agent_run.agent_run_states``: status, tokens, cost, calls, failures, model);
 it is joined with what only the exported events say (agent, subject, the exported version range
-and how the run ended).
+and how the run ended). ``summarise_exported_runs`` gives the same rows from the exported events
+alone (verify-export checks a bundle's runs with it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from itertools import groupby
 
 import polars as pl
 
-from toolkit.analysis.agent_run import agent_run_states
+from toolkit.analysis.agent_run import agent_run_states, fold_run_states
+from toolkit.analysis.replay import events_from_table
 from toolkit.journal.store import Journal
 
 _LOCAL = ("stream_id", "agent", "subject_id", "outcome", "first_version", "last_version")
@@ -24,17 +27,43 @@ def summarise_runs(journal: Journal, stream_ids: Sequence[str], events: pl.DataF
     The run state (status, tokens, cost, tools, model) is given only for runs exported whole
     (``whole_run``): the state of a run the selection took part of would tell what the events
     left out say (another subject's tool calls, events outside the time range)."""
-    local = local_run_summaries(events)
     heads = journal.heads()
-    head = {s: heads[s].version for s in local.get_column("stream_id").to_list() if s in heads}
-    mine = local.select(*_LOCAL, pl.col("tools").alias("tool_names"), pl.col("events").alias("_n")).with_columns(
+    exported = events.get_column("stream_id").unique().to_list()
+    mine = _with_whole_run(events, {s: heads[s].version for s in exported if s in heads})
+    if not stream_ids:
+        return mine
+    return _with_states(mine, agent_run_states(journal, stream_ids=list(stream_ids)))
+
+
+def summarise_exported_runs(events: pl.DataFrame, head_versions: Mapping[str, int]) -> pl.DataFrame:
+    """What :func:`summarise_runs` gave for ``events`` when they were exported, from the events
+    alone: ``head_versions`` are the streams' head versions then (a bundle's manifest records
+    them). A run exported whole holds every event of its stream, so its state is replayed from
+    them (``agent_run.fold_run_states``, the fold ``agent_run_states`` equals).
+    """
+    mine = _with_whole_run(events, head_versions)
+    if events.height == 0:
+        return mine
+    whole = mine.filter(pl.col("whole_run")).get_column("stream_id").to_list()
+    ordered = events_from_table(events.filter(pl.col("stream_id").is_in(whole)).sort("stream_id", "version").to_arrow())
+    states = fold_run_states((sid, list(run)) for sid, run in groupby(ordered, key=lambda e: e.stream_id))
+    return _with_states(mine, states)
+
+
+def _with_whole_run(events: pl.DataFrame, head_versions: Mapping[str, int]) -> pl.DataFrame:
+    """The local summaries, and whether each run is exported whole (its events are versions 1 to
+    its head, every one of them)."""
+    local = local_run_summaries(events)
+    head = {s: head_versions[s] for s in local.get_column("stream_id").to_list() if s in head_versions}
+    return local.select(*_LOCAL, pl.col("tools").alias("tool_names"), pl.col("events").alias("_n")).with_columns(
         whole_run=(pl.col("first_version") == 1)
         & (pl.col("_n") == pl.col("last_version"))
         & (pl.col("last_version") == pl.col("stream_id").replace_strict(head, default=None, return_dtype=pl.Int64))
     ).drop("_n")
-    if not stream_ids:
-        return mine
-    states = agent_run_states(journal, stream_ids=list(stream_ids))
+
+
+def _with_states(mine: pl.DataFrame, states: pl.DataFrame) -> pl.DataFrame:
+    """The run state of the runs exported whole joined to their summaries (null for the others)."""
     whole = mine.filter(pl.col("whole_run")).get_column("stream_id").to_list()
     return mine.join(states.filter(pl.col("stream_id").is_in(whole)), on="stream_id", how="left", maintain_order="left")
 

@@ -48,6 +48,13 @@ from toolkit.reports.tables import write_table
 BUNDLE_FORMAT = "agent-journal-toolkit compliance bundle 1"
 MANIFEST = "manifest.json"
 TABLES = ("events", "causation", "runs")
+#: an event as the cause of another, in the causation table's columns
+AS_CAUSE = (
+    pl.col("event_id").alias("cause_event_id"),
+    pl.col("stream_id").alias("cause_stream_id"),
+    pl.col("version").alias("cause_version"),
+    pl.col("event_type").alias("cause_event_type"),
+)
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,8 @@ def select_events(journal: Journal, selection: Selection) -> pl.DataFrame:
     return lf.sort("occurred_at", "position").collect()
 
 
-def _explained(events: pl.DataFrame) -> pl.DataFrame:
+def explain_events(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` with the explainer's title and summary of each (``titles.describe_event``)."""
     texts = [describe_event(r) for r in events.to_dicts()]
     return events.with_columns(
         title=pl.Series([t for t, _ in texts], dtype=pl.String),
@@ -135,8 +143,35 @@ def _explained(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def causation_links(journal: Journal, events: pl.DataFrame) -> pl.DataFrame:
-    """cause → effect for every selected event that has a cause; causes outside looked up once."""
+def causation_links(journal: Journal, events: pl.DataFrame, *, max_position: int | None = None) -> pl.DataFrame:
+    """cause → effect for every selected event that has a cause; causes outside looked up once
+    (among the events up to ``max_position`` when given: the journal as the export read it)."""
+    return link_causes(events, outside_causes(journal, events, max_position=max_position))
+
+
+def outside_causes(journal: Journal, events: pl.DataFrame, *, max_position: int | None = None) -> pl.DataFrame:
+    """The causes of ``events`` that are not among them, as the journal holds them: the rows
+    (cause_event_id, cause_stream_id, cause_version, cause_event_type) :func:`link_causes` takes."""
+    causes = set(events.get_column("causation_id").drop_nulls().to_list())
+    ids = sorted(causes - set(events.get_column("event_id").to_list()))
+    if not ids:
+        return events.clear().select(AS_CAUSE)
+    lf = scan_events(journal).filter(pl.col("event_id").is_in(ids))
+    if max_position is not None:
+        lf = lf.filter(pl.col("position") <= max_position)
+    return lf.select(AS_CAUSE).collect()
+
+
+def link_causes(events: pl.DataFrame, outside: pl.DataFrame) -> pl.DataFrame:
+    """cause → effect for every event of ``events`` that has a cause: the cause among ``events``
+    (``cause_in_bundle``), else its row in ``outside`` (:func:`outside_causes`), else an orphan.
+
+    >>> ev = pl.DataFrame({"event_id": ["a", "b", "c"], "causation_id": [None, "a", "x"], "stream_id": ["s"] * 3,
+    ...     "version": [1, 2, 3], "event_type": ["user_message", "tool_called", "tool_result"]})
+    >>> links = link_causes(ev, ev.clear().select(AS_CAUSE))
+    >>> links.select("effect_event_id", "cause_stream_id", "cause_in_bundle", "orphan").rows()
+    [('b', 's', True, False), ('c', None, False, True)]
+    """
     linked = events.filter(pl.col("causation_id").is_not_null()).select(
         pl.col("causation_id").alias("cause_event_id"),
         pl.col("event_id").alias("effect_event_id"),
@@ -144,26 +179,7 @@ def causation_links(journal: Journal, events: pl.DataFrame) -> pl.DataFrame:
         pl.col("version").alias("effect_version"),
         pl.col("event_type").alias("effect_event_type"),
     )
-    inside = events.select(
-        pl.col("event_id").alias("cause_event_id"),
-        pl.col("stream_id").alias("cause_stream_id"),
-        pl.col("version").alias("cause_version"),
-        pl.col("event_type").alias("cause_event_type"),
-    )
-    outside_ids = sorted(set(linked.get_column("cause_event_id").to_list()) - set(events.get_column("event_id").to_list()))
-    outside = inside.clear()
-    if outside_ids:
-        outside = (
-            scan_events(journal)
-            .filter(pl.col("event_id").is_in(outside_ids))
-            .select(
-                pl.col("event_id").alias("cause_event_id"),
-                pl.col("stream_id").alias("cause_stream_id"),
-                pl.col("version").alias("cause_version"),
-                pl.col("event_type").alias("cause_event_type"),
-            )
-            .collect()
-        )
+    inside = events.select(AS_CAUSE)
     causes = pl.concat([inside.with_columns(cause_in_bundle=pl.lit(True)), outside.with_columns(cause_in_bundle=pl.lit(False))])
     out = linked.join(causes, on="cause_event_id", how="left", maintain_order="left")
     return out.with_columns(
@@ -254,9 +270,9 @@ def export_compliance(
     exported_at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     delta_version = journal.delta_version
     max_position = journal.max_position()  # every event up to it is in the selection read below
-    events = _explained(select_events(journal, selection))
+    events = explain_events(select_events(journal, selection))
     streams = list(dict.fromkeys(events.get_column("stream_id").to_list()))
-    causation = causation_links(journal, events)
+    causation = causation_links(journal, events, max_position=max_position)
     runs = summarise_runs(journal, streams, events)
     heads = chain_heads(journal, events)
     sql, params = selection.sql()
@@ -269,7 +285,7 @@ def export_compliance(
         rows |= _write_table_files(runs, "runs", tmp)
         body: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
-            "toolkit_version": _toolkit_version(),
+            "toolkit_version": toolkit_version(),
             "journal": str(journal.path),
             "delta_version": delta_version,
             "max_position": max_position,
@@ -315,11 +331,24 @@ def export_compliance(
     )
 
 
-def _toolkit_version() -> str:
+def toolkit_version() -> str:
+    """The installed toolkit's version (a bundle records the one that wrote it)."""
     try:
         return importlib_metadata.version("agent-journal-toolkit")
     except importlib_metadata.PackageNotFoundError:
         return "unknown"
 
 
-__all__ = ["BUNDLE_FORMAT", "BundleResult", "Selection", "causation_links", "export_compliance", "select_events"]
+__all__ = [
+    "AS_CAUSE",
+    "BUNDLE_FORMAT",
+    "BundleResult",
+    "Selection",
+    "causation_links",
+    "explain_events",
+    "export_compliance",
+    "link_causes",
+    "outside_causes",
+    "select_events",
+    "toolkit_version",
+]

@@ -153,6 +153,26 @@ def test_export_and_verify_export(demo: Path, tmp_path: Path, capsys: pytest.Cap
     assert code == 1 and "exactly one" in err
 
 
+def test_verify_export_names_derived_content_edited_with_its_digest(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from toolkit.journal.retention import file_sha256
+
+    out_dir = tmp_path / "bundle"
+    run(capsys, "export-compliance", "--correlation", "session-7-0000002", "-o", str(out_dir))
+    page = out_dir / "report.html"
+    page.write_text(page.read_text(encoding="utf-8").replace("safe to merge", "fine to merge", 1), encoding="utf-8")
+    m = json.loads((out_dir / "manifest.json").read_text())
+    m["files"]["report.html"]["sha256"] = file_sha256(page)
+    (out_dir / "manifest.json").write_text(json.dumps(m))
+    code, out, err = run(capsys, "verify-export", str(out_dir), "--format", "csv")
+    assert code == 3 and "report.html,derived_report," in out and "1 problems" in err and "Hint" not in err
+    m["toolkit_version"] = "0.0.1"
+    (out_dir / "manifest.json").write_text(json.dumps(m))
+    code, out, err = run(capsys, "verify-export", str(out_dir), "--format", "csv")
+    assert code == 3 and "Hint: the bundle was written by toolkit 0.0.1" in err
+
+
 def test_chain_orphans_lists_every_orphan(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "chain", "--orphans")
     assert code == 0 and "orphans: 0" in err

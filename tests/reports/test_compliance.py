@@ -12,6 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from bundle_forgery import forge_table as _forge
+from bundle_forgery import rederive
 
 from toolkit.errors import BundleError
 from toolkit.journal import Journal
@@ -237,24 +239,6 @@ def test_bad_selections_and_targets(demo: Journal, tmp_path: Path) -> None:
         verify_bundle(tmp_path / "full")
 
 
-def _forge(bundle: Path, change: object, table: str = "events") -> None:
-    """Rewrite a table of an unsigned bundle as a careful forger would: its Parquet file, its CSV
-    and JSON copies and the manifest's digests and row counts all agree afterwards."""
-    import polars as pl
-
-    from toolkit.reports.compliance import _write_table_files
-
-    frame = change(pl.read_parquet(bundle / f"{table}.parquet"))  # type: ignore[operator]
-    _write_table_files(frame, table, bundle)
-    m = json.loads((bundle / "manifest.json").read_text())
-    for ext in ("parquet", "csv", "json"):
-        p = bundle / f"{table}.{ext}"
-        m["files"][p.name].update(sha256=file_sha256(p), bytes=p.stat().st_size, rows=frame.height)
-    m["row_counts"][table] = frame.height
-    m.pop("hmac_sha256", None)
-    (bundle / "manifest.json").write_text(json.dumps(m))
-
-
 def test_a_forged_redaction_marker_with_text_riding_along_is_caught(demo: Journal, tmp_path: Path) -> None:
     import polars as pl
 
@@ -323,6 +307,8 @@ def test_events_forged_after_their_purge_are_caught_by_the_anchor_and_archive(jo
     last = pq.read_table(tmp_path / "b" / "events.parquet").column("hash")[-1].as_py()
     m["chain_heads"]["r1"].update(last_exported_hash=last, head_hash=last)
     (tmp_path / "b" / "manifest.json").write_text(json.dumps(m))
+    assert [x.check for x in verify_bundle(tmp_path / "b").problems] == ["derived_report"]  # it shows the hashes
+    rederive(tmp_path / "b")  # the page (titles, summaries, links, runs) made to say what the forged events say
     assert verify_bundle(tmp_path / "b").ok  # consistent in itself
     problems = verify_bundle(tmp_path / "b", journal=fresh).problems
     assert [x.check for x in problems if x.check == "purged_hash"] == ["purged_hash"] * 3

@@ -28,8 +28,10 @@ def command(
     output: str | None,
 ) -> None:
     """Check a compliance bundle: every file's SHA-256 and row count against the manifest (a
-    changed file is named), the events' payload digests and hash chain, the chain heads; with
-    -j JOURNAL, that every exported event and head is still in the journal. Exit 3 on a problem.
+    changed file is named), the events' payload digests and hash chain, the chain heads, and that
+    the titles, summaries, causation links, run summaries and report.html say what the export
+    derives from the events; with -j JOURNAL, that every exported event and head is still in the
+    journal. Exit 3 on a problem.
 
     \b
     Example:
@@ -65,4 +67,14 @@ def command(
     )
     if not report.ok:
         write_table(report.table(), fmt, output, title="bundle problems")
+        if any(p.check.startswith("derived_") for p in report.problems):
+            from toolkit.reports.compliance import toolkit_version
+
+            if report.written_by != toolkit_version():
+                click.echo(
+                    f"Hint: the bundle was written by toolkit {report.written_by} and its derived content "
+                    f"(titles, summaries, links, runs, report.html) recomputed by {toolkit_version()}; "
+                    "if the explainers or the report changed between them, check it with the version that wrote it",
+                    err=True,
+                )
         sys.exit(3)

@@ -7,7 +7,9 @@ no other file is there; the events recompute — each payload digest from its da
 (a redaction marker is accepted and counted, never silently), each hash from its envelope,
 payload digest and previous hash, consecutive versions of a stream chain to each other — and
 the last exported event of each stream is the one the manifest names; the CSV and JSON copies of
-each table say what its Parquet file says.
+each table say what its Parquet file says; what the export derives from the events (titles and
+summaries, causation links, run summaries, report.html, the manifest's run list) is derived again
+from them and compared (``compliance_derived``).
 
 Against the journal: every exported event is still there with the same hash, and each stream's
 head at export time is still in its chain (or was removed by a recorded purge); payloads
@@ -36,14 +38,17 @@ from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, GENESIS_HASH
 from toolkit.journal.side_tables import read_table
 from toolkit.journal.store import Journal
 from toolkit.reports.compliance import (
+    AS_CAUSE,
     BUNDLE_FORMAT,
     MANIFEST,
     TABLES,
     Selection,
     manifest_mac,
+    outside_causes,
     rendered_copies,
     select_events,
 )
+from toolkit.reports.compliance_derived import derive_again, derived_differences, first_differing_line
 
 #: the only payload text a redaction leaves (``redaction.marker_for``): nothing else may ride along
 _MARKER = re.compile(r'\{"redacted":"redaction-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}"\}')
@@ -77,6 +82,8 @@ class ExportCheck:
     checked_against_journal: bool = False
     problems: list[Problem] = field(default_factory=list)
     empty: bool = False
+    derived_checked: bool = False  # titles, summaries, links, runs and report.html recomputed and compared
+    written_by: str | None = None  # the toolkit version the manifest names
 
     @property
     def ok(self) -> bool:
@@ -119,7 +126,7 @@ def verify_bundle(bundle_dir: str | Path, *, journal: Journal | None = None, key
     if not bundle.is_dir():
         raise BundleError(f"{bundle}: not a directory", hint="pass the bundle directory (journal export-compliance -o DIR)")
     doc = load_manifest(bundle, key)
-    report = ExportCheck(str(bundle), empty=bool(doc.get("empty")))
+    report = ExportCheck(str(bundle), empty=bool(doc.get("empty")), written_by=str(doc.get("toolkit_version")))
     mac = doc.pop("hmac_sha256", None)
     if key is not None:
         if mac is None:
@@ -169,8 +176,11 @@ def verify_bundle(bundle_dir: str | Path, *, journal: Journal | None = None, key
     if missing:
         report.problems.append(Problem("events.parquet", "columns", "every canonical column", f"no {missing[0]!r}"))
         return report
+    chained = len(report.problems)
     _check_chain(events.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA), doc, report)
     _check_copies(bundle, files, report)
+    if not any(_is_event_problem(p) for p in report.problems[chained:]):
+        _check_derived(bundle, files, events, doc, journal, report)
     if journal is not None:
         _check_journal(journal, events, doc, report)
     return report
@@ -204,11 +214,88 @@ def _check_copies(bundle: Path, files: dict[str, dict[str, Any]], report: Export
             found = (bundle / copy).read_text(encoding="utf-8")
             want = expected[copy.rsplit(".", 1)[1]]
             if found != want:
-                line = next(
-                    (i for i, (a, b) in enumerate(zip(found.splitlines(), want.splitlines(), strict=False), 1) if a != b),
-                    min(len(found.splitlines()), len(want.splitlines())) + 1,
-                )
+                line = first_differing_line(found, want)
                 report.problems.append(Problem(copy, "matches_parquet", f"the rows of {name}", f"differs from line {line}"))
+
+
+def _is_event_problem(p: Problem) -> bool:
+    """A problem of the exported events themselves (their digests, chain, or chain heads)."""
+    return p.check in {"payload", "hash", "prev_hash", "chain_head"}
+
+
+def _check_derived(
+    bundle: Path,
+    files: dict[str, dict[str, Any]],
+    events: pa.Table,
+    doc: dict[str, Any],
+    journal: Journal | None,
+    report: ExportCheck,
+) -> None:
+    """The titles, summaries, causation links, run summaries and report.html say what the
+    export derives from the bundle's events (``compliance_derived``).
+
+    Skipped when the events fail their own checks (what they derive to would be a forger's) and,
+    file by file, for a file already reported as changed or missing. The causes outside the
+    bundle come from the journal (as it was at export: its events up to the manifest's
+    ``max_position``; a cause a recorded purge removed since, as the bundle says); without it,
+    as the bundle says (their stream, version and type are checked only with the journal).
+    """
+    broken = {p.where for p in report.problems}
+
+    def frame(table: pa.Table) -> pl.DataFrame:
+        out = pl.from_arrow(table)
+        assert isinstance(out, pl.DataFrame)
+        return out
+
+    def table(name: str) -> pl.DataFrame | None:
+        file = f"{name}.parquet"
+        return None if file in broken or file not in files else frame(pq.read_table(bundle / file))
+
+    bundled = frame(events)
+    canonical = bundled.select(COLUMN_NAMES)
+    causation = table("causation")
+    claimed = _claimed_outside_causes(canonical, causation)
+    outside = claimed if journal is None else _outside_causes_then(journal, canonical, doc, claimed)
+    heads = doc.get("chain_heads") or {}
+    derived = derive_again(canonical, {sid: h["head_version"] for sid, h in heads.items()}, outside)
+    page: str | None = None
+    if "report.html" not in files:
+        report.problems.append(Problem("report.html", "missing_file", "a file the manifest lists", "not listed"))
+    elif "report.html" not in broken and (journal is not None or causation is not None):
+        page = (bundle / "report.html").read_text(encoding="utf-8", errors="replace")
+    found = {"events": bundled, "causation": causation, "runs": table("runs"), "report.html": page}
+    report.problems.extend(Problem(*d) for d in derived_differences(derived, doc, found))
+    report.derived_checked = True
+
+
+def _claimed_outside_causes(events: pl.DataFrame, causation: pl.DataFrame | None) -> pl.DataFrame:
+    """The causes outside the bundle as its causation table names them (one row per cause)."""
+    empty = events.clear().select(AS_CAUSE)
+    wanted = [*empty.columns, "cause_in_bundle"]
+    if causation is None or not all(c in causation.columns for c in wanted):
+        return empty
+    claimed = causation.filter(
+        ~pl.col("cause_in_bundle").fill_null(True),
+        pl.col("cause_stream_id").is_not_null(),
+        ~pl.col("cause_event_id").is_in(events.get_column("event_id").implode()),
+    )
+    claimed = claimed.select(empty.columns).cast(empty.schema, strict=False)
+    return claimed.unique("cause_event_id", keep="first", maintain_order=True)
+
+
+def _outside_causes_then(
+    journal: Journal, events: pl.DataFrame, doc: dict[str, Any], claimed: pl.DataFrame
+) -> pl.DataFrame:
+    """The causes outside the bundle as the journal held them at export: its events up to the
+    manifest's ``max_position``, and a cause a recorded purge removed since as the bundle names it."""
+    then = doc.get("max_position")
+    held = outside_causes(journal, events, max_position=then if isinstance(then, int) else None)
+    gone = claimed.filter(~pl.col("cause_event_id").is_in(held.get_column("cause_event_id").implode()))
+    if gone.height:
+        purged = _purged_hashes(journal, sorted(set(gone.get_column("cause_stream_id").to_list())))
+        keep = [(s, v) in purged for s, v in gone.select("cause_stream_id", "cause_version").iter_rows()]
+        held = pl.concat([held, gone.filter(pl.Series(keep, dtype=pl.Boolean))], how="vertical_relaxed")
+    return held
 
 
 def _check_chain(events: pa.Table, doc: dict[str, Any], report: ExportCheck) -> None:

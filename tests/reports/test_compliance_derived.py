@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from bundle_forgery import forge_file, forge_manifest, forge_table
+from bundle_forgery import forge_file, forge_manifest, forge_table, rederive
 
 from toolkit.journal import Journal
 from toolkit.journal.retention import purge_before
@@ -180,3 +180,20 @@ def test_a_cause_purged_or_appended_since_the_export_is_taken_as_it_was(journal:
     report = verify_bundle(tmp_path / "b", journal=Journal.open(journal.path))
     assert report.ok and report.derived_checked, report.problems
 
+
+def test_a_run_passed_off_as_whole_is_named_against_the_journal(demo: Journal, tmp_path: Path) -> None:
+    """Whether a run is exported whole rests on the manifest's head: one moved back to the last
+    exported event, with a replayed state and page to match, is consistent in itself; the journal
+    still holds the later events the export saw."""
+    t = demo.read_stream("run-7-0000002", ["occurred_at"]).column("occurred_at")[9].as_py()
+    export_compliance(demo, Selection(correlation_id=SESSION, until=t), tmp_path / "b")
+
+    def head_at_last_export(m: dict[str, object]) -> None:
+        h = m["chain_heads"]["run-7-0000002"]  # type: ignore[index]
+        h.update(head_version=h["last_exported_version"], head_hash=h["last_exported_hash"])
+
+    forge_manifest(tmp_path / "b", head_at_last_export)
+    rederive(tmp_path / "b")
+    assert pl.read_parquet(tmp_path / "b" / "runs.parquet")["whole_run"].to_list() == [True]
+    assert verify_bundle(tmp_path / "b").ok
+    assert [p[:2] for p in problems(tmp_path / "b", demo)] == [("run-7-0000002:v9", "journal_head")]

@@ -12,8 +12,8 @@ summaries, causation links, run summaries, report.html, the manifest's run list)
 from them and compared (``compliance_derived``).
 
 Against the journal: every exported event is still there with the same hash, and each stream's
-head at export time is still in its chain (or was removed by a recorded purge); payloads
-redacted since the export are reported as such.
+head at export time is still in its chain (or was removed by a recorded purge) and was its head
+then; payloads redacted since the export are reported as such.
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ def _check_journal(journal: Journal, events: pa.Table, doc: dict[str, Any], repo
     now = (
         scan_events(journal, stream_ids=streams or None)
         .filter(pl.col("stream_id").is_in(streams))
-        .select("event_id", "stream_id", "version", "hash", "data", "metadata")
+        .select("event_id", "stream_id", "version", "position", "hash", "data", "metadata")
         .collect()
     )
     by_id = {r["event_id"]: r for r in now.to_dicts()}
@@ -373,6 +373,13 @@ def _check_journal(journal: Journal, events: pa.Table, doc: dict[str, Any], repo
                 report.problems.append(Problem(f"{sid}:v{head['head_version']}", "journal_head", head["head_hash"], by_version[key]))
         elif not any(k > head["head_version"] for k in anchors.get(sid, {})):
             report.problems.append(Problem(f"{sid}:v{head['head_version']}", "journal_head", head["head_hash"], "absent"))
+    then = doc.get("max_position")
+    if isinstance(then, int):  # the head was the head: no later event of the stream was in the journal then
+        later = now.filter(pl.col("position") <= then).group_by("stream_id").agg(pl.col("version").max())
+        for sid, v in later.sort("stream_id").iter_rows():
+            if sid in heads and v > heads[sid]["head_version"]:
+                where, expected = f"{sid}:v{heads[sid]['head_version']}", f"the stream's head at export (position <= {then})"
+                report.problems.append(Problem(where, "journal_head", expected, f"v{v} was in the journal then"))
     _check_complete(journal, events, doc, report)
 
 

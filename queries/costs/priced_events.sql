@@ -10,7 +10,7 @@ patterns AS (
     SELECT DISTINCT pattern, match, rule_order FROM price_segments
 ),
 model_rule AS (
-    SELECT m.model, p.pattern
+    SELECT m.model, p.pattern, p.match
     FROM models AS m
     JOIN patterns AS p
       ON (p.match = 'exact' AND m.model = p.pattern)
@@ -20,7 +20,7 @@ model_rule AS (
 rates AS (
     SELECT mr.model, s.*
     FROM model_rule AS mr
-    JOIN price_segments AS s USING (pattern)
+    JOIN price_segments AS s USING (pattern, match)  -- an exact and a regex row may share the text
 ),
 costed AS (
     SELECT

@@ -161,6 +161,16 @@ def test_exact_rows_beat_regex_rows_and_regexes_go_in_file_order(journal: Journa
     }
 
 
+def test_an_exact_and_a_regex_row_with_the_same_text_price_an_event_once(journal: Journal, tmp_path: Path) -> None:
+    """The join took the segments of both rows (it matched on the text only): each event came out twice."""
+    prices = price_file(tmp_path, row("m", "exact", inp="1", out="1"), row("m", "regex", inp="10", out="10"))
+    journal.append("r", [llm("2026-02-01T00:00:00Z", 1_000_000, cost_usd="1")])
+    got = [(r["repriced_cost_usd"], r["price_row"]) for r in priced_events(journal, prices).to_pylist()]
+    assert got == [(Decimal(1), f"{prices}:3")]
+    diff = reprice_diff(journal, prices).to_pylist()
+    assert [(r["billable_events"], r["recorded_cost_usd"], r["repriced_cost_usd"]) for r in diff] == [(1, 1, 1)]
+
+
 def test_events_without_a_price_are_listed_never_priced_at_zero(journal: Journal, tmp_path: Path) -> None:
     prices = price_file(tmp_path, row())
     journal.append(

@@ -25,7 +25,9 @@ rates AS (
 costed AS (
     SELECT
         e.*,
-        coalesce(e.tokens_in, 0) + coalesce(e.tokens_out, 0) > 0 AS billable,
+        -- any token count makes an event billable: cache or reasoning tokens without tokens_in/out are inconsistent, not free
+        coalesce(e.tokens_in, 0) + coalesce(e.tokens_out, 0) + coalesce(e.tokens_cache_read, 0)
+            + coalesce(e.tokens_cache_write, 0) + coalesce(e.tokens_reasoning, 0) > 0 AS billable,
         coalesce(e.tokens_cache_read, 0) + coalesce(e.tokens_cache_write, 0) > coalesce(e.tokens_in, 0)
             OR coalesce(e.tokens_reasoning, 0) > coalesce(e.tokens_out, 0) AS inconsistent,
         r.price_row,

@@ -202,6 +202,28 @@ def test_events_without_a_price_are_listed_never_priced_at_zero(journal: Journal
     assert {r["model"]: r["unpriced_events"] for r in costed} == {"(none)": 1, "m": 1, "unknown-model": 1}
 
 
+def test_cache_or_reasoning_tokens_without_tokens_in_or_out_are_counted_as_unpriced(journal: Journal, tmp_path: Path) -> None:
+    """Only tokens_in/out made an event billable: 1M cache-read tokens with tokens_in null vanished from reprice."""
+    prices = price_file(tmp_path, row())
+    journal.append(
+        "r",
+        [
+            ev("llm_response", {}, model="m", tokens_cache_read=1_000_000, occurred_at="2026-02-01T00:00:00Z"),
+            ev("llm_response", {}, model="m", tokens_reasoning=1_000_000, occurred_at="2026-02-01T00:00:01Z"),
+        ],
+    )
+    listed = unpriced_events(journal, prices).to_pylist()
+    assert [(r["version"], r["reason"]) for r in listed] == [
+        (1, "cache tokens exceed tokens_in or reasoning tokens exceed tokens_out"),
+        (2, "cache tokens exceed tokens_in or reasoning tokens exceed tokens_out"),
+    ]
+    diff = reprice_diff(journal, prices).to_pylist()
+    assert [(r["billable_events"], r["unpriced_events"]) for r in diff] == [(2, 2)]
+    for basis in ("recorded", "repriced"):
+        by_model = rollup(journal, ["model"], cost=basis, prices=prices).to_pylist()
+        assert [r["unpriced_events"] for r in by_model] == [2], basis
+
+
 def test_the_demo_journal_reprices_to_what_it_recorded(tmp_path: Path) -> None:
     """The demo records list prices (DEMO_PRICES); the shipped table has the same rates for its models."""
     journal = Journal.open(REPO / "tests" / "fixtures" / "demo-journal")

@@ -312,6 +312,13 @@ def test_a_bad_header_or_field_count_or_missing_file_is_refused(tmp_path: Path) 
     assert e.value.context["rows"] == [f"{twice}:1"]
 
 
+def test_a_price_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Spreadsheets save "CSV UTF-8" with a BOM: the header's first column read as '\\ufeffmodel' ("header lacks model")."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (HEADER + "\n" + row() + "\n").encode())
+    assert load_prices(path).rows.column("model").to_pylist() == ["m"]
+
+
 def test_a_cost_recorded_without_tokens_is_kept_not_dropped_or_called_a_saving(journal: Journal, tmp_path: Path) -> None:
     """A paid tool call (cost, no tokens) is nothing a token price reprices: it stays as recorded."""
     prices = price_file(tmp_path, row())

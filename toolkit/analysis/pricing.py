@@ -158,7 +158,7 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
         raise InvalidPathError(f"{path}: no such price file", hint="pass --prices FILE (a CSV like data/prices/prices.csv)")
     if path.stat().st_size > _MAX_FILE_BYTES:
         raise InvalidPathError(f"{path}: larger than 10 MB; not a price table")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8-sig").splitlines()  # a spreadsheet's UTF-8 CSV starts with a BOM
     numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
     if not numbered:
         return []

@@ -319,6 +319,15 @@ def test_a_price_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> No
     assert load_prices(path).rows.column("model").to_pylist() == ["m"]
 
 
+def test_a_price_file_that_is_not_utf8_is_refused_with_its_line(tmp_path: Path) -> None:
+    """A Latin-1 model name ('caf\\xe9') escaped as a UnicodeDecodeError traceback naming no file or line."""
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (HEADER + "\n" + row() + "\n").encode() + row(model="caf\xe9").encode("latin-1") + b"\n")
+    with pytest.raises(PriceTableError, match=r"not UTF-8 text \(byte 0xe9\)") as e:
+        load_prices(path)
+    assert e.value.context["rows"] == [f"{path}:3"]
+
+
 def test_a_cost_recorded_without_tokens_is_kept_not_dropped_or_called_a_saving(journal: Journal, tmp_path: Path) -> None:
     """A paid tool call (cost, no tokens) is nothing a token price reprices: it stays as recorded."""
     prices = price_file(tmp_path, row())

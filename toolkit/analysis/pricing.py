@@ -158,7 +158,17 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
         raise InvalidPathError(f"{path}: no such price file", hint="pass --prices FILE (a CSV like data/prices/prices.csv)")
     if path.stat().st_size > _MAX_FILE_BYTES:
         raise InvalidPathError(f"{path}: larger than 10 MB; not a price table")
-    lines = path.read_text(encoding="utf-8-sig").splitlines()  # a spreadsheet's UTF-8 CSV starts with a BOM
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # a spreadsheet's UTF-8 CSV starts with a BOM
+    except UnicodeDecodeError as e:
+        line = e.object.count(b"\n", 0, e.start) + 1  # e.object: the bytes after a BOM
+        raise PriceTableError.rows(
+            f"not UTF-8 text (byte {e.object[e.start]:#04x})",
+            [f"{path}:{line}"],
+            hint="save the price table as UTF-8 (CSV UTF-8)",
+        ) from None
+    lines = text.splitlines()
     numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
     if not numbered:
         return []

@@ -56,6 +56,15 @@ def test_bad_dimension_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     assert code == 2 and "colour" in err and "model|tool|stream" in err
 
 
+def test_prices_or_as_of_without_cost_repriced_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """They were ignored: `--as-of 2020-01-01` printed the recorded cost as if repriced at that date."""
+    for option in (("--as-of", "2020-01-01"), ("--prices", "default")):
+        code, out, err = run(capsys, "rollup", "-j", DEMO, *option, "--format", "csv")
+        assert code == 2 and not out and "--cost repriced" in err, (option, err)
+    code, _, err = run(capsys, "rollup", "-j", DEMO, "--as-of", "2026-11-01", "--cost", "repriced", "--format", "csv")
+    assert code == 0, err
+
+
 def test_reprice_prints_the_diff_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "reprice", "-j", DEMO, "--format", "csv")
     assert code == 0, err

@@ -96,6 +96,8 @@ def command(
         dims = parse_dimensions(list(by) or ["model"])
     except QueryError as e:
         raise click.BadParameter(e.message + f" (one of {DIMENSION_NAMES})", param_hint="--by") from e
+    if cost == "recorded" and (prices or as_of):  # the recorded cost reads no price: they would be ignored
+        raise click.BadParameter("--prices and --as-of reprice events: add --cost repriced", param_hint="--cost")
     if engine == "dask":
         if metric != "usage":
             raise click.BadParameter(f"--engine dask computes the usage rollup, not {metric}", param_hint="--engine")

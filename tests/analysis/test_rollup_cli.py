@@ -65,6 +65,22 @@ def test_prices_or_as_of_without_cost_repriced_is_a_usage_error(capsys: pytest.C
     assert code == 0, err
 
 
+def test_the_dask_engine_notes_unpriced_events_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-machine rollup says how many events have no cost; --engine dask printed the table only."""
+    from toolkit.analysis import distributed, rollup
+    from toolkit.journal import Journal
+
+    journal = Journal.create(tmp_path / "j")
+    journal.append("r", [{"event_type": "llm_response", "data": {}, "model": "m", "tokens_in": 5, "occurred_at": "2026-03-01T00:00:00Z"}])
+    journal.close()
+    monkeypatch.setattr(distributed, "rollup_dask", lambda j, dims, **kw: rollup.rollup(j, dims, since=kw["since"], until=kw["until"]))
+    for engine in ("local", "dask"):
+        code, _, err = run(capsys, "rollup", "-j", str(tmp_path / "j"), "--engine", engine, "--format", "csv")
+        assert code == 0 and "note: 1 events with tokens have no recorded cost" in err, (engine, err)
+
+
 def test_reprice_prints_the_diff_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "reprice", "-j", DEMO, "--format", "csv")
     assert code == 0, err

@@ -250,10 +250,11 @@ def rollup_metric(
             prices=prices,
             as_of=as_of,
         )
-    return table, _unpriced_note(table, cost)
+    return table, unpriced_note(table, cost)
 
 
-def _unpriced_note(table: pa.Table, cost: CostBasis) -> str | None:
+def unpriced_note(table: pa.Table, cost: CostBasis) -> str | None:
+    """The stderr note on a rollup's events without a cost (``unpriced_events``), or None if there are none."""
     if "unpriced_events" not in table.column_names:
         return None
     n = sum(v or 0 for v in table.column("unpriced_events").to_pylist())

@@ -88,7 +88,7 @@ def command(
       journal rollup tools --format csv -o tools.csv
       journal rollup --by model,day --engine dask
     """
-    from toolkit.analysis.rollup import parse_dimensions, rollup_metric
+    from toolkit.analysis.rollup import parse_dimensions, rollup_metric, unpriced_note
     from toolkit.errors import QueryError
     from toolkit.reports.tables import write_table
 
@@ -110,6 +110,9 @@ def command(
                 prices=list(prices) or None, as_of=as_of, spec=cluster_spec(scheduler),
                 progress=lambda _done, total: advance(1, total=total),
             )
+        note = unpriced_note(table, cost)  # type: ignore[arg-type]
+        if note:
+            click.echo(note, err=True)
         _warn_if_empty(table.num_rows, since, until)
         write_table(table, fmt, output, title=f"{metric} ({cost} cost)")
         return

@@ -81,6 +81,15 @@ def test_the_dask_engine_notes_unpriced_events_too(
         assert code == 0 and "note: 1 events with tokens have no recorded cost" in err, (engine, err)
 
 
+def test_a_bad_since_or_until_is_a_usage_error_as_in_the_other_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    """rollup and reprice exited 1 ('parameter since: ...'); correlation, regrade, export-compliance exit 2 naming --since."""
+    for argv in (("rollup", "--since", "2026-10-01T00:00:00"), ("reprice", "--until", "yesterday"), ("correlation", "x", "--since", "2026-10-01T00:00:00")):
+        code, out, err = run(capsys, argv[0], "-j", DEMO, *argv[1:])
+        assert code == 2 and not out and f"Invalid value for {argv[-2]}" in err, (argv, code, err)
+    code, out, _ = run(capsys, "rollup", "-j", DEMO, "--since", "2026-10-02T00:00:00+02:00", "--format", "csv")
+    assert code == 0 and out
+
+
 def test_reprice_prints_the_diff_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "reprice", "-j", DEMO, "--format", "csv")
     assert code == 0, err

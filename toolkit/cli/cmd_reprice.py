@@ -37,14 +37,15 @@ def command(
       journal reprice --prices default --prices extra-models.csv --unpriced
     """
     from toolkit.analysis.pricing import reprice_report
+    from toolkit.cli.time_options import parse_time_option
     from toolkit.reports.tables import write_table
 
     table, note = reprice_report(
         open_journal(journal_path),
         prices=list(prices) or None,
         as_of=as_of,
-        since=since,
-        until=until,
+        since=parse_time_option(since, "--since"),
+        until=parse_time_option(until, "--until"),
         unpriced=unpriced,
     )
     click.echo(note, err=True)

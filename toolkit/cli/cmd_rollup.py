@@ -89,6 +89,7 @@ def command(
       journal rollup --by model,day --engine dask
     """
     from toolkit.analysis.rollup import parse_dimensions, rollup_metric, unpriced_note
+    from toolkit.cli.time_options import parse_time_option
     from toolkit.errors import QueryError
     from toolkit.reports.tables import write_table
 
@@ -96,6 +97,7 @@ def command(
         dims = parse_dimensions(list(by) or ["model"])
     except QueryError as e:
         raise click.BadParameter(e.message + f" (one of {DIMENSION_NAMES})", param_hint="--by") from e
+    since_at, until_at = parse_time_option(since, "--since"), parse_time_option(until, "--until")  # bad: usage error
     if cost == "recorded" and (prices or as_of):  # the recorded cost reads no price: they would be ignored
         raise click.BadParameter("--prices and --as-of reprice events: add --cost repriced", param_hint="--cost")
     if engine == "dask":
@@ -106,7 +108,7 @@ def command(
 
         with progress_bar("rolling up on dask (shards)", None) as advance:
             table = rollup_dask(
-                open_journal(journal_path), dims, since=since, until=until, cost=cost,  # type: ignore[arg-type]
+                open_journal(journal_path), dims, since=since_at, until=until_at, cost=cost,  # type: ignore[arg-type]
                 prices=list(prices) or None, as_of=as_of, spec=cluster_spec(scheduler),
                 progress=lambda _done, total: advance(1, total=total),
             )
@@ -120,8 +122,8 @@ def command(
         open_journal(journal_path),
         metric,
         by=dims,
-        since=since,
-        until=until,
+        since=since_at,
+        until=until_at,
         cost=cost,  # type: ignore[arg-type]
         prices=list(prices) or None,
         as_of=as_of,

@@ -197,3 +197,12 @@ def test_a_run_passed_off_as_whole_is_named_against_the_journal(demo: Journal, t
     assert pl.read_parquet(tmp_path / "b" / "runs.parquet")["whole_run"].to_list() == [True]
     assert verify_bundle(tmp_path / "b").ok
     assert [p[:2] for p in problems(tmp_path / "b", demo)] == [("run-7-0000002:v9", "journal_head")]
+
+
+def test_an_event_row_repeated_in_the_bundle_is_named_at_its_version(bundle: Path) -> None:
+    """A copy of one event row (manifest, titles, links, runs and page derived again): its hash and
+    chain links are the original's, so only its repetition gives it away."""
+    forge_table(bundle, lambda f: pl.concat([f, f.filter((pl.col("stream_id") == "run-7-0000002") & (pl.col("version") == 3))]))
+    rederive(bundle)
+    found = problems(bundle)
+    assert ("run-7-0000002:v3", "duplicate_row", "one row per stream version", "a second row") in found, found

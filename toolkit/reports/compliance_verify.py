@@ -309,6 +309,8 @@ def _check_chain(events: pa.Table, doc: dict[str, Any], report: ExportCheck) -> 
     last: dict[str, tuple[int, str]] = {}
     for i, r in enumerate(rows):
         where = f"{r['stream_id']}:v{r['version']}"
+        if prev is not None and (prev["stream_id"], prev["version"]) == (r["stream_id"], r["version"]):
+            report.problems.append(Problem(where, "duplicate_row", "one row per stream version", "a second row"))
         if digests[i] != r["payload_sha256"]:
             if is_marker(r["data"], r["metadata"]):
                 report.redacted_in_bundle += 1

@@ -224,6 +224,21 @@ def test_cache_or_reasoning_tokens_without_tokens_in_or_out_are_counted_as_unpri
         assert [r["unpriced_events"] for r in by_model] == [2], basis
 
 
+def test_reprice_unpriced_says_when_it_lists_only_the_first_events(
+    journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--unpriced lists the first UNPRICED_LISTED events; more were cut without a word."""
+    import toolkit.analysis.pricing as pricing
+
+    prices = price_file(tmp_path, row())
+    journal.append("r", [llm(f"2026-02-01T00:00:0{i}Z", 10, model="unknown") for i in range(3)])
+    listed, note = reprice_report(journal, prices, unpriced=True)
+    assert listed.num_rows == 3 and "listed" not in note
+    monkeypatch.setattr(pricing, "UNPRICED_LISTED", 2)
+    listed, note = reprice_report(journal, prices, unpriced=True)
+    assert listed.num_rows == 2 and "3 have no price" in note and "(the first 2 listed: narrow it with --since/--until)" in note
+
+
 def test_the_demo_journal_reprices_to_what_it_recorded(tmp_path: Path) -> None:
     """The demo records list prices (DEMO_PRICES); the shipped table has the same rates for its models."""
     journal = Journal.open(REPO / "tests" / "fixtures" / "demo-journal")

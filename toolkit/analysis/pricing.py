@@ -415,6 +415,10 @@ def reprice_diff(
     )
 
 
+#: ``journal reprice --unpriced`` lists at most this many events (the note says when there are more)
+UNPRICED_LISTED = 1_000_000
+
+
 def unpriced_events(
     journal: Journal,
     prices: PriceTable | str | Path | Sequence[str | Path] | None = None,
@@ -424,7 +428,8 @@ def unpriced_events(
     until: dt.datetime | str | None = None,
     limit: int = 1_000_000,
 ) -> pa.Table:
-    """Events with tokens that the price table cannot price, and why (``costs/unpriced_events.sql``)."""
+    """Events with tokens that the price table cannot price, and why (``costs/unpriced_events.sql``),
+    the first ``limit`` of them."""
     return run_cost_query(
         journal,
         "costs/unpriced_events",
@@ -497,5 +502,8 @@ def reprice_report(
         )
     )
     if unpriced:
-        return unpriced_events(journal, table, as_of, since=since, until=until), note
+        listed = unpriced_events(journal, table, as_of, since=since, until=until, limit=UNPRICED_LISTED)
+        if listed.num_rows < n_unpriced:
+            note += f" (the first {listed.num_rows:,} listed: narrow it with --since/--until)"
+        return listed, note
     return diff, note

@@ -92,3 +92,23 @@ def test_state_of_a_purged_version_is_an_error(journal: Journal, capsys: pytest.
     assert "versions 4..6 remain" in err and "Hint: ask for a version between 4 and 6" in err
     code, out, err = run(capsys, monkeypatch, "state", "-j", j, "r", "--format", "json")
     assert code == 0 and json.loads(out)["events"] == 3 and "note: versions 1..3 were purged" in err
+
+
+def test_replay_of_a_purged_run_says_where_its_timeline_starts(
+    journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """journal replay --to-version 2 after versions 1-3 were purged printed an empty timeline, no word why."""
+    import datetime as dt
+
+    from toolkit.journal.retention import purge_before
+
+    old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
+    journal.append("r", [{"event_type": "user_message", "data": {}, "occurred_at": old + dt.timedelta(days=20 * i)} for i in range(6)])
+    journal.append("kept", [{"event_type": "user_message", "data": {}}])
+    purge_before(journal, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    j = str(journal.path)
+    code, out, err = run(capsys, monkeypatch, "replay", "-j", j, "r", "--to-version", "2", "--format", "json")
+    assert code == 0 and out.strip() == ""  # JSON lines: no event up to version 2
+    assert "note: versions 1..3 were purged on " in err and "by retention" in err and "the timeline starts at version 4" in err
+    code, out, err = run(capsys, monkeypatch, "replay", "-j", j, "kept")
+    assert code == 0 and "note:" not in err

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, overload
 
@@ -309,18 +309,11 @@ def _check_purged(
     error naming the purge and the versions that remain; a later state gets a note that it is
     folded without them. A time before every removed event is the initial state, as before.
     """
-    from toolkit.journal.side_tables import read_table
-
-    purges = read_table(journal, "purges")
-    records = purges.filter(pc.equal(purges.column("stream_id"), stream_id)).to_pylist()
-
-    def covering(v: int) -> dict[str, Any] | None:
-        return next((r for r in records if r["first_kept_version"] - r["removed_events"] <= v < r["first_kept_version"]), None)
-
+    covering = _purge_records(journal, stream_id)
     gone, remain = f"{start + 1}..{first - 1}", f"versions {first}..{where.last_version} remain"
     if where.version >= first:
         r = covering(first - 1)
-        why = _purged(r) if r is not None else "are not in the journal (no purge record names them: run journal verify)"
+        why = _purged(r) if r is not None else "removed with no purge record naming them (run journal verify)"
         return f"versions {gone} were {why}: this state is folded without them"
     if where.version == 0:  # a time before the first kept event
         r = covering(1)
@@ -352,6 +345,29 @@ def _check_purged(
         first_kept_version=first,
         last_version=where.last_version,
     )
+
+
+def _purge_records(journal: Journal, stream_id: str) -> Callable[[int], dict[str, Any] | None]:
+    """The purge record (``purges`` table) that removed a version of the stream, by version."""
+    from toolkit.journal.side_tables import read_table
+
+    purges = read_table(journal, "purges")
+    records = purges.filter(pc.equal(purges.column("stream_id"), stream_id)).to_pylist()
+
+    def covering(v: int) -> dict[str, Any] | None:
+        return next((r for r in records if r["first_kept_version"] - r["removed_events"] <= v < r["first_kept_version"]), None)
+
+    return covering
+
+
+def purged_start(journal: Journal, stream_id: str) -> str | None:
+    """Why the stream's timeline starts after version 1 (a purge removed its first events), or None."""
+    first = stream_events(journal, stream_id)[0].version
+    if first <= 1:
+        return None
+    record = _purge_records(journal, stream_id)(first - 1)
+    why = _purged(record) if record is not None else "removed with no purge record naming them (run journal verify)"
+    return f"versions 1..{first - 1} were {why}: the timeline starts at version {first}"
 
 
 def _purged(record: Mapping[str, Any]) -> str:

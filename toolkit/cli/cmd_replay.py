@@ -82,12 +82,15 @@ def command(
       journal replay support-triage-0001 --type tool_called,tool_result --format csv
       journal replay run-1 --to-version 23 --plugins my_explainers.py
     """
-    from toolkit.analysis.replay import replay
+    from toolkit.analysis.replay import purged_start, replay
     from toolkit.reports.tables import write_table
 
     load(plugins)
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
-    frame = replay(open_journal(journal_path), stream_id, types=wanted, since=since, until=until, to_version=to_version)
+    journal = open_journal(journal_path)
+    frame = replay(journal, stream_id, types=wanted, since=since, until=until, to_version=to_version)
+    if (note := purged_start(journal, stream_id)) is not None:
+        click.echo(f"note: {note}", err=True)
     if fmt == "table" and not output:
         frame = frame.select("version", "occurred_at", "title", "summary", "tags")
         frame = frame.with_columns(frame["tags"].list.join(",").alias("tags"))

@@ -371,3 +371,19 @@ def test_a_malformed_manifest_is_a_bundle_error(bundle: Path, edit: object, mess
     (bundle / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match=message):
         verify_bundle(bundle)
+
+
+def test_a_cause_id_two_streams_carry_gives_one_link_per_effect(tmp_path: Path) -> None:
+    """Imported data gave two events the id 'm1': the causation table had a row per copy (two
+    causes for one effect); it keeps the copy in the effect's stream, and the bundle verifies."""
+    import polars as pl
+
+    j = Journal.create(tmp_path / "j")
+    j.append("a", [{"event_type": "user_message", "data": "hi", "event_id": "m1", "correlation_id": "s"}])
+    j.append("b", [{"event_type": "user_message", "data": "hey", "event_id": "m1", "correlation_id": "s"},
+                   {"event_type": "llm_response", "data": "ok", "causation_id": "m1", "correlation_id": "s"}])
+    export_compliance(j, Selection(correlation_id="s"), tmp_path / "bundle")
+    links = pl.read_parquet(tmp_path / "bundle" / "causation.parquet")
+    assert links.select("effect_stream_id", "effect_version", "cause_stream_id", "cause_version").rows() == [("b", 2, "b", 1)]
+    report = verify_bundle(tmp_path / "bundle", journal=j)
+    assert report.ok, report.problems

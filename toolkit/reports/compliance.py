@@ -165,6 +165,7 @@ def outside_causes(journal: Journal, events: pl.DataFrame, *, max_position: int 
 def link_causes(events: pl.DataFrame, outside: pl.DataFrame) -> pl.DataFrame:
     """cause → effect for every event of ``events`` that has a cause: the cause among ``events``
     (``cause_in_bundle``), else its row in ``outside`` (:func:`outside_causes`), else an orphan.
+    One row per effect, also when several events carry its cause's id.
 
     >>> ev = pl.DataFrame({"event_id": ["a", "b", "c"], "causation_id": [None, "a", "x"], "stream_id": ["s"] * 3,
     ...     "version": [1, 2, 3], "event_type": ["user_message", "tool_called", "tool_result"]})
@@ -181,8 +182,14 @@ def link_causes(events: pl.DataFrame, outside: pl.DataFrame) -> pl.DataFrame:
     )
     inside = events.select(AS_CAUSE)
     causes = pl.concat([inside.with_columns(cause_in_bundle=pl.lit(True)), outside.with_columns(cause_in_bundle=pl.lit(False))])
-    out = linked.join(causes, on="cause_event_id", how="left", maintain_order="left")
-    return out.with_columns(
+    out = linked.with_row_index("_effect").join(causes, on="cause_event_id", how="left", maintain_order="left")
+    if out.height > linked.height:  # a cause id several events carry (journal verify names them): one link per effect,
+        # to the copy in the effect's stream, else one in the bundle, else the first by stream and version
+        out = out.sort(
+            "_effect", pl.col("cause_stream_id") != pl.col("effect_stream_id"), pl.col("cause_in_bundle").not_(),
+            "cause_stream_id", "cause_version", nulls_last=True,
+        ).unique("_effect", keep="first", maintain_order=True)
+    return out.drop("_effect").with_columns(
         cause_in_bundle=pl.col("cause_in_bundle").fill_null(False),
         orphan=pl.col("cause_stream_id").is_null(),
     )

@@ -347,10 +347,11 @@ def _check_journal(journal: Journal, events: pa.Table, doc: dict[str, Any], repo
         .select("event_id", "stream_id", "version", "position", "hash", "data", "metadata")
         .collect()
     )
-    by_id = {r["event_id"]: r for r in now.to_dicts()}
+    # by stream too: imported data may give events of two streams one id (journal verify names them)
+    by_id = {(r["event_id"], r["stream_id"]): r for r in now.to_dicts()}
     purged = _purged_hashes(journal, streams)
     for r in events.select(["event_id", "stream_id", "version", "hash", "data", "metadata"]).to_pylist():
-        cur = by_id.get(r["event_id"])
+        cur = by_id.get((r["event_id"], r["stream_id"]))
         sid, v, h = r["stream_id"], r["version"], r["hash"]
         where = f"{sid}:v{v}"
         if cur is None:

@@ -72,6 +72,7 @@ def _(EventNotFoundError, depth, direction, mo, picked, typed, walk_chain, journ
         f"**{sum(d < 0 for d in depths)} causes, {sum(d > 0 for d in depths)} effects** across "
         f"{chain.nodes.get_column('stream_id').n_unique()} streams · orphans: {chain.orphans.height} · "
         f"cycles: {len(chain.cycles)}" + (" · *stopped at the depth limit*" if chain.truncated else "")
+        + (f" · ambiguous ids: {chain.ambiguous.height}" if chain.ambiguous.height else "")
     )
     return (chain,)
 
@@ -91,6 +92,12 @@ def _(chain, chain_list, mo):
             mo.ui.table(chain.orphans.to_dicts(), selection=None, label="Orphans (cause not in the journal)")
             if chain.orphans.height
             else mo.md("No orphans."),
+            *(
+                [mo.ui.table(chain.ambiguous.to_dicts(), selection=None,
+                             label="Ambiguous ids (other events carry them too; the chain takes the copy of the effect's stream)")]
+                if chain.ambiguous.height
+                else []
+            ),
         ]
     )
     return

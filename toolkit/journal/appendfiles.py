@@ -43,16 +43,25 @@ DICTIONARY_COLUMNS = (
 
 @dataclass
 class _Stat:
-    nulls: int = 0
+    nulls: int | None = 0  # None: some row group has no statistics of the column
     lo: Any = None
     hi: Any = None
+    exact: bool = True  # False: some row group holds values but no min/max (they are then left out)
 
-    def update(self, col: pa.ChunkedArray) -> None:
-        self.nulls += col.null_count
-        if col.null_count == len(col):
+    def update(self, chunk: pq.ColumnChunkMetaData) -> None:
+        """Take in one row group's statistics of the column, as the Parquet footer has them."""
+        st = chunk.statistics
+        if st is None or not st.has_null_count:
+            self.nulls, self.exact = None, False
             return
-        mm = pc.min_max(col)
-        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        if self.nulls is not None:
+            self.nulls += st.null_count
+        if st.null_count == chunk.num_values:  # no value here
+            return
+        if not st.has_min_max:  # a value longer than the writer keeps statistics for
+            self.exact = False
+            return
+        lo, hi = st.min, st.max
         self.lo = lo if self.lo is None else min(self.lo, lo)
         self.hi = hi if self.hi is None else max(self.hi, hi)
 
@@ -65,7 +74,6 @@ class _File:
     rows: int = 0
     pending: list[pa.Table] = field(default_factory=list)
     pending_rows: int = 0
-    stats: dict[str, _Stat] = field(default_factory=dict)
 
 
 class AppendFiles:
@@ -139,6 +147,7 @@ class AppendFiles:
     def _finish(self, f: _File) -> AddAction:
         self._flush(f, whole_groups=False)
         f.writer.close()
+        footer = f.writer.writer.metadata  # what the file says of itself: its statistics, as written
         path = self.root / f.rel
         stat = path.stat()
         return AddAction(
@@ -147,7 +156,7 @@ class AppendFiles:
             partition_values=f.values,
             modification_time=int(stat.st_mtime * 1000),
             data_change=self.data_change,
-            stats=self._stats_json(f),
+            stats=self._stats_json(f, footer),
         )
 
     def abort(self) -> None:
@@ -185,7 +194,7 @@ class AppendFiles:
             write_statistics=list(self.stats_columns),
             store_decimal_as_integer=True,
         )
-        f = _File(rel, values, writer, stats={c: _Stat() for c in self.stats_columns})
+        f = _File(rel, values, writer)
         self.files[key] = f
         return f
 
@@ -196,16 +205,23 @@ class AppendFiles:
         n = (len(table) // self.row_group_rows) * self.row_group_rows if whole_groups else len(table)
         out, rest = table.slice(0, n), table.slice(n)
         f.writer.write_table(out, row_group_size=self.row_group_rows)
-        for c, st in f.stats.items():
-            st.update(out.column(c))
         f.rows += len(out)
         f.pending, f.pending_rows = ([rest] if len(rest) else []), len(rest)
 
-    def _stats_json(self, f: _File) -> str:
+    def _stats_json(self, f: _File, footer: pq.FileMetaData) -> str:
+        """The Delta statistics of a file: its row count, and per statistics column the null count
+        and min/max, from the row groups' statistics in the file's footer (the writer computed
+        them anyway; computing them again cost ≈ 0.3 µs an event)."""
+        stats = {c: _Stat() for c in self.stats_columns}
+        index = {footer.schema.column(i).path: i for i in range(footer.num_columns)}
+        for g in range(footer.num_row_groups):
+            group = footer.row_group(g)
+            for c, st in stats.items():
+                st.update(group.column(index[c]))
         lo: dict[str, Any] = {}
         hi: dict[str, Any] = {}
-        for c, st in f.stats.items():
-            if st.lo is None:
+        for c, st in stats.items():
+            if st.lo is None or not st.exact:
                 continue
             kind = self.file_schema.field(c).type
             if pa.types.is_decimal(kind):
@@ -216,7 +232,7 @@ class AppendFiles:
                 lo[c], hi[c] = _ms_text(st.lo, up=False), _ms_text(st.hi, up=True)
             else:
                 lo[c], hi[c] = st.lo, st.hi
-        nulls = {c: st.nulls for c, st in f.stats.items()}
+        nulls = {c: st.nulls for c, st in stats.items() if st.nulls is not None}
         return json.dumps({"numRecords": f.rows, "minValues": lo, "maxValues": hi, "nullCount": nulls})
 
 

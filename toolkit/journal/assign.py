@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
 import polars as pl
@@ -44,10 +44,9 @@ def derived_event_id(stream_id: str, version: int) -> str:
     return str(uuid.uuid5(EVENT_NAMESPACE, f"{stream_id}/{version}"))
 
 
-def chain_starts(numbered: pa.Table, heads: Mapping[str, StreamHead]) -> dict[str, bytes]:
-    """The raw head hash of every stream of ``numbered`` that already has events."""
-    touched = pc.unique(numbered.column("stream_id")).to_pylist()
-    return {s: bytes.fromhex(h) for s in touched if s in heads and (h := heads[s].hash) is not None}
+def chain_starts(streams: Iterable[str], heads: Mapping[str, StreamHead]) -> dict[str, bytes]:
+    """The raw head hash of every one of ``streams`` (a batch's) that already has events."""
+    return {s: bytes.fromhex(h) for s in streams if s in heads and (h := heads[s].hash) is not None}
 
 
 def number(

@@ -670,7 +670,7 @@ class Journal:
             batch = self._numbered(table, expected, settle)
             if not batch.rows.num_rows:
                 return self._landed(batch, None)
-            return self._landed(batch, self._write(batch.rows, chain_starts(batch.rows, self.heads())))
+            return self._landed(batch, self._write(batch.rows, chain_starts(batch.streams, self.heads())))
 
     def _numbered(
         self,
@@ -678,12 +678,15 @@ class Journal:
         expected: Mapping[str, int] | None,
         settle: Callable[[], None] | None = None,
         after: int | None = None,
+        streams: set[str] | None = None,
     ) -> _Batch:
         """Idempotency and numbering of one batch (the write lock held); positions follow ``after``
-        when a batch numbered before this one is not committed yet."""
+        when a batch numbered before this one is not committed yet. ``streams``: the batch's stream
+        ids, when the caller has them."""
         # each event's index in the caller's batch: error messages name it, positions follow it
         table = table.append_column("_idx", pl.int_range(0, table.num_rows, dtype=pl.Int64, eager=True).to_arrow())
-        streams: set[str] = set(pc.unique(table.column("stream_id")).to_pylist())
+        if streams is None:
+            streams = set(pc.unique(table.column("stream_id")).to_pylist())
         numbered, skipped = self._number(table, streams, self.heads(), expected, after)
         if settle is not None:
             settle()
@@ -773,7 +776,7 @@ class Journal:
                             raise
                     try:
                         after = pc.max(flight[0].rows.column("position")).as_py() if flight is not None else None
-                        batch = self._numbered(table, None, settle, after)
+                        batch = self._numbered(table, None, settle, after, touched)
                     except BaseException:
                         settle()  # a validation error comes before any other
                         raise
@@ -781,7 +784,7 @@ class Journal:
                     if not batch.rows.num_rows:
                         results.append(self._landed(batch, None))
                         continue
-                    starts = chain_starts(batch.rows, self.heads())
+                    starts = chain_starts(batch.streams, self.heads())
                     flight = (batch, writer.submit(self._write_files, batch.rows, starts))
                 land()
             except BaseException:

@@ -203,7 +203,9 @@ def link(stream_ids: list[str], messages: pa.Array, heads: dict[str, bytes]) -> 
             current = sid
             prev = heads.get(sid, _GENESIS)
         add_prev(prev)
-        prev = _sha256(prev + text[lo:hi]).digest()
+        h = _sha256(prev)
+        h.update(text[lo:hi])  # in place: prev + message would copy the message first (≈ 0.15 µs)
+        prev = h.digest()
         lo = hi
         add(prev)
     if current is not None:

@@ -268,3 +268,36 @@ def test_a_directory_reads_a_jsonl_file_whose_first_line_is_damaged(tmp_path: Pa
     report = import_paths(journal, [str(tmp_path / "d")], fmt="chat", on_error="quarantine")
     assert (report.imported, [r.location for r in report.rejections]) == (2, ["line 1"])
     assert any("other.json: not read" in n for n in report.notes)
+
+
+def test_a_fixed_rejected_message_imports_once_and_changes_no_other_event(tmp_path: Path, journal: Journal) -> None:
+    # the first message and the assistant's tool call are rejected (a time without zone); the
+    # others import. Fixed, they import and nothing else is refused as changed.
+    def run(stamp: str) -> dict[str, Any]:
+        return {
+            "id": "fixed-later",
+            "task": "t",
+            "messages": [
+                {"role": "user", "content": "weather?", "created_at": stamp},
+                {"role": "user", "content": "in Berlin"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "created_at": stamp,
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            ],
+        }
+
+    path = write_jsonl(tmp_path / "runs.jsonl", [run("2026-11-01T09:00:00")])
+    first = import_paths(journal, [str(path)], on_error="quarantine")
+    assert (first.imported, first.rejected) == (2, 3)
+    write_jsonl(path, [run("2026-11-01T09:00:00Z")])
+    again = import_paths(journal, [str(path)], on_error="quarantine")
+    assert (again.imported, again.already_present, again.rejected) == (3, 2, 0)
+    rows = {r["event_id"]: r for r in events_of(journal, "fixed-later")}
+    user = rows[derive_id("chat", "fixed-later", 0, 0)]
+    assert user["metadata"]["run"] == {"id": "fixed-later", "task": "t"}
+    result = rows[derive_id("chat", "fixed-later", 3, 0)]
+    assert result["causation_id"] == derive_id("chat", "fixed-later", 2, 1) and "orphan" not in result["metadata"]

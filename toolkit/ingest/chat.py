@@ -20,8 +20,9 @@ Mapping (``docs/importers/chat.md``):
   ``metadata.arguments_unparsable``); ``tool`` → ``tool_result`` whose ``causation_id`` is the
   ``event_id`` of the ``tool_called`` with the same ``tool_call_id`` (a tool message without one
   is kept, flagged ``metadata.orphan``). Other roles → ``custom``. ``source_type`` is the role.
-- run-level fields (everything but ``messages``) are kept on the run's first event as
-  ``metadata.run``.
+- run-level fields (everything but ``messages``) are kept on the event of the run's first
+  message as ``metadata.run``. An event never depends on which other messages were rejected
+  (a fixed message imports later without changing the others).
 - times: a message's own ``created_at``/``timestamp``; else the run's time plus the event's index
   in milliseconds (``metadata.time = "run"``); else the import time plus the index in
   milliseconds (``metadata.time = "synthetic"``). A stated time that is not one (no time zone,
@@ -308,6 +309,8 @@ def run_events(
                 rejections.append(Rejection(where, at, "the run's time is out of range", text_of(_dump(msg))))
                 return None
         event_id = derive_id("chat", stream_id, msg_index, call_index)
+        if (msg_index, call_index) == (0, 0):  # the first message, whatever else is rejected
+            meta["run"] = fields
         event.update(
             stream_id=stream_id,
             stream_type=stream_type,
@@ -315,8 +318,6 @@ def run_events(
             occurred_at=occurred,
             source=f"chat:{file}:{at}",
         )
-        if not rows:
-            meta["run"] = fields
         try:
             row = normalise_event(event, len(rows), now)
         except EventValidationError as e:
@@ -353,7 +354,8 @@ def run_events(
             if isinstance(msg_model, str):
                 event["model"] = msg_model
             event.update(_usage(msg.get("usage")))
-            response_id = add(event, m, 0, msg, at)
+            add(event, m, 0, msg, at)
+            response_id = derive_id("chat", stream_id, m, 0)  # an id, even while the response is rejected
             tool_calls = msg.get("tool_calls") or []
             if isinstance(msg.get("function_call"), dict):  # the legacy single call
                 tool_calls = (
@@ -384,10 +386,11 @@ def run_events(
                     "data": data,
                     "metadata": meta,
                 }
-                call_event = add(tool_event, m, c, msg, call_at)
-                if call_event is not None:
-                    key = call_id if call_id is not None else f"function:{name}"
-                    calls[key], call_names[key] = call_event, name
+                add(tool_event, m, c, msg, call_at)
+                # the call is in the run even while its event is rejected: its result's content (orphan
+                # or not) and causation must not change when the call is fixed and imported later
+                key = call_id if call_id is not None else f"function:{name}"
+                calls[key], call_names[key] = derive_id("chat", stream_id, m, c), name
         elif role in ("tool", "function"):
             call_id = msg.get("tool_call_id") if isinstance(msg.get("tool_call_id"), str) else None
             key = call_id if call_id is not None else f"function:{msg.get('name')}"

@@ -93,3 +93,25 @@ def test_a_rerun_from_another_working_directory_adds_no_quarantine_or_snapshot_r
         counts.append((r.quarantined, s.snapshots))
     first, *reruns = counts
     assert first[0] == 1 and first[1] > 0 and reruns == [(0, 0), (0, 0)]
+
+
+def test_a_refused_event_without_a_source_line_is_located_in_its_record_and_quarantined_once(tmp_path: Path) -> None:
+    """Sources that are not ``fmt:file:line`` (an archive's events[i], a chat message, a stored
+    event's rowid) were located as ``record <its place in the whole import>``: wrong, and a rerun
+    with one more file before it quarantined the same refusal again under another number."""
+    name = "scout-helper_20261121T234805Z.json"
+    journal = Journal.create(tmp_path / "j")
+    import_paths(journal, [str(SAMPLES / "evennia-archive" / name)])
+    src = tmp_path / "in"
+    src.mkdir()
+    doc = json.loads((SAMPLES / "evennia-archive" / name).read_text())
+    doc["events"][2]["data"]["description"] = "edited after the fact"
+    (src / name).write_text(json.dumps(doc))
+    with pytest.raises(RecordRejectedError) as caught:
+        import_paths(journal, [str(src)])
+    assert f"{src / name}: events[2]: event_id" in str(caught.value)
+    first = import_paths(journal, [str(src)], on_error="quarantine")
+    assert [(r.source, r.location) for r in first.rejections] == [(str(src / name), "events[2]")]
+    shutil.copy(SAMPLES / "evennia-archive" / "guide-npc_20261121T234805Z.json", src / "a-guide.json")
+    again = import_paths(journal, [str(src)], on_error="quarantine")
+    assert (again.rejected, again.quarantined) == (1, 0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,19 +81,43 @@ class Importer:
         raise NotImplementedError
 
 
-def split_source(where: str | None, fmt: str, index: int) -> tuple[str, str]:
-    """(source, location) of a row from its ``source`` column (``fmt:file:line``).
+_LINE_SOURCE = re.compile(r"[\w-]+:(.+):(\d+)")  # jsonl:f:12, agentstore:f:12, otlp:f:12, csv:f:12, parquet:f:3
+_CHAT_SOURCE = re.compile(r"chat:(.+):((?:line|run) \d+, message \d+(?:, tool call \d+)?)")
+_PART_SOURCE = re.compile(r"[\w-]+:(.+)#([^#]+)")  # evennia-archive:f#events[2], otlp:f#resourceSpans[0]…
+_ROW_SOURCE = re.compile(r"(eventsourcing:.+\?table=([^&]+).*)&(rowid|id|notification_id)=(\d+)")
 
-    >>> split_source("chat:runs/a.json:7", "chat", 0)
-    ('runs/a.json', 'line 7')
+
+def split_source(where: str | None, fmt: str, index: int) -> tuple[str, str]:
+    """(source, location) of a row from its ``source`` column, as the importer itself names the
+    record when it rejects it; ``record <index>`` (the row's place in the batch) for a source it
+    cannot read (given in the input, or none).
+
+    >>> split_source("jsonl:runs/a.jsonl:7", "jsonl", 0)
+    ('runs/a.jsonl', 'line 7')
+    >>> split_source("parquet:runs/a.parquet:7", "parquet", 0)
+    ('runs/a.parquet', 'row 7')
+    >>> split_source("chat:runs/a.json:run 2, message 3, tool call 1", "chat", 0)
+    ('runs/a.json', 'run 2, message 3, tool call 1')
+    >>> split_source("evennia-archive:a/guide.json#events[2]", "import", 16)
+    ('a/guide.json', 'events[2]')
+    >>> split_source("agentstore:x/s1.replay.json#record-4", "import", 16)
+    ('x/s1.replay.json', 'record 4')
+    >>> split_source("eventsourcing:db.sqlite?table=stored_events&rowid=25", "import", 16)
+    ('eventsourcing:db.sqlite?table=stored_events', 'stored_events rowid 25')
     >>> split_source(None, "csv", 3)
     ('csv', 'record 3')
     """
     if not where:
         return fmt, f"record {index}"
-    parts = where.split(":")
-    if len(parts) >= 3 and parts[-1].isdigit():
-        return ":".join(parts[1:-1]), f"line {parts[-1]}"
+    if m := _LINE_SOURCE.fullmatch(where):
+        return m[1], f"{'row' if where.startswith('parquet:') else 'line'} {m[2]}"
+    if m := _CHAT_SOURCE.fullmatch(where):
+        return m[1], m[2]
+    if m := _PART_SOURCE.fullmatch(where):
+        part = m[2]
+        return m[1], f"record {part.removeprefix('record-')}" if re.fullmatch(r"record-\d+", part) else part
+    if m := _ROW_SOURCE.fullmatch(where):
+        return m[1], f"{m[2]} {m[3]} {m[4]}"
     return where, f"record {index}"
 
 

@@ -192,6 +192,22 @@ def test_blank_lines_crlf_and_a_cut_off_last_line(tmp_path: Path, journal: Journ
     ]
 
 
+def test_a_utf8_byte_order_mark_is_not_part_of_line_one(tmp_path: Path, journal: Journal) -> None:
+    """A file saved with a BOM and CRLF (an editor on Windows, PowerShell's utf8) was sniffed as
+    JSONL, then its line 1 was rejected as 'not JSON: Unexpected UTF-8 BOM' by the line-by-line
+    reader (the bulk reader, used without CR, skipped the BOM); the other importers skip it."""
+    plain, marked = tmp_path / "plain.jsonl", tmp_path / "marked.jsonl"
+    text = "".join(json.dumps(e) + "\r\n" for e in GOOD)
+    plain.write_text(text, newline="")
+    marked.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    report = import_paths(journal, [str(marked)])
+    assert (report.read, report.imported, report.rejected) == (3, 3, 0)
+    assert import_paths(journal, [str(plain)]).already_present == 3  # line 1 is the same line
+    mapped = TestMappedJsonl().make_export(tmp_path)
+    mapped.write_bytes(b"\xef\xbb\xbf" + mapped.read_bytes().replace(b"\n", b"\r\n"))
+    assert import_paths(journal, [str(mapped)]).rejected == 0
+
+
 def test_stream_type_option_fills_what_lines_leave_open(tmp_path: Path, journal: Journal) -> None:
     path = TestCanonicalJsonl().make_export(tmp_path)
     import_paths(journal, [str(path)], options=ImportOptions(stream_type="imported"))

@@ -57,6 +57,7 @@ from toolkit.ingest.mapping import Mapping, ValueMappingError, derive_ids, mappi
 from toolkit.journal.prepare import INPUT_SCHEMA, STRING_COLUMNS, normalise_event
 
 BLOCK_BYTES: Final = 32 << 20  # a block of whole lines parsed at once
+_BOM: Final = b"\xef\xbb\xbf"
 
 # columns the bulk reader types (it reads any value into a String column: see _suspicious)
 _STRINGS: Final = (*STRING_COLUMNS, "occurred_at")
@@ -176,9 +177,14 @@ def _pipelined(file: Path, parse: Callable[[bytes, int], SourceBatch], workers: 
 
 
 def _blocks(file: Path) -> Iterator[tuple[int, bytes]]:
-    """(number of its first line, a block of whole lines) — a cut-off last line stays as it is."""
+    """(number of its first line, a block of whole lines) — a cut-off last line stays as it is.
+
+    A UTF-8 byte order mark (an editor's, or PowerShell's) is not line 1's text.
+    """
     lineno = 1
     with file.open("rb") as f:
+        if f.read(len(_BOM)) != _BOM:
+            f.seek(0)
         while block := f.read(BLOCK_BYTES):
             if not block.endswith(b"\n"):
                 block += f.readline()

@@ -354,6 +354,11 @@ def test_a_sql_rule_that_hides_a_write_behind_a_parenthesis_is_refused_and_write
     with pytest.raises(RuleDefinitionError, match="one SELECT statement expected, found COPY"):
         load_rule_file(rule)
     assert not (j.path / "x.csv").exists()
+    # nor a COPY as a CTE body (DuckDB 2 parses that statement as a SELECT)
+    rule.write_text(f"-- summary: s\nWITH w AS (COPY events TO '{j.path}/x.csv') SELECT 1 AS holds FROM w\n")
+    with pytest.raises(RuleDefinitionError, match="one SELECT statement expected, found COPY in a WITH clause"):
+        load_rule_file(rule)
+    assert not (j.path / "x.csv").exists()
 
 
 def test_a_rule_that_raises_is_an_error_finding_not_a_crash(tmp_path: Path, journals: dict[str, Journal]) -> None:

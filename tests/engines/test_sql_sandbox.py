@@ -93,6 +93,14 @@ def test_reading_outside_the_journal_is_refused(session: Session, outside: Path,
         "EXPLAIN ANALYZE INSERT INTO events SELECT * FROM events",
         "explain analyze  (FORMAT json) COPY (SELECT 1) TO '{journal}/x.json'",
         "EXPLAIN /* hidden */ ANALYZE COPY (SELECT 1) TO '{journal}/x.csv'",
+        # DuckDB 2 parses a COPY as a CTE body: the statement is a SELECT that writes
+        "WITH x AS (COPY (SELECT * FROM events) TO '{journal}/events/dump.parquet') SELECT * FROM x",
+        "WITH x AS (COPY (SELECT 'x' AS a) TO '{journal}/dump.csv') SELECT * FROM x UNION ALL SELECT 1",
+        "with a AS (SELECT 1), x AS (copy events TO '{journal}/dump.csv') FROM x",
+        "EXPLAIN ANALYZE WITH x AS (COPY events TO '{journal}/dump.csv') SELECT * FROM x",
+        "SELECT * FROM json_execute_serialized_sql("
+        "json_serialize_sql('WITH x AS (COPY (SELECT 1) TO ''{journal}/dump.csv'') SELECT * FROM x'))",
+        "WITH x AS (DELETE FROM events RETURNING *) SELECT count(*) FROM x",
     ],
 )
 @pytest.mark.parametrize("method", ["user_query", "query"])  # query: toolkit code and the SQL rules it wraps
@@ -120,6 +128,8 @@ def test_statements_other_than_select_are_refused(session: Session, tmp_path: Pa
         "-- a comment\nSELECT 1 AS one",
         "DESCRIBE events",
         "SUMMARIZE SELECT tokens_in FROM events",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r",
+        "WITH a AS (SELECT 1 AS n) SELECT n FROM a UNION ALL SELECT count(*) FROM events",
         "SELECT count(*) FROM read_parquet('{journal}/events/*/*/*.parquet')",
     ],
 )

@@ -5,8 +5,8 @@ over exactly the Parquet files the Delta log lists as active — never a glob, w
 files that compaction replaced or that a killed writer left behind. After the views are set
 up the session is locked: it can read inside the journal directory and nothing else, its
 configuration cannot be changed back, and every statement it runs — user SQL, SQL rules, the
-toolkit's own queries — must be a SELECT or an EXPLAIN of one (DuckDB's sandbox would let a
-``COPY`` write inside the journal directory).
+toolkit's own queries — must be a SELECT or an EXPLAIN of one, with no ``COPY`` as a CTE body
+(DuckDB's sandbox would let a ``COPY`` write inside the journal directory).
 
 A journal at an ``s3://`` URL is read through an fsspec s3fs filesystem registered on the
 connection (DuckDB's httpfs extension cannot be installed offline); the sandbox then allows
@@ -23,6 +23,7 @@ the journal's own prefix and nothing else.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -47,6 +48,11 @@ _ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementTy
 _SANDBOX_HINT = "the SQL session reads the journal and nothing else; use SELECT over the views (events, ...)"
 # EXPLAIN ANALYZE runs the statement it explains: that one must be a SELECT too
 _EXPLAIN_PREFIX = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?", re.IGNORECASE)
+# A SELECT statement may still write: DuckDB 2 parses COPY/INSERT/UPDATE/DELETE as CTE bodies
+# ("WITH x AS (COPY ... TO 'file') SELECT * FROM x" is a SELECT), and json_execute_serialized_sql
+# runs a statement given as a value. Query nodes other than these (fails closed) are refused.
+_READ_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+_SQL_RUNNING_FUNCTIONS = frozenset({"json_execute_serialized_sql"})
 
 
 def _events_select(present: Sequence[str]) -> str:
@@ -68,6 +74,7 @@ class Session:
         self.con = con
         self.journal = journal
         self.spill_dir = spill_dir  # removed on close
+        self._reads: set[str] = set()  # SELECT texts found to only read (loops run the same text)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run one SELECT (or EXPLAIN of one) with bound parameters: toolkit code, queries/ files and
@@ -96,6 +103,11 @@ class Session:
                 raise QueryError(
                     f"{st.type.name} statements are not allowed: {st.query.strip()[:60]}", hint=_SANDBOX_HINT
                 )
+            if st.type == duckdb.StatementType.SELECT and st.query not in self._reads:
+                writes = _writing_part(self.con, st.query)
+                if writes:
+                    raise QueryError(f"{writes} is not allowed: {st.query.strip()[:60]}", hint=_SANDBOX_HINT)
+                self._reads.add(st.query)
         if single and len(statements) > 1:
             raise QueryError(
                 f"one statement expected, found {len(statements)}: {statements[1].query.strip()[:60]}",
@@ -114,7 +126,11 @@ class Session:
             inner = self.con.extract_statements(st.query[m.end() :])
         except duckdb.Error:
             return False
-        return len(inner) == 1 and inner[0].type == duckdb.StatementType.SELECT
+        return (
+            len(inner) == 1
+            and inner[0].type == duckdb.StatementType.SELECT
+            and _writing_part(self.con, inner[0].query) is None
+        )
 
     def _run(self, sql: str, params: Mapping[str, Any] | None) -> pa.Table:
         try:
@@ -136,6 +152,37 @@ class Session:
         self.con.close()
         if self.spill_dir:
             shutil.rmtree(self.spill_dir, ignore_errors=True)
+
+
+def _writing_part(con: duckdb.DuckDBPyConnection, select: str) -> str | None:
+    """What in the SELECT statement ``select`` is not a read (a ``COPY`` as a CTE body, a call of
+    ``json_execute_serialized_sql``), or None; only parsed (DuckDB's JSON form of the statement).
+
+    >>> con = duckdb.connect(":memory:")
+    >>> _writing_part(con, "WITH x AS (COPY (SELECT 1) TO 'f.csv') SELECT * FROM x"), _writing_part(con, "SELECT 1")
+    ('COPY in a WITH clause', None)
+    >>> con.close()
+    """
+    try:
+        text = con.execute("SELECT json_serialize_sql($s)", {"s": select}).fetchall()[0][0]
+    except duckdb.Error as e:
+        return f"unreadable SQL ({e})"
+    tree = json.loads(text)
+    if tree.get("error"):
+        return f"a statement DuckDB cannot show as a query ({tree.get('error_message', '')})"
+    todo: list[Any] = [tree["statements"]]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            kind, function = item.get("type"), item.get("function_name")
+            if isinstance(kind, str) and (kind.endswith("_NODE") or "cte_map" in item) and kind not in _READ_NODES:
+                return f"{kind.removesuffix('_NODE').removesuffix('_QUERY')} in a WITH clause"
+            if isinstance(function, str) and function.lower() in _SQL_RUNNING_FUNCTIONS:
+                return f"{function.lower()}()"
+            todo.extend(item.values())
+    return None
 
 
 def register_parquet_view(
@@ -281,14 +328,18 @@ def check_one_select(sql: str) -> None:
     """QueryError unless ``sql`` is exactly one SELECT statement (only parsed: nothing runs)."""
     con = duckdb.connect(":memory:")
     try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as e:
-        raise QueryError(f"cannot parse SQL: {e}") from e
+        try:
+            statements = con.extract_statements(sql)
+        except duckdb.Error as e:
+            raise QueryError(f"cannot parse SQL: {e}") from e
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            found = ", ".join(st.type.name for st in statements) or "no statement"
+            raise QueryError(f"one SELECT statement expected, found {found}")
+        writes = _writing_part(con, statements[0].query)
+        if writes:
+            raise QueryError(f"one SELECT statement expected, found {writes} in it")
     finally:
         con.close()
-    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-        found = ", ".join(st.type.name for st in statements) or "no statement"
-        raise QueryError(f"one SELECT statement expected, found {found}")
 
 
 def regex_problem(pattern: str) -> str | None:

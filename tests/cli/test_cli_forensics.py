@@ -115,6 +115,21 @@ def test_output_inside_the_journal_is_refused(demo: Path, capsys: pytest.Capture
     assert sorted(p.relative_to(demo) for p in demo.rglob("*")) == files
 
 
+def test_a_parquet_output_url_is_the_local_path_the_check_saw(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o file:///JOURNAL/events/<active file>.parquet: the -o check took it for a path relative to the
+    working directory, pyarrow for a URL, and the journal's own Parquet file was overwritten."""
+    monkeypatch.chdir(tmp_path)
+    active = sorted((demo / "events").rglob("*.parquet"))[0]
+    files = {p.relative_to(demo): p.read_bytes() for p in demo.rglob("*") if p.is_file()}
+    code, _, err = run(capsys, "sql", "SELECT 1 AS x", "--format", "parquet", "-o", f"file://{active}")
+    assert code == 0, err
+    assert {p.relative_to(demo): p.read_bytes() for p in demo.rglob("*") if p.is_file()} == files
+    assert Path(f"file:{active}").is_file()  # where csv and json write the same -o
+    assert run(capsys, "verify")[0] == 0
+
+
 def test_purge_refuses_recent_events(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "purge", "--before", "2026-10-02")
     assert code == 1 and "minimum retention" in err and "Hint:" in err

@@ -73,7 +73,12 @@ def write_table(
         if not output:
             raise InvalidPathError("--format parquet needs -o FILE", hint="e.g. -o result.parquet")
         _prepare(output)
-        pq.write_table(table, output)
+        try:  # a file object: pyarrow reads a str as a URI, and file:///JOURNAL/... passed the -o check
+            sink = open(output, "wb")
+        except OSError as e:
+            raise InvalidPathError(f"cannot write {output}: {e.strerror or e}", hint="choose another -o FILE") from None
+        with sink:
+            pq.write_table(table, sink)
         return
     if fmt == "csv":
         buf = io.StringIO()

@@ -52,7 +52,12 @@ _EXPLAIN_PREFIX = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?
 # ("WITH x AS (COPY ... TO 'file') SELECT * FROM x" is a SELECT), and json_execute_serialized_sql
 # runs a statement given as a value. Query nodes other than these (fails closed) are refused.
 _READ_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
-_SQL_RUNNING_FUNCTIONS = frozenset({"json_execute_serialized_sql"})
+# functions refused in a query: one runs a statement given as a value; the external-resource ones
+# change the session's state from a SELECT (a resource at a uri outside the journal)
+_SQL_RUNNING_FUNCTIONS = frozenset({
+    "json_execute_serialized_sql", "register_external_resource", "register_external_resource_type",
+    "create_external_resource", "deregister_external_resource", "destroy_external_resource",
+})
 
 
 def _events_select(present: Sequence[str]) -> str:

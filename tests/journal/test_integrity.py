@@ -46,6 +46,21 @@ def test_untouched_journal_verifies(two_runs: Journal) -> None:
     assert breaks_table(report).num_rows == 0
 
 
+def test_a_data_file_replaced_by_another_parquet_file_is_an_unreadable_file_break(two_runs: Journal) -> None:
+    """A Parquet file without the journal's columns in a data file's place: verify crashed with an
+    IndexError (the footer reader looked for stream_id statistics at column -1)."""
+    path, _ = locate(two_runs, "a", 1)
+    pq.write_table(pa.table({"a": [1]}), path)
+    report = verify_journal(Journal.open(two_runs.path))
+    assert report.breaks is not None
+    unreadable = [b for b in report.breaks if b.check == "unreadable_file"]
+    assert len(unreadable) == 1 and unreadable[0].stream_id == path and "not a journal data file" in unreadable[0].found
+    # its events are missing from both chains: each stream now starts at version 3
+    assert sorted((b.stream_id, b.check, b.found) for b in report.breaks if b.check != "unreadable_file") == [
+        ("a", "version", "3"), ("b", "version", "3")
+    ]
+
+
 def test_one_changed_byte_of_data_is_a_payload_break_at_that_version(two_runs: Journal) -> None:
     path, row = locate(two_runs, "a", 3)
     assert pq.read_table(path).column("data")[row].as_py() == '{"n":3}'

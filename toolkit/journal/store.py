@@ -106,6 +106,8 @@ class _Footer:
         remote = is_remote(path)
         pf = pq.ParquetFile(open_input(path), memory_map=not remote, pre_buffer=remote)
         idx = pf.schema_arrow.get_field_index("stream_id")
+        if idx < 0:  # another file put in its place: no journal data file (verify names it unreadable)
+            raise pa.ArrowInvalid(f"no stream_id column: not a journal data file ({path})")
         md = pf.metadata
         ranges = []
         for i in range(md.num_row_groups):

@@ -57,6 +57,9 @@ def test_the_wheel_holds_queries_prices_and_notebooks(wheel: Path) -> None:
 def test_an_installed_copy_finds_them_inside_the_package(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
+    # another distribution's top-level queries/ beside the package: not the toolkit's catalog
+    (site / "queries" / "invariants").mkdir(parents=True)
+    (site / "queries" / "invariants" / "budget.sql").write_text("SELECT 1 AS other\n")
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=tmp_path, check=False

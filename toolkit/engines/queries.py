@@ -148,11 +148,13 @@ def _split_params(raw: str) -> list[str]:
 
 
 def queries_dir() -> Path:
-    """``queries/`` of a source checkout, or the copy shipped inside the package."""
-    here = Path(__file__).resolve().parents[2] / "queries"
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parents[1] / "queries"
+    """The copy of ``queries/`` shipped inside the package, or (a source checkout, where the package
+    has none) the checkout's. Not the other way round: installed, the checkout's place is
+    ``site-packages/queries``, which another distribution may own."""
+    shipped = Path(__file__).resolve().parents[1] / "queries"
+    if shipped.is_dir():
+        return shipped
+    return Path(__file__).resolve().parents[2] / "queries"
 
 
 @cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from pydantic import BaseModel
 from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState, agent_run_states, apply_event
-from toolkit.analysis.aggregates import Aggregate, Event, Upcaster, append_events
+from toolkit.analysis.aggregates import Aggregate, Event, Upcaster, append_events, get_aggregate
+from toolkit.analysis.plugins import load_plugins
 from toolkit.analysis.replay import (
     clear_cache,
     diff_states,
@@ -165,6 +167,38 @@ def test_a_changed_reducer_changes_the_fingerprint_and_ignores_old_snapshots(jou
 
     remodelled = dataclasses.replace(AGENT_RUN, events={**AGENT_RUN.events, "GoalCreated": Other})
     assert remodelled.fingerprint != AGENT_RUN.fingerprint
+
+
+def test_a_changed_helper_or_constant_of_the_reducer_file_changes_the_fingerprint(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """The reducer's own source is not all its code: a snapshot folded with FACTOR = 1 must not
+    answer for FACTOR = 10 (nor for an edited helper)."""
+    source = (
+        "from toolkit.analysis.aggregates import Aggregate\n"
+        "FACTOR = 1\n"
+        "def weight(e):\n"
+        "    return 1\n"
+        "def count(n, e):\n"
+        "    return n + weight(e) * FACTOR\n"
+        "COUNT = Aggregate('weighted_count', initial=lambda: 0, reducer=count, from_dict=int)\n"
+    )
+    build_tool_failure_loop(journal)
+
+    def load(text: str, name: str) -> Aggregate[Any]:
+        (tmp_path / name).write_text(text)
+        load_plugins([str(tmp_path / name)])
+        return get_aggregate("weighted_count")
+
+    base = load(source, "a.py")
+    assert take_snapshots(journal, every=4, aggregate=base).written == 3
+    assert load(source, "b.py").fingerprint == base.fingerprint  # the same code elsewhere folds the same way
+    for name, edited in (("c.py", source.replace("FACTOR = 1", "FACTOR = 10")),
+                         ("d.py", source.replace("return 1", "return 2"))):
+        agg = load(edited, name)
+        assert agg.fingerprint != base.fingerprint
+        assert nearest_snapshot(journal, "tool_failure_loop", agg, 13) is None
+        assert state_at(journal, "tool_failure_loop", aggregate=agg) == 13 * (10 if "10" in edited else 2)
 
 
 def test_bad_input_errors_name_the_problem(journal: Journal) -> None:

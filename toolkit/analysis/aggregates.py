@@ -13,9 +13,9 @@ Events reach the reducer as :class:`Event`: the envelope columns as attributes, 
 payload parsed lazily from JSON) and ``payload`` (the payload validated by the event model of
 its type, after upcasting; ``None`` when the aggregate has no model for the type).
 
-``fingerprint`` is derived from the reducer's source code, the initial state's code, the event
-models' JSON schemas and the upcasters' code: snapshots taken with another fingerprint are
-never used.
+``fingerprint`` is derived from the reducer's source code, the initial state's code (each with
+the file defining it, so its constants and helpers count), the event models' JSON schemas and the
+upcasters' code: snapshots taken with another fingerprint are never used.
 
 >>> from pydantic import BaseModel
 >>> class Deposited(BaseModel):
@@ -403,15 +403,22 @@ def _errors(e: ValidationError) -> str:
 
 
 def _code_of(fn: Any) -> str:
+    """The function's source and the digest of the whole file defining it: a module constant or
+    helper the function uses changes its code too (code it imports from elsewhere does not: name
+    that in ``depends_on``)."""
     if fn is None:
         return "-"
     try:
-        return inspect.getsource(fn)
+        own = inspect.getsource(fn)
     except (OSError, TypeError):
         code = getattr(fn, "__code__", None)
-        if code is not None:
-            return f"{code.co_code.hex()}{code.co_consts!r}{code.co_names!r}"
-        return repr(fn)
+        own = f"{code.co_code.hex()}{code.co_consts!r}{code.co_names!r}" if code is not None else repr(fn)
+    module = inspect.getmodule(fn)
+    try:
+        whole = inspect.getsource(module) if module is not None else ""
+    except (OSError, TypeError):
+        whole = ""
+    return own + "\0" + hashlib.sha256(whole.encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------- registry and appends

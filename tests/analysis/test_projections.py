@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -11,7 +12,8 @@ from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.agent_run import agent_run_states
 from toolkit.analysis.aggregates import Event
-from toolkit.analysis.projections import Emit, Projection, catch_up
+from toolkit.analysis.plugins import load_plugins
+from toolkit.analysis.projections import Emit, Projection, catch_up, get_projection
 from toolkit.engines.duckdb_engine import connect
 from toolkit.errors import ReplayError
 from toolkit.journal import Journal
@@ -128,6 +130,31 @@ def test_changed_projection_code_rebuilds(journal: Journal) -> None:
     changed = Projection(ERRORS.name, ERRORS.schema, handler=only_tools)
     r = catch_up(journal, changed)
     assert r.rebuilt and "changed" in r.reason
+
+
+def test_a_changed_constant_in_the_handler_file_rebuilds(journal: Journal, tmp_path: Path) -> None:
+    """Rows written with FACTOR = 1 next to rows with FACTOR = 10 are what no rebuild gives."""
+    source = (
+        "import pyarrow as pa\n"
+        "from toolkit.analysis.projections import Projection\n"
+        "FACTOR = 1\n"
+        "def _weigh(e, emit):\n"
+        "    emit({'stream_id': e.stream_id, 'version': e.version, 'w': e.version * FACTOR})\n"
+        "WEIGHTS = Projection('weights', pa.schema([('stream_id', pa.string()), ('version', pa.int64()),\n"
+        "                     ('w', pa.int64())]), handler=_weigh, key=('stream_id', 'version'))\n"
+    )
+
+    def load(text: str, name: str) -> Projection:
+        (tmp_path / name).write_text(text)
+        load_plugins([str(tmp_path / name)])
+        return get_projection("weights")
+
+    journal.append("r", [ev("custom", occurred_at=at(1)), ev("custom", occurred_at=at(2))])
+    catch_up(journal, load(source, "a.py"))
+    journal.append("r", [ev("custom", occurred_at=at(3))])
+    r = catch_up(journal, load(source.replace("FACTOR = 1", "FACTOR = 10"), "b.py"))
+    assert r.rebuilt and "changed" in r.reason
+    assert read_projection(journal, "weights").sort_by("version").column("w").to_pylist() == [10, 20, 30]
 
 
 def test_bad_projections_are_refused(journal: Journal) -> None:

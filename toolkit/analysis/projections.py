@@ -15,8 +15,8 @@ that name in ``journal sql``). Two kinds:
 
 The checkpoint (the last position read and the projection's fingerprint) is written in the
 same Delta commit as the rows, so a crash never leaves rows and checkpoint disagreeing; the
-``projection_checkpoints`` table keeps the history. A projection whose code changed since its
-last catch-up is rebuilt.
+``projection_checkpoints`` table keeps the history. A projection whose code (or the file
+defining it: constants, helpers) changed since its last catch-up is rebuilt.
 
 >>> from toolkit.journal import Journal
 >>> j = Journal.in_memory()
@@ -32,7 +32,6 @@ last catch-up is rebuilt.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from toolkit.analysis.agent_run import AGENT_RUN, agent_run_states, merge_states, stream_session
-from toolkit.analysis.aggregates import EVENT_COLUMNS, Event
+from toolkit.analysis.aggregates import EVENT_COLUMNS, Event, _code_of
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
 from toolkit.errors import ReplayError
@@ -125,10 +124,7 @@ class Projection:
         h.update(repr((self.key, self.event_types, self.salt, self.incremental_columns)).encode())
         for fn in (self.handler, self.per_stream, self.incremental):
             if fn is not None:
-                try:
-                    h.update(inspect.getsource(fn).encode())
-                except (OSError, TypeError):
-                    h.update(repr(fn).encode())
+                h.update(_code_of(fn).encode())  # with the file defining it: its constants and helpers
         return h.hexdigest()[:16]
 
 

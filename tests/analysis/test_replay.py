@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
 
 from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState, agent_run_states, apply_event
 from toolkit.analysis.aggregates import Aggregate, Event, Upcaster, append_events, get_aggregate
+from toolkit.analysis.counterfactual import Drop, counterfactual
 from toolkit.analysis.plugins import load_plugins
 from toolkit.analysis.replay import (
     clear_cache,
@@ -216,6 +218,26 @@ def test_bad_input_errors_name_the_problem(journal: Journal) -> None:
     assert fold_to(journal, "tool_failure_loop", at=at(2, 9, 4)).version == 6  # the last event at or before
     with pytest.raises(ReplayError, match="without a time zone"):
         state_at(journal, "tool_failure_loop", at=dt.datetime(2026, 3, 2, 9))
+
+
+def _tool_of(n: int, e: Event) -> int:
+    return n + len(e.tool_name)  # None for events without a tool: a TypeError at this line
+
+
+def test_a_reducer_that_raises_is_an_error_naming_aggregate_stream_version_and_line(journal: Journal) -> None:
+    build_tool_failure_loop(journal)
+    broken = Aggregate("tool_letters", initial=lambda: 0, reducer=_tool_of, from_dict=int)
+    line = _tool_of.__code__.co_firstlineno + 1
+    expected = (rf"aggregate 'tool_letters' failed on stream 'tool_failure_loop' version 1 \(user_message\) "
+                rf"at {re.escape(__file__)}:{line}: TypeError")
+    for fold in (lambda: state_at(journal, "tool_failure_loop", aggregate=broken),
+                 lambda: list(fold_states(journal, "tool_failure_loop", broken)),
+                 lambda: take_snapshots(journal, every=4, aggregate=broken),
+                 lambda: counterfactual(journal, "tool_failure_loop", [Drop([2])], aggregate=broken),
+                 lambda: broken.fold(read_events(journal, "tool_failure_loop"))):
+        with pytest.raises(ReplayError, match=expected) as e:
+            fold()
+        assert e.value.context["version"] == 1 and e.value.context["aggregate"] == "tool_letters"
 
 
 def test_replay_filters_by_type_time_and_version(journal: Journal) -> None:

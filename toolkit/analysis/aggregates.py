@@ -37,6 +37,7 @@ import datetime as dt
 import hashlib
 import inspect
 import json
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -44,7 +45,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from toolkit.errors import EventValidationError, ReplayError
+from toolkit.errors import EventValidationError, ReplayError, ToolkitError
 from toolkit.journal.store import AppendResult, Journal
 
 S = TypeVar("S")
@@ -394,8 +395,34 @@ class Aggregate(Generic[S]):
                     continue
             elif e.payload is not None:
                 e.payload = None  # set by another aggregate's model
-            s = reducer(s, e)
+            try:
+                s = reducer(s, e)
+            except ToolkitError:
+                raise
+            except Exception as err:
+                raise reducer_failed(self, e, err) from err
         return s
+
+
+def reducer_failed(aggregate: Aggregate[Any], event: Event, err: Exception) -> ReplayError:
+    """The error for a reducer (or upcaster) that raised: the aggregate, the event and the line
+    that raised (the last one in the reducer's file when the error came from code it called)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    try:
+        own = inspect.getsourcefile(aggregate.reducer)
+    except TypeError:
+        own = None
+    frame = next((f for f in reversed(frames) if f.filename == own), frames[-1] if frames else None)
+    where = f" at {frame.filename}:{frame.lineno}" if frame is not None else ""
+    return ReplayError(
+        f"aggregate {aggregate.name!r} failed on stream {event.stream_id!r} version {event.version} "
+        f"({event.event_type}){where}: {type(err).__name__}: {err}",
+        hint="fix the reducer (in your plugin file); journal --debug shows the traceback",
+        aggregate=aggregate.name,
+        stream_id=event.stream_id,
+        version=event.version,
+        event_type=event.event_type,
+    )
 
 
 def _errors(e: ValidationError) -> str:

@@ -195,9 +195,10 @@ def counterfactual(
             if r.data is not None:
                 changes["data"] = r.data
             try:
-                add_alt(e.replace(**changes), "replaced", e.version)
+                replaced = e.replace(**changes)
             except (TypeError, ValueError, KeyError) as err:
                 raise ReplayError(f"replace at version {e.version}: {err}", hint="use canonical column names") from err
+            add_alt(replaced, "replaced", e.version)
         else:
             add_alt(e, "", e.version)
         for ins in inserts.get(e.version, []):

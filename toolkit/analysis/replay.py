@@ -36,9 +36,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState
-from toolkit.analysis.aggregates import EVENT_COLUMNS, Aggregate, Event, ReplayProblem, to_us
+from toolkit.analysis.aggregates import EVENT_COLUMNS, Aggregate, Event, ReplayProblem, reducer_failed, to_us
 from toolkit.analysis.explain import explain_event
-from toolkit.errors import ReplayError, StreamNotFoundError, VersionNotFoundError, VersionPurgedError
+from toolkit.errors import ReplayError, StreamNotFoundError, ToolkitError, VersionNotFoundError, VersionPurgedError
 from toolkit.journal.store import Journal
 
 S = TypeVar("S")
@@ -241,20 +241,28 @@ class FoldResult:
 def _fold(aggregate: Aggregate[S], events: Sequence[Event], state: S, problems: list[ReplayProblem]) -> S:
     reducer = aggregate.reducer
     models = aggregate.events
-    if not models:
+    e = None
+    try:
+        if not models:
+            for e in events:
+                state = reducer(state, e)
+            return state
+        prepare = aggregate.prepare
         for e in events:
+            if e.event_type in models:
+                problem = prepare(e)
+                if problem is not None:
+                    problems.append(problem)
+                    continue
+            elif e.payload is not None:
+                e.payload = None  # set by another aggregate's model
             state = reducer(state, e)
-        return state
-    prepare = aggregate.prepare
-    for e in events:
-        if e.event_type in models:
-            problem = prepare(e)
-            if problem is not None:
-                problems.append(problem)
-                continue
-        elif e.payload is not None:
-            e.payload = None  # set by another aggregate's model
-        state = reducer(state, e)
+    except ToolkitError:
+        raise
+    except Exception as err:
+        if e is None:
+            raise
+        raise reducer_failed(aggregate, e, err) from err
     return state
 
 

@@ -75,3 +75,17 @@ def test_bad_plugins_are_clear_errors(tmp_path: Path) -> None:
         load_plugins([str(broken)])
     with pytest.raises(PluginError, match="cannot import module"):
         load_plugins(["no_such_module_anywhere"])
+
+
+def test_a_plugin_that_fails_to_import_is_named_with_file_and_line(tmp_path: Path) -> None:
+    cases = {
+        "undefined.py": ("from toolkit.analysis.aggregates import Aggregate\n\n"
+                         "AGG = Aggregate('a', initial=lambda: 0, reducer=missing_reducer)\n", 3, "NameError"),
+        "bad_name.py": ("from toolkit.analysis.aggregates import Aggregate\n"
+                        "AGG = Aggregate('no spaces!', initial=lambda: 0, reducer=lambda n, e: n)\n", 2, "ValueError"),
+        "syntax.py": ("x = 1\ndef f(:\n    pass\n", 2, "SyntaxError"),
+    }
+    for name, (source, line, kind) in cases.items():
+        (tmp_path / name).write_text(source)
+        with pytest.raises(PluginError, match=f"importing it failed at {tmp_path / name}:{line}: {kind}"):
+            load_plugins([str(tmp_path / name)])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,7 @@ def _import(spec: str) -> ModuleType:
         except Exception as e:
             sys.modules.pop(name, None)
             raise PluginError(
-                f"--plugins {spec}: importing it failed: {type(e).__name__}: {e}",
+                f"--plugins {spec}: importing it failed{_where(e, path)}: {type(e).__name__}: {e}",
                 hint="run it with python to see the traceback (journal --debug shows it too)",
             ) from e
         return module
@@ -85,6 +86,22 @@ def _import(spec: str) -> ModuleType:
         return importlib.import_module(spec)
     except Exception as e:
         raise PluginError(
-            f"--plugins {spec}: cannot import module: {type(e).__name__}: {e}",
+            f"--plugins {spec}: cannot import module{_where(e)}: {type(e).__name__}: {e}",
             hint="give a .py file path or a module on PYTHONPATH",
         ) from e
+
+
+def _where(e: Exception, file: Path | None = None) -> str:
+    """`` at FILE:LINE`` of the plugin line that failed: a syntax error's own place, else the last
+    line of the traceback in the plugin ``file`` (a module: outside the import machinery)."""
+    if isinstance(e, SyntaxError):
+        return f" at {e.filename}:{e.lineno}" if e.filename and e.lineno else ""
+    machinery = str(Path(importlib.__file__).parent)
+    frames = [
+        f
+        for f in traceback.extract_tb(e.__traceback__)
+        if not f.filename.startswith(("<frozen", machinery)) and f.filename != __file__
+    ]
+    if file is not None:
+        frames = [f for f in frames if Path(f.filename).resolve() == file.resolve()] or frames
+    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""

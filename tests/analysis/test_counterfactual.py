@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from helpers import build_tool_failure_loop, snapshot
 from replay_fixtures import fresh_cache  # noqa: F401  (pytest fixtures)
@@ -48,3 +50,20 @@ def test_bad_edits_are_refused(journal: Journal) -> None:
     with pytest.raises(ReplayError, match="unknown column"):
         counterfactual(journal, "tool_failure_loop", [Replace(1, colour="red")])
     assert counterfactual(journal, "tool_failure_loop", [Insert(0, {"event_type": "user_message"})]).steps[0].edit == "inserted"
+
+
+def test_an_inserted_event_happens_when_the_event_it_follows_happened(journal: Journal) -> None:
+    """Without occurred_at it is not an event of 1970 (first_at of the alternative run); an ISO
+    string is read as the journal reads it."""
+    build_tool_failure_loop(journal)
+    real = state_at(journal, "tool_failure_loop")
+    v4 = state_at(journal, "tool_failure_loop", version=4).last_at
+    cf = counterfactual(journal, "tool_failure_loop", [Insert(0, {"event_type": "user_message"}),
+                                                       Insert(4, {"event_type": "error", "data": {}})])
+    assert [e.occurred_at for e in cf.alternative_events if e.event_type in {"user_message", "error"}][:2] == [
+        real.first_at, real.first_at]
+    assert cf.alternative_events[5].occurred_at == v4 and cf.alternative_state.first_at == real.first_at
+    later = counterfactual(journal, "tool_failure_loop", [Insert(13, {"event_type": "error", "occurred_at": "2026-03-03T10:00:00+01:00"})])
+    assert later.alternative_events[-1].occurred_at == dt.datetime(2026, 3, 3, 9, tzinfo=dt.UTC)
+    with pytest.raises(ReplayError, match=r"inserted event: .*not an ISO 8601 time \('yesterday'\)"):
+        counterfactual(journal, "tool_failure_loop", [Insert(1, {"event_type": "error", "occurred_at": "yesterday"})])

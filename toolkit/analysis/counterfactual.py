@@ -30,12 +30,14 @@ from toolkit.analysis.aggregates import Aggregate, Event, ReplayProblem
 from toolkit.analysis.explain import explain_event, short
 from toolkit.analysis.replay import StateChange, _fold, diff_values, stream_events
 from toolkit.errors import ReplayError
+from toolkit.journal.prepare import parse_time
 from toolkit.journal.store import Journal
 
 
 @dataclass(frozen=True)
 class Insert:
-    """Insert an event after version ``after`` (0: at the start); ``event`` is an Event or a row dict."""
+    """Insert an event after version ``after`` (0: at the start); ``event`` is an Event or a row dict
+    (without ``occurred_at``: at the time of the event it follows, or of the first event)."""
 
     after: int
     event: Event | Mapping[str, Any]
@@ -120,7 +122,9 @@ def _default_fields(state: Mapping[str, Any]) -> list[str]:
     return have or [k for k, v in state.items() if isinstance(v, int | float | str | bool)][:8]
 
 
-def _as_event(stream_id: str, spec: Event | Mapping[str, Any]) -> Event:
+def _as_event(stream_id: str, spec: Event | Mapping[str, Any], occurred_us: int) -> Event:
+    """The inserted event; a row dict without ``occurred_at`` happens at ``occurred_us`` (the time
+    of the event it follows), and an ISO string is read as the journal reads it."""
     if isinstance(spec, Event):
         return spec.replace(stream_id=stream_id)
     d = dict(spec)
@@ -133,9 +137,16 @@ def _as_event(stream_id: str, spec: Event | Mapping[str, Any]) -> Event:
     d.pop("stream_id", None)
     d.pop("version", None)
     try:
-        return Event.of(event_type, data, stream_id=stream_id, occurred_at=occurred_at, metadata=metadata, **d)
+        when = parse_time(occurred_at, "occurred_at", 0) if occurred_at is not None else None
+        event = Event.of(event_type, data, stream_id=stream_id, occurred_at=when, metadata=metadata, **d)
     except (TypeError, ValueError) as e:
-        raise ReplayError(f"inserted event: {e}", hint="use canonical column names") from e
+        raise ReplayError(
+            f"inserted event: {getattr(e, 'message', e)}",
+            hint="use canonical column names and ISO 8601 times with an offset, e.g. 2026-11-01T12:00:00Z",
+        ) from e
+    if when is None:
+        event.occurred_us = occurred_us
+    return event
 
 
 def counterfactual(
@@ -163,7 +174,9 @@ def counterfactual(
                     version=v,
                 )
         if isinstance(edit, Insert):
-            inserts.setdefault(edit.after, []).append(_as_event(stream_id, edit.event))
+            follows = next((e for e in events if e.version >= edit.after), events[0]) if events else None
+            at_us = follows.occurred_us if follows is not None else 0
+            inserts.setdefault(edit.after, []).append(_as_event(stream_id, edit.event, at_us))
         elif isinstance(edit, Drop):
             drops.update(edit.versions)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from toolkit.analysis.projections import Emit, Projection, catch_up, get_project
 from toolkit.engines.duckdb_engine import connect
 from toolkit.errors import ReplayError
 from toolkit.journal import Journal
+from toolkit.journal.retention import purge_before
 from toolkit.journal.side_tables import projection_checkpoint, read_projection, read_table
 
 
@@ -73,6 +75,29 @@ def test_incremental_catch_up_equals_a_full_rebuild(journal: Journal, projection
     assert incremental == _sorted(read_projection(journal, name), key)
     cp = projection_checkpoint(journal, name)
     assert cp is not None and cp.position == journal.max_position()
+
+
+@pytest.mark.parametrize("projection", ["runs", "tool_calls", ERRORS, LAST])
+def test_catch_up_after_a_purge_equals_a_full_rebuild(journal: Journal, projection: str | Projection) -> None:
+    """The purge removed run b (the last positions) and a's first call: the rows kept them, and
+    the event appended next got b's old position, at the checkpoint, so it was never read."""
+    name = projection if isinstance(projection, str) else projection.name
+    key = {"runs": ["stream_id"], "tool_calls": ["stream_id", "call_key"]}.get(name, ["stream_id", "version"])
+    old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
+    journal.append("a", [ev("tool_called", tool_name="t", tool_call_id="1", occurred_at=old),
+                         ev("tool_result", tool_name="t", tool_call_id="1", error="bad", occurred_at=old),
+                         ev("tool_called", tool_name="t", tool_call_id="2", occurred_at=at(1))])
+    journal.append("b", [ev("error", occurred_at=old)])
+    catch_up(journal, projection)
+    purge_before(journal, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    journal.append("a", [ev("tool_result", tool_name="t", tool_call_id="2", error="worse", occurred_at=at(2))])
+    r = catch_up(journal, projection)
+    assert r.rebuilt and "purged" in r.reason
+    caught_up = _sorted(read_projection(journal, name), key)
+    catch_up(journal, projection, reset=True)
+    assert caught_up == _sorted(read_projection(journal, name), key)
+    journal.append("b", [ev("error", {"e": 2}, occurred_at=at(3))])
+    assert not catch_up(journal, projection).rebuilt  # once rebuilt, caught up as before
 
 
 def test_runs_projection_is_the_agent_run_state_and_a_sql_view(journal: Journal) -> None:

@@ -16,7 +16,8 @@ that name in ``journal sql``). Two kinds:
 The checkpoint (the last position read and the projection's fingerprint) is written in the
 same Delta commit as the rows, so a crash never leaves rows and checkpoint disagreeing; the
 ``projection_checkpoints`` table keeps the history. A projection whose code (or the file
-defining it: constants, helpers) changed since its last catch-up is rebuilt.
+defining it: constants, helpers) changed since its last catch-up is rebuilt, and so is one built
+before a purge removed events (its rows would still hold them).
 
 >>> from toolkit.journal import Journal
 >>> j = Journal.in_memory()
@@ -57,6 +58,7 @@ from toolkit.journal.side_tables import (
     projection_table,
     read_projection,
     read_projection_files,
+    read_table,
     replace_projection_files,
     write_projection,
 )
@@ -200,13 +202,16 @@ def _catch_up(
         report.rebuilt, report.reason = True, "first build"
     elif cp.fingerprint != p.fingerprint:
         report.rebuilt, report.reason = True, "the projection's code or schema changed since its last build"
+    removals = journal_removals(journal)
+    if not report.rebuilt and cp is not None and cp.removals != removals:
+        report.rebuilt, report.reason = True, "events were purged since its last build"
     start = 0 if report.rebuilt or cp is None else cp.position
     report.from_position = start
     if not report.rebuilt and start >= target:
         report.reason = "up to date"
         report.seconds = time.perf_counter() - started
         return report
-    checkpoint = {"position": target, "fingerprint": p.fingerprint}
+    checkpoint = {"position": target, "fingerprint": p.fingerprint, "removals": removals}
     if p.per_stream is not None and not report.rebuilt:
         rows, n, replaced = _per_stream_incremental(journal, p, start, target, report)
         written = replace_projection_files(journal, p.name, rows, remove=replaced, checkpoint=checkpoint)
@@ -240,6 +245,16 @@ def _catch_up(
     )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def journal_removals(journal: Journal) -> str:
+    """The purges the journal records (retention, ``journal archive --delete``) as one digest ("": none).
+
+    Rows built before a purge hold events that are gone (a rebuild has none of them), and the
+    positions of removed last events are given again to later appends: a checkpoint written
+    under other removals is no place to catch up from."""
+    ids = sorted(str(i) for i in read_table(journal, "purges").column("purge_id").to_pylist())
+    return hashlib.sha256("\0".join(ids).encode()).hexdigest()[:16] if ids else ""
 
 
 def _per_stream_rebuild(journal: Journal, p: Projection, target: int, report: CatchUpReport) -> tuple[pa.Table, int]:

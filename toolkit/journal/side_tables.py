@@ -209,6 +209,7 @@ class Checkpoint:
     position: int
     fingerprint: str
     delta_version: int
+    removals: str = ""  # the journal's purges when it was written (a digest; "": none)
 
 
 def write_projection(
@@ -222,13 +223,14 @@ def write_projection(
     """Append rows to (or replace) the Delta table ``projection_<name>``; returns the rows written.
 
     ``overwrite`` replaces the whole table and its schema (a rebuild). ``checkpoint``
-    (``position``, ``fingerprint``) goes into the same commit, so rows and checkpoint agree.
+    (``position``, ``fingerprint``, ``removals``) goes into the same commit, so rows and checkpoint agree.
     """
     uri = str(journal.path / projection_table(name))
     meta = {"toolkit.operation": f"{'rebuild' if overwrite else 'append'} {name}"}
     if checkpoint is not None:
         meta["toolkit.position"] = str(int(checkpoint["position"]))
         meta["toolkit.fingerprint"] = str(checkpoint["fingerprint"])
+        meta["toolkit.removals"] = str(checkpoint.get("removals", ""))
     with write_lock(journal.path, journal.config.lock_timeout_s):
         write_deltalake(
             uri,
@@ -250,7 +252,12 @@ def projection_checkpoint(journal: Journal, name: str) -> Checkpoint | None:
     if not last or "toolkit.position" not in last[0]:
         return None
     entry = last[0]
-    return Checkpoint(int(entry["toolkit.position"]), str(entry.get("toolkit.fingerprint", "")), int(entry["version"]))
+    return Checkpoint(
+        int(entry["toolkit.position"]),
+        str(entry.get("toolkit.fingerprint", "")),
+        int(entry["version"]),
+        str(entry.get("toolkit.removals", "")),
+    )
 
 
 @dataclass(frozen=True)
@@ -310,6 +317,7 @@ def replace_projection_files(
         "toolkit.operation": f"catch up {name}",
         "toolkit.position": str(int(checkpoint["position"])),
         "toolkit.fingerprint": str(checkpoint["fingerprint"]),
+        "toolkit.removals": str(checkpoint.get("removals", "")),
     }
     now_ms = int(time.time() * 1000)
     actions: list[AddAction | RemoveAction] = [

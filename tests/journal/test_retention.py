@@ -155,3 +155,20 @@ def test_a_purge_killed_half_way_is_rolled_back_by_the_rerun(
     assert [r["archive_id"] for r in read_table(fresh, "archives").to_pylist()] == [result.purge_id]
     assert [p.name for p in (aged.path / "purge-archives").iterdir()] == [Path(result.archive_path or "").name]
     assert verify_journal(fresh).ok
+
+
+def test_positions_are_never_given_twice_after_a_purge_removed_the_highest(tmp_path: Path) -> None:
+    """Old events imported last hold the highest positions; a purge removed them and the next
+    append was given their positions again (position-ordered readers had seen them)."""
+    j = Journal.create(tmp_path / "j")
+    j.append("new", [ev("user_message", occurred_at="2026-11-01T00:00:00Z")])
+    j.append("old", [ev("user_message", occurred_at="2025-01-01T00:00:00Z") for _ in range(3)])
+    assert j.max_position() == 4
+    purge_before(j, dt.datetime(2025, 6, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 2, tzinfo=dt.UTC))
+    other = Journal.open(j.path)  # another process sees it too
+    assert other.max_position() == 4
+    other.append("new", [ev("tool_called", occurred_at="2026-11-01T00:01:00Z")])
+    assert j.read_stream("new").column("position").to_pylist() == [1, 5]
+    j.append("new", [ev("tool_result", occurred_at="2026-11-01T00:02:00Z")])
+    assert j.read_stream("new").column("position").to_pylist() == [1, 5, 6]
+    assert verify_journal(Journal.open(j.path)).ok

@@ -165,6 +165,7 @@ def _remove(
     if removed.num_rows == 0:
         return
     removed = removed.sort_by([("stream_id", "ascending"), ("version", "ascending")])
+    journal.keep_max_position()  # the removed events may hold the highest position given
     if archive is not None:
         result.archive_path = str(archive)
         result.archive_sha256 = write_parquet_atomic(removed, archive)

@@ -5,6 +5,7 @@ Layout::
     JOURNAL/
       journal.toml            schema version, partitioning, retention, compaction sizes
       events/                 Delta table partitioned by stream_type, day
+      positions.json          the highest position given, once a purge has removed events
       .write.lock             flock taken by every writer
 
 Writes go through ``append`` / ``append_batch``: validate, take the write lock, check expected
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -78,6 +80,9 @@ from toolkit.journal.schema import (
 from toolkit.journal.tracecontext import stamp_traceparent
 
 EVENTS_TABLE = "events"
+#: the highest position given before a purge removed events (which may have held it): positions
+#: are never given twice, so position-ordered readers (projections, exports) never miss one
+POSITIONS_FILE: Final = "positions.json"
 UTC = dt.UTC
 
 
@@ -178,6 +183,7 @@ class Journal:
         self._rg_cache_bytes = 0
         self.row_group_cache_bytes = 64 << 20
         self._columns: list[str] | None = None
+        self._high_water: tuple[int | None, int] = (None, 0)  # (Delta version read at, POSITIONS_FILE's value)
         #: worker processes a large append hashes and writes parts in (0: this process only)
         self.append_workers = default_workers()
         #: appends of fewer rows stay in this process
@@ -386,8 +392,32 @@ class Journal:
         return self.refresh()
 
     def max_position(self) -> int:
-        self.refresh()
-        return max((f.max_position or 0 for f in self._files.values()), default=0)
+        """The highest position ever given: of the events in the journal, or of events a purge
+        removed since (``POSITIONS_FILE``), so positions are never given twice."""
+        version = self.refresh()
+        in_files = max((f.max_position or 0 for f in self._files.values()), default=0)
+        return max(in_files, self._removed_high_water(version))
+
+    def _removed_high_water(self, version: int) -> int:
+        """``POSITIONS_FILE``'s position, read again only after a new commit (a purge is one)."""
+        seen, value = self._high_water
+        if seen != version:
+            f = self.path / POSITIONS_FILE
+            value = int(json.loads(f.read_text())["max_position"]) if f.is_file() else 0
+            self._high_water = (version, value)
+        return value
+
+    def keep_max_position(self) -> None:
+        """Before events are removed (the write lock held): record the highest position given so far,
+        which their removal may take out of the files. Written ahead of the removal's commit: if
+        that never comes, the events are still there and the record says nothing new."""
+        value = self.max_position()
+        text = json.dumps({"max_position": value}) + "\n"
+        if isinstance(self.path, Path):
+            write_atomic(self.path / POSITIONS_FILE, text)
+        else:
+            (self.path / POSITIONS_FILE).write_text(text)
+        self._high_water = (self._seen_version, value)
 
     # ------------------------------------------------------------------ heads
 

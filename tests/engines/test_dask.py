@@ -94,6 +94,39 @@ def test_regrade_on_dask_records_the_same_findings(demo: Journal, scheduler: str
     assert one.findings.select(STABLE).to_pylist() == many.findings.select(STABLE).to_pylist()
 
 
+KEY_ONCE = """
+import polars as pl
+from toolkit.analysis.rules import polars_rule
+
+@polars_rule('key_once_in_journal', 'No idempotency key is used twice anywhere in the journal.',
+             columns=('idempotency_key',))
+def key_once_in_journal(events, p):
+    return pl.col('idempotency_key').is_null() | ~pl.col('idempotency_key').is_duplicated()
+"""
+
+
+def test_a_polars_rule_looking_across_shards_sees_every_selected_stream(
+    scheduler: str, tmp_path: Path
+) -> None:
+    """A Polars expression without .over("stream_id") sees every selected event on one machine; the
+    streams that share a key (the first and the last of eight) fall in different shards on Dask."""
+    j = Journal.create(tmp_path / "j")
+    for i in range(8):
+        key = "K-1" if i in (0, 7) else None
+        j.append(f"s{i}", [{"event_type": "tool_called", "tool_name": "send", "tool_call_id": f"c{i}",
+                            "idempotency_key": key, "data": {}, "occurred_at": f"2026-11-0{1 + i}T10:00:00Z"}])
+    assert stream_shards([f"s{i}" for i in range(8)], 4)[0] == ("s0", "s1", ["s0", "s1"])  # s7: the last shard
+    rules_py = tmp_path / "key_once.py"
+    rules_py.write_text(KEY_ONCE, encoding="utf-8")
+    names, files = ["key_once_in_journal", "exactly_once"], [str(rules_py)]
+    local = regrade(j, names, rule_files=files, write=False)
+    dask = regrade(j, names, rule_files=files, write=False, runner=dask_runner(ClusterSpec(scheduler=scheduler)))
+    assert [(r["rule"], r["stream_id"]) for r in local.findings.to_pylist()] == [
+        ("exactly_once", "s7"), ("key_once_in_journal", "s0"), ("key_once_in_journal", "s7")]
+    assert local.findings.select(STABLE).to_pylist() == dask.findings.select(STABLE).to_pylist()
+    j.close()
+
+
 @pytest.mark.parametrize(("by", "cost"), [(["model", "day"], "recorded"), (["agent", "week"], "repriced"), (["stream"], "recorded")])
 def test_rollup_on_dask_equals_one_machine(demo: Journal, scheduler: str, by: list[str], cost: str) -> None:
     local = rollup(demo, by, cost=cost)  # type: ignore[arg-type]

@@ -3,10 +3,11 @@
 The selected streams are cut into shards of whole streams (``dask_engine.stream_shards``); each
 shard is judged on a worker by exactly the single-machine code (the built-ins that judge one
 stream at a time in one shared read, ``shared_pass.grade_streams``, as a big journal is on one
-machine; user Polars rules by ``polars_failures``, Python rules by ``python_failures``, over the
-shard's ids); other SQL rules, which may look across streams, run as one task over the whole
-journal (``sql_failures``). The driver merges the failure rows and records
-them as one findings batch — only once every task has succeeded.
+machine; Python rules by ``python_failures``, over the shard's ids); other SQL rules and user
+Polars rules, which may look across streams (an expression without ``.over("stream_id")`` sees
+every selected event), run as one task over the whole selection (``sql_failures``,
+``polars_failures``). The driver merges the failure rows and records them as one findings batch —
+only once every task has succeeded.
 
 Rollups split ``queries/rollups/usage.sql`` where its per-run rows are complete: workers compute
 ``per_run`` and ``outcomes`` for their streams (a run is a stream, so never split), the driver runs
@@ -58,7 +59,8 @@ def grade_shard(
     selection: Selection,
     ids: list[str] | None,
 ) -> list[Outcome]:
-    """On a worker: rules over one shard of streams (``ids``), or SQL rules over the journal (None)."""
+    """On a worker: rules over one shard of streams (``ids``), or the rules that may look across
+    streams (SQL, user Polars) over the whole selection (``ids``: its streams, None: every stream)."""
     from toolkit.analysis.state_rules import python_failures
 
     journal = Journal.open(journal_uri)
@@ -104,22 +106,24 @@ def dask_runner(
 ) -> Callable[[Journal, list[Rule], dict[str, dict[str, Any]], Selection, list[str] | None], list[Outcome]]:
     """A ``runner`` for ``regrade.regrade``: computes every rule's failures on the cluster.
 
-    Polars and Python rules run per shard of whole streams. SQL rules run as one task over the
-    whole journal: they may look across streams (``journal_integrity`` checks event ids and
-    causes journal-wide), and DuckDB parallelises inside the task.
+    The built-ins that judge one stream at a time and Python rules run per shard of whole
+    streams. SQL and user Polars rules run as one task over the whole selection, as on one
+    machine: they may look across streams (``journal_integrity`` checks event ids and causes
+    journal-wide; a Polars expression without ``.over("stream_id")`` sees every selected event),
+    and DuckDB and Polars parallelise inside the task.
     """
 
     def run(
         journal: Journal, rules: list[Rule], bound: dict[str, dict[str, Any]], selection: Selection, ids: list[str] | None
     ) -> list[Outcome]:
-        sql = [i for i, r in enumerate(rules) if r.kind == "sql" and not _per_stream_builtin(r)]
-        sharded = [i for i, r in enumerate(rules) if i not in sql]
+        whole = [i for i, r in enumerate(rules) if r.kind in ("sql", "polars") and not _per_stream_builtin(r)]
+        sharded = [i for i, r in enumerate(rules) if i not in whole]
         uri = str(journal.path)
         tasks: list[tuple[Any, ...]] = []
         groups: list[list[int]] = []
-        if sql:
-            tasks.append((uri, [ship(rules[i]) for i in sql], [bound[rules[i].name] for i in sql], selection, None))
-            groups.append(sql)
+        if whole:
+            tasks.append((uri, [ship(rules[i]) for i in whole], [bound[rules[i].name] for i in whole], selection, ids))
+            groups.append(whole)
         if sharded:
             blobs = [ship(rules[i]) for i in sharded]
             bounds = [bound[rules[i].name] for i in sharded]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,6 +185,53 @@ def test_unreachable_scheduler_is_a_clear_error(demo: Journal) -> None:
 
     with pytest.raises(DistributedError, match=r"tcp://127\.0\.0\.1:9"):
         map_shards(abs, [(1,)], ClusterSpec(scheduler="tcp://127.0.0.1:9"))
+
+
+@pytest.mark.parametrize("listener", ["silent", "http", "malformed"])
+def test_a_scheduler_address_that_is_no_dask_scheduler_is_a_clear_error(
+    listener: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--scheduler pointing at a listener that is no Dask scheduler (the dashboard's HTTP port, any
+    other service) or a malformed address fails within seconds, naming the address; it used to wait
+    for a handshake forever, or read an HTTP answer as a frame length (MemoryError), or raise a bare
+    ValueError with a traceback."""
+    import socket
+    import threading
+
+    from toolkit.engines import dask_engine
+
+    monkeypatch.setattr(dask_engine, "CONNECT_SECONDS", 2, raising=False)
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            accepted.append(conn)
+            if listener == "http":
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    address = f"http://127.0.0.1:{port}" if listener == "malformed" else f"tcp://127.0.0.1:{port}"
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            dask_engine.map_shards(abs, [(1,)], ClusterSpec(scheduler=address))
+            outcome.append(None)
+        except BaseException as e:  # the test inspects whatever was raised
+            outcome.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(30)
+    server.close()
+    for conn in accepted:
+        conn.close()
+    assert outcome, f"--scheduler {address} ({listener}) still waiting after 30 s"
+    assert isinstance(outcome[0], DistributedError), repr(outcome[0])
+    assert address in str(outcome[0]) and "Hint: check --scheduler" in str(outcome[0])
 
 
 def test_sql_rules_on_a_worker_run_within_its_memory_share(demo: Journal, scheduler: str) -> None:

@@ -30,6 +30,7 @@ from toolkit.errors import DistributedError, ToolkitError
 
 T = TypeVar("T")
 DEFAULT_WORKERS = 2
+CONNECT_SECONDS = 10  # reaching a --scheduler, its handshake included
 STREAMS_PER_SHARD = 20_000  # bounds a task's memory: a shard's events, not the journal's
 
 
@@ -116,11 +117,12 @@ def client(spec: ClusterSpec) -> Iterator[Any]:
         ) from e
     if spec.scheduler:
         try:
-            c = Client(spec.scheduler, timeout="10s")  # type: ignore[no-untyped-call]
-        except OSError as e:
+            _reach(spec.scheduler)
+            c = Client(spec.scheduler, timeout=f"{CONNECT_SECONDS}s")  # type: ignore[no-untyped-call]
+        except (OSError, ValueError) as e:  # a malformed address, no listener, or a listener that is no Dask scheduler
             raise DistributedError(
                 f"cannot reach the Dask scheduler at {spec.scheduler}: {e}",
-                hint="check --scheduler ADDRESS (tcp://host:8786) or leave it out for a local cluster",
+                hint="check --scheduler ADDRESS (tcp://host:8786, not the dashboard's port) or leave it out for a local cluster",
             ) from e
         with c:
             yield c
@@ -139,6 +141,33 @@ def client(spec: ClusterSpec) -> Iterator[Any]:
             yield c
     finally:
         cluster.close()
+
+
+def _reach(address: str) -> None:
+    """Open and close one Dask connection to ``address`` within ``CONNECT_SECONDS``, handshake included.
+
+    ``Client(timeout=...)`` bounds the TCP connect only: a listener that is no Dask scheduler (the
+    dashboard's HTTP port, another service) accepts and never answers, and the client waited for
+    its handshake forever (or read an answer as a frame length: MemoryError).
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm.core import connect
+
+    async def hello() -> None:
+        try:
+            comm = await asyncio.wait_for(connect(address, timeout=CONNECT_SECONDS), CONNECT_SECONDS)  # type: ignore[no-untyped-call]
+        except TimeoutError as e:  # connected (connect's own timeout is an OSError), then silence
+            raise OSError(f"a listener accepted the connection but no Dask scheduler answered within {CONNECT_SECONDS} s") from e
+        except (OSError, ValueError):  # nothing listening; a malformed address
+            raise
+        except Exception as e:  # an answer that is no Dask frame (read as a huge length: MemoryError)
+            raise OSError(f"the listener answered, but not as a Dask scheduler ({type(e).__name__})") from e
+        await comm.close()
+
+    with ThreadPoolExecutor(1, "journal-dask-reach") as pool:  # its own event loop, whatever the caller runs
+        pool.submit(asyncio.run, hello()).result()
 
 
 def map_shards(

@@ -260,6 +260,19 @@ def test_parameters_are_checked(journals: dict[str, Journal]) -> None:
     assert {r["rule"] for r in both.findings.to_pylist()} == set()  # no costs in slow_tool: nothing above 0
 
 
+def test_a_targeted_parameter_wins_over_the_shared_one_in_any_order(journals: dict[str, Journal]) -> None:
+    """``-p budget.max_cost_usd=5 -p max_cost_usd=0`` gave budget 0: the later, shared value overwrote
+    the one meant for budget alone."""
+    j = journals["budget_breach_at_v7"]
+    for params in ({"budget.max_cost_usd": "5", "max_cost_usd": "1000"}, {"max_cost_usd": "1000", "budget.max_cost_usd": "5"}):
+        result = regrade(j, ["budget", "budget_state"], params=params, write=False)
+        assert {(r["rule"], r["stream_id"]) for r in result.findings.to_pylist()} == {("budget", "expensive")}, params
+        assert {r["rule"]: r["params"] for r in result.rules} == {
+            "budget": '{"max_cost_usd": 5.0, "max_tokens": null}',
+            "budget_state": '{"max_cost_usd": 1000.0, "max_tokens": null}',
+        }
+
+
 def test_sql_rule_without_the_required_columns_names_what_is_missing(tmp_path: Path, journals: dict[str, Journal]) -> None:
     path = tmp_path / "half.sql"
     path.write_text("-- summary: forgets holds\nSELECT stream_id, version FROM events\n")

@@ -99,9 +99,10 @@ class RegradeResult:
 
 
 def split_params(rules: Sequence[Rule], params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``-p name=value`` goes to every chosen rule that declares ``name``; ``rule.name=value`` to one rule."""
+    """``-p name=value`` goes to every chosen rule that declares ``name``; ``rule.name=value`` to one rule
+    (and wins over ``name=value``, whichever was given first)."""
     out: dict[str, dict[str, Any]] = {r.name: {} for r in rules}
-    for key, value in params.items():
+    for key, value in sorted(params.items(), key=lambda kv: "." in kv[0]):  # stable: the targeted ones last
         rule_name, dot, name = key.rpartition(".")
         targets = [r for r in rules if (not dot or r.name == rule_name) and any(p.name == name for p in r.params)]
         if not targets:

@@ -326,6 +326,25 @@ def test_bad_rule_files_are_refused_with_a_reason(tmp_path: Path) -> None:
         load_rule_file(broken)
     with pytest.raises(RuleDefinitionError, match="no such rule file"):
         load_rule_file(tmp_path / "absent.sql")
+    twice = tmp_path / "twice.py"  # the second rule silently replaced the first
+    twice.write_text(textwrap.dedent('''
+        from toolkit.analysis.rules import python_rule
+
+        @python_rule("few_events", "At most 2 events.")
+        def few(state, p):
+            return state.events <= 2
+
+        @python_rule("few_events", "At most 3 events.")
+        def fewer(state, p):
+            return state.events <= 3
+
+        alias = fewer  # one rule under two variable names is still one rule
+    '''))
+    with pytest.raises(RuleDefinitionError, match="defines rule 'few_events' twice"):
+        load_rule_file(twice)
+    once = tmp_path / "once.py"
+    once.write_text(twice.read_text().replace('@python_rule("few_events", "At most 2', '@python_rule("two_events", "At most 2'))
+    assert sorted(r.name for r in load_rule_file(once)) == ["few_events", "two_events"]
     headless = tmp_path / "headless.sql"
     headless.write_text("SELECT 1\n")
     with pytest.raises(RuleDefinitionError, match="summary"):

@@ -337,7 +337,14 @@ def load_rule_file(path: str | Path) -> list[Rule]:
         raise RuleDefinitionError(
             f"{path}: loading the rules failed: {type(e).__name__}: {e}", hint="run the file with python to see the traceback"
         ) from e
-    rules = [replace(v, origin=str(p)) for v in vars(module).values() if isinstance(v, Rule)]
+    found = list({id(v): v for v in vars(module).values() if isinstance(v, Rule)}.values())  # one rule, two names: once
+    names = [r.name for r in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # only one of them could be judged, and which one would depend on variable names
+        raise RuleDefinitionError(
+            f"{path}: defines rule {twice[0]!r} twice", hint="give each rule its own name in @polars_rule/@python_rule"
+        )
+    rules = [replace(v, origin=str(p)) for v in found]
     if not rules:
         raise RuleDefinitionError(
             f"{path}: defines no rule",

@@ -4,6 +4,7 @@ rule definitions, parameters, fingerprints and bad rules."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -278,6 +279,34 @@ def test_sql_rule_without_the_required_columns_names_what_is_missing(tmp_path: P
     path.write_text("-- summary: forgets holds\nSELECT stream_id, version FROM events\n")
     with pytest.raises(RuleDefinitionError, match=r"does not return the column\(s\) holds; it returns stream_id, version"):
         regrade(journals["slow_tool"], ["half"], rule_files=[str(path)], write=False)
+
+
+def test_a_rule_returning_two_verdicts_for_one_event_counts_the_event_once(tmp_path: Path, journals: dict[str, Journal]) -> None:
+    """A SQL rule with a UNION ALL (or a join) gave the expensive run 4 failing events out of 8 and
+    evidence [7, 7, 8, 8]; its events 7 and 8 fail, each once. The same for a Polars LazyFrame."""
+    sql = tmp_path / "twice_sql.sql"
+    sql.write_text(
+        "-- summary: Each event judged twice.\n"
+        "SELECT stream_id, version, version < 7 AS holds FROM events\n"
+        "UNION ALL SELECT stream_id, version, version < 7 AS holds FROM events\n"
+    )
+    py = tmp_path / "twice.py"
+    py.write_text(textwrap.dedent('''
+        import polars as pl
+        from toolkit.analysis.rules import polars_rule
+
+        @polars_rule("twice_polars", "Each event judged twice.")
+        def twice_polars(events, p):
+            once = events.select("stream_id", "version", holds=pl.col("version") < 7)
+            return pl.concat([once, once])
+    '''))
+    j = journals["budget_breach_at_v7"]
+    result = regrade(j, ["twice_sql", "twice_polars"], rule_files=[str(sql), str(py)], write=False)
+    rows = {(r["rule"], r["stream_id"]): r for r in result.findings.to_pylist()}
+    for rule in ("twice_sql", "twice_polars"):
+        found = rows[(rule, "expensive")]
+        assert (found["first_failing_version"], found["failing_events"]) == (7, 2), rule
+        assert json.loads(found["evidence"])["failing_versions"] == [7, 8], rule
 
 
 def test_user_rules_from_sql_and_python_files(tmp_path: Path, journals: dict[str, Journal]) -> None:

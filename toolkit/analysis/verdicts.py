@@ -6,6 +6,8 @@ replayed aggregate state of each stream and ask the rule after every event.
 
 A *failure* row summarises one failing stream: its first failing event (version, position,
 time, id, type), the message there, how many events fail, and the first few failing versions.
+An event fails when any verdict a rule gives it does not hold: a rule that returns two rows for
+one event (a join in a SQL rule, say) still counts it, and lists its version, once.
 """
 
 from __future__ import annotations
@@ -139,9 +141,9 @@ def sql_failures(session: Session, rule: Rule, bound: Mapping[str, Any], selecti
     sql = f"""
 WITH verdict AS (SELECT stream_id, version, holds, {message} AS message FROM ({rule.sql})),
 failing AS (
-    SELECT stream_id, min(version) AS version, CAST(count(*) AS BIGINT) AS failing_events,
+    SELECT stream_id, min(version) AS version, CAST(count(DISTINCT version) AS BIGINT) AS failing_events,
            arg_min(message, version) AS message,
-           list(version ORDER BY version)[1:{EVIDENCE_VERSIONS}] AS failing_versions,
+           list(DISTINCT version ORDER BY version)[1:{EVIDENCE_VERSIONS}] AS failing_versions,
            max(version) AS last_failing_version
     FROM verdict WHERE holds = false {scope}
     GROUP BY stream_id
@@ -241,9 +243,9 @@ def polars_failures(journal: Journal, rule: Rule, bound: dict[str, Any], stream_
         .group_by("stream_id")
         .agg(
             pl.col("version").first().alias("version"),
-            pl.len().cast(pl.Int64).alias("failing_events"),
+            pl.col("version").n_unique().cast(pl.Int64).alias("failing_events"),
             pl.col("message").first().alias("message"),
-            pl.col("version").head(EVIDENCE_VERSIONS).alias("failing_versions"),
+            pl.col("version").unique(maintain_order=True).head(EVIDENCE_VERSIONS).alias("failing_versions"),
             pl.col("version").last().alias("last_failing_version"),
         )
         .collect()

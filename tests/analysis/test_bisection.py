@@ -217,6 +217,39 @@ def test_global_bisection_over_the_journal_in_position_order(tmp_path: Path) -> 
         bisect_stream(j, "shell_failures", "loop", rule_files=(str(py),))
 
 
+GLOBAL_POLARS = '''
+import polars as pl
+from toolkit.analysis.rules import polars_rule
+
+@polars_rule("few_tool_failures_pl", "At most max_failures failing tool results in the journal so far.",
+             scope="global", monotone={monotone}, params="max_failures BIGINT = 2", columns=("event_type", "is_error"),
+             event_types=("tool_result",))
+def few_tool_failures_pl(events, p):
+    failures = pl.col("is_error").cast(pl.Int64).cum_sum()
+    return failures <= p["max_failures"], failures.cast(pl.String) + " failures"
+'''
+
+
+@pytest.mark.parametrize("monotone", [True, False])
+def test_global_bisection_of_a_polars_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str], monotone: bool) -> None:
+    """polars_rule(scope="global") was accepted, but bisect --global only knew SQL and Python rules:
+    an AssertionError traceback (or 'rule ... raised AssertionError' when monotone)."""
+    from helpers import run_cli
+
+    j = build(tmp_path / "j", "budget_breach_at_v7", "tool_failure_loop")
+    py = tmp_path / "global_polars.py"
+    py.write_text(GLOBAL_POLARS.format(monotone=monotone))
+    third = next(r["position"] for r in j.read_stream("loop").to_pylist() if r["version"] == 8)
+    result = bisect_global(j, "few_tool_failures_pl", rule_files=(str(py),))
+    assert (result.method, result.version, result.message) == (
+        "bisection" if monotone else "linear scan", third, "3 failures"
+    )
+    assert result.event is not None and result.event["stream_id"] == "loop"
+    assert bisect_global(j, "few_tool_failures_pl", rule_files=(str(py),), force_linear=True).version == third
+    code, out, err = run_cli(capsys, "bisect", "-j", str(j.path), "few_tool_failures_pl", "--global", "--rules", str(py))
+    assert code == 3 and f"first failing position: {third}" in out, err
+
+
 def test_cli_bisect_prints_the_event_its_explanation_and_the_states(tmp_path: Path) -> None:
     j = build(tmp_path / "j", "budget_breach_at_v7")
     runner = CliRunner()

@@ -15,8 +15,8 @@ probe of a state would show it (``state_rules.cost_falls``). The linear scan jud
 once, exactly as ``journal regrade`` does.
 
 ``bisect_global`` does the same over the whole journal in position (commit) order, for rules of
-``scope`` global: a SQL rule over every event, or a Python rule whose aggregate folds the
-journal-wide state (a user-supplied global reducer).
+``scope`` global: a SQL or Polars rule over every event, or a Python rule whose aggregate folds
+the journal-wide state (a user-supplied global reducer).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from toolkit.analysis.rules import Rule, RuleSet
-from toolkit.analysis.verdicts import polars_verdicts, sql_global_verdicts, sql_prefix_verdicts
+from toolkit.analysis.verdicts import polars_global_verdicts, polars_verdicts, sql_global_verdicts, sql_prefix_verdicts
 from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import scan_events
 from toolkit.errors import (
@@ -304,14 +304,20 @@ def bisect_global(
     messages: dict[int, str | None] = {}
     session = duckdb_engine.connect(journal) if rule.kind == "sql" else None
     folder = _GlobalFolder(journal, rule, bound) if rule.kind == "python" else None
+
+    def verdicts_up_to(position: int) -> list[tuple[int, bool, str | None]]:
+        """(position, holds, message) of a SQL or Polars rule over the journal up to ``position``."""
+        if session is None:
+            return polars_global_verdicts(journal, rule, bound, position)
+        return sql_global_verdicts(session, rule, bound, position)
+
     try:
         def probe(k: int) -> bool:
             with _judging(rule, f"the journal up to position {positions[k - 1]}"):
                 if folder is not None:
                     ok, message = folder.holds_after(k)
                 else:
-                    assert session is not None
-                    verdicts = sql_global_verdicts(session, rule, bound, positions[k - 1])
+                    verdicts = verdicts_up_to(positions[k - 1])
                     ok, message = (verdicts[-1][1], verdicts[-1][2]) if verdicts else (True, None)
                     if ok and any(not v for _, v, _ in verdicts):
                         raise _NotMonotone(f"holds at position {positions[k - 1]} after an earlier failure")
@@ -344,9 +350,8 @@ def bisect_global(
                     first_k, first_message = k, message
                     break
         else:
-            assert session is not None
             with _judging(rule, "the journal"):
-                verdicts = sql_global_verdicts(session, rule, bound, positions[-1] if positions else 0)
+                verdicts = verdicts_up_to(positions[-1] if positions else 0)
             failed = next(((p, m) for p, ok, m in verdicts if not ok), None)
             if failed is not None:
                 first_k, first_message = positions.index(failed[0]) + 1, failed[1]

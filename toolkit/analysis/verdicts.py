@@ -203,6 +203,7 @@ def polars_verdicts(
     *,
     stream_ids: Sequence[str] | None = None,
     up_to_version: int | None = None,
+    up_to_position: int | None = None,
 ) -> pl.LazyFrame:
     """stream_id, version, holds, message of every event the rule speaks about (lazy)."""
     assert rule.polars is not None
@@ -210,6 +211,8 @@ def polars_verdicts(
     events = scan_events(journal, stream_ids=stream_ids, event_types=rule.event_types).select(needed)
     if up_to_version is not None:
         events = events.filter(pl.col("version") <= up_to_version)
+    if up_to_position is not None:
+        events = events.filter(pl.col("position") <= up_to_position)
     events = events.sort("position")
     out = rule.polars(events, bound)
     if isinstance(out, tuple):
@@ -233,6 +236,16 @@ def polars_verdicts(
         )
     message = pl.col("message").cast(pl.String) if "message" in names else pl.lit(None, pl.String)
     return out.select("stream_id", "version", pl.col("holds").cast(pl.Boolean), message.alias("message"))
+
+
+def polars_global_verdicts(
+    journal: Journal, rule: Rule, bound: dict[str, Any], position: int
+) -> list[tuple[int, bool, str | None]]:
+    """(position, holds, message) of a global Polars rule over the journal up to ``position`` (time order)."""
+    verdicts = polars_verdicts(journal, rule, bound, up_to_position=position).filter(pl.col("holds").is_not_null())
+    positions = scan_events(journal).select("stream_id", "version", "position")
+    frame = verdicts.join(positions, on=["stream_id", "version"]).sort("position").select("position", "holds", "message")
+    return list(frame.collect().iter_rows())
 
 
 def polars_failures(journal: Journal, rule: Rule, bound: dict[str, Any], stream_ids: Sequence[str] | None) -> pa.Table:
@@ -271,6 +284,7 @@ __all__ = [
     "check_sql_rule",
     "count_streams",
     "polars_failures",
+    "polars_global_verdicts",
     "polars_verdicts",
     "selected_stream_ids",
     "sql_failures",

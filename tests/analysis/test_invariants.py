@@ -281,6 +281,38 @@ def test_sql_rule_without_the_required_columns_names_what_is_missing(tmp_path: P
         regrade(journals["slow_tool"], ["half"], rule_files=[str(path)], write=False)
 
 
+def test_a_rule_whose_holds_is_no_boolean_is_refused_naming_its_type(
+    tmp_path: Path, journals: dict[str, Journal], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """holds as a number was cast: 0 failed, any other number held (version - 1 failed every run at
+    version 1), though a Python rule returning 1 is an error; text failed only when it was no
+    'true'/'false'. A holds column that is no boolean is now refused, as a missing one is."""
+    sql = tmp_path / "counted.sql"
+    sql.write_text("-- summary: holds is a count.\nSELECT stream_id, version, version - 1 AS holds FROM events\n")
+    py = tmp_path / "counted.py"
+    py.write_text(textwrap.dedent('''
+        import polars as pl
+        from toolkit.analysis.rules import polars_rule
+
+        @polars_rule("counted_polars", "holds is a count.")
+        def counted_polars(events, p):
+            return pl.col("version") - 1
+
+        @polars_rule("named_polars", "holds is text.", columns=("event_type",))
+        def named_polars(events, p):
+            return pl.col("event_type")
+    '''))
+    j = journals["budget_breach_at_v7"]
+    for rule, dtype in (("counted", "int64"), ("counted_polars", "Int64"), ("named_polars", "String")):
+        with pytest.raises(RuleDefinitionError, match=f"rule {rule} .* returns holds as {dtype}, not a boolean"):
+            regrade(j, [rule, "budget"], rule_files=[str(sql), str(py)], write=False)
+    code, _out, err = run_cli(capsys, "regrade", "-j", str(j.path), "counted", "--rules", str(sql), "--dry-run")
+    assert code == 1 and "returns holds as int64, not a boolean" in err and "Hint:" in err
+    # null holds (no verdict) is a boolean's null, and a NULL column says nothing at all
+    sql.write_text("-- summary: says nothing.\nSELECT stream_id, version, NULL AS holds FROM events\n")
+    assert regrade(j, ["counted"], rule_files=[str(sql)], write=False).findings.num_rows == 0
+
+
 def test_a_rule_returning_two_verdicts_for_one_event_counts_the_event_once(tmp_path: Path, journals: dict[str, Journal]) -> None:
     """A SQL rule with a UNION ALL (or a join) gave the expensive run 4 failing events out of 8 and
     evidence [7, 7, 8, 8]; its events 7 and 8 fail, each once. The same for a Polars LazyFrame."""

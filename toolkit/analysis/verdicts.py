@@ -116,11 +116,12 @@ def check_sql_rule(session: Session, rule: Rule, bound: Mapping[str, Any]) -> bo
     """Raise naming what is missing unless the rule returns the required columns; True if it has ``message``."""
     assert rule.sql is not None
     try:
-        columns = session.query(f"SELECT * FROM ({rule.sql}) LIMIT 0", bound).column_names  # noqa: S608
+        schema = session.query(f"SELECT * FROM ({rule.sql}) LIMIT 0", bound).schema  # noqa: S608
     except QueryError as e:
         raise RuleDefinitionError(
             f"rule {rule.name} ({rule.origin}) does not run: {e.message}", hint=e.hint, rule=rule.name
         ) from e
+    columns = schema.names
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise RuleDefinitionError(
@@ -130,7 +131,19 @@ def check_sql_rule(session: Session, rule: Rule, bound: Mapping[str, Any]) -> bo
             rule=rule.name,
             missing=missing,
         )
+    holds = schema.field("holds").type
+    if not (pa.types.is_boolean(holds) or pa.types.is_null(holds)):
+        raise _not_boolean(rule, str(holds), "end it with a comparison (e.g. failures = 0 AS holds)")
     return "message" in columns
+
+
+def _not_boolean(rule: Rule, dtype: str, how: str) -> RuleDefinitionError:
+    """A rule's holds column is no boolean: 0/1 or text would be read as a verdict nobody wrote."""
+    return RuleDefinitionError(
+        f"rule {rule.name} ({rule.origin}) returns holds as {dtype}, not a boolean",
+        hint=f"holds is true, false or null (no verdict); {how}",
+        rule=rule.name,
+    )
 
 
 def sql_failures(session: Session, rule: Rule, bound: Mapping[str, Any], selection: Selection) -> pa.Table:
@@ -234,6 +247,9 @@ def polars_verdicts(
             rule=rule.name,
             missing=missing,
         )
+    holds = out.collect_schema()["holds"]
+    if holds not in (pl.Boolean, pl.Null):
+        raise _not_boolean(rule, str(holds), "return a comparison (e.g. pl.col(\"failures\") == 0)")
     message = pl.col("message").cast(pl.String) if "message" in names else pl.lit(None, pl.String)
     return out.select("stream_id", "version", pl.col("holds").cast(pl.Boolean), message.alias("message"))
 

@@ -122,6 +122,13 @@ def test_bad_bisect_input(tmp_path: Path) -> None:
         bisect_stream(j, "budget", "nobody")
     with pytest.raises(RuleDefinitionError, match="judges each stream"):
         bisect_global(j, "budget")
+    # -p as journal regrade takes it: rule.name=value for one rule (the one bisected), winning over name=value
+    at_2_5 = bisect_stream(j, "budget", "expensive", params={"max_cost_usd": "2.5"}).version
+    assert at_2_5 is not None and at_2_5 < 7
+    for params in ({"budget.max_cost_usd": "2.5"}, {"budget.max_cost_usd": "2.5", "max_cost_usd": "5"}):
+        assert bisect_stream(j, "budget", "expensive", params=params).version == at_2_5, params
+    with pytest.raises(RuleDefinitionError, match=r"no chosen rule takes parameter 'latency\.max_cost_usd'"):
+        bisect_stream(j, "budget", "expensive", params={"latency.max_cost_usd": "2.5"})
 
 
 RAISING_RULES = '''

@@ -92,6 +92,13 @@ def _judging(rule: Rule, where: str) -> Iterator[None]:
         ) from e
 
 
+def _bind(rule: Rule, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The rule's parameters from ``-p name=value`` or, as ``journal regrade`` takes them, ``-p rule.name=value``."""
+    from toolkit.analysis.regrade import split_params
+
+    return rule.bind(split_params([rule], params)[rule.name])
+
+
 def search_first_failure(n: int, probe: Callable[[int], bool]) -> tuple[int | None, int]:
     """Smallest v in 1..n with ``probe(v)`` False, assuming monotone; (None, evals) if P(n) holds.
 
@@ -134,7 +141,7 @@ def bisect_stream(
         raise RuleDefinitionError(
             f"rule {rule.name} judges the whole journal in time order", hint=f"use: journal bisect {rule.name} --global"
         )
-    bound = rule.bind(params or {})
+    bound = _bind(rule, params or {})
     n = journal.stream_version(stream_id)
     if n == 0:
         raise StreamNotFoundError(
@@ -297,7 +304,7 @@ def bisect_global(
             f"rule {rule.name} judges each stream, not the journal as a whole",
             hint=f"bisect one stream with: journal bisect {rule.name} STREAM",
         )
-    bound = rule.bind(params or {})
+    bound = _bind(rule, params or {})
     positions = scan_events(journal).select("position").sort("position").collect().get_column("position").to_list()
     n = len(positions)
     probes: list[tuple[int, bool]] = []

@@ -244,6 +244,27 @@ def test_parameters_that_cannot_be_meant_are_refused() -> None:
     assert rules.get("no_tool_failure_loop").bind({"times": "1"}) == {"times": 1}
 
 
+def test_list_parameters_hold_items_of_their_type(tmp_path: Path, journals: dict[str, Journal]) -> None:
+    """-p versions=2,3 for a BIGINT[] gave a Python rule ["2", "3"]: no int version was ever in it,
+    so the rule held everywhere; a batch's ["2", "3"] (bisect --from-findings) as well."""
+    py = tmp_path / "lists.py"
+    py.write_text(textwrap.dedent('''
+        from toolkit.analysis.rules import python_rule
+
+        @python_rule("not_at", "The run never reaches these versions.", params="versions BIGINT[] = NULL")
+        def not_at(state, p):
+            return state.version not in (p["versions"] or ()) or f"reached version {state.version}"
+    '''))
+    rule = RuleSet.load([py]).get("not_at")
+    assert rule.bind({"versions": "2, 3"}) == rule.bind({"versions": ["2", "3"]}) == {"versions": [2, 3]}
+    assert rule.bind({}) == {"versions": None}
+    with pytest.raises(RuleDefinitionError, match="versions: 'x' is not a BIGINT"):
+        rule.bind({"versions": "2,x"})
+    assert RuleSet.load().get("confirmation_before_write").bind({"tools": "a, b"})["tools"] == ["a", "b"]
+    result = regrade(journals["slow_tool"], ["not_at"], params={"versions": "2,3"}, rule_files=[str(py)], write=False)
+    assert {(r["stream_id"], r["first_failing_version"]) for r in result.findings.to_pylist()} == {("slow", 2)}
+
+
 def test_unknown_rule_lists_the_known_ones(journals: dict[str, Journal]) -> None:
     with pytest.raises(RuleNotFoundError, match="no rule 'budgett'; known rules: budget, ") as e:
         regrade(journals["slow_tool"], ["budgett"], write=False)

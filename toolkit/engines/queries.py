@@ -39,9 +39,13 @@ class Param:
     default: str | None
 
     def convert(self, text: Any) -> Any:
+        t = self.type.upper()
+        if t.endswith("[]") and isinstance(text, str | list | tuple):  # each item as its type: BIGINT[] of
+            item = Param(self.name, self.type[:-2], None)  # "3,4" (or a batch's ["3", "4"]) is [3, 4]
+            items = text.split(",") if isinstance(text, str) else text
+            return [item.convert(x.strip() if isinstance(x, str) else x) for x in items if not isinstance(x, str) or x.strip()]
         if not isinstance(text, str):
             return text
-        t = self.type.upper()
         try:
             if t.startswith("TIMESTAMP"):
                 if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
@@ -65,8 +69,6 @@ class Param:
                 if text.lower() not in {"true", "false", "1", "0", "yes", "no"}:
                     raise ValueError(text)
                 return text.lower() in {"true", "1", "yes"}
-            if t.endswith("[]"):
-                return [s.strip() for s in text.split(",") if s.strip()]
         except ToolkitError as e:  # parse_time's reason (no time zone, not a time) is the useful part
             raise QueryError(
                 f"parameter {self.name}: {e.context.get('reason', e.message)}", hint=f"a {self.type} with a time zone, e.g. 2026-10-01T00:00:00Z"

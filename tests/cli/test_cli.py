@@ -210,6 +210,17 @@ def test_compact_keeps_events_and_vacuums(
     assert run(capsys, monkeypatch, "verify", "-j", jpath)[0] == 0
 
 
+def test_compact_refuses_a_negative_retention_before_compacting(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--retain-hours -5 --force compacted, then ended in deltalake's ValueError traceback."""
+    for i in range(2):
+        lines = json.dumps({"stream_id": f"s{i}", "event_type": "x", "occurred_at": "2026-11-01T10:00:00Z", "data": i})
+        assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=lines)[0] == 0
+    code, _, err = run(capsys, monkeypatch, "compact", "-j", jpath, "--retain-hours", "-5", "--force")
+    assert code == 2 and "--retain-hours" in err and "compacted" not in err and "Traceback" not in err
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope")
     plain = subprocess.run([sys.executable, "-m", "toolkit.cli", "streams", "-j", missing], capture_output=True, text=True)

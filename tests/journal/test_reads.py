@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import at, ev, event_rows, parquet_on_disk
 
-from toolkit.errors import EventValidationError
+from toolkit.errors import EventValidationError, InvalidPathError
 from toolkit.journal import ARROW_SCHEMA, Journal, JournalConfig
 from toolkit.journal.integrity import verify_journal
 from toolkit.journal.maintenance import compact, vacuum
@@ -288,6 +288,11 @@ def test_vacuum_after_compaction_deletes_only_replaced_files(busy: Journal) -> N
     assert parquet_on_disk(busy) == set(busy.file_paths())
     assert event_rows(busy) == before
     assert verify_journal(busy).ok
+
+
+def test_vacuum_refuses_a_negative_retention(busy: Journal) -> None:
+    with pytest.raises(InvalidPathError, match="no retention period"):
+        vacuum(busy, retain_hours=-5, force=True)
 
 
 def test_warm_reads_reuse_decoded_row_groups_within_a_byte_bound(busy: Journal, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,9 @@ from toolkit.cli.options import journal_option, open_journal
 @click.option("--full", is_flag=True, help="Rewrite every partition, not only those with several files.")
 @click.option("--vacuum/--no-vacuum", default=True, show_default=True, help="Delete unreferenced files afterwards.")
 @click.option(
-    "--retain-hours", type=int, help="Keep unreferenced files younger than this (default: the journal's guard)."
+    "--retain-hours",
+    type=click.IntRange(min=0),
+    help="Keep unreferenced files younger than this (default: the journal's guard).",
 )
 @click.option("--force", is_flag=True, help="Allow --retain-hours below the journal's guard.")
 def command(journal_path: str, full: bool, vacuum: bool, retain_hours: int | None, force: bool) -> None:

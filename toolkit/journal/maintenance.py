@@ -184,6 +184,12 @@ def vacuum(
     """Delete unreferenced files older than ``retain_hours`` (at least the configured guard)."""
     guard = journal.config.vacuum_retain_hours
     hours = guard if retain_hours is None else retain_hours
+    if hours < 0:
+        raise InvalidPathError(
+            f"vacuum: retaining {hours}h is no retention period",
+            hint="give --retain-hours 0 or more",
+            retain_hours=hours,
+        )
     if hours < guard and not force:
         raise InvalidPathError(
             f"vacuum: retaining {hours}h is below the journal's guard of {guard}h; readers of older "

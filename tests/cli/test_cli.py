@@ -136,6 +136,26 @@ def test_bad_line_names_line_field_and_writes_nothing(
     assert out.split() == ["n", "0"]
 
 
+def test_duplicate_ids_and_given_versions_name_the_line(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changed event id or a wrong given version said "event 1" (its index, blank lines not
+    counted) instead of naming the stdin line, as every other rejected line does."""
+    line = {"stream_id": "run-1", "event_type": "x", "data": 1, "event_id": "e1"}
+    assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=json.dumps(line))[0] == 0
+    changed = "\n" + json.dumps({**line, "event_id": "e0"}) + "\n" + json.dumps({**line, "data": 2}) + "\n"
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=changed)
+    assert code == 1 and out == "" and "error: stdin:3: event_id 'e1' is already in the journal" in err
+    twins = "\n" + json.dumps({**line, "event_id": "e5"}) + "\n\n" + json.dumps({**line, "event_id": "e5", "data": 2})
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=twins)
+    assert code == 1 and "error: stdin:4: event_id 'e5' also names line 2, with different content" in err
+    versioned = "\n" + json.dumps({**line, "event_id": "e6", "version": 7})
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, "--expected-version", "1", stdin=versioned)
+    assert code == 1 and "error: stdin:2: stream 'run-1' version 7 given, but the next version is 2" in err
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin='\n{"stream_id": "r", "event_type": "x"}')
+    assert code == 1 and "error: stdin:2: field 'data': required" in err and "event 0" not in err
+
+
 def test_table_cells_are_data_not_markup_and_numbers_keep_their_digits(
     jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

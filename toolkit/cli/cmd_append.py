@@ -32,7 +32,7 @@ def command(
       echo '{"stream_id":"run-1","event_type":"user_message","data":{"text":"hi"}}' \\
         | journal append -j ./j --expected-version 0
     """
-    from toolkit.errors import EventValidationError
+    from toolkit.errors import EventValidationError, ToolkitError
 
     raw_name = getattr(input_path, "name", "<stdin>")
     name = "stdin" if raw_name in ("<stdin>", "-") else str(raw_name)
@@ -66,10 +66,14 @@ def command(
             result = journal.append(str(sid), rows, expected_version=expected_version, stream_type=stream_type)
         else:
             result = journal.append_batch(rows, stream_type=stream_type)
-    except EventValidationError as e:
+    except ToolkitError as e:  # validation, duplicate ids, given versions: the event's index is its line
         index = e.context.get("index")
         if isinstance(index, int) and 0 <= index < len(events):
-            e.message = f"{name}:{events[index][0]}: {e.message}"
+            message = e.message.removeprefix(f"event {index}: ")
+            first = e.context.get("first_index")  # the earlier event with the same id
+            if isinstance(first, int) and 0 <= first < len(events):
+                message = message.replace(f"event {first} of this batch", f"line {events[first][0]}")
+            e.message = f"{name}:{events[index][0]}: {message}"
         raise
     summary = {
         "read": len(events),

@@ -213,6 +213,7 @@ def _drop_batch_twins(keys: pl.DataFrame, table: pa.Table) -> tuple[pl.DataFrame
             hint=_DUP_HINT,
             event_id=row["event_id"],
             index=row["_idx"],
+            first_index=row["first_idx"],
         )
     drop = dup.filter(pl.col("_idx") != pl.col("first_idx")).get_column("_idx")
     return keys.filter(~pl.col("_idx").is_in(drop.implode())), drop.len()

@@ -83,6 +83,16 @@ _FIELD_HINTS = {
     "data": "data must be a JSON object, array, string, number, boolean or null",
     "metadata": "metadata must be a JSON object",
     "stream_type": "use letters, digits, '_', '-' and '.', e.g. agent_run",
+    "stream_id": "every event needs stream_id, a non-empty string naming its stream (one run or session)",
+    "event_type": "every event needs event_type, a non-empty string such as user_message or tool_called",
+    "version": "leave version out to let the journal number events, or give the stream's next version",
+    "cost_usd": "give cost_usd as a number of US dollars, below 10^9 per event",
+    "duration_ms": "give duration_ms as a finite number of milliseconds",
+    "is_error": "give is_error as true or false, or leave it out",
+    **dict.fromkeys(
+        ("tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning"),
+        "token counts are whole numbers from 0 to 10^12 per event",
+    ),
 }
 
 

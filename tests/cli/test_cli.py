@@ -156,6 +156,32 @@ def test_duplicate_ids_and_given_versions_name_the_line(
     assert code == 1 and "error: stdin:2: field 'data': required" in err and "event 0" not in err
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"stream_id": None},
+        {"event_type": ""},
+        {"tokens_in": -1},
+        {"tokens_out": 1.5},
+        {"cost_usd": "abc"},
+        {"duration_ms": "1"},
+        {"is_error": 1},
+        {"version": 0},
+        {"model": 5},
+    ],
+)
+def test_every_rejected_field_ends_in_a_hint(
+    field: dict[str, object], jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Errors of these fields were one line with no Hint: line (only occurred_at, data, metadata
+    and stream_type had one)."""
+    line = json.dumps({k: v for k, v in {"stream_id": "r", "event_type": "x", "data": 1, **field}.items() if v is not None})
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=line)
+    lines = err.splitlines()
+    assert code == 1 and out == "" and len(lines) == 2, err
+    assert lines[0].startswith(f"error: stdin:1: field {next(iter(field))!r}") and lines[1].startswith("Hint: ")
+
+
 def test_table_cells_are_data_not_markup_and_numbers_keep_their_digits(
     jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,6 +74,7 @@ def command(
             if isinstance(first, int) and 0 <= first < len(events):
                 message = message.replace(f"event {first} of this batch", f"line {events[first][0]}")
             e.message = f"{name}:{events[index][0]}: {message}"
+            e.hint = e.hint or "correct that line and run the append again; nothing was written"
         raise
     summary = {
         "read": len(events),

@@ -182,6 +182,22 @@ def test_every_rejected_field_ends_in_a_hint(
     assert lines[0].startswith(f"error: stdin:1: field {next(iter(field))!r}") and lines[1].startswith("Hint: ")
 
 
+def test_bytes_that_are_no_utf8_name_the_line_and_a_byte_order_mark_is_read(
+    jpath: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A byte that is no UTF-8 ended in a UnicodeDecodeError traceback; a file starting with a
+    byte order mark (as Windows tools write) was refused as 'not JSON: Unexpected UTF-8 BOM'."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(EVENTS.encode() + b'\n{"stream_id": "run-1", "event_type": "x", "data": "\xff"}\n')
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, "-i", str(bad))
+    assert code == 1 and out == "" and f"error: {bad}:3: not UTF-8 text: byte 0xff at column 52" in err
+    assert "Hint:" in err and "Traceback" not in err
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + EVENTS.encode("utf-8"))
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, "-i", str(bom))
+    assert code == 0 and json.loads(out)["appended"] == 2, err
+
+
 def test_table_cells_are_data_not_markup_and_numbers_keep_their_digits(
     jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,7 +17,14 @@ from toolkit.cli.options import journal_option, open_journal
     help="Stream version before the append (0 = new stream); all lines must share one stream_id.",
 )
 @click.option("--stream-type", help="Stream type for events that give none.")
-@click.option("-i", "--input", "input_path", type=click.File("r"), default="-", help="JSONL file (default: stdin).")
+@click.option(
+    "-i",
+    "--input",
+    "input_path",
+    type=click.File("r", encoding="utf-8", errors="surrogateescape"),  # a bad byte is named with its line
+    default="-",
+    help="JSONL file (default: stdin).",
+)
 def command(
     journal_path: str, expected_version: int | None, stream_type: str | None, input_path: TextIO
 ) -> None:
@@ -38,8 +45,19 @@ def command(
     name = "stdin" if raw_name in ("<stdin>", "-") else str(raw_name)
     events: list[tuple[int, Any]] = []
     for lineno, line in enumerate(input_path, start=1):
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")  # a byte order mark (Windows tools write one)
         if not line.strip():
             continue
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as e:  # an undecodable byte, kept as a lone surrogate
+                raise EventValidationError(
+                    f"{name}:{lineno}: not UTF-8 text: byte 0x{ord(line[e.start]) & 0xFF:02x} at column {e.start + 1}",
+                    hint="journal append reads UTF-8 JSON lines; convert the input (iconv -t UTF-8); nothing was written",
+                    line=lineno,
+                ) from None
         try:
             event = json.loads(line)
         except json.JSONDecodeError as e:

@@ -52,6 +52,10 @@ BAD_EVENTS = [
     pytest.param({**GOOD, "traceparent": "00-abc-def-01"}, "traceparent", id="bad-traceparent"),
     pytest.param({**GOOD, "traceparent": f"00-{'0' * 32}-b7ad6b7169203331-01"}, "traceparent", id="zero-trace-id"),
     pytest.param({**GOOD, "version": 0}, "version", id="version-0"),
+    # JSON's "\ud800" escape alone: pyarrow's UnicodeEncodeError escaped as a traceback
+    pytest.param({**GOOD, "data": {"text": "\ud800"}}, "data", id="lone-surrogate-in-data"),
+    pytest.param({**GOOD, "agent": "bot\udc00"}, "agent", id="lone-surrogate-in-agent"),
+    pytest.param({**GOOD, "stream_id": "\ud800"}, "stream_id", id="lone-surrogate-in-stream_id"),
     # given ids that say something else than the traceparent: the trace lookup found the event by neither
     pytest.param({**GOOD, "traceparent": TRACEPARENT, "trace_id": "1" * 32}, "trace_id", id="trace_id-not-the-traceparent's"),
     pytest.param({**GOOD, "traceparent": TRACEPARENT, "span_id": "2" * 16}, "span_id", id="span_id-not-the-traceparent's"),

@@ -224,7 +224,27 @@ def events_to_table(events: Iterable[Mapping[str, Any]], now: dt.datetime | None
     """Validate event dicts into an Arrow table with ``INPUT_SCHEMA``."""
     now = now or dt.datetime.now(UTC)
     rows = [normalise_event(e, i, now) for i, e in enumerate(events)]
-    return pa.Table.from_pylist(rows, schema=INPUT_SCHEMA)
+    try:
+        return pa.Table.from_pylist(rows, schema=INPUT_SCHEMA)
+    except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800"): no Unicode text, named below
+        _raise_unencodable(rows)
+        raise
+
+
+def _raise_unencodable(rows: list[dict[str, Any]]) -> None:
+    """The error naming the first text value of ``rows`` that is not valid Unicode (UTF-8 cannot hold it)."""
+    for i, row in enumerate(rows):
+        for name, value in row.items():
+            if isinstance(value, str) and not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise EventValidationError.field(
+                        name,
+                        i,
+                        f"not valid Unicode text: it holds a lone surrogate {value[e.start]!r}",
+                        hint="\\ud800-\\udfff escapes must come in pairs (a high then a low surrogate)",
+                    ) from None
 
 
 def _first_bad(mask: pa.ChunkedArray | pa.Array) -> int:

@@ -107,6 +107,17 @@ def test_append_streams_stats_sql_verify(
     assert code == 0 and "OK" in err
 
 
+def test_stats_of_an_unknown_stream_names_close_stream_ids(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """journal stats run-l said only 'list streams with: journal streams'; journal replay named run-1."""
+    assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=EVENTS)[0] == 0
+    code, out, err = run(capsys, monkeypatch, "stats", "-j", jpath, "run-l")
+    assert code == 1 and out == "" and "error: no stream 'run-l'" in err and "Hint: did you mean run-1?" in err
+    code, out, err = run(capsys, monkeypatch, "stats", "-j", jpath, "zzz")
+    assert code == 1 and "Hint: list streams with: journal streams" in err
+
+
 def test_re_append_is_idempotent_and_conflict_exits_1(
     jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

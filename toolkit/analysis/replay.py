@@ -146,7 +146,7 @@ def stream_events(journal: Journal, stream_id: str, from_version: int = 1) -> li
     """
     events = _CACHE.get(journal, stream_id, from_version)
     if not events:
-        raise _unknown_stream(journal, stream_id)
+        raise unknown_stream(journal, stream_id)
     return events
 
 
@@ -154,7 +154,8 @@ def iter_stream_events(journal: Journal, stream_id: str) -> Iterator[Event]:
     yield from stream_events(journal, stream_id)
 
 
-def _unknown_stream(journal: Journal, stream_id: str) -> StreamNotFoundError:
+def unknown_stream(journal: Journal, stream_id: str) -> StreamNotFoundError:
+    """The error for a stream the journal does not hold, naming close stream ids."""
     known = list(journal.heads())
     close = difflib.get_close_matches(stream_id, known, n=3, cutoff=0.6)
     if not close:

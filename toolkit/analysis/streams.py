@@ -6,9 +6,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from toolkit.analysis.replay import unknown_stream
 from toolkit.engines import duckdb_engine
 from toolkit.engines.queries import get_query
-from toolkit.errors import StreamNotFoundError
 from toolkit.journal.store import Journal
 
 
@@ -25,11 +25,7 @@ def stream_stats(journal: Journal, stream_id: str) -> tuple[dict[str, Any], pa.T
     """Head, span, totals of one stream, and its events by type."""
     head = journal.read_stream(stream_id, ["version", "occurred_at", "hash", "stream_type", "agent"])
     if head.num_rows == 0:
-        raise StreamNotFoundError(
-            f"no stream {stream_id!r} in {journal.path}",
-            hint="list streams with: journal streams",
-            stream_id=stream_id,
-        )
+        raise unknown_stream(journal, stream_id)
     q = get_query("journal/stream_stats")
     session = duckdb_engine.connect(journal)
     try:

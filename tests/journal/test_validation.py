@@ -52,6 +52,8 @@ BAD_EVENTS = [
     pytest.param({**GOOD, "traceparent": "00-abc-def-01"}, "traceparent", id="bad-traceparent"),
     pytest.param({**GOOD, "traceparent": f"00-{'0' * 32}-b7ad6b7169203331-01"}, "traceparent", id="zero-trace-id"),
     pytest.param({**GOOD, "version": 0}, "version", id="version-0"),
+    # every event with id "" had the same id: appends to two streams passed, verify found a duplicate
+    pytest.param({**GOOD, "event_id": ""}, "event_id", id="empty-event_id"),
     # JSON's "\ud800" escape alone: pyarrow's UnicodeEncodeError escaped as a traceback
     pytest.param({**GOOD, "data": {"text": "\ud800"}}, "data", id="lone-surrogate-in-data"),
     pytest.param({**GOOD, "agent": "bot\udc00"}, "agent", id="lone-surrogate-in-agent"),
@@ -150,6 +152,7 @@ ARROW_BAD = [
     pytest.param("data", None, "data", None, id="null-data"),
     pytest.param("metadata", "[1]", "metadata", "{}", id="metadata-not-object"),
     pytest.param("stream_id", "", "stream_id", None, id="empty-stream_id"),
+    pytest.param("event_id", "", "event_id", "e", id="empty-event_id"),
     pytest.param("stream_type", "no spaces", "stream_type", "agent_run", id="bad-stream_type"),
     pytest.param("stream_type", "chat\n", "stream_type", "agent_run", id="stream_type-with-a-trailing-newline"),
     pytest.param("tokens_in", "ten", "tokens_in", "1", id="uncastable-tokens_in"),

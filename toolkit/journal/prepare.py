@@ -164,6 +164,10 @@ def normalise_event(event: Mapping[str, Any], index: int, now: dt.datetime) -> d
         if v is not None and not isinstance(v, str):
             raise EventValidationError.field(name, index, f"expected a string, got {type(v).__name__}")
         row[name] = v
+    if row["event_id"] == "":  # one id for every such event: verify would find them duplicated
+        raise EventValidationError.field(
+            "event_id", index, "must not be empty", hint="leave event_id out to have the journal derive one"
+        )
     st = row.get("stream_type")
     if st is not None and not STREAM_TYPE_RE.fullmatch(st):
         raise EventValidationError.field("stream_type", index, f"invalid stream type {st!r}")
@@ -354,6 +358,11 @@ def _check_columns(table: pa.Table, cols: dict[str, pa.ChunkedArray | pa.Array])
     if "is_error" not in table.column_names or pc.any(pc.is_null(cols["is_error"])).as_py():
         default = pc.or_(pc.equal(cols["event_type"], "error"), pc.is_valid(cols["error"]))
         cols["is_error"] = pc.coalesce(cols["is_error"], default)
+    empty_id = pc.fill_null(pc.equal(cols["event_id"], ""), False)
+    if pc.any(empty_id).as_py():
+        raise EventValidationError.field(
+            "event_id", _first_bad(empty_id), "must not be empty", hint="leave event_id null to have the journal derive one"
+        )
     st = cols["stream_type"]
     bad_st = pc.invert(pc.fill_null(pc.match_substring_regex(st, STREAM_TYPE_RE.pattern), True))
     if pc.any(bad_st).as_py():

@@ -209,6 +209,20 @@ def test_bytes_that_are_no_utf8_name_the_line_and_a_byte_order_mark_is_read(
     assert code == 0 and json.loads(out)["appended"] == 2, err
 
 
+def test_expected_version_names_the_line_without_or_with_another_stream_id(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --expected-version, lines without stream_id were appended to a stream named 'None';
+    lines of two streams were refused naming neither the line nor the streams."""
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, "--expected-version", "0", stdin='{"event_type": "x", "data": 1}')
+    assert code == 1 and out == "" and "error: stdin:1: field 'stream_id': required" in err and "Hint:" in err
+    two = '{"stream_id": "a", "event_type": "x", "data": 1}\n\n{"stream_id": "b", "event_type": "x", "data": 1}\n'
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, "--expected-version", "0", stdin=two)
+    assert code == 2 and out == "" and "stdin:3: stream_id 'b' is not 'a' of line 1" in err
+    code, out, _ = run(capsys, monkeypatch, "sql", "-j", jpath, "SELECT count(*) AS n FROM events", "--format", "csv")
+    assert out.split() == ["n", "0"]
+
+
 def test_table_cells_are_data_not_markup_and_numbers_keep_their_digits(
     jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

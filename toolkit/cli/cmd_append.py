@@ -77,10 +77,19 @@ def command(
     rows = [e for _, e in events]
     try:
         if expected_version is not None:
-            ids = {e.get("stream_id") for e in rows if isinstance(e, dict)}
-            if len(ids) != 1:
-                raise click.UsageError("--expected-version needs every line to have the same stream_id")
-            sid = ids.pop()
+            if not rows:
+                raise click.UsageError("--expected-version needs at least one line (the stream's events)")
+            sid = rows[0].get("stream_id")
+            for i, row in enumerate(rows):
+                got = row.get("stream_id")
+                if not isinstance(got, str) or not got:  # (a missing one was appended to stream 'None')
+                    reason = "required, a non-empty string" + ("" if got is None else f" (got {got!r})")
+                    raise EventValidationError.field("stream_id", i, reason)
+                if got != sid:
+                    raise click.UsageError(
+                        f"{name}:{events[i][0]}: stream_id {got!r} is not {sid!r} of line {events[0][0]}: "
+                        "--expected-version needs every line to have the same stream_id"
+                    )
             result = journal.append(str(sid), rows, expected_version=expected_version, stream_type=stream_type)
         else:
             result = journal.append_batch(rows, stream_type=stream_type)

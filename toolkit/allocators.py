@@ -30,6 +30,12 @@ WORKER_ENV: Final = {
 }
 
 
+#: the settings the user made: those in the environment when ``toolkit`` was imported (a library may
+#: set them later for its own processes: Dask's nanny puts MALLOC_TRIM_THRESHOLD_=65536 in this
+#: process's environment when it starts a worker, and the append workers must not inherit that)
+USER_SET: Final = frozenset(name for name in WORKER_ENV if name in os.environ)
+
+
 def apply(env: dict[str, str] | os._Environ[str], settings: dict[str, str]) -> None:
     """Set each of ``settings`` in ``env`` unless it is set there already."""
     for name, value in settings.items():
@@ -48,5 +54,7 @@ def apply_worker(env: dict[str, str]) -> None:
     it (jemalloc takes the last value of a repeated key).
     """
     apply(env, WORKER_ENV)
+    for name in WORKER_ENV.keys() - RUNTIME_ENV.keys() - USER_SET:  # glibc's: only the user's choice wins
+        env[name] = WORKER_ENV[name]
     if env["_RJEM_MALLOC_CONF"] == POLARS_JEMALLOC_DEFAULT:
         env["_RJEM_MALLOC_CONF"] += "," + WORKER_ENV["_RJEM_MALLOC_CONF"]

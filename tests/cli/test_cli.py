@@ -316,3 +316,12 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
         [sys.executable, "-m", "toolkit.cli", "--debug", "streams", "-j", missing], capture_output=True, text=True
     )
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "JournalNotFoundError" in debug.stderr
+
+
+def test_stats_shows_a_zero_cost_as_a_number(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream without cost printed 'cost_usd: 0E-9' (the str of a zero DECIMAL(18,9))."""
+    line = json.dumps({"stream_id": "free", "event_type": "user_message", "data": {"text": "hi"}}) + "\n"
+    assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=line)[0] == 0
+    code, out, _ = run(capsys, monkeypatch, "stats", "-j", jpath, "free")
+    cost = next(x for x in out.splitlines() if "cost_usd" in x)
+    assert code == 0 and cost.split(":", 1)[1].strip() == "0.000000000", cost

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -44,7 +45,7 @@ def stream_stats(journal: Journal, stream_id: str) -> tuple[dict[str, Any], pa.T
         "last_at": max(r["occurred_at"] for r in rows).isoformat(),
         "tokens_in": sum(r["tokens_in"] for r in totals),
         "tokens_out": sum(r["tokens_out"] for r in totals),
-        "cost_usd": str(sum(r["cost_usd"] for r in totals)),
+        "cost_usd": format(sum((r["cost_usd"] for r in totals), Decimal(0)), "f"),  # not 0E-9
         "errors": sum(r["errors"] for r in totals),
         "head_hash": rows[-1]["hash"],
     }

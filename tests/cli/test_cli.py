@@ -325,3 +325,12 @@ def test_stats_shows_a_zero_cost_as_a_number(jpath: str, capsys: pytest.CaptureF
     code, out, _ = run(capsys, monkeypatch, "stats", "-j", jpath, "free")
     cost = next(x for x in out.splitlines() if "cost_usd" in x)
     assert code == 0 and cost.split(":", 1)[1].strip() == "0.000000000", cost
+
+
+def test_streams_says_when_its_limit_cuts_the_list(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = "".join(json.dumps({"stream_id": s, "event_type": "user_message", "data": {}}) + "\n" for s in ("a", "b"))
+    assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=lines)[0] == 0
+    code, out, err = run(capsys, monkeypatch, "streams", "-j", jpath, "--limit", "1", "--format", "json")
+    assert code == 0 and len(out.splitlines()) == 1 and "note: the first 1 streams only" in err
+    code, out, err = run(capsys, monkeypatch, "streams", "-j", jpath, "--limit", "2", "--format", "json")
+    assert code == 0 and len(out.splitlines()) == 2 and "note:" not in err

@@ -20,5 +20,8 @@ def command(journal_path: str, stream_type: str | None, limit: int, fmt: str, ou
     from toolkit.analysis.streams import list_streams
     from toolkit.reports.tables import write_table
 
-    table = list_streams(open_journal(journal_path), stream_type=stream_type, limit=limit)
+    table = list_streams(open_journal(journal_path), stream_type=stream_type, limit=limit + 1)
+    if table.num_rows > limit:  # one more than asked: say that the list is cut
+        table = table.slice(0, limit)
+        click.echo(f"note: the first {limit:,} streams only: raise --limit or choose a --stream-type", err=True)
     write_table(table, fmt, output, title="streams")

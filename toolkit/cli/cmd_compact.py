@@ -22,11 +22,13 @@ def command(journal_path: str, full: bool, vacuum: bool, retain_hours: int | Non
     Example:
       journal compact --retain-hours 0 --force   # single-user journal, nobody reading old versions
     """
-    from toolkit.journal.maintenance import compact
+    from toolkit.journal.maintenance import compact, vacuum_hours
     from toolkit.journal.maintenance import vacuum as do_vacuum
     from toolkit.reports.progress import progress_bar
 
     journal = open_journal(journal_path)
+    if vacuum:
+        vacuum_hours(journal, retain_hours, force)  # a vacuum it would refuse: refused before compacting
     with progress_bar("compacting partitions", None) as advance:
         result = compact(journal, full=full, progress=lambda done, total: advance(1, total))
     click.echo(

@@ -182,6 +182,18 @@ def vacuum(
     journal: Journal, *, retain_hours: int | None = None, force: bool = False, dry_run: bool = False
 ) -> list[str]:
     """Delete unreferenced files older than ``retain_hours`` (at least the configured guard)."""
+    hours = vacuum_hours(journal, retain_hours, force)
+    with write_lock(journal.path, journal.config.lock_timeout_s):
+        deleted = journal.delta_table().vacuum(
+            retention_hours=hours, dry_run=dry_run, enforce_retention_duration=False, full=True
+        )
+        journal.refresh()
+    return list(deleted)
+
+
+def vacuum_hours(journal: Journal, retain_hours: int | None, force: bool) -> int:
+    """The retention a vacuum with these options keeps, or the error it would refuse with
+    (callers that compact first check it before: a refusal then leaves nothing half done)."""
     guard = journal.config.vacuum_retain_hours
     hours = guard if retain_hours is None else retain_hours
     if hours < 0:
@@ -197,9 +209,4 @@ def vacuum(
             hint="pass --force to vacuum anyway when no reader uses older versions",
             retain_hours=hours,
         )
-    with write_lock(journal.path, journal.config.lock_timeout_s):
-        deleted = journal.delta_table().vacuum(
-            retention_hours=hours, dry_run=dry_run, enforce_retention_duration=False, full=True
-        )
-        journal.refresh()
-    return list(deleted)
+    return hours

@@ -328,14 +328,14 @@ class Aggregate(Generic[S]):
             return str(cached)
         h = hashlib.sha256(self.name.encode())
         for fn in (self.reducer, self.initial, self.to_dict, self.from_dict, *self.depends_on):
-            h.update(b"\0" + _code_of(fn).encode())
+            h.update(b"\0" + code_of(fn).encode())
         for et in sorted(self.events):
             schema = self.events[et].model_json_schema()
             h.update(f"\0{et}\0{json.dumps(schema, sort_keys=True)}".encode())
         for et, v in sorted(self.event_versions.items()):
             h.update(f"\0{et}={v}".encode())
         for u in sorted(self.upcasters, key=lambda u: (u.event_type, u.from_version)):
-            h.update(f"\0{u.event_type}@{u.from_version}\0{_code_of(u.upcast)}".encode())
+            h.update(f"\0{u.event_type}@{u.from_version}\0{code_of(u.upcast)}".encode())
         fp = h.hexdigest()[:16]
         object.__setattr__(self, "_fingerprint", fp)
         return fp
@@ -429,7 +429,7 @@ def _errors(e: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, err['loc'])) or '<data>'}: {err['msg']}" for err in e.errors())
 
 
-def _code_of(fn: Any) -> str:
+def code_of(fn: Any) -> str:
     """The function's source and the digest of the whole file defining it: a module constant or
     helper the function uses changes its code too (code it imports from elsewhere does not: name
     that in ``depends_on``)."""

@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from toolkit.analysis.agent_run import AGENT_RUN, agent_run_states, merge_states, stream_session
-from toolkit.analysis.aggregates import EVENT_COLUMNS, Event, _code_of
+from toolkit.analysis.aggregates import EVENT_COLUMNS, Event, code_of
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
 from toolkit.errors import ReplayError
@@ -126,7 +126,7 @@ class Projection:
         h.update(repr((self.key, self.event_types, self.salt, self.incremental_columns)).encode())
         for fn in (self.handler, self.per_stream, self.incremental):
             if fn is not None:
-                h.update(_code_of(fn).encode())  # with the file defining it: its constants and helpers
+                h.update(code_of(fn).encode())  # with the file defining it: its constants and helpers
         return h.hexdigest()[:16]
 
 

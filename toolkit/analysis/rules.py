@@ -42,6 +42,7 @@ from typing import Any, Final, Literal
 
 import polars as pl
 
+from toolkit.analysis.aggregates import code_of
 from toolkit.engines.queries import Param, parse_query, queries_dir
 from toolkit.errors import QueryError, RuleDefinitionError, RuleNotFoundError
 
@@ -183,21 +184,6 @@ def decimal_param(value: float) -> Decimal:
     return Decimal(repr(float(value)))
 
 
-def _code_of(fn: Callable[..., Any]) -> str:
-    """The function's source and the digest of the whole file defining it (its constants and helpers)."""
-    try:
-        own = inspect.getsource(fn)
-    except (OSError, TypeError):
-        code = getattr(fn, "__code__", None)
-        own = code.co_code.hex() + repr(code.co_consts) + repr(code.co_names) if code is not None else repr(fn)
-    module = inspect.getmodule(fn)
-    try:
-        whole = inspect.getsource(module) if module is not None else ""
-    except (OSError, TypeError):
-        whole = ""
-    return own + "\0" + hashlib.sha256(whole.encode()).hexdigest()
-
-
 def polars_rule(
     name: str,
     description: str,
@@ -223,7 +209,7 @@ def polars_rule(
         return Rule(
             name=name, kind="polars", description=description, severity=severity,
             params=params_from_spec(params, where), monotone=monotone, scope=scope,
-            origin=inspect.getsourcefile(fn) or "builtin", source=_code_of(fn), polars=fn,
+            origin=inspect.getsourcefile(fn) or "builtin", source=code_of(fn), polars=fn,
             columns=tuple(columns), event_types=tuple(event_types) if event_types is not None else None,
             check=check,
         )
@@ -255,7 +241,7 @@ def python_rule(
         return Rule(
             name=name, kind="python", description=description, severity=severity,
             params=params_from_spec(params, where), monotone=monotone, scope=scope,
-            origin=inspect.getsourcefile(fn) or "builtin", source=_code_of(fn), python=fn,
+            origin=inspect.getsourcefile(fn) or "builtin", source=code_of(fn), python=fn,
             aggregate=aggregate, check=check,
         )
 

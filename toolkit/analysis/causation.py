@@ -316,10 +316,12 @@ def _walk(journal: Journal, loader: _Loader, event_id: str, direction: Direction
     return Chain(event_id, direction, nodes, orphans, cycles, truncated, loader.queries, _ambiguous(loader, nodes))
 
 
-def _rows(loader: _Loader, positions: Sequence[int]) -> list[dict[str, Any]]:
-    """The loaded events at these positions, with what choosing among copies of a cause needs."""
+def _rows(loader: _Loader, values: Sequence[Any], column: str = "position") -> list[dict[str, Any]]:
+    """The loaded events whose ``column`` is one of ``values`` (by default: at these positions;
+    ``causation_id``: caused by these ids), in time order, with what choosing among copies of a
+    cause needs."""
     return (
-        loader.frame.filter(pl.col("position").is_in(list(positions)))
+        loader.frame.filter(pl.col(column).is_in(list(values)))
         .select(_CHOICE_COLUMNS)
         .sort("occurred_at", "position")
         .to_dicts()
@@ -372,18 +374,9 @@ def _effects_of(loader: _Loader, positions: Sequence[int]) -> list[dict[str, Any
     """The loaded events caused by the events at these positions (in time order): those whose
     cause id, resolved among its copies (``_cause_of``), is one of these events."""
     causes = {r["event_id"]: r["position"] for r in _rows(loader, positions)}
-    effects = _rows_caused_by(loader, list(causes))
+    effects = _rows(loader, list(causes), "causation_id")
     copies = _copies(loader, causes) if effects else {}
     return [e for e in effects if _cause_of(e, copies[e["causation_id"]])["position"] == causes[e["causation_id"]]]
-
-
-def _rows_caused_by(loader: _Loader, event_ids: Sequence[str]) -> list[dict[str, Any]]:
-    return (
-        loader.frame.filter(pl.col("causation_id").is_in(list(event_ids)))
-        .select(_CHOICE_COLUMNS)
-        .sort("occurred_at", "position")
-        .to_dicts()
-    )
 
 
 def _cycles(loader: _Loader, nodes: pl.DataFrame, ids: set[str]) -> list[list[str]]:

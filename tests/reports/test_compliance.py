@@ -22,16 +22,9 @@ from toolkit.journal.retention import file_sha256
 from toolkit.reports.compliance import Selection, export_compliance
 from toolkit.reports.compliance_verify import verify_bundle
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "demo-journal"
 SESSION = "session-7-0000002"  # two runs: a question and its follow-up
 KEY = b"bundle-key-0123456789abcdef012345"
 VOID = {"meta", "br", "hr", "img", "input", "link", "wbr", "col", "source", "area", "base", "embed", "track"}
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Journal:
-    shutil.copytree(FIXTURE, tmp_path / "demo")
-    return Journal.open(tmp_path / "demo")
 
 
 @pytest.fixture

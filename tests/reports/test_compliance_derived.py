@@ -6,7 +6,6 @@ and nothing else is; untouched bundles of every shape still verify clean."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -20,15 +19,8 @@ from toolkit.journal.retention import purge_before
 from toolkit.reports.compliance import Selection, export_compliance
 from toolkit.reports.compliance_verify import verify_bundle
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "demo-journal"
 SESSION = "session-7-0000002"  # run-7-0000002 (17 events), then its follow-up run-7-0000003 (17 events)
 FOLLOW_UP = "run-7-0000003"  # its first event's cause is run-7-0000002's last
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Journal:
-    shutil.copytree(FIXTURE, tmp_path / "demo")
-    return Journal.open(tmp_path / "demo")
 
 
 @pytest.fixture

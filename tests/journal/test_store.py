@@ -137,7 +137,6 @@ def test_a_retried_conditional_append_that_already_happened_is_a_no_op(journal: 
     assert snapshot(journal) == before
 
 
-
 def test_reappending_the_same_event_ids_skips_them_and_writes_nothing(journal: Journal) -> None:
     events = [ev("step", {"i": i}, event_id=f"evt-{i}") for i in range(5)]
     journal.append("run-1", events)
@@ -181,6 +180,107 @@ def test_same_event_id_with_different_content_raises_and_writes_nothing(journal:
     assert caught.value.context == {"event_id": "evt-1", "index": 1}
     assert "evt-1" in str(caught.value)
     assert snapshot(journal) == before
+
+
+_SENT = {
+    "occurred_at": "2026-03-01T12:00:00Z",
+    "model": "gpt-x",
+    "tool_name": "search",
+    "tokens_in": 100,
+    "tokens_out": 20,
+    "cost_usd": "0.001200000",
+    "duration_ms": 12.5,
+    "correlation_id": "session-1",
+    "causation_id": "cmd-1",
+    "subject_id": "user-1",
+    "agent": "booker",
+    "error": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("model", "gpt-y", "model"),
+        ("tool_name", "fetch", "tool_name"),
+        ("tokens_out", 21, "tokens_out"),
+        ("cost_usd", "0.001200001", "cost_usd"),
+        ("duration_ms", 13.0, "duration_ms"),
+        ("causation_id", "cmd-2", "causation_id"),
+        ("subject_id", "user-2", "subject_id"),
+        ("error", "boom", "is_error"),  # is_error follows error and comes first in the schema
+        ("version", 2, "version"),
+    ],
+)
+def test_a_resent_event_id_with_another_value_in_any_column_is_refused(
+    journal: Journal, field: str, value: object, named: str
+) -> None:
+    journal.append("run-1", [ev("llm_response", {"i": 1}, event_id="evt-1", **_SENT)])
+    before = snapshot(journal)
+    with pytest.raises(DuplicateEventError) as caught:
+        journal.append("run-1", [ev("llm_response", {"i": 1}, event_id="evt-1", **{**_SENT, field: value})])
+    err = caught.value
+    assert err.context["event_id"] == "evt-1" and err.context["column"] == named
+    assert f"{named}:" in str(err) and "\nHint: " in str(err)
+    assert snapshot(journal) == before
+
+
+def test_a_resent_event_id_with_the_same_values_is_skipped_whatever_its_provenance(journal: Journal) -> None:
+    """A retry may stamp its time anew, is a new span and may come from another copy of the file:
+    time, trace context and source are not what the event says; a left-out version is no claim."""
+    journal.append(
+        "run-1",
+        [ev("llm_response", {"i": 1}, event_id="evt-1", source="a.jsonl:1", traceparent=TRACEPARENT, **_SENT)],
+    )
+    before = snapshot(journal)
+    other_tp = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    r = journal.append(
+        "run-1",
+        [
+            ev(
+                "llm_response",
+                {"i": 1},
+                event_id="evt-1",
+                source="copy/a.jsonl:1",
+                traceparent=other_tp,
+                **{**_SENT, "occurred_at": "2026-03-01T12:00:07Z"},
+            )
+        ],
+    )
+    assert (r.appended, r.skipped) == (0, 1)
+    fewer = {k: v for k, v in _SENT.items() if k not in {"model", "tokens_in"}}
+    r = journal.append("run-1", [ev("llm_response", {"i": 1}, event_id="evt-1", **fewer)])
+    assert (r.appended, r.skipped) == (0, 1)  # what a resend lacks contradicts nothing
+    journal.append("run-2", [ev(event_id="evt-2")])  # occurred_at: now
+    r = journal.append("run-2", [ev(event_id="evt-2")])  # another now
+    assert (r.appended, r.skipped) == (0, 1)
+    r = journal.append("run-2", [ev(event_id="evt-2", version=1, stream_type="default")])
+    assert (r.appended, r.skipped) == (0, 1)
+    journal.append("run-3", [ev(event_id="evt-3", model="m")])
+    r = journal.append("run-3", [ev(event_id="evt-3", model="m", correlation_id="learnt-later")])
+    assert (r.appended, r.skipped) == (0, 1)  # nor what the journal lacks: it keeps what it recorded
+    assert snapshot(journal).rows == before.rows + 2
+
+
+def test_a_resent_event_id_with_another_value_is_refused_in_a_bulk_batch(journal: Journal) -> None:
+    rows = [{"stream_id": f"run-{i}", **ev("llm_response", event_id=f"e-{i}", **_SENT)} for i in range(3)]
+    journal.append_batch(rows)
+    before = snapshot(journal)
+    rows[2] = {**rows[2], "tokens_in": 101}
+    with pytest.raises(DuplicateEventError) as caught:
+        journal.append_batch(rows)
+    assert caught.value.context["index"] == 2 and caught.value.context["column"] == "tokens_in"
+    assert "100 in the journal, 101 here" in str(caught.value)
+    assert snapshot(journal) == before
+
+
+def test_same_event_id_with_another_value_in_one_batch_raises(journal: Journal) -> None:
+    with pytest.raises(DuplicateEventError) as caught:
+        journal.append(
+            "run-1", [ev(event_id="x", **_SENT), ev(event_id="y"), ev(event_id="x", **{**_SENT, "model": "m2"})]
+        )
+    assert caught.value.context["index"] == 2 and caught.value.context["column"] == "model"
+    assert snapshot(journal).rows == 0
 
 
 def test_same_event_id_with_different_content_in_one_batch_raises(journal: Journal) -> None:
@@ -290,11 +390,20 @@ def test_numbering_is_the_same_whether_streams_come_in_runs_or_interleaved(journ
     if order == "interleaved":
         rows = sorted(rows, key=lambda r: (r[1], r[0]))
     events = [
-        {**ev(), "stream_id": sid, "data": {"i": i}, **({"stream_type": "chat"} if (sid, i) == ("late-typed", 1) else {})}
+        {
+            **ev(),
+            "stream_id": sid,
+            "data": {"i": i},
+            **({"stream_type": "chat"} if (sid, i) == ("late-typed", 1) else {}),
+        }
         for sid, i in rows
     ]
     journal.append_batch(events)
-    got = {(r["stream_id"], r["version"]): (r["stream_type"], r["data"]) for r in event_rows(journal) if r["stream_id"] != "old" or r["version"] > 2}
+    got = {
+        (r["stream_id"], r["version"]): (r["stream_type"], r["data"])
+        for r in event_rows(journal)
+        if r["stream_id"] != "old" or r["version"] > 2
+    }
     assert got == {
         **{("old", 3 + i): ("agent_run", f'{{"i":{i}}}') for i in range(3)},
         **{("new", 1 + i): ("default", f'{{"i":{i}}}') for i in range(4)},
@@ -340,7 +449,9 @@ def test_hashing_in_small_chunks_chains_across_chunks(journal: Journal, monkeypa
     monkeypatch.setattr(store, "hash_chunks", small_chunks)
     rng = random.Random(3)
     for k in range(3):
-        journal.append_batch([{"stream_id": rng.choice("abcde"), **ev("step", {"i": i}), "event_id": f"e{k}-{i}"} for i in range(60)])
+        journal.append_batch(
+            [{"stream_id": rng.choice("abcde"), **ev("step", {"i": i}), "event_id": f"e{k}-{i}"} for i in range(60)]
+        )
     assert sizes.count(7) == 3 * 8 and len(sizes) == 3 * 9  # 60 rows = 8 chunks of 7 and one of 4, per batch
     report = verify_journal(Journal.open(journal.path))  # recomputes every hash row by row
     assert (report.ok, report.events) == (True, 180)
@@ -349,7 +460,9 @@ def test_hashing_in_small_chunks_chains_across_chunks(journal: Journal, monkeypa
         assert s.column("prev_hash").to_pylist()[1:] == s.column("hash").to_pylist()[:-1]
 
 
-def test_a_failure_while_hashing_writes_nothing_and_raises_the_cause(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_while_hashing_writes_nothing_and_raises_the_cause(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from toolkit.journal import assign, store
 
     journal.append("a", [ev()])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 import polars as pl
 import pyarrow as pa
@@ -22,11 +22,29 @@ import pyarrow.compute as pc
 from toolkit.errors import ConcurrencyError, DuplicateEventError, EventValidationError
 from toolkit.journal import hashing
 from toolkit.journal.prepare import DEFAULT_STREAM_TYPE
-from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES
+from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, ENVELOPE_COLUMNS
 
 # event ids the journal derives: uuid5(EVENT_NAMESPACE, "<stream_id>/<version>")
 EVENT_NAMESPACE = uuid.UUID("6f1c7a52-3b4e-5d8a-9c0e-7a1b2c3d4e5f")
 _DUP_HINT = "an event id names one event: give the changed event a new id"
+
+# What an event id stands for besides its stream, type and payload: an id sent again must not
+# contradict the values stored in these columns (both given and different), or it is a
+# DuplicateEventError naming the first such column. A value missing on one side is no
+# contradiction (an OTLP span exported before its root learns its correlation later: the journal
+# keeps what it recorded first). Not compared: what the journal assigns (position, recorded_at,
+# hashes), what a retry of the same event may stamp anew (its time: ``occurred_at`` defaults to
+# now, chat transcripts without times get import-time ones, senders re-stamp; its trace context: a
+# retry is a new span) and where it came from (``source``: another copy of the file;
+# ``source_type``: the same event exported by two systems names its type in each one's way).
+_UNCLAIMED: Final = frozenset(
+    {"occurred_at", "recorded_at", "position", "source", "source_type", "traceparent", "trace_id", "span_id"}
+)
+CLAIMED_COLUMNS: Final = tuple(
+    c for c in ENVELOPE_COLUMNS if c not in {"stream_id", "event_type", "event_id"} and c not in _UNCLAIMED
+)
+#: what ``number`` needs of the journal's events in the batch's streams
+KNOWN_COLUMNS: Final = ("stream_id", "event_id", "payload_sha256", "event_type", *CLAIMED_COLUMNS)
 
 
 class StreamHead(Protocol):
@@ -59,7 +77,8 @@ def number(
     """Idempotency and numbering of the whole batch: (new rows, without digests; events skipped).
 
     Payload digests are computed here only for events whose id is already in the journal or
-    appears twice in the batch; ``hash_chunks`` computes the rest.
+    appears twice in the batch; ``hash_chunks`` computes the rest. ``known``: the
+    ``KNOWN_COLUMNS`` of the journal's events in the batch's streams.
     """
     keys = pl.DataFrame(
         {
@@ -147,7 +166,7 @@ def _set(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.T
 
 def _with_payloads(rows: pl.DataFrame, table: pa.Table) -> pl.DataFrame:
     """``rows`` (holding ``_idx``) with the payload digest of those events of ``table``."""
-    picked = table.take(rows.get_column("_idx").to_arrow())
+    picked = table.select(["data", "metadata"]).take(rows.get_column("_idx").to_arrow())
     return rows.with_columns(
         payload=pl.Series(hashing.payload_column(picked.column("data"), picked.column("metadata")))
     )
@@ -157,15 +176,12 @@ def _drop_known(keys: pl.DataFrame, known: pa.Table | None, table: pa.Table) -> 
     """Skip events whose id is already in the journal with the same content; refuse changed ones."""
     if known is None or known.num_rows == 0:
         return keys, 0
-    k = pl.DataFrame(
-        {
-            "event_id": known.column("event_id"),
-            "k_stream": known.column("stream_id"),
-            "k_payload": known.column("payload_sha256"),
-            "k_type": known.column("event_type"),
-        }
+    if not keys.get_column("event_id").is_in(pl.Series(known.column("event_id")).implode()).any():
+        return keys, 0  # the usual case: new events of running streams
+    k = pl.DataFrame(_typed(known, list(KNOWN_COLUMNS))).rename(
+        {"stream_id": "k_stream", "payload_sha256": "k_payload", "event_type": "k_type"}
     )
-    hit = keys.join(k, on="event_id", how="inner")
+    hit = keys.select("_idx", "event_id", "stream_id", "event_type").join(k, on="event_id", how="inner")
     if hit.height == 0:
         return keys, 0
     hit = _with_payloads(hit, table)
@@ -184,7 +200,53 @@ def _drop_known(keys: pl.DataFrame, known: pa.Table | None, table: pa.Table) -> 
             event_id=row["event_id"],
             index=row["_idx"],
         )
+    found = _first_change(_claims(table, hit.get_column("_idx")), hit)
+    if found is not None:
+        idx, column, was, now_ = found
+        event_id = hit.filter(pl.col("_idx") == idx).item(0, "event_id")
+        raise DuplicateEventError(
+            f"event {idx}: event_id {event_id!r} is already in the journal with different content "
+            f"({column}: {was} in the journal, {now_} here)",
+            hint=_DUP_HINT,
+            event_id=event_id,
+            index=idx,
+            column=column,
+        )
     return keys.filter(~pl.col("_idx").is_in(hit.get_column("_idx").implode())), hit.height
+
+
+def _typed(table: pa.Table, names: list[str]) -> pa.Table:
+    """``names`` of ``table`` in the journal's types (columns an older table lacks: null)."""
+    cols = [
+        table.column(n) if n in table.column_names else pa.nulls(table.num_rows, ARROW_SCHEMA.field(n).type)
+        for n in names
+    ]
+    return pa.table(cols, names=names).cast(pa.schema([ARROW_SCHEMA.field(n).with_nullable(True) for n in names]))
+
+
+def _claims(table: pa.Table, idx: pl.Series) -> pl.DataFrame:
+    """The CLAIMED_COLUMNS of the caller's rows ``idx``, in that order."""
+    present = [c for c in CLAIMED_COLUMNS if c in table.column_names]
+    return pl.DataFrame(_typed(table.select(present).take(idx.to_arrow()), list(CLAIMED_COLUMNS)))
+
+
+def _first_change(new: pl.DataFrame, old: pl.DataFrame) -> tuple[int, str, str, str] | None:
+    """The row of ``new`` with the lowest ``_idx`` (rows aligned with ``old``, which holds it)
+    whose claims contradict ``old``'s: (its ``_idx``, the first such column, old value, new value)."""
+    differs = pl.DataFrame(
+        {c: (new.get_column(c) != old.get_column(c)).fill_null(False) for c in CLAIMED_COLUMNS}
+    ).with_columns(_idx=old.get_column("_idx"), _row=pl.int_range(0, old.height))
+    rows = differs.filter(pl.any_horizontal(list(CLAIMED_COLUMNS)))
+    if rows.height == 0:
+        return None
+    first = rows.sort("_idx").row(0, named=True)
+    i = first["_row"]
+    column = next(c for c in CLAIMED_COLUMNS if first[c])
+    return first["_idx"], column, _shown(old.item(i, column)), _shown(new.item(i, column))
+
+
+def _shown(value: Any) -> str:
+    return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
 
 
 def _drop_batch_twins(keys: pl.DataFrame, table: pa.Table) -> tuple[pl.DataFrame, int]:
@@ -215,7 +277,24 @@ def _drop_batch_twins(keys: pl.DataFrame, table: pa.Table) -> tuple[pl.DataFrame
             index=row["_idx"],
             first_index=row["first_idx"],
         )
-    drop = dup.filter(pl.col("_idx") != pl.col("first_idx")).get_column("_idx")
+    later = dup.filter(pl.col("_idx") != pl.col("first_idx")).select("_idx", "first_idx", "event_id")
+    found = _first_change(
+        _claims(table, later.get_column("_idx")),
+        _claims(table, later.get_column("first_idx")).with_columns(_idx=later.get_column("_idx")),
+    )
+    if found is not None:
+        idx, column, was, now_ = found
+        row = later.filter(pl.col("_idx") == idx).row(0, named=True)
+        raise DuplicateEventError(
+            f"event {idx}: event_id {row['event_id']!r} also names event {row['first_idx']} of this batch, "
+            f"with different content ({column}: {was} there, {now_} here)",
+            hint=_DUP_HINT,
+            event_id=row["event_id"],
+            index=idx,
+            first_index=row["first_idx"],
+            column=column,
+        )
+    drop = later.get_column("_idx")
     return keys.filter(~pl.col("_idx").is_in(drop.implode())), drop.len()
 
 

@@ -66,7 +66,7 @@ from toolkit.journal.appendworkers import (
     split_by_stream,
     write_part,
 )
-from toolkit.journal.assign import chain_starts, hash_chunks, number
+from toolkit.journal.assign import KNOWN_COLUMNS, chain_starts, hash_chunks, number
 from toolkit.journal.config import CONFIG_FILE, JournalConfig, write_atomic
 from toolkit.journal.location import S3Location, check_bucket, delta_storage_options, is_remote, open_input
 from toolkit.journal.lock import write_lock
@@ -561,6 +561,7 @@ class Journal:
             if not groups:
                 continue
             t = pa.concat_tables([self._row_group(f.path, footer, g) for g in groups])
+            t = t.select([c for c in read if c in t.column_names])  # before the filter copies them
             mask = (
                 pc.equal(t.column("stream_id"), next(iter(wanted)))
                 if len(wanted) == 1
@@ -568,7 +569,7 @@ class Journal:
             )
             t = t.filter(mask)
             if t.num_rows:
-                pieces.append(self.complete(t.select([c for c in read if c in t.column_names]), f, read))
+                pieces.append(self.complete(t, f, read))
         if not pieces:
             return pa.schema([ARROW_SCHEMA.field(c) for c in cols]).empty_table()
         out = pa.concat_tables(pieces)
@@ -963,7 +964,7 @@ class Journal:
         existing = sorted(streams & heads.keys())
         known = None
         if existing and table.column("event_id").null_count < table.num_rows:
-            known = self.read_streams(existing, ["stream_id", "event_id", "payload_sha256", "event_type"])
+            known = self.read_streams(existing, KNOWN_COLUMNS)
         self._fill_head_hashes([s for s in existing if heads[s].hash is None])
         last = self.max_position() if after is None else max(after, self.max_position())
         prepared, skipped = number(table, heads, known, last, _now())

@@ -48,7 +48,7 @@ SELECT day, model,
        CAST(count(*) AS BIGINT) AS events,
        CAST(sum(tokens_in) AS BIGINT) AS tokens_in,
        CAST(sum(tokens_out) AS BIGINT) AS tokens_out,
-       CAST(sum(cost_usd) AS DECIMAL(18, 9)) AS cost_usd
+       CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS cost_usd
 FROM {src}
 GROUP BY ALL ORDER BY day, model
 """
@@ -126,10 +126,14 @@ def bench_append(events: int, rounds: int) -> dict[str, float]:
 
         def raw(full: pa.Table = full) -> None:
             for start in range(0, full.num_rows, 200_000):
-                write_deltalake(str(rawdir), full.slice(start, 200_000), mode="append", partition_by=["stream_type", "day"])
+                write_deltalake(
+                    str(rawdir), full.slice(start, 200_000), mode="append", partition_by=["stream_type", "day"]
+                )
 
         raw_s.append(timed(raw))
-        log(f"append round {k + 1}: append_batches {ours_s[-1]:.2f} s, append_batch loop {loop_s[-1]:.2f} s, raw {raw_s[-1]:.2f} s")
+        log(
+            f"append round {k + 1}: append_batches {ours_s[-1]:.2f} s, append_batch loop {loop_s[-1]:.2f} s, raw {raw_s[-1]:.2f} s"
+        )
     best_ours, best_raw = min(ours_s), min(raw_s)
     return {
         "events": n,

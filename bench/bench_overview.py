@@ -42,7 +42,7 @@ SELECT CAST(occurred_at AS DATE) AS day, model,
        CAST(count(*) AS BIGINT) AS events,
        CAST(sum(tokens_in) AS BIGINT) AS tokens_in,
        CAST(sum(tokens_out) AS BIGINT) AS tokens_out,
-       CAST(sum(cost_usd) AS DECIMAL(18, 9)) AS cost_usd
+       CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS cost_usd
 FROM read_parquet($files)
 GROUP BY ALL ORDER BY day, model
 """

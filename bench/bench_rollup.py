@@ -52,7 +52,7 @@ SELECT day, coalesce(model, '(none)') AS model,
        CAST(count(*) AS BIGINT) AS events,
        CAST(sum(tokens_in) AS BIGINT) AS tokens_in,
        CAST(sum(tokens_out) AS BIGINT) AS tokens_out,
-       CAST(sum(cost_usd) AS DECIMAL(18, 9)) AS cost_usd
+       CAST(sum(cost_usd) AS DECIMAL(38, 9)) AS cost_usd
 FROM read_parquet($files, hive_partitioning = true)
 GROUP BY ALL
 """

@@ -1,6 +1,6 @@
 -- summary: The costliest runs (streams) on the session's cost basis, with their agent, models, tokens, errors and outcome.
 -- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL, limit BIGINT = 5
--- returns: rank BIGINT, stream_id VARCHAR, agent VARCHAR, models VARCHAR, started_at TIMESTAMPTZ, events BIGINT, llm_calls BIGINT, errors BIGINT, tokens_in BIGINT, tokens_out BIGINT, cost_usd DECIMAL(18,9), unpriced_events BIGINT, outcome VARCHAR
+-- returns: rank BIGINT, stream_id VARCHAR, agent VARCHAR, models VARCHAR, started_at TIMESTAMPTZ, events BIGINT, llm_calls BIGINT, errors BIGINT, tokens_in BIGINT, tokens_out BIGINT, cost_usd DECIMAL(38,9), unpriced_events BIGINT, outcome VARCHAR
 WITH runs AS (
     SELECT
         stream_id,
@@ -45,7 +45,7 @@ SELECT
     CAST(t.errors AS BIGINT) AS errors,
     CAST(t.tokens_in AS BIGINT) AS tokens_in,
     CAST(t.tokens_out AS BIGINT) AS tokens_out,
-    CAST(t.cost_usd AS DECIMAL(18, 9)) AS cost_usd,
+    CAST(t.cost_usd AS DECIMAL(38, 9)) AS cost_usd,
     CAST(t.unpriced_events AS BIGINT) AS unpriced_events,
     o.outcome
 FROM top AS t

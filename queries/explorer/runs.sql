@@ -1,6 +1,6 @@
 -- summary: Runs (streams) matching the explorer's filters: active in a time range, agent, minimum cost, status, id substring; most recent first.
--- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL, agent VARCHAR = NULL, min_cost_usd DECIMAL(18,9) = NULL, status VARCHAR = NULL, search VARCHAR = NULL, limit BIGINT = 200
--- returns: stream_id VARCHAR, agent VARCHAR, status VARCHAR, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, events BIGINT, errors BIGINT, cost_usd DECIMAL(18,9)
+-- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL, agent VARCHAR = NULL, min_cost_usd DECIMAL(38,9) = NULL, status VARCHAR = NULL, search VARCHAR = NULL, limit BIGINT = 200
+-- returns: stream_id VARCHAR, agent VARCHAR, status VARCHAR, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, events BIGINT, errors BIGINT, cost_usd DECIMAL(38,9)
 -- Status follows the agent-run aggregate: the last decisive event (llm_response: answered, error:
 -- aborted, any other step: running); an AssistantArchived event makes the run archived.
 WITH runs AS (
@@ -21,7 +21,7 @@ WITH runs AS (
         max(occurred_at) AS last_at,
         CAST(count(*) AS BIGINT) AS events,
         CAST(count(*) FILTER (WHERE is_error) AS BIGINT) AS errors,
-        CAST(coalesce(sum(cost_usd), 0) AS DECIMAL(18, 9)) AS cost_usd
+        CAST(coalesce(sum(cost_usd), 0) AS DECIMAL(38, 9)) AS cost_usd
     FROM events
     WHERE ($search IS NULL OR contains(stream_id, $search))
     GROUP BY stream_id

@@ -1,6 +1,6 @@
 -- summary: Every stream with its event count, first and last time, tokens and recorded cost.
 -- params: stream_type VARCHAR = NULL, limit BIGINT = 1000000
--- returns: stream_id VARCHAR, stream_type VARCHAR, agent VARCHAR, events BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, tokens_in BIGINT, tokens_out BIGINT, cost_usd DECIMAL(18,9), errors BIGINT
+-- returns: stream_id VARCHAR, stream_type VARCHAR, agent VARCHAR, events BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, tokens_in BIGINT, tokens_out BIGINT, cost_usd DECIMAL(38,9), errors BIGINT
 SELECT
     stream_id,
     any_value(stream_type) AS stream_type,
@@ -10,7 +10,7 @@ SELECT
     max(occurred_at) AS last_at,
     CAST(coalesce(sum(tokens_in), 0) AS BIGINT) AS tokens_in,
     CAST(coalesce(sum(tokens_out), 0) AS BIGINT) AS tokens_out,
-    CAST(coalesce(sum(cost_usd), 0) AS DECIMAL(18, 9)) AS cost_usd,
+    CAST(coalesce(sum(cost_usd), 0) AS DECIMAL(38, 9)) AS cost_usd,
     CAST(count(*) FILTER (WHERE is_error) AS BIGINT) AS errors
 FROM events
 WHERE $stream_type IS NULL OR stream_type = $stream_type

@@ -1,6 +1,6 @@
 -- summary: Runs, events, LLM and tool calls, errors, tokens (in/out/cache/reasoning), cost, cost-per-run percentiles and cost per successful run, grouped by any of model, tool, stream, stream_type, day, week, correlation, agent.
 -- params: by VARCHAR[] = model, since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL
--- returns: model VARCHAR, tool VARCHAR, stream_id VARCHAR, stream_type VARCHAR, day DATE, week DATE, correlation_id VARCHAR, agent VARCHAR, runs BIGINT, events BIGINT, llm_calls BIGINT, tool_calls BIGINT, errors BIGINT, error_rate DOUBLE, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(18,9), unpriced_events BIGINT, cost_per_run_p50 DECIMAL(18,9), cost_per_run_p90 DECIMAL(18,9), cost_per_run_p99 DECIMAL(18,9), runs_with_outcome BIGINT, successful_runs BIGINT, cost_per_successful_run DECIMAL(18,9)
+-- returns: model VARCHAR, tool VARCHAR, stream_id VARCHAR, stream_type VARCHAR, day DATE, week DATE, correlation_id VARCHAR, agent VARCHAR, runs BIGINT, events BIGINT, llm_calls BIGINT, tool_calls BIGINT, errors BIGINT, error_rate DOUBLE, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(38,9), unpriced_events BIGINT, cost_per_run_p50 DECIMAL(38,9), cost_per_run_p90 DECIMAL(38,9), cost_per_run_p99 DECIMAL(38,9), runs_with_outcome BIGINT, successful_runs BIGINT, cost_per_successful_run DECIMAL(38,9)
 -- A dimension not in $by is NULL (the caller drops it). A run is a stream; "cost per run" is
 -- the cost a run spent inside the group. cost_usd is on the session's basis (view cost_events).
 -- A run's outcome is what its first event's metadata states (outcome, or reward > 0; also under .run).
@@ -61,15 +61,21 @@ SELECT
     CAST(coalesce(sum(p.tokens_cache_read), 0) AS BIGINT) AS tokens_cache_read,
     CAST(coalesce(sum(p.tokens_cache_write), 0) AS BIGINT) AS tokens_cache_write,
     CAST(coalesce(sum(p.tokens_reasoning), 0) AS BIGINT) AS tokens_reasoning,
-    CAST(sum(p.cost_usd) AS DECIMAL(18, 9)) AS cost_usd,
+    CAST(sum(p.cost_usd) AS DECIMAL(38, 9)) AS cost_usd,
     CAST(sum(p.unpriced_events) AS BIGINT) AS unpriced_events,
-    CAST(quantile_cont(p.cost_usd, 0.5) AS DECIMAL(18, 9)) AS cost_per_run_p50,
-    CAST(quantile_cont(p.cost_usd, 0.9) AS DECIMAL(18, 9)) AS cost_per_run_p90,
-    CAST(quantile_cont(p.cost_usd, 0.99) AS DECIMAL(18, 9)) AS cost_per_run_p99,
+    -- percentiles interpolate between two runs' costs through a DOUBLE weight (DuckDB): exact where they
+    -- fall on a run, otherwise within the 16th significant digit, which is an estimate, never a sum
+    CAST(quantile_cont(p.cost_usd, 0.5) AS DECIMAL(38, 9)) AS cost_per_run_p50,
+    CAST(quantile_cont(p.cost_usd, 0.9) AS DECIMAL(38, 9)) AS cost_per_run_p90,
+    CAST(quantile_cont(p.cost_usd, 0.99) AS DECIMAL(38, 9)) AS cost_per_run_p99,
     CAST(count(o.succeeded) AS BIGINT) AS runs_with_outcome,
     CAST(count(*) FILTER (WHERE o.succeeded) AS BIGINT) AS successful_runs,
-    CAST(sum(p.cost_usd) FILTER (WHERE o.succeeded) / nullif(count(*) FILTER (WHERE o.succeeded), 0) AS DECIMAL(18, 9))
-        AS cost_per_successful_run
+    -- the mean of the successful runs' costs, exact: nano-dollars divided as integers and rounded half
+    -- away from zero (DuckDB divides a DECIMAL as a DOUBLE, which keeps only 15-16 significant digits)
+    CAST(sign(sum(p.cost_usd) FILTER (WHERE o.succeeded))
+        * ((abs(CAST(sum(p.cost_usd) FILTER (WHERE o.succeeded) * 1000000000 AS HUGEINT)) * 2 + count(*) FILTER (WHERE o.succeeded))
+            // nullif(2 * count(*) FILTER (WHERE o.succeeded), 0))
+        AS DECIMAL(38, 0)) * CAST(0.000000001 AS DECIMAL(10, 9)) AS cost_per_successful_run
 FROM per_run AS p
 LEFT JOIN outcomes AS o USING (run_id)
 GROUP BY ALL

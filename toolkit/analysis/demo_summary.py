@@ -17,7 +17,7 @@ SELECT
     CAST(count(DISTINCT agent) AS BIGINT) AS agents,
     min(day) AS first_day,
     max(day) AS last_day,
-    CAST(coalesce(sum(cost_usd), 0) AS DECIMAL(18, 9)) AS cost_usd
+    CAST(coalesce(sum(cost_usd), 0) AS DECIMAL(38, 9)) AS cost_usd  -- a sum: above DECIMAL(18, 9)'s 1e9 USD
 FROM events
 """
 

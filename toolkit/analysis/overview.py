@@ -159,7 +159,7 @@ def recorded_vs_repriced(
         t["diff_usd"] += r["diff_usd"] or 0
         t["unpriced_events"] += r["unpriced_events"] or 0
     rows = sorted(totals.values(), key=lambda t: (-t["recorded_cost_usd"], t["model"]))
-    cost = pa.decimal128(18, 9)
+    cost = pa.decimal128(38, 9)  # sums: DECIMAL(18, 9) holds less than 1e9 USD
     schema = pa.schema(
         [
             ("model", pa.string()),

@@ -6,7 +6,8 @@ price table), cost-per-run percentiles and cost per successful run. The metrics 
 frameworks the journal imports each have their own query: ``tool_usage``, ``goal_completion``,
 ``tick_duration``, ``error_frequency``, ``agent_token_spend``; ``top_runs`` lists the costliest runs.
 
-Every function returns a ``pyarrow.Table``; money is ``decimal128(18, 9)``.
+Every function returns a ``pyarrow.Table``; money is ``decimal128(38, 9)`` (sums of the events'
+``decimal128(18, 9)`` ``cost_usd``, which pass 1e9 USD in a large fleet).
 
 >>> from toolkit.journal import Journal
 >>> j = Journal.in_memory()
@@ -109,12 +110,24 @@ def keep_dimensions(table: pa.Table, dims: Sequence[str]) -> pa.Table:
 
 
 def _grouped(
-    journal: Journal, metric: str, by: str | Sequence[str], since: Time, until: Time, cost: CostBasis, prices: Prices, as_of: Time
+    journal: Journal,
+    metric: str,
+    by: str | Sequence[str],
+    since: Time,
+    until: Time,
+    cost: CostBasis,
+    prices: Prices,
+    as_of: Time,
 ) -> pa.Table:
     """``metric`` grouped by ``by``, keeping only the asked dimension columns."""
     dims = parse_dimensions(by)
     table = run_metric(
-        journal, METRICS[metric], {"by": dims, "since": _time(since), "until": _time(until)}, cost=cost, prices=prices, as_of=as_of
+        journal,
+        METRICS[metric],
+        {"by": dims, "since": _time(since), "until": _time(until)},
+        cost=cost,
+        prices=prices,
+        as_of=as_of,
     )
     return keep_dimensions(table, dims)
 

@@ -55,11 +55,15 @@ def _with_whole_run(events: pl.DataFrame, head_versions: Mapping[str, int]) -> p
     its head, every one of them)."""
     local = local_run_summaries(events)
     head = {s: head_versions[s] for s in local.get_column("stream_id").to_list() if s in head_versions}
-    return local.select(*_LOCAL, pl.col("tools").alias("tool_names"), pl.col("events").alias("_n")).with_columns(
-        whole_run=(pl.col("first_version") == 1)
-        & (pl.col("_n") == pl.col("last_version"))
-        & (pl.col("last_version") == pl.col("stream_id").replace_strict(head, default=None, return_dtype=pl.Int64))
-    ).drop("_n")
+    return (
+        local.select(*_LOCAL, pl.col("tools").alias("tool_names"), pl.col("events").alias("_n"))
+        .with_columns(
+            whole_run=(pl.col("first_version") == 1)
+            & (pl.col("_n") == pl.col("last_version"))
+            & (pl.col("last_version") == pl.col("stream_id").replace_strict(head, default=None, return_dtype=pl.Int64))
+        )
+        .drop("_n")
+    )
 
 
 def _with_states(mine: pl.DataFrame, states: pl.DataFrame) -> pl.DataFrame:
@@ -100,7 +104,7 @@ def local_run_summaries(events: pl.DataFrame) -> pl.DataFrame:
                 "models": pl.String,
                 "tokens_in": pl.Int64,
                 "tokens_out": pl.Int64,
-                "cost_usd": pl.Decimal(18, 9),
+                "cost_usd": pl.Decimal(38, 9),
                 "last_event": pl.String,
                 "outcome": pl.String,
             }
@@ -121,7 +125,7 @@ def local_run_summaries(events: pl.DataFrame) -> pl.DataFrame:
         pl.col("model").drop_nulls().unique().sort().str.join(", ").alias("models"),
         pl.col("tokens_in").sum().cast(pl.Int64),
         pl.col("tokens_out").sum().cast(pl.Int64),
-        pl.col("cost_usd").sum().cast(pl.Decimal(18, 9)),
+        pl.col("cost_usd").sum().cast(pl.Decimal(38, 9)),  # a sum: past Decimal(18, 9)'s 1e9 USD
         pl.col("event_type").last().alias("last_event"),
         pl.col("is_error").last().alias("_last_error"),
         pl.col("error").last().alias("_last_message"),

@@ -44,26 +44,40 @@ costed AS (
      AND (r.valid_to IS NULL OR coalesce(CAST($as_of AS TIMESTAMPTZ), e.occurred_at) < r.valid_to)
      AND coalesce(e.tokens_in, 0) > r.tokens_above
      AND (r.tokens_upto IS NULL OR coalesce(e.tokens_in, 0) <= r.tokens_upto)
+),
+token_costs AS (
+    -- the arithmetic runs only for the events a rate was found for (rates are USD per 1M tokens),
+    -- unrounded: DECIMAL(38, 12) holds any BIGINT tokens at any rate the price table takes
+    SELECT
+        * EXCLUDE (input_rate, cache_read_rate, cache_write_rate, output_rate, reasoning_rate),
+        CASE WHEN price_row IS NOT NULL AND NOT inconsistent THEN
+            ((coalesce(tokens_in, 0) - coalesce(tokens_cache_read, 0) - coalesce(tokens_cache_write, 0)) * input_rate
+                + coalesce(tokens_cache_read, 0) * cache_read_rate
+                + coalesce(tokens_cache_write, 0) * cache_write_rate
+                + (coalesce(tokens_out, 0) - coalesce(tokens_reasoning, 0)) * output_rate
+                + coalesce(tokens_reasoning, 0) * reasoning_rate) * CAST(0.000001 AS DECIMAL(7, 6))
+        END AS token_cost
+    FROM costed
 )
 SELECT
-    * EXCLUDE (inconsistent, price_row, price_provider, input_rate, cache_read_rate, cache_write_rate, output_rate, reasoning_rate),
+    * EXCLUDE (inconsistent, price_row, price_provider, token_cost),
     price_row,
     price_provider,
-    -- the arithmetic runs only for the events a rate was found for (rates are USD per 1M tokens);
     -- a cost recorded on an event without tokens (a paid tool call, a request fee) is no token
-    -- price: it is kept as recorded, so repricing neither drops it nor calls it a saving
-    CASE WHEN NOT billable THEN cost_usd WHEN price_row IS NOT NULL AND NOT inconsistent THEN CAST(
-        ((coalesce(tokens_in, 0) - coalesce(tokens_cache_read, 0) - coalesce(tokens_cache_write, 0)) * input_rate
-            + coalesce(tokens_cache_read, 0) * cache_read_rate
-            + coalesce(tokens_cache_write, 0) * cache_write_rate
-            + (coalesce(tokens_out, 0) - coalesce(tokens_reasoning, 0)) * output_rate
-            + coalesce(tokens_reasoning, 0) * reasoning_rate) * CAST(0.000001 AS DECIMAL(7, 6))
-        AS DECIMAL(18, 9)) END AS repriced_cost_usd,
+    -- price: it is kept as recorded, so repricing neither drops it nor calls it a saving.
+    -- An event's cost is a DECIMAL(18, 9) like the journal's cost_usd; one that does not fit
+    -- (a price or token count off by orders of magnitude) is unpriced, with its reason
+    CASE
+        WHEN NOT billable THEN cost_usd
+        WHEN token_cost < 999999999.9999999995 THEN CAST(token_cost AS DECIMAL(18, 9))
+    END AS repriced_cost_usd,
     CASE
         WHEN NOT billable THEN NULL
         WHEN model IS NULL THEN 'no model'
         WHEN price_row IS NULL AND model NOT IN (SELECT model FROM model_rule) THEN 'no price for this model'
         WHEN price_row IS NULL THEN 'no price in force at that time'
         WHEN inconsistent THEN 'cache tokens exceed tokens_in or reasoning tokens exceed tokens_out'
+        WHEN token_cost >= 999999999.9999999995
+            THEN 'repriced cost ' || CAST(token_cost AS VARCHAR) || ' USD is above 999999999.999999999, the most an event''s cost_usd holds'
     END AS unpriced_reason
-FROM costed
+FROM token_costs

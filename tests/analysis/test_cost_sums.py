@@ -253,3 +253,28 @@ def test_a_cost_per_run_rounds_half_away_from_zero(tmp_path: Path) -> None:
         )
     assert overview_tables(j).by_agent.column("cost_per_run_usd").to_pylist() == [Decimal("0.000000002")]
     j.close()
+
+
+# ---------------------------------------------------------------------- one event repriced past 1e9
+
+
+def test_an_event_repriced_past_what_cost_usd_holds_is_unpriced_with_its_reason(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, prices: Path
+) -> None:
+    """Two million tokens at RATE cost 1.4e9 USD: more than an event's DECIMAL(18, 9); the rest still reprices."""
+    j = Journal.create(tmp_path / "journal")
+    j.append("r", [ev("llm_response", model="o3", tokens_in=2_000_000, occurred_at="2026-03-02T10:00:00Z"),
+                   ev("llm_response", model="o3", tokens_in=1_000_000, occurred_at="2026-03-02T10:01:00Z")],
+             expected_version=0)  # fmt: skip
+    code, out, err = run_cli(capsys, "reprice", "-j", str(j.path), "--prices", str(prices), "--format", "csv")
+    assert code == 0, err
+    (row,) = csv.DictReader(io.StringIO(out))
+    assert (Decimal(row["repriced_cost_usd"]), row["unpriced_events"]) == (RATE, "1")
+    code, out, err = run_cli(
+        capsys, "reprice", "-j", str(j.path), "--prices", str(prices), "--unpriced", "--format", "json"
+    )
+    assert code == 0, err
+    (listed,) = [json.loads(line) for line in out.splitlines()]
+    assert listed["tokens_in"] == 2_000_000
+    assert listed["reason"].startswith(f"repriced cost {2 * RATE}") and "999999999.999999999" in listed["reason"]
+    j.close()

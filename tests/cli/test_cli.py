@@ -127,6 +127,14 @@ def test_re_append_is_idempotent_and_conflict_exits_1(
     assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=lines)[0] == 0
     code, out, _ = run(capsys, monkeypatch, "append", "-j", jpath, stdin=lines)
     assert code == 0 and json.loads(out)["skipped_duplicates"] == 2 and json.loads(out)["appended"] == 0
+    first = json.loads(lines.splitlines()[0])
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=json.dumps({**first, "agent": "late"}))
+    assert code == 0 and json.loads(out)["skipped_with_values_the_journal_lacks"] == {"agent": 1}
+    assert "note: events already in the journal came again with values its copy lacks (agent ×1)" in err
+    second = json.loads(lines.splitlines()[1])
+    code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=json.dumps({**second, "tokens_out": 21}))
+    assert code == 1 and out == ""
+    assert "stdin:1: event_id 'e1' is already in the journal with different content (tokens_out: 20" in err
     code, out, err = run(capsys, monkeypatch, "append", "-j", jpath, "--expected-version", "0", stdin=EVENTS)
     assert code == 1 and out == ""
     assert "expected version 0" in err and "at version 2" in err and "Hint:" in err

@@ -259,6 +259,8 @@ def test_a_resent_event_id_with_the_same_values_is_skipped_whatever_its_provenan
     journal.append("run-3", [ev(event_id="evt-3", model="m")])
     r = journal.append("run-3", [ev(event_id="evt-3", model="m", correlation_id="learnt-later")])
     assert (r.appended, r.skipped) == (0, 1)  # nor what the journal lacks: it keeps what it recorded
+    assert r.lacking == {"correlation_id": 1}  # and says so
+    assert "correlation_id ×1" in (r.lacking_note() or "")
     assert snapshot(journal).rows == before.rows + 2
 
 

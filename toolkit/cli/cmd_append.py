@@ -107,6 +107,7 @@ def command(
         "read": len(events),
         "appended": result.appended,
         "skipped_duplicates": result.skipped,
+        "skipped_with_values_the_journal_lacks": result.lacking,
         "rejected": 0,
         "streams": result.streams,
         "first_position": result.first_position,
@@ -115,6 +116,8 @@ def command(
         "heads": result.heads,
     }
     sys.stdout.write(json.dumps(summary) + "\n")
+    if (note := result.lacking_note()) is not None:
+        sys.stderr.write(f"note: {note}\n")
 
 
 def _json_kind(value: Any) -> str:

@@ -204,6 +204,8 @@ def import_paths(
     if events.num_rows:  # one commit: all or nothing (a dry run counts what it would do)
         result, conflicts = _append(journal, events, on_error, dry_run)
         report.imported, report.already_present = result.appended, result.skipped
+        if (note := result.lacking_note()) is not None:
+            report.notes.append(note)
         report.rejections.extend(conflicts)
         quarantine.extend(
             {"format": "import", "source": r.source, "location": r.location, "reason": r.reason, "record": r.record}

@@ -73,8 +73,9 @@ def number(
     known: pa.Table | None,
     max_position: int,
     now: dt.datetime,
-) -> tuple[pa.Table, int]:
-    """Idempotency and numbering of the whole batch: (new rows, without digests; events skipped).
+) -> tuple[pa.Table, int, dict[str, int]]:
+    """Idempotency and numbering of the whole batch: (new rows, without digests; events skipped;
+    by column, how many skipped events came with a value the event kept lacks).
 
     Payload digests are computed here only for events whose id is already in the journal or
     appears twice in the batch; ``hash_chunks`` computes the rest. ``known``: the
@@ -90,11 +91,13 @@ def number(
             "event_type": table.column("event_type"),
         }
     )
-    keys, skipped = _drop_known(keys, known, table)
-    keys, twins = _drop_batch_twins(keys, table)
+    keys, skipped, lacking = _drop_known(keys, known, table)
+    keys, twins, twins_lacking = _drop_batch_twins(keys, table)
     skipped += twins
+    for c, n in twins_lacking.items():
+        lacking[c] = lacking.get(c, 0) + n
     if keys.height == 0:
-        return ARROW_SCHEMA.empty_table(), skipped
+        return ARROW_SCHEMA.empty_table(), skipped, lacking
 
     touched = keys.get_column("stream_id").unique().to_list()
     head_rows = [(s, heads[s].version, heads[s].stream_type) for s in touched if s in heads]
@@ -138,7 +141,7 @@ def number(
         "recorded_at", pa.repeat(pa.scalar(now, ARROW_SCHEMA.field("recorded_at").type), out.num_rows)
     )
     out = out.append_column("day", pc.cast(out.column("occurred_at"), pa.date32()))  # the column is UTC
-    return out, skipped
+    return out, skipped, lacking
 
 
 def hash_chunks(numbered: pa.Table, starts: dict[str, bytes], chunk_rows: int = 1 << 16) -> Iterator[pa.Table]:
@@ -172,18 +175,20 @@ def _with_payloads(rows: pl.DataFrame, table: pa.Table) -> pl.DataFrame:
     )
 
 
-def _drop_known(keys: pl.DataFrame, known: pa.Table | None, table: pa.Table) -> tuple[pl.DataFrame, int]:
+def _drop_known(
+    keys: pl.DataFrame, known: pa.Table | None, table: pa.Table
+) -> tuple[pl.DataFrame, int, dict[str, int]]:
     """Skip events whose id is already in the journal with the same content; refuse changed ones."""
     if known is None or known.num_rows == 0:
-        return keys, 0
+        return keys, 0, {}
     if not keys.get_column("event_id").is_in(pl.Series(known.column("event_id")).implode()).any():
-        return keys, 0  # the usual case: new events of running streams
+        return keys, 0, {}  # the usual case: new events of running streams
     k = pl.DataFrame(_typed(known, list(KNOWN_COLUMNS))).rename(
         {"stream_id": "k_stream", "payload_sha256": "k_payload", "event_type": "k_type"}
     )
     hit = keys.select("_idx", "event_id", "stream_id", "event_type").join(k, on="event_id", how="inner")
     if hit.height == 0:
-        return keys, 0
+        return keys, 0, {}
     hit = _with_payloads(hit, table)
     changed = hit.filter(
         (pl.col("k_stream") != pl.col("stream_id"))
@@ -200,7 +205,8 @@ def _drop_known(keys: pl.DataFrame, known: pa.Table | None, table: pa.Table) -> 
             event_id=row["event_id"],
             index=row["_idx"],
         )
-    found = _first_change(_claims(table, hit.get_column("_idx")), hit)
+    claims = _claims(table, hit.get_column("_idx"))
+    found = _first_change(claims, hit)
     if found is not None:
         idx, column, was, now_ = found
         event_id = hit.filter(pl.col("_idx") == idx).item(0, "event_id")
@@ -212,7 +218,8 @@ def _drop_known(keys: pl.DataFrame, known: pa.Table | None, table: pa.Table) -> 
             index=idx,
             column=column,
         )
-    return keys.filter(~pl.col("_idx").is_in(hit.get_column("_idx").implode())), hit.height
+    dropped = keys.filter(~pl.col("_idx").is_in(hit.get_column("_idx").implode()))
+    return dropped, hit.height, _lacking(claims, hit)
 
 
 def _typed(table: pa.Table, names: list[str]) -> pa.Table:
@@ -245,19 +252,27 @@ def _first_change(new: pl.DataFrame, old: pl.DataFrame) -> tuple[int, str, str, 
     return first["_idx"], column, _shown(old.item(i, column)), _shown(new.item(i, column))
 
 
+def _lacking(new: pl.DataFrame, kept: pl.DataFrame) -> dict[str, int]:
+    """By column, how many rows of ``new`` hold a value where the aligned row of ``kept`` has none."""
+    counts = pl.DataFrame(
+        {c: new.get_column(c).is_not_null() & kept.get_column(c).is_null() for c in CLAIMED_COLUMNS}
+    ).sum()
+    return {c: n for c, n in counts.row(0, named=True).items() if n}
+
+
 def _shown(value: Any) -> str:
     return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
 
 
-def _drop_batch_twins(keys: pl.DataFrame, table: pa.Table) -> tuple[pl.DataFrame, int]:
+def _drop_batch_twins(keys: pl.DataFrame, table: pa.Table) -> tuple[pl.DataFrame, int, dict[str, int]]:
     """The same id twice in one batch: identical → keep the first; different → refuse."""
     with_id = keys.filter(pl.col("event_id").is_not_null())
     ids = with_id.get_column("event_id")
     if ids.n_unique() == ids.len():  # the usual case, cheaper to learn than which ids repeat
-        return keys, 0
+        return keys, 0, {}
     dup = with_id.filter(pl.col("event_id").is_duplicated())
     if dup.height == 0:
-        return keys, 0
+        return keys, 0, {}
     dup = (
         _with_payloads(dup, table)
         .sort("_idx")
@@ -278,10 +293,9 @@ def _drop_batch_twins(keys: pl.DataFrame, table: pa.Table) -> tuple[pl.DataFrame
             first_index=row["first_idx"],
         )
     later = dup.filter(pl.col("_idx") != pl.col("first_idx")).select("_idx", "first_idx", "event_id")
-    found = _first_change(
-        _claims(table, later.get_column("_idx")),
-        _claims(table, later.get_column("first_idx")).with_columns(_idx=later.get_column("_idx")),
-    )
+    later_claims = _claims(table, later.get_column("_idx"))
+    first_claims = _claims(table, later.get_column("first_idx")).with_columns(_idx=later.get_column("_idx"))
+    found = _first_change(later_claims, first_claims)
     if found is not None:
         idx, column, was, now_ = found
         row = later.filter(pl.col("_idx") == idx).row(0, named=True)
@@ -295,7 +309,7 @@ def _drop_batch_twins(keys: pl.DataFrame, table: pa.Table) -> tuple[pl.DataFrame
             column=column,
         )
     drop = later.get_column("_idx")
-    return keys.filter(~pl.col("_idx").is_in(drop.implode())), drop.len()
+    return keys.filter(~pl.col("_idx").is_in(drop.implode())), drop.len(), _lacking(later_claims, first_claims)
 
 
 def _check_versions(keys: pl.DataFrame) -> None:

@@ -148,6 +148,19 @@ class AppendResult:
     last_position: int | None = None
     delta_version: int | None = None
     heads: dict[str, int] = field(default_factory=dict)
+    #: by column, how many skipped events came with a value the journal's copy lacks (it keeps
+    #: what it recorded first: an event id names one event)
+    lacking: dict[str, int] = field(default_factory=dict)
+
+    def lacking_note(self) -> str | None:
+        """What ``lacking`` means, in a sentence (None when nothing was left out)."""
+        if not self.lacking:
+            return None
+        cols = ", ".join(f"{c} ×{n}" for c, n in self.lacking.items())
+        return (
+            f"events already in the journal came again with values its copy lacks ({cols}); the journal "
+            "keeps what it recorded first (an event id names one event: give a corrected event a new id)"
+        )
 
 
 
@@ -679,7 +692,9 @@ class Journal:
         if table.num_rows == 0:
             return AppendResult()
         batch = self._numbered(table, None)
-        return AppendResult(appended=batch.rows.num_rows, skipped=batch.skipped, streams=len(batch.streams))
+        return AppendResult(
+            appended=batch.rows.num_rows, skipped=batch.skipped, streams=len(batch.streams), lacking=batch.lacking
+        )
 
     def _start_workers(self, rows: int) -> None:
         """Start the worker processes an append of ``rows`` rows will use (if it will)."""
@@ -720,14 +735,14 @@ class Journal:
         table = table.append_column("_idx", pl.int_range(0, table.num_rows, dtype=pl.Int64, eager=True).to_arrow())
         if streams is None:
             streams = set(pc.unique(table.column("stream_id")).to_pylist())
-        numbered, skipped = self._number(table, streams, self.heads(), expected, after)
+        numbered, skipped, lacking = self._number(table, streams, self.heads(), expected, after)
         if settle is not None:
             settle()
-        return _Batch(numbered, streams, skipped)
+        return _Batch(numbered, streams, skipped, lacking)
 
     def _landed(self, batch: _Batch, written: pl.DataFrame | None) -> AppendResult:
         """The result of a batch whose rows are committed (``written``: their ``head_rows``)."""
-        result = AppendResult(skipped=batch.skipped, streams=len(batch.streams))
+        result = AppendResult(skipped=batch.skipped, streams=len(batch.streams), lacking=batch.lacking)
         if written is not None:
             result.delta_version = self.refresh()
             positions = batch.rows.column("position")
@@ -955,7 +970,7 @@ class Journal:
         heads: dict[str, Head],
         expected: Mapping[str, int] | None,
         after: int | None = None,
-    ) -> tuple[pa.Table, int]:
+    ) -> tuple[pa.Table, int, dict[str, int]]:
         """Idempotency and numbering (``assign.number``), then the expected versions.
 
         A stream whose events in this batch are all already in the journal (same ids, same
@@ -967,7 +982,7 @@ class Journal:
             known = self.read_streams(existing, KNOWN_COLUMNS)
         self._fill_head_hashes([s for s in existing if heads[s].hash is None])
         last = self.max_position() if after is None else max(after, self.max_position())
-        prepared, skipped = number(table, heads, known, last, _now())
+        prepared, skipped, lacking = number(table, heads, known, last, _now())
         if expected:
             new_streams = set(pc.unique(prepared.column("stream_id")).to_pylist())
             for sid, exp in expected.items():
@@ -975,7 +990,7 @@ class Journal:
                 retried = sid in streams and sid not in new_streams
                 if exp != actual and not retried:
                     raise ConcurrencyError.mismatch(sid, exp, actual)
-        return prepared, skipped
+        return prepared, skipped, lacking
 
 
 # Columns whose per-file min/max the Delta log keeps (file pruning). Not the payloads or free text:
@@ -1026,6 +1041,7 @@ class _Batch:
     rows: pa.Table
     streams: set[str]
     skipped: int
+    lacking: dict[str, int]
 
 
 def _append_properties(events: int) -> CommitProperties:

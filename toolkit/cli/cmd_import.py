@@ -47,6 +47,7 @@ def command(
     Prints the counts (read, imported, already present, rejected, quarantined) as JSON on stdout.
     Rejected records are shown on stderr with file:line and the reason; with --on-error
     quarantine they are kept in the journal's quarantine table (journal sql "SELECT * FROM quarantine").
+    A file named twice (a symlink, a/../a/f) is read once, with a note.
 
     \b
     Examples:
@@ -85,7 +86,7 @@ def command(
         click.echo(f"rejected {r.source}: {r.location}: {r.reason}", err=True)
     if len(report.rejections) > 20:
         more = len(report.rejections) - 20
-        click.echo(f"… and {more} more; see them with: journal sql \"SELECT * FROM quarantine\"", err=True)  # noqa: S608
+        click.echo(f'… and {more} more; see them with: journal sql "SELECT * FROM quarantine"', err=True)  # noqa: S608
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     sys.stdout.write(json.dumps(report.summary()) + "\n")

@@ -236,7 +236,8 @@ def link_outside(p: Path, inside: Path) -> str | None:
 
 def files_below(root: Path, keep: Callable[[Path], bool]) -> tuple[list[Path], list[str]]:
     """The files below the directory ``root`` that ``keep`` accepts (sorted), and a note for each
-    symlink leading outside ``root`` (to such a file or to a directory) that was not read.
+    symlink leading outside ``root`` (to such a file or to a directory) that was not read, and for
+    each symlink to a file that is read under another name (read once, so quarantined once).
 
     Symlinked directories are never entered (as ``Path.rglob`` before Python 3.13).
     """
@@ -253,7 +254,14 @@ def files_below(root: Path, keep: Callable[[Path], bool]) -> tuple[list[Path], l
                 notes.append(why)
             elif name in names and f.is_file():
                 files.append(f)
-    return sorted(files), notes
+    read: dict[Path, Path] = {}  # real path -> the name it is read by: the file itself, else its first link
+    for f in sorted(files, key=lambda f: (f.is_symlink(), f)):
+        real = f.resolve()
+        if real in read:
+            notes.append(f"{f}: not read: the same file as {read[real]}")
+        else:
+            read[real] = f
+    return sorted(read.values()), notes
 
 
 def notes_only(notes: list[str]) -> Iterator[SourceBatch]:

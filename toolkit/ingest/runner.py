@@ -167,12 +167,19 @@ def import_paths(
     staged: list[pa.Table] = []
     quarantine: list[dict[str, Any]] = []
     snapshots: list[dict[str, Any]] = []
+    named: dict[str, str] = {}  # real path -> the path it was first given as
     for given in paths:
+        # the real path (symlinks, "..", the working directory resolved): rows name the same file
+        # however it is given, so a rerun through another name finds its quarantine and snapshot
+        # rows already there, and a file named twice in one import is read once
+        path = given if "://" in given else os.path.realpath(os.path.expanduser(given))
+        if path in named:
+            kind = "directory" if os.path.isdir(path) else "file"
+            report.notes.append(f"{display_path(given)}: not read again: the same {kind} as {named[path]}")
+            continue
+        named[path] = display_path(given)
         importer = choose_importer(given, fmt)
         report.formats[display_path(given)] = importer.name
-        # an absolute path: rows name the same file whatever the working directory, so a rerun from
-        # elsewhere finds its quarantine and snapshot rows already there
-        path = given if "://" in given else os.path.abspath(os.path.expanduser(given))
         for batch in importer.batches(path, options):
             report.read += batch.read
             report.notes.extend(batch.notes)
@@ -190,7 +197,13 @@ def import_paths(
                 raise RecordRejectedError.of(rejections[0])
             report.rejections.extend(rejections)
             quarantine.extend(
-                {"format": importer.name, "source": r.source, "location": r.location, "reason": r.reason, "record": r.record}
+                {
+                    "format": importer.name,
+                    "source": r.source,
+                    "location": r.location,
+                    "reason": r.reason,
+                    "record": r.record,
+                }
                 for r in rejections
             )
             snapshots.extend({"format": importer.name, **s} for s in batch.snapshots)

@@ -87,7 +87,9 @@ def test_a_trace_id_that_contradicts_the_traceparent_is_rejected_at_its_line(tmp
     lines[1]["trace_id"] = "1" * 32
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in lines))
-    with pytest.raises(RecordRejectedError, match=r"events\.jsonl: line 2: field 'trace_id': '1+' contradicts the traceparent"):
+    with pytest.raises(
+        RecordRejectedError, match=r"events\.jsonl: line 2: field 'trace_id': '1+' contradicts the traceparent"
+    ):
         import_paths(journal, [str(path)])
     report = import_paths(journal, [str(path)], on_error="quarantine")
     assert (report.imported, [r.location for r in report.rejections]) == (2, ["line 2"])
@@ -138,7 +140,7 @@ def test_bulk_and_line_readers_agree(tmp_path: Path) -> None:
     path = tmp_path / "tricky.jsonl"
     path.write_text("\n".join(TRICKY) + "\n")
     batch = canonical_batch(path.read_bytes(), 1, path)
-    valid, invalid = split_valid(batch.events, "jsonl")  # as the runner does
+    valid, invalid = split_valid(batch.events, "jsonl", batch.origins)  # as the runner does
     bulk = {int(r["source"].rsplit(":", 1)[1]): r for r in valid.to_pylist()}
     bulk_rejected = {int(r.location.split()[-1]) for r in [*batch.rejections, *invalid]}
     now = dt.datetime.now(dt.UTC)
@@ -347,7 +349,7 @@ def test_bulk_equals_line_by_line_on_generated_lines(specs: list[tuple[dict[str,
         path = Path(d) / "gen.jsonl"
         path.write_text("\n".join(lines) + "\n")
         batch = canonical_batch(path.read_bytes(), 1, path)
-    valid, _ = split_valid(batch.events, "jsonl")  # as the runner does
+    valid, _ = split_valid(batch.events, "jsonl", batch.origins)  # as the runner does
     bulk = {int(r["source"].rsplit(":", 1)[1]): r for r in valid.to_pylist() if r["source"].startswith("jsonl:")}
     now = dt.datetime.now(dt.UTC)
     for lineno, line in enumerate(lines, start=1):
@@ -411,7 +413,7 @@ def test_mapped_bulk_equals_line_by_line(records: list[dict[str, object]]) -> No
         path = Path(d) / "gen.jsonl"
         path.write_text("\n".join(lines) + "\n")
         batch = mapped_bulk_batch(path.read_bytes(), 1, path, _BULK_MAPPING, plan)
-    valid, _ = split_valid(batch.events, "jsonl")
+    valid, _ = split_valid(batch.events, "jsonl", batch.origins)
     bulk = {int(r["source"].rsplit(":", 1)[1]): r for r in valid.to_pylist()}
     now = dt.datetime.now(dt.UTC)
     for lineno, line in enumerate(lines, start=1):
@@ -459,3 +461,61 @@ def test_a_directory_does_not_follow_symlinks_out_of_it(tmp_path: Path, journal:
     assert (report.imported, report.rejected, report.quarantined) == (1, 0, 0)
     skipped = sorted(n.split(":")[0] for n in report.notes if "not read: a symlink" in n)
     assert skipped == [str(tmp_path / "imp" / "s1.jsonl"), str(tmp_path / "imp" / "sub")]
+
+
+def test_refusals_name_the_file_and_line_not_the_lines_own_source(tmp_path: Path, journal: Journal) -> None:
+    """A line's own ``source`` (here: where an exported event first came from) stays the event's
+    source; a refusal names where the line is (the bulk path, the line-by-line path, a conflict)."""
+
+    def line(i: int, source: str, **fields: object) -> dict[str, object]:
+        at = f"2026-11-01T09:00:0{i}Z"
+        return {
+            "stream_id": "r",
+            "event_type": "llm_response",
+            "occurred_at": at,
+            "data": {"i": i},
+            "source": source,
+            **fields,
+        }
+
+    deep: object = 1
+    for _ in range(10):
+        deep = [deep]
+    path = tmp_path / "exported.jsonl"
+    rows = [
+        line(1, "agentstore:events/s1.jsonl:12", event_id="a"),
+        line(2, "agentstore:events/s1.jsonl:13", tokens_in=-5),  # refused by the journal's checks
+        line(3, "gateway", event_id="a"),  # the same id as line 1, other content
+        {**line(4, "jsonl:/elsewhere/old.jsonl:3", tokens_in=-1), "data": deep},  # read line by line
+        line(5, "gateway"),
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = import_paths(journal, [str(path)], on_error="quarantine")
+    assert (report.imported, report.rejected) == (2, 3)
+    located = sorted((r.source, r.location) for r in report.rejections)
+    assert located == [(str(path), "line 2"), (str(path), "line 3"), (str(path), "line 4")]
+    events = journal.read_all(["event_id", "source"]).to_pylist()
+    assert sorted(e["source"] for e in events) == ["agentstore:events/s1.jsonl:12", "gateway"]
+    from toolkit.journal.side_tables import read_table
+
+    stored = sorted((r["source"], r["location"]) for r in read_table(journal, "quarantine").to_pylist())
+    assert stored == located
+
+
+def test_mapped_refusals_name_the_file_and_line_not_the_mapped_source(tmp_path: Path, journal: Journal) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text(
+        json.dumps({"sid": "s", "kind": "x", "n": 3, "from": "gw-1:7", "id": "a"})
+        + "\n"
+        + json.dumps({"sid": "s", "kind": "x", "n": 4, "from": "gw-1:8", "id": "a"})
+        + "\n"
+    )
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(
+        '[columns]\nevent_id = "id"\nstream_id = "sid"\nevent_type = "kind"\nsource = "from"\n[data]\nfields = ["n"]\n'
+    )
+    report = import_paths(
+        journal, [str(path)], fmt="jsonl", on_error="quarantine", options=ImportOptions(mapping=mapping)
+    )
+    assert (report.imported, report.rejected) == (1, 1)
+    assert [(r.source, r.location) for r in report.rejections] == [(str(path), "line 2")]

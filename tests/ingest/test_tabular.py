@@ -346,3 +346,16 @@ def test_two_imports_at_once_quarantine_each_rejection_once(
     b.join(30)
     rows = read_table(Journal.open(journal.path), "quarantine").to_pylist()
     assert sorted(r["location"] for r in rows) == ["line 3", "line 4", "line 7"]
+
+
+def test_csv_refusals_name_the_line_not_the_rows_source_cell(tmp_path: Path, journal: Journal) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "event_id,stream_id,event_type,occurred_at,data,source\n"
+        "a,run-1,user_message,2026-11-01T09:00:00Z,1,crm-export\n"
+        "a,run-1,user_message,2026-11-01T09:00:01Z,2,crm-export\n"
+    )
+    report = import_paths(journal, [str(path)], on_error="quarantine")
+    assert (report.imported, report.rejected) == (1, 1)
+    assert [(r.source, r.location) for r in report.rejections] == [(str(path), "line 3")]
+    assert journal.read_all(["source"]).column("source").to_pylist() == ["crm-export"]

@@ -3,7 +3,9 @@
 An importer reads one path (a file, a directory, or a database URL) and yields ``SourceBatch``es:
 an Arrow table with columns of ``INPUT_SCHEMA`` (any subset; ``source`` must say where each row
 came from, e.g. ``agentstore:events/s1.jsonl:12``) plus the records it could not turn into events,
-each with its location and reason. Importers never write: ``toolkit.ingest.runner`` validates,
+each with its location and reason. When a row's ``source`` is the record's own (a JSONL line or a
+CSV cell may name one), the table also has an ``ORIGIN`` column saying where the row was read;
+``SourceBatch`` moves it to ``origins``, which the runner uses to locate the rows it refuses. Importers never write: ``toolkit.ingest.runner`` validates,
 appends (idempotently: event ids are deterministic) or quarantines, and counts.
 
 A new importer is a subclass with ``name``, ``sniff`` and ``batches``; the contract tests in
@@ -49,6 +51,9 @@ class Rejection:
     record: str | None = None  # verbatim text (bytes are shown as hex)
 
 
+ORIGIN = "_origin"  # where a row was read ("jsonl:f.jsonl:12"), when its ``source`` may say something else
+
+
 @dataclass
 class SourceBatch:
     events: pa.Table
@@ -56,6 +61,12 @@ class SourceBatch:
     read: int = 0  # source records read for this batch (events, rejected and ignored alike)
     notes: list[str] = field(default_factory=list)  # facts worth reporting (snapshots kept, counts that disagree)
     snapshots: list[dict[str, Any]] = field(default_factory=list)  # rows for the source_snapshots table
+    origins: pa.ChunkedArray | None = None  # per event row, where it was read (None: its ``source`` says)
+
+    def __post_init__(self) -> None:
+        if ORIGIN in self.events.column_names:  # an importer's ORIGIN column becomes ``origins``
+            self.origins = self.events.column(ORIGIN)
+            self.events = self.events.drop_columns([ORIGIN])
 
 
 @dataclass(frozen=True)
@@ -126,7 +137,8 @@ _CONVERSION_ERRORS = (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError)
 
 def rows_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema, fmt: str) -> tuple[pa.Table, list[Rejection]]:
     """``rows`` as a table of ``schema``; a row a column cannot hold (an integer beyond 64 bits,
-    a value of the wrong kind) becomes a rejection located by its ``source`` instead of a crash.
+    a value of the wrong kind) becomes a rejection located by its ``ORIGIN`` (else its ``source``)
+    instead of a crash.
 
     >>> import pyarrow as pa
     >>> t, bad = rows_table([{"n": 1, "source": "x:f:1"}, {"n": 2**70, "source": "x:f:2"}],
@@ -145,9 +157,10 @@ def rows_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema, fmt: str) -
         if field is None:
             good.append(row)
             continue
-        source, location = split_source(row.get("source"), fmt, i)
+        source, location = split_source(row.get(ORIGIN) or row.get("source"), fmt, i)
         reason = f"{field.name}: cannot be stored as {field.type}: {row[field.name]!r}"
-        bad.append(Rejection(source, location, reason, json.dumps(dict(row), default=str, ensure_ascii=False)))
+        record = {k: v for k, v in row.items() if k != ORIGIN}
+        bad.append(Rejection(source, location, reason, json.dumps(record, default=str, ensure_ascii=False)))
     return pa.Table.from_pylist(good, schema=schema), bad
 
 

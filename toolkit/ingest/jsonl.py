@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 
 from toolkit.errors import EventValidationError
 from toolkit.ingest.base import (
+    ORIGIN,
     Importer,
     ImportOptions,
     Rejection,
@@ -57,6 +58,7 @@ from toolkit.ingest.mapping import Mapping, ValueMappingError, derive_ids, mappi
 from toolkit.journal.prepare import INPUT_SCHEMA, STRING_COLUMNS, normalise_event
 
 BLOCK_BYTES: Final = 32 << 20  # a block of whole lines parsed at once
+INPUT_WITH_ORIGIN: Final = INPUT_SCHEMA.append(pa.field(ORIGIN, pa.string()))  # rows as importers build them
 _BOM: Final = b"\xef\xbb\xbf"
 
 # columns the bulk reader types (it reads any value into a String column: see _suspicious)
@@ -330,7 +332,7 @@ def canonical_batch(block: bytes, first: int, file: Path) -> SourceBatch:
             if row is not None:
                 row["_lineno"] = lineno
                 slow_rows.append(row)
-    events = _merge(fast_table, slow_rows, rejections)
+    events = _merge(fast_table, slow_rows, rejections, file)
     rejections.sort(key=lambda r: int(r.location.split()[-1]))
     return SourceBatch(events, rejections, read)
 
@@ -460,10 +462,14 @@ def _times(frame: pl.DataFrame) -> pl.Series:
     return out.scatter(where, parsed.cast(pl.Datetime("us", "UTC")))
 
 
-def _merge(fast: pa.Table | None, slow_rows: list[dict[str, Any]], rejections: list[Rejection]) -> pa.Table:
+def _merge(fast: pa.Table | None, slow_rows: list[dict[str, Any]], rejections: list[Rejection], file: Path) -> pa.Table:
+    """The bulk and line-by-line rows in line order, with ``ORIGIN`` (``jsonl:file:line``: a
+    line's own ``source`` does not say where it is)."""
     schema = pa.schema([*INPUT_SCHEMA, pa.field("_lineno", pa.int64())])
     slow = None
     if slow_rows:
+        for row in slow_rows:  # (for rows_table's rejections)
+            row[ORIGIN] = f"jsonl:{file}:{row['_lineno']}"
         slow, unstorable = rows_table(slow_rows, schema, "jsonl")
         rejections.extend(unstorable)
     parts = [t for t in (fast, slow) if t is not None]
@@ -472,7 +478,9 @@ def _merge(fast: pa.Table | None, slow_rows: list[dict[str, Any]], rejections: l
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     if len(parts) > 1:
         table = table.sort_by("_lineno")
-    return table.drop(["_lineno"])
+    lines = pc.cast(table.column("_lineno"), pa.string())
+    origin = pc.binary_join_element_wise(pa.scalar(f"jsonl:{file}:"), lines, "")
+    return table.drop(["_lineno"]).append_column(ORIGIN, origin)
 
 
 # --- canonical: one line ----------------------------------------------------------------------
@@ -710,7 +718,7 @@ def mapped_bulk_batch(block: bytes, first: int, file: Path, mapping: Mapping, pl
             if row is not None:
                 row["_lineno"] = int(numbers[i])
                 rows.append(row)
-    events = _merge(fast, rows, rejections)
+    events = _merge(fast, rows, rejections, file)
     rejections.sort(key=lambda r: int(r.location.split()[-1]))
     return SourceBatch(events, rejections, read)
 
@@ -862,9 +870,10 @@ def mapped_batch(block: bytes, first: int, file: Path, mapping: Mapping) -> Sour
     for lineno, line in frame.iter_rows():
         row = _mapped_line(lineno, line, file, mapping, now, rejections)
         if row is not None:
+            row[ORIGIN] = f"jsonl:{file}:{lineno}"  # where it was read (the mapping may name a source)
             rows.append(row)
     rejections.sort(key=lambda r: int(r.location.split()[-1]))
-    table, unstorable = rows_table(rows, INPUT_SCHEMA, "jsonl")
+    table, unstorable = rows_table(rows, INPUT_WITH_ORIGIN, "jsonl")
     return SourceBatch(table, [*rejections, *unstorable], read)
 
 

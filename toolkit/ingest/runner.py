@@ -112,12 +112,29 @@ class ImportReport:
         }
 
 
-def split_valid(table: pa.Table, fmt: str) -> tuple[pa.Table, list[Rejection]]:
-    """Validate a batch; rows the journal would refuse become rejections (with the row's source)."""
+def split_valid(table: pa.Table, fmt: str, origins: pa.ChunkedArray | None = None) -> tuple[pa.Table, list[Rejection]]:
+    """Validate a batch; rows the journal would refuse become rejections, located by ``origins``
+    (where each row was read, ``SourceBatch.origins``) or else by the row's ``source``."""
+    valid, _, rejected = _split_valid(table, fmt, _origins(table, origins))
+    return valid, rejected
+
+
+def _origins(table: pa.Table, origins: pa.ChunkedArray | None) -> pa.ChunkedArray:
+    """Where each row was read: ``origins`` when the importer gave them, else the ``source`` column."""
+    if origins is None and "source" in table.column_names:
+        origins = table.column("source")
+    if origins is None:
+        return pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
+    return origins.cast(pa.string())
+
+
+def _split_valid(
+    table: pa.Table, fmt: str, origins: pa.ChunkedArray
+) -> tuple[pa.Table, pa.ChunkedArray, list[Rejection]]:
     rejected: list[Rejection] = []
     while table.num_rows:
         try:
-            return validate_table(table), rejected
+            return validate_table(table), origins, rejected
         except EventValidationError as e:
             i = e.context.get("index")
             if not isinstance(i, int) or not 0 <= i < table.num_rows:
@@ -129,13 +146,12 @@ def split_valid(table: pa.Table, fmt: str) -> tuple[pa.Table, list[Rejection]]:
                 pass
             else:  # not a property of that row: an importer bug, not bad input
                 raise
-            where = row.column("source")[0].as_py() if "source" in row.column_names else None
-            source, location = split_source(where, fmt, i)
+            source, location = split_source(origins[i].as_py(), fmt, i)
             reason = str(e).split("\n", 1)[0].split(": ", 1)[-1]
             rejected.append(Rejection(source, location, reason, _row_text(row)))
             keep = pc.not_equal(pa.array(range(table.num_rows), pa.int64()), i)
-            table = table.filter(keep)
-    return table, rejected
+            table, origins = table.filter(keep), origins.filter(keep)
+    return table, origins, rejected
 
 
 def _row_text(row: pa.Table) -> str:
@@ -165,6 +181,7 @@ def import_paths(
         check_field(options.idempotency_field)
     report = ImportReport(dry_run=dry_run)
     staged: list[pa.Table] = []
+    staged_origins: list[pa.ChunkedArray] = []
     quarantine: list[dict[str, Any]] = []
     snapshots: list[dict[str, Any]] = []
     named: dict[str, str] = {}  # real path -> the path it was first given as
@@ -191,7 +208,10 @@ def import_paths(
                     events = events.set_column(i, "stream_type", pc.coalesce(events.column(i), given))
                 else:
                     events = events.append_column("stream_type", given)
-            valid, bad = split_valid(events, importer.name) if events.num_rows else (events, [])
+            origins = _origins(events, batch.origins)
+            valid, origins, bad = (
+                _split_valid(events, importer.name, origins) if events.num_rows else (events, origins, [])
+            )
             rejections = [*batch.rejections, *bad]
             if rejections and on_error == "fail":
                 raise RecordRejectedError.of(rejections[0])
@@ -211,11 +231,13 @@ def import_paths(
                 valid = fill_idempotency_key(valid, options.idempotency_field)
             if valid.num_rows:
                 staged.append(valid)
+                staged_origins.append(origins)
             if progress:
                 progress(batch.read)
     events = _concat(staged)
     if events.num_rows:  # one commit: all or nothing (a dry run counts what it would do)
-        result, conflicts = _append(journal, events, on_error, dry_run)
+        origins = pa.chunked_array([c for o in staged_origins for c in o.chunks], pa.string())
+        result, conflicts = _append(journal, events, origins, on_error, dry_run)
         report.imported, report.already_present = result.appended, result.skipped
         if (note := result.lacking_note()) is not None:
             report.notes.append(note)
@@ -239,12 +261,13 @@ _OTHER_INDEX = re.compile(r"event (\d+) of this batch")
 
 
 def _append(
-    journal: Journal, events: pa.Table, on_error: OnError, dry_run: bool
+    journal: Journal, events: pa.Table, origins: pa.ChunkedArray, on_error: OnError, dry_run: bool
 ) -> tuple[AppendResult, list[Rejection]]:
     """Append (or plan) ``events``; an event the journal refuses because of what it already holds
     or of another event of the import (the same id with different content, a stream of another
-    type, a version the stream is not at) is located by its source row: with ``fail`` the import
-    stops naming it, with ``quarantine`` it is set aside and the others are appended."""
+    type, a version the stream is not at) is located by its source row (``origins``: where each
+    event was read): with ``fail`` the import stops naming it, with ``quarantine`` it is set aside
+    and the others are appended."""
     conflicts: list[Rejection] = []
     while True:
         try:
@@ -253,20 +276,21 @@ def _append(
             i = e.context.get("index")
             if not isinstance(i, int) or not 0 <= i < events.num_rows or e.context.get("field") == "<table>":
                 raise
-            rejection = _located(events, i, e.message)
+            rejection = _located(events, origins, i, e.message)
             if on_error == "fail":
                 raise RecordRejectedError.of(rejection) from None
             conflicts.append(rejection)
-            events = events.filter(pc.not_equal(pa.array(range(events.num_rows), pa.int64()), i))
+            keep = pc.not_equal(pa.array(range(events.num_rows), pa.int64()), i)
+            events, origins = events.filter(keep), origins.filter(keep)
             if events.num_rows == 0:
                 return AppendResult(), conflicts
 
 
-def _located(events: pa.Table, i: int, message: str) -> Rejection:
+def _located(events: pa.Table, origins: pa.ChunkedArray, i: int, message: str) -> Rejection:
     """A refused event as a rejection at its source row; "event N of this batch" becomes that row's place."""
 
     def where(k: int) -> tuple[str, str]:
-        return split_source(events.column("source")[k].as_py(), "import", k)
+        return split_source(origins[k].as_py(), "import", k)
 
     def other(m: re.Match[str]) -> str:
         k = int(m.group(1))

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from toolkit.ingest.base import (
+    ORIGIN,
     Importer,
     ImportFormatError,
     ImportOptions,
@@ -46,9 +47,8 @@ from toolkit.ingest.base import (
     rows_table,
     text_of,
 )
-from toolkit.ingest.jsonl import fill_stream_type, map_one
+from toolkit.ingest.jsonl import INPUT_WITH_ORIGIN, fill_stream_type, map_one
 from toolkit.ingest.mapping import Mapping, mapping_for, row_digest
-from toolkit.journal.prepare import INPUT_SCHEMA
 
 BATCH_ROWS: Final = 100_000
 CSV_SUFFIXES: Final = (".csv", ".tsv")
@@ -65,7 +65,7 @@ def _files(path: str, suffixes: tuple[str, ...]) -> tuple[list[Path], list[str]]
 
 
 def _batch(rows: list[dict[str, Any]], rejections: list[Rejection], read: int, options: ImportOptions) -> SourceBatch:
-    table, unstorable = rows_table(rows, INPUT_SCHEMA, "csv")
+    table, unstorable = rows_table(rows, INPUT_WITH_ORIGIN, "csv")
     if options.stream_type and table.num_rows:
         table = fill_stream_type(table, options.stream_type)
     return SourceBatch(table, [*rejections, *unstorable], read)
@@ -136,6 +136,7 @@ class CsvImporter(Importer):
                 digest = hashlib.sha256(json.dumps(cells, ensure_ascii=False).encode("utf-8")).hexdigest()
                 row = map_one(record, active, "csv", file, start, digest, now, rejections, f"line {start}", raw)
                 if row is not None:
+                    row[ORIGIN] = f"csv:{file}:{start}"  # where it was read (a source cell may say otherwise)
                     rows.append(row)
                 if read >= BATCH_ROWS:
                     yield _batch(rows, rejections, read, options)
@@ -210,6 +211,7 @@ class ParquetImporter(Importer):
                         None,
                     )
                     if row is not None:
+                        row[ORIGIN] = f"parquet:{file}:{number}"
                         rows.append(row)
                     else:  # the record as text, only for the rejected
                         rejections[-1] = replace(rejections[-1], record=text_of(_record_text(record)))

@@ -348,6 +348,39 @@ def test_two_imports_at_once_quarantine_each_rejection_once(
     assert sorted(r["location"] for r in rows) == ["line 3", "line 4", "line 7"]
 
 
+def test_csv_quarantine_keeps_each_rejected_record_as_the_file_holds_it(tmp_path: Path, journal: Journal) -> None:
+    """Quoted cells, embedded commas and line breaks, spaces and CRLF endings: the quarantined
+    text is the record's own text (hex of its bytes when not UTF-8), at its first line, so the
+    record fixed in place imports as the file meant it."""
+    good = 'run-1,user_message,2026-11-01T09:00:00Z,"{""text"": ""hi""}"'
+    no_zone = ' run-1 ,user_message,2026-11-01T09:00:01 ,"{""text"": ""a, b""}"'
+    multi_line = '"run-1","user_message","2026-11-01T09:00:02","{""text"":\r\n ""two lines""}"'
+    short = 'run-1,user_message,"a, ""b"""'
+    not_utf8 = b'run-2,user_message,"2026-11-01T09:00:04Z","\xff"'
+    body = "\r\n".join(["stream_id,event_type,occurred_at,data", good, no_zone, multi_line, short]).encode()
+    path = tmp_path / "events.csv"
+    path.write_bytes(body + b"\r\n" + not_utf8 + b"\r\n")
+    report = import_paths(journal, [str(path)], on_error="quarantine")
+    assert (report.read, report.imported, report.rejected, report.quarantined) == (5, 1, 4, 4)
+    rows = read_table(journal, "quarantine").select(["source", "location", "record"]).to_pylist()
+    assert sorted((r["location"], r["record"]) for r in rows) == [
+        ("line 3", no_zone),
+        ("line 4", multi_line),
+        ("line 6", short),
+        ("line 7", "hex:" + not_utf8.hex()),
+    ]
+    assert {r["source"] for r in rows} == {str(path)}
+
+    fixed = tmp_path / "fixed.csv"
+    by_line = {r["location"]: r["record"] for r in rows}
+    records = [by_line["line 3"].replace("09:00:01 ", "09:00:01Z"), by_line["line 4"].replace('02"', '02Z"')]
+    fixed.write_text("\r\n".join(["stream_id,event_type,occurred_at,data", *records]) + "\r\n", newline="")
+    again = import_paths(journal, [str(fixed)])
+    assert (again.imported, again.rejected) == (2, 0)
+    texts = sorted(json.loads(r["data"])["text"] for r in journal.read_all(["data"]).to_pylist())
+    assert texts == ["a, b", "hi", "two lines"]
+
+
 def test_csv_refusals_name_the_line_not_the_rows_source_cell(tmp_path: Path, journal: Journal) -> None:
     path = tmp_path / "events.csv"
     path.write_text(

@@ -29,7 +29,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -71,6 +71,34 @@ def _batch(rows: list[dict[str, Any]], rejections: list[Rejection], read: int, o
     return SourceBatch(table, [*rejections, *unstorable], read)
 
 
+class _Lines:
+    """A CSV file's lines as the csv reader takes them; ``record`` gives those of the last record."""
+
+    def __init__(self, f: TextIO) -> None:
+        self._f = f
+        self._taken: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._f)
+        self._taken.append(line)
+        return line
+
+    def record(self) -> str:
+        r"""The text of the lines taken since the last call, without the line break that ends it.
+
+        >>> import io
+        >>> lines = _Lines(io.StringIO('a,"b\r\nc", d\r\nnext\n', newline=""))
+        >>> next(csv.reader(lines)), lines.record()
+        (['a', 'b\r\nc', ' d'], 'a,"b\r\nc", d')
+        """
+        text = "".join(self._taken)
+        self._taken.clear()
+        return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith(("\n", "\r")) else text
+
+
 class CsvImporter(Importer):
     name = "csv"
     description = "CSV (.csv, .tsv) with a header row; canonical column names, or any columns with --mapping"
@@ -99,11 +127,13 @@ class CsvImporter(Importer):
         rejections: list[Rejection] = []
         read = 0
         with file.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
-            reader = csv.reader(f, delimiter=delimiter)
+            lines = _Lines(f)
+            reader = csv.reader(lines, delimiter=delimiter)
             header = self._header(reader, where)
             if header is None:
                 yield _batch([], [], 0, options)
                 return
+            lines.record()
             active = mapping or Mapping.identity(header, where)
             last = reader.line_num
             while True:
@@ -115,13 +145,14 @@ class CsvImporter(Importer):
                 except csv.Error as e:
                     last = reader.line_num
                     read += 1
-                    rejections.append(Rejection(where, f"line {start}", f"not CSV: {e}", None))
+                    text = lines.record().encode("utf-8", "surrogateescape")
+                    rejections.append(Rejection(where, f"line {start}", f"not CSV: {e}", text_of(text)))
                     continue
                 last = reader.line_num
+                raw = lines.record()  # the record as the file holds it (quotes, line breaks, spaces)
                 if not cells or (len(cells) == 1 and not cells[0].strip()):
                     continue
                 read += 1
-                raw = delimiter.join(cells)
                 try:
                     raw.encode("utf-8")
                 except UnicodeEncodeError:

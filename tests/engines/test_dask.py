@@ -259,3 +259,68 @@ def test_sql_rules_on_a_worker_run_within_its_memory_share(demo: Journal, schedu
     value, unit = setting.split()
     assert unit == "GiB" and abs(float(value) - limit / 2 / 2**30) <= 0.1, setting  # half the worker's share
     assert removed  # the spill directory goes with the session
+
+
+def _priced_runs(path: Path) -> Journal:
+    """Eight runs s0..s7 of two LLM calls each (with cost), one day apart."""
+    j = Journal.create(path)
+    for i in range(8):
+        j.append(f"s{i}", [
+            {"event_type": "user_message", "agent": "a", "data": {"text": "hi"}, "occurred_at": f"2026-11-0{1 + i}T10:00:00Z"},
+            {"event_type": "llm_response", "model": "m", "tokens_in": 10, "tokens_out": 5, "cost_usd": "0.5",
+             "data": {"text": "yo"}, "occurred_at": f"2026-11-0{1 + i}T10:00:01Z"},
+        ])
+    return j
+
+
+class AppendWhenTasksArrive:
+    """A scheduler plugin that appends to the journal when the first tasks reach the scheduler:
+    after the driver planned the run, before any task has started."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.appended, self.errors = path, 0, []  # type: ignore[var-annotated]
+
+    def update_graph(self, scheduler: object, **_: object) -> None:
+        if self.appended:
+            return
+        try:
+            with Journal.open(self.path) as j:  # a later event of s5 (over budget: 3 events) and a new run s5a
+                late = {"event_type": "llm_response", "model": "m", "tokens_in": 7, "tokens_out": 1, "cost_usd": "2",
+                        "data": {"text": "more"}, "occurred_at": "2026-11-06T11:00:00Z"}
+                self.appended += j.append("s5", [late]).appended
+                self.appended += j.append("s5a", [{**late, "agent": "a"}]).appended
+        except Exception as e:  # the scheduler only logs a plugin's error: keep it for the test
+            self.errors.append(e)
+
+
+def test_dask_tasks_read_the_version_the_run_was_planned_at(tmp_path: Path) -> None:
+    """An append committed between planning and the tasks is in no shard: re-grade and rollup equal
+    the results at the planned version (tasks used to open the journal's current version, so the
+    shard holding s5 counted its new event and s5a, some shards did not)."""
+    from distributed import LocalCluster, SchedulerPlugin
+
+    j = _priced_runs(tmp_path / "j")
+    rules_py = tmp_path / "rules.py"
+    rules_py.write_text(FEW_EVENTS, encoding="utf-8")
+    names, files, params = ["few_events", "budget"], [str(rules_py)], {"n": 2, "max_cost_usd": 1.0}
+    runs = {  # (at the planned version, on Dask with an append landing after planning)
+        "regrade": lambda spec: regrade(j, names, rule_files=files, params=params, write=False, runner=spec and dask_runner(spec)),
+        "rollup": lambda spec: rollup_dask(j, ["model", "day"], spec=spec) if spec else rollup(j, ["model", "day"]),
+    }
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", silence_logs=50) as cluster:
+        spec = ClusterSpec(scheduler=str(cluster.scheduler_address))
+        for name, run in runs.items():
+            planned = run(None)
+            plugin = type("Plugin", (AppendWhenTasksArrive, SchedulerPlugin), {})(tmp_path / "j")
+            cluster.scheduler.add_plugin(plugin, name="append-when-tasks-arrive")
+            on_dask = run(spec)
+            cluster.scheduler.remove_plugin("append-when-tasks-arrive")
+            assert plugin.errors == [] and plugin.appended == 2, name  # the appends did land mid-run
+            after = run(None)  # at the journal's version now, the appends are seen
+            if name == "regrade":
+                assert planned.findings.num_rows == 0 < after.findings.num_rows
+                assert on_dask.findings.select(STABLE).to_pylist() == planned.findings.select(STABLE).to_pylist()
+            else:
+                assert on_dask.to_pylist() == planned.to_pylist() != after.to_pylist()
+    j.close()

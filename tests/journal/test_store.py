@@ -15,6 +15,7 @@ from toolkit.errors import (
     JournalExistsError,
     JournalNotFoundError,
     JournalVersionError,
+    ToolkitError,
 )
 from toolkit.journal import Journal, JournalConfig
 from toolkit.journal.integrity import verify_journal
@@ -493,3 +494,20 @@ def test_the_delta_log_keeps_no_statistics_of_payloads(journal: Journal) -> None
     adds = [json.loads(json.loads(line)["add"]["stats"]) for line in log.splitlines() if '"add"' in line]
     assert adds and all("stream_id" in a["minValues"] and "position" in a["maxValues"] for a in adds)
     assert "alice@example.com" not in log and "4111" not in log
+
+
+def test_a_pinned_journal_reads_one_delta_version_only(tmp_path: Path) -> None:
+    j = Journal.create(tmp_path / "j")
+    j.append("a", [ev("x")])
+    pinned = j.pinned()
+    again = Journal.open(tmp_path / "j", delta_version=pinned.pinned_version)
+    j.append("a", [ev("y")])
+    j.append("b", [ev("z")])
+    for view in (pinned, again):
+        assert view.delta_version == pinned.pinned_version < j.delta_version
+        assert sorted(view.heads()) == ["a"] and view.stream_version("a") == 1
+        assert view.read_all(["stream_id", "version"]).to_pylist() == [{"stream_id": "a", "version": 1}]
+    with pytest.raises(ToolkitError, match="cannot append") as e:
+        pinned.append("a", [ev("w")])
+    assert "Hint:" in str(e.value)
+    assert j.stream_version("a") == 2

@@ -9,6 +9,11 @@ every selected event), run as one task over the whole selection (``sql_failures`
 ``polars_failures``). The driver merges the failure rows and records them as one findings batch —
 only once every task has succeeded.
 
+Every task reads the journal at the one Delta version the driver planned at
+(``Journal.open(uri, delta_version=N)``): an append committed while the run is under way is in no
+shard, so the result is the result at that version — never some shards with a new file, some
+without.
+
 Rollups split ``queries/rollups/usage.sql`` where its per-run rows are complete: workers compute
 ``per_run`` and ``outcomes`` for their streams (a run is a stream, so never split), the driver runs
 the query's final aggregation (sums, cost-per-run percentiles) over their union.
@@ -54,16 +59,18 @@ def _shards(journal: Journal, ids: Sequence[str] | None, spec: ClusterSpec) -> l
 
 def grade_shard(
     journal_uri: str,
+    delta_version: int,
     rule_blobs: list[bytes],
     bounds: list[dict[str, Any]],
     selection: Selection,
     ids: list[str] | None,
 ) -> list[Outcome]:
     """On a worker: rules over one shard of streams (``ids``), or the rules that may look across
-    streams (SQL, user Polars) over the whole selection (``ids``: its streams, None: every stream)."""
+    streams (SQL, user Polars) over the whole selection (``ids``: its streams, None: every stream),
+    all reading the journal at ``delta_version``."""
     from toolkit.analysis.state_rules import python_failures
 
-    journal = Journal.open(journal_uri)
+    journal = Journal.open(journal_uri, delta_version=delta_version)
     rules: list[Rule] = [unship(b) for b in rule_blobs]
     out: list[Outcome] = []
     session = None
@@ -118,17 +125,19 @@ def dask_runner(
     ) -> list[Outcome]:
         whole = [i for i, r in enumerate(rules) if r.kind in ("sql", "polars") and not _per_stream_builtin(r)]
         sharded = [i for i, r in enumerate(rules) if i not in whole]
-        uri = str(journal.path)
+        journal = journal.pinned()  # the version regrade planned at (it pins); every task reads it
+        uri, version = str(journal.path), journal.delta_version
         tasks: list[tuple[Any, ...]] = []
         groups: list[list[int]] = []
         if whole:
-            tasks.append((uri, [ship(rules[i]) for i in whole], [bound[rules[i].name] for i in whole], selection, ids))
+            blobs = [ship(rules[i]) for i in whole]
+            tasks.append((uri, version, blobs, [bound[rules[i].name] for i in whole], selection, ids))
             groups.append(whole)
         if sharded:
             blobs = [ship(rules[i]) for i in sharded]
             bounds = [bound[rules[i].name] for i in sharded]
             for _, _, chunk in _shards(journal, ids, spec):
-                tasks.append((uri, blobs, bounds, selection, chunk))
+                tasks.append((uri, version, blobs, bounds, selection, chunk))
                 groups.append(sharded)
         parts = map_shards(grade_shard, tasks, spec, progress=progress, label="regrade")
         per_rule: list[list[Outcome]] = [[] for _ in rules]
@@ -163,6 +172,7 @@ def _usage_parts() -> tuple[str, str]:
 
 def rollup_shard(
     journal_uri: str,
+    delta_version: int,
     params: dict[str, Any],
     cost: CostBasis,
     prices: PriceTable,
@@ -170,9 +180,9 @@ def rollup_shard(
     first: str,
     last: str,
 ) -> tuple[pa.Table, pa.Table]:
-    """On a worker: the per-run rows and run outcomes of one shard of streams."""
+    """On a worker: the per-run rows and run outcomes of one shard of streams, at ``delta_version``."""
     ctes, _ = _usage_parts()
-    journal = Journal.open(journal_uri)
+    journal = Journal.open(journal_uri, delta_version=delta_version)
     session = cost_session(journal, prices=prices, as_of=as_of, cost=cost, stream_range=(first, last))
     try:
         per_run = session.query(ctes + "SELECT * FROM per_run", params)  # noqa: S608 - the catalog query, cut
@@ -194,18 +204,21 @@ def rollup_dask(
     spec: ClusterSpec | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> pa.Table:
-    """``rollup.rollup`` computed on a Dask cluster (same rows, same types)."""
+    """``rollup.rollup`` computed on a Dask cluster (same rows, same types), every shard reading the
+    journal at the Delta version current when it was called."""
     from toolkit.analysis.rollup import rollup
 
     spec = spec or ClusterSpec()
     dims = parse_dimensions(by)
+    journal = journal.pinned()
     shards = _shards(journal, None, spec)
     if not shards:
         return rollup(journal, dims, since=since, until=until, cost=cost, prices=prices, as_of=as_of)
     table_prices = prices if isinstance(prices, PriceTable) else load_prices(prices)
     q = get_query(METRICS["usage"])
     params = q.bind({"by": dims, "since": _time(since), "until": _time(until)})
-    tasks = [(str(journal.path), params, cost, table_prices, as_of, first, last) for first, last, _ in shards]
+    version = journal.delta_version
+    tasks = [(str(journal.path), version, params, cost, table_prices, as_of, first, last) for first, last, _ in shards]
     parts = map_shards(rollup_shard, tasks, spec, progress=progress, label="rollup")
     _, final = _usage_parts()
     merged = duckdb_engine.query_tables(

@@ -141,7 +141,9 @@ def regrade(
     """Judge the selected streams by the named rules (``all``: every stream rule) and record findings.
 
     ``runner(journal, rules, bound, selection, ids)`` computes every rule's (failures, error)
-    elsewhere — ``toolkit.analysis.distributed.dask_runner`` on a Dask cluster.
+    elsewhere — ``toolkit.analysis.distributed.dask_runner`` on a Dask cluster. Everything is
+    judged at the journal's Delta version when the call starts (``Journal.pinned``): an append
+    committed meanwhile is in no rule's verdicts and no selection.
     """
     selection = selection or Selection()
     rule_set = RuleSet.load(rule_files)
@@ -154,16 +156,17 @@ def regrade(
             )
     per_rule = split_params(rules, params or {})
     bound = {r.name: r.bind(per_rule[r.name]) for r in rules}
-    session = duckdb_engine.connect(journal)
+    snapshot = journal.pinned()  # every read below (and every Dask task) sees this one version
+    session = duckdb_engine.connect(snapshot)
     try:
         ids = selected_stream_ids(session, selection)
         streams_checked = count_streams(session, selection) if ids is None else len(ids)
         results: list[tuple[Rule, str, pa.Table | None, str | None]] = []
         if runner is not None:
-            outcomes = runner(journal, rules, bound, selection, ids)
+            outcomes = runner(snapshot, rules, bound, selection, ids)
             for rule, (failures_, error_) in zip(rules, outcomes, strict=True):
                 results.append((rule, rule.fingerprint(bound[rule.name]), failures_, error_))
-        shared = _shared(journal, rules, bound, ids, progress) if runner is None else {}
+        shared = _shared(snapshot, rules, bound, ids, progress) if runner is None else {}
         for rule in rules if runner is None else ():
             if rule.name in shared:
                 results.append((rule, rule.fingerprint(bound[rule.name]), *shared[rule.name]))
@@ -172,7 +175,7 @@ def regrade(
                 progress(rule.name)
             fingerprint = rule.fingerprint(bound[rule.name])
             try:
-                failures = _failures(journal, session, rule, bound[rule.name], selection, ids, workers)
+                failures = _failures(snapshot, session, rule, bound[rule.name], selection, ids, workers)
             except RuleDefinitionError:
                 raise
             except (ToolkitError, Exception) as e:  # a rule that raises is a finding, not a crash
@@ -181,7 +184,7 @@ def regrade(
             results.append((rule, fingerprint, failures, None))
     finally:
         session.close()
-    inputs = _inputs_sha256(journal, [(r.name, fp) for r, fp, _, _ in results], selection)
+    inputs = _inputs_sha256(snapshot, [(r.name, fp) for r, fp, _, _ in results], selection)
     batch_id = str(uuid.uuid4())
     table, summaries = _findings_table(results, bound, batch_id, inputs)
     result = RegradeResult(batch_id, inputs, table, streams_checked, summaries)

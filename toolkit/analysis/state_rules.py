@@ -591,16 +591,17 @@ def find_rule(name: str, origin: str) -> Rule:
 
 def grade_streams(
     journal_path: str, rule: Rule | tuple[str, str], bound: dict[str, Any], stream_ids: list[str], *,
-    columnwise: bool = False,
+    columnwise: bool = False, delta_version: int | None = None,
 ) -> tuple[list[Row], GradeStats]:
-    """Failing streams among ``stream_ids`` (a worker's share) and what grading them took.
+    """Failing streams among ``stream_ids`` (a worker's share) and what grading them took, reading
+    the journal at ``delta_version`` (None: the current one).
 
     ``columnwise``: agent-run states from columns (raises :class:`NeedsFold` when the rule reads
     what they do not hold); otherwise fold.
     """
     if isinstance(rule, tuple):
         rule = find_rule(*rule)
-    journal = Journal.open(journal_path)
+    journal = Journal.open(journal_path, delta_version=delta_version)
     stats = GradeStats()
     try:
         if columnwise:
@@ -665,10 +666,10 @@ def _in_workers(
 ) -> tuple[list[Row], GradeStats]:
     n = max(1, min(workers, len(ids)))
     if n == 1:
-        return grade_streams(str(journal.path), rule, bound, ids, columnwise=columnwise)
+        return grade_streams(str(journal.path), rule, bound, ids, columnwise=columnwise, delta_version=journal.pinned_version)
     shares = [ids[len(ids) * i // n : len(ids) * (i + 1) // n] for i in range(n)]  # contiguous id ranges
     key = (rule.name, rule.origin)
-    grade = functools.partial(grade_streams, columnwise=columnwise)
+    grade = functools.partial(grade_streams, columnwise=columnwise, delta_version=journal.pinned_version)
     with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = list(pool.map(grade, [str(journal.path)] * n, [key] * n, [bound] * n, shares))
     stats = GradeStats(workers=n)

@@ -15,7 +15,10 @@ moment leaves only whole commits: Parquet files written before the commit are no
 log, so no reader sees them, and ``vacuum`` removes them.
 
 Reads use exactly the files the Delta log lists as active, pruned by partition values and the
-per-file min/max statistics of the log, then by Parquet row-group statistics.
+per-file min/max statistics of the log, then by Parquet row-group statistics. A journal opened
+with ``delta_version=N`` (or ``journal.pinned()``) reads the table as it was at commit ``N`` and
+nothing committed after it: the pieces of one analysis (the shards of a Dask run) read the same
+events however many appends land meanwhile.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from toolkit.errors import (
     EventValidationError,
     JournalExistsError,
     JournalNotFoundError,
+    ToolkitError,
 )
 from toolkit.journal.appendworkers import (
     PARALLEL_MIN_ROWS,
@@ -182,10 +186,13 @@ class Journal:
     >>> j.close()
     """
 
-    def __init__(self, path: Path | S3Location, config: JournalConfig, *, temporary: bool = False) -> None:
+    def __init__(
+        self, path: Path | S3Location, config: JournalConfig, *, temporary: bool = False, delta_version: int | None = None
+    ) -> None:
         self.path = path
         self.config = config
         self._temporary = temporary
+        self._pinned = delta_version  # read the events table at this Delta version only (read-only)
         self._dt: DeltaTable | None = None
         self._seen_version: int | None = None
         self._files: dict[str, FileInfo] = {}
@@ -275,20 +282,33 @@ class Journal:
         return cls(loc, cfg)
 
     @classmethod
-    def open(cls, path: str | Path) -> Journal:
+    def open(cls, path: str | Path, *, delta_version: int | None = None) -> Journal:
+        """The journal at ``path``; with ``delta_version``, read-only and as it was at that commit."""
         if is_remote(path):
             loc = S3Location.parse(str(path))
             check_bucket(loc)
             if not (loc / CONFIG_FILE).is_file():
                 raise JournalNotFoundError.at(str(loc))
             text = (loc / CONFIG_FILE).read_text()
-            return cls(loc, JournalConfig.from_toml(text, origin=str(loc / CONFIG_FILE)))
+            return cls(loc, JournalConfig.from_toml(text, origin=str(loc / CONFIG_FILE)), delta_version=delta_version)
         p = Path(path).expanduser().absolute()
         cfg_path = p / CONFIG_FILE
         if not cfg_path.is_file():
             raise JournalNotFoundError.at(str(p))
         cfg = JournalConfig.from_toml(cfg_path.read_text(encoding="utf-8"), origin=str(cfg_path))
-        return cls(p, cfg)
+        return cls(p, cfg, delta_version=delta_version)
+
+    def pinned(self, delta_version: int | None = None) -> Journal:
+        """A read-only view of this journal at one Delta version (default: the current one).
+
+        Its reads never see a later commit, so every part of an analysis reads the same events.
+        """
+        return Journal(self.path, self.config, delta_version=self.refresh() if delta_version is None else delta_version)
+
+    @property
+    def pinned_version(self) -> int | None:
+        """The Delta version a pinned journal reads (None: it follows new commits)."""
+        return self._pinned
 
     @classmethod
     def in_memory(cls) -> Journal:
@@ -318,8 +338,14 @@ class Journal:
     def delta_table(self) -> DeltaTable:
         if self._dt is None:
             try:
-                self._dt = DeltaTable(self.events_uri, storage_options=self.storage_options)
+                self._dt = DeltaTable(self.events_uri, version=self._pinned, storage_options=self.storage_options)
             except (DeltaError, OSError) as e:
+                if self._pinned is not None:
+                    raise JournalNotFoundError(
+                        f"{self.events_uri}: the events table at Delta version {self._pinned} cannot be opened: {e}",
+                        hint="its log was cut since (compact --vacuum, purge, redact); rerun the command",
+                        delta_version=self._pinned,
+                    ) from e
                 raise JournalNotFoundError(
                     f"{self.events_uri}: the events table cannot be opened: {e}",
                     hint="the journal directory is damaged or incomplete; run journal init on a new path",
@@ -330,9 +356,16 @@ class Journal:
         """Catch up with commits by any process; returns the Delta table version.
 
         Delta commits are the numbered files of ``_delta_log/``: when the file after the version
-        already loaded does not exist there is nothing new, and one ``stat`` says so.
+        already loaded does not exist there is nothing new, and one ``stat`` says so. A pinned
+        journal stays at its version.
         """
         table = self.delta_table()
+        if self._pinned is not None:
+            if self._seen_version != self._pinned:
+                self._load_files(table)
+                self._seen_version = self._pinned
+                self._columns = None
+            return self._pinned
         if self._seen_version is not None:
             log = self.path / EVENTS_TABLE / "_delta_log"
             if not (log / f"{self._seen_version + 1:020d}.json").exists():
@@ -712,6 +745,11 @@ class Journal:
     ) -> AppendResult:
         """Number and write ``table`` in one commit; ``settle`` (validation still running) is called
         before the first file is written."""
+        if self._pinned is not None:
+            raise ToolkitError(
+                f"{self.path}: this journal object reads Delta version {self._pinned} only; it cannot append",
+                hint="append through Journal.open(path) without delta_version",
+            )
         if table.num_rows == 0:
             return AppendResult()
         with write_lock(self.path, self.config.lock_timeout_s):

@@ -192,3 +192,46 @@ def test_findings_rows_are_built_as_the_row_by_row_formula_says(patterns: Journa
     assert summary["first_failure"]["stream_id"] == first["stream_id"]
     assert summary["streams_failing"] == len({r["stream_id"] for r in violations})
     assert sum(summary["failures_per_day"].values()) == len(violations)
+
+
+KEY_ONCE = """
+import polars as pl
+from toolkit.analysis.rules import polars_rule
+
+@polars_rule('key_once_in_journal', 'No idempotency key is used twice anywhere in the journal.',
+             columns=('idempotency_key',))
+def key_once_in_journal(events, p):
+    return pl.col('idempotency_key').is_null() | ~pl.col('idempotency_key').is_duplicated()
+"""
+
+
+def shared_key_journal(path: Path) -> Journal:
+    """s0 and s2 use the idempotency key K-1; s1 uses none."""
+    j = Journal.create(path)
+    for i in range(3):
+        j.append(f"s{i}", [{"event_type": "tool_called", "tool_name": "send", "tool_call_id": f"c{i}", "data": {},
+                            "idempotency_key": "K-1" if i != 1 else None, "occurred_at": f"2026-11-0{1 + i}T10:00:00Z"}])
+    return j
+
+
+def test_a_polars_rule_looking_across_streams_gives_a_selected_stream_its_verdict_in_the_whole_journal(
+    tmp_path: Path,
+) -> None:
+    """--stream s0 judged s0 among the selected events only: the key s2 shares with it was not seen and
+    s0 passed, though the full re-grade fails it. The rule now sees the whole journal; the selection
+    only chooses which streams are reported."""
+    j = shared_key_journal(tmp_path / "j")
+    rules_py = tmp_path / "key_once.py"
+    rules_py.write_text(KEY_ONCE, encoding="utf-8")
+    files = [str(rules_py)]
+    full = regrade(j, ["key_once_in_journal"], rule_files=files, write=False).findings
+    assert full.column("stream_id").to_pylist() == ["s0", "s2"]
+    for streams in (("s0",), ("s0", "s1"), ("s1",)):
+        picked = regrade(j, ["key_once_in_journal"], rule_files=files, selection=Selection(streams=streams), write=False)
+        expected = [r for r in full.select(STABLE[1:]).to_pylist() if r["stream_id"] in streams]
+        assert picked.findings.select(STABLE[1:]).to_pylist() == expected, streams
+    r = CliRunner().invoke(cli, ["regrade", "-j", str(j.path), "key_once_in_journal", "--rules", str(rules_py),
+                                 "--stream", "s2", "--dry-run", "--format", "csv"])
+    assert r.exit_code == 3, r.output  # findings present
+    assert "s2" in r.stdout and "s0" not in r.stdout
+    j.close()

@@ -15,6 +15,7 @@ pytest.importorskip("distributed")
 
 from toolkit.analysis.distributed import dask_runner, rollup_dask
 from toolkit.analysis.regrade import regrade
+from toolkit.analysis.verdicts import Selection
 from toolkit.analysis.rollup import rollup
 from toolkit.cli.main import cli
 from toolkit.engines.dask_engine import ClusterSpec, stream_shards
@@ -323,4 +324,23 @@ def test_dask_tasks_read_the_version_the_run_was_planned_at(tmp_path: Path) -> N
                 assert on_dask.findings.select(STABLE).to_pylist() == planned.findings.select(STABLE).to_pylist()
             else:
                 assert on_dask.to_pylist() == planned.to_pylist() != after.to_pylist()
+    j.close()
+
+
+def test_a_polars_rule_looking_across_streams_judges_a_selection_in_the_whole_journal(
+    scheduler: str, tmp_path: Path
+) -> None:
+    """--stream s0 --engine dask: s0 shares its key with s7, which is not selected; s0 fails as in the
+    full run (the task judged the selected events only, and s0 passed)."""
+    j = Journal.create(tmp_path / "j")
+    for i in range(8):
+        j.append(f"s{i}", [{"event_type": "tool_called", "tool_name": "send", "tool_call_id": f"c{i}", "data": {},
+                            "idempotency_key": "K-1" if i in (0, 7) else None, "occurred_at": f"2026-11-0{1 + i}T10:00:00Z"}])
+    rules_py = tmp_path / "key_once.py"
+    rules_py.write_text(KEY_ONCE, encoding="utf-8")
+    names, files, spec = ["key_once_in_journal"], [str(rules_py)], ClusterSpec(scheduler=scheduler)
+    full = regrade(j, names, rule_files=files, write=False, runner=dask_runner(spec)).findings
+    picked = regrade(j, names, rule_files=files, write=False, runner=dask_runner(spec), selection=Selection(streams=("s0", "s3")))
+    assert full.column("stream_id").to_pylist() == ["s0", "s7"]
+    assert picked.findings.select(STABLE[:-1]).to_pylist() == full.select(STABLE[:-1]).slice(0, 1).to_pylist()
     j.close()

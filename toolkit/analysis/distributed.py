@@ -5,8 +5,8 @@ shard is judged on a worker by exactly the single-machine code (the built-ins th
 stream at a time in one shared read, ``shared_pass.grade_streams``, as a big journal is on one
 machine; Python rules by ``python_failures``, over the shard's ids); other SQL rules and user
 Polars rules, which may look across streams (an expression without ``.over("stream_id")`` sees
-every selected event), run as one task over the whole selection (``sql_failures``,
-``polars_failures``). The driver merges the failure rows and records them as one findings batch —
+every event of the journal, selected or not), run as one task reporting the whole selection
+(``sql_failures``, ``polars_failures``). The driver merges the failure rows and records them as one findings batch —
 only once every task has succeeded.
 
 Every task reads the journal at the one Delta version the driver planned at
@@ -116,7 +116,7 @@ def dask_runner(
     The built-ins that judge one stream at a time and Python rules run per shard of whole
     streams. SQL and user Polars rules run as one task over the whole selection, as on one
     machine: they may look across streams (``journal_integrity`` checks event ids and causes
-    journal-wide; a Polars expression without ``.over("stream_id")`` sees every selected event),
+    journal-wide; a Polars expression without ``.over("stream_id")`` sees every event, selected or not),
     and DuckDB and Polars parallelise inside the task.
     """
 

@@ -265,7 +265,15 @@ def polars_global_verdicts(
 
 
 def polars_failures(journal: Journal, rule: Rule, bound: dict[str, Any], stream_ids: Sequence[str] | None) -> pa.Table:
-    verdicts = polars_verdicts(journal, rule, bound, stream_ids=stream_ids)
+    """Per failing stream among ``stream_ids`` (None: every stream).
+
+    The rule sees every event of the journal, whatever the selection, as a SQL rule does: an
+    expression without ``.over("stream_id")`` looks across streams, and a stream's verdict must not
+    depend on which other streams were selected with it. Only the selected streams are reported.
+    """
+    verdicts = polars_verdicts(journal, rule, bound)
+    if stream_ids is not None:
+        verdicts = verdicts.filter(pl.col("stream_id").is_in(pl.Series(list(stream_ids), dtype=pl.String).implode()))
     failing = (
         verdicts.filter(pl.col("holds") == False)  # noqa: E712 - null means "no verdict"
         .sort("stream_id", "version")

@@ -192,10 +192,14 @@ def regrade(
         graded_at = dt.datetime.now(dt.UTC)
         stamps = pa.array([graded_at] * table.num_rows, FINDINGS_SCHEMA.field("graded_at").type)
         result.written = append_table(journal, "findings", table.add_column(0, "graded_at", stamps))
-        # after the findings: a batch recorded here has its findings written (a rule that held has none)
+        # after the findings: a batch recorded here has its findings written (a rule that held has none);
+        # with what it selected, so a later batch that checked a stream and found it passing supersedes
+        # an earlier finding there, and one that did not check it does not (run_explorer)
+        chosen = json.dumps(selection.describe(), sort_keys=True)
         append_rows(journal, "regrades", [
             {"graded_at": graded_at, "batch_id": batch_id, "rule": s["rule"], "rule_fingerprint": s["fingerprint"],
-             "params": s["params"], "streams_checked": streams_checked, "streams_failing": s["streams_failing"], "errors": s["errors"]}
+             "params": s["params"], "streams_checked": streams_checked, "streams_failing": s["streams_failing"],
+             "errors": s["errors"], "selection": chosen, "stream_ids": ids}
             for s in summaries
         ])
     return result

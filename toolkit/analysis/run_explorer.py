@@ -76,26 +76,50 @@ def find_runs(
 
 
 def _violations(journal: Journal) -> list[dict[str, Any]]:
-    """Violation findings of the latest batch that found violations of each rule: a later re-grade of
-    a rule supersedes an earlier one. A batch that found no violation of a rule writes no finding of
-    it, so it leaves the earlier batch in view (``journal bisect --from-findings`` takes the rule's
-    latest re-grade instead: ``toolkit.analysis.regrade.graded_batches``)."""
+    """Each stream's violation findings of each rule from the latest batch that judged the rule on
+    that stream: a later re-grade that checked the stream supersedes an earlier one, whether it found
+    the stream failing or not (the rule held there: no violation now); one whose selection left the
+    stream out, or in which the rule raised (on that stream, or outright), leaves the earlier finding.
+
+    The ``regrades`` table records each batch's selection. A batch recorded before it did (or before
+    that table existed: known by its findings only) counts as having checked every stream.
+    """
     from toolkit.journal.side_tables import read_table
 
-    table = read_table(journal, "findings")
-    if table.num_rows == 0:
+    findings = read_table(journal, "findings")
+    if findings.num_rows == 0:
         return []
-    rows = table.to_pylist()
-    latest: dict[str, tuple[Any, str]] = {}
+    rows = findings.to_pylist()
+    checked: dict[tuple[str, str], frozenset[str] | None] = {}  # (rule, batch) -> streams (None: every stream)
+    batches: dict[str, dict[str, Any]] = {}  # rule -> batch -> (graded_at, batch_id)
+    regrades = read_table(journal, "regrades").select(["graded_at", "batch_id", "rule", "selection", "stream_ids"])
+    for g in regrades.to_pylist():
+        ids = g["stream_ids"]
+        checked[(g["rule"], g["batch_id"])] = None if g["selection"] is None or ids is None else frozenset(ids)
+        batches.setdefault(g["rule"], {})[g["batch_id"]] = (g["graded_at"], g["batch_id"])
+    raised: dict[tuple[str, str], set[str | None]] = {}  # (rule, batch) -> streams it raised on (None: all)
     for r in rows:
-        key = (r["graded_at"], r["batch_id"])
-        if r["rule"] not in latest or key > latest[r["rule"]]:
-            latest[r["rule"]] = key
-    return [
-        r
-        for r in rows
-        if r["kind"] == "violation" and r["stream_id"] and (r["graded_at"], r["batch_id"]) == latest[r["rule"]]
-    ]
+        batches.setdefault(r["rule"], {})[r["batch_id"]] = (r["graded_at"], r["batch_id"])
+        if r["kind"] == "error":
+            raised.setdefault((r["rule"], r["batch_id"]), set()).add(r["stream_id"])
+    latest_first = {rule: sorted(b, key=b.__getitem__, reverse=True) for rule, b in batches.items()}
+
+    def judged(rule: str, batch: str, stream: str) -> bool:
+        streams = checked.get((rule, batch))
+        errors = raised.get((rule, batch), set())
+        return (streams is None or stream in streams) and None not in errors and stream not in errors
+
+    latest: dict[tuple[str, str], str | None] = {}  # (rule, stream) -> the batch that judged it last
+    out = []
+    for r in rows:
+        if r["kind"] != "violation" or not r["stream_id"]:
+            continue
+        key = (r["rule"], r["stream_id"])
+        if key not in latest:
+            latest[key] = next((b for b in latest_first[r["rule"]] if judged(r["rule"], b, r["stream_id"])), None)
+        if latest[key] == r["batch_id"]:
+            out.append(r)
+    return out
 
 
 def failing_rules_by_run(journal: Journal) -> dict[str, tuple[str, ...]]:

@@ -204,7 +204,7 @@ def register_parquet_view(
     of a distributed run.
     """
     if files:
-        sql = _events_select(present or empty.names) if name == "events" else "SELECT * FROM read_parquet($files)"
+        sql = _events_select(present or empty.names) if name == "events" else "SELECT * FROM read_parquet($files, union_by_name = true)"
         params: dict[str, Any] = {"files": list(files)}
         if stream_range is not None:
             sql += " WHERE stream_id >= $first_stream AND stream_id <= $last_stream"

@@ -9,7 +9,8 @@ journal's write lock, and a view of the same name in every SQL session:
   fingerprint, state as JSON), so ``state_at`` need not fold from version 1;
 - ``projection_checkpoints``: how far each projection has read (last position, fingerprint);
 - ``findings``: what ``journal regrade`` found, one batch per run (``toolkit.analysis.regrade``);
-  ``regrades``: each rule a batch judged, with the streams it checked and found failing.
+  ``regrades``: each rule a batch judged, with the streams it checked and found failing, and its
+  selection (the filters, and the stream ids it checked unless it checked every stream).
 - ``purges``: what ``journal purge`` / ``archive --delete`` removed, with each stream's chain
   anchor; ``redactions``: one row per redacted event; ``archives``: archive files the toolkit
   wrote (``toolkit.journal.retention`` / ``redaction``).
@@ -131,6 +132,10 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("streams_checked", pa.int64(), nullable=False),
             pa.field("streams_failing", pa.int64(), nullable=False),
             pa.field("errors", pa.int64(), nullable=False),
+            # added later (nullable: rows written before have none): the batch's filters as JSON
+            # (Selection.describe), and the streams it checked (null: every stream of the journal)
+            pa.field("selection", pa.string()),
+            pa.field("stream_ids", pa.list_(pa.string())),
         ]
     ),
     # issue 7: purge and archive --delete record what they removed, with the chain anchor
@@ -417,6 +422,7 @@ def append_table(journal: Journal, name: str, table: pa.Table) -> int:
             table,
             storage_options=journal.storage_options,
             mode="append",
+            schema_mode="merge",  # a table written before a nullable column was added gains it
             commit_properties=CommitProperties(custom_metadata={"toolkit.operation": f"append {name}"}),
         )
     return int(table.num_rows)
@@ -438,7 +444,15 @@ def read_table(journal: Journal, name: str) -> pa.Table:
     schema = SIDE_TABLES[name]
     if not files:
         return schema.empty_table()
-    return pa.concat_tables([pq.read_table(open_input(f)).select(schema.names).cast(schema) for f in files])
+    return pa.concat_tables([_conform(pq.read_table(open_input(f)), schema) for f in files])
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A side table file as ``schema``: the nullable columns added after it was written are null."""
+    for field in schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table.select(schema.names).cast(schema)
 
 
 def side_views(journal: Journal) -> dict[str, tuple[list[str], pa.Schema]]:

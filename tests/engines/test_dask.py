@@ -15,8 +15,8 @@ pytest.importorskip("distributed")
 
 from toolkit.analysis.distributed import dask_runner, rollup_dask
 from toolkit.analysis.regrade import regrade
-from toolkit.analysis.verdicts import Selection
 from toolkit.analysis.rollup import rollup
+from toolkit.analysis.verdicts import Selection
 from toolkit.cli.main import cli
 from toolkit.engines.dask_engine import ClusterSpec, stream_shards
 from toolkit.errors import DistributedError

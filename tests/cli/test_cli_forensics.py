@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -128,6 +129,67 @@ def test_a_parquet_output_url_is_the_local_path_the_check_saw(
     assert {p.relative_to(demo): p.read_bytes() for p in demo.rglob("*") if p.is_file()} == files
     assert Path(f"file:{active}").is_file()  # where csv and json write the same -o
     assert run(capsys, "verify")[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "linked", "written"),
+    [
+        (["sql", "SELECT 1 AS x", "--format", "csv", "-o", "{out}/x.csv"], "journal.toml", "x.csv"),
+        (["sql", "SELECT 1 AS x", "--format", "parquet", "-o", "{out}/x.parquet"], "events", "x.parquet"),
+        (["sql", "SELECT 1 AS x", "-o", "{out}/x.txt"], "quarantine", "x.txt"),
+        (["stats", "run-7-0000005", "--format", "json", "-o", "{out}/s.json"], "_delta_log", "s.json"),
+        (["chain", FAILED_TOOL, "--format", "json", "-o", "{out}/c.json"], "journal.toml", "c.json"),
+        (["export", "run-7-0000005", "--to", "jsonl", "--force", "-o", "{out}"], "events", "events.jsonl"),
+        (["report", "overview", "--charts", "{out}", "--chart-format", "json"], "quarantine", "overview-*.json"),
+    ],
+)
+def test_an_output_hard_linked_to_a_journal_file_is_replaced_not_written_through(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], linked: str, written: str
+) -> None:
+    """-o OUT where OUT is a hard link to a journal file passed the inside-the-journal check (the
+    link has its own path) and the output was written through it into the journal's file."""
+    from toolkit.journal.side_tables import append_rows
+
+    j = Journal.open(demo)
+    rejected = {"format": "jsonl", "source": "x.jsonl", "location": "line 3", "reason": "not JSON", "record": "{"}
+    append_rows(j, "quarantine", [rejected])
+    j.close()
+    targets = {
+        "journal.toml": demo / "journal.toml",
+        "events": sorted((demo / "events").rglob("*.parquet"))[0],
+        "quarantine": sorted((demo / "quarantine").rglob("*.parquet"))[0],
+        "_delta_log": sorted((demo / "events" / "_delta_log").glob("*.json"))[-1],
+    }
+    files = {p.relative_to(demo): p.read_bytes() for p in demo.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    out.mkdir()
+    names = [written]
+    if "*" in written:  # one link per chart the report saves
+        assert run(capsys, *(a.format(out=tmp_path / "charts") for a in argv))[0] == 0
+        names = [p.name for p in (tmp_path / "charts").iterdir()]
+    for name in names:
+        os.link(targets[linked], out / name)
+    code, _, err = run(capsys, *(a.format(out=out) for a in argv))
+    assert code == 0, err
+    assert {p.relative_to(demo): p.read_bytes() for p in demo.rglob("*") if p.is_file()} == files
+    assert run(capsys, "verify")[0] == 0
+    for name in names:  # the output is there, a file of its own
+        assert (out / name).stat().st_nlink == 1
+        assert (out / name).read_bytes() != files[targets[linked].relative_to(demo)]
+    assert targets[linked].stat().st_nlink == 1
+
+
+def test_a_report_is_not_written_through_a_link_at_its_temporary_name(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """report -o R.html wrote to the fixed name .R.html.tmp first: a hard link placed there (to
+    journal.toml) had the report written through it into the journal."""
+    toml = (demo / "journal.toml").read_bytes()
+    os.link(demo / "journal.toml", tmp_path / ".r.html.tmp")
+    code, _, err = run(capsys, "report", "run", "-p", "stream=run-7-0000005", "-o", str(tmp_path / "r.html"))
+    assert code == 0, err
+    assert (demo / "journal.toml").read_bytes() == toml and run(capsys, "verify")[0] == 0
+    assert "<html" in (tmp_path / "r.html").read_text()
 
 
 def test_purge_refuses_recent_events(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -43,7 +43,7 @@ def command(
 
     from toolkit.analysis.causation import walk_chain
     from toolkit.reports.causation_tree import render_chain
-    from toolkit.reports.tables import write_table
+    from toolkit.reports.tables import emit_text, write_table
 
     if list_orphans:
         import sys
@@ -60,12 +60,7 @@ def command(
         raise click.UsageError("give an EVENT_ID (or --orphans)")
     chain = walk_chain(open_journal(journal_path), event_id, direction=direction, depth=depth)  # type: ignore[arg-type]
     if fmt == "json":
-        text = json.dumps(chain.graph(), ensure_ascii=False, default=str, indent=1) + "\n"
-        if output:
-            with open(output, "w", encoding="utf-8") as f:
-                f.write(text)
-        else:
-            click.echo(text, nl=False)
+        emit_text(json.dumps(chain.graph(), ensure_ascii=False, default=str, indent=1) + "\n", output)
     elif fmt == "table" and not output:
         for line in render_chain(chain):
             click.echo(line)

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from toolkit.errors import ExportError, StreamNotFoundError
 from toolkit.ingest.agentstore import COLUMN_KEYS, SESSION_TOPIC
+from toolkit.journal.location import open_output
 from toolkit.journal.prepare import INPUT_COLUMNS
 from toolkit.journal.side_tables import read_table
 from toolkit.journal.store import Journal
@@ -275,7 +276,7 @@ def write_agentstore(events: pa.Table, out: Path, ctx: ExportContext) -> list[Pa
     for sid, rows in streams:
         seqs = _sequence_numbers(rows)
         path = out / "events" / f"{sid}.jsonl"
-        with path.open("w", encoding="utf-8", newline="\n") as f:
+        with open_output(path, newline="\n") as f:  # a hard link (to a journal file?) is replaced
             for row, seq in zip(rows, seqs, strict=True):
                 f.write(_agentstore_line(row, seq) + "\n")
         written.append(path)
@@ -290,7 +291,8 @@ def write_agentstore(events: pa.Table, out: Path, ctx: ExportContext) -> list[Pa
         if isinstance(old.get("labels"), dict) and old["labels"]:
             session["labels"] = old["labels"]
         path = out / "sessions" / f"{sid}.json"
-        path.write_text(json.dumps(session, ensure_ascii=False, indent=2), encoding="utf-8")  # Go: no final newline
+        with open_output(path) as f:
+            f.write(json.dumps(session, ensure_ascii=False, indent=2))  # Go: no final newline
         written.append(path)
     return written
 
@@ -321,7 +323,7 @@ def _jsonl_line(row: dict[str, Any]) -> str:
 @exporter("jsonl")
 def write_jsonl(events: pa.Table, out: Path, ctx: ExportContext) -> list[Path]:
     path = out / "events.jsonl"
-    with path.open("w", encoding="utf-8", newline="\n") as f:
+    with open_output(path, newline="\n") as f:
         for row in events.select([c for c in INPUT_COLUMNS if c in events.column_names]).to_pylist():
             f.write(_jsonl_line(row) + "\n")
     return [path]

@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 from toolkit.errors import (
     InvalidPathError,
@@ -242,3 +246,50 @@ def refuse_inside(output: str | Path, root: str | Path) -> None:
             hint="write -o outside the journal directory (its files are the journal's own)",
             path=output,
         )
+
+
+@contextmanager
+def open_output(
+    output: str | Path, mode: Literal["w", "wb"] = "w", *, atomic: bool = False, newline: str | None = None
+) -> Iterator[IO[Any]]:
+    """Open the file ``output`` to write it without writing through its other names.
+
+    A regular file with more than one name (a hard link: the other name may be a journal file,
+    which :func:`refuse_inside` cannot see from this path) is replaced, not written through: the
+    data goes to a new file beside it that is renamed over it, so the other names keep their bytes.
+    ``atomic`` replaces a new or single-name file the same way (a crash leaves the old file or
+    the new one); ``newline`` is :func:`open`'s. Anything else that exists — a pipe, ``/dev/stdout`` — is written in place.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "journal.toml").write_text("mine")
+    >>> os.link(d / "journal.toml", d / "out.csv")
+    >>> with open_output(d / "out.csv") as f:
+    ...     _ = f.write("x\\n1\\n")
+    >>> (d / "journal.toml").read_text(), (d / "out.csv").read_text()
+    ('mine', 'x\\n1\\n')
+    """
+    path = Path(output).expanduser()
+    try:
+        st: os.stat_result | None = path.stat()
+    except FileNotFoundError:
+        st = None
+    encoding = None if "b" in mode else "utf-8"
+    regular = st is None or stat.S_ISREG(st.st_mode)
+    if not regular or not (atomic or (st is not None and st.st_nlink > 1)):
+        with open(path, mode, encoding=encoding, newline=newline) as f:
+            yield f
+        return
+    real = path.resolve()  # a symbolic link keeps its name and points at the new file
+    tmp = real.with_name(f".{real.name}.{uuid.uuid4().hex[:12]}.tmp")
+    # O_EXCL: never a file (or link) that is there already; 0o666 less the umask, as open() makes
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, mode, encoding=encoding, newline=newline) as f:
+            if st is not None:
+                os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode))
+            yield f
+        os.replace(tmp, real)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import pyarrow as pa
 
 from toolkit.errors import ChartDataError, ReportDependencyError
+from toolkit.journal.location import open_output
 
 if TYPE_CHECKING:
     import altair as alt
@@ -457,9 +458,10 @@ def save_chart(chart: alt.TopLevelMixin, path: str | Path) -> Path:
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     if kind == "png":
-        out.write_bytes(chart_to_png(chart))
-    elif kind == "svg":
-        out.write_text(chart_to_svg(chart), encoding="utf-8")
-    else:
-        out.write_text(json.dumps(chart_spec(chart), indent=1, sort_keys=True), encoding="utf-8")
+        with open_output(out, "wb") as f:  # a hard link to another file is replaced, not written through
+            f.write(chart_to_png(chart))
+        return out
+    text = chart_to_svg(chart) if kind == "svg" else json.dumps(chart_spec(chart), indent=1, sort_keys=True)
+    with open_output(out) as f:
+        f.write(text)
     return out

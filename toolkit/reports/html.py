@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pyarrow as pa
 
 from toolkit.errors import ReportDependencyError, ReportError
+from toolkit.journal.location import open_output
 from toolkit.reports.charts import chart_spec, save_chart
 
 if TYPE_CHECKING:
@@ -313,9 +314,9 @@ def write_html(report: Report, path: str | Path) -> Path:
     if out.is_dir():
         raise ReportError(f"{out} is a directory", hint="give a file name, e.g. -o report.html")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(render_html(report), encoding="utf-8")
-    tmp.replace(out)
+    text = render_html(report)
+    with open_output(out, atomic=True) as f:  # temp then rename: never written through a hard link
+        f.write(text)
     return out
 
 

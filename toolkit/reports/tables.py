@@ -9,19 +9,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
 import json
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, Literal, TextIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from toolkit.errors import InvalidPathError
+from toolkit.journal.location import open_output
 
 
 def _json_default(v: Any) -> Any:
@@ -72,12 +75,8 @@ def write_table(
     if fmt == "parquet":
         if not output:
             raise InvalidPathError("--format parquet needs -o FILE", hint="e.g. -o result.parquet")
-        _prepare(output)
-        try:  # a file object: pyarrow reads a str as a URI, and file:///JOURNAL/... passed the -o check
-            sink = open(output, "wb")
-        except OSError as e:
-            raise InvalidPathError(f"cannot write {output}: {e.strerror or e}", hint="choose another -o FILE") from None
-        with sink:
+        # a file object: pyarrow reads a str as a URI, and file:///JOURNAL/... passed the -o check
+        with _open(output, "wb") as sink:
             pq.write_table(table, sink)
         return
     if fmt == "csv":
@@ -87,18 +86,18 @@ def write_table(
         for batch in table.to_batches(max_chunksize=65_536):
             for row in batch.to_pylist():
                 writer.writerow([_csv_cell(v) for v in row.values()])
-        _emit(buf.getvalue(), output, stream)
+        emit_text(buf.getvalue(), output, stream)
         return
     if fmt == "json":
         lines = [json.dumps(r, default=_json_default, ensure_ascii=False) for r in table.to_pylist()]
-        _emit("".join(line + "\n" for line in lines), output, stream)
+        emit_text("".join(line + "\n" for line in lines), output, stream)
         return
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    out = stream or (_open(output) if output else sys.stdout)
-    try:
+    with contextlib.ExitStack() as stack:
+        out = stream or (stack.enter_context(_open(output)) if output else sys.stdout)
         console = Console(file=out, width=200 if output or not out.isatty() else None)
         # cells, headers and titles are data, never rich markup ("[/x]" would raise, "[red]" vanish)
         rt = Table(title=Text(title) if title is not None else None, show_lines=False, header_style="bold")
@@ -115,9 +114,6 @@ def write_table(
         console.print(rt)
         if table.num_rows > max_rows:
             console.print(f"… {table.num_rows - max_rows} more rows (use --format csv/json/parquet for all)")
-    finally:
-        if output and stream is None:
-            out.close()
 
 
 def _csv_cell(v: Any) -> Any:
@@ -144,15 +140,20 @@ def _prepare(output: str) -> None:
         ) from None
 
 
-def _open(output: str) -> TextIO:
+@contextlib.contextmanager
+def _open(output: str, mode: Literal["w", "wb"] = "w") -> Iterator[IO[Any]]:
+    """``-o FILE`` opened to write; a file with other names (a hard link to a journal file placed
+    outside the journal) is replaced, never written through (:func:`open_output`)."""
     _prepare(output)
     try:
-        return open(output, "w", encoding="utf-8")
+        with open_output(output, mode) as f:
+            yield f
     except OSError as e:
         raise InvalidPathError(f"cannot write {output}: {e.strerror or e}", hint="choose another -o FILE") from None
 
 
-def _emit(text: str, output: str | None, stream: TextIO | None) -> None:
+def emit_text(text: str, output: str | None, stream: TextIO | None = None) -> None:
+    """Write ``text`` to ``-o FILE`` (as :func:`write_table` does) or to ``stream``/stdout."""
     if output:
         with _open(output) as f:
             f.write(text)

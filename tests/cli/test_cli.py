@@ -11,6 +11,7 @@ import pytest
 from helpers import run_cli
 
 from toolkit.cli.main import COMMANDS, cli
+from toolkit.journal import Journal
 
 
 def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str, stdin: str = "") -> tuple[int, str, str]:
@@ -83,7 +84,7 @@ def test_append_streams_stats_sql_verify(
     assert rows[0]["tokens_in"] == 100 and rows[0]["cost_usd"] == "0.002000000"
 
     code, out, _ = run(capsys, monkeypatch, "stats", "-j", jpath, "run-1", "--format", "csv")
-    assert code == 0 and out.splitlines()[0].startswith("event_type,events")
+    assert code == 0 and out.split("\n\n")[1].startswith("event_type,events")
 
     code, out, _ = run(
         capsys,
@@ -333,6 +334,49 @@ def test_stats_shows_a_zero_cost_as_a_number(jpath: str, capsys: pytest.CaptureF
     code, out, _ = run(capsys, monkeypatch, "stats", "-j", jpath, "free")
     cost = next(x for x in out.splitlines() if "cost_usd" in x)
     assert code == 0 and cost.split(":", 1)[1].strip() == "0.000000000", cost
+
+
+def test_stats_csv_json_and_parquet_carry_the_summary_the_table_shows(
+    jpath: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--format csv/json (and -o FILE) wrote only the events by type: the summary the table shows
+    (events, version, first/last time, tokens, cost, head hash) was dropped."""
+    import csv
+    import io
+
+    import pyarrow.parquet as pq
+
+    assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=EVENTS)[0] == 0
+    code, out, _ = run(capsys, monkeypatch, "stats", "-j", jpath, "run-1")
+    shown = dict(line.split(": ", 1) for line in out.split("\n\n", 1)[0].splitlines())
+    shown = {k.strip(): v for k, v in shown.items()}
+    head = Journal.open(jpath).read_stream("run-1", ["version", "hash", "occurred_at"]).to_pylist()
+    assert code == 0 and shown["head_hash"] == head[-1]["hash"]
+    assert shown["first_at"] == head[0]["occurred_at"].isoformat()
+    query = ("sql", "-j", jpath, "journal/stream_stats", "-p", "stream_id=run-1", "--format", "json")
+    code, out, _ = run(capsys, monkeypatch, *query)
+    by_type = [json.loads(line) for line in out.splitlines()]
+
+    code, out, _ = run(capsys, monkeypatch, "stats", "-j", jpath, "run-1", "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and {k: "" if v is None else str(v) for k, v in doc["summary"].items()} == shown
+    assert doc["by_event_type"] == by_type
+
+    code, out, _ = run(capsys, monkeypatch, "stats", "-j", jpath, "run-1", "--format", "csv")
+    summary_part, rows_part = out.split("\n\n")
+    assert code == 0 and dict(list(csv.reader(io.StringIO(summary_part)))[1:]) == shown
+    rows = list(csv.DictReader(io.StringIO(rows_part)))
+    assert [r["event_type"] for r in rows] == [r["event_type"] for r in by_type]
+    assert sum(int(r["tokens_in"]) for r in rows) == int(shown["tokens_in"])
+
+    table_file, parquet_file = tmp_path / "stats.txt", tmp_path / "stats.parquet"
+    assert run(capsys, monkeypatch, "stats", "-j", jpath, "run-1", "-o", str(table_file))[0] == 0
+    assert all(f"{k}: {v}" in table_file.read_text() for k, v in shown.items())
+    argv = ("stats", "-j", jpath, "run-1", "--format", "parquet", "-o", str(parquet_file))
+    assert run(capsys, monkeypatch, *argv)[0] == 0
+    meta = json.loads(pq.read_schema(parquet_file).metadata[b"summary"])
+    assert {k: "" if v is None else str(v) for k, v in meta.items()} == shown
+    assert pq.read_table(parquet_file).num_rows == len(by_type)
 
 
 def test_streams_says_when_its_limit_cuts_the_list(jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

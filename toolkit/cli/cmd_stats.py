@@ -12,16 +12,17 @@ from toolkit.cli.options import format_option, journal_option, open_journal
 def command(journal_path: str, stream_id: str, fmt: str, output: str | None) -> None:
     """Summarise one stream: head version and hash, time span, tokens, cost; events by type.
 
+    Every format carries both: csv is a key,value section, a blank line, then the events by
+    type; json is one object {"summary": {...}, "by_event_type": [...]}; parquet holds the
+    events by type with the summary (JSON) in the file's metadata under "summary".
+
     \b
-    Example:
+    Examples:
       journal stats support-triage-0001
+      journal stats support-triage-0001 --format json
     """
     from toolkit.analysis.streams import stream_stats
-    from toolkit.reports.tables import write_table
+    from toolkit.reports.tables import write_summary_table
 
     summary, by_type = stream_stats(open_journal(journal_path), stream_id)
-    if fmt == "table" and not output:
-        for k, v in summary.items():
-            click.echo(f"{k:>14}: {v}")
-        click.echo()
-    write_table(by_type, fmt, output, title=f"{stream_id} by event type")
+    write_summary_table(summary, by_type, fmt, output, rows="by_event_type", title=f"{stream_id} by event type")

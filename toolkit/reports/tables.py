@@ -15,10 +15,10 @@ import datetime as dt
 import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, Literal, TextIO
+from typing import IO, Any, Literal, TextIO, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -114,6 +114,55 @@ def write_table(
         console.print(rt)
         if table.num_rows > max_rows:
             console.print(f"… {table.num_rows - max_rows} more rows (use --format csv/json/parquet for all)")
+
+
+def write_summary_table(
+    summary: Mapping[str, Any],
+    table: pa.Table,
+    fmt: str = "table",
+    output: str | None = None,
+    *,
+    rows: str = "rows",
+    stream: TextIO | None = None,
+    title: str | None = None,
+) -> None:
+    """A summary (name → value) and a table together, the same information in every format:
+
+    - table: ``name: value`` lines, a blank line, then the table;
+    - csv: a ``key,value`` section, a blank line, then the table (its header, its rows);
+    - json: one object, ``{"summary": {...}, ROWS: [{...}, ...]}``;
+    - parquet: the table, with the summary as JSON in the file's metadata under ``summary``.
+
+    >>> buf = io.StringIO()
+    >>> write_summary_table({"events": 2}, pa.table({"model": ["m"], "events": [2]}), "csv", stream=buf)
+    >>> print(buf.getvalue(), end="")
+    key,value
+    events,2
+    <BLANKLINE>
+    model,events
+    m,2
+    >>> buf = io.StringIO()
+    >>> write_summary_table({"events": 2}, pa.table({"model": ["m"]}), "json", rows="by_model", stream=buf)
+    >>> buf.getvalue()
+    '{"summary": {"events": 2}, "by_model": [{"model": "m"}]}\\n'
+    """
+    if fmt == "parquet":
+        meta = {**(table.schema.metadata or {}), b"summary": json.dumps(summary, default=_json_default).encode()}
+        write_table(table.replace_schema_metadata(meta), fmt, output)
+        return
+    if fmt == "json":
+        doc = {"summary": dict(summary), rows: table.to_pylist()}
+        emit_text(json.dumps(doc, default=_json_default, ensure_ascii=False) + "\n", output, stream)
+        return
+    with contextlib.ExitStack() as stack:
+        out = cast(TextIO, stream or (stack.enter_context(_open(output)) if output else sys.stdout))
+        if fmt == "csv":
+            keys = pa.table({"key": list(summary), "value": [str(_csv_cell(v)) for v in summary.values()]})
+            write_table(keys, "csv", stream=out)
+        else:
+            out.write("".join(f"{k:>14}: {_cell(v)}\n" for k, v in summary.items()))
+        out.write("\n")
+        write_table(table, fmt, stream=out, title=title)
 
 
 def _csv_cell(v: Any) -> Any:

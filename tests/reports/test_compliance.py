@@ -380,3 +380,56 @@ def test_a_cause_id_two_streams_carry_gives_one_link_per_effect(tmp_path: Path) 
     assert links.select("effect_stream_id", "effect_version", "cause_stream_id", "cause_version").rows() == [("b", 2, "b", 1)]
     report = verify_bundle(tmp_path / "bundle", journal=j)
     assert report.ok, report.problems
+
+
+def _at(second: int) -> str:
+    return f"2026-03-01T12:00:{second:02d}Z"
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        Selection(stream_ids=("e", "z")),  # the copy of its correlation outside, another inside
+        Selection(correlation_id="s"),  # two copies of its correlation inside: the later one
+        # the copy in its stream is outside (before --since), another inside
+        Selection(stream_ids=("f", "g"), since=dt.datetime(2026, 3, 1, 12, 0, 6, tzinfo=dt.UTC)),
+    ],
+    ids=["correlation_over_bundle", "latest_before", "same_stream_outside"],
+)
+def test_chain_and_bundle_name_the_same_copy_of_a_duplicated_cause(tmp_path: Path, selection: Selection) -> None:
+    """Imported data gave events of several streams the id 'm1' (and 'm2'). journal chain took the
+    copy in the effect's stream, then of its correlation, then the latest before it; the bundle's causation
+    links took the copy in the effect's stream, then one in the bundle, then the first by stream
+    and version, and never looked outside the bundle for an id the bundle held: the two named
+    different causes of one effect."""
+    import polars as pl
+
+    from toolkit.analysis.causation import walk_chain
+
+    def message(event_id: str, correlation_id: str, second: int) -> dict[str, object]:
+        event = {"event_type": "user_message", "data": event_id, "event_id": event_id}
+        return {**event, "correlation_id": correlation_id, "occurred_at": _at(second)}
+
+    def reply(cause: str) -> dict[str, object]:
+        return {"event_type": "llm_response", "data": "ok", "causation_id": cause, "correlation_id": "s", "occurred_at": _at(9)}
+
+    j = Journal.create(tmp_path / "j")
+    copies = {"z": ("m1", "t", 8), "a": ("m1", "s", 2), "c": ("m1", "s", 5), "g": ("m2", "u", 7)}
+    for stream, (event_id, correlation_id, second) in copies.items():
+        j.append(stream, [message(event_id, correlation_id, second)])
+    j.append("e", [reply("m1")])
+    j.append("f", [message("m2", "s", 5), reply("m2")])
+    export_compliance(j, selection, tmp_path / "bundle")
+    links = pl.read_parquet(tmp_path / "bundle" / "causation.parquet")
+    rows = j.read_all(["event_id", "stream_id", "causation_id"]).to_pylist()
+    effects = {r["stream_id"]: r["event_id"] for r in rows if r["causation_id"]}
+    for effect_stream, effect_id in effects.items():
+        link = links.filter(pl.col("effect_event_id") == effect_id)
+        if link.height == 0:
+            continue  # not selected
+        chain = walk_chain(j, effect_id, direction="up", depth=1)
+        cause = chain.nodes.filter(pl.col("depth") == -1).select("stream_id", "version").rows()
+        assert link.select("cause_stream_id", "cause_version").rows() == cause, effect_stream
+    assert links.height > 0
+    assert verify_bundle(tmp_path / "bundle", journal=j).ok
+    assert verify_bundle(tmp_path / "bundle").ok  # without the journal: as the bundle names its outside causes

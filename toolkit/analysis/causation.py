@@ -9,8 +9,9 @@ holding effects of what is loaded (``--down``).
 
 Event ids should be unique, but imported data may give two events one id (``journal verify``
 names them). A cause id several events carry is resolved for each effect: the copy in the
-effect's stream, then one of its correlation, then the latest before it; the chain names such
-ids (``Chain.ambiguous``). Every copy of a chain event's id is known: a lookup by id finds them
+effect's stream, then one of its correlation, then the latest before it (:func:`choose_cause`,
+which the compliance bundle's causation links use too); the chain names such ids
+(``Chain.ambiguous``). Every copy of a chain event's id is known: a lookup by id finds them
 all, the search for effects also finds other streams' copies of the ids it searches, and a walk
 up checks the ids it resolved within a stream with one last lookup.
 
@@ -30,9 +31,9 @@ up checks the ids it resolved within a stream with one last lookup.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import polars as pl
 
@@ -44,6 +45,7 @@ from toolkit.errors import EventNotFoundError
 from toolkit.journal.store import Journal
 
 Direction = Literal["up", "down", "both"]
+C = TypeVar("C", bound=Mapping[str, Any])
 
 NODE_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -270,7 +272,7 @@ def _walk(journal: Journal, loader: _Loader, event_id: str, direction: Direction
                 if c not in copies:
                     continue  # an orphan
                 depths[c] = -level
-                taken[c] = _cause_of(r, copies[c])["position"]
+                taken[c] = choose_cause(r, copies[c])["position"]
                 frontier.append(taken[c])
 
     if direction in ("down", "both"):
@@ -343,27 +345,37 @@ def _in_stream(copies: dict[str, list[dict[str, Any]]], effect: dict[str, Any]) 
     return any(c["stream_id"] == effect["stream_id"] for c in copies.get(effect["causation_id"], ()))
 
 
-def _cause_of(effect: dict[str, Any], copies: list[dict[str, Any]]) -> dict[str, Any]:
-    """The copy of ``effect``'s cause id that caused it: the one in its stream, then one of its
-    correlation, then the latest before it (else the earliest after it), then the first committed.
+def cause_rank(effect: Mapping[str, Any], copy: Mapping[str, Any]) -> tuple[bool, bool, bool, dt.timedelta, int]:
+    """How well ``copy`` (one of the events carrying ``effect``'s cause id) fits as its cause,
+    lowest best: the copy in the effect's stream, then one of its correlation, then the latest
+    before it (else the earliest after it), then the first committed. Both are mappings with
+    ``stream_id``, ``correlation_id``, ``occurred_at``; the copy also ``position``. The one rule
+    for a duplicated cause id: ``journal chain`` and the compliance bundle's causation links."""
+    same_correlation = effect["correlation_id"] is not None and copy["correlation_id"] == effect["correlation_id"]
+    gap = effect["occurred_at"] - copy["occurred_at"]  # >= 0: before the effect
+    before = gap >= dt.timedelta(0)
+    return (
+        copy["stream_id"] != effect["stream_id"],
+        not same_correlation,
+        not before,
+        gap if before else -gap,
+        copy["position"],
+    )
+
+
+def choose_cause(effect: Mapping[str, Any], copies: Sequence[C]) -> C:
+    """The copy of ``effect``'s cause id that caused it (:func:`cause_rank`).
 
     >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     >>> e = {"stream_id": "b", "correlation_id": "s1", "occurred_at": t}
     >>> copies = [{"stream_id": s, "correlation_id": c, "occurred_at": t + dt.timedelta(seconds=d), "position": p}
     ...           for s, c, d, p in [("a", None, -2, 1), ("c", "s1", 5, 2), ("d", "s1", -9, 3), ("e", "s1", -1, 4)]]
-    >>> _cause_of(e, copies)["stream_id"], _cause_of({**e, "stream_id": "a"}, copies)["stream_id"]
+    >>> choose_cause(e, copies)["stream_id"], choose_cause({**e, "stream_id": "a"}, copies)["stream_id"]
     ('e', 'a')
     """
     if len(copies) == 1:
         return copies[0]
-
-    def rank(c: dict[str, Any]) -> tuple[bool, bool, bool, dt.timedelta, int]:
-        same_correlation = effect["correlation_id"] is not None and c["correlation_id"] == effect["correlation_id"]
-        gap = effect["occurred_at"] - c["occurred_at"]  # >= 0: before the effect
-        before = gap >= dt.timedelta(0)
-        return (c["stream_id"] != effect["stream_id"], not same_correlation, not before, gap if before else -gap, c["position"])
-
-    return min(copies, key=rank)
+    return min(copies, key=lambda c: cause_rank(effect, c))
 
 
 def _has_causes(loader: _Loader, positions: Sequence[int]) -> bool:
@@ -372,11 +384,11 @@ def _has_causes(loader: _Loader, positions: Sequence[int]) -> bool:
 
 def _effects_of(loader: _Loader, positions: Sequence[int]) -> list[dict[str, Any]]:
     """The loaded events caused by the events at these positions (in time order): those whose
-    cause id, resolved among its copies (``_cause_of``), is one of these events."""
+    cause id, resolved among its copies (:func:`choose_cause`), is one of these events."""
     causes = {r["event_id"]: r["position"] for r in _rows(loader, positions)}
     effects = _rows(loader, list(causes), "causation_id")
     copies = _copies(loader, causes) if effects else {}
-    return [e for e in effects if _cause_of(e, copies[e["causation_id"]])["position"] == causes[e["causation_id"]]]
+    return [e for e in effects if choose_cause(e, copies[e["causation_id"]])["position"] == causes[e["causation_id"]]]
 
 
 def _cycles(loader: _Loader, nodes: pl.DataFrame, ids: set[str]) -> list[list[str]]:
@@ -464,4 +476,14 @@ def find_orphans(journal: Journal) -> pl.DataFrame:
     )
 
 
-__all__ = ["NODE_COLUMNS", "Chain", "Direction", "find_orphans", "near_event_ids", "near_values", "walk_chain"]
+__all__ = [
+    "NODE_COLUMNS",
+    "Chain",
+    "Direction",
+    "cause_rank",
+    "choose_cause",
+    "find_orphans",
+    "near_event_ids",
+    "near_values",
+    "walk_chain",
+]

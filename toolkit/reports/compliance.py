@@ -35,6 +35,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from toolkit.analysis.causation import choose_cause
 from toolkit.analysis.run_summaries import summarise_runs
 from toolkit.analysis.titles import describe_event
 from toolkit.engines.polars_engine import scan_events
@@ -55,6 +56,25 @@ AS_CAUSE = (
     pl.col("version").alias("cause_version"),
     pl.col("event_type").alias("cause_event_type"),
 )
+#: what choosing among several events with one id needs of each (``causation.cause_rank``)
+_RANKED = ("correlation_id", "occurred_at", "position")
+_CAUSE_RANKING = tuple(pl.col(c).alias(f"cause_{c}") for c in _RANKED)
+#: the rows :func:`link_causes` takes for causes outside the bundle; ``claimed_for``: the effects
+#: a bundle names the cause for (verify-export without the journal), else null
+OUTSIDE_CAUSE = pl.Schema(
+    {
+        "cause_event_id": pl.String(),
+        "cause_stream_id": pl.String(),
+        "cause_version": pl.Int64(),
+        "cause_event_type": pl.String(),
+        "cause_correlation_id": pl.String(),
+        "cause_occurred_at": pl.Datetime("us", "UTC"),
+        "cause_position": pl.Int64(),
+        "claimed_for": pl.List(pl.String()),
+    }
+)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -150,22 +170,34 @@ def causation_links(journal: Journal, events: pl.DataFrame, *, max_position: int
 
 
 def outside_causes(journal: Journal, events: pl.DataFrame, *, max_position: int | None = None) -> pl.DataFrame:
-    """The causes of ``events`` that are not among them, as the journal holds them: the rows
-    (cause_event_id, cause_stream_id, cause_version, cause_event_type) :func:`link_causes` takes."""
-    causes = set(events.get_column("causation_id").drop_nulls().to_list())
-    ids = sorted(causes - set(events.get_column("event_id").to_list()))
+    """The events outside ``events`` that carry a cause id of theirs, as the journal holds them:
+    the rows (:data:`OUTSIDE_CAUSE`) :func:`link_causes` takes. Every copy of an id counts, also
+    of one the bundle holds: a copy outside may be the one that caused an effect."""
+    ids = sorted(set(events.get_column("causation_id").drop_nulls().to_list()))
     if not ids:
-        return events.clear().select(AS_CAUSE)
-    lf = scan_events(journal).filter(pl.col("event_id").is_in(ids))
+        return outside_frame(events.clear().select(AS_CAUSE))
+    lf = scan_events(journal).filter(
+        pl.col("event_id").is_in(ids), ~pl.col("position").is_in(events.get_column("position").implode())
+    )
     if max_position is not None:
         lf = lf.filter(pl.col("position") <= max_position)
-    return lf.select(AS_CAUSE).collect()
+    return outside_frame(lf.select(*AS_CAUSE, *_CAUSE_RANKING).collect())
+
+
+def outside_frame(causes: pl.DataFrame) -> pl.DataFrame:
+    """``causes`` (at least the :data:`AS_CAUSE` columns) with every :data:`OUTSIDE_CAUSE` column:
+    a cause known only by what a bundle says has no correlation, time or position."""
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in OUTSIDE_CAUSE.items() if c not in causes.columns]
+    return causes.with_columns(missing).select(list(OUTSIDE_CAUSE)).cast(OUTSIDE_CAUSE)
 
 
 def link_causes(events: pl.DataFrame, outside: pl.DataFrame) -> pl.DataFrame:
     """cause → effect for every event of ``events`` that has a cause: the cause among ``events``
-    (``cause_in_bundle``), else its row in ``outside`` (:func:`outside_causes`), else an orphan.
-    One row per effect, also when several events carry its cause's id.
+    (``cause_in_bundle``) or in ``outside`` (:func:`outside_causes`), else an orphan. One row per
+    effect: among several events carrying its cause's id, the one ``journal chain`` takes
+    (:func:`~toolkit.analysis.causation.choose_cause`). An outside cause known only by the
+    bundle's word (``claimed_for``: verify-export without the journal) ranks, on what is unknown
+    of it (correlation, time), first for the effects it is named for and last for others.
 
     >>> ev = pl.DataFrame({"event_id": ["a", "b", "c"], "causation_id": [None, "a", "x"], "stream_id": ["s"] * 3,
     ...     "version": [1, 2, 3], "event_type": ["user_message", "tool_called", "tool_result"]})
@@ -173,26 +205,70 @@ def link_causes(events: pl.DataFrame, outside: pl.DataFrame) -> pl.DataFrame:
     >>> links.select("effect_event_id", "cause_stream_id", "cause_in_bundle", "orphan").rows()
     [('b', 's', True, False), ('c', None, False, True)]
     """
+    effect = {"correlation_id": "_effect_correlation_id", "occurred_at": "_effect_occurred_at"}
     linked = events.filter(pl.col("causation_id").is_not_null()).select(
         pl.col("causation_id").alias("cause_event_id"),
         pl.col("event_id").alias("effect_event_id"),
         pl.col("stream_id").alias("effect_stream_id"),
         pl.col("version").alias("effect_version"),
         pl.col("event_type").alias("effect_event_type"),
+        *(pl.col(c).alias(a) for c, a in effect.items() if c in events.columns),
     )
-    inside = events.select(AS_CAUSE)
-    causes = pl.concat([inside.with_columns(cause_in_bundle=pl.lit(True)), outside.with_columns(cause_in_bundle=pl.lit(False))])
+    ranked = (e for e, c in zip(_CAUSE_RANKING, _RANKED, strict=True) if c in events.columns)
+    inside = outside_frame(events.select(*AS_CAUSE, *ranked))
+    causes = pl.concat(
+        [
+            inside.with_columns(cause_in_bundle=pl.lit(True)),
+            outside_frame(outside).with_columns(cause_in_bundle=pl.lit(False)),
+        ]
+    )
     out = linked.with_row_index("_effect").join(causes, on="cause_event_id", how="left", maintain_order="left")
-    if out.height > linked.height:  # a cause id several events carry (journal verify names them): one link per effect,
-        # to the copy in the effect's stream, else one in the bundle, else the first by stream and version
-        out = out.sort(
-            "_effect", pl.col("cause_stream_id") != pl.col("effect_stream_id"), pl.col("cause_in_bundle").not_(),
-            "cause_stream_id", "cause_version", nulls_last=True,
-        ).unique("_effect", keep="first", maintain_order=True)
-    return out.drop("_effect").with_columns(
+    if out.height > linked.height:  # a cause id several events carry (journal verify names them)
+        out = out.with_row_index("_row")
+        drop: set[int] = set()
+        for rows in out.filter(pl.col("_effect").is_duplicated()).partition_by("_effect", as_dict=True).values():
+            candidates = rows.to_dicts()
+            e = candidates[0]
+            fx = {
+                "stream_id": e["effect_stream_id"],
+                "correlation_id": e.get("_effect_correlation_id"),
+                "occurred_at": e.get("_effect_occurred_at") or _EPOCH,
+            }
+            best = choose_cause(fx, [_as_copy(fx, e["effect_event_id"], c) for c in candidates])
+            drop.update(c["_row"] for c in candidates if c["_row"] != best["_row"])
+        out = out.filter(~pl.col("_row").is_in(sorted(drop)))
+    return out.select(
+        "cause_event_id",
+        "effect_event_id",
+        "effect_stream_id",
+        "effect_version",
+        "effect_event_type",
+        "cause_stream_id",
+        "cause_version",
+        "cause_event_type",
         cause_in_bundle=pl.col("cause_in_bundle").fill_null(False),
         orphan=pl.col("cause_stream_id").is_null(),
     )
+
+
+def _as_copy(effect: dict[str, Any], effect_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A candidate cause as :func:`choose_cause` ranks it; what is unknown of a cause a bundle
+    names (no journal) is the best for the effects it is named for, the worst for others."""
+    copy = {
+        "stream_id": row["cause_stream_id"],
+        "correlation_id": row["cause_correlation_id"],
+        "occurred_at": row["cause_occurred_at"],
+        "position": row["cause_position"],
+        "_row": row["_row"],
+    }
+    if copy["position"] is None:
+        named = effect_id in (row["claimed_for"] or ())
+        copy |= {
+            "correlation_id": effect["correlation_id"] if named else None,
+            "occurred_at": effect["occurred_at"] if named else _LATEST,
+            "position": -1 if named else 1 << 62,
+        }
+    return copy
 
 
 def chain_heads(journal: Journal, events: pl.DataFrame) -> dict[str, dict[str, Any]]:

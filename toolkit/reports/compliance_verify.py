@@ -45,6 +45,7 @@ from toolkit.reports.compliance import (
     Selection,
     manifest_mac,
     outside_causes,
+    outside_frame,
     rendered_copies,
     select_events,
 )
@@ -269,18 +270,16 @@ def _check_derived(
 
 
 def _claimed_outside_causes(events: pl.DataFrame, causation: pl.DataFrame | None) -> pl.DataFrame:
-    """The causes outside the bundle as its causation table names them (one row per cause)."""
-    empty = events.clear().select(AS_CAUSE)
-    wanted = [*empty.columns, "cause_in_bundle"]
-    if causation is None or not all(c in causation.columns for c in wanted):
+    """The causes outside the bundle as its causation table names them: one row per cause, with
+    the effects it is named for (``claimed_for``)."""
+    empty = outside_frame(events.clear().select(AS_CAUSE))
+    named = ["cause_event_id", "cause_stream_id", "cause_version", "cause_event_type"]
+    if causation is None or not all(c in causation.columns for c in [*named, "cause_in_bundle", "effect_event_id"]):
         return empty
-    claimed = causation.filter(
-        ~pl.col("cause_in_bundle").fill_null(True),
-        pl.col("cause_stream_id").is_not_null(),
-        ~pl.col("cause_event_id").is_in(events.get_column("event_id").implode()),
-    )
-    claimed = claimed.select(empty.columns).cast(empty.schema, strict=False)
-    return claimed.unique("cause_event_id", keep="first", maintain_order=True)
+    claimed = causation.filter(~pl.col("cause_in_bundle").fill_null(True), pl.col("cause_stream_id").is_not_null())
+    claimed = claimed.select(*named, "effect_event_id").cast({c: empty.schema[c] for c in named}, strict=False)
+    claimed = claimed.group_by(named, maintain_order=True).agg(claimed_for=pl.col("effect_event_id"))
+    return outside_frame(claimed)
 
 
 def _outside_causes_then(
@@ -290,7 +289,7 @@ def _outside_causes_then(
     manifest's ``max_position``, and a cause a recorded purge removed since as the bundle names it."""
     then = doc.get("max_position")
     held = outside_causes(journal, events, max_position=then if isinstance(then, int) else None)
-    gone = claimed.filter(~pl.col("cause_event_id").is_in(held.get_column("cause_event_id").implode()))
+    gone = claimed.join(held, on=["cause_stream_id", "cause_version"], how="anti")  # not held (any more)
     if gone.height:
         purged = _purged_hashes(journal, sorted(set(gone.get_column("cause_stream_id").to_list())))
         keep = [(s, v) in purged for s, v in gone.select("cause_stream_id", "cause_version").iter_rows()]

@@ -1,6 +1,6 @@
 -- summary: The built-in agent-run state at the head of every stream (or of $stream_ids), folded column-wise, without its per-tool and per-model counts (replay/agent_run_names_by_stream.sql; agent_run.agent_run_states joins both). special = the stream has assistant topics the Python fold must handle. With $after, the part of the state made by the events at positions after it (merged into an earlier state by agent_run.merge_states, which reads last_ok and status_set).
 -- params: stream_ids VARCHAR[] = NULL, after BIGINT = NULL
--- returns: stream_id VARCHAR, version BIGINT, events BIGINT, status VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(18,9), llm_calls BIGINT, last_tool VARCHAR, model VARCHAR, plans BIGINT, errors BIGINT, consecutive_errors BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, special BOOLEAN, last_ok BIGINT, status_set BOOLEAN
+-- returns: stream_id VARCHAR, version BIGINT, events BIGINT, status VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(38,9), llm_calls BIGINT, last_tool VARCHAR, model VARCHAR, plans BIGINT, errors BIGINT, consecutive_errors BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, special BOOLEAN, last_ok BIGINT, status_set BOOLEAN
 WITH ev AS NOT MATERIALIZED (
     SELECT stream_id, version, occurred_at, model, tool_name, tokens_in, tokens_out,
            tokens_cache_read, tokens_cache_write, tokens_reasoning, cost_usd, is_error,
@@ -48,7 +48,7 @@ SELECT
     CAST(b.tokens_cache_read AS BIGINT) AS tokens_cache_read,
     CAST(b.tokens_cache_write AS BIGINT) AS tokens_cache_write,
     CAST(b.tokens_reasoning AS BIGINT) AS tokens_reasoning,
-    CAST(b.cost_usd AS DECIMAL(18, 9)) AS cost_usd,
+    CAST(b.cost_usd AS DECIMAL(38, 9)) AS cost_usd,  -- a run's sum: past an event's DECIMAL(18, 9) (1e9 USD)
     CAST(b.llm_calls AS BIGINT) AS llm_calls,
     b.last_tool,
     b.model,

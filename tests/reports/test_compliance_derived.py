@@ -132,6 +132,21 @@ def at_row_of_run(stream: str, column: str, value: object) -> Callable[[pl.DataF
     return change
 
 
+def test_a_bundle_exported_before_run_costs_were_widened_still_verifies(bundle: Path, demo: Journal) -> None:
+    """Before a run's cost could pass 1e9 USD, the export wrote runs.parquet's cost_usd as a
+    Decimal(18, 9) (now a Decimal(38, 9)), with the same CSV and JSON copies. Such a bundle (its
+    runs cast back, digests recomputed) verifies clean; an edited cost in it is still named."""
+    copies = [(bundle / f"runs.{ext}").read_text(encoding="utf-8") for ext in ("csv", "json")]
+    forge_table(bundle, lambda f: f.with_columns(pl.col("cost_usd").cast(pl.Decimal(18, 9))), "runs")
+    assert pl.read_parquet(bundle / "runs.parquet").schema["cost_usd"] == pl.Decimal(18, 9)
+    assert [(bundle / f"runs.{ext}").read_text(encoding="utf-8") for ext in ("csv", "json")] == copies
+    assert problems(bundle) == [] and problems(bundle, demo) == []
+    forge_table(bundle, at_row_of_run("run-7-0000002", "cost_usd", Decimal("0.000000001")), "runs")
+    assert problems(bundle) == [
+        ("runs.parquet run-7-0000002", "derived_run", "cost_usd = 0.058831800", "cost_usd = 0.000000001")
+    ]
+
+
 def test_a_run_state_added_to_a_run_exported_in_part_is_named(demo: Journal, tmp_path: Path) -> None:
     """A run the selection took part of has no replayed state; one filled in is named."""
     export_compliance(demo, _sessions_since(demo), tmp_path / "b")

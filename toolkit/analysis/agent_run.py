@@ -418,7 +418,7 @@ RESULT_SCHEMA: Final = pl.Schema(
         "tokens_cache_read": pl.Int64(),
         "tokens_cache_write": pl.Int64(),
         "tokens_reasoning": pl.Int64(),
-        "cost_usd": pl.Decimal(18, 9),
+        "cost_usd": pl.Decimal(38, 9),  # a run's sum: past an event's Decimal(18, 9) (1e9 USD)
         "llm_calls": pl.Int64(),
         "tool_calls": pl.Int64(),
         "tool_failures": pl.Int64(),

@@ -430,7 +430,7 @@ RUNS_SCHEMA: Final = pa.schema(
         ("tokens_cache_read", pa.int64()),
         ("tokens_cache_write", pa.int64()),
         ("tokens_reasoning", pa.int64()),
-        ("cost_usd", pa.decimal128(18, 9)),
+        ("cost_usd", pa.decimal128(38, 9)),  # a run's sum: past an event's decimal128(18, 9) (1e9 USD)
         ("llm_calls", pa.int64()),
         ("tool_calls", pa.int64()),
         ("tool_failures", pa.int64()),

@@ -79,7 +79,8 @@ def derived_differences(
     if isinstance(causation, pl.DataFrame):
         out += _keyed_differences("causation.parquet", "derived_link", derived.causation, causation, "effect_event_id", _effect_label)
     if isinstance(runs, pl.DataFrame):
-        out += _keyed_differences("runs.parquet", "derived_run", derived.runs, runs, "stream_id", _run_label)
+        older = widen_older_runs(runs)
+        out += _keyed_differences("runs.parquet", "derived_run", derived.runs, older, "stream_id", _run_label)
     if isinstance(page, str):
         try:
             want = render_report(manifest, derived.events, derived.causation, derived.runs)
@@ -90,6 +91,22 @@ def derived_differences(
                 where = f"differs from line {first_differing_line(page, want)}"
                 out.append(Difference("report.html", "derived_report", "the page rendered again from the events", where))
     return out
+
+
+def widen_older_runs(runs: pl.DataFrame) -> pl.DataFrame:
+    """A bundle's run summaries with a run's ``cost_usd`` as the export writes it now, Decimal(38, 9).
+
+    Bundles exported before a run's cost could pass 1e9 USD wrote it as Decimal(18, 9), an
+    event's type; widening keeps every value, which is then compared as it is. Any other type
+    stays a difference.
+
+    >>> old = pl.DataFrame({"cost_usd": ["0.5"]}).cast({"cost_usd": pl.Decimal(18, 9)})
+    >>> widen_older_runs(old).schema["cost_usd"], widen_older_runs(old).item()
+    (Decimal(precision=38, scale=9), Decimal('0.500000000'))
+    """
+    if runs.schema.get("cost_usd") == pl.Decimal(18, 9):
+        return runs.with_columns(pl.col("cost_usd").cast(pl.Decimal(38, 9)))
+    return runs
 
 
 def _effect_label(row: dict[str, Any]) -> str:
@@ -182,4 +199,4 @@ def _shown(value: Any) -> str:
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
-__all__ = ["Derived", "Difference", "derive_again", "derived_differences", "first_differing_line"]
+__all__ = ["Derived", "Difference", "derive_again", "derived_differences", "first_differing_line", "widen_older_runs"]

@@ -156,8 +156,9 @@ def load_frame(
         s_cols.append(pl.col("is_error"))
     if "cost_usd" in needed:
         s_cols += [
-            # nano-dollars: DECIMAL(18, 9) is an integer count of 1e-9 USD, summed exactly as i64
-            pl.col("cost_usd").to_physical().cast(pl.Int64).fill_null(0).alias("cost"),
+            # nano-dollars: DECIMAL(18, 9) is an integer count of 1e-9 USD, summed exactly as i128 (an
+            # i64 sum stops at 9.2e9 USD, and Polars wraps past it: a run over that passed its budget)
+            pl.col("cost_usd").to_physical().cast(pl.Int128).fill_null(0).alias("cost"),
             (pl.col("tokens_in").fill_null(0) + pl.col("tokens_out").fill_null(0)).alias("tokens"),
         ]
     if "duration_ms" in needed:
@@ -250,7 +251,7 @@ Judge = Callable[[Frame, dict[str, Any]], pl.DataFrame]
 Message = Callable[[dict[str, Any]], pl.Expr]
 
 
-_INT64_MAX: Final = 2**63 - 1
+_INT128_MAX: Final = 2**127 - 1
 
 
 def _nano_limit(limit: float) -> int:
@@ -259,11 +260,15 @@ def _nano_limit(limit: float) -> int:
     The limit is the decimal it was written as (0.3, not 0.29999999999999998890), so integer
     nano-dollar sums compare exactly; a cost, a whole number of nano-dollars, is within the limit
     when it is within its floor. (Dividing the sums by 1e9 as doubles put 0.1 + 0.2 over 0.3.)
+    The sums are i128, so a limit past an i64's 9.2e9 USD is kept as it is.
+
+    >>> _nano_limit(0.3), _nano_limit(1e10), _nano_limit(float("inf")) == _INT128_MAX
+    (300000000, 10000000000000000000, True)
     """
     if math.isinf(limit):
-        return _INT64_MAX if limit > 0 else -_INT64_MAX
+        return _INT128_MAX if limit > 0 else -_INT128_MAX
     nano = math.floor(decimal_param(limit) * 1_000_000_000)
-    return max(min(nano, _INT64_MAX), -_INT64_MAX)
+    return max(min(nano, _INT128_MAX), -_INT128_MAX)
 
 
 def _budget(f: Frame, p: dict[str, Any]) -> pl.DataFrame:

@@ -379,7 +379,8 @@ def run_state_exprs() -> dict[str, pl.Expr]:
         "version": pl.col("version"),
         "events": idx + 1,
         **{t: pl.col(t).fill_null(0).cum_sum().over(g) for t in tokens},
-        "cost_nano": pl.col("cost_usd").to_physical().cast(pl.Int64).fill_null(0)
+        # i128: an i64 sum wraps (silently, in Polars) past 9.2e9 USD
+        "cost_nano": pl.col("cost_usd").to_physical().cast(pl.Int128).fill_null(0)
         .cum_sum().over(g),
         "cost_seen": pl.col("cost_usd").is_not_null().cum_sum().over(g) > 0,
         "model": pl.when(pl.col("model") != "").then(pl.col("model")).forward_fill().over(g),

@@ -334,3 +334,48 @@ def test_from_findings_judges_the_stream_with_the_batchs_parameters(
     code, out, err = run_cli(capsys, "bisect", "-j", str(j.path), "budget", "--from-findings", "-p", "max_cost_usd=5")
     assert code == 3 and "first failing version: 7" in out
     assert "note: judged with the parameters given by -p, not the batch's (" in err
+
+
+KEY_FIRST_POLARS = '''
+import polars as pl
+from toolkit.analysis.rules import polars_rule
+
+@polars_rule("key_first_in_journal", "A run uses no idempotency key that any run used before it.",
+             monotone={monotone}, columns=("idempotency_key",))
+def key_first_in_journal(events, p):
+    ok = pl.col("idempotency_key").is_null() | pl.col("idempotency_key").is_first_distinct()  # in the journal
+    return events.with_columns(ok=ok.cast(pl.Int8)).select(
+        "stream_id", "version", holds=pl.col("ok").cum_min().over("stream_id") == 1
+    )
+'''
+
+KEY_FIRST_SQL = """-- summary: A run uses no idempotency key that any run used before it.
+-- returns: stream_id VARCHAR, version BIGINT, holds BOOLEAN
+-- severity: error
+-- monotone: {monotone}
+SELECT stream_id, version,
+       bool_and(idempotency_key IS NULL OR first_use) OVER (PARTITION BY stream_id ORDER BY version) AS holds
+FROM (SELECT *, position = min(position) OVER (PARTITION BY idempotency_key) AS first_use FROM events)
+"""
+
+
+@pytest.mark.parametrize("monotone", [True, False])
+def test_bisecting_a_polars_rule_that_looks_across_streams_sees_the_other_streams(tmp_path: Path, monotone: bool) -> None:
+    """bisect judged a Polars rule on the bisected stream's events alone (and cut every stream at the
+    probed version): run b reuses the key run a used first, so b fails from its 2nd version, but
+    bisect said the rule holds throughout. SQL probes keep every other stream visible; so do Polars
+    probes now, and both give the same answer."""
+    j = Journal.create(tmp_path / "j")
+    j.append("a", [{"event_type": "tool_called", "idempotency_key": "K-1", "data": {}}])
+    j.append("b", [{"event_type": "tool_called", "idempotency_key": k, "data": {}} for k in (None, "K-1", "K-2")])
+    j.append("a", [{"event_type": "tool_called", "data": {}} for _ in range(3)])  # a gets versions past b's
+    py = tmp_path / "key_first.py"
+    py.write_text(KEY_FIRST_POLARS.format(monotone=monotone))
+    sql = tmp_path / "key_first_in_journal_sql.sql"
+    sql.write_text(KEY_FIRST_SQL.format(monotone=str(monotone).lower()))
+    files = (str(py), str(sql))
+    for rule in ("key_first_in_journal", "key_first_in_journal_sql"):
+        found = bisect_stream(j, rule, "b", rule_files=files)
+        assert (found.method, found.version) == ("bisection" if monotone else "linear scan", 2), rule
+        assert bisect_stream(j, rule, "a", rule_files=files).version is None, rule
+    j.close()

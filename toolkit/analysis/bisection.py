@@ -217,7 +217,7 @@ def _probe_stream(
         assert session is not None
         verdicts = sql_prefix_verdicts(session, rule, bound, stream_id, v)
     else:
-        frame = polars_verdicts(journal, rule, bound, stream_ids=[stream_id], up_to_version=v)
+        frame = polars_verdicts(journal, rule, bound, prefix=(stream_id, v))  # other streams stay visible
         frame = frame.filter(pl.col("stream_id") == stream_id, pl.col("holds").is_not_null()).sort("version")
         verdicts = list(frame.select("version", "holds", "message").collect().iter_rows())
     if not verdicts:
@@ -255,7 +255,7 @@ def _linear_stream(
         n = journal.stream_version(stream_id)
         rows = sql_prefix_verdicts(session, rule, bound, stream_id, n)
     else:
-        frame = polars_verdicts(journal, rule, bound, stream_ids=[stream_id]).filter(pl.col("stream_id") == stream_id)
+        frame = polars_verdicts(journal, rule, bound).filter(pl.col("stream_id") == stream_id)
         rows = list(frame.sort("version").select("version", "holds", "message").collect().iter_rows())
     first = next(((v, m) for v, ok, m in rows if ok is False), None)
     return (first[0], first[1], 1) if first else (None, None, 1)

@@ -215,15 +215,20 @@ def polars_verdicts(
     bound: dict[str, Any],
     *,
     stream_ids: Sequence[str] | None = None,
-    up_to_version: int | None = None,
+    prefix: tuple[str, int] | None = None,
     up_to_position: int | None = None,
 ) -> pl.LazyFrame:
-    """stream_id, version, holds, message of every event the rule speaks about (lazy)."""
+    """stream_id, version, holds, message of every event the rule speaks about (lazy).
+
+    ``prefix`` (stream, version) hides that stream's events after that version, as if nothing
+    later existed, and leaves every other stream visible (``sql_prefix_verdicts``: rules may look
+    across streams). ``stream_ids`` restricts what the rule sees: only for rules that cannot.
+    """
     assert rule.polars is not None
     needed = list(dict.fromkeys(["stream_id", "version", "position", *rule.columns]))
     events = scan_events(journal, stream_ids=stream_ids, event_types=rule.event_types).select(needed)
-    if up_to_version is not None:
-        events = events.filter(pl.col("version") <= up_to_version)
+    if prefix is not None:
+        events = events.filter(~((pl.col("stream_id") == prefix[0]) & (pl.col("version") > prefix[1])))
     if up_to_position is not None:
         events = events.filter(pl.col("position") <= up_to_position)
     events = events.sort("position")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 from helpers import ev
 
@@ -56,4 +58,22 @@ def test_appending_to_an_older_journal_adds_the_columns(tmp_path: Path) -> None:
     frame = scan_events(j, stream_ids=["run-1"]).sort("version").collect()
     assert frame.get_column("subject_id").to_list() == [None, None, None, "u-1"]
     assert j.read_stream("run-1").column("idempotency_key").to_pylist() == [None, None, None, "idem-1"]
+    assert verify_journal(j).ok
+
+
+def test_the_append_that_grows_the_schema_writes_its_rows_in_position_order(tmp_path: Path) -> None:
+    # it goes through deltalake's writer, which put a file's rows out of order when handed several
+    # batches (an Arrow table of several chunks, as importers pass)
+    j = make_old_journal(tmp_path)
+    before = set(j.file_paths())
+    rows = [{"stream_id": f"g{i % 6}", **ev("tool_called", {"i": i}, subject_id="u-1")} for i in range(600)]
+    table = pa.concat_tables(
+        pa.Table.from_pylist([{**r, "data": json.dumps(r["data"])} for r in rows[lo : lo + 30]])
+        for lo in range(0, 600, 30)
+    )
+    j.append_batch(table)
+    (new,) = set(Journal.open(j.path).file_paths()) - before
+    positions = pq.read_table(new, columns=["position"]).column(0).to_pylist()
+    assert positions == sorted(positions) and len(positions) == 600
+    assert j.read_stream("g0", ["version"]).column(0).to_pylist() == list(range(1, 101))
     assert verify_journal(j).ok

@@ -36,7 +36,7 @@ from toolkit.journal.appendfiles import AppendFiles
 from toolkit.journal.lock import write_lock
 from toolkit.journal.prepare import STREAM_TYPE_RE
 from toolkit.journal.schema import ARROW_SCHEMA
-from toolkit.journal.store import BLOOM_COLUMNS, STATS_COLUMNS, FileInfo, Journal, writer_properties
+from toolkit.journal.store import BLOOM_COLUMNS, STATS_COLUMNS, FileInfo, Journal, one_batch, writer_properties
 
 #: rows of a partition sorted in memory at once; larger partitions are sorted range by range
 COMPACT_CHUNK_ROWS: Final = 1_000_000
@@ -91,10 +91,10 @@ def _replace_partition(journal: Journal, key: tuple[str, object], batches: Itera
     """One commit that removes the partition's files and adds files holding ``batches`` in order."""
     stream_type, day = key
     properties = CommitProperties(custom_metadata={"toolkit.operation": "compact", "toolkit.events": str(rows)})
-    if journal.remote:  # deltalake's writer (it may reorder batches: hand it one sorted table)
+    if journal.remote:  # deltalake's writer (it reorders batches: hand it the sorted rows as one)
         write_deltalake(
             journal.delta_table(),
-            pa.Table.from_batches(list(batches)),
+            one_batch(pa.Table.from_batches(list(batches))),
             mode="overwrite",
             predicate=f"stream_type = '{stream_type}' AND day = '{day}'",
             partition_by=list(journal.config.partition_by),

@@ -883,7 +883,7 @@ class Journal:
         """Hash and write ``numbered`` in one Delta commit; returns the new stream heads (``head_rows``).
 
         Local journals: ``_write_files`` then one commit of its add actions. Remote journals and
-        tables whose schema grows: deltalake's writer, fed chunk by chunk as they are hashed.
+        tables whose schema grows: deltalake's writer, fed the hashed rows as one batch (``one_batch``).
         """
         grows = not set(COLUMN_NAMES).issubset(self.table_columns())
         if self.remote or grows:
@@ -952,11 +952,10 @@ class Journal:
         self, numbered: pa.Table, starts: dict[str, bytes], grows: bool, properties: CommitProperties
     ) -> pl.DataFrame:
         chunks = HashedChunks(numbered, starts, hash_chunks)
-        batches = (batch for chunk in chunks for batch in chunk.to_batches())
         try:
             write_deltalake(
                 self.delta_table(),
-                pa.RecordBatchReader.from_batches(ARROW_SCHEMA, batches),
+                one_batch(pa.concat_tables(list(chunks))),  # hashed whole first: one batch keeps the row order
                 mode="append",
                 schema_mode="merge" if grows else None,  # a newer minor schema adds nullable columns
                 partition_by=list(self.config.partition_by),
@@ -1052,6 +1051,22 @@ def writer_properties(row_group_rows: int) -> WriterProperties:
         max_row_group_size=row_group_rows,
         column_properties={c: bloom for c in BLOOM_COLUMNS},
     )
+
+
+def one_batch(table: pa.Table) -> pa.RecordBatchReader:
+    """``table`` as a stream of one record batch: the input deltalake's writer keeps in order.
+
+    deltalake (1.6.6) deals the batches of its input round-robin to one task per core and writes
+    a partition's rows task after task, so with several batches a file holds, say, batches 1, 3,
+    5, then 0, 2, 4: out of position (or stream and version) order, which the readers rely on.
+    One batch stays in order, also when a partition is split into several files by size. String
+    columns too long for 32-bit offsets become large strings (Delta has one string type).
+    """
+    for i, f in enumerate(table.schema):
+        if f.type == pa.string() and (pc.sum(pc.binary_length(table.column(i))).as_py() or 0) >= 1 << 31:
+            table = table.set_column(i, f.with_type(pa.large_string()), table.column(i).cast(pa.large_string()))
+    table = table.combine_chunks()
+    return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
 
 
 def append_writer_properties(row_group_rows: int) -> WriterProperties:

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import at, ev, event_rows, parquet_on_disk
+from helpers import at, ev, event_rows, parquet_on_disk, rewrite_parquet
 
 from toolkit.errors import EventValidationError, InvalidPathError
 from toolkit.journal import ARROW_SCHEMA, Journal, JournalConfig
@@ -144,6 +144,22 @@ def test_read_stream_refuses_unknown_columns(busy: Journal) -> None:
 def test_read_streams_reads_several(busy: Journal) -> None:
     t = busy.read_streams(["s03", "s00"], ["stream_id", "version"])
     assert t.to_pylist() == [{"stream_id": s, "version": v} for s in ("s00", "s03") for v in range(1, 11)]
+
+
+def test_read_stream_sorts_a_data_file_whose_rows_are_out_of_version_order(tmp_path: Path) -> None:
+    # deltalake 1.6.6 wrote such files for remote journals (a file held the input batches 1, 3, 5,
+    # then 0, 2, 4) until appends handed it one batch: journals written then read in version order
+    j = Journal.create(tmp_path / "j")
+    j.append_batch([{"stream_id": s, **ev(data={"i": i}, occurred_at=at(1))} for i in range(6) for s in ("a", "b")])
+    (path,) = j.file_paths()
+    rewrite_parquet(path, lambda t: t.take(pa.array(range(t.num_rows - 1, -1, -1))))
+    j = Journal.open(tmp_path / "j")
+    assert pq.read_table(path, columns=["version"]).column(0).to_pylist()[:3] == [6, 6, 5]  # as stored
+    t = j.read_stream("a", ["version", "data"])
+    assert t.column("version").to_pylist() == list(range(1, 7))
+    assert [json.loads(x)["i"] for x in t.column("data").to_pylist()] == list(range(6))
+    assert j.read_stream("b", ["version"], from_version=4).column(0).to_pylist() == [4, 5, 6]
+    assert verify_journal(j).ok
 
 
 def test_read_all_with_columns_keeps_position_order(busy: Journal) -> None:

@@ -624,8 +624,10 @@ class Journal:
             mask = pc.and_(pc.greater_equal(v, from_version or 1), pc.less_equal(v, to_version or (1 << 62)))
             out = out.filter(mask)
         # inside one file a stream's rows are in version order (files are written in position
-        # order or sorted by stream and version); only rows from several files need sorting
-        if len(pieces) > 1 or len(wanted) > 1:
+        # order or sorted by stream and version), so rows of one file rarely need sorting: only in
+        # files deltalake wrote from several batches before ``one_batch`` (remote journals, and
+        # appends that grew the schema)
+        if len(pieces) > 1 or len(wanted) > 1 or not _ascending(out.column("version")):
             out = out.sort_by([("stream_id", "ascending"), ("version", "ascending")])
         return out.select(cols)
 
@@ -1105,6 +1107,11 @@ def _append_properties(events: int) -> CommitProperties:
             "toolkit.events": str(events),
         }
     )
+
+
+def _ascending(values: pa.ChunkedArray) -> bool:
+    """Whether ``values`` increase strictly (one stream's rows in version order)."""
+    return len(values) < 2 or bool(pc.all(pc.greater(values[1:], values[:-1])).as_py())
 
 
 def _now() -> dt.datetime:

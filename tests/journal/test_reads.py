@@ -248,7 +248,9 @@ def test_a_partition_larger_than_the_chunk_is_sorted_range_by_range(
     assert {s: fresh.read_stream(s).to_pylist() for s in STREAMS} == streams_before
     by_partition: dict[str, list[list[tuple[str, int]]]] = {}
     for path in sorted(fresh.file_paths()):  # part-00000, part-00001, ... in the order written
-        keys = [(r["stream_id"], r["version"]) for r in pq.read_table(path, columns=["stream_id", "version"]).to_pylist()]
+        keys = [
+            (r["stream_id"], r["version"]) for r in pq.read_table(path, columns=["stream_id", "version"]).to_pylist()
+        ]
         by_partition.setdefault(str(Path(path).parent), []).append(keys)
     assert len(by_partition) == 4
     for runs in by_partition.values():  # several files, one sorted run across them
@@ -311,7 +313,9 @@ def test_vacuum_refuses_a_negative_retention(busy: Journal) -> None:
         vacuum(busy, retain_hours=-5, force=True)
 
 
-def test_warm_reads_reuse_decoded_row_groups_within_a_byte_bound(busy: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_warm_reads_reuse_decoded_row_groups_within_a_byte_bound(
+    busy: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
     compact(busy)
     j = Journal.open(busy.path)
     first = j.read_stream("s07")

@@ -54,7 +54,12 @@ def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _events(n: int, prefix: str = "e") -> list[dict[str, object]]:
     return [
-        {"event_id": f"{prefix}-{i}", "event_type": "user_message", "occurred_at": f"2026-11-0{1 + i % 3}T10:00:00Z", "data": {"i": i}}
+        {
+            "event_id": f"{prefix}-{i}",
+            "event_type": "user_message",
+            "occurred_at": f"2026-11-0{1 + i % 3}T10:00:00Z",
+            "data": {"i": i},
+        }
         for i in range(n)
     ]
 
@@ -103,7 +108,9 @@ def test_cli_on_s3(s3: str, tmp_path: Path) -> None:
     )
     r = runner.invoke(cli, ["import", "-j", url, str(src)])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(cli, ["sql", "-j", url, "SELECT stream_id, count(*) AS n FROM events GROUP BY 1 ORDER BY 1", "--format", "csv"])
+    r = runner.invoke(
+        cli, ["sql", "-j", url, "SELECT stream_id, count(*) AS n FROM events GROUP BY 1 ORDER BY 1", "--format", "csv"]
+    )
     assert r.exit_code == 0, r.output
     assert r.stdout.strip().splitlines() == ["stream_id,n", "s0,3", "s1,3", "s2,3"]
     r = runner.invoke(cli, ["verify", "-j", url])
@@ -186,7 +193,13 @@ def test_the_lock_of_a_dead_writer_is_taken_over_after_its_lease(s3: str) -> Non
 
     url = f"s3://{s3}/dead"
     Journal.create(url)
-    dead = {"owner": "dead", "host": "gone", "pid": 1, "acquired_at": "2026-01-01T00:00:00+00:00", "expires": time.time() - 1}
+    dead = {
+        "owner": "dead",
+        "host": "gone",
+        "pid": 1,
+        "acquired_at": "2026-01-01T00:00:00+00:00",
+        "expires": time.time() - 1,
+    }
     filesystem().pipe_file((S3Location.parse(url) / LOCK_FILE).fs_path, json.dumps(dead).encode())
     t0 = time.monotonic()
     Journal.open(url).append("r", _events(2), expected_version=0)  # takes the expired lock over

@@ -142,7 +142,9 @@ def _spill_root(journal: Journal) -> Path:
     return root
 
 
-def _sorted_batches(journal: Journal, files: Sequence[FileInfo], chunk_rows: int, spill: Path) -> Iterator[pa.RecordBatch]:
+def _sorted_batches(
+    journal: Journal, files: Sequence[FileInfo], chunk_rows: int, spill: Path
+) -> Iterator[pa.RecordBatch]:
     """The rows of ``files`` sorted by (stream_id, version), holding about ``chunk_rows`` rows at a time."""
     pool = pa.default_memory_pool()
     if sum(f.rows for f in files) <= chunk_rows:

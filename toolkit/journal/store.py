@@ -167,12 +167,12 @@ class AppendResult:
         )
 
 
-
 def log_holds(log: Path | S3Location, version: int) -> bool:
     """Whether the Delta log ``log`` still holds the commit file of ``version``: history erasure
     (``rewrite.erase_table_history``) deletes it behind a newer checkpoint, and then "no commit
     file after it" no longer means "no new commit"."""
     return (log / f"{version:020d}.json").exists()
+
 
 class Journal:
     """A canonical event journal on disk.

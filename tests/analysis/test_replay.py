@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import json
@@ -238,6 +239,45 @@ def test_a_reducer_that_raises_is_an_error_naming_aggregate_stream_version_and_l
         with pytest.raises(ReplayError, match=expected) as e:
             fold()
         assert e.value.context["version"] == 1 and e.value.context["aggregate"] == "tool_letters"
+
+
+def _appends_to_items(n: int, e: Event) -> int:
+    e.data["items"].append(99)  # changes the event it is handed: refused
+    return n + sum(e.data["items"])
+
+
+def _pops_items(n: int, e: Event) -> int:
+    return n + sum(e.data.pop("items"))
+
+
+def _zeroes_tokens(n: int, e: Event) -> int:
+    e.tokens_in = 0
+    return n
+
+
+def _sums_a_copy(n: int, e: Event) -> int:
+    items = copy.deepcopy(e.data)["items"]
+    items.append(99)  # a copy of the data: the reducer's own
+    return n + sum(items)
+
+
+def test_a_reducer_that_changes_its_events_never_changes_the_next_fold(journal: Journal) -> None:
+    """Every fold of a stream gets the same cached events: a reducer that appended to a list in
+    ``e.data`` (or popped from it) changed what the next fold read, so state_at asked twice gave
+    two answers (1+99 + 2+99 = 201, then 1+99+99 + 2+99+99 = 399)."""
+    journal.append("r", [ev("custom", {"items": [1]}, tokens_in=5), ev("custom", {"items": [2]}, tokens_in=5)])
+    for reducer in (_appends_to_items, _pops_items, _zeroes_tokens):
+        agg = Aggregate(reducer.__name__, initial=lambda: 0, reducer=reducer)
+        for _ in range(2):
+            with pytest.raises(ReplayError, match=r"read-only") as e:
+                state_at(journal, "r", aggregate=agg)
+            assert f"aggregate {reducer.__name__!r} failed on stream 'r' version 1" in str(e.value)
+            assert "copy" in str(e.value)
+    copying = Aggregate("copying", initial=lambda: 0, reducer=_sums_a_copy)
+    assert [state_at(journal, "r", aggregate=copying) for _ in range(2)] == [201, 201]
+    assert [e.data for e in read_events(journal, "r")] == [{"items": [1]}, {"items": [2]}]
+    assert state_at(journal, "r").tokens_in == 10
+    assert copying.fold(read_events(journal, "r")) == 201  # events read by the caller stay the caller's
 
 
 def test_replay_filters_by_type_time_and_version(journal: Journal) -> None:

@@ -11,7 +11,9 @@ the fold copies a state with ``aggregate.copy`` whenever it must keep one.
 
 Events reach the reducer as :class:`Event`: the envelope columns as attributes, ``data`` (the
 payload parsed lazily from JSON) and ``payload`` (the payload validated by the event model of
-its type, after upcasting; ``None`` when the aggregate has no model for the type).
+its type, after upcasting; ``None`` when the aggregate has no model for the type). Events read
+from the journal are :class:`SharedEvent`: every fold of the stream gets the same objects, so
+their data and columns are read-only (copy ``e.data`` to change it).
 
 ``fingerprint`` is derived from the reducer's source code, the initial state's code (each with
 the file defining it, so its constants and helpers count), the event models' JSON schemas and the
@@ -41,7 +43,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -208,10 +210,7 @@ class Event:
     def data(self) -> Any:
         """The payload parsed from JSON (the raw text when it is not JSON)."""
         if self._data is _MISSING:
-            try:
-                self._data = json.loads(self.data_json)
-            except (TypeError, ValueError):
-                self._data = self.data_json
+            _set(self, "_data", _parse_data(self.data_json))
         return self._data
 
     @data.setter
@@ -221,11 +220,7 @@ class Event:
     @property
     def metadata(self) -> dict[str, Any]:
         if self._meta is _MISSING:
-            try:
-                m = json.loads(self.metadata_json) if self.metadata_json else {}
-            except (TypeError, ValueError):
-                m = {}
-            self._meta = m if isinstance(m, dict) else {}
+            _set(self, "_meta", _parse_metadata(self.metadata_json))
         meta: dict[str, Any] = self._meta
         return meta
 
@@ -261,6 +256,121 @@ class Event:
 
     def __repr__(self) -> str:
         return f"Event({self.stream_id!r} v{self.version} {self.event_type})"
+
+
+_set: Final = object.__setattr__
+
+
+def _parse_data(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def _parse_metadata(text: str) -> dict[str, Any]:
+    try:
+        m = json.loads(text) if text else {}
+    except (TypeError, ValueError):
+        m = {}
+    return m if isinstance(m, dict) else {}
+
+
+READ_ONLY_HINT: Final = "copy it first and change the copy, e.g. data = copy.deepcopy(e.data)"
+
+
+def _refuse(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
+    raise TypeError(f"the data of a stored event is read-only (every fold reads it again): {READ_ONLY_HINT}")
+
+
+class ReadOnlyDict(dict[str, Any]):
+    """A JSON object of a shared event's data: reads as a dict, refuses changes; copies are plain dicts."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return {k: _copy.deepcopy(v, memo) for k, v in self.items()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+
+class ReadOnlyList(list[Any]):
+    """A JSON array of a shared event's data: reads as a list, refuses changes; copies are plain lists."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = append = clear = extend = insert = pop = remove = _refuse
+    reverse = sort = _refuse
+
+    def __copy__(self) -> list[Any]:
+        return list(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return [_copy.deepcopy(v, memo) for v in self]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (list(self),))
+
+
+def read_only(value: Any) -> Any:
+    """JSON data with every object and array made read-only (scalars are immutable already).
+
+    >>> d = read_only({"items": [1]})
+    >>> d == {"items": [1]}, isinstance(d["items"], list)
+    (True, True)
+    >>> d["items"].append(2)
+    Traceback (most recent call last):
+    TypeError: the data of a stored event is read-only (every fold reads it again): copy it first and change the copy, e.g. data = copy.deepcopy(e.data)
+    """
+    t = type(value)
+    if t is dict:
+        return ReadOnlyDict({k: read_only(v) for k, v in value.items()})
+    if t is list:
+        return ReadOnlyList([read_only(v) for v in value])
+    return value
+
+
+class SharedEvent(Event):
+    """An event of the per-process stream cache: every fold of the stream is handed this same
+    object, so it refuses changes — its ``data`` and ``metadata`` are read-only and its columns
+    cannot be set (a reducer that changed them would change what the next fold reads). Only
+    ``payload`` is set, by each fold for its aggregate (``Aggregate.prepare``).
+    """
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "payload":
+            raise TypeError(f"{self!r}: {name} of a stored event is read-only (every fold reads it again): {READ_ONLY_HINT}")
+        _set(self, name, value)
+
+    @property
+    def data(self) -> Any:
+        if self._data is _MISSING:
+            _set(self, "_data", read_only(_parse_data(self.data_json)))
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:  # __setattr__ refuses first
+        raise TypeError(READ_ONLY_HINT)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self._meta is _MISSING:
+            _set(self, "_meta", read_only(_parse_metadata(self.metadata_json)))
+        meta: dict[str, Any] = self._meta
+        return meta
+
+    @classmethod
+    def share(cls, events: list[Event]) -> list[Event]:
+        """The same events, made read-only in place (the class of an event is its only change)."""
+        for e in events:
+            e.__class__ = cls  # same slots: no copy of the event is made
+        return events
 
 
 def to_us(t: dt.datetime) -> int:

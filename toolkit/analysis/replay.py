@@ -19,7 +19,8 @@
 
 Reads go through a per-process cache of decoded streams: a stream read once is kept (bounded,
 least recently used first out) and only its new events are read when the journal has grown,
-so repeated questions about the same run cost a fold, not a read.
+so repeated questions about the same run cost a fold, not a read. The cached events are shared by
+every fold, so they are read-only (``SharedEvent``): a reducer that changes one is an error.
 """
 
 from __future__ import annotations
@@ -36,7 +37,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState
-from toolkit.analysis.aggregates import EVENT_COLUMNS, Aggregate, Event, ReplayProblem, reducer_failed, to_us
+from toolkit.analysis.aggregates import (
+    EVENT_COLUMNS,
+    Aggregate,
+    Event,
+    ReplayProblem,
+    SharedEvent,
+    reducer_failed,
+    to_us,
+)
 from toolkit.analysis.explain import explain_event
 from toolkit.errors import ReplayError, StreamNotFoundError, ToolkitError, VersionNotFoundError, VersionPurgedError
 from toolkit.journal.store import Journal
@@ -63,6 +72,9 @@ def _stream_files(journal: Journal, stream_id: str) -> frozenset[str]:
 class _StreamCache:
     """Decoded streams per (journal, stream), refreshed incrementally when the journal grows.
 
+    Every fold of a stream is handed the same events: they are :class:`SharedEvent`, which refuse
+    changes (a reducer that appended to a list in ``e.data`` changed what the next fold read).
+
     Appends only add data files: the events after the cached head are read and added. When a
     file that could hold the stream is gone (a redaction, purge or compaction rewrote it) the
     stream is read again whole, so a rewritten payload is never served from the cache."""
@@ -83,7 +95,7 @@ class _StreamCache:
             if hit.delta_version == version:
                 return hit.events
             head = hit.events[-1].version if hit.events else 0
-            new = read_events(journal, stream_id, from_version=head + 1)  # contiguous with the cached events
+            new = SharedEvent.share(read_events(journal, stream_id, from_version=head + 1))  # contiguous with the cache
             if new:
                 hit.events = hit.events + new
                 self._size += len(new)
@@ -92,7 +104,7 @@ class _StreamCache:
             return hit.events
         if hit is not None:
             self._size -= len(hit.events)
-        events = read_events(journal, stream_id, from_version=from_version if from_version > 1 else None)
+        events = SharedEvent.share(read_events(journal, stream_id, from_version=from_version if from_version > 1 else None))
         self._streams[key] = _Cached(events, version, files)
         self._size += len(events)
         self._trim()

@@ -416,6 +416,40 @@ def test_a_purged_version_is_an_error_naming_the_purge(journal: Journal) -> None
     assert "folded without them" in str(head.note)
 
 
+def test_a_snapshot_taken_before_a_purge_is_not_used_after_it(journal: Journal) -> None:
+    """Snapshots at versions 2, 4, 6, 8 were taken, then a purge removed versions 1-3: state_at(5)
+    started from the snapshot at 4, which held the purged events (tokens 1+2+3+4+5 = 15), while
+    the fold without snapshots folds only the events left (4+5 = 9)."""
+    old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
+    llm = {"event_type": "llm_response", "model": "m", "data": {}}
+    events = [{**llm, "tokens_in": v, "occurred_at": old + dt.timedelta(days=20 * v - 20)} for v in range(1, 9)]
+    journal.append("r", events)
+    journal.append("other", [{**llm, "tokens_in": 1}] * 4)  # a stream the purge leaves alone
+    assert take_snapshots(journal, every=2).written == 6
+    purge_before(journal, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+
+    def both(v: int | None) -> tuple[Any, Any]:
+        with_snaps = fold_to(Journal.open(journal.path), "r", version=v)
+        clear_cache()
+        return with_snaps.state, fold_to(Journal.open(journal.path), "r", version=v, use_snapshots=False).state
+
+    for v in (4, 5, 6, 7, 8, None):
+        with_snaps, without = both(v)
+        assert with_snaps == without, v
+    assert both(5)[0].tokens_in == 4 + 5
+    for v in (2, 3):
+        with pytest.raises(VersionPurgedError):
+            state_at(journal, "r", version=v)
+    assert nearest_snapshot(journal, "r", AGENT_RUN, 8) is None  # folded with the purged events
+    assert nearest_snapshot(journal, "other", AGENT_RUN, 4) is not None  # its stream lost nothing
+    report = take_snapshots(journal, every=2)  # taken again: from the events left
+    assert (report.written, report.already_present) == (2, 2)
+    assert nearest_snapshot(journal, "r", AGENT_RUN, 8)[0] == 7
+    for v in (5, 7, 8):
+        with_snaps, without = both(v)
+        assert with_snaps == without and fold_to(journal, "r", version=v).snapshot_version == (5 if v < 7 else 7)
+
+
 def test_the_run_explorer_and_story_start_at_the_first_version_a_purge_kept(journal: Journal) -> None:
     """Since a purged version is an error, the explorer's step at the first kept version (whose state
     before is gone) and the story's middle version (inside the purged range) must not ask for one."""

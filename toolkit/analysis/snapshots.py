@@ -3,7 +3,12 @@
 A snapshot row is (stream, version, aggregate, fingerprint, state as JSON). ``state_at`` starts
 from the nearest snapshot at or below the version asked for whose fingerprint is the
 aggregate's current one: after the reducer or an event model changes, old snapshots are
-ignored (and ``take_snapshots`` writes new ones).
+ignored (and ``take_snapshots`` writes new ones). A snapshot is also a fold of the events its
+stream held when it was taken: one taken before a purge (retention, ``journal archive --delete``)
+removed the stream's first events holds them, and the fold without snapshots no longer does. So
+the stored fingerprint carries a digest of the stream's purges (``<fingerprint>/<digest>``, as a
+projection's checkpoint carries the journal's): after a purge of its stream, a snapshot is
+ignored until ``take_snapshots`` takes it again from the events left.
 
 >>> from toolkit.journal import Journal
 >>> j = Journal.in_memory()
@@ -18,6 +23,7 @@ ignored (and ``take_snapshots`` writes new ones).
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,29 +38,32 @@ from toolkit.journal.side_tables import append_rows, read_table
 from toolkit.journal.store import Journal, log_holds
 
 SNAPSHOTS = "snapshots"
+PURGES = "purges"
 
 
 @dataclass
 class _Index:
-    delta_version: int
-    # (stream, aggregate, fingerprint) -> sorted versions, and the state JSON of each
+    delta_version: int  # of the snapshots table
+    purges_version: int  # of the purges table
+    # (stream, aggregate, stored fingerprint) -> sorted versions, and the state JSON of each
     versions: dict[tuple[str, str, str], list[int]]
     states: dict[tuple[str, str, str, int], str]
+    removals: dict[str, str]  # stream -> digest of the purges that removed its events
 
 
 _INDEX: dict[str, _Index] = {}
 
 
-def _log_dir(journal: Journal) -> Path:
+def _log_dir(journal: Journal, table: str) -> Path:
     assert isinstance(journal.path, Path)  # _latest_version answers for remote journals
-    return journal.path / SNAPSHOTS / "_delta_log"
+    return journal.path / table / "_delta_log"
 
 
-def _latest_version(journal: Journal, seen: int | None) -> int:
-    """The snapshot table's Delta version (-1: none), by looking at its numbered log files."""
+def _latest_version(journal: Journal, table: str, seen: int | None) -> int:
+    """A side table's Delta version (-1: none), by looking at its numbered log files."""
     if journal.remote:  # snapshots are kept for local journals; remote ones replay from events
         return -1
-    log = _log_dir(journal)
+    log = _log_dir(journal, table)
     if seen is not None and seen >= 0 and not (log / f"{seen + 1:020d}.json").exists():
         if log_holds(log, seen):
             return seen
@@ -64,12 +73,32 @@ def _latest_version(journal: Journal, seen: int | None) -> int:
     return max(versions, default=-1)
 
 
+def _removals(journal: Journal) -> dict[str, str]:
+    """stream -> a digest of the ids of the purges that removed its first events (streams without one: absent)."""
+    t = read_table(journal, PURGES)
+    ids: dict[str, set[str]] = {}
+    for sid, purge_id in zip(t.column("stream_id").to_pylist(), t.column("purge_id").to_pylist(), strict=True):
+        ids.setdefault(sid, set()).add(purge_id)
+    return {sid: hashlib.sha256("\0".join(sorted(p)).encode()).hexdigest()[:16] for sid, p in ids.items()}
+
+
+def stored_fingerprint(aggregate: Aggregate[Any], removals: str) -> str:
+    """The fingerprint column of a snapshot: the aggregate's, and the digest of its stream's purges."""
+    return f"{aggregate.fingerprint}/{removals}" if removals else aggregate.fingerprint
+
+
 def _index(journal: Journal) -> _Index:
     key = str(journal.path)
     hit = _INDEX.get(key)
-    version = _latest_version(journal, hit.delta_version if hit else None)
-    if hit is not None and hit.delta_version == version:
+    version = _latest_version(journal, SNAPSHOTS, hit.delta_version if hit else None)
+    purges = _latest_version(journal, PURGES, hit.purges_version if hit else None)
+    if hit is not None and hit.delta_version == version and hit.purges_version == purges:
         return hit
+    removals = _removals(journal) if purges >= 0 else {}
+    if hit is not None and hit.delta_version == version:  # only a purge since: the rows are the same
+        idx = _Index(version, purges, hit.versions, hit.states, removals)
+        _INDEX[key] = idx
+        return idx
     versions: dict[tuple[str, str, str], list[int]] = {}
     states: dict[tuple[str, str, str, int], str] = {}
     if version >= 0:
@@ -86,24 +115,26 @@ def _index(journal: Journal) -> _Index:
             states[(sid, agg, fp, v)] = state
         for vs in versions.values():
             vs.sort()
-    idx = _Index(version, versions, states)
+    idx = _Index(version, purges, versions, states, removals)
     _INDEX[key] = idx
     return idx
 
 
 def nearest_snapshot(journal: Journal, stream_id: str, aggregate: Aggregate[Any], version: int) -> tuple[int, Any] | None:
-    """(version, state) of the latest snapshot at or below ``version`` with the current fingerprint."""
+    """(version, state) of the latest snapshot at or below ``version`` with the current fingerprint,
+    taken after the last purge of the stream's events."""
     if aggregate.from_dict is None:
         return None
     idx = _index(journal)
-    versions = idx.versions.get((stream_id, aggregate.name, aggregate.fingerprint))
+    fingerprint = stored_fingerprint(aggregate, idx.removals.get(stream_id, ""))
+    versions = idx.versions.get((stream_id, aggregate.name, fingerprint))
     if not versions:
         return None
     i = bisect.bisect_right(versions, version)
     if i == 0:
         return None
     v = versions[i - 1]
-    state = aggregate.from_dict(json.loads(idx.states[(stream_id, aggregate.name, aggregate.fingerprint, v)]))
+    state = aggregate.from_dict(json.loads(idx.states[(stream_id, aggregate.name, fingerprint, v)]))
     return v, state
 
 
@@ -128,7 +159,8 @@ def take_snapshots(
 ) -> SnapshotReport:
     """Snapshot every stream (or ``stream_ids``) at versions every, 2·every, … (one commit).
 
-    Versions already snapshotted with the current fingerprint are not written again.
+    Versions already snapshotted with the current fingerprint (since the last purge of the
+    stream) are not written again.
     """
     if every < 1:
         raise ReplayError(f"--every {every}: snapshots need a positive interval", hint="e.g. --every 1000")
@@ -152,7 +184,8 @@ def take_snapshots(
         for n, sid in enumerate(ids):
             events = stream_events(journal, sid)
             report.streams += 1
-            have = set(idx.versions.get((sid, aggregate.name, aggregate.fingerprint), ()))
+            fingerprint = stored_fingerprint(aggregate, idx.removals.get(sid, ""))
+            have = set(idx.versions.get((sid, aggregate.name, fingerprint), ()))
             state = aggregate.initial()
             for lo in range(0, len(events) - every + 1, every):
                 chunk = events[lo : lo + every]
@@ -167,7 +200,7 @@ def take_snapshots(
                         "stream_id": sid,
                         "version": v,
                         "aggregate": aggregate.name,
-                        "fingerprint": aggregate.fingerprint,
+                        "fingerprint": fingerprint,
                         "state": json.dumps(aggregate.to_dict(state), sort_keys=True, default=str),
                     }
                 )

@@ -112,3 +112,54 @@ def test_replay_of_a_purged_run_says_where_its_timeline_starts(
     assert "note: versions 1..3 were purged on " in err and "by retention" in err and "the timeline starts at version 4" in err
     code, out, err = run(capsys, monkeypatch, "replay", "-j", j, "kept")
     assert code == 0 and "note:" not in err
+
+
+def test_at_a_time_is_the_longest_prefix_that_occurred_by_then_everywhere(
+    journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 3 carries a late clock (09:30, after version 4's 09:20). --at 09:25 folded up to
+    version 4 (the last event at or before the time), a state holding an event that occurred at
+    09:30; it is now the state after version 2, the longest prefix whose events all occurred by
+    09:25, and state_at, journal state --at, journal replay --at and the run explorer agree."""
+    import datetime as dt
+
+    from helpers import ev
+
+    from toolkit.analysis.replay import fold_to, replay, state_at
+    from toolkit.analysis.run_explorer import explore_step
+    from toolkit.errors import VersionPurgedError
+    from toolkit.journal.retention import remove_stream_prefix
+
+    def t(minute: int) -> dt.datetime:
+        return dt.datetime(2026, 3, 2, 9, minute, tzinfo=dt.UTC)
+
+    events = [
+        ev("user_message", {"text": "book"}, occurred_at=t(0)),
+        ev("tool_called", tool_name="book", occurred_at=t(10)),
+        ev("tool_result", tool_name="book", occurred_at=t(30)),  # a source clock out of order
+        ev("llm_response", model="m", tokens_in=7, occurred_at=t(20)),
+        ev("llm_response", model="m", tokens_in=9, occurred_at=t(40)),
+    ]
+    journal.append("ooo", events)
+    journal.append("cut", events)
+    j = str(journal.path)
+    for minute, version in ((5, 1), (25, 2), (30, 4), (45, 5)):
+        at = t(minute)
+        result = fold_to(journal, "ooo", at=at)
+        assert result.version == version, minute
+        assert result.state == state_at(journal, "ooo", version=version)  # a state the run really had
+        assert ("out of version order" in str(result.note)) == (minute == 25)
+        assert replay(journal, "ooo", at=at)["version"].to_list() == list(range(1, version + 1))
+        assert explore_step(journal, "ooo", at=at).version == version
+        iso = at.isoformat().replace("+00:00", "Z")
+        code, out, err = run(capsys, monkeypatch, "state", "-j", j, "ooo", "--at", iso, "--format", "json")
+        assert code == 0 and f"state at version {version} of 5" in err and json.loads(out)["version"] == version
+        assert ("version 4 at 2026-03-02T09:20:00+00:00" in err) == (minute == 25), err
+        code, out, err = run(capsys, monkeypatch, "replay", "-j", j, "ooo", "--at", iso, "--format", "json")
+        assert code == 0 and [json.loads(line)["version"] for line in out.splitlines()] == list(range(1, version + 1))
+        assert ("out of version order" in err) == (minute == 25)
+    # versions 1-3 removed (archive --delete): at 09:25 the prefix ends inside them, not at version 4
+    remove_stream_prefix(journal, "cut", 4, reason="archive")
+    with pytest.raises(VersionPurgedError, match=r"falls in versions 1\.\.3"):
+        state_at(journal, "cut", at=t(25))
+    assert fold_to(journal, "cut", at=t(30)).version == 4

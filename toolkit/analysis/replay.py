@@ -17,6 +17,14 @@
 ['search()']
 >>> j.close()
 
+A time means a prefix of the stream: the state at ``at`` is the state after the last version
+whose events *all* occurred at or before ``at`` (the longest such prefix). Sources can deliver
+clocks out of version order; an event that occurred by ``at`` but follows a later one in the
+stream is not folded (folding it without the events before it gives a state the run never had),
+and ``fold_to`` says so in its note. ``state_at``, ``journal state --at``, ``replay(at=)``
+(``journal replay --at``) and the run explorer's ``explore_step(at=)`` all resolve a time with
+:func:`locate`; retention purges cut streams by the same rule.
+
 Reads go through a per-process cache of decoded streams: a stream read once is kept (bounded,
 least recently used first out) and only its new events are read when the journal has grown,
 so repeated questions about the same run cost a fold, not a read. The cached events are shared by
@@ -217,14 +225,24 @@ def _locate(events: Sequence[Event], stream_id: str, version: int | None, at: dt
     if at is None:
         return Located(last, last)
     t = _us(at, "at")
-    best = 0
-    for e in events:
-        if e.occurred_us <= t and e.version > best:
-            best = e.version
-    if best == 0:
+    i = 0  # the events are in version order: the longest prefix that occurred by t
+    while i < len(events) and events[i].occurred_us <= t:
+        i += 1
+    best = events[i - 1].version if i else 0
+    note = None
+    if i == 0:
         first = events[0].occurred_at.isoformat() if events else "-"
-        return Located(0, last, f"{at.isoformat()} is before the stream's first event ({first}): the initial state")
-    return Located(best, last)
+        note = f"{at.isoformat()} is before the stream's first event ({first}): the initial state"
+    later = [e for e in events[i:] if e.occurred_us <= t]
+    if later:
+        after = f"version {best}" if best else "the initial state"
+        note = (
+            f"the stream's times are out of version order: version {events[i].version} occurred at "
+            f"{events[i].occurred_at.isoformat()}, after {at.isoformat()}, so the state at that time is the state "
+            f"after {after}; {len(later)} later event(s) occurred by then too (the first: version "
+            f"{later[0].version} at {later[0].occurred_at.isoformat()}) and are not folded"
+        )
+    return Located(best, last, note)
 
 
 def _us(t: dt.datetime, what: str) -> int:
@@ -311,7 +329,8 @@ def fold_to(
     first = events[0].version if events else 1
     note = where.note
     if first > start + 1 and (where.version > start or at is not None):
-        note = _check_purged(journal, stream_id, where, start, first, at)
+        purged = _check_purged(journal, stream_id, where, start, first, at)
+        note = "; ".join(n for n in dict.fromkeys((purged, where.note)) if n) or None
     lo = max(0, start + 1 - first)
     hi = max(0, where.version + 1 - first)
     state = _fold(aggregate, events[lo:hi], state, problems)
@@ -330,13 +349,19 @@ def _check_purged(
     error naming the purge and the versions that remain; a later state gets a note that it is
     folded without them. A time before every removed event is the initial state, as before.
     """
-    covering = _purge_records(journal, stream_id)
+    records = _purge_records(journal, stream_id)
+    covering = _covering(records)
     gone, remain = f"{start + 1}..{first - 1}", f"versions {first}..{where.last_version} remain"
-    if where.version >= first:
+    late = [r for r in records if at is not None and r["last_removed_at"] is not None and r["last_removed_at"] > at]
+    r: Mapping[str, Any] | None
+    if where.version >= first and late and at is not None:  # the events that occurred by `at` end in the purged versions
+        r = late[0]
+        asked = f"{at.isoformat()} falls in versions 1..{first - 1} (one occurred at {r['last_removed_at'].isoformat()}), which were"
+    elif where.version >= first:
         r = covering(first - 1)
         why = _purged(r) if r is not None else "removed with no purge record naming them (run journal verify)"
         return f"versions {gone} were {why}: this state is folded without them"
-    if where.version == 0:  # a time before the first kept event
+    elif where.version == 0:  # a time before the first kept event
         r = covering(1)
         if r is None or at is None or r["first_removed_at"] is None:
             return where.note
@@ -368,14 +393,19 @@ def _check_purged(
     )
 
 
-def _purge_records(journal: Journal, stream_id: str) -> Callable[[int], dict[str, Any] | None]:
-    """The purge record (``purges`` table) that removed a version of the stream, by version."""
+def _purge_records(journal: Journal, stream_id: str) -> list[dict[str, Any]]:
+    """The purge records (``purges`` table) of the stream."""
     from toolkit.journal.side_tables import read_table
 
     purges = read_table(journal, "purges")
-    records = purges.filter(pc.equal(purges.column("stream_id"), stream_id)).to_pylist()
+    records: list[dict[str, Any]] = purges.filter(pc.equal(purges.column("stream_id"), stream_id)).to_pylist()
+    return records
 
-    def covering(v: int) -> dict[str, Any] | None:
+
+def _covering(records: Sequence[Mapping[str, Any]]) -> Callable[[int], Mapping[str, Any] | None]:
+    """The record that removed a version of the stream, by version."""
+
+    def covering(v: int) -> Mapping[str, Any] | None:
         return next((r for r in records if r["first_kept_version"] - r["removed_events"] <= v < r["first_kept_version"]), None)
 
     return covering
@@ -386,7 +416,7 @@ def purged_start(journal: Journal, stream_id: str) -> str | None:
     first = stream_events(journal, stream_id)[0].version
     if first <= 1:
         return None
-    record = _purge_records(journal, stream_id)(first - 1)
+    record = _covering(_purge_records(journal, stream_id))(first - 1)
     why = _purged(record) if record is not None else "removed with no purge record naming them (run journal verify)"
     return f"versions 1..{first - 1} were {why}: the timeline starts at version {first}"
 
@@ -508,11 +538,16 @@ def replay(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     to_version: int | None = None,
+    at: dt.datetime | None = None,
 ) -> pl.DataFrame:
-    """A stream's readable timeline: one row per event with its explanation (title, summary, tags)."""
+    """A stream's readable timeline: one row per event with its explanation (title, summary, tags).
+
+    ``since``/``until`` keep the events whose own time is in the window; ``to_version`` or ``at``
+    stop the timeline where ``state_at`` with that version or time stops (see the module docstring).
+    """
     events = stream_events(journal, stream_id)
-    if to_version is not None:
-        _locate(events, stream_id, to_version, None)
+    if to_version is not None or at is not None:
+        to_version = _locate(events, stream_id, to_version, at).version
     return timeline(select_events(events, types=types, since=since, until=until, to_version=to_version))
 
 

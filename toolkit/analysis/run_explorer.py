@@ -32,7 +32,7 @@ import pyarrow as pa
 from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState
 from toolkit.analysis.explain import Explanation, explain_event
 from toolkit.analysis.overview import run_catalog_queries
-from toolkit.analysis.replay import StateChange, diff_values, fold_states, replay, state_at, stream_events
+from toolkit.analysis.replay import StateChange, diff_values, fold_states, fold_to, replay, state_at, stream_events
 from toolkit.errors import VersionPurgedError
 from toolkit.journal.store import Journal
 
@@ -195,13 +195,17 @@ def _event_row(e: Any) -> dict[str, Any]:
     return row
 
 
-def explore_step(journal: Journal, stream_id: str, version: int) -> RunStep:
+def explore_step(journal: Journal, stream_id: str, version: int | None = None, *, at: dt.datetime | None = None) -> RunStep:
     """The run at ``version`` (1..last): event, explanation, state after it, changes from ``version - 1``.
 
+    With ``at`` instead: the version ``state_at`` and ``journal state --at`` resolve the time to
+    (``toolkit.analysis.replay.locate``: the last version whose events all occurred by then).
     A version a purge removed is a ``VersionPurgedError``; a state after it is folded without the
     purged events (the run's timeline starts at the first one left)."""
     events = stream_events(journal, stream_id)
     last = events[-1].version
+    if at is not None or version is None:
+        version = fold_to(journal, stream_id, version=version, at=at).version
     state: AgentRunState = state_at(journal, stream_id, version=version)  # outside 0..last: error naming last
     after = AGENT_RUN.to_dict(state)
     try:

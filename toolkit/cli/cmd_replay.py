@@ -61,6 +61,7 @@ def load(plugins: tuple[str, ...]) -> None:
 @click.option("--since", type=TIME, help="Only events at or after this time (UTC ISO 8601).")
 @click.option("--until", type=TIME, help="Only events before this time.")
 @click.option("--to-version", type=int, help="Stop after this version.")
+@click.option("--at", type=TIME, help="Stop where journal state --at stops: after the last version whose events all occurred by then.")
 @plugins_option
 @format_option
 def command(
@@ -70,26 +71,33 @@ def command(
     since: dt.datetime | None,
     until: dt.datetime | None,
     to_version: int | None,
+    at: dt.datetime | None,
     plugins: tuple[str, ...],
     fmt: str,
     output: str | None,
 ) -> None:
     """Show a stream's timeline, one readable line per event (title, summary, tags by the explainers).
 
+    --since/--until keep the events whose own time is in the window; --at stops the timeline at the
+    version journal state --at folds to (a stream's times can be out of version order: see the note).
+
     \b
     Examples:
       journal replay support-triage-0001
       journal replay support-triage-0001 --type tool_called,tool_result --format csv
       journal replay run-1 --to-version 23 --plugins my_explainers.py
+      journal replay support-triage-0001 --at 2026-11-21T10:00:00Z
     """
-    from toolkit.analysis.replay import purged_start, replay
+    from toolkit.analysis.replay import locate, purged_start, replay
     from toolkit.reports.tables import write_table
 
     load(plugins)
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
     journal = open_journal(journal_path)
-    frame = replay(journal, stream_id, types=wanted, since=since, until=until, to_version=to_version)
+    frame = replay(journal, stream_id, types=wanted, since=since, until=until, to_version=to_version, at=at)
     if (note := purged_start(journal, stream_id)) is not None:
+        click.echo(f"note: {note}", err=True)
+    if at is not None and (note := locate(journal, stream_id, at=at).note) is not None:
         click.echo(f"note: {note}", err=True)
     if fmt == "table" and not output:
         frame = frame.select("version", "occurred_at", "title", "summary", "tags")

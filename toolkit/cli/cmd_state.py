@@ -14,7 +14,11 @@ from toolkit.cli.options import format_option, journal_option, open_journal
 @journal_option
 @click.argument("stream_id")
 @click.option("--version", "version", type=int, help="State after this version (0: the initial state).")
-@click.option("--at", type=TIME, help="State after the last event at or before this time (UTC ISO 8601).")
+@click.option(
+    "--at",
+    type=TIME,
+    help="State at this time (UTC ISO 8601): after the last version whose events all occurred at or before it.",
+)
 @click.option("--diff-from", type=int, help="Show what changed between this version and --version (or the head).")
 @click.option("--aggregate", default="agent_run", show_default=True, help="Aggregate to fold with (built-in or --plugins).")
 @click.option("--no-snapshots", is_flag=True, help="Fold from version 1 even when a snapshot exists.")
@@ -35,7 +39,10 @@ def command(
     """The state of a stream at a version or a time ("what did the agent know at step 23?").
 
     Without --version/--at: the state at the stream's last event. Events whose stored data no
-    longer fits the aggregate's model are skipped and listed on stderr.
+    longer fits the aggregate's model are skipped and listed on stderr. --at T folds the longest
+    prefix of the stream whose events all occurred by T (a real state of the run); when the
+    stream's times are out of version order, a note on stderr names the events that occurred by T
+    but follow a later one.
 
     \b
     Examples:

@@ -15,23 +15,55 @@ from toolkit.analysis.run_story import story_of_run
 from toolkit.journal import Journal
 
 
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+def run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *argv: str, stdin: str = ""
+) -> tuple[int, str, str]:
     return run_cli(capsys, *argv, stdin=stdin)
 
 
-def test_replay_state_snapshot_project(journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_replay_state_snapshot_project(
+    journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     build_tool_failure_loop(journal)
     j = str(journal.path)
-    code, out, _ = run(capsys, monkeypatch, "replay", "-j", j, "tool_failure_loop", "--format", "json", "--to-version", "5")
+    code, out, _ = run(
+        capsys, monkeypatch, "replay", "-j", j, "tool_failure_loop", "--format", "json", "--to-version", "5"
+    )
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [r["title"] for r in rows][-2:] == ["Tool called", "Tool failed"]
-    code, out, _ = run(capsys, monkeypatch, "replay", "-j", j, "tool_failure_loop", "--type", "llm_response",
-                       "--since", "2026-03-02T09:04:00Z", "--format", "csv")
+    code, out, _ = run(
+        capsys,
+        monkeypatch,
+        "replay",
+        "-j",
+        j,
+        "tool_failure_loop",
+        "--type",
+        "llm_response",
+        "--since",
+        "2026-03-02T09:04:00Z",
+        "--format",
+        "csv",
+    )
     assert code == 0 and len(out.splitlines()) == 1 + 2
-    code, out, err = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_loop", "--version", "5", "--format", "json")
+    code, out, err = run(
+        capsys, monkeypatch, "state", "-j", j, "tool_failure_loop", "--version", "5", "--format", "json"
+    )
     assert code == 0 and json.loads(out)["tool_failures"] == {"shell": 1} and "version 5 of 13" in err
-    code, out, _ = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_loop", "--diff-from", "3", "--version", "4",
-                       "--format", "csv")
+    code, out, _ = run(
+        capsys,
+        monkeypatch,
+        "state",
+        "-j",
+        j,
+        "tool_failure_loop",
+        "--diff-from",
+        "3",
+        "--version",
+        "4",
+        "--format",
+        "csv",
+    )
     assert code == 0 and "tools_called.shell,,1" in out
     code, out, err = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_loop", "--at", "2026-01-01")
     assert code == 0 and "initial state" in err
@@ -46,7 +78,9 @@ def test_replay_state_snapshot_project(journal: Journal, capsys: pytest.CaptureF
     assert code == 0 and json.loads(out)["reason"] == "up to date"
 
 
-def test_bad_input_exit_codes(journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input_exit_codes(
+    journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     build_tool_failure_loop(journal)
     j = str(journal.path)
     code, _, err = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_lop")
@@ -63,7 +97,9 @@ def test_bad_input_exit_codes(journal: Journal, capsys: pytest.CaptureFixture[st
     assert code == 1 and "no projection 'nope'" in err
 
 
-def test_journal_demo_tells_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_journal_demo_tells_one_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, _ = run(capsys, monkeypatch, "demo", "-j", str(tmp_path / "demo"), "--runs", "40", "--seed", "3")
     assert code == 0 and "one run, explained: journal replay run-" in out
     assert "Model answered" in out and "its state at versions" in out and "status" in out
@@ -77,14 +113,19 @@ def test_story_of_a_real_sample(samples_journal: Journal) -> None:
     assert story.states.filter(pl.col("field") == "status")["v13"].item() == "answered"
 
 
-def test_state_of_a_purged_version_is_an_error(journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_state_of_a_purged_version_is_an_error(
+    journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """journal state --version 2 after versions 1-3 were purged printed a blank state and exited 0."""
     import datetime as dt
 
     from toolkit.journal.retention import purge_before
 
     old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
-    journal.append("r", [{"event_type": "user_message", "data": {}, "occurred_at": old + dt.timedelta(days=20 * i)} for i in range(6)])
+    journal.append(
+        "r",
+        [{"event_type": "user_message", "data": {}, "occurred_at": old + dt.timedelta(days=20 * i)} for i in range(6)],
+    )
     purge_before(journal, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
     j = str(journal.path)
     code, out, err = run(capsys, monkeypatch, "state", "-j", j, "r", "--version", "2")
@@ -103,13 +144,20 @@ def test_replay_of_a_purged_run_says_where_its_timeline_starts(
     from toolkit.journal.retention import purge_before
 
     old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
-    journal.append("r", [{"event_type": "user_message", "data": {}, "occurred_at": old + dt.timedelta(days=20 * i)} for i in range(6)])
+    journal.append(
+        "r",
+        [{"event_type": "user_message", "data": {}, "occurred_at": old + dt.timedelta(days=20 * i)} for i in range(6)],
+    )
     journal.append("kept", [{"event_type": "user_message", "data": {}}])
     purge_before(journal, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
     j = str(journal.path)
     code, out, err = run(capsys, monkeypatch, "replay", "-j", j, "r", "--to-version", "2", "--format", "json")
     assert code == 0 and out.strip() == ""  # JSON lines: no event up to version 2
-    assert "note: versions 1..3 were purged on " in err and "by retention" in err and "the timeline starts at version 4" in err
+    assert (
+        "note: versions 1..3 were purged on " in err
+        and "by retention" in err
+        and "the timeline starts at version 4" in err
+    )
     code, out, err = run(capsys, monkeypatch, "replay", "-j", j, "kept")
     assert code == 0 and "note:" not in err
 

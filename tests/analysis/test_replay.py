@@ -52,9 +52,25 @@ MODELS = ["m-a", "m-b", None]
 def agent_event(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(
         st.sampled_from(
-            ["user_message", "plan_created", "llm_request", "llm_response", "tool_called", "tool_result", "error",
-             "state_updated", "custom", "GoalCreated", "GoalUpdated", "GoalCompleted", "TickCompleted",
-             "EmergencyStopTriggered", "EmergencyStopCleared", "ConfigurationChanged", "AssistantArchived"]
+            [
+                "user_message",
+                "plan_created",
+                "llm_request",
+                "llm_response",
+                "tool_called",
+                "tool_result",
+                "error",
+                "state_updated",
+                "custom",
+                "GoalCreated",
+                "GoalUpdated",
+                "GoalCompleted",
+                "TickCompleted",
+                "EmergencyStopTriggered",
+                "EmergencyStopCleared",
+                "ConfigurationChanged",
+                "AssistantArchived",
+            ]
         )
     )
     e: dict[str, Any] = {"event_type": kind, "occurred_at": at(1) + dt.timedelta(minutes=draw(st.integers(0, 500)))}
@@ -141,8 +157,19 @@ def test_a_snapshot_with_the_current_fingerprint_is_trusted_a_stale_one_is_ignor
     forged = dataclasses.replace(AgentRunState(), version=8, events=999)
 
     def snap(fingerprint: str) -> None:
-        append_rows(journal, SNAPSHOTS, [{"stream_id": "tool_failure_loop", "version": 8, "aggregate": "agent_run",
-                                          "fingerprint": fingerprint, "state": json.dumps(AGENT_RUN.to_dict(forged))}])
+        append_rows(
+            journal,
+            SNAPSHOTS,
+            [
+                {
+                    "stream_id": "tool_failure_loop",
+                    "version": 8,
+                    "aggregate": "agent_run",
+                    "fingerprint": fingerprint,
+                    "state": json.dumps(AGENT_RUN.to_dict(forged)),
+                }
+            ],
+        )
 
     snap("0123456789abcdef")  # another reducer's snapshot
     assert state_at(journal, "tool_failure_loop", version=10).events == 10
@@ -196,8 +223,10 @@ def test_a_changed_helper_or_constant_of_the_reducer_file_changes_the_fingerprin
     base = load(source, "a.py")
     assert take_snapshots(journal, every=4, aggregate=base).written == 3
     assert load(source, "b.py").fingerprint == base.fingerprint  # the same code elsewhere folds the same way
-    for name, edited in (("c.py", source.replace("FACTOR = 1", "FACTOR = 10")),
-                         ("d.py", source.replace("return 1", "return 2"))):
+    for name, edited in (
+        ("c.py", source.replace("FACTOR = 1", "FACTOR = 10")),
+        ("d.py", source.replace("return 1", "return 2")),
+    ):
         agg = load(edited, name)
         assert agg.fingerprint != base.fingerprint
         assert nearest_snapshot(journal, "tool_failure_loop", agg, 13) is None
@@ -215,7 +244,9 @@ def test_bad_input_errors_name_the_problem(journal: Journal) -> None:
     with pytest.raises(VersionNotFoundError):
         state_at(journal, "tool_failure_loop", version=-1)
     early = fold_to(journal, "tool_failure_loop", at=at(1))
-    assert early.version == 0 and early.state == AgentRunState() and "before the stream's first event" in str(early.note)
+    assert (
+        early.version == 0 and early.state == AgentRunState() and "before the stream's first event" in str(early.note)
+    )
     assert fold_to(journal, "tool_failure_loop", at=at(2, 9, 4)).version == 6  # the last event at or before
     with pytest.raises(ReplayError, match="without a time zone"):
         state_at(journal, "tool_failure_loop", at=dt.datetime(2026, 3, 2, 9))
@@ -229,13 +260,17 @@ def test_a_reducer_that_raises_is_an_error_naming_aggregate_stream_version_and_l
     build_tool_failure_loop(journal)
     broken = Aggregate("tool_letters", initial=lambda: 0, reducer=_tool_of, from_dict=int)
     line = _tool_of.__code__.co_firstlineno + 1
-    expected = (rf"aggregate 'tool_letters' failed on stream 'tool_failure_loop' version 1 \(user_message\) "
-                rf"at {re.escape(__file__)}:{line}: TypeError")
-    for fold in (lambda: state_at(journal, "tool_failure_loop", aggregate=broken),
-                 lambda: list(fold_states(journal, "tool_failure_loop", broken)),
-                 lambda: take_snapshots(journal, every=4, aggregate=broken),
-                 lambda: counterfactual(journal, "tool_failure_loop", [Drop([2])], aggregate=broken),
-                 lambda: broken.fold(read_events(journal, "tool_failure_loop"))):
+    expected = (
+        rf"aggregate 'tool_letters' failed on stream 'tool_failure_loop' version 1 \(user_message\) "
+        rf"at {re.escape(__file__)}:{line}: TypeError"
+    )
+    for fold in (
+        lambda: state_at(journal, "tool_failure_loop", aggregate=broken),
+        lambda: list(fold_states(journal, "tool_failure_loop", broken)),
+        lambda: take_snapshots(journal, every=4, aggregate=broken),
+        lambda: counterfactual(journal, "tool_failure_loop", [Drop([2])], aggregate=broken),
+        lambda: broken.fold(read_events(journal, "tool_failure_loop")),
+    ):
         with pytest.raises(ReplayError, match=expected) as e:
             fold()
         assert e.value.context["version"] == 1 and e.value.context["aggregate"] == "tool_letters"
@@ -385,10 +420,13 @@ def test_a_newer_snapshot_never_leaves_a_gap_in_a_cached_stream(journal: Journal
 def test_a_redaction_is_never_served_from_the_cache(journal: Journal) -> None:
     from toolkit.journal.redaction import redact_subject
 
-    journal.append("run-1", [
-        {"event_type": "user_message", "subject_id": "alice", "data": {"text": "my card is 4111-1111"}},
-        {"event_type": "plan_created", "subject_id": "alice", "data": {"steps": ["charge 4111-1111"]}},
-    ])
+    journal.append(
+        "run-1",
+        [
+            {"event_type": "user_message", "subject_id": "alice", "data": {"text": "my card is 4111-1111"}},
+            {"event_type": "plan_created", "subject_id": "alice", "data": {"steps": ["charge 4111-1111"]}},
+        ],
+    )
     assert "4111" in json.dumps(replay(journal, "run-1")["summary"].to_list()) and state_at(journal, "run-1").plan
     redact_subject(Journal.open(journal.path), "alice")
     assert "4111" not in json.dumps(replay(journal, "run-1")["summary"].to_list())
@@ -399,13 +437,17 @@ def test_a_purged_version_is_an_error_naming_the_purge(journal: Journal) -> None
     """Versions 1-3 were purged: state_at(2) returned the blank initial state with no note."""
     old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
     llm = {"event_type": "llm_response", "model": "m", "data": {}}
-    journal.append("r", [{**llm, "tokens_in": v, "occurred_at": old + dt.timedelta(days=20 * v - 20)} for v in range(1, 7)])
+    journal.append(
+        "r", [{**llm, "tokens_in": v, "occurred_at": old + dt.timedelta(days=20 * v - 20)} for v in range(1, 7)]
+    )
     purge = purge_before(journal, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
     purged_on = read_table(journal, "purges").column("purged_at")[0].as_py().date().isoformat()
     with pytest.raises(VersionPurgedError) as e:
         state_at(journal, "r", version=2)
     assert f"version 2 was purged on {purged_on} by retention ({purge.purge_id})" in str(e.value)
-    assert "versions 4..6 remain" in str(e.value) and "Hint:" in str(e.value) and str(purge.archive_path) in str(e.value)
+    assert (
+        "versions 4..6 remain" in str(e.value) and "Hint:" in str(e.value) and str(purge.archive_path) in str(e.value)
+    )
     assert e.value.context["first_kept_version"] == 4 and isinstance(e.value, VersionNotFoundError)
     with pytest.raises(VersionPurgedError, match=r"falls in versions 1\.\.3"):
         state_at(journal, "r", at=old + dt.timedelta(days=30))
@@ -458,12 +500,14 @@ def test_the_run_explorer_and_story_start_at_the_first_version_a_purge_kept(jour
 
     old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
     llm = {"event_type": "llm_response", "model": "m", "data": {}}
-    journal.append("r", [{**llm, "tokens_in": v, "occurred_at": old + dt.timedelta(days=20 * v - 20)} for v in range(1, 7)])
+    journal.append(
+        "r", [{**llm, "tokens_in": v, "occurred_at": old + dt.timedelta(days=20 * v - 20)} for v in range(1, 7)]
+    )
     purge_before(journal, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
     step = explore_step(journal, "r", 4)
-    assert step.state["tokens_in"] == 4 and [(c.path, c.before, c.after) for c in step.changes if c.path == "tokens_in"] == [
-        ("tokens_in", 0, 4)
-    ]
+    assert step.state["tokens_in"] == 4 and [
+        (c.path, c.before, c.after) for c in step.changes if c.path == "tokens_in"
+    ] == [("tokens_in", 0, 4)]
     story = story_of_run(journal, "r")
     assert story.versions == (4, 6), story.versions
     with pytest.raises(VersionPurgedError):

@@ -345,7 +345,9 @@ class SharedEvent(Event):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name != "payload":
-            raise TypeError(f"{self!r}: {name} of a stored event is read-only (every fold reads it again): {READ_ONLY_HINT}")
+            raise TypeError(
+                f"{self!r}: {name} of a stored event is read-only (every fold reads it again): {READ_ONLY_HINT}"
+            )
         _set(self, name, value)
 
     @property

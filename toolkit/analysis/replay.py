@@ -112,7 +112,9 @@ class _StreamCache:
             return hit.events
         if hit is not None:
             self._size -= len(hit.events)
-        events = SharedEvent.share(read_events(journal, stream_id, from_version=from_version if from_version > 1 else None))
+        events = SharedEvent.share(
+            read_events(journal, stream_id, from_version=from_version if from_version > 1 else None)
+        )
         self._streams[key] = _Cached(events, version, files)
         self._size += len(events)
         self._trim()
@@ -198,9 +200,7 @@ class Located:
     note: str | None = None
 
 
-def locate(
-    journal: Journal, stream_id: str, *, version: int | None = None, at: dt.datetime | None = None
-) -> Located:
+def locate(journal: Journal, stream_id: str, *, version: int | None = None, at: dt.datetime | None = None) -> Located:
     """The version ``state_at`` folds to (errors name the stream's last version)."""
     events = stream_events(journal, stream_id)
     return _locate(events, stream_id, version, at)
@@ -354,7 +354,9 @@ def _check_purged(
     gone, remain = f"{start + 1}..{first - 1}", f"versions {first}..{where.last_version} remain"
     late = [r for r in records if at is not None and r["last_removed_at"] is not None and r["last_removed_at"] > at]
     r: Mapping[str, Any] | None
-    if where.version >= first and late and at is not None:  # the events that occurred by `at` end in the purged versions
+    if (
+        where.version >= first and late and at is not None
+    ):  # the events that occurred by `at` end in the purged versions
         r = late[0]
         asked = f"{at.isoformat()} falls in versions 1..{first - 1} (one occurred at {r['last_removed_at'].isoformat()}), which were"
     elif where.version >= first:
@@ -406,7 +408,9 @@ def _covering(records: Sequence[Mapping[str, Any]]) -> Callable[[int], Mapping[s
     """The record that removed a version of the stream, by version."""
 
     def covering(v: int) -> Mapping[str, Any] | None:
-        return next((r for r in records if r["first_kept_version"] - r["removed_events"] <= v < r["first_kept_version"]), None)
+        return next(
+            (r for r in records if r["first_kept_version"] - r["removed_events"] <= v < r["first_kept_version"]), None
+        )
 
     return covering
 

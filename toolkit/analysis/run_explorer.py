@@ -195,7 +195,9 @@ def _event_row(e: Any) -> dict[str, Any]:
     return row
 
 
-def explore_step(journal: Journal, stream_id: str, version: int | None = None, *, at: dt.datetime | None = None) -> RunStep:
+def explore_step(
+    journal: Journal, stream_id: str, version: int | None = None, *, at: dt.datetime | None = None
+) -> RunStep:
     """The run at ``version`` (1..last): event, explanation, state after it, changes from ``version - 1``.
 
     With ``at`` instead: the version ``state_at`` and ``journal state --at`` resolve the time to

@@ -120,7 +120,9 @@ def _index(journal: Journal) -> _Index:
     return idx
 
 
-def nearest_snapshot(journal: Journal, stream_id: str, aggregate: Aggregate[Any], version: int) -> tuple[int, Any] | None:
+def nearest_snapshot(
+    journal: Journal, stream_id: str, aggregate: Aggregate[Any], version: int
+) -> tuple[int, Any] | None:
     """(version, state) of the latest snapshot at or below ``version`` with the current fingerprint,
     taken after the last purge of the stream's events."""
     if aggregate.from_dict is None:
@@ -176,7 +178,9 @@ def take_snapshots(
     with write_lock(journal.path, journal.config.lock_timeout_s, nested=True):
         journal.refresh()
         heads = journal.heads()
-        ids = sorted(stream_ids) if stream_ids is not None else sorted(s for s, h in heads.items() if h.version >= every)
+        ids = (
+            sorted(stream_ids) if stream_ids is not None else sorted(s for s, h in heads.items() if h.version >= every)
+        )
         report = SnapshotReport(aggregate=aggregate.name, fingerprint=aggregate.fingerprint)
         idx = _index(journal)
         rows: list[dict[str, Any]] = []

@@ -49,8 +49,15 @@ def load(plugins: tuple[str, ...]) -> None:
         from toolkit.analysis.plugins import load_plugins
 
         loaded = load_plugins(list(plugins))
-        what = [f"{k}: {', '.join(v)}" for k, v in (("aggregates", loaded.aggregates),
-                ("projections", loaded.projections), ("explainers", loaded.explainers)) if v]
+        what = [
+            f"{k}: {', '.join(v)}"
+            for k, v in (
+                ("aggregates", loaded.aggregates),
+                ("projections", loaded.projections),
+                ("explainers", loaded.explainers),
+            )
+            if v
+        ]
         click.echo(f"plugins: loaded {', '.join(loaded.modules)}" + (f" ({'; '.join(what)})" if what else ""), err=True)
 
 
@@ -61,7 +68,11 @@ def load(plugins: tuple[str, ...]) -> None:
 @click.option("--since", type=TIME, help="Only events at or after this time (UTC ISO 8601).")
 @click.option("--until", type=TIME, help="Only events before this time.")
 @click.option("--to-version", type=int, help="Stop after this version.")
-@click.option("--at", type=TIME, help="Stop where journal state --at stops: after the last version whose events all occurred by then.")
+@click.option(
+    "--at",
+    type=TIME,
+    help="Stop where journal state --at stops: after the last version whose events all occurred by then.",
+)
 @plugins_option
 @format_option
 def command(

@@ -20,7 +20,9 @@ from toolkit.cli.options import format_option, journal_option, open_journal
     help="State at this time (UTC ISO 8601): after the last version whose events all occurred at or before it.",
 )
 @click.option("--diff-from", type=int, help="Show what changed between this version and --version (or the head).")
-@click.option("--aggregate", default="agent_run", show_default=True, help="Aggregate to fold with (built-in or --plugins).")
+@click.option(
+    "--aggregate", default="agent_run", show_default=True, help="Aggregate to fold with (built-in or --plugins)."
+)
 @click.option("--no-snapshots", is_flag=True, help="Fold from version 1 even when a snapshot exists.")
 @plugins_option
 @format_option

@@ -162,8 +162,9 @@ def test_streams_and_stats_past_1e9(capsys: pytest.CaptureFixture[str], fleet: J
     code, out, err = run_cli(capsys, "stats", "-j", str(fleet.path), "run-a")
     assert code == 0, err
     assert f"cost_usd: {per_run['run-a']}" in out
-    by_type = json.loads(run_cli(capsys, "stats", "-j", str(fleet.path), "run-a", "--format", "json")[1])
-    assert Decimal(by_type["cost_usd"]) == per_run["run-a"]
+    stats = json.loads(run_cli(capsys, "stats", "-j", str(fleet.path), "run-a", "--format", "json")[1])
+    assert Decimal(stats["summary"]["cost_usd"]) == per_run["run-a"]
+    assert sum(Decimal(r["cost_usd"]) for r in stats["by_event_type"]) == per_run["run-a"]
 
 
 def test_reprice_past_1e9(capsys: pytest.CaptureFixture[str], fleet: Journal, prices: Path) -> None:

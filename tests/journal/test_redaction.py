@@ -333,3 +333,64 @@ def test_a_redaction_rerun_with_nothing_to_do_erases_no_files(people: Journal) -
     assert first.files_erased > 0
     again = redact_subject(Journal.open(people.path), "alice")
     assert (again.events, again.already_redacted, again.files_erased) == (0, 3, 0)
+
+
+def _bytes_on_disk(root: Path) -> str:
+    """Every file under ``root`` as text, whatever its name: Parquet files (found by their magic
+    bytes: temp files too) decoded, every other file's bytes as they are (Delta log JSON and
+    checkpoints' pointers, locks, temp files)."""
+    parts = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        raw = p.read_bytes()
+        if raw[:4] == b"PAR1":
+            try:
+                parts.append(json.dumps(pq.read_table(p).to_pylist(), default=str))
+                continue
+            except (OSError, pa.ArrowException):
+                pass  # a partial file: its bytes
+        parts.append(raw.decode("utf-8", errors="replace"))
+    return "\n".join(parts)
+
+
+def test_a_second_redaction_takes_the_new_events_and_leaves_the_first_as_it_was(people: Journal) -> None:
+    """The subject's new events (another day: another partition) after a first redaction: only
+    their partition is rewritten; the events redacted before keep their marker and are not copied."""
+    first = redact_subject(people, "alice")
+    people.append(
+        "alice-4", [ev("user_message", {"text": f"later {PII}"}, subject_id="alice", occurred_at=dt.datetime(2025, 3, 1, tzinfo=UTC))]
+    )
+    before = {r["event_id"]: r for r in Journal.open(people.path).read_all().to_pylist()}
+    second = redact_subject(Journal.open(people.path), "alice")
+    assert (second.events, second.already_redacted) == (1, 3)
+    rows = Journal.open(people.path).read_all().to_pylist()
+    assert sorted(r["event_id"] for r in rows) == sorted(before)  # no event twice, none lost
+    first_marker = json.dumps({"redacted": first.redaction_id}, separators=(",", ":"))
+    second_marker = json.dumps({"redacted": second.redaction_id}, separators=(",", ":"))
+    for r in rows:
+        if r["stream_id"] == "alice-4":
+            assert r["data"] == second_marker
+        else:
+            assert r == before[r["event_id"]]
+    assert sum(r["data"] == first_marker for r in rows) == 3
+    report = verify_journal(Journal.open(people.path))
+    assert report.ok and report.redacted == 4
+    assert PII not in _bytes_on_disk(people.path)
+
+
+def test_a_second_redaction_leaves_the_archives_the_first_one_redacted(people: Journal, tmp_path: Path) -> None:
+    """Their rows keep the first redaction's marker (the one its records name): the files are
+    not rewritten with the second's."""
+    from toolkit.journal.retention import file_sha256
+
+    purge = purge_before(people, dt.datetime(2025, 1, 5, 0, 0, 30, tzinfo=UTC), now=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    archive_stream(people, "alice-2", tmp_path / "alice-2.json", fmt="evennia-archive")
+    first = redact_subject(people, "alice")
+    files = sorted([purge.archive_path or "", str(tmp_path / "alice-2.json")])
+    assert sorted(first.archives_rewritten) == files
+    digests = {p: file_sha256(p) for p in files}
+    people.append("alice-4", [ev("user_message", {"text": PII}, subject_id="alice")])
+    second = redact_subject(Journal.open(people.path), "alice")
+    assert (second.events, second.archives_rewritten) == (1, [])
+    assert {p: file_sha256(p) for p in files} == digests

@@ -11,11 +11,12 @@
    chain of what happened still verifies; ``journal verify`` reports the event as *redacted*
    (its record matches and its text is exactly the marker) rather than as tampered with;
 4. rewrites the archives the toolkit wrote (``archives`` table: purge archives, ``journal
-   archive`` files) that hold the subject's events, and registers their new digests; removes
-   the snapshot rows of the subject's streams and drops projections (rebuilt on next use);
+   archive`` files) that hold the subject's events, and registers their new digests;
+   removes the snapshot rows of the subject's streams and drops projections (rebuilt on next
+   use);
 5. erases history (``rewrite.erase_history``): vacuums the replaced files and drops the Delta
-   log entries whose statistics still hold the old payloads. Time travel before the redaction
-   is gone.
+   log entries whose statistics still hold the old payloads (of the events table and of every
+   side table it changed). Time travel before the redaction is gone.
 
 The record is committed before the payloads are replaced, so a crash leaves either the old
 payloads (which still match their digests: the journal verifies; run the redaction again) or
@@ -176,10 +177,16 @@ def redact_subject(
             touched: set[Partition] = set(
                 zip(hits.column("stream_type").to_pylist(), hits.column("day").to_pylist(), strict=True)
             )
+            # only the partitions with events to redact: one whose events were redacted before
+            # (a second request) stays as it is
+            in_touched = pc.is_in(
+                pc.binary_join_element_wise(table.column("stream_type"), pc.cast(table.column("day"), pa.string()), "|"),
+                pa.array(sorted(f"{st}|{d.isoformat()}" for st, d in touched), pa.string()),
+            )
             result.delta_version = replace_partitions(
                 journal,
                 touched,
-                _redact_rows(table, mask, marker),
+                _redact_rows(table, mask, marker).filter(in_touched),
                 operation=f"redact {result.redaction_id}",
                 metadata={"toolkit.redaction": result.redaction_id},
             )
@@ -217,6 +224,17 @@ def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> li
     return dropped
 
 
+_MARKER_RE = r'^\{"redacted":"[^"]*"\}$'  # marker_for's text
+
+
+def _is_marker(text: object) -> bool:
+    try:
+        doc = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and set(doc) == {"redacted"}
+
+
 def _triples(table: pa.Table, mine: pa.Array) -> list[tuple[str, int, str]]:
     sub = table.filter(mine).select(["stream_id", "version", "data"])
     return list(
@@ -245,6 +263,8 @@ def _rewrite_archives(journal: Journal, subject_id: str, marker: str) -> list[st
         if a["format"] == "parquet":
             t = pq.read_table(p)
             mask = pc.fill_null(pc.equal(t.column("subject_id"), subject_id), False)
+            # rows an earlier redaction took keep its marker (the file is not rewritten again)
+            mask = pc.and_(mask, pc.invert(pc.fill_null(pc.match_substring_regex(t.column("data"), _MARKER_RE), False)))
             if pc.any(mask).as_py():
                 write_parquet_atomic(_redact_rows(t, mask, marker), p)
                 changed = True
@@ -270,7 +290,7 @@ def _redact_evennia(path: Path, first_version: int, versions: list[int], marker:
     changed = False
     for v in versions:
         i = v - first_version
-        if 0 <= i < len(events) and events[i].get("data") != json.loads(marker):
+        if 0 <= i < len(events) and not _is_marker(json.dumps(events[i].get("data"))):
             events[i]["data"] = json.loads(marker)
             changed = True
     if changed:

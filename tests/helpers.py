@@ -363,7 +363,51 @@ def _fork_after_append(path: str, then: str) -> None:
         time.sleep(60)
 
 
+def _killed_at(path: str, op: str, target: str, when: str, nth: str = "1") -> None:
+    """Run ``op`` (``redact``: subject ``alice``; ``compact``: spilling; ``purge``: before
+    2025-01-05T00:00:30Z) and SIGKILL this process at the ``nth`` call of ``target``
+    (``module:attr`` or ``module:Class.attr``): ``before`` that call runs or ``after`` it
+    returned. No cleanup runs (no ``finally``, no ``except``): what a power cut or the OOM
+    killer leaves."""
+    import importlib
+    import signal
+
+    module_name, _, attr = target.partition(":")
+    owner: Any = importlib.import_module(module_name)
+    *outer, name = attr.split(".")
+    for part in outer:
+        owner = getattr(owner, part)
+    real = getattr(owner, name)
+    calls = [0]
+
+    def killer(*a: Any, **k: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == int(nth) and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = real(*a, **k)
+        if calls[0] == int(nth) and when == "after":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+
+    setattr(owner, name, killer)
+    j = Journal.open(path)
+    if op == "redact":
+        from toolkit.journal.redaction import redact_subject
+
+        redact_subject(j, "alice")
+    elif op == "compact":
+        from toolkit.journal.maintenance import compact
+
+        compact(j, full=True, chunk_rows=1)  # every partition of more than one row is spilled
+    else:
+        from toolkit.journal.retention import purge_before
+
+        purge_before(j, dt.datetime(2025, 1, 5, 0, 0, 30, tzinfo=UTC), now=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    print("finished", calls[0], flush=True)
+
+
 WORKERS: dict[str, Callable[..., None]] = {
+    "killed_at": _killed_at,
     "append_loop": _append_loop,
     "race_once": _race_once,
     "crash_work": _crash_work,

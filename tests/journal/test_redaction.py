@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import ev, locate, rewrite_parquet, set_cell
+from helpers import ev, locate, rewrite_parquet, set_cell, spawn
 
 from toolkit.errors import RetentionError
 from toolkit.journal import Journal, rewrite
@@ -352,6 +353,41 @@ def _bytes_on_disk(root: Path) -> str:
                 pass  # a partial file: its bytes
         parts.append(raw.decode("utf-8", errors="replace"))
     return "\n".join(parts)
+
+
+def _killed_at(journal: Journal, op: str, target: str, when: str, nth: int = 1) -> None:
+    """Run ``op`` on the journal in another process and SIGKILL it at ``target`` (helpers._killed_at)."""
+    proc = spawn("killed_at", journal.path, op, target, when, nth)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, f"{op} not killed at {target} ({proc.returncode}): {out}{err}"
+
+
+def test_a_redaction_after_a_killed_purge_reaches_the_archive_the_purge_left(people: Journal) -> None:
+    """A purge killed after writing its archive and before recording it left a copy of the
+    subject's events in purge-archives/ that no record names: the redaction first rolls the
+    unfinished purge back (as the next purge would), so no copy survives."""
+    _killed_at(people, "purge", "toolkit.journal.retention:append_side_rows", "before")
+    left = list((people.path / "purge-archives").glob("purge-*.parquet"))
+    assert len(left) == 1 and PII in json.dumps(pq.read_table(left[0]).to_pylist(), default=str)
+    fresh = Journal.open(people.path)
+    assert read_table(fresh, "purges").num_rows == 0 and verify_journal(fresh).ok
+
+    redact_subject(fresh, "alice")
+    assert PII not in _bytes_on_disk(people.path)
+    report = verify_journal(Journal.open(people.path))
+    assert report.ok and report.redacted == 3
+
+
+def test_a_redaction_removes_what_a_killed_compaction_spilled(people: Journal) -> None:
+    """A compaction spills a partition's rows (payloads included) to JOURNAL/.compact-tmp and
+    removes them at its end or at the start of the next compaction: one killed in between left
+    them where only the next compaction would look."""
+    _killed_at(people, "compact", "pyarrow.parquet:write_table", "after")
+    assert PII in _bytes_on_disk(people.path / ".compact-tmp")
+    assert verify_journal(Journal.open(people.path)).ok
+
+    redact_subject(Journal.open(people.path), "alice")
+    assert PII not in _bytes_on_disk(people.path)
 
 
 def test_a_second_redaction_takes_the_new_events_and_leaves_the_first_as_it_was(people: Journal) -> None:

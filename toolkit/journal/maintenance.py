@@ -40,6 +40,8 @@ from toolkit.journal.store import BLOOM_COLUMNS, STATS_COLUMNS, FileInfo, Journa
 
 #: rows of a partition sorted in memory at once; larger partitions are sorted range by range
 COMPACT_CHUNK_ROWS: Final = 1_000_000
+#: where a local journal's compaction spills rows (payloads included); a killed one leaves them
+SPILL_DIR: Final = ".compact-tmp"
 #: rows of a compacted file (8,192-row groups: ≈ 250–500 MB of Parquet at the demo's event size)
 COMPACT_FILE_ROWS: Final = 2_000_000
 _SORT_KEYS: Final = [("stream_id", "ascending"), ("version", "ascending")]
@@ -136,7 +138,7 @@ def _spill_root(journal: Journal) -> Path:
     disk, not a RAM-backed /tmp), the system's temporary directory for a remote one."""
     if journal.remote:
         return Path(tempfile.mkdtemp(prefix="journal-compact-"))
-    root = Path(str(journal.path)) / ".compact-tmp"
+    root = Path(str(journal.path)) / SPILL_DIR
     shutil.rmtree(root, ignore_errors=True)  # left by a killed compaction: never committed
     root.mkdir()
     return root

@@ -11,7 +11,9 @@
    chain of what happened still verifies; ``journal verify`` reports the event as *redacted*
    (its record matches and its text is exactly the marker) rather than as tampered with;
 4. rewrites the archives the toolkit wrote (``archives`` table: purge archives, ``journal
-   archive`` files) that hold the subject's events, and registers their new digests;
+   archive`` files) that hold the subject's events, and registers their new digests (after
+   rolling back a purge killed before its commit, whose archive may be registered nowhere, and
+   removing the rows a compaction killed half-way spilled to ``.compact-tmp``);
    removes the snapshot rows of the subject's streams and drops projections (rebuilt on next
    use);
 5. erases history (``rewrite.erase_history``): vacuums the replaced files and drops the Delta
@@ -41,7 +43,8 @@ from deltalake import DeltaTable
 
 from toolkit.errors import RetentionError
 from toolkit.journal.lock import write_lock
-from toolkit.journal.retention import file_sha256, new_id, write_parquet_atomic
+from toolkit.journal.maintenance import SPILL_DIR
+from toolkit.journal.retention import file_sha256, new_id, roll_back_unfinished, write_parquet_atomic
 from toolkit.journal.rewrite import (
     Partition,
     append_side_rows,
@@ -139,6 +142,11 @@ def redact_subject(
     marker = marker_for(result.redaction_id)
     with write_lock(journal.path, journal.config.lock_timeout_s):
         journal.refresh()
+        # a purge killed before its commit left an archive of events still in the journal, maybe
+        # unregistered (killed before its records): erasure would not look there
+        roll_back_unfinished(journal)
+        if isinstance(journal.path, Path):  # rows a compaction killed half-way spilled (compactions hold the lock)
+            shutil.rmtree(journal.path / SPILL_DIR, ignore_errors=True)
         parts = _subject_partitions(journal, subject_id)
         table = read_partitions(journal, parts)
         mine = pc.fill_null(pc.equal(table.column("subject_id"), subject_id), False)

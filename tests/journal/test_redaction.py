@@ -19,7 +19,7 @@ from toolkit.journal import Journal, rewrite
 from toolkit.journal.integrity import verify_journal
 from toolkit.journal.redaction import redact_subject, subject_digest
 from toolkit.journal.retention import purge_before
-from toolkit.journal.side_tables import read_table
+from toolkit.journal.side_tables import read_projection, read_table
 from toolkit.reports.archive import archive_stream
 
 UTC = dt.UTC
@@ -362,6 +362,37 @@ def _killed_at(journal: Journal, op: str, target: str, when: str, nth: int = 1) 
     assert proc.returncode == -signal.SIGKILL, f"{op} not killed at {target} ({proc.returncode}): {out}{err}"
 
 
+QUOTING_RULE = """-- summary: No user message goes unanswered (the message quotes it).
+-- returns: stream_id VARCHAR, version BIGINT, holds BOOLEAN, message VARCHAR
+SELECT stream_id, version, event_type <> 'user_message' AS holds, 'unanswered: ' || data AS message
+FROM events
+"""
+
+
+def test_findings_quoting_a_payload_lose_the_text_and_keep_the_verdict(people: Journal, tmp_path: Path) -> None:
+    from toolkit.analysis.regrade import regrade
+
+    rule = tmp_path / "unanswered.sql"
+    rule.write_text(QUOTING_RULE, encoding="utf-8")
+    regrade(people, ["unanswered"], rule_files=[str(rule)])
+    before = {r["stream_id"]: r for r in read_table(people, "findings").to_pylist()}
+    assert sorted(before) == ["alice-1", "alice-2", "bob-1"] and PII in before["alice-1"]["message"]
+
+    result = redact_subject(people, "alice")
+    assert result.findings_redacted == 2
+    after = {r["stream_id"]: r for r in read_table(Journal.open(people.path), "findings").to_pylist()}
+    marker = json.dumps({"redacted": result.redaction_id}, separators=(",", ":"))
+    for sid in ("alice-1", "alice-2"):
+        assert after[sid]["message"] == marker
+        assert {k: v for k, v in after[sid].items() if k != "message"} == {
+            k: v for k, v in before[sid].items() if k != "message"
+        }
+    assert after["bob-1"] == before["bob-1"]
+    assert PII not in _bytes_on_disk(people.path)
+    again = redact_subject(Journal.open(people.path), "alice")
+    assert again.findings_redacted == 0  # already the marker of the first redaction
+
+
 def test_a_redaction_after_a_killed_purge_reaches_the_archive_the_purge_left(people: Journal) -> None:
     """A purge killed after writing its archive and before recording it left a copy of the
     subject's events in purge-archives/ that no record names: the redaction first rolls the
@@ -376,6 +407,68 @@ def test_a_redaction_after_a_killed_purge_reaches_the_archive_the_purge_left(peo
     assert PII not in _bytes_on_disk(people.path)
     report = verify_journal(Journal.open(people.path))
     assert report.ok and report.redacted == 3
+
+
+def _everything_derived(people: Journal, tmp_path: Path) -> None:
+    """A purge archive and findings holding some of alice's payloads, snapshots and a projection."""
+    from toolkit.analysis.projections import catch_up
+    from toolkit.analysis.regrade import regrade
+    from toolkit.analysis.snapshots import take_snapshots
+
+    purge_before(people, dt.datetime(2025, 1, 5, 0, 0, 30, tzinfo=UTC), now=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    people.append(
+        "alice-3",
+        [ev("tool_called", {"to": PII}, subject_id="alice", tool_name="send_mail", tool_call_id="c1")],
+        stream_type="agent_run",
+    )
+    catch_up(people, "tool_calls")
+    take_snapshots(people, every=1)
+    rule = tmp_path / "unanswered.sql"
+    rule.write_text(QUOTING_RULE, encoding="utf-8")
+    regrade(people, ["unanswered"], rule_files=[str(rule)])
+    for side in ("purge-archives", "findings"):
+        assert PII in _bytes_on_disk(people.path / side), side
+    assert (people.path / "projection_tool_calls" / "_delta_log").is_dir()
+    assert "alice-2" in read_table(people, "snapshots").column("stream_id").to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("target", "when", "nth"),
+    [
+        ("toolkit.journal.redaction:replace_partitions", "before", 1),  # recorded, not replaced
+        ("toolkit.journal.redaction:replace_partitions", "after", 1),  # replaced, nothing else
+        ("toolkit.journal.redaction:write_parquet_atomic", "after", 1),  # archive rewritten, not registered
+        ("toolkit.journal.redaction:rewrite_side_table", "after", 1),  # snapshots dropped, their history kept
+        ("deltalake:DeltaTable.create_checkpoint", "before", 1),  # snapshots vacuumed, log not cut
+        ("os:unlink", "after", 2),  # in the middle of cutting the snapshots' log
+        ("os:unlink", "after", 4),  # in the middle of removing the projection (its data file gone, its log not)
+        ("os:unlink", "after", 12),  # in the middle of cutting the events' log
+        ("deltalake:DeltaTable.create_checkpoint", "after", 3),  # events vacuumed and checkpointed, log not cut
+    ],
+)
+def test_a_redaction_killed_anywhere_leaves_a_readable_journal_and_a_rerun_finishes(
+    people: Journal, tmp_path: Path, target: str, when: str, nth: int
+) -> None:
+    from toolkit.analysis.projections import catch_up
+    from toolkit.analysis.replay import state_at
+
+    _everything_derived(people, tmp_path)
+    events = people.read_all().num_rows
+    _killed_at(people, "redact", target, when, nth)
+
+    fresh = Journal.open(people.path)
+    assert fresh.read_all().num_rows == events
+    report = verify_journal(fresh)
+    assert report.ok, report.breaks
+    state_at(fresh, "alice-2", version=1)  # snapshots (kept or dropped) still serve or are ignored
+    catch_up(fresh, "tool_calls")  # the projection is whole or gone (rebuilt), never half-removed
+    assert read_projection(fresh, "tool_calls") is not None
+
+    result = redact_subject(Journal.open(people.path), "alice")
+    assert result.events + result.already_redacted == 3
+    assert PII not in _bytes_on_disk(people.path)
+    report = verify_journal(Journal.open(people.path))
+    assert report.ok and report.redacted == 3 and report.anchored == 1
 
 
 def test_a_redaction_removes_what_a_killed_compaction_spilled(people: Journal) -> None:
@@ -413,6 +506,28 @@ def test_a_second_redaction_takes_the_new_events_and_leaves_the_first_as_it_was(
     report = verify_journal(Journal.open(people.path))
     assert report.ok and report.redacted == 4
     assert PII not in _bytes_on_disk(people.path)
+
+
+@pytest.mark.parametrize(("column", "value"), [("event_type", "tool_result"), ("subject_id", "mallory"), ("tokens_in", 7)])
+def test_after_the_history_is_erased_a_redacted_events_other_columns_are_still_checked(
+    people: Journal, column: str, value: object
+) -> None:
+    redact_subject(people, "alice")
+    path, row = locate(people, "alice-1", 2)
+    rewrite_parquet(path, lambda t: set_cell(t, column, row, value))
+    report = verify_journal(Journal.open(people.path))
+    assert [(b.stream_id, b.version, b.check) for b in report.breaks or []] == [("alice-1", 2, "hash")]
+
+
+def test_a_redacted_event_whose_record_went_is_tampering(people: Journal) -> None:
+    from toolkit.journal.rewrite import rewrite_side_table
+
+    redact_subject(people, "alice")
+    records = read_table(people, "redactions")
+    keep = [r for r in records.to_pylist() if not (r["stream_id"] == "alice-2")]
+    rewrite_side_table(people, "redactions", pa.Table.from_pylist(keep, schema=records.schema), "tamper")
+    report = verify_journal(Journal.open(people.path))
+    assert [(b.stream_id, b.version, b.check) for b in report.breaks or []] == [("alice-2", 1, "payload")]
 
 
 def test_a_second_redaction_leaves_the_archives_the_first_one_redacted(people: Journal, tmp_path: Path) -> None:

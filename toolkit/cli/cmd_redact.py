@@ -21,8 +21,10 @@ def command(journal_path: str, subject_id: str, reason: str | None, keep_history
 
     The events' skeleton (type, time, stream, version, ids, hashes) stays and the chain still
     verifies; a redaction record says which events were redacted and when (the subject is named
-    by the SHA-256 of its id). Archives the toolkit wrote are rewritten too, and old file
-    versions and Delta log entries are removed so the payloads leave the table's history.
+    by the SHA-256 of its id). Archives the toolkit wrote are rewritten too, snapshots and
+    projections of the subject's streams dropped, the messages of their findings replaced by the
+    marker, and old file versions and Delta log entries removed so the payloads leave the
+    table's history.
 
     \b
     Example:

@@ -15,7 +15,8 @@
    rolling back a purge killed before its commit, whose archive may be registered nowhere, and
    removing the rows a compaction killed half-way spilled to ``.compact-tmp``);
    removes the snapshot rows of the subject's streams and drops projections (rebuilt on next
-   use);
+   use); replaces the messages of the findings of the subject's streams (a rule's message may
+   quote a payload) by the marker;
 5. erases history (``rewrite.erase_history``): vacuums the replaced files and drops the Delta
    log entries whose statistics still hold the old payloads (of the events table and of every
    side table it changed). Time travel before the redaction is gone.
@@ -66,6 +67,7 @@ class RedactionResult:
     already_redacted: int = 0
     archives_rewritten: list[str] = field(default_factory=list)
     derived_dropped: list[str] = field(default_factory=list)
+    findings_redacted: int = 0
     files_erased: int = 0
     delta_version: int | None = None
 
@@ -77,6 +79,7 @@ class RedactionResult:
             "already_redacted": self.already_redacted,
             "archives_rewritten": self.archives_rewritten,
             "derived_dropped": self.derived_dropped,
+            "findings_redacted": self.findings_redacted,
             "files_erased": self.files_erased,
             "delta_version": self.delta_version,
         }
@@ -203,6 +206,7 @@ def redact_subject(
         result.archives_rewritten = _rewrite_archives(journal, subject_id, marker)
         streams = sorted(set(table.filter(mine).column("stream_id").to_pylist()))
         result.derived_dropped = _drop_derived(journal, streams, erase=erase)
+        result.findings_redacted = _redact_findings(journal, streams, marker, erase=erase)
         if erase:
             result.files_erased = len(erase_history(journal))
     return result
@@ -227,9 +231,50 @@ def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> li
             erase_table_history(uri)
     for p in sorted(journal.path.iterdir()) if isinstance(journal.path, Path) else []:
         if p.is_dir() and p.name.startswith("projection_") and p.name not in SIDE_TABLES:
-            shutil.rmtree(p)
+            # renamed first, so a kill while removing it leaves no half of a table under its name
+            gone = p.with_name(_DROPPED + p.name)
+            if gone.exists():
+                shutil.rmtree(gone)
+            p.rename(gone)
+            shutil.rmtree(gone)
             dropped.append(p.name)
+        elif p.is_dir() and p.name.startswith(_DROPPED):
+            shutil.rmtree(p)  # a run killed while removing it
     return dropped
+
+
+_DROPPED = ".dropped-"
+
+
+def _redact_findings(journal: Journal, stream_ids: list[str], marker: str, *, erase: bool) -> int:
+    """The findings of the subject's streams keep their verdict (rule, stream, version, kind, ids)
+    but not their text: a rule's message may quote the payload (``'wrote ' || data``), and a
+    Python rule's error, kept in the evidence, may too. Both become the marker; returns the rows
+    changed. The table's history goes too (its log's statistics hold the first characters of
+    each message)."""
+    uri = str(journal.path / "findings")
+    if not DeltaTable.is_deltatable(uri):
+        return 0
+    t = read_table(journal, "findings")
+    mine = pc.fill_null(pc.is_in(t.column("stream_id"), pa.array(stream_ids, pa.string())), False)
+    messages, evidence = t.column("message").to_pylist(), t.column("evidence").to_pylist()
+    changed = 0
+    for i in pc.indices_nonzero(mine).to_pylist():
+        before = (messages[i], evidence[i])
+        if messages[i] is not None and not _is_marker(messages[i]):
+            messages[i] = marker
+        doc = json.loads(evidence[i])
+        if isinstance(doc, dict) and doc.get("error") is not None and not _is_marker(doc["error"]):
+            evidence[i] = json.dumps({**doc, "error": marker}, sort_keys=True)
+        changed += int((messages[i], evidence[i]) != before)
+    if changed:
+        for name, values in (("message", messages), ("evidence", evidence)):
+            i = t.schema.get_field_index(name)
+            t = t.set_column(i, t.schema.field(i), pa.array(values, pa.string()))
+        rewrite_side_table(journal, "findings", t, "redact")
+    if erase:  # also when the rows were changed by a run killed before it erased their history
+        erase_table_history(uri)
+    return changed
 
 
 _MARKER_RE = r'^\{"redacted":"[^"]*"\}$'  # marker_for's text

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import ev, locate, rewrite_parquet, set_cell, spawn
+from helpers import ev, locate, rewrite_parquet, run_cli, set_cell, spawn
 
 from toolkit.errors import RetentionError
 from toolkit.journal import Journal, rewrite
@@ -469,6 +469,33 @@ def test_a_redaction_killed_anywhere_leaves_a_readable_journal_and_a_rerun_finis
     assert PII not in _bytes_on_disk(people.path)
     report = verify_journal(Journal.open(people.path))
     assert report.ok and report.redacted == 3 and report.anchored == 1
+
+
+def test_quarantined_lines_of_the_subject_are_named_and_redacted_on_request(
+    people: Journal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from toolkit.ingest.runner import import_paths
+
+    export = tmp_path / "late.jsonl"
+    lines = [
+        {"stream_id": "alice-9", "event_type": "user_message", "subject_id": "alice", "data": {"text": PII}, "occurred_at": "soon"},
+        {"stream_id": "bob-9", "event_type": "user_message", "subject_id": "bob", "data": {"text": "bob again"}, "occurred_at": "later"},
+    ]
+    export.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    assert import_paths(people, [str(export)], on_error="quarantine").quarantined == 2
+
+    code, out, err = run_cli(capsys, "redact", "-j", str(people.path), "--subject", "alice")
+    assert code == 0, err
+    assert json.loads(out)["quarantine_kept"] == 1
+    assert "1 quarantined record(s) mention 'alice'" in err and "Hint: run the command again with --quarantine" in err
+    assert PII in _bytes_on_disk(people.path / "quarantine")
+
+    code, out, err = run_cli(capsys, "redact", "-j", str(people.path), "--subject", "alice", "--quarantine")
+    assert code == 0, err
+    assert (json.loads(out)["quarantine_redacted"], json.loads(out)["quarantine_kept"]) == (1, 0)
+    assert PII not in _bytes_on_disk(people.path)
+    records = read_table(Journal.open(people.path), "quarantine").column("record").to_pylist()
+    assert sum("bob again" in r for r in records) == 1 and sum(r.startswith('{"redacted":') for r in records) == 1
 
 
 def test_a_redaction_removes_what_a_killed_compaction_spilled(people: Journal) -> None:

@@ -16,7 +16,12 @@ from toolkit.cli.options import journal_option, open_journal
     is_flag=True,
     help="Do not vacuum old file versions and log entries (the old payloads stay recoverable).",
 )
-def command(journal_path: str, subject_id: str, reason: str | None, keep_history: bool) -> None:
+@click.option(
+    "--quarantine",
+    is_flag=True,
+    help="Also redact quarantined records (rejected import input) that mention the subject id as a word.",
+)
+def command(journal_path: str, subject_id: str, reason: str | None, keep_history: bool, quarantine: bool) -> None:
     """Erasure request: redact the data and metadata of every event of one subject.
 
     The events' skeleton (type, time, stream, version, ids, hashes) stays and the chain still
@@ -24,7 +29,8 @@ def command(journal_path: str, subject_id: str, reason: str | None, keep_history
     by the SHA-256 of its id). Archives the toolkit wrote are rewritten too, snapshots and
     projections of the subject's streams dropped, the messages of their findings replaced by the
     marker, and old file versions and Delta log entries removed so the payloads leave the
-    table's history.
+    table's history. Quarantined records that mention the subject are counted
+    (quarantine_kept), and redacted with --quarantine.
 
     \b
     Example:
@@ -32,5 +38,13 @@ def command(journal_path: str, subject_id: str, reason: str | None, keep_history
     """
     from toolkit.journal.redaction import redact_subject
 
-    result = redact_subject(open_journal(journal_path), subject_id, reason=reason, erase=not keep_history)
+    result = redact_subject(
+        open_journal(journal_path), subject_id, reason=reason, erase=not keep_history, quarantine=quarantine
+    )
+    if result.quarantine_kept:
+        click.echo(
+            f"redact: {result.quarantine_kept} quarantined record(s) mention {subject_id!r} and were kept\n"
+            "Hint: run the command again with --quarantine to redact them",
+            err=True,
+        )
     click.echo(json.dumps(result.summary()))

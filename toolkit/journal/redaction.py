@@ -16,7 +16,8 @@
    removing the rows a compaction killed half-way spilled to ``.compact-tmp``);
    removes the snapshot rows of the subject's streams and drops projections (rebuilt on next
    use); replaces the messages of the findings of the subject's streams (a rule's message may
-   quote a payload) by the marker;
+   quote a payload) by the marker; counts, or with ``quarantine=True`` replaces by the marker,
+   the quarantined records that mention the subject id;
 5. erases history (``rewrite.erase_history``): vacuums the replaced files and drops the Delta
    log entries whose statistics still hold the old payloads (of the events table and of every
    side table it changed). Time travel before the redaction is gone.
@@ -31,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -68,6 +70,8 @@ class RedactionResult:
     archives_rewritten: list[str] = field(default_factory=list)
     derived_dropped: list[str] = field(default_factory=list)
     findings_redacted: int = 0
+    quarantine_redacted: int = 0
+    quarantine_kept: int = 0  # quarantined records that mention the subject, kept (no ``quarantine=True``)
     files_erased: int = 0
     delta_version: int | None = None
 
@@ -80,6 +84,8 @@ class RedactionResult:
             "archives_rewritten": self.archives_rewritten,
             "derived_dropped": self.derived_dropped,
             "findings_redacted": self.findings_redacted,
+            "quarantine_redacted": self.quarantine_redacted,
+            "quarantine_kept": self.quarantine_kept,
             "files_erased": self.files_erased,
             "delta_version": self.delta_version,
         }
@@ -136,9 +142,12 @@ def _redact_rows(table: pa.Table, mask: pa.Array, marker: str) -> pa.Table:
 
 
 def redact_subject(
-    journal: Journal, subject_id: str, *, reason: str | None = None, erase: bool = True
+    journal: Journal, subject_id: str, *, reason: str | None = None, erase: bool = True, quarantine: bool = False
 ) -> RedactionResult:
-    """Redact every payload of ``subject_id``'s events (see the module docstring)."""
+    """Redact every payload of ``subject_id``'s events (see the module docstring).
+
+    ``quarantine``: also replace the quarantined records (rejected import input) that mention the
+    subject id as a word by the marker; without it they are only counted (``quarantine_kept``)."""
     if not subject_id.strip():
         raise RetentionError("no subject id given", hint="journal redact --subject USER_ID")
     result = RedactionResult(new_id("redaction"))
@@ -207,6 +216,8 @@ def redact_subject(
         streams = sorted(set(table.filter(mine).column("stream_id").to_pylist()))
         result.derived_dropped = _drop_derived(journal, streams, erase=erase)
         result.findings_redacted = _redact_findings(journal, streams, marker, erase=erase)
+        mentions = _redact_quarantine(journal, subject_id, marker, redact=quarantine, erase=erase)
+        result.quarantine_redacted, result.quarantine_kept = (mentions, 0) if quarantine else (0, mentions)
         if erase:
             result.files_erased = len(erase_history(journal))
     return result
@@ -275,6 +286,26 @@ def _redact_findings(journal: Journal, stream_ids: list[str], marker: str, *, er
     if erase:  # also when the rows were changed by a run killed before it erased their history
         erase_table_history(uri)
     return changed
+
+
+def _redact_quarantine(journal: Journal, subject_id: str, marker: str, *, redact: bool, erase: bool) -> int:
+    """Quarantined records that mention ``subject_id`` as a word (a rejected line of the subject's
+    events carries the id): replaced by the marker when ``redact``; returns how many."""
+    uri = str(journal.path / "quarantine")
+    if not DeltaTable.is_deltatable(uri):
+        return 0
+    t = read_table(journal, "quarantine")
+    word = re.compile(rf"(?<![\w.@-]){re.escape(subject_id)}(?![\w.@-])")
+    records = t.column("record").to_pylist()
+    hits = [i for i, r in enumerate(records) if r is not None and word.search(r)]
+    if hits and redact:
+        for i in hits:
+            records[i] = marker
+        i = t.schema.get_field_index("record")
+        rewrite_side_table(journal, "quarantine", t.set_column(i, t.schema.field(i), pa.array(records, pa.string())), "redact")
+    if redact and erase:  # the log's statistics hold the first characters of each record
+        erase_table_history(uri)
+    return len(hits)
 
 
 _MARKER_RE = r'^\{"redacted":"[^"]*"\}$'  # marker_for's text

@@ -33,7 +33,9 @@ def people(journal: Journal) -> Journal:
         "alice-1",
         [
             ev("user_message", {"text": PII}, subject_id="alice", occurred_at=old, metadata={"ip": "10.0.0.7"}),
-            ev("llm_response", {"text": f"Noted: {PII}"}, subject_id="alice", occurred_at=old + dt.timedelta(minutes=1)),
+            ev(
+                "llm_response", {"text": f"Noted: {PII}"}, subject_id="alice", occurred_at=old + dt.timedelta(minutes=1)
+            ),
         ],
     )
     journal.append("alice-2", [ev("user_message", {"text": f"again {PII}"}, subject_id="alice")])
@@ -131,7 +133,9 @@ def test_tampering_with_a_redacted_event_is_still_tampering(people: Journal) -> 
 
 def test_a_fake_marker_without_a_record_is_tampering(people: Journal) -> None:
     path, row = locate(people, "bob-1", 1)
-    rewrite_parquet(path, lambda t: set_cell(set_cell(t, "data", row, '{"redacted":"x"}'), "metadata", row, '{"redacted":"x"}'))
+    rewrite_parquet(
+        path, lambda t: set_cell(set_cell(t, "data", row, '{"redacted":"x"}'), "metadata", row, '{"redacted":"x"}')
+    )
     breaks = verify_journal(Journal.open(people.path)).breaks or []
     assert [(b.stream_id, b.version, b.check) for b in breaks] == [("bob-1", 1, "payload")]
 
@@ -478,8 +482,20 @@ def test_quarantined_lines_of_the_subject_are_named_and_redacted_on_request(
 
     export = tmp_path / "late.jsonl"
     lines = [
-        {"stream_id": "alice-9", "event_type": "user_message", "subject_id": "alice", "data": {"text": PII}, "occurred_at": "soon"},
-        {"stream_id": "bob-9", "event_type": "user_message", "subject_id": "bob", "data": {"text": "bob again"}, "occurred_at": "later"},
+        {
+            "stream_id": "alice-9",
+            "event_type": "user_message",
+            "subject_id": "alice",
+            "data": {"text": PII},
+            "occurred_at": "soon",
+        },
+        {
+            "stream_id": "bob-9",
+            "event_type": "user_message",
+            "subject_id": "bob",
+            "data": {"text": "bob again"},
+            "occurred_at": "later",
+        },
     ]
     export.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
     assert import_paths(people, [str(export)], on_error="quarantine").quarantined == 2
@@ -515,7 +531,15 @@ def test_a_second_redaction_takes_the_new_events_and_leaves_the_first_as_it_was(
     their partition is rewritten; the events redacted before keep their marker and are not copied."""
     first = redact_subject(people, "alice")
     people.append(
-        "alice-4", [ev("user_message", {"text": f"later {PII}"}, subject_id="alice", occurred_at=dt.datetime(2025, 3, 1, tzinfo=UTC))]
+        "alice-4",
+        [
+            ev(
+                "user_message",
+                {"text": f"later {PII}"},
+                subject_id="alice",
+                occurred_at=dt.datetime(2025, 3, 1, tzinfo=UTC),
+            )
+        ],
     )
     before = {r["event_id"]: r for r in Journal.open(people.path).read_all().to_pylist()}
     second = redact_subject(Journal.open(people.path), "alice")
@@ -535,7 +559,9 @@ def test_a_second_redaction_takes_the_new_events_and_leaves_the_first_as_it_was(
     assert PII not in _bytes_on_disk(people.path)
 
 
-@pytest.mark.parametrize(("column", "value"), [("event_type", "tool_result"), ("subject_id", "mallory"), ("tokens_in", 7)])
+@pytest.mark.parametrize(
+    ("column", "value"), [("event_type", "tool_result"), ("subject_id", "mallory"), ("tokens_in", 7)]
+)
 def test_after_the_history_is_erased_a_redacted_events_other_columns_are_still_checked(
     people: Journal, column: str, value: object
 ) -> None:

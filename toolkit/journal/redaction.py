@@ -172,7 +172,7 @@ def redact_subject(
         if hits.num_rows == 0 and result.already_redacted == 0:
             raise RetentionError(
                 f"no events with subject_id {subject_id!r} in the journal",
-                hint="subject ids are matched exactly; journal sql \"SELECT DISTINCT subject_id FROM events\" lists them",
+                hint='subject ids are matched exactly; journal sql "SELECT DISTINCT subject_id FROM events" lists them',
                 subject_id=subject_id,
             )
         if hits.num_rows:
@@ -200,7 +200,9 @@ def redact_subject(
             # only the partitions with events to redact: one whose events were redacted before
             # (a second request) stays as it is
             in_touched = pc.is_in(
-                pc.binary_join_element_wise(table.column("stream_type"), pc.cast(table.column("day"), pa.string()), "|"),
+                pc.binary_join_element_wise(
+                    table.column("stream_type"), pc.cast(table.column("day"), pa.string()), "|"
+                ),
                 pa.array(sorted(f"{st}|{d.isoformat()}" for st, d in touched), pa.string()),
             )
             result.delta_version = replace_partitions(
@@ -302,7 +304,9 @@ def _redact_quarantine(journal: Journal, subject_id: str, marker: str, *, redact
         for i in hits:
             records[i] = marker
         i = t.schema.get_field_index("record")
-        rewrite_side_table(journal, "quarantine", t.set_column(i, t.schema.field(i), pa.array(records, pa.string())), "redact")
+        rewrite_side_table(
+            journal, "quarantine", t.set_column(i, t.schema.field(i), pa.array(records, pa.string())), "redact"
+        )
     if redact and erase:  # the log's statistics hold the first characters of each record
         erase_table_history(uri)
     return len(hits)
@@ -322,7 +326,12 @@ def _is_marker(text: object) -> bool:
 def _triples(table: pa.Table, mine: pa.Array) -> list[tuple[str, int, str]]:
     sub = table.filter(mine).select(["stream_id", "version", "data"])
     return list(
-        zip(sub.column("stream_id").to_pylist(), sub.column("version").to_pylist(), sub.column("data").to_pylist(), strict=True)
+        zip(
+            sub.column("stream_id").to_pylist(),
+            sub.column("version").to_pylist(),
+            sub.column("data").to_pylist(),
+            strict=True,
+        )
     )
 
 

@@ -537,3 +537,29 @@ def test_symlinks_leading_outside_the_imported_directory_are_not_read(tmp_path: 
     assert report.rejected == 0 and not read_table(journal, "quarantine").num_rows
     skipped = [n for n in report.notes if "not read: a symlink" in n]
     assert sorted(Path(n.split(":")[0]).name for n in skipped) == ["linked", "s2.jsonl", "s4.jsonl"]
+
+
+def test_every_file_of_a_mixed_directory_it_does_not_read_is_a_note(tmp_path: Path, journal: Journal) -> None:
+    """A directory of real exports in several formats (copies of ``data/samples``, which are the
+    team's ``shared/formats`` files): ``auto`` picks AgentStore for it (its data dir), and every
+    file it does not read — the Evennia archives (27 events), the pyeventsourcing database (49),
+    a GetState export, a CSV — is named in the notes, not skipped in silence."""
+    root = tmp_path / "mixed"
+    shutil.copytree(SAMPLES / "sample-data", root / "sample-data")
+    archives = REPO / "data" / "samples" / "evennia-archive"
+    others = [
+        archives / "guide-npc_20261121T234805Z.json",
+        archives / "scout-helper_20261121T234805Z.json",
+        REPO / "data" / "samples" / "eventsourcing" / "assistants.sqlite",
+        SAMPLES / "library-exports" / "support-triage-0001.state.json",
+        REPO / "data" / "samples" / "generic" / "llm-calls.csv",
+    ]
+    for f in others:
+        shutil.copy(f, root / f.name)
+    assert choose_importer(str(root)).name == "agentstore"
+    report = import_paths(journal, [str(root)])
+    assert (report.read, report.imported) == (34, 34)
+    for f in others:
+        assert any(n.startswith(f"{root / f.name}: ") and "not read" in n for n in report.notes), (f.name, report.notes)
+    state = next(n for n in report.notes if n.startswith(str(root / "support-triage-0001.state.json")))
+    assert "GetState" in state

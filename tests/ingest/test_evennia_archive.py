@@ -272,3 +272,19 @@ def test_a_directory_does_not_follow_symlinks_out_of_it(tmp_path: Path, journal:
     report = import_paths(journal, [str(tmp_path / "imp")], fmt="evennia-archive")
     assert {r["stream_id"] for r in rows(journal, ["stream_id"])} == {GUIDE}
     assert any(n.startswith(f"{tmp_path / 'imp' / SCOUT_FILE.name}: not read: a symlink") for n in report.notes)
+
+
+def test_files_of_a_directory_that_are_not_json_are_named_in_the_notes(tmp_path: Path, journal: Journal) -> None:
+    """The real archives beside a real pyeventsourcing database and a CSV (copies of
+    ``data/samples``): the archives are imported, the other files are named as not read."""
+    root = tmp_path / "exports"
+    root.mkdir()
+    shutil.copy(GUIDE_FILE, root)
+    shutil.copy(SCOUT_FILE, root)
+    samples = ARCHIVES.parent
+    shutil.copy(samples / "eventsourcing" / "assistants.sqlite", root)
+    shutil.copy(samples / "generic" / "llm-calls.csv", root)
+    report = import_paths(journal, [str(root)], fmt="evennia-archive")
+    assert (report.read, report.imported) == (27, 27)
+    for name in ("assistants.sqlite", "llm-calls.csv"):
+        assert any(n.startswith(f"{root / name}: not read") for n in report.notes), report.notes

@@ -614,3 +614,18 @@ def test_fuzzed_input_never_raises_anything_else(
     for f in ("a.jsonl", "b.jsonl", "c.json"):
         _only_toolkit_errors(d / f)
     _only_toolkit_errors(d)
+
+
+def test_files_of_a_directory_with_other_names_are_named_in_the_notes(tmp_path: Path, journal: Journal) -> None:
+    """The real traces beside a real CSV and SQLite database (copies of ``data/samples``): the
+    spans are imported, the files the OTLP reader does not open by their names are notes."""
+    root = tmp_path / "exports"
+    root.mkdir()
+    shutil.copy(TRACES, root)
+    samples = SAMPLES.parent
+    shutil.copy(samples / "generic" / "llm-calls.csv", root)
+    shutil.copy(samples / "eventsourcing" / "assistants.sqlite", root)
+    report = import_paths(journal, [str(root)], fmt="otlp")
+    assert report.imported == SPAN_EVENTS
+    for name in ("llm-calls.csv", "assistants.sqlite"):
+        assert any(n.startswith(f"{root / name}: not read") for n in report.notes), report.notes

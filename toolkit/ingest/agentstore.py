@@ -247,6 +247,13 @@ def find_sources(
                 f"{child}: not an AgentStore events file (no line of its first MiB starts with an event "
                 'record {"session_id": …, "sequence_number": …}); not read'
             )
+        elif child.name.endswith(".state.json"):
+            notes.append(f"{child}: an AgentStore GetState export (derived state, not events); not read")
+        elif child.is_file():
+            notes.append(
+                f"{child}: not read: not an AgentStore file (a data dir, events/*.jsonl, *.replay.json); "
+                "import it on its own (journal import FILE, --from to name its format)"
+            )
     return out
 
 

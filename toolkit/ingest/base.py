@@ -247,10 +247,11 @@ def link_outside(p: Path, inside: Path) -> str | None:
     return f"{p}: not read: a symlink to {target}, outside the directory being imported (name it to import it)"
 
 
-def files_below(root: Path, keep: Callable[[Path], bool]) -> tuple[list[Path], list[str]]:
+def files_below(root: Path, keep: Callable[[Path], bool], wanted: str = "") -> tuple[list[Path], list[str]]:
     """The files below the directory ``root`` that ``keep`` accepts (sorted), and a note for each
-    symlink leading outside ``root`` (to such a file or to a directory) that was not read, and for
-    each symlink to a file that is read under another name (read once, so quarantined once).
+    file ``keep`` refuses (``wanted``: the names it takes, for the note), for each symlink leading
+    outside ``root`` (to such a file or to a directory) that was not read, and for each symlink to
+    a file that is read under another name (read once, so quarantined once).
 
     Symlinked directories are never entered (as ``Path.rglob`` before Python 3.13).
     """
@@ -261,6 +262,8 @@ def files_below(root: Path, keep: Callable[[Path], bool]) -> tuple[list[Path], l
         for name in sorted([*dirs, *names]):
             f = Path(here, name)
             if name in names and not keep(f):
+                if f.is_file():
+                    notes.append(f"{f}: not read: not a {wanted or 'file of this format'} file by its name")
                 continue
             why = link_outside(f, inside)
             if why is not None:

@@ -71,7 +71,7 @@ def chat_files(path: str) -> tuple[list[tuple[Path, str]], list[str]]:
     p = read_path(path)
     if p.is_file():
         return [(p, p.name)], []
-    found, notes = files_below(p, lambda f: f.suffix in SUFFIXES)
+    found, notes = files_below(p, lambda f: f.suffix in SUFFIXES, "/".join(SUFFIXES))
     files = []
     for f in found:
         if _looks_like_chat(f):

@@ -104,6 +104,8 @@ def archive_files(path: str) -> tuple[list[Path], list[str]]:
     notes: list[str] = []
     for f in sorted(p.iterdir()):
         if f.suffix != ".json":
+            if f.is_file():
+                notes.append(f"{f}: not read: not a .json file (an archive is one JSON document)")
             continue
         why = link_outside(f, inside)
         if why is not None:

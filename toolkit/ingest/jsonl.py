@@ -123,7 +123,7 @@ def jsonl_files(path: str, suffixes: tuple[str, ...] = (".jsonl", ".ndjson", ".j
     p = read_path(path)
     if p.is_file():
         return [p], []
-    return files_below(p, lambda f: f.suffix in suffixes)
+    return files_below(p, lambda f: f.suffix in suffixes, "/".join(suffixes))
 
 
 class CanonicalJsonlImporter(Importer):

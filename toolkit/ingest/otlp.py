@@ -1121,7 +1121,7 @@ def otlp_files(path: str) -> tuple[list[Path], list[Path], list[str]]:
         return [p], [], []
     files: list[Path] = []
     skipped: list[Path] = []
-    found, links = files_below(p, lambda f: f.suffix.lower() in SUFFIXES)
+    found, links = files_below(p, lambda f: f.suffix.lower() in SUFFIXES, "/".join(SUFFIXES))
     for f in found:
         (files if _sniff_file(f) or _has_export_line(f) else skipped).append(f)
     return files, skipped, links

@@ -61,7 +61,7 @@ def _files(path: str, suffixes: tuple[str, ...]) -> tuple[list[Path], list[str]]
     p = read_path(path)
     if p.is_file():
         return [p], []
-    return files_below(p, lambda f: f.suffix.lower() in suffixes)
+    return files_below(p, lambda f: f.suffix.lower() in suffixes, "/".join(suffixes))
 
 
 def _batch(rows: list[dict[str, Any]], rejections: list[Rejection], read: int, options: ImportOptions) -> SourceBatch:

@@ -467,3 +467,18 @@ def test_a_state_that_is_json_but_not_an_object_is_said_so(tmp_path: Path, journ
         "stored_events rowid 11",
         "state is not a JSON object but list",
     )
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.55])
+def test_a_cut_off_database_is_claimed_and_named_damaged(tmp_path: Path, journal: Journal, keep: float) -> None:
+    """The real ``assistants.sqlite`` cut short (a copy that stopped half-way): ``auto`` used to say
+    "cannot tell which format this is"; it is now this importer's, which says the file is damaged."""
+    raw = PLAIN.read_bytes()
+    cut = tmp_path / "assistants.sqlite"
+    cut.write_bytes(raw[: int(len(raw) * keep)])
+    with pytest.raises(ImportFormatError) as e:
+        import_paths(journal, [str(cut)])
+    text = str(e.value)
+    assert text.startswith(f"{cut.resolve()}: cannot read it as SQLite: database disk image is malformed"), text
+    assert "damaged or cut short" in text
+    assert journal.read_all(["event_id"]).num_rows == 0

@@ -440,9 +440,13 @@ class _SqliteStore:
             self.conn.execute("BEGIN")  # one read transaction: events and snapshots agree
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.Error as e:
+            damaged = isinstance(e, sqlite3.DatabaseError) and "malformed" in str(e)
             raise ImportFormatError(
-                f"{self.where}: cannot read it as SQLite: {e}",
-                hint=f"if {self.path.name}-wal exists, close the application or checkpoint the database "
+                f"{self.where}: cannot read it as SQLite: {e}"
+                + (" (the file is damaged or cut short: an interrupted copy or download?)" if damaged else ""),
+                hint="copy the database again from where the application writes it (with its -wal file, if any)"
+                if damaged
+                else f"if {self.path.name}-wal exists, close the application or checkpoint the database "
                 f"(sqlite3 {self.path.name} 'PRAGMA wal_checkpoint(TRUNCATE)'), or copy the files to a writable directory",
                 path=self.where,
             ) from e
@@ -744,8 +748,8 @@ class EventsourcingImporter(Importer):
                 names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             finally:
                 conn.close()
-        except sqlite3.Error:
-            return False
+        except sqlite3.Error:  # a SQLite file it cannot read (cut short, damaged): claim it to say why
+            return True
         # an empty schema in WAL mode is the copy whose events stayed in the -wal: claim it to explain
         return "stored_events" in names or (not names and _wal_mode(p))
 

@@ -288,3 +288,15 @@ def test_files_of_a_directory_that_are_not_json_are_named_in_the_notes(tmp_path:
     assert (report.read, report.imported) == (27, 27)
     for name in ("assistants.sqlite", "llm-calls.csv"):
         assert any(n.startswith(f"{root / name}: not read") for n in report.notes), report.notes
+
+
+def test_a_subdirectory_of_archives_is_named_in_the_notes(tmp_path: Path, journal: Journal) -> None:
+    """Archives are read from the directory itself; a subdirectory holding a real archive (a copy
+    of ``data/samples``) is named as not read instead of being passed over in silence."""
+    root = tmp_path / "exports"
+    (root / "older").mkdir(parents=True)
+    shutil.copy(GUIDE_FILE, root)
+    shutil.copy(SCOUT_FILE, root / "older")
+    report = import_paths(journal, [str(root)], fmt="evennia-archive")
+    assert (report.read, report.imported) == (15, 15)
+    assert any(n.startswith(f"{root / 'older'}: not read") for n in report.notes), report.notes

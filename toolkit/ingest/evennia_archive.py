@@ -103,6 +103,11 @@ def archive_files(path: str) -> tuple[list[Path], list[str]]:
     files: list[Path] = []
     notes: list[str] = []
     for f in sorted(p.iterdir()):
+        if f.is_dir():
+            notes.append(
+                f"{f}: not read: a subdirectory (archives are read from the directory named; name it to import it)"
+            )
+            continue
         if f.suffix != ".json":
             if f.is_file():
                 notes.append(f"{f}: not read: not a .json file (an archive is one JSON document)")

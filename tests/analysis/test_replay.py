@@ -315,6 +315,26 @@ def test_a_reducer_that_changes_its_events_never_changes_the_next_fold(journal: 
     assert copying.fold(read_events(journal, "r")) == 201  # events read by the caller stay the caller's
 
 
+class _Items(BaseModel):
+    items: list[int]
+
+
+def _payloads(seen: list[Any], e: Event) -> list[Any]:
+    return [*seen, e.payload]
+
+
+def test_an_aggregate_without_event_models_sees_no_payload_of_another(journal: Journal) -> None:
+    """The cached events are shared by every fold and each fold sets ``payload`` for its aggregate;
+    an aggregate without event models was handed the payload the last typed fold left on them."""
+    journal.append("r", [ev("custom", {"items": [1]}), ev("custom", {"items": [2]})])
+    typed = Aggregate("typed", initial=list, reducer=_payloads, events={"custom": _Items})
+    untyped = Aggregate("untyped", initial=list, reducer=_payloads)
+    assert state_at(journal, "r", aggregate=typed) == [_Items(items=[1]), _Items(items=[2])]
+    assert state_at(journal, "r", aggregate=untyped) == [None, None]
+    assert [s for _, s in fold_states(journal, "r", untyped)] == [[None], [None, None]]
+    assert untyped.fold(read_events(journal, "r")) == [None, None]
+
+
 def test_replay_filters_by_type_time_and_version(journal: Journal) -> None:
     build_tool_failure_loop(journal)
     tl = replay(journal, "tool_failure_loop")

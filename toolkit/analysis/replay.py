@@ -276,6 +276,8 @@ def _fold(aggregate: Aggregate[S], events: Sequence[Event], state: S, problems: 
     try:
         if not models:
             for e in events:
+                if e.payload is not None:
+                    e.payload = None  # set by another aggregate's model (the events are shared)
                 state = reducer(state, e)
             return state
         prepare = aggregate.prepare

@@ -512,6 +512,25 @@ def test_a_snapshot_taken_before_a_purge_is_not_used_after_it(journal: Journal) 
         assert with_snaps == without and fold_to(journal, "r", version=v).snapshot_version == (5 if v < 7 else 7)
 
 
+def test_a_pinned_journal_folds_its_own_head_past_later_snapshots(journal: Journal) -> None:
+    """A journal pinned at a Delta version (``Journal.pinned``, what regrade and the Dask shards read)
+    looked for the nearest snapshot below "any version" in the snapshots table, which is not pinned:
+    one taken since, past the stream's head at the pinned version, sent the fold to read the stream
+    from there, found nothing and raised StreamNotFoundError for a stream the journal holds."""
+    journal.append("r", [ev("user_message"), ev("llm_response", model="m", tokens_in=3)])
+    pinned = journal.pinned()
+    journal.append("r", [ev("llm_response", model="m", tokens_in=4), ev("llm_response", model="m", tokens_in=5)])
+    assert take_snapshots(journal, every=2).written == 2  # at versions 2 and 4
+    clear_cache()
+    for _ in range(2):  # cold, then with the stream cached at the newer version
+        head = fold_to(pinned, "r")
+        assert (head.version, head.last_version, head.state.tokens_in) == (2, 2, 3)
+        assert head.snapshot_version == 2
+        with pytest.raises(VersionNotFoundError, match=r"has versions 1\.\.2;"):
+            state_at(pinned, "r", version=3)
+        assert state_at(journal, "r").tokens_in == 3 + 4 + 5
+
+
 def test_the_run_explorer_and_story_start_at_the_first_version_a_purge_kept(journal: Journal) -> None:
     """Since a purged version is an error, the explorer's step at the first kept version (whose state
     before is gone) and the story's middle version (inside the purged range) must not ask for one."""

@@ -313,7 +313,10 @@ def fold_to(
 
     snap = None
     wanted = version if version is not None else 1 << 62
-    if use_snapshots and at is None and aggregate.from_dict is not None and wanted > 0:
+    # the snapshots table is not pinned: on a pinned journal (Journal.pinned) a snapshot taken since
+    # may lie past the stream's head there, so the version is first located on the events
+    pinned = journal.pinned_version is not None
+    if use_snapshots and at is None and aggregate.from_dict is not None and wanted > 0 and not pinned:
         snap = nearest_snapshot(journal, stream_id, aggregate, wanted)
     # from a snapshot, only the events from its version on are needed (its own proves the stream)
     events = stream_events(journal, stream_id, from_version=snap[0] if snap is not None else 1)

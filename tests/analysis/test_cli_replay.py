@@ -211,3 +211,37 @@ def test_at_a_time_is_the_longest_prefix_that_occurred_by_then_everywhere(
     with pytest.raises(VersionPurgedError, match=r"falls in versions 1\.\.3"):
         state_at(journal, "cut", at=t(25))
     assert fold_to(journal, "cut", at=t(30)).version == 4
+
+
+def test_replay_at_a_time_inside_purged_versions_is_the_error_state_gives(
+    journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Versions 1-3 removed, version 3 had occurred at 09:30: the state at 09:25 is a state inside
+    them (VersionPurgedError), but replay --at 09:25 showed version 4 (09:20), an event that follows
+    one that occurred after 09:25, so the timeline did not stop where journal state --at stops."""
+    import datetime as dt
+
+    from helpers import ev
+
+    from toolkit.analysis.replay import replay, state_at
+    from toolkit.errors import VersionPurgedError
+    from toolkit.journal.retention import remove_stream_prefix
+
+    def t(minute: int) -> dt.datetime:
+        return dt.datetime(2026, 3, 2, 9, minute, tzinfo=dt.UTC)
+
+    minutes = (0, 10, 30, 20, 40)  # version 3 carries a late clock
+    journal.append(
+        "cut", [ev("llm_response", model="m", tokens_in=v, occurred_at=t(m)) for v, m in enumerate(minutes, 1)]
+    )
+    remove_stream_prefix(journal, "cut", 4, reason="archive")
+    with pytest.raises(VersionPurgedError, match=r"falls in versions 1\.\.3"):
+        state_at(journal, "cut", at=t(25))
+    with pytest.raises(VersionPurgedError, match=r"falls in versions 1\.\.3"):
+        replay(journal, "cut", at=t(25))
+    j = str(journal.path)
+    code, out, err = run(capsys, monkeypatch, "replay", "-j", j, "cut", "--at", "2026-03-02T09:25:00Z")
+    assert code == 1 and out == "" and "falls in versions 1..3" in err and "Hint:" in err
+    assert replay(journal, "cut", at=t(30))["version"].to_list() == [4]  # every removed event by then
+    assert replay(journal, "cut", at=t(45))["version"].to_list() == [4, 5]
+    assert replay(journal, "cut", to_version=5)["version"].to_list() == [4, 5]

@@ -556,7 +556,10 @@ def replay(
     """
     events = stream_events(journal, stream_id)
     if to_version is not None or at is not None:
-        to_version = _locate(events, stream_id, to_version, at).version
+        where = _locate(events, stream_id, to_version, at)
+        if at is not None and events[0].version > 1:  # as fold_to: a time inside purged versions is an error
+            _check_purged(journal, stream_id, where, 0, events[0].version, at)
+        to_version = where.version
     return timeline(select_events(events, types=types, since=since, until=until, to_version=to_version))
 
 

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import datetime as dt
 import json
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -313,6 +314,35 @@ def test_a_reducer_that_changes_its_events_never_changes_the_next_fold(journal: 
     assert [e.data for e in read_events(journal, "r")] == [{"items": [1]}, {"items": [2]}]
     assert state_at(journal, "r").tokens_in == 10
     assert copying.fold(read_events(journal, "r")) == 201  # events read by the caller stay the caller's
+
+
+def _keeps_events(kept: list[Event], e: Event) -> list[Event]:
+    kept.append(e)  # the state holds the events themselves (the list is the reducer's own)
+    return kept
+
+
+def test_a_state_that_keeps_its_events_is_copied_like_any_state(journal: Journal) -> None:
+    """A state may hold the events it was handed; the fold copies states (``Aggregate.copy``, a deep
+    copy). The cached events refused the copy: setting a copy's slots raised "read-only", so
+    fold_states (bisect's linear scan, the run explorer) and counterfactuals failed on such a state."""
+    journal.append("r", [ev("custom", {"items": [1]}, tokens_in=5), ev("custom", {"items": [2]}, tokens_in=7)])
+    agg = Aggregate("keeps_events", initial=list, reducer=_keeps_events)
+    states = dict(fold_states(journal, "r", agg))
+    assert [[(e.version, e.data, e.tokens_in) for e in s] for s in states.values()] == [
+        [(1, {"items": [1]}, 5)],
+        [(1, {"items": [1]}, 5), (2, {"items": [2]}, 7)],
+    ]
+    mine = states[2][1]
+    mine.data["items"].append(99)  # a copy is the caller's to change
+    mine.tokens_in = 0
+    assert [(e.data, e.tokens_in) for e in state_at(journal, "r", aggregate=agg)] == [
+        ({"items": [1]}, 5),
+        ({"items": [2]}, 7),
+    ]
+    assert [s.real_state[-1].version for s in counterfactual(journal, "r", [Drop([1])], aggregate=agg).steps] == [1, 2]
+    unparsed = copy.deepcopy(read_events(journal, "r")[0])  # payload not parsed yet: parsed in the copy
+    assert unparsed.data == {"items": [1]} and unparsed.metadata == {}
+    assert pickle.loads(pickle.dumps(state_at(journal, "r", aggregate=agg)))[1].data == {"items": [2]}
 
 
 class _Items(BaseModel):

@@ -254,6 +254,32 @@ class Event:
         values.update(changes)
         return Event(tuple(values[c] for c in EVENT_COLUMNS))
 
+    # A state may keep the events it was handed, and the fold copies states (``Aggregate.copy``, a
+    # deep copy by default). Copies are plain events (a shared event's copy can be changed), and
+    # the lazily parsed payload is copied as not parsed yet, never as a stray sentinel object.
+    def __copy__(self) -> Event:
+        out = Event.__new__(Event)
+        for name in Event.__slots__:
+            _set(out, name, getattr(self, name))
+        return out
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Event:
+        out = Event.__new__(Event)
+        memo[id(self)] = out
+        for name in Event.__slots__:
+            value = getattr(self, name)
+            _set(out, name, value if value is _MISSING else _copy.deepcopy(value, memo))
+        return out
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as a plain event of the same columns (its payload is parsed again when read)."""
+        return (Event, (self._row(),))
+
+    def _row(self) -> tuple[Any, ...]:
+        values = {c: getattr(self, c) for c in EVENT_COLUMNS if c not in {"occurred_at", "data", "metadata"}}
+        values |= {"occurred_at": self.occurred_us, "data": self.data_json, "metadata": self.metadata_json}
+        return tuple(values[c] for c in EVENT_COLUMNS)
+
     def __repr__(self) -> str:
         return f"Event({self.stream_id!r} v{self.version} {self.event_type})"
 

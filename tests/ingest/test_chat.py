@@ -188,6 +188,18 @@ def test_stream_type_option_overrides_chat_run(tmp_path: Path, journal: Journal)
     assert set(journal.read_all(["stream_type"]).column("stream_type").to_pylist()) == {"eval"}
 
 
+def test_reimport_without_the_stream_type_option_adds_nothing_and_refuses_nothing(journal: Journal) -> None:
+    """The importer names a stream type of its own (chat_run) when --stream-type is not given; a
+    rerun of the same import without the option compared that default with the type the journal
+    recorded and refused every event as "already in the journal with different content"."""
+    first = import_paths(journal, [str(SAMPLES / "eval-runs.json")], options=ImportOptions(stream_type="eval"))
+    assert first.imported == 8
+    for fail_or_keep in ("fail", "quarantine"):
+        again = import_paths(journal, [str(SAMPLES / "eval-runs.json")], on_error=fail_or_keep)
+        assert (again.imported, again.already_present, again.rejected) == (0, 8, 0)
+    assert set(journal.read_all(["stream_type"]).column("stream_type").to_pylist()) == {"eval"}
+
+
 def test_sniffing(tmp_path: Path) -> None:
     chat = ChatImporter()
     assert chat.sniff(str(write_jsonl(tmp_path / "a.jsonl", [BARE])))

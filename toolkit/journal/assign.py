@@ -35,10 +35,22 @@ _DUP_HINT = "an event id names one event: give the changed event a new id"
 # keeps what it recorded first). Not compared: what the journal assigns (position, recorded_at,
 # hashes), what a retry of the same event may stamp anew (its time: ``occurred_at`` defaults to
 # now, chat transcripts without times get import-time ones, senders re-stamp; its trace context: a
-# retry is a new span) and where it came from (``source``: another copy of the file;
-# ``source_type``: the same event exported by two systems names its type in each one's way).
+# retry is a new span), where it came from (``source``: another copy of the file;
+# ``source_type``: the same event exported by two systems names its type in each one's way) and
+# its stream's type (a property of the stream, fixed by its first event: importers name a default
+# one when ``--stream-type`` is not given, so a rerun without the option is the same import).
 _UNCLAIMED: Final = frozenset(
-    {"occurred_at", "recorded_at", "position", "source", "source_type", "traceparent", "trace_id", "span_id"}
+    {
+        "occurred_at",
+        "recorded_at",
+        "position",
+        "source",
+        "source_type",
+        "stream_type",
+        "traceparent",
+        "trace_id",
+        "span_id",
+    }
 )
 CLAIMED_COLUMNS: Final = tuple(
     c for c in ENVELOPE_COLUMNS if c not in {"stream_id", "event_type", "event_id"} and c not in _UNCLAIMED

@@ -41,7 +41,7 @@ from toolkit.errors import (
     VersionPurgedError,
 )
 from toolkit.journal import Journal
-from toolkit.journal.retention import purge_before
+from toolkit.journal.retention import purge_before, remove_stream_prefix
 from toolkit.journal.schema import CANONICAL_EVENT_TYPES
 from toolkit.journal.side_tables import append_rows, read_table
 
@@ -540,6 +540,29 @@ def test_a_snapshot_taken_before_a_purge_is_not_used_after_it(journal: Journal) 
     for v in (5, 7, 8):
         with_snaps, without = both(v)
         assert with_snaps == without and fold_to(journal, "r", version=v).snapshot_version == (5 if v < 7 else 7)
+
+
+def test_a_snapshot_never_changes_what_a_time_inside_purged_versions_gives(journal: Journal) -> None:
+    """Versions 1-3 purged, version 3 at 09:30: the state at 09:25 lies inside them (an error). With
+    a snapshot at version 4 (taken after the purge, so valid) the fold started there and skipped the
+    purge check, answering with the state after version 4, which follows an event after 09:25."""
+
+    def t(minute: int) -> dt.datetime:
+        return dt.datetime(2026, 3, 2, 9, minute, tzinfo=dt.UTC)
+
+    minutes = (0, 10, 30, 20, 40)  # version 3 carries a late clock
+    journal.append(
+        "cut", [ev("llm_response", model="m", tokens_in=v, occurred_at=t(m)) for v, m in enumerate(minutes, 1)]
+    )
+    remove_stream_prefix(journal, "cut", 4, reason="archive")
+    assert take_snapshots(journal, every=1).written == 2  # at versions 4 and 5
+    for use_snapshots in (False, True):
+        with pytest.raises(VersionPurgedError, match=r"falls in versions 1\.\.3"):
+            fold_to(journal, "cut", at=t(25), use_snapshots=use_snapshots)
+        later = fold_to(journal, "cut", at=t(45), use_snapshots=use_snapshots)
+        assert (later.version, later.state.tokens_in) == (5, 4 + 5)
+        assert "versions 1..3 were" in str(later.note) and "folded without them" in str(later.note)
+    assert fold_to(journal, "cut", at=t(45)).snapshot_version == 5
 
 
 def test_a_pinned_journal_folds_its_own_head_past_later_snapshots(journal: Journal) -> None:

@@ -333,8 +333,11 @@ def fold_to(
     # versions are contiguous from 1: event i holds version i + 1
     first = events[0].version if events else 1
     note = where.note
-    if first > start + 1 and (where.version > start or at is not None):
-        purged = _check_purged(journal, stream_id, where, start, first, at)
+    # a time is checked against the purges whatever snapshot the fold starts from (the events are
+    # read from version 1 then): a snapshot taken after a purge must not change the answer
+    checked = 0 if at is not None else start
+    if first > checked + 1 and (where.version > checked or at is not None):
+        purged = _check_purged(journal, stream_id, where, checked, first, at)
         note = "; ".join(n for n in dict.fromkeys((purged, where.note)) if n) or None
     lo = max(0, start + 1 - first)
     hi = max(0, where.version + 1 - first)

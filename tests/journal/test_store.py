@@ -6,6 +6,7 @@ import datetime as dt
 import random
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from helpers import TRACEPARENT, assert_stream_keys_sound, ev, event_rows, snapshot, versions_by_stream
 
@@ -511,3 +512,37 @@ def test_a_pinned_journal_reads_one_delta_version_only(tmp_path: Path) -> None:
         pinned.append("a", [ev("w")])
     assert "Hint:" in str(e.value)
     assert j.stream_version("a") == 2
+
+
+def test_a_pinned_journal_refuses_every_write(tmp_path: Path) -> None:
+    """Only ``append``/``append_batch`` refused: ``append_batches`` numbered a batch from the pinned
+    (older) heads and committed a second version 2 at position 2 of a stream that had one, and
+    purge, redact and compact worked from the pinned file list (purge failed with deltalake's
+    CommitFailedError, no Hint)."""
+    from toolkit.journal.maintenance import compact
+    from toolkit.journal.redaction import redact_subject
+    from toolkit.journal.retention import purge_before, remove_stream_prefix
+
+    j = Journal.create(tmp_path / "j")
+    old = "2025-01-01T10:00:00Z"
+    j.append("a", [ev("x", occurred_at=old, subject_id="u1")])
+    pinned = j.pinned()
+    j.append("a", [ev("y", occurred_at=old, subject_id="u1")])
+    before = snapshot(j)
+    row = {"stream_id": "a", "event_type": "w", "data": "{}"}
+    writes = {
+        "append_batches": lambda: pinned.append_batches([pa.Table.from_pylist([row])]),
+        "append_batch": lambda: pinned.append_batch([row]),
+        "purge": lambda: purge_before(
+            pinned, dt.datetime(2025, 6, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+        ),
+        "archive --delete": lambda: remove_stream_prefix(pinned, "a", 2, reason="archive"),
+        "redact": lambda: redact_subject(pinned, "u1"),
+        "compact": lambda: compact(pinned, full=True),
+    }
+    for what, write in writes.items():
+        with pytest.raises(ToolkitError, match=r"reads Delta version \d+ only") as e:
+            write()
+        assert "\nHint: " in str(e.value), what
+    assert snapshot(j) == before
+    assert [r["version"] for r in event_rows(j)] == [1, 2]

@@ -65,6 +65,7 @@ def compact(
     """Rewrite partitions with several files (every partition when ``full``) sorted by stream, version,
     holding at most about ``chunk_rows`` rows in memory (see the module docstring)."""
     result = CompactResult()
+    journal.refuse_writes("compact")
     with write_lock(journal.path, journal.config.lock_timeout_s):
         spill_root = _spill_root(journal)
         journal.refresh()

@@ -151,6 +151,7 @@ def redact_subject(
     if not subject_id.strip():
         raise RetentionError("no subject id given", hint="journal redact --subject USER_ID")
     result = RedactionResult(new_id("redaction"))
+    journal.refuse_writes("redact")
     marker = marker_for(result.redaction_id)
     with write_lock(journal.path, journal.config.lock_timeout_s):
         journal.refresh()

@@ -293,6 +293,7 @@ def purge_before(
     if before.tzinfo is None:
         raise RetentionError("--before needs a time zone", hint="e.g. --before 2026-05-01T00:00:00Z")
     before = before.astimezone(UTC)
+    journal.refuse_writes("purge")
     check_retention(journal, before, force=force, now=now)
     purge_id = new_id("purge")
     result = PurgeResult(purge_id, before)
@@ -317,6 +318,7 @@ def purge_before(
 
 def remove_stream_prefix(journal: Journal, stream_id: str, first_kept_version: int, *, reason: str) -> PurgeResult:
     """Remove versions ``1 .. first_kept_version - 1`` of one stream (already archived by the caller)."""
+    journal.refuse_writes("purge")
     purge_id = new_id(reason)
     result = PurgeResult(purge_id, None)
     with write_lock(journal.path, journal.config.lock_timeout_s):

@@ -310,6 +310,15 @@ class Journal:
         """The Delta version a pinned journal reads (None: it follows new commits)."""
         return self._pinned
 
+    def refuse_writes(self, operation: str) -> None:
+        """A pinned journal is read-only: every write (``operation``: append, purge, …) is refused
+        before it reads anything, as its heads and files are those of an older version."""
+        if self._pinned is not None:
+            raise ToolkitError(
+                f"{self.path}: this journal object reads Delta version {self._pinned} only; it cannot {operation}",
+                hint=f"{operation} through Journal.open(path) without delta_version",
+            )
+
     @classmethod
     def in_memory(cls) -> Journal:
         """A throw-away journal in RAM (``/dev/shm`` where there is one), removed by ``close``."""
@@ -747,11 +756,7 @@ class Journal:
     ) -> AppendResult:
         """Number and write ``table`` in one commit; ``settle`` (validation still running) is called
         before the first file is written."""
-        if self._pinned is not None:
-            raise ToolkitError(
-                f"{self.path}: this journal object reads Delta version {self._pinned} only; it cannot append",
-                hint="append through Journal.open(path) without delta_version",
-            )
+        self.refuse_writes("append")
         if table.num_rows == 0:
             return AppendResult()
         with write_lock(self.path, self.config.lock_timeout_s):
@@ -811,6 +816,7 @@ class Journal:
         that builds them overlaps with the writing too. Remote journals and journals whose schema
         grows append batch by batch.
         """
+        self.refuse_writes("append")
         if self.remote or not set(COLUMN_NAMES).issubset(self.table_columns()):
             out = []
             for b in batches:

@@ -142,7 +142,9 @@ def _cuts(journal: Journal, candidates: pa.Table) -> dict[str, int]:
 
 def _below_cut(table: pa.Table, cuts: Mapping[str, int]) -> pa.Array:
     """Rows whose version is below their stream's cut (streams without a cut: none)."""
-    cut = pl.DataFrame({"stream_id": list(cuts), "cut": list(cuts.values())}, schema={"stream_id": pl.String, "cut": pl.Int64})
+    cut = pl.DataFrame(
+        {"stream_id": list(cuts), "cut": list(cuts.values())}, schema={"stream_id": pl.String, "cut": pl.Int64}
+    )
     frame = pl.DataFrame(table.select(["stream_id", "version"]))
     joined = frame.join(cut, on="stream_id", how="left", maintain_order="left")
     return joined.select(pl.col("version") < pl.col("cut").fill_null(0)).to_series().to_arrow()
@@ -251,7 +253,9 @@ def roll_back_unfinished(journal: Journal) -> list[str]:
     pending: set[str] = set()
     if purges.num_rows:
         # every purge rolls back the one before it first: only the latest can be unfinished
-        latest = purges.column("purge_id")[pc.index(purges.column("purged_at"), pc.max(purges.column("purged_at"))).as_py()]
+        latest = purges.column("purge_id")[
+            pc.index(purges.column("purged_at"), pc.max(purges.column("purged_at"))).as_py()
+        ]
         mine = purges.filter(pc.equal(purges.column("purge_id"), latest))
         first_kept = pl.DataFrame(mine.select(["purge_id", "stream_id", "first_kept_version"]))
         streams = first_kept.get_column("stream_id").unique().sort().to_list()
@@ -302,7 +306,9 @@ def purge_before(
         roll_back_unfinished(journal)
         parts = {(f.stream_type, f.day) for f in journal.files() if f.day <= before.date()}
         table = read_partitions(journal, parts)
-        old = table.filter(pc.less(table.column("occurred_at"), pa.scalar(before, table.schema.field("occurred_at").type)))
+        old = table.filter(
+            pc.less(table.column("occurred_at"), pa.scalar(before, table.schema.field("occurred_at").type))
+        )
         if old.num_rows == 0:
             return result
         cuts = _cuts(journal, old)
@@ -327,7 +333,16 @@ def remove_stream_prefix(journal: Journal, stream_id: str, first_kept_version: i
         events = journal.read_stream(stream_id, ["stream_type", "day", "version"])
         parts = set(zip(events.column("stream_type").to_pylist(), events.column("day").to_pylist(), strict=True))
         table = read_partitions(journal, parts)
-        _remove(journal, table, {stream_id: first_kept_version}, purge_id=purge_id, reason=reason, before=None, archive=None, result=result)
+        _remove(
+            journal,
+            table,
+            {stream_id: first_kept_version},
+            purge_id=purge_id,
+            reason=reason,
+            before=None,
+            archive=None,
+            result=result,
+        )
     return result
 
 

@@ -187,7 +187,12 @@ class Journal:
     """
 
     def __init__(
-        self, path: Path | S3Location, config: JournalConfig, *, temporary: bool = False, delta_version: int | None = None
+        self,
+        path: Path | S3Location,
+        config: JournalConfig,
+        *,
+        temporary: bool = False,
+        delta_version: int | None = None,
     ) -> None:
         self.path = path
         self.config = config

@@ -18,7 +18,8 @@ Reads use exactly the files the Delta log lists as active, pruned by partition v
 per-file min/max statistics of the log, then by Parquet row-group statistics. A journal opened
 with ``delta_version=N`` (or ``journal.pinned()``) reads the table as it was at commit ``N`` and
 nothing committed after it: the pieces of one analysis (the shards of a Dask run) read the same
-events however many appends land meanwhile.
+events however many appends land meanwhile. It is read-only: appends, purges, redactions and
+compaction refuse it (``Journal.refuse_writes``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import drop_row, ev, locate, rewrite_parquet, set_cell
+from helpers import build_tool_failure_loop, drop_row, ev, locate, rewrite_parquet, set_cell
 
 from toolkit.errors import RetentionError
 from toolkit.journal import Journal, rewrite
@@ -172,3 +172,20 @@ def test_positions_are_never_given_twice_after_a_purge_removed_the_highest(tmp_p
     j.append("new", [ev("tool_result", occurred_at="2026-11-01T00:02:00Z")])
     assert j.read_stream("new").column("position").to_pylist() == [1, 5, 6]
     assert verify_journal(Journal.open(j.path)).ok
+
+
+def test_a_journal_whose_path_has_spaces_reads_its_side_tables(tmp_path: Path) -> None:
+    """deltalake percent-encodes side-table file URIs (`my%20journal/purges/...`): after a purge (or a
+    written re-grade) every read of a side table and every SQL session failed with "No files found"."""
+    from toolkit.analysis.overview import overview_tables
+    from toolkit.analysis.regrade_trends import regrade_rules
+    from toolkit.analysis.run_explorer import list_failing_rules
+
+    j = Journal.create(tmp_path / "my journal #1")
+    j.append("old", [ev("custom", {"n": i}, occurred_at=_at(i)) for i in range(3)])
+    build_tool_failure_loop(j)
+    purge_before(j, BEFORE, now=NOW)
+    assert read_table(j, "purges").to_pylist()[0]["stream_id"] == "old"
+    assert overview_tables(j).totals["events"] == 13  # a SQL session opens
+    regrade_rules(j, ["no_tool_failure_loop"], write=True)
+    assert list_failing_rules(j) == ["no_tool_failure_loop"]

@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -188,6 +189,12 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
 
 PROJECTION_PREFIX: Final = "projection_"
 _PROJECTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def _file_paths(table: DeltaTable) -> list[str]:
+    """The table's active files as paths to open: deltalake percent-encodes its ``file_uris``
+    (``my%20journal/findings/part-0.parquet``), which no reader finds under a path with a space."""
+    return [unquote(u) for u in table.file_uris()]
 
 
 def _uri(journal: Journal, name: str) -> str:
@@ -361,7 +368,7 @@ def read_projection(journal: Journal, name: str) -> pa.Table | None:
         return None
     dt_ = DeltaTable(uri, storage_options=journal.storage_options)
     schema = pa.schema(dt_.schema().to_arrow())
-    files = dt_.file_uris()
+    files = _file_paths(dt_)
     if not files:
         return schema.empty_table()
     return pa.concat_tables([pq.read_table(open_input(f)).select(schema.names).cast(schema) for f in files])
@@ -391,7 +398,7 @@ def projection_tables(journal: Journal) -> dict[str, tuple[list[str], pa.Schema]
         if not _PROJECTION_NAME.fullmatch(p.name[len(PROJECTION_PREFIX) :]) or not DeltaTable.is_deltatable(str(p)):
             continue
         table = DeltaTable(str(p))
-        out[p.name] = (list(table.file_uris()), pa.schema(table.schema().to_arrow()))
+        out[p.name] = (_file_paths(table), pa.schema(table.schema().to_arrow()))
     return out
 
 
@@ -433,14 +440,14 @@ def table_files(journal: Journal, name: str) -> list[str]:
     uri = _uri(journal, name)
     if not DeltaTable.is_deltatable(uri, storage_options=journal.storage_options):
         return []
-    return list(DeltaTable(uri, storage_options=journal.storage_options).file_uris())
+    return _file_paths(DeltaTable(uri, storage_options=journal.storage_options))
 
 
 def read_table(journal: Journal, name: str) -> pa.Table:
     uri = _uri(journal, name)
     if not DeltaTable.is_deltatable(uri, storage_options=journal.storage_options):
         return SIDE_TABLES[name].empty_table()
-    files = DeltaTable(uri, storage_options=journal.storage_options).file_uris()
+    files = _file_paths(DeltaTable(uri, storage_options=journal.storage_options))
     schema = SIDE_TABLES[name]
     if not files:
         return schema.empty_table()

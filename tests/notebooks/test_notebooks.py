@@ -63,11 +63,18 @@ def test_marimo_check_passes() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_notebook_command_line(demo_journal: Path) -> None:
+def test_notebook_command_line(demo_journal: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit.reports.report_catalog import notebook_env
+
     require_marimo()
-    argv = notebook_argv("run-explorer", str(demo_journal), port=2799, headless=True)
+    argv = notebook_argv("run-explorer", port=2799, headless=True)
     assert argv[1:4] == ["-m", "marimo", "run"] and argv[4] == str(notebook_path("run_explorer"))
-    assert argv[-2:] == ["--journal", str(demo_journal)] and "--headless" in argv and "127.0.0.1" in argv
+    assert "--headless" in argv and "127.0.0.1" in argv and "--" not in argv
+    # the journal goes in the environment, absolute: marimo's own parsing of `-- --journal PATH` splits
+    # a path at its first '=' and turns a path of digits into a number
+    monkeypatch.chdir(demo_journal.parent)
+    assert notebook_env("demo-journal")["AGENT_JOURNAL"] == str(demo_journal.absolute())
+    assert notebook_env("s3://bucket/j")["AGENT_JOURNAL"] == "s3://bucket/j"
     assert notebook_journal(str(demo_journal)).path.resolve() == demo_journal.resolve()
 
 

@@ -25,6 +25,9 @@ from browser import (
     screenshot,
     wait_for_charts,
 )
+from helpers import build_tool_failure_loop
+
+from toolkit.journal import Journal
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -99,3 +102,18 @@ def test_notebook_renders_in_a_browser(name: str, browser: Any, demo_journal: Pa
     with socket.socket() as s:  # the server (journal notebook and its marimo) is gone: the port is free
         assert s.connect_ex(("127.0.0.1", port)) != 0
 
+
+def test_notebook_opens_the_journal_it_is_given_whatever_its_path(browser: Any, tmp_path: Path) -> None:
+    """A path with '=' (a Hive-style directory) and spaces: marimo's `-- --journal` parsing cut it at the '='."""
+    path = tmp_path / "day=2026-03-02" / "my journal"
+    j = Journal.create(path)
+    build_tool_failure_loop(j)
+    j.close()
+    with marimo_app(NOTEBOOKS / "overview.py", path) as url:
+        page = open_app(browser, url)
+        try:
+            wait_for_charts(page, 1)
+            text = page.evaluate("document.body.innerText")
+            assert str(path) in text and "demo-journal" not in text, text[:2000]
+        finally:
+            page.close()

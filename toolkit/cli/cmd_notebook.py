@@ -26,9 +26,10 @@ def command(
       journal notebook overview
       journal notebook run_explorer -j data/demo-journal --port 2718 --headless
     """
+    import shlex
     import subprocess
 
-    from toolkit.reports.report_catalog import NOTEBOOKS, notebook_argv
+    from toolkit.reports.report_catalog import NOTEBOOKS, notebook_argv, notebook_env
 
     if list_:
         for key, summary in NOTEBOOKS.items():
@@ -36,9 +37,10 @@ def command(
         return
     if not name:
         raise click.UsageError("give a notebook name (see journal notebook --list)")
-    argv = notebook_argv(name, journal_path, edit=edit, host=host, port=port, headless=headless)
-    click.echo(f"starting: {' '.join(argv[1:])}", err=True)
+    argv = notebook_argv(name, edit=edit, host=host, port=port, headless=headless)
+    env = notebook_env(journal_path)
+    click.echo(f"starting: AGENT_JOURNAL={shlex.quote(env['AGENT_JOURNAL'])} {shlex.join(argv[1:])}", err=True)
     try:
-        raise SystemExit(subprocess.call(argv))
+        raise SystemExit(subprocess.call(argv, env=env))
     except KeyboardInterrupt:
         raise SystemExit(130) from None

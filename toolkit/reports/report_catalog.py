@@ -160,14 +160,17 @@ def notebook_path(name: str) -> Path:
 
 def notebook_argv(
     name: str,
-    journal: str,
     *,
     edit: bool = False,
     host: str = "127.0.0.1",
     port: int | None = None,
     headless: bool = False,
 ) -> list[str]:
-    """The command that serves notebook ``name`` on ``host`` (marimo run, or marimo edit with ``edit``)."""
+    """The command that serves notebook ``name`` on ``host`` (marimo run, or marimo edit with ``edit``).
+
+    The journal goes in the environment (:func:`notebook_env`), not on marimo's command line:
+    marimo reads ``-- --journal a=b/j`` as the argument ``journal a`` and ``--journal 2026`` as a number.
+    """
     path = notebook_path(name)
     if importlib.util.find_spec("marimo") is None:
         raise ReportDependencyError.missing("marimo", "journal notebook")
@@ -176,4 +179,15 @@ def notebook_argv(
         argv += ["--port", str(port)]
     if headless:
         argv.append("--headless")
-    return [*argv, "--", "--journal", journal]
+    return argv
+
+
+def notebook_env(journal: str) -> dict[str, str]:
+    """The environment of a notebook server: this one with ``$AGENT_JOURNAL`` set to ``journal``
+    (made absolute: a notebook reads it whatever directory it runs in)."""
+    import os
+
+    from toolkit.journal.location import is_remote
+
+    path = journal if is_remote(journal) else str(Path(journal).expanduser().absolute())
+    return {**os.environ, "AGENT_JOURNAL": path}

@@ -26,6 +26,7 @@ def _():
         list_failing_rules,
         run_failures,
         run_timeline,
+        timeline_points,
     )
     from toolkit.reports import charts
     from toolkit.reports.report_catalog import notebook_journal
@@ -44,6 +45,7 @@ def _():
         notebook_journal,
         run_failures,
         run_timeline,
+        timeline_points,
     )
 
 
@@ -93,9 +95,10 @@ def _(ANY, agent, day_range, days, find_runs, journal, min_cost, mo, rule, searc
 
 
 @app.cell
-def _(journal, mo, picked, run_failures, run_timeline):
+def _(journal, mo, picked, run_failures, run_timeline, timeline_points):
     stream_id = picked.value
     timeline = run_timeline(journal, stream_id)
+    points = timeline_points(timeline)  # a long run: one point per range of versions, not per event
     failures = run_failures(journal, stream_id)
     versions = timeline.column("version").to_pylist()
     first_version, last_version = min(versions), max(versions)  # first above 1: a purge removed the start
@@ -106,7 +109,7 @@ def _(journal, mo, picked, run_failures, run_timeline):
         label="jump to the first failing event of",
     )
     jump
-    return NONE, failures, first_version, jump, last_version, stream_id, timeline
+    return NONE, failures, first_version, jump, last_version, points, stream_id
 
 
 @app.cell
@@ -119,8 +122,8 @@ def _(NONE, failures, first_version, jump, last_version, mo):
 
 
 @app.cell
-def _(charts, stream_id, timeline, version):
-    charts.run_timeline(timeline, selected_version=version.value, title=f"{stream_id}: events by version")
+def _(charts, points, stream_id, version):
+    charts.run_timeline(points, selected_version=version.value, title=f"{stream_id}: events by version")
     return
 
 

@@ -1,5 +1,5 @@
--- summary: Runs (streams) matching the explorer's filters: active in a time range, agent, minimum cost, status, id substring; most recent first.
--- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL, agent VARCHAR = NULL, min_cost_usd DECIMAL(38,9) = NULL, status VARCHAR = NULL, search VARCHAR = NULL, limit BIGINT = 200
+-- summary: Runs (streams) matching the explorer's filters: active in a time range, agent, minimum cost, status, id substring or exact id; most recent first.
+-- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL, agent VARCHAR = NULL, min_cost_usd DECIMAL(38,9) = NULL, status VARCHAR = NULL, search VARCHAR = NULL, run_id VARCHAR = NULL, limit BIGINT = 200
 -- returns: stream_id VARCHAR, agent VARCHAR, status VARCHAR, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, events BIGINT, errors BIGINT, cost_usd DECIMAL(38,9)
 -- Status follows the agent-run aggregate: the last decisive event (llm_response: answered, error:
 -- aborted, any other step: running); an AssistantArchived event makes the run archived.
@@ -24,6 +24,7 @@ WITH runs AS (
         CAST(coalesce(sum(cost_usd), 0) AS DECIMAL(38, 9)) AS cost_usd
     FROM events
     WHERE ($search IS NULL OR contains(stream_id, $search))
+      AND ($run_id IS NULL OR stream_id = $run_id)
     GROUP BY stream_id
 )
 SELECT stream_id, agent, status, first_at, last_at, events, errors, cost_usd

@@ -33,6 +33,7 @@ BY_NAME = {
     "min_cost_usd": "0.01",
     "status": "aborted",
     "search": "deploy",
+    "run_id": "flaky_deploy",
     "event_type": "tool_result",
 }
 BY_TYPE = {

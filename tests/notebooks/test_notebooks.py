@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,10 @@ from pathlib import Path
 
 import pytest
 from browser import NOTEBOOKS, REPO, require_marimo
+from helpers import ev
 
+from toolkit.journal import Journal
+from toolkit.reports.charts import MAX_CHART_ROWS
 from toolkit.reports.report_catalog import NOTEBOOKS as CATALOG
 from toolkit.reports.report_catalog import notebook_argv, notebook_journal, notebook_path
 
@@ -76,6 +80,26 @@ def test_notebook_command_line(demo_journal: Path, monkeypatch: pytest.MonkeyPat
     assert notebook_env("demo-journal")["AGENT_JOURNAL"] == str(demo_journal.absolute())
     assert notebook_env("s3://bucket/j")["AGENT_JOURNAL"] == "s3://bucket/j"
     assert notebook_journal(str(demo_journal)).path.resolve() == demo_journal.resolve()
+
+
+def test_run_explorer_runs_on_a_run_longer_than_a_chart_takes(tmp_path: Path) -> None:
+    require_marimo()
+    j = Journal.create(tmp_path / "long")
+    start = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+    kinds = ["user_message", "llm_response", "tool_called", "tool_result"]
+    j.append(
+        "long-run",
+        [ev(kinds[i % 4], occurred_at=start + dt.timedelta(seconds=i)) for i in range(MAX_CHART_ROWS + 1_000)],
+    )
+    j.close()
+    proc = subprocess.run(
+        [sys.executable, str(NOTEBOOKS / "run_explorer.py"), "--journal", str(tmp_path / "long")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"run_explorer.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
 
 
 def test_unknown_notebook_lists_the_known_ones() -> None:

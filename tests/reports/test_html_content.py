@@ -8,9 +8,10 @@ import json
 import shutil
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import REPO, build_budget_breach, build_tool_failure_loop
+from helpers import REPO, build_budget_breach, build_tool_failure_loop, ev
 from overview_fixtures import build_flaky_deploy
 
 from toolkit.analysis.agent_run import AGENT_RUN
@@ -28,6 +29,9 @@ from toolkit.analysis.run_explorer import (
 )
 from toolkit.errors import ReportError, StreamNotFoundError, VersionNotFoundError
 from toolkit.journal import Journal
+from toolkit.journal.retention import purge_before
+from toolkit.reports import charts
+from toolkit.reports.charts import chart_spec
 from toolkit.reports.html import render_html
 from toolkit.reports.report_catalog import build_report
 from toolkit.reports.report_causation import chain_layout, chain_list
@@ -129,6 +133,72 @@ def test_run_report_lists_every_step_and_the_final_state(demo: Journal) -> None:
         build_report(demo, "run", {})
 
 
+def chart_points(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every data row a Vega-Lite spec carries (altair may hoist inline values into ``datasets``)."""
+    rows = [r for values in spec.get("datasets", {}).values() for r in values]
+    for layer in [spec, *spec.get("layer", [])]:
+        rows += layer.get("data", {}).get("values", [])
+    return rows
+
+
+def test_run_report_of_a_long_run_charts_version_ranges(tmp_path: Path) -> None:
+    j = Journal.create(tmp_path / "long")
+    n = charts.MAX_CHART_ROWS + 1_000  # more events than a chart takes
+    kinds = ["user_message", "llm_response", "tool_called", "tool_result"]
+    start = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+    j.append(
+        "long-run",
+        [
+            ev(kinds[i % 4], {"i": i}, occurred_at=start + dt.timedelta(seconds=i), is_error=i == 4_321)
+            for i in range(n)
+        ],
+    )
+    report = build_report(j, "run", {"stream": "long-run", "max_events": "50"})  # was: ChartDataError
+    page = render_html(report, bundle_js="")
+    from toolkit.analysis.run_explorer import TIMELINE_POINTS
+
+    (timeline,) = report.charts()
+    points = [p for p in chart_points(chart_spec(timeline.chart)) if "event_type" in p]
+    assert len(points) <= TIMELINE_POINTS
+    assert sum(int(p["title"].split()[0]) for p in points) == n  # every event is in one point
+    assert sorted({p["event_type"] for p in points}) == sorted(kinds)
+    assert [p["title"] for p in points if p["is_error"]] != []  # the one failed event still shows
+    assert "State after version 50" in page
+
+
+def test_run_report_finds_its_run_among_runs_whose_ids_contain_it(tmp_path: Path) -> None:
+    j = Journal.create(tmp_path / "many")
+    start = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+    j.append("run-1", [ev("llm_response", model="m", cost_usd="0.5", agent="first", occurred_at=start)])
+    j.append_batch(  # 60 later runs whose ids contain "run-1": more than a page of the run search
+        [
+            ev("user_message", stream_id=f"run-1{i:02d}", agent="later", occurred_at=start + dt.timedelta(hours=i + 1))
+            for i in range(60)
+        ]
+    )
+    figures = report_figures(build_report(j, "run", {"stream": "run-1"}))
+    assert figures["agent"] == "first" and figures["recorded cost"] == "$0.5000" and figures["events"] == "1"
+    assert figures["first → last (UTC)"].startswith("2026-03-02 09:00:00")
+
+
+def test_run_report_of_a_purged_run_starts_at_the_first_version_kept(tmp_path: Path) -> None:
+    j = Journal.create(tmp_path / "purged")
+    start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    j.append("p-run", [ev("user_message", {"i": i}, occurred_at=start + dt.timedelta(days=i)) for i in range(6)])
+    purge_before(j, start + dt.timedelta(days=3), force=True)  # versions 1-3 go; 4-6 stay
+    report = build_report(j, "run", {"stream": "p-run"})
+    assert report.sections[-1].blocks[0].title == "State after version 6"  # type: ignore[union-attr]
+    assert json.loads(report.sections[-1].blocks[0].text)["version"] == 6  # type: ignore[union-attr]
+    capped = build_report(j, "run", {"stream": "p-run", "max_events": "2"})
+    changes = capped.sections[3].blocks[0].table.to_pylist()  # type: ignore[union-attr]
+    assert sorted({c["version"] for c in changes}) == [4, 5]
+    assert capped.sections[-1].blocks[0].title == "State after version 5"  # type: ignore[union-attr]
+
+
+def report_figures(report: Any) -> dict[str, Any]:
+    return dict(report.sections[0].blocks[0].values)
+
+
 # ---------------------------------------------------------------------- causation
 
 
@@ -169,6 +239,7 @@ def test_regrade_trends_count_what_the_findings_say(demo: Journal) -> None:
         listed.column("occurred_at").to_pylist()
     )
     assert list_failing_rules(demo) == []  # nothing was written
+
 
 
 # ---------------------------------------------------------------------- compliance

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState
 from toolkit.analysis.explain import Explanation, explain_event
@@ -49,12 +51,14 @@ def find_runs(
     status: str | None = None,
     rule: str | None = None,
     search: str | None = None,
+    stream_id: str | None = None,
     limit: int = 200,
 ) -> pa.Table:
     """Runs matching every given filter, most recent first (at most ``limit``), with the rules each fails.
 
     ``since``/``until`` keep runs active in ``[since, until)``; ``rule`` keeps runs the latest
-    re-grade found failing that rule; ``search`` is a substring of the stream id.
+    re-grade found failing that rule; ``search`` is a substring of the stream id; ``stream_id``
+    keeps the one run of that id.
     """
     failing = failing_rules_by_run(journal)
     params = {
@@ -64,6 +68,7 @@ def find_runs(
         "min_cost_usd": None if min_cost_usd is None else Decimal(str(min_cost_usd)),
         "status": status or None,
         "search": search or None,
+        "run_id": stream_id,
         "limit": limit if not rule else 2**62,  # the rule filter runs after the SQL: limit after it
     }
     runs = run_catalog_queries(journal, {"runs": "explorer/runs"}, params)["runs"]
@@ -158,6 +163,51 @@ def run_timeline(journal: Journal, stream_id: str) -> pa.Table:
     return replay(journal, stream_id).to_arrow()
 
 
+TIMELINE_POINTS = 2_000  # above this many events a run's timeline chart shows version ranges
+
+
+def timeline_points(timeline: pa.Table, *, max_points: int = TIMELINE_POINTS) -> pa.Table:
+    """The points of a run's timeline chart: ``version, event_type, occurred_at, is_error, title, events``.
+
+    Up to ``max_points`` events, one point per event. A longer run gets one point per range of
+    versions and event type (at its first version and time; ``is_error`` if any event of it failed;
+    ``title`` says how many events and which versions), so the chart stays small and quick to
+    redraw whatever the run's length.
+
+    >>> import datetime as dt
+    >>> t = pa.table({"version": list(range(1, 11)), "event_type": ["a", "b"] * 5,
+    ...               "occurred_at": [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)] * 10, "is_error": [False] * 10,
+    ...               "title": ["x"] * 10})
+    >>> p = timeline_points(t, max_points=4)
+    >>> p.num_rows, p.column("title").to_pylist()[:2]
+    (4, ['3 events, v1–v5', '2 events, v2–v4'])
+    """
+    cols = ["version", "event_type", "occurred_at", "is_error", "title"]
+    if timeline.num_rows <= max_points:
+        return timeline.select(cols).append_column("events", pa.array([1] * timeline.num_rows, pa.int64()))
+    frame = pl.DataFrame(timeline.select(cols))
+    types = frame.get_column("event_type").n_unique()
+    if types > max_points // 2:  # too many kinds to keep apart: ranges of versions only
+        frame = frame.with_columns(event_type=pl.lit("(many types)"))
+        types = 1
+    versions = pc.min_max(timeline.column("version")).as_py()
+    first, span = versions["min"], versions["max"] - versions["min"] + 1
+    width = -(-span // max(1, max_points // types))  # versions per range, rounded up
+    points = (
+        frame.group_by(((pl.col("version") - first) // width).alias("range"), "event_type")
+        .agg(
+            pl.col("version").min(),
+            pl.col("version").max().alias("last_version"),
+            pl.col("occurred_at").min(),
+            pl.col("is_error").any(),
+            pl.len().cast(pl.Int64).alias("events"),
+        )
+        .sort("version", "event_type")
+        .with_columns(title=pl.format("{} events, v{}–v{}", "events", "version", "last_version"))
+    )
+    return points.select(*cols, "events").to_arrow()
+
+
 @dataclass(frozen=True)
 class RunStep:
     """One version of a run: the event there, what it means, the state after it and the changes it made."""
@@ -228,13 +278,14 @@ def explore_step(
 
 
 def run_steps(journal: Journal, stream_id: str, *, max_events: int | None = None) -> Iterator[RunStep]:
-    """Every step of a run in version order, from one fold (for reports); ``max_events`` caps it."""
+    """Every step of a run in version order, from one fold (for reports); ``max_events`` caps how many
+    (the first ``max_events`` events the run has: after a purge, from the first version it kept)."""
     events = {e.version: e for e in stream_events(journal, stream_id)}
     last = max(events)
     before = AGENT_RUN.to_dict(AGENT_RUN.initial())
     state: AgentRunState
-    for version, state in fold_states(journal, stream_id):
-        if max_events is not None and version > max_events:
+    for n, (version, state) in enumerate(fold_states(journal, stream_id)):
+        if max_events is not None and n >= max_events:
             break
         after = AGENT_RUN.to_dict(state)
         row = _event_row(events[version])

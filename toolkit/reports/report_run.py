@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from toolkit.analysis.run_explorer import find_runs, run_failures, run_steps, run_timeline
+from toolkit.analysis.run_explorer import find_runs, run_failures, run_steps, run_timeline, timeline_points
 from toolkit.journal.store import Journal
 from toolkit.reports import charts
 from toolkit.reports.html import ChartBlock, Figures, Preformatted, Report, Section, TableBlock, Text
@@ -36,11 +36,12 @@ def _short(value: Any, limit: int = 80) -> str:
 def build_run_report(journal: Journal, *, stream: str, max_events: int = 500) -> Report:
     """Report on run ``stream`` (its first ``max_events`` steps in the change table)."""
     timeline = run_timeline(journal, stream)  # raises StreamNotFoundError with near matches
-    listed = find_runs(journal, search=stream, limit=50).to_pylist()
-    run = next((r for r in listed if r["stream_id"] == stream), None) or {}
+    listed = find_runs(journal, stream_id=stream, limit=1).to_pylist()
+    run = listed[0] if listed else {}
     failures = run_failures(journal, stream)
     changes: list[dict[str, Any]] = []
     final: dict[str, Any] = {}
+    final_version = 0
     for step in run_steps(journal, stream, max_events=max_events):
         for c in step.changes:
             if c.path.endswith("_us"):
@@ -54,7 +55,7 @@ def build_run_report(journal: Journal, *, stream: str, max_events: int = 500) ->
                     "after": _short(c.after),
                 }
             )
-        final = step.state
+        final, final_version = step.state, step.version
     events = timeline.num_rows
     figures = {
         "run": stream,
@@ -94,7 +95,9 @@ def build_run_report(journal: Journal, *, stream: str, max_events: int = 500) ->
             Section(
                 "Timeline",
                 [
-                    ChartBlock("timeline", charts.run_timeline(timeline, title=f"{stream}: events by version")),
+                    ChartBlock(
+                        "timeline", charts.run_timeline(timeline_points(timeline), title=f"{stream}: events by version")
+                    ),
                     TableBlock("Events", table, max_rows=max_events),
                 ],
             ),
@@ -120,7 +123,7 @@ def build_run_report(journal: Journal, *, stream: str, max_events: int = 500) ->
                 "Final state",
                 [
                     Preformatted(
-                        f"State after version {min(events, max_events)}",
+                        f"State after version {final_version}",
                         json.dumps(final, indent=2, sort_keys=True, default=str),
                     )
                 ],

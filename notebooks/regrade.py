@@ -32,6 +32,7 @@ def _():
     )
     from toolkit.reports import charts
     from toolkit.reports.report_catalog import notebook_journal
+    from toolkit.reports.report_regrade import regrade_charts
 
     return (
         DEFAULT_RULES,
@@ -46,6 +47,7 @@ def _():
         mo,
         notebook_journal,
         probes_table,
+        regrade_charts,
         regrade_rules,
         rule_summary,
         stream_rule_names,
@@ -89,17 +91,14 @@ def _(day_range, days, journal, mo, regrade_rules, rules):
 
 
 @app.cell
-def _(charts, failing_runs_by_day, first_failures_by_day, journal, mo, result, rule_summary, since, until):
+def _(failing_runs_by_day, first_failures_by_day, journal, mo, regrade_charts, result, rule_summary, since, until):
     per_day = failing_runs_by_day(journal, result.findings, since=since, until=until)
-    first_days = first_failures_by_day(result.findings)
+    # each chart, or the sentence saying why there is nothing to draw (no run failed a chosen rule...)
+    figures = regrade_charts(per_day, first_failures_by_day(result.findings))
     mo.vstack(
         [
             mo.ui.table(rule_summary(result).to_pylist(), selection=None, label="Rules"),
-            charts.stacked_daily(first_days, "runs", "rule", "First failures per day by rule (runs)", y_title="runs", fmt=",d"),
-            charts.folded_daily(
-                per_day, ["failing_runs", "runs"], "Runs started per day, and how many fail a rule", y_title="runs", series="runs"
-            ),
-            charts.daily_line(per_day, "failing_share", "Share of the day's runs failing a rule"),
+            *(mo.md(f"*{f}*") if isinstance(f, str) else f for f in figures.values()),
         ]
     )
     return

@@ -241,6 +241,18 @@ def test_regrade_trends_count_what_the_findings_say(demo: Journal) -> None:
     assert list_failing_rules(demo) == []  # nothing was written
 
 
+def test_regrade_report_of_runs_that_hold_every_rule_draws_no_empty_chart(tmp_path: Path) -> None:
+    j = Journal.create(tmp_path / "clean")
+    j.append("only-run", [ev("user_message", {"text": "hi"}, occurred_at=dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC))])
+    report = build_report(j, "regrade", {})
+    page = render_html(report, bundle_js="")
+    assert "No run fails a chosen rule in this range." in page
+    assert report.charts() != []  # runs started per day, share failing
+    for chart in report.charts():
+        assert chart_points(chart_spec(chart.chart)), f"an empty chart: {chart.name}"
+    empty_range = build_report(j, "regrade", {"since": "2030-01-01"})
+    assert empty_range.charts() == [] and "No run started in this range." in render_html(empty_range, bundle_js="")
+
 
 # ---------------------------------------------------------------------- compliance
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
 
 from toolkit.analysis.regrade import RegradeResult
 from toolkit.analysis.regrade_trends import (
@@ -23,6 +26,31 @@ from toolkit.reports import charts
 from toolkit.reports.html import Block, ChartBlock, Figures, Preformatted, Report, Section, TableBlock, Text
 
 
+def regrade_charts(per_day: pa.Table, first_days: pa.Table) -> dict[str, Any]:
+    """The re-grade's charts by name, each an altair chart or, when it would be empty, the sentence
+    that says why (no run failed a chosen rule; no run started in the range). Shared with
+    ``notebooks/regrade.py``."""
+    out: dict[str, Any] = {
+        "first_failures_per_day": charts.stacked_daily(
+            first_days, "runs", "rule", "First failures per day by rule (runs)", y_title="runs", fmt=",d"
+        )
+        if first_days.num_rows
+        else "No run fails a chosen rule in this range."
+    }
+    if per_day.num_rows == 0:
+        out["failing_runs_per_day"] = "No run started in this range."
+        return out
+    out["failing_runs_per_day"] = charts.folded_daily(
+        per_day,
+        ["failing_runs", "runs"],
+        "Runs started per day, and how many fail a rule",
+        y_title="runs",
+        series="runs",
+    )
+    out["failing_share_per_day"] = charts.daily_line(per_day, "failing_share", "Share of the day's runs failing a rule")
+    return out
+
+
 def regrade_sections(
     journal: Journal, result: RegradeResult, *, since: dt.datetime | None = None, until: dt.datetime | None = None
 ) -> list[Section]:
@@ -38,34 +66,10 @@ def regrade_sections(
         else "none",
     }
     per_day = failing_runs_by_day(journal, result.findings, since=since, until=until)
-    first_days = first_failures_by_day(result.findings)
-    over_time: list[Block] = (
-        [
-            ChartBlock(
-                "first_failures_per_day",
-                charts.stacked_daily(
-                    first_days, "runs", "rule", "First failures per day by rule (runs)", y_title="runs", fmt=",d"
-                ),
-            ),
-            ChartBlock(
-                "failing_runs_per_day",
-                charts.folded_daily(
-                    per_day,
-                    ["failing_runs", "runs"],
-                    "Runs started per day, and how many fail a rule",
-                    y_title="runs",
-                    series="runs",
-                ),
-            ),
-            ChartBlock(
-                "failing_share_per_day",
-                charts.daily_line(per_day, "failing_share", "Share of the day's runs failing a rule"),
-            ),
-            TableBlock("Per day", per_day),
-        ]
-        if per_day.num_rows
-        else [Text("No run in this range.")]
-    )
+    figures = regrade_charts(per_day, first_failures_by_day(result.findings))
+    over_time: list[Block] = [Text(f) if isinstance(f, str) else ChartBlock(name, f) for name, f in figures.items()]
+    if per_day.num_rows:
+        over_time.append(TableBlock("Per day", per_day))
     sections = [
         Section(
             "Summary",

@@ -18,7 +18,7 @@ def _():
     from toolkit.analysis.overview import day_range, journal_span, overview_tables, recorded_vs_repriced
     from toolkit.reports import charts
     from toolkit.reports.report_catalog import notebook_journal
-    from toolkit.reports.report_overview import headline_figures
+    from toolkit.reports.report_overview import headline_figures, overview_charts
 
     return (
         charts,
@@ -27,6 +27,7 @@ def _():
         journal_span,
         mo,
         notebook_journal,
+        overview_charts,
         overview_tables,
         recorded_vs_repriced,
     )
@@ -51,7 +52,7 @@ def _(mo, span):
 
 
 @app.cell
-def _(agent, day_range, days, journal, overview_tables, top):
+def _(agent, day_range, days, journal, mo, overview_charts, overview_tables, top):
     # picker values reach SQL only as bound parameters ($since, $until, $agent, $limit)
     since, until = day_range(*days.value)
     overview = overview_tables(
@@ -61,7 +62,9 @@ def _(agent, day_range, days, journal, overview_tables, top):
         agent=None if agent.value == "(all agents)" else agent.value,
         top=int(top.value),
     )
-    return (overview,)
+    # each chart, or the sentence saying why there is nothing to draw (no costs, no tool calls...)
+    figures = {name: mo.md(f"*{c}*") if isinstance(c, str) else c for name, c in overview_charts(overview).items()}
+    return figures, overview
 
 
 @app.cell
@@ -75,32 +78,28 @@ def _(headline_figures, mo, overview):
 
 
 @app.cell
-def _(charts, mo, overview):
+def _(figures, mo, overview):
     mo.stop(overview.totals["events"] == 0, mo.md("No events in this range."))
     mo.vstack(
         [
             mo.md("## Over time"),
-            charts.daily_bars(overview.by_day, "events", "Events per day"),
-            charts.daily_bars(overview.by_day, "runs", "Runs active per day"),
-            charts.folded_daily(
-                overview.by_day, ["tokens_in", "tokens_out"], "Tokens per day", y_title="tokens", series="direction"
-            ),
-            charts.stacked_daily(
-                overview.cost_by_model_day, "cost_usd", "model", "Recorded cost per day by model", y_title="USD"
-            ),
-            charts.daily_line(overview.by_day, "error_rate", "Error rate per day (errors / events)"),
+            figures["events_per_day"],
+            figures["runs_per_day"],
+            figures["tokens_per_day"],
+            figures["cost_by_model_per_day"],
+            figures["error_rate_per_day"],
         ]
     )
     return
 
 
 @app.cell
-def _(charts, mo, overview):
+def _(figures, mo, overview):
     mo.stop(overview.totals["events"] == 0)
     mo.vstack(
         [
             mo.md("## Latency\nPercentiles of `duration_ms`: LLM calls and tool calls."),
-            charts.latency_lines(overview.latency_by_day),
+            figures["latency_per_day"],
             mo.ui.table(overview.by_model.to_pylist(), label="By model", selection=None),
             mo.ui.table(overview.by_tool.to_pylist(), label="By tool", selection=None),
         ]
@@ -109,22 +108,14 @@ def _(charts, mo, overview):
 
 
 @app.cell
-def _(charts, mo, overview):
+def _(figures, mo, overview):
     mo.stop(overview.totals["events"] == 0)
     mo.vstack(
         [
             mo.md("## By model, tool and agent"),
-            charts.ranked_bars(overview.by_model, "model", "cost_usd", "Recorded cost by model", x_title="USD"),
-            charts.ranked_bars(
-                overview.by_tool,
-                "tool_name",
-                "calls",
-                "Tool calls (colour: failure rate)",
-                x_title="calls",
-                fmt=",d",
-                color="failure_rate",
-            ),
-            charts.ranked_bars(overview.by_agent, "agent", "cost_usd", "Recorded cost by agent", x_title="USD"),
+            figures["cost_by_model"],
+            figures["calls_by_tool"],
+            figures["cost_by_agent"],
             mo.ui.table(overview.by_agent.to_pylist(), label="By agent", selection=None),
         ]
     )
@@ -132,14 +123,12 @@ def _(charts, mo, overview):
 
 
 @app.cell
-def _(charts, mo, overview):
+def _(figures, mo, overview):
     mo.stop(overview.totals["events"] == 0)
     mo.vstack(
         [
             mo.md("## Costliest runs\nOpen one in the run explorer: `journal notebook run_explorer`."),
-            charts.ranked_bars(
-                overview.costliest_runs, "stream_id", "cost_usd", "Costliest runs", x_title="USD", extra_tooltip=["agent"]
-            ),
+            figures["costliest_runs"],
             mo.ui.table(overview.costliest_runs.to_pylist(), label="Costliest runs", selection=None),
             mo.md("## Errors"),
             mo.ui.table(overview.top_errors.to_pylist(), label="Most frequent errors", selection=None),

@@ -27,6 +27,7 @@ from browser import (
 )
 from helpers import build_tool_failure_loop
 
+from toolkit.ingest.runner import import_paths
 from toolkit.journal import Journal
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -115,5 +116,23 @@ def test_notebook_opens_the_journal_it_is_given_whatever_its_path(browser: Any, 
             wait_for_charts(page, 1)
             text = page.evaluate("document.body.innerText")
             assert str(path) in text and "demo-journal" not in text, text[:2000]
+        finally:
+            page.close()
+
+
+def test_overview_of_chat_transcripts_draws_no_empty_chart(browser: Any, tmp_path: Path) -> None:
+    """No model, tokens, cost or duration recorded: every chart shown drew marks; the rest say why."""
+    j = Journal.create(tmp_path / "chat")
+    import_paths(j, [str(REPO / "data" / "samples" / "chat" / "eval-runs.json")])
+    j.close()
+    with marimo_app(NOTEBOOKS / "overview.py", tmp_path / "chat") as url:
+        page = open_app(browser, url)
+        try:
+            page.get_by_text("No costs recorded in this range.").first.wait_for(timeout=90_000)
+            marks = wait_for_charts(page, 4)  # events, runs, error rate per day; tool calls
+            assert all(m > 0 for m in marks)
+            text = page.evaluate("document.body.innerText")
+            assert "No tokens recorded in this range." in text and "No LLM call names a model" in text
+            screenshot(page, "notebook-overview-chat-only")
         finally:
             page.close()

@@ -17,6 +17,7 @@ from helpers import REPO, build_budget_breach, build_tool_failure_loop
 
 from toolkit.analysis.overview import overview_tables
 from toolkit.errors import ChartDataError, ReportError
+from toolkit.ingest.runner import import_paths
 from toolkit.journal import Journal
 from toolkit.reports import charts
 from toolkit.reports.html import ChartBlock, Report, Section, TableBlock, Text, render_html, save_charts, write_html
@@ -117,6 +118,28 @@ def test_empty_range_still_renders(demo: Journal, tmp_path: Path) -> None:
     r = build_overview_report(demo, since=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     page = render_html(r, bundle_js="")
     assert "No events in this range." in page and "no events" in page
+
+
+def test_overview_of_chat_transcripts_says_what_was_not_recorded(tmp_path: Path) -> None:
+    """Chat transcripts carry no model, tokens, cost or duration: no empty or all-zero chart, a sentence instead."""
+    j = Journal.create(tmp_path / "chat")
+    import_paths(j, [str(REPO / "data" / "samples" / "chat" / "eval-runs.json")])
+    page = render_html(build_overview_report(j), bundle_js="")
+    specs = [json.loads(s) for s in re.findall(r'<script type="application/json" id="spec-\d+">(.*?)</script>', page)]
+    assert len(specs) >= 4  # events and runs per day, error rate, tool calls
+    for spec in specs:
+        rows = [r for values in spec.get("datasets", {}).values() for r in values] + spec.get("data", {}).get(
+            "values", []
+        )
+        assert rows, f"an empty chart: {spec.get('title')}"
+    for sentence in (
+        "No costs recorded in this range.",
+        "No tokens recorded in this range.",
+        "No LLM or tool call with a duration in this range.",
+        "No LLM call names a model in this range.",
+    ):
+        assert sentence in page
+    assert "No events in this range." not in page  # there are events: that is not what is missing
 
 
 def test_charts_refuse_unaggregated_data() -> None:

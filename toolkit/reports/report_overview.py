@@ -6,8 +6,6 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-import pyarrow as pa
-
 from toolkit.analysis.overview import Overview, overview_tables, recorded_vs_repriced
 from toolkit.journal.store import Journal
 from toolkit.reports import charts
@@ -32,66 +30,115 @@ def headline_figures(o: Overview) -> dict[str, str]:
     }
 
 
-def _ranked(
-    section: str, chart: str, table_title: str, table: pa.Table, key: str, value: str, title: str, **style: Any
-) -> Section:
-    """A ranked bar chart of ``value`` by ``key`` and the table under it (or a no-data note)."""
-    if table.num_rows == 0:
-        return Section(section, [Text("No events in this range.")])
-    return Section(section, [ChartBlock(chart, charts.ranked_bars(table, key, value, title, **style)), TableBlock(table_title, table)])
+NO_EVENTS = "No events in this range."
+NO_COSTS = "No costs recorded in this range."
+
+
+def overview_charts(o: Overview) -> dict[str, Any]:
+    """The overview's charts by name, each an altair chart or, when it would be empty or all zero, the
+    sentence that says why (a journal of chat transcripts has no cost, tokens or latency to draw).
+    Shared with ``notebooks/overview.py``."""
+    if o.totals["events"] == 0:
+        return {}
+    no_cost = Decimal(o.totals["cost_usd"]) == 0
+    out: dict[str, Any] = {
+        "events_per_day": charts.daily_bars(o.by_day, "events", "Events per day"),
+        "runs_per_day": charts.daily_bars(o.by_day, "runs", "Runs active per day"),
+        "tokens_per_day": "No tokens recorded in this range."
+        if o.totals["tokens_in"] == o.totals["tokens_out"] == 0
+        else charts.folded_daily(
+            o.by_day, ["tokens_in", "tokens_out"], "Tokens per day", y_title="tokens", series="direction"
+        ),
+        "cost_by_model_per_day": NO_COSTS
+        if no_cost or o.cost_by_model_day.num_rows == 0
+        else charts.stacked_daily(
+            o.cost_by_model_day, "cost_usd", "model", "Recorded cost per day by model", y_title="USD"
+        ),
+        "error_rate_per_day": charts.daily_line(o.by_day, "error_rate", "Error rate per day (errors / events)"),
+        "latency_per_day": "No LLM or tool call with a duration in this range."
+        if o.latency_by_day.num_rows == 0
+        else charts.latency_lines(o.latency_by_day),
+        "cost_by_model": "No LLM call names a model in this range."
+        if o.by_model.num_rows == 0
+        else NO_COSTS
+        if no_cost
+        else charts.ranked_bars(
+            o.by_model,
+            "model",
+            "cost_usd",
+            "Recorded cost by model",
+            x_title="USD",
+            extra_tooltip=["llm_calls", "tokens_in", "tokens_out"],
+        ),
+        "calls_by_tool": "No tool calls in this range."
+        if o.by_tool.num_rows == 0
+        else charts.ranked_bars(
+            o.by_tool,
+            "tool_name",
+            "calls",
+            "Tool calls (colour: failure rate)",
+            x_title="calls",
+            fmt=",d",
+            color="failure_rate",
+            extra_tooltip=["failures", "p95_ms"],
+        ),
+        "cost_by_agent": NO_COSTS
+        if no_cost
+        else charts.ranked_bars(
+            o.by_agent,
+            "agent",
+            "cost_usd",
+            "Recorded cost by agent",
+            x_title="USD",
+            extra_tooltip=["runs", "cost_per_run_usd", "errors"],
+        ),
+        "costliest_runs": NO_COSTS
+        if no_cost
+        else charts.ranked_bars(
+            o.costliest_runs,
+            "stream_id",
+            "cost_usd",
+            "Costliest runs",
+            x_title="USD",
+            extra_tooltip=["agent", "events", "errors"],
+        ),
+    }
+    return out
+
+
+def _chart_or_note(figures: dict[str, Any], name: str) -> Block:
+    figure = figures[name]
+    return Text(figure) if isinstance(figure, str) else ChartBlock(name, figure)
 
 
 def overview_sections(o: Overview, repricing: list[Block] | None = None) -> list[Section]:
     """The report's sections; ``repricing`` is the recorded-vs-repriced part when pricing is available."""
-    no_data = [Text("No events in this range.")]
-    empty = o.totals["events"] == 0
+    figures = overview_charts(o)
+
+    def part(names: list[str], *tables: TableBlock) -> list[Block]:
+        if not figures:
+            return [Text(NO_EVENTS)]
+        return [*(_chart_or_note(figures, n) for n in names), *(t for t in tables if t.table.num_rows)]
+
     sections = [
         Section("Headline figures", [Figures(headline_figures(o))]),
         Section(
             "Over time",
-            no_data
-            if empty
-            else [
-                ChartBlock("events_per_day", charts.daily_bars(o.by_day, "events", "Events per day")),
-                ChartBlock("runs_per_day", charts.daily_bars(o.by_day, "runs", "Runs active per day")),
-                ChartBlock(
-                    "tokens_per_day",
-                    charts.folded_daily(
-                        o.by_day, ["tokens_in", "tokens_out"], "Tokens per day", y_title="tokens", series="direction"
-                    ),
-                ),
-                ChartBlock(
-                    "cost_by_model_per_day",
-                    charts.stacked_daily(
-                        o.cost_by_model_day, "cost_usd", "model", "Recorded cost per day by model", y_title="USD"
-                    ),
-                ),
-                ChartBlock(
-                    "error_rate_per_day",
-                    charts.daily_line(o.by_day, "error_rate", "Error rate per day (errors / events)"),
-                ),
+            part(
+                ["events_per_day", "runs_per_day", "tokens_per_day", "cost_by_model_per_day", "error_rate_per_day"],
                 TableBlock("Per day", o.by_day),
-            ],
+            ),
             intro="Days are UTC. Cost is as recorded by the source.",
         ),
         Section(
             "Latency",
-            no_data
-            if empty
-            else [
-                ChartBlock("latency_per_day", charts.latency_lines(o.latency_by_day)),
-                TableBlock("Latency per day (ms)", o.latency_by_day),
-            ],
+            part(["latency_per_day"], TableBlock("Latency per day (ms)", o.latency_by_day)),
             intro="Percentiles of duration_ms: LLM calls (events with a model) and tool calls (events with a tool).",
         ),
-        _ranked("By model", "cost_by_model", "Models", o.by_model, "model", "cost_usd", "Recorded cost by model",
-                x_title="USD", extra_tooltip=["llm_calls", "tokens_in", "tokens_out"]),
-        _ranked("By tool", "calls_by_tool", "Tools", o.by_tool, "tool_name", "calls", "Tool calls (colour: failure rate)",
-                x_title="calls", fmt=",d", color="failure_rate", extra_tooltip=["failures", "p95_ms"]),
-        _ranked("By agent", "cost_by_agent", "Agents", o.by_agent, "agent", "cost_usd", "Recorded cost by agent",
-                x_title="USD", extra_tooltip=["runs", "cost_per_run_usd", "errors"]),
-        _ranked("Costliest runs", "costliest_runs", "Costliest runs", o.costliest_runs, "stream_id", "cost_usd",
-                "Costliest runs", x_title="USD", extra_tooltip=["agent", "events", "errors"]),
+        Section("By model", part(["cost_by_model"], TableBlock("Models", o.by_model))),
+        Section("By tool", part(["calls_by_tool"], TableBlock("Tools", o.by_tool))),
+        Section("By agent", part(["cost_by_agent"], TableBlock("Agents", o.by_agent))),
+        Section("Costliest runs", part(["costliest_runs"], TableBlock("Costliest runs", o.costliest_runs))),
         Section("Errors", [TableBlock("Most frequent errors", o.top_errors)]),
     ]
     if repricing is not None:
@@ -169,4 +216,4 @@ def repricing_blocks(
     ]
 
 
-__all__ = ["build_overview_report", "headline_figures", "overview_sections"]
+__all__ = ["build_overview_report", "headline_figures", "overview_charts", "overview_sections"]

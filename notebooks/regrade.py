@@ -14,6 +14,7 @@ app = marimo.App(width="medium", app_title="Re-grade")
 
 @app.cell
 def _():
+    import html
     import json
 
     import marimo as mo
@@ -42,6 +43,7 @@ def _():
         failing_runs,
         failing_runs_by_day,
         first_failures_by_day,
+        html,
         journal_span,
         json,
         mo,
@@ -118,15 +120,17 @@ def _(failing_runs, mo, result):
 
 
 @app.cell
-def _(bisect_run, charts, drill, journal, json, mo, probes_table):
+def _(bisect_run, charts, drill, html, journal, json, mo, probes_table):
     rule_name, stream_id = drill.value
     b = bisect_run(journal, rule_name, stream_id)
+    detail = f"{b.method}, {b.evaluations} rule evaluations over {b.events} events. {b.note or ''}"
     mo.vstack(
         [
-            mo.md(
-                f"### {rule_name} in {stream_id}: first failing version **{b.version}**\n"
-                f"{b.method}, {b.evaluations} rule evaluations over {b.events} events. {b.note or ''}\n\n"
-                f"{b.message or ''}"
+            # names and messages come from the journal: escaped text, never Markdown or HTML
+            mo.Html(
+                f"<h3>{html.escape(rule_name)} in {html.escape(stream_id)}: first failing version <b>{b.version}</b></h3>"
+                f"<p>{html.escape(detail)}</p>"
+                f"<p>{html.escape(b.message or '')}</p>"
             ),
             charts.bisection_chart(probes_table(b), first_failing=b.version, title="Versions evaluated, in order")
             if b.probes

@@ -7,6 +7,7 @@ test-artifacts/screenshots/. Every server the test starts is stopped.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 import socket
@@ -25,7 +26,7 @@ from browser import (
     screenshot,
     wait_for_charts,
 )
-from helpers import build_tool_failure_loop
+from helpers import build_tool_failure_loop, ev
 
 from toolkit.ingest.runner import import_paths
 from toolkit.journal import Journal
@@ -134,5 +135,37 @@ def test_overview_of_chat_transcripts_draws_no_empty_chart(browser: Any, tmp_pat
             text = page.evaluate("document.body.innerText")
             assert "No tokens recorded in this range." in text and "No LLM call names a model" in text
             screenshot(page, "notebook-overview-chat-only")
+        finally:
+            page.close()
+
+
+def test_regrade_shows_a_run_id_as_written(browser: Any, tmp_path: Path) -> None:
+    """A failing run whose id looks like Markdown and HTML: shown as its text, not as an image and italics."""
+    run_id = '<img src="x" alt="IMG">loop *not italic*'
+    j = Journal.create(tmp_path / "j")
+    start = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+    j.append(
+        run_id,
+        [
+            ev(
+                kind,
+                {"cmd": "kubectl apply"},
+                tool_name="shell",
+                tool_call_id=f"c{i}",
+                occurred_at=start + dt.timedelta(minutes=i),
+                **({"error": "connection refused"} if kind == "tool_result" else {}),
+            )
+            for i in range(3)
+            for kind in ("tool_called", "tool_result")
+        ],
+    )
+    j.close()
+    with marimo_app(NOTEBOOKS / "regrade.py", tmp_path / "j") as url:
+        page = open_app(browser, url)
+        try:
+            heading = page.get_by_text("first failing version").first
+            heading.wait_for(timeout=120_000)
+            assert f"{run_id}: first failing version" in heading.inner_text()
+            assert page.locator("img[alt='IMG']").count() == 0
         finally:
             page.close()

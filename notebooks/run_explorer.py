@@ -116,7 +116,10 @@ def _(journal, mo, picked, run_failures, run_timeline, timeline_points):
 def _(NONE, failures, first_version, jump, last_version, mo):
     jumps = {f"{r['rule']} (v{r['first_failing_version']})": r["first_failing_version"] for r in failures.to_pylist()}
     start = first_version if jump.value == NONE else max(first_version, int(jumps[jump.value]))
-    version = mo.ui.slider(first_version, last_version, value=start, step=1, label="version", show_value=True, full_width=True)
+    # debounce: a drag across a long run sends the version it ends on, not every version it passes
+    version = mo.ui.slider(
+        first_version, last_version, value=start, step=1, label="version", show_value=True, full_width=True, debounce=True
+    )
     version
     return (version,)
 

@@ -427,6 +427,7 @@ def test_partial_export_lands_in_the_stream_the_complete_one_gives(tmp_path: Pat
     assert (again.already_present, first.imported + again.imported) == (first.imported, SPAN_EVENTS)
     # the spans exported before their root learnt its conversation: the journal keeps them as first seen
     assert any("values its copy lacks (correlation_id" in n for n in again.notes), again.notes
+    assert again.summary()["already_present_lacking"]["correlation_id"] > 0
     assert again.streams == TRUTH["root_span_count"]
     assert verify_journal(journal).ok
     streams = set(journal.read_all(["stream_id"]).column("stream_id").to_pylist())

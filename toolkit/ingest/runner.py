@@ -89,6 +89,8 @@ class ImportReport:
     read: int = 0
     imported: int = 0
     already_present: int = 0
+    #: by column, how many events already present came with a value the journal's copy lacks
+    already_present_lacking: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
     quarantined: int = 0
     snapshots: int = 0
@@ -103,6 +105,7 @@ class ImportReport:
             "read": self.read,
             "imported": self.imported,
             "already_present": self.already_present,
+            "already_present_lacking": self.already_present_lacking,
             "rejected": self.rejected,
             "quarantined": self.quarantined,
             "snapshots_kept": self.snapshots,
@@ -239,6 +242,7 @@ def import_paths(
         origins = pa.chunked_array([c for o in staged_origins for c in o.chunks], pa.string())
         result, conflicts = _append(journal, events, origins, on_error, dry_run)
         report.imported, report.already_present = result.appended, result.skipped
+        report.already_present_lacking = dict(result.lacking)
         if (note := result.lacking_note()) is not None:
             report.notes.append(note)
         report.rejections.extend(conflicts)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Protocol
 
 import polars as pl
@@ -55,8 +55,11 @@ _UNCLAIMED: Final = frozenset(
 CLAIMED_COLUMNS: Final = tuple(
     c for c in ENVELOPE_COLUMNS if c not in {"stream_id", "event_type", "event_id"} and c not in _UNCLAIMED
 )
-#: what ``number`` needs of the journal's events in the batch's streams
-KNOWN_COLUMNS: Final = ("stream_id", "event_id", "payload_sha256", "event_type", *CLAIMED_COLUMNS)
+#: what ``number`` needs of the journal's events in the batch's streams: their ids, and for the
+#: streams holding an id sent again (``Details``) what those events say
+KNOWN_IDS: Final = ("stream_id", "event_id")
+KNOWN_COLUMNS: Final = (*KNOWN_IDS, "payload_sha256", "event_type", *CLAIMED_COLUMNS)
+Details = Callable[[list[str]], pa.Table]
 
 
 class StreamHead(Protocol):
@@ -85,13 +88,16 @@ def number(
     known: pa.Table | None,
     max_position: int,
     now: dt.datetime,
+    details: Details | None = None,
 ) -> tuple[pa.Table, int, dict[str, int]]:
     """Idempotency and numbering of the whole batch: (new rows, without digests; events skipped;
     by column, how many skipped events came with a value the event kept lacks).
 
     Payload digests are computed here only for events whose id is already in the journal or
-    appears twice in the batch; ``hash_chunks`` computes the rest. ``known``: the
-    ``KNOWN_COLUMNS`` of the journal's events in the batch's streams.
+    appears twice in the batch; ``hash_chunks`` computes the rest. ``known``: the ``KNOWN_IDS``
+    (or all ``KNOWN_COLUMNS``) of the journal's events in the batch's streams; ``details`` reads
+    the ``KNOWN_COLUMNS`` of some streams, asked only when an id is sent again (rare: most appends
+    bring new events to running streams, and reading two columns of a long stream is cheaper).
     """
     keys = pl.DataFrame(
         {
@@ -103,7 +109,7 @@ def number(
             "event_type": table.column("event_type"),
         }
     )
-    keys, skipped, lacking = _drop_known(keys, known, table)
+    keys, skipped, lacking = _drop_known(keys, known, table, details)
     keys, twins, twins_lacking = _drop_batch_twins(keys, table)
     skipped += twins
     for c, n in twins_lacking.items():
@@ -188,13 +194,17 @@ def _with_payloads(rows: pl.DataFrame, table: pa.Table) -> pl.DataFrame:
 
 
 def _drop_known(
-    keys: pl.DataFrame, known: pa.Table | None, table: pa.Table
+    keys: pl.DataFrame, known: pa.Table | None, table: pa.Table, details: Details | None
 ) -> tuple[pl.DataFrame, int, dict[str, int]]:
     """Skip events whose id is already in the journal with the same content; refuse changed ones."""
     if known is None or known.num_rows == 0:
         return keys, 0, {}
-    if not keys.get_column("event_id").is_in(pl.Series(known.column("event_id")).implode()).any():
+    ids = pl.DataFrame(known.select(list(KNOWN_IDS)))
+    sent_again = ids.filter(pl.col("event_id").is_in(keys.get_column("event_id").implode()))
+    if sent_again.height == 0:
         return keys, 0, {}  # the usual case: new events of running streams
+    if details is not None:
+        known = details(sorted(set(sent_again.get_column("stream_id").to_list())))
     k = pl.DataFrame(_typed(known, list(KNOWN_COLUMNS))).rename(
         {"stream_id": "k_stream", "payload_sha256": "k_payload", "event_type": "k_type"}
     )

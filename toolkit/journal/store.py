@@ -71,7 +71,7 @@ from toolkit.journal.appendworkers import (
     split_by_stream,
     write_part,
 )
-from toolkit.journal.assign import KNOWN_COLUMNS, chain_starts, hash_chunks, number
+from toolkit.journal.assign import KNOWN_COLUMNS, KNOWN_IDS, chain_starts, hash_chunks, number
 from toolkit.journal.config import CONFIG_FILE, JournalConfig, write_atomic
 from toolkit.journal.location import S3Location, check_bucket, delta_storage_options, is_remote, open_input
 from toolkit.journal.lock import write_lock
@@ -1030,10 +1030,12 @@ class Journal:
         existing = sorted(streams & heads.keys())
         known = None
         if existing and table.column("event_id").null_count < table.num_rows:
-            known = self.read_streams(existing, KNOWN_COLUMNS)
+            known = self.read_streams(existing, KNOWN_IDS)
         self._fill_head_hashes([s for s in existing if heads[s].hash is None])
         last = self.max_position() if after is None else max(after, self.max_position())
-        prepared, skipped, lacking = number(table, heads, known, last, _now())
+        prepared, skipped, lacking = number(
+            table, heads, known, last, _now(), lambda streams: self.read_streams(streams, KNOWN_COLUMNS)
+        )
         if expected:
             new_streams = set(pc.unique(prepared.column("stream_id")).to_pylist())
             for sid, exp in expected.items():

@@ -360,12 +360,11 @@ def _check_purged(
     records = _purge_records(journal, stream_id)
     covering = _covering(records)
     gone, remain = f"{start + 1}..{first - 1}", f"versions {first}..{where.last_version} remain"
-    late = [r for r in records if at is not None and r["last_removed_at"] is not None and r["last_removed_at"] > at]
+    # a purge that removed an event occurring after `at`: the events that occurred by then end in it
+    late = None if at is None else next((r for r in records if (t := r["last_removed_at"]) is not None and t > at), None)
     r: Mapping[str, Any] | None
-    if (
-        where.version >= first and late and at is not None
-    ):  # the events that occurred by `at` end in the purged versions
-        r = late[0]
+    if where.version >= first and late is not None and at is not None:
+        r = late
         asked = f"{at.isoformat()} falls in versions 1..{first - 1} (one occurred at {r['last_removed_at'].isoformat()}), which were"
     elif where.version >= first:
         r = covering(first - 1)

@@ -137,10 +137,7 @@ def load_frame(
     if data_types:
         select.append(pl.when(pl.col("event_type").is_in(data_types)).then(pl.col("data")).alias("data"))
     o = lf.select(select).collect()
-    o = o.with_columns(
-        sid=pl.col("stream_id").cast(pl.Categorical).to_physical(),
-        event_type=pl.col("event_type").cast(pl.Categorical),
-    )
+    o = o.with_columns(sid=_stream_codes(o.get_column("stream_id")), event_type=pl.col("event_type").cast(pl.Categorical))
     s_cols: list[pl.Expr] = [
         pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("orig"),
         pl.col("sid"),
@@ -150,15 +147,14 @@ def load_frame(
     ]
     if {"tool_name"} & needed:
         s_cols.append(pl.col("tool_name").cast(pl.Categorical))
-    if "model" in needed:
-        s_cols.append(pl.col("model").cast(pl.Categorical))
     if "is_error" in needed:
         s_cols.append(pl.col("is_error"))
     if "cost_usd" in needed:
         s_cols += [
-            # nano-dollars: DECIMAL(18, 9) is an integer count of 1e-9 USD, summed exactly as i128 (an
-            # i64 sum stops at 9.2e9 USD, and Polars wraps past it: a run over that passed its budget)
-            pl.col("cost_usd").to_physical().cast(pl.Int128).fill_null(0).alias("cost"),
+            # nano-dollars: DECIMAL(18, 9) is an integer count of 1e-9 USD, summed exactly: as i64
+            # when no sum can leave its range, else as i128 (an i64 sum stops at 9.2e9 USD, and
+            # Polars wraps past it: a run over that passed its budget)
+            pl.col("cost_usd").to_physical().cast(_cost_type(o.get_column("cost_usd"))).fill_null(0).alias("cost"),
             (pl.col("tokens_in").fill_null(0) + pl.col("tokens_out").fill_null(0)).alias("tokens"),
         ]
     if "duration_ms" in needed:
@@ -175,6 +171,39 @@ def load_frame(
         s_cols.append(pl.when(pl.col("event_type") == "tool_called").then(pl.col("data").hash()).alias("args"))
     s = _group_streams(o.select(s_cols))
     return Frame(o.drop("sid"), s.with_columns(first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True)))
+
+
+def _cost_type(cost: pl.Series) -> pl.DataType:
+    """Int64 when no sum of these nano-dollar costs can leave its range (the largest magnitude
+    times the count stays below 2**63, as for any journal of real costs), else Int128.
+
+    >>> _cost_type(pl.Series([1.5, None, -2.0], dtype=pl.Decimal(18, 9))), _cost_type(pl.Series([9e8] * 11, dtype=pl.Decimal(18, 9)))
+    (Int64, Int128)
+    """
+    nano = cost.to_physical()
+    low, high = nano.min(), nano.max()
+    if low is None or high is None:
+        return pl.Int64()
+    biggest = max(abs(int(low)), abs(int(high)))  # type: ignore[arg-type]
+    return pl.Int64() if biggest * max(1, nano.len()) < 2**63 else pl.Int128()
+
+
+def _stream_codes(stream_id: pl.Series) -> pl.Series:
+    """A u32 code per stream id: equal ids, equal codes (not in any order).
+
+    The journal is read mostly in runs of one stream (files sorted by stream and version), so
+    only each run's first id is looked up; the codes are then spread over the runs.
+
+    >>> _stream_codes(pl.Series(["a", "a", "b", "a", "c", "c"])).rle_id().to_list()
+    [0, 0, 1, 2, 3, 3]
+    >>> codes = _stream_codes(pl.Series(["a", "a", "b", "a"])).to_list()
+    >>> codes[0] == codes[1] == codes[3] != codes[2]
+    True
+    """
+    run = stream_id.rle_id()
+    starts = (run != run.shift(1)).fill_null(True)
+    ids = stream_id.filter(starts)
+    return ids.rank("dense").cast(pl.UInt32).gather(run).rename("sid")
 
 
 def _group_streams(s: pl.DataFrame) -> pl.DataFrame:
@@ -560,7 +589,7 @@ def _no_tool_failure_loop_message(p: dict[str, Any]) -> pl.Expr:
 def _confirmation_before_write(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     is_user = pl.col("et") == "user_message"
     is_call = pl.col("et") == "tool_called"
-    writes = is_call & (pl.col("tool_name").cast(pl.String).is_in(list(p["tools"])) if p["tools"] else pl.col("has_key"))
+    writes = is_call & (pl.col("tool_name").is_in(list(p["tools"])) if p["tools"] else pl.col("has_key"))
     rows = f.s.select(pl.int_range(0, f.height, dtype=pl.UInt32).alias("srow"), "orig", "sid", "et", "tool_name", "has_key").filter(
         is_user | writes
     )

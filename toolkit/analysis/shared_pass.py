@@ -170,7 +170,9 @@ def load_frame(
     if "no_tool_failure_loop" in names:
         s_cols.append(pl.when(pl.col("event_type") == "tool_called").then(pl.col("data").hash()).alias("args"))
     s = _group_streams(o.select(s_cols))
-    return Frame(o.drop("sid"), s.with_columns(first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True)))
+    # the numbers now live in ``s``: ``o`` keeps only what messages and exact checks read
+    o = o.drop("sid", *(c for c in ("version", "cost_usd", "tokens_in", "tokens_out", "is_error") if c in o.columns))
+    return Frame(o, s.with_columns(first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True)))
 
 
 def _cost_type(cost: pl.Series) -> pl.DataType:

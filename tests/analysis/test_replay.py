@@ -8,6 +8,8 @@ import datetime as dt
 import json
 import pickle
 import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from toolkit.analysis.replay import (
     replay,
     replay_problems,
     state_at,
+    stream_events,
 )
 from toolkit.analysis.snapshots import SNAPSHOTS, nearest_snapshot, take_snapshots
 from toolkit.errors import (
@@ -363,6 +366,52 @@ def test_an_aggregate_without_event_models_sees_no_payload_of_another(journal: J
     assert state_at(journal, "r", aggregate=untyped) == [None, None]
     assert [s for _, s in fold_states(journal, "r", untyped)] == [[None], [None, None]]
     assert untyped.fold(read_events(journal, "r")) == [None, None]
+
+
+class _NoteA(BaseModel):
+    n: int
+
+
+class _NoteB(BaseModel):
+    n: int
+    seen_by: str = "b"
+
+
+def _payload_types(seen: frozenset[Any], e: Event) -> frozenset[Any]:
+    return seen if type(e.payload) in seen else seen | {type(e.payload)}
+
+
+def test_folds_of_one_cached_stream_in_threads_each_see_their_own_payloads(journal: Journal) -> None:
+    """The cached events are shared by every fold, and each fold set ``e.payload`` on them for its
+    aggregate: two threads folding the same stream with aggregates of different models (or one
+    without models) handed each other's reducers the other's payload between the set and the read."""
+    journal.append("r", [ev("custom", {"n": i}) for i in range(300)])
+    aggs = [
+        Aggregate("notes_a", initial=frozenset, reducer=_payload_types, events={"custom": _NoteA}),
+        Aggregate("notes_b", initial=frozenset, reducer=_payload_types, events={"custom": _NoteB}),
+        Aggregate("untyped", initial=frozenset, reducer=_payload_types),
+    ]
+    expected = {"notes_a": {_NoteA}, "notes_b": {_NoteB}, "untyped": {type(None)}}
+    stream_events(journal, "r")  # cached: every fold below shares these events
+
+    def fold(i: int) -> list[tuple[str, set[Any]]]:
+        agg = aggs[i % len(aggs)]
+        out = []
+        for _ in range(15):
+            out.append((agg.name, set(state_at(journal, "r", aggregate=agg))))
+            out.append((agg.name, set(agg.fold(stream_events(journal, "r")))))
+        return out
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: the race shows in every run
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            seen = [s for part in pool.map(fold, range(12)) for s in part]
+    finally:
+        sys.setswitchinterval(switch)
+    wrong = [(name, sorted(t.__name__ for t in types)) for name, types in seen if types != expected[name]]
+    assert wrong == [], f"{len(wrong)} of {len(seen)} folds saw another aggregate's payload: {wrong[:3]}"
+    assert all(e.payload is None for e in stream_events(journal, "r"))  # no fold set it on the shared events
 
 
 def test_replay_filters_by_type_time_and_version(journal: Journal) -> None:

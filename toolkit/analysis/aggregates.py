@@ -13,7 +13,10 @@ Events reach the reducer as :class:`Event`: the envelope columns as attributes, 
 payload parsed lazily from JSON) and ``payload`` (the payload validated by the event model of
 its type, after upcasting; ``None`` when the aggregate has no model for the type). Events read
 from the journal are :class:`SharedEvent`: every fold of the stream gets the same objects, so
-their data and columns are read-only (copy ``e.data`` to change it).
+their data and columns are read-only (copy ``e.data`` to change it). A fold never sets
+``payload`` on the events it is given: an event with a model reaches the reducer as a copy
+carrying its payload (:meth:`Event.with_payload`), so folds of one stream by different
+aggregates, in threads at once, each see their own models.
 
 ``fingerprint`` is derived from the reducer's source code, the initial state's code (each with
 the file defining it, so its constants and helpers count), the event models' JSON schemas and the
@@ -39,6 +42,7 @@ import datetime as dt
 import hashlib
 import inspect
 import json
+import operator
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -236,6 +240,20 @@ class Event:
         out["metadata"] = self.metadata_json
         return out
 
+    def with_payload(self, payload: Any) -> Event:
+        """This event carrying ``payload``, as a copy (the event itself is unchanged): the folds hand
+        it to the reducer. A shared event's copy is shared too (read-only, its parsed data the same).
+
+        >>> e = Event.of("Deposited", {"amount": 5})
+        >>> e.with_payload(5).payload, e.payload
+        (5, None)
+        """
+        out = Event(_row_of(self))
+        out._data, out._meta, out.payload = self._data, self._meta, payload
+        if type(self) is not Event:
+            out.__class__ = type(self)  # SharedEvent: the same slots
+        return out
+
     def replace(self, **changes: Any) -> Event:
         """A copy with some columns changed (``data=`` takes a Python value)."""
         values = {c: getattr(self, c) for c in EVENT_COLUMNS if c not in {"occurred_at", "data", "metadata"}}
@@ -285,6 +303,10 @@ class Event:
 
 
 _set: Final = object.__setattr__
+# the slots Event.__init__ sets from a row, in its order (with_payload copies through it: fastest)
+_row_of: Final = operator.attrgetter(
+    *({"occurred_at": "occurred_us", "data": "data_json", "metadata": "metadata_json"}.get(c, c) for c in EVENT_COLUMNS)
+)
 
 
 def _parse_data(text: str) -> Any:
@@ -363,18 +385,17 @@ def read_only(value: Any) -> Any:
 class SharedEvent(Event):
     """An event of the per-process stream cache: every fold of the stream is handed this same
     object, so it refuses changes — its ``data`` and ``metadata`` are read-only and its columns
-    cannot be set (a reducer that changed them would change what the next fold reads). Only
-    ``payload`` is set, by each fold for its aggregate (``Aggregate.prepare``).
+    cannot be set (a reducer that changed them would change what the next fold reads). Its
+    ``payload`` is never set either: folds in other threads read the same object, so a fold hands
+    its reducer a copy carrying the payload of its own aggregate (:meth:`Event.with_payload`).
     """
 
     __slots__ = ()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name != "payload":
-            raise TypeError(
-                f"{self!r}: {name} of a stored event is read-only (every fold reads it again): {READ_ONLY_HINT}"
-            )
-        _set(self, name, value)
+        raise TypeError(
+            f"{self!r}: {name} of a stored event is read-only (every fold reads it again): {READ_ONLY_HINT}"
+        )
 
     @property
     def data(self) -> Any:
@@ -482,10 +503,23 @@ class Aggregate(Generic[S]):
         return self.event_versions.get(event_type, 1)
 
     def prepare(self, event: Event) -> ReplayProblem | None:
-        """Upcast and validate ``event`` in place (sets ``payload``); a problem when it does not fit."""
+        """Upcast and validate ``event`` in place (sets ``payload``); a problem when it does not fit.
+
+        For events the caller owns: a shared (cached) event refuses it; the folds use :meth:`parse`.
+        """
+        if event.event_type not in self.events:
+            return None
+        payload, problem = self.parse(event)
+        if problem is None:
+            event.payload = payload
+        return problem
+
+    def parse(self, event: Event) -> tuple[Any, ReplayProblem | None]:
+        """The payload of ``event`` upcast and validated by the model of its type (None: no model),
+        or the problem when it does not fit; ``event`` is not changed."""
         model = self.events.get(event.event_type)
         if model is None:
-            return None
+            return None, None
         data = event.data
         if self.upcasters:
             have = event.metadata.get(EVENT_VERSION_KEY, 1)
@@ -494,16 +528,15 @@ class Aggregate(Generic[S]):
             while have < want:
                 up = self._upcaster(event.event_type, have)
                 if up is None:
-                    return ReplayProblem(
+                    return None, ReplayProblem(
                         event.stream_id, event.version, event.event_type, f"no upcaster from version {have} to {want}"
                     )
                 data = up.upcast(dict(data) if isinstance(data, Mapping) else {"value": data})
                 have += 1
         try:
-            event.payload = model.model_validate(data)
+            return model.model_validate(data), None
         except ValidationError as e:
-            return ReplayProblem(event.stream_id, event.version, event.event_type, _errors(e))
-        return None
+            return None, ReplayProblem(event.stream_id, event.version, event.event_type, _errors(e))
 
     def _upcaster(self, event_type: str, version: int) -> Upcaster | None:
         for u in self.upcasters:
@@ -523,16 +556,19 @@ class Aggregate(Generic[S]):
         return None
 
     def fold(self, events: Iterable[Event], state: S | None = None) -> S:
-        """Fold events into a state (events that do not fit their model are skipped)."""
+        """Fold events into a state (events that do not fit their model are skipped; the events are
+        not changed: the reducer gets a copy carrying the payload, see :meth:`Event.with_payload`)."""
         s = self.initial() if state is None else state
         reducer = self.reducer
         models = self.events
         for e in events:
             if e.event_type in models:
-                if self.prepare(e) is not None:
+                payload, problem = self.parse(e)
+                if problem is not None:
                     continue
+                e = e.with_payload(payload)
             elif e.payload is not None:
-                e.payload = None  # set by another aggregate's model
+                e = e.with_payload(None)  # an event the caller prepared for another aggregate
             try:
                 s = reducer(s, e)
             except ToolkitError:

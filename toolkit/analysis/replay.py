@@ -28,7 +28,9 @@ and ``fold_to`` says so in its note. ``state_at``, ``journal state --at``, ``rep
 Reads go through a per-process cache of decoded streams: a stream read once is kept (bounded,
 least recently used first out) and only its new events are read when the journal has grown,
 so repeated questions about the same run cost a fold, not a read. The cached events are shared by
-every fold, so they are read-only (``SharedEvent``): a reducer that changes one is an error.
+every fold, so they are read-only (``SharedEvent``): a reducer that changes one is an error, and a
+fold hands its reducer a copy of an event carrying its aggregate's payload rather than setting it
+on the shared event (folds by other aggregates, in other threads, read the same events).
 """
 
 from __future__ import annotations
@@ -270,6 +272,8 @@ class FoldResult:
 
 
 def _fold(aggregate: Aggregate[S], events: Sequence[Event], state: S, problems: list[ReplayProblem]) -> S:
+    # the events may be the cache's, read by folds in other threads at once: never changed here; an
+    # event with a model reaches the reducer as a copy carrying the payload (Event.with_payload)
     reducer = aggregate.reducer
     models = aggregate.events
     e = None
@@ -277,18 +281,19 @@ def _fold(aggregate: Aggregate[S], events: Sequence[Event], state: S, problems: 
         if not models:
             for e in events:
                 if e.payload is not None:
-                    e.payload = None  # set by another aggregate's model (the events are shared)
+                    e = e.with_payload(None)  # an event the caller prepared for another aggregate
                 state = reducer(state, e)
             return state
-        prepare = aggregate.prepare
+        parse = aggregate.parse
         for e in events:
             if e.event_type in models:
-                problem = prepare(e)
+                payload, problem = parse(e)
                 if problem is not None:
                     problems.append(problem)
                     continue
+                e = e.with_payload(payload)
             elif e.payload is not None:
-                e.payload = None  # set by another aggregate's model
+                e = e.with_payload(None)
             state = reducer(state, e)
     except ToolkitError:
         raise

@@ -366,7 +366,9 @@ def _check_purged(
     covering = _covering(records)
     gone, remain = f"{start + 1}..{first - 1}", f"versions {first}..{where.last_version} remain"
     # a purge that removed an event occurring after `at`: the events that occurred by then end in it
-    late = None if at is None else next((r for r in records if (t := r["last_removed_at"]) is not None and t > at), None)
+    late = (
+        None if at is None else next((r for r in records if (t := r["last_removed_at"]) is not None and t > at), None)
+    )
     r: Mapping[str, Any] | None
     if where.version >= first and late is not None and at is not None:
         r = late

@@ -336,6 +336,33 @@ def test_from_findings_judges_the_stream_with_the_batchs_parameters(
     assert "note: judged with the parameters given by -p, not the batch's (" in err
 
 
+def test_from_findings_says_which_streams_the_batch_graded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--from-findings takes the rule's latest batch whatever it selected; a regrade limited to one
+    stream was announced as the rule's latest re-grade like a full one, so one stream's verdict
+    passed for the journal's. It now names the selection the batch graded."""
+    from helpers import run_cli
+
+    j = build(tmp_path / "j", "budget_breach_at_v7", "slow_tool")
+    code, _, _ = run_cli(capsys, "regrade", "-j", str(j.path), "budget")
+    assert code == 3
+    since = ("--since", "2026-01-01")
+    code, _, _ = run_cli(capsys, "regrade", "-j", str(j.path), "budget", "--stream", "expensive", *since)
+    assert code == 3
+    code, out, err = run_cli(capsys, "bisect", "-j", str(j.path), "budget", "--from-findings")
+    assert code == 3 and "first failing version: 7" in out
+    assert "bisecting expensive: the first failing stream of budget's latest re-grade (batch " in err
+    assert "; it graded only the streams matching --stream expensive --since 2026-01-01T00:00:00+00:00)" in err
+    code, _, _ = run_cli(capsys, "regrade", "-j", str(j.path), "budget", "--stream", "slow_tool", "--agent", "a b")
+    assert code == 0  # budget held on the streams it graded (none: no agent 'a b')
+    code, out, err = run_cli(capsys, "bisect", "-j", str(j.path), "budget", "--from-findings")
+    assert code == 0 and out == ""
+    assert "; it graded only the streams matching --agent 'a b' --stream slow_tool): no stream of the 0 it" in err
+    assert "an earlier re-grade (batch " in err and "streams matching --stream expensive --since 2026" in err
+    run_cli(capsys, "regrade", "-j", str(j.path), "budget")
+    code, _, err = run_cli(capsys, "bisect", "-j", str(j.path), "budget", "--from-findings")
+    assert code == 3 and "budget's latest re-grade (batch " in err and ", of every stream)" in err, err
+
+
 KEY_FIRST_POLARS = '''
 import polars as pl
 from toolkit.analysis.rules import polars_rule

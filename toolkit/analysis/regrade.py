@@ -368,6 +368,9 @@ class GradedBatch:
     streams_checked: int | None  # None: written before batches recorded every rule they judged
     params: dict[str, Any]  # the rule's parameters in that batch, as bound (JSON values)
     rule_fingerprint: str
+    # the streams it graded (Selection.describe(): since, until, stream_types, agents, streams; all
+    # empty: every stream); None: written before batches recorded their selection
+    selection: dict[str, Any] | None = None
 
 
 _BATCH_KEYS: Final = ("batch_id", "graded_at", "rule_fingerprint", "params")  # one rule's: the same on every row
@@ -382,7 +385,9 @@ def graded_batches(journal: Journal, rule: str) -> list[GradedBatch]:
     columns = ["graded_at", "batch_id", "rule", "rule_fingerprint", "params", "kind", "stream_id", "occurred_at", "position"]
     findings = pl.from_arrow(read_table(journal, "findings").select(columns))
     recorded = pl.from_arrow(
-        read_table(journal, "regrades").select(["graded_at", "batch_id", "rule", "rule_fingerprint", "params", "streams_checked"])
+        read_table(journal, "regrades").select(
+            ["graded_at", "batch_id", "rule", "rule_fingerprint", "params", "streams_checked", "selection"]
+        )
     )
     assert isinstance(findings, pl.DataFrame) and isinstance(recorded, pl.DataFrame)
     findings, recorded = findings.filter(pl.col("rule") == rule), recorded.filter(pl.col("rule") == rule)
@@ -401,13 +406,14 @@ def graded_batches(journal: Journal, rule: str) -> list[GradedBatch]:
     rows = (
         batches.join(first, on="batch_id", how="left")
         .join(errors, on="batch_id", how="left")
-        .join(recorded.select("batch_id", "streams_checked"), on="batch_id", how="left")
+        .join(recorded.select("batch_id", "streams_checked", "selection"), on="batch_id", how="left")
         .sort("graded_at", "batch_id", descending=True)
     )
     return [
         GradedBatch(
             r["batch_id"], r["graded_at"], r["stream_id"], r["errors"] or 0, r["streams_checked"],
             json.loads(r["params"]), r["rule_fingerprint"],
+            json.loads(r["selection"]) if r["selection"] is not None else None,
         )
         for r in rows.iter_rows(named=True)
     ]

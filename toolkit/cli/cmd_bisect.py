@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
 @rules_option
 @click.option("--linear", is_flag=True, help="Scan every event instead of bisecting.")
 @click.option("--from-findings", is_flag=True,
-              help="Bisect the first failing stream of RULE's latest re-grade (journal regrade); nothing when "
-                   "RULE held there.")
+              help="Bisect the first failing stream of RULE's latest re-grade (journal regrade), naming the streams "
+                   "that re-grade selected; nothing when RULE held there.")
 @click.option("--batch", "batch_id", help="With --from-findings: take the stream from this findings batch instead.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Output format.")
@@ -123,7 +124,7 @@ def _batch_from_findings(journal: Any, rule: str, batch_id: str | None) -> Grade
                                  param_hint="--batch")
     latest = batches[0]
     which = "latest re-grade" if chosen is latest else "re-grade"
-    which += f" (batch {chosen.batch_id}, graded {chosen.graded_at.isoformat(timespec='seconds')})"
+    which += f" (batch {chosen.batch_id}, graded {chosen.graded_at.isoformat(timespec='seconds')}{_scope(chosen)})"
     if chosen is not latest:
         which += f", not its latest (batch {latest.batch_id}, graded {latest.graded_at.isoformat(timespec='seconds')})"
     if chosen.stream_id is not None:
@@ -137,10 +138,29 @@ def _batch_from_findings(journal: Any, rule: str, batch_id: str | None) -> Grade
     said += ", nothing to bisect"
     older = next((b for b in batches[batches.index(chosen) + 1:] if b.stream_id is not None), None)
     if older is not None:
-        said += (f"; an earlier re-grade (batch {older.batch_id}, graded {older.graded_at.isoformat(timespec='seconds')}) "
+        graded = older.graded_at.isoformat(timespec="seconds")
+        said += (f"; an earlier re-grade (batch {older.batch_id}, graded {graded}{_scope(older)}) "
                  f"found {older.stream_id} failing: journal bisect {rule} --from-findings --batch {older.batch_id}")
     click.echo(said, err=True)
     return None
+
+
+def _scope(batch: GradedBatch) -> str:
+    """Which streams the batch graded, as the regrade options that chose them (a batch of a few
+    streams is not the whole journal's verdict); empty when the batch did not record it."""
+    sel = batch.selection
+    if sel is None:
+        return ""
+    flags = []
+    for flag, key in (("--stream-type", "stream_types"), ("--agent", "agents"), ("--stream", "streams")):
+        values = sel.get(key) or []
+        flags += [f"{flag} {shlex.quote(str(v))}" for v in values[:3]]
+        if len(values) > 3:
+            flags.append(f"and {len(values) - 3} more {flag}")
+    flags += [f"--{key} {sel[key]}" for key in ("since", "until") if sel.get(key)]
+    if not flags:
+        return ", of every stream"
+    return f"; it graded only the streams matching {' '.join(flags)}"
 
 
 def _changes(before: Any, after: Any) -> list[tuple[str, Any, Any]]:

@@ -22,12 +22,13 @@ def _():
     from toolkit.errors import EventNotFoundError
     from toolkit.reports import charts
     from toolkit.reports.report_catalog import notebook_journal
-    from toolkit.reports.report_causation import chain_layout, chain_list
+    from toolkit.reports.report_causation import chain_layout, chain_list, charted_note
 
     return (
         EventNotFoundError,
         chain_layout,
         chain_list,
+        charted_note,
         charts,
         failing_events,
         mo,
@@ -78,9 +79,11 @@ def _(EventNotFoundError, depth, direction, mo, picked, typed, walk_chain, journ
 
 
 @app.cell
-def _(chain, chain_layout, charts):
+def _(chain, chain_layout, charted_note, charts, mo):
     nodes, edges = chain_layout(chain)
-    charts.graph_chart(nodes, edges, title="Causes (top) → focus → effects (bottom); one lane per stream")
+    _graph = charts.graph_chart(nodes, edges, title="Causes (top) → focus → effects (bottom); one lane per stream")
+    _note = charted_note(chain)
+    mo.vstack([mo.md(_note), _graph]) if _note else _graph
     return
 
 

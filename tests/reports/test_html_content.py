@@ -273,3 +273,28 @@ def test_compliance_actions_are_the_subjects_events_in_order(demo: Journal) -> N
     assert f"{corr['events']:,}" in render_html(report, bundle_js="")
     with pytest.raises(ReportError, match="exactly one"):
         build_report(demo, "compliance", {"correlation": "a", "subject": "b"})
+
+
+def test_a_chain_longer_than_a_chart_holds_is_charted_nearest_the_focus(tmp_path: Path) -> None:
+    # one run of 6,000 events, each caused by the one before: the walk from the middle finds them all
+    j = Journal.create(tmp_path / "long")
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    j.append("run-long", [
+        {"event_type": "tool_called" if i % 2 else "llm_response", "event_id": f"long-{i:05d}",
+         "causation_id": f"long-{i - 1:05d}" if i else None, "occurred_at": start + dt.timedelta(seconds=i),
+         "data": {"i": i}}
+        for i in range(6_000)
+    ])
+    chain = walk_chain(j, "long-03000", depth=10_000)
+    assert chain.nodes.height == 6_000
+    nodes, edges = chain_layout(chain)
+    assert nodes.num_rows == charts.MAX_CHART_ROWS and edges.num_rows == charts.MAX_CHART_ROWS - 1
+    charted = {r["id"] for r in nodes.to_pylist()}
+    depth = dict(zip(chain.nodes.get_column("event_id").to_list(), chain.nodes.get_column("depth").to_list(), strict=True))
+    left_out = set(depth) - charted
+    assert "long-03000" in charted and len(left_out) == 1_000
+    assert max(abs(depth[e]) for e in charted) <= min(abs(depth[e]) for e in left_out)  # the nearest are drawn
+    report = build_report(j, "causation", {"event": "long-03000", "depth": "10000"})
+    page = render_html(report, bundle_js="")
+    assert "The chain has 6,000 events, more than a chart holds (5,000)" in page
+    assert len(chain_list(chain)) == 6_000  # the list keeps every event

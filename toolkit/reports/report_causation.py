@@ -29,10 +29,30 @@ _NODE_SCHEMA = pa.schema(
 _EDGE_SCHEMA = pa.schema([("x", pa.int64()), ("y", pa.int64()), ("x2", pa.int64()), ("y2", pa.int64())])
 
 
-def chain_layout(chain: Chain) -> tuple[pa.Table, pa.Table]:
+def charted_nodes(chain: Chain, limit: int = charts.MAX_CHART_ROWS) -> pl.DataFrame:
+    """The chain's events a graph can hold: all of them, or the ``limit`` nearest the focus (fewest
+    links away, then earliest) when the chain is longer than a chart takes."""
+    if chain.nodes.height <= limit:
+        return chain.nodes
+    return chain.nodes.sort(pl.col("depth").abs(), "occurred_at", "position").head(limit)
+
+
+def charted_note(chain: Chain, limit: int = charts.MAX_CHART_ROWS) -> str | None:
+    """What the graph leaves out of a chain longer than a chart holds (None: it shows every event)."""
+    if chain.nodes.height <= limit:
+        return None
+    depths = charted_nodes(chain, limit).get_column("depth")
+    return (
+        f"The chain has {chain.nodes.height:,} events, more than a chart holds ({limit:,}): the graph shows the "
+        f"{limit:,} nearest the focus (links {depths.min()} to {depths.max()}); the list below has them all."
+    )
+
+
+def chain_layout(chain: Chain, limit: int = charts.MAX_CHART_ROWS) -> tuple[pa.Table, pa.Table]:
     """Swimlanes for ``graph_chart``: one row per event (causes first, in time order), one lane per
-    stream (in order of appearance), and a segment from each cause to its effect."""
-    nodes = chain.nodes.sort("depth", "occurred_at", "position").to_dicts()
+    stream (in order of appearance), and a segment from each cause to its effect; a chain longer
+    than a chart holds is cut to the ``limit`` events nearest the focus (``charted_note``)."""
+    nodes = charted_nodes(chain, limit).sort("depth", "occurred_at", "position").to_dicts()
     lanes: dict[str, int] = {}
     where: dict[str, tuple[int, int]] = {}
     rows = []
@@ -120,6 +140,9 @@ def causation_sections(journal: Journal, chain: Chain) -> list[Section]:
         ),
         TableBlock("The chain, causes first", chain_list(chain)),
     ]
+    note = charted_note(chain)
+    if note is not None:
+        graph.insert(0, Text(note))
     if chain.truncated:
         graph.insert(0, Text("The walk stopped at the depth limit: there is more beyond it."))
     problems: list[Block] = [

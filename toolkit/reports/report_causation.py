@@ -41,10 +41,10 @@ def charted_note(chain: Chain, limit: int = charts.MAX_CHART_ROWS) -> str | None
     """What the graph leaves out of a chain longer than a chart holds (None: it shows every event)."""
     if chain.nodes.height <= limit:
         return None
-    depths = charted_nodes(chain, limit).get_column("depth")
+    depths = charted_nodes(chain, limit).get_column("depth").to_list()
     return (
         f"The chain has {chain.nodes.height:,} events, more than a chart holds ({limit:,}): the graph shows the "
-        f"{limit:,} nearest the focus (links {depths.min()} to {depths.max()}); the list below has them all."
+        f"{limit:,} nearest the focus (links {min(depths)} to {max(depths)}); the list below has them all."
     )
 
 

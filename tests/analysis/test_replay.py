@@ -633,6 +633,29 @@ def test_a_pinned_journal_folds_its_own_head_past_later_snapshots(journal: Journ
         assert state_at(journal, "r").tokens_in == 3 + 4 + 5
 
 
+def test_a_journal_pinned_before_a_purge_ignores_snapshots_taken_after_it(journal: Journal) -> None:
+    """Pinned at a Delta version before a purge of versions 1-5, the journal still holds them; a
+    snapshot taken after the purge folds only versions 6 on, and the snapshot lookup went by the
+    purges of today (the purges table is not pinned): state_at(9) of the pinned journal started
+    from the snapshot at 9 and counted 4 events and tokens 6+7+8+9 instead of 9 events, 1+...+9."""
+    journal.append("r", [ev("llm_response", model="m", tokens_in=v) for v in range(1, 11)])
+    assert take_snapshots(journal, every=4).written == 2  # at 4 and 8, folds of versions 1 on
+    pinned = Journal.open(journal.path, delta_version=journal.delta_version)
+    remove_stream_prefix(journal, "r", 6, reason="archive")
+    assert take_snapshots(journal, every=2).written == 2  # at 7 and 9, folds of versions 6 on
+    assert fold_to(journal, "r", version=9).snapshot_version == 9
+    for v in (9, 7, 10, 4):
+        clear_cache()
+        with_snaps = fold_to(pinned, "r", version=v)
+        without = fold_to(pinned, "r", version=v, use_snapshots=False)
+        assert with_snaps.state == without.state, v
+        assert with_snaps.state.tokens_in == sum(range(1, v + 1))
+        assert with_snaps.snapshot_version == (4 if v < 8 else 8)  # the snapshots taken before the purge
+    assert nearest_snapshot(pinned, "r", AGENT_RUN, 9) is None  # the stream's first version there is not known
+    plain = fold_to(pinned, "r", version=8, use_snapshots=False).state
+    assert nearest_snapshot(pinned, "r", AGENT_RUN, 9, first_version=1) == (8, plain)
+
+
 def test_the_run_explorer_and_story_start_at_the_first_version_a_purge_kept(journal: Journal) -> None:
     """Since a purged version is an error, the explorer's step at the first kept version (whose state
     before is gone) and the story's middle version (inside the purged range) must not ask for one."""

@@ -25,6 +25,7 @@ from toolkit.analysis.aggregates import EVENT_COLUMNS, Aggregate, Event
 from toolkit.analysis.rules import Rule, RuleSet, python_rule
 from toolkit.analysis.snapshots import take_snapshots
 from toolkit.journal import Journal
+from toolkit.journal.retention import remove_stream_prefix
 from toolkit.journal.side_tables import append_rows
 
 USER_RULES = '''
@@ -326,6 +327,22 @@ def test_monotone_rules_start_from_valid_snapshots_and_ignore_stale_ones(tmp_pat
               "state": json.dumps({"events": 1, "tokens": 10**9})} for s, h in journal.heads().items()]
     append_rows(journal, "snapshots", stale)
     assert _tally_check(journal, tally_tokens).folded == with_snapshots.folded
+    journal.close()
+
+
+def test_a_journal_pinned_before_a_purge_is_judged_without_snapshots_taken_after_it(tmp_path: Path) -> None:
+    """regrade judges a pinned journal; pinned before a purge of versions 1-5 it still holds them
+    (250 tokens, 500 in all: the rule fails at version 6). The snapshot at 9, taken after the
+    purge, tallies versions 6-9 only: started from it, the stream held (250 tokens)."""
+    journal = Journal.create(tmp_path / "j")
+    journal.append("r", [{"event_type": "llm_response", "model": "m", "tokens_in": 50, "data": {}}] * 10)
+    pinned = journal.pinned()
+    remove_stream_prefix(journal, "r", 6, reason="archive")
+    assert take_snapshots(journal, every=2, aggregate=TALLY).written == 2  # at 7 and 9
+    assert not state_rules.python_failures(journal, tally_tokens, {}, ["r"], workers=1).num_rows  # 250 left
+    found = state_rules.python_failures(pinned, tally_tokens, {}, ["r"], workers=1).to_pylist()
+    assert _rows(found) == _rows(state_rules.fold_failures(pinned, tally_tokens, {}, ["r"]))
+    assert [(r["version"], r["message"]) for r in found] == [(6, "300 tokens after 6 events")]
     journal.close()
 
 

@@ -319,24 +319,27 @@ def fold_to(
     snap = None
     wanted = version if version is not None else 1 << 62
     # the snapshots table is not pinned: on a pinned journal (Journal.pinned) a snapshot taken since
-    # may lie past the stream's head there, so the version is first located on the events
+    # may lie past the stream's head there, or fold without events a purge removed since, so the
+    # whole stream is read first and the snapshot is one valid for its first version
     pinned = journal.pinned_version is not None
     if use_snapshots and at is None and aggregate.from_dict is not None and wanted > 0 and not pinned:
         snap = nearest_snapshot(journal, stream_id, aggregate, wanted)
     # from a snapshot, only the events from its version on are needed (its own proves the stream)
     events = stream_events(journal, stream_id, from_version=snap[0] if snap is not None else 1)
     where = _locate(events, stream_id, version, at)
+    # versions are contiguous from 1: event i holds version i + 1
+    first = events[0].version if events else 1
     start, state = 0, None
     if use_snapshots and where.version > 0 and aggregate.from_dict is not None:
         if snap is None or snap[0] > where.version:
-            snap = nearest_snapshot(journal, stream_id, aggregate, where.version)
+            snap = nearest_snapshot(
+                journal, stream_id, aggregate, where.version, first_version=first if pinned else None
+            )
         if snap is not None:
             start, state = snap
     if state is None:
         state = aggregate.initial()
     problems: list[ReplayProblem] = []
-    # versions are contiguous from 1: event i holds version i + 1
-    first = events[0].version if events else 1
     note = where.note
     # a time is checked against the purges whatever snapshot the fold starts from (the events are
     # read from version 1 then): a snapshot taken after a purge must not change the answer

@@ -10,6 +10,12 @@ the stored fingerprint carries a digest of the stream's purges (``<fingerprint>/
 projection's checkpoint carries the journal's): after a purge of its stream, a snapshot is
 ignored until ``take_snapshots`` takes it again from the events left.
 
+The snapshots and purges tables are not pinned: a journal pinned to a Delta version before a
+purge (``Journal.open(path, delta_version=N)``, ``journal.pinned()``) still holds the events the
+purge removed since, so a snapshot taken after that purge is not a fold of its stream. There
+``nearest_snapshot`` takes the stream's first version in the pinned journal and uses only the
+snapshots taken with the purges that had removed the events below it.
+
 >>> from toolkit.journal import Journal
 >>> j = Journal.in_memory()
 >>> _ = j.append("r", [{"event_type": "llm_response", "model": "m", "tokens_in": 5, "data": {}}] * 10)
@@ -25,7 +31,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +55,12 @@ class _Index:
     versions: dict[tuple[str, str, str], list[int]]
     states: dict[tuple[str, str, str, int], str]
     removals: dict[str, str]  # stream -> digest of the purges that removed its events
+    purges: dict[str, list[tuple[int, str]]]  # stream -> (first kept version, purge id) of each
+
+    def removals_before(self, stream_id: str, first_version: int) -> str:
+        """The digest of the stream's purges that removed versions below ``first_version`` (the
+        stream's first version in the journal as read): what its snapshots were taken with."""
+        return _digest(p for kept, p in self.purges.get(stream_id, ()) if kept <= first_version)
 
 
 _INDEX: dict[str, _Index] = {}
@@ -73,13 +85,24 @@ def _latest_version(journal: Journal, table: str, seen: int | None) -> int:
     return max(versions, default=-1)
 
 
-def _removals(journal: Journal) -> dict[str, str]:
-    """stream -> a digest of the ids of the purges that removed its first events (streams without one: absent)."""
+def _purges(journal: Journal) -> dict[str, list[tuple[int, str]]]:
+    """stream -> (first kept version, purge id) of each purge that removed its first events."""
     t = read_table(journal, PURGES)
-    ids: dict[str, set[str]] = {}
-    for sid, purge_id in zip(t.column("stream_id").to_pylist(), t.column("purge_id").to_pylist(), strict=True):
-        ids.setdefault(sid, set()).add(purge_id)
-    return {sid: hashlib.sha256("\0".join(sorted(p)).encode()).hexdigest()[:16] for sid, p in ids.items()}
+    out: dict[str, list[tuple[int, str]]] = {}
+    for sid, purge_id, kept in zip(
+        t.column("stream_id").to_pylist(),
+        t.column("purge_id").to_pylist(),
+        t.column("first_kept_version").to_pylist(),
+        strict=True,
+    ):
+        out.setdefault(sid, []).append((kept, purge_id))
+    return out
+
+
+def _digest(purge_ids: Iterable[str]) -> str:
+    """A digest of purge ids ("": none)."""
+    ids = sorted(set(purge_ids))
+    return hashlib.sha256("\0".join(ids).encode()).hexdigest()[:16] if ids else ""
 
 
 def stored_fingerprint(aggregate: Aggregate[Any], removals: str) -> str:
@@ -94,9 +117,10 @@ def _index(journal: Journal) -> _Index:
     purges = _latest_version(journal, PURGES, hit.purges_version if hit else None)
     if hit is not None and hit.delta_version == version and hit.purges_version == purges:
         return hit
-    removals = _removals(journal) if purges >= 0 else {}
+    purged = _purges(journal) if purges >= 0 else {}
+    removals = {sid: _digest(p for _, p in records) for sid, records in purged.items()}
     if hit is not None and hit.delta_version == version:  # only a purge since: the rows are the same
-        idx = _Index(version, purges, hit.versions, hit.states, removals)
+        idx = _Index(version, purges, hit.versions, hit.states, removals, purged)
         _INDEX[key] = idx
         return idx
     versions: dict[tuple[str, str, str], list[int]] = {}
@@ -115,20 +139,30 @@ def _index(journal: Journal) -> _Index:
             states[(sid, agg, fp, v)] = state
         for vs in versions.values():
             vs.sort()
-    idx = _Index(version, purges, versions, states, removals)
+    idx = _Index(version, purges, versions, states, removals, purged)
     _INDEX[key] = idx
     return idx
 
 
 def nearest_snapshot(
-    journal: Journal, stream_id: str, aggregate: Aggregate[Any], version: int
+    journal: Journal, stream_id: str, aggregate: Aggregate[Any], version: int, *, first_version: int | None = None
 ) -> tuple[int, Any] | None:
     """(version, state) of the latest snapshot at or below ``version`` with the current fingerprint,
-    taken after the last purge of the stream's events."""
+    taken after the last purge of the stream's events.
+
+    ``first_version``: the stream's first version in the journal as read; the snapshot is then one
+    taken after the purges that had removed the versions below it. A pinned journal needs it (it
+    may hold events a purge removed since): without it, it gets no snapshot."""
     if aggregate.from_dict is None:
         return None
     idx = _index(journal)
-    fingerprint = stored_fingerprint(aggregate, idx.removals.get(stream_id, ""))
+    if first_version is not None:
+        removals = idx.removals_before(stream_id, first_version)
+    elif journal.pinned_version is not None:
+        return None
+    else:
+        removals = idx.removals.get(stream_id, "")
+    fingerprint = stored_fingerprint(aggregate, removals)
     versions = idx.versions.get((stream_id, aggregate.name, fingerprint))
     if not versions:
         return None

@@ -331,7 +331,7 @@ def _grade_folding(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
             if monotone:  # the final state decides whether the stream is walked at all
                 start, state = a, aggregate.initial()
                 if use_snapshots:
-                    snap = nearest_snapshot(journal, sid, aggregate, versions[-1])
+                    snap = nearest_snapshot(journal, sid, aggregate, versions[-1], first_version=versions[0])
                     if snap is not None:
                         start += sum(1 for v in versions if v <= snap[0])
                         state = snap[1]

@@ -15,6 +15,7 @@ from toolkit.analysis.regrade import regrade
 from toolkit.analysis.sql import run_sql
 from toolkit.analysis.verdicts import Selection
 from toolkit.cli.main import cli
+from toolkit.errors import ToolkitError
 from toolkit.journal import Journal
 from toolkit.journal.prepare import parse_time
 from toolkit.journal.side_tables import read_table
@@ -96,6 +97,19 @@ def test_selection_picks_whole_streams(patterns: Journal) -> None:
 def test_dry_run_writes_nothing(patterns: Journal) -> None:
     regrade(patterns, ["all"], write=False)
     assert read_table(patterns, "findings").num_rows == 0
+
+
+def test_a_pinned_journal_judges_but_writes_no_findings(patterns: Journal) -> None:
+    """Findings are written with the redactions committed since the version judged taken to them;
+    a pinned journal (read-only, as for appends) would judge an older version than the one it is
+    told apart from, so it refuses to write them (it wrote them before) and judges with write=False."""
+    pinned = patterns.pinned()
+    with pytest.raises(ToolkitError, match="cannot write findings") as e:
+        regrade(pinned, ["all"])
+    assert "Hint: write findings through Journal.open(path)" in str(e.value)
+    assert read_table(patterns, "findings").num_rows == 0
+    judged = regrade(pinned, ["all"], write=False).findings.select(STABLE)
+    assert judged.num_rows and judged == regrade(patterns, ["all"], write=False).findings.select(STABLE)
 
 
 def test_every_rule_a_batch_judged_is_recorded_even_when_it_held(patterns: Journal) -> None:

@@ -397,6 +397,46 @@ def test_findings_quoting_a_payload_lose_the_text_and_keep_the_verdict(people: J
     assert again.findings_redacted == 0  # already the marker of the first redaction
 
 
+@pytest.mark.parametrize("via", ["library", "cli"])
+def test_a_redaction_between_a_regrades_read_and_its_write_reaches_its_findings(
+    people: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], via: str
+) -> None:
+    """regrade judges the journal as it was when it started, then writes the findings: a redaction
+    that committed in between scrubbed the findings there were, and the batch written after it
+    quoted alice's payloads again. Its findings of her streams now carry the marker, as those the
+    redaction scrubbed do; none is dropped and bob's keep their text."""
+    import toolkit.analysis.regrade as regrading
+
+    rule = tmp_path / "unanswered.sql"
+    rule.write_text(QUOTING_RULE, encoding="utf-8")
+    real, redactions = regrading._findings_table, []
+
+    def redacted_meanwhile(*args: Any, **kwargs: Any) -> Any:  # after the rules read, before the write
+        redactions.append(redact_subject(Journal.open(people.path), "alice"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(regrading, "_findings_table", redacted_meanwhile)
+    if via == "library":
+        result = regrading.regrade(people, ["unanswered"], rule_files=[str(rule)])
+        shown = json.dumps(result.findings.to_pylist(), default=str)
+    else:
+        code, shown, err = run_cli(
+            capsys, "regrade", "unanswered", "--rules", str(rule), "-j", str(people.path), "--format", "json"
+        )
+        assert code == 3  # findings present
+        said = err.partition("the text of ")[2].partition(" of its streams is its marker")[0]
+    marker = json.dumps({"redacted": redactions[0].redaction_id}, separators=(",", ":"))
+    rows = {r["stream_id"]: r for r in read_table(Journal.open(people.path), "findings").to_pylist()}
+    assert sorted(rows) == ["alice-1", "alice-2", "bob-1"] and len({r["batch_id"] for r in rows.values()}) == 1
+    assert rows["alice-1"]["message"] == rows["alice-2"]["message"] == marker
+    assert rows["alice-1"]["first_failing_version"] == 1 and rows["bob-1"]["message"] == "unanswered: " + json.dumps(
+        {"text": "bob's words"}, separators=(",", ":")
+    )
+    assert PII not in shown and "bob's words" in shown  # what the run printed or returned
+    assert PII not in _bytes_on_disk(people.path)
+    assert (said if via == "cli" else f"{result.findings_redacted} findings") == "2 findings"
+
+
 def test_a_redaction_after_a_killed_purge_reaches_the_archive_the_purge_left(people: Journal) -> None:
     """A purge killed after writing its archive and before recording it left a copy of the
     subject's events in purge-archives/ that no record names: the redaction first rolls the

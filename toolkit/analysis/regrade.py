@@ -40,6 +40,8 @@ from toolkit.analysis.verdicts import (
 from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import uuid5_texts
 from toolkit.errors import RuleDefinitionError, ToolkitError
+from toolkit.journal.lock import write_lock
+from toolkit.journal.redaction import redacted_since, redaction_ids, scrub_findings
 from toolkit.journal.side_tables import SIDE_TABLES, append_rows, append_table, read_table
 from toolkit.journal.store import Journal
 
@@ -56,6 +58,7 @@ class RegradeResult:
     streams_checked: int
     rules: list[dict[str, Any]] = field(default_factory=list)  # per rule: name, fingerprint, streams failing, errors
     written: int = 0
+    findings_redacted: int = 0  # findings whose text a redaction committed during the run replaced by its marker
 
     @property
     def failing(self) -> bool:
@@ -143,7 +146,9 @@ def regrade(
     ``runner(journal, rules, bound, selection, ids)`` computes every rule's (failures, error)
     elsewhere — ``toolkit.analysis.distributed.dask_runner`` on a Dask cluster. Everything is
     judged at the journal's Delta version when the call starts (``Journal.pinned``): an append
-    committed meanwhile is in no rule's verdicts and no selection.
+    committed meanwhile is in no rule's verdicts and no selection. A redaction committed meanwhile
+    reaches the findings written: the text of those of its streams is its marker
+    (``findings_redacted``), as for the findings it found. A pinned journal cannot write findings.
     """
     selection = selection or Selection()
     rule_set = RuleSet.load(rule_files)
@@ -156,7 +161,16 @@ def regrade(
             )
     per_rule = split_params(rules, params or {})
     bound = {r.name: r.bind(per_rule[r.name]) for r in rules}
-    snapshot = journal.pinned()  # every read below (and every Dask task) sees this one version
+    if write:
+        # findings may quote payloads: the redactions committed after the version judged are taken
+        # to the findings when they are written. A redaction holds the write lock throughout, so
+        # under it none is half-way and the version pinned holds every redaction recorded.
+        journal.refuse_writes("write findings")
+        with write_lock(journal.path, journal.config.lock_timeout_s):
+            snapshot = journal.pinned()  # every read below (and every Dask task) sees this one version
+            seen = redaction_ids(journal)
+    else:
+        snapshot = journal.pinned()
     session = duckdb_engine.connect(snapshot)
     try:
         ids = selected_stream_ids(session, selection)
@@ -188,7 +202,13 @@ def regrade(
     batch_id = str(uuid.uuid4())
     table, summaries = _findings_table(results, bound, batch_id, inputs)
     result = RegradeResult(batch_id, inputs, table, streams_checked, summaries)
-    if write:
+    if not write:
+        return result
+    with write_lock(journal.path, journal.config.lock_timeout_s, nested=True):
+        # a redaction committed since the version judged scrubbed the findings there were; these quote
+        # the payloads it replaced, so their text becomes its marker too (the verdicts stay)
+        table, result.findings_redacted = scrub_findings(table, redacted_since(journal, seen))
+        result.findings = table
         graded_at = dt.datetime.now(dt.UTC)
         stamps = pa.array([graded_at] * table.num_rows, FINDINGS_SCHEMA.field("graded_at").type)
         result.written = append_table(journal, "findings", table.add_column(0, "graded_at", stamps))

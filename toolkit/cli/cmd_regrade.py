@@ -122,6 +122,12 @@ def command(
             write=not dry_run, workers=workers, progress=lambda _name: advance(1), runner=runner,
         )
     summary = result.summary()
+    if result.findings_redacted:
+        click.echo(
+            f"note: a redaction committed during the re-grade: the text of {result.findings_redacted} "
+            "findings of its streams is its marker, as journal redact leaves the findings it finds",
+            err=True,
+        )
     if summary["streams_checked"] == 0 and not selection.everything:
         click.echo("warning: the selection matched no stream: nothing was judged "
                    "(check --stream/--agent/--stream-type/--since/--until; list streams with: journal streams)", err=True)

@@ -16,8 +16,9 @@
    removing the rows a compaction killed half-way spilled to ``.compact-tmp``);
    removes the snapshot rows of the subject's streams and drops projections (rebuilt on next
    use); replaces the messages of the findings of the subject's streams (a rule's message may
-   quote a payload) by the marker; counts, or with ``quarantine=True`` replaces by the marker,
-   the quarantined records that mention the subject id;
+   quote a payload) by the marker (``scrub_findings``, which a ``journal regrade`` that read the
+   payloads before the redaction applies to the findings it writes after it); counts, or with
+   ``quarantine=True`` replaces by the marker, the quarantined records that mention the subject id;
 5. erases history (``rewrite.erase_history``): vacuums the replaced files and drops the Delta
    log entries whose statistics still hold the old payloads (of the events table and of every
    side table it changed). Time travel before the redaction is gone.
@@ -35,6 +36,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,20 +263,38 @@ _DROPPED = ".dropped-"
 
 
 def _redact_findings(journal: Journal, stream_ids: list[str], marker: str, *, erase: bool) -> int:
-    """The findings of the subject's streams keep their verdict (rule, stream, version, kind, ids)
-    but not their text: a rule's message may quote the payload (``'wrote ' || data``), and a
-    Python rule's error, kept in the evidence, may too. Both become the marker; returns the rows
-    changed. The table's history goes too (its log's statistics hold the first characters of
-    each message)."""
+    """The findings of the subject's streams keep their verdict but not their text
+    (:func:`scrub_findings`); returns the rows changed. The table's history goes too (its log's
+    statistics hold the first characters of each message)."""
     uri = str(journal.path / "findings")
     if not DeltaTable.is_deltatable(uri):
         return 0
-    t = read_table(journal, "findings")
-    mine = pc.fill_null(pc.is_in(t.column("stream_id"), pa.array(stream_ids, pa.string())), False)
-    messages, evidence = t.column("message").to_pylist(), t.column("evidence").to_pylist()
+    t, changed = scrub_findings(read_table(journal, "findings"), dict.fromkeys(stream_ids, marker))
+    if changed:
+        rewrite_side_table(journal, "findings", t, "redact")
+    if erase:  # also when the rows were changed by a run killed before it erased their history
+        erase_table_history(uri)
+    return changed
+
+
+def scrub_findings(findings: pa.Table, markers: Mapping[str, str]) -> tuple[pa.Table, int]:
+    """``findings`` (rows of the findings table) with the text of the rows of the streams in
+    ``markers`` replaced by that stream's marker, and how many rows changed. They keep their
+    verdict (rule, stream, version, kind, ids) but not their text: a rule's message may quote the
+    payload (``'wrote ' || data``), and a Python rule's error, kept in the evidence, may too.
+
+    >>> t = pa.table({"stream_id": ["a", "b"], "message": ["wrote x", "wrote y"],
+    ...               "evidence": ['{"error": null}', '{"error": "bad y"}']})
+    >>> t, n = scrub_findings(t, {"b": marker_for("r1")})
+    >>> n, t.column("message").to_pylist(), json.loads(t.column("evidence")[1].as_py())["error"]
+    (1, ['wrote x', '{"redacted":"r1"}'], '{"redacted":"r1"}')
+    """
+    mine = pc.fill_null(pc.is_in(findings.column("stream_id"), pa.array(sorted(markers), pa.string())), False)
+    streams = findings.column("stream_id").to_pylist()
+    messages, evidence = findings.column("message").to_pylist(), findings.column("evidence").to_pylist()
     changed = 0
     for i in pc.indices_nonzero(mine).to_pylist():
-        before = (messages[i], evidence[i])
+        before, marker = (messages[i], evidence[i]), markers[streams[i]]
         if messages[i] is not None and not _is_marker(messages[i]):
             messages[i] = marker
         doc = json.loads(evidence[i])
@@ -283,12 +303,28 @@ def _redact_findings(journal: Journal, stream_ids: list[str], marker: str, *, er
         changed += int((messages[i], evidence[i]) != before)
     if changed:
         for name, values in (("message", messages), ("evidence", evidence)):
-            i = t.schema.get_field_index(name)
-            t = t.set_column(i, t.schema.field(i), pa.array(values, pa.string()))
-        rewrite_side_table(journal, "findings", t, "redact")
-    if erase:  # also when the rows were changed by a run killed before it erased their history
-        erase_table_history(uri)
-    return changed
+            i = findings.schema.get_field_index(name)
+            findings = findings.set_column(i, findings.schema.field(i), pa.array(values, pa.string()))
+    return findings, changed
+
+
+def redaction_ids(journal: Journal) -> set[str]:
+    """The ids of the redactions recorded in the journal."""
+    return set(read_table(journal, "redactions").column("redaction_id").to_pylist())
+
+
+def redacted_since(journal: Journal, known: set[str]) -> dict[str, str]:
+    """stream → marker of the redactions recorded in the journal other than ``known``: what a
+    reader that saw the journal when ``known`` were all its redactions has not seen redacted."""
+    t = read_table(journal, "redactions")
+    rows = zip(
+        t.column("redacted_at").to_pylist(),
+        t.column("stream_id").to_pylist(),
+        t.column("marker").to_pylist(),
+        t.column("redaction_id").to_pylist(),
+        strict=True,
+    )
+    return {s: m for _, s, m, r in sorted(rows) if r not in known}  # several: the latest one's marker
 
 
 def _redact_quarantine(journal: Journal, subject_id: str, marker: str, *, redact: bool, erase: bool) -> int:
@@ -397,4 +433,13 @@ def _redact_evennia(path: Path, first_version: int, versions: list[int], marker:
     return changed
 
 
-__all__ = ["RedactionResult", "marker_for", "redact_subject", "redaction_records", "subject_digest"]
+__all__ = [
+    "RedactionResult",
+    "marker_for",
+    "redact_subject",
+    "redacted_since",
+    "redaction_ids",
+    "redaction_records",
+    "scrub_findings",
+    "subject_digest",
+]

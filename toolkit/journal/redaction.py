@@ -289,6 +289,8 @@ def scrub_findings(findings: pa.Table, markers: Mapping[str, str]) -> tuple[pa.T
     >>> n, t.column("message").to_pylist(), json.loads(t.column("evidence")[1].as_py())["error"]
     (1, ['wrote x', '{"redacted":"r1"}'], '{"redacted":"r1"}')
     """
+    if not markers:  # no redaction: every regrade's findings pass here
+        return findings, 0
     mine = pc.fill_null(pc.is_in(findings.column("stream_id"), pa.array(sorted(markers), pa.string())), False)
     streams = findings.column("stream_id").to_pylist()
     messages, evidence = findings.column("message").to_pylist(), findings.column("evidence").to_pylist()

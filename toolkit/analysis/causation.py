@@ -153,6 +153,10 @@ class _Loader:
         self.complete: set[str] = set()  # ids whose every copy (event with that id) is loaded
         self.queries = 0
         self._session: duckdb_engine.Session | None = None
+        # the loaded events (``_CHOICE_COLUMNS``) by position, by event id and by cause id: a walk
+        # takes one step per link, so each step looks its events up instead of filtering the frame
+        # (a 6,000-link chain: 6 s of filters)
+        self.by: dict[str, dict[Any, list[dict[str, Any]]]] = {"position": {}, "event_id": {}, "causation_id": {}}
 
     def _query(self, sql: str, params: dict[str, Any]) -> pl.DataFrame:
         if self._session is None:
@@ -173,6 +177,10 @@ class _Loader:
         self.queries -= 1  # reading whole streams is not a lookup
         self.frame = pl.concat([self.frame, loaded], how="vertical_relaxed")
         self.streams.update(new)
+        for r in loaded.select(_CHOICE_COLUMNS).to_dicts():
+            for column, index in self.by.items():
+                if r[column] is not None:
+                    index.setdefault(r[column], []).append(r)
 
     def find_by_id(self, event_ids: Sequence[str]) -> None:
         """Load every stream holding these events (all copies of an id); remember the ids that
@@ -322,12 +330,9 @@ def _rows(loader: _Loader, values: Sequence[Any], column: str = "position") -> l
     """The loaded events whose ``column`` is one of ``values`` (by default: at these positions;
     ``causation_id``: caused by these ids), in time order, with what choosing among copies of a
     cause needs."""
-    return (
-        loader.frame.filter(pl.col(column).is_in(list(values)))
-        .select(_CHOICE_COLUMNS)
-        .sort("occurred_at", "position")
-        .to_dicts()
-    )
+    index = loader.by[column]
+    rows = [r for v in set(values) for r in index.get(v, ())]
+    return sorted(rows, key=lambda r: (r["occurred_at"], r["position"]))
 
 
 _CHOICE_COLUMNS = ("event_id", "stream_id", "correlation_id", "causation_id", "occurred_at", "position")
@@ -335,10 +340,8 @@ _CHOICE_COLUMNS = ("event_id", "stream_id", "correlation_id", "causation_id", "o
 
 def _copies(loader: _Loader, event_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
     """The loaded events carrying each of these ids (usually one each; none: not loaded)."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for r in loader.frame.filter(pl.col("event_id").is_in(list(set(event_ids)))).select(_CHOICE_COLUMNS).to_dicts():
-        out.setdefault(r["event_id"], []).append(r)
-    return out
+    index = loader.by["event_id"]
+    return {e: list(index[e]) for e in set(event_ids) if e in index}
 
 
 def _in_stream(copies: dict[str, list[dict[str, Any]]], effect: dict[str, Any]) -> bool:

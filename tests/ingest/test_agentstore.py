@@ -563,3 +563,93 @@ def test_every_file_of_a_mixed_directory_it_does_not_read_is_a_note(tmp_path: Pa
         assert any(n.startswith(f"{root / f.name}: ") and "not read" in n for n in report.notes), (f.name, report.notes)
     state = next(n for n in report.notes if n.startswith(str(root / "support-triage-0001.state.json")))
     assert "GetState" in state
+
+
+# ---------------------------------------------------------------- files a directory import does not read
+
+
+def stray_data_dir(root: Path) -> tuple[Path, list[Path]]:
+    """The real sample data dir (``data/samples``: the ``shared/formats`` files) with files AgentStore never writes there,
+    and the one file the spec says it may leave that is not read (an unfinished snapshot write)."""
+    shutil.copytree(SAMPLES / "sample-data", root)
+    session = (root / "events" / "support-triage-0001.jsonl").read_text(encoding="utf-8")
+    strays = {
+        root / "events" / "foo.json": '{"session_id": "foo"}',
+        root / "events" / "support-triage-0001.jsonl.bak": session,
+        root / "events.jsonl.bak": session,
+        root / "notes.txt": "exported on Friday",
+        root / "beside.jsonl": session.replace("support-triage-0001", "beside"),  # beside events/, not in it
+        root / "sessions" / "README.md": "# sessions",
+        root / "snapshots" / "old.json.bak": "{}",
+    }
+    for path, text in strays.items():
+        path.write_text(text, encoding="utf-8")
+    (root / "backup" / "events").mkdir(parents=True)  # a directory AgentStore does not make
+    (root / "backup" / "events" / "s9.jsonl").write_text(line(1, sid="s9") + "\n")
+    (root / "events" / "old.jsonl").mkdir()  # a directory, not an events file (was an IsADirectoryError)
+    (root / "snapshots" / "support-triage-0001.json.tmp").write_text('{"session_id": "supp')
+    return root, [*strays, root / "backup", root / "events" / "old.jsonl"]
+
+
+def test_files_a_data_dir_holds_that_are_not_the_formats_are_notes(
+    tmp_path: Path, journal: Journal, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import run_cli
+
+    root, strays = stray_data_dir(tmp_path / "export")
+    code, out, err = run_cli(capsys, "import", "-j", str(journal.path), str(root))
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["read"], summary["imported"], summary["rejected"]) == (34, 34, 0)  # the strays are not read
+    assert set(journal.read_all(["stream_id"]).column("stream_id").to_pylist()) == {
+        "e7caa82b-39db-44ed-833d-def6ffbe37ca",
+        "c5541406-7d8d-407f-a0bf-aa20908fc83b",
+        "support-triage-0001",
+    }
+    notes = summary["notes"]
+    for stray in strays:
+        said = [n for n in notes if n.startswith(f"{stray}: not read: ")]
+        assert len(said) == 1, (stray, notes)
+        assert f"note: {said[0]}" in err  # on stderr too
+        if stray.is_file():
+            assert "not an AgentStore events/sessions/snapshots file" in said[0]
+        else:
+            assert "pass that directory itself" in said[0]
+    # what the format puts there is read (or, for the .tmp, said as before) and never called a stray
+    legits = ["events/*.jsonl", "sessions/*.json", "snapshots/*.json", "snapshots/*.json.tmp"]
+    for legit in [p for pattern in legits for p in root.glob(pattern) if p.is_file()]:
+        assert not any(n.startswith(f"{legit}: not read") for n in notes), legit
+    tmp = [n for n in notes if n.startswith(str(root / "snapshots" / "support-triage-0001.json.tmp"))]
+    assert len(tmp) == 1 and "unfinished snapshot write" in tmp[0]
+
+
+def test_many_stray_files_are_one_note_with_a_count_and_the_first_names(tmp_path: Path, journal: Journal) -> None:
+    root = tmp_path / "export"
+    shutil.copytree(SAMPLES / "sample-data", root)
+    for n in range(12):
+        (root / "events" / f"part-{n:02}.json").write_text("{}")
+    report = import_paths(journal, [str(root)])
+    assert report.imported == 34
+    said = [n for n in report.notes if "part-" in n]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"{root / 'events'}: 12 files not read: not an AgentStore events/sessions/snapshots file")
+    assert all(f"part-{n:02}.json" in said[0] for n in range(5)) and "part-05.json" not in said[0]
+    assert "and 7 more" in said[0]
+
+
+def test_what_is_deeper_than_six_levels_is_a_note_naming_it(tmp_path: Path, journal: Journal) -> None:
+    root = tmp_path / "exports"
+    shallow = data_dir(root / "a" / "b" / "c" / "d" / "e" / "f", [line(1, sid="s1")], sid="s1")  # 6 levels: read
+    deep = data_dir(root / "a" / "b" / "c" / "d" / "e" / "f2" / "g", [line(1, sid="s2")], sid="s2")  # 7: not
+    lone = root / "a" / "b" / "c" / "d" / "e" / "f2" / "loose.replay.json"
+    shutil.copy(SAMPLES / "library-exports" / "support-triage-0001.replay.json", lone)
+    (root / "a" / "b" / "c" / "d" / "e" / "f2" / "empty").mkdir()  # nothing below it: nothing to say
+    report = import_paths(journal, [str(root)], fmt="agentstore")
+    assert (report.read, report.imported) == (1, 1)
+    assert journal.read_all(["stream_id"]).column("stream_id").to_pylist() == ["s1"]
+    assert shallow.is_dir()
+    for skipped in (deep, lone):
+        said = [n for n in report.notes if n.startswith(f"{skipped}: not read: ")]
+        assert len(said) == 1, (skipped, report.notes)
+        assert "deeper than 6 levels" in said[0] and "pass that directory itself" in said[0]
+    assert not any("empty" in n for n in report.notes)

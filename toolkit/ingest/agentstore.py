@@ -86,6 +86,8 @@ _EVENT_LINE_RE: Final = re.compile(rb'^\s*\{\s*"session_id"\s*:\s*"[^"]*"\s*,\s*
 _REPLAY_RE: Final = re.compile(rb'^\s*\[\s*(\]|\{\s*"session_id"\s*:)')
 _BOM: Final = b"\xef\xbb\xbf"
 _SNIFF_BYTES: Final = 1 << 20  # how much of a .jsonl file is searched for an event line
+SEARCH_DEPTH: Final = 6  # directory levels searched below a directory import
+NOTE_NAMES: Final = 5  # files named one by one in the notes; more are counted with the first names
 
 
 def _not_json(value: Any) -> Any:
@@ -217,27 +219,42 @@ def is_events_file(p: Path) -> bool:
 
 
 def find_sources(
-    path: Path, depth: int = 6, inside: Path | None = None, notes: list[str] | None = None
+    path: Path, depth: int = SEARCH_DEPTH, inside: Path | None = None, notes: list[str] | None = None
 ) -> list[Source]:
-    """Data dirs, events files and replay exports at or below ``path`` (sorted, deterministic).
+    """Data dirs, events files and replay exports at or below ``path`` (sorted, deterministic),
+    searched ``depth`` directory levels down.
 
-    Below a directory, symlinks leading outside it (``inside``) are not followed and ``.jsonl``
-    files that are not events files are not read: both are said in ``notes``.
+    Below a directory, symlinks leading outside it (``inside``) are not followed, ``.jsonl`` files
+    that are not events files are not read, and files deeper than ``depth`` levels are not searched:
+    all are said in ``notes``.
     """
     if path.is_file():  # named explicitly: a JSON document is an export, anything else JSON lines
         return [Source("replay" if path.suffix == ".json" else "events", path)]
-    inside = inside or path.resolve()
     notes = notes if notes is not None else []
+    deep: list[Path] = []
+    out = _walk(path, depth, inside or path.resolve(), notes, deep)
+    notes.extend(
+        skipped_notes(
+            deep,
+            f"deeper than {depth} levels below {path}, which are not searched; pass that directory itself",
+            path,
+        )
+    )
+    return out
+
+
+def _walk(path: Path, depth: int, inside: Path, notes: list[str], deep: list[Path]) -> list[Source]:
     if is_data_dir(path):
         return [Source("datadir", path)]
     out: list[Source] = []
-    if depth <= 0:
-        return out
     for child in sorted(path.iterdir()):
         if (why := link_outside(child, inside)) is not None:
             notes.append(why)
+        elif depth <= 0:  # below the levels searched: said when it holds something to read
+            if child.is_file() or (child.is_dir() and not child.is_symlink() and _holds_files(child)):
+                deep.append(child)
         elif child.is_dir() and not child.is_symlink():
-            out.extend(find_sources(child, depth - 1, inside, notes))
+            out.extend(_walk(child, depth - 1, inside, notes, deep))
         elif is_replay_file(child):
             out.append(Source("replay", child))
         elif is_events_file(child):
@@ -255,6 +272,61 @@ def find_sources(
                 "import it on its own (journal import FILE, --from to name its format)"
             )
     return out
+
+
+def _holds_files(folder: Path) -> bool:
+    """Whether a file is anywhere below ``folder`` (symlinked directories are not followed)."""
+    return any(files for _, _, files in os.walk(folder))
+
+
+def skipped_notes(paths: Sequence[Path], reason: str, where: Path) -> list[str]:
+    """Notes for files and directories not read: one each, or for more than ``NOTE_NAMES`` one note
+    with their count and the first names.
+
+    >>> skipped_notes([Path("d/a.txt")], "not wanted", Path("d"))
+    ['d/a.txt: not read: not wanted']
+    >>> skipped_notes([Path(f"d/{n}.txt") for n in range(7)], "not wanted", Path("d"))
+    ['d: 7 files not read: not wanted: 0.txt, 1.txt, 2.txt, 3.txt, 4.txt and 2 more']
+    """
+    if len(paths) <= NOTE_NAMES:
+        return [f"{p}: not read: {reason}" for p in paths]
+    names = ", ".join(str(p.relative_to(where)) for p in paths[:NOTE_NAMES])
+    kind = "files and directories" if any(p.is_dir() for p in paths) else "files"
+    return [f"{where}: {len(paths)} {kind} not read: {reason}: {names} and {len(paths) - NOTE_NAMES} more"]
+
+
+def stray_notes(data_dir: Path) -> list[str]:
+    """Notes for what a data dir holds that AgentStore does not write there, so is not read: it
+    writes ``events/<id>.jsonl``, ``sessions/<id>.json`` and ``snapshots/<id>.json`` (and may leave
+    ``snapshots/<id>.json.tmp``, said by ``read_snapshots``), nothing else."""
+    wanted = {"events": (".jsonl",), "sessions": (".json",), "snapshots": (".json", ".json.tmp")}
+    files: list[Path] = []
+    dirs: list[Path] = []
+    for child in sorted(data_dir.iterdir()):
+        if child.name in wanted and child.is_dir():
+            for f in sorted(child.iterdir()):
+                if f.is_dir():
+                    dirs.append(f)
+                elif not f.name.endswith(wanted[child.name]):
+                    files.append(f)
+        elif child.is_dir():
+            dirs.append(child)
+        else:
+            files.append(child)
+    notes: list[str] = []
+    for folder in (data_dir, *(data_dir / name for name in wanted)):
+        notes += skipped_notes(
+            [f for f in files if f.parent == folder],
+            "not an AgentStore events/sessions/snapshots file (a data dir holds events/<session>.jsonl, "
+            "sessions/<session>.json and snapshots/<session>.json); import it on its own (journal import FILE)",
+            folder,
+        )
+    notes += skipped_notes(
+        dirs,
+        "a directory inside an AgentStore data dir, which is not searched further; pass that directory itself",
+        data_dir,
+    )
+    return notes
 
 
 # ------------------------------------------------------------------ parsing records
@@ -774,7 +846,7 @@ def _files_in(folder: Path, pattern: str, inside: Path | None, notes: list[str])
         why = link_outside(f, inside) if inside is not None else None
         if why is not None:
             notes.append(why)
-        else:
+        elif f.is_file():  # a directory so named is a note of ``stray_notes``
             files.append(f)
     return files
 
@@ -856,7 +928,7 @@ def read_snapshots(data_dir: Path, notes: list[str], inside: Path | None = None)
 
 def read_data_dir(data_dir: Path, stream_type: str, inside: Path | None = None) -> Iterator[SourceBatch]:
     """A data dir; ``inside``: the directory being imported (symlinks out of it are not read)."""
-    notes: list[str] = []
+    notes = stray_notes(data_dir)
     stats: dict[str, _SessionStats] = {}
     for file in _files_in(data_dir / "events", "*.jsonl", inside, notes):
         yield from read_events_file(file, stream_type, notes, stats)

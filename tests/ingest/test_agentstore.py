@@ -395,6 +395,17 @@ def test_pitfall_snapshots_and_session_records_are_kept_aside_not_events(journal
     assert (again.imported, again.snapshots) == (0, 0)
 
 
+def test_read_counts_event_lines_not_session_records_or_snapshots(journal: Journal) -> None:
+    """``read = imported + already present + rejected``, as for every importer: the 3 session
+    records and 2 snapshots of the sample are ``snapshots_kept``, not read events."""
+    report = import_paths(journal, [str(SAMPLES / "sample-data")])
+    assert (report.read, report.imported, report.rejected, report.snapshots) == (34, 34, 0, 5)
+    again = import_paths(journal, [str(SAMPLES / "sample-data")])
+    assert (again.read, again.already_present) == (34, 34)
+    for r in (report, again):
+        assert r.read == r.imported + r.already_present + r.rejected
+
+
 def test_a_grown_events_file_imports_only_the_new_lines(tmp_path: Path, journal: Journal) -> None:
     root = data_dir(tmp_path / "d", [line(1), line(2)])
     assert import_paths(journal, [str(root)]).imported == 2

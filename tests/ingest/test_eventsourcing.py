@@ -221,7 +221,7 @@ def test_stream_type_option_overrides(journal: Journal) -> None:
 
 def test_snapshots_are_kept_aside_not_imported(journal: Journal) -> None:
     report = import_paths(journal, [str(PLAIN)], fmt="eventsourcing")
-    assert (report.imported, report.snapshots, report.read) == (49, 5, 54)
+    assert (report.imported, report.snapshots, report.read) == (49, 5, 49)  # read: events, not snapshots
     assert any("5 stored snapshots kept aside" in n for n in report.notes)
     assert "Snapshot" not in journal.read_all(["event_type"]).column("event_type").to_pylist()
     kept = read_table(journal, "source_snapshots").to_pylist()
@@ -231,6 +231,26 @@ def test_snapshots_are_kept_aside_not_imported(journal: Journal) -> None:
     assert {r["format"] for r in kept} == {"eventsourcing"}
     again = import_paths(journal, [str(PLAIN)], fmt="eventsourcing")
     assert (again.imported, again.already_present, again.snapshots) == (0, 49, 0)
+
+
+def test_read_counts_events_and_rejections_not_the_snapshots_kept(tmp_path: Path, journal: Journal) -> None:
+    """``read = imported + already present + rejected``, as for every importer: the snapshots kept
+    aside are ``snapshots_kept``; a snapshot that cannot be decoded is a rejection, so it is read."""
+    db = copy(PLAIN, tmp_path)
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE stored_snapshots SET state = ? WHERE originator_id = ? AND originator_version = ?",
+        (b"[1, 2]", uuid.UUID(GUIDE).hex, 10),
+    )
+    conn.commit()
+    conn.close()
+    report = import_paths(journal, [str(db)], fmt="eventsourcing", on_error="quarantine")
+    assert (report.read, report.imported, report.rejected, report.snapshots) == (50, 49, 1, 4)
+    assert report.rejections[0].location.startswith("stored_snapshots row")
+    again = import_paths(journal, [str(db)], fmt="eventsourcing", on_error="quarantine")
+    assert (again.read, again.already_present, again.rejected) == (50, 49, 1)
+    for r in (report, again):
+        assert r.read == r.imported + r.already_present + r.rejected
 
 
 # ---------------------------------------------------------------------- Django layout

@@ -810,7 +810,7 @@ class EventsourcingImporter(Importer):
         if read == 0:
             notes.append(f"{table.source}: no stored events")
         snapshots, snap_rejections = self._snapshots(store, table, application, decode)
-        read += len(snapshots) + len(snap_rejections)
+        read += len(snap_rejections)  # a snapshot kept is not read as an event; a rejected one is counted
         if snapshots:
             notes.append(
                 f"{table.source}: {len(snapshots)} stored snapshots kept aside in source_snapshots (they are not events)"

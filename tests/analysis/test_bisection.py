@@ -406,3 +406,105 @@ def test_bisecting_a_polars_rule_that_looks_across_streams_sees_the_other_stream
         assert (found.method, found.version) == ("bisection" if monotone else "linear scan", 2), rule
         assert bisect_stream(j, rule, "a", rule_files=files).version is None, rule
     j.close()
+
+
+KEY_UNIQUE_POLARS = '''
+import polars as pl
+from toolkit.analysis.rules import polars_rule
+
+@polars_rule("key_unique_in_journal", "No idempotency key of a run is used by any other event of the journal.",
+             monotone=True, columns=("idempotency_key",), event_types=("tool_called",))
+def key_unique_in_journal(events, p):
+    key = pl.col("idempotency_key")
+    ok = (key.is_null() | ~key.is_duplicated()).cast(pl.Int8)  # over the whole journal, later events too
+    return events.with_columns(ok=ok, shared=pl.when(~ok.cast(pl.Boolean)).then(key)).select(
+        "stream_id", "version", holds=pl.col("ok").cum_min().over("stream_id") == 1,
+        message=pl.format("key {} used elsewhere", pl.col("shared").forward_fill().over("stream_id")),
+    )
+
+@polars_rule("key_here_declared_monotone", "This event carries no key reused elsewhere (not monotone).",
+             monotone=True, columns=("idempotency_key",), event_types=("tool_called",))
+def key_here_declared_monotone(events, p):
+    key = pl.col("idempotency_key")
+    return key.is_null() | ~key.is_duplicated(), pl.format("key {}", key)
+'''
+
+
+@pytest.mark.parametrize(("rule", "stream", "version", "method", "message"), [
+    ("key_unique_in_journal", "b", 12, "bisection", "key K-1 used elsewhere"),  # reuses a key a used before it
+    ("key_unique_in_journal", "c", 30, "bisection", "key K-2 used elsewhere"),  # a uses c's key after it: it counts
+    ("key_unique_in_journal", "d", None, "bisection", None),
+    ("key_here_declared_monotone", "b", 12, "linear scan", "key K-1"),  # evidence against monotonicity
+])
+def test_a_polars_bisection_reads_the_journal_once(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rule: str,
+    stream: str,
+    version: int | None,
+    method: str,
+    message: str | None,
+) -> None:
+    """Each probe of a Polars rule scanned the whole journal again (18 scans for 100,000 events);
+    the bisection now reads it once and judges every probe, and the linear scan after a fallback,
+    on that frame: one scan, the same probes, versions and messages as a scan per probe."""
+    import toolkit.analysis.verdicts as verdicts
+
+    j = Journal.create(tmp_path / "j")
+    call = {"event_type": "tool_called", "data": {}}
+    j.append("a", [{**call, "idempotency_key": "K-1"}])
+    for sid, at, key in (("b", 12, "K-1"), ("c", 30, "K-2"), ("d", 0, None)):
+        j.append(sid, [{**call, "idempotency_key": key if v == at else None} for v in range(1, 41)])
+    j.append("a", [{**call, "idempotency_key": "K-2"}])  # after c's K-2, in position order
+    py = tmp_path / "keys.py"
+    py.write_text(KEY_UNIQUE_POLARS)
+    scans: list[int] = []
+    scan_events = verdicts.scan_events
+
+    def counted(*args: object, **kwargs: object) -> object:
+        scans.append(1)
+        return scan_events(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verdicts, "scan_events", counted)
+    held = bisect_stream(j, rule, stream, rule_files=(str(py),))
+    held_scans = len(scans)
+    scans.clear()
+    each = bisect_stream(j, rule, stream, rule_files=(str(py),), hold_bytes_max=0)  # a scan per probe, as before
+    assert (held.method, held.version, held.message) == (method, version, message)
+    assert held.summary() == each.summary() and held.probes == each.probes
+    assert held_scans == 1
+    # a scan per probe (d: one, it holds at its head); the fallback: the probe that saw evidence, then the linear scan
+    assert len(scans) == (2 if method == "linear scan" else len(each.probes))
+    j.close()
+
+
+APPENDING_POLARS = KEY_UNIQUE_POLARS + '''
+from toolkit.journal import Journal
+
+@polars_rule("key_unique_while_appending", "key_unique_in_journal, appending to the journal as it is judged.",
+             monotone=True, columns=("idempotency_key",), event_types=("tool_called",))
+def key_unique_while_appending(events, p):
+    journal = Journal.open(JOURNAL_PATH)  # another writer: its append lands while the bisection runs
+    journal.append("x", [{"event_type": "tool_called", "idempotency_key": "K-3", "data": {}}])
+    return key_unique_in_journal.polars(events, p)
+'''
+
+
+@pytest.mark.parametrize("hold_bytes_max", [2**30, 0])
+def test_every_probe_of_a_polars_bisection_sees_one_delta_version(tmp_path: Path, hold_bytes_max: int) -> None:
+    """The probes of a Polars rule each scanned the journal as it then was: an append landing
+    during the bisection (run x reusing c's key K-3 at version 10) was seen by the later probes
+    only, which put c's first failure at 10 while its earlier probes had found the journal without
+    it. Every probe now reads the Delta version current when the bisection started (held in memory
+    or, above hold_bytes_max, scanned again), where c first fails at 30 (K-2, which a uses later)."""
+    j = Journal.create(tmp_path / "j")
+    call = {"event_type": "tool_called", "data": {}}
+    keys = {10: "K-3", 30: "K-2"}
+    j.append("c", [{**call, "idempotency_key": keys.get(v)} for v in range(1, 41)])
+    j.append("a", [{**call, "idempotency_key": "K-2"}])
+    py = tmp_path / "appending.py"
+    py.write_text(APPENDING_POLARS.replace("JOURNAL_PATH", repr(str(j.path))))
+    found = bisect_stream(j, "key_unique_while_appending", "c", rule_files=(str(py),), hold_bytes_max=hold_bytes_max)
+    assert (found.method, found.version, found.message) == ("bisection", 30, "key K-2 used elsewhere")
+    assert j.stream_version("x") == found.evaluations  # the appends landed: one per probe
+    j.close()

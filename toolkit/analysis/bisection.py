@@ -5,6 +5,12 @@ later existed: SQL and Polars rules are evaluated over the stream's events up to
 streams stay visible to SQL rules) and the verdict of the latest event they speak about counts;
 Python rules judge ``state_at(version=v)`` (snapshots make that cheap).
 
+A Polars rule sees the whole journal, so each probe used to scan it again. A bisection now reads
+the events the rule needs once (the columns it names, of its event types, at the Delta version
+current when it starts: ``Journal.pinned``) and judges every probe, and a linear scan after a
+fallback, on that frame in memory. A frame larger than ``HOLD_BYTES_MAX`` serves the first probe
+and is dropped; each later probe scans the pinned version again, as before.
+
 Binary search is valid only for monotone rules (once broken, stays broken): it takes
 ``1 + ceil(log2(n))`` evaluations (18 for a 100,000-event stream). A rule that does not declare
 itself monotone gets a linear scan, and so does a bisection that sees evidence against
@@ -25,12 +31,19 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 
 from toolkit.analysis.rules import Rule, RuleSet
-from toolkit.analysis.verdicts import polars_global_verdicts, polars_verdicts, sql_global_verdicts, sql_prefix_verdicts
+from toolkit.analysis.verdicts import (
+    polars_global_verdicts,
+    polars_verdicts,
+    polars_verdicts_of,
+    scan_rule_events,
+    sql_global_verdicts,
+    sql_prefix_verdicts,
+)
 from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import scan_events
 from toolkit.errors import (
@@ -41,6 +54,9 @@ from toolkit.errors import (
     VersionPurgedError,
 )
 from toolkit.journal.store import Journal
+
+# a Polars rule's events (the columns it reads) held in memory for every probe up to this size
+HOLD_BYTES_MAX: Final = 2 * 2**30
 
 
 @dataclass
@@ -134,8 +150,13 @@ def bisect_stream(
     params: Mapping[str, Any] | None = None,
     rule_files: tuple[str, ...] = (),
     force_linear: bool = False,
+    hold_bytes_max: int = HOLD_BYTES_MAX,
 ) -> BisectResult:
-    """First version of ``stream_id`` where the rule stops holding (see the module docstring)."""
+    """First version of ``stream_id`` where the rule stops holding (see the module docstring).
+
+    A Polars rule's probes share one read of the journal, held in memory unless it takes more than
+    ``hold_bytes_max`` bytes (then each later probe scans the same Delta version again).
+    """
     rule = RuleSet.load(rule_files).get(rule_name)
     if rule.scope != "stream":
         raise RuleDefinitionError(
@@ -151,9 +172,11 @@ def bisect_stream(
     messages: dict[int, str | None] = {}
     session = duckdb_engine.connect(journal) if rule.kind == "sql" else None
     try:
+        source = _PolarsSource(journal, rule, hold_bytes_max) if rule.kind == "polars" else None
+
         def probe(v: int) -> bool:
             with _judging(rule, f"stream {stream_id} at version {v}"):
-                ok, message = _probe_stream(journal, session, rule, bound, stream_id, v)
+                ok, message = _probe_stream(journal, session, source, rule, bound, stream_id, v)
             probes.append((v, ok))
             messages[v] = message
             return ok
@@ -179,12 +202,32 @@ def bisect_stream(
         else:
             note = f"rule {rule.name} does not declare itself monotone: linear scan"
         with _judging(rule, f"stream {stream_id}"):
-            version, message, evaluations = _linear_stream(journal, session, rule, bound, stream_id)
+            version, message, evaluations = _linear_stream(journal, session, source, rule, bound, stream_id)
         result = BisectResult(rule.name, stream_id, "linear scan", evaluations, n, version, note, message, probes=probes)
         return _describe(journal, rule, result)
     finally:
         if session is not None:
             session.close()
+
+
+class _PolarsSource:
+    """What a Polars rule's probes read: one frame of a pinned journal, held for all of them while it is
+    small enough, else a scan each of that journal (still one Delta version)."""
+
+    def __init__(self, journal: Journal, rule: Rule, hold_bytes_max: int) -> None:
+        self.journal, self.rule, self.hold_bytes_max = journal.pinned(), rule, hold_bytes_max
+        self.held: pl.DataFrame | None = None
+        self.too_large = False
+
+    def verdicts(self, bound: dict[str, Any], prefix: tuple[str, int] | None = None) -> pl.LazyFrame:
+        if self.held is None and (self.too_large or prefix is None):  # a linear scan from the start: one pass
+            return polars_verdicts(self.journal, self.rule, bound, prefix=prefix)
+        frame = self.held
+        if frame is None:
+            frame = scan_rule_events(self.journal, self.rule).sort("position").collect()
+            self.too_large = frame.estimated_size() > self.hold_bytes_max
+            self.held = None if self.too_large else frame  # too large: this probe's alone
+        return polars_verdicts_of(frame.lazy(), self.rule, bound, prefix=prefix)
 
 
 def _cost_falls(journal: Journal, rule: Rule, stream_id: str) -> bool:
@@ -202,7 +245,13 @@ def _cost_falls(journal: Journal, rule: Rule, stream_id: str) -> bool:
 
 
 def _probe_stream(
-    journal: Journal, session: duckdb_engine.Session | None, rule: Rule, bound: dict[str, Any], stream_id: str, v: int
+    journal: Journal,
+    session: duckdb_engine.Session | None,
+    source: _PolarsSource | None,
+    rule: Rule,
+    bound: dict[str, Any],
+    stream_id: str,
+    v: int,
 ) -> tuple[bool, str | None]:
     if rule.kind == "python":
         from toolkit.analysis.replay import state_at
@@ -217,7 +266,8 @@ def _probe_stream(
         assert session is not None
         verdicts = sql_prefix_verdicts(session, rule, bound, stream_id, v)
     else:
-        frame = polars_verdicts(journal, rule, bound, prefix=(stream_id, v))  # other streams stay visible
+        assert source is not None
+        frame = source.verdicts(bound, prefix=(stream_id, v))  # other streams stay visible
         frame = frame.filter(pl.col("stream_id") == stream_id, pl.col("holds").is_not_null()).sort("version")
         verdicts = list(frame.select("version", "holds", "message").collect().iter_rows())
     if not verdicts:
@@ -231,7 +281,12 @@ def _probe_stream(
 
 
 def _linear_stream(
-    journal: Journal, session: duckdb_engine.Session | None, rule: Rule, bound: dict[str, Any], stream_id: str
+    journal: Journal,
+    session: duckdb_engine.Session | None,
+    source: _PolarsSource | None,
+    rule: Rule,
+    bound: dict[str, Any],
+    stream_id: str,
 ) -> tuple[int | None, str | None, int]:
     """(first failing version, message, rule evaluations) judging every event once."""
     if rule.kind == "python":
@@ -255,7 +310,8 @@ def _linear_stream(
         n = journal.stream_version(stream_id)
         rows = sql_prefix_verdicts(session, rule, bound, stream_id, n)
     else:
-        frame = polars_verdicts(journal, rule, bound).filter(pl.col("stream_id") == stream_id)
+        assert source is not None
+        frame = source.verdicts(bound).filter(pl.col("stream_id") == stream_id)
         rows = list(frame.sort("version").select("version", "holds", "message").collect().iter_rows())
     first = next(((v, m) for v, ok, m in rows if ok is False), None)
     return (first[0], first[1], 1) if first else (None, None, 1)
@@ -420,4 +476,4 @@ def _describe_global(journal: Journal, result: BisectResult, folder: _GlobalFold
     return result
 
 
-__all__ = ["BisectResult", "bisect_global", "bisect_stream", "max_evaluations", "search_first_failure"]
+__all__ = ["HOLD_BYTES_MAX", "BisectResult", "bisect_global", "bisect_stream", "max_evaluations", "search_first_failure"]

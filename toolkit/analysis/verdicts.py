@@ -224,9 +224,29 @@ def polars_verdicts(
     later existed, and leaves every other stream visible (``sql_prefix_verdicts``: rules may look
     across streams). ``stream_ids`` restricts what the rule sees: only for rules that cannot.
     """
-    assert rule.polars is not None
+    events = scan_rule_events(journal, rule, stream_ids=stream_ids)
+    return polars_verdicts_of(events, rule, bound, prefix=prefix, up_to_position=up_to_position)
+
+
+def scan_rule_events(journal: Journal, rule: Rule, *, stream_ids: Sequence[str] | None = None) -> pl.LazyFrame:
+    """The events a Polars rule reads (its event types) with the columns it needs, unordered."""
     needed = list(dict.fromkeys(["stream_id", "version", "position", *rule.columns]))
-    events = scan_events(journal, stream_ids=stream_ids, event_types=rule.event_types).select(needed)
+    return scan_events(journal, stream_ids=stream_ids, event_types=rule.event_types).select(needed)
+
+
+def polars_verdicts_of(
+    events: pl.LazyFrame,
+    rule: Rule,
+    bound: dict[str, Any],
+    *,
+    prefix: tuple[str, int] | None = None,
+    up_to_position: int | None = None,
+) -> pl.LazyFrame:
+    """``polars_verdicts`` over ``events`` already read (``scan_rule_events``, or a frame collected from it).
+
+    A bisection reads the journal once and judges each probe on that frame (``prefix`` as above).
+    """
+    assert rule.polars is not None
     if prefix is not None:
         events = events.filter(~((pl.col("stream_id") == prefix[0]) & (pl.col("version") > prefix[1])))
     if up_to_position is not None:
@@ -315,6 +335,8 @@ __all__ = [
     "polars_failures",
     "polars_global_verdicts",
     "polars_verdicts",
+    "polars_verdicts_of",
+    "scan_rule_events",
     "selected_stream_ids",
     "sql_failures",
     "sql_global_verdicts",

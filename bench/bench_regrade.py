@@ -13,12 +13,16 @@ Each figure is printed next to a baseline measured in the same run:
    ``error_streak`` (not monotone; default and ``max_errors=0``, which fails often) on column-wise
    agent-run states, and a rule reading the per-tool dict (folds, in worker processes); vs the
    plain fold over the first ``--baseline-streams`` of them, whose findings must be identical;
-3. bisecting a 100,000-event stream: rule evaluations (target: <= 20) and time, vs a linear scan.
+3. bisecting a 100,000-event stream: rule evaluations (target: <= 20) and time, vs a linear scan;
+4. (with ``--polars-bisect-journal PATH``) bisecting a Polars rule over a copy of that journal with
+   a 100,000-event stream added: the probes on one read held in memory vs a scan per probe
+   (``hold_bytes_max=0``, the path before the held read), without the failing event's description.
 
 Usage:
     .venv/bin/python bench/bench_regrade.py
     .venv/bin/python bench/bench_regrade.py --journal bench/out/journal-1000000 --sample-streams 2000
     .venv/bin/python bench/bench_regrade.py --skip vectorised bisect --state-streams 0   # Python-state, all streams
+    .venv/bin/python bench/bench_regrade.py --skip vectorised state bisect --polars-bisect-journal /tmp/demo
 """
 
 from __future__ import annotations
@@ -219,6 +223,64 @@ def bench_bisection(n: int) -> None:
     journal.close()
 
 
+POLARS_BISECT_RULES = """
+import polars as pl
+from toolkit.analysis.rules import polars_rule
+
+@polars_rule("budget_pl", "A run's cost stays within max_cost_usd (per stream).", monotone=True,
+             params="max_cost_usd DOUBLE = 5", columns=("cost_usd",))
+def budget_pl(events, p):
+    total = pl.col("cost_usd").cast(pl.Float64).fill_null(0).cum_sum().over("stream_id")
+    return total <= p["max_cost_usd"], pl.format("cumulative cost {}", total)
+
+@polars_rule("budget_share_pl", "budget_pl, and no event over 1000x the journal's mean cost or with 1 MB of data.",
+             monotone=True, params="max_cost_usd DOUBLE = 5", columns=("cost_usd", "data"))
+def budget_share_pl(events, p):
+    cost = pl.col("cost_usd").cast(pl.Float64).fill_null(0)
+    sane = (cost <= 1000 * cost.mean()) & (pl.col("data").str.len_bytes() < 1_000_000)  # across streams
+    total = cost.cum_sum().over("stream_id")
+    return (total <= p["max_cost_usd"]) & sane, pl.format("cumulative cost {}", total)
+"""
+
+
+def bench_polars_bisection(source: Path, n: int, repeat: int) -> None:
+    from toolkit.analysis import bisection
+
+    journal = Journal.open(linked_copy(source, OUT / f"polars-bisect-{source.name}"))
+    journal.append_batch(
+        [{"stream_id": "long-run", "event_type": "llm_response", "cost_usd": "0.01", "data": {}} for _ in range(n)],
+        stream_type="agent_run",
+    )
+    rules = OUT / "polars_bisect_rules.py"
+    rules.write_text(POLARS_BISECT_RULES)
+    events = sum(f.rows for f in journal.files())
+    describe = bisection._describe
+    bisection._describe = lambda journal, rule, result: result  # the same for both: not timed
+    try:
+        for rule in ("budget_pl", "budget_share_pl"):
+            best: dict[int, tuple[float, float, int | None]] = {}
+            for _ in range(repeat):
+                for hold in (bisection.HOLD_BYTES_MAX, 0):  # alternating: the load moves
+                    c0, t0 = _cpu(), time.perf_counter()
+                    found = bisect_stream(journal, rule, "long-run", params={"max_cost_usd": str(round(n * 0.01 * 0.6179, 2))},
+                                          rule_files=(str(rules),), hold_bytes_max=hold)
+                    took = (time.perf_counter() - t0, _cpu() - c0, found.version)
+                    best[hold] = min(best.get(hold, took), took)
+            (held, held_cpu, v1), (each, each_cpu, v2) = best[bisection.HOLD_BYTES_MAX], best[0]
+            assert v1 == v2, (v1, v2)
+            print(f"4. bisect Polars rule {rule} over {events:,} events (stream of {n:,}): first failing version "
+                  f"{v1:,} in {found.evaluations} probes; one read held {held:.2f} s (CPU {held_cpu:.2f} s), "
+                  f"a scan per probe {each:.2f} s (CPU {each_cpu:.2f} s): {each / held:.1f}x (best of {repeat})")
+    finally:
+        bisection._describe = describe
+    journal.close()
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, help="journal to re-grade (read only)")
@@ -233,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--skip", nargs="*", default=[], choices=["vectorised", "state", "bisect"])
     ap.add_argument("--per-rule", action="store_true", help="also time the rules one by one (slow: minutes at 10M)")
+    ap.add_argument("--polars-bisect-journal", type=Path, default=None,
+                    help="also bisect Polars rules over a copy of this journal: one read held vs a scan per probe")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} (shared machine: figures are noisy)")
@@ -251,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_state_rules(journal, sample, sample[: args.baseline_streams], args.state_workers)
     if "bisect" not in args.skip:
         bench_bisection(args.bisect_events)
+    if args.polars_bisect_journal is not None:
+        bench_polars_bisection(args.polars_bisect_journal, args.bisect_events, args.repeat)
     return 0
 
 

@@ -220,7 +220,7 @@ class _PolarsSource:
         self.too_large = False
 
     def verdicts(self, bound: dict[str, Any], prefix: tuple[str, int] | None = None) -> pl.LazyFrame:
-        if self.held is None and (self.too_large or prefix is None):  # a linear scan from the start: one pass
+        if self.held is None and (self.too_large or prefix is None):  # too large, or one linear pass: scan
             return polars_verdicts(self.journal, self.rule, bound, prefix=prefix)
         frame = self.held
         if frame is None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import polars as pl
+import pyarrow.compute as pc
 
 from toolkit.analysis.rules import Rule, RuleSet
 from toolkit.analysis.verdicts import (
@@ -326,7 +327,7 @@ def _describe(journal: Journal, rule: Rule, result: BisectResult) -> BisectResul
     from toolkit.analysis.state_rules import rule_aggregate
 
     table = journal.read_stream(result.stream_id)
-    rows = [r for r in table.to_pylist() if r["version"] == result.version]
+    rows = table.filter(pc.equal(table.column("version"), result.version)).to_pylist()  # not the whole stream as rows
     if rows:
         result.event = rows[0]
         e = explain_event(rows[0])

@@ -27,12 +27,15 @@ def _():
         run_failures,
         run_timeline,
         timeline_points,
+        version_at_text,
     )
+    from toolkit.errors import ReplayError
     from toolkit.reports import charts
     from toolkit.reports.report_catalog import notebook_journal
 
     return (
         RUN_STATUSES,
+        ReplayError,
         charts,
         day_range,
         explore_step,
@@ -46,6 +49,7 @@ def _():
         run_failures,
         run_timeline,
         timeline_points,
+        version_at_text,
     )
 
 
@@ -108,19 +112,27 @@ def _(journal, mo, picked, run_failures, run_timeline, timeline_points):
         value=NONE,
         label="jump to the first failing event of",
     )
-    jump
-    return NONE, failures, first_version, jump, last_version, points, stream_id
+    at_time = mo.ui.text(placeholder="2026-10-02T14:03:00Z", label="or to the state at (UTC)", debounce=True)
+    mo.hstack([jump, at_time], justify="start")
+    return NONE, at_time, failures, first_version, jump, last_version, points, stream_id
 
 
 @app.cell
-def _(NONE, failures, first_version, jump, last_version, mo):
+def _(NONE, ReplayError, at_time, failures, first_version, journal, jump, last_version, mo, stream_id, version_at_text):
     jumps = {f"{r['rule']} (v{r['first_failing_version']})": r["first_failing_version"] for r in failures.to_pylist()}
     start = first_version if jump.value == NONE else max(first_version, int(jumps[jump.value]))
+    _said = None
+    if at_time.value.strip():
+        try:  # the version journal state --at resolves the time to (its last event by then)
+            _found, _said = version_at_text(journal, stream_id, at_time.value)
+            start = max(first_version, _found)
+        except ReplayError as _e:
+            _said = f"{_e.message} ({_e.hint})"
     # debounce: a drag across a long run sends the version it ends on, not every version it passes
     version = mo.ui.slider(
         first_version, last_version, value=start, step=1, label="version", show_value=True, full_width=True, debounce=True
     )
-    version
+    mo.vstack([mo.md(f"*{_said}*"), version]) if _said else version
     return (version,)
 
 

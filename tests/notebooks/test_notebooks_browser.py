@@ -86,6 +86,24 @@ def move_the_slider(page: Any) -> None:
     assert f"Event at version {after_version} of {after_version}" in after  # End: the last version
 
 
+def jump_to_a_time(page: Any) -> None:
+    """Type a time into the run explorer: the state shown is the one ``journal state --at`` gives
+    (a time before the run: its first version); text that is not a time is said so."""
+    box = page.get_by_placeholder("2026-10-02T14:03:00Z")
+    box.fill("2000-01-01")
+    box.press("Enter")
+    version = -1
+    for _ in range(240):
+        version, _ = shown_version(page)
+        if version == 1:
+            break
+        page.wait_for_timeout(250)
+    assert version == 1, f"a time before the run did not show its first version: {version}"
+    box.fill("half past nine")
+    box.press("Enter")
+    page.get_by_text("'half past nine' is not a time").first.wait_for(timeout=60_000)
+
+
 @pytest.mark.parametrize("name", sorted(CHARTS))
 def test_notebook_renders_in_a_browser(name: str, browser: Any, demo_journal: Path) -> None:
     with marimo_app(NOTEBOOKS / f"{name}.py", demo_journal) as url:
@@ -99,6 +117,7 @@ def test_notebook_renders_in_a_browser(name: str, browser: Any, demo_journal: Pa
                 move_the_slider(page)
                 wait_for_charts(page, CHARTS[name])  # the timeline redrawn with the new version
                 screenshot(page, "notebook-run_explorer-scrubbed")
+                jump_to_a_time(page)
         finally:
             page.close()
     with socket.socket() as s:  # the server (journal notebook and its marimo) is gone: the port is free

@@ -17,7 +17,7 @@ from overview_fixtures import build_flaky_deploy
 from toolkit.analysis.agent_run import AGENT_RUN
 from toolkit.analysis.causation import walk_chain
 from toolkit.analysis.regrade_trends import failing_runs, failing_runs_by_day, first_failures_by_day, regrade_rules
-from toolkit.analysis.replay import diff_states, state_at
+from toolkit.analysis.replay import diff_states, locate, state_at
 from toolkit.analysis.run_explorer import (
     explore_step,
     failing_events,
@@ -26,8 +26,9 @@ from toolkit.analysis.run_explorer import (
     list_failing_rules,
     run_failures,
     run_steps,
+    version_at_text,
 )
-from toolkit.errors import ReportError, StreamNotFoundError, VersionNotFoundError
+from toolkit.errors import ReplayError, ReportError, StreamNotFoundError, VersionNotFoundError
 from toolkit.journal import Journal
 from toolkit.journal.retention import purge_before
 from toolkit.reports import charts
@@ -107,6 +108,22 @@ def test_explore_step_is_the_replay_state(demo: Journal) -> None:
         explore_step(demo, stream, 88)
     with pytest.raises(StreamNotFoundError):
         explore_step(demo, "no-such-run", 1)
+
+
+def test_a_typed_time_resolves_as_journal_state_at_does(demo: Journal) -> None:
+    stream = "run-7-0000012"
+    events = demo.read_stream(stream, ["version", "occurred_at"]).to_pylist()
+    tenth = events[9]["occurred_at"]
+    assert version_at_text(demo, stream, tenth.isoformat()) == (locate(demo, stream, at=tenth).version, None)
+    assert version_at_text(demo, stream, tenth.isoformat())[0] >= 10
+    naive = tenth.replace(tzinfo=None).isoformat(sep=" ")  # the explorer asks for UTC: no offset is UTC
+    assert version_at_text(demo, stream, naive) == version_at_text(demo, stream, tenth.isoformat().replace("+00:00", "Z"))
+    assert version_at_text(demo, stream, "2100-01-01")[0] == 87  # a bare date: midnight UTC
+    version, note = version_at_text(demo, stream, "2000-01-01")
+    assert version == 0 and note is not None and "before the stream's first event" in note
+    with pytest.raises(ReplayError, match="'half past nine' is not a time") as e:
+        version_at_text(demo, stream, " half past nine ")
+    assert e.value.hint is not None and "2026-10-02T14:03:00Z" in e.value.hint
 
 
 def test_run_steps_fold_once_and_agree_with_explore_step(demo: Journal) -> None:

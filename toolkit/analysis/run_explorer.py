@@ -34,8 +34,17 @@ import pyarrow.compute as pc
 from toolkit.analysis.agent_run import AGENT_RUN, AgentRunState
 from toolkit.analysis.explain import Explanation, explain_event
 from toolkit.analysis.overview import run_catalog_queries
-from toolkit.analysis.replay import StateChange, diff_values, fold_states, fold_to, replay, state_at, stream_events
-from toolkit.errors import VersionPurgedError
+from toolkit.analysis.replay import (
+    StateChange,
+    diff_values,
+    fold_states,
+    fold_to,
+    locate,
+    replay,
+    state_at,
+    stream_events,
+)
+from toolkit.errors import ReplayError, VersionPurgedError
 from toolkit.journal.store import Journal
 
 RUN_STATUSES = ("running", "answered", "aborted", "archived")
@@ -275,6 +284,26 @@ def explore_step(
         state=after,
         changes=diff_values(before, after),
     )
+
+
+def version_at_text(journal: Journal, stream_id: str, text: str) -> tuple[int, str | None]:
+    """The version a time typed by the user resolves to, as ``journal state --at`` resolves it (the
+    last version whose events all occurred by then; 0: before the first), with what to say.
+
+    A bare date is midnight UTC and a time without an offset is UTC (the explorer asks for UTC);
+    text that is not a time is a ``ReplayError`` with an example.
+    """
+    raw = text.strip()
+    try:
+        at = dt.datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    except ValueError:
+        raise ReplayError(
+            f"{raw!r} is not a time", hint="type an ISO 8601 time in UTC, e.g. 2026-10-02T14:03:00Z or 2026-10-02"
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    found = locate(journal, stream_id, at=at)
+    return found.version, found.note
 
 
 def run_steps(journal: Journal, stream_id: str, *, max_events: int | None = None) -> Iterator[RunStep]:

@@ -137,7 +137,10 @@ def load_frame(
     if data_types:
         select.append(pl.when(pl.col("event_type").is_in(data_types)).then(pl.col("data")).alias("data"))
     o = lf.select(select).collect()
-    o = o.with_columns(sid=_stream_codes(o.get_column("stream_id")), event_type=pl.col("event_type").cast(pl.Categorical))
+    o = o.with_columns(
+        sid=pl.col("stream_id").cast(pl.Categorical).to_physical(),  # codes by hashing: less memory than by runs
+        event_type=pl.col("event_type").cast(pl.Categorical),
+    )
     s_cols: list[pl.Expr] = [
         pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("orig"),
         pl.col("sid"),
@@ -188,24 +191,6 @@ def _cost_type(cost: pl.Series) -> pl.DataType:
         return pl.Int64()
     biggest = max(abs(int(low)), abs(int(high)))  # type: ignore[arg-type]
     return pl.Int64() if biggest * max(1, nano.len()) < 2**63 else pl.Int128()
-
-
-def _stream_codes(stream_id: pl.Series) -> pl.Series:
-    """A u32 code per stream id: equal ids, equal codes (not in any order).
-
-    The journal is read mostly in runs of one stream (files sorted by stream and version), so
-    only each run's first id is looked up; the codes are then spread over the runs.
-
-    >>> _stream_codes(pl.Series(["a", "a", "b", "a", "c", "c"])).rle_id().to_list()
-    [0, 0, 1, 2, 3, 3]
-    >>> codes = _stream_codes(pl.Series(["a", "a", "b", "a"])).to_list()
-    >>> codes[0] == codes[1] == codes[3] != codes[2]
-    True
-    """
-    run = stream_id.rle_id()
-    starts = (run != run.shift(1)).fill_null(True)
-    ids = stream_id.filter(starts)
-    return ids.rank("dense").cast(pl.UInt32).gather(run).rename("sid")
 
 
 def _group_streams(s: pl.DataFrame) -> pl.DataFrame:

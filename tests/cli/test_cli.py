@@ -386,3 +386,20 @@ def test_streams_says_when_its_limit_cuts_the_list(jpath: str, capsys: pytest.Ca
     assert code == 0 and len(out.splitlines()) == 1 and "note: the first 1 streams only" in err
     code, out, err = run(capsys, monkeypatch, "streams", "-j", jpath, "--limit", "2", "--format", "json")
     assert code == 0 and len(out.splitlines()) == 2 and "note:" not in err
+
+
+def test_stats_names_the_agent_of_a_stream_whose_later_events_leave_it_out(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's run-1 names its agent on its first event only: journal streams showed
+    flight-booker, journal stats an empty agent (it took the agent of the last event)."""
+    lines = [
+        {"stream_id": "run-1", "agent": "flight-booker", "event_type": "user_message", "data": {"text": "hi"}},
+        {"stream_id": "run-1", "event_type": "tool_called", "tool_name": "search_flights", "data": {}},
+    ]
+    stdin = "\n".join(json.dumps(line) for line in lines)
+    assert run(capsys, monkeypatch, "append", "-j", jpath, stdin=stdin)[0] == 0
+    code, out, _ = run(capsys, monkeypatch, "streams", "-j", jpath, "--format", "json")
+    assert code == 0 and json.loads(out)["agent"] == "flight-booker"
+    code, out, _ = run(capsys, monkeypatch, "stats", "-j", jpath, "run-1", "--format", "json")
+    assert code == 0 and json.loads(out)["summary"]["agent"] == "flight-booker"

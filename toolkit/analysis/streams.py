@@ -38,7 +38,8 @@ def stream_stats(journal: Journal, stream_id: str) -> tuple[dict[str, Any], pa.T
     summary = {
         "stream_id": stream_id,
         "stream_type": rows[-1]["stream_type"],
-        "agent": rows[-1]["agent"],
+        # the latest agent named: a stream's later events often leave it out (journal streams shows it too)
+        "agent": next((r["agent"] for r in reversed(rows) if r["agent"] is not None), None),
         "events": len(rows),
         "version": rows[-1]["version"],
         "first_at": min(r["occurred_at"] for r in rows).isoformat(),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -234,3 +236,28 @@ def test_cli_export(imported: Journal, tmp_path: Path) -> None:
     )
     assert refused.exit_code != 0 and "not empty" in str(refused.exception)
     assert "Examples" in runner.invoke(export_command, ["--help"]).output
+
+
+def test_an_unknown_format_names_every_format_export_writes(tmp_path: Path) -> None:
+    """The hint of journal export --to nope said 'formats: agentstore, jsonl': evennia-archive,
+    whose writer loads with its importer, was left out until something had imported it."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolkit.cli",
+            "export",
+            "-j",
+            str(FIXTURE),
+            "run-7-0000001",
+            "--to",
+            "nope",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 1 and "cannot export to 'nope'" in out.stderr, out.stderr
+    assert "Hint: formats: agentstore, evennia-archive, jsonl" in out.stderr, out.stderr

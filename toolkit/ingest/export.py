@@ -92,7 +92,7 @@ def load_exporter(fmt: str) -> ExportFn:
                 raise
     fn = EXPORTERS.get(fmt)
     if fn is None:
-        known = sorted(set(EXPORTERS) | {f for f, m in FORMATS.items() if m == __name__})
+        known = sorted(set(EXPORTERS) | set(FORMATS))  # FORMATS: also those whose module is not loaded yet
         raise ExportError(f"cannot export to {fmt!r}", hint=f"formats: {', '.join(known)}", format=fmt)
     return fn
 

@@ -149,6 +149,16 @@ def test_cli_refuses_bad_input_with_a_hint(patterns: Journal) -> None:
     assert "warning: the selection matched no stream" in typo.stderr
 
 
+def test_cli_warns_of_each_stream_named_that_the_journal_lacks(patterns: Journal) -> None:
+    """With one good and one mistyped --stream, the typo was dropped without a word (the warning
+    came only when nothing at all matched): the output read as a clean bill for both."""
+    streams = ["--stream", "expensive", "--stream", "expensvie"]
+    out = CliRunner().invoke(cli, ["regrade", "-j", str(patterns.path), "budget", *streams, "--dry-run"])
+    assert out.exit_code == 3 and "streams checked: 1" in out.stdout, out.output
+    assert "warning: --stream expensvie: no stream 'expensvie'" in out.stderr
+    assert "did you mean expensive" in out.stderr and "--stream expensive:" not in out.stderr
+
+
 def test_python_rules_in_worker_processes_find_what_one_process_finds(patterns: Journal, tmp_path: Path) -> None:
     py = tmp_path / "rules.py"
     py.write_text(

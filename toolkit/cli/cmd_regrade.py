@@ -128,6 +128,13 @@ def command(
             "findings of its streams is its marker, as journal redact leaves the findings it finds",
             err=True,
         )
+    if streams:  # a --stream naming no stream: the others were judged, this one silently not
+        from toolkit.analysis.replay import unknown_stream
+
+        heads = journal.heads()
+        for missing in [s for s in dict.fromkeys(streams) if s not in heads]:
+            error = unknown_stream(journal, missing)
+            click.echo(f"warning: --stream {missing}: {error.message} ({error.hint})", err=True)
     if summary["streams_checked"] == 0 and not selection.everything:
         click.echo("warning: the selection matched no stream: nothing was judged "
                    "(check --stream/--agent/--stream-type/--since/--until; list streams with: journal streams)", err=True)

@@ -97,6 +97,21 @@ def test_bad_input_exit_codes(
     assert code == 1 and "no projection 'nope'" in err
 
 
+def test_replay_names_the_types_a_stream_lacks(
+    journal: Journal, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """journal replay --type tool_caled printed an empty timeline and nothing else."""
+    build_tool_failure_loop(journal)
+    j = str(journal.path)
+    code, out, err = run(
+        capsys, monkeypatch, "replay", "-j", j, "tool_failure_loop", "--type", "tool_caled,tool_result"
+    )
+    assert code == 0 and "note: stream tool_failure_loop has no event of type tool_caled (its types: " in err
+    assert "tool_called" in err.split("its types:")[1] and "Tool failed" in out
+    code, out, err = run(capsys, monkeypatch, "replay", "-j", j, "tool_failure_loop", "--type", "tool_called")
+    assert code == 0 and "no event of type" not in err and "Tool called" in out
+
+
 def test_journal_demo_tells_one_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

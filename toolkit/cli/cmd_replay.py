@@ -99,13 +99,21 @@ def command(
       journal replay run-1 --to-version 23 --plugins my_explainers.py
       journal replay support-triage-0001 --at 2026-11-21T10:00:00Z
     """
-    from toolkit.analysis.replay import locate, purged_start, replay
+    from toolkit.analysis.replay import locate, purged_start, replay, stream_events
     from toolkit.reports.tables import write_table
 
     load(plugins)
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
     journal = open_journal(journal_path)
     frame = replay(journal, stream_id, types=wanted, since=since, until=until, to_version=to_version, at=at)
+    if wanted:  # a typo in --type gave an empty timeline and no word why
+        events = stream_events(journal, stream_id)
+        present = {e.event_type for e in events} | {e.source_type for e in events if e.source_type}
+        if absent := [t for t in wanted if t not in present]:
+            types_held = ", ".join(sorted({e.event_type for e in events}))
+            click.echo(
+                f"note: stream {stream_id} has no event of type {', '.join(absent)} (its types: {types_held})", err=True
+            )
     if (note := purged_start(journal, stream_id)) is not None:
         click.echo(f"note: {note}", err=True)
     if at is not None and (note := locate(journal, stream_id, at=at).note) is not None:

@@ -79,3 +79,15 @@ def test_a_directory_named_through_a_symlink_records_its_real_path(tmp_path: Pat
     assert (report.rejected, report.quarantined) == (1, 0)
     rows = read_table(journal, "quarantine").select(["source"]).to_pylist()
     assert rows == [{"source": str(real)}]
+
+
+def test_import_help_names_every_format() -> None:
+    """journal import --help showed --from TEXT and no format: the README listed them, the help did not."""
+    from click.testing import CliRunner
+
+    from toolkit.cli.main import cli
+    from toolkit.ingest.runner import REGISTRY
+
+    text = " ".join(CliRunner().invoke(cli, ["import", "--help"]).output.split())
+    assert "--from FORMAT" in text
+    assert all(name in text for name in ["auto", *REGISTRY]), text

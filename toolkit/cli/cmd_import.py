@@ -11,7 +11,15 @@ from toolkit.cli.options import journal_option, open_journal
 @click.command("import")
 @journal_option
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--from", "fmt", default="auto", show_default=True, help="Source format (auto sniffs and says which).")
+@click.option(
+    "--from",
+    "fmt",
+    default="auto",
+    show_default=True,
+    metavar="FORMAT",
+    help="Source format: auto (sniffs and says which), agentstore, eventsourcing, evennia-archive, otlp, chat, "
+    "jsonl, csv or parquet.",
+)
 @click.option("--stream-type", help="Stream type for events whose source names none.")
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False), help="TOML mapping for generic files.")
 @click.option(
@@ -44,7 +52,7 @@ def command(
 ) -> None:
     """Import exported journals into the journal (idempotent: a second import adds nothing).
 
-    Prints the counts (read, imported, already present, rejected, quarantined) as JSON on stdout.
+    Prints the counts (read, imported, already present, rejected, quarantined, snapshots kept) as JSON on stdout.
     Rejected records are shown on stderr with file:line and the reason; with --on-error
     quarantine they are kept in the journal's quarantine table (journal sql "SELECT * FROM quarantine").
     A file named twice (a symlink, a/../a/f) is read once, with a note.

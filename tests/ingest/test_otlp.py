@@ -630,3 +630,14 @@ def test_files_of_a_directory_with_other_names_are_named_in_the_notes(tmp_path: 
     assert report.imported == SPAN_EVENTS
     for name in ("llm-calls.csv", "assistants.sqlite"):
         assert any(n.startswith(f"{root / name}: not read") for n in report.notes), report.notes
+
+
+def test_duplicate_spans_are_imported_once_and_read_counts_every_copy() -> None:
+    """The note said the 37 spans both trace files hold 'were read once' while read counted them twice
+    (read 167, imported 93): the note now says what happened, imported once, read every copy."""
+    with Journal.in_memory() as journal:
+        report = import_paths(journal, [str(SAMPLES)], fmt="otlp")
+    assert report.read - report.imported == 2 * TRUTH["span_count"]  # a start and an end per copied span
+    assert report.read > report.imported + report.already_present + report.rejected
+    note = next(n for n in report.notes if "37 spans appeared more than once" in n)
+    assert "imported once (read counts every copy)" in note, note

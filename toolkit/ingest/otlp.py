@@ -1175,10 +1175,13 @@ def _notes(reading: _Reading, builder: _Builder, skipped: list[Path], rows: list
         notes.append(f"otlp: skipped {len(skipped)} JSON files that are not OTLP ({shown})")
     if reading.duplicate_spans:
         notes.append(
-            f"otlp: {reading.duplicate_spans} spans appeared more than once (same ids and content) and were read once"
+            f"otlp: {reading.duplicate_spans} spans appeared more than once (same ids and content) and were imported "
+            "once (read counts every copy)"
         )
     if reading.duplicate_logs:
-        notes.append(f"otlp: {reading.duplicate_logs} identical log records were read once")
+        notes.append(
+            f"otlp: {reading.duplicate_logs} identical log records were imported once (read counts every copy)"
+        )
     if builder.orphans:
         notes.append(
             f"otlp: {builder.orphans} spans have a parent span that is not in the export; they went to the stream "

@@ -56,6 +56,15 @@ def test_bad_dimension_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     assert code == 2 and "colour" in err and "model|tool|stream" in err
 
 
+def test_by_on_a_metric_with_its_own_grouping_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """`journal rollup tools --by agent` printed the rollup by tool, --by ignored without a word."""
+    for metric in ("tools", "top-runs", "errors"):
+        code, out, err = run(capsys, "rollup", "-j", DEMO, metric, "--by", "agent", "--format", "csv")
+        assert code == 2 and not out and f"{metric} is not grouped by --by" in err, (metric, err)
+    code, out, err = run(capsys, "rollup", "-j", DEMO, "totals", "--by", "agent", "--format", "csv")
+    assert code == 0 and out.startswith("agent,"), err
+
+
 def test_prices_or_as_of_without_cost_repriced_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     """They were ignored: `--as-of 2020-01-01` printed the recorded cost as if repriced at that date."""
     for option in (("--as-of", "2020-01-01"), ("--prices", "default")):

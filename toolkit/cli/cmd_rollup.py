@@ -93,6 +93,11 @@ def command(
     from toolkit.errors import QueryError
     from toolkit.reports.tables import write_table
 
+    if by and metric not in ("usage", "totals"):  # the other metrics have their own grouping: --by was ignored
+        raise click.BadParameter(
+            f"{metric} is not grouped by --by (only usage and totals are); drop --by, or roll up usage --by ...",
+            param_hint="--by",
+        )
     try:
         dims = parse_dimensions(list(by) or ["model"])
     except QueryError as e:

@@ -103,6 +103,14 @@ def test_reading_outside_the_journal_is_refused(session: Session, outside: Path,
         "WITH x AS (DELETE FROM events RETURNING *) SELECT count(*) FROM x",
         # DuckDB 2's external resources change the session's state from a SELECT
         "SELECT * FROM register_external_resource_type('t', kind := 'k', create_function := 'read_text')",
+        # query() runs a SELECT given as text (computed, so unseen by any check): in it the two above
+        # ran, and a COPY wrote a Delta commit into the journal
+        "SELECT * FROM query('SELECT * FROM json_execute_serialized_sql(json_serialize_sql(''WITH x AS "
+        "(COPY (SELECT 1 AS a) TO ''''{journal}/events/_delta_log/00000000000000000099.json'''') "
+        "SELECT * FROM x''))')",
+        "SELECT * FROM query('SELECT * FROM json_execute_serialized_sql(' || 'json_serialize_sql(''SELECT 1''))')",
+        "EXPLAIN ANALYZE SELECT * FROM main.query('SELECT * FROM register_external_resource_type(''t'', "
+        "kind := ''k'', create_function := ''read_text'')')",
     ],
 )
 @pytest.mark.parametrize("method", ["user_query", "query"])  # query: toolkit code and the SQL rules it wraps

@@ -6,7 +6,8 @@ files that compaction replaced or that a killed writer left behind. After the vi
 up the session is locked: it can read inside the journal directory and nothing else, its
 configuration cannot be changed back, and every statement it runs — user SQL, SQL rules, the
 toolkit's own queries — must be a SELECT or an EXPLAIN of one, with no ``COPY`` as a CTE body
-(DuckDB's sandbox would let a ``COPY`` write inside the journal directory).
+and no call of ``query('...')``, which runs SQL given as text (DuckDB's sandbox would let a
+``COPY`` write inside the journal directory).
 
 A journal at an ``s3://`` URL is read through an fsspec s3fs filesystem registered on the
 connection (DuckDB's httpfs extension cannot be installed offline); the sandbox then allows
@@ -52,10 +53,12 @@ _EXPLAIN_PREFIX = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?
 # ("WITH x AS (COPY ... TO 'file') SELECT * FROM x" is a SELECT), and json_execute_serialized_sql
 # runs a statement given as a value. Query nodes other than these (fails closed) are refused.
 _READ_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
-# functions refused in a query: one runs a statement given as a value; the external-resource ones
-# change the session's state from a SELECT (a resource at a uri outside the journal)
+# functions refused in a query: two run a statement given as a value, which no check of the text can
+# see (query('...') runs a SELECT whose text may be computed, and in it json_execute_serialized_sql
+# runs a COPY); the external-resource ones change the session's state from a SELECT (a resource at
+# a uri outside the journal)
 _SQL_RUNNING_FUNCTIONS = frozenset({
-    "json_execute_serialized_sql", "register_external_resource", "register_external_resource_type",
+    "query", "json_execute_serialized_sql", "register_external_resource", "register_external_resource_type",
     "create_external_resource", "deregister_external_resource", "destroy_external_resource",
 })
 

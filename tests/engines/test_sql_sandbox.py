@@ -111,6 +111,10 @@ def test_reading_outside_the_journal_is_refused(session: Session, outside: Path,
         "SELECT * FROM query('SELECT * FROM json_execute_serialized_sql(' || 'json_serialize_sql(''SELECT 1''))')",
         "EXPLAIN ANALYZE SELECT * FROM main.query('SELECT * FROM register_external_resource_type(''t'', "
         "kind := ''k'', create_function := ''read_text'')')",
+        # the CSV reader's rejects options create a temporary table that hid the events view
+        "SELECT count(*) FROM read_csv('{journal}/journal.toml', store_rejects = true, rejects_table = 'events', "
+        "ignore_errors = true)",
+        "FROM read_csv_auto('{journal}/journal.toml', \"Rejects_Table\" := 'events', ignore_errors := true)",
     ],
 )
 @pytest.mark.parametrize("method", ["user_query", "query"])  # query: toolkit code and the SQL rules it wraps

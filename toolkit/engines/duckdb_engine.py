@@ -61,6 +61,9 @@ _SQL_RUNNING_FUNCTIONS = frozenset({
     "query", "json_execute_serialized_sql", "register_external_resource", "register_external_resource_type",
     "create_external_resource", "deregister_external_resource", "destroy_external_resource",
 })
+# options of the CSV readers refused: they create temporary tables from a SELECT, and one named
+# like a view (rejects_table = 'events') hides that view from the statements after it
+_CSV_REJECTS_OPTIONS = frozenset({"store_rejects", "rejects_table", "rejects_scan", "rejects_limit"})
 
 
 def _events_select(present: Sequence[str]) -> str:
@@ -189,8 +192,26 @@ def _writing_part(con: duckdb.DuckDBPyConnection, select: str) -> str | None:
                 return f"{kind.removesuffix('_NODE').removesuffix('_QUERY')} in a WITH clause"
             if isinstance(function, str) and function.lower() in _SQL_RUNNING_FUNCTIONS:
                 return f"{function.lower()}()"
+            if isinstance(function, str) and "csv" in function.lower():
+                for argument in map(_argument_name, item.get("arguments") or ()):
+                    if argument in _CSV_REJECTS_OPTIONS:
+                        return f"{function.lower()}(..., {argument})"
             todo.extend(item.values())
     return None
+
+
+def _argument_name(argument: Any) -> str | None:
+    """The name of a call's argument in DuckDB's JSON form of a query (``name := v`` or ``name = v``), else None."""
+    if not isinstance(argument, dict):
+        return None
+    if argument.get("name"):
+        return str(argument["name"]).lower()
+    expression = argument.get("expression")
+    if not isinstance(expression, dict):
+        return None
+    left = expression.get("left") if expression.get("type") == "COMPARE_EQUAL" else None
+    names = left.get("column_names") if isinstance(left, dict) and left.get("type") == "COLUMN_REF" else None
+    return str(names[-1]).lower() if isinstance(names, list) and len(names) == 1 else None
 
 
 def register_parquet_view(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,3 +204,23 @@ def test_a_session_leaves_half_the_memory_to_the_python_side(session: Session) -
     assert limit is not None
     value, unit = session.query("SELECT current_setting('memory_limit') AS m").column("m")[0].as_py().split()
     assert unit == "GiB" and abs(float(value) - limit / 2**30) <= 0.1  # not DuckDB's 80 % of the machine
+
+
+def test_spilled_rows_stay_private_and_go_with_the_session(loop_journal: Journal) -> None:
+    """Beyond its memory limit DuckDB spills rows (the journal's payloads) to the session's temporary
+    directory, outside the journal: only its owner may enter it (DuckDB made it 0755, its files 0644,
+    readable by every local user), and it goes with the session, closed or only dropped."""
+    s = connect(loop_journal, memory_limit_bytes=64 << 20, threads=1)
+    assert s.spill_dir is not None
+    spill = Path(s.spill_dir)
+    sql = "SELECT count(*) AS n FROM (SELECT md5(CAST(range AS VARCHAR)) AS m FROM range(4000000) ORDER BY m)"
+    assert s.user_query(sql).to_pylist() == [{"n": 4_000_000}]
+    assert spill.is_dir() and stat.S_IMODE(spill.stat().st_mode) & 0o077 == 0
+    s.close()
+    assert not spill.exists()
+    s = connect(loop_journal)
+    assert s.spill_dir is not None
+    spill = Path(s.spill_dir)
+    del s
+    gc.collect()
+    assert not spill.exists()

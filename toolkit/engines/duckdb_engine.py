@@ -30,7 +30,7 @@ import re
 import shutil
 import tempfile
 import threading
-import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -84,7 +84,8 @@ class Session:
     def __init__(self, con: duckdb.DuckDBPyConnection, journal: Journal, spill_dir: str | None = None) -> None:
         self.con = con
         self.journal = journal
-        self.spill_dir = spill_dir  # removed on close
+        self.spill_dir = spill_dir  # removed on close, or when the session is collected or Python exits
+        self._remove_spill = weakref.finalize(self, shutil.rmtree, spill_dir, True) if spill_dir else None
         self._reads: set[str] = set()  # SELECT texts found to only read (loops run the same text)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
@@ -161,8 +162,8 @@ class Session:
 
     def close(self) -> None:
         self.con.close()
-        if self.spill_dir:
-            shutil.rmtree(self.spill_dir, ignore_errors=True)
+        if self._remove_spill is not None:
+            self._remove_spill()
 
 
 def _writing_part(con: duckdb.DuckDBPyConnection, select: str) -> str | None:
@@ -256,7 +257,8 @@ def connect(
     ``memory_limit_bytes``: DuckDB spills to a temporary directory beyond it; by default half the
     machine's memory (:func:`default_memory_limit`; DuckDB's own default of 80 % left too little
     for the Python side: a re-grade of 100M events peaked at 22 GB of 24), and a Dask worker
-    passes half its own limit.
+    passes half its own limit. The spill directory (``Session.spill_dir``, in the system's temporary
+    directory) is private to this user and removed with the session.
     """
     con = duckdb.connect(":memory:")
     spill_dir = None
@@ -268,8 +270,9 @@ def connect(
         memory_limit_bytes = memory_limit_bytes or default_memory_limit()
         if memory_limit_bytes:
             con.execute("SET memory_limit = $m", {"m": f"{max(memory_limit_bytes >> 20, 64)}MiB"})
-            # not created here: DuckDB makes it when it first spills (an unclosed session leaves nothing)
-            spill_dir = os.path.join(tempfile.gettempdir(), f"journal-duckdb-{uuid.uuid4().hex}")
+            # spilled rows are the journal's (payloads): made here private to this user (0700), as
+            # DuckDB would make it readable by all (0755, its files 0644) outside the journal's folder
+            spill_dir = tempfile.mkdtemp(prefix="journal-duckdb-")
             con.execute("SET temp_directory = $d", {"d": spill_dir})
         if journal.remote:
             con.register_filesystem(filesystem())
@@ -293,9 +296,13 @@ def connect(
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET autoload_known_extensions = false")
         con.execute("SET lock_configuration = true")
-    except duckdb.Error as e:
+    except BaseException as e:
         con.close()
-        raise QueryError(f"cannot open a SQL session on {journal.path}: {e}") from e
+        if spill_dir:
+            shutil.rmtree(spill_dir, ignore_errors=True)
+        if isinstance(e, duckdb.Error):
+            raise QueryError(f"cannot open a SQL session on {journal.path}: {e}") from e
+        raise
     return Session(con, journal, spill_dir)
 
 

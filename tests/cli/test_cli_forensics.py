@@ -104,6 +104,8 @@ def test_a_checkpoint_is_not_replaced_silently(demo: Path, tmp_path: Path, capsy
         ["checkpoint", "-o", "{j}/heads.json"],
         ["streams", "--format", "json", "-o", "{j}/../{name}/journal.toml"],
         ["export-compliance", "--stream", "run-7-0000005", "-o", "{j}/bundle"],
+        ["report", "overview", "--charts", "{j}/events/_delta_log", "--chart-format", "json"],
+        ["report", "overview", "--charts", "{j}/charts", "--chart-format", "svg"],
     ],
 )
 def test_output_inside_the_journal_is_refused(demo: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
@@ -177,6 +179,28 @@ def test_an_output_hard_linked_to_a_journal_file_is_replaced_not_written_through
         assert (out / name).stat().st_nlink == 1
         assert (out / name).read_bytes() != files[targets[linked].relative_to(demo)]
     assert targets[linked].stat().st_nlink == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "written"),
+    [
+        (["export", "run-7-0000005", "--to", "jsonl", "--force", "-o", "{out}"], "events.jsonl"),
+        (["report", "overview", "--charts", "{out}", "--chart-format", "json"], "overview-events_per_day.json"),
+    ],
+)
+def test_an_output_symlinked_into_the_journal_is_refused(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], written: str
+) -> None:
+    """A symbolic link left in an export or --charts directory (outside the journal), to journal.toml,
+    had the output written through it into the journal (journal.toml became JSON lines or a chart)."""
+    files = {p.relative_to(demo): p.read_bytes() for p in demo.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / written).symlink_to(demo / "journal.toml")
+    code, _, err = run(capsys, *(a.format(out=out) for a in argv))
+    assert code == 1 and f"{written}: is inside the journal" in err and "journal.toml)" in err and "Hint:" in err
+    assert {p.relative_to(demo): p.read_bytes() for p in demo.rglob("*") if p.is_file()} == files
+    assert run(capsys, "verify")[0] == 0
 
 
 def test_a_report_is_not_written_through_a_link_at_its_temporary_name(

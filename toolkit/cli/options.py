@@ -91,15 +91,23 @@ def cluster_spec(scheduler: str | None) -> Any:
     return ClusterSpec(scheduler=scheduler)
 
 
+#: the options naming where a command writes (a file or a directory): never inside the journal
+OUTPUT_PARAMS = ("output", "charts_dir")
+
+
 def open_journal(path: str) -> Any:
-    """The journal at ``path``; the running command's ``-o/--output``, if any, must lie outside it."""
+    """The journal at ``path``; the running command's ``-o/--output`` (and ``--charts``), if any,
+    must lie outside it."""
     from toolkit.journal import Journal
 
     journal = Journal.open(path)
     ctx = click.get_current_context(silent=True)
-    output = ctx.params.get("output") if ctx is not None else None
-    if output and not journal.remote:
-        from toolkit.journal.location import refuse_inside
+    if ctx is None or journal.remote:
+        return journal
+    from toolkit.journal.location import refuse_inside
 
-        refuse_inside(str(output), Path(str(journal.path)))
+    for name in OUTPUT_PARAMS:
+        output = ctx.params.get(name)
+        if output:
+            refuse_inside(str(output), Path(str(journal.path)))
     return journal

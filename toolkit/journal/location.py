@@ -37,6 +37,7 @@ from toolkit.errors import (
     StorageError,
     StorageUnreachableError,
 )
+from toolkit.journal.config import CONFIG_FILE
 
 SCHEME = "s3://"
 CONNECT_TIMEOUT_S = 3
@@ -248,6 +249,33 @@ def refuse_inside(output: str | Path, root: str | Path) -> None:
         )
 
 
+def refuse_journal_file(output: str | Path) -> None:
+    """InvalidPathError when the file ``output`` names lies inside a journal directory (one that holds
+    ``journal.toml``), whatever way leads there: ``..``, a symbolic link (a link left in an export or
+    chart directory, to ``journal.toml``, would have been written through) or a linked directory.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "j").mkdir(), (d / "j" / "journal.toml").write_text("mine"), (d / "out").mkdir()
+    >>> os.symlink(d / "j" / "journal.toml", d / "out" / "chart.json")
+    >>> refuse_journal_file(d / "out" / "other.json")
+    >>> refuse_journal_file(d / "out" / "chart.json")
+    Traceback (most recent call last):
+    toolkit.errors.InvalidPathError: ...chart.json: is inside the journal .../j (it leads to .../j/journal.toml)
+    Hint: write outside the journal directory (its files are the journal's own)
+    """
+    given = Path(output).expanduser()
+    real = given.resolve()
+    for parent in real.parents:
+        if (parent / CONFIG_FILE).is_file():
+            leads = "" if real == given.absolute() else f" (it leads to {real})"
+            raise InvalidPathError(
+                f"{output}: is inside the journal {parent}{leads}",
+                hint="write outside the journal directory (its files are the journal's own)",
+                path=str(output),
+            )
+
+
 @contextmanager
 def open_output(
     output: str | Path, mode: Literal["w", "wb"] = "w", *, atomic: bool = False, newline: str | None = None
@@ -259,17 +287,20 @@ def open_output(
     data goes to a new file beside it that is renamed over it, so the other names keep their bytes.
     ``atomic`` replaces a new or single-name file the same way (a crash leaves the old file or
     the new one); ``newline`` is :func:`open`'s. Anything else that exists — a pipe, ``/dev/stdout`` — is written in place.
+    A file inside a journal directory, named or reached through a symbolic link, is refused
+    (:func:`refuse_journal_file`).
 
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp())
-    >>> _ = (d / "journal.toml").write_text("mine")
-    >>> os.link(d / "journal.toml", d / "out.csv")
+    >>> _ = (d / "events.jsonl").write_text("mine")
+    >>> os.link(d / "events.jsonl", d / "out.csv")
     >>> with open_output(d / "out.csv") as f:
     ...     _ = f.write("x\\n1\\n")
-    >>> (d / "journal.toml").read_text(), (d / "out.csv").read_text()
+    >>> (d / "events.jsonl").read_text(), (d / "out.csv").read_text()
     ('mine', 'x\\n1\\n')
     """
     path = Path(output).expanduser()
+    refuse_journal_file(path)
     try:
         st: os.stat_result | None = path.stat()
     except FileNotFoundError:

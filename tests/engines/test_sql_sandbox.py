@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,3 +225,21 @@ def test_spilled_rows_stay_private_and_go_with_the_session(loop_journal: Journal
     del s
     gc.collect()
     assert not spill.exists()
+
+
+def test_a_session_spills_at_most_half_the_free_disk_space(loop_journal: Journal) -> None:
+    """DuckDB's own bound on what a session spills, taken when it first spilled, was larger than the
+    disk's free space (176 GiB with 45 GiB free): one query could fill the disk everything shares."""
+    s = connect(loop_journal)
+    assert s.spill_dir is not None
+    value, unit = s.query("SELECT current_setting('max_temp_directory_size') AS m").column("m")[0].as_py().split()
+    limit = float(value) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
+    assert abs(limit - shutil.disk_usage(s.spill_dir).free / 2) <= 0.1 * limit
+    s.close()
+    s = connect(loop_journal, memory_limit_bytes=64 << 20, threads=1, spill_limit_bytes=8 << 20)
+    sql = "SELECT count(*) AS n FROM (SELECT md5(CAST(range AS VARCHAR)) AS m FROM range(4000000) ORDER BY m)"
+    with pytest.raises(QueryError, match="spilled more to disk than this session may") as caught:
+        s.user_query(sql)
+    assert "/8.0 MiB used)" in str(caught.value) and "Hint: a session spills at most half" in str(caught.value)
+    assert s.user_query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 13}]
+    s.close()

@@ -150,6 +150,13 @@ class Session:
         except duckdb.PermissionException as e:
             raise QueryError(f"refused: {e}", hint=_SANDBOX_HINT) from e
         except duckdb.Error as e:
+            if "max_temp_directory_size" in str(e):
+                raise QueryError(
+                    f"query failed: it spilled more to disk than this session may ({self.spill_dir}): "
+                    + str(e).splitlines()[0],
+                    hint="a session spills at most half the disk's free space: select fewer rows or columns, "
+                    "or free disk space",
+                ) from e
             raise QueryError(f"query failed: {e}", hint="check the SQL and its parameters (-p name=value)") from e
 
     def parameters(self, sql: str) -> list[str]:
@@ -248,6 +255,7 @@ def connect(
     stream_range: tuple[str, str] | None = None,
     side_tables: bool = True,
     memory_limit_bytes: int | None = None,
+    spill_limit_bytes: int | None = None,
 ) -> Session:
     """Open a sandboxed session: UTC, views over active files, no access outside the journal.
 
@@ -258,10 +266,11 @@ def connect(
     machine's memory (:func:`default_memory_limit`; DuckDB's own default of 80 % left too little
     for the Python side: a re-grade of 100M events peaked at 22 GB of 24), and a Dask worker
     passes half its own limit. The spill directory (``Session.spill_dir``, in the system's temporary
-    directory) is private to this user and removed with the session.
+    directory) is private to this user and removed with the session; ``spill_limit_bytes`` bounds
+    what it holds, by default half the free space of its disk (:func:`default_spill_limit`).
     """
     con = duckdb.connect(":memory:")
-    spill_dir = None
+    spill_dir: str | None = None
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET parquet_metadata_cache = true")
@@ -270,10 +279,12 @@ def connect(
         memory_limit_bytes = memory_limit_bytes or default_memory_limit()
         if memory_limit_bytes:
             con.execute("SET memory_limit = $m", {"m": f"{max(memory_limit_bytes >> 20, 64)}MiB"})
-            # spilled rows are the journal's (payloads): made here private to this user (0700), as
-            # DuckDB would make it readable by all (0755, its files 0644) outside the journal's folder
-            spill_dir = tempfile.mkdtemp(prefix="journal-duckdb-")
-            con.execute("SET temp_directory = $d", {"d": spill_dir})
+        # spilled rows are the journal's (payloads): made here private to this user (0700), as
+        # DuckDB would make it readable by all (0755, its files 0644) outside the journal's folder
+        spill_dir = tempfile.mkdtemp(prefix="journal-duckdb-")
+        con.execute("SET temp_directory = $d", {"d": spill_dir})
+        spill_limit_bytes = spill_limit_bytes or default_spill_limit(spill_dir)
+        con.execute("SET max_temp_directory_size = $m", {"m": f"{max(spill_limit_bytes >> 20, 1)}MiB"})
         if journal.remote:
             con.register_filesystem(filesystem())
         files = [
@@ -312,6 +323,16 @@ def default_memory_limit() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def default_spill_limit(directory: str) -> int:
+    """Half the free space of the disk of ``directory`` (bytes): what a session may spill there.
+
+    DuckDB's own bound, taken when it first spills, was larger than the disk's free space (176 GiB
+    with 45 GiB free): one query (``SELECT ... FROM range(10000000000) ORDER BY random()``) could
+    fill the disk that the journal's writers and every other program share.
+    """
+    return shutil.disk_usage(directory).free // 2
 
 
 def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
@@ -406,6 +427,7 @@ __all__ = [
     "Session",
     "check_one_select",
     "connect",
+    "default_spill_limit",
     "query_tables",
     "raw_connection",
     "regex_problem",

@@ -106,6 +106,9 @@ def test_a_checkpoint_is_not_replaced_silently(demo: Path, tmp_path: Path, capsy
         ["export-compliance", "--stream", "run-7-0000005", "-o", "{j}/bundle"],
         ["report", "overview", "--charts", "{j}/events/_delta_log", "--chart-format", "json"],
         ["report", "overview", "--charts", "{j}/charts", "--chart-format", "svg"],
+        # a purge archive named like the next Delta commit: the journal could no longer be opened
+        ["purge", "--before", "2026-10-02", "--force", "--archive", "{j}/events/_delta_log/00000000000000000009.json"],
+        ["purge", "--before", "2026-10-02", "--force", "--archive", "{j}/../{name}/journal.toml.parquet"],
     ],
 )
 def test_output_inside_the_journal_is_refused(demo: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:

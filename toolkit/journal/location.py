@@ -237,14 +237,14 @@ def open_input(path: str) -> Any:
     return path
 
 
-def refuse_inside(output: str | Path, root: str | Path) -> None:
+def refuse_inside(output: str | Path, root: str | Path, *, hint: str | None = None) -> None:
     """InvalidPathError when ``output`` is the journal directory ``root`` or lies inside it: a
     table, a checkpoint or a bundle written there would replace the journal's own files."""
     out, top = Path(output).expanduser().resolve(), Path(root).resolve()
     if out == top or top in out.parents:
         raise InvalidPathError(
             f"{output}: is inside the journal {root}",
-            hint="write -o outside the journal directory (its files are the journal's own)",
+            hint=hint or "write -o outside the journal directory (its files are the journal's own)",
             path=output,
         )
 

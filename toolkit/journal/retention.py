@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from toolkit.errors import RetentionError
+from toolkit.journal.location import refuse_inside
 from toolkit.journal.lock import write_lock
 from toolkit.journal.rewrite import (
     Partition,
@@ -237,6 +238,20 @@ def _remove(
     result.last_removed_at = pc.max(times).as_py()
 
 
+def check_archive_path(journal: Journal, archive: str | Path) -> Path:
+    """The ``--archive`` path: outside the journal directory, or a file of its own ``purge-archives/``
+    (elsewhere inside it, e.g. ``events/_delta_log/<next version>.json``, the archive took the name
+    of a journal file and the journal could no longer be opened)."""
+    path = Path(archive).expanduser().absolute()
+    if isinstance(journal.path, Path) and path.resolve().parent != (journal.path / ARCHIVE_DIR).resolve():
+        refuse_inside(
+            path,
+            journal.path,
+            hint=f"write --archive outside the journal directory, or leave it out: the default is {ARCHIVE_DIR}/ in it",
+        )
+    return path
+
+
 def default_archive(journal: Journal, purge_id: str) -> Path:
     if not isinstance(journal.path, Path):
         raise RetentionError(
@@ -298,6 +313,8 @@ def purge_before(
         raise RetentionError("--before needs a time zone", hint="e.g. --before 2026-05-01T00:00:00Z")
     before = before.astimezone(UTC)
     journal.refuse_writes("purge")
+    if archive is not None:
+        archive = check_archive_path(journal, archive)
     check_retention(journal, before, force=force, now=now)
     purge_id = new_id("purge")
     result = PurgeResult(purge_id, before)

@@ -152,6 +152,12 @@ def test_a_purge_killed_half_way_is_rolled_back_by_the_rerun(
     purges = read_table(fresh, "purges").to_pylist()
     assert sorted(r["stream_id"] for r in purges) == ["old", "skew", "span"]
     assert {r["purge_id"] for r in purges} == {result.purge_id}
+    removed = read_table(fresh, "purged_events").to_pylist()  # the ids of the rerun's events, once
+    assert sorted((r["purge_id"], r["stream_id"], r["version"]) for r in removed) == sorted(
+        [(result.purge_id, "old", v) for v in (1, 2, 3)]
+        + [(result.purge_id, "span", v) for v in (1, 2, 3)]
+        + [(result.purge_id, "skew", 1)]
+    )
     assert [r["archive_id"] for r in read_table(fresh, "archives").to_pylist()] == [result.purge_id]
     assert [p.name for p in (aged.path / "purge-archives").iterdir()] == [Path(result.archive_path or "").name]
     assert verify_journal(fresh).ok

@@ -8,9 +8,11 @@
    follows a younger one stays until what precedes it goes, so no stream gets a hole;
 3. writes the removed events to a Parquet archive (temp, fsync, rename) and its SHA-256;
 4. records, in the ``purges`` table of the journal itself, one row per stream: counts, time
-   range, archive path and hash, and the **chain anchor** — the hash of the last removed event,
-   which the first kept event's ``prev_hash`` must equal, so ``journal verify`` still checks
-   every event that remains;
+   range, archive path and hash, the first version kept, and the **chain anchor** — the hash of
+   the last removed event, which the first kept event's ``prev_hash`` must equal, so ``journal
+   verify`` still checks every event that remains; and in ``purged_events`` the id of every
+   removed event (no payload), so a cause naming one is not taken for a cause naming nothing
+   (``journal_integrity``, ``journal chain --orphans``; see :func:`read_removals`);
 5. replaces the touched partitions in one Delta commit.
 
 The record is written before the events are removed: a crash in between leaves a journal whose
@@ -44,6 +46,7 @@ from toolkit.journal.lock import write_lock
 from toolkit.journal.rewrite import (
     Partition,
     append_side_rows,
+    append_side_table,
     read_partitions,
     replace_partitions,
     rewrite_side_table,
@@ -203,6 +206,8 @@ def _remove(
         )
         result.anchors[sid] = last_version + 1
     append_side_rows(journal, "purges", rows)
+    ids = removed.select(["stream_id", "version", "event_id"])
+    append_side_table(journal, "purged_events", ids.add_column(0, "purge_id", pa.array([purge_id] * ids.num_rows)))
     if archive is not None:
         append_side_rows(
             journal,
@@ -287,7 +292,7 @@ def roll_back_unfinished(journal: Journal) -> list[str]:
             Path(path).unlink()  # a copy of events that are still in the journal
     if pending:
         ids = pa.array(sorted(pending), pa.string())
-        for name, column in (("archives", "archive_id"), ("purges", "purge_id")):
+        for name, column in (("purged_events", "purge_id"), ("archives", "archive_id"), ("purges", "purge_id")):
             t = read_table(journal, name)
             rewrite_side_table(journal, name, t.filter(pc.invert(pc.is_in(t.column(column), ids))), "roll back")
     if isinstance(journal.path, Path) and (journal.path / ARCHIVE_DIR).is_dir():
@@ -402,12 +407,64 @@ def purge_anchors(journal: Journal) -> dict[str, dict[int, str]]:
     return out
 
 
+@dataclass(frozen=True)
+class Removals:
+    """What the purges recorded about the events they removed, as the integrity rule and the
+    causation chain read it (:func:`read_removals`).
+
+    ``kept``: (stream_id, first_kept_version) of every purge record — a stream may start there
+    instead of at version 1. ``ids``: (event_id, purge_id) of every removed event of the purges
+    that recorded their ids (``purged_events``). ``unrecorded``: (stream_id, first_kept_version,
+    purge_id) per stream cut by a purge recorded before that, its lowest first kept version: an
+    unknown cause of an event of that stream at or after it is taken as removed by that purge
+    (the ids are not known; a cause that never existed is not told apart there).
+    """
+
+    kept: pl.DataFrame
+    ids: pl.DataFrame
+    unrecorded: pl.DataFrame
+
+    @property
+    def empty(self) -> bool:
+        return self.kept.height == 0
+
+    def removed_by(self, rows: pl.DataFrame, cause: str = "causation_id") -> pl.Series:
+        """Per row of ``rows`` (``stream_id``, ``version`` and the ``cause`` column, a cause not in
+        the journal): the purge that removed that cause, or null when no purge record says so."""
+        frame = rows.select(pl.col("stream_id"), pl.col("version"), pl.col(cause).alias("cause"))
+        by_id = frame.join(self.ids, left_on="cause", right_on="event_id", how="left", maintain_order="left")
+        by_stream = frame.join(self.unrecorded, on="stream_id", how="left", maintain_order="left")
+        unrecorded = pl.when(pl.col("version") >= pl.col("first_kept_version")).then(pl.col("purge_id"))
+        return pl.Series("purge_id", by_id.get_column("purge_id")).fill_null(by_stream.select(unrecorded).to_series())
+
+
+def read_removals(journal: Journal) -> Removals:
+    """The journal's purge records as :class:`Removals` (the ``purges`` and ``purged_events`` tables)."""
+    purges = pl.DataFrame(read_table(journal, "purges").select(["purge_id", "stream_id", "first_kept_version"]))
+    ids = pl.DataFrame(read_table(journal, "purged_events").select(["event_id", "purge_id"]))
+    recorded = ids.get_column("purge_id").unique().implode()
+    unrecorded = (
+        purges.filter(~pl.col("purge_id").is_in(recorded))
+        .sort("first_kept_version", "purge_id")
+        .group_by("stream_id", maintain_order=True)
+        .first()
+        .select("stream_id", "first_kept_version", "purge_id")
+    )
+    return Removals(
+        kept=purges.select("stream_id", "first_kept_version").unique().sort("stream_id", "first_kept_version"),
+        ids=ids.sort("purge_id").unique("event_id", keep="first", maintain_order=True),
+        unrecorded=unrecorded,
+    )
+
+
 __all__ = [
     "PurgeResult",
+    "Removals",
     "check_retention",
     "file_sha256",
     "purge_anchors",
     "purge_before",
+    "read_removals",
     "record_archive",
     "remove_stream_prefix",
     "roll_back_unfinished",

@@ -106,6 +106,23 @@ def append_side_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, An
     return len(rows)
 
 
+def append_side_table(journal: Journal, name: str, table: pa.Table) -> int:
+    """Append an Arrow table of the side table's columns but its time column (filled with now), while
+    the caller holds the write lock (one commit)."""
+    if table.num_rows == 0:
+        return 0
+    schema = SIDE_TABLES[name]
+    now = pa.array([dt.datetime.now(dt.UTC)] * table.num_rows, schema.field(0).type)
+    table = table.add_column(0, schema.field(0), now).select(schema.names).cast(schema)
+    write_deltalake(
+        str(journal.path / name),
+        table,
+        mode="append",
+        commit_properties=CommitProperties(custom_metadata={"toolkit.operation": f"append {name}"}),
+    )
+    return int(table.num_rows)
+
+
 def rewrite_side_table(journal: Journal, name: str, table: pa.Table, operation: str) -> None:
     """Replace a side table's rows (one commit) while the caller holds the write lock."""
     write_deltalake(

@@ -12,8 +12,9 @@ journal's write lock, and a view of the same name in every SQL session:
   ``regrades``: each rule a batch judged, with the streams it checked and found failing, and its
   selection (the filters, and the stream ids it checked unless it checked every stream).
 - ``purges``: what ``journal purge`` / ``archive --delete`` removed, with each stream's chain
-  anchor; ``redactions``: one row per redacted event; ``archives``: archive files the toolkit
-  wrote (``toolkit.journal.retention`` / ``redaction``).
+  anchor; ``purged_events``: the ids of the events each purge removed; ``redactions``: one row
+  per redacted event; ``archives``: archive files the toolkit wrote
+  (``toolkit.journal.retention`` / ``redaction``).
 
 Projections keep their read models in tables of their own schema, ``projection_<name>``
 (:func:`write_projection`); every such table on disk is a view of that name too, whether or not
@@ -155,6 +156,19 @@ SIDE_TABLES: Final[dict[str, pa.Schema]] = {
             pa.field("before", TIMESTAMP),
             pa.field("archive_path", pa.string()),
             pa.field("archive_sha256", pa.string()),
+        ]
+    ),
+    # one row per event a purge removed (written after its purges rows, from the version that added
+    # it on): the event ids only (pseudonymous, no payload), so a cause naming a removed event is
+    # told from one naming no event at all (journal_integrity, journal chain --orphans); a purge
+    # with no rows here was recorded before
+    "purged_events": pa.schema(
+        [
+            pa.field("purged_at", TIMESTAMP, nullable=False),
+            pa.field("purge_id", pa.string(), nullable=False),
+            pa.field("stream_id", pa.string(), nullable=False),
+            pa.field("version", pa.int64(), nullable=False),
+            pa.field("event_id", pa.string(), nullable=False),
         ]
     ),
     # issue 7: one row per redacted event; the payload digest stays, the text is the marker

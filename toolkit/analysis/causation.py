@@ -42,6 +42,7 @@ from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
 from toolkit.errors import EventNotFoundError
+from toolkit.journal.retention import read_removals
 from toolkit.journal.store import Journal
 
 Direction = Literal["up", "down", "both"]
@@ -73,6 +74,16 @@ NODE_COLUMNS: tuple[str, ...] = (
 AMBIGUOUS_SCHEMA = pl.Schema(
     {"event_id": pl.String(), "stream_id": pl.String(), "version": pl.Int64(), "event_type": pl.String(), "also_in": pl.List(pl.String())}
 )
+PURGED_SCHEMA = pl.Schema(
+    {
+        "event_id": pl.String(),
+        "stream_id": pl.String(),
+        "version": pl.Int64(),
+        "event_type": pl.String(),
+        "missing_cause": pl.String(),
+        "removed_by": pl.String(),
+    }
+)
 
 
 @dataclass
@@ -81,7 +92,8 @@ class Chain:
 
     ``nodes``: the events reached (``NODE_COLUMNS``), ``depth`` (negative: ancestors, 0: the
     focus, positive: descendants) and ``parent_id`` (the cause when it is in the chain).
-    ``orphans``: events of the chain whose cause is not in the journal. ``cycles``: each a list
+    ``orphans``: events of the chain whose cause is not in the journal (``purged``: those whose
+    cause a purge removed, with the purge, ``removed_by``: not orphans). ``cycles``: each a list
     of event ids that cause one another in a ring. ``truncated``: ``depth`` stopped the walk.
     ``ambiguous``: events of the chain whose event id other events carry too, and the streams
     of those (``also_in``); the chain has the copy its effect's stream, correlation and time
@@ -96,6 +108,7 @@ class Chain:
     truncated: bool = False
     journal_queries: int = 0
     ambiguous: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=AMBIGUOUS_SCHEMA))
+    purged: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PURGED_SCHEMA))
 
     def graph(self) -> dict[str, Any]:
         """Nodes (with explainer title and summary, without payloads) and edges as plain
@@ -119,6 +132,7 @@ class Chain:
             "nodes": nodes.drop("data", "metadata").to_dicts(),
             "edges": edges,
             "orphans": self.orphans.to_dicts(),
+            "purged": self.purged.to_dicts(),
             "cycles": self.cycles,
             "ambiguous": self.ambiguous.to_dicts(),
         }
@@ -323,7 +337,16 @@ def _walk(journal: Journal, loader: _Loader, event_id: str, direction: Direction
     orphans = nodes.filter(pl.col("causation_id").is_in(sorted(loader.absent))).select(
         "event_id", "stream_id", "version", "event_type", pl.col("causation_id").alias("missing_cause")
     )
-    return Chain(event_id, direction, nodes, orphans, cycles, truncated, loader.queries, _ambiguous(loader, nodes))
+    purged = pl.DataFrame(schema=PURGED_SCHEMA)
+    if orphans.height:  # a cause a purge removed is not an orphan
+        removals = read_removals(journal)
+        if not removals.empty:
+            marked = orphans.with_columns(removals.removed_by(orphans, "missing_cause").alias("removed_by"))
+            purged = marked.filter(pl.col("removed_by").is_not_null())
+            orphans = marked.filter(pl.col("removed_by").is_null()).drop("removed_by")
+    return Chain(
+        event_id, direction, nodes, orphans, cycles, truncated, loader.queries, _ambiguous(loader, nodes), purged
+    )
 
 
 def _rows(loader: _Loader, values: Sequence[Any], column: str = "position") -> list[dict[str, Any]]:
@@ -467,16 +490,33 @@ def _edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def find_orphans(journal: Journal) -> pl.DataFrame:
-    """Every event of the journal whose cause is not in it (one anti-join over two columns)."""
+def _missing_causes(journal: Journal) -> pl.DataFrame:
+    """Every event whose cause is not in the journal (one anti-join over two columns), with the
+    purge that removed that cause (``removed_by``; null: none did, as far as the purges record)."""
     events = scan_events(journal)
-    return (
+    missing = (
         events.filter(pl.col("causation_id").is_not_null())
         .select("stream_id", "version", "event_id", "event_type", "occurred_at", pl.col("causation_id").alias("missing_cause"))
         .join(events.select("event_id"), left_on="missing_cause", right_on="event_id", how="anti")
         .sort("occurred_at", "stream_id", "version")
         .collect()
     )
+    removals = read_removals(journal)
+    removed_by = pl.Series("removed_by", [None] * missing.height, dtype=pl.String)
+    if missing.height and not removals.empty:
+        removed_by = removals.removed_by(missing, "missing_cause").alias("removed_by")
+    return missing.with_columns(removed_by)
+
+
+def find_orphans(journal: Journal) -> pl.DataFrame:
+    """Every event of the journal whose cause is not in it, and was not removed by a purge
+    (retention, ``journal archive --delete``: :func:`find_purged_causes`)."""
+    return _missing_causes(journal).filter(pl.col("removed_by").is_null()).drop("removed_by")
+
+
+def find_purged_causes(journal: Journal) -> pl.DataFrame:
+    """Every event whose cause a purge removed, with that purge (``removed_by``): not orphans."""
+    return _missing_causes(journal).filter(pl.col("removed_by").is_not_null())
 
 
 __all__ = [
@@ -486,6 +526,7 @@ __all__ = [
     "cause_rank",
     "choose_cause",
     "find_orphans",
+    "find_purged_causes",
     "near_event_ids",
     "near_values",
     "walk_chain",

@@ -5,7 +5,8 @@ The SQL built-ins live in ``queries/invariants/`` (``budget``, ``latency``, ``ex
 more naturally as Polars: ``no_tool_failure_loop`` and ``confirmation_before_write``.
 
 ``REFERENCES`` holds, for each built-in, a plain Python loop over event rows (dicts in position
-order) yielding the same per-event verdicts ``(stream_id, version, holds, message)``. Tests check
+order) yielding the same per-event verdicts ``(stream_id, version, holds, message)``
+(``ref_journal_integrity`` also takes the journal's purge records, ``read_removals``). Tests check
 vectorised == Python on fixture journals, and ``bench/bench_regrade.py`` times them as the
 baseline.
 
@@ -25,6 +26,7 @@ from typing import Any, Final
 import polars as pl
 
 from toolkit.analysis.rules import decimal_param, polars_rule, python_rule
+from toolkit.journal.retention import Removals
 
 # clear affirmatives, and the negations that override them ("yes, but don't send it yet"), written
 # with a straight or a typographic apostrophe (phones and editors turn ' into ’)
@@ -253,8 +255,20 @@ def ref_tool_result_pairing(rows: Iterable[Mapping[str, Any]], p: dict[str, Any]
             yield sid, r["version"], ok, None if ok else "unpaired"
 
 
-def ref_journal_integrity(rows: Iterable[Mapping[str, Any]], p: dict[str, Any]) -> Iterator[Verdict]:
+def ref_journal_integrity(
+    rows: Iterable[Mapping[str, Any]], p: dict[str, Any], removals: Removals | None = None
+) -> Iterator[Verdict]:
+    """``removals``: what the journal's purges recorded (:func:`~toolkit.journal.retention.read_removals`;
+    None: no purge): a stream may start at a first kept version, and a cause a purge removed is no
+    unknown cause."""
     rows = list(rows)
+    starts: set[tuple[str, int]] = set()
+    removed_ids: set[str] = set()
+    unrecorded: dict[str, int] = {}
+    if removals is not None:
+        starts = {(s, v) for s, v in removals.kept.iter_rows()}
+        removed_ids = set(removals.ids.get_column("event_id").to_list())
+        unrecorded = {s: v for s, v, _ in removals.unrecorded.iter_rows()}
     uses: dict[str, int] = defaultdict(int)
     first_position: dict[str, int] = {}
     for r in rows:
@@ -265,11 +279,18 @@ def ref_journal_integrity(rows: Iterable[Mapping[str, Any]], p: dict[str, Any]) 
         s, v = r["stream_id"], r["version"]
         cause = r["causation_id"]
         cause_at = first_position.get(cause) if cause is not None else None
+        if s not in last and (s, v) in starts:
+            last[s] = v - 1  # the purges removed the versions before
+        gone = (
+            cause is not None
+            and cause_at is None
+            and (cause in removed_ids or (s in unrecorded and v >= unrecorded[s]))
+        )
         ok = (
             v == last.get(s, 0) + 1
             and uses[r["event_id"]] == 1
             and (cause is None or (cause_at is not None and cause_at < r["position"])
-                 or (cause_at is None and p["allow_unknown_causes"]))
+                 or (cause_at is None and (p["allow_unknown_causes"] or gone)))
         )
         last[s] = v
         yield s, v, ok, None if ok else "integrity"

@@ -45,6 +45,7 @@ from toolkit.analysis.rules import Rule, builtin_rules, decimal_param
 from toolkit.analysis.verdicts import EVIDENCE_VERSIONS, FAILURE_SCHEMA
 from toolkit.engines.dask_engine import stream_shards
 from toolkit.engines.polars_engine import scan_events
+from toolkit.journal.retention import Removals, read_removals
 from toolkit.journal.store import Journal
 
 # event columns each built-in reads (besides stream_id, version, position); "data" is read only on
@@ -105,6 +106,7 @@ class Frame:
     o: pl.DataFrame  # original order: the string columns, gathered only for the rows a message needs
     s: pl.DataFrame  # sorted: integer keys and numbers; ``orig`` points back into ``o``
     shared: dict[str, pl.DataFrame] = field(default_factory=dict)  # intermediate frames several rules use
+    removals: Removals | None = None  # what the purges removed (read for journal_integrity only)
     lock: threading.Lock = field(default_factory=threading.Lock)  # rules judged in threads build ``shared`` once
 
     @property
@@ -175,7 +177,8 @@ def load_frame(
     s = _group_streams(o.select(s_cols))
     # the numbers now live in ``s``: ``o`` keeps only what messages and exact checks read
     o = o.drop("sid", *(c for c in ("version", "cost_usd", "tokens_in", "tokens_out", "is_error") if c in o.columns))
-    return Frame(o, s.with_columns(first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True)))
+    removals = read_removals(journal) if "journal_integrity" in names else None
+    return Frame(o, s.with_columns(first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True)), removals=removals)
 
 
 def _cost_type(cost: pl.Series) -> pl.DataType:
@@ -485,11 +488,45 @@ def _journal_integrity(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     base = base.with_columns(cause_position=cause)
     if collided.len():
         base = _exact_causes(f, base, collided)
+    base = _purged(f, base)
     ok_cause = pl.col("h1c").is_null() | (pl.col("cause_position") < pl.col("position")).fill_null(
-        bool(p["allow_unknown_causes"])
+        pl.lit(bool(p["allow_unknown_causes"])) | pl.col("cause_removed")
     )
     holds = (pl.col("version") == pl.col("prev_version") + 1) & (pl.col("uses") == 1) & ok_cause
-    return base.select("srow", "prev_version", "uses", "cause_position", holds=holds)
+    return base.select("srow", "prev_version", "uses", "cause_position", "cause_removed", holds=holds)
+
+
+def _purged(f: Frame, base: pl.DataFrame) -> pl.DataFrame:
+    """What the purges recorded, on the few rows it can change: a stream's first event at a first
+    kept version of its purges follows the version before it, and a cause not in the journal that
+    a purge removed is ``cause_removed`` (both looked up by the strings; nothing when no purge)."""
+    removals = f.removals
+    if removals is None or removals.empty:
+        return base.with_columns(cause_removed=pl.lit(False))
+    s, o = f.s, f.o
+    starts = s.select(pl.arg_where(pl.col("first") & (pl.col("version") != 1))).to_series().cast(pl.UInt32)
+    if starts.len():
+        rows = pl.DataFrame(
+            {
+                "srow": starts,
+                "stream_id": o.get_column("stream_id").gather(s.get_column("orig").gather(starts)),
+                "version": s.get_column("version").gather(starts),
+            }
+        ).join(
+            removals.kept, left_on=["stream_id", "version"], right_on=["stream_id", "first_kept_version"], how="semi"
+        )
+        prev = base.get_column("prev_version").scatter(rows.get_column("srow"), rows.get_column("version") - 1)
+        base = base.with_columns(prev_version=prev)
+    removed = pl.repeat(False, base.height, dtype=pl.Boolean, eager=True)
+    unknown = base.filter(pl.col("h1c").is_not_null() & pl.col("cause_position").is_null()).select("srow", "orig", "version")
+    if unknown.height:
+        orig = unknown.get_column("orig")
+        rows = unknown.with_columns(
+            stream_id=o.get_column("stream_id").gather(orig), causation_id=o.get_column("causation_id").gather(orig)
+        )
+        hit = rows.get_column("srow").filter(removals.removed_by(rows).is_not_null())
+        removed = removed.scatter(hit, True)
+    return base.with_columns(cause_removed=removed)
 
 
 def _exact_causes(f: Frame, base: pl.DataFrame, collided: pl.Series) -> pl.DataFrame:
@@ -516,7 +553,8 @@ def _journal_integrity_message(p: dict[str, Any]) -> pl.Expr:
         pl.lit("event_id ") + pl.col("event_id") + pl.lit(" used ") + pl.col("uses").cast(pl.String) + pl.lit(" times")
     )
     if not allow:
-        msg = msg.when(pl.col("causation_id").is_not_null() & pl.col("cause_position").is_null()).then(
+        unknown = pl.col("causation_id").is_not_null() & pl.col("cause_position").is_null() & ~pl.col("cause_removed")
+        msg = msg.when(unknown).then(
             pl.lit("causation_id ") + pl.col("causation_id") + pl.lit(" names no event in the journal")
         )
     return msg.when(pl.col("cause_position") >= pl.col("position")).then(

@@ -10,7 +10,13 @@ from toolkit.cli.options import format_option, journal_option, open_journal
 @click.command("chain")
 @journal_option
 @click.argument("event_id", required=False)
-@click.option("--orphans", "list_orphans", is_flag=True, help="Instead: list every event whose cause is not in the journal (exit 3 if any).")
+@click.option(
+    "--orphans",
+    "list_orphans",
+    is_flag=True,
+    help="Instead: list every event whose cause is not in the journal (exit 3 if any); a cause a purge "
+    "removed is not an orphan (named on stderr with the purge).",
+)
 @click.option("--up", "direction", flag_value="up", help="Ancestors only: back to the root input.")
 @click.option("--down", "direction", flag_value="down", help="Descendants only: every effect.")
 @click.option("--both", "direction", flag_value="both", default=True, help="Ancestors and descendants (default).")
@@ -48,10 +54,14 @@ def command(
     if list_orphans:
         import sys
 
-        from toolkit.analysis.causation import find_orphans
+        from toolkit.analysis.causation import find_orphans, find_purged_causes
 
-        found = find_orphans(open_journal(journal_path))
+        journal = open_journal(journal_path)
+        found = find_orphans(journal)
         click.echo(f"orphans: {found.height} events whose cause is not in the journal", err=True)
+        purged = find_purged_causes(journal)
+        for purge_id, n in purged.group_by("removed_by").len().sort("removed_by").iter_rows():
+            click.echo(f"not orphans: {n} events whose cause was removed by purge {purge_id}", err=True)
         if found.height:
             write_table(found.to_arrow(), fmt, output, title="orphans")
             sys.exit(3)

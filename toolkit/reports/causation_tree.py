@@ -39,6 +39,7 @@ def render_chain(chain: Chain, *, max_summary: int = 100) -> list[str]:
     for kids in children.values():
         kids.sort(key=lambda e: (rows[e]["occurred_at"], rows[e]["position"]))
     orphaned = {r["event_id"]: r["missing_cause"] for r in chain.orphans.to_dicts()}
+    purged = {r["event_id"]: (r["missing_cause"], r["removed_by"]) for r in chain.purged.to_dicts()}
     in_cycle = {e for ring in chain.cycles for e in ring}
     also_in = dict(chain.ambiguous.select("event_id", "also_in").iter_rows())
     lines: list[str] = []
@@ -55,6 +56,8 @@ def render_chain(chain: Chain, *, max_summary: int = 100) -> list[str]:
         note_prefix = prefix + ("" if top else ("  " if last else "│ "))
         if eid in orphaned:
             lines.append(f"{note_prefix}⚠ orphan: its cause {orphaned[eid]} is not in the journal")
+        if eid in purged:
+            lines.append(f"{note_prefix}✂ its cause {purged[eid][0]} was removed by purge {purged[eid][1]}")
         if eid in in_cycle:
             lines.append(f"{note_prefix}↻ part of a causation cycle")
         if eid in also_in:

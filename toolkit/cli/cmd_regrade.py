@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 
@@ -15,24 +14,10 @@ from toolkit.cli.options import (
     param_option,
     parse_params,
 )
+from toolkit.cli.time_options import parse_time_option
 
 SHOWN = 20  # findings shown in the terminal table; all of them are in the findings table
 SEE_BATCH = "journal sql 'SELECT * FROM findings WHERE batch_id = $b' -p b="
-
-
-def parse_when(value: str | None, name: str) -> dt.datetime | None:
-    """An ISO time (UTC assumed for a bare date) for --since/--until."""
-    if value is None:
-        return None
-    from toolkit.errors import ToolkitError
-    from toolkit.journal.prepare import parse_time
-
-    text = value + "T00:00:00Z" if len(value) == 10 else value
-    try:
-        return parse_time(text, name, 0)
-    except ToolkitError as e:
-        raise click.BadParameter(f"{value!r} is not an ISO time with a zone (e.g. 2026-10-01 or 2026-10-01T12:00:00Z)",
-                                 param_hint=f"--{name}") from e
 
 
 def rules_option(f: click.decorators.FC) -> click.decorators.FC:
@@ -107,8 +92,11 @@ def command(
     if not rules:
         raise click.UsageError("name one or more rules, or 'all' (see journal regrade --list)")
     selection = Selection(
-        since=parse_when(since, "since"), until=parse_when(until, "until"), stream_types=stream_types,
-        agents=agents, streams=streams,
+        since=parse_time_option(since, "--since"),
+        until=parse_time_option(until, "--until"),
+        stream_types=stream_types,
+        agents=agents,
+        streams=streams,
     )
     journal = open_journal(journal_path)
     with progress_bar("re-grading" if engine == "local" else "re-grading on dask (shards)", len(rules)) as advance:

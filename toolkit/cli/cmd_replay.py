@@ -7,31 +7,9 @@ from typing import Any, TypeVar
 import click
 
 from toolkit.cli.options import format_option, journal_option, open_journal
+from toolkit.cli.time_options import TIME
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class TimeParam(click.ParamType):  # type: ignore[type-arg]
-    """An ISO 8601 time with an offset (or a date: midnight UTC)."""
-
-    name = "TIME"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.datetime:
-        if isinstance(value, dt.datetime):
-            return value
-        text = str(value).strip()
-        try:
-            if len(text) == 10:
-                return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
-            t = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-01T09:00:00Z)", param, ctx)
-        if t.tzinfo is None:
-            self.fail(f"{value!r} has no time zone; add Z or an offset (e.g. 2026-11-01T09:00:00Z)", param, ctx)
-        return t
-
-
-TIME = TimeParam()
 
 
 def plugins_option(f: F) -> F:

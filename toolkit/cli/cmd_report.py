@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from toolkit.cli.options import journal_option, open_journal, param_option, parse_params
+from toolkit.cli.time_options import parse_time_option
 
 
 @click.command("report")
@@ -66,10 +69,10 @@ def command(
         raise click.UsageError("give a report name (see journal report --list)")
     if not output and not charts_dir:
         raise click.UsageError("give -o FILE.html (and/or --charts DIR)")
-    values: dict[str, str] = parse_params(params)
+    values: dict[str, Any] = dict(parse_params(params))
     for key, value in (("since", since), ("until", until)):
         if value is not None:
-            values[key] = value
+            values[key] = parse_time_option(value, f"--{key}")
     report = build_report(open_journal(journal_path), name, values)
     if output:
         click.echo(str(write_html(report, output)))

@@ -43,7 +43,7 @@ def command(
     table, note = reprice_report(
         open_journal(journal_path),
         prices=list(prices) or None,
-        as_of=as_of,
+        as_of=parse_time_option(as_of, "--as-of"),
         since=parse_time_option(since, "--since"),
         until=parse_time_option(until, "--until"),
         unpriced=unpriced,

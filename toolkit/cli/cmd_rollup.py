@@ -103,6 +103,7 @@ def command(
     except QueryError as e:
         raise click.BadParameter(e.message + f" (one of {DIMENSION_NAMES})", param_hint="--by") from e
     since_at, until_at = parse_time_option(since, "--since"), parse_time_option(until, "--until")  # bad: usage error
+    as_of_at = parse_time_option(as_of, "--as-of")
     if cost == "recorded" and (prices or as_of):  # the recorded cost reads no price: they would be ignored
         raise click.BadParameter("--prices and --as-of reprice events: add --cost repriced", param_hint="--cost")
     if engine == "dask":
@@ -114,7 +115,7 @@ def command(
         with progress_bar("rolling up on dask (shards)", None) as advance:
             table = rollup_dask(
                 open_journal(journal_path), dims, since=since_at, until=until_at, cost=cost,  # type: ignore[arg-type]
-                prices=list(prices) or None, as_of=as_of, spec=cluster_spec(scheduler),
+                prices=list(prices) or None, as_of=as_of_at, spec=cluster_spec(scheduler),
                 progress=lambda _done, total: advance(1, total=total),
             )
         note = unpriced_note(table, cost)  # type: ignore[arg-type]
@@ -131,7 +132,7 @@ def command(
         until=until_at,
         cost=cost,  # type: ignore[arg-type]
         prices=list(prices) or None,
-        as_of=as_of,
+        as_of=as_of_at,
         limit=limit,
     )
     if note:

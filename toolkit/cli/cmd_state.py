@@ -6,8 +6,9 @@ import sys
 
 import click
 
-from toolkit.cli.cmd_replay import TIME, load, plugins_option
+from toolkit.cli.cmd_replay import load, plugins_option
 from toolkit.cli.options import format_option, journal_option, open_journal
+from toolkit.cli.time_options import TIME
 
 
 @click.command("state")

@@ -92,6 +92,13 @@ def main(argv: list[str] | None = None) -> Any:
         return cli.main(args=argv, prog_name="journal", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.UsageError as e:  # one line and a Hint like any error, but exit 2 (usage)
+        if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare `journal` (click >= 8.2): its help
+            e.show()
+            sys.exit(e.exit_code)
+        click.echo(f"error: {e.format_message()}", err=True)
+        click.echo(f"Hint: {getattr(e, 'hint', None) or usage_hint(e.ctx)}", err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
@@ -108,3 +115,11 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(1)
     except BrokenPipeError:
         sys.exit(0)
+
+
+def usage_hint(ctx: click.Context | None) -> str:
+    """The usage line of the command that was misused, on one line."""
+    if ctx is None:
+        return "see journal --help"
+    usage = " ".join(ctx.command.collect_usage_pieces(ctx))
+    return f"usage: {ctx.command_path} {usage}   (more: {ctx.command_path} --help)"

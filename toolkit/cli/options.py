@@ -15,6 +15,15 @@ ENV_JOURNAL = "AGENT_JOURNAL"
 DEMO_JOURNAL = Path("data") / "demo-journal"
 
 
+class OptionValueError(click.BadParameter):
+    """A malformed option value: a usage error (exit 2), shown by ``journal`` as one line naming the
+    option and the value, then a ``Hint:`` line."""
+
+    def __init__(self, option: str, value: str, reason: str, hint: str) -> None:
+        super().__init__(f"{value!r}: {reason}", param_hint=option)
+        self.hint = hint
+
+
 def default_journal() -> str:
     return os.environ.get(ENV_JOURNAL) or str(DEMO_JOURNAL)
 
@@ -64,7 +73,9 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="-p/--param")
+            raise OptionValueError(
+                "-p/--param", pair, "not NAME=VALUE", "give each parameter as -p NAME=VALUE, e.g. -p limit=10"
+            )
         out[name.strip()] = value
     return out
 

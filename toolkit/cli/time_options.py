@@ -1,4 +1,8 @@
-"""``--since/--until`` (ISO times, UTC; a bare date is midnight UTC) for the commands of issue 7."""
+"""Time options (``--since/--until``, ``--at``, ``--before``, ``--as-of``): ISO times, UTC.
+
+Every command parses them with :func:`parse_time_option` (directly, or through the ``TIME`` type),
+so a bad value fails the same way everywhere: a usage error naming the option and the value.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+
+from toolkit.cli.options import OptionValueError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,4 +36,25 @@ def parse_time_option(value: str | None, name: str) -> dt.datetime | None:
     try:
         return parse_time(text, name, 0)
     except EventValidationError as e:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time with an offset, e.g. 2026-11-01T00:00:00Z", param_hint=name) from e
+        no_zone = str(e.context.get("reason", "")).startswith("timestamp has no time zone")
+        raise OptionValueError(
+            name,
+            value,
+            "no time zone (add Z or an offset)" if no_zone else "not a date or an ISO 8601 time with an offset",
+            f"a date is midnight UTC, a time needs an offset (Z or +02:00): {name} 2026-11-01 or {name} 2026-11-01T09:00:00Z",
+        ) from e
+
+
+class TimeParam(click.ParamType):  # type: ignore[type-arg]
+    """``type=TIME``: the option's value parsed by :func:`parse_time_option`."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.datetime | None:
+        if isinstance(value, dt.datetime):
+            return value
+        option = max(param.opts, key=len) if param is not None and param.opts else "TIME"
+        return parse_time_option(str(value), option)
+
+
+TIME = TimeParam()

@@ -1,0 +1,71 @@
+"""A malformed option value fails the same way in every command: a usage error (exit 2), one line
+naming the option and the value, then a ``Hint:`` line, and no traceback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import REPO, run_cli
+
+FIXTURE = REPO / "tests" / "fixtures" / "demo-journal"
+STREAM = "run-7-0000000"
+
+# (argv after the command's -j, the option, the bad value)
+BAD_TIMES = [
+    (["replay", STREAM, "--since", "{v}"], "--since"),
+    (["replay", STREAM, "--at", "{v}"], "--at"),
+    (["state", STREAM, "--at", "{v}"], "--at"),
+    (["regrade", "all", "--dry-run", "--since", "{v}"], "--since"),
+    (["rollup", "--until", "{v}"], "--until"),
+    (["rollup", "--cost", "repriced", "--as-of", "{v}"], "--as-of"),
+    (["reprice", "--as-of", "{v}"], "--as-of"),
+    (["reprice", "--since", "{v}"], "--since"),
+    (["purge", "--before", "{v}"], "--before"),
+    (["correlation", "session-7-0000002", "--since", "{v}"], "--since"),
+    (["report", "overview", "-o", "{tmp}/o.html", "--since", "{v}"], "--since"),
+    (["export-compliance", "-o", "{tmp}/bundle", "--until", "{v}"], "--until"),
+]
+# a time without an offset, a date that does not exist, not a time at all
+TIME_VALUES = ["2026-11-01T09:00:00", "2026-13-01", "yesterday"]
+
+
+@pytest.fixture(scope="module")
+def journal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("opt") / "j"
+    shutil.copytree(FIXTURE, path)
+    return path
+
+
+def fail(capsys: pytest.CaptureFixture[str], journal: Path, tmp: Path, argv: list[str], value: str) -> list[str]:
+    """Run the command with ``value``; check the shape every bad option value must have; its two lines."""
+    args = [a.format(v=value, tmp=tmp) for a in argv]
+    code, out, err = run_cli(capsys, args[0], "-j", str(journal), *args[1:])
+    lines = err.splitlines()
+    assert (code, out) == (2, ""), (args, code, err)
+    assert "Traceback" not in err and len(lines) == 2, (args, err)
+    assert lines[0].startswith("error: ") and lines[1].startswith("Hint: "), (args, err)
+    return lines
+
+
+@pytest.mark.parametrize("value", TIME_VALUES)
+@pytest.mark.parametrize(("argv", "option"), BAD_TIMES, ids=lambda x: " ".join(x) if isinstance(x, list) else x)
+def test_a_bad_time_is_one_usage_error_naming_the_option_and_the_value(
+    capsys: pytest.CaptureFixture[str], journal_dir: Path, tmp_path: Path, argv: list[str], option: str, value: str
+) -> None:
+    first, hint = fail(capsys, journal_dir, tmp_path, argv, value)
+    assert option in first and repr(value) in first, first
+    assert f"{option} 2026-11-01T09:00:00Z" in hint, hint  # an example of the option, with an offset
+
+
+@pytest.mark.parametrize("value", TIME_VALUES)
+def test_every_command_gives_the_same_message_for_a_bad_time(
+    capsys: pytest.CaptureFixture[str], journal_dir: Path, tmp_path: Path, value: str
+) -> None:
+    """One parser: the message differs only by the option named."""
+    shapes = {
+        tuple(line.replace(option, "OPTION") for line in fail(capsys, journal_dir, tmp_path, argv, value))
+        for argv, option in BAD_TIMES
+    }
+    assert len(shapes) == 1, shapes

@@ -30,6 +30,13 @@ BAD_TIMES = [
 # a time without an offset, a date that does not exist, not a time at all
 TIME_VALUES = ["2026-11-01T09:00:00", "2026-13-01", "yesterday"]
 
+BAD_PARAMS = [
+    (["sql", "journal/streams", "-p", "{v}"], "limit"),
+    (["report", "run", "-o", "{tmp}/o.html", "-p", f"stream={STREAM}", "-p", "{v}"], "max_events"),
+    (["regrade", "budget", "--dry-run", "-p", "{v}"], "max_tokens"),
+    (["bisect", "budget", STREAM, "-p", "{v}"], "max_tokens"),
+]
+
 
 @pytest.fixture(scope="module")
 def journal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -69,3 +76,12 @@ def test_every_command_gives_the_same_message_for_a_bad_time(
         for argv, option in BAD_TIMES
     }
     assert len(shapes) == 1, shapes
+
+
+@pytest.mark.parametrize(("argv", "param"), BAD_PARAMS, ids=lambda x: x[0] if isinstance(x, list) else x)
+def test_a_bad_param_is_one_usage_error_whether_malformed_or_of_the_wrong_type(
+    capsys: pytest.CaptureFixture[str], journal_dir: Path, tmp_path: Path, argv: list[str], param: str
+) -> None:
+    for value in (param, f"{param}=lots", f"={param}"):  # no '=', a value its type refuses, no name
+        first, _hint = fail(capsys, journal_dir, tmp_path, argv, value)
+        assert "-p/--param" in first and repr(value) in first, first

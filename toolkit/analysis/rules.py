@@ -103,7 +103,9 @@ class Rule:
                         rule=self.name,
                     )
             except QueryError as e:
-                raise RuleDefinitionError(f"rule {self.name}: {e.message}", hint=e.hint, rule=self.name) from e
+                raise RuleDefinitionError(
+                    f"rule {self.name}: {e.message}", hint=e.hint, **{**e.context, "rule": self.name}
+                ) from e
         problem = self.check(out) if self.check is not None else None
         if problem:
             raise RuleDefinitionError(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from toolkit.cli.cmd_regrade import rules_option
-from toolkit.cli.options import journal_option, open_journal, param_option, parse_params
+from toolkit.cli.options import journal_option, open_journal, param_option, params_checked, parse_params
 
 if TYPE_CHECKING:
     from toolkit.analysis.regrade import GradedBatch
@@ -59,7 +59,8 @@ def command(
     journal = open_journal(journal_path)
     if batch_id is not None and not from_findings:
         raise click.UsageError("--batch goes with --from-findings")
-    p: dict[str, Any] = dict(parse_params(params))
+    given = parse_params(params)
+    p: dict[str, Any] = dict(given)
     if from_findings and stream is None and not global_:
         batch = _batch_from_findings(journal, rule, batch_id)
         if batch is None:
@@ -74,11 +75,12 @@ def command(
                 click.echo(f"with the batch's parameters: {shown}", err=True)
     if global_ == (stream is not None):
         raise click.UsageError("give a STREAM, --from-findings, or --global for a rule over the whole journal")
-    if global_:
-        result = bisect_global(journal, rule, params=p, rule_files=rule_files, force_linear=linear)
-    else:
-        assert stream is not None
-        result = bisect_stream(journal, rule, stream, params=p, rule_files=rule_files, force_linear=linear)
+    with params_checked(given):
+        if global_:
+            result = bisect_global(journal, rule, params=p, rule_files=rule_files, force_linear=linear)
+        else:
+            assert stream is not None
+            result = bisect_stream(journal, rule, stream, params=p, rule_files=rule_files, force_linear=linear)
     if fmt == "json":
         doc = {**result.summary(), "event": result.event, "explanation": result.explanation,
                "state_before": result.state_before, "state_after": result.state_after, "probes": result.probes}

@@ -12,6 +12,7 @@ from toolkit.cli.options import (
     journal_option,
     open_journal,
     param_option,
+    params_checked,
     parse_params,
 )
 from toolkit.cli.time_options import parse_time_option
@@ -98,15 +99,19 @@ def command(
         agents=agents,
         streams=streams,
     )
+    values = parse_params(params)
     journal = open_journal(journal_path)
-    with progress_bar("re-grading" if engine == "local" else "re-grading on dask (shards)", len(rules)) as advance:
+    with (
+        params_checked(values),
+        progress_bar("re-grading" if engine == "local" else "re-grading on dask (shards)", len(rules)) as advance,
+    ):
         runner = None
         if engine == "dask":
             from toolkit.analysis.distributed import dask_runner
 
             runner = dask_runner(cluster_spec(scheduler), progress=lambda _done, total: advance(1, total=total))
         result = regrade(
-            journal, rules, params=parse_params(params), rule_files=rule_files, selection=selection,
+            journal, rules, params=values, rule_files=rule_files, selection=selection,
             write=not dry_run, workers=workers, progress=lambda _name: advance(1), runner=runner,
         )
     summary = result.summary()

@@ -4,7 +4,7 @@ from typing import Any
 
 import click
 
-from toolkit.cli.options import journal_option, open_journal, param_option, parse_params
+from toolkit.cli.options import journal_option, open_journal, param_option, params_checked, parse_params
 from toolkit.cli.time_options import parse_time_option
 
 
@@ -69,11 +69,13 @@ def command(
         raise click.UsageError("give a report name (see journal report --list)")
     if not output and not charts_dir:
         raise click.UsageError("give -o FILE.html (and/or --charts DIR)")
-    values: dict[str, Any] = dict(parse_params(params))
+    given = parse_params(params)
+    values: dict[str, Any] = dict(given)
     for key, value in (("since", since), ("until", until)):
         if value is not None:
             values[key] = parse_time_option(value, f"--{key}")
-    report = build_report(open_journal(journal_path), name, values)
+    with params_checked(given):
+        report = build_report(open_journal(journal_path), name, values)
     if output:
         click.echo(str(write_html(report, output)))
     if charts_dir:

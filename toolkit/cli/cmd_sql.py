@@ -7,6 +7,7 @@ from toolkit.cli.options import (
     journal_option,
     open_journal,
     param_option,
+    params_checked,
     parse_params,
 )
 
@@ -49,5 +50,7 @@ def command(
         return
     if not query:
         raise click.UsageError("give SQL, a catalog query name or a .sql file (or --list)")
-    table = run_sql(open_journal(journal_path), query, parse_params(params))
+    values = parse_params(params)
+    with params_checked(values):
+        table = run_sql(open_journal(journal_path), query, values)
     write_table(table, fmt, output)

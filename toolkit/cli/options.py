@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,6 +79,22 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
             )
         out[name.strip()] = value
     return out
+
+
+@contextmanager
+def params_checked(params: Mapping[str, str]) -> Iterator[None]:
+    """A ``-p`` value its parameter's type refuses (found when the query, report or rule binds it) is
+    a usage error like a ``-p`` without ``=``: the library's error names the parameter and the value."""
+    from toolkit.errors import ToolkitError
+
+    try:
+        yield
+    except ToolkitError as e:
+        name, value = e.context.get("param"), e.context.get("value")
+        given = [k for k, v in params.items() if v == value and name in (k, k.rpartition(".")[2])]
+        if not given or not isinstance(value, str):
+            raise
+        raise OptionValueError("-p/--param", f"{given[0]}={value}", str(e.context.get("reason")), e.hint or "") from e
 
 
 def engine_options(f: Any) -> Any:

@@ -43,7 +43,14 @@ class Param:
         if t.endswith("[]") and isinstance(text, str | list | tuple):  # each item as its type: BIGINT[] of
             item = Param(self.name, self.type[:-2], None)  # "3,4" (or a batch's ["3", "4"]) is [3, 4]
             items = text.split(",") if isinstance(text, str) else text
-            return [item.convert(x.strip() if isinstance(x, str) else x) for x in items if not isinstance(x, str) or x.strip()]
+            try:
+                return [
+                    item.convert(x.strip() if isinstance(x, str) else x)
+                    for x in items
+                    if not isinstance(x, str) or x.strip()
+                ]
+            except QueryError as e:  # the value given is the whole list
+                raise QueryError(e.message, hint=e.hint, **{**e.context, "value": text}) from e
         if not isinstance(text, str):
             return text
         try:
@@ -70,17 +77,31 @@ class Param:
                     raise ValueError(text)
                 return text.lower() in {"true", "1", "yes"}
         except ToolkitError as e:  # parse_time's reason (no time zone, not a time) is the useful part
+            reason = e.context.get("reason", e.message)
             raise QueryError(
-                f"parameter {self.name}: {e.context.get('reason', e.message)}", hint=f"a {self.type} with a time zone, e.g. 2026-10-01T00:00:00Z"
+                f"parameter {self.name}: {reason}",
+                hint=f"a {self.type} with a time zone, e.g. 2026-10-01T00:00:00Z",
+                param=self.name,
+                value=text,
+                reason=reason,
             ) from e
         except (ValueError, InvalidOperation) as e:
-            finite = " finite" if "not finite" in str(e) else ""
+            reason = f"{text!r} is not a{' finite' if 'not finite' in str(e) else ''} {self.type}"
             raise QueryError(
-                f"parameter {self.name}: {text!r} is not a{finite} {self.type}",
+                f"parameter {self.name}: {reason}",
                 hint=f"pass -p {self.name}=<{self.type}>",
+                param=self.name,
+                value=text,
+                reason=reason,
             ) from e
         except Exception as e:  # parse_time raises EventValidationError
-            raise QueryError(f"parameter {self.name}: {e}", hint=f"pass -p {self.name}=<{self.type}>") from e
+            raise QueryError(
+                f"parameter {self.name}: {e}",
+                hint=f"pass -p {self.name}=<{self.type}>",
+                param=self.name,
+                value=text,
+                reason=str(e),
+            ) from e
         return text
 
 

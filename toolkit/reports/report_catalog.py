@@ -103,7 +103,7 @@ def bind_report_params(kind: ReportKind, values: Mapping[str, Any]) -> dict[str,
         try:
             out[p.name] = None if raw is None else p.convert(raw)
         except QueryError as e:
-            raise ReportError(f"report {kind.name}: {e.message}", hint=f"its parameters: {usage}") from e
+            raise ReportError(f"report {kind.name}: {e.message}", hint=f"its parameters: {usage}", **e.context) from e
     return out
 
 

@@ -52,8 +52,19 @@ _event = st.tuples(
     st.sampled_from(
         # user_message .. TickCompleted: for the runs state (custom leaves the status as it was;
         # TickCompleted is an assistant topic: the stream is folded in Python)
-        ["tool_called", "tool_called", "tool_result", "tool_result", "llm_response", "error",
-         "user_message", "plan_created", "llm_request", "custom", "TickCompleted"]
+        [
+            "tool_called",
+            "tool_called",
+            "tool_result",
+            "tool_result",
+            "llm_response",
+            "error",
+            "user_message",
+            "plan_created",
+            "llm_request",
+            "custom",
+            "TickCompleted",
+        ]
     ),
     st.sampled_from(["search", "search", "", None]),  # "" and None: the tool is "unknown"
     st.sampled_from([None, None, "x", "y"]),  # no id: paired by order within the tool
@@ -74,14 +85,17 @@ def _to_event(e: tuple[Any, ...]) -> dict[str, Any]:
         out.update(model="n" if failed else "m", tokens_in=3, tokens_out=2)
         if failed:
             out.update(tokens_cache_read=1, tokens_reasoning=1, cost_usd="0.25")
-    elif kind == "error":
-        out.update(error="boom", tool_name=tool)
+    elif kind == "error":  # with a call id it ends that call (a timeout, say)
+        out.update(error="boom", tool_name=tool, tool_call_id=call_id)
     return out
 
 
 _SEARCH = ("s1", "tool_called", "search", None, False, None, 0)
 _FOUND = ("s1", "tool_result", "search", None, False, None, 1)
 _FAILED = ("s1", "error", "search", None, False, None, 2)
+_CALL_X = ("s1", "tool_called", "search", "x", False, None, 0)
+_TIMEOUT_X = ("s1", "error", None, "x", False, None, 1)
+_RESULT_X = ("s1", "tool_result", "search", "x", False, 12.5, 2)
 _TICK = ("s1", "TickCompleted", None, None, False, None, 3)
 _ANSWER = ("s1", "llm_response", None, None, False, None, 4)
 _CUSTOM = ("s1", "custom", None, None, False, None, 5)
@@ -95,6 +109,8 @@ _CUSTOM = ("s1", "custom", None, None, False, None, 5)
 @example(events=[_FAILED, _FAILED, _SEARCH, _FAILED, _FAILED], cuts={2, 4})  # runs: trailing errors go on
 @example(events=[_SEARCH, _TICK, _SEARCH, _SEARCH], cuts={1, 2})  # runs: a stream becomes folded in Python
 @example(events=[_ANSWER, _CUSTOM], cuts={1})  # runs: the status stays "answered"
+@example(events=[_CALL_X, _TIMEOUT_X, _CALL_X, _RESULT_X], cuts={1, 2, 3})  # a timeout, a retry with its id
+@example(events=[_TIMEOUT_X, _RESULT_X, _CALL_X], cuts={1, 2})  # ends without a call, then the call
 def test_incremental_equals_rebuild_at_random_cuts(
     tmp_path_factory: pytest.TempPathFactory, events: list[Any], cuts: set[int]
 ) -> None:
@@ -156,6 +172,103 @@ def test_a_result_in_a_later_batch_completes_its_open_call(journal: Journal) -> 
     after = projection_files(journal, "tool_calls")
     assert {f.path for f in before}.isdisjoint({f.path for f in after})
     assert_equals_rebuild(journal, "tool_calls")
+
+
+# Hand-made journals named after the pattern they encode: one stream each, its events, and the
+# rows expected by (call_key, called_version): (result_version, outcome, latency_ms, error, tool_name).
+_Expected = dict[tuple[str, int | None], tuple[int | None, str, float | None, str | None, str]]
+_TIMEOUT = "timeout after 30000 ms"
+
+
+def timeout_then_retry() -> tuple[list[dict[str, Any]], _Expected]:
+    """A call times out (an error event naming its id) and is retried with a new id; another times
+    out and its retry reuses the id. An error naming no call id (a rate limit) ends no call."""
+    events = [
+        ev("tool_called", tool_name="search", tool_call_id="c1", occurred_at=at(1, 10, 0)),
+        ev("error", tool_name="search", tool_call_id="c1", error=_TIMEOUT, occurred_at=at(1, 10, 1)),
+        ev("tool_called", tool_name="search", tool_call_id="c2", occurred_at=at(1, 10, 2)),
+        ev("tool_result", tool_name="search", tool_call_id="c2", duration_ms=900.0, occurred_at=at(1, 10, 3)),
+        ev("tool_called", tool_name="fetch", tool_call_id="f1", occurred_at=at(1, 10, 4)),
+        ev("error", tool_call_id="f1", error=_TIMEOUT, occurred_at=at(1, 10, 6)),  # names no tool
+        ev("tool_called", tool_name="fetch", tool_call_id="f1", occurred_at=at(1, 10, 7)),
+        ev("error", error="429 Too Many Requests", occurred_at=at(1, 10, 8)),
+        ev("tool_result", tool_name="fetch", tool_call_id="f1", duration_ms=400.0, occurred_at=at(1, 10, 9)),
+    ]
+    return events, {
+        ("c1", 1): (2, "error", 60_000.0, _TIMEOUT, "search"),
+        ("c2", 3): (4, "ok", 900.0, None, "search"),
+        ("f1", 5): (6, "error", 120_000.0, _TIMEOUT, "fetch"),
+        ("f1", 7): (9, "ok", 400.0, None, "fetch"),
+    }
+
+
+def result_naming_an_unknown_call() -> tuple[list[dict[str, Any]], _Expected]:
+    """A result and an error naming ids no call has: rows without a call; the call stays open."""
+    events = [
+        ev("tool_called", tool_name="search", tool_call_id="s1", occurred_at=at(1, 10, 0)),
+        ev("tool_result", tool_name="search", tool_call_id="s9", duration_ms=5.0, occurred_at=at(1, 10, 1)),
+        ev("error", tool_name="search", tool_call_id="s8", error=_TIMEOUT, occurred_at=at(1, 10, 2)),
+    ]
+    return events, {
+        ("s1", 1): (None, "pending", None, None, "search"),
+        ("s9", None): (2, "ok", 5.0, None, "search"),
+        ("s8", None): (3, "error", None, _TIMEOUT, "search"),
+    }
+
+
+def two_calls_in_flight_of_one_tool() -> tuple[list[dict[str, Any]], _Expected]:
+    """Two calls of one tool in flight: the later finishes first, the earlier times out; a call of
+    the tool without id is never ended by a result or error naming another call."""
+    events = [
+        ev("tool_called", tool_name="search", tool_call_id="a", occurred_at=at(1, 10, 0)),
+        ev("tool_called", tool_name="search", tool_call_id="b", occurred_at=at(1, 10, 1)),
+        ev("tool_called", tool_name="search", occurred_at=at(1, 10, 2)),
+        ev("tool_result", tool_name="search", tool_call_id="b", duration_ms=20.0, occurred_at=at(1, 10, 3)),
+        ev("error", tool_name="search", tool_call_id="a", error=_TIMEOUT, occurred_at=at(1, 10, 5)),
+    ]
+    return events, {
+        ("a", 1): (5, "error", 300_000.0, _TIMEOUT, "search"),
+        ("b", 2): (4, "ok", 20.0, None, "search"),
+        ("search#1", 3): (None, "pending", None, None, "search"),
+    }
+
+
+def _tool_call_rows(journal: Journal, stream: str) -> _Expected:
+    table = read_projection(journal, "tool_calls")
+    assert table is not None
+    return {
+        (r["call_key"], r["called_version"]): (
+            r["result_version"],
+            r["outcome"],
+            r["latency_ms"],
+            r["error"],
+            r["tool_name"],
+        )
+        for r in table.to_pylist()
+        if r["stream_id"] == stream
+    }
+
+
+@pytest.mark.parametrize(
+    "pattern", [timeout_then_retry, result_naming_an_unknown_call, two_calls_in_flight_of_one_tool]
+)
+def test_tool_calls_pair_each_call_with_the_event_naming_it(journal: Journal, pattern: Any) -> None:
+    """Built at once (the SQL) and caught up one event at a time (Polars), the rows are the same."""
+    stream = pattern.__name__
+    events, expected = pattern()
+    journal.append(stream, events)
+    catch_up(journal, "tool_calls")
+    assert _tool_call_rows(journal, stream) == expected
+    caught_up = Journal.create(journal.path.parent / "one_at_a_time")
+    try:
+        for e in events:
+            caught_up.append(stream, [e])
+            r = catch_up(caught_up, "tool_calls")
+        assert not r.rebuilt and r.from_position == len(events) - 1
+        assert _tool_call_rows(caught_up, stream) == expected
+        assert_equals_rebuild(caught_up, "tool_calls")
+    finally:
+        caught_up.close()
 
 
 def test_new_streams_only_append_a_file(journal: Journal) -> None:

@@ -417,7 +417,9 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 # ---------------------------------------------------------------------------- built-ins
 
 _PAIR = pa.struct([pa.field("name", pa.string()), pa.field("n", pa.int64())])
-_COUNTS = pa.struct([pa.field(n, pa.string() if n == "name" else pa.int64()) for n in ("name", "called", "results", "failed")])
+_COUNTS = pa.struct(
+    [pa.field(n, pa.string() if n == "name" else pa.int64()) for n in ("name", "called", "results", "failed")]
+)
 
 RUNS_SCHEMA: Final = pa.schema(
     [
@@ -515,21 +517,24 @@ def tool_calls_incremental(journal: Journal, new: NewEvents) -> pa.Table:
     """Rows of ``tool_calls`` for the streams that got events, from the new events and the old rows.
 
     The same pairing as ``queries/replay/tool_calls_by_call.sql``: the k-th call with an id pairs
-    with the k-th result with that id; without ids, the k-th call of a tool with its k-th result.
-    A pair once complete never changes, so only the old rows still open (a call without result,
-    a result without call) are taken apart and paired again with the new events, after the
-    complete pairs of their key (their count is where k goes on).
+    with the k-th event ending a call with that id (a result, or an error event naming the id);
+    without ids, the k-th call of a tool with its k-th result. A pair once complete never changes,
+    so only the old rows still open (a call without result, a result or error without call) are
+    taken apart and paired again with the new events, after the complete pairs of their key
+    (their count is where k goes on).
     """
     frame = pl.from_arrow(new.events.select(["stream_id", "version", *_TOOL_EVENT_COLUMNS]))
     assert isinstance(frame, pl.DataFrame)
-    fresh = frame.filter(pl.col("event_type").is_in(["tool_called", "tool_result"])).select(
+    kind = pl.col("event_type")
+    ends_call = (kind == "error") & pl.col("tool_call_id").is_not_null()  # a timeout, say
+    fresh = frame.filter(kind.is_in(["tool_called", "tool_result"]) | ends_call).select(
         "stream_id",
         "version",
-        (pl.col("event_type") == "tool_called").alias("is_call"),
+        (kind == "tool_called").alias("is_call"),
         "occurred_at",
         _tool_name(pl.col("tool_name")).alias("tool"),
         "tool_call_id",
-        "is_error",
+        (pl.col("is_error") | (kind == "error")).alias("is_error"),
         "error",
         "duration_ms",
     )
@@ -637,6 +642,6 @@ TOOL_CALLS: Final = register_projection(
         incremental_columns=_TOOL_EVENT_COLUMNS,
         key=("stream_id", "called_version", "result_version"),
         salt=get_query("replay/tool_calls_by_call").sql,
-        description="Each tool call paired with its result: latency and outcome (ok, error, pending).",
+        description="Each tool call paired with its result (or an error event naming it): latency and outcome.",
     )
 )

@@ -29,13 +29,14 @@ def _():
         timeline_points,
         version_at_text,
     )
-    from toolkit.errors import ReplayError
+    from toolkit.errors import ReplayError, VersionNotFoundError
     from toolkit.reports import charts
     from toolkit.reports.report_catalog import notebook_journal
 
     return (
         RUN_STATUSES,
         ReplayError,
+        VersionNotFoundError,
         charts,
         day_range,
         explore_step,
@@ -118,7 +119,20 @@ def _(journal, mo, picked, run_failures, run_timeline, timeline_points):
 
 
 @app.cell
-def _(NONE, ReplayError, at_time, failures, first_version, journal, jump, last_version, mo, stream_id, version_at_text):
+def _(
+    NONE,
+    ReplayError,
+    VersionNotFoundError,
+    at_time,
+    failures,
+    first_version,
+    journal,
+    jump,
+    last_version,
+    mo,
+    stream_id,
+    version_at_text,
+):
     jumps = {f"{r['rule']} (v{r['first_failing_version']})": r["first_failing_version"] for r in failures.to_pylist()}
     start = first_version if jump.value == NONE else max(first_version, int(jumps[jump.value]))
     _said = None
@@ -126,7 +140,7 @@ def _(NONE, ReplayError, at_time, failures, first_version, journal, jump, last_v
         try:  # the version journal state --at resolves the time to (its last event by then)
             _found, _said = version_at_text(journal, stream_id, at_time.value)
             start = max(first_version, _found)
-        except ReplayError as _e:
+        except (ReplayError, VersionNotFoundError) as _e:  # not a time; a time in purged versions
             _said = f"{_e.message} ({_e.hint})"
     # debounce: a drag across a long run sends the version it ends on, not every version it passes
     version = mo.ui.slider(

@@ -676,3 +676,29 @@ def test_the_run_explorer_and_story_start_at_the_first_version_a_purge_kept(jour
     assert story.versions == (4, 6), story.versions
     with pytest.raises(VersionPurgedError):
         explore_step(journal, "r", 2)
+
+
+def test_the_explorer_resolves_a_time_in_purged_versions_as_journal_state_at(journal: Journal) -> None:
+    """version_at_text (the run explorer's time box) used locate only: a time inside versions a purge
+    removed gave version 0 and 'the initial state' (the slider then showed the first kept version),
+    and a time between two kept events before a removed one a kept version, where journal state --at
+    (state_at) refuses both naming the purge; it now says the same."""
+    from toolkit.analysis.run_explorer import version_at_text
+
+    old = dt.datetime(2025, 1, 10, tzinfo=dt.UTC)
+    llm = {"event_type": "llm_response", "model": "m", "data": {}}
+    journal.append(
+        "r", [{**llm, "tokens_in": v, "occurred_at": old + dt.timedelta(days=20 * v - 20)} for v in range(1, 7)]
+    )
+    purge = purge_before(journal, dt.datetime(2025, 3, 1, tzinfo=dt.UTC), now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    inside = old + dt.timedelta(days=30)  # between versions 2 and 3, both removed
+    with pytest.raises(VersionPurgedError) as by_state:
+        state_at(journal, "r", at=inside)
+    with pytest.raises(VersionPurgedError) as by_text:
+        version_at_text(journal, "r", inside.isoformat())
+    assert by_text.value.message == by_state.value.message and purge.purge_id in by_text.value.message
+    before = old - dt.timedelta(days=1)  # before the stream's first event ever: the initial state
+    assert version_at_text(journal, "r", before.isoformat()) == (0, fold_to(journal, "r", at=before).note)
+    later = old + dt.timedelta(days=75)  # after version 4, the first kept one
+    assert version_at_text(journal, "r", later.isoformat()) == (4, fold_to(journal, "r", at=later).note)
+    assert "versions 1..3 were purged" in str(fold_to(journal, "r", at=later).note)

@@ -208,6 +208,20 @@ def locate(journal: Journal, stream_id: str, *, version: int | None = None, at: 
     return _locate(events, stream_id, version, at)
 
 
+def locate_at(journal: Journal, stream_id: str, at: dt.datetime) -> Located:
+    """The version ``state_at(at=at)`` folds to, with its note, without folding: after a purge of the
+    stream's first versions, a time inside them is the same ``VersionPurgedError`` and a later time
+    the same note (``locate`` looks at the events left only)."""
+    events = stream_events(journal, stream_id)
+    where = _locate(events, stream_id, None, at)
+    first = events[0].version if events else 1
+    if first > 1:
+        purged = _check_purged(journal, stream_id, where, 0, first, at)
+        note = "; ".join(n for n in dict.fromkeys((purged, where.note)) if n) or None
+        where = Located(where.version, where.last_version, note)
+    return where
+
+
 def _locate(events: Sequence[Event], stream_id: str, version: int | None, at: dt.datetime | None) -> Located:
     last = events[-1].version if events else 0
     if version is not None and at is not None:

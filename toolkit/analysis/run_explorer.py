@@ -39,7 +39,7 @@ from toolkit.analysis.replay import (
     diff_values,
     fold_states,
     fold_to,
-    locate,
+    locate_at,
     replay,
     state_at,
     stream_events,
@@ -291,7 +291,8 @@ def version_at_text(journal: Journal, stream_id: str, text: str) -> tuple[int, s
     last version whose events all occurred by then; 0: before the first), with what to say.
 
     A bare date is midnight UTC and a time without an offset is UTC (the explorer asks for UTC);
-    text that is not a time is a ``ReplayError`` with an example.
+    text that is not a time is a ``ReplayError`` with an example, and a time inside versions a purge
+    removed the ``VersionPurgedError`` of ``journal state --at``.
     """
     raw = text.strip()
     try:
@@ -302,7 +303,7 @@ def version_at_text(journal: Journal, stream_id: str, text: str) -> tuple[int, s
         ) from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=dt.UTC)
-    found = locate(journal, stream_id, at=at)
+    found = locate_at(journal, stream_id, at)  # a time in versions a purge removed: VersionPurgedError
     return found.version, found.note
 
 

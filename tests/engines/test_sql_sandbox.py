@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -243,3 +244,26 @@ def test_a_session_spills_at_most_half_the_free_disk_space(loop_journal: Journal
     assert "/8.0 MiB used)" in str(caught.value) and "Hint: a session spills at most half" in str(caught.value)
     assert s.user_query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 13}]
     s.close()
+
+
+def test_a_session_opens_without_spilling_when_no_spill_directory_can_be_made(
+    loop_journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session made its spill directory when it opened: with the temporary directory unusable
+    (full, or not a directory) every session failed with a raw OSError, also for a query that never
+    spills (before, DuckDB made it only when it first spilled). It now opens without spilling, and
+    a query that would need to spill says why it could not, with a Hint."""
+    not_a_dir = tmp_path / "tmp-is-a-file"
+    not_a_dir.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_dir))  # what TMPDIR pointing at a file gives
+    s = connect(loop_journal, memory_limit_bytes=64 << 20, threads=1)
+    try:
+        assert s.spill_dir is None
+        assert s.user_query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 13}]
+        sql = "SELECT count(*) AS n FROM (SELECT md5(CAST(range AS VARCHAR)) AS m FROM range(4000000) ORDER BY m)"
+        with pytest.raises(QueryError) as caught:
+            s.user_query(sql)
+        assert f"cannot spill to disk: no spill directory could be made in {not_a_dir}" in str(caught.value)
+        assert "Hint: set TMPDIR to a directory with free space" in str(caught.value)
+    finally:
+        s.close()

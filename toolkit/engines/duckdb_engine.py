@@ -81,10 +81,17 @@ def _events_select(present: Sequence[str]) -> str:
 class Session:
     """A DuckDB connection confined to one journal."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, journal: Journal, spill_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        journal: Journal,
+        spill_dir: str | None = None,
+        spill_problem: str | None = None,
+    ) -> None:
         self.con = con
         self.journal = journal
         self.spill_dir = spill_dir  # removed on close, or when the session is collected or Python exits
+        self.spill_problem = spill_problem  # why there is no spill directory (the session does not spill)
         self._remove_spill = weakref.finalize(self, shutil.rmtree, spill_dir, True) if spill_dir else None
         self._reads: set[str] = set()  # SELECT texts found to only read (loops run the same text)
 
@@ -156,6 +163,13 @@ class Session:
                     + str(e).splitlines()[0],
                     hint="a session spills at most half the disk's free space: select fewer rows or columns, "
                     "or free disk space",
+                ) from e
+            if self.spill_problem is not None and isinstance(e, duckdb.OutOfMemoryException):
+                raise QueryError(
+                    f"query failed: it needs more memory than this session has and cannot spill to disk: "
+                    f"{self.spill_problem}: " + str(e).splitlines()[0],
+                    hint="set TMPDIR to a directory with free space (the session spills there), or select fewer "
+                    "rows or columns",
                 ) from e
             raise QueryError(f"query failed: {e}", hint="check the SQL and its parameters (-p name=value)") from e
 
@@ -267,10 +281,13 @@ def connect(
     for the Python side: a re-grade of 100M events peaked at 22 GB of 24), and a Dask worker
     passes half its own limit. The spill directory (``Session.spill_dir``, in the system's temporary
     directory) is private to this user and removed with the session; ``spill_limit_bytes`` bounds
-    what it holds, by default half the free space of its disk (:func:`default_spill_limit`).
+    what it holds, by default half the free space of its disk (:func:`default_spill_limit`). When
+    none can be made there (the disk full, ``TMPDIR`` unusable) the session opens without spilling
+    (``Session.spill_problem`` says why; a query that would spill fails saying so).
     """
     con = duckdb.connect(":memory:")
     spill_dir: str | None = None
+    spill_problem: str | None = None
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET parquet_metadata_cache = true")
@@ -281,10 +298,15 @@ def connect(
             con.execute("SET memory_limit = $m", {"m": f"{max(memory_limit_bytes >> 20, 64)}MiB"})
         # spilled rows are the journal's (payloads): made here private to this user (0700), as
         # DuckDB would make it readable by all (0755, its files 0644) outside the journal's folder
-        spill_dir = tempfile.mkdtemp(prefix="journal-duckdb-")
-        con.execute("SET temp_directory = $d", {"d": spill_dir})
-        spill_limit_bytes = spill_limit_bytes or default_spill_limit(spill_dir)
-        con.execute("SET max_temp_directory_size = $m", {"m": f"{max(spill_limit_bytes >> 20, 1)}MiB"})
+        try:
+            spill_dir = tempfile.mkdtemp(prefix="journal-duckdb-")
+        except OSError as e:  # a full or unusable temporary directory: the session reads, but does not spill
+            spill_problem = f"no spill directory could be made in {tempfile.gettempdir()} ({e.strerror or e})"
+            con.execute("SET temp_directory = ''")
+        if spill_dir is not None:
+            con.execute("SET temp_directory = $d", {"d": spill_dir})
+            spill_limit_bytes = spill_limit_bytes or default_spill_limit(spill_dir)
+            con.execute("SET max_temp_directory_size = $m", {"m": f"{max(spill_limit_bytes >> 20, 1)}MiB"})
         if journal.remote:
             con.register_filesystem(filesystem())
         files = [
@@ -314,7 +336,7 @@ def connect(
         if isinstance(e, duckdb.Error):
             raise QueryError(f"cannot open a SQL session on {journal.path}: {e}") from e
         raise
-    return Session(con, journal, spill_dir)
+    return Session(con, journal, spill_dir, spill_problem)
 
 
 def default_memory_limit() -> int | None:

@@ -257,6 +257,17 @@ def test_export_and_verify_export(demo: Path, tmp_path: Path, capsys: pytest.Cap
     assert code == 1 and "exactly one" in err
 
 
+def test_verify_export_of_a_folder_without_manifest_is_one_line_and_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "not-a-bundle").mkdir()
+    code, out, err = run(capsys, "verify-export", str(tmp_path / "not-a-bundle"))
+    lines = err.splitlines()
+    assert code == 1 and out == "" and len(lines) == 2 and "Errno" not in err
+    assert lines[0] == f"error: {tmp_path / 'not-a-bundle'}: not a compliance bundle: it has no manifest.json"
+    assert lines[1].startswith("Hint: a bundle folder holds manifest.json") and "journal export-compliance" in lines[1]
+
+
 def test_verify_export_names_derived_content_edited_with_its_digest(
     demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -97,6 +97,13 @@ class ExportCheck:
 
 def load_manifest(bundle: Path, key: bytes | None) -> dict[str, Any]:
     path = bundle / MANIFEST
+    if not path.is_file():
+        raise BundleError(
+            f"{bundle}: not a compliance bundle: it has no {MANIFEST}",
+            hint=f"a bundle folder holds {MANIFEST}, report.html and {', '.join(TABLES)} as .parquet, .csv and .json; "
+            "write one with: journal export-compliance (--correlation ID | --subject ID | --stream ID) -o DIR",
+            path=str(bundle),
+        )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:

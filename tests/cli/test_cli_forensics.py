@@ -257,6 +257,19 @@ def test_export_and_verify_export(demo: Path, tmp_path: Path, capsys: pytest.Cap
     assert code == 1 and "exactly one" in err
 
 
+def test_export_compliance_names_a_stream_the_journal_lacks(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "export-compliance", "--stream", "run-7-000005", "-o", str(tmp_path / "typo"))
+    assert code == 0 and json.loads(out)["events"] == 0 and "empty and still verifiable" in err
+    assert "warning: --stream run-7-000005: no stream 'run-7-000005'" in err and "(did you mean run-7-00000" in err
+    code, out, err = run(
+        capsys, "export-compliance", "--stream", "run-7-0000005", "--stream", "nope", "-o", str(tmp_path / "one")
+    )
+    assert code == 0 and json.loads(out)["events"] > 0 and "warning: --stream nope: no stream 'nope'" in err
+    assert "run-7-0000005:" not in err  # the stream it has is not named
+
+
 def test_verify_export_of_a_folder_without_manifest_is_one_line_and_a_hint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

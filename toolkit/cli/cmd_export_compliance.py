@@ -49,9 +49,15 @@ def command(
         since=parse_time_option(since, "--since"),
         until=parse_time_option(until, "--until"),
     )
-    result = export_compliance(
-        open_journal(journal_path), selection, output, key=read_key(key_file=key_file, key_env=key_env)
-    )
+    journal = open_journal(journal_path)
+    result = export_compliance(journal, selection, output, key=read_key(key_file=key_file, key_env=key_env))
+    if stream_ids:  # a --stream naming no stream (a typo) selects nothing of it: name it and close ids
+        from toolkit.analysis.replay import unknown_stream
+
+        heads = journal.heads()
+        for missing in [s for s in dict.fromkeys(stream_ids) if s not in heads]:
+            error = unknown_stream(journal, missing)
+            click.echo(f"warning: --stream {missing}: {error.message} ({error.hint})", err=True)
     if result.empty:
         click.echo("export-compliance: no events matched; the bundle is empty and still verifiable", err=True)
     else:

@@ -229,6 +229,19 @@ def test_purge_refuses_recent_events(demo: Path, capsys: pytest.CaptureFixture[s
     assert code == 0, err
 
 
+def test_purge_with_nothing_to_remove_writes_and_prints_no_record(
+    demo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from toolkit.journal.side_tables import read_table
+
+    before = Journal.open(demo)
+    version, purges = before.delta_version, read_table(before, "purges").num_rows
+    code, out, err = run(capsys, "purge", "--before", "2000-01-01", "--force")
+    assert code == 0 and out == "" and "purge: nothing to purge: no events before 2000-01-01" in err
+    after = Journal.open(demo)
+    assert after.delta_version == version and read_table(after, "purges").num_rows == purges
+
+
 def test_archive_and_redact(demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "archive", "run-7-0000001", "-o", str(tmp_path / "a.parquet"), "--delete")
     assert code == 0 and json.loads(out)["deleted"] > 0

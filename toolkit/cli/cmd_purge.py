@@ -19,7 +19,7 @@ def command(journal_path: str, before: str, archive: str | None, force: bool) ->
     Refuses events younger than retention_min_days (journal.toml, default 183) unless --force.
     The removed events go to a Parquet archive first; the journal records what went (counts,
     time range, archive SHA-256) with a chain anchor per stream, so journal verify still checks
-    every event that remains. Prints the purge record as JSON.
+    every event that remains. Prints the purge record as JSON (nothing when nothing is older).
 
     \b
     Example:
@@ -32,6 +32,7 @@ def command(journal_path: str, before: str, archive: str | None, force: bool) ->
     result = purge_before(
         open_journal(journal_path), when, force=force, archive=archive, progress=lambda m: click.echo(m, err=True)
     )
-    if result.events == 0:
-        click.echo(f"purge: no events before {when.isoformat()}; nothing removed", err=True)
+    if result.events == 0:  # nothing was written: no purge record to print
+        click.echo(f"purge: nothing to purge: no events before {when.isoformat()}", err=True)
+        return
     click.echo(json.dumps(result.summary()))

@@ -1,5 +1,5 @@
 -- summary: Events, LLM and tool calls, errors, tokens (in/out/cache/reasoning) and cost grouped by any of model, tool, stream, stream_type, day, week, correlation, agent — one pass, no per-run figures (see rollups/usage for runs, cost-per-run percentiles and cost per successful run).
--- params: by VARCHAR[] = model, since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL
+-- params: by VARCHAR[] IN (model, tool, stream, stream_type, day, week, correlation, agent) = model, since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL
 -- returns: model VARCHAR, tool VARCHAR, stream_id VARCHAR, stream_type VARCHAR, day DATE, week DATE, correlation_id VARCHAR, agent VARCHAR, events BIGINT, llm_calls BIGINT, tool_calls BIGINT, errors BIGINT, error_rate DOUBLE, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(38,9), unpriced_events BIGINT
 -- A dimension not in $by is NULL (the caller drops it). cost_usd is on the session's basis (view cost_events).
 SELECT

@@ -1,5 +1,5 @@
 -- summary: Runs, events, LLM and tool calls, errors, tokens (in/out/cache/reasoning), cost, cost-per-run percentiles and cost per successful run, grouped by any of model, tool, stream, stream_type, day, week, correlation, agent.
--- params: by VARCHAR[] = model, since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL
+-- params: by VARCHAR[] IN (model, tool, stream, stream_type, day, week, correlation, agent) = model, since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL
 -- returns: model VARCHAR, tool VARCHAR, stream_id VARCHAR, stream_type VARCHAR, day DATE, week DATE, correlation_id VARCHAR, agent VARCHAR, runs BIGINT, events BIGINT, llm_calls BIGINT, tool_calls BIGINT, errors BIGINT, error_rate DOUBLE, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(38,9), unpriced_events BIGINT, cost_per_run_p50 DECIMAL(38,9), cost_per_run_p90 DECIMAL(38,9), cost_per_run_p99 DECIMAL(38,9), runs_with_outcome BIGINT, successful_runs BIGINT, cost_per_successful_run DECIMAL(38,9)
 -- A dimension not in $by is NULL (the caller drops it). A run is a stream; "cost per run" is
 -- the cost a run spent inside the group. cost_usd is on the session's basis (view cost_events).

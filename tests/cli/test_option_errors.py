@@ -85,3 +85,17 @@ def test_a_bad_param_is_one_usage_error_whether_malformed_or_of_the_wrong_type(
     for value in (param, f"{param}=lots", f"={param}"):  # no '=', a value its type refuses, no name
         first, _hint = fail(capsys, journal_dir, tmp_path, argv, value)
         assert "-p/--param" in first and repr(value) in first, first
+
+
+@pytest.mark.parametrize("query", ["rollups/usage", "rollups/totals"])
+def test_sql_refuses_a_dimension_as_rollup_by_does(
+    capsys: pytest.CaptureFixture[str], journal_dir: Path, tmp_path: Path, query: str
+) -> None:
+    from toolkit.analysis.rollup import DIMENSIONS
+
+    first, hint = fail(capsys, journal_dir, tmp_path, ["sql", query, "-p", "{v}"], "by=model,nope")
+    assert "-p/--param" in first and "'by=model,nope'" in first and "'nope' is not one of" in first, first
+    assert all(d in hint for d in DIMENSIONS) and "-p by=model,tool" in hint, hint
+    fail(capsys, journal_dir, tmp_path, ["rollup", "--by", "{v}"], "nope")  # the same refusal (exit 2)
+    code, out, _ = run_cli(capsys, "sql", "-j", str(journal_dir), query, "-p", "by=model,day", "--format", "csv")
+    assert code == 0 and out.startswith("model,") and len(out.splitlines()) > 1

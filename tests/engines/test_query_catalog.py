@@ -138,3 +138,16 @@ def test_binding_refuses_unknown_and_missing_parameters() -> None:
 def test_unknown_query_name_is_not_found() -> None:
     with pytest.raises(QueryNotFoundError):
         get_query("journal/no_such_query")
+
+
+def test_a_parameter_with_choices_refuses_another_value() -> None:
+    from toolkit.analysis.rollup import DIMENSIONS
+
+    for name in ("rollups/usage", "rollups/totals"):  # the header lists what rollup --by takes
+        (by,) = [p for p in get_query(name).params if p.name == "by"]
+        assert by.choices == tuple(DIMENSIONS)
+    q = parse_query("x/y", "-- summary: s\n-- params: by VARCHAR[] IN (a, b) = a\n-- returns: n BIGINT\nSELECT 1 AS n")
+    assert q.bind({}) == {"by": ["a"]} and q.bind({"by": "b,a"}) == {"by": ["b", "a"]}
+    with pytest.raises(QueryError, match="'c' is not one of a, b") as e:
+        q.bind({"by": "a,c"})
+    assert e.value.context["value"] == "a,c"

@@ -79,7 +79,12 @@ def catalog_table(area: str | None = None) -> pa.Table:
         {
             "name": q.name,
             "summary": q.summary,
-            "params": ", ".join(f"{p.name} {p.type}" + (f" = {p.default}" if p.default is not None else "") for p in q.params),
+            "params": ", ".join(
+                f"{p.name} {p.type}"
+                + (f" IN ({', '.join(p.choices)})" if p.choices else "")
+                + (f" = {p.default}" if p.default is not None else "")
+                for p in q.params
+            ),
             "returns": q.returns,
         }
         for q in queries

@@ -8,6 +8,8 @@ Each file starts with a header::
 
 Parameters are DuckDB ``$name`` placeholders; values from the command line (text) are
 converted to the declared type here and always bound, never formatted into the SQL.
+``by VARCHAR[] IN (model, day) = model`` declares the only values a parameter (or each item of a
+list) may take; another is refused here, as the SQL would silently ignore it.
 
 >>> q = parse_query("x/y", "-- summary: s\\n-- params: n BIGINT = 3\\n-- returns: n BIGINT\\nSELECT $n AS n")
 >>> (q.name, [p.name for p in q.params], q.bind({}))
@@ -29,7 +31,9 @@ from toolkit.errors import QueryError, QueryNotFoundError, ToolkitError
 from toolkit.journal.prepare import parse_time
 
 _HEADER = re.compile(r"^--\s*(summary|params|returns):\s*(.*)$")
-_PARAM = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+([A-Z][A-Z0-9_(), \[\]]*?)\s*(?:=\s*(.*?))?\s*$")
+_PARAM = re.compile(
+    r"^\s*([a-z_][a-z0-9_]*)\s+([A-Z][A-Z0-9_(), \[\]]*?)(?:\s+IN\s*\(([^)]*)\))?\s*(?:=\s*(.*?))?\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,12 @@ class Param:
     name: str
     type: str
     default: str | None
+    choices: tuple[str, ...] = ()  # header ``IN (a, b)``: the only values (of each item of a list)
 
     def convert(self, text: Any) -> Any:
         t = self.type.upper()
         if t.endswith("[]") and isinstance(text, str | list | tuple):  # each item as its type: BIGINT[] of
-            item = Param(self.name, self.type[:-2], None)  # "3,4" (or a batch's ["3", "4"]) is [3, 4]
+            item = Param(self.name, self.type[:-2], None, self.choices)  # "3,4" (or ["3", "4"]) is [3, 4]
             items = text.split(",") if isinstance(text, str) else text
             try:
                 return [
@@ -50,9 +55,19 @@ class Param:
                     if not isinstance(x, str) or x.strip()
                 ]
             except QueryError as e:  # the value given is the whole list
-                raise QueryError(e.message, hint=e.hint, **{**e.context, "value": text}) from e
+                several = f"; several: -p {self.name}={','.join(self.choices[:2])}" if self.choices else ""
+                raise QueryError(e.message, hint=f"{e.hint}{several}", **{**e.context, "value": text}) from e
         if not isinstance(text, str):
             return text
+        if self.choices and text not in self.choices:
+            reason = f"{text!r} is not one of {', '.join(self.choices)}"
+            raise QueryError(
+                f"parameter {self.name}: {reason}",
+                hint=f"pass -p {self.name}=<one of {'|'.join(self.choices)}>",
+                param=self.name,
+                value=text,
+                reason=reason,
+            )
         try:
             if t.startswith("TIMESTAMP"):
                 if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
@@ -153,7 +168,8 @@ def parse_query(name: str, text: str, path: str | None = None) -> Query:
             m = _PARAM.match(part)
             if not m:
                 raise QueryError(f"{path or name}: cannot read parameter {part!r} in the header")
-            params.append(Param(m.group(1), m.group(2).strip(), m.group(3)))
+            choices = tuple(c.strip() for c in (m.group(3) or "").split(",") if c.strip())
+            params.append(Param(m.group(1), m.group(2).strip(), m.group(4), choices))
     return Query(name, header["summary"], tuple(params), header.get("returns", ""), text, path)
 
 

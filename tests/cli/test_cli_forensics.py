@@ -43,6 +43,18 @@ def test_chain_tree_json_and_unknown_id(demo: Path, capsys: pytest.CaptureFixtur
     assert code == 1 and "no event" in err and "Hint: did you mean" in err and FAILED_TOOL in err
 
 
+def test_chain_refuses_two_directions_as_a_usage_error(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, up, _ = run(capsys, "chain", FAILED_TOOL, "--up", "--format", "csv")
+    _, both, _ = run(capsys, "chain", FAILED_TOOL, "--format", "csv")
+    assert len(up.splitlines()) < len(both.splitlines())  # the default is both ways
+    for flags in (["--up", "--down"], ["--down", "--both"]):
+        code, out, err = run(capsys, "chain", FAILED_TOOL, *flags)
+        lines = err.splitlines()
+        assert (code, out, len(lines)) == (2, "", 2), err
+        assert lines[0] == f"error: {', '.join(flags)} exclude each other: give one direction (default --both)"
+        assert lines[1].startswith("Hint: usage: journal chain")
+
+
 def test_chain_names_a_cause_id_another_stream_carries_too(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     j = Journal.open(demo)
     cause = next(r["causation_id"] for r in j.read_all(["event_id", "causation_id"]).to_pylist() if r["event_id"] == FAILED_TOOL)

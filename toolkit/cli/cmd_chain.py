@@ -17,16 +17,18 @@ from toolkit.cli.options import format_option, journal_option, open_journal
     help="Instead: list every event whose cause is not in the journal (exit 3 if any); a cause a purge "
     "removed is not an orphan (named on stderr with the purge).",
 )
-@click.option("--up", "direction", flag_value="up", help="Ancestors only: back to the root input.")
-@click.option("--down", "direction", flag_value="down", help="Descendants only: every effect.")
-@click.option("--both", "direction", flag_value="both", default=True, help="Ancestors and descendants (default).")
+@click.option("--up", is_flag=True, help="Ancestors only: back to the root input.")
+@click.option("--down", is_flag=True, help="Descendants only: every effect.")
+@click.option("--both", is_flag=True, help="Ancestors and descendants (default).")
 @click.option("--depth", type=click.IntRange(0), default=None, help="Follow at most N causation links each way.")
 @format_option
 def command(
     journal_path: str,
     event_id: str | None,
     list_orphans: bool,
-    direction: str,
+    up: bool,
+    down: bool,
+    both: bool,
     depth: int | None,
     fmt: str,
     output: str | None,
@@ -68,6 +70,10 @@ def command(
         return
     if event_id is None:
         raise click.UsageError("give an EVENT_ID (or --orphans)")
+    given = [name for name, on in (("--up", up), ("--down", down), ("--both", both)) if on]
+    if len(given) > 1:  # one direction: the last flag used to win silently
+        raise click.UsageError(f"{', '.join(given)} exclude each other: give one direction (default --both)")
+    direction = given[0][2:] if given else "both"
     chain = walk_chain(open_journal(journal_path), event_id, direction=direction, depth=depth)  # type: ignore[arg-type]
     if fmt == "json":
         emit_text(json.dumps(chain.graph(), ensure_ascii=False, default=str, indent=1) + "\n", output)

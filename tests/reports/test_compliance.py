@@ -225,7 +225,7 @@ def test_bad_selections_and_targets(demo: Journal, tmp_path: Path) -> None:
     (tmp_path / "full" / "f").write_text("x")
     with pytest.raises(BundleError, match="not an empty directory"):
         export_compliance(demo, Selection(correlation_id=SESSION), tmp_path / "full")
-    with pytest.raises(BundleError, match="not a compliance bundle: it has no manifest.json"):
+    with pytest.raises(BundleError, match=r"not a compliance bundle: it has no manifest\.json"):
         verify_bundle(tmp_path / "full")
     (tmp_path / "full" / "manifest.json").write_text("{}")
     with pytest.raises(BundleError, match="not a compliance bundle"):

@@ -31,9 +31,7 @@ from toolkit.errors import QueryError, QueryNotFoundError, ToolkitError
 from toolkit.journal.prepare import parse_time
 
 _HEADER = re.compile(r"^--\s*(summary|params|returns):\s*(.*)$")
-_PARAM = re.compile(
-    r"^\s*([a-z_][a-z0-9_]*)\s+([A-Z][A-Z0-9_(), \[\]]*?)(?:\s+IN\s*\(([^)]*)\))?\s*(?:=\s*(.*?))?\s*$"
-)
+_PARAM = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+([A-Z][A-Z0-9_(), \[\]]*?)(?:\s+IN\s*\(([^)]*)\))?\s*(?:=\s*(.*?))?\s*$")
 
 
 @dataclass(frozen=True)

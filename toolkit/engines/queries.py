@@ -59,13 +59,7 @@ class Param:
             return text
         if self.choices and text not in self.choices:
             reason = f"{text!r} is not one of {', '.join(self.choices)}"
-            raise QueryError(
-                f"parameter {self.name}: {reason}",
-                hint=f"pass -p {self.name}=<one of {'|'.join(self.choices)}>",
-                param=self.name,
-                value=text,
-                reason=reason,
-            )
+            raise self._refused(text, reason, f"pass -p {self.name}=<one of {'|'.join(self.choices)}>")
         try:
             if t.startswith("TIMESTAMP"):
                 if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
@@ -91,31 +85,18 @@ class Param:
                 return text.lower() in {"true", "1", "yes"}
         except ToolkitError as e:  # parse_time's reason (no time zone, not a time) is the useful part
             reason = e.context.get("reason", e.message)
-            raise QueryError(
-                f"parameter {self.name}: {reason}",
-                hint=f"a {self.type} with a time zone, e.g. 2026-10-01T00:00:00Z",
-                param=self.name,
-                value=text,
-                reason=reason,
-            ) from e
+            raise self._refused(text, reason, f"a {self.type} with a time zone, e.g. 2026-10-01T00:00:00Z") from e
         except (ValueError, InvalidOperation) as e:
             reason = f"{text!r} is not a{' finite' if 'not finite' in str(e) else ''} {self.type}"
-            raise QueryError(
-                f"parameter {self.name}: {reason}",
-                hint=f"pass -p {self.name}=<{self.type}>",
-                param=self.name,
-                value=text,
-                reason=reason,
-            ) from e
+            raise self._refused(text, reason, f"pass -p {self.name}=<{self.type}>") from e
         except Exception as e:  # parse_time raises EventValidationError
-            raise QueryError(
-                f"parameter {self.name}: {e}",
-                hint=f"pass -p {self.name}=<{self.type}>",
-                param=self.name,
-                value=text,
-                reason=str(e),
-            ) from e
+            raise self._refused(text, str(e), f"pass -p {self.name}=<{self.type}>") from e
         return text
+
+    def _refused(self, text: str, reason: str, hint: str) -> QueryError:
+        """The error of a value this parameter refuses (its context names the parameter, the value
+        and the reason: the CLI shows it as a -p usage error)."""
+        return QueryError(f"parameter {self.name}: {reason}", hint=hint, param=self.name, value=text, reason=reason)
 
 
 @dataclass(frozen=True)

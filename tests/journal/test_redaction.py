@@ -437,6 +437,59 @@ def test_a_redaction_between_a_regrades_read_and_its_write_reaches_its_findings(
     assert (said if via == "cli" else f"{result.findings_redacted} findings") == "2 findings"
 
 
+def test_a_regrade_after_a_redaction_writes_the_marker_for_its_streams_and_reads_without_the_lock(
+    people: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The findings of a redacted stream carry its marker whenever the re-grade ran (as journal
+    redact leaves those it finds; no note: nothing came meanwhile), and the rules read while another
+    writer holds the lock: regrade takes it only to write (it took it before reading, so a long
+    import made a re-grade wait, or fail on the lock's timeout, before judging anything)."""
+    import threading
+    import time
+
+    import toolkit.analysis.regrade as regrading
+    from toolkit.journal.lock import write_lock
+
+    rule = tmp_path / "unanswered.sql"
+    rule.write_text(QUOTING_RULE, encoding="utf-8")
+    redaction = redact_subject(Journal.open(people.path), "alice")
+    marker = json.dumps({"redacted": redaction.redaction_id}, separators=(",", ":"))
+    judged_at: list[float] = []
+    real = regrading._findings_table
+
+    def noting(*args: Any, **kwargs: Any) -> Any:
+        judged_at.append(time.monotonic())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(regrading, "_findings_table", noting)
+    held, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with write_lock(people.path, 30):
+            held.set()
+            release.wait(30)
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    held.wait(10)
+    released_at = [0.0]
+
+    def release_later() -> None:
+        time.sleep(1.5)
+        released_at[0] = time.monotonic()
+        release.set()
+
+    threading.Thread(target=release_later).start()
+    result = regrading.regrade(Journal.open(people.path), ["unanswered"], rule_files=[str(rule)])
+    writer.join()
+    assert judged_at and judged_at[0] < released_at[0]  # judged while the other writer held the lock
+    rows = {r["stream_id"]: r for r in read_table(Journal.open(people.path), "findings").to_pylist()}
+    assert rows["alice-1"]["message"] == rows["alice-2"]["message"] == marker
+    assert rows["bob-1"]["message"].startswith("unanswered: ")
+    assert result.findings_redacted == 0  # no redaction came during the run: no note
+    assert PII not in _bytes_on_disk(people.path)
+
+
 def test_a_redaction_after_a_killed_purge_reaches_the_archive_the_purge_left(people: Journal) -> None:
     """A purge killed after writing its archive and before recording it left a copy of the
     subject's events in purge-archives/ that no record names: the redaction first rolls the

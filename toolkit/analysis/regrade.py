@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from toolkit.analysis.rules import Rule, RuleSet
 from toolkit.analysis.verdicts import (
@@ -41,7 +42,7 @@ from toolkit.engines import duckdb_engine
 from toolkit.engines.polars_engine import uuid5_texts
 from toolkit.errors import RuleDefinitionError, ToolkitError
 from toolkit.journal.lock import write_lock
-from toolkit.journal.redaction import redacted_since, redaction_ids, scrub_findings
+from toolkit.journal.redaction import redacted_streams, redaction_ids, scrub_findings
 from toolkit.journal.side_tables import SIDE_TABLES, append_rows, append_table, read_table
 from toolkit.journal.store import Journal
 
@@ -58,7 +59,7 @@ class RegradeResult:
     streams_checked: int
     rules: list[dict[str, Any]] = field(default_factory=list)  # per rule: name, fingerprint, streams failing, errors
     written: int = 0
-    findings_redacted: int = 0  # findings whose text a redaction committed during the run replaced by its marker
+    findings_redacted: int = 0  # findings given the marker of a redaction that came during the run
 
     @property
     def failing(self) -> bool:
@@ -146,9 +147,12 @@ def regrade(
     ``runner(journal, rules, bound, selection, ids)`` computes every rule's (failures, error)
     elsewhere — ``toolkit.analysis.distributed.dask_runner`` on a Dask cluster. Everything is
     judged at the journal's Delta version when the call starts (``Journal.pinned``): an append
-    committed meanwhile is in no rule's verdicts and no selection. A redaction committed meanwhile
-    reaches the findings written: the text of those of its streams is its marker
-    (``findings_redacted``), as for the findings it found. A pinned journal cannot write findings.
+    committed meanwhile is in no rule's verdicts and no selection. The write lock is taken only to
+    write the findings; under it, the findings of every redacted stream get the marker of its
+    latest redaction, as ``journal redact`` leaves the findings it finds, so a redaction committed
+    (or half-way) while the rules read quoted payloads never reaches the table
+    (``findings_redacted`` counts those of redactions that came during the run). A pinned journal
+    cannot write findings.
     """
     selection = selection or Selection()
     rule_set = RuleSet.load(rule_files)
@@ -162,15 +166,9 @@ def regrade(
     per_rule = split_params(rules, params or {})
     bound = {r.name: r.bind(per_rule[r.name]) for r in rules}
     if write:
-        # findings may quote payloads: the redactions committed after the version judged are taken
-        # to the findings when they are written. A redaction holds the write lock throughout, so
-        # under it none is half-way and the version pinned holds every redaction recorded.
         journal.refuse_writes("write findings")
-        with write_lock(journal.path, journal.config.lock_timeout_s):
-            snapshot = journal.pinned()  # every read below (and every Dask task) sees this one version
-            seen = redaction_ids(journal)
-    else:
-        snapshot = journal.pinned()
+        seen = redaction_ids(journal)  # for the note only: which redactions came during the run
+    snapshot = journal.pinned()  # every read below (and every Dask task) sees this one version
     session = duckdb_engine.connect(snapshot)
     try:
         ids = selected_stream_ids(session, selection)
@@ -205,9 +203,13 @@ def regrade(
     if not write:
         return result
     with write_lock(journal.path, journal.config.lock_timeout_s, nested=True):
-        # a redaction committed since the version judged scrubbed the findings there were; these quote
-        # the payloads it replaced, so their text becomes its marker too (the verdicts stay)
-        table, result.findings_redacted = scrub_findings(table, redacted_since(journal, seen))
+        # findings may quote payloads, and a redaction may have committed (or been half-way) while
+        # the rules read: under the lock, the findings of every redacted stream get the marker of
+        # its latest redaction, as journal redact leaves the findings it finds (the verdicts stay)
+        markers, by = redacted_streams(journal)
+        table, _ = scrub_findings(table, markers)
+        meanwhile = pa.array(sorted(s for s in markers if by[s] not in seen), pa.string())  # for the note
+        result.findings_redacted = int(pc.sum(pc.is_in(table.column("stream_id"), meanwhile)).as_py() or 0)
         result.findings = table
         graded_at = dt.datetime.now(dt.UTC)
         stamps = pa.array([graded_at] * table.num_rows, FINDINGS_SCHEMA.field("graded_at").type)

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -289,44 +290,47 @@ def scrub_findings(findings: pa.Table, markers: Mapping[str, str]) -> tuple[pa.T
     >>> n, t.column("message").to_pylist(), json.loads(t.column("evidence")[1].as_py())["error"]
     (1, ['wrote x', '{"redacted":"r1"}'], '{"redacted":"r1"}')
     """
-    if not markers:  # no redaction: every regrade's findings pass here
+    if not markers or findings.num_rows == 0:  # no redaction: every regrade's findings pass here
         return findings, 0
-    mine = pc.fill_null(pc.is_in(findings.column("stream_id"), pa.array(sorted(markers), pa.string())), False)
-    streams = findings.column("stream_id").to_pylist()
-    messages, evidence = findings.column("message").to_pylist(), findings.column("evidence").to_pylist()
+    stream_ids = findings.column("stream_id").combine_chunks()
+    mine = pc.fill_null(pc.is_in(stream_ids, pa.array(sorted(markers), pa.string())), False)
+    rows = pc.indices_nonzero(mine)
+    if len(rows) == 0:
+        return findings, 0
+    # only the rows of redacted streams become Python values (a re-grade writes 10^5-10^6 findings)
+    streams = pc.take(stream_ids, rows).to_pylist()
+    messages = pc.take(findings.column("message"), rows).to_pylist()
+    evidence = pc.take(findings.column("evidence"), rows).to_pylist()
     changed = 0
-    for i in pc.indices_nonzero(mine).to_pylist():
-        before, marker = (messages[i], evidence[i]), markers[streams[i]]
-        if messages[i] is not None and not _is_marker(messages[i]):
-            messages[i] = marker
-        doc = json.loads(evidence[i])
+    for k, stream in enumerate(streams):
+        before, marker = (messages[k], evidence[k]), markers[stream]
+        if messages[k] is not None and not _is_marker(messages[k]):
+            messages[k] = marker
+        doc = json.loads(evidence[k])
         if isinstance(doc, dict) and doc.get("error") is not None and not _is_marker(doc["error"]):
-            evidence[i] = json.dumps({**doc, "error": marker}, sort_keys=True)
-        changed += int((messages[i], evidence[i]) != before)
+            evidence[k] = json.dumps({**doc, "error": marker}, sort_keys=True)
+        changed += int((messages[k], evidence[k]) != before)
     if changed:
         for name, values in (("message", messages), ("evidence", evidence)):
             i = findings.schema.get_field_index(name)
-            findings = findings.set_column(i, findings.schema.field(i), pa.array(values, pa.string()))
+            column = pc.replace_with_mask(findings.column(name).combine_chunks(), mine, pa.array(values, pa.string()))
+            findings = findings.set_column(i, findings.schema.field(i), column)
     return findings, changed
 
 
 def redaction_ids(journal: Journal) -> set[str]:
     """The ids of the redactions recorded in the journal."""
-    return set(read_table(journal, "redactions").column("redaction_id").to_pylist())
+    return set(pc.unique(read_table(journal, "redactions").column("redaction_id")).to_pylist())
 
 
-def redacted_since(journal: Journal, known: set[str]) -> dict[str, str]:
-    """stream → marker of the redactions recorded in the journal other than ``known``: what a
-    reader that saw the journal when ``known`` were all its redactions has not seen redacted."""
-    t = read_table(journal, "redactions")
-    rows = zip(
-        t.column("redacted_at").to_pylist(),
-        t.column("stream_id").to_pylist(),
-        t.column("marker").to_pylist(),
-        t.column("redaction_id").to_pylist(),
-        strict=True,
-    )
-    return {s: m for _, s, m, r in sorted(rows) if r not in known}  # several: the latest one's marker
+def redacted_streams(journal: Journal) -> tuple[dict[str, str], dict[str, str]]:
+    """stream → marker of the latest redaction of each redacted stream, and stream → that
+    redaction's id (one row per stream, not per redacted event)."""
+    t = pl.DataFrame(read_table(journal, "redactions").select(["redacted_at", "stream_id", "marker", "redaction_id"]))
+    latest = t.sort("redacted_at").group_by("stream_id").last()
+    streams = latest.get_column("stream_id").to_list()
+    markers = dict(zip(streams, latest.get_column("marker").to_list(), strict=True))
+    return markers, dict(zip(streams, latest.get_column("redaction_id").to_list(), strict=True))
 
 
 def _redact_quarantine(journal: Journal, subject_id: str, marker: str, *, redact: bool, erase: bool) -> int:
@@ -439,7 +443,7 @@ __all__ = [
     "RedactionResult",
     "marker_for",
     "redact_subject",
-    "redacted_since",
+    "redacted_streams",
     "redaction_ids",
     "redaction_records",
     "scrub_findings",

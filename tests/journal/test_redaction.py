@@ -691,3 +691,39 @@ def test_a_second_redaction_leaves_the_archives_the_first_one_redacted(people: J
     second = redact_subject(Journal.open(people.path), "alice")
     assert (second.events, second.archives_rewritten) == (1, [])
     assert {p: file_sha256(p) for p in files} == digests
+
+
+def test_a_rule_error_quoting_a_payload_a_redaction_replaced_during_the_regrade_is_not_written(
+    people: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule that raises names no stream (its finding's stream_id is null), yet its error may
+    quote a payload read before a redaction that committed while the rules read: that finding
+    gets the redaction's marker too (its kind and rule stay); with no redaction meanwhile a rule
+    error keeps its text."""
+    import toolkit.analysis.regrade as regrading
+
+    rule = tmp_path / "numeric.sql"
+    rule.write_text(
+        "-- summary: Every payload is a number (it is not: the error quotes one).\n"
+        "-- returns: stream_id VARCHAR, version BIGINT, holds BOOLEAN, message VARCHAR\n"
+        "SELECT stream_id, version, CAST(data AS INTEGER) > 0 AS holds, 'x' AS message FROM events\n"
+        "WHERE subject_id = 'alice'\n",
+        encoding="utf-8",
+    )
+    real, redactions = regrading._findings_table, []
+
+    def redacted_meanwhile(*args: Any, **kwargs: Any) -> Any:  # after the rules read, before the write
+        redactions.append(redact_subject(Journal.open(people.path), "alice"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(regrading, "_findings_table", redacted_meanwhile)
+    result = regrading.regrade(people, ["numeric"], rule_files=[str(rule)])
+    marker = json.dumps({"redacted": redactions[0].redaction_id}, separators=(",", ":"))
+    (row,) = read_table(Journal.open(people.path), "findings").to_pylist()
+    assert (row["kind"], row["rule"], row["stream_id"]) == ("error", "numeric", None)
+    assert row["message"] == marker and json.loads(row["evidence"])["error"] == marker
+    assert PII not in json.dumps(result.findings.to_pylist(), default=str)
+    assert PII not in _bytes_on_disk(people.path)
+    monkeypatch.setattr(regrading, "_findings_table", real)
+    again = regrading.regrade(Journal.open(people.path), ["numeric"], rule_files=[str(rule)])
+    assert again.findings.column("message")[0].as_py().startswith("rule numeric raised")  # nothing came meanwhile

@@ -207,9 +207,15 @@ def regrade(
         # the rules read: under the lock, the findings of every redacted stream get the marker of
         # its latest redaction, as journal redact leaves the findings it finds (the verdicts stay)
         markers, by = redacted_streams(journal)
-        table, _ = scrub_findings(table, markers)
-        meanwhile = pa.array(sorted(s for s in markers if by[s] not in seen), pa.string())  # for the note
-        result.findings_redacted = int(pc.sum(pc.is_in(table.column("stream_id"), meanwhile)).as_py() or 0)
+        came = sorted((by[s], s) for s in markers if by[s] not in seen)  # redaction ids sort by time
+        # a rule that raised names no stream, but its error may quote a payload such a redaction replaced
+        table, _ = scrub_findings(table, markers, markers[came[-1][1]] if came else None)
+        meanwhile = pa.array(sorted(s for _, s in came), pa.string())  # for the note
+        stream_ids = table.column("stream_id")
+        touched = pc.is_in(stream_ids, meanwhile)
+        if came:
+            touched = pc.or_(touched, pc.is_null(stream_ids))
+        result.findings_redacted = int(pc.sum(touched).as_py() or 0)
         result.findings = table
         graded_at = dt.datetime.now(dt.UTC)
         stamps = pa.array([graded_at] * table.num_rows, FINDINGS_SCHEMA.field("graded_at").type)

@@ -278,11 +278,15 @@ def _redact_findings(journal: Journal, stream_ids: list[str], marker: str, *, er
     return changed
 
 
-def scrub_findings(findings: pa.Table, markers: Mapping[str, str]) -> tuple[pa.Table, int]:
+def scrub_findings(
+    findings: pa.Table, markers: Mapping[str, str], unattributed: str | None = None
+) -> tuple[pa.Table, int]:
     """``findings`` (rows of the findings table) with the text of the rows of the streams in
     ``markers`` replaced by that stream's marker, and how many rows changed. They keep their
     verdict (rule, stream, version, kind, ids) but not their text: a rule's message may quote the
     payload (``'wrote ' || data``), and a Python rule's error, kept in the evidence, may too.
+    ``unattributed``: the marker for the rows of no stream too (a rule that raised: its error may
+    quote a payload read before a redaction, see ``regrade``).
 
     >>> t = pa.table({"stream_id": ["a", "b"], "message": ["wrote x", "wrote y"],
     ...               "evidence": ['{"error": null}', '{"error": "bad y"}']})
@@ -290,10 +294,12 @@ def scrub_findings(findings: pa.Table, markers: Mapping[str, str]) -> tuple[pa.T
     >>> n, t.column("message").to_pylist(), json.loads(t.column("evidence")[1].as_py())["error"]
     (1, ['wrote x', '{"redacted":"r1"}'], '{"redacted":"r1"}')
     """
-    if not markers or findings.num_rows == 0:  # no redaction: every regrade's findings pass here
+    if (not markers and unattributed is None) or findings.num_rows == 0:  # no redaction: most regrades
         return findings, 0
     stream_ids = findings.column("stream_id").combine_chunks()
     mine = pc.fill_null(pc.is_in(stream_ids, pa.array(sorted(markers), pa.string())), False)
+    if unattributed is not None:
+        mine = pc.or_(mine, pc.is_null(stream_ids))
     rows = pc.indices_nonzero(mine)
     if len(rows) == 0:
         return findings, 0
@@ -303,7 +309,7 @@ def scrub_findings(findings: pa.Table, markers: Mapping[str, str]) -> tuple[pa.T
     evidence = pc.take(findings.column("evidence"), rows).to_pylist()
     changed = 0
     for k, stream in enumerate(streams):
-        before, marker = (messages[k], evidence[k]), markers[stream]
+        before, marker = (messages[k], evidence[k]), unattributed if stream is None else markers[stream]
         if messages[k] is not None and not _is_marker(messages[k]):
             messages[k] = marker
         doc = json.loads(evidence[k])

@@ -169,3 +169,30 @@ def test_chain_orphans_names_the_purge_that_removed_a_cause(
     assert chain.orphans.height == 0
     assert chain.purged.select("event_id", "missing_cause", "removed_by").rows() == [("s5", "g2", retention_id)]
     assert any(f"its cause g2 was removed by purge {retention_id}" in line for line in render_chain(chain))
+
+
+def test_the_removed_event_ids_are_read_only_when_a_cause_is_unknown(
+    retention_cuts: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """purged_events holds one row per removed event: the shared pass read it whenever it judged
+    journal_integrity on a purged journal. It is read now only when some cause is not in the
+    journal, and the verdicts are those of the whole journal's check."""
+    import toolkit.journal.retention as retention
+
+    read: list[str] = []
+    real = retention.read_table
+
+    def counting(journal: Journal, name: str) -> Any:
+        read.append(name)
+        return real(journal, name)
+
+    monkeypatch.setattr(retention, "read_table", counting)
+    bound = RuleSet.load().get(RULE).bind({})
+    whole = {(s, v, ok) for s, v, ok in frame_verdicts(load_frame(retention_cuts, [RULE]), RULE, bound).rows()}
+    assert read.count("purged_events") == 1  # span's causes were removed: looked up by their ids
+    read.clear()
+    clean = ["cut_then_gap", "gap", "late_start"]  # cut by a purge or damaged, but every cause is there
+    frame = load_frame(retention_cuts, [RULE], stream_ids=clean)
+    verdicts = set(frame_verdicts(frame, RULE, bound).rows())
+    assert read == ["purges"]
+    assert verdicts == {row for row in whole if row[0] in clean} and any(not ok for _, _, ok in verdicts)

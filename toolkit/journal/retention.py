@@ -33,6 +33,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import polars as pl
@@ -417,16 +418,37 @@ class Removals:
     that recorded their ids (``purged_events``). ``unrecorded``: (stream_id, first_kept_version,
     purge_id) per stream cut by a purge recorded before that, its lowest first kept version: an
     unknown cause of an event of that stream at or after it is taken as removed by that purge
-    (the ids are not known; a cause that never existed is not told apart there).
+    (the ids are not known; a cause that never existed is not told apart there). ``ids`` and
+    ``unrecorded`` read ``purged_events`` (one row per removed event) when first asked for, so a
+    check with no unknown cause to look up reads only the purge records.
     """
 
     kept: pl.DataFrame
-    ids: pl.DataFrame
-    unrecorded: pl.DataFrame
+    purges: pl.DataFrame  # purge_id, stream_id, first_kept_version of every purge record
+    read_ids: Callable[[], pl.DataFrame] = field(repr=False, compare=False)  # purged_events' event_id, purge_id
 
     @property
     def empty(self) -> bool:
         return self.kept.height == 0
+
+    @cached_property
+    def _recorded(self) -> pl.DataFrame:
+        return self.read_ids()
+
+    @cached_property
+    def ids(self) -> pl.DataFrame:
+        return self._recorded.sort("purge_id").unique("event_id", keep="first", maintain_order=True)
+
+    @cached_property
+    def unrecorded(self) -> pl.DataFrame:
+        recorded = self._recorded.get_column("purge_id").unique().implode()
+        return (
+            self.purges.filter(~pl.col("purge_id").is_in(recorded))
+            .sort("first_kept_version", "purge_id")
+            .group_by("stream_id", maintain_order=True)
+            .first()
+            .select("stream_id", "first_kept_version", "purge_id")
+        )
 
     def removed_by(self, rows: pl.DataFrame, cause: str = "causation_id") -> pl.Series:
         """Per row of ``rows`` (``stream_id``, ``version`` and the ``cause`` column, a cause not in
@@ -439,21 +461,13 @@ class Removals:
 
 
 def read_removals(journal: Journal) -> Removals:
-    """The journal's purge records as :class:`Removals` (the ``purges`` and ``purged_events`` tables)."""
+    """The journal's purge records as :class:`Removals` (the ``purges`` table; ``purged_events``
+    when its ids are first needed)."""
     purges = pl.DataFrame(read_table(journal, "purges").select(["purge_id", "stream_id", "first_kept_version"]))
-    ids = pl.DataFrame(read_table(journal, "purged_events").select(["event_id", "purge_id"]))
-    recorded = ids.get_column("purge_id").unique().implode()
-    unrecorded = (
-        purges.filter(~pl.col("purge_id").is_in(recorded))
-        .sort("first_kept_version", "purge_id")
-        .group_by("stream_id", maintain_order=True)
-        .first()
-        .select("stream_id", "first_kept_version", "purge_id")
-    )
     return Removals(
         kept=purges.select("stream_id", "first_kept_version").unique().sort("stream_id", "first_kept_version"),
-        ids=ids.sort("purge_id").unique("event_id", keep="first", maintain_order=True),
-        unrecorded=unrecorded,
+        purges=purges,
+        read_ids=lambda: pl.DataFrame(read_table(journal, "purged_events").select(["event_id", "purge_id"])),
     )
 
 

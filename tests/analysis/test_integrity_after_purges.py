@@ -196,3 +196,24 @@ def test_the_removed_event_ids_are_read_only_when_a_cause_is_unknown(
     verdicts = set(frame_verdicts(frame, RULE, bound).rows())
     assert read == ["purges"]
     assert verdicts == {row for row in whole if row[0] in clean} and any(not ok for _, _, ok in verdicts)
+
+
+def test_chain_orphans_scans_the_journal_once(retention_cuts: Journal, capsys: pytest.CaptureFixture[str]) -> None:
+    """journal chain --orphans found the orphans and then the purged causes, each with a scan of
+    the whole journal; it scans once now, and says the same."""
+    import toolkit.analysis.causation as causation
+
+    scans: list[object] = []
+    real = causation.scan_events
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        scans.append(args)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(causation, "scan_events", counting)
+        code, out, err = run_cli(capsys, "chain", "--orphans", "-j", str(retention_cuts.path), "--format", "csv")
+    assert len(scans) == 1
+    assert code == 3 and sorted(line.split(",")[2] for line in out.splitlines()[1:]) == ["t4", "y2"]
+    assert find_purged_causes(retention_cuts).height == 4 and "3 events whose cause was removed by purge" in err
+    assert err.count("events whose cause was removed by purge") == 2  # the retention purge's and the archive's

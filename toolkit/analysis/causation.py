@@ -490,9 +490,10 @@ def _edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def _missing_causes(journal: Journal) -> pl.DataFrame:
+def find_missing_causes(journal: Journal) -> pl.DataFrame:
     """Every event whose cause is not in the journal (one anti-join over two columns), with the
-    purge that removed that cause (``removed_by``; null: none did, as far as the purges record)."""
+    purge that removed that cause (``removed_by``; null: an orphan, none did as far as the purges
+    record): the orphans and the purged causes of one scan."""
     events = scan_events(journal)
     missing = (
         events.filter(pl.col("causation_id").is_not_null())
@@ -511,12 +512,12 @@ def _missing_causes(journal: Journal) -> pl.DataFrame:
 def find_orphans(journal: Journal) -> pl.DataFrame:
     """Every event of the journal whose cause is not in it, and was not removed by a purge
     (retention, ``journal archive --delete``: :func:`find_purged_causes`)."""
-    return _missing_causes(journal).filter(pl.col("removed_by").is_null()).drop("removed_by")
+    return find_missing_causes(journal).filter(pl.col("removed_by").is_null()).drop("removed_by")
 
 
 def find_purged_causes(journal: Journal) -> pl.DataFrame:
     """Every event whose cause a purge removed, with that purge (``removed_by``): not orphans."""
-    return _missing_causes(journal).filter(pl.col("removed_by").is_not_null())
+    return find_missing_causes(journal).filter(pl.col("removed_by").is_not_null())
 
 
 __all__ = [
@@ -525,6 +526,7 @@ __all__ = [
     "Direction",
     "cause_rank",
     "choose_cause",
+    "find_missing_causes",
     "find_orphans",
     "find_purged_causes",
     "near_event_ids",

@@ -56,12 +56,14 @@ def command(
     if list_orphans:
         import sys
 
-        from toolkit.analysis.causation import find_orphans, find_purged_causes
+        import polars as pl
 
-        journal = open_journal(journal_path)
-        found = find_orphans(journal)
+        from toolkit.analysis.causation import find_missing_causes
+
+        missing = find_missing_causes(open_journal(journal_path))  # one scan: orphans and purged causes
+        found = missing.filter(pl.col("removed_by").is_null()).drop("removed_by")
         click.echo(f"orphans: {found.height} events whose cause is not in the journal", err=True)
-        purged = find_purged_causes(journal)
+        purged = missing.filter(pl.col("removed_by").is_not_null())
         for purge_id, n in purged.group_by("removed_by").len().sort("removed_by").iter_rows():
             click.echo(f"not orphans: {n} events whose cause was removed by purge {purge_id}", err=True)
         if found.height:

@@ -267,3 +267,29 @@ def test_a_session_opens_without_spilling_when_no_spill_directory_can_be_made(
         assert "Hint: set TMPDIR to a directory with free space" in str(caught.value)
     finally:
         s.close()
+
+
+def test_the_merge_of_a_distributed_run_spills_to_a_private_bounded_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """query_tables (the merge step of a Dask run) set no temporary directory: beyond its memory it
+    spilled the journal's rows into ./.tmp of the working directory (readable by all), with no bound
+    but 90 % of the disk. It now spills as a session does: to a directory of its own in the system's
+    temporary directory, at most half the free space of its disk, removed when it returns."""
+    from toolkit.engines.duckdb_engine import query_tables
+
+    root, work = tmp_path / "tmp", tmp_path / "work"
+    root.mkdir()
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    monkeypatch.chdir(work)
+    sql = (
+        "SELECT current_setting('temp_directory') AS d, current_setting('max_temp_directory_size') AS m, "
+        "count(*) AS n FROM t"
+    )
+    (row,) = query_tables({"t": pa.table({"x": [1, 2, 3]})}, sql).to_pylist()
+    assert Path(row["d"]).parent == root and Path(row["d"]).name.startswith("journal-duckdb-") and row["n"] == 3
+    value, unit = row["m"].split()
+    limit = float(value) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
+    assert abs(limit - shutil.disk_usage(root).free / 2) <= 0.1 * limit
+    assert not any(root.iterdir()) and not any(work.iterdir())  # removed; nothing in the working directory

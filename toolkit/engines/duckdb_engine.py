@@ -287,7 +287,6 @@ def connect(
     """
     con = duckdb.connect(":memory:")
     spill_dir: str | None = None
-    spill_problem: str | None = None
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET parquet_metadata_cache = true")
@@ -296,17 +295,7 @@ def connect(
         memory_limit_bytes = memory_limit_bytes or default_memory_limit()
         if memory_limit_bytes:
             con.execute("SET memory_limit = $m", {"m": f"{max(memory_limit_bytes >> 20, 64)}MiB"})
-        # spilled rows are the journal's (payloads): made here private to this user (0700), as
-        # DuckDB would make it readable by all (0755, its files 0644) outside the journal's folder
-        try:
-            spill_dir = tempfile.mkdtemp(prefix="journal-duckdb-")
-        except OSError as e:  # a full or unusable temporary directory: the session reads, but does not spill
-            spill_problem = f"no spill directory could be made in {tempfile.gettempdir()} ({e.strerror or e})"
-            con.execute("SET temp_directory = ''")
-        if spill_dir is not None:
-            con.execute("SET temp_directory = $d", {"d": spill_dir})
-            spill_limit_bytes = spill_limit_bytes or default_spill_limit(spill_dir)
-            con.execute("SET max_temp_directory_size = $m", {"m": f"{max(spill_limit_bytes >> 20, 1)}MiB"})
+        spill_dir, spill_problem = _spill_to_private_dir(con, spill_limit_bytes)
         if journal.remote:
             con.register_filesystem(filesystem())
         files = [
@@ -339,6 +328,23 @@ def connect(
     return Session(con, journal, spill_dir, spill_problem)
 
 
+def _spill_to_private_dir(con: duckdb.DuckDBPyConnection, limit_bytes: int | None) -> tuple[str | None, str | None]:
+    """Point ``con``'s spilling at a new directory of the system's temporary directory, holding at
+    most ``limit_bytes`` (by default :func:`default_spill_limit`): (that directory, which the caller
+    removes, None) or, when none can be made, (None, why: ``con`` does not spill)."""
+    # spilled rows are the journal's (payloads): made here private to this user (0700), as DuckDB
+    # would make it readable by all (0755, its files 0644), in ./.tmp of the working directory
+    try:
+        spill_dir = tempfile.mkdtemp(prefix="journal-duckdb-")
+    except OSError as e:  # a full or unusable temporary directory: the session reads, but does not spill
+        con.execute("SET temp_directory = ''")
+        return None, f"no spill directory could be made in {tempfile.gettempdir()} ({e.strerror or e})"
+    con.execute("SET temp_directory = $d", {"d": spill_dir})
+    limit_bytes = limit_bytes or default_spill_limit(spill_dir)
+    con.execute("SET max_temp_directory_size = $m", {"m": f"{max(limit_bytes >> 20, 1)}MiB"})
+    return spill_dir, None
+
+
 def default_memory_limit() -> int | None:
     """Half the machine's physical memory (bytes), None where the platform does not say."""
     try:
@@ -358,10 +364,13 @@ def default_spill_limit(directory: str) -> int:
 
 
 def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-    """Trusted SQL over in-memory Arrow tables only (the merge step of a distributed run): UTC, no file access."""
+    """Trusted SQL over in-memory Arrow tables only (the merge step of a distributed run): UTC, no file
+    access; it spills, as a session does, to a private directory of bounded size removed after it."""
     con = duckdb.connect(":memory:")
+    spill_dir: str | None = None
     try:
         con.execute("SET TimeZone = 'UTC'")
+        spill_dir, _ = _spill_to_private_dir(con, None)
         for name, table in tables.items():
             con.from_arrow(table).create_view(name)
         con.execute("SET enable_external_access = false")
@@ -371,6 +380,8 @@ def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, 
         raise QueryError(f"query failed: {e}") from e
     finally:
         con.close()
+        if spill_dir:
+            shutil.rmtree(spill_dir, ignore_errors=True)
 
 
 _SHA1_SQL: Final = "SELECT sha1($prefix || encode(name)) AS h FROM sha1_names"

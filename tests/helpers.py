@@ -12,8 +12,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -417,3 +419,26 @@ WORKERS: dict[str, Callable[..., None]] = {
 
 if __name__ == "__main__":
     WORKERS[sys.argv[1]](*sys.argv[2:])
+
+
+@contextmanager
+def lock_held_by_another_thread(path: Path, seconds: float = 30) -> Iterator[threading.Event]:
+    """The journal's write lock held by another thread of this process from entry until the event
+    yielded is set (or ``seconds`` pass); the block's end releases it and waits for that thread."""
+    from toolkit.journal.lock import write_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with write_lock(path, seconds):
+            held.set()
+            release.wait(seconds)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(seconds)
+    try:
+        yield release
+    finally:
+        release.set()
+        holder.join()

@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pytest
-from helpers import assert_stream_keys_sound, event_rows, parquet_on_disk, snapshot
+from helpers import assert_stream_keys_sound, event_rows, lock_held_by_another_thread, parquet_on_disk, snapshot
 
 from toolkit import allocators
 from toolkit.errors import EventValidationError, LockReentryError, LockTimeoutError
@@ -567,23 +567,12 @@ def test_a_nested_hold_lets_the_holders_own_appends_through_but_not_their_callba
 def test_another_thread_of_the_process_waits_for_the_write_lock_as_another_process_does(journal: Journal) -> None:
     from toolkit.journal.lock import write_lock
 
-    started = threading.Event()
-    release = threading.Event()
-
-    def hold() -> None:
-        with write_lock(journal.path, 5):
-            started.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    started.wait(10)
-    with pytest.raises(LockTimeoutError, match="another thread of this process held the write lock"):
-        with write_lock(journal.path, 0.05):
-            pass
-    threading.Timer(0.2, release.set).start()
-    journal.append("late", [{"event_type": "custom", "data": {}}])  # waits for the holder, then writes
-    holder.join()
+    with lock_held_by_another_thread(journal.path, 10) as release:
+        with pytest.raises(LockTimeoutError, match="another thread of this process held the write lock"):
+            with write_lock(journal.path, 0.05):
+                pass
+        threading.Timer(0.2, release.set).start()
+        journal.append("late", [{"event_type": "custom", "data": {}}])  # waits for the holder, then writes
     assert Journal.open(journal.path).read_all(["event_id"]).num_rows == 1
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import ev, locate, rewrite_parquet, run_cli, set_cell, spawn
+from helpers import ev, locate, lock_held_by_another_thread, rewrite_parquet, run_cli, set_cell, spawn
 
 from toolkit.errors import RetentionError
 from toolkit.journal import Journal, rewrite
@@ -448,7 +448,6 @@ def test_a_regrade_after_a_redaction_writes_the_marker_for_its_streams_and_reads
     import time
 
     import toolkit.analysis.regrade as regrading
-    from toolkit.journal.lock import write_lock
 
     rule = tmp_path / "unanswered.sql"
     rule.write_text(QUOTING_RULE, encoding="utf-8")
@@ -462,26 +461,16 @@ def test_a_regrade_after_a_redaction_writes_the_marker_for_its_streams_and_reads
         return real(*args, **kwargs)
 
     monkeypatch.setattr(regrading, "_findings_table", noting)
-    held, release = threading.Event(), threading.Event()
-
-    def other_writer() -> None:
-        with write_lock(people.path, 30):
-            held.set()
-            release.wait(30)
-
-    writer = threading.Thread(target=other_writer)
-    writer.start()
-    held.wait(10)
     released_at = [0.0]
+    with lock_held_by_another_thread(people.path) as release:
 
-    def release_later() -> None:
-        time.sleep(1.5)
-        released_at[0] = time.monotonic()
-        release.set()
+        def release_later() -> None:
+            time.sleep(1.5)
+            released_at[0] = time.monotonic()
+            release.set()
 
-    threading.Thread(target=release_later).start()
-    result = regrading.regrade(Journal.open(people.path), ["unanswered"], rule_files=[str(rule)])
-    writer.join()
+        threading.Thread(target=release_later).start()
+        result = regrading.regrade(Journal.open(people.path), ["unanswered"], rule_files=[str(rule)])
     assert judged_at and judged_at[0] < released_at[0]  # judged while the other writer held the lock
     rows = {r["stream_id"]: r for r in read_table(Journal.open(people.path), "findings").to_pylist()}
     assert rows["alice-1"]["message"] == rows["alice-2"]["message"] == marker

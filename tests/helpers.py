@@ -442,3 +442,20 @@ def lock_held_by_another_thread(path: Path, seconds: float = 30) -> Iterator[thr
     finally:
         release.set()
         holder.join()
+
+
+def build_cut_with_a_late_clock(journal: Journal) -> Callable[[int], dt.datetime]:
+    """Stream ``cut``: five LLM responses (tokens_in = version) at 09:00, 09:10, 09:30 (a late
+    clock on version 3), 09:20 and 09:40 of 2026-03-02, versions 1-3 then removed by an archive
+    cut. Returns the time of a minute of that hour."""
+    from toolkit.journal.retention import remove_stream_prefix
+
+    def t(minute: int) -> dt.datetime:
+        return dt.datetime(2026, 3, 2, 9, minute, tzinfo=UTC)
+
+    minutes = (0, 10, 30, 20, 40)
+    journal.append(
+        "cut", [ev("llm_response", model="m", tokens_in=v, occurred_at=t(m)) for v, m in enumerate(minutes, 1)]
+    )
+    remove_stream_prefix(journal, "cut", 4, reason="archive")
+    return t

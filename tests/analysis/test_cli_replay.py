@@ -234,22 +234,12 @@ def test_replay_at_a_time_inside_purged_versions_is_the_error_state_gives(
     """Versions 1-3 removed, version 3 had occurred at 09:30: the state at 09:25 is a state inside
     them (VersionPurgedError), but replay --at 09:25 showed version 4 (09:20), an event that follows
     one that occurred after 09:25, so the timeline did not stop where journal state --at stops."""
-    import datetime as dt
-
-    from helpers import ev
+    from helpers import build_cut_with_a_late_clock
 
     from toolkit.analysis.replay import replay, state_at
     from toolkit.errors import VersionPurgedError
-    from toolkit.journal.retention import remove_stream_prefix
 
-    def t(minute: int) -> dt.datetime:
-        return dt.datetime(2026, 3, 2, 9, minute, tzinfo=dt.UTC)
-
-    minutes = (0, 10, 30, 20, 40)  # version 3 carries a late clock
-    journal.append(
-        "cut", [ev("llm_response", model="m", tokens_in=v, occurred_at=t(m)) for v, m in enumerate(minutes, 1)]
-    )
-    remove_stream_prefix(journal, "cut", 4, reason="archive")
+    t = build_cut_with_a_late_clock(journal)
     with pytest.raises(VersionPurgedError, match=r"falls in versions 1\.\.3"):
         state_at(journal, "cut", at=t(25))
     with pytest.raises(VersionPurgedError, match=r"falls in versions 1\.\.3"):

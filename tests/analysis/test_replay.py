@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import at, build_tool_failure_loop, ev
+from helpers import at, build_cut_with_a_late_clock, build_tool_failure_loop, ev
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -57,15 +57,7 @@ def agent_event(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(
         st.sampled_from(
             [
-                "user_message",
-                "plan_created",
-                "llm_request",
-                "llm_response",
-                "tool_called",
-                "tool_result",
-                "error",
-                "state_updated",
-                "custom",
+                *CANONICAL_EVENT_TYPES,
                 "GoalCreated",
                 "GoalUpdated",
                 "GoalCompleted",
@@ -596,14 +588,7 @@ def test_a_snapshot_never_changes_what_a_time_inside_purged_versions_gives(journ
     a snapshot at version 4 (taken after the purge, so valid) the fold started there and skipped the
     purge check, answering with the state after version 4, which follows an event after 09:25."""
 
-    def t(minute: int) -> dt.datetime:
-        return dt.datetime(2026, 3, 2, 9, minute, tzinfo=dt.UTC)
-
-    minutes = (0, 10, 30, 20, 40)  # version 3 carries a late clock
-    journal.append(
-        "cut", [ev("llm_response", model="m", tokens_in=v, occurred_at=t(m)) for v, m in enumerate(minutes, 1)]
-    )
-    remove_stream_prefix(journal, "cut", 4, reason="archive")
+    t = build_cut_with_a_late_clock(journal)
     assert take_snapshots(journal, every=1).written == 2  # at versions 4 and 5
     for use_snapshots in (False, True):
         with pytest.raises(VersionPurgedError, match=r"falls in versions 1\.\.3"):

@@ -1,12 +1,16 @@
 """journal bisect: binary search == linear scan on monotone rules (property test), the fallback to a
-linear scan, what it prints (event, explanation, states), global bisection and evaluation counts."""
+linear scan, what it prints (event, explanation, states), global bisection, evaluation counts and
+the one journal version every probe reads whatever commits meanwhile."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import textwrap
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -255,6 +259,10 @@ def test_global_bisection_of_a_polars_rule(tmp_path: Path, capsys: pytest.Captur
     assert bisect_global(j, "few_tool_failures_pl", rule_files=(str(py),), force_linear=True).version == third
     code, out, err = run_cli(capsys, "bisect", "-j", str(j.path), "few_tool_failures_pl", "--global", "--rules", str(py))
     assert code == 3 and f"first failing position: {third}" in out, err
+    code, out, err = run_cli(capsys, "bisect", "-j", str(j.path), "few_tool_failures_pl", "--global", "--rules", str(py),
+                             "--format", "json")
+    doc = json.loads(out)
+    assert code == 3 and (doc["first_failing"], doc["journal_version"]) == (third, j.delta_version), err
 
 
 def test_cli_bisect_prints_the_event_its_explanation_and_the_states(tmp_path: Path) -> None:
@@ -265,6 +273,7 @@ def test_cli_bisect_prints_the_event_its_explanation_and_the_states(tmp_path: Pa
     assert "bisection: " in out.output and "rule evaluations over 8 events of stream expensive" in out.output
     assert "first failing version: 7" in out.output and "explanation: " in out.output
     assert "cost_usd: 4.750000000 -> 5.250000000" in out.output
+    assert f"journal version {j.delta_version} (as the bisection began" in out.output
     fine = runner.invoke(cli, ["bisect", "-j", str(j.path), "budget", "cheap"])
     assert fine.exit_code == 0 and "holds throughout" in fine.output
     usage = runner.invoke(cli, ["bisect", "-j", str(j.path), "budget"])
@@ -508,3 +517,78 @@ def test_every_probe_of_a_polars_bisection_sees_one_delta_version(tmp_path: Path
     assert (found.method, found.version, found.message) == ("bisection", 30, "key K-2 used elsewhere")
     assert j.stream_version("x") == found.evaluations  # the appends landed: one per probe
     j.close()
+
+
+KEY_UNIQUE_SQL = """-- summary: No idempotency key of a run is used by any other event of the journal (later ones too).
+-- returns: stream_id VARCHAR, version BIGINT, holds BOOLEAN, message VARCHAR
+-- monotone: true
+SELECT stream_id, version,
+       bool_and(idempotency_key IS NULL OR uses = 1) OVER (PARTITION BY stream_id ORDER BY version) AS holds,
+       'key ' || max(CASE WHEN uses > 1 THEN idempotency_key END) OVER (PARTITION BY stream_id ORDER BY version)
+           || ' used elsewhere' AS message
+FROM (SELECT *, count(*) OVER (PARTITION BY idempotency_key) AS uses FROM events)
+"""
+
+
+def _another_writer_appends(monkeypatch: pytest.MonkeyPatch, path: Path, stream_id: str, rows: list[dict[str, object]]) -> list[int]:
+    """Another writer (its own Journal) appends ``rows`` to ``stream_id`` each time a bisection has
+    read a stream's head and after each of its probes; returns the Delta versions it committed."""
+    import toolkit.analysis.bisection as bisection
+
+    committed: list[int] = []
+
+    def append() -> None:
+        committed.append(Journal.open(path).append(stream_id, rows).delta_version)
+
+    def then_append(real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            result = real(*args, **kwargs)
+            append()
+            return result
+
+        return wrapped
+
+    monkeypatch.setattr(Journal, "stream_version", then_append(Journal.stream_version))
+    monkeypatch.setattr(bisection, "_probe_stream", then_append(bisection._probe_stream))
+    return committed
+
+
+@pytest.mark.parametrize("linear", [False, True])
+@pytest.mark.parametrize("kind", ["sql", "python"])
+def test_a_bisection_judges_the_journal_as_it_began_whatever_commits_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, linear: bool
+) -> None:
+    """Only Polars probes read a pinned Delta version: a SQL bisection opened its session after
+    reading the stream's head, so run x, committed in between and reusing c's key K-3 at version
+    10, moved c's first failure from 30 to 10; a Python bisection read the head, then the stream
+    again for its refund check and linear scan, so a refund and an expensive call appended to the
+    run in between turned "holds throughout" over its 3 versions into "fails at version 5" of 3.
+    Every read of a bisection (head, probes, linear scan, event, states) now sees the Delta version
+    it began at, and it says which: the answer is that of a bisection before the appends."""
+    j = Journal.create(tmp_path / "j")
+    if kind == "sql":
+        call = {"event_type": "tool_called", "data": {}}
+        j.append("c", [{**call, "idempotency_key": {10: "K-3", 30: "K-2"}.get(v)} for v in range(1, 41)])
+        j.append("a", [{**call, "idempotency_key": "K-2"}])  # after c's K-2: it counts (the rule looks ahead)
+        (tmp_path / "key_unique_sql.sql").write_text(KEY_UNIQUE_SQL)
+        rule, stream, params, files = "key_unique_sql", "c", {}, (str(tmp_path / "key_unique_sql.sql"),)
+        expected: tuple[int | None, str | None] = (30, "key K-2 used elsewhere")
+        writer: tuple[str, list[dict[str, object]]] = ("x", [{**call, "idempotency_key": "K-3"}])
+    else:
+        llm = {"event_type": "llm_response", "data": {}}
+        j.append("run", [{**llm, "cost_usd": "1"} for _ in range(3)])
+        rule, stream, params, files = "budget_state", "run", {"max_cost_usd": "5"}, ()
+        expected = (None, None)
+        writer = ("run", [{**llm, "cost_usd": "-1"}, {**llm, "cost_usd": "10"}])
+    began = j.delta_version
+    before = bisect_stream(j, rule, stream, params=params, rule_files=files, force_linear=linear)
+    assert (before.version, before.message, before.journal_version) == (*expected, began)
+
+    committed = _another_writer_appends(monkeypatch, j.path, *writer)
+    during = bisect_stream(j, rule, stream, params=params, rule_files=files, force_linear=linear)
+    assert committed and committed[-1] == j.delta_version > began  # the appends landed while it ran
+    assert during.summary() == before.summary() and during.probes == before.probes
+    assert (during.event, during.state_before, during.state_after) == (before.event, before.state_before, before.state_after)
+    monkeypatch.undo()
+    after = bisect_stream(j, rule, stream, params=params, rule_files=files, force_linear=linear)
+    assert after.journal_version == j.delta_version and after.summary() != before.summary()  # the appends do count now

@@ -5,11 +5,16 @@ later existed: SQL and Polars rules are evaluated over the stream's events up to
 streams stay visible to SQL rules) and the verdict of the latest event they speak about counts;
 Python rules judge ``state_at(version=v)`` (snapshots make that cheap).
 
+Every bisection (SQL, Python and Polars rules, of a stream or ``--global``) reads the journal at
+the Delta version current when it starts (``Journal.pinned``): the stream's head, every probe, a
+linear scan and the event and states it reports all read that one version, so an import or append
+committing meanwhile changes none of them (``BisectResult.journal_version`` says which version).
+
 A Polars rule sees the whole journal, so each probe used to scan it again. A bisection now reads
-the events the rule needs once (the columns it names, of its event types, at the Delta version
-current when it starts: ``Journal.pinned``) and judges every probe, and a linear scan after a
-fallback, on that frame in memory. A frame larger than ``HOLD_BYTES_MAX`` serves the first probe
-and is dropped; each later probe scans the pinned version again, as before.
+the events the rule needs once (the columns it names, of its event types, at the pinned version)
+and judges every probe, and a linear scan after a fallback, on that frame in memory. A frame larger
+than ``HOLD_BYTES_MAX`` serves the first probe and is dropped; each later probe scans the pinned
+version again, as before.
 
 Binary search is valid only for monotone rules (once broken, stays broken): it takes
 ``1 + ceil(log2(n))`` evaluations (18 for a 100,000-event stream). A rule that does not declare
@@ -75,11 +80,13 @@ class BisectResult:
     state_before: Any = None
     state_after: Any = None
     probes: list[tuple[int, bool]] = field(default_factory=list)  # (version, holds) in the order evaluated
+    journal_version: int | None = None  # the Delta version of the journal every probe read
 
     def summary(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
             "stream_id": self.stream_id,
+            "journal_version": self.journal_version,
             "first_failing": self.version,
             "method": self.method,
             "evaluations": self.evaluations,
@@ -155,6 +162,7 @@ def bisect_stream(
 ) -> BisectResult:
     """First version of ``stream_id`` where the rule stops holding (see the module docstring).
 
+    Everything is read at the journal's Delta version when the call starts (``Journal.pinned``).
     A Polars rule's probes share one read of the journal, held in memory unless it takes more than
     ``hold_bytes_max`` bytes (then each later probe scans the same Delta version again).
     """
@@ -164,6 +172,7 @@ def bisect_stream(
             f"rule {rule.name} judges the whole journal in time order", hint=f"use: journal bisect {rule.name} --global"
         )
     bound = _bind(rule, params or {})
+    journal = journal.pinned()  # the head, every probe and the description read this one version
     n = journal.stream_version(stream_id)
     if n == 0:
         raise StreamNotFoundError(
@@ -188,7 +197,8 @@ def bisect_stream(
             try:
                 version, evaluations = search_first_failure(n, probe)
                 result = BisectResult(rule.name, stream_id, "bisection", evaluations, n, version,
-                                      f"binary search over {n} versions (rule declared monotone)", probes=probes)
+                                      f"binary search over {n} versions (rule declared monotone)", probes=probes,
+                                      journal_version=journal.pinned_version)
                 result.message = messages.get(version) if version else None
                 return _describe(journal, rule, result)
             except _NotMonotone as e:
@@ -204,7 +214,8 @@ def bisect_stream(
             note = f"rule {rule.name} does not declare itself monotone: linear scan"
         with _judging(rule, f"stream {stream_id}"):
             version, message, evaluations = _linear_stream(journal, session, source, rule, bound, stream_id)
-        result = BisectResult(rule.name, stream_id, "linear scan", evaluations, n, version, note, message, probes=probes)
+        result = BisectResult(rule.name, stream_id, "linear scan", evaluations, n, version, note, message, probes=probes,
+                              journal_version=journal.pinned_version)
         return _describe(journal, rule, result)
     finally:
         if session is not None:
@@ -216,7 +227,8 @@ class _PolarsSource:
     small enough, else a scan each of that journal (still one Delta version)."""
 
     def __init__(self, journal: Journal, rule: Rule, hold_bytes_max: int) -> None:
-        self.journal, self.rule, self.hold_bytes_max = journal.pinned(), rule, hold_bytes_max
+        assert journal.pinned_version is not None  # bisect_stream pins it
+        self.journal, self.rule, self.hold_bytes_max = journal, rule, hold_bytes_max
         self.held: pl.DataFrame | None = None
         self.too_large = False
 
@@ -354,7 +366,8 @@ def bisect_global(
     rule_files: tuple[str, ...] = (),
     force_linear: bool = False,
 ) -> BisectResult:
-    """First journal position where a global rule stops holding (events in position order)."""
+    """First journal position where a global rule stops holding (events in position order), read at
+    the journal's Delta version when the call starts (``Journal.pinned``)."""
     rule = RuleSet.load(rule_files).get(rule_name)
     if rule.scope != "global":
         raise RuleDefinitionError(
@@ -362,6 +375,7 @@ def bisect_global(
             hint=f"bisect one stream with: journal bisect {rule.name} STREAM",
         )
     bound = _bind(rule, params or {})
+    journal = journal.pinned()  # the positions, every probe and the description read this one version
     positions = scan_events(journal).select("position").sort("position").collect().get_column("position").to_list()
     n = len(positions)
     probes: list[tuple[int, bool]] = []
@@ -395,7 +409,8 @@ def bisect_global(
                 k, evaluations = search_first_failure(n, probe)
                 result = BisectResult(rule.name, None, "bisection", evaluations, n,
                                       positions[k - 1] if k else None, "binary search over the journal in position order",
-                                      messages.get(k) if k else None, probes=probes)
+                                      messages.get(k) if k else None, probes=probes,
+                                      journal_version=journal.pinned_version)
                 return _describe_global(journal, result, folder, k)
             except _NotMonotone as e:
                 note = f"bisection saw evidence against monotonicity ({e}); fell back to a linear scan"
@@ -421,7 +436,8 @@ def bisect_global(
                 first_k, first_message = positions.index(failed[0]) + 1, failed[1]
             evaluations = 1
         first = positions[first_k - 1] if first_k else None
-        result = BisectResult(rule.name, None, "linear scan", evaluations, n, first, note, first_message, probes=probes)
+        result = BisectResult(rule.name, None, "linear scan", evaluations, n, first, note, first_message, probes=probes,
+                              journal_version=journal.pinned_version)
         return _describe_global(journal, result, folder, first_k)
     finally:
         if session is not None:

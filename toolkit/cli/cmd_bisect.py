@@ -45,6 +45,8 @@ def command(
     Prints the event, its explanation, the state before and after it, and how many rule
     evaluations it took. Rules that do not declare themselves monotone, or whose verdicts
     contradict monotonicity during the search, get a linear scan instead (and it says so).
+    Every probe reads the journal as it was when the bisection began (printed as "journal
+    version N"): an import or append committing meanwhile changes nothing.
     Exit 3 when the rule fails somewhere, 0 when it holds throughout.
 
     \b
@@ -89,6 +91,7 @@ def command(
         where = f"stream {result.stream_id}" if result.stream_id else "the journal"
         plural = "" if result.evaluations == 1 else "s"
         click.echo(f"{result.method}: {result.evaluations} rule evaluation{plural} over {result.events} events of {where}")
+        click.echo(f"journal version {result.journal_version} (as the bisection began: later commits are not judged)")
         if result.note:
             click.echo(f"note: {result.note}")
         if result.version is None:

@@ -236,13 +236,13 @@ def test_a_redaction_killed_after_dropping_snapshots_erases_their_history_on_rer
     take_snapshots(people, every=1)
     assert '"alice-1"' in _everything_on_disk(people.path / "snapshots")  # states folded from her payloads
 
-    def killed(uri: str) -> list[str]:
+    def killed(journal: Journal, name: str) -> list[str]:
         raise KeyboardInterrupt("killed after the snapshots were rewritten")
 
-    monkeypatch.setattr("toolkit.journal.redaction.erase_table_history", killed)
+    monkeypatch.setattr("toolkit.journal.redaction.erase_side_table_history", killed)
     with pytest.raises(KeyboardInterrupt):
         redact_subject(people, "alice")
-    monkeypatch.setattr("toolkit.journal.redaction.erase_table_history", rewrite.erase_table_history)
+    monkeypatch.setattr("toolkit.journal.redaction.erase_side_table_history", rewrite.erase_side_table_history)
     redact_subject(Journal.open(people.path), "alice")
     assert '"alice-1"' not in _everything_on_disk(people.path / "snapshots")
     assert '"bob-1"' in _everything_on_disk(people.path / "snapshots")

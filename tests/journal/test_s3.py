@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from helpers import ev, run_cli
 from s3_server import make_bucket, moto_server, s3_env
 
 from toolkit.cli.main import cli
@@ -34,6 +35,8 @@ from toolkit.journal import Journal
 from toolkit.journal.integrity import verify_journal
 from toolkit.journal.location import open_input
 from toolkit.journal.maintenance import compact
+from toolkit.journal.retention import file_sha256
+from toolkit.journal.side_tables import read_table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -380,3 +383,117 @@ def _by_position(row: dict[str, Any]) -> tuple[Any, ...]:
 
 def _by_stream_version(row: dict[str, Any]) -> tuple[Any, ...]:
     return (row["stream_id"], row["version"])
+
+
+# ---------------------------------------------------------------------- side tables of an S3 journal
+
+PII = "Alice Example, IBAN FR7630006000011234567890189"
+QUOTING_RULE = """-- summary: No user message goes unanswered (the message quotes it).
+-- returns: stream_id VARCHAR, version BIGINT, holds BOOLEAN, message VARCHAR
+SELECT stream_id, version, event_type <> 'user_message' AS holds, 'unanswered: ' || data AS message
+FROM events
+"""
+
+
+def _people(url: str) -> Journal:
+    """alice-1 (two events of January 2025), alice-2 and bob-1 (two events each, of now)."""
+    j = Journal.create(url)
+    old = "2025-01-05T10:00:00Z"
+    j.append(
+        "alice-1",
+        [
+            ev("user_message", {"text": PII}, subject_id="alice", occurred_at=old),
+            ev("llm_response", {"text": f"Noted: {PII}"}, subject_id="alice", occurred_at="2025-01-05T10:01:00Z"),
+        ],
+        expected_version=0,
+    )
+    j.append("alice-2", [ev("user_message", {"text": f"again {PII}"}, subject_id="alice")], expected_version=0)
+    j.append("bob-1", [ev("user_message", {"text": "bob's words"}, subject_id="bob"), ev("llm_response")])
+    return j
+
+
+def _objects_text(url: str) -> str:
+    """Every object under the journal's prefix (referenced or not), Parquet decoded, as text."""
+    from toolkit.journal.location import S3Location, filesystem
+
+    fs = filesystem()
+    parts = []
+    for key in fs.find(S3Location.parse(url).fs_path):
+        if key.endswith(".parquet"):
+            parts.append(json.dumps(pq.read_table(open_input(f"s3://{key}")).to_pylist(), default=str))
+        else:
+            parts.append(bytes(fs.cat_file(key)).decode("utf-8", errors="replace"))
+    return "\n".join(parts)
+
+
+def test_purge_on_s3_records_what_it_removed_and_verifies(
+    s3: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    url = f"s3://{s3}/purge"
+    j = _people(url)
+    removed = j.read_stream("alice-1", ["event_id"]).column("event_id").to_pylist()
+    archive = tmp_path / "purged.parquet"
+    code, out, err = run_cli(capsys, "purge", "-j", url, "--before", "2025-02-01", "--archive", str(archive))
+    assert code == 0, err
+    assert json.loads(out)["events"] == 2 and archive.is_file()
+    code, out, err = run_cli(capsys, "verify", "-j", url)
+    assert code == 0, out + err
+    fresh = Journal.open(url)
+    assert fresh.read_stream("alice-1").num_rows == 0
+    assert read_table(fresh, "purges").column("stream_id").to_pylist() == ["alice-1"]
+    assert sorted(read_table(fresh, "purged_events").column("event_id").to_pylist()) == sorted(removed)
+    assert read_table(fresh, "archives").column("path").to_pylist() == [str(archive)]
+    # the default archive lies inside the journal, which is no local directory here
+    code, out, err = run_cli(capsys, "purge", "-j", url, "--before", "2025-03-01")
+    assert code == 0 and "nothing to purge" in err  # nothing older is left: no archive needed
+    Journal.open(url).append("carol-1", [ev(occurred_at="2025-01-07T00:00:00Z")], expected_version=0)
+    code, out, err = run_cli(capsys, "purge", "-j", url, "--before", "2025-03-01")
+    assert code == 1 and "need a local path" in err and "Hint: pass --archive PATH" in err
+
+
+def test_archive_delete_on_s3_registers_the_file_and_verifies(
+    s3: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    url = f"s3://{s3}/archive"
+    _people(url)
+    out_file = tmp_path / "bob-1.parquet"
+    code, out, err = run_cli(capsys, "archive", "-j", url, "bob-1", "-o", str(out_file), "--delete")
+    assert code == 0, err
+    assert json.loads(out)["deleted"] == 2
+    fresh = Journal.open(url)
+    assert fresh.read_stream("bob-1", ["event_type"]).column("event_type").to_pylist() == ["stream_archived"]
+    (registered,) = read_table(fresh, "archives").to_pylist()
+    assert (registered["path"], registered["sha256"]) == (str(out_file), file_sha256(out_file))
+    assert read_table(fresh, "purges").column("stream_id").to_pylist() == ["bob-1"]
+    assert verify_journal(fresh).ok
+
+
+def test_redact_on_s3_scrubs_findings_and_quarantine_and_erases_history(
+    s3: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    url = f"s3://{s3}/redact"
+    _people(url)
+    rule = tmp_path / "unanswered.sql"
+    rule.write_text(QUOTING_RULE, encoding="utf-8")
+    code, out, err = run_cli(capsys, "regrade", "unanswered", "--rules", str(rule), "-j", url, "--format", "json")
+    assert code == 3, err  # findings present
+    src = tmp_path / "bad.jsonl"
+    src.write_text(f"not json: {PII} of alice\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "import", "-j", url, str(src), "--from", "jsonl", "--on-error", "quarantine")
+    assert code == 0, err
+    assert PII in _objects_text(url)
+
+    code, out, err = run_cli(capsys, "redact", "-j", url, "--subject", "alice", "--quarantine")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["events"], result["findings_redacted"], result["quarantine_redacted"]) == (3, 2, 1)
+    marker = json.dumps({"redacted": result["redaction_id"]}, separators=(",", ":"))
+    fresh = Journal.open(url)
+    report = verify_journal(fresh)
+    assert report.ok and report.redacted == 3
+    assert len(read_table(fresh, "redactions")) == 3
+    messages = {r["stream_id"]: r["message"] for r in read_table(fresh, "findings").to_pylist()}
+    assert messages["alice-1"] == messages["alice-2"] == marker
+    assert "bob's words" in messages["bob-1"]
+    assert read_table(fresh, "quarantine").column("record").to_pylist() == [marker]
+    assert PII not in _objects_text(url)  # nor in an old file version or a log entry's statistics

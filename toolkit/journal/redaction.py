@@ -45,7 +45,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
 from toolkit.errors import RetentionError
 from toolkit.journal.lock import write_lock
@@ -55,12 +54,12 @@ from toolkit.journal.rewrite import (
     Partition,
     append_side_rows,
     erase_history,
-    erase_table_history,
+    erase_side_table_history,
     read_partitions,
     replace_partitions,
     rewrite_side_table,
 )
-from toolkit.journal.side_tables import SIDE_TABLES, read_table
+from toolkit.journal.side_tables import SIDE_TABLES, read_table, side_table_exists
 from toolkit.journal.store import Journal
 
 
@@ -236,8 +235,7 @@ def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> li
     dropped: list[str] = []
     wanted = pa.array(stream_ids, pa.string())
     for name in ("snapshots", "source_snapshots"):
-        uri = str(journal.path / name)
-        if name not in SIDE_TABLES or not DeltaTable.is_deltatable(uri):
+        if name not in SIDE_TABLES or not side_table_exists(journal, name):
             continue
         t = read_table(journal, name)
         keep = pc.invert(pc.is_in(t.column("stream_id"), wanted))
@@ -245,7 +243,7 @@ def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> li
             rewrite_side_table(journal, name, t.filter(keep), "redact")
             dropped.append(f"{name}: {t.num_rows - t.filter(keep).num_rows} rows")
         if erase:  # also when the rows are gone already: a run killed after dropping them left the history
-            erase_table_history(uri)
+            erase_side_table_history(journal, name)
     for p in sorted(journal.path.iterdir()) if isinstance(journal.path, Path) else []:
         if p.is_dir() and p.name.startswith("projection_") and p.name not in SIDE_TABLES:
             # renamed first, so a kill while removing it leaves no half of a table under its name
@@ -267,14 +265,13 @@ def _redact_findings(journal: Journal, stream_ids: list[str], marker: str, *, er
     """The findings of the subject's streams keep their verdict but not their text
     (:func:`scrub_findings`); returns the rows changed. The table's history goes too (its log's
     statistics hold the first characters of each message)."""
-    uri = str(journal.path / "findings")
-    if not DeltaTable.is_deltatable(uri):
+    if not side_table_exists(journal, "findings"):
         return 0
     t, changed = scrub_findings(read_table(journal, "findings"), dict.fromkeys(stream_ids, marker))
     if changed:
         rewrite_side_table(journal, "findings", t, "redact")
     if erase:  # also when the rows were changed by a run killed before it erased their history
-        erase_table_history(uri)
+        erase_side_table_history(journal, "findings")
     return changed
 
 
@@ -342,8 +339,7 @@ def redacted_streams(journal: Journal) -> tuple[dict[str, str], dict[str, str]]:
 def _redact_quarantine(journal: Journal, subject_id: str, marker: str, *, redact: bool, erase: bool) -> int:
     """Quarantined records that mention ``subject_id`` as a word (a rejected line of the subject's
     events carries the id): replaced by the marker when ``redact``; returns how many."""
-    uri = str(journal.path / "quarantine")
-    if not DeltaTable.is_deltatable(uri):
+    if not side_table_exists(journal, "quarantine"):
         return 0
     t = read_table(journal, "quarantine")
     word = re.compile(rf"(?<![\w.@-]){re.escape(subject_id)}(?![\w.@-])")
@@ -357,7 +353,7 @@ def _redact_quarantine(journal: Journal, subject_id: str, marker: str, *, redact
             journal, "quarantine", t.set_column(i, t.schema.field(i), pa.array(records, pa.string())), "redact"
         )
     if redact and erase:  # the log's statistics hold the first characters of each record
-        erase_table_history(uri)
+        erase_side_table_history(journal, "quarantine")
     return len(hits)
 
 

@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
@@ -27,7 +27,7 @@ from toolkit.errors import InvalidPathError
 from toolkit.journal.location import filesystem, is_remote
 from toolkit.journal.prepare import STREAM_TYPE_RE
 from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES
-from toolkit.journal.side_tables import SIDE_TABLES
+from toolkit.journal.side_tables import SIDE_TABLES, side_table_uri
 from toolkit.journal.store import FileInfo, Journal, writer_properties
 
 Partition = tuple[str, dt.date]
@@ -97,12 +97,7 @@ def append_side_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, An
     now = dt.datetime.now(dt.UTC)
     first = schema.names[0]
     table = pa.Table.from_pylist([{first: now, **r} for r in rows], schema=schema)
-    write_deltalake(
-        str(journal.path / name),
-        table,
-        mode="append",
-        commit_properties=CommitProperties(custom_metadata={"toolkit.operation": f"append {name}"}),
-    )
+    _write_side_table(journal, name, table, mode="append", operation=f"append {name}")
     return len(rows)
 
 
@@ -114,32 +109,36 @@ def append_side_table(journal: Journal, name: str, table: pa.Table) -> int:
     schema = SIDE_TABLES[name]
     now = pa.array([dt.datetime.now(dt.UTC)] * table.num_rows, schema.field(0).type)
     table = table.add_column(0, schema.field(0), now).select(schema.names).cast(schema)
-    write_deltalake(
-        str(journal.path / name),
-        table,
-        mode="append",
-        commit_properties=CommitProperties(custom_metadata={"toolkit.operation": f"append {name}"}),
-    )
+    _write_side_table(journal, name, table, mode="append", operation=f"append {name}")
     return int(table.num_rows)
 
 
 def rewrite_side_table(journal: Journal, name: str, table: pa.Table, operation: str) -> None:
     """Replace a side table's rows (one commit) while the caller holds the write lock."""
+    _write_side_table(journal, name, table.cast(SIDE_TABLES[name]), mode="overwrite", operation=f"{operation} {name}")
+
+
+def _write_side_table(
+    journal: Journal, name: str, table: pa.Table, *, mode: Literal["append", "overwrite"], operation: str
+) -> None:
+    """One commit to the side table ``name``, local or on object storage."""
     write_deltalake(
-        str(journal.path / name),
-        table.cast(SIDE_TABLES[name]),
-        mode="overwrite",
-        commit_properties=CommitProperties(custom_metadata={"toolkit.operation": f"{operation} {name}"}),
+        side_table_uri(journal, name),
+        table,
+        storage_options=journal.storage_options,
+        mode=mode,
+        commit_properties=CommitProperties(custom_metadata={"toolkit.operation": operation}),
     )
 
 
-def erase_table_history(uri: str) -> list[str]:
+def erase_table_history(uri: str, storage_options: dict[str, str] | None = None) -> list[str]:
     """Vacuum every unreferenced file of the Delta table at ``uri`` and drop its log entries
     before a new checkpoint; returns the data files deleted. The caller holds the write lock.
+    ``storage_options``: the journal's, for a table on object storage.
 
     The log is cut by hand (``cleanup_metadata`` only follows ``delta.logRetentionDuration``,
     and lowering that table property would outlive a kill between setting and restoring it)."""
-    table = DeltaTable(uri)
+    table = DeltaTable(uri, storage_options=storage_options)
     stale = table.vacuum(retention_hours=0, dry_run=True, enforce_retention_duration=False, full=True)
     # the files of remove actions a checkpoint keeps are listed again though long deleted
     deleted = stale if is_remote(uri) else [f for f in stale if (Path(uri) / f).exists()]
@@ -147,7 +146,7 @@ def erase_table_history(uri: str) -> list[str]:
     if table.metadata().configuration.get("delta.logRetentionDuration") == _ZERO_RETENTION:
         # left by an erasure of an earlier release killed half-way: back to Delta's default
         table.alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days"})
-        table = DeltaTable(uri)
+        table = DeltaTable(uri, storage_options=storage_options)
     table.create_checkpoint()
     checkpoint = table.version()
     log = uri.removeprefix("s3://") + "/_delta_log"
@@ -170,7 +169,12 @@ _LOG_ENTRY = re.compile(r"(\d{20})\.(?:json|crc|checkpoint\b.*\.parquet)")
 def erase_history(journal: Journal) -> list[str]:
     """``erase_table_history`` of the events table. Time travel to earlier versions is gone
     afterwards (that is the point). The caller holds the write lock."""
-    deleted = erase_table_history(journal.events_uri)
+    deleted = erase_table_history(journal.events_uri, journal.storage_options)
     journal._dt = None  # the handle predates the cleanup
     journal.refresh()
     return deleted
+
+
+def erase_side_table_history(journal: Journal, name: str) -> list[str]:
+    """``erase_table_history`` of the side table ``name``. The caller holds the write lock."""
+    return erase_table_history(side_table_uri(journal, name), journal.storage_options)

@@ -211,10 +211,17 @@ def _file_paths(table: DeltaTable) -> list[str]:
     return [unquote(u) for u in table.file_uris()]
 
 
-def _uri(journal: Journal, name: str) -> str:
+def side_table_uri(journal: Journal, name: str) -> str:
+    """Where the side table ``name`` lives: ``JOURNAL/<name>`` (a directory, or an ``s3://`` prefix
+    of a remote journal, reached with ``journal.storage_options``)."""
     if name not in SIDE_TABLES:
         raise ToolkitError(f"no side table {name!r}", hint=f"known: {', '.join(SIDE_TABLES)}")
     return str(journal.path / name)
+
+
+def side_table_exists(journal: Journal, name: str) -> bool:
+    """Whether the side table ``name`` was written yet."""
+    return bool(DeltaTable.is_deltatable(side_table_uri(journal, name), storage_options=journal.storage_options))
 
 
 def projection_table(name: str) -> str:
@@ -436,7 +443,7 @@ def append_table(journal: Journal, name: str, table: pa.Table) -> int:
         now = dt.datetime.now(dt.UTC)
         table = table.add_column(0, first, pa.array([now] * table.num_rows, schema.field(first).type))
     table = table.select(schema.names).cast(schema)
-    uri = _uri(journal, name)
+    uri = side_table_uri(journal, name)
     with write_lock(journal.path, journal.config.lock_timeout_s):
         write_deltalake(
             uri,
@@ -451,14 +458,14 @@ def append_table(journal: Journal, name: str, table: pa.Table) -> int:
 
 def table_files(journal: Journal, name: str) -> list[str]:
     """Active files of a side table (none when it does not exist yet)."""
-    uri = _uri(journal, name)
+    uri = side_table_uri(journal, name)
     if not DeltaTable.is_deltatable(uri, storage_options=journal.storage_options):
         return []
     return _file_paths(DeltaTable(uri, storage_options=journal.storage_options))
 
 
 def read_table(journal: Journal, name: str) -> pa.Table:
-    uri = _uri(journal, name)
+    uri = side_table_uri(journal, name)
     if not DeltaTable.is_deltatable(uri, storage_options=journal.storage_options):
         return SIDE_TABLES[name].empty_table()
     files = _file_paths(DeltaTable(uri, storage_options=journal.storage_options))

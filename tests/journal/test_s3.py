@@ -497,3 +497,12 @@ def test_redact_on_s3_scrubs_findings_and_quarantine_and_erases_history(
     assert "bob's words" in messages["bob-1"]
     assert read_table(fresh, "quarantine").column("record").to_pylist() == [marker]
     assert PII not in _objects_text(url)  # nor in an old file version or a log entry's statistics
+
+
+def test_snapshot_refuses_an_s3_journal(s3: str, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"s3://{s3}/snap"
+    _people(url)
+    code, _, err = run_cli(capsys, "snapshot", "-j", url, "--every", "1")
+    assert code == 1
+    assert f"{url}: snapshots are kept for local journals only" in err and "Hint:" in err
+    assert read_table(Journal.open(url), "snapshots").num_rows == 0

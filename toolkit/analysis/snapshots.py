@@ -196,8 +196,15 @@ def take_snapshots(
     """Snapshot every stream (or ``stream_ids``) at versions every, 2·every, … (one commit).
 
     Versions already snapshotted with the current fingerprint (since the last purge of the
-    stream) are not written again.
+    stream) are not written again. A journal on object storage is refused: its folds start at
+    version 1 and read no snapshots.
     """
+    if journal.remote:  # _index sees no snapshots there: each run would add the same rows, never read
+        raise ReplayError(
+            f"{journal.path}: snapshots are kept for local journals only",
+            hint="a journal on object storage replays from its events: journal state and replay need no snapshots",
+            journal=str(journal.path),
+        )
     if every < 1:
         raise ReplayError(f"--every {every}: snapshots need a positive interval", hint="e.g. --every 1000")
     if aggregate.from_dict is None:

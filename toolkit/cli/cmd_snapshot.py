@@ -21,7 +21,7 @@ def command(journal_path: str, stream_ids: tuple[str, ...], every: int, aggregat
 
     Without STREAM_IDS: every stream with at least N events. Snapshots carry the reducer's
     fingerprint: after the reducer or its event models change, old ones are ignored. Prints the
-    counts as JSON.
+    counts as JSON. Local journals only: an s3:// journal replays from its events.
 
     \b
     Examples:

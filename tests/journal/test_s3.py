@@ -427,11 +427,16 @@ def _objects_text(url: str) -> str:
 
 
 def test_purge_on_s3_records_what_it_removed_and_verifies(
-    s3: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    s3: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"s3://{s3}/purge"
     j = _people(url)
     removed = j.read_stream("alice-1", ["event_id"]).column("event_id").to_pylist()
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "purge", "-j", url, "--before", "2025-02-01", "--archive", f"s3://{s3}/a.parquet")
+    assert code == 1 and "--archive takes a local file, not an s3:// URL" in err and "Hint:" in err
+    assert not (tmp_path / "s3:").exists()  # not a local directory named after the URL either
+    assert Journal.open(url).read_stream("alice-1").num_rows == 2
     archive = tmp_path / "purged.parquet"
     code, out, err = run_cli(capsys, "purge", "-j", url, "--before", "2025-02-01", "--archive", str(archive))
     assert code == 0, err
@@ -452,11 +457,16 @@ def test_purge_on_s3_records_what_it_removed_and_verifies(
 
 
 def test_archive_delete_on_s3_registers_the_file_and_verifies(
-    s3: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    s3: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"s3://{s3}/archive"
     _people(url)
     out_file = tmp_path / "bob-1.parquet"
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "archive", "-j", url, "bob-1", "-o", f"s3://{s3}/bob-1.parquet", "--delete")
+    assert code == 1 and "-o/--output takes a local file, not an s3:// URL" in err and "Hint:" in err
+    assert not (tmp_path / "s3:").exists()
+    assert Journal.open(url).read_stream("bob-1").num_rows == 2  # no tombstone, nothing deleted
     code, out, err = run_cli(capsys, "archive", "-j", url, "bob-1", "-o", str(out_file), "--delete")
     assert code == 0, err
     assert json.loads(out)["deleted"] == 2

@@ -249,6 +249,23 @@ def refuse_inside(output: str | Path, root: str | Path, *, hint: str | None = No
         )
 
 
+def refuse_remote_output(output: str | Path, option: str) -> None:
+    """InvalidPathError when the file ``output`` is an ``s3://`` URL: archives are local files, and
+    the path would name a local directory ``s3:`` (``Path("s3://b/k")`` is ``s3:/b/k``).
+
+    >>> refuse_remote_output("s3://bucket/old.parquet", "--archive")
+    Traceback (most recent call last):
+    toolkit.errors.InvalidPathError: s3://bucket/old.parquet: --archive takes a local file, not an s3:// URL
+    Hint: write the archive to a local path (copy it to object storage afterwards)
+    """
+    if is_remote(str(output)):
+        raise InvalidPathError(
+            f"{output}: {option} takes a local file, not an s3:// URL",
+            hint="write the archive to a local path (copy it to object storage afterwards)",
+            path=str(output),
+        )
+
+
 def refuse_journal_file(output: str | Path) -> None:
     """InvalidPathError when the file ``output`` names lies inside a journal directory (one that holds
     ``journal.toml``), whatever way leads there: ``..``, a symbolic link (a link left in an export or

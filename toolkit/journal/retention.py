@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from toolkit.errors import RetentionError
-from toolkit.journal.location import refuse_inside
+from toolkit.journal.location import refuse_inside, refuse_remote_output
 from toolkit.journal.lock import write_lock
 from toolkit.journal.rewrite import (
     Partition,
@@ -248,6 +248,7 @@ def check_archive_path(journal: Journal, archive: str | Path) -> Path:
     """The ``--archive`` path: outside the journal directory, or a file of its own ``purge-archives/``
     (elsewhere inside it, e.g. ``events/_delta_log/<next version>.json``, the archive took the name
     of a journal file and the journal could no longer be opened)."""
+    refuse_remote_output(archive, "--archive")
     path = Path(archive).expanduser().absolute()
     if isinstance(journal.path, Path) and path.resolve().parent != (journal.path / ARCHIVE_DIR).resolve():
         refuse_inside(

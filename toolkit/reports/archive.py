@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import RetentionError, StreamNotFoundError
+from toolkit.journal.location import refuse_remote_output
 from toolkit.journal.retention import file_sha256, record_archive, remove_stream_prefix, write_parquet_atomic
 from toolkit.journal.side_tables import read_table
 from toolkit.journal.store import Journal
@@ -64,6 +65,7 @@ def archive_stream(
 ) -> ArchiveResult:
     if fmt not in FORMATS:
         raise RetentionError(f"cannot archive as {fmt!r}", hint=f"formats: {', '.join(FORMATS)}")
+    refuse_remote_output(output, "-o/--output")
     out = Path(output).expanduser().absolute()
     head = journal.read_stream(
         stream_id, ["version", "event_id", "event_type", "data", "correlation_id", "stream_type", "subject_id", "agent"]

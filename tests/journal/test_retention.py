@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable, write_deltalake
 from helpers import build_tool_failure_loop, drop_row, ev, locate, rewrite_parquet, set_cell
 
 from toolkit.errors import RetentionError
 from toolkit.journal import Journal, rewrite
 from toolkit.journal.integrity import verify_journal
 from toolkit.journal.retention import file_sha256, purge_before
-from toolkit.journal.side_tables import read_table
+from toolkit.journal.side_tables import SIDE_TABLES, read_table
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 1, tzinfo=UTC)
@@ -195,3 +197,32 @@ def test_a_journal_whose_path_has_spaces_reads_its_side_tables(tmp_path: Path) -
     assert overview_tables(j).totals["events"] == 13  # a SQL session opens
     regrade_rules(j, ["no_tool_failure_loop"], write=True)
     assert list_failing_rules(j) == ["no_tool_failure_loop"]
+
+
+def _older_side_table(journal: Journal, name: str) -> str:
+    """Write side table ``name`` as a release before its last nullable column would have; returns that column."""
+    schema = SIDE_TABLES[name]
+    added = [f for f in schema if f.nullable][-1].name
+    write_deltalake(str(journal.path / name), pa.schema([f for f in schema if f.name != added]).empty_table())
+    return added
+
+
+def test_a_purge_appends_to_a_purges_table_written_before_a_column_was_added(aged: Journal) -> None:
+    added = _older_side_table(aged, "purges")
+    result = purge_before(aged, BEFORE, now=NOW)
+    purges = read_table(aged, "purges")
+    assert purges.num_rows == result.streams and purges.column(added).null_count < purges.num_rows
+    assert verify_journal(Journal.open(aged.path)).ok
+
+
+def test_findings_written_before_a_column_was_added_can_be_rewritten(journal: Journal) -> None:
+    added = _older_side_table(journal, "findings")  # failing_events: findings of older releases lack it
+    schema = SIDE_TABLES["findings"]
+    row = {f.name: ("x" if pa.types.is_string(f.type) else NOW) for f in schema if not f.nullable}
+    old_schema = pa.schema([f for f in schema if f.name != added])
+    write_deltalake(str(journal.path / "findings"), pa.Table.from_pylist([row], schema=old_schema), mode="append")
+    old = read_table(journal, "findings")
+    assert old.column(added).to_pylist() == [None]
+    rewrite.rewrite_side_table(journal, "findings", old, "redact")  # what journal redact does to them
+    assert read_table(journal, "findings").to_pylist() == old.to_pylist()
+    assert added in DeltaTable(str(journal.path / "findings")).schema().to_arrow().names

@@ -121,12 +121,15 @@ def rewrite_side_table(journal: Journal, name: str, table: pa.Table, operation: 
 def _write_side_table(
     journal: Journal, name: str, table: pa.Table, *, mode: Literal["append", "overwrite"], operation: str
 ) -> None:
-    """One commit to the side table ``name``, local or on object storage."""
+    """One commit to the side table ``name``, local or on object storage. A table written before
+    a nullable column was added gains it (as ``side_tables.append_table`` does): an append merges
+    the schemas, a rewrite (of rows read conformed to today's schema) replaces it."""
     write_deltalake(
         side_table_uri(journal, name),
         table,
         storage_options=journal.storage_options,
         mode=mode,
+        schema_mode="merge" if mode == "append" else "overwrite",
         commit_properties=CommitProperties(custom_metadata={"toolkit.operation": operation}),
     )
 

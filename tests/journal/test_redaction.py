@@ -495,6 +495,29 @@ def test_a_redaction_after_a_killed_purge_reaches_the_archive_the_purge_left(peo
     assert report.ok and report.redacted == 3
 
 
+RAISING_RULES = """
+import json
+
+import polars as pl
+from toolkit.analysis.rules import polars_rule
+
+
+def _first_payload(events, subject):
+    data = events.filter(pl.col("subject_id") == subject).sort("occurred_at").select("data").collect().to_series()
+    return json.loads(data[0])
+
+
+@polars_rule("alice_texts", "Alice's texts parse.", columns=("subject_id", "data", "occurred_at"))
+def alice_texts(events, p):
+    raise ValueError(f"cannot parse {_first_payload(events, 'alice')}")
+
+
+@polars_rule("bob_texts", "Bob's texts parse.", columns=("subject_id", "data", "occurred_at"))
+def bob_texts(events, p):
+    raise ValueError(f"cannot parse {_first_payload(events, 'bob')}")
+"""
+
+
 def _everything_derived(people: Journal, tmp_path: Path) -> None:
     """A purge archive and findings holding some of alice's payloads, snapshots and a projection."""
     from toolkit.analysis.projections import catch_up
@@ -512,6 +535,9 @@ def _everything_derived(people: Journal, tmp_path: Path) -> None:
     rule = tmp_path / "unanswered.sql"
     rule.write_text(QUOTING_RULE, encoding="utf-8")
     regrade(people, ["unanswered"], rule_files=[str(rule)])
+    raising = tmp_path / "raising.py"
+    raising.write_text(RAISING_RULES, encoding="utf-8")
+    regrade(people, ["alice_texts"], rule_files=[str(raising)])  # an error (no stream) quoting her payload
     for side in ("purge-archives", "findings"):
         assert PII in _bytes_on_disk(people.path / side), side
     assert (people.path / "projection_tool_calls" / "_delta_log").is_dir()
@@ -521,13 +547,14 @@ def _everything_derived(people: Journal, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("target", "when", "nth"),
     [
-        ("toolkit.journal.redaction:replace_partitions", "before", 1),  # recorded, not replaced
+        ("toolkit.journal.redaction:rewrite_side_table", "after", 1),  # findings scrubbed, their history kept
+        ("toolkit.journal.redaction:replace_partitions", "before", 1),  # recorded, findings scrubbed, not replaced
         ("toolkit.journal.redaction:replace_partitions", "after", 1),  # replaced, nothing else
         ("toolkit.journal.redaction:write_parquet_atomic", "after", 1),  # archive rewritten, not registered
-        ("toolkit.journal.redaction:rewrite_side_table", "after", 1),  # snapshots dropped, their history kept
-        ("deltalake:DeltaTable.create_checkpoint", "before", 1),  # snapshots vacuumed, log not cut
-        ("os:unlink", "after", 2),  # in the middle of cutting the snapshots' log
-        ("os:unlink", "after", 4),  # in the middle of removing the projection (its data file gone, its log not)
+        ("toolkit.journal.redaction:rewrite_side_table", "after", 2),  # snapshots dropped, their history kept
+        ("deltalake:DeltaTable.create_checkpoint", "before", 2),  # snapshots vacuumed, log not cut
+        ("os:unlink", "after", 5),  # in the middle of cutting the snapshots' log
+        ("os:unlink", "after", 7),  # in the middle of removing the projection (one of its two files gone)
         ("os:unlink", "after", 12),  # in the middle of cutting the events' log
         ("deltalake:DeltaTable.create_checkpoint", "after", 3),  # events vacuumed and checkpointed, log not cut
     ],
@@ -716,3 +743,47 @@ def test_a_rule_error_quoting_a_payload_a_redaction_replaced_during_the_regrade_
     monkeypatch.setattr(regrading, "_findings_table", real)
     again = regrading.regrade(Journal.open(people.path), ["numeric"], rule_files=[str(rule)])
     assert again.findings.column("message")[0].as_py().startswith("rule numeric raised")  # nothing came meanwhile
+
+
+def test_a_rule_error_quoting_a_redacted_payload_loses_its_text(people: Journal, tmp_path: Path) -> None:
+    """A rule that raises names no stream, so journal redact, which scrubbed the findings of the
+    subject's streams only, left an error quoting her payload in the findings table. The error
+    that quotes a text of the redacted payloads now gets the marker (its kind and rule stay); the
+    one quoting bob's payload keeps its text."""
+    from toolkit.analysis.regrade import regrade
+
+    rules = tmp_path / "raising.py"
+    rules.write_text(RAISING_RULES, encoding="utf-8")
+    regrade(people, ["alice_texts", "bob_texts"], rule_files=[str(rules)])
+    before = {r["rule"]: r for r in read_table(people, "findings").to_pylist()}
+    assert {(r["kind"], r["stream_id"]) for r in before.values()} == {("error", None)}
+    assert PII in before["alice_texts"]["message"] and "bob's words" in before["bob_texts"]["message"]
+
+    result = redact_subject(people, "alice")
+    after = {r["rule"]: r for r in read_table(Journal.open(people.path), "findings").to_pylist()}
+    marker = json.dumps({"redacted": result.redaction_id}, separators=(",", ":"))
+    assert after["alice_texts"]["message"] == marker and json.loads(after["alice_texts"]["evidence"])["error"] == marker
+    assert (after["alice_texts"]["kind"], after["alice_texts"]["stream_id"]) == ("error", None)
+    assert after["bob_texts"] == before["bob_texts"]
+    assert result.findings_redacted == 1
+    assert PII not in _bytes_on_disk(people.path)
+
+
+def test_a_rule_error_quoting_a_payload_a_purge_archived_since_loses_its_text(people: Journal, tmp_path: Path) -> None:
+    """The event the error quotes left the journal for a purge archive before the redaction: the
+    texts of the subject's archived payloads count too."""
+    from toolkit.analysis.regrade import regrade
+
+    rules = tmp_path / "raising.py"
+    rules.write_text(RAISING_RULES, encoding="utf-8")
+    regrade(people, ["alice_texts"], rule_files=[str(rules)])
+    (quoting,) = read_table(people, "findings").to_pylist()
+    assert repr({"text": PII}) in quoting["message"]  # her first event, alice-1 version 1, which the purge archives
+    purge_before(people, dt.datetime(2025, 1, 5, 0, 0, 30, tzinfo=UTC), now=dt.datetime(2026, 1, 1, tzinfo=UTC))
+    assert all(PII != json.loads(d).get("text") for d in people.read_all().column("data").to_pylist())
+
+    result = redact_subject(Journal.open(people.path), "alice")
+    marker = json.dumps({"redacted": result.redaction_id}, separators=(",", ":"))
+    (row,) = read_table(Journal.open(people.path), "findings").to_pylist()
+    assert (row["rule"], row["kind"], row["message"]) == ("alice_texts", "error", marker)
+    assert PII not in _bytes_on_disk(people.path)

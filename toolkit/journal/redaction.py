@@ -16,8 +16,10 @@
    removing the rows a compaction killed half-way spilled to ``.compact-tmp``);
    removes the snapshot rows of the subject's streams and drops projections (rebuilt on next
    use); replaces the messages of the findings of the subject's streams (a rule's message may
-   quote a payload) by the marker (``scrub_findings``, which a ``journal regrade`` that read the
-   payloads before the redaction applies to the findings it writes after it); counts, or with
+   quote a payload), and of the rule errors (no stream) that quote a text of the redacted
+   payloads (``payload_texts``), by the marker (``scrub_findings``, which a ``journal regrade``
+   that read the payloads before the redaction applies to the findings it writes after it) —
+   before the payloads are replaced, while their texts can still be read; counts, or with
    ``quarantine=True`` replaces by the marker, the quarantined records that mention the subject id;
 5. erases history (``rewrite.erase_history``): vacuums the replaced files and drops the Delta
    log entries whose statistics still hold the old payloads (of the events table and of every
@@ -36,7 +38,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,6 +199,12 @@ def redact_subject(
                     for r in hits.select(["stream_id", "version", "event_id", "payload_sha256"]).to_pylist()
                 ],
             )
+        streams = sorted(set(table.filter(mine).column("stream_id").to_pylist()))
+        # before the payloads go: a rule's error (no stream) is found by the payload text it quotes,
+        # which a run killed after replacing them could no longer read
+        quoted = payload_texts(hits) | _archived_texts(journal, subject_id)
+        result.findings_redacted = _redact_findings(journal, streams, marker, quoted, erase=erase)
+        if hits.num_rows:
             touched: set[Partition] = set(
                 zip(hits.column("stream_type").to_pylist(), hits.column("day").to_pylist(), strict=True)
             )
@@ -218,9 +226,7 @@ def redact_subject(
             result.events = hits.num_rows
             result.streams = len(set(hits.column("stream_id").to_pylist()))
         result.archives_rewritten = _rewrite_archives(journal, subject_id, marker)
-        streams = sorted(set(table.filter(mine).column("stream_id").to_pylist()))
         result.derived_dropped = _drop_derived(journal, streams, erase=erase)
-        result.findings_redacted = _redact_findings(journal, streams, marker, erase=erase)
         mentions = _redact_quarantine(journal, subject_id, marker, redact=quarantine, erase=erase)
         result.quarantine_redacted, result.quarantine_kept = (mentions, 0) if quarantine else (0, mentions)
         if erase:
@@ -261,13 +267,16 @@ def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> li
 _DROPPED = ".dropped-"
 
 
-def _redact_findings(journal: Journal, stream_ids: list[str], marker: str, *, erase: bool) -> int:
-    """The findings of the subject's streams keep their verdict but not their text
-    (:func:`scrub_findings`); returns the rows changed. The table's history goes too (its log's
-    statistics hold the first characters of each message)."""
+def _redact_findings(journal: Journal, stream_ids: list[str], marker: str, quoted: set[str], *, erase: bool) -> int:
+    """The findings of the subject's streams, and the rule errors (no stream) that quote one of the
+    ``quoted`` texts of the redacted payloads (:func:`payload_texts`), keep their verdict but not
+    their text (:func:`scrub_findings`); returns the rows changed. The table's history goes too
+    (its log's statistics hold the first characters of each message)."""
     if not side_table_exists(journal, "findings"):
         return 0
-    t, changed = scrub_findings(read_table(journal, "findings"), dict.fromkeys(stream_ids, marker))
+    t, changed = scrub_findings(
+        read_table(journal, "findings"), dict.fromkeys(stream_ids, marker), marker, quoting=quoted
+    )
     if changed:
         rewrite_side_table(journal, "findings", t, "redact")
     if erase:  # also when the rows were changed by a run killed before it erased their history
@@ -276,20 +285,29 @@ def _redact_findings(journal: Journal, stream_ids: list[str], marker: str, *, er
 
 
 def scrub_findings(
-    findings: pa.Table, markers: Mapping[str, str], unattributed: str | None = None
+    findings: pa.Table,
+    markers: Mapping[str, str],
+    unattributed: str | None = None,
+    quoting: Collection[str] | None = None,
 ) -> tuple[pa.Table, int]:
     """``findings`` (rows of the findings table) with the text of the rows of the streams in
     ``markers`` replaced by that stream's marker, and how many rows changed. They keep their
     verdict (rule, stream, version, kind, ids) but not their text: a rule's message may quote the
     payload (``'wrote ' || data``), and a Python rule's error, kept in the evidence, may too.
     ``unattributed``: the marker for the rows of no stream too (a rule that raised: its error may
-    quote a payload read before a redaction, see ``regrade``).
+    quote a payload read before a redaction, see ``regrade``); with ``quoting`` (texts of the
+    redacted payloads, :func:`payload_texts`) only for those whose message or error contains one.
 
     >>> t = pa.table({"stream_id": ["a", "b"], "message": ["wrote x", "wrote y"],
     ...               "evidence": ['{"error": null}', '{"error": "bad y"}']})
     >>> t, n = scrub_findings(t, {"b": marker_for("r1")})
     >>> n, t.column("message").to_pylist(), json.loads(t.column("evidence")[1].as_py())["error"]
     (1, ['wrote x', '{"redacted":"r1"}'], '{"redacted":"r1"}')
+    >>> t = pa.table({"stream_id": pa.array([None, None], pa.string()), "message": ["rule a raised bad Alice", "rule b raised"],
+    ...               "evidence": ['{"error": "bad Alice"}', '{"error": "timeout"}']})
+    >>> t, n = scrub_findings(t, {}, marker_for("r1"), quoting={"Alice"})
+    >>> n, t.column("message").to_pylist()
+    (1, ['{"redacted":"r1"}', 'rule b raised'])
     """
     if (not markers and unattributed is None) or findings.num_rows == 0:  # no redaction: most regrades
         return findings, 0
@@ -307,9 +325,11 @@ def scrub_findings(
     changed = 0
     for k, stream in enumerate(streams):
         before, marker = (messages[k], evidence[k]), unattributed if stream is None else markers[stream]
+        doc = json.loads(evidence[k])
+        if stream is None and quoting is not None and not _quotes(messages[k], doc, quoting):
+            continue  # a rule error that quotes none of the redacted payloads keeps its text
         if messages[k] is not None and not _is_marker(messages[k]):
             messages[k] = marker
-        doc = json.loads(evidence[k])
         if isinstance(doc, dict) and doc.get("error") is not None and not _is_marker(doc["error"]):
             evidence[k] = json.dumps({**doc, "error": marker}, sort_keys=True)
         changed += int((messages[k], evidence[k]) != before)
@@ -319,6 +339,55 @@ def scrub_findings(
             column = pc.replace_with_mask(findings.column(name).combine_chunks(), mine, pa.array(values, pa.string()))
             findings = findings.set_column(i, findings.schema.field(i), column)
     return findings, changed
+
+
+MIN_QUOTED_CHARS = 4  # shorter texts ("ok", "en", "42") are in many error messages by chance
+
+
+def payload_texts(events: pa.Table) -> set[str]:
+    """The texts a finding could quote of these events' payloads: every string and number in their
+    ``data`` and ``metadata`` (JSON) of at least ``MIN_QUOTED_CHARS`` characters, a string also as
+    JSON and Python's ``repr`` write it inside quotes (an error may quote the JSON text or a dict).
+
+    >>> sorted(payload_texts(pa.table({"data": ['{"text": "Alice", "n": 12345, "ok": true}'],
+    ...                                "metadata": ['{"ip": "10.0.0.7", "k": "ab"}']})))
+    ['10.0.0.7', '12345', 'Alice']
+    >>> sorted(payload_texts(pa.table({"data": ['{"name": "Zoë Ng"}'], "metadata": [None]})))
+    ['Zo\\\\u00eb Ng', 'Zoë Ng']
+    """
+    texts: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str | int | float) and not isinstance(value, bool):
+            text = value if isinstance(value, str) else json.dumps(value)
+            if len(text) >= MIN_QUOTED_CHARS:
+                texts.add(text)
+                if isinstance(value, str):
+                    texts.update(
+                        (json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1])
+                    )
+
+    for name in ("data", "metadata"):
+        for raw in events.column(name).to_pylist():
+            try:
+                walk(json.loads(raw) if raw is not None else None)
+            except ValueError:  # not JSON: the text as a whole
+                if len(raw) >= MIN_QUOTED_CHARS:
+                    texts.add(raw)
+    return texts
+
+
+def _quotes(message: str | None, evidence: object, texts: Collection[str]) -> bool:
+    """Whether a finding's message or error (evidence) contains one of ``texts``."""
+    error = evidence.get("error") if isinstance(evidence, dict) else None
+    said = [t for t in (message, error) if isinstance(t, str)]
+    return any(text in s for s in said for text in texts)
 
 
 def redaction_ids(journal: Journal) -> set[str]:
@@ -386,30 +455,64 @@ def _expand(mine: pa.Array, already_in_mine: pa.Array) -> pa.Array:
     return pa.array([bool(m) and not next(flags) for m in mine.to_pylist()], pa.bool_())
 
 
-def _rewrite_archives(journal: Journal, subject_id: str, marker: str) -> list[str]:
-    """Redact the subject's events in every archive the toolkit registered (latest entry per path)."""
+def _latest_archives(journal: Journal) -> list[tuple[Path, dict[str, Any]]]:
+    """The archive files the toolkit registered that are there, each with its newest registration."""
     archives = sorted(read_table(journal, "archives").to_pylist(), key=lambda a: a["archived_at"])
     latest: dict[str, dict[str, Any]] = {}
     for a in archives:
         latest[a["path"]] = a  # the newest registration of each file
+    return [(Path(path), a) for path, a in sorted(latest.items()) if Path(path).is_file()]
+
+
+def _unredacted(t: pa.Table, subject_id: str) -> pa.Array:
+    """The rows of an archive (Parquet) that are the subject's and not redacted yet."""
+    mask = pc.fill_null(pc.equal(t.column("subject_id"), subject_id), False)
+    # rows an earlier redaction took keep its marker (the file is not rewritten again)
+    return pc.and_(mask, pc.invert(pc.fill_null(pc.match_substring_regex(t.column("data"), _MARKER_RE), False)))
+
+
+def _evennia_entries(path: Path, a: dict[str, Any], subject_id: str) -> tuple[dict[str, Any], int, list[int]]:
+    """An Evennia archive of one stream, its first version and the subject's versions: its i-th
+    entry is version ``first_version + i``; the registration lists the versions of each subject
+    (by digest)."""
+    note = json.loads(a["note"] or "{}")
+    versions = note.get("subject_versions", {}).get(subject_digest(subject_id), [])
+    return json.loads(path.read_text(encoding="utf-8")), int(note.get("first_version", 1)), versions
+
+
+def _archived_texts(journal: Journal, subject_id: str) -> set[str]:
+    """:func:`payload_texts` of the subject's archived events not redacted yet (a rule's error may
+    quote an event a purge has since moved to its archive)."""
+    texts: set[str] = set()
+    for p, a in _latest_archives(journal):
+        if a["format"] == "parquet":
+            t = pq.read_table(p)
+            texts |= payload_texts(t.filter(_unredacted(t, subject_id)))
+        elif a["format"] == "evennia-archive":
+            doc, first, versions = _evennia_entries(p, a, subject_id)
+            events = doc.get("events") or []
+            data = [json.dumps(events[v - first].get("data")) for v in versions if 0 <= v - first < len(events)]
+            data = [d for d in data if not _is_marker(d)]  # redacted before
+            texts |= payload_texts(
+                pa.table({"data": pa.array(data, pa.string()), "metadata": pa.nulls(len(data), pa.string())})
+            )
+    return texts
+
+
+def _rewrite_archives(journal: Journal, subject_id: str, marker: str) -> list[str]:
+    """Redact the subject's events in every archive the toolkit registered (latest entry per path)."""
     rewritten = []
-    for path, a in sorted(latest.items()):
-        p = Path(path)
-        if not p.is_file():
-            continue
+    for p, a in _latest_archives(journal):
+        path = str(p)
         changed = False
         if a["format"] == "parquet":
             t = pq.read_table(p)
-            mask = pc.fill_null(pc.equal(t.column("subject_id"), subject_id), False)
-            # rows an earlier redaction took keep its marker (the file is not rewritten again)
-            mask = pc.and_(mask, pc.invert(pc.fill_null(pc.match_substring_regex(t.column("data"), _MARKER_RE), False)))
+            mask = _unredacted(t, subject_id)
             if pc.any(mask).as_py():
                 write_parquet_atomic(_redact_rows(t, mask, marker), p)
                 changed = True
         elif a["format"] == "evennia-archive":
-            note = json.loads(a["note"] or "{}")
-            versions = note.get("subject_versions", {}).get(subject_digest(subject_id), [])
-            changed = _redact_evennia(p, int(note.get("first_version", 1)), versions, marker)
+            changed = _redact_evennia(p, *_evennia_entries(p, a, subject_id), marker)
         if changed:
             append_side_rows(
                 journal,
@@ -420,10 +523,8 @@ def _rewrite_archives(journal: Journal, subject_id: str, marker: str) -> list[st
     return rewritten
 
 
-def _redact_evennia(path: Path, first_version: int, versions: list[int], marker: str) -> bool:
-    """An Evennia archive of one stream: its i-th entry is version ``first_version + i``; the
-    archive's registration lists the versions of each subject (by digest)."""
-    doc = json.loads(path.read_text(encoding="utf-8"))
+def _redact_evennia(path: Path, doc: dict[str, Any], first_version: int, versions: list[int], marker: str) -> bool:
+    """The subject's ``versions`` of the Evennia archive ``doc`` read from ``path`` (:func:`_evennia_entries`)."""
     events = doc.get("events") or []
     changed = False
     for v in versions:

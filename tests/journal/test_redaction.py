@@ -787,3 +787,38 @@ def test_a_rule_error_quoting_a_payload_a_purge_archived_since_loses_its_text(pe
     (row,) = read_table(Journal.open(people.path), "findings").to_pylist()
     assert (row["rule"], row["kind"], row["message"]) == ("alice_texts", "error", marker)
     assert PII not in _bytes_on_disk(people.path)
+
+
+def test_the_regrade_note_counts_the_rule_errors_it_gave_the_marker_apart(
+    people: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The note about a redaction that came during the re-grade said "N findings of its streams",
+    but N took the rule errors too (no stream; they get the marker as well): it now says how many
+    of each."""
+    import toolkit.analysis.regrade as regrading
+
+    quoting, raising = tmp_path / "unanswered.sql", tmp_path / "raising.py"
+    quoting.write_text(QUOTING_RULE, encoding="utf-8")
+    raising.write_text(RAISING_RULES, encoding="utf-8")
+    real = regrading._findings_table
+
+    def redacted_meanwhile(*args: Any, **kwargs: Any) -> Any:  # after the rules read, before the write
+        redact_subject(Journal.open(people.path), "alice")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(regrading, "_findings_table", redacted_meanwhile)
+    code, _, err = run_cli(
+        capsys, "regrade", "unanswered", "alice_texts", "--rules", str(quoting), "--rules", str(raising),
+        "-j", str(people.path), "--format", "json",
+    )  # fmt: skip
+    assert code == 3
+    rows = read_table(Journal.open(people.path), "findings").to_pylist()
+    assert sorted((r["kind"], r["stream_id"] or "") for r in rows) == [
+        ("error", ""), ("violation", "alice-1"), ("violation", "alice-2"), ("violation", "bob-1"),
+    ]  # fmt: skip
+    (note,) = [line for line in err.splitlines() if line.startswith("note: a redaction")]
+    assert note == (
+        "note: a redaction committed during the re-grade: the text of 2 findings of its streams and of "
+        "1 rule error (no stream: an error may quote a payload) is its marker, as journal redact leaves "
+        "the findings it finds"
+    )

@@ -116,9 +116,15 @@ def command(
         )
     summary = result.summary()
     if result.findings_redacted:
+        # the count takes the rule errors too: they name no stream, and an error may quote a payload
+        errors = result.findings.column("stream_id").null_count
+        of_streams = result.findings_redacted - errors
+        counted = [f"{of_streams} finding{'s' * (of_streams != 1)} of its streams"] if of_streams else []
+        if errors:
+            counted.append(f"{errors} rule error{'s' * (errors != 1)} (no stream: an error may quote a payload)")
         click.echo(
-            f"note: a redaction committed during the re-grade: the text of {result.findings_redacted} "
-            "findings of its streams is its marker, as journal redact leaves the findings it finds",
+            f"note: a redaction committed during the re-grade: the text of {' and of '.join(counted)} "
+            "is its marker, as journal redact leaves the findings it finds",
             err=True,
         )
     if streams:  # a --stream naming no stream: the others were judged, this one silently not

@@ -218,6 +218,49 @@ def test_an_output_symlinked_into_the_journal_is_refused(
     assert run(capsys, "verify")[0] == 0
 
 
+@pytest.mark.parametrize(
+    ("there", "said"),
+    [
+        ("nothing", "x.csv: a file appeared there between the check"),
+        ("a file of its own", "x.csv: a file was replaced there between the check"),
+        ("a hard link", "journal.toml: is inside the journal"),  # replaced, not written in place
+    ],
+)
+def test_an_output_swapped_for_a_link_into_the_journal_after_its_check_is_not_written_through(
+    demo: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    there: str,
+    said: str,
+) -> None:
+    """-o OUT was checked (not inside a journal), then opened by its name: a symbolic link to
+    journal.toml put at OUT between the two had the output written through it (journal.toml
+    emptied and overwritten), or, for a hard link (whose output replaces it), journal.toml
+    replaced by the output. The file opened must now be the one checked."""
+    import toolkit.journal.location as location
+
+    files = {p.relative_to(demo): p.read_bytes() for p in demo.rglob("*") if p.is_file()}
+    out = tmp_path / "x.csv"
+    if there != "nothing":
+        out.write_text("old\n")
+    if there == "a hard link":
+        os.link(out, tmp_path / "other.csv")
+    check = location.refuse_journal_file
+
+    def checked_then_swapped(path: str | Path) -> None:
+        check(path)
+        if Path(path) == out:
+            out.unlink(missing_ok=True)
+            out.symlink_to(demo / "journal.toml")
+
+    monkeypatch.setattr(location, "refuse_journal_file", checked_then_swapped)
+    code, _, err = run(capsys, "sql", "SELECT 1 AS x", "--format", "csv", "-o", str(out))
+    assert code == 1 and said in err and "Hint:" in err
+    assert {p.relative_to(demo): p.read_bytes() for p in demo.rglob("*") if p.is_file()} == files
+    assert run(capsys, "verify")[0] == 0
+
+
 def test_a_report_is_not_written_through_a_link_at_its_temporary_name(
     demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -305,7 +305,9 @@ def open_output(
     ``atomic`` replaces a new or single-name file the same way (a crash leaves the old file or
     the new one); ``newline`` is :func:`open`'s. Anything else that exists — a pipe, ``/dev/stdout`` — is written in place.
     A file inside a journal directory, named or reached through a symbolic link, is refused
-    (:func:`refuse_journal_file`).
+    (:func:`refuse_journal_file`), also one a link swapped in after that check leads to: a file
+    written in place must be the one checked (its device and inode, or nothing when nothing was
+    there: ``O_EXCL``) and, where the system names an open file (``/proc/self/fd``), outside a journal.
 
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp())
@@ -317,18 +319,19 @@ def open_output(
     ('mine', 'x\\n1\\n')
     """
     path = Path(output).expanduser()
-    refuse_journal_file(path)
-    try:
+    try:  # before the check: a link swapped in after it leads to a file other than this one
         st: os.stat_result | None = path.stat()
     except FileNotFoundError:
         st = None
+    refuse_journal_file(path)
     encoding = None if "b" in mode else "utf-8"
     regular = st is None or stat.S_ISREG(st.st_mode)
     if not regular or not (atomic or (st is not None and st.st_nlink > 1)):
-        with open(path, mode, encoding=encoding, newline=newline) as f:
+        with os.fdopen(_open_checked(path, st), mode, encoding=encoding, newline=newline) as f:
             yield f
         return
     real = path.resolve()  # a symbolic link keeps its name and points at the new file
+    refuse_journal_file(real)  # where a link swapped in since the check leads
     tmp = real.with_name(f".{real.name}.{uuid.uuid4().hex[:12]}.tmp")
     # O_EXCL: never a file (or link) that is there already; 0o666 less the umask, as open() makes
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -341,3 +344,45 @@ def open_output(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _open_checked(path: Path, checked: os.stat_result | None) -> int:
+    """A descriptor to write ``path`` in place, opened only if it is the file ``checked`` was
+    (``None``: nothing was there, so nothing that is there now is opened, not even a link), and,
+    where the system tells which file a descriptor is, one outside any journal. A regular file is
+    emptied only then (``open(path, "w")`` truncated whatever a link swapped in led to)."""
+    flags = os.O_WRONLY | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666) if checked is None else os.open(path, flags)
+    except FileExistsError as e:
+        raise _changed(path, "appeared") from e
+    try:
+        opened = os.fstat(fd)
+        if checked is not None and (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):
+            raise _changed(path, "was replaced")
+        if stat.S_ISREG(opened.st_mode):
+            where = _opened_path(fd)
+            if where is not None:
+                refuse_journal_file(where)
+            os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _opened_path(fd: int) -> str | None:
+    """The path of the file open as ``fd`` where the system tells it (Linux: ``/proc/self/fd``)."""
+    try:
+        where = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    return where if where.startswith("/") and not where.endswith(" (deleted)") else None
+
+
+def _changed(path: Path, what: str) -> InvalidPathError:
+    return InvalidPathError(
+        f"{path}: a file {what} there between the check that it is outside any journal and its opening",
+        hint="run the command again; if it happens again, something is changing that path (a link into a journal?)",
+        path=str(path),
+    )

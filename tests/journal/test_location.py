@@ -1,0 +1,71 @@
+"""Where output goes: open_output never writes into a journal's files, whatever a link does meanwhile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import toolkit.journal.location as location
+from toolkit.errors import InvalidPathError
+from toolkit.journal import Journal
+from toolkit.journal.integrity import verify_journal
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names the open file through /proc/self/fd (Linux)")
+def test_an_output_link_into_the_journal_pointed_elsewhere_only_during_its_check_is_not_written_through(
+    journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OUT, a symbolic link to journal.toml, pointed elsewhere only while the check ran: the file
+    looked at before the check and the one opened after it were both journal.toml (the same file),
+    and the output was written into it. The file opened is now checked itself."""
+    journal.append("run-1", [{"event_type": "custom", "data": {"n": 1}}])
+    toml = journal.path / "journal.toml"
+    before = toml.read_bytes()
+    out, elsewhere = tmp_path / "x.csv", tmp_path / "elsewhere.csv"
+    elsewhere.write_text("")
+    out.symlink_to(toml)
+    check = location.refuse_journal_file
+
+    def elsewhere_while_checked(path: str | Path) -> None:
+        if Path(path) != out:
+            return check(path)
+        out.unlink()
+        out.symlink_to(elsewhere)
+        try:
+            check(path)
+        finally:
+            out.unlink()
+            out.symlink_to(toml)
+
+    monkeypatch.setattr(location, "refuse_journal_file", elsewhere_while_checked)
+    with pytest.raises(InvalidPathError, match=r"journal\.toml: is inside the journal") as e:
+        with location.open_output(out) as f:
+            f.write("x\n1\n")
+    assert "Hint:" in str(e.value)
+    assert toml.read_bytes() == before and elsewhere.read_text() == ""
+    assert verify_journal(Journal.open(journal.path)).ok
+
+
+def test_a_pipe_and_a_link_to_a_file_of_ones_own_are_still_written_in_place(tmp_path: Path) -> None:
+    """What is written in place stays so: a named pipe (nothing to replace) and, through a
+    symbolic link outside any journal, the file it leads to (the link stays a link)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with location.open_output(fifo) as f:
+        f.write("x\n1\n")
+    reader.join(timeout=10)
+    assert got == [b"x\n1\n"] and fifo.is_fifo()
+
+    mine, link = tmp_path / "mine.csv", tmp_path / "link.csv"
+    mine.write_text("old and longer\n")
+    link.symlink_to(mine)
+    with location.open_output(link) as f:
+        f.write("new\n")
+    assert mine.read_text() == "new\n" and link.is_symlink()

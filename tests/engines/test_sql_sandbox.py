@@ -293,3 +293,15 @@ def test_the_merge_of_a_distributed_run_spills_to_a_private_bounded_directory(
     limit = float(value) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
     assert abs(limit - shutil.disk_usage(root).free / 2) <= 0.1 * limit
     assert not any(root.iterdir()) and not any(work.iterdir())  # removed; nothing in the working directory
+
+
+def test_the_merge_of_a_distributed_run_holds_what_a_session_holds_in_memory(session: Session) -> None:
+    """query_tables set no memory limit: the merge of a Dask run took DuckDB's own 80 % of the machine
+    while a session (and so each worker) keeps to half. It now takes the same limit as a session."""
+    from toolkit.engines.duckdb_engine import query_tables
+
+    sql = "SELECT current_setting('memory_limit') AS m FROM t"
+    (row,) = query_tables({"t": pa.table({"x": [1]})}, sql).to_pylist()
+    expected = session.query("SELECT current_setting('memory_limit') AS m").column("m")[0].as_py()
+    assert row["m"] == expected
+

@@ -292,9 +292,7 @@ def connect(
         con.execute("SET parquet_metadata_cache = true")
         if threads:
             con.execute("SET threads = $n", {"n": threads})
-        memory_limit_bytes = memory_limit_bytes or default_memory_limit()
-        if memory_limit_bytes:
-            con.execute("SET memory_limit = $m", {"m": f"{max(memory_limit_bytes >> 20, 64)}MiB"})
+        _limit_memory(con, memory_limit_bytes)
         spill_dir, spill_problem = _spill_to_private_dir(con, spill_limit_bytes)
         if journal.remote:
             con.register_filesystem(filesystem())
@@ -326,6 +324,14 @@ def connect(
             raise QueryError(f"cannot open a SQL session on {journal.path}: {e}") from e
         raise
     return Session(con, journal, spill_dir, spill_problem)
+
+
+def _limit_memory(con: duckdb.DuckDBPyConnection, limit_bytes: int | None) -> None:
+    """Cap what ``con`` holds in memory at ``limit_bytes`` (by default :func:`default_memory_limit`):
+    beyond it DuckDB spills to disk."""
+    limit_bytes = limit_bytes or default_memory_limit()
+    if limit_bytes:
+        con.execute("SET memory_limit = $m", {"m": f"{max(limit_bytes >> 20, 64)}MiB"})
 
 
 def _spill_to_private_dir(con: duckdb.DuckDBPyConnection, limit_bytes: int | None) -> tuple[str | None, str | None]:
@@ -365,11 +371,13 @@ def default_spill_limit(directory: str) -> int:
 
 def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
     """Trusted SQL over in-memory Arrow tables only (the merge step of a distributed run): UTC, no file
-    access; it spills, as a session does, to a private directory of bounded size removed after it."""
+    access; it holds in memory what a session does (:func:`default_memory_limit`) and beyond that spills,
+    as a session does, to a private directory of bounded size removed after it."""
     con = duckdb.connect(":memory:")
     spill_dir: str | None = None
     try:
         con.execute("SET TimeZone = 'UTC'")
+        _limit_memory(con, None)
         spill_dir, _ = _spill_to_private_dir(con, None)
         for name, table in tables.items():
             con.from_arrow(table).create_view(name)

@@ -24,6 +24,7 @@ class ToolkitError(Exception):
     """
 
     hint: str | None = None
+    exit_code: int = 1  # of the ``journal`` command when it ends in this error
 
     def __init__(self, message: str, *, hint: str | None = None, **context: Any) -> None:
         self.message = message
@@ -124,6 +125,25 @@ class DuplicateEventError(ToolkitError, ValueError):
 
 class QueryError(ToolkitError, ValueError):
     """A SQL query failed, was refused by the sandbox, or got wrong parameters."""
+
+
+class QueryTimeoutError(QueryError, TimeoutError):
+    """A query ran past its time limit (``--timeout``, ``sql_timeout_s`` in journal.toml) and was stopped.
+
+    ``journal`` exits 4 on it (0 ok, 1 error, 2 usage, 3 findings).
+    """
+
+    exit_code = 4
+
+    @classmethod
+    def after(cls, seconds: float) -> QueryTimeoutError:
+        return cls(
+            f"the query ran past its time limit of {seconds:g} s and was stopped",
+            hint="give it longer (--timeout SECONDS, 0 for no limit; the default is sql_timeout_s in journal.toml), "
+            "or make it do less: add a WHERE filter or a LIMIT (a join of events with itself grows with the square "
+            "of the journal)",
+            seconds=seconds,
+        )
 
 
 class QueryNotFoundError(QueryError, LookupError):

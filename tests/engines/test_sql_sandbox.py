@@ -6,6 +6,7 @@ import gc
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -305,3 +306,15 @@ def test_the_merge_of_a_distributed_run_holds_what_a_session_holds_in_memory(ses
     expected = session.query("SELECT current_setting('memory_limit') AS m").column("m")[0].as_py()
     assert row["m"] == expected
 
+
+def test_a_watched_query_past_its_time_limit_is_stopped_and_the_session_goes_on(session: Session) -> None:
+    from toolkit.errors import QueryTimeoutError
+
+    runaway = "SELECT count(*) AS n FROM range(3000000) AS a, range(3000000) AS b WHERE hash(a.range, b.range) = 0"
+    started = time.monotonic()
+    with session.watched(0.5), pytest.raises(QueryTimeoutError, match=r"time limit of 0\.5 s") as caught:
+        session.query(runaway)
+    assert time.monotonic() - started < 5 and caught.value.exit_code == 4
+    assert session.user_query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 13}]
+    with session.watched(30):
+        assert session.query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 13}]

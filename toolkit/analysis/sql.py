@@ -40,22 +40,29 @@ def _has_header(path: Path) -> bool:
     return path.read_text(encoding="utf-8").lstrip().startswith("-- summary:")
 
 
-def run_sql(journal: Journal, text: str, params: dict[str, Any] | None = None) -> pa.Table:
+def run_sql(
+    journal: Journal, text: str, params: dict[str, Any] | None = None, *, time_limit_s: float | None = None
+) -> pa.Table:
+    """Run ad-hoc SQL, a catalog query or a .sql file; stopped after ``time_limit_s`` seconds with
+    QueryTimeoutError (None: ``sql_timeout_s`` of journal.toml; 0: no limit)."""
     params = params or {}
     query = resolve_query(text)
+    if time_limit_s is None:
+        time_limit_s = journal.config.sql_timeout_s
     # the cost views (prices, priced_events, cost_events) are there for the costs/ and rollups/ queries
     session = cost_session(journal)
     try:
-        if query is None:
-            names = session.parameters(text) if "$" in text else []
-            missing = [n for n in names if n not in params]
-            if missing:
-                raise QueryError(
-                    f"the SQL uses ${missing[0]} but no value was given", hint=f"pass -p {missing[0]}=VALUE"
-                )
-            return session.user_query(text, {k: v for k, v in params.items() if k in names})
-        bound = query.bind(params) if query.params else _check_no_params(query, params)
-        return session.user_query(query.sql, bound)
+        with session.watched(time_limit_s):
+            if query is None:
+                names = session.parameters(text) if "$" in text else []
+                missing = [n for n in names if n not in params]
+                if missing:
+                    raise QueryError(
+                        f"the SQL uses ${missing[0]} but no value was given", hint=f"pass -p {missing[0]}=VALUE"
+                    )
+                return session.user_query(text, {k: v for k, v in params.items() if k in names})
+            bound = query.bind(params) if query.params else _check_no_params(query, params)
+            return session.user_query(query.sql, bound)
     finally:
         session.close()
 

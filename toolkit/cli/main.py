@@ -69,7 +69,8 @@ class LazyGroup(click.Group):
     cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Every command takes -j/--journal PATH (or $AGENT_JOURNAL; default ./data/demo-journal).\n"
-    "Exit codes: 0 ok, 1 error, 2 usage, 3 findings (e.g. verify found a broken chain).",
+    "Exit codes: 0 ok, 1 error, 2 usage, 3 findings (e.g. verify found a broken chain), "
+    "4 time limit (a query ran past --timeout).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.version_option(package_name="agent-journal-toolkit")
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo(f"error: {lines[0]}", err=True)
         for line in lines[1:]:
             click.echo(line, err=True)
-        sys.exit(1)
+        sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(0)
 

@@ -69,6 +69,17 @@ def param_option(f: F) -> F:
     )(f)
 
 
+def timeout_option(f: F) -> F:
+    return click.option(
+        "--timeout",
+        "timeout_s",
+        type=click.FloatRange(min=0, max=10**9),
+        metavar="SECONDS",
+        help="Stop each query of the SQL given (or of a SQL rule) that runs longer than this "
+        "(0: no limit; default: sql_timeout_s in journal.toml, 0 unless set).",
+    )(f)
+
+
 def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for pair in pairs:

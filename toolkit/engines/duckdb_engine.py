@@ -30,8 +30,10 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,7 +41,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from toolkit.errors import QueryError
+from toolkit.errors import QueryError, QueryTimeoutError
 from toolkit.journal.location import filesystem
 from toolkit.journal.schema import ARROW_SCHEMA, COLUMN_NAMES, DUCKDB_TYPES, HIVE_TYPES, PARTITION_COLUMNS
 from toolkit.journal.side_tables import side_views
@@ -64,6 +66,9 @@ _SQL_RUNNING_FUNCTIONS = frozenset({
 # options of the CSV readers refused: they create temporary tables from a SELECT, and one named
 # like a view (rejects_table = 'events') hides that view from the statements after it
 _CSV_REJECTS_OPTIONS = frozenset({"store_rejects", "rejects_table", "rejects_scan", "rejects_limit"})
+
+
+_POLL_S: Final = 0.1  # how often a thread waiting for a watched query looks for Ctrl-C
 
 
 def _events_select(present: Sequence[str]) -> str:
@@ -94,20 +99,44 @@ class Session:
         self.spill_problem = spill_problem  # why there is no spill directory (the session does not spill)
         self._remove_spill = weakref.finalize(self, shutil.rmtree, spill_dir, True) if spill_dir else None
         self._reads: set[str] = set()  # SELECT texts found to only read (loops run the same text)
+        self._watched = False  # inside watched(): queries run on a worker thread
+        self._time_limit_s: float | None = None
+
+    @contextmanager
+    def watched(self, time_limit_s: float | None = None) -> Iterator[Session]:
+        """Run the queries inside (SQL a user wrote: ``journal sql``, SQL rules) on a worker thread while
+        this one waits: Ctrl-C stops the query (DuckDB looks at signals only when a query ends, so a
+        runaway query ran on for minutes after it), and each call of :meth:`query`/:meth:`user_query`
+        is stopped after ``time_limit_s`` seconds (None or 0: no limit) with QueryTimeoutError. Only
+        there: a thread per query costs about a millisecond, which toolkit loops of small queries
+        would feel."""
+        saved = self._watched, self._time_limit_s
+        self._watched, self._time_limit_s = True, time_limit_s or saved[1]
+        try:
+            yield self
+        finally:
+            self._watched, self._time_limit_s = saved
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         """Run one SELECT (or EXPLAIN of one) with bound parameters: toolkit code, queries/ files and
         the SQL rules it wraps. The sandbox lets DuckDB write inside the journal directory, so a
         statement that writes (``COPY``, hidden after a ``;`` in a rule's text) must never run."""
         (statement,) = self._checked(sql, single=True)
-        return self._run(statement.query, params)
+        return self._run(statement.query, params, self._deadline())
 
     def user_query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-        """Run SQL a user typed: only SELECT/EXPLAIN statements, the last one's result returned."""
-        statements = self._checked(sql)
-        for st in statements[:-1]:
-            self._run(st.query, params)
-        return self._run(statements[-1].query, params)
+        """Run SQL a user typed: only SELECT/EXPLAIN statements, the last one's result returned; watched
+        (:meth:`watched`: Ctrl-C stops it, and the time limit, if one is set, applies to them all)."""
+        with self.watched():
+            statements = self._checked(sql)
+            deadline = self._deadline()
+            for st in statements[:-1]:
+                self._run(st.query, params, deadline)
+            return self._run(statements[-1].query, params, deadline)
+
+    def _deadline(self) -> float | None:
+        """When (``time.monotonic``) the call starting now must end, or None."""
+        return time.monotonic() + self._time_limit_s if self._watched and self._time_limit_s else None
 
     def _checked(self, sql: str, *, single: bool = False) -> list[duckdb.Statement]:
         """The statements of ``sql``, each a SELECT or an EXPLAIN of one (else QueryError)."""
@@ -151,9 +180,12 @@ class Session:
             and _writing_part(self.con, inner[0].query) is None
         )
 
-    def _run(self, sql: str, params: Mapping[str, Any] | None) -> pa.Table:
-        try:
+    def _run(self, sql: str, params: Mapping[str, Any] | None, deadline: float | None = None) -> pa.Table:
+        def run() -> pa.Table:
             return self.con.sql(sql, params=dict(params) if params else None).to_arrow_table()
+
+        try:
+            return self._wait_for(run, deadline) if self._watched else run()
         except duckdb.PermissionException as e:
             raise QueryError(f"refused: {e}", hint=_SANDBOX_HINT) from e
         except duckdb.Error as e:
@@ -172,6 +204,41 @@ class Session:
                     "rows or columns",
                 ) from e
             raise QueryError(f"query failed: {e}", hint="check the SQL and its parameters (-p name=value)") from e
+
+    def _wait_for(self, run: Callable[[], pa.Table], deadline: float | None) -> pa.Table:
+        """``run()`` on a worker thread; this thread waits until it ends, Ctrl-C comes (the query is
+        interrupted, KeyboardInterrupt goes on up) or ``deadline`` passes (QueryTimeoutError)."""
+        done = threading.Event()
+        outcome: list[Any] = []  # [table] or [None, the exception]
+
+        def work() -> None:
+            try:
+                outcome.append(run())
+            except BaseException as e:  # handed to the waiting thread
+                outcome.extend((None, e))
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="journal-query", daemon=True).start()
+        ended = False
+        try:
+            # in short waits: Ctrl-C may reach one of DuckDB's threads, which does not wake this one, and
+            # Python runs the handler (KeyboardInterrupt) only when this thread runs again
+            while not ended and (deadline is None or time.monotonic() < deadline):
+                ended = done.wait(_POLL_S if deadline is None else min(_POLL_S, max(deadline - time.monotonic(), 0.0)))
+        except KeyboardInterrupt:
+            self.con.interrupt()
+            done.wait()
+            raise
+        if not ended:
+            self.con.interrupt()  # harmless if it ended meanwhile: the next query runs as usual
+            done.wait()
+            if len(outcome) == 2 and isinstance(outcome[1], duckdb.InterruptException):
+                raise QueryTimeoutError.after(self._time_limit_s or 0.0) from outcome[1]
+        if len(outcome) == 2:
+            raise outcome[1]
+        table: pa.Table = outcome[0]
+        return table
 
     def parameters(self, sql: str) -> list[str]:
         """Names of the ``$name`` parameters DuckDB parses out of ``sql``."""

@@ -31,6 +31,8 @@ class JournalConfig:
     lock_timeout_s: float = 60.0
     # retention (issue 7): journal purge refuses events younger than this unless forced
     retention_min_days: int = 183
+    # the time limit of each query of journal sql and SQL rule of journal regrade (--timeout); 0: none
+    sql_timeout_s: float = 0.0
 
     def to_toml(self) -> str:
         lines = ["# agent-journal-toolkit journal; events live in the Delta table events/", "[journal]"]
@@ -59,6 +61,14 @@ class JournalConfig:
                 hint="restore journal.toml from a backup, or compare it with a new one from journal init",
                 path=origin,
             ) from e
+        timeout = cfg.sql_timeout_s
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 <= timeout < float("inf"):
+            raise JournalConfigError(
+                f"{origin}: sql_timeout_s = {timeout!r}: not a number of seconds (0 or more)",
+                hint="give the time limit of a query in seconds, e.g. sql_timeout_s = 60 (0: no limit)",
+                path=origin,
+                field="sql_timeout_s",
+            )
         if major > SCHEMA_MAJOR:
             raise JournalVersionError(
                 f"{origin}: journal schema {cfg.schema_version} is newer than this toolkit reads ({SCHEMA_VERSION})",

@@ -1,0 +1,101 @@
+"""Time limits on user SQL (``journal sql --timeout``, ``sql_timeout_s`` in journal.toml, SQL rules of
+``journal regrade``) and Ctrl-C during a query, on a real journal through the real entry point."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import REPO, run_cli
+
+from toolkit.journal import Journal
+from toolkit.journal.config import JournalConfig
+
+# 2,000 events joined with themselves three times: 8 * 10^9 rows to hash, minutes on these machines
+RUNAWAY = (
+    "SELECT count(*) AS n FROM events AS a, events AS b, events AS c "
+    "WHERE hash(a.event_id, b.event_id, c.event_id) % 1000 = 0"
+)
+
+
+def make_journal(path: Path, config: JournalConfig | None = None) -> str:
+    j = Journal.create(path, config=config)
+    j.append("run-1", [{"event_type": "user_message", "data": {"i": i}} for i in range(2_000)])
+    j.close()
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def jpath(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return make_journal(tmp_path_factory.mktemp("timeout") / "j")
+
+
+def test_sql_timeout_stops_a_runaway_query(jpath: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cross join of events with itself ran until killed: --timeout 1 stops it within seconds, exit 4,
+    one error line naming the limit and a Hint."""
+    started = time.monotonic()
+    code, out, err = run_cli(capsys, "sql", "-j", jpath, RUNAWAY, "--timeout", "1")
+    elapsed = time.monotonic() - started
+    assert code == 4, err
+    assert elapsed < 10, f"stopped after {elapsed:.1f} s"
+    lines = err.splitlines()
+    assert lines[0] == "error: the query ran past its time limit of 1 s and was stopped", err
+    assert lines[1].startswith("Hint: give it longer (--timeout SECONDS") and "LIMIT" in lines[1]
+    assert out == ""
+
+
+def test_sql_under_its_time_limit_is_unaffected(jpath: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for limit in ("30", "0"):  # 0: no limit
+        code, out, err = run_cli(
+            capsys, "sql", "-j", jpath, "SELECT count(*) AS n FROM events", "--timeout", limit, "--format", "csv"
+        )
+        assert code == 0, err
+        assert out.split() == ["n", "2000"]
+
+
+def test_the_journal_config_sets_the_default_time_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = make_journal(tmp_path / "j", JournalConfig(sql_timeout_s=1))
+    started = time.monotonic()
+    code, _, err = run_cli(capsys, "sql", "-j", path, RUNAWAY)
+    assert code == 4 and "time limit of 1 s" in err and time.monotonic() - started < 10, err
+    code, out, err = run_cli(capsys, "sql", "-j", path, "SELECT count(*) AS n FROM events", "--format", "csv")
+    assert code == 0 and out.split() == ["n", "2000"], err
+
+
+def test_a_bad_time_limit_in_the_journal_config_names_the_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_journal(tmp_path / "j")
+    toml = Path(path) / "journal.toml"
+    toml.write_text(toml.read_text().replace("sql_timeout_s = 0.0", 'sql_timeout_s = "ten"'))
+    code, _, err = run_cli(capsys, "sql", "-j", path, "SELECT 1")
+    lines = err.splitlines()
+    assert code == 1 and "journal.toml: sql_timeout_s = 'ten': not a number of seconds" in lines[0], err
+    assert lines[1].startswith("Hint: give the time limit of a query in seconds")
+
+
+def test_ctrl_c_stops_a_running_query(jpath: str) -> None:
+    """DuckDB looks at signals only when a query ends: Ctrl-C left a runaway query running for minutes.
+    It now stops it at once; the command says Aborted."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit.cli", "sql", "-j", jpath, RUNAWAY],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal starts it
+    )
+    try:
+        time.sleep(5)  # imports, opening the journal, then the query runs
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1 and err.strip().endswith("Aborted."), err

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -99,3 +100,37 @@ def test_ctrl_c_stops_a_running_query(jpath: str) -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 1 and err.strip().endswith("Aborted."), err
+
+
+def test_regrade_records_a_sql_rule_past_its_time_limit_as_a_rule_error(
+    jpath: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rule = tmp_path / "runaway.sql"
+    rule.write_text(
+        "-- summary: every event has a partner (a join of events with itself, three times)\n"
+        "SELECT a.stream_id, a.version, count(*) > 0 AS holds\n"
+        "FROM events AS a, events AS b, events AS c\n"
+        "WHERE hash(a.event_id, b.event_id, c.event_id) % 1000 = 0\n"
+        "GROUP BY ALL\n",
+        encoding="utf-8",
+    )
+    started = time.monotonic()
+    code, out, err = run_cli(
+        capsys,
+        "regrade",
+        "-j",
+        jpath,
+        "runaway",
+        "--rules",
+        str(rule),
+        "--timeout",
+        "1",
+        "--dry-run",
+        "--format",
+        "json",
+    )
+    assert time.monotonic() - started < 15, err
+    assert code == 3, err
+    (finding,) = map(json.loads, out.splitlines())  # json lines
+    assert finding["kind"] == "error" and finding["rule"] == "runaway"
+    assert "QueryTimeoutError: the query ran past its time limit of 1 s" in finding["message"]

@@ -344,3 +344,28 @@ def test_a_polars_rule_looking_across_streams_judges_a_selection_in_the_whole_jo
     assert full.column("stream_id").to_pylist() == ["s0", "s7"]
     assert picked.findings.select(STABLE[:-1]).to_pylist() == full.select(STABLE[:-1]).slice(0, 1).to_pylist()
     j.close()
+
+
+def test_a_sql_rule_past_its_time_limit_on_a_worker_is_a_rule_error(
+    demo: Journal, scheduler: str, tmp_path: Path
+) -> None:
+    """--timeout reached no worker: a runaway SQL rule ran on its Dask worker until killed. Each of its
+    queries is now stopped after the limit there too, and the rule is a finding of kind error."""
+    import time
+
+    rule = tmp_path / "runaway.sql"
+    rule.write_text(
+        "-- summary: every event has partners (events joined with themselves four times)\n"
+        "SELECT a.stream_id, a.version, count(*) > 0 AS holds\n"
+        "FROM events AS a, events AS b, events AS c, events AS d\n"
+        "WHERE hash(a.event_id, b.event_id, c.event_id, d.event_id) % 1000 = 0\n"
+        "GROUP BY ALL\n",
+        encoding="utf-8",
+    )
+    started = time.monotonic()
+    runner = dask_runner(ClusterSpec(scheduler=scheduler), time_limit_s=1)
+    result = regrade(demo, ["runaway"], rule_files=[str(rule)], write=False, runner=runner)
+    assert time.monotonic() - started < 30
+    (finding,) = result.findings.to_pylist()
+    assert finding["kind"] == "error"
+    assert "QueryTimeoutError: the query ran past its time limit of 1 s" in finding["message"]

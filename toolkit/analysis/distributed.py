@@ -64,10 +64,12 @@ def grade_shard(
     bounds: list[dict[str, Any]],
     selection: Selection,
     ids: list[str] | None,
+    time_limit_s: float | None = None,
 ) -> list[Outcome]:
     """On a worker: rules over one shard of streams (``ids``), or the rules that may look across
     streams (SQL, user Polars) over the whole selection (``ids``: its streams, None: every stream),
-    all reading the journal at ``delta_version``."""
+    all reading the journal at ``delta_version``; each query of a SQL rule stopped after
+    ``time_limit_s`` seconds (None: ``sql_timeout_s`` of journal.toml; 0: no limit)."""
     from toolkit.analysis.state_rules import python_failures
 
     journal = Journal.open(journal_uri, delta_version=delta_version)
@@ -89,7 +91,8 @@ def grade_shard(
                 elif rule.kind == "sql":
                     limit = worker_memory_limit()  # DuckDB spills within half the worker's share
                     session = session or duckdb_engine.connect(journal, memory_limit_bytes=limit // 2 if limit else None)
-                    out.append((sql_failures(session, rule, bound, selection), None))
+                    with session.watched(journal.config.sql_timeout_s if time_limit_s is None else time_limit_s):
+                        out.append((sql_failures(session, rule, bound, selection), None))
                 elif rule.kind == "polars":
                     out.append((polars_failures(journal, rule, bound, ids), None))
                 else:
@@ -109,7 +112,7 @@ def _per_stream_builtin(rule: Rule) -> bool:
 
 
 def dask_runner(
-    spec: ClusterSpec, progress: Callable[[int, int], None] | None = None
+    spec: ClusterSpec, progress: Callable[[int, int], None] | None = None, time_limit_s: float | None = None
 ) -> Callable[[Journal, list[Rule], dict[str, dict[str, Any]], Selection, list[str] | None], list[Outcome]]:
     """A ``runner`` for ``regrade.regrade``: computes every rule's failures on the cluster.
 
@@ -117,7 +120,7 @@ def dask_runner(
     streams. SQL and user Polars rules run as one task over the whole selection, as on one
     machine: they may look across streams (``journal_integrity`` checks event ids and causes
     journal-wide; a Polars expression without ``.over("stream_id")`` sees every event, selected or not),
-    and DuckDB and Polars parallelise inside the task.
+    and DuckDB and Polars parallelise inside the task. ``time_limit_s``: as ``regrade``'s, on the workers.
     """
 
     def run(
@@ -131,13 +134,13 @@ def dask_runner(
         groups: list[list[int]] = []
         if whole:
             blobs = [ship(rules[i]) for i in whole]
-            tasks.append((uri, version, blobs, [bound[rules[i].name] for i in whole], selection, ids))
+            tasks.append((uri, version, blobs, [bound[rules[i].name] for i in whole], selection, ids, time_limit_s))
             groups.append(whole)
         if sharded:
             blobs = [ship(rules[i]) for i in sharded]
             bounds = [bound[rules[i].name] for i in sharded]
             for _, _, chunk in _shards(journal, ids, spec):
-                tasks.append((uri, version, blobs, bounds, selection, chunk))
+                tasks.append((uri, version, blobs, bounds, selection, chunk, time_limit_s))
                 groups.append(sharded)
         parts = map_shards(grade_shard, tasks, spec, progress=progress, label="regrade")
         per_rule: list[list[Outcome]] = [[] for _ in rules]

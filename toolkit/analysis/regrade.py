@@ -141,6 +141,7 @@ def regrade(
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
     runner: Callable[..., list[tuple[pa.Table | None, str | None]]] | None = None,
+    time_limit_s: float | None = None,
 ) -> RegradeResult:
     """Judge the selected streams by the named rules (``all``: every stream rule) and record findings.
 
@@ -153,6 +154,10 @@ def regrade(
     (or half-way) while the rules read quoted payloads never reaches the table
     (``findings_redacted`` counts those of redactions that came during the run). A pinned journal
     cannot write findings.
+
+    Each query of a SQL rule is stopped after ``time_limit_s`` seconds (None: ``sql_timeout_s`` of
+    journal.toml; 0: no limit); the rule is then a finding of kind ``error`` naming the limit, as any
+    rule that raises. A ``runner`` is given its own (``dask_runner(..., time_limit_s=)``).
     """
     selection = selection or Selection()
     rule_set = RuleSet.load(rule_files)
@@ -187,7 +192,8 @@ def regrade(
                 progress(rule.name)
             fingerprint = rule.fingerprint(bound[rule.name])
             try:
-                failures = _failures(snapshot, session, rule, bound[rule.name], selection, ids, workers)
+                with session.watched(journal.config.sql_timeout_s if time_limit_s is None else time_limit_s):
+                    failures = _failures(snapshot, session, rule, bound[rule.name], selection, ids, workers)
             except RuleDefinitionError:
                 raise
             except (ToolkitError, Exception) as e:  # a rule that raises is a finding, not a crash

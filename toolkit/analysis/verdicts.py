@@ -23,7 +23,7 @@ import pyarrow as pa
 from toolkit.analysis.rules import REQUIRED_COLUMNS, Rule
 from toolkit.engines.duckdb_engine import Session
 from toolkit.engines.polars_engine import scan_events
-from toolkit.errors import QueryError, RuleDefinitionError
+from toolkit.errors import QueryError, QueryTimeoutError, RuleDefinitionError
 from toolkit.journal.schema import COST, TIMESTAMP
 from toolkit.journal.store import Journal
 
@@ -117,6 +117,8 @@ def check_sql_rule(session: Session, rule: Rule, bound: Mapping[str, Any]) -> bo
     assert rule.sql is not None
     try:
         schema = session.query(f"SELECT * FROM ({rule.sql}) LIMIT 0", bound).schema  # noqa: S608
+    except QueryTimeoutError:  # it runs, but slowly: not a definition error
+        raise
     except QueryError as e:
         raise RuleDefinitionError(
             f"rule {rule.name} ({rule.origin}) does not run: {e.message}", hint=e.hint, rule=rule.name

@@ -14,6 +14,7 @@ from toolkit.cli.options import (
     param_option,
     params_checked,
     parse_params,
+    timeout_option,
 )
 from toolkit.cli.time_options import parse_time_option
 
@@ -41,6 +42,7 @@ def rules_option(f: click.decorators.FC) -> click.decorators.FC:
 @click.option("--workers", type=click.IntRange(1), help="Processes for Python rules (default: all cores).")
 @click.option("--dry-run", is_flag=True, help="Judge and print, but write no findings.")
 @click.option("--list", "list_", is_flag=True, help="List the known rules and their parameters.")
+@timeout_option
 @engine_options
 @format_option
 def command(
@@ -56,6 +58,7 @@ def command(
     workers: int | None,
     dry_run: bool,
     list_: bool,
+    timeout_s: float | None,
     engine: str,
     scheduler: str | None,
     fmt: str,
@@ -70,6 +73,7 @@ def command(
 
     -p name=value goes to every chosen rule with that parameter (rule.name=value for one rule).
     Selected streams are judged whole (--since/--until pick streams with an event in the window).
+    A SQL rule whose query runs past --timeout is stopped and recorded as a rule error.
 
     \b
     Examples:
@@ -109,10 +113,13 @@ def command(
         if engine == "dask":
             from toolkit.analysis.distributed import dask_runner
 
-            runner = dask_runner(cluster_spec(scheduler), progress=lambda _done, total: advance(1, total=total))
+            runner = dask_runner(
+                cluster_spec(scheduler), progress=lambda _done, total: advance(1, total=total), time_limit_s=timeout_s
+            )
         result = regrade(
             journal, rules, params=values, rule_files=rule_files, selection=selection,
             write=not dry_run, workers=workers, progress=lambda _name: advance(1), runner=runner,
+            time_limit_s=timeout_s,
         )
     summary = result.summary()
     if result.findings_redacted:

@@ -265,6 +265,29 @@ def test_global_bisection_of_a_polars_rule(tmp_path: Path, capsys: pytest.Captur
     assert code == 3 and (doc["first_failing"], doc["journal_version"]) == (third, j.delta_version), err
 
 
+def test_a_global_polars_bisection_reads_the_journal_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each probe of a global Polars rule scanned the journal twice (its events, then every event's
+    position); the bisection now reads the rule's events once and judges every probe on them."""
+    import toolkit.analysis.verdicts as verdicts
+
+    j = build(tmp_path / "j", "budget_breach_at_v7", "tool_failure_loop")
+    py = tmp_path / "global_polars.py"
+    py.write_text(GLOBAL_POLARS.format(monotone=True))
+    scans: list[int] = []
+    scan_events = verdicts.scan_events
+
+    def counted(*args: object, **kwargs: object) -> object:
+        scans.append(1)
+        return scan_events(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verdicts, "scan_events", counted)
+    held = bisect_global(j, "few_tool_failures_pl", rule_files=(str(py),))
+    assert held.method == "bisection" and held.evaluations > 2 and len(scans) == 1
+    monkeypatch.undo()
+    linear = bisect_global(j, "few_tool_failures_pl", rule_files=(str(py),), force_linear=True)
+    assert (held.version, held.message) == (linear.version, linear.message) and held.version is not None
+
+
 def test_cli_bisect_prints_the_event_its_explanation_and_the_states(tmp_path: Path) -> None:
     j = build(tmp_path / "j", "budget_breach_at_v7")
     runner = CliRunner()

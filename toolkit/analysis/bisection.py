@@ -232,15 +232,34 @@ class _PolarsSource:
         self.held: pl.DataFrame | None = None
         self.too_large = False
 
-    def verdicts(self, bound: dict[str, Any], prefix: tuple[str, int] | None = None) -> pl.LazyFrame:
-        if self.held is None and (self.too_large or prefix is None):  # too large, or one linear pass: scan
-            return polars_verdicts(self.journal, self.rule, bound, prefix=prefix)
+    def _frame(self, one_pass: bool) -> pl.DataFrame | None:
+        """The rule's events read once (held while small enough), or None: scan the pinned journal
+        (too large, or ``one_pass``, a linear scan that reads them once anyway)."""
+        if self.held is None and (self.too_large or one_pass):
+            return None
         frame = self.held
         if frame is None:
             frame = scan_rule_events(self.journal, self.rule).sort("position").collect()
             self.too_large = frame.estimated_size() > self.hold_bytes_max
             self.held = None if self.too_large else frame  # too large: this probe's alone
+        return frame
+
+    def verdicts(self, bound: dict[str, Any], prefix: tuple[str, int] | None = None) -> pl.LazyFrame:
+        frame = self._frame(one_pass=prefix is None)
+        if frame is None:
+            return polars_verdicts(self.journal, self.rule, bound, prefix=prefix)
         return polars_verdicts_of(frame.lazy(), self.rule, bound, prefix=prefix)
+
+    def global_verdicts(self, bound: dict[str, Any], position: int, *, one_pass: bool) -> list[tuple[int, bool, str | None]]:
+        """(position, holds, message) of a global rule over the journal up to ``position`` (time order)."""
+        frame = self._frame(one_pass)
+        if frame is None:
+            return polars_global_verdicts(self.journal, self.rule, bound, position)
+        events = frame.lazy()
+        verdicts = polars_verdicts_of(events, self.rule, bound, up_to_position=position).filter(pl.col("holds").is_not_null())
+        at = events.select("stream_id", "version", "position")
+        out = verdicts.join(at, on=["stream_id", "version"]).sort("position").select("position", "holds", "message")
+        return list(out.collect().iter_rows())
 
 
 def _cost_falls(journal: Journal, rule: Rule, stream_id: str) -> bool:
@@ -382,11 +401,14 @@ def bisect_global(
     messages: dict[int, str | None] = {}
     session = duckdb_engine.connect(journal) if rule.kind == "sql" else None
     folder = _GlobalFolder(journal, rule, bound) if rule.kind == "python" else None
+    # a Polars rule's events are read once for all probes (as for a stream), not twice a probe
+    source = _PolarsSource(journal, rule, HOLD_BYTES_MAX) if rule.kind == "polars" else None
 
-    def verdicts_up_to(position: int) -> list[tuple[int, bool, str | None]]:
+    def verdicts_up_to(position: int, *, one_pass: bool = False) -> list[tuple[int, bool, str | None]]:
         """(position, holds, message) of a SQL or Polars rule over the journal up to ``position``."""
-        if session is None:
-            return polars_global_verdicts(journal, rule, bound, position)
+        if source is not None:
+            return source.global_verdicts(bound, position, one_pass=one_pass)
+        assert session is not None
         return sql_global_verdicts(session, rule, bound, position)
 
     try:
@@ -430,7 +452,7 @@ def bisect_global(
                     break
         else:
             with _judging(rule, "the journal"):
-                verdicts = verdicts_up_to(positions[-1] if positions else 0)
+                verdicts = verdicts_up_to(positions[-1] if positions else 0, one_pass=not probes)
             failed = next(((p, m) for p, ok, m in verdicts if not ok), None)
             if failed is not None:
                 first_k, first_message = positions.index(failed[0]) + 1, failed[1]

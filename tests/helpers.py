@@ -365,9 +365,10 @@ def _fork_after_append(path: str, then: str) -> None:
         time.sleep(60)
 
 
-def _killed_at(path: str, op: str, target: str, when: str, nth: str = "1") -> None:
+def _killed_at(path: str, op: str, target: str, when: str, nth: str = "1", archive: str = "") -> None:
     """Run ``op`` (``redact``: subject ``alice``; ``compact``: spilling; ``purge``: before
-    2025-01-05T00:00:30Z) and SIGKILL this process at the ``nth`` call of ``target``
+    2025-01-05T00:00:30Z, to the file ``archive`` if given; ``archive``: stream ``alice-1`` to the
+    file ``archive``) and SIGKILL this process at the ``nth`` call of ``target``
     (``module:attr`` or ``module:Class.attr``): ``before`` that call runs or ``after`` it
     returned. No cleanup runs (no ``finally``, no ``except``): what a power cut or the OOM
     killer leaves."""
@@ -401,10 +402,19 @@ def _killed_at(path: str, op: str, target: str, when: str, nth: str = "1") -> No
         from toolkit.journal.maintenance import compact
 
         compact(j, full=True, chunk_rows=1)  # every partition of more than one row is spilled
+    elif op == "archive":
+        from toolkit.reports.archive import archive_stream
+
+        archive_stream(j, "alice-1", archive)
     else:
         from toolkit.journal.retention import purge_before
 
-        purge_before(j, dt.datetime(2025, 1, 5, 0, 0, 30, tzinfo=UTC), now=dt.datetime(2026, 1, 1, tzinfo=UTC))
+        purge_before(
+            j,
+            dt.datetime(2025, 1, 5, 0, 0, 30, tzinfo=UTC),
+            now=dt.datetime(2026, 1, 1, tzinfo=UTC),
+            archive=archive or None,
+        )
     print("finished", calls[0], flush=True)
 
 

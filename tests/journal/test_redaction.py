@@ -359,9 +359,9 @@ def _bytes_on_disk(root: Path) -> str:
     return "\n".join(parts)
 
 
-def _killed_at(journal: Journal, op: str, target: str, when: str, nth: int = 1) -> None:
+def _killed_at(journal: Journal, op: str, target: str, when: str, nth: int = 1, archive: Path | None = None) -> None:
     """Run ``op`` on the journal in another process and SIGKILL it at ``target`` (helpers._killed_at)."""
-    proc = spawn("killed_at", journal.path, op, target, when, nth)
+    proc = spawn("killed_at", journal.path, op, target, when, nth, archive or "")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL, f"{op} not killed at {target} ({proc.returncode}): {out}{err}"
 
@@ -493,6 +493,36 @@ def test_a_redaction_after_a_killed_purge_reaches_the_archive_the_purge_left(peo
     assert PII not in _bytes_on_disk(people.path)
     report = verify_journal(Journal.open(people.path))
     assert report.ok and report.redacted == 3
+
+
+@pytest.mark.parametrize(
+    ("op", "target", "when", "nth"),
+    [
+        ("purge", "toolkit.journal.retention:write_parquet_atomic", "after", 1),  # written, not recorded
+        ("purge", "pyarrow.parquet:write_table", "after", 1),  # written to its temp file, not renamed
+        ("archive", "toolkit.reports.archive:write_parquet_atomic", "after", 1),  # written, not registered
+    ],
+)
+def test_a_redaction_reaches_the_archive_a_killed_run_left_outside_the_journal(
+    people: Journal, tmp_path: Path, op: str, target: str, when: str, nth: int
+) -> None:
+    """A purge --archive PATH (the only way on an s3:// journal) or journal archive -o PATH killed
+    after writing the file and before registering it left the subject's events in a file outside
+    the journal that no registration names: the clean-up of purge-archives/ never looked there,
+    and the redaction rewrote registered archives only. The run announced the file in the journal
+    first: the redaction finds and deletes it (its events are still in the journal)."""
+    outside = tmp_path / "outside"
+    _killed_at(people, op, target, when, nth, archive=outside / "old.parquet")
+    assert PII in _bytes_on_disk(outside)  # the killed run's copy of her events
+    fresh = Journal.open(people.path)
+    assert read_table(fresh, "archives").num_rows == 0 and verify_journal(fresh).ok
+
+    result = redact_subject(fresh, "alice")
+    assert PII not in _bytes_on_disk(outside)
+    assert PII not in _bytes_on_disk(people.path)
+    assert result.leftovers.removed == [str(outside / "old.parquet")]
+    assert not any((people.path / "pending-archives").glob("*.json"))  # settled
+    assert verify_journal(Journal.open(people.path)).ok
 
 
 RAISING_RULES = """

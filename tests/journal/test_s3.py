@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import itertools
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
@@ -516,3 +518,56 @@ def test_snapshot_refuses_an_s3_journal(s3: str, capsys: pytest.CaptureFixture[s
     assert code == 1
     assert f"{url}: snapshots are kept for local journals only" in err and "Hint:" in err
     assert read_table(Journal.open(url), "snapshots").num_rows == 0
+
+
+def _keys(url: str) -> list[str]:
+    from toolkit.journal.location import S3Location, filesystem
+
+    root = S3Location.parse(url).fs_path
+    return [k[len(root) + 1 :] for k in filesystem().find(root)]
+
+
+def test_a_purge_killed_after_writing_its_archive_leaves_no_copy_a_redaction_misses(
+    s3: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive of a purge of an s3:// journal is a local file outside it (--archive): a purge
+    killed after writing it and before recording it left the subject's events there, and nothing
+    ever found that file again (the clean-up looked in the journal's purge-archives/ only). The
+    purge announced it in the journal first: the redaction deletes it — on the host that wrote it;
+    another host names it (host:path) and leaves it."""
+    import toolkit.journal.retention as retention
+    from toolkit.journal.retention import purge_before
+
+    url = f"s3://{s3}/killed"
+    _people(url)
+    archive = tmp_path / "purged.parquet"
+    real_append = retention.append_side_rows
+
+    def append(journal: Journal, name: str, rows: list[dict[str, object]]) -> int:
+        if name == "purges":
+            raise KeyboardInterrupt("killed after the archive")
+        return real_append(journal, name, rows)
+
+    with monkeypatch.context() as m:
+        m.setattr(retention, "append_side_rows", append)
+        with pytest.raises(KeyboardInterrupt):
+            purge_before(Journal.open(url), dt.datetime(2025, 2, 1, tzinfo=dt.UTC), archive=archive)
+    assert PII in json.dumps(pq.read_table(archive).to_pylist(), default=str)
+    assert read_table(Journal.open(url), "archives").num_rows == 0  # registered nowhere
+    host = socket.gethostname()
+    with monkeypatch.context() as m:
+        m.setattr(socket, "gethostname", lambda: "another-host")
+        code, out, err = run_cli(capsys, "redact", "-j", url, "--subject", "alice")
+    assert code == 0, err
+    assert json.loads(out)["unregistered_archives_elsewhere"] == [f"{host}:{archive}"]
+    assert f"not reachable from this host: {host}:{archive}" in err and "Hint: run journal purge" in err
+    assert archive.is_file()  # not this host's to judge
+
+    code, out, err = run_cli(capsys, "redact", "-j", url, "--subject", "alice")
+    assert code == 0, err
+    assert json.loads(out)["unregistered_archives_removed"] == [str(archive)]
+    assert f"redact: removed {archive}" in err
+    assert not archive.exists() and PII not in _objects_text(url)
+    assert not [k for k in _keys(url) if k.startswith("pending-archives/")]
+    code, out, err = run_cli(capsys, "verify", "-j", url)
+    assert code == 0, out + err

@@ -12,7 +12,11 @@ from toolkit.cli.options import journal_option, open_journal
 @click.argument("stream_id")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Archive file to write.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["parquet", "evennia-archive"]), default="parquet", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "evennia-archive"]),
+    default="parquet",
+    show_default=True,
     help="Parquet (every column) or an Evennia assistant archive JSON document.",
 )
 @click.option("--delete", is_flag=True, help="Then delete the stream's events, keeping the tombstone (anchored).")
@@ -34,4 +38,6 @@ def command(
     result = archive_stream(
         open_journal(journal_path), stream_id, output, fmt=fmt, delete=delete, reason=reason, force=force
     )
+    for note in result.leftovers.notes():
+        click.echo(f"archive: {note}", err=True)
     click.echo(json.dumps(result.summary()))

@@ -10,8 +10,14 @@ from toolkit.cli.time_options import parse_time_option
 
 @click.command("purge")
 @journal_option
-@click.option("--before", required=True, metavar="TIME", help="Remove events that occurred before TIME (ISO 8601, UTC).")
-@click.option("--archive", type=click.Path(dir_okay=False), help="Archive file (Parquet); default JOURNAL/purge-archives/<purge id>.parquet.")
+@click.option(
+    "--before", required=True, metavar="TIME", help="Remove events that occurred before TIME (ISO 8601, UTC)."
+)
+@click.option(
+    "--archive",
+    type=click.Path(dir_okay=False),
+    help="Archive file (Parquet); default JOURNAL/purge-archives/<purge id>.parquet.",
+)
 @click.option("--force", is_flag=True, help="Purge even events younger than the journal's minimum retention.")
 def command(journal_path: str, before: str, archive: str | None, force: bool) -> None:
     """Apply the retention policy: archive, then remove, events older than --before.
@@ -32,6 +38,8 @@ def command(journal_path: str, before: str, archive: str | None, force: bool) ->
     result = purge_before(
         open_journal(journal_path), when, force=force, archive=archive, progress=lambda m: click.echo(m, err=True)
     )
+    for note in result.leftovers.notes():
+        click.echo(f"purge: {note}", err=True)
     if result.events == 0:  # nothing was written: no purge record to print
         click.echo(f"purge: nothing to purge: no events before {when.isoformat()}", err=True)
         return

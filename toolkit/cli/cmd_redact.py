@@ -41,6 +41,8 @@ def command(journal_path: str, subject_id: str, reason: str | None, keep_history
     result = redact_subject(
         open_journal(journal_path), subject_id, reason=reason, erase=not keep_history, quarantine=quarantine
     )
+    for note in result.leftovers.notes():
+        click.echo(f"redact: {note}", err=True)
     if result.quarantine_kept:
         click.echo(
             f"redact: {result.quarantine_kept} quarantined record(s) mention {subject_id!r} and were kept\n"

@@ -111,6 +111,22 @@ class S3Location:
         """One PUT: S3 objects appear whole or not at all."""
         filesystem().pipe_file(self.fs_path, text.encode(encoding))
 
+    def unlink(self, missing_ok: bool = False) -> None:
+        try:
+            filesystem().rm_file(self.fs_path)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+
+    def iterdir(self) -> Iterator[S3Location]:
+        """The objects and prefixes directly under this one (none when there are none)."""
+        try:
+            names = filesystem().ls(self.fs_path, detail=False, refresh=True)
+        except FileNotFoundError:
+            return
+        for name in names:
+            yield S3Location(self.bucket, str(name).split("/", 1)[1] if "/" in str(name) else "")
+
 
 def s3_settings() -> dict[str, str]:
     """The S3 settings of the environment (absent ones left to the client's defaults)."""
@@ -209,7 +225,17 @@ def check_bucket(loc: S3Location) -> None:
         ) from e
     except Exception as e:
         text = f"{type(e).__name__}: {e}"
-        if any(w in text for w in ("Could not connect", "ConnectTimeout", "EndpointConnection", "Connect timeout", "ConnectionError", "Cannot connect")):
+        if any(
+            w in text
+            for w in (
+                "Could not connect",
+                "ConnectTimeout",
+                "EndpointConnection",
+                "Connect timeout",
+                "ConnectionError",
+                "Cannot connect",
+            )
+        ):
             raise StorageUnreachableError(
                 f"{url}: the storage endpoint {endpoint} does not answer ({text[:160]})",
                 hint="check AWS_ENDPOINT_URL and the network; the toolkit gives up after a few seconds",

@@ -12,8 +12,10 @@
    (its record matches and its text is exactly the marker) rather than as tampered with;
 4. rewrites the archives the toolkit wrote (``archives`` table: purge archives, ``journal
    archive`` files) that hold the subject's events, and registers their new digests (after
-   rolling back a purge killed before its commit, whose archive may be registered nowhere, and
-   removing the rows a compaction killed half-way spilled to ``.compact-tmp``);
+   rolling back a purge killed before its commit, whose archive may be registered nowhere,
+   deleting the archive files a purge or ``journal archive`` killed before registering them left
+   wherever they lie (``retention.remove_unregistered_archives``), and removing the rows a
+   compaction killed half-way spilled to ``.compact-tmp``);
    removes the snapshot rows of the subject's streams and drops projections (rebuilt on next
    use); replaces the messages of the findings of the subject's streams (a rule's message may
    quote a payload), and of the rule errors (no stream) that quote a text of the redacted
@@ -51,7 +53,14 @@ import pyarrow.parquet as pq
 from toolkit.errors import RetentionError
 from toolkit.journal.lock import write_lock
 from toolkit.journal.maintenance import SPILL_DIR
-from toolkit.journal.retention import file_sha256, new_id, roll_back_unfinished, write_parquet_atomic
+from toolkit.journal.retention import (
+    Leftovers,
+    file_sha256,
+    new_id,
+    remove_unregistered_archives,
+    roll_back_unfinished,
+    write_parquet_atomic,
+)
 from toolkit.journal.rewrite import (
     Partition,
     append_side_rows,
@@ -78,6 +87,7 @@ class RedactionResult:
     quarantine_kept: int = 0  # quarantined records that mention the subject, kept (no ``quarantine=True``)
     files_erased: int = 0
     delta_version: int | None = None
+    leftovers: Leftovers = field(default_factory=Leftovers)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -92,6 +102,7 @@ class RedactionResult:
             "quarantine_kept": self.quarantine_kept,
             "files_erased": self.files_erased,
             "delta_version": self.delta_version,
+            **self.leftovers.summary(),
         }
 
 
@@ -162,6 +173,8 @@ def redact_subject(
         # a purge killed before its commit left an archive of events still in the journal, maybe
         # unregistered (killed before its records): erasure would not look there
         roll_back_unfinished(journal)
+        # and archive files a purge or archive killed before registering them, wherever they lie
+        result.leftovers = remove_unregistered_archives(journal)
         if isinstance(journal.path, Path):  # rows a compaction killed half-way spilled (compactions hold the lock)
             shutil.rmtree(journal.path / SPILL_DIR, ignore_errors=True)
         parts = _subject_partitions(journal, subject_id)

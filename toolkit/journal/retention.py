@@ -21,14 +21,21 @@ unfinished purge back (``roll_back_unfinished``): records whose events are still
 are removed with their archive registration and archive file, and archive files of the journal's
 own ``purge-archives/`` that no record names (a kill before the records) are deleted, so the
 rerun records each removal once and no copy of the events is left behind where erasure does not
-look. ``remove_stream_prefix`` is the same removal for one stream (``journal archive --delete``).
+look. An archive file is announced in the journal (``pending-archives/``, :func:`announce_archive`)
+before it is written and settled once registered: the next purge, ``journal archive`` or redaction
+deletes an announced file that was never registered wherever it lies, an ``--archive`` path
+outside the journal too (:func:`remove_unregistered_archives`). ``remove_stream_prefix`` is the same removal for one stream (``journal archive --delete``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import hashlib
+import json
 import os
+import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
@@ -42,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from toolkit.errors import RetentionError
-from toolkit.journal.location import refuse_inside, refuse_remote_output
+from toolkit.journal.location import S3Location, refuse_inside, refuse_remote_output
 from toolkit.journal.lock import write_lock
 from toolkit.journal.rewrite import (
     Partition,
@@ -57,6 +64,33 @@ from toolkit.journal.store import Journal
 
 UTC = dt.UTC
 ARCHIVE_DIR = "purge-archives"  # not "archives": that is the side table's Delta directory
+PENDING_DIR = "pending-archives"  # one record per archive file being written (see announce_archive)
+
+
+@dataclass
+class Leftovers:
+    """Archive files of runs killed before they registered them (:func:`remove_unregistered_archives`)."""
+
+    removed: list[str] = field(default_factory=list)  # deleted: their events are still in the journal
+    elsewhere: list[str] = field(default_factory=list)  # "host:path" written on another host, not reachable here
+
+    def summary(self) -> dict[str, list[str]]:
+        return {"unregistered_archives_removed": self.removed, "unregistered_archives_elsewhere": self.elsewhere}
+
+    def notes(self) -> list[str]:
+        """What a command says on stderr about them."""
+        out = [
+            f"removed {p}: an archive file written by a run killed before it registered it "
+            "(its events are still in the journal; run that command again to write it again)"
+            for p in self.removed
+        ]
+        out += [
+            f"not reachable from this host: {e}, an archive file written there by a run killed before it "
+            "registered it, may hold events and personal data that erasure does not reach\n"
+            "Hint: run journal purge, archive or redact on that host to remove it"
+            for e in self.elsewhere
+        ]
+        return out
 
 
 @dataclass
@@ -72,6 +106,7 @@ class PurgeResult:
     archive_sha256: str | None = None
     delta_version: int | None = None
     anchors: dict[str, int] = field(default_factory=dict)
+    leftovers: Leftovers = field(default_factory=Leftovers)
 
     def summary(self) -> dict[str, object]:
         return {
@@ -85,6 +120,7 @@ class PurgeResult:
             "archive": self.archive_path,
             "archive_sha256": self.archive_sha256,
             "delta_version": self.delta_version,
+            **self.leftovers.summary(),
         }
 
 
@@ -173,7 +209,9 @@ def _remove(
         return
     removed = removed.sort_by([("stream_id", "ascending"), ("version", "ascending")])
     journal.keep_max_position()  # the removed events may hold the highest position given
+    record = None
     if archive is not None:
+        record = announce_archive(journal, archive, f"purge {purge_id}")
         result.archive_path = str(archive)
         result.archive_sha256 = write_parquet_atomic(removed, archive)
     agg = (
@@ -237,6 +275,8 @@ def _remove(
     result.delta_version = replace_partitions(
         journal, partitions, kept.filter(in_parts), operation=f"purge {purge_id}", metadata={"toolkit.purge": purge_id}
     )
+    if record is not None:
+        settle_archive(record)
     result.events = removed.num_rows
     result.streams = agg.height
     times = removed.column("occurred_at")
@@ -266,6 +306,99 @@ def default_archive(journal: Journal, purge_id: str) -> Path:
             hint="pass --archive PATH",
         )
     return journal.path / ARCHIVE_DIR / f"{purge_id}.parquet"
+
+
+def announce_archive(journal: Journal, path: Path, operation: str) -> Path | S3Location:
+    """Record inside the journal, before a byte of it is written, that ``operation`` is about to
+    write the archive file ``path``: a run killed before it registers the file (``archives``)
+    leaves this record, by which the next purge, archive or redaction finds the file wherever it
+    lies (:func:`remove_unregistered_archives`). Call it under the write lock; :func:`settle_archive`
+    removes the record once the file is registered. Returns the record."""
+    doc = {
+        "path": str(path),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "operation": operation,
+        "announced_at": dt.datetime.now(UTC).isoformat(),
+    }
+    record = journal.path / PENDING_DIR / f"{uuid.uuid4().hex}.json"
+    if isinstance(record, S3Location):
+        record.write_text(json.dumps(doc))  # one PUT: the object appears whole or not at all
+        return record
+    record.parent.mkdir(exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=record.parent, prefix=".", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, record)
+    dir_fd = os.open(record.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the record is on disk before the archive file is begun
+    finally:
+        os.close(dir_fd)
+    return record
+
+
+def settle_archive(record: Path | S3Location) -> None:
+    """The archive :func:`announce_archive` announced is registered: its record goes."""
+    record.unlink(missing_ok=True)
+
+
+def remove_unregistered_archives(journal: Journal) -> Leftovers:
+    """Under the write lock: the archive files announced (:func:`announce_archive`) by runs killed
+    before they registered them. Such a file holds events that are all still in the journal (each
+    removal is committed after its archive is registered), personal data included, where erasure
+    does not look: it is deleted, with the temp files of its write, wherever it lies (an
+    ``--archive`` path outside the journal too). A file registered with its digest since (a run
+    killed after registering it) stays. A file written on another host (the local ``--archive``
+    path of an ``s3://`` journal) is not reached from here: its record stays and it is reported
+    (``elsewhere``, ``host:path``) until a purge, archive or redaction on that host removes it."""
+    found = Leftovers()
+    folder = journal.path / PENDING_DIR
+    if isinstance(folder, Path) and not folder.is_dir():
+        return found
+    records = sorted((r for r in folder.iterdir() if r.name.endswith(".json")), key=str)
+    if not records:
+        return found
+    registered = {
+        (a["path"], a["sha256"]) for a in read_table(journal, "archives").select(["path", "sha256"]).to_pylist()
+    }
+    here = socket.gethostname()
+    for record in records:
+        try:
+            doc = json.loads(record.read_text())
+            path, host, operation = Path(doc["path"]), str(doc["host"]), str(doc["operation"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise RetentionError(
+                f"{record}: unreadable record of an archive file being written ({e})",
+                hint="it names the archive file a killed purge or archive wrote: delete that file and the record",
+                path=str(record),
+            ) from e
+        if host != here:  # the path names a file of that host's (one here by that name is another's)
+            found.elsewhere.append(f"{host}:{path}")
+            continue
+        unregistered = path.is_file() and (str(path), file_sha256(path)) not in registered
+        leftovers = [path] if unregistered else []
+        if path.parent.is_dir():  # the temp files of its write (a kill before the rename)
+            leftovers += path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
+        for f in leftovers:
+            try:
+                shutil.rmtree(f) if f.is_dir() else f.unlink(missing_ok=True)
+            except OSError as e:
+                raise RetentionError(
+                    f"{f}: cannot delete this archive file of {operation}, killed before it registered it "
+                    f"({e.strerror}); it holds events that erasure does not reach",
+                    hint="delete it by hand (its events are still in the journal) and run the command again",
+                    path=str(f),
+                ) from e
+        if leftovers:  # the file, or what its write left
+            found.removed.append(str(path))
+        settle_archive(record)
+    if isinstance(folder, Path):  # the temp files of records (a kill before their rename)
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+    return found
 
 
 def roll_back_unfinished(journal: Journal) -> list[str]:
@@ -328,6 +461,7 @@ def purge_before(
     with write_lock(journal.path, journal.config.lock_timeout_s):
         journal.refresh()
         roll_back_unfinished(journal)
+        result.leftovers = remove_unregistered_archives(journal)
         parts = {(f.stream_type, f.day) for f in journal.files() if f.day <= before.date()}
         table = read_partitions(journal, parts)
         old = table.filter(
@@ -473,8 +607,10 @@ def read_removals(journal: Journal) -> Removals:
 
 
 __all__ = [
+    "Leftovers",
     "PurgeResult",
     "Removals",
+    "announce_archive",
     "check_retention",
     "file_sha256",
     "purge_anchors",
@@ -482,6 +618,8 @@ __all__ = [
     "read_removals",
     "record_archive",
     "remove_stream_prefix",
+    "remove_unregistered_archives",
     "roll_back_unfinished",
+    "settle_archive",
     "write_parquet_atomic",
 ]

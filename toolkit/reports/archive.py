@@ -5,7 +5,9 @@ As the Evennia AI assistant does with ``AssistantArchived``: the tombstone event
 so the archive holds the whole stream including the fact that it was archived. The archive is a
 Parquet file of every column (``parquet``) or an Evennia archive JSON document
 (``evennia-archive``); its SHA-256 is registered in the journal's ``archives`` table so erasure
-requests reach it later. With ``delete`` every event before the tombstone is removed (one Delta
+requests reach it later. The file is announced in the journal before it is written (a run killed
+before registering it leaves a file the next purge, archive or redaction deletes:
+``retention.remove_unregistered_archives``), all under one hold of the write lock. With ``delete`` every event before the tombstone is removed (one Delta
 commit) and a purge record anchors the tombstone's ``prev_hash``, so the stream still verifies.
 """
 
@@ -14,13 +16,23 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import RetentionError, StreamNotFoundError
 from toolkit.journal.location import refuse_remote_output
-from toolkit.journal.retention import file_sha256, record_archive, remove_stream_prefix, write_parquet_atomic
+from toolkit.journal.lock import write_lock
+from toolkit.journal.retention import (
+    Leftovers,
+    announce_archive,
+    file_sha256,
+    record_archive,
+    remove_stream_prefix,
+    remove_unregistered_archives,
+    settle_archive,
+    write_parquet_atomic,
+)
 from toolkit.journal.side_tables import read_table
 from toolkit.journal.store import Journal
 
@@ -37,9 +49,10 @@ class ArchiveResult:
     sha256: str
     tombstone_version: int
     deleted: int = 0
+    leftovers: Leftovers = field(default_factory=Leftovers)
 
     def summary(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "leftovers"} | self.leftovers.summary()
 
 
 def _subject_versions(events: Any) -> dict[str, list[int]]:
@@ -47,7 +60,9 @@ def _subject_versions(events: Any) -> dict[str, list[int]]:
     from toolkit.journal.redaction import subject_digest
 
     out: dict[str, list[int]] = {}
-    for subject, version in zip(events.column("subject_id").to_pylist(), events.column("version").to_pylist(), strict=True):
+    for subject, version in zip(
+        events.column("subject_id").to_pylist(), events.column("version").to_pylist(), strict=True
+    ):
         if subject is not None:
             out.setdefault(subject_digest(subject), []).append(version)
     return out
@@ -67,6 +82,20 @@ def archive_stream(
         raise RetentionError(f"cannot archive as {fmt!r}", hint=f"formats: {', '.join(FORMATS)}")
     refuse_remote_output(output, "-o/--output")
     out = Path(output).expanduser().absolute()
+    journal.refuse_writes("archive")
+    # held whole (the writes inside pass through): no other run removes the file as a leftover
+    # between its announcement and its registration
+    with write_lock(journal.path, journal.config.lock_timeout_s, nested=True):
+        journal.refresh()
+        leftovers = remove_unregistered_archives(journal)
+        result = _archive_stream(journal, stream_id, out, fmt=fmt, delete=delete, reason=reason, force=force)
+    result.leftovers = leftovers
+    return result
+
+
+def _archive_stream(
+    journal: Journal, stream_id: str, out: Path, *, fmt: str, delete: bool, reason: str | None, force: bool
+) -> ArchiveResult:
     head = journal.read_stream(
         stream_id, ["version", "event_id", "event_type", "data", "correlation_id", "stream_type", "subject_id", "agent"]
     )
@@ -92,12 +121,14 @@ def archive_stream(
     first_version = int(events.column("version")[0].as_py())
     tombstone_version = int(events.column("version")[-1].as_py())
     out.parent.mkdir(parents=True, exist_ok=True)
+    record = announce_archive(journal, out, f"archive {stream_id}")
     if fmt == "parquet":
         write_parquet_atomic(events, out)
     else:
         from toolkit.ingest.evennia_archive import export_evennia_archive
 
-        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        # named as write_parquet_atomic names its temp files: a kill leaves nothing the next run misses
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp") as tmp:
             (written,) = export_evennia_archive(journal, [stream_id], tmp)
             shutil.move(str(written), out)
     digest = file_sha256(out)
@@ -112,6 +143,7 @@ def archive_stream(
             stream_ids=[stream_id],
             note=json.dumps({"first_version": first_version, "subject_versions": _subject_versions(events)}),
         )
+    settle_archive(record)
     result = ArchiveResult(stream_id, str(out), fmt, events.num_rows, digest, tombstone_version)
     if delete:
         result.deleted = remove_stream_prefix(journal, stream_id, tombstone_version, reason="archive").events

@@ -527,6 +527,35 @@ def _keys(url: str) -> list[str]:
     return [k[len(root) + 1 :] for k in filesystem().find(root)]
 
 
+def test_project_refuses_an_s3_journal_and_redact_drops_a_projection_built_there(
+    s3: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """journal project on an s3:// journal wrote projection_runs there, exit 0, but no SQL session
+    saw it (journal sql: "Table with name projection_runs does not exist") and journal redact did
+    not drop it (projections were dropped from local journals only): rows nobody reads that kept
+    the payloads an erasure removed. It is refused now; a table an earlier release built there goes
+    with the next redaction."""
+    from toolkit.journal.side_tables import write_projection
+
+    url = f"s3://{s3}/proj"
+    j = _people(url)
+    code, out, err = run_cli(capsys, "project", "-j", url, "runs")
+    assert code == 1 and out == ""
+    assert err.strip().splitlines() == [
+        f"error: {url}: projections are kept for local journals only",
+        "Hint: query the events of a journal on object storage directly: journal sql, journal state",
+    ]
+    assert not [k for k in _keys(url) if k.startswith("projection_") and not k.startswith("projection_checkpoints")]
+    # as an earlier release built one (a plug-in projection keeping a payload's text)
+    write_projection(j, "notes", pa.table({"stream_id": ["alice-1"], "text": [PII]}))
+    assert PII in _objects_text(url)
+    code, out, err = run_cli(capsys, "redact", "-j", url, "--subject", "alice")
+    assert code == 0, err
+    assert json.loads(out)["derived_dropped"] == ["projection_notes"]
+    assert not [k for k in _keys(url) if k.startswith("projection_notes")]
+    assert PII not in _objects_text(url)
+
+
 def test_a_purge_killed_after_writing_its_archive_leaves_no_copy_a_redaction_misses(
     s3: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -182,8 +182,15 @@ def catch_up(
     """Bring a projection up to the journal's last position (``reset``: rebuild from the start).
 
     Checkpoint, read, fold and write happen under one hold of the write lock: two catch-ups at
-    once would otherwise both add the rows after the same checkpoint."""
+    once would otherwise both add the rows after the same checkpoint. A journal on object
+    storage is refused: no SQL session, notebook or redaction sees its projection tables."""
     p = get_projection(projection) if isinstance(projection, str) else projection
+    if journal.remote:  # the table was written, never read, and kept the payloads a redaction removed
+        raise ReplayError(
+            f"{journal.path}: projections are kept for local journals only",
+            hint="query the events of a journal on object storage directly: journal sql, journal state",
+            journal=str(journal.path),
+        )
     with write_lock(journal.path, journal.config.lock_timeout_s, nested=True):
         journal.refresh()
         return _catch_up(journal, p, reset=reset, progress=progress)

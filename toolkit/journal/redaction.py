@@ -51,6 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from toolkit.errors import RetentionError
+from toolkit.journal.location import S3Location, filesystem
 from toolkit.journal.lock import write_lock
 from toolkit.journal.maintenance import SPILL_DIR
 from toolkit.journal.retention import (
@@ -263,6 +264,11 @@ def _drop_derived(journal: Journal, stream_ids: list[str], *, erase: bool) -> li
             dropped.append(f"{name}: {t.num_rows - t.filter(keep).num_rows} rows")
         if erase:  # also when the rows are gone already: a run killed after dropping them left the history
             erase_side_table_history(journal, name)
+    if isinstance(journal.path, S3Location):  # tables an earlier release built there (none is built now)
+        for o in sorted(journal.path.iterdir(), key=str):
+            if o.name.startswith("projection_") and o.name not in SIDE_TABLES:
+                filesystem().rm(o.fs_path, recursive=True)
+                dropped.append(o.name)
     for p in sorted(journal.path.iterdir()) if isinstance(journal.path, Path) else []:
         if p.is_dir() and p.name.startswith("projection_") and p.name not in SIDE_TABLES:
             # renamed first, so a kill while removing it leaves no half of a table under its name

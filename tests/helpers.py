@@ -368,7 +368,7 @@ def _fork_after_append(path: str, then: str) -> None:
 def _killed_at(path: str, op: str, target: str, when: str, nth: str = "1", archive: str = "") -> None:
     """Run ``op`` (``redact``: subject ``alice``; ``compact``: spilling; ``purge``: before
     2025-01-05T00:00:30Z, to the file ``archive`` if given; ``archive``: stream ``alice-1`` to the
-    file ``archive``) and SIGKILL this process at the ``nth`` call of ``target``
+    file ``archive``, replacing one there) and SIGKILL this process at the ``nth`` call of ``target``
     (``module:attr`` or ``module:Class.attr``): ``before`` that call runs or ``after`` it
     returned. No cleanup runs (no ``finally``, no ``except``): what a power cut or the OOM
     killer leaves."""
@@ -405,7 +405,7 @@ def _killed_at(path: str, op: str, target: str, when: str, nth: str = "1", archi
     elif op == "archive":
         from toolkit.reports.archive import archive_stream
 
-        archive_stream(j, "alice-1", archive)
+        archive_stream(j, "alice-1", archive, force=True)  # --force: a file of the user's may be there
     else:
         from toolkit.journal.retention import purge_before
 

@@ -525,6 +525,21 @@ def test_a_redaction_reaches_the_archive_a_killed_run_left_outside_the_journal(
     assert verify_journal(Journal.open(people.path)).ok
 
 
+def test_a_file_the_user_had_at_the_archive_path_survives_an_archive_killed_before_replacing_it(
+    people: Journal, tmp_path: Path
+) -> None:
+    """The announced archive path may name a file of the user's that the archive was to replace
+    (journal archive --force): a run killed before the archive was renamed over it leaves that
+    file, which the next run keeps (it deleted it as an unregistered archive)."""
+    mine = tmp_path / "outside" / "old.parquet"
+    mine.parent.mkdir()
+    mine.write_bytes(b"the user's own file")
+    _killed_at(people, "archive", "toolkit.reports.archive:announce_archive", "after", 1, archive=mine)
+    result = redact_subject(Journal.open(people.path), "alice")
+    assert mine.read_bytes() == b"the user's own file" and result.leftovers.removed == []
+    assert not any((people.path / "pending-archives").glob("*.json"))  # settled
+
+
 RAISING_RULES = """
 import json
 

@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
@@ -320,6 +321,7 @@ def announce_archive(journal: Journal, path: Path, operation: str) -> Path | S3L
         "pid": os.getpid(),
         "operation": operation,
         "announced_at": dt.datetime.now(UTC).isoformat(),
+        "before": _identity(path),  # a file the user had there (overwritten only when the archive is renamed over it)
     }
     record = journal.path / PENDING_DIR / f"{uuid.uuid4().hex}.json"
     if isinstance(record, S3Location):
@@ -338,6 +340,16 @@ def announce_archive(journal: Journal, path: Path, operation: str) -> Path | S3L
     finally:
         os.close(dir_fd)
     return record
+
+
+def _identity(path: Path) -> list[int] | None:
+    """(inode, size, mtime) of the file at ``path``, or None: the archive, written to a temp file and
+    renamed over it, is a new inode, so a file with the identity recorded before is not the archive."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns] if stat.S_ISREG(st.st_mode) else None
 
 
 def settle_archive(record: Path | S3Location) -> None:
@@ -378,7 +390,9 @@ def remove_unregistered_archives(journal: Journal) -> Leftovers:
         if host != here:  # the path names a file of that host's (one here by that name is another's)
             found.elsewhere.append(f"{host}:{path}")
             continue
-        unregistered = path.is_file() and (str(path), file_sha256(path)) not in registered
+        now = _identity(path)
+        # the file the user had there before the run (killed before the archive replaced it) is not touched
+        unregistered = now is not None and now != doc.get("before") and (str(path), file_sha256(path)) not in registered
         leftovers = [path] if unregistered else []
         if path.parent.is_dir():  # the temp files of its write (a kill before the rename)
             leftovers += path.parent.glob(f".{glob.escape(path.name)}.*.tmp")

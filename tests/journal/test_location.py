@@ -69,3 +69,27 @@ def test_a_pipe_and_a_link_to_a_file_of_ones_own_are_still_written_in_place(tmp_
     with location.open_output(link) as f:
         f.write("new\n")
     assert mine.read_text() == "new\n" and link.is_symlink()
+
+
+def test_a_link_to_a_file_not_there_yet_creates_it_and_one_into_a_journal_is_refused(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """OUT, a symbolic link to a file not written yet (latest.csv -> 2026-12-07.csv): open() made
+    the file the link leads to, and open_output did too until it opened a path where nothing was
+    with O_EXCL, which a link (even one leading nowhere) fails: every run was refused as if a file
+    had 'appeared between the check and its opening'. The file the link leads to is now created,
+    still exclusively (no link followed at its name); a link to a new file inside a journal stays
+    refused, naming the journal."""
+    target, link = tmp_path / "2026-12-07.csv", tmp_path / "latest.csv"
+    link.symlink_to(target)
+    with location.open_output(link) as f:
+        f.write("x\n1\n")
+    assert target.read_text() == "x\n1\n" and link.is_symlink()
+
+    into = tmp_path / "into.csv"
+    into.symlink_to(journal.path / "new.csv")
+    with pytest.raises(InvalidPathError, match=r"into\.csv: is inside the journal ") as e:
+        with location.open_output(into) as f:
+            f.write("x\n")
+    assert "Hint:" in str(e.value)
+    assert not (journal.path / "new.csv").exists()

@@ -374,12 +374,15 @@ def open_output(
 
 def _open_checked(path: Path, checked: os.stat_result | None) -> int:
     """A descriptor to write ``path`` in place, opened only if it is the file ``checked`` was
-    (``None``: nothing was there, so nothing that is there now is opened, not even a link), and,
-    where the system tells which file a descriptor is, one outside any journal. A regular file is
+    (``None``: nothing was there, so nothing that is there now is opened, not even a link; a link
+    to nothing has the file it leads to created), and, where the system tells which file a
+    descriptor is, one outside any journal. A regular file is
     emptied only then (``open(path, "w")`` truncated whatever a link swapped in led to)."""
     flags = os.O_WRONLY | getattr(os, "O_NOCTTY", 0)
+    # a link to a file not there yet: that file is created
+    named = os.path.realpath(path) if checked is None and path.is_symlink() else path
     try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666) if checked is None else os.open(path, flags)
+        fd = os.open(named, flags | os.O_CREAT | os.O_EXCL, 0o666) if checked is None else os.open(path, flags)
     except FileExistsError as e:
         raise _changed(path, "appeared") from e
     try:

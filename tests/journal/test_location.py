@@ -93,3 +93,23 @@ def test_a_link_to_a_file_not_there_yet_creates_it_and_one_into_a_journal_is_ref
             f.write("x\n")
     assert "Hint:" in str(e.value)
     assert not (journal.path / "new.csv").exists()
+
+
+def test_an_output_removed_between_its_check_and_its_opening_is_an_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file was there when looked at, so it was opened without O_CREAT: removed meanwhile, the
+    FileNotFoundError came out as a traceback. It is now the error naming the path, with a Hint."""
+    out = tmp_path / "out.csv"
+    out.write_text("old\n")
+    check = location.refuse_journal_file
+
+    def removed_while_checked(path: str | Path) -> None:
+        check(path)
+        out.unlink(missing_ok=True)
+
+    monkeypatch.setattr(location, "refuse_journal_file", removed_while_checked)
+    with pytest.raises(InvalidPathError, match=r"out\.csv: a file was removed there between the check") as e:
+        with location.open_output(out) as f:
+            f.write("new\n")
+    assert "Hint:" in str(e.value) and not out.exists()

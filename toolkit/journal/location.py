@@ -385,6 +385,10 @@ def _open_checked(path: Path, checked: os.stat_result | None) -> int:
         fd = os.open(named, flags | os.O_CREAT | os.O_EXCL, 0o666) if checked is None else os.open(path, flags)
     except FileExistsError as e:
         raise _changed(path, "appeared") from e
+    except FileNotFoundError as e:
+        if checked is None:  # no such directory
+            raise
+        raise _changed(path, "was removed") from e  # there when looked at (no O_CREAT), gone since
     try:
         opened = os.fstat(fd)
         if checked is not None and (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):

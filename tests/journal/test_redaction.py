@@ -909,3 +909,27 @@ def test_scrub_findings_goes_through_the_quoted_texts_once_however_many_rule_err
         i in (3, 17, 29, 41) for i in range(50)
     ]
     assert out.column("message")[50].as_py() == "secret-00001"  # a stream not redacted keeps its text
+
+
+def test_a_rule_error_quoting_a_payload_archived_as_an_evennia_document_loses_its_text(
+    people: Journal, tmp_path: Path
+) -> None:
+    """As for a purge archive: the quoted event left the journal for an Evennia archive (journal
+    archive --format evennia-archive --delete), whose entries hold the payload as JSON objects."""
+    from toolkit.analysis.regrade import regrade
+
+    rules = tmp_path / "raising.py"
+    rules.write_text(RAISING_RULES, encoding="utf-8")
+    regrade(people, ["alice_texts"], rule_files=[str(rules)])
+    archive_stream(people, "alice-1", tmp_path / "alice-1.json", fmt="evennia-archive", delete=True)
+    fresh = Journal.open(people.path)
+    assert PII not in json.dumps(fresh.read_stream("alice-1", ["data"]).to_pylist())
+    (quoting,) = read_table(fresh, "findings").to_pylist()
+    assert PII in quoting["message"]
+
+    result = redact_subject(fresh, "alice")
+    marker = json.dumps({"redacted": result.redaction_id}, separators=(",", ":"))
+    (row,) = read_table(Journal.open(people.path), "findings").to_pylist()
+    assert (row["rule"], row["kind"], row["message"]) == ("alice_texts", "error", marker)
+    assert PII not in (tmp_path / "alice-1.json").read_text(encoding="utf-8")
+    assert PII not in _bytes_on_disk(people.path)

@@ -17,7 +17,8 @@ from helpers import drop_row, locate, rewrite_parquet, run_cli
 from toolkit.journal import Journal
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "demo-journal"
-FAILED_TOOL = "8c24ab68-39d3-5393-8f68-000000000006"  # run-7-0000005: search_flights → HTTP 503
+# run-7-0000005: book_flight, after the user confirmed it, → HTTP 503
+FAILED_TOOL = "8c24ab68-39d3-5393-8f68-000000000013"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -48,6 +49,7 @@ def test_chain_tree_json_and_unknown_id(demo: Path, capsys: pytest.CaptureFixtur
     assert code == 0 and f"chain: {events} events, 0 orphans, 0 cycles" in err
     lines = out.splitlines()
     assert "Book me a flight" in lines[0] and "▶" in lines[-1] and "503" in lines[-1]
+    assert any("Shall I go ahead?" in line for line in lines)  # the agent asked before booking
     code, out, _ = run(capsys, "chain", FAILED_TOOL, "--both", "--format", "json")
     graph = json.loads(out)
     assert graph["focus"] == FAILED_TOOL and len(graph["edges"]) == len(graph["nodes"]) - 1

@@ -21,6 +21,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from toolkit.analysis.invariants import DEFAULT_REJECT
+from toolkit.analysis.regrade import regrade
 from toolkit.ingest import demo
 from toolkit.ingest.demo import (
     BUDGET_USD,
@@ -317,20 +319,131 @@ def test_payloads_are_canonical_json(rows: list[dict[str, Any]]) -> None:
     assert any('"' in t or "\\" in t for t in texts)  # escaping is exercised
 
 
-@pytest.mark.parametrize("agent", demo._AGENTS, ids=lambda a: a.name)
-def test_every_template_renders_canonical_json_with_every_pool_value(agent: Any) -> None:
-    tables = demo._prepare_agent(agent)
+def template_contexts(tables: Any) -> list[dict[str, str]]:
+    """Contexts of one agent: one drawn, then each pool value in turn."""
     first = DEFAULT_START.date()
     dates = [(first + dt.timedelta(days=i)).isoformat() for i in range(80)]
     at_us = int(DEFAULT_START.timestamp()) * 1_000_000
     base = demo._DemoGenerator._context(tables, random.Random(0).random, 41, at_us, first, dates)
     base.update(ref="0A1B2C", ref2="00ff00ff00ff", num="12345")
-    variants = [{**base, slot: value} for slot, pool in tables.pools.items() for value in pool]
-    for ctx in variants:
+    return [{**base, slot: value} for slot, pool in tables.pools.items() for value in pool]
+
+
+@pytest.mark.parametrize("agent", demo._AGENTS, ids=lambda a: a.name)
+def test_every_template_renders_canonical_json_with_every_pool_value(agent: Any) -> None:
+    tables = demo._prepare_agent(agent)
+    for ctx in template_contexts(tables):
         for tool in tables.tools:
             for template in (tool.call_data, tool.result_data, tool.stuck_data, tool.state):
                 if template is not None:
                     text = template % ctx
                     assert canonical_json(json.loads(text)) == text, (tool.name, text)
-        for template in (*tables.asks, *tables.follow_ups, *tables.answers):
+        texts = (*tables.asks, *tables.follow_ups, *tables.answers)
+        texts += tuple(t for tool in tables.writes for t in (tool.ask_text, tool.held_text))
+        for template in texts:
             assert isinstance(json.loads(f'"{template % ctx}"'), str)
+
+
+# ---------------------------------------------------------------------- confirmation before side effects
+
+SIDE_EFFECTS = [tool for tool in demo._TOOLS.values() if tool.side_effect]
+CONFIRMING = {data for tool in SIDE_EFFECTS for data in tool.yes_data}
+DECLINING = {data for tool in SIDE_EFFECTS for data in tool.no_data}
+HASTY_AGENTS = {a.name for a in demo._AGENTS if a.confirms < 1}  # agents whose policy skips asking
+
+
+def unconfirmed(journal: Journal) -> dict[str, int]:
+    """stream -> first failing version of the built-in rule with its default patterns."""
+    rows = regrade(journal, ["confirmation_before_write"], write=False).findings.to_pylist()
+    assert all(r["kind"] == "violation" for r in rows), rows
+    return {r["stream_id"]: r["first_failing_version"] for r in rows}
+
+
+def test_every_text_a_user_writes_is_read_as_intended_by_the_rule_defaults() -> None:
+    """A reply to the agent's question confirms or declines as meant; a request that starts a run
+    (every template with every pool value) is no confirmation, so a write straight after it fails."""
+    texts: dict[str, str] = {}  # stream -> user_message data
+    for tool in SIDE_EFFECTS:
+        assert tool.ask and tool.yes and tool.no and tool.held, tool.name
+        texts.update({f"yes/{tool.name}/{i}": d for i, d in enumerate(tool.yes_data)})
+        texts.update({f"no/{tool.name}/{i}": d for i, d in enumerate(tool.no_data)})
+    for agent in demo._AGENTS:
+        tables = demo._prepare_agent(agent)
+        for ctx in template_contexts(tables):
+            for template in (*tables.asks, *tables.follow_ups):
+                text = template % ctx
+                texts[f"request/{agent.name}/{len(texts)}"] = f'{{"role":"user","text":"{text}"}}'
+    rows = []
+    for sid, data in texts.items():
+        rows.append({"stream_id": sid, "event_type": "user_message", "data": json.loads(data)})
+        rows.append(
+            {
+                "stream_id": sid,
+                "event_type": "tool_called",
+                "tool_name": "send_email",
+                "tool_call_id": f"c-{sid}",
+                "idempotency_key": f"k-{sid}",
+                "data": {"args": {}},
+            }
+        )
+    with Journal.in_memory() as journal:
+        journal.append_batch(rows, stream_type="agent_run")
+        assert set(unconfirmed(journal)) == {sid for sid in texts if not sid.startswith("yes/")}
+    # the reject pattern hears every decline itself, not just a missing yes
+    reject = re.compile(DEFAULT_REJECT.removeprefix("(?i)"), re.IGNORECASE)
+    assert all(reject.search(d) for d in DECLINING)
+
+
+def test_the_confirmation_rule_fails_on_a_few_percent_of_runs_where_a_user_would_look(
+    demo_journal: Journal, runs: dict[str, list[dict[str, Any]]]
+) -> None:
+    failing = set(unconfirmed(demo_journal))
+    skipped = {sid for sid, events in runs.items() if scenario(events) == "skipped_confirmation"}
+    hasty = {sid for sid, events in runs.items() if events[0]["agent"] in HASTY_AGENTS}
+    assert 0.01 * RUNS <= len(failing) <= 0.08 * RUNS
+    assert 0.01 * RUNS <= len(skipped) <= 0.05 * RUNS
+    assert skipped <= failing  # every run of the scenario has a side effect and skips the question
+    assert failing <= skipped | hasty  # elsewhere only the agents whose policy skips asking fail
+    assert failing & hasty - skipped  # and they do
+    writers = {sid for sid, events in runs.items() if any(e["idempotency_key"] for e in events)}
+    assert len(failing) < 0.1 * len(writers)  # most runs that write asked first
+    # the rule's other built-in texts: each failing run's first unconfirmed write follows the
+    # run's request or a decline, never a yes
+    for sid, version in unconfirmed(demo_journal).items():
+        before = [e for e in runs[sid][: version - 1] if e["event_type"] == "user_message"]
+        assert before[-1]["data"] not in CONFIRMING, sid
+
+
+def test_the_agent_asks_the_user_replies_and_a_declined_write_is_not_made(
+    runs: dict[str, list[dict[str, Any]]],
+) -> None:
+    by_id = {e["event_id"]: e for events in runs.values() for e in events}
+    declined = confirmed = asked_anyway = 0
+    for sid, events in runs.items():
+        replies = [e for e in events[1:] if e["event_type"] == "user_message"]
+        assert len(replies) <= 1, sid  # one question per run, before its first side effect
+        if not replies:
+            continue
+        reply = replies[0]
+        question = by_id[reply["causation_id"]]  # the reply answers the agent's question
+        assert question["event_type"] == "llm_response" and question["stream_id"] == sid
+        assert json.loads(question["data"])["text"].endswith("?") and question["cost_usd"] > 0
+        after = events[reply["version"] :]
+        assert after[0]["event_type"] == "llm_request" and after[0]["causation_id"] == reply["event_id"]
+        writes_after = [e for e in after if e["idempotency_key"]]
+        writes_before = [e for e in events[: reply["version"]] if e["idempotency_key"]]
+        assert not writes_before, sid  # asked before the first side effect
+        if reply["data"] in CONFIRMING:
+            confirmed += 1
+            assert writes_after, sid
+        else:
+            assert reply["data"] in DECLINING, reply["data"]
+            if scenario(events) == "skipped_confirmation":
+                asked_anyway += 1
+                assert writes_after, sid  # the misbehaving agent writes anyway
+            else:
+                declined += 1
+                assert not writes_after, sid  # a well-behaved agent does not: it calls no tool
+                assert {e["event_type"] for e in after} <= {"llm_request", "error", "llm_response"}, sid
+                assert after[-1]["event_type"] == "llm_response", sid  # and answers
+    assert confirmed > 4 * declined > 0 and asked_anyway > 0

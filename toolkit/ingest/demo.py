@@ -4,8 +4,10 @@
 ``INPUT_SCHEMA`` and the same types, for ``journal.append_batch``. ``write_demo`` appends them.
 One run is one stream (``stream_type`` ``agent_run``). A run goes user_message →
 plan_created → turns of llm_request/llm_response and tool_called/tool_result pairs (with
-state_updated and the odd error) → a final llm_response answer. ``correlation_id`` names the
-user session, and a session can span up to three runs.
+state_updated and the odd error) → a final llm_response answer. Before its first side effect an
+agent usually asks (an llm_response with a question) and the user replies (a user_message):
+yes, or now and then no, after which the agent answers without the side effect.
+``correlation_id`` names the user session, and a session can span up to three runs.
 
 The generator models these things:
 
@@ -14,14 +16,20 @@ The generator models these things:
   ``cost_usd`` is exact under ``DEMO_PRICES``. OpenAI models report no cache writes and
   Anthropic models report no reasoning tokens (both null).
 * tool calls linked by ``tool_call_id``. Calls with side effects carry an
-  ``idempotency_key``. Tools sometimes fail; LLM calls sometimes get rate limited, which
-  gives an ``error`` event and a retried request.
+  ``idempotency_key``. Each agent has a confirmation policy: most always ask before the first
+  side effect of a run; ops-oncall skips the question in about one run in five. Tools
+  sometimes fail; LLM calls sometimes get rate limited, which gives an ``error`` event and a
+  retried request.
 * one W3C trace per run and a new span per event. ``causation_id`` is the event_id of the
   triggering event. The first event of a follow-up run points at the previous run's answer.
 * about 3 % of runs breach a budget: many expensive uncached calls, more than $5 in all.
   About 3 % get stuck in a retry loop: the same failing tool call with identical arguments,
-  2 to 4 times in a row. The first event's ``metadata`` names the scenario
-  (``{"demo_scenario": "budget_breach" | "retry_loop" | "normal"}``).
+  2 to 4 times in a row. About 2.5 % of runs skip the confirmation: the agent writes without
+  asking, or asks, hears no and writes anyway (an agent without side effects never does). The
+  first event's ``metadata`` names the scenario (``{"demo_scenario": "budget_breach" |
+  "retry_loop" | "skipped_confirmation" | "normal"}``). So the built-in rule
+  ``confirmation_before_write`` fails on a few percent of runs: those of that scenario and
+  ops-oncall's hasty ones.
 
 The output depends only on the arguments, never on the clock. The same seed gives identical
 tables for any ``batch_events``. Only ``Random.random`` and ``Random.getrandbits`` are used;
@@ -196,6 +204,34 @@ def _esc(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
+def _user_data(text: str) -> str:
+    """The data of a user_message saying ``text`` (no template: replies have no slots)."""
+    return f'{{"role":"user","text":"{_esc(text)}"}}'
+
+
+# What users answer when an agent asks before a side effect, besides each tool's own ``yes`` and
+# ``no``. The built-in rule confirmation_before_write must read each as intended (tests check it
+# against its default confirm_pattern and reject_pattern).
+_CONFIRMS: Final = (
+    "Yes, go ahead",
+    "yes please",
+    "Sure, please do",
+    "ok, go ahead.",
+    "Yep, do it",
+    "Sounds good — proceed.",
+    "Yeah, go for it!",
+    "Confirmed.",
+)
+_DECLINES: Final = (
+    "No, wait",
+    "No — hold on, I need to check with my manager first.",
+    "not yet, thanks",
+    "Wait, don't do that yet",
+    "Cancel that, I changed my mind.",
+    "Hmm, no. Let me think about it.",
+)
+
+
 @dataclass(frozen=True)
 class _Tool:
     """A tool. Templates are canonical JSON with ``%(slot)s`` filled from the run context."""
@@ -209,6 +245,12 @@ class _Tool:
     fresh: tuple[str, ...] = ()  # context slots drawn anew for every call
     side_effect: bool = False
     state: str | None = None  # state_updated data after a success
+    # a side effect's confirmation exchange: the agent's question (a template), a reply that
+    # confirms and one that declines (added to the generic ones), the answer after a decline
+    ask: str = ""
+    yes: str = ""
+    no: str = ""
+    held: str = ""
 
     # derived, for the hot path
     tag: str = field(init=False)  # the name, JSON-escaped
@@ -219,6 +261,10 @@ class _Tool:
     ms_spread: int = field(init=False)
     rt_lo: int = field(init=False)  # tokens the result adds to the context
     rt_spread: int = field(init=False)
+    ask_text: str = field(init=False)  # the question, JSON-escaped (a template)
+    held_text: str = field(init=False)  # the answer after a decline, JSON-escaped (a template)
+    yes_data: tuple[str, ...] = field(init=False)  # user_message data that confirms
+    no_data: tuple[str, ...] = field(init=False)  # user_message data that declines
 
     def __post_init__(self) -> None:
         derived = {
@@ -230,6 +276,10 @@ class _Tool:
             "ms_spread": (self.ms[1] - self.ms[0]) * 1000,
             "rt_lo": self.result_tokens[0],
             "rt_spread": self.result_tokens[1] - self.result_tokens[0],
+            "ask_text": _esc(self.ask),
+            "held_text": _esc(self.held),
+            "yes_data": tuple(_user_data(x) for x in (*_CONFIRMS, self.yes) if x),
+            "no_data": tuple(_user_data(x) for x in (*_DECLINES, self.no) if x),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -282,6 +332,12 @@ _TOOLS: Final = {
             "409 Conflict: fare no longer available",
             side_effect=True,
             state='{"changes":{"booking":"%(ref)s","status":"booked"}}',
+            ask="I can book %(flight)s on %(travel_date)s for $%(fare)s (%(cabin)s) for %(passenger)s. "
+            "Shall I go ahead?",
+            yes="yep, book it",
+            no="no, don't book it yet",
+            held="OK, I have not booked anything. %(flight)s at $%(fare)s is still open if you "
+            "change your mind.",
         ),
         _Tool(
             "send_email",
@@ -291,6 +347,10 @@ _TOOLS: Final = {
             "550 mailbox unavailable",
             side_effect=True,
             state='{"changes":{"notified":true}}',
+            ask="Shall I send you the %(email_template)s email now?",
+            yes="Yes, send it",
+            no="don't send it yet",
+            held="Understood, I have not sent the email. Ask me whenever you want it.",
         ),
         # support-triage
         _Tool(
@@ -324,6 +384,12 @@ _TOOLS: Final = {
             "402 card_declined: refund exceeds the captured amount",
             side_effect=True,
             state='{"changes":{"refund":"re_%(ref)s","status":"refunded"}}',
+            ask="I can refund $%(amount)s on order %(order)s because the %(product)s %(issue)s. "
+            "Do you want me to go ahead?",
+            yes="Yes please, refund it",
+            no="No, hold off on the refund for now",
+            held="OK, no refund for now. Order %(order)s stays as it is; reply here if you want "
+            "one later.",
         ),
         _Tool(
             "create_ticket",
@@ -333,6 +399,11 @@ _TOOLS: Final = {
             "403 queue is closed",
             side_effect=True,
             state='{"changes":{"ticket":"SUP-%(num)s"}}',
+            ask="I'd like to open a %(priority)s-priority ticket with our %(queue)s team. "
+            "Shall I proceed?",
+            yes="sure, open the ticket",
+            no="No ticket please, I'll wait a few days",
+            held="Fine, I have not opened a ticket. Order %(order)s is %(order_status)s.",
         ),
         # code-reviewer
         _Tool(
@@ -374,6 +445,10 @@ _TOOLS: Final = {
             "422 Unprocessable Entity: line is outside the diff",
             side_effect=True,
             state='{"changes":{"review":"%(verdict)s"}}',
+            ask='My review of %(repo)s#%(pr)s: "%(review)s". Shall I post it on the PR?',
+            yes="Yes, post it",
+            no="Don't post it, I'll fix it first",
+            held="OK, nothing posted. My notes on %(repo)s#%(pr)s: %(review)s.",
         ),
         # research-assistant
         _Tool(
@@ -440,6 +515,12 @@ _TOOLS: Final = {
             'RBAC: cannot patch deployments in namespace "prod"',
             side_effect=True,
             state='{"changes":{"%(service)s":"restarted"}}',
+            ask="A rolling restart of %(service)s in %(region)s should clear %(alert)s. "
+            "Shall I restart it?",
+            yes="Yes, restart it",
+            no="No! Not during peak traffic",
+            held="Holding off: %(service)s in %(region)s was not restarted. %(alert)s is still "
+            "firing; I'll keep watching.",
         ),
         _Tool(
             "post_incident_update",
@@ -448,6 +529,10 @@ _TOOLS: Final = {
             (150, 600), (30, 60),
             "channel_not_found",
             side_effect=True,
+            ask='Shall I post "%(service)s: %(status_text)s" to #incidents?',
+            yes="ok, post it",
+            no="not yet, wait for the fix",
+            held="OK, no update posted to #incidents yet.",
         ),
         _Tool(
             "page_human",
@@ -457,6 +542,10 @@ _TOOLS: Final = {
             "escalation policy not found",
             side_effect=True,
             state='{"changes":{"escalated_to":"%(team)s"}}',
+            ask="This needs a human. Shall I page %(team)s (%(severity)s)?",
+            yes="Yes, page them",
+            no="No, don't page anyone yet",
+            held="OK, nobody paged. I'll keep an eye on %(service)s.",
         ),
     )
 }
@@ -474,6 +563,9 @@ class _Agent:
     asks: tuple[str, ...]
     follow_ups: tuple[str, ...]
     answers: tuple[str, ...]
+    # the confirmation policy: the share of runs in which the agent asks the user before its
+    # first side effect (the rest write straight away)
+    confirms: float = 1.0
 
 
 _AIRPORTS: Final = (
@@ -735,14 +827,19 @@ _AGENTS: Final = (
             "Restarted %(service)s in %(region)s; error rate back to baseline.",
             "Escalated to %(team)s; findings posted in #incidents.",
         ),
+        confirms=0.8,  # in a hurry during incidents, it sometimes acts without asking
     ),
 )
 
 _HOUR_WEIGHTS: Final = (2, 1, 1, 1, 1, 2, 3, 5, 7, 8, 8, 8, 7, 8, 8, 8, 7, 6, 5, 4, 4, 3, 3, 2)
-_SCENARIOS: Final = ("normal", "budget_breach", "retry_loop")
-_BLOCK: Final = 32  # every block of 32 runs holds one budget breach and one retry loop
+_SCENARIOS: Final = ("normal", "budget_breach", "retry_loop", "skipped_confirmation")
+# every block of 32 runs holds one budget breach, one retry loop and one run that skips the
+# confirmation (unless the agent drawn for it has no side effects: then it is a normal run)
+_BLOCK: Final = 32
+_DECLINE_RATE: Final = 0.1  # how often a user says no when the agent asks
+_ASK_WHEN_SKIPPING: Final = 0.35  # a skipping run that asks, hears no and writes anyway
 _CHUNK_EVENTS: Final = 20_000  # events converted to Arrow at a time
-_EVENTS_PER_RUN: Final = 24  # the mean, measured over 42,000 runs
+_EVENTS_PER_RUN: Final = 25  # the mean, measured over 42,000 runs: 25.5
 
 _USER_MESSAGE, _PLAN_CREATED, _LLM_REQUEST, _LLM_RESPONSE, _TOOL_CALLED, _TOOL_RESULT, _STATE_UPDATED, _ERROR = (
     range(8)
@@ -769,6 +866,7 @@ class _AgentTables:
     model_names: tuple[str, ...]
     model_cum: tuple[float, ...]
     tools: tuple[_Tool, ...]  # distinct tools of the script
+    writes: tuple[_Tool, ...]  # those with side effects
     fresh: dict[str, tuple[tuple[str, tuple[str, ...]], ...]]  # tool → (slot, pool) redrawn per call
 
 
@@ -788,6 +886,7 @@ def _prepare_agent(a: _Agent) -> _AgentTables:
         tuple(m for m, _ in a.models),
         tuple(c / total for c in cum),
         tools,
+        tuple(t for t in tools if t.side_effect),
         {t.name: tuple((slot, pools[slot]) for slot in t.fresh) for t in tools},
     )
 
@@ -862,14 +961,14 @@ class _Batch:
             raw = pa.py_buffer(text.encode("ascii"))
             return pa.Array.from_buffers(pa.binary(width), n, [None, raw])
 
-        user = is_type(_USER_MESSAGE)
         resp = is_type(_LLM_RESPONSE)
         tool = is_type(_TOOL_CALLED, _TOOL_RESULT)
         ids = fixed_width("".join(self.event_ids), 36)
         cause = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(self.cause)])
-        cause = pc.if_else(pc.less(cause, 0), pa.scalar(None, pa.int64()), cause)
+        first = pc.less(cause, 0)  # a run's first event, and only it, has no cause in the run
+        cause = pc.if_else(first, pa.scalar(None, pa.int64()), cause)
         causation = pc.replace_with_mask(
-            pc.take(ids, cause).cast(string), user, pa.array(self.cross_cause, string)
+            pc.take(ids, cause).cast(string), first, pa.array(self.cross_cause, string)
         )
         error = sparse(is_type(_TOOL_RESULT, _ERROR), self.error, string)
         # int nano-dollars, reinterpreted as DECIMAL(18, 9): same 128-bit integers, scale 9
@@ -908,7 +1007,7 @@ class _Batch:
             "error": error,
             "data": pa.array(self.data, string),
             "metadata": pc.replace_with_mask(
-                pa.repeat(pa.scalar("{}", string), n), user, pa.array(self.metadata, string)
+                pa.repeat(pa.scalar("{}", string), n), first, pa.array(self.metadata, string)
             ),
             "agent": per_run(self.agent),
             "subject_id": per_run(self.subject_id),
@@ -1017,7 +1116,7 @@ class _DemoGenerator:
         rows = 0
         suffixes = [f"{i:012d}" for i in range(256)]
         run = 0
-        block_budget = block_retry = -1
+        block_budget = block_retry = block_skip = -1
         for s_idx, sess in enumerate(sessions):
             at = self._agents[sess.agent]
             a = at.agent
@@ -1031,8 +1130,16 @@ class _DemoGenerator:
                 if run % _BLOCK == 0:
                     block_budget = int(rnd() * _BLOCK)
                     block_retry = (block_budget + 1 + int(rnd() * (_BLOCK - 1))) % _BLOCK
+                    block_skip = int(rnd() * (_BLOCK - 2))  # the k-th position still free
+                    for taken in sorted((block_budget, block_retry)):
+                        block_skip += block_skip >= taken
                 pos = run % _BLOCK
-                scenario = 1 if pos == block_budget else 2 if pos == block_retry else 0
+                if pos == block_budget:
+                    scenario = 1
+                elif pos == block_retry:
+                    scenario = 2
+                else:
+                    scenario = 3 if pos == block_skip and at.writes else 0
                 ctx["ref"] = f"{bits(24):06X}"
                 ctx["ref2"] = f"{bits(48):012x}"
                 ctx["num"] = str(10_000 + int(rnd() * 90_000))
@@ -1304,12 +1411,31 @@ class _DemoGenerator:
                         ev(_STATE_UPDATED, t, last, f'{{"changes":{{"last_tool":"{tool.tag}","step":{calls}}}}}')
             return last
 
+        def confirm(caused_by: int, tool: _Tool, declined: bool) -> int:
+            """The agent asks before ``tool``; the user replies. Returns the reply's row."""
+            nonlocal t, ctx_tokens, messages
+            question = llm(
+                caused_by,
+                25 + int(rnd() * 70),
+                100 + int(rnd() * 600) if reasoning_model else 0,
+                f'{{"finish_reason":{finish_stop},"text":"{tool.ask_text % ctx}"}}',
+            )
+            t += 4 * _US + int(rnd() * 80 * _US)  # the user reads the question and replies
+            replies = tool.no_data if declined else tool.yes_data
+            data = replies[int(rnd() * len(replies))]
+            ctx_tokens += 10 + (len(data) >> 2)
+            messages += 1
+            return ev(_USER_MESSAGE, t, question, data)
+
         user = ev(_USER_MESSAGE, t, -1, f'{{"role":"user","text":"{text}"}}')
         # the plan: the tools this run means to use, in order
         planned = [_TOOLS[name] for name, p in at.agent.script if rnd() < p] or [tools[0]]
+        if scenario == 3 and not any(x.side_effect for x in planned):
+            planned.append(at.writes[0])  # a run that skips the confirmation has a side effect
         t += 200_000 + int(rnd() * 1_300_000)
         steps = ",".join(f'"{x.tag}"' for x in planned)
         last = ev(_PLAN_CREATED, t, user, f'{{"steps":[{steps}]}}')
+        held: str | None = None  # the answer after the user declined a side effect
         if scenario == 1:  # budget breach: keeps reading big documents, never caches
             target = int((5.25 + rnd() * 3.0) * 1e9)
             reads = [x for x in tools if not x.side_effect]
@@ -1319,9 +1445,22 @@ class _DemoGenerator:
                 i += 1
         else:
             stuck_at = int(rnd() * len(planned)) if scenario == 2 else -1
+            asked = False  # the confirmation before the first side effect covers the run
             i = 0
             while i < len(planned):
                 tool = planned[i]
+                if tool.side_effect and not asked:
+                    asked = True
+                    if scenario == 3:  # writes without asking, or asks, hears no and writes anyway
+                        declined = ask = rnd() < _ASK_WHEN_SKIPPING
+                    else:  # a retry loop's user always says yes: the loop is what it is about
+                        ask = rnd() < at.agent.confirms
+                        declined = ask and scenario == 0 and rnd() < _DECLINE_RATE
+                    if ask:
+                        last = confirm(last, tool, declined)
+                        if declined and scenario == 0:  # a well-behaved agent stops and says so
+                            held = tool.held_text % ctx
+                            break
                 if i == stuck_at:  # retry loop: the same failing call, 2-4 times in a row
                     for slot, pool in tool_fresh[tool.name]:
                         ctx[slot] = pool[int(rnd() * len(pool))]
@@ -1352,7 +1491,12 @@ class _DemoGenerator:
                     last = turn(last, (tool,))
                     i += 1
         answers = at.answers
-        answer = _FAILED_ANSWER if scenario == 2 else answers[int(rnd() * len(answers))] % ctx
+        if held is not None:
+            answer = held
+        elif scenario == 2:
+            answer = _FAILED_ANSWER
+        else:
+            answer = answers[int(rnd() * len(answers))] % ctx
         resp = llm(
             last,
             120 + int(rnd() * 780),
@@ -1375,8 +1519,8 @@ def generate_demo(
     """Yield Arrow tables (``DEMO_SCHEMA``) holding ``runs`` agent runs over ``days`` days.
 
     A table is yielded once it holds at least ``batch_events`` events, always at a run boundary,
-    so no run is split between tables. ``version`` is left to the journal. A run has about 24
-    events (``estimate_events``): 10 million events take about 420,000 runs.
+    so no run is split between tables. ``version`` is left to the journal. A run has about 25
+    events (``estimate_events``): 10 million events take about 400,000 runs.
     Raises ``ValueError`` for a negative ``runs``, ``days`` < 1 or a naive ``start``.
     """
     gen = _DemoGenerator(runs, seed, start or DEFAULT_START, days, batch_events)
@@ -1384,10 +1528,10 @@ def generate_demo(
 
 
 def estimate_events(runs: int) -> int:
-    """About how many events ``runs`` runs make (for progress bars; the mean is ~24 per run).
+    """About how many events ``runs`` runs make (for progress bars; the mean is ~25 per run).
 
     >>> estimate_events(1000)
-    24000
+    25000
     """
     return runs * _EVENTS_PER_RUN
 

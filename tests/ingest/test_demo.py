@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -447,3 +448,21 @@ def test_the_agent_asks_the_user_replies_and_a_declined_write_is_not_made(
                 assert {e["event_type"] for e in after} <= {"llm_request", "error", "llm_response"}, sid
                 assert after[-1]["event_type"] == "llm_response", sid  # and answers
     assert confirmed > 4 * declined > 0 and asked_anyway > 0
+
+
+def test_a_demo_journal_of_an_earlier_generator_is_named_with_a_way_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the generator changed (runs got a confirmation exchange), `make demo` on the demo journal
+    an earlier version wrote failed with 'event_id ... is already in the journal with different
+    content' and a hint to give the event a new id: no word of what to do with a demo journal."""
+    from helpers import run_cli
+
+    first = next(generate_demo(2, seed=7)).slice(0, 1).to_pylist()[0]
+    j = Journal.create(tmp_path / "demo")
+    keep = ("event_id", "event_type", "occurred_at", "stream_type")
+    j.append(first["stream_id"], [{**{k: first[k] for k in keep}, "data": {"text": "what an earlier generator wrote"}}])
+    code, _, err = run_cli(capsys, "demo", "-j", str(j.path), "--runs", "2", "--seed", "7")
+    assert code == 1
+    assert f"{j.path} holds demo runs of seed 7 that an earlier version of the demo generator wrote" in err
+    assert f"Hint: the demo journal is generated data: delete it (rm -rf {j.path})" in err

@@ -22,14 +22,23 @@ def command(journal_path: str, runs: int, seed: int) -> None:
       journal demo -j data/demo-journal --runs 2000 --seed 7
     """
     from toolkit.analysis.demo_summary import summarise_journal
+    from toolkit.errors import DuplicateEventError
     from toolkit.ingest.demo import estimate_events, write_demo
     from toolkit.journal import Journal
     from toolkit.reports.progress import progress_bar
     from toolkit.reports.tables import write_table
 
     journal = Journal.create(journal_path, exist_ok=True)
-    with progress_bar("writing demo events", estimate_events(runs)) as advance:
-        result = write_demo(journal, runs, seed=seed, progress=advance)
+    try:
+        with progress_bar("writing demo events", estimate_events(runs)) as advance:
+            result = write_demo(journal, runs, seed=seed, progress=advance)
+    except DuplicateEventError as e:  # the same ids, other content: runs of another generator
+        raise DuplicateEventError(
+            f"{journal.path} holds demo runs of seed {seed} that an earlier version of the demo generator "
+            f"wrote (the same event ids with other content: {e.message})",
+            hint=f"the demo journal is generated data: delete it (rm -rf {journal.path}) and run the command "
+            "again, or write the demo to another journal with -j",
+        ) from e
     click.echo(
         f"demo: {result.runs} runs, {result.events} events generated, {result.appended} appended, "
         f"{result.skipped} already present -> {journal.path}",

@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -63,6 +64,41 @@ class JournalVersionError(ToolkitError):
 
 class InvalidPathError(ToolkitError, ValueError):
     """A user-supplied path is unusable (outside the journal, not a directory, ...)."""
+
+
+class FileAccessError(ToolkitError, OSError):
+    """The system refused a file operation (no permission, a file where a folder should be, a full disk).
+
+    >>> print(FileAccessError.of(PermissionError(13, "Permission denied", "/srv/j/.write.lock")))
+    /srv/j/.write.lock: Permission denied
+    Hint: check the permissions of that path (ls -ld); a journal you may only read still answers streams, sql, \
+verify and import --dry-run, but writing to it (import, append, compact, ...) needs write access to its folder
+    """
+
+    @classmethod
+    def of(cls, e: OSError, hint: str | None = None) -> FileAccessError:
+        where = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else e.filename
+        reason = e.strerror or str(e)
+        return cls(
+            f"{where}: {reason}" if where is not None else reason,
+            hint=hint or _OS_HINTS.get(e.errno or 0, "check that path; --debug shows where it failed"),
+            path=e.filename,
+            errno=e.errno,
+        )
+
+
+_OS_HINTS = {
+    **dict.fromkeys(
+        (errno.EACCES, errno.EPERM, errno.EROFS),
+        "check the permissions of that path (ls -ld); a journal you may only read still answers streams, sql, "
+        "verify and import --dry-run, but writing to it (import, append, compact, ...) needs write access to its folder",
+    ),
+    **dict.fromkeys(
+        (errno.ENOTDIR, errno.EISDIR, errno.EEXIST),
+        "a file is where a folder should be, or a folder where a file should be: choose another path",
+    ),
+    **dict.fromkeys((errno.ENOSPC, errno.EDQUOT), "free some space on that disk, then run the command again"),
+}
 
 
 class EventValidationError(ToolkitError, ValueError):

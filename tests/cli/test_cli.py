@@ -403,3 +403,39 @@ def test_stats_names_the_agent_of_a_stream_whose_later_events_leave_it_out(
     assert code == 0 and json.loads(out)["agent"] == "flight-booker"
     code, out, _ = run(capsys, monkeypatch, "stats", "-j", jpath, "run-1", "--format", "json")
     assert code == 0 and json.loads(out)["summary"]["agent"] == "flight-booker"
+
+
+def test_a_file_operation_the_system_refuses_is_one_error_naming_the_path_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OSError no library call translated (a file where a folder should be, no permission, a full
+    disk) ended in a traceback; it is now one line naming the path and the reason, then a Hint (exit 1)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, out, err = run(capsys, monkeypatch, "init", str(blocker / "j"))
+    assert (code, out) == (1, "") and "Traceback" not in err, err
+    assert err.splitlines() == [
+        f"error: {blocker / 'j'}: Not a directory",
+        "Hint: a file is where a folder should be, or a folder where a file should be: choose another path",
+    ]
+    debug = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "--debug", "init", str(blocker / "j")], capture_output=True, text=True
+    )
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "NotADirectoryError" in debug.stderr
+
+
+def test_a_journal_whose_write_lock_cannot_be_opened_refuses_the_import_and_writes_nothing(
+    jpath: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = Path(jpath) / ".write.lock"
+    lock.unlink(missing_ok=True)
+    lock.mkdir()  # what root sees where another user sees "Permission denied": os.open refuses it
+    source = tmp_path / "events.jsonl"
+    source.write_text(EVENTS + "\n")
+    code, out, err = run(capsys, monkeypatch, "import", "-j", jpath, str(source))
+    lines = err.splitlines()
+    assert (code, out) == (1, "") and "Traceback" not in err, err
+    assert lines[-2] == f"error: {lock}: Is a directory" and lines[-1].startswith("Hint: "), err
+    assert Journal.open(jpath).read_all(["event_id"]).num_rows == 0
+    code, out, err = run(capsys, monkeypatch, "import", "-j", jpath, "--dry-run", str(source))  # reading still works
+    assert code == 0 and json.loads(out)["imported"] == 2, err

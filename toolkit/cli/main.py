@@ -116,6 +116,16 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as e:  # the system refused a file operation no library call translated: one line and a Hint
+        if debug:
+            raise
+        from toolkit.errors import FileAccessError
+
+        lines = str(FileAccessError.of(e)).splitlines()
+        click.echo(f"error: {lines[0]}", err=True)
+        for line in lines[1:]:
+            click.echo(line, err=True)
+        sys.exit(1)
 
 
 def usage_hint(ctx: click.Context | None) -> str:

@@ -502,3 +502,25 @@ def test_a_cut_off_database_is_claimed_and_named_damaged(tmp_path: Path, journal
     assert text.startswith(f"{cut.resolve()}: cannot read it as SQLite: database disk image is malformed"), text
     assert "damaged or cut short" in text
     assert journal.read_all(["event_id"]).num_rows == 0
+
+
+@pytest.mark.parametrize("plain", [PLAIN, DJANGO], ids=["sqlite", "django"])
+def test_a_database_damaged_past_its_first_pages_is_named_damaged(
+    tmp_path: Path, journal: Journal, plain: Path
+) -> None:
+    """Pages garbled after the schema (a bad disk, a copy that went wrong): SQLite opens the file and
+    finds the damage only when a row on such a page is read, which ended the import in a traceback
+    (sqlite3.DatabaseError). It is now the error a cut-off file gets, naming the file; nothing is written."""
+    raw = bytearray(plain.read_bytes())
+    page = 4096
+    assert len(raw) > 3 * page
+    for start in range(2 * page, len(raw), page):
+        raw[start + 100 : start + 300] = b"\xa5" * 200
+    damaged = tmp_path / plain.name
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(ImportFormatError) as e:
+        import_paths(journal, [str(damaged)], on_error="quarantine")
+    text = str(e.value)
+    assert text.startswith(f"{damaged.resolve()}: cannot read it as SQLite: database disk image is malformed"), text
+    assert "damaged or cut short" in text and "\nHint: copy the database again" in text
+    assert journal.read_all(["event_id"]).num_rows == 0

@@ -440,16 +440,7 @@ class _SqliteStore:
             self.conn.execute("BEGIN")  # one read transaction: events and snapshots agree
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.Error as e:
-            damaged = isinstance(e, sqlite3.DatabaseError) and "malformed" in str(e)
-            raise ImportFormatError(
-                f"{self.where}: cannot read it as SQLite: {e}"
-                + (" (the file is damaged or cut short: an interrupted copy or download?)" if damaged else ""),
-                hint="copy the database again from where the application writes it (with its -wal file, if any)"
-                if damaged
-                else f"if {self.path.name}-wal exists, close the application or checkpoint the database "
-                f"(sqlite3 {self.path.name} 'PRAGMA wal_checkpoint(TRUNCATE)'), or copy the files to a writable directory",
-                path=self.where,
-            ) from e
+            raise self._unreadable(e) from e
         if "stored_events" not in tables:
             self.close()
             raise self._missing_table(tables)
@@ -457,6 +448,18 @@ class _SqliteStore:
         self.django = "application_name" in columns
         snapshots = "snapshots" if self.django else "stored_snapshots"
         self.snapshot_table = snapshots if snapshots in tables else None
+
+    def _unreadable(self, e: sqlite3.Error) -> ImportFormatError:
+        damaged = isinstance(e, sqlite3.DatabaseError) and "malformed" in str(e)
+        return ImportFormatError(
+            f"{self.where}: cannot read it as SQLite: {e}"
+            + (" (the file is damaged or cut short: an interrupted copy or download?)" if damaged else ""),
+            hint="copy the database again from where the application writes it (with its -wal file, if any)"
+            if damaged
+            else f"if {self.path.name}-wal exists, close the application or checkpoint the database "
+            f"(sqlite3 {self.path.name} 'PRAGMA wal_checkpoint(TRUNCATE)'), or copy the files to a writable directory",
+            path=self.where,
+        )
 
     def _missing_table(self, tables: set[str]) -> ImportFormatError:
         wal = _wal_file(self.path)
@@ -498,30 +501,40 @@ class _SqliteStore:
     def applications(self, table: EventTable) -> list[str]:
         if not self.django:
             return []
-        return [r[0] for r in self.conn.execute(_DJANGO_APPLICATIONS)]
+        try:
+            return [r[0] for r in self.conn.execute(_DJANGO_APPLICATIONS)]
+        except sqlite3.Error as e:
+            raise self._unreadable(e) from e
 
     def events(self, table: EventTable, application: str | None) -> Iterator[StoredRecord]:
-        if not self.django:
-            cur = self.conn.execute(_SQLITE_EVENTS)
-        elif application:
-            cur = self.conn.execute(_DJANGO_EVENTS_OF, (application,))
-        else:
-            cur = self.conn.execute(_DJANGO_EVENTS)
-        while rows := cur.fetchmany(1000):
-            for r in rows:
-                yield StoredRecord(*r)
+        # a damaged page past the first ones is found only when a row on it is read
+        try:
+            if not self.django:
+                cur = self.conn.execute(_SQLITE_EVENTS)
+            elif application:
+                cur = self.conn.execute(_DJANGO_EVENTS_OF, (application,))
+            else:
+                cur = self.conn.execute(_DJANGO_EVENTS)
+            while rows := cur.fetchmany(1000):
+                for r in rows:
+                    yield StoredRecord(*r)
+        except sqlite3.Error as e:
+            raise self._unreadable(e) from e
 
     def snapshots(self, table: EventTable, application: str | None) -> Iterator[StoredRecord]:
         if self.snapshot_table is None:
             return
-        if not self.django:
-            cur = self.conn.execute(_SQLITE_SNAPSHOTS)
-        elif application:
-            cur = self.conn.execute(_DJANGO_SNAPSHOTS_OF, (application,))
-        else:
-            cur = self.conn.execute(_DJANGO_SNAPSHOTS)
-        for r in cur:
-            yield StoredRecord(*r)
+        try:
+            if not self.django:
+                cur = self.conn.execute(_SQLITE_SNAPSHOTS)
+            elif application:
+                cur = self.conn.execute(_DJANGO_SNAPSHOTS_OF, (application,))
+            else:
+                cur = self.conn.execute(_DJANGO_SNAPSHOTS)
+            for r in cur:
+                yield StoredRecord(*r)
+        except sqlite3.Error as e:
+            raise self._unreadable(e) from e
 
     def close(self) -> None:
         try:
@@ -789,7 +802,7 @@ class EventsourcingImporter(Importer):
             notes.append(f"{table.source}: application_name {application!r} ignored (this layout has no such column)")
         if len(apps) > 1 and not application:
             notes.append(
-                f"{table.source}: {len(apps)} applications share the table ({', '.join(apps)}); all were imported "
+                f"{table.source}: {len(apps)} applications share the table ({', '.join(map(str, apps))}); all were imported "
                 "(choose one with the application_name option)"
             )
         now = dt.datetime.now(dt.UTC)

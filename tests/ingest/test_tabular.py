@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -392,3 +393,32 @@ def test_csv_refusals_name_the_line_not_the_rows_source_cell(tmp_path: Path, jou
     assert (report.imported, report.rejected) == (1, 1)
     assert [(r.source, r.location) for r in report.rejections] == [(str(path), "line 3")]
     assert journal.read_all(["source"]).column("source").to_pylist() == ["crm-export"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("latin1.csv", "stream_id,événement\nr,x\n".encode("latin-1"), "line 1: the header is not UTF-8"),
+        ("twice.csv", b"stream_id,event_type,stream_id\nr,x,r\n", "line 1: column 'stream_id' appears twice"),
+        ("fifo.csv", None, "not a regular file or directory"),
+    ],
+)
+def test_a_csv_the_importer_cannot_read_is_an_error_that_ends_in_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes | None, reason: str
+) -> None:
+    """A header that is not UTF-8, a column named twice, a named pipe: the error named the file and
+    the reason but gave no Hint line as every other error does."""
+    from helpers import run_cli
+
+    source = tmp_path / name
+    if content is None:
+        os.mkfifo(source)
+    else:
+        source.write_bytes(content)
+    journal = tmp_path / "j"
+    code, out, err = run_cli(capsys, "import", "-j", str(journal), "--from", "csv", str(source))
+    lines = err.splitlines()
+    assert (code, out) == (1, "") and "Traceback" not in err, err
+    assert lines[0].startswith("error: ") and reason in lines[0] and str(tmp_path) in lines[0], err
+    assert len(lines) == 2 and lines[1].startswith("Hint: ") and len(lines[1]) > len("Hint: "), err
+    assert Journal.open(journal).read_all(["event_id"]).num_rows == 0

@@ -175,6 +175,9 @@ def _fits(value: Any, type_: pa.DataType) -> bool:
 class ImportFormatError(ToolkitError, ValueError):
     """The input is not in a format the chosen importer reads."""
 
+    # where no more specific hint is given
+    hint = "check that the file is whole and in the format it was read as (name one with --from; see docs/importers/)"
+
 
 class RecordRejectedError(ToolkitError, ValueError):
     """``--on-error fail``: a record could not be imported; nothing was written."""
@@ -225,7 +228,11 @@ def read_path(path: str) -> Path:
     if not p.exists():
         raise ImportFormatError(f"{path}: no such file or directory", hint="check the path", path=path)
     if not (p.is_file() or p.is_dir()):
-        raise ImportFormatError(f"{path}: not a regular file or directory", path=path)
+        raise ImportFormatError(
+            f"{path}: not a regular file or directory",
+            hint="import files or folders of them; save what a pipe or device gives to a file first",
+            path=path,
+        )
     return p
 
 

@@ -181,7 +181,9 @@ class CsvImporter(Importer):
         except StopIteration:
             return None
         except csv.Error as e:
-            raise ImportFormatError(f"{where}: line 1: cannot read the header: {e}", path=where) from e
+            raise ImportFormatError(
+                f"{where}: line 1: cannot read the header: {e}", hint=_HEADER_HINT, path=where
+            ) from e
         header = [h.strip().lstrip("\ufeff") for h in header]
         if not any(header):
             raise ImportFormatError(
@@ -190,13 +192,22 @@ class CsvImporter(Importer):
         try:
             "".join(header).encode("utf-8")
         except UnicodeEncodeError:
-            raise ImportFormatError(f"{where}: line 1: the header is not UTF-8", path=where) from None
+            raise ImportFormatError(
+                f"{where}: line 1: the header is not UTF-8",
+                hint="save the file as UTF-8 (iconv -t UTF-8), or check that it is a CSV file at all",
+                path=where,
+            ) from None
         seen: set[str] = set()
         for name in header:
             if name in seen:
-                raise ImportFormatError(f"{where}: line 1: column {name!r} appears twice in the header", path=where)
+                raise ImportFormatError(
+                    f"{where}: line 1: column {name!r} appears twice in the header", hint=_HEADER_HINT, path=where
+                )
             seen.add(name)
         return header
+
+
+_HEADER_HINT = "the first row names each column once (canonical names, or any names with --mapping FILE)"
 
 
 class ParquetImporter(Importer):

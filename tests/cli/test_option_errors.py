@@ -99,3 +99,28 @@ def test_sql_refuses_a_dimension_as_rollup_by_does(
     fail(capsys, journal_dir, tmp_path, ["rollup", "--by", "{v}"], "nope")  # the same refusal (exit 2)
     code, out, _ = run_cli(capsys, "sql", "-j", str(journal_dir), query, "-p", "by=model,day", "--format", "csv")
     assert code == 0 and out.startswith("model,") and len(out.splitlines()) > 1
+
+
+@pytest.mark.parametrize("command", ["append", "import"])
+@pytest.mark.parametrize("value", ["bad type!", "a/b", ""])
+def test_a_stream_type_the_journal_refuses_is_a_usage_error_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str, value: str
+) -> None:
+    """``journal append --stream-type 'bad type!'`` was appended as given: a partition folder no
+    reader could find, after which every query and append of the journal failed. ``journal import``
+    blamed the option's value on line 1 of the file. Both now refuse the option (exit 2)."""
+    journal = tmp_path / "j"
+    shutil.copytree(FIXTURE, journal)
+    event = '{"stream_id": "new-run", "event_type": "user_message", "data": {}}\n'
+    source = tmp_path / "events.jsonl"
+    source.write_text(event)
+    count = "SELECT count(*) AS n FROM events"
+    _, before, _ = run_cli(capsys, "sql", "-j", str(journal), count, "--format", "csv")
+    paths = [str(source)] if command == "import" else []
+    code, out, err = run_cli(capsys, command, "-j", str(journal), "--stream-type", value, *paths, stdin=event)
+    lines = err.splitlines()
+    assert (code, out) == (2, "") and "Traceback" not in err, err
+    assert lines[-2].startswith("error: ") and "--stream-type" in lines[-2] and repr(value) in lines[-2], err
+    assert lines[-1] == "Hint: use letters, digits, '_', '-' and '.', e.g. agent_run", err
+    code, after, err = run_cli(capsys, "sql", "-j", str(journal), count, "--format", "csv")
+    assert (code, after) == (0, before), err

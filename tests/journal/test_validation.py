@@ -59,8 +59,12 @@ BAD_EVENTS = [
     pytest.param({**GOOD, "agent": "bot\udc00"}, "agent", id="lone-surrogate-in-agent"),
     pytest.param({**GOOD, "stream_id": "\ud800"}, "stream_id", id="lone-surrogate-in-stream_id"),
     # given ids that say something else than the traceparent: the trace lookup found the event by neither
-    pytest.param({**GOOD, "traceparent": TRACEPARENT, "trace_id": "1" * 32}, "trace_id", id="trace_id-not-the-traceparent's"),
-    pytest.param({**GOOD, "traceparent": TRACEPARENT, "span_id": "2" * 16}, "span_id", id="span_id-not-the-traceparent's"),
+    pytest.param(
+        {**GOOD, "traceparent": TRACEPARENT, "trace_id": "1" * 32}, "trace_id", id="trace_id-not-the-traceparent's"
+    ),
+    pytest.param(
+        {**GOOD, "traceparent": TRACEPARENT, "span_id": "2" * 16}, "span_id", id="span_id-not-the-traceparent's"
+    ),
 ]
 
 
@@ -219,14 +223,19 @@ def test_valid_arrow_batch_is_appended_like_dicts(seeded: Journal) -> None:
 def test_traceparents_with_capitals_or_spaces_are_read_like_the_canonical_form(seeded: Journal) -> None:
     canonical = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     seeded.append_batch(arrow_batch(3, traceparent=[canonical, f" {canonical.upper()} ", None]))
-    got = {t: (tr, sp) for t, tr, sp in zip(*(
-        seeded.read_all().column(c).to_pylist() for c in ("traceparent", "trace_id", "span_id")), strict=True)}
+    got = {
+        t: (tr, sp)
+        for t, tr, sp in zip(
+            *(seeded.read_all().column(c).to_pylist() for c in ("traceparent", "trace_id", "span_id")), strict=True
+        )
+    }
     ids = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
     assert got == {canonical: ids, f" {canonical.upper()} ": ids, None: (None, None)}
 
 
 @pytest.mark.parametrize(
-    "bad", [f"00-0af7651916cd43dd8448eb211c80319c-{'0' * 16}-01", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692033-01"]
+    "bad",
+    [f"00-0af7651916cd43dd8448eb211c80319c-{'0' * 16}-01", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692033-01"],
 )
 def test_an_arrow_batch_with_a_bad_traceparent_names_its_row(seeded: Journal, bad: str) -> None:
     before = snapshot(seeded)
@@ -253,7 +262,9 @@ def test_given_trace_and_span_ids_must_be_the_traceparents_on_both_paths(seeded:
     with pytest.raises(EventValidationError, match=r"event 1: field 'trace_id': '1+' contradicts the traceparent"):
         seeded.append("run-1", [ev(), ev(traceparent=TRACEPARENT, trace_id="1" * 32)])
     assert snapshot(seeded) == before
-    seeded.append_batch(arrow_batch(2, traceparent=[TRACEPARENT] * 2, trace_id=[upper, ""], span_id=["B7AD6B7169203331", None]))
+    seeded.append_batch(
+        arrow_batch(2, traceparent=[TRACEPARENT] * 2, trace_id=[upper, ""], span_id=["B7AD6B7169203331", None])
+    )
     seeded.append("run-9", [ev(traceparent=TRACEPARENT, trace_id=upper), ev(trace_id="not-w3c", span_id="s")])
     stored = seeded.read_all(["stream_id", "trace_id", "span_id"]).to_pylist()[1:]
     assert [(r["trace_id"], r["span_id"]) for r in stored] == [
@@ -290,3 +301,22 @@ def test_the_first_problem_in_validation_order_is_reported(
         seeded.append_batch(table, **kwargs)
     assert (caught.value.context["field"], caught.value.context["index"]) == (field, row)
     assert snapshot(seeded) == before
+
+
+@pytest.mark.parametrize("stream_type", ["bad type!", "a/b", "", "x" * 129])
+def test_a_stream_type_given_for_the_events_is_checked_as_theirs_are(journal: Journal, stream_type: str) -> None:
+    """``stream_type=`` of append and append_batch was filled in after the events were checked:
+    a partition folder named "stream_type=bad%20type!" was written, and no read found its files."""
+    journal.append("kept", [ev()])
+    before = snapshot(journal)
+    with pytest.raises(EventValidationError) as e:
+        journal.append("s", [ev()], stream_type=stream_type)
+    assert e.value.context["field"] == "stream_type" and repr(stream_type) in str(e.value)
+    with pytest.raises(EventValidationError):
+        journal.append_batch(
+            pa.table({"stream_id": ["s"], "event_type": ["x"], "data": ["{}"]}), stream_type=stream_type
+        )
+    with pytest.raises(EventValidationError):
+        journal.append_batch([ev(stream_id="s")], stream_type=stream_type)
+    assert snapshot(journal) == before
+    assert [r["stream_id"] for r in Journal.open(journal.path).read_all(["stream_id"]).to_pylist()] == ["kept"]

@@ -6,7 +6,7 @@ from typing import Any, TextIO
 
 import click
 
-from toolkit.cli.options import journal_option, open_journal
+from toolkit.cli.options import journal_option, open_journal, stream_type_value
 
 
 @click.command("append")
@@ -16,7 +16,7 @@ from toolkit.cli.options import journal_option, open_journal
     type=int,
     help="Stream version before the append (0 = new stream); all lines must share one stream_id.",
 )
-@click.option("--stream-type", help="Stream type for events that give none.")
+@click.option("--stream-type", help="Stream type for events that give none.", callback=stream_type_value)
 @click.option(
     "-i",
     "--input",

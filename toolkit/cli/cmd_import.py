@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from toolkit.cli.options import journal_option, open_journal
+from toolkit.cli.options import journal_option, open_journal, stream_type_value
 
 
 @click.command("import")
@@ -20,7 +20,7 @@ from toolkit.cli.options import journal_option, open_journal
     help="Source format: auto (sniffs and says which), agentstore, eventsourcing, evennia-archive, otlp, chat, "
     "jsonl, csv or parquet.",
 )
-@click.option("--stream-type", help="Stream type for events whose source names none.")
+@click.option("--stream-type", help="Stream type for events whose source names none.", callback=stream_type_value)
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False), help="TOML mapping for generic files.")
 @click.option(
     "--on-error",

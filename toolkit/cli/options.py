@@ -80,6 +80,21 @@ def timeout_option(f: F) -> F:
     )(f)
 
 
+def stream_type_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--stream-type`` of the events that name none (append, import): one the journal refuses is a
+    usage error naming the option, not a fault of every event it would have been given to."""
+    if value is None:
+        return None
+    from toolkit.errors import ToolkitError
+    from toolkit.journal.prepare import check_stream_type
+
+    try:
+        check_stream_type(value)
+    except ToolkitError as e:
+        raise OptionValueError("--stream-type", value, str(e.context["reason"]), e.hint or "") from e
+    return value
+
+
 def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for pair in pairs:

@@ -32,7 +32,7 @@ from toolkit.ingest.base import (
 )
 from toolkit.ingest.idempotency import check_field, fill_idempotency_key
 from toolkit.journal.lock import write_lock
-from toolkit.journal.prepare import validate_table
+from toolkit.journal.prepare import check_stream_type, validate_table
 from toolkit.journal.side_tables import append_rows, read_table
 from toolkit.journal.store import AppendResult, Journal
 
@@ -182,6 +182,8 @@ def import_paths(
     options = options or ImportOptions()
     if options.idempotency_field:
         check_field(options.idempotency_field)
+    if options.stream_type is not None:
+        check_stream_type(options.stream_type)
     report = ImportReport(dry_run=dry_run)
     staged: list[pa.Table] = []
     staged_origins: list[pa.ChunkedArray] = []

@@ -43,6 +43,28 @@ TRACEPARENT_RE = re.compile(
 )
 DEFAULT_STREAM_TYPE = "default"
 
+
+def check_stream_type(value: str) -> None:
+    """A stream type given for the events that name none (``stream_type=``, ``--stream-type``) must
+    be one the events themselves may name: it becomes a partition folder of the Delta table.
+
+    >>> check_stream_type("agent_run")
+    >>> check_stream_type("bad type!")
+    Traceback (most recent call last):
+    ...
+    toolkit.errors.EventValidationError: stream type 'bad type!': not letters, digits, '_', '-' and '.' (1 to 128)
+    Hint: use letters, digits, '_', '-' and '.', e.g. agent_run
+    """
+    if not isinstance(value, str) or not STREAM_TYPE_RE.fullmatch(value):
+        reason = "not letters, digits, '_', '-' and '.' (1 to 128)"
+        raise EventValidationError(
+            f"stream type {value!r}: {reason}",
+            hint="use letters, digits, '_', '-' and '.', e.g. agent_run",
+            field="stream_type",
+            value=value,
+            reason=reason,
+        )
+
 TOKEN_COLUMNS = _INT_COLUMNS = ("tokens_in", "tokens_out", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
 #: a token count above this is no count: sums over a journal (budgets, rollups) must fit in int64
 #: (journal verify names events written before it was refused)

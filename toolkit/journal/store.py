@@ -75,7 +75,7 @@ from toolkit.journal.assign import KNOWN_COLUMNS, KNOWN_IDS, chain_starts, hash_
 from toolkit.journal.config import CONFIG_FILE, JournalConfig, write_atomic
 from toolkit.journal.location import S3Location, check_bucket, delta_storage_options, is_remote, open_input
 from toolkit.journal.lock import write_lock
-from toolkit.journal.prepare import INPUT_SCHEMA, events_to_table, validate_table_pending
+from toolkit.journal.prepare import INPUT_SCHEMA, check_stream_type, events_to_table, validate_table_pending
 from toolkit.journal.schema import (
     ARROW_SCHEMA,
     COLUMN_NAMES,
@@ -683,6 +683,8 @@ class Journal:
         stream_type: str | None = None,
     ) -> AppendResult:
         """Append events to one stream; ``expected_version`` (0 = new stream) guards concurrency."""
+        if stream_type is not None:
+            check_stream_type(stream_type)
         rows = []
         for i, e in enumerate(events):
             if not isinstance(e, Mapping):
@@ -706,6 +708,8 @@ class Journal:
         stream_type: str | None = None,
     ) -> AppendResult:
         """Bulk append of many streams in one commit (importers, benchmarks)."""
+        if stream_type is not None:
+            check_stream_type(stream_type)
         # dict events get the active OpenTelemetry span's traceparent where they have none; Arrow
         # tables (imports) are kept as the source wrote them
         settle = None

@@ -546,3 +546,27 @@ def test_a_pinned_journal_refuses_every_write(tmp_path: Path) -> None:
         assert "\nHint: " in str(e.value), what
     assert snapshot(j) == before
     assert [r["version"] for r in event_rows(j)] == [1, 2]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_journal_toml_gets_the_mode_its_event_files_get(tmp_path: Path, umask: int) -> None:
+    """journal.toml was written 0600 whatever the umask (mkstemp's mode), while the event files follow
+    the umask: a colleague allowed to read the folder could read every event but not open the journal
+    (a PermissionError on journal.toml). It now follows the umask too, and a rewrite keeps its mode."""
+    import os
+    import stat
+
+    from toolkit.journal.config import CONFIG_FILE, write_atomic
+
+    saved = os.umask(umask)
+    try:
+        journal = Journal.create(tmp_path / "j")
+        journal.append("s", [ev()])
+    finally:
+        os.umask(saved)
+    config = journal.path / CONFIG_FILE
+    data = next((journal.path / "events").rglob("*.parquet"))
+    assert stat.S_IMODE(config.stat().st_mode) == 0o666 & ~umask == stat.S_IMODE(data.stat().st_mode)
+    config.chmod(0o640)
+    write_atomic(config, config.read_text())
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640

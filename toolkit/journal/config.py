@@ -8,6 +8,7 @@ True
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import tomllib
 from dataclasses import asdict, dataclass, fields
@@ -79,9 +80,15 @@ class JournalConfig:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write temp-then-rename with fsync, so a crash leaves the old or the new file."""
+    """Write temp-then-rename with fsync, so a crash leaves the old or the new file.
+
+    The file gets the mode a plain write would give it (mkstemp's is 0600: a journal.toml that
+    only its writer could read made the journal unreadable to everyone else the folder lets in).
+    """
+    mode = _plain_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -90,3 +97,18 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _plain_mode(path: Path) -> int:
+    """The mode of the file ``path`` replaces, else what ``open`` creates: 0666 less the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        pass
+    try:  # Linux: read, not set (os.umask would change it for the other threads a moment)
+        status = Path("/proc/self/status").read_text()
+        mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask

@@ -92,7 +92,7 @@ def test_bad_input_exit_codes(
     code, _, err = run(capsys, monkeypatch, "state", "-j", j, "tool_failure_loop", "--at", "2026-03-02T09:00:00")
     assert code == 2 and "no time zone" in err
     code, _, err = run(capsys, monkeypatch, "snapshot", "-j", j, "--every", "0")
-    assert code == 1 and "positive interval" in err
+    assert code == 2 and "--every" in err and "positive interval" in err
     code, _, err = run(capsys, monkeypatch, "project", "-j", j, "nope")
     assert code == 1 and "no projection 'nope'" in err
 

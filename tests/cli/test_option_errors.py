@@ -124,3 +124,43 @@ def test_a_stream_type_the_journal_refuses_is_a_usage_error_and_writes_nothing(
     assert lines[-1] == "Hint: use letters, digits, '_', '-' and '.', e.g. agent_run", err
     code, after, err = run_cli(capsys, "sql", "-j", str(journal), count, "--format", "csv")
     assert (code, after) == (0, before), err
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "known"),
+    [
+        (["import", "--from", "{v}", "{tmp}/events.jsonl"], "--from", "formats: auto, agentstore"),
+        (["export", STREAM, "--to", "{v}", "-o", "{tmp}/out"], "--to", "formats: agentstore, evennia-archive, jsonl"),
+    ],
+    ids=["import", "export"],
+)
+def test_an_unknown_format_is_a_usage_error_listing_the_formats(
+    capsys: pytest.CaptureFixture[str], journal_dir: Path, tmp_path: Path, argv: list[str], option: str, known: str
+) -> None:
+    """--from xml / --to xml exited 1 like a failure of the work, not 2 like every other bad option value."""
+    (tmp_path / "events.jsonl").write_text('{"stream_id": "s", "event_type": "x", "data": {}}\n')
+    first, hint = fail(capsys, journal_dir, tmp_path, argv, "xml")
+    assert option in first and "'xml'" in first, first
+    assert hint.startswith(f"Hint: {known}"), hint
+
+
+def test_snapshot_every_below_one_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], journal_dir: Path, tmp_path: Path
+) -> None:
+    first, hint = fail(capsys, journal_dir, tmp_path, ["snapshot", "--every", "{v}"], "0")
+    assert "--every" in first and "positive interval" in first and hint == "Hint: e.g. --every 1000", first
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [(["--from", "xml"], "'xml': not a format"), (["--from", "jsonl"], "no such file"), ([], "no such file")],
+)
+def test_an_import_refused_before_reading_makes_no_journal(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str], reason: str
+) -> None:
+    """journal import made the journal at -j first, then found the format unknown or the file missing:
+    a failed command left an empty journal behind (and a mistyped -j became a new journal)."""
+    journal = tmp_path / "new-journal"
+    code, out, err = run_cli(capsys, "import", "-j", str(journal), *extra, str(tmp_path / "missing.jsonl"))
+    assert code in (1, 2) and out == "" and reason in err and "Hint: " in err, err
+    assert not journal.exists()

@@ -259,5 +259,5 @@ def test_an_unknown_format_names_every_format_export_writes(tmp_path: Path) -> N
         text=True,
         check=False,
     )
-    assert out.returncode == 1 and "cannot export to 'nope'" in out.stderr, out.stderr
+    assert out.returncode == 2 and "--to: 'nope': not a format journal export writes" in out.stderr, out.stderr
     assert "Hint: formats: agentstore, evennia-archive, jsonl" in out.stderr, out.stderr

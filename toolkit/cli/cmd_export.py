@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from toolkit.cli.options import journal_option, open_journal
+from toolkit.cli.options import OptionValueError, journal_option, open_journal
 
 
 @click.command("export")
@@ -17,6 +17,7 @@ from toolkit.cli.options import journal_option, open_journal
     required=True,
     metavar="FORMAT",
     help="agentstore (a data dir: sessions/, events/, snapshots/), jsonl (canonical JSON lines) or evennia-archive.",
+    callback=lambda ctx, param, value: format_value(value),
 )
 @click.option(
     "-o",
@@ -44,3 +45,13 @@ def command(journal_path: str, streams: tuple[str, ...], fmt: str, output: str, 
     report = export_streams(open_journal(journal_path), list(streams), fmt, output, overwrite=force)
     click.echo(f"exported {report.events} events of {len(report.streams)} stream(s) to {report.output}", err=True)
     sys.stdout.write(json.dumps(report.summary()) + "\n")
+
+
+def format_value(value: str) -> str:
+    """``--to``: a format no exporter writes is a usage error."""
+    from toolkit.ingest.export import EXPORTERS, FORMATS
+
+    known = sorted(set(EXPORTERS) | set(FORMATS))
+    if value not in known:
+        raise OptionValueError("--to", value, "not a format journal export writes", f"formats: {', '.join(known)}")
+    return value

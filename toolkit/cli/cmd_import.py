@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from toolkit.cli.options import journal_option, open_journal, stream_type_value
+from toolkit.cli.options import OptionValueError, journal_option, open_journal, stream_type_value
 
 
 @click.command("import")
@@ -19,6 +19,7 @@ from toolkit.cli.options import journal_option, open_journal, stream_type_value
     metavar="FORMAT",
     help="Source format: auto (sniffs and says which), agentstore, eventsourcing, evennia-archive, otlp, chat, "
     "jsonl, csv or parquet.",
+    callback=lambda ctx, param, value: format_value(value),
 )
 @click.option("--stream-type", help="Stream type for events whose source names none.", callback=stream_type_value)
 @click.option("--mapping", type=click.Path(exists=True, dir_okay=False), help="TOML mapping for generic files.")
@@ -69,10 +70,11 @@ def command(
     from toolkit.journal import Journal
     from toolkit.reports.progress import progress_bar
 
-    journal = Journal.create(journal_path, exist_ok=True) if not dry_run else open_journal(journal_path)
-    for path in paths:
+    for path in paths:  # every path found (and sniffed) before a new journal is made for them
+        importer = choose_importer(path, fmt)
         if fmt == "auto":
-            click.echo(f"{display_path(path)}: format {choose_importer(path).name} (sniffed)", err=True)
+            click.echo(f"{display_path(path)}: format {importer.name} (sniffed)", err=True)
+    journal = Journal.create(journal_path, exist_ok=True) if not dry_run else open_journal(journal_path)
     options = ImportOptions(
         stream_type=stream_type,
         mapping=Path(mapping) if mapping else None,
@@ -98,3 +100,14 @@ def command(
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     sys.stdout.write(json.dumps(report.summary()) + "\n")
+
+
+def format_value(value: str) -> str:
+    """``--from``: a format no importer reads is a usage error (before a journal is made for it)."""
+    from toolkit.ingest.runner import REGISTRY
+
+    if value != "auto" and value not in REGISTRY:
+        raise OptionValueError(
+            "--from", value, "not a format journal import reads", f"formats: auto, {', '.join(REGISTRY)}"
+        )
+    return value

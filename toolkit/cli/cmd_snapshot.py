@@ -7,16 +7,27 @@ from dataclasses import asdict
 import click
 
 from toolkit.cli.cmd_replay import load, plugins_option
-from toolkit.cli.options import journal_option, open_journal
+from toolkit.cli.options import OptionValueError, journal_option, open_journal
 
 
 @click.command("snapshot")
 @journal_option
 @click.argument("stream_ids", nargs=-1)
-@click.option("--every", type=int, default=1000, show_default=True, help="Snapshot at versions N, 2N, 3N, …")
-@click.option("--aggregate", default="agent_run", show_default=True, help="Aggregate to snapshot (built-in or --plugins).")
+@click.option(
+    "--every",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Snapshot at versions N, 2N, 3N, …",
+    callback=lambda ctx, param, value: every_value(value),
+)
+@click.option(
+    "--aggregate", default="agent_run", show_default=True, help="Aggregate to snapshot (built-in or --plugins)."
+)
 @plugins_option
-def command(journal_path: str, stream_ids: tuple[str, ...], every: int, aggregate: str, plugins: tuple[str, ...]) -> None:
+def command(
+    journal_path: str, stream_ids: tuple[str, ...], every: int, aggregate: str, plugins: tuple[str, ...]
+) -> None:
     """Store aggregate states every N versions in the journal's snapshots table (state_at starts there).
 
     Without STREAM_IDS: every stream with at least N events. Snapshots carry the reducer's
@@ -44,3 +55,10 @@ def command(journal_path: str, stream_ids: tuple[str, ...], every: int, aggregat
             progress=lambda done, total: advance(1, total=total),
         )
     sys.stdout.write(json.dumps(asdict(report)) + "\n")
+
+
+def every_value(value: int) -> int:
+    """``--every`` below 1 is a usage error, as any bad option value."""
+    if value < 1:
+        raise OptionValueError("--every", str(value), "snapshots need a positive interval", "e.g. --every 1000")
+    return value

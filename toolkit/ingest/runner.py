@@ -68,10 +68,10 @@ def load_importer(name: str) -> Importer:
 
 
 def choose_importer(path: str, fmt: str = "auto") -> Importer:
-    if fmt != "auto":
-        return load_importer(fmt)
     if "://" not in path and not os.path.exists(path):  # a URL (PostgreSQL) is sniffed as given
         raise InvalidPathError(f"{path}: no such file or directory", hint="check the path to import", path=path)
+    if fmt != "auto":
+        return load_importer(fmt)
     for name in REGISTRY:
         importer = load_importer(name)
         if importer.sniff(path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -439,3 +440,30 @@ def test_a_journal_whose_write_lock_cannot_be_opened_refuses_the_import_and_writ
     assert Journal.open(jpath).read_all(["event_id"]).num_rows == 0
     code, out, err = run(capsys, monkeypatch, "import", "-j", jpath, "--dry-run", str(source))  # reading still works
     assert code == 0 and json.loads(out)["imported"] == 2, err
+
+
+def test_a_journal_with_a_missing_data_file_or_a_damaged_log_is_one_error_with_a_hint(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data file the log lists deleted: the SQL session's error had no Hint. A damaged commit file of
+    the Delta log: the error carried deltalake's Rust backtrace (with RUST_BACKTRACE set) and a Hint to
+    start a new journal, as if there were nothing to restore."""
+    code, _, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=EVENTS)
+    assert code == 0, err
+    data = next((Path(jpath) / "events").rglob("*.parquet"))
+    data.rename(data.with_suffix(".moved"))
+    code, out, err = run(capsys, monkeypatch, "streams", "-j", jpath)
+    lines = err.splitlines()
+    assert (code, out) == (1, "") and len(lines) == 2 and lines[0].startswith("error: cannot open a SQL session"), err
+    assert lines[1].startswith("Hint: a data file the journal lists is missing or damaged: journal verify"), err
+    data.with_suffix(".moved").rename(data)
+    log = sorted((Path(jpath) / "events" / "_delta_log").glob("*.json"))[-1]
+    log.write_text(log.read_text() + "{garbage\n")
+    env = {**os.environ, "RUST_BACKTRACE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "streams", "-j", jpath], capture_output=True, text=True, env=env
+    )
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and len(lines) == 2, done.stderr
+    assert lines[0].startswith(f"error: {Path(jpath).resolve() / 'events'}: the events table cannot be opened"), lines
+    assert lines[1].startswith("Hint: its Delta log (events/_delta_log) is damaged or incomplete: restore"), lines

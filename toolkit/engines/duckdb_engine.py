@@ -388,7 +388,14 @@ def connect(
         if spill_dir:
             shutil.rmtree(spill_dir, ignore_errors=True)
         if isinstance(e, duckdb.Error):
-            raise QueryError(f"cannot open a SQL session on {journal.path}: {e}") from e
+            unreadable = isinstance(e, duckdb.IOException | duckdb.InvalidInputException)  # a file missing or damaged
+            raise QueryError(
+                f"cannot open a SQL session on {journal.path}: {e}",
+                hint="a data file the journal lists is missing or damaged: journal verify names the streams it "
+                "breaks; restore that file from a backup"
+                if unreadable
+                else "run the command again with --debug to see where it failed",
+            ) from e
         raise
     return Session(con, journal, spill_dir, spill_problem)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -362,8 +363,9 @@ class Journal:
                         delta_version=self._pinned,
                     ) from e
                 raise JournalNotFoundError(
-                    f"{self.events_uri}: the events table cannot be opened: {e}",
-                    hint="the journal directory is damaged or incomplete; run journal init on a new path",
+                    f"{self.events_uri}: the events table cannot be opened: {_without_backtrace(str(e))}",
+                    hint="its Delta log (events/_delta_log) is damaged or incomplete: restore the journal from a "
+                    "backup (or start another one with journal init NEW_PATH)",
                 ) from e
         return self._dt
 
@@ -1139,6 +1141,17 @@ def _now() -> dt.datetime:
 
 def _replace(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     return table.set_column(table.schema.get_field_index(name), name, values)
+
+
+def _without_backtrace(text: str) -> str:
+    r"""A deltalake error's text without the Rust backtrace it carries when RUST_BACKTRACE is set.
+
+    >>> _without_backtrace("Kernel error: bad\n   0: <unknown>\n   1: start_thread\n")
+    'Kernel error: bad'
+    """
+    lines = text.splitlines()
+    cut = next((i for i, line in enumerate(lines) if re.match(r"\s*0: ", line)), len(lines))
+    return "\n".join(lines[:cut]).rstrip()
 
 
 def _fill(table: pa.Table, name: str, value: str) -> pa.Table:

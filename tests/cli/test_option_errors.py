@@ -164,3 +164,15 @@ def test_an_import_refused_before_reading_makes_no_journal(
     code, out, err = run_cli(capsys, "import", "-j", str(journal), *extra, str(tmp_path / "missing.jsonl"))
     assert code in (1, 2) and out == "" and reason in err and "Hint: " in err, err
     assert not journal.exists()
+
+
+@pytest.mark.parametrize("value", ["data..", "nope_col", ""])
+def test_an_idempotency_key_that_names_no_field_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], journal_dir: Path, tmp_path: Path, value: str
+) -> None:
+    """--idempotency-key data.. exited 1 after sniffing the files; '' was taken as no option at all."""
+    (tmp_path / "events.jsonl").write_text('{"stream_id": "s", "event_type": "x", "data": {}}\n')
+    argv = ["import", "--idempotency-key", "{v}", "{tmp}/events.jsonl"]
+    first, hint = fail(capsys, journal_dir, tmp_path, argv, value)
+    assert "--idempotency-key" in first and repr(value) in first and "not a canonical column" in first, first
+    assert hint.startswith("Hint: e.g. --idempotency-key data.dispatch_id"), hint

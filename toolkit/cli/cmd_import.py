@@ -37,6 +37,7 @@ from toolkit.cli.options import OptionValueError, journal_option, open_journal, 
     "idempotency_field",
     metavar="FIELD",
     help="Fill idempotency_key from this column or payload path (e.g. data.dispatch_id) where the source gives none.",
+    callback=lambda ctx, param, value: field_value(value),
 )
 @click.option("--dry-run", is_flag=True, help="Read and validate only; write nothing.")
 def command(
@@ -110,4 +111,20 @@ def format_value(value: str) -> str:
         raise OptionValueError(
             "--from", value, "not a format journal import reads", f"formats: auto, {', '.join(REGISTRY)}"
         )
+    return value
+
+
+def field_value(value: str | None) -> str | None:
+    """``--idempotency-key``: a field that is neither a column nor a payload path is a usage error."""
+    if value is None:
+        return None
+    from toolkit.errors import ToolkitError
+    from toolkit.ingest.idempotency import check_field
+
+    try:
+        check_field(value)
+    except ToolkitError as e:
+        raise OptionValueError(
+            "--idempotency-key", value, "not a canonical column nor a data./metadata. path", e.hint or ""
+        ) from e
     return value

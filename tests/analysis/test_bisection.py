@@ -265,14 +265,10 @@ def test_global_bisection_of_a_polars_rule(tmp_path: Path, capsys: pytest.Captur
     assert code == 3 and (doc["first_failing"], doc["journal_version"]) == (third, j.delta_version), err
 
 
-def test_a_global_polars_bisection_reads_the_journal_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each probe of a global Polars rule scanned the journal twice (its events, then every event's
-    position); the bisection now reads the rule's events once and judges every probe on them."""
+def _count_scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at every scan of the journal a Polars rule's verdicts make."""
     import toolkit.analysis.verdicts as verdicts
 
-    j = build(tmp_path / "j", "budget_breach_at_v7", "tool_failure_loop")
-    py = tmp_path / "global_polars.py"
-    py.write_text(GLOBAL_POLARS.format(monotone=True))
     scans: list[int] = []
     scan_events = verdicts.scan_events
 
@@ -281,6 +277,16 @@ def test_a_global_polars_bisection_reads_the_journal_once(tmp_path: Path, monkey
         return scan_events(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(verdicts, "scan_events", counted)
+    return scans
+
+
+def test_a_global_polars_bisection_reads_the_journal_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each probe of a global Polars rule scanned the journal twice (its events, then every event's
+    position); the bisection now reads the rule's events once and judges every probe on them."""
+    j = build(tmp_path / "j", "budget_breach_at_v7", "tool_failure_loop")
+    py = tmp_path / "global_polars.py"
+    py.write_text(GLOBAL_POLARS.format(monotone=True))
+    scans = _count_scans(monkeypatch)
     held = bisect_global(j, "few_tool_failures_pl", rule_files=(str(py),))
     assert held.method == "bisection" and held.evaluations > 2 and len(scans) == 1
     monkeypatch.undo()
@@ -480,7 +486,6 @@ def test_a_polars_bisection_reads_the_journal_once(
     """Each probe of a Polars rule scanned the whole journal again (18 scans for 100,000 events);
     the bisection now reads it once and judges every probe, and the linear scan after a fallback,
     on that frame: one scan, the same probes, versions and messages as a scan per probe."""
-    import toolkit.analysis.verdicts as verdicts
 
     j = Journal.create(tmp_path / "j")
     call = {"event_type": "tool_called", "data": {}}
@@ -490,14 +495,7 @@ def test_a_polars_bisection_reads_the_journal_once(
     j.append("a", [{**call, "idempotency_key": "K-2"}])  # after c's K-2, in position order
     py = tmp_path / "keys.py"
     py.write_text(KEY_UNIQUE_POLARS)
-    scans: list[int] = []
-    scan_events = verdicts.scan_events
-
-    def counted(*args: object, **kwargs: object) -> object:
-        scans.append(1)
-        return scan_events(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(verdicts, "scan_events", counted)
+    scans = _count_scans(monkeypatch)
     held = bisect_stream(j, rule, stream, rule_files=(str(py),))
     held_scans = len(scans)
     scans.clear()

@@ -540,6 +540,31 @@ def test_a_file_the_user_had_at_the_archive_path_survives_an_archive_killed_befo
     assert not any((people.path / "pending-archives").glob("*.json"))  # settled
 
 
+@pytest.mark.parametrize(
+    ("op", "target"),
+    [
+        ("archive", "toolkit.reports.archive:announce_archive"),  # announced, nothing written
+        ("purge", "pyarrow.parquet:write_table"),  # written to its temp file, not renamed
+    ],
+)
+def test_a_file_put_at_the_archive_path_after_a_killed_run_survives_the_next_run(
+    people: Journal, tmp_path: Path, op: str, target: str
+) -> None:
+    """A run killed before its archive reached the path leaves nothing there; a file the user puts
+    there afterwards (journal export -o to the same name, a copy) is not the archive, and the next
+    purge, archive or redact keeps it (it deleted any unregistered file at an announced path)."""
+    path = tmp_path / "outside" / "old.parquet"
+    _killed_at(people, op, target, "after", 1, archive=path)
+    assert not path.exists()
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"a file the user wrote there later")
+    result = redact_subject(Journal.open(people.path), "alice")
+    assert path.read_bytes() == b"a file the user wrote there later"
+    assert not list(path.parent.glob(".*.tmp"))  # what the killed run's write left is gone
+    assert result.leftovers.removed == ([str(path)] if op == "purge" else [])
+    assert not any((people.path / "pending-archives").glob("*.json"))  # settled
+
+
 RAISING_RULES = """
 import json
 

@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -133,8 +134,9 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> str:
-    """Write ``table`` to ``path`` (temp, fsync, rename); returns the file's SHA-256."""
+def write_parquet_atomic(table: pa.Table, path: Path, written: Callable[[str], None] | None = None) -> str:
+    """Write ``table`` to ``path`` (temp, fsync, rename); returns the file's SHA-256. ``written``
+    gets that digest before the rename (:func:`note_archive_written`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -142,11 +144,14 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> str:
         pq.write_table(table, tmp, compression="zstd")
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        digest = file_sha256(Path(tmp))
+        if written is not None:
+            written(digest)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return file_sha256(path)
+    return digest
 
 
 def new_id(prefix: str) -> str:
@@ -212,9 +217,11 @@ def _remove(
     journal.keep_max_position()  # the removed events may hold the highest position given
     record = None
     if archive is not None:
-        record = announce_archive(journal, archive, f"purge {purge_id}")
+        record = announced = announce_archive(journal, archive, f"purge {purge_id}")
         result.archive_path = str(archive)
-        result.archive_sha256 = write_parquet_atomic(removed, archive)
+        result.archive_sha256 = write_parquet_atomic(
+            removed, archive, written=lambda digest: note_archive_written(announced, digest)
+        )
     agg = (
         pl.DataFrame(removed.select(["stream_id", "version", "hash", "occurred_at"]))
         .group_by("stream_id")
@@ -322,11 +329,27 @@ def announce_archive(journal: Journal, path: Path, operation: str) -> Path | S3L
         "operation": operation,
         "announced_at": dt.datetime.now(UTC).isoformat(),
         "before": _identity(path),  # a file the user had there (overwritten only when the archive is renamed over it)
+        "sha256": None,  # the archive's digest, once written and before it is renamed to path (note_archive_written)
     }
     record = journal.path / PENDING_DIR / f"{uuid.uuid4().hex}.json"
+    _write_record(record, doc)
+    return record
+
+
+def note_archive_written(record: Path | S3Location, digest: str) -> None:
+    """The archive :func:`announce_archive` announced is written, under a temp name: its SHA-256
+    goes into the record before the file is renamed to its path, so that only a file with these
+    bytes is taken for it there (a run killed before the rename leaves whatever the path held,
+    or a file the user puts there later)."""
+    doc = json.loads(record.read_text())
+    doc["sha256"] = digest
+    _write_record(record, doc)
+
+
+def _write_record(record: Path | S3Location, doc: dict[str, Any]) -> None:
     if isinstance(record, S3Location):
         record.write_text(json.dumps(doc))  # one PUT: the object appears whole or not at all
-        return record
+        return
     record.parent.mkdir(exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=record.parent, prefix=".", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -339,7 +362,6 @@ def announce_archive(journal: Journal, path: Path, operation: str) -> Path | S3L
         os.fsync(dir_fd)  # the record is on disk before the archive file is begun
     finally:
         os.close(dir_fd)
-    return record
 
 
 def _identity(path: Path) -> list[int] | None:
@@ -362,7 +384,8 @@ def remove_unregistered_archives(journal: Journal) -> Leftovers:
     before they registered them. Such a file holds events that are all still in the journal (each
     removal is committed after its archive is registered), personal data included, where erasure
     does not look: it is deleted, with the temp files of its write, wherever it lies (an
-    ``--archive`` path outside the journal too). A file registered with its digest since (a run
+    ``--archive`` path outside the journal too), if it is that file: the one with the digest its run
+    recorded before the rename (:func:`note_archive_written`), not a file put at the path since. A file registered with its digest since (a run
     killed after registering it) stays. A file written on another host (the local ``--archive``
     path of an ``s3://`` journal) is not reached from here: its record stays and it is reported
     (``elsewhere``, ``host:path``) until a purge, archive or redaction on that host removes it."""
@@ -392,7 +415,13 @@ def remove_unregistered_archives(journal: Journal) -> Leftovers:
             continue
         now = _identity(path)
         # the file the user had there before the run (killed before the archive replaced it) is not touched
-        unregistered = now is not None and now != doc.get("before") and (str(path), file_sha256(path)) not in registered
+        unregistered = now is not None and now != doc.get("before")
+        if unregistered:
+            digest = file_sha256(path)
+            # nor any other file but the archive the run wrote (no digest: it never reached the path)
+            if "sha256" in doc:  # (a record of an earlier version has none: it goes by the identity only)
+                unregistered = digest == doc["sha256"]
+            unregistered = unregistered and (str(path), digest) not in registered
         leftovers = [path] if unregistered else []
         if path.parent.is_dir():  # the temp files of its write (a kill before the rename)
             leftovers += path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
@@ -627,6 +656,7 @@ __all__ = [
     "announce_archive",
     "check_retention",
     "file_sha256",
+    "note_archive_written",
     "purge_anchors",
     "purge_before",
     "read_removals",

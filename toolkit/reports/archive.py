@@ -27,6 +27,7 @@ from toolkit.journal.retention import (
     Leftovers,
     announce_archive,
     file_sha256,
+    note_archive_written,
     record_archive,
     remove_stream_prefix,
     remove_unregistered_archives,
@@ -123,13 +124,14 @@ def _archive_stream(
     out.parent.mkdir(parents=True, exist_ok=True)
     record = announce_archive(journal, out, f"archive {stream_id}")
     if fmt == "parquet":
-        write_parquet_atomic(events, out)
+        write_parquet_atomic(events, out, written=lambda digest: note_archive_written(record, digest))
     else:
         from toolkit.ingest.evennia_archive import export_evennia_archive
 
         # named as write_parquet_atomic names its temp files: a kill leaves nothing the next run misses
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp") as tmp:
             (written,) = export_evennia_archive(journal, [stream_id], tmp)
+            note_archive_written(record, file_sha256(written))
             shutil.move(str(written), out)
     digest = file_sha256(out)
     registered = [a["sha256"] for a in read_table(journal, "archives").to_pylist() if a["path"] == str(out)]

@@ -458,11 +458,32 @@ def test_a_demo_journal_of_an_earlier_generator_is_named_with_a_way_out(
     content' and a hint to give the event a new id: no word of what to do with a demo journal."""
     from helpers import run_cli
 
-    first = next(generate_demo(2, seed=7)).slice(0, 1).to_pylist()[0]
+    rows = next(generate_demo(2, seed=7)).to_pylist()
     j = Journal.create(tmp_path / "demo")
     keep = ("event_id", "event_type", "occurred_at", "stream_type")
-    j.append(first["stream_id"], [{**{k: first[k] for k in keep}, "data": {"text": "what an earlier generator wrote"}}])
+    for first in [r for i, r in enumerate(rows) if i == 0 or rows[i - 1]["stream_id"] != r["stream_id"]]:  # both runs
+        j.append(
+            first["stream_id"], [{**{k: first[k] for k in keep}, "data": {"text": "what an earlier generator wrote"}}]
+        )
     code, _, err = run_cli(capsys, "demo", "-j", str(j.path), "--runs", "2", "--seed", "7")
     assert code == 1
     assert f"{j.path} holds demo runs of seed 7 that an earlier version of the demo generator wrote" in err
     assert f"Hint: the demo journal is generated data: delete it (rm -rf {j.path})" in err
+
+
+def test_a_demo_journal_of_another_runs_count_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same seed with another --runs spreads the runs over the days differently: the same event
+    ids get other times. `journal demo --runs 5` on a demo journal written with --runs 3 blamed an
+    earlier version of the demo generator; it names the --runs the journal holds and how to go on."""
+    from helpers import run_cli
+
+    path = tmp_path / "demo"
+    assert run_cli(capsys, "demo", "-j", str(path), "--runs", "3", "--seed", "7")[0] == 0
+    code, _, err = run_cli(capsys, "demo", "-j", str(path), "--runs", "5", "--seed", "7")
+    assert code == 1
+    assert "earlier version" not in err.splitlines()[0]
+    assert f"{path} holds 3 demo runs of seed 7 (journal demo --runs 3)" in err
+    assert "Hint: " in err and "--runs 3 --seed 7" in err and f"rm -rf {path}" in err
+    assert run_cli(capsys, "demo", "-j", str(path), "--runs", "3", "--seed", "7")[0] == 0  # the way on it names

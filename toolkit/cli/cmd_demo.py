@@ -32,7 +32,17 @@ def command(journal_path: str, runs: int, seed: int) -> None:
     try:
         with progress_bar("writing demo events", estimate_events(runs)) as advance:
             result = write_demo(journal, runs, seed=seed, progress=advance)
-    except DuplicateEventError as e:  # the same ids, other content: runs of another generator
+    except DuplicateEventError as e:  # the same ids, other content: another --runs, or another generator
+        held = sum(1 for sid in journal.heads() if sid.startswith(f"run-{seed}-"))
+        if held != runs:  # the runs are spread over the days by their number: other times, other content
+            raise DuplicateEventError(
+                f"{journal.path} holds {held} demo runs of seed {seed} (journal demo --runs {held}), not "
+                f"{runs}: the same seed with another --runs gives the same event ids other times and content "
+                f"({e.message})",
+                hint=f"run journal demo -j {journal.path} --runs {held} --seed {seed}, or delete the generated "
+                f"journal (rm -rf {journal.path}) and run the command again, or write the demo to another "
+                "journal with -j",
+            ) from e
         raise DuplicateEventError(
             f"{journal.path} holds demo runs of seed {seed} that an earlier version of the demo generator "
             f"wrote (the same event ids with other content: {e.message})",
@@ -53,4 +63,6 @@ def command(journal_path: str, runs: int, seed: int) -> None:
 
     story = story_of_run(journal)
     write_table(story.timeline.to_arrow(), "table", title=f"one run, explained: journal replay {story.stream_id}")
-    write_table(story.states.to_arrow(), "table", title=f"its state at versions {story.versions[0]} and {story.versions[1]}")
+    write_table(
+        story.states.to_arrow(), "table", title=f"its state at versions {story.versions[0]} and {story.versions[1]}"
+    )

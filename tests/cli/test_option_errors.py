@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import click
 import pytest
 from helpers import REPO, run_cli
 
@@ -29,6 +30,23 @@ BAD_TIMES = [
 ]
 # a time without an offset, a date that does not exist, not a time at all
 TIME_VALUES = ["2026-11-01T09:00:00", "2026-13-01", "yesterday"]
+
+# every command taking both --since and --until: argv after the command's -j, without them
+RANGE_COMMANDS = [
+    ["correlation", "session-7-0000002"],
+    ["export-compliance", "--correlation", "session-7-0000002", "-o", "{tmp}/bundle"],
+    ["regrade", "all", "--dry-run"],
+    ["replay", STREAM],
+    ["report", "overview", "-o", "{tmp}/o.html"],
+    ["reprice"],
+    ["rollup"],
+]
+# (--since, --until) holding no time: reversed, equal, the same instant written two ways
+EMPTY_RANGES = [
+    ("2026-12-01", "2026-11-01"),
+    ("2026-11-01", "2026-11-01"),
+    ("2026-11-01T02:00:00+02:00", "2026-11-01T00:00:00Z"),
+]
 
 BAD_PARAMS = [
     (["sql", "journal/streams", "-p", "{v}"], "limit"),
@@ -176,3 +194,35 @@ def test_an_idempotency_key_that_names_no_field_is_a_usage_error(
     first, hint = fail(capsys, journal_dir, tmp_path, argv, value)
     assert "--idempotency-key" in first and repr(value) in first and "not a canonical column" in first, first
     assert hint.startswith("Hint: e.g. --idempotency-key data.dispatch_id"), hint
+
+
+def test_every_command_taking_since_and_until_is_checked_for_an_empty_range() -> None:
+    """A new command with --since/--until joins RANGE_COMMANDS (and so the test below)."""
+    from toolkit.cli.main import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    taking = {
+        name for name in COMMANDS if {"since", "until"} <= {p.name for p in (cli.get_command(ctx, name) or cli).params}
+    }
+    assert taking == {argv[0] for argv in RANGE_COMMANDS}
+
+
+@pytest.mark.parametrize(("since", "until"), EMPTY_RANGES, ids=["reversed", "equal", "equal-offset"])
+@pytest.mark.parametrize("argv", RANGE_COMMANDS, ids=lambda argv: argv[0])
+def test_since_not_before_until_is_one_usage_error_naming_both(
+    capsys: pytest.CaptureFixture[str], journal_dir: Path, tmp_path: Path, argv: list[str], since: str, until: str
+) -> None:
+    """journal rollup --since 2026-12-01 --until 2026-11-01 warned and exited 0 with nothing; the
+    other commands ran over an empty window. Every one now refuses it (exit 2), in either option order,
+    before anything is read or written."""
+    for order in (["--since", since, "--until", until], ["--until", until, "--since", since]):
+        first, hint = fail(capsys, journal_dir, tmp_path, [*argv, *order], "")
+        assert f"--since {since!r} is not before --until {until!r}" in first, first
+        if since == "2026-12-01":
+            assert (
+                hint == "Hint: --since is the start (inclusive), --until the end (exclusive): "
+                "--since 2026-11-01 --until 2026-12-01"
+            ), hint
+        else:
+            assert hint == "Hint: --until is exclusive: one day is --since 2026-11-01 --until 2026-11-02", hint
+        assert list(tmp_path.iterdir()) == []

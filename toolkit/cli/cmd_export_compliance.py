@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import click
 
 from toolkit.cli.key_options import key_options
 from toolkit.cli.options import journal_option, open_journal
-from toolkit.cli.time_options import parse_time_option, since_until_options
+from toolkit.cli.time_options import since_until_options
 
 
 @click.command("export-compliance")
@@ -22,8 +23,8 @@ def command(
     correlation_id: str | None,
     subject_id: str | None,
     stream_ids: tuple[str, ...],
-    since: str | None,
-    until: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
     output: str,
     key_file: str | None,
     key_env: str | None,
@@ -46,8 +47,8 @@ def command(
         correlation_id=correlation_id,
         subject_id=subject_id,
         stream_ids=stream_ids or None,
-        since=parse_time_option(since, "--since"),
-        until=parse_time_option(until, "--until"),
+        since=since,
+        until=until,
     )
     journal = open_journal(journal_path)
     result = export_compliance(journal, selection, output, key=read_key(key_file=key_file, key_env=key_env))

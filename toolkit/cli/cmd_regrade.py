@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 
@@ -16,7 +17,7 @@ from toolkit.cli.options import (
     parse_params,
     timeout_option,
 )
-from toolkit.cli.time_options import parse_time_option
+from toolkit.cli.time_options import time_range_options
 
 SHOWN = 20  # findings shown in the terminal table; all of them are in the findings table
 SEE_BATCH = "journal sql 'SELECT * FROM findings WHERE batch_id = $b' -p b="
@@ -34,8 +35,10 @@ def rules_option(f: click.decorators.FC) -> click.decorators.FC:
 @click.argument("rules", nargs=-1)
 @param_option
 @rules_option
-@click.option("--since", help="Only streams with an event at or after this time (ISO, UTC).")
-@click.option("--until", help="Only streams with an event before this time (ISO, UTC).")
+@time_range_options(
+    since_help="Only streams with an event at or after TIME (ISO 8601 or a date; UTC).",
+    until_help="Only streams with an event before TIME (ISO 8601 or a date; UTC; exclusive).",
+)
 @click.option("--stream-type", "stream_types", multiple=True, help="Only streams of this type (repeatable).")
 @click.option("--agent", "agents", multiple=True, help="Only streams of this agent (repeatable).")
 @click.option("--stream", "streams", multiple=True, help="Only this stream (repeatable).")
@@ -50,8 +53,8 @@ def command(
     rules: tuple[str, ...],
     params: tuple[str, ...],
     rule_files: tuple[str, ...],
-    since: str | None,
-    until: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
     stream_types: tuple[str, ...],
     agents: tuple[str, ...],
     streams: tuple[str, ...],
@@ -97,8 +100,8 @@ def command(
     if not rules:
         raise click.UsageError("name one or more rules, or 'all' (see journal regrade --list)")
     selection = Selection(
-        since=parse_time_option(since, "--since"),
-        until=parse_time_option(until, "--until"),
+        since=since,
+        until=until,
         stream_types=stream_types,
         agents=agents,
         streams=streams,

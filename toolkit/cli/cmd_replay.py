@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 import click
 
 from toolkit.cli.options import format_option, journal_option, open_journal
-from toolkit.cli.time_options import TIME
+from toolkit.cli.time_options import TIME, since_until_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,8 +43,7 @@ def load(plugins: tuple[str, ...]) -> None:
 @journal_option
 @click.argument("stream_id")
 @click.option("--type", "types", help="Only these event types (comma-separated; source topics work too).")
-@click.option("--since", type=TIME, help="Only events at or after this time (UTC ISO 8601).")
-@click.option("--until", type=TIME, help="Only events before this time.")
+@since_until_options
 @click.option("--to-version", type=int, help="Stop after this version.")
 @click.option(
     "--at",

@@ -1,19 +1,22 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import click
 
 from toolkit.cli.options import journal_option, open_journal, param_option, params_checked, parse_params
-from toolkit.cli.time_options import parse_time_option
+from toolkit.cli.time_options import time_range_options
 
 
 @click.command("report")
 @journal_option
 @click.argument("name", required=False)
 @param_option
-@click.option("--since", help="Start of the range (ISO time or date, UTC), for reports that take one.")
-@click.option("--until", help="End of the range (exclusive), for reports that take one.")
+@time_range_options(
+    since_help="Start of the range (ISO 8601 or a date; UTC), for reports that take one.",
+    until_help="End of the range (exclusive), for reports that take one.",
+)
 @click.option(
     "-o",
     "--output",
@@ -38,8 +41,8 @@ def command(
     journal_path: str,
     name: str | None,
     params: tuple[str, ...],
-    since: str | None,
-    until: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
     output: str | None,
     charts_dir: str | None,
     chart_format: str,
@@ -73,7 +76,7 @@ def command(
     values: dict[str, Any] = dict(given)
     for key, value in (("since", since), ("until", until)):
         if value is not None:
-            values[key] = parse_time_option(value, f"--{key}")
+            values[key] = value
     with params_checked(given):
         report = build_report(open_journal(journal_path), name, values)
     if output:

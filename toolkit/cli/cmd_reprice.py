@@ -1,23 +1,26 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import click
 
-from toolkit.cli.cmd_rollup import price_options, time_range_options
+from toolkit.cli.cmd_rollup import price_options
 from toolkit.cli.options import format_option, journal_option, open_journal
+from toolkit.cli.time_options import since_until_options
 
 
 @click.command("reprice")
 @journal_option
 @price_options
-@time_range_options
+@since_until_options
 @click.option("--unpriced", is_flag=True, help="List the events the price table cannot price, and why.")
 @format_option
 def command(
     journal_path: str,
     prices: tuple[str, ...],
     as_of: str | None,
-    since: str | None,
-    until: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
     unpriced: bool,
     fmt: str,
     output: str | None,
@@ -44,8 +47,8 @@ def command(
         open_journal(journal_path),
         prices=list(prices) or None,
         as_of=parse_time_option(as_of, "--as-of"),
-        since=parse_time_option(since, "--since"),
-        until=parse_time_option(until, "--until"),
+        since=since,
+        until=until,
         unpriced=unpriced,
     )
     click.echo(note, err=True)

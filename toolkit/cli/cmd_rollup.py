@@ -1,21 +1,18 @@
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 from toolkit.cli.options import cluster_spec, engine_options, format_option, journal_option, open_journal
+from toolkit.cli.time_options import show_time, since_until_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 METRIC_NAMES = ("usage", "totals", "top-runs", "tools", "goals", "ticks", "errors", "agents")
 DIMENSION_NAMES = "model|tool|stream|stream_type|day|week|correlation|agent"
-
-
-def time_range_options(f: F) -> F:
-    f = click.option("--until", help="Only events before this time (ISO 8601 or a date; UTC; exclusive).")(f)
-    return click.option("--since", help="Only events at or after this time (ISO 8601 or a date; UTC).")(f)
 
 
 def price_options(f: F) -> F:
@@ -44,7 +41,7 @@ def price_options(f: F) -> F:
     metavar="DIM[,DIM]",
     help=f"usage/totals: group by {DIMENSION_NAMES} (repeatable or comma-separated; default model).",
 )
-@time_range_options
+@since_until_options
 @click.option(
     "--cost",
     type=click.Choice(["recorded", "repriced"]),
@@ -60,8 +57,8 @@ def command(
     journal_path: str,
     metric: str,
     by: tuple[str, ...],
-    since: str | None,
-    until: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
     cost: str,
     prices: tuple[str, ...],
     as_of: str | None,
@@ -102,7 +99,6 @@ def command(
         dims = parse_dimensions(list(by) or ["model"])
     except QueryError as e:
         raise click.BadParameter(e.message + f" (one of {DIMENSION_NAMES})", param_hint="--by") from e
-    since_at, until_at = parse_time_option(since, "--since"), parse_time_option(until, "--until")  # bad: usage error
     as_of_at = parse_time_option(as_of, "--as-of")
     if cost == "recorded" and (prices or as_of):  # the recorded cost reads no price: they would be ignored
         raise click.BadParameter("--prices and --as-of reprice events: add --cost repriced", param_hint="--cost")
@@ -114,7 +110,7 @@ def command(
 
         with progress_bar("rolling up on dask (shards)", None) as advance:
             table = rollup_dask(
-                open_journal(journal_path), dims, since=since_at, until=until_at, cost=cost,  # type: ignore[arg-type]
+                open_journal(journal_path), dims, since=since, until=until, cost=cost,  # type: ignore[arg-type]
                 prices=list(prices) or None, as_of=as_of_at, spec=cluster_spec(scheduler),
                 progress=lambda _done, total: advance(1, total=total),
             )
@@ -128,8 +124,8 @@ def command(
         open_journal(journal_path),
         metric,
         by=dims,
-        since=since_at,
-        until=until_at,
+        since=since,
+        until=until,
         cost=cost,  # type: ignore[arg-type]
         prices=list(prices) or None,
         as_of=as_of_at,
@@ -141,12 +137,12 @@ def command(
     write_table(table, fmt, output, title=f"{metric} ({cost} cost)")
 
 
-def _warn_if_empty(rows: int, since: str | None, until: str | None) -> None:
+def _warn_if_empty(rows: int, since: dt.datetime | None, until: dt.datetime | None) -> None:
     """An empty rollup says why on stderr: a mistyped date looks like a quiet month otherwise."""
     if rows:
         return
     if since or until:
-        window = " ".join(f"--{k} {v}" for k, v in (("since", since), ("until", until)) if v)
+        window = " ".join(f"--{k} {show_time(v)}" for k, v in (("since", since), ("until", until)) if v)
         click.echo(f"warning: nothing to roll up in the time window ({window}): no event there, or none with "
                    "what this metric counts (see the journal's span with: journal streams)", err=True)
     else:

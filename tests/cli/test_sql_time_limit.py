@@ -1,5 +1,6 @@
 """Time limits on user SQL (``journal sql --timeout``, ``sql_timeout_s`` in journal.toml, SQL rules of
-``journal regrade``) and Ctrl-C during a query, on a real journal through the real entry point."""
+``journal regrade`` and ``journal bisect``) and Ctrl-C during a query, on a real journal through the
+real entry point."""
 
 from __future__ import annotations
 
@@ -134,3 +135,81 @@ def test_regrade_records_a_sql_rule_past_its_time_limit_as_a_rule_error(
     (finding,) = map(json.loads, out.splitlines())  # json lines
     assert finding["kind"] == "error" and finding["rule"] == "runaway"
     assert "QueryTimeoutError: the query ran past its time limit of 1 s" in finding["message"]
+
+
+def runaway_rule(directory: Path, scope: str) -> Path:
+    """A SQL rule (monotone, of ``scope``) whose first probe runs for minutes: a triple self join."""
+    rule = directory / f"runaway_{scope}.sql"
+    rule.write_text(
+        f"-- summary: every event has a partner (a join of events with itself, three times)\n"
+        f"-- monotone: true\n-- scope: {scope}\n"
+        "SELECT a.stream_id, a.version, count(*) > 0 AS holds\n"
+        "FROM events AS a, events AS b, events AS c\n"
+        "WHERE hash(a.event_id, b.event_id, c.event_id) % 1000 = 0\n"
+        "GROUP BY ALL\n",
+        encoding="utf-8",
+    )
+    return rule
+
+
+@pytest.mark.parametrize("scope", ["stream", "global"])
+@pytest.mark.parametrize("limit_from", ["--timeout", "journal.toml"])
+def test_bisect_stops_a_sql_rule_probe_past_its_time_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], scope: str, limit_from: str
+) -> None:
+    """journal bisect of a SQL rule had no time limit: a runaway probe ran until killed. --timeout 1 (or
+    sql_timeout_s = 1 in journal.toml) now stops it within seconds: exit 4, one line naming the limit."""
+    config = JournalConfig(sql_timeout_s=1) if limit_from == "journal.toml" else None
+    path = make_journal(tmp_path / "j", config)
+    rule = runaway_rule(tmp_path, scope)
+    target = ["run-1"] if scope == "stream" else ["--global"]
+    limit = ["--timeout", "1"] if limit_from == "--timeout" else []
+    started = time.monotonic()
+    code, out, err = run_cli(capsys, "bisect", "-j", path, rule.stem, *target, "--rules", str(rule), *limit)
+    elapsed = time.monotonic() - started
+    assert code == 4, err
+    assert elapsed < 15, f"stopped after {elapsed:.1f} s"
+    lines = err.splitlines()
+    assert lines[0] == "error: the query ran past its time limit of 1 s and was stopped", err
+    assert lines[1].startswith("Hint: give it longer (--timeout SECONDS"), err
+    assert out == ""
+
+
+def test_bisect_under_its_time_limit_is_unaffected(
+    jpath: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rule = tmp_path / "few_events.sql"
+    rule.write_text(
+        "-- summary: a stream holds while it has at most 1,000 events\n-- monotone: true\n"
+        "SELECT stream_id, version, version <= 1000 AS holds FROM events\n",
+        encoding="utf-8",
+    )
+    code, out, err = run_cli(
+        capsys, "bisect", "-j", jpath, "few_events", "run-1", "--rules", str(rule), "--timeout", "30"
+    )
+    assert code == 3, err
+    assert "first failing version: 1001" in out, out
+
+
+def test_ctrl_c_stops_a_running_bisect_probe(jpath: str, tmp_path: Path) -> None:
+    """A bisect probe runs watched, as journal sql does: Ctrl-C stops it at once, the command says Aborted."""
+    rule = runaway_rule(tmp_path, "stream")
+    argv = ["bisect", "-j", jpath, rule.stem, "run-1", "--rules", str(rule)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit.cli", *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal starts it
+    )
+    try:
+        time.sleep(5)  # imports, opening the journal, then the first probe runs
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1 and err.strip().endswith("Aborted."), err

@@ -25,6 +25,10 @@ refund): the run's cost falls there, so a rule monotone in it can hold again aft
 probe of a state would show it (``state_rules.cost_falls``). The linear scan judges every event
 once, exactly as ``journal regrade`` does.
 
+The probes of a SQL rule run watched (``Session.watched``): Ctrl-C stops a running one, and each
+is stopped after ``time_limit_s`` seconds (default ``sql_timeout_s`` of journal.toml) with
+QueryTimeoutError, as ``journal sql`` and ``journal regrade`` stop theirs.
+
 ``bisect_global`` does the same over the whole journal in position (commit) order, for rules of
 ``scope`` global: a SQL or Polars rule over every event, or a Python rule whose aggregate folds
 the journal-wide state (a user-supplied global reducer).
@@ -116,6 +120,21 @@ def _judging(rule: Rule, where: str) -> Iterator[None]:
         ) from e
 
 
+@contextmanager
+def _sql_session(journal: Journal, rule: Rule, time_limit_s: float | None) -> Iterator[duckdb_engine.Session | None]:
+    """A SQL rule's session for every probe, watched (Ctrl-C, the time limit; None: ``sql_timeout_s`` of
+    journal.toml, 0: no limit); None for other rules."""
+    if rule.kind != "sql":
+        yield None
+        return
+    session = duckdb_engine.connect(journal)
+    try:
+        with session.watched(journal.config.sql_timeout_s if time_limit_s is None else time_limit_s):
+            yield session
+    finally:
+        session.close()
+
+
 def _bind(rule: Rule, params: Mapping[str, Any]) -> dict[str, Any]:
     """The rule's parameters from ``-p name=value`` or, as ``journal regrade`` takes them, ``-p rule.name=value``."""
     from toolkit.analysis.regrade import split_params
@@ -159,12 +178,15 @@ def bisect_stream(
     rule_files: tuple[str, ...] = (),
     force_linear: bool = False,
     hold_bytes_max: int = HOLD_BYTES_MAX,
+    time_limit_s: float | None = None,
 ) -> BisectResult:
     """First version of ``stream_id`` where the rule stops holding (see the module docstring).
 
     Everything is read at the journal's Delta version when the call starts (``Journal.pinned``).
     A Polars rule's probes share one read of the journal, held in memory unless it takes more than
-    ``hold_bytes_max`` bytes (then each later probe scans the same Delta version again).
+    ``hold_bytes_max`` bytes (then each later probe scans the same Delta version again). A SQL rule's
+    query is stopped after ``time_limit_s`` seconds (None: ``sql_timeout_s`` of journal.toml; 0: no
+    limit) with QueryTimeoutError.
     """
     rule = RuleSet.load(rule_files).get(rule_name)
     if rule.scope != "stream":
@@ -180,8 +202,7 @@ def bisect_stream(
         )
     probes: list[tuple[int, bool]] = []
     messages: dict[int, str | None] = {}
-    session = duckdb_engine.connect(journal) if rule.kind == "sql" else None
-    try:
+    with _sql_session(journal, rule, time_limit_s) as session:
         source = _PolarsSource(journal, rule, hold_bytes_max) if rule.kind == "polars" else None
 
         def probe(v: int) -> bool:
@@ -217,9 +238,6 @@ def bisect_stream(
         result = BisectResult(rule.name, stream_id, "linear scan", evaluations, n, version, note, message, probes=probes,
                               journal_version=journal.pinned_version)
         return _describe(journal, rule, result)
-    finally:
-        if session is not None:
-            session.close()
 
 
 class _PolarsSource:
@@ -384,9 +402,11 @@ def bisect_global(
     params: Mapping[str, Any] | None = None,
     rule_files: tuple[str, ...] = (),
     force_linear: bool = False,
+    time_limit_s: float | None = None,
 ) -> BisectResult:
     """First journal position where a global rule stops holding (events in position order), read at
-    the journal's Delta version when the call starts (``Journal.pinned``)."""
+    the journal's Delta version when the call starts (``Journal.pinned``); ``time_limit_s`` as for
+    :func:`bisect_stream`."""
     rule = RuleSet.load(rule_files).get(rule_name)
     if rule.scope != "global":
         raise RuleDefinitionError(
@@ -399,19 +419,19 @@ def bisect_global(
     n = len(positions)
     probes: list[tuple[int, bool]] = []
     messages: dict[int, str | None] = {}
-    session = duckdb_engine.connect(journal) if rule.kind == "sql" else None
     folder = _GlobalFolder(journal, rule, bound) if rule.kind == "python" else None
     # a Polars rule's events are read once for all probes (as for a stream), not twice a probe
     source = _PolarsSource(journal, rule, HOLD_BYTES_MAX) if rule.kind == "polars" else None
 
-    def verdicts_up_to(position: int, *, one_pass: bool = False) -> list[tuple[int, bool, str | None]]:
-        """(position, holds, message) of a SQL or Polars rule over the journal up to ``position``."""
-        if source is not None:
-            return source.global_verdicts(bound, position, one_pass=one_pass)
-        assert session is not None
-        return sql_global_verdicts(session, rule, bound, position)
+    with _sql_session(journal, rule, time_limit_s) as session:
 
-    try:
+        def verdicts_up_to(position: int, *, one_pass: bool = False) -> list[tuple[int, bool, str | None]]:
+            """(position, holds, message) of a SQL or Polars rule over the journal up to ``position``."""
+            if source is not None:
+                return source.global_verdicts(bound, position, one_pass=one_pass)
+            assert session is not None
+            return sql_global_verdicts(session, rule, bound, position)
+
         def probe(k: int) -> bool:
             with _judging(rule, f"the journal up to position {positions[k - 1]}"):
                 if folder is not None:
@@ -461,9 +481,6 @@ def bisect_global(
         result = BisectResult(rule.name, None, "linear scan", evaluations, n, first, note, first_message, probes=probes,
                               journal_version=journal.pinned_version)
         return _describe_global(journal, result, folder, first_k)
-    finally:
-        if session is not None:
-            session.close()
 
 
 class _GlobalFolder:

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from toolkit.cli.cmd_regrade import rules_option
-from toolkit.cli.options import journal_option, open_journal, param_option, params_checked, parse_params
+from toolkit.cli.options import (
+    journal_option,
+    open_journal,
+    param_option,
+    params_checked,
+    parse_params,
+    timeout_option,
+)
 
 if TYPE_CHECKING:
     from toolkit.analysis.regrade import GradedBatch
@@ -26,6 +33,7 @@ if TYPE_CHECKING:
               help="Bisect the first failing stream of RULE's latest re-grade (journal regrade), naming the streams "
                    "that re-grade selected; nothing when RULE held there.")
 @click.option("--batch", "batch_id", help="With --from-findings: take the stream from this findings batch instead.")
+@timeout_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Output format.")
 def command(
@@ -38,6 +46,7 @@ def command(
     linear: bool,
     from_findings: bool,
     batch_id: str | None,
+    timeout_s: float | None,
     fmt: str,
 ) -> None:
     """Find the first version of STREAM where RULE stops holding (binary search for monotone rules).
@@ -47,7 +56,8 @@ def command(
     contradict monotonicity during the search, get a linear scan instead (and it says so).
     Every probe reads the journal as it was when the bisection began (printed as "journal
     version N"): an import or append committing meanwhile changes nothing.
-    Exit 3 when the rule fails somewhere, 0 when it holds throughout.
+    Exit 3 when the rule fails somewhere, 0 when it holds throughout. A SQL rule's probe that runs
+    past --timeout is stopped: exit 4, naming the limit (Ctrl-C stops a running probe too).
 
     \b
     Examples:
@@ -79,10 +89,14 @@ def command(
         raise click.UsageError("give a STREAM, --from-findings, or --global for a rule over the whole journal")
     with params_checked(given):
         if global_:
-            result = bisect_global(journal, rule, params=p, rule_files=rule_files, force_linear=linear)
+            result = bisect_global(
+                journal, rule, params=p, rule_files=rule_files, force_linear=linear, time_limit_s=timeout_s
+            )
         else:
             assert stream is not None
-            result = bisect_stream(journal, rule, stream, params=p, rule_files=rule_files, force_linear=linear)
+            result = bisect_stream(
+                journal, rule, stream, params=p, rule_files=rule_files, force_linear=linear, time_limit_s=timeout_s
+            )
     if fmt == "json":
         doc = {**result.summary(), "event": result.event, "explanation": result.explanation,
                "state_before": result.state_before, "state_after": result.state_after, "probes": result.probes}

@@ -83,24 +83,7 @@ def test_a_bad_time_limit_in_the_journal_config_names_the_file_and_field(
 def test_ctrl_c_stops_a_running_query(jpath: str) -> None:
     """DuckDB looks at signals only when a query ends: Ctrl-C left a runaway query running for minutes.
     It now stops it at once; the command says Aborted."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit.cli", "sql", "-j", jpath, RUNAWAY],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal starts it
-    )
-    try:
-        time.sleep(5)  # imports, opening the journal, then the query runs
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 1 and err.strip().endswith("Aborted."), err
+    _interrupted_after_5_s(["sql", "-j", jpath, RUNAWAY])
 
 
 def test_regrade_records_a_sql_rule_past_its_time_limit_as_a_rule_error(
@@ -195,16 +178,22 @@ def test_ctrl_c_stops_a_running_bisect_probe(jpath: str, tmp_path: Path) -> None
     """A bisect probe runs watched, as journal sql does: Ctrl-C stops it at once, the command says Aborted."""
     rule = runaway_rule(tmp_path, "stream")
     argv = ["bisect", "-j", jpath, rule.stem, "run-1", "--rules", str(rule)]
+    _interrupted_after_5_s(argv)
+
+
+def _interrupted_after_5_s(argv: list[str]) -> None:
+    """Run ``journal ARGV`` as a terminal starts it, send it SIGINT after 5 s (imports, opening the
+    journal, then its query runs): it must end at once with Aborted., exit 1."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "toolkit.cli", *argv],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal starts it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        time.sleep(5)  # imports, opening the journal, then the first probe runs
+        time.sleep(5)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=15)

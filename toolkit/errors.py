@@ -101,6 +101,26 @@ _OS_HINTS = {
 }
 
 
+class DataFileError(ToolkitError, OSError):
+    """A data file the journal lists is missing, or cannot be read as Parquet (damaged, cut short).
+
+    ``context`` names the file (``path``) and what the reader said (``reason``).
+
+    >>> print(DataFileError.unreadable("/j/events/d=1/part-0.parquet", FileNotFoundError(2, "No such file")))
+    /j/events/d=1/part-0.parquet: this data file of the journal is missing
+    Hint: journal verify names the streams it breaks; restore that file from a backup
+    """
+
+    hint = "journal verify names the streams it breaks; restore that file from a backup"
+
+    @classmethod
+    def unreadable(cls, path: str, e: BaseException | str) -> DataFileError:
+        missing = isinstance(e, FileNotFoundError)
+        reason = str(e).split(f"'{path}': ", 1)[-1]  # pyarrow's may name it again
+        what = "is missing" if missing else f"is damaged or cut short: {reason}"
+        return cls(f"{path}: this data file of the journal {what}", path=path, reason=str(e))
+
+
 class EventValidationError(ToolkitError, ValueError):
     """An event to append is malformed; nothing of its commit was written."""
 

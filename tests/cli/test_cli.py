@@ -467,3 +467,37 @@ def test_a_journal_with_a_missing_data_file_or_a_damaged_log_is_one_error_with_a
     assert done.returncode == 1 and len(lines) == 2, done.stderr
     assert lines[0].startswith(f"error: {Path(jpath).resolve() / 'events'}: the events table cannot be opened"), lines
     assert lines[1].startswith("Hint: its Delta log (events/_delta_log) is damaged or incomplete: restore"), lines
+
+
+@pytest.mark.parametrize("damage", ["cut short", "deleted"])
+def test_a_missing_or_cut_off_data_file_is_one_error_naming_it_for_every_reader(
+    jpath: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """The readers other than the SQL session (the journal's own Parquet reads behind replay, state,
+    stats and bisect; Polars scans behind rules, chain and correlation) ended in a pyarrow or Polars
+    traceback, or an OSError line whose Hint did not say what to do."""
+    code, _, err = run(capsys, monkeypatch, "append", "-j", jpath, stdin=EVENTS)
+    assert code == 0, err
+    data = next((Path(jpath) / "events").rglob("*.parquet"))
+    if damage == "deleted":
+        data.unlink()
+    else:
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    commands = [
+        ("bisect", "no_tool_failure_loop", "run-1"),  # a Polars rule
+        ("regrade", "no_tool_failure_loop", "budget_state"),  # built-ins of the shared pass
+        ("replay", "run-1"),
+        ("state", "run-1"),
+        ("stats", "run-1"),
+        ("chain", "--orphans"),  # a Polars scan first
+        ("correlation", "no-such-request"),
+    ]
+    for argv in commands:
+        code, out, err = run(capsys, monkeypatch, *argv, "-j", jpath)
+        lines = err.splitlines()
+        assert (code, out, len(lines)) == (1, "", 2), (argv, err)
+        assert lines[0].startswith("error: ") and str(data) in lines[0], (argv, err)
+        assert lines[1].startswith("Hint: ") and "journal verify names the streams" in lines[1], (argv, err)
+        assert "restore that file from a backup" in lines[1], (argv, err)
+    code, out, _ = run(capsys, monkeypatch, "verify", "-j", jpath, "--format", "json")
+    assert code == 3 and "unreadable_file" in out and str(data) in out, out

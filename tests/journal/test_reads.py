@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import at, ev, event_rows, parquet_on_disk, rewrite_parquet
 
-from toolkit.errors import EventValidationError, InvalidPathError
+from toolkit.engines.polars_engine import scan_events
+from toolkit.errors import DataFileError, EventValidationError, InvalidPathError
 from toolkit.journal import ARROW_SCHEMA, Journal, JournalConfig
 from toolkit.journal.integrity import verify_journal
 from toolkit.journal.maintenance import compact, vacuum
@@ -326,3 +327,27 @@ def test_warm_reads_reuse_decoded_row_groups_within_a_byte_bound(
     j.read_stream("s03")
     assert len(j._rg_cache) == 1
     assert j.read_stream("s07").equals(first)
+
+
+def test_a_data_file_cut_short_or_damaged_inside_is_a_data_file_error_naming_it(tmp_path: Path) -> None:
+    """pyarrow's errors named no file ("Parquet magic bytes not found", "Couldn't deserialize
+    thrift"), and a Polars scan over a cut-off file failed only when collected, with a ComputeError
+    naming none."""
+    j = Journal.create(tmp_path / "j")
+    j.append("r", [ev("custom", {"text": "x" * 2000}) for _ in range(50)])
+    (path,) = j.file_paths()
+    whole = Path(path).read_bytes()
+    Path(path).write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataFileError, match="cut short") as cut:
+        scan_events(Journal.open(j.path))  # before any collect
+    assert cut.value.context["path"] == path and "journal verify" in str(cut.value)
+    with pytest.raises(DataFileError, match="cut short"):
+        Journal.open(j.path).read_stream("r")
+    footer_at = len(whole) - 8 - int.from_bytes(whole[-8:-4], "little")
+    garbled = whole[:4] + b"\xab" * (footer_at - 4) + whole[footer_at:]  # every page garbled, the footer whole
+    Path(path).write_bytes(garbled)
+    with pytest.raises(DataFileError, match="damaged") as inside:
+        Journal.open(j.path).read_stream("r")
+    assert inside.value.context["path"] == path
+    report = verify_journal(Journal.open(j.path))
+    assert [(b.check, b.stream_id) for b in report.breaks or []] == [("unreadable_file", path)]

@@ -40,10 +40,14 @@ def scan_events(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> pl.LazyFrame:
-    """Events as a LazyFrame with the canonical schema; ``until`` is exclusive."""
+    """Events as a LazyFrame with the canonical schema; ``until`` is exclusive.
+
+    A data file of those it reads that is missing or cut short is a DataFileError naming it, here
+    rather than when the frame is collected."""
     files = journal.file_paths(stream_types=stream_types, since=since, until=until, stream_ids=stream_ids)
     if not files:
         return pl.LazyFrame(schema=POLARS_SCHEMA)
+    journal.check_data_files(files)  # Polars' error for a missing or cut-off file would not name it
     present = set(journal.table_columns())
     # files written before the schema grew lack the newer columns: Polars inserts nulls
     file_schema = {c: POLARS_SCHEMA[c] for c in COLUMN_NAMES if c in present and c not in HIVE_SCHEMA}

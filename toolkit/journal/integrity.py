@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from toolkit.errors import DataFileError
 from toolkit.journal import hashing
 from toolkit.journal.prepare import MAX_TOKENS, TOKEN_COLUMNS
 from toolkit.journal.redaction import redaction_records
@@ -93,7 +94,8 @@ def _read_stream_type(journal: Journal, stream_type: str, breaks: list[Break]) -
         try:
             pieces.append(journal.read_file(f))
         except (OSError, pa.ArrowException) as e:
-            breaks.append(Break(f.path, None, "unreadable_file", "a readable Parquet data file", str(e)[:200]))
+            reason = e.context["reason"] if isinstance(e, DataFileError) else str(e)  # the path is the Break's
+            breaks.append(Break(f.path, None, "unreadable_file", "a readable Parquet data file", reason[:200]))
     if not pieces:
         return ARROW_SCHEMA.empty_table()
     return pa.concat_tables(pieces).sort_by([("stream_id", "ascending"), ("version", "ascending")])

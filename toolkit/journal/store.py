@@ -31,7 +31,7 @@ import re
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +54,7 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from toolkit.errors import (
     ConcurrencyError,
+    DataFileError,
     EventValidationError,
     JournalExistsError,
     JournalNotFoundError,
@@ -115,10 +116,11 @@ class _Footer:
     @classmethod
     def load(cls, path: str) -> _Footer:
         remote = is_remote(path)
-        pf = pq.ParquetFile(open_input(path), memory_map=not remote, pre_buffer=remote)
+        with reading_data_file(path):
+            pf = pq.ParquetFile(open_input(path), memory_map=not remote, pre_buffer=remote)
         idx = pf.schema_arrow.get_field_index("stream_id")
         if idx < 0:  # another file put in its place: no journal data file (verify names it unreadable)
-            raise pa.ArrowInvalid(f"no stream_id column: not a journal data file ({path})")
+            raise DataFileError.unreadable(path, "no stream_id column: not a journal data file")
         md = pf.metadata
         ranges = []
         for i in range(md.num_row_groups):
@@ -169,6 +171,22 @@ class AppendResult:
         )
 
 
+@contextlib.contextmanager
+def reading_data_file(path: str) -> Iterator[None]:
+    """Turn pyarrow's errors for a data file that is missing or not readable Parquet into
+    DataFileError naming it. Errors of the system (no permission, a failing disk) pass as they are."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        raise DataFileError.unreadable(path, e) from e
+    except pa.ArrowInvalid as e:
+        raise DataFileError.unreadable(path, e) from e
+    except OSError as e:
+        if type(e) is not OSError or e.errno is not None:  # the system's, not a Parquet decoder's
+            raise
+        raise DataFileError.unreadable(path, e) from e
+
+
 def log_holds(log: Path | S3Location, version: int) -> bool:
     """Whether the Delta log ``log`` still holds the commit file of ``version``: history erasure
     (``rewrite.erase_table_history``) deletes it behind a newer checkpoint, and then "no commit
@@ -206,6 +224,7 @@ class Journal:
         self._heads: dict[str, Head] = {}
         self._heads_scanned: set[str] = set()
         self._footers: dict[str, _Footer] = {}
+        self._checked_files: set[str] = set()  # data files check_data_files found whole
         self._rg_cache: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
         self._rg_cache_bytes = 0
         self.row_group_cache_bytes = 64 << 20
@@ -493,7 +512,8 @@ class Journal:
         self.refresh()
         new = [f for p, f in self._files.items() if p not in self._heads_scanned]
         for f in new:
-            t = pq.read_table(open_input(f.path), columns=["stream_id", "version"])
+            with reading_data_file(f.path):
+                t = pq.read_table(open_input(f.path), columns=["stream_id", "version"])
             agg = (
                 pl.from_arrow(t)  # type: ignore[union-attr]
                 .lazy()
@@ -546,7 +566,8 @@ class Journal:
         if hit is not None:
             self._rg_cache.move_to_end(key)
             return hit
-        t = footer.file.read_row_group(group)
+        with reading_data_file(path):
+            t = footer.file.read_row_group(group)
         self._rg_cache[key] = t
         self._rg_cache_bytes += t.nbytes
         while self._rg_cache_bytes > self.row_group_cache_bytes and len(self._rg_cache) > 1:
@@ -588,7 +609,27 @@ class Journal:
         """One active data file with the given canonical columns (all by default)."""
         cols = list(columns) if columns is not None else list(COLUMN_NAMES)
         pf = self._footer(f.path).file
-        return self.complete(pf.read(columns=self._file_columns(pf, cols)), f, cols)
+        with reading_data_file(f.path):
+            t = pf.read(columns=self._file_columns(pf, cols))
+        return self.complete(t, f, cols)
+
+    def check_data_files(self, paths: Iterable[str]) -> None:
+        """DataFileError naming the first of ``paths`` (local data files) that is missing or cut short.
+
+        For readers that hand the files to another engine (Polars), whose errors do not name the
+        file: a whole Parquet file ends with its footer's length and ``PAR1``. Each file is checked
+        once (data files never change once written); a file damaged inside is found when read.
+        """
+        for path in paths:
+            if path in self._checked_files or path in self._footers or is_remote(path):
+                continue
+            with reading_data_file(path), open(path, "rb") as fh:
+                size = fh.seek(0, 2)
+                fh.seek(max(size - 8, 0))
+                tail = fh.read(8)
+            if size < 12 or tail[4:] != b"PAR1" or int.from_bytes(tail[:4], "little") > size - 12:
+                raise DataFileError.unreadable(path, f"its {size} bytes end in no Parquet footer")
+            self._checked_files.add(path)
 
     def read_stream(
         self,

@@ -17,15 +17,22 @@ The generator models these things:
   Anthropic models report no reasoning tokens (both null).
 * tool calls linked by ``tool_call_id``. Calls with side effects carry an
   ``idempotency_key``. Each agent has a confirmation policy: most always ask before the first
-  side effect of a run; ops-oncall skips the question in about one run in five. Tools
-  sometimes fail; LLM calls sometimes get rate limited, which gives an ``error`` event and a
-  retried request.
+  side effect of a run; ops-oncall skips the question in about one run in five. A tool call
+  now and then fails with a transient error (a timeout, which took the 30000 ms it names, an
+  HTTP 502/503, a connection reset); the model's next turn, caused by the failed result, calls
+  the same tool with the same arguments (a new ``tool_call_id`` and ``idempotency_key``: the
+  built-in rule ``exactly_once`` counts every later use of a key, failed or not) and it usually
+  works. In a normal run about one retry in twenty fails again (about 0.5 % of runs): the
+  agent then gives up (an ``error`` event), ``no_tool_failure_loop`` flags the two failures in
+  a row and the answer says the run could not finish. LLM calls sometimes get rate limited, which
+  gives an ``error`` event and a retried request.
 * one W3C trace per run and a new span per event. ``causation_id`` is the event_id of the
   triggering event. The first event of a follow-up run points at the previous run's answer.
 * about 3 % of runs breach a budget: many expensive uncached calls, more than $5 in all.
-  About 3 % get stuck in a retry loop: the same failing tool call with identical arguments,
-  2 to 4 times in a row. About 2.5 % of runs skip the confirmation: the agent writes without
-  asking, or asks, hears no and writes anyway (an agent without side effects never does). The
+  About 3 % get stuck in a retry loop: the same failing tool call with identical arguments
+  (and idempotency key), 2 to 4 times in a row, with the tool's permanent error. About 2.5 %
+  of runs skip the confirmation: the agent writes without asking, or asks, hears no and writes
+  anyway (an agent without side effects never does). The
   first event's ``metadata`` names the scenario (``{"demo_scenario": "budget_breach" |
   "retry_loop" | "skipped_confirmation" | "normal"}``). So the built-in rule
   ``confirmation_before_write`` fails on a few percent of runs: those of that scenario and
@@ -293,6 +300,8 @@ _TRANSIENT_ERRORS: Final = (
 )
 
 _TRANSIENT_DATA: Final = {m: f'{{"error":"{_esc(m)}"}}' for m in _TRANSIENT_ERRORS}
+_TIMEOUT: Final = _TRANSIENT_ERRORS[0]
+_TIMEOUT_US: Final = 30_000 * 1000  # a timed-out call took the timeout: 30000 ms, not more
 
 _TOOLS: Final = {
     t.name: t
@@ -579,6 +588,8 @@ _FAILED_ANSWER: Final = _esc(
     "Sorry, I could not finish this: a tool kept failing. I have logged the problem; "
     "please try again later."
 )
+# the answer after a call failed with a transient error and its retry failed too
+_GAVE_UP_ANSWER: Final = "Sorry, I could not finish this: %s failed twice (%s). Please try again later."
 
 _AGENTS: Final = (
     _Agent(
@@ -837,9 +848,11 @@ _SCENARIOS: Final = ("normal", "budget_breach", "retry_loop", "skipped_confirmat
 # confirmation (unless the agent drawn for it has no side effects: then it is a normal run)
 _BLOCK: Final = 32
 _DECLINE_RATE: Final = 0.1  # how often a user says no when the agent asks
+_FAIL_RATE: Final = 0.04  # how often a tool call fails with a transient error
+_AGAIN_RATE: Final = 0.05  # how often its retry (same arguments) fails again, in a normal run
 _ASK_WHEN_SKIPPING: Final = 0.35  # a skipping run that asks, hears no and writes anyway
 _CHUNK_EVENTS: Final = 20_000  # events converted to Arrow at a time
-_EVENTS_PER_RUN: Final = 25  # the mean, measured over 42,000 runs: 25.5
+_EVENTS_PER_RUN: Final = 25  # about the mean, measured over 20,000 runs: 26.1 (retries included)
 
 _USER_MESSAGE, _PLAN_CREATED, _LLM_REQUEST, _LLM_RESPONSE, _TOOL_CALLED, _TOOL_RESULT, _STATE_UPDATED, _ERROR = (
     range(8)
@@ -1252,10 +1265,15 @@ class _DemoGenerator:
         calls = 0
         spent = 0
         budget = scenario == 1
-        # transient failures: never in a retry-loop run, never twice for the same call, so
-        # the only identical failing calls in a row are the retry loops
-        fail_rate = 0.0 if scenario == 2 else 0.04
+        # transient failures: never in a retry-loop run, never twice for the same call (but its
+        # retry): the next turn retries the call with the same arguments, which fails again one
+        # time in twenty in a normal run (the agent then gives up) and never in the others
+        fail_rate = 0.0 if scenario == 2 else _FAIL_RATE
+        again_rate = _AGAIN_RATE if scenario == 0 else 0.0
         failed_calls: set[str] = set()
+        # the transient failures of the latest turn: (tool, call data, result row, error)
+        failures: list[tuple[_Tool, str, int, str]] = []
+        gave_up: tuple[_Tool, str] | None = None  # the tool and error of a retry that failed again
         anthropic = m.anthropic
         reasoning_model = m.reasoning
         finish_tools = '"tool_use"' if anthropic else '"tool_calls"'
@@ -1328,12 +1346,17 @@ class _DemoGenerator:
         def turn(
             caused_by: int,
             group: tuple[_Tool, ...],
-            stuck_call: str | None = None,
-            stuck_key: str | None = None,
+            given: tuple[str, ...] | None = None,
+            stuck: bool = False,
+            key: str | None = None,
+            again: float = 0.0,
         ) -> int:
             """One LLM turn calling one tool, or several in parallel; returns the last result's row.
 
-            ``stuck_call`` (tool_called data) makes the call fail with the tool's permanent error.
+            ``given`` (tool_called data, one per tool) repeats earlier calls: ``stuck`` ones (a
+            retry loop's, with the idempotency ``key``) fail with the tool's permanent error, the
+            others retry calls that failed with a transient error and fail again with probability
+            ``again``. Transient failures are added to ``failures``.
             """
             nonlocal t, calls, ctx_tokens, messages
             cids = []
@@ -1351,10 +1374,13 @@ class _DemoGenerator:
             )
             # tool_called, in the order the model listed them
             pending = []
-            for tool, cid in zip(group, cids, strict=True):
-                for slot, pool in tool_fresh[tool.name]:
-                    ctx[slot] = pool[int(rnd() * len(pool))]
-                data = tool.call_data % ctx if stuck_call is None else stuck_call
+            for n, (tool, cid) in enumerate(zip(group, cids, strict=True)):
+                if given is None:
+                    for slot, pool in tool_fresh[tool.name]:
+                        ctx[slot] = pool[int(rnd() * len(pool))]
+                    data = tool.call_data % ctx
+                else:
+                    data = given[n]
                 t += 1_000 + int(rnd() * 20_000)
                 row = len(codes)
                 code_a(_TOOL_CALLED)
@@ -1363,35 +1389,38 @@ class _DemoGenerator:
                 data_a(data)
                 tool_a(tool.name)
                 cid_a(cid)
-                idem_a((stuck_key or f"idem_{cid}") if tool.side_effect else None)
+                idem_a((key or f"idem_{cid}") if tool.side_effect else None)
                 dur = tool.ms_lo + int(rnd() * tool.ms_spread)
-                if stuck_call is not None:
-                    failed = True
+                msg: str | None = None
+                if stuck:
+                    msg = tool.stuck_error
+                elif given is not None:
+                    if rnd() < again:
+                        msg = _TRANSIENT_ERRORS[int(rnd() * 4)]
                 elif rnd() < fail_rate and data not in failed_calls:
                     failed_calls.add(data)
-                    failed = True
-                else:
-                    failed = False
-                pending.append((t + dur, dur, tool, cid, row, failed))
+                    msg = _TRANSIENT_ERRORS[int(rnd() * 4)]
+                if msg is _TIMEOUT:  # the client gave up at its timeout
+                    dur = _TIMEOUT_US
+                pending.append((t + dur, dur, tool, cid, row, msg, data))
             if len(pending) > 1:
                 pending.sort(key=itemgetter(0))
             # tool_result (and state_updated), in the order the calls finish
             last = -1
-            for done, dur, tool, cid, called, failed in pending:
+            for done, dur, tool, cid, called, msg, call in pending:
                 t = done if done > t else t + 1000
-                msg: str | None = None
-                if not failed:
+                last = len(codes)
+                if msg is None:
                     data = tool.result_data % ctx
                     if budget:  # whole documents, again and again
                         tokens = 4000 + int(rnd() * 12_000)
                     else:
                         tokens = tool.rt_lo + int(rnd() * tool.rt_spread)
-                elif stuck_call is not None:
-                    msg, data, tokens = tool.stuck_error, tool.stuck_data, 40
+                elif stuck:
+                    data, tokens = tool.stuck_data, 40
                 else:
-                    msg = _TRANSIENT_ERRORS[int(rnd() * 4)]
                     data, tokens = _TRANSIENT_DATA[msg], 40
-                last = len(codes)
+                    failures.append((tool, call, last, msg))
                 code_a(_TOOL_RESULT)
                 at_a(t)
                 cause_a(called)
@@ -1402,13 +1431,39 @@ class _DemoGenerator:
                 err_a(msg)
                 ctx_tokens += tokens
                 messages += 1
-                if not failed:
+                if msg is None:
                     if tool.state is not None:
                         t += 500 + int(rnd() * 5000)
                         ev(_STATE_UPDATED, t, last, tool.state % ctx)
                     elif rnd() < 0.25:
                         t += 500 + int(rnd() * 5000)
                         ev(_STATE_UPDATED, t, last, f'{{"changes":{{"last_tool":"{tool.tag}","step":{calls}}}}}')
+            return last
+
+        def act(caused_by: int, group: tuple[_Tool, ...]) -> int:
+            """``turn``, then a turn retrying the calls that failed with a transient error: same
+            arguments, a new tool_call_id (and idempotency_key), caused by the failed result. When
+            a retry fails again the agent gives up (an error event; ``gave_up`` is set)."""
+            nonlocal t, gave_up
+            last = turn(caused_by, group)
+            if not failures:
+                return last
+            failed = tuple(failures)
+            failures.clear()
+            # a retry may fail again only when its two failures are results in a row (one failed
+            # call, the turn's last result): what no_tool_failure_loop looks for
+            again = again_rate if len(failed) == 1 and failed[0][2] == last else 0.0
+            last = turn(failed[-1][2], tuple(f[0] for f in failed), given=tuple(f[1] for f in failed), again=again)
+            if failures:
+                tool, msg = failures[0][0], failures[0][3]
+                failures.clear()
+                gave_up = (tool, msg)
+                t += 1000 + int(rnd() * 5000)
+                last = ev(
+                    _ERROR, t, last,
+                    f'{{"attempts":2,"code":"tool_retry_exhausted","tool":"{tool.tag}"}}',
+                )
+                err_a(f"tool {tool.name} failed 2 times with identical arguments; giving up")
             return last
 
         def confirm(caused_by: int, tool: _Tool, declined: bool) -> int:
@@ -1441,7 +1496,7 @@ class _DemoGenerator:
             reads = [x for x in tools if not x.side_effect]
             i = 0
             while spent < target:
-                last = turn(last, (reads[i % len(reads)],))
+                last = act(last, (reads[i % len(reads)],))
                 i += 1
         else:
             stuck_at = int(rnd() * len(planned)) if scenario == 2 else -1
@@ -1469,7 +1524,7 @@ class _DemoGenerator:
                     # the agent retries the same command: same arguments, same idempotency key
                     key = f"idem_{call_prefix}_retry" if tool.side_effect else None
                     for _ in range(attempts):
-                        last = turn(last, (tool,), stuck_call=call, stuck_key=key)
+                        last = turn(last, (tool,), given=(call,), stuck=True, key=key)
                     t += 1000 + int(rnd() * 5000)
                     last = ev(
                         _ERROR, t, last,
@@ -1485,16 +1540,20 @@ class _DemoGenerator:
                     and not planned[i + 1].side_effect
                     and rnd() < 0.2
                 ):
-                    last = turn(last, (tool, planned[i + 1]))
+                    last = act(last, (tool, planned[i + 1]))
                     i += 2
                 else:
-                    last = turn(last, (tool,))
+                    last = act(last, (tool,))
                     i += 1
+                if gave_up is not None:
+                    break
         answers = at.answers
         if held is not None:
             answer = held
         elif scenario == 2:
             answer = _FAILED_ANSWER
+        elif gave_up is not None:
+            answer = _esc(_GAVE_UP_ANSWER % (gave_up[0].name, gave_up[1]))
         else:
             answer = answers[int(rnd() * len(answers))] % ctx
         resp = llm(

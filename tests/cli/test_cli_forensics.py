@@ -17,7 +17,7 @@ from helpers import drop_row, locate, rewrite_parquet, run_cli
 from toolkit.journal import Journal
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "demo-journal"
-# run-7-0000005: book_flight, after the user confirmed it, → HTTP 503
+# run-7-0000005: book_flight, after the user confirmed it, → HTTP 503; the agent's next turn retries it
 FAILED_TOOL = "8c24ab68-39d3-5393-8f68-000000000013"
 
 
@@ -57,6 +57,21 @@ def test_chain_tree_json_and_unknown_id(demo: Path, capsys: pytest.CaptureFixtur
     assert code == 1 and "no event" in err and "Hint: did you mean" in err and FAILED_TOOL in err
 
 
+def test_chain_down_from_a_failed_call_reaches_the_retry_that_booked(
+    demo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "chain", FAILED_TOOL, "--down", "--depth", "4")
+    lines = out.splitlines()
+    assert code == 0 and "▶" in lines[0] and "503" in lines[0]
+    # the next turn: the model asked again, called book_flight with the same arguments, and it worked
+    calls = [line for line in lines if "Tool called: book_flight(" in line]
+    failed = next(
+        r for r in Journal.open(demo).read_stream("run-7-0000005").to_pylist() if r["tool_name"] == "book_flight"
+    )
+    assert len(calls) == 1 and all(f"{k}={v}" in calls[0] for k, v in json.loads(failed["data"])["args"].items())
+    assert "Tool returned: book_flight" in lines[-2] and "confirmed" in lines[-2], out
+
+
 def test_chain_refuses_two_directions_as_a_usage_error(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, up, _ = run(capsys, "chain", FAILED_TOOL, "--up", "--format", "csv")
     _, both, _ = run(capsys, "chain", FAILED_TOOL, "--format", "csv")
@@ -72,7 +87,9 @@ def test_chain_refuses_two_directions_as_a_usage_error(demo: Path, capsys: pytes
 def test_chain_names_a_cause_id_another_stream_carries_too(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = chain_length(demo, FAILED_TOOL)  # before the copy: the chain keeps to the call's own stream
     j = Journal.open(demo)
-    cause = next(r["causation_id"] for r in j.read_all(["event_id", "causation_id"]).to_pylist() if r["event_id"] == FAILED_TOOL)
+    cause = next(
+        r["causation_id"] for r in j.read_all(["event_id", "causation_id"]).to_pylist() if r["event_id"] == FAILED_TOOL
+    )
     j.append("reimported", [{"event_type": "tool_called", "event_id": cause, "data": {}}])  # the same id again
     j.close()
     code, out, err = run(capsys, "chain", FAILED_TOOL, "--up")

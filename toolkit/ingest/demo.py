@@ -1459,10 +1459,8 @@ class _DemoGenerator:
                 failures.clear()
                 gave_up = (tool, msg)
                 t += 1000 + int(rnd() * 5000)
-                last = ev(
-                    _ERROR, t, last,
-                    f'{{"attempts":2,"code":"tool_retry_exhausted","tool":"{tool.tag}"}}',
-                )
+                exhausted = f'{{"attempts":2,"code":"tool_retry_exhausted","tool":"{tool.tag}"}}'
+                last = ev(_ERROR, t, last, exhausted)
                 err_a(f"tool {tool.name} failed 2 times with identical arguments; giving up")
             return last
 

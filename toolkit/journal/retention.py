@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import socket
-import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
@@ -328,7 +327,6 @@ def announce_archive(journal: Journal, path: Path, operation: str) -> Path | S3L
         "pid": os.getpid(),
         "operation": operation,
         "announced_at": dt.datetime.now(UTC).isoformat(),
-        "before": _identity(path),  # a file the user had there (overwritten only when the archive is renamed over it)
         "sha256": None,  # the archive's digest, once written and before it is renamed to path (note_archive_written)
     }
     record = journal.path / PENDING_DIR / f"{uuid.uuid4().hex}.json"
@@ -362,16 +360,6 @@ def _write_record(record: Path | S3Location, doc: dict[str, Any]) -> None:
         os.fsync(dir_fd)  # the record is on disk before the archive file is begun
     finally:
         os.close(dir_fd)
-
-
-def _identity(path: Path) -> list[int] | None:
-    """(inode, size, mtime) of the file at ``path``, or None: the archive, written to a temp file and
-    renamed over it, is a new inode, so a file with the identity recorded before is not the archive."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return [st.st_ino, st.st_size, st.st_mtime_ns] if stat.S_ISREG(st.st_mode) else None
 
 
 def settle_archive(record: Path | S3Location) -> None:
@@ -413,15 +401,15 @@ def remove_unregistered_archives(journal: Journal) -> Leftovers:
         if host != here:  # the path names a file of that host's (one here by that name is another's)
             found.elsewhere.append(f"{host}:{path}")
             continue
-        now = _identity(path)
-        # the file the user had there before the run (killed before the archive replaced it) is not touched
-        unregistered = now is not None and now != doc.get("before")
-        if unregistered:
-            digest = file_sha256(path)
-            # nor any other file but the archive the run wrote (no digest: it never reached the path)
-            if "sha256" in doc:  # (a record of an earlier version has none: it goes by the identity only)
-                unregistered = digest == doc["sha256"]
-            unregistered = unregistered and (str(path), digest) not in registered
+        # only the archive the run wrote: the file with the digest it recorded before the rename (none:
+        # the archive never reached the path, which holds the user's file or nothing)
+        written = doc.get("sha256")
+        unregistered = (
+            written is not None
+            and path.is_file()
+            and file_sha256(path) == written
+            and (str(path), written) not in registered
+        )
         leftovers = [path] if unregistered else []
         if path.parent.is_dir():  # the temp files of its write (a kill before the rename)
             leftovers += path.parent.glob(f".{glob.escape(path.name)}.*.tmp")

@@ -507,32 +507,25 @@ class _SqliteStore:
             raise self._unreadable(e) from e
 
     def events(self, table: EventTable, application: str | None) -> Iterator[StoredRecord]:
-        # a damaged page past the first ones is found only when a row on it is read
+        yield from self._records(application, _SQLITE_EVENTS, _DJANGO_EVENTS_OF, _DJANGO_EVENTS)
+
+    def snapshots(self, table: EventTable, application: str | None) -> Iterator[StoredRecord]:
+        if self.snapshot_table is not None:
+            yield from self._records(application, _SQLITE_SNAPSHOTS, _DJANGO_SNAPSHOTS_OF, _DJANGO_SNAPSHOTS)
+
+    def _records(self, application: str | None, plain: str, of_application: str, every: str) -> Iterator[StoredRecord]:
+        """The rows of the query for this layout (plain table; Django: one application's, or all);
+        a damaged page past the first ones, found only when a row on it is read, is the file's error."""
         try:
             if not self.django:
-                cur = self.conn.execute(_SQLITE_EVENTS)
+                cur = self.conn.execute(plain)
             elif application:
-                cur = self.conn.execute(_DJANGO_EVENTS_OF, (application,))
+                cur = self.conn.execute(of_application, (application,))
             else:
-                cur = self.conn.execute(_DJANGO_EVENTS)
+                cur = self.conn.execute(every)
             while rows := cur.fetchmany(1000):
                 for r in rows:
                     yield StoredRecord(*r)
-        except sqlite3.Error as e:
-            raise self._unreadable(e) from e
-
-    def snapshots(self, table: EventTable, application: str | None) -> Iterator[StoredRecord]:
-        if self.snapshot_table is None:
-            return
-        try:
-            if not self.django:
-                cur = self.conn.execute(_SQLITE_SNAPSHOTS)
-            elif application:
-                cur = self.conn.execute(_DJANGO_SNAPSHOTS_OF, (application,))
-            else:
-                cur = self.conn.execute(_DJANGO_SNAPSHOTS)
-            for r in cur:
-                yield StoredRecord(*r)
         except sqlite3.Error as e:
             raise self._unreadable(e) from e
 

@@ -99,11 +99,27 @@ def is_builtin(rule: Rule) -> bool:
     )
 
 
+class Strings:
+    """The events' strings (and the numbers messages quote), taken by ``orig`` row: here a frame
+    read from the journal in file order; a saved frame (``rule_keys``) loads each column on its
+    first use."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.frame = frame
+
+    def take(self, column: str, rows: pl.Series) -> pl.Series:
+        """``column`` at the ``orig`` rows ``rows``."""
+        return self.frame.get_column(column).gather(rows)
+
+    def take_frame(self, columns: Sequence[str], rows: pl.Series) -> pl.DataFrame:
+        return pl.DataFrame([self.take(c, rows).alias(c) for c in columns])
+
+
 @dataclass
 class Frame:
-    """The journal's events read once: ``o`` in file order (strings), ``s`` sorted by (stream, version)."""
+    """The journal's events read once: ``o`` the strings by original row, ``s`` sorted by (stream, version)."""
 
-    o: pl.DataFrame  # original order: the string columns, gathered only for the rows a message needs
+    o: Strings  # original order: the string columns, gathered only for the rows a message needs
     s: pl.DataFrame  # sorted: integer keys and numbers; ``orig`` points back into ``o``
     shared: dict[str, pl.DataFrame] = field(default_factory=dict)  # intermediate frames several rules use
     removals: Removals | None = None  # what the purges removed (read for journal_integrity only)
@@ -178,7 +194,7 @@ def load_frame(
     # the numbers now live in ``s``: ``o`` keeps only what messages and exact checks read
     o = o.drop("sid", *(c for c in ("version", "cost_usd", "tokens_in", "tokens_out", "is_error") if c in o.columns))
     removals = read_removals(journal) if "journal_integrity" in names else None
-    return Frame(o, s.with_columns(first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True)), removals=removals)
+    return Frame(Strings(o), s.with_columns(first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True)), removals=removals)
 
 
 def _cost_type(cost: pl.Series) -> pl.DataType:
@@ -337,7 +353,7 @@ def _exactly_once(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     judged = f.s.select(pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("srow"), "orig", "et", "has_key", "version", "position").filter(
         pl.col("has_key") | (pl.col("et") == "tool_called")
     )
-    keyed = judged.filter("has_key").with_columns(key=f.o.get_column("idempotency_key").gather(judged.filter("has_key").get_column("orig")))
+    keyed = judged.filter("has_key").with_columns(key=f.o.take("idempotency_key", judged.filter("has_key").get_column("orig")))
     firsts = keyed.group_by("key").agg(
         first_position=pl.col("position").min(),
         first_orig=pl.col("orig").sort_by("position").first(),
@@ -388,7 +404,7 @@ def _group_calls(f: Frame, rows: pl.DataFrame) -> pl.DataFrame:
         start=((pl.col("sid") != pl.col("sid").shift(1)) | (pl.col("tc") != pl.col("tc").shift(1))).fill_null(True)
     )
     if keyed.select((pl.col("tc2") != pl.col("tc2").shift(1)) & ~pl.col("start")).to_series().any():
-        exact = keyed.with_columns(cid=f.o.get_column("tool_call_id").gather(keyed.get_column("orig")))
+        exact = keyed.with_columns(cid=f.o.take("tool_call_id", keyed.get_column("orig")))
         keyed = exact.sort("sid", "cid", maintain_order=True).with_columns(
             start=((pl.col("sid") != pl.col("sid").shift(1)) | (pl.col("cid") != pl.col("cid").shift(1))).fill_null(True)
         ).drop("cid")
@@ -431,8 +447,26 @@ def _tool_result_pairing_message(p: dict[str, Any]) -> pl.Expr:
 
 
 def _journal_integrity(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
+    base = _purged(f, integrity_base(f))
+    ok_cause = ~pl.col("has_cause") | (pl.col("cause_position") < pl.col("position")).fill_null(
+        pl.lit(bool(p["allow_unknown_causes"])) | pl.col("cause_removed")
+    )
+    holds = (pl.col("version") == pl.col("prev_version") + 1) & (pl.col("uses") == 1) & ok_cause
+    return base.select("srow", "prev_version", "uses", "cause_position", "cause_removed", holds=holds)
+
+
+def integrity_base(f: Frame) -> pl.DataFrame:
+    """Per event (``srow`` order): ``prev_version`` in its stream (0 first), ``uses`` of its id in
+    the journal, ``has_cause`` and ``cause_position``, the first position of the event its
+    causation_id names (null: none). A saved frame holds the last two resolved (``rule_keys``)."""
     s = f.s
     n = s.height
+    prev_version = pl.when(pl.col("first")).then(pl.lit(0, pl.Int64)).otherwise(pl.col("version").shift(1))
+    if "cause" in s.columns:  # resolved when the keys were saved, on the strings
+        return s.select(
+            pl.int_range(0, n, dtype=pl.UInt32).alias("srow"), "orig", "position", "version",
+            prev_version=prev_version, uses=pl.col("uses").fill_null(1), cause_position="cause", has_cause="has_cause",
+        )
     # duplicate event ids: hashes seen twice (a value sort, no argsort: usually there are none),
     # confirmed on the strings
     h_sorted = s.select(pl.col("h1e").sort()).to_series()
@@ -443,7 +477,7 @@ def _journal_integrity(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     )
     exact = (
         s.select("orig", "position", "h1e", "h2e").gather(cand_srows)
-        .with_columns(srow=cand_srows, event_id=f.o.get_column("event_id").gather(s.get_column("orig").gather(cand_srows)))
+        .with_columns(srow=cand_srows, event_id=f.o.take("event_id", s.get_column("orig").gather(cand_srows)))
     )
     ids = exact.group_by("event_id").agg(uses=pl.len().cast(pl.Int64), first_position=pl.col("position").min())
     exact = exact.join(ids, on="event_id", how="left")
@@ -466,7 +500,7 @@ def _journal_integrity(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     )
     base = s.select(
         pl.int_range(0, n, dtype=pl.UInt32).alias("srow"), "orig", "position", "version", "h1c", "h2c",
-        prev_version=pl.when(pl.col("first")).then(pl.lit(0, pl.Int64)).otherwise(pl.col("version").shift(1)),
+        prev_version=prev_version,
         cause_prev=near_cause,
     ).with_columns(uses=uses_full)
     cause = base.get_column("cause_prev").clone()
@@ -488,12 +522,7 @@ def _journal_integrity(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     base = base.with_columns(cause_position=cause)
     if collided.len():
         base = _exact_causes(f, base, collided)
-    base = _purged(f, base)
-    ok_cause = pl.col("h1c").is_null() | (pl.col("cause_position") < pl.col("position")).fill_null(
-        pl.lit(bool(p["allow_unknown_causes"])) | pl.col("cause_removed")
-    )
-    holds = (pl.col("version") == pl.col("prev_version") + 1) & (pl.col("uses") == 1) & ok_cause
-    return base.select("srow", "prev_version", "uses", "cause_position", "cause_removed", holds=holds)
+    return base.with_columns(has_cause=pl.col("h1c").is_not_null()).drop("h1c", "h2c", "cause_prev")
 
 
 def _purged(f: Frame, base: pl.DataFrame) -> pl.DataFrame:
@@ -509,7 +538,7 @@ def _purged(f: Frame, base: pl.DataFrame) -> pl.DataFrame:
         rows = pl.DataFrame(
             {
                 "srow": starts,
-                "stream_id": o.get_column("stream_id").gather(s.get_column("orig").gather(starts)),
+                "stream_id": o.take("stream_id", s.get_column("orig").gather(starts)),
                 "version": s.get_column("version").gather(starts),
             }
         ).join(
@@ -518,11 +547,11 @@ def _purged(f: Frame, base: pl.DataFrame) -> pl.DataFrame:
         prev = base.get_column("prev_version").scatter(rows.get_column("srow"), rows.get_column("version") - 1)
         base = base.with_columns(prev_version=prev)
     removed = pl.repeat(False, base.height, dtype=pl.Boolean, eager=True)
-    unknown = base.filter(pl.col("h1c").is_not_null() & pl.col("cause_position").is_null()).select("srow", "orig", "version")
+    unknown = base.filter(pl.col("has_cause") & pl.col("cause_position").is_null()).select("srow", "orig", "version")
     if unknown.height:
         orig = unknown.get_column("orig")
         rows = unknown.with_columns(
-            stream_id=o.get_column("stream_id").gather(orig), causation_id=o.get_column("causation_id").gather(orig)
+            stream_id=o.take("stream_id", orig), causation_id=o.take("causation_id", orig)
         )
         hit = rows.get_column("srow").filter(removals.removed_by(rows).is_not_null())
         removed = removed.scatter(hit, True)
@@ -534,10 +563,10 @@ def _exact_causes(f: Frame, base: pl.DataFrame, collided: pl.Series) -> pl.DataF
     s = f.s
     mask = pl.col("h1e").is_in(collided.implode())
     events = s.select("orig", "position", "h1e").filter(mask)
-    events = events.with_columns(event_id=f.o.get_column("event_id").gather(events.get_column("orig")))
+    events = events.with_columns(event_id=f.o.take("event_id", events.get_column("orig")))
     first = events.group_by("event_id").agg(pl.col("position").min().alias("exact_cause"))
     hit = base.filter(pl.col("h1c").is_in(collided.implode())).select("srow", "orig")
-    hit = hit.with_columns(causation_id=f.o.get_column("causation_id").gather(hit.get_column("orig")))
+    hit = hit.with_columns(causation_id=f.o.take("causation_id", hit.get_column("orig")))
     hit = hit.join(first, left_on="causation_id", right_on="event_id", how="left").select("srow", "exact_cause")
     return base.join(hit, on="srow", how="left", maintain_order="left").with_columns(
         cause_position=pl.when(pl.col("srow").is_in(hit.get_column("srow").implode()))
@@ -621,7 +650,7 @@ def _confirmation_before_write(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     # the patterns run once per distinct user message text (agents' users repeat themselves); the
     # calls' data, read for no_tool_failure_loop, is no text
     orig = rows.select(pl.when(pl.col("et") == "user_message").then(pl.col("orig"))).to_series()
-    text = pl.DataFrame({"text": f.o.get_column("data").gather(orig)})
+    text = pl.DataFrame({"text": f.o.take("data", orig)})
     texts = text.unique().filter(pl.col("text").is_not_null()).with_columns(
         confirms=pl.col("text").str.contains(p["confirm_pattern"])
     )
@@ -669,7 +698,7 @@ def frame_verdicts(frame: Frame, name: str, bound: Mapping[str, Any]) -> pl.Data
     orig = frame.s.get_column("orig").gather(judged.get_column("srow"))
     return pl.DataFrame(
         {
-            "stream_id": frame.o.get_column("stream_id").gather(orig),
+            "stream_id": frame.o.take("stream_id", orig),
             "version": frame.s.get_column("version").gather(judged.get_column("srow")),
             "holds": judged.get_column("holds"),
         }
@@ -701,12 +730,12 @@ def frame_failures(
     rows = per_stream.join(firsts, on="srow", how="left")
     orig = s.get_column("orig").gather(rows.get_column("srow"))
     o = frame.o
-    strings = o.select("position", *_INFO, *_MESSAGE_COLUMNS[name]).gather(orig)
+    strings = o.take_frame(["position", *_INFO, *_MESSAGE_COLUMNS[name]], orig)
     rows = pl.concat([rows.drop("version"), strings], how="horizontal").with_columns(
         version=s.get_column("version").gather(rows.get_column("srow"))
     )
     if "first_orig" in rows.columns:
-        rows = rows.with_columns(first_stream_id=o.get_column("stream_id").gather(rows.get_column("first_orig")))
+        rows = rows.with_columns(first_stream_id=o.take("stream_id", rows.get_column("first_orig")))
     if stream_ids is not None:
         rows = rows.filter(pl.col("stream_id").is_in(list(stream_ids)))
     out = rows.with_columns(message=message(p).cast(pl.String), event_type=pl.col("event_type").cast(pl.String))

@@ -204,7 +204,11 @@ def _cost_type(cost: pl.Series) -> pl.DataType:
     >>> _cost_type(pl.Series([1.5, None, -2.0], dtype=pl.Decimal(18, 9))), _cost_type(pl.Series([9e8] * 11, dtype=pl.Decimal(18, 9)))
     (Int64, Int128)
     """
-    nano = cost.to_physical()
+    return nano_sum_type(cost.to_physical())
+
+
+def nano_sum_type(nano: pl.Series) -> pl.DataType:
+    """The integer type sums of these nano-dollar amounts are taken in (see ``_cost_type``)."""
     low, high = nano.min(), nano.max()
     if low is None or high is None:
         return pl.Int64()
@@ -396,6 +400,12 @@ def _by_call(f: Frame, rows: pl.DataFrame) -> pl.DataFrame:
         if "by_call" not in f.shared:
             f.shared["by_call"] = _group_calls(f, rows)
         return f.shared["by_call"]
+
+
+def by_call_groups(f: Frame) -> pl.DataFrame:
+    """The tool calls and results with a tool_call_id, by (stream, call id): ``srow``, and
+    ``start`` true on the first row of each (stream, call id)."""
+    return _by_call(f, _tool_rows(f))
 
 
 def _group_calls(f: Frame, rows: pl.DataFrame) -> pl.DataFrame:
@@ -743,6 +753,21 @@ def frame_failures(
     return out.to_arrow().cast(FAILURE_SCHEMA)
 
 
+def whole_journal_frame(journal: Journal) -> Frame | None:
+    """Every built-in's frame over the whole journal from its saved keys (``rule_keys``); when
+    they are stale, read from the journal and saved for the next re-grade. None: a journal that
+    keeps no keys (remote, pinned)."""
+    from toolkit.analysis import rule_keys  # it builds on this module
+
+    if rule_keys.keys_root(journal) is None:
+        return None
+    frame = rule_keys.load_saved(journal)
+    if frame is None:
+        frame = load_frame(journal, list(BUILTIN_COLUMNS))
+        rule_keys.save_frame(journal, frame)
+    return frame
+
+
 def journal_events(journal: Journal) -> int:
     """Events in the journal, from the table's file statistics (nothing read)."""
     return sum(f.rows for f in journal.files())
@@ -778,7 +803,9 @@ def grade_streams(
     names = [r.name for r in rules]
     if progress:
         progress("read")
-    frame = load_frame(journal, names, None if read_all else stream_ids, stream_range)
+    frame = whole_journal_frame(journal) if stream_range is None and (stream_ids is None or read_all) else None
+    if frame is None:
+        frame = load_frame(journal, names, None if read_all else stream_ids, stream_range)
 
     def judge(rule: Rule) -> tuple[pa.Table | None, str | None]:
         try:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
@@ -73,6 +74,7 @@ def replace_partitions(
     parts = sorted(set(partitions))
     if not parts:
         return journal.refresh()
+    drop_rule_keys(journal)  # they copy ids and texts of the events replaced (rebuilt on the next re-grade)
     rows = rows.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA)
     rows = rows.sort_by([("stream_id", "ascending"), ("version", "ascending")])
     write_deltalake(
@@ -87,6 +89,21 @@ def replace_partitions(
         ),
     )
     return journal.refresh()
+
+
+RULE_KEYS_DIR: Final = "rule-keys"
+
+
+def drop_rule_keys(journal: Journal) -> bool:
+    """Delete the re-grade's saved keys (``toolkit.analysis.rule_keys``): they copy the events'
+    ids and user texts. True when there were some."""
+    if not isinstance(journal.path, Path):
+        return False
+    root = journal.path / RULE_KEYS_DIR
+    if not root.exists():
+        return False
+    shutil.rmtree(root)
+    return True
 
 
 def append_side_rows(journal: Journal, name: str, rows: Sequence[Mapping[str, Any]]) -> int:

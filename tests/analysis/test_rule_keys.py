@@ -1,0 +1,139 @@
+# ruff: noqa: F811  (pytest fixtures imported from invariant_journals are parameters here)
+"""Saved rule keys: the shared pass judged over what the first re-grade saved gives exactly the
+failures the rules' own SQL/Polars definitions give, and stale or removed keys are never read."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from invariant_journals import demo, everything  # noqa: F401  (pytest fixtures)
+from test_shared_pass import PARAMS, _per_rule
+
+from toolkit.analysis import rule_keys, shared_pass
+from toolkit.analysis.rules import RuleSet
+from toolkit.analysis.shared_pass import BUILTIN_COLUMNS, frame_failures, load_frame
+from toolkit.journal import Journal
+from toolkit.journal.redaction import redact_subject
+from toolkit.journal.retention import remove_stream_prefix
+
+
+def _copy(journal: Journal, tmp_path: Path) -> Journal:
+    assert isinstance(journal.path, Path)
+    shutil.copytree(journal.path, tmp_path / "j", ignore=shutil.ignore_patterns(rule_keys.KEYS_DIR))
+    return Journal.open(tmp_path / "j")
+
+
+def _builtins() -> list[Any]:
+    return [r for r in RuleSet.load().rules.values() if r.name in BUILTIN_COLUMNS]
+
+
+def _grade(journal: Journal) -> dict[str, list[dict[str, Any]]]:
+    rules = _builtins()
+    out = shared_pass.shared_failures(journal, rules, {r.name: r.bind(PARAMS.get(r.name, {})) for r in rules})
+    return {r.name: (t.to_pylist() if t is not None else [e]) for r, (t, e) in zip(rules, out, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def saved(everything: Journal, demo: Journal, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Journal]:
+    """Copies of the pattern and demo journals with keys saved by a first whole-journal grade."""
+    out = {}
+    for where, journal in (("patterns", everything), ("demo", demo)):
+        copy = _copy(journal, tmp_path_factory.mktemp(where))
+        assert rule_keys.load_saved(copy) is None
+        _grade(copy)  # reads the journal, saves the keys
+        out[where] = copy
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_COLUMNS))
+@pytest.mark.parametrize("where", ["patterns", "demo"])
+def test_failures_over_saved_keys_equal_the_rules_own_definitions(name: str, where: str, saved: dict[str, Journal]) -> None:
+    journal = saved[where]
+    frame = rule_keys.load_saved(journal)
+    assert frame is not None and "cause" in frame.s.columns  # the saved frame, not a read of the journal
+    bound = RuleSet.load().get(name).bind(PARAMS.get(name, {}))
+    got = frame_failures(frame, name, bound).to_pylist()
+    assert got == _per_rule(journal, name, bound)
+    assert got == frame_failures(load_frame(journal, [name]), name, bound).to_pylist()
+    if where == "patterns":
+        assert got, "no stream fails: the comparison would be empty"
+
+
+def test_ids_that_are_not_uuids_come_back_as_written(tmp_path: Path) -> None:
+    ids = [
+        "evt-1", "7F4A7B60-5193-57C2-8A9C-D2439C000001", "7f4a7b60-5193-57c2-8a9c-d2439c000002",
+        "7f4a7b60-5193-57c2-8a9c-d2439c00000", "ffffffff-ffff-ffff-ffff-ffffffffffff", "00000000-0000-0000-0000-000000000000",
+        "7f4a7b60+5193-57c2-8a9c-d2439c000003", "7f4a7b60-+193-57c2-8a9c-d2439c000004",
+    ]
+    journal = Journal.create(tmp_path / "j")
+    journal.append("run-1", [{"event_type": "error", "event_id": i, "data": {"n": n}} for n, i in enumerate(ids)], expected_version=0)
+    journal.append("run-2", [{"event_type": "error", "event_id": ids[1], "data": None}], expected_version=0)  # used twice
+    _grade(journal)
+    frame = rule_keys.load_saved(journal)
+    assert frame is not None
+    assert sorted(frame.o.take("event_id", frame.s.get_column("orig")).to_list()) == sorted([*ids, ids[1]])
+    failures = _grade(journal)["journal_integrity"]
+    assert {f["message"] for f in failures} == {f"event_id {ids[1]} used 2 times"}
+    assert failures == _per_rule(journal, "journal_integrity", RuleSet.load().get("journal_integrity").bind({}))
+
+
+def test_an_append_makes_the_keys_stale_and_the_next_grade_sees_it(demo: Journal, tmp_path: Path) -> None:
+    journal = _copy(demo, tmp_path)
+    before = _grade(journal)
+    folder = rule_keys.saved_folder(journal)
+    assert folder is not None
+    stream = "run-appended-after-keys"
+    journal.append(stream, [{"event_type": "tool_result", "tool_name": "search", "tool_call_id": "never-called", "data": None}], expected_version=0)
+    assert rule_keys.load_saved(journal) is None  # stale: another Delta version
+    after = _grade(journal)
+    assert stream not in {r["stream_id"] for r in before["tool_result_pairing"]}
+    assert stream in {r["stream_id"] for r in after["tool_result_pairing"]}
+    again = rule_keys.saved_folder(journal)
+    assert again is not None and again != folder and not folder.exists()  # saved anew, the old ones removed
+    assert json.loads((again / "manifest.json").read_text())["delta_version"] == journal.delta_version
+    assert _grade(journal) == after
+
+
+def test_keys_of_another_table_at_the_same_version_are_not_read(demo: Journal, tmp_path: Path) -> None:
+    journal = _copy(demo, tmp_path)
+    _grade(journal)
+    other = Journal.create(tmp_path / "other")
+    other.append("run-x", [{"event_type": "user_message", "data": {"text": "hi"}}], expected_version=0)
+    assert isinstance(journal.path, Path) and isinstance(other.path, Path)
+    shutil.copytree(journal.path / rule_keys.KEYS_DIR, other.path / rule_keys.KEYS_DIR)
+    folder = rule_keys.saved_folder(journal)
+    assert folder is not None
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["delta_version"] = other.delta_version
+    moved = other.path / rule_keys.KEYS_DIR / folder.name / "manifest.json"
+    moved.write_text(json.dumps(manifest))
+    assert rule_keys.load_saved(other) is None  # same version, another events table
+
+
+def test_damaged_keys_are_read_from_the_journal_again(demo: Journal, tmp_path: Path) -> None:
+    journal = _copy(demo, tmp_path)
+    first = _grade(journal)
+    folder = rule_keys.saved_folder(journal)
+    assert folder is not None
+    (folder / "keys.parquet").write_bytes(b"PAR1 cut short")
+    assert rule_keys.load_saved(journal) is None
+    assert _grade(journal) == first
+    assert rule_keys.load_saved(journal) is not None
+
+
+@pytest.mark.parametrize("how", ["purge", "redact"])
+def test_a_purge_or_a_redaction_deletes_the_keys(how: str, demo: Journal, tmp_path: Path) -> None:
+    journal = _copy(demo, tmp_path)
+    _grade(journal)
+    assert isinstance(journal.path, Path) and (journal.path / rule_keys.KEYS_DIR).exists()
+    stream = sorted(journal.heads())[0]
+    if how == "purge":
+        remove_stream_prefix(journal, stream, 2, reason="test")
+    else:
+        subjects = journal.read_all(["subject_id"]).column("subject_id").drop_null()
+        redact_subject(journal, subjects[0].as_py())
+    assert not (journal.path / rule_keys.KEYS_DIR).exists()

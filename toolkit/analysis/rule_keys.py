@@ -1,0 +1,302 @@
+"""Rule keys: the shared pass's frame saved beside the journal, so a re-grade reads integers.
+
+The shared pass (``shared_pass``) reads the journal's strings on every run: decoding ``data``,
+``event_id`` and ``causation_id`` alone costs more than half of it on a 10M-event journal, and
+it hashes the ids again each time. The first whole-journal re-grade of a Delta version saves
+what the rules judge on, once, as ``JOURNAL/rule-keys/<id>/`` (Parquet, LZ4):
+
+- ``keys.parquet``, one row per event in (stream, version) order: dense stream codes, version,
+  position, event type and tool name codes, the numbers the rules add up, an exact per-journal
+  code of each (stream, tool_call_id), a hash of each tool call's arguments, a code of each user
+  message's text, and the journal-wide facts about ids resolved on the strings (how often the
+  event's id is used, the position of the event its causation_id names); then the strings
+  messages quote, in ``strings.parquet`` in the journal's order (event ids as two 64-bit halves
+  when they are UUIDs, the rest as text), read column by column only when a failing event needs
+  them;
+- ``streams.parquet`` (stream id and type by code), ``texts.parquet`` (user messages' distinct
+  texts, which the confirmation patterns run over), ``manifest.json`` (format, the events
+  table's id and the Delta version saved, the code vocabularies).
+
+The rules themselves run on every re-grade, with their parameters; the keys hold no verdict.
+Keys are used only when the manifest names the journal's current Delta version of the same
+table: any commit (append, purge, compaction, redaction) makes them stale, and the next
+whole-journal re-grade saves them again. Purge, archive --delete and redact delete them (they
+hold copies of ids and user texts). A remote (s3://) or pinned journal neither saves nor reads
+them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from toolkit.analysis.shared_pass import (
+    Frame,
+    Strings,
+    by_call_groups,
+    integrity_base,
+    nano_sum_type,
+)
+from toolkit.journal.retention import read_removals
+from toolkit.journal.rewrite import RULE_KEYS_DIR, drop_rule_keys
+from toolkit.journal.store import Journal
+
+KEYS_DIR: Final = RULE_KEYS_DIR
+FORMAT: Final = 1
+_CURRENT: Final = "CURRENT"
+# read on every re-grade; the other columns of keys.parquet are read when a message quotes them
+EAGER: Final = (
+    "orig", "sid", "version", "position", "et", "tool", "is_error", "cost", "tokens", "duration_ms", "call",
+    "has_key", "args", "cause", "uses", "has_cause",
+)
+_UUID: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def keys_root(journal: Journal) -> Path | None:
+    """``JOURNAL/rule-keys``, or None for a journal that keeps no keys (remote, pinned)."""
+    if journal.remote or journal.pinned_version is not None or not isinstance(journal.path, Path):
+        return None
+    return journal.path / KEYS_DIR
+
+
+def _stamp(journal: Journal) -> dict[str, Any]:
+    return {"format": FORMAT, "table_id": journal.delta_table().metadata().id, "delta_version": journal.delta_version}
+
+
+# ---------------------------------------------------------------------- saving
+
+
+def _codes(cat: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, list[str]]:
+    """Dense codes of a Categorical column (nulls stay null) and the names they stand for."""
+    names = cat.drop_nulls().unique().cast(pl.String).sort()
+    glob = pl.Series(names, dtype=pl.Categorical).to_physical()
+    codes = cat.to_physical().replace_strict(glob, pl.int_range(0, len(names), eager=True), default=None, return_dtype=dtype)
+    return codes, names.to_list()
+
+
+def _uuid_halves(ids: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """The two 64-bit halves of canonical (lowercase, hyphenated) UUID strings; null for any other id."""
+    canonical = ids.str.contains(_UUID)
+
+    def part(start: int, length: int) -> pl.Expr:
+        return ids.str.slice(start, length).str.to_integer(base=16, strict=False).cast(pl.UInt64)
+
+    hi = part(0, 8) * (1 << 32) + part(9, 4) * (1 << 16) + part(14, 4)
+    lo = part(19, 4) * (1 << 48) + part(24, 12)
+    return pl.when(canonical).then(hi), pl.when(canonical).then(lo)
+
+
+_HEX4: list[pl.Series] = []
+
+
+def _uuid_text(hi: pl.Series, lo: pl.Series) -> pl.Series:
+    """The canonical UUID strings of ``_uuid_halves`` (null where they are null)."""
+    if not _HEX4:
+        _HEX4.append(pl.Series([f"{i:04x}" for i in range(1 << 16)]))
+    hexes = _HEX4[0]
+    chunks = [
+        hexes.gather((half // (1 << shift) % (1 << 16)).cast(pl.UInt32))
+        for half in (hi, lo) for shift in (48, 32, 16, 0)
+    ]
+    groups = [chunks[0] + chunks[1], chunks[2], chunks[3], chunks[4], chunks[5] + chunks[6] + chunks[7]]
+    return pl.select(pl.concat_str([pl.lit(g) for g in groups], separator="-")).to_series()
+
+
+def _write(table: pl.DataFrame, path: Path, delta: Sequence[str] = (), plain: Sequence[str] = ()) -> None:
+    """One Parquet file of one row group (read back as one chunk: no rechunk before the rules),
+    LZ4; sorted integer columns delta-encoded, ``plain`` ones (random bits) as they are, the
+    others dictionary-encoded where that pays."""
+    encodings = {c: "DELTA_BINARY_PACKED" for c in delta} | {c: "PLAIN" for c in plain}
+    dictionary = [c for c in table.columns if c not in encodings]
+    pq.write_table(
+        table.to_arrow(compat_level=pl.CompatLevel.newest()), path, compression="lz4",
+        row_group_size=max(1, table.height), use_dictionary=dictionary, column_encoding=encodings or None,
+    )
+
+
+def save_frame(journal: Journal, frame: Frame) -> Path | None:
+    """Save ``frame`` (every built-in's columns, the whole journal, read by ``load_frame``) as the
+    journal's keys; returns their folder (None: a journal that keeps none)."""
+    root = keys_root(journal)
+    if root is None or type(frame.o) is not Strings:  # only a frame read from the journal
+        return None
+    stamp = _stamp(journal)
+    s, o = frame.s, frame.o
+    n = s.height
+    orig = s.get_column("orig")
+    base = integrity_base(frame)
+    calls = by_call_groups(frame)
+    call = pl.repeat(None, n, dtype=pl.UInt32, eager=True).scatter(
+        calls.get_column("srow"), (calls.get_column("start").cum_sum() - 1).cast(pl.UInt32)
+    )
+    et, et_names = _codes(s.get_column("et"), pl.UInt8())
+    tool, tool_names = _codes(s.get_column("tool_name"), pl.UInt16())
+    sid = s.select((pl.col("first").cum_sum() - 1).cast(pl.UInt32)).to_series()
+    first_orig = orig.filter(s.get_column("first"))
+    streams = pl.DataFrame({"stream_id": o.take("stream_id", first_orig), "stream_type": o.take("stream_type", first_orig)})
+    user = s.get_column("et") == "user_message"
+    said = o.take("data", orig.filter(user))
+    texts = said.unique(maintain_order=True).drop_nulls().alias("text")
+    text_code = (
+        said.to_frame("text").join(texts.to_frame().with_row_index("code"), on="text", how="left", maintain_order="left")
+        .get_column("code")
+    )
+    text = pl.repeat(None, n, dtype=pl.UInt32, eager=True).scatter(user.arg_true(), text_code)
+    keys = pl.DataFrame(
+        {
+            "orig": orig,
+            "sid": sid,
+            "version": s.get_column("version"),
+            "position": s.get_column("position"),
+            "et": et,
+            "tool": tool,
+            "is_error": s.get_column("is_error"),
+            "cost": s.get_column("cost").cast(pl.Int64),
+            "tokens": s.get_column("tokens"),
+            "duration_ms": s.get_column("duration_ms"),
+            "call": call,
+            "has_key": s.get_column("has_key"),
+            "args": s.get_column("args"),
+            "cause": base.get_column("cause_position"),
+            "uses": base.get_column("uses"),
+            "has_cause": base.get_column("has_cause"),
+            "text": text,
+        }
+    ).with_columns(
+        # zeros and single uses as nulls: a few bits each instead of eight bytes
+        cost=pl.when(pl.col("cost") != 0).then("cost"),
+        tokens=pl.when(pl.col("tokens") != 0).then("tokens"),
+        uses=pl.when(pl.col("uses") > 1).then("uses"),
+    )
+    # the strings stay in the journal's order (``orig``): no gather of 10M strings
+    by_orig = pl.repeat(0, n, dtype=pl.UInt32, eager=True).scatter(orig, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
+    # a message quotes the causation id only of a cause naming no event or a later one
+    quoted = keys.select(pl.col("cause").is_null() | (pl.col("cause") >= pl.col("position"))).to_series().gather(by_orig)
+    hi, lo = _uuid_halves(pl.col("event_id"))
+    strings = o.frame.select(
+        "occurred_at", "tool_call_id", "idempotency_key", "model",
+        event_uuid_hi=hi, event_uuid_lo=lo,
+        event_id=pl.when(hi.is_null()).then("event_id"),
+        causation_id=pl.when(quoted).then("causation_id"),
+    )
+    root.mkdir(exist_ok=True)
+    name = uuid.uuid4().hex
+    tmp = root / f".{name}.tmp"
+    tmp.mkdir()
+    try:
+        _write(keys, tmp / "keys.parquet", delta=("orig", "sid", "version", "position", "cause"), plain=("args",))
+        _write(strings, tmp / "strings.parquet", delta=("occurred_at",), plain=("event_uuid_hi", "event_uuid_lo"))
+        _write(streams, tmp / "streams.parquet")
+        _write(texts.to_frame(), tmp / "texts.parquet")
+        manifest = {**stamp, "events": n, "event_types": et_names, "tool_names": tool_names}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        os.replace(tmp, root / name)
+        pointer = root / f".{_CURRENT}.{name}.tmp"
+        pointer.write_text(name + "\n")
+        os.replace(pointer, root / _CURRENT)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for other in root.iterdir():  # earlier keys, and what a killed save left
+        if other.name not in (name, _CURRENT):
+            shutil.rmtree(other, ignore_errors=True) if other.is_dir() else other.unlink(missing_ok=True)
+    return root / name
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def saved_folder(journal: Journal) -> Path | None:
+    """The folder of keys saved at the journal's current Delta version, or None."""
+    root = keys_root(journal)
+    if root is None:
+        return None
+    try:
+        folder = root / (root / _CURRENT).read_text().strip()
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    stamp = _stamp(journal)
+    return folder if all(manifest.get(k) == v for k, v in stamp.items()) else None
+
+
+class SavedStrings(Strings):
+    """The strings of saved keys, by ``orig`` row (the journal's order, as ``strings.parquet``
+    holds them); each column is read on its first use."""
+
+    def __init__(self, folder: Path, s: pl.DataFrame) -> None:
+        super().__init__(s)
+        self.folder = folder
+        self.streams = pl.read_parquet(folder / "streams.parquet")
+        self._read: dict[str, pl.Series] = {}
+        self._lock = threading.Lock()
+
+    def _column(self, name: str, file: str = "strings") -> pl.Series:
+        key = f"{file}:{name}"
+        with self._lock:
+            if key not in self._read:
+                if name == "srow":  # the sorted row of each orig row
+                    n = self.frame.height
+                    self._read[key] = pl.repeat(0, n, dtype=pl.UInt32, eager=True).scatter(
+                        self.frame.get_column("orig"), pl.int_range(0, n, dtype=pl.UInt32, eager=True)
+                    )
+                else:
+                    self._read[key] = pl.read_parquet(self.folder / f"{file}.parquet", columns=[name]).to_series()
+            return self._read[key]
+
+    def take(self, column: str, rows: pl.Series) -> pl.Series:
+        s = self.frame
+        if column in ("stream_id", "stream_type", "position", "version", "duration_ms", "event_type", "tool_name", "data"):
+            srows = self._column("srow").gather(rows)
+            if column in ("stream_id", "stream_type"):
+                return self.streams.get_column(column).gather(s.get_column("sid").gather(srows))
+            if column == "data":
+                return self._column("text", "texts").gather(self._column("text", "keys").gather(srows)).alias("data")
+            return s.get_column("et" if column == "event_type" else column).gather(srows).alias(column)
+        if column == "event_id":
+            text = _uuid_text(self._column("event_uuid_hi").gather(rows), self._column("event_uuid_lo").gather(rows))
+            return pl.select(pl.coalesce(text, self._column("event_id").gather(rows))).to_series().alias("event_id")
+        return self._column(column).gather(rows)
+
+
+def _categorical(names: Sequence[str], codes: pl.Series) -> pl.Series:
+    return pl.Series(list(names), dtype=pl.Categorical).gather(codes)
+
+
+def load_saved(journal: Journal) -> Frame | None:
+    """The frame saved at the journal's current Delta version (every built-in's columns), or None."""
+    folder = saved_folder(journal)
+    if folder is None:
+        return None
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        k = pl.read_parquet(folder / "keys.parquet", columns=list(EAGER))
+    except (OSError, ValueError, pl.exceptions.PolarsError):  # damaged: read from the journal and saved again
+        return None
+    cost = k.get_column("cost")
+    tc = k.get_column("call").cast(pl.UInt64)
+    s = k.select(
+        "orig", "sid", "version", "position",
+        et=_categorical(manifest["event_types"], k.get_column("et")),
+        tool_name=_categorical(manifest["tool_names"], k.get_column("tool")),
+        is_error="is_error",
+        cost=pl.col("cost").cast(nano_sum_type(cost)).fill_null(0),
+        tokens=pl.col("tokens").fill_null(0),
+        duration_ms="duration_ms",
+        tc=tc, tc2=tc,
+        has_key="has_key", args="args", cause="cause", uses="uses", has_cause="has_cause",
+        first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True),
+    )
+    return Frame(SavedStrings(folder, s), s, removals=read_removals(journal))
+
+
+__all__ = ["EAGER", "FORMAT", "KEYS_DIR", "SavedStrings", "drop_rule_keys", "keys_root", "load_saved", "save_frame", "saved_folder"]

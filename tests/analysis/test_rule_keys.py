@@ -5,7 +5,11 @@ failures the rules' own SQL/Polars definitions give, and stale or removed keys a
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,7 @@ from test_shared_pass import PARAMS, _per_rule
 
 from toolkit.analysis import rule_keys, shared_pass
 from toolkit.analysis.rules import RuleSet
-from toolkit.analysis.shared_pass import BUILTIN_COLUMNS, frame_failures, load_frame
+from toolkit.analysis.shared_pass import BUILTIN_COLUMNS, Frame, frame_failures, load_frame
 from toolkit.journal import Journal
 from toolkit.journal.redaction import redact_subject
 from toolkit.journal.retention import remove_stream_prefix
@@ -25,6 +29,16 @@ def _copy(journal: Journal, tmp_path: Path) -> Journal:
     assert isinstance(journal.path, Path)
     shutil.copytree(journal.path, tmp_path / "j", ignore=shutil.ignore_patterns(rule_keys.KEYS_DIR))
     return Journal.open(tmp_path / "j")
+
+
+@contextmanager
+def _saved_frame(journal: Journal) -> Iterator[Frame]:
+    frame = rule_keys.load_saved(journal)
+    assert frame is not None and "cause" in frame.s.columns  # the saved frame, not a read of the journal
+    try:
+        yield frame
+    finally:
+        frame.o.close()
 
 
 def _builtins() -> list[Any]:
@@ -53,10 +67,9 @@ def saved(everything: Journal, demo: Journal, tmp_path_factory: pytest.TempPathF
 @pytest.mark.parametrize("where", ["patterns", "demo"])
 def test_failures_over_saved_keys_equal_the_rules_own_definitions(name: str, where: str, saved: dict[str, Journal]) -> None:
     journal = saved[where]
-    frame = rule_keys.load_saved(journal)
-    assert frame is not None and "cause" in frame.s.columns  # the saved frame, not a read of the journal
     bound = RuleSet.load().get(name).bind(PARAMS.get(name, {}))
-    got = frame_failures(frame, name, bound).to_pylist()
+    with _saved_frame(journal) as frame:
+        got = frame_failures(frame, name, bound).to_pylist()
     assert got == _per_rule(journal, name, bound)
     assert got == frame_failures(load_frame(journal, [name]), name, bound).to_pylist()
     if where == "patterns":
@@ -73,9 +86,8 @@ def test_ids_that_are_not_uuids_come_back_as_written(tmp_path: Path) -> None:
     journal.append("run-1", [{"event_type": "error", "event_id": i, "data": {"n": n}} for n, i in enumerate(ids)], expected_version=0)
     journal.append("run-2", [{"event_type": "error", "event_id": ids[1], "data": None}], expected_version=0)  # used twice
     _grade(journal)
-    frame = rule_keys.load_saved(journal)
-    assert frame is not None
-    assert sorted(frame.o.take("event_id", frame.s.get_column("orig")).to_list()) == sorted([*ids, ids[1]])
+    with _saved_frame(journal) as frame:
+        assert sorted(frame.o.take("event_id", frame.s.get_column("orig")).to_list()) == sorted([*ids, ids[1]])
     failures = _grade(journal)["journal_integrity"]
     assert {f["message"] for f in failures} == {f"event_id {ids[1]} used 2 times"}
     assert failures == _per_rule(journal, "journal_integrity", RuleSet.load().get("journal_integrity").bind({}))
@@ -122,7 +134,8 @@ def test_damaged_keys_are_read_from_the_journal_again(demo: Journal, tmp_path: P
     (folder / "keys.parquet").write_bytes(b"PAR1 cut short")
     assert rule_keys.load_saved(journal) is None
     assert _grade(journal) == first
-    assert rule_keys.load_saved(journal) is not None
+    with _saved_frame(journal):
+        pass
 
 
 @pytest.mark.parametrize("how", ["purge", "redact"])
@@ -137,3 +150,22 @@ def test_a_purge_or_a_redaction_deletes_the_keys(how: str, demo: Journal, tmp_pa
         subjects = journal.read_all(["subject_id"]).column("subject_id").drop_null()
         redact_subject(journal, subjects[0].as_py())
     assert not (journal.path / rule_keys.KEYS_DIR).exists()
+
+
+def test_a_grade_reading_keys_a_later_save_replaces_still_reads_its_own(demo: Journal, tmp_path: Path) -> None:
+    journal = _copy(demo, tmp_path)
+    first = _grade(journal)
+    name = "tool_result_pairing"
+    bound = RuleSet.load().get(name).bind({})
+    with _saved_frame(journal) as frame:
+        old = rule_keys.saved_folder(journal)
+        assert old is not None
+        killed = old.parent / ".0123.tmp"  # a save killed long ago, and one another process is writing now
+        writing = old.parent / ".4567.tmp"
+        killed.mkdir()
+        writing.mkdir()
+        os.utime(killed, (time.time() - 7200, time.time() - 7200))
+        assert rule_keys.save_frame(journal, load_frame(journal, sorted(BUILTIN_COLUMNS))) is not None
+        assert not old.exists() and not killed.exists() and writing.exists()
+        # the strings this grade had not read yet come from the files it opened
+        assert frame_failures(frame, name, bound).to_pylist() == first[name]

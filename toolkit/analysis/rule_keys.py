@@ -31,10 +31,11 @@ import json
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -53,6 +54,7 @@ from toolkit.journal.store import Journal
 KEYS_DIR: Final = RULE_KEYS_DIR
 FORMAT: Final = 1
 _CURRENT: Final = "CURRENT"
+_STALE_S: Final = 3600  # a save in progress this long ago was killed
 # read on every re-grade; the other columns of keys.parquet are read when a message quotes them
 EAGER: Final = (
     "orig", "sid", "version", "position", "et", "tool", "is_error", "cost", "tokens", "duration_ms", "call",
@@ -206,10 +208,23 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for other in root.iterdir():  # earlier keys, and what a killed save left
-        if other.name not in (name, _CURRENT):
-            shutil.rmtree(other, ignore_errors=True) if other.is_dir() else other.unlink(missing_ok=True)
+    _remove_others(root, name)
     return root / name
+
+
+def _remove_others(root: Path, current: str) -> None:
+    """Earlier keys (a re-grade reading them holds its files open), and what a killed save left;
+    not the folder another process may be writing right now (younger than ``_STALE_S``)."""
+    now = time.time()
+    for other in root.iterdir():
+        if other.name in (current, _CURRENT):
+            continue
+        try:
+            if other.name.startswith(".") and now - other.stat().st_mtime < _STALE_S:
+                continue
+            shutil.rmtree(other) if other.is_dir() else other.unlink()
+        except OSError:
+            continue  # gone already, or removed by the other process
 
 
 # ---------------------------------------------------------------------- reading
@@ -233,12 +248,24 @@ class SavedStrings(Strings):
     """The strings of saved keys, by ``orig`` row (the journal's order, as ``strings.parquet``
     holds them); each column is read on its first use."""
 
-    def __init__(self, folder: Path, s: pl.DataFrame) -> None:
-        super().__init__(s)
+    def __init__(self, folder: Path) -> None:
+        super().__init__(pl.DataFrame())  # the sorted frame, once read (``load_saved``)
         self.folder = folder
-        self.streams = pl.read_parquet(folder / "streams.parquet")
+        # opened first: a later save removes this folder, and open files stay readable
+        self._files: dict[str, BinaryIO] = {}
+        try:
+            for f in ("keys", "strings", "texts", "streams"):
+                self._files[f] = (folder / f"{f}.parquet").open("rb")
+        except OSError:
+            self.close()
+            raise
+        self.streams = pl.read_parquet(self._files["streams"])
         self._read: dict[str, pl.Series] = {}
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
 
     def _column(self, name: str, file: str = "strings") -> pl.Series:
         key = f"{file}:{name}"
@@ -250,7 +277,9 @@ class SavedStrings(Strings):
                         self.frame.get_column("orig"), pl.int_range(0, n, dtype=pl.UInt32, eager=True)
                     )
                 else:
-                    self._read[key] = pl.read_parquet(self.folder / f"{file}.parquet", columns=[name]).to_series()
+                    handle = self._files[file]
+                    handle.seek(0)
+                    self._read[key] = pl.read_parquet(handle, columns=[name]).to_series()
             return self._read[key]
 
     def take(self, column: str, rows: pl.Series) -> pl.Series:
@@ -277,10 +306,14 @@ def load_saved(journal: Journal) -> Frame | None:
     folder = saved_folder(journal)
     if folder is None:
         return None
+    strings: SavedStrings | None = None
     try:
+        strings = SavedStrings(folder)
         manifest = json.loads((folder / "manifest.json").read_text())
-        k = pl.read_parquet(folder / "keys.parquet", columns=list(EAGER))
-    except (OSError, ValueError, pl.exceptions.PolarsError):  # damaged: read from the journal and saved again
+        k = pl.read_parquet(strings._files["keys"], columns=list(EAGER))
+    except (OSError, ValueError, pl.exceptions.PolarsError):  # removed meanwhile, or damaged: read the journal
+        if strings is not None:
+            strings.close()
         return None
     cost = k.get_column("cost")
     tc = k.get_column("call").cast(pl.UInt64)
@@ -296,7 +329,8 @@ def load_saved(journal: Journal) -> Frame | None:
         has_key="has_key", args="args", cause="cause", uses="uses", has_cause="has_cause",
         first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True),
     )
-    return Frame(SavedStrings(folder, s), s, removals=read_removals(journal))
+    strings.frame = s
+    return Frame(strings, s, removals=read_removals(journal))
 
 
 __all__ = ["EAGER", "FORMAT", "KEYS_DIR", "SavedStrings", "drop_rule_keys", "keys_root", "load_saved", "save_frame", "saved_folder"]

@@ -114,6 +114,9 @@ class Strings:
     def take_frame(self, columns: Sequence[str], rows: pl.Series) -> pl.DataFrame:
         return pl.DataFrame([self.take(c, rows).alias(c) for c in columns])
 
+    def close(self) -> None:
+        """Release what the strings hold open (nothing here)."""
+
 
 @dataclass
 class Frame:
@@ -764,7 +767,10 @@ def whole_journal_frame(journal: Journal) -> Frame | None:
     frame = rule_keys.load_saved(journal)
     if frame is None:
         frame = load_frame(journal, list(BUILTIN_COLUMNS))
-        rule_keys.save_frame(journal, frame)
+        try:
+            rule_keys.save_frame(journal, frame)
+        except OSError:  # a journal this user may not write to, a full disk: the next re-grade reads again
+            pass
     return frame
 
 
@@ -828,6 +834,7 @@ def grade_streams(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+    frame.o.close()
     return out
 
 

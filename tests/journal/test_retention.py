@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import signal
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
-from helpers import build_tool_failure_loop, drop_row, ev, locate, rewrite_parquet, set_cell
+from helpers import build_tool_failure_loop, drop_row, ev, locate, rewrite_parquet, set_cell, spawn
 
 from toolkit.errors import RetentionError
 from toolkit.journal import Journal, rewrite
 from toolkit.journal.integrity import verify_journal
-from toolkit.journal.retention import file_sha256, purge_before
+from toolkit.journal.retention import Leftovers, file_sha256, purge_before
 from toolkit.journal.side_tables import SIDE_TABLES, read_table
 
 UTC = dt.UTC
@@ -137,7 +139,10 @@ def test_a_purge_killed_half_way_is_rolled_back_by_the_rerun(
         raise KeyboardInterrupt(f"killed {killed_at}")
 
     def append(journal: Journal, name: str, rows: list[dict[str, object]]) -> int:
-        if (killed_at, name) == ("after the archive", "purges") or (killed_at, name) == ("after the records", "archives"):
+        if (killed_at, name) == ("after the archive", "purges") or (killed_at, name) == (
+            "after the records",
+            "archives",
+        ):
             kill()
         return real_append(journal, name, rows)
 
@@ -226,3 +231,72 @@ def test_findings_written_before_a_column_was_added_can_be_rewritten(journal: Jo
     rewrite.rewrite_side_table(journal, "findings", old, "redact")  # what journal redact does to them
     assert read_table(journal, "findings").to_pylist() == old.to_pylist()
     assert added in DeltaTable(str(journal.path / "findings")).schema().to_arrow().names
+
+
+def _killed_archive_run(journal: Journal, op: str, archive: Path) -> None:
+    """A purge --archive or journal archive -o of ``journal`` SIGKILLed once its archive file is
+    written and before it is registered: the file and its pending record are left."""
+    target = {"purge": "toolkit.journal.retention", "archive": "toolkit.reports.archive"}[op]
+    proc = spawn("killed_at", journal.path, op, f"{target}:write_parquet_atomic", "after", 1, archive)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, f"{op} not killed ({proc.returncode}): {out}{err}"
+    assert archive.is_file() and any((journal.path / "pending-archives").glob("*.json"))
+
+
+@pytest.fixture
+def alice(journal: Journal) -> Journal:
+    """One stream with an event before the cut-off of the killed_at purge (2025-01-05T00:00:30Z)."""
+    old = dt.datetime(2025, 1, 5, tzinfo=UTC)
+    journal.append("alice-1", [ev("user_message", {"n": i}, occurred_at=old + dt.timedelta(minutes=i)) for i in (0, 1)])
+    return journal
+
+
+def _clean_up(path: Path) -> Leftovers:
+    """What a purge that removes nothing finds of the leftovers of killed runs."""
+    return purge_before(Journal.open(path), dt.datetime(2024, 1, 1, tzinfo=UTC), now=NOW).leftovers
+
+
+@pytest.mark.parametrize("op", ["purge", "archive"])
+def test_a_copy_of_a_journal_keeps_the_archive_a_killed_run_of_the_original_left(
+    alice: Journal, tmp_path: Path, op: str
+) -> None:
+    """A copy of the journal directory (cp -r) made while a killed run's record was pending holds
+    that record too: a purge, archive or redact of the copy deleted the original's file (it is at
+    the recorded path with the recorded digest). It is not the copy's: the copy keeps it and says
+    so; the original still deletes it."""
+    archive = tmp_path / "outside" / "alice-1.parquet"
+    _killed_archive_run(alice, op, archive)
+    digest = file_sha256(archive)
+    copy = tmp_path / "copy"
+    shutil.copytree(alice.path, copy)
+
+    found = _clean_up(copy)
+    assert archive.is_file() and file_sha256(archive) == digest
+    assert found.removed == [] and list(found.kept) == [str(archive)]
+    assert str(alice.path) in found.kept[str(archive)]
+    assert any(str(archive) in note and str(alice.path) in note for note in found.notes())
+    assert any((copy / "pending-archives").glob("*.json"))  # the original has not dealt with it yet
+
+    assert _clean_up(alice.path).removed == [str(archive)]  # the original deletes its own leftover
+    assert not archive.exists() and not any((alice.path / "pending-archives").glob("*.json"))
+    again = _clean_up(copy)  # the original settled it: the copy drops its record, says nothing
+    assert again.removed == [] and again.kept == {} and not any((copy / "pending-archives").glob("*.json"))
+
+
+def test_a_copy_keeps_the_archive_of_a_purge_of_the_original_killed_before_its_commit(
+    alice: Journal, tmp_path: Path
+) -> None:
+    """A purge killed after registering its archive and before its commit is rolled back by the
+    next run, archive file included: on a copy, that file is the original's."""
+    archive = tmp_path / "outside" / "purged.parquet"
+    proc = spawn("killed_at", alice.path, "purge", "toolkit.journal.retention:replace_partitions", "before", 1, archive)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL and archive.is_file()
+    copy = tmp_path / "copy"
+    shutil.copytree(alice.path, copy)
+
+    found = _clean_up(copy)
+    assert archive.is_file() and list(found.kept) == [str(archive)]
+    assert read_table(Journal.open(copy), "purges").num_rows == 0  # rolled back there
+    _clean_up(alice.path)  # the original rolls its purge back, archive file included
+    assert not archive.exists()

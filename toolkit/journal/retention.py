@@ -24,7 +24,9 @@ rerun records each removal once and no copy of the events is left behind where e
 look. An archive file is announced in the journal (``pending-archives/``, :func:`announce_archive`)
 before it is written and settled once registered: the next purge, ``journal archive`` or redaction
 deletes an announced file that was never registered wherever it lies, an ``--archive`` path
-outside the journal too (:func:`remove_unregistered_archives`). ``remove_stream_prefix`` is the same removal for one stream (``journal archive --delete``).
+outside the journal too (:func:`remove_unregistered_archives`), if this journal announced it: a copy
+of the journal directory holds its original's records, and keeps and reports the files they name
+(:func:`_journal_identity`). ``remove_stream_prefix`` is the same removal for one stream (``journal archive --delete``).
 """
 
 from __future__ import annotations
@@ -74,9 +76,14 @@ class Leftovers:
 
     removed: list[str] = field(default_factory=list)  # deleted: their events are still in the journal
     elsewhere: list[str] = field(default_factory=list)  # "host:path" written on another host, not reachable here
+    kept: dict[str, str] = field(default_factory=dict)  # path → why: announced by another journal (this is a copy)
 
-    def summary(self) -> dict[str, list[str]]:
-        return {"unregistered_archives_removed": self.removed, "unregistered_archives_elsewhere": self.elsewhere}
+    def summary(self) -> dict[str, Any]:
+        return {
+            "unregistered_archives_removed": self.removed,
+            "unregistered_archives_elsewhere": self.elsewhere,
+            "unregistered_archives_kept": self.kept,
+        }
 
     def notes(self) -> list[str]:
         """What a command says on stderr about them."""
@@ -90,6 +97,12 @@ class Leftovers:
             "registered it, may hold events and personal data that erasure does not reach\n"
             "Hint: run journal purge, archive or redact on that host to remove it"
             for e in self.elsewhere
+        ]
+        out += [
+            f"kept {p}: {why}\nHint: that journal removes it on its next purge, archive or redact; if it is "
+            "this journal, moved to another file system or restored from a backup, delete the file and "
+            "the record by hand unless a journal registered the file (journal sql: archives)"
+            for p, why in self.kept.items()
         ]
         return out
 
@@ -315,14 +328,55 @@ def default_archive(journal: Journal, purge_id: str) -> Path:
     return journal.path / ARCHIVE_DIR / f"{purge_id}.parquet"
 
 
+def _journal_identity(journal: Journal) -> dict[str, Any]:
+    """Which journal announces an archive file (:func:`announce_archive`): its path, and for a local
+    journal the device and inode of its directory. A copy of the directory (``cp -r``,
+    ``shutil.copytree``, rsync, a restored backup) is a new directory, with a new inode, holding
+    the same files: the pending records and anything written in the journal (the Delta table's
+    id, a random id) are copied along, so none of them tells a copy from its original. A rename
+    or move on the same file system keeps the inode: the journal still knows its records. An
+    ``s3://`` journal has no inode: its URL (a copy is another prefix; S3 renames by copying)."""
+    if isinstance(journal.path, S3Location):
+        return {"journal": str(journal.path)}
+    st = os.stat(journal.path)
+    return {"journal": str(journal.path), "journal_inode": [st.st_dev, st.st_ino]}
+
+
+def _announced_here(journal: Journal, doc: Mapping[str, Any]) -> bool:
+    """Whether this journal wrote the record ``doc`` (not the original of which it is a copy)."""
+    if "journal" not in doc:  # written before records named their journal: taken as this one's
+        return True
+    mine = _journal_identity(journal)
+    if "journal_inode" in mine:  # the path may have changed (a rename); the inode has not
+        return bool(doc.get("journal_inode") == mine["journal_inode"])
+    return bool(doc["journal"] == mine["journal"])
+
+
+def _settled_by_its_journal(doc: Mapping[str, Any], record: Path | S3Location) -> bool:
+    """Whether the (local) journal that wrote the record ``doc`` is where it was and no longer holds
+    it: it deleted its file or registered it, and the copy's record has nothing left to say."""
+    inode = doc.get("journal_inode")
+    if inode is None:
+        return False
+    owner = Path(doc["journal"])
+    try:
+        st = os.stat(owner)
+    except OSError:
+        return False
+    return [st.st_dev, st.st_ino] == inode and not (owner / PENDING_DIR / record.name).exists()
+
+
 def announce_archive(journal: Journal, path: Path, operation: str) -> Path | S3Location:
     """Record inside the journal, before a byte of it is written, that ``operation`` is about to
     write the archive file ``path``: a run killed before it registers the file (``archives``)
     leaves this record, by which the next purge, archive or redaction finds the file wherever it
     lies (:func:`remove_unregistered_archives`). Call it under the write lock; :func:`settle_archive`
-    removes the record once the file is registered. Returns the record."""
+    removes the record once the file is registered. The record names the journal that wrote it
+    (:func:`_journal_identity`), so that a copy of the journal leaves the file alone. Returns the
+    record."""
     doc = {
         "path": str(path),
+        **_journal_identity(journal),
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "operation": operation,
@@ -381,23 +435,25 @@ def remove_unregistered_archives(journal: Journal) -> Leftovers:
     folder = journal.path / PENDING_DIR
     if isinstance(folder, Path) and not folder.is_dir():
         return found
-    records = sorted((r for r in folder.iterdir() if r.name.endswith(".json")), key=str)
+    records = _pending_records(journal)
     if not records:
         return found
     registered = {
         (a["path"], a["sha256"]) for a in read_table(journal, "archives").select(["path", "sha256"]).to_pylist()
     }
     here = socket.gethostname()
-    for record in records:
-        try:
-            doc = json.loads(record.read_text())
-            path, host, operation = Path(doc["path"]), str(doc["host"]), str(doc["operation"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise RetentionError(
-                f"{record}: unreadable record of an archive file being written ({e})",
-                hint="it names the archive file a killed purge or archive wrote: delete that file and the record",
-                path=str(record),
-            ) from e
+    for record, doc in records:
+        path, host, operation = Path(doc["path"]), str(doc["host"]), str(doc["operation"])
+        if not _announced_here(journal, doc):  # a copy of the journal that wrote it: the file is that one's
+            if _settled_by_its_journal(doc, record):
+                settle_archive(record)
+            else:
+                found.kept[str(path)] = (
+                    f"an archive file {operation} of the journal at {doc['journal']} was writing when it was "
+                    "killed; this journal holds its record as a copy of that one, and the file is that "
+                    "journal's (it may be registered there)"
+                )
+            continue
         if host != here:  # the path names a file of that host's (one here by that name is another's)
             found.elsewhere.append(f"{host}:{path}")
             continue
@@ -432,6 +488,27 @@ def remove_unregistered_archives(journal: Journal) -> Leftovers:
     return found
 
 
+def _pending_records(journal: Journal) -> list[tuple[Path | S3Location, dict[str, Any]]]:
+    """The records of :func:`announce_archive` in the journal, each with what it says."""
+    folder = journal.path / PENDING_DIR
+    if isinstance(folder, Path) and not folder.is_dir():
+        return []
+    out = []
+    for record in sorted((r for r in folder.iterdir() if r.name.endswith(".json")), key=str):
+        try:
+            doc = json.loads(record.read_text())
+            if not isinstance(doc, dict) or not all(isinstance(doc[k], str) for k in ("path", "host", "operation")):
+                raise TypeError("path, host and operation must be strings")
+        except (ValueError, KeyError, TypeError) as e:
+            raise RetentionError(
+                f"{record}: unreadable record of an archive file being written ({e})",
+                hint="it names the archive file a killed purge or archive wrote: delete that file and the record",
+                path=str(record),
+            ) from e
+        out.append((record, doc))
+    return out
+
+
 def roll_back_unfinished(journal: Journal) -> list[str]:
     """Under the write lock: undo what purges killed before their commit left (see the module
     docstring); returns the purge ids rolled back."""
@@ -452,9 +529,13 @@ def roll_back_unfinished(journal: Journal) -> list[str]:
         )
         still_there = first_kept.join(lowest, on="stream_id").filter(pl.col("lowest") < pl.col("first_kept_version"))
         pending = set(still_there.get_column("purge_id").to_list())
+    # a copy of the journal holds the records of its original's purge: the archive file is the original's
+    theirs = (
+        {doc["path"] for _, doc in _pending_records(journal) if not _announced_here(journal, doc)} if pending else set()
+    )
     for row in purges.filter(pc.is_in(purges.column("purge_id"), pa.array(sorted(pending), pa.string()))).to_pylist():
         path = row["archive_path"]
-        if path and Path(path).is_file() and file_sha256(path) == row["archive_sha256"]:
+        if path and path not in theirs and Path(path).is_file() and file_sha256(path) == row["archive_sha256"]:
             Path(path).unlink()  # a copy of events that are still in the journal
     if pending:
         ids = pa.array(sorted(pending), pa.string())

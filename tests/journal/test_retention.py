@@ -283,6 +283,25 @@ def test_a_copy_of_a_journal_keeps_the_archive_a_killed_run_of_the_original_left
     assert again.removed == [] and again.kept == {} and not any((copy / "pending-archives").glob("*.json"))
 
 
+def test_an_archive_a_copy_registered_survives_the_clean_up_of_the_original(alice: Journal, tmp_path: Path) -> None:
+    """After a killed journal archive, its copy resumes it to the same file and registers it (same
+    events, same bytes): the original's record named that digest and deleted the copy's archive.
+    Each run's archive carries its run's id, so the file the copy wrote is not the one the
+    original's killed run wrote."""
+    from toolkit.reports.archive import archive_stream
+
+    archive = tmp_path / "outside" / "alice-1.parquet"
+    _killed_archive_run(alice, "archive", archive)
+    copy = tmp_path / "copy"
+    shutil.copytree(alice.path, copy)
+    written = archive_stream(Journal.open(copy), "alice-1", archive)
+    assert list(written.leftovers.kept) == [str(archive)]
+    assert [a["sha256"] for a in read_table(Journal.open(copy), "archives").to_pylist()] == [written.sha256]
+
+    assert _clean_up(alice.path).removed == []
+    assert archive.is_file() and file_sha256(archive) == written.sha256
+
+
 def test_a_copy_keeps_the_archive_of_a_purge_of_the_original_killed_before_its_commit(
     alice: Journal, tmp_path: Path
 ) -> None:

@@ -146,12 +146,19 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_parquet_atomic(table: pa.Table, path: Path, written: Callable[[str], None] | None = None) -> str:
+def write_parquet_atomic(
+    table: pa.Table, path: Path, written: Callable[[str], None] | None = None, *, run: str | None = None
+) -> str:
     """Write ``table`` to ``path`` (temp, fsync, rename); returns the file's SHA-256. ``written``
-    gets that digest before the rename (:func:`note_archive_written`)."""
+    gets that digest before the rename (:func:`note_archive_written`). ``run`` (the record of
+    :func:`announce_archive`) goes into the file's metadata, so that its digest is this run's
+    alone: another run writing the same events there (a copy of the journal resuming the same
+    archive) writes other bytes, which this run's record does not take for its own."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    if run is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"toolkit.archive_run": run.encode()})
     try:
         pq.write_table(table, tmp, compression="zstd")
         with open(tmp, "rb") as f:
@@ -232,7 +239,7 @@ def _remove(
         record = announced = announce_archive(journal, archive, f"purge {purge_id}")
         result.archive_path = str(archive)
         result.archive_sha256 = write_parquet_atomic(
-            removed, archive, written=lambda digest: note_archive_written(announced, digest)
+            removed, archive, written=lambda digest: note_archive_written(announced, digest), run=announced.name
         )
     agg = (
         pl.DataFrame(removed.select(["stream_id", "version", "hash", "occurred_at"]))

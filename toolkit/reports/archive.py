@@ -119,12 +119,26 @@ def _archive_stream(
     if not resume:
         _append_tombstone(journal, stream_id, last, out, fmt, reason, head.num_rows)
     events = journal.read_stream(stream_id)
-    first_version = int(events.column("version")[0].as_py())
     tombstone_version = int(events.column("version")[-1].as_py())
+    registered = [a["sha256"] for a in read_table(journal, "archives").to_pylist() if a["path"] == str(out)]
+    if resume and registered and out.is_file() and file_sha256(out) == registered[-1]:
+        # the killed run wrote and registered it: kept (rewritten, it would carry this run's id)
+        digest = registered[-1]
+    else:
+        digest = _write_archive(journal, events, out, fmt, stream_id, registered)
+    result = ArchiveResult(stream_id, str(out), fmt, events.num_rows, digest, tombstone_version)
+    if delete:
+        result.deleted = remove_stream_prefix(journal, stream_id, tombstone_version, reason="archive").events
+    return result
+
+
+def _write_archive(journal: Journal, events: Any, out: Path, fmt: str, stream_id: str, registered: list[str]) -> str:
+    """Announce, write and register the archive file (unless registered with its digest); returns
+    its SHA-256."""
     out.parent.mkdir(parents=True, exist_ok=True)
     record = announce_archive(journal, out, f"archive {stream_id}")
     if fmt == "parquet":
-        write_parquet_atomic(events, out, written=lambda digest: note_archive_written(record, digest))
+        write_parquet_atomic(events, out, written=lambda digest: note_archive_written(record, digest), run=record.name)
     else:
         from toolkit.ingest.evennia_archive import export_evennia_archive
 
@@ -134,8 +148,8 @@ def _archive_stream(
             note_archive_written(record, file_sha256(written))
             shutil.move(str(written), out)
     digest = file_sha256(out)
-    registered = [a["sha256"] for a in read_table(journal, "archives").to_pylist() if a["path"] == str(out)]
     if not registered or registered[-1] != digest:
+        first_version = int(events.column("version")[0].as_py())
         record_archive(
             journal,
             kind="stream",
@@ -146,10 +160,7 @@ def _archive_stream(
             note=json.dumps({"first_version": first_version, "subject_versions": _subject_versions(events)}),
         )
     settle_archive(record)
-    result = ArchiveResult(stream_id, str(out), fmt, events.num_rows, digest, tombstone_version)
-    if delete:
-        result.deleted = remove_stream_prefix(journal, stream_id, tombstone_version, reason="archive").events
-    return result
+    return digest
 
 
 def _names(data: str, out: Path, fmt: str) -> bool:

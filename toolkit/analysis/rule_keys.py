@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -85,16 +86,15 @@ def _codes(cat: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, list[str]]:
     return codes, names.to_list()
 
 
-def _uuid_halves(ids: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """The two 64-bit halves of canonical (lowercase, hyphenated) UUID strings; null for any other id."""
+def _uuid_halves(ids: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """The two 64-bit halves (big-endian) of canonical (lowercase, hyphenated) UUID strings; null
+    for any other id."""
     canonical = ids.str.contains(_UUID)
-
-    def part(start: int, length: int) -> pl.Expr:
-        return ids.str.slice(start, length).str.to_integer(base=16, strict=False).cast(pl.UInt64)
-
-    hi = part(0, 8) * (1 << 32) + part(9, 4) * (1 << 16) + part(14, 4)
-    lo = part(19, 4) * (1 << 48) + part(24, 12)
-    return pl.when(canonical).then(hi), pl.when(canonical).then(lo)
+    raw = pl.select(
+        pl.when(canonical).then(ids.str.replace_all("-", "", literal=True).str.decode("hex", strict=False))
+    ).to_series()
+    hi, lo = (raw.bin.slice(start, 8).bin.reinterpret(dtype=pl.UInt64, endianness="big") for start in (0, 8))
+    return hi, lo
 
 
 _HEX4: list[pl.Series] = []
@@ -183,7 +183,7 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
     by_orig = pl.repeat(0, n, dtype=pl.UInt32, eager=True).scatter(orig, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
     # a message quotes the causation id only of a cause naming no event or a later one
     quoted = keys.select(pl.col("cause").is_null() | (pl.col("cause") >= pl.col("position"))).to_series().gather(by_orig)
-    hi, lo = _uuid_halves(pl.col("event_id"))
+    hi, lo = _uuid_halves(o.frame.get_column("event_id"))
     strings = o.frame.select(
         "occurred_at", "tool_call_id", "idempotency_key", "model",
         event_uuid_hi=hi, event_uuid_lo=lo,
@@ -195,10 +195,14 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
     tmp = root / f".{name}.tmp"
     tmp.mkdir()
     try:
-        _write(keys, tmp / "keys.parquet", delta=("orig", "sid", "version", "position", "cause"), plain=("args",))
-        _write(strings, tmp / "strings.parquet", delta=("occurred_at",), plain=("event_uuid_hi", "event_uuid_lo"))
-        _write(streams, tmp / "streams.parquet")
-        _write(texts.to_frame(), tmp / "texts.parquet")
+        with ThreadPoolExecutor(2, "journal-keys") as pool:  # Arrow's writer releases the GIL: both at once
+            for done in [
+                pool.submit(_write, keys, tmp / "keys.parquet", ("orig", "sid", "version", "position", "cause"), ("args",)),
+                pool.submit(_write, strings, tmp / "strings.parquet", ("occurred_at",), ("event_uuid_hi", "event_uuid_lo")),
+                pool.submit(_write, streams, tmp / "streams.parquet"),
+                pool.submit(_write, texts.to_frame(), tmp / "texts.parquet"),
+            ]:
+                done.result()
         manifest = {**stamp, "events": n, "event_types": et_names, "tool_names": tool_names}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         os.replace(tmp, root / name)

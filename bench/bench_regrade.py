@@ -3,8 +3,11 @@
 Each figure is printed next to a baseline measured in the same run:
 
 1. the built-in SQL and Polars rules judged over every stream of a large journal in one shared
-   pass (``toolkit.analysis.shared_pass``: one scan, one sort), total, the read and the rules (run in threads), peak
-   RSS; then ``journal regrade`` of the same rules end to end (findings recorded; default journal:
+   pass (``toolkit.analysis.shared_pass``) over the journal's saved rule keys
+   (``toolkit.analysis.rule_keys``), best of ``--repeat``: total, the read and the rules (run in
+   threads), peak RSS; the first pass of the journal's Delta version, which reads the journal's
+   strings and saves the keys (each part timed); one pass without keys (the strings read every
+   time, as before the keys); then ``journal regrade`` of the same rules end to end (findings recorded; default journal:
    the 10M-event journal of bench_journal.py, linked read-only into bench/out so the findings can be
    written); vs a plain Python loop (the rules' references in ``toolkit.analysis.invariants``) timed
    over a sample of whole streams and scaled to the journal (target: <= 3 s on 2 cores);
@@ -44,7 +47,7 @@ from typing import Any
 import polars as pl
 
 from toolkit.analysis import regrade as regrade_module
-from toolkit.analysis import state_rules
+from toolkit.analysis import rule_keys, shared_pass, state_rules
 from toolkit.analysis.bisection import bisect_stream
 from toolkit.analysis.invariants import REFERENCE_COLUMNS, REFERENCES
 from toolkit.analysis.regrade import regrade
@@ -54,6 +57,7 @@ from toolkit.analysis.state_rules import all_stream_ids
 from toolkit.analysis.verdicts import Selection
 from toolkit.engines.polars_engine import scan_events
 from toolkit.journal import Journal
+from toolkit.journal.rewrite import drop_rule_keys
 
 OUT = Path(__file__).resolve().parent / "out"
 DEFAULT_JOURNAL = Path("/work/main/bench/out/journal-10000000")
@@ -79,36 +83,64 @@ def sample_streams(journal: Journal, n: int, *, contiguous: bool = False) -> lis
     return ids.gather_every(step).head(n).to_list()
 
 
+def _pass(journal: Journal, chosen: list[Any], bound: dict[str, Any]) -> tuple[float, float, float, list[Any]]:
+    """One shared pass: (total, read, rules) seconds and the outcomes."""
+    marks: list[float] = []
+    t0 = time.perf_counter()
+    outcomes = shared_failures(journal, chosen, bound, progress=lambda _name: marks.append(time.perf_counter()))
+    total = time.perf_counter() - t0
+    read_end = marks[1] if len(marks) > 1 else t0 + total  # the rules start once the frame is read
+    return total, read_end - marks[0], t0 + total - read_end, outcomes
+
+
 def bench_vectorised(journal: Journal, rules: list[str], sample: list[str], repeat: int, per_rule: bool) -> None:
     events = sum(f.rows for f in journal.files())
     rule_set = RuleSet.load()
     chosen = [rule_set.get(n) for n in rules]
     bound = {r.name: r.bind({}) for r in chosen}
-    best: dict[str, float] = {}
-    cpu_best = total_best = float("inf")
-    first_pass = 0.0
-    for k in range(repeat):
-        marks: list[tuple[str, float]] = []
+    # the first pass of this Delta version reads the journal's strings and saves the rule keys
+    # (timed on their own); the next ones read the keys
+    drop_rule_keys(journal)
+    saving: list[float] = []
+    save = rule_keys.save_frame
 
-        def mark(name: str, m: list[tuple[str, float]] = marks) -> None:
-            m.append((name, time.perf_counter()))
+    def timed_save(*args: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return save(*args)
+        finally:
+            saving.append(time.perf_counter() - t)
 
-        t0, c0 = time.perf_counter(), time.process_time()
-        outcomes = shared_failures(journal, chosen, bound, progress=mark)
-        total, cpu = time.perf_counter() - t0, time.process_time() - c0
-        total_best, cpu_best = min(total_best, total), min(cpu_best, cpu)
-        first_pass = total if k == 0 else first_pass
-        read_end = marks[1][1] if len(marks) > 1 else t0 + total  # the rules start once the frame is read
-        best["read"] = min(best.get("read", float("inf")), read_end - marks[0][1])
-        best["rules"] = min(best.get("rules", float("inf")), t0 + total - read_end)
+    rule_keys.save_frame = timed_save  # type: ignore[assignment]
+    try:
+        cold, cold_read, cold_rules, outcomes = _pass(journal, chosen, bound)
+    finally:
+        rule_keys.save_frame = save  # type: ignore[assignment]
+    best: dict[str, float] = {"total": float("inf"), "read": float("inf"), "rules": float("inf"), "cpu": float("inf")}
+    for _ in range(repeat):
+        c0 = time.process_time()
+        total, read, rules_s, outcomes = _pass(journal, chosen, bound)
+        cpu = time.process_time() - c0
+        for k, v in (("total", total), ("read", read), ("rules", rules_s), ("cpu", cpu)):
+            best[k] = min(best[k], v)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     failing = sum(t.num_rows for t, _ in outcomes if t is not None)
-    print(f"1. vectorised re-grade of {len(rules)} built-in rules over {events:,} events, one shared pass: "
-          f"{total_best:.2f} s (best of {repeat}; target <= 3 s; CPU {cpu_best:.2f} s over both cores), "
-          f"{failing:,} failing (rule, stream) pairs; peak RSS {rss:,.0f} MB; the process's first pass "
-          f"(as `journal regrade` runs it: every page of memory faulted in fresh) {first_pass:.2f} s")
-    print(f"   {'read + sort (one scan)':<28} {best['read']:6.2f} s")
-    print(f"   {f'the rules, {min(RULE_THREADS, len(rules))} at a time':<28} {best['rules']:6.2f} s")
+    keys = sum(p.stat().st_size for p in (rule_keys.saved_folder(journal) or Path("/nonexistent")).glob("*"))
+    print(f"1. vectorised re-grade of {len(rules)} built-in rules over {events:,} events, one shared pass over the "
+          f"saved rule keys: {best['total']:.2f} s (best of {repeat}; target <= 3 s; CPU {best['cpu']:.2f} s over "
+          f"both cores), {failing:,} failing (rule, stream) pairs; peak RSS {rss:,.0f} MB")
+    print(f"   {'read the rule keys':<34} {best['read']:6.2f} s")
+    print(f"   {f'the rules, {min(RULE_THREADS, len(rules))} at a time':<34} {best['rules']:6.2f} s")
+    print(f"   first pass of this journal version (as the first `journal regrade` after a commit runs it): "
+          f"{cold:.2f} s = read the journal's strings {cold_read - sum(saving):.2f} s + save the rule keys "
+          f"{sum(saving):.2f} s ({keys / 1e6:,.0f} MB) + the rules {cold_rules:.2f} s")
+    shared_pass.SAVED_KEYS = False
+    try:
+        plain, plain_read, plain_rules, _ = _pass(journal, chosen, bound)
+    finally:
+        shared_pass.SAVED_KEYS = True
+    print(f"   without rule keys (the journal's strings read every time, as before): {plain:.2f} s "
+          f"(read + sort {plain_read:.2f} s, the rules {plain_rules:.2f} s)")
     t0 = time.perf_counter()
     result = regrade(journal, rules)
     end_to_end = time.perf_counter() - t0
@@ -134,7 +166,7 @@ def bench_vectorised(journal: Journal, rules: list[str], sample: list[str], repe
     scaled = loop_total * events / max(1, len(rows))
     print(f"   baseline: plain Python loop over a sample of {len(rows):,} events ({len(sample):,} whole streams): "
           f"{loop_total:.2f} s -> {scaled:.1f} s scaled to {events:,} events; the shared pass is "
-          f"{scaled / total_best:.1f}x faster")
+          f"{scaled / best['total']:.1f}x faster")
 
 
 # a Python rule reading the per-tool failure counts: column-wise states do not hold them, so it folds

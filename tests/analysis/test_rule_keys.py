@@ -17,6 +17,7 @@ import pytest
 from invariant_journals import demo, everything  # noqa: F401  (pytest fixtures)
 from test_shared_pass import PARAMS, _per_rule
 
+from toolkit.analysis import regrade as regrade_module
 from toolkit.analysis import rule_keys, shared_pass
 from toolkit.analysis.rules import RuleSet
 from toolkit.analysis.shared_pass import BUILTIN_COLUMNS, Frame, frame_failures, load_frame
@@ -169,3 +170,37 @@ def test_a_grade_reading_keys_a_later_save_replaces_still_reads_its_own(demo: Jo
         assert not old.exists() and not killed.exists() and writing.exists()
         # the strings this grade had not read yet come from the files it opened
         assert frame_failures(frame, name, bound).to_pylist() == first[name]
+
+
+def test_journal_regrade_saves_the_keys_and_reads_them_next_time(demo: Journal, tmp_path: Path) -> None:
+    journal = _copy(demo, tmp_path)
+
+    def findings() -> list[dict[str, Any]]:
+        result = regrade_module.regrade(journal, ["all"], write=False)
+        return sorted(result.findings.drop_columns(["batch_id"]).to_pylist(), key=lambda r: (r["rule"], r["stream_id"] or ""))
+
+    first = findings()
+    folder = rule_keys.saved_folder(journal)
+    assert folder is not None  # the regrade (which reads one pinned version) saved them
+    read: list[Path] = []
+    load = rule_keys.load_saved
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rule_keys, "load_saved", lambda j: read.append(folder) or load(j))
+        assert findings() == first
+    assert read and rule_keys.saved_folder(journal) == folder  # read, not saved again
+    shared_pass.SAVED_KEYS = False
+    try:
+        assert findings() == first
+    finally:
+        shared_pass.SAVED_KEYS = True
+
+
+def test_a_journal_pinned_to_an_older_version_saves_no_keys(demo: Journal, tmp_path: Path) -> None:
+    journal = _copy(demo, tmp_path)
+    old = journal.delta_version
+    journal.append("run-later", [{"event_type": "user_message", "data": {"text": "hi"}}], expected_version=0)
+    pinned = journal.pinned(old)
+    _grade(pinned)
+    assert rule_keys.saved_folder(pinned) is None and rule_keys.saved_folder(journal) is None
+    _grade(journal.pinned())  # the latest version, pinned: saved, and read by the journal itself
+    assert rule_keys.saved_folder(journal) is not None

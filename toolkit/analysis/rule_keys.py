@@ -20,9 +20,9 @@ what the rules judge on, once, as ``JOURNAL/rule-keys/<id>/`` (Parquet, LZ4):
 The rules themselves run on every re-grade, with their parameters; the keys hold no verdict.
 Keys are used only when the manifest names the journal's current Delta version of the same
 table: any commit (append, purge, compaction, redaction) makes them stale, and the next
-whole-journal re-grade saves them again. Purge, archive --delete and redact delete them (they
-hold copies of ids and user texts). A remote (s3://) or pinned journal neither saves nor reads
-them.
+whole-journal re-grade saves them again (a journal pinned to an older version reads its events,
+and saves nothing). Purge, archive --delete and redact delete them (they hold copies of ids and
+user texts). A remote (s3://) journal neither saves nor reads them.
 """
 
 from __future__ import annotations
@@ -65,10 +65,16 @@ _UUID: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 def keys_root(journal: Journal) -> Path | None:
-    """``JOURNAL/rule-keys``, or None for a journal that keeps no keys (remote, pinned)."""
-    if journal.remote or journal.pinned_version is not None or not isinstance(journal.path, Path):
+    """``JOURNAL/rule-keys``, or None for a journal that keeps no keys (remote)."""
+    if journal.remote or not isinstance(journal.path, Path):
         return None
     return journal.path / KEYS_DIR
+
+
+def _latest(journal: Journal) -> bool:
+    """Whether the journal reads its latest Delta version (a pinned one may read an older one)."""
+    pinned = journal.pinned_version
+    return pinned is None or pinned == Journal.open(journal.path).delta_version
 
 
 def _stamp(journal: Journal) -> dict[str, Any]:
@@ -129,7 +135,7 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
     """Save ``frame`` (every built-in's columns, the whole journal, read by ``load_frame``) as the
     journal's keys; returns their folder (None: a journal that keeps none)."""
     root = keys_root(journal)
-    if root is None or type(frame.o) is not Strings:  # only a frame read from the journal
+    if root is None or type(frame.o) is not Strings or not _latest(journal):  # read from the journal's latest version
         return None
     stamp = _stamp(journal)
     s, o = frame.s, frame.o

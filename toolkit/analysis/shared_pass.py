@@ -85,6 +85,9 @@ RULE_COST: Final = {
 # events judged in memory at once (about 0.5 KB each with the strings messages quote): larger
 # journals go in shards of whole streams
 SHARD_EVENTS: Final = 15_000_000
+# a whole-journal pass reads (and first saves) the journal's rule keys (``rule_keys``); off: it
+# reads the journal's strings every time (for comparisons)
+SAVED_KEYS = True
 
 
 def is_builtin(rule: Rule) -> bool:
@@ -759,7 +762,7 @@ def frame_failures(
 def whole_journal_frame(journal: Journal) -> Frame | None:
     """Every built-in's frame over the whole journal from its saved keys (``rule_keys``); when
     they are stale, read from the journal and saved for the next re-grade. None: a journal that
-    keeps no keys (remote, pinned)."""
+    keeps no keys (remote)."""
     from toolkit.analysis import rule_keys  # it builds on this module
 
     if rule_keys.keys_root(journal) is None:
@@ -809,7 +812,8 @@ def grade_streams(
     names = [r.name for r in rules]
     if progress:
         progress("read")
-    frame = whole_journal_frame(journal) if stream_range is None and (stream_ids is None or read_all) else None
+    whole = SAVED_KEYS and stream_range is None and (stream_ids is None or read_all)
+    frame = whole_journal_frame(journal) if whole else None
     if frame is None:
         frame = load_frame(journal, names, None if read_all else stream_ids, stream_range)
 

@@ -74,7 +74,7 @@ def keys_root(journal: Journal) -> Path | None:
 def _latest(journal: Journal) -> bool:
     """Whether the journal reads its latest Delta version (a pinned one may read an older one)."""
     pinned = journal.pinned_version
-    return pinned is None or pinned == Journal.open(journal.path).delta_version
+    return pinned is None or (isinstance(journal.path, Path) and pinned == Journal.open(journal.path).delta_version)
 
 
 def _stamp(journal: Journal) -> dict[str, Any]:

@@ -204,3 +204,21 @@ def test_a_journal_pinned_to_an_older_version_saves_no_keys(demo: Journal, tmp_p
     assert rule_keys.saved_folder(pinned) is None and rule_keys.saved_folder(journal) is None
     _grade(journal.pinned())  # the latest version, pinned: saved, and read by the journal itself
     assert rule_keys.saved_folder(journal) is not None
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_COLUMNS))
+def test_strings_read_from_their_row_groups_only_are_those_of_the_whole_column(
+    name: str, demo: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = _copy(demo, tmp_path)
+    monkeypatch.setattr(rule_keys, "GROUP_ROWS", 4)  # a few failing events touch a few groups of 4 rows
+    _grade(journal)
+    bound = RuleSet.load().get(name).bind(PARAMS.get(name, {}))
+    reads: list[str] = []
+    with _saved_frame(journal) as frame:
+        read = frame.o.read_row_groups  # type: ignore[attr-defined]
+        monkeypatch.setattr(frame.o, "read_row_groups", lambda *a: reads.append(a[1]) or read(*a))
+        got = frame_failures(frame, name, bound).to_pylist()
+    assert got == _per_rule(journal, name, bound)
+    if got and len(got) < 10:
+        assert reads  # some strings came from their row groups only

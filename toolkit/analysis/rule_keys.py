@@ -56,6 +56,8 @@ KEYS_DIR: Final = RULE_KEYS_DIR
 FORMAT: Final = 1
 _CURRENT: Final = "CURRENT"
 _STALE_S: Final = 3600  # a save in progress this long ago was killed
+# rows of a row group of strings.parquet: a message needing a few strings reads their groups only
+GROUP_ROWS: Final = 1 << 16
 # read on every re-grade; the other columns of keys.parquet are read when a message quotes them
 EAGER: Final = (
     "orig", "sid", "version", "position", "et", "tool", "is_error", "cost", "tokens", "duration_ms", "call",
@@ -119,15 +121,18 @@ def _uuid_text(hi: pl.Series, lo: pl.Series) -> pl.Series:
     return pl.select(pl.concat_str([pl.lit(g) for g in groups], separator="-")).to_series()
 
 
-def _write(table: pl.DataFrame, path: Path, delta: Sequence[str] = (), plain: Sequence[str] = ()) -> None:
-    """One Parquet file of one row group (read back as one chunk: no rechunk before the rules),
-    LZ4; sorted integer columns delta-encoded, ``plain`` ones (random bits) as they are, the
-    others dictionary-encoded where that pays."""
+def _write(
+    table: pl.DataFrame, path: Path, delta: Sequence[str] = (), plain: Sequence[str] = (), group_rows: int | None = None
+) -> None:
+    """One Parquet file, LZ4, of one row group (read back as one chunk: no rechunk before the
+    rules) or of ``group_rows`` (a few rows read without the rest); sorted integer columns
+    delta-encoded, ``plain`` ones (random bits) as they are, the others dictionary-encoded where
+    that pays."""
     encodings = {c: "DELTA_BINARY_PACKED" for c in delta} | {c: "PLAIN" for c in plain}
     dictionary = [c for c in table.columns if c not in encodings]
     pq.write_table(
         table.to_arrow(compat_level=pl.CompatLevel.newest()), path, compression="lz4",
-        row_group_size=max(1, table.height), use_dictionary=dictionary, column_encoding=encodings or None,
+        row_group_size=max(1, group_rows or table.height), use_dictionary=dictionary, column_encoding=encodings or None,
     )
 
 
@@ -204,7 +209,9 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
         with ThreadPoolExecutor(2, "journal-keys") as pool:  # Arrow's writer releases the GIL: both at once
             for done in [
                 pool.submit(_write, keys, tmp / "keys.parquet", ("orig", "sid", "version", "position", "cause"), ("args",)),
-                pool.submit(_write, strings, tmp / "strings.parquet", ("occurred_at",), ("event_uuid_hi", "event_uuid_lo")),
+                pool.submit(
+                    _write, strings, tmp / "strings.parquet", ("occurred_at",), ("event_uuid_hi", "event_uuid_lo"), GROUP_ROWS
+                ),
                 pool.submit(_write, streams, tmp / "streams.parquet"),
                 pool.submit(_write, texts.to_frame(), tmp / "texts.parquet"),
             ]:
@@ -302,9 +309,27 @@ class SavedStrings(Strings):
                 return self._column("text", "texts").gather(self._column("text", "keys").gather(srows)).alias("data")
             return s.get_column("et" if column == "event_type" else column).gather(srows).alias(column)
         if column == "event_id":
-            text = _uuid_text(self._column("event_uuid_hi").gather(rows), self._column("event_uuid_lo").gather(rows))
-            return pl.select(pl.coalesce(text, self._column("event_id").gather(rows))).to_series().alias("event_id")
-        return self._column(column).gather(rows)
+            text = _uuid_text(self._strings("event_uuid_hi", rows), self._strings("event_uuid_lo", rows))
+            return pl.select(pl.coalesce(text, self._strings("event_id", rows))).to_series().alias("event_id")
+        return self._strings(column, rows)
+
+    def _strings(self, column: str, rows: pl.Series) -> pl.Series:
+        """``column`` of strings.parquet at ``rows``: from the row groups holding them when they
+        are few (20 failing calls need not read 10M call ids), else from the whole column."""
+        groups = (rows // GROUP_ROWS).unique().sort()
+        if f"strings:{column}" in self._read or rows.has_nulls() or groups.len() * GROUP_ROWS * 8 > self.frame.height:
+            return self._column(column).gather(rows)
+        part = self.read_row_groups(groups.to_list(), column)
+        local = groups.search_sorted(rows // GROUP_ROWS).cast(pl.Int64) * GROUP_ROWS + rows % GROUP_ROWS
+        return part.gather(local)
+
+    def read_row_groups(self, groups: list[int], column: str) -> pl.Series:
+        """``column`` of the given row groups of strings.parquet, one after another."""
+        with self._lock:
+            handle = self._files["strings"]
+            handle.seek(0)
+            part = pq.ParquetFile(handle).read_row_groups(groups, columns=[column])
+        return pl.Series(column, part.column(column))
 
 
 def _categorical(names: Sequence[str], codes: pl.Series) -> pl.Series:

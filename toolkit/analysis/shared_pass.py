@@ -290,8 +290,8 @@ def _opt(prefix: str, col: str) -> pl.Expr:
     return (pl.lit(prefix) + pl.col(col).cast(pl.String)).fill_null("")
 
 
-# A rule: (frame, params) -> judged rows (srow, holds, aux...), and the message of a failing row
-# (an expression over its aux columns and the event's strings).
+# A rule: (frame, params) -> judged rows (srow, holds, aux...) in any order, and the message of a
+# failing row (an expression over its aux columns and the event's strings).
 Judge = Callable[[Frame, dict[str, Any]], pl.DataFrame]
 Message = Callable[[dict[str, Any]], pl.Expr]
 
@@ -374,7 +374,7 @@ def _exactly_once(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
         "srow", "first_orig", "first_version", "uses", holds=pl.col("position") == pl.col("first_position")
     )
     plain = judged.filter(~pl.col("has_key")).select("srow", holds=pl.lit(True))
-    return pl.concat([keyed, plain], how="diagonal").sort("srow")
+    return pl.concat([keyed, plain], how="diagonal")  # in no order: frame_failures sorts the failing rows
 
 
 def _exactly_once_message(p: dict[str, Any]) -> pl.Expr:
@@ -429,8 +429,8 @@ def _group_calls(f: Frame, rows: pl.DataFrame) -> pl.DataFrame:
 
 def _tool_result_pairing(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     rows = _tool_rows(f)
-    call = (pl.col("et") == "tool_called").cast(pl.Int64)
-    result = (pl.col("et") == "tool_result").cast(pl.Int64)
+    call = (pl.col("et") == "tool_called").cast(pl.Int32)
+    result = (pl.col("et") == "tool_result").cast(pl.Int32)
     paired = _by_call(f, rows).with_columns(
         calls_before=_seg_cumsum(call, "start") - call,
         results_before=_seg_cumsum(result, "start") - result,
@@ -442,7 +442,7 @@ def _tool_result_pairing(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     ).otherwise((pl.col("calls_before") == 1) & (pl.col("results_before") == 0))
     judged = paired.select("srow", "calls_before", "results_before", "results_after", holds=holds)
     no_id = rows.filter(pl.col("tc").is_null()).select("srow", holds=pl.lit(False))
-    return pl.concat([judged, no_id], how="diagonal").sort("srow")
+    return pl.concat([judged, no_id], how="diagonal")  # in no order: frame_failures sorts the failing rows
 
 
 def _tool_result_pairing_message(p: dict[str, Any]) -> pl.Expr:

@@ -313,6 +313,11 @@ class SavedStrings(Strings):
             return pl.select(pl.coalesce(text, self._strings("event_id", rows))).to_series().alias("event_id")
         return self._strings(column, rows)
 
+    def text_codes(self, rows: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """The codes saved for the user messages at ``rows`` and the distinct texts."""
+        codes = self._column("text", "keys").gather(self._column("srow").gather(rows))
+        return codes, self._column("text", "texts")
+
     def _strings(self, column: str, rows: pl.Series) -> pl.Series:
         """``column`` of strings.parquet at ``rows``: from the row groups holding them when they
         are few (20 failing calls need not read 10M call ids), else from the whole column."""

@@ -77,10 +77,10 @@ _SEED1, _SEED2 = 0x6A09E667, 0xBB67AE85
 # rules judged at once, in threads (2 cores: 3.0-3.4 s for the seven over 10M events, against
 # 3.8-4.0 s one after another; 3 threads: 3.3-3.6 s)
 RULE_THREADS: Final = max(1, min(len(os.sched_getaffinity(0)), 4))  # the cores this process may use
-# relative cost of each built-in over the 10M-event bench journal (the costliest are started first)
-RULE_COST: Final = {
-    "confirmation_before_write": 12, "journal_integrity": 11, "tool_result_pairing": 9, "no_tool_failure_loop": 5,
-    "budget": 5, "exactly_once": 4, "latency": 2,
+# what each built-in costs over the 10M-event bench journal (the costliest are started first)
+RULE_COST: Final = {  # over saved rule keys (``rule_keys``), ms
+    "confirmation_before_write": 720, "tool_result_pairing": 470, "no_tool_failure_loop": 400, "budget": 230,
+    "exactly_once": 190, "latency": 130, "journal_integrity": 80,
 }
 # events judged in memory at once (about 0.5 KB each with the strings messages quote): larger
 # journals go in shards of whole streams
@@ -116,6 +116,15 @@ class Strings:
 
     def take_frame(self, columns: Sequence[str], rows: pl.Series) -> pl.DataFrame:
         return pl.DataFrame([self.take(c, rows).alias(c) for c in columns])
+
+    def text_codes(self, rows: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """The user message texts at ``rows`` as codes (null: no text) into their distinct texts."""
+        text = self.take("data", rows)
+        texts = text.drop_nulls().unique()
+        codes = text.to_frame("t").join(
+            texts.to_frame("t").with_row_index("code"), on="t", how="left", maintain_order="left"
+        ).get_column("code")
+        return codes, texts
 
     def close(self) -> None:
         """Release what the strings hold open (nothing here)."""
@@ -666,17 +675,13 @@ def _confirmation_before_write(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     # the patterns run once per distinct user message text (agents' users repeat themselves); the
     # calls' data, read for no_tool_failure_loop, is no text
     orig = rows.select(pl.when(pl.col("et") == "user_message").then(pl.col("orig"))).to_series()
-    text = pl.DataFrame({"text": f.o.take("data", orig)})
-    texts = text.unique().filter(pl.col("text").is_not_null()).with_columns(
-        confirms=pl.col("text").str.contains(p["confirm_pattern"])
-    )
+    codes, texts = f.o.text_codes(orig)
+    confirms = texts.str.contains(p["confirm_pattern"])
     # the reject pattern only where the confirm pattern matched (a regex with Unicode word
     # boundaries over non-ASCII text is slow: ≈ 6 µs a message)
-    rejected = texts.filter("confirms").filter(pl.col("text").str.contains(p["reject_pattern"])).get_column("text")
-    texts = texts.select(
-        "text", user_ok=(pl.col("confirms") & ~pl.col("text").is_in(rejected.implode())).cast(pl.Int8)
-    )
-    rows = rows.with_columns(user_ok=text.join(texts, on="text", how="left", maintain_order="left").get_column("user_ok"))
+    confirmed = confirms.arg_true()
+    ok = confirms.scatter(confirmed, ~texts.gather(confirmed).str.contains(p["reject_pattern"]))
+    rows = rows.with_columns(user_ok=ok.cast(pl.Int8).gather(codes))
     verdict = (
         pl.when(is_user).then(pl.col("user_ok"))
         .when((pl.col("sid") != pl.col("sid").shift(1)).fill_null(True)).then(pl.lit(-1, pl.Int8))

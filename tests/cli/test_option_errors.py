@@ -226,3 +226,68 @@ def test_since_not_before_until_is_one_usage_error_naming_both(
         else:
             assert hint == "Hint: --until is exclusive: one day is --since 2026-11-01 --until 2026-11-02", hint
         assert list(tmp_path.iterdir()) == []
+
+
+# how journal report is given each end of its range: both -p, or one -p and one option
+REPORT_RANGE_FORMS = [("since", "until"), ("--since", "until"), ("since", "--until")]
+
+
+@pytest.mark.parametrize(("since", "until"), EMPTY_RANGES, ids=["reversed", "equal", "equal-offset"])
+@pytest.mark.parametrize(("since_as", "until_as"), REPORT_RANGE_FORMS, ids=lambda name: name)
+@pytest.mark.parametrize("report", ["overview", "regrade", "compliance"])
+def test_report_params_since_not_before_until_are_the_same_usage_error(
+    capsys: pytest.CaptureFixture[str],
+    journal_dir: Path,
+    tmp_path: Path,
+    report: str,
+    since_as: str,
+    until_as: str,
+    since: str,
+    until: str,
+) -> None:
+    """journal report overview -p since=2026-12-01 -p until=2026-11-01 wrote an empty report and
+    exited 0. The range given as report parameters (or one of them) now goes through the check of
+    --since/--until: the same usage error (exit 2), each end named as it was given, and no file."""
+
+    def given(name: str, value: str) -> list[str]:
+        return [name, value] if name.startswith("--") else ["-p", f"{name}={value}"]
+
+    def spelled(name: str, value: str) -> str:
+        return f"{name} {value}" if name.startswith("--") else f"-p {name}={value}"
+
+    argv = ["report", report, "-o", "{tmp}/o.html", *(["-p", "subject=user-0001"] if report == "compliance" else [])]
+    first, hint = fail(capsys, journal_dir, tmp_path, [*argv, *given(since_as, since), *given(until_as, until)], "")
+    assert f"{spelled(since_as, repr(since))} is not before {spelled(until_as, repr(until))}" in first, first
+    assert first.endswith(": the range holds no time"), first
+    s, u = spelled(since_as, "").strip(" ="), spelled(until_as, "").strip(" =")
+    if since == "2026-12-01":
+        assert hint == (
+            f"Hint: {s} is the start (inclusive), {u} the end (exclusive): "
+            f"{spelled(since_as, '2026-11-01')} {spelled(until_as, '2026-12-01')}"
+        ), hint
+    else:
+        assert (
+            hint
+            == f"Hint: {u} is exclusive: one day is {spelled(since_as, '2026-11-01')} {spelled(until_as, '2026-11-02')}"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_params_holding_time_still_write_the_report(
+    capsys: pytest.CaptureFixture[str], journal_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "o.html"
+    code, stdout, err = run_cli(
+        capsys,
+        "report",
+        "-j",
+        str(journal_dir),
+        "overview",
+        "-p",
+        "since=2026-11-01",
+        "-p",
+        "until=2026-11-02",
+        "-o",
+        str(out),
+    )
+    assert (code, stdout.strip(), err) == (0, str(out), "") and out.stat().st_size > 0

@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from toolkit.cli.options import journal_option, open_journal, param_option, params_checked, parse_params
-from toolkit.cli.time_options import time_range_options
+from toolkit.cli.time_options import check_time_range, given_time_range, time_range_options
 
 
 @click.command("report")
@@ -61,7 +61,7 @@ def command(
       journal report run -p stream=run-7-0000003 -o run.html
     """
     from toolkit.reports.html import save_charts, write_html
-    from toolkit.reports.report_catalog import REPORTS, build_report
+    from toolkit.reports.report_catalog import REPORTS, bind_report_params, build_report, get_report_kind
 
     if list_:
         for kind in REPORTS.values():
@@ -78,7 +78,13 @@ def command(
         if value is not None:
             values[key] = value
     with params_checked(given):
-        report = build_report(open_journal(journal_path), name, values)
+        typed = bind_report_params(get_report_kind(name), values)
+    ends = given_time_range(click.get_current_context())  # --since/--until, else -p since=/until=
+    for key in ("since", "until"):
+        if key not in ends and typed.get(key) is not None:
+            ends[key] = (key, given[key], typed[key])
+    check_time_range(ends.get("since"), ends.get("until"))
+    report = build_report(open_journal(journal_path), name, typed)
     if output:
         click.echo(str(write_html(report, output)))
     if charts_dir:

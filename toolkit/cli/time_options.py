@@ -3,7 +3,8 @@
 Every command parses them with :func:`parse_time_option` (directly, or through the ``TIME`` type),
 so a bad value fails the same way everywhere: a usage error naming the option and the value.
 Every command taking ``--since`` and ``--until`` declares them with :func:`since_until_options`,
-whose callback also refuses a range that holds nothing (``--since`` not before ``--until``).
+whose callback also refuses a range that holds nothing (``--since`` not before ``--until``);
+``journal report`` puts its ``-p since=``/``-p until=`` through the same check, :func:`check_time_range`.
 """
 
 from __future__ import annotations
@@ -40,18 +41,61 @@ since_until_options = time_range_options()
 
 
 class TimeRangeError(click.BadParameter):
-    """``--since`` at or after ``--until``: the range ``[since, until)`` is empty; a usage error (exit 2)."""
+    """``--since`` at or after ``--until``: the range ``[since, until)`` is empty; a usage error (exit 2).
 
-    def __init__(self, since: str, until: str, reversed_: bool) -> None:
+    ``since_name``/``until_name`` say how each end was given: an option (``--since``) or a report
+    parameter (``since``, given as ``-p since=TIME``)."""
+
+    def __init__(
+        self, since: str, until: str, reversed_: bool, since_name: str = "--since", until_name: str = "--until"
+    ) -> None:
+        def s(value: str | None = None) -> str:
+            return _spelled(since_name, value)
+
+        def u(value: str | None = None) -> str:
+            return _spelled(until_name, value)
+
         super().__init__(
-            f"--since {since!r} is not before --until {until!r}: the range holds no time",
-            param_hint="--since/--until",
+            f"{s(repr(since))} is not before {u(repr(until))}: the range holds no time",
+            param_hint=f"{s()}/{u()}" if "--" in (since_name[:2], until_name[:2]) else "-p/--param",
         )
         self.hint = (
-            f"--since is the start (inclusive), --until the end (exclusive): --since {until} --until {since}"
+            f"{s()} is the start (inclusive), {u()} the end (exclusive): {s(until)} {u(since)}"
             if reversed_
-            else "--until is exclusive: one day is --since 2026-11-01 --until 2026-11-02"
+            else f"{u()} is exclusive: one day is {s('2026-11-01')} {u('2026-11-02')}"
         )
+
+
+def _spelled(name: str, value: str | None = None) -> str:
+    """An end of the range as given: an option (``--since v``) or a parameter (``-p since=v``).
+
+    >>> _spelled("--since", "2026-11-01"), _spelled("until", "2026-11-02"), _spelled("until")
+    ('--since 2026-11-01', '-p until=2026-11-02', '-p until')
+    """
+    if name.startswith("--"):
+        return name if value is None else f"{name} {value}"
+    return f"-p {name}" if value is None else f"-p {name}={value}"
+
+
+def check_time_range(since: tuple[str, str, dt.datetime] | None, until: tuple[str, str, dt.datetime] | None) -> None:
+    """Each end as (name, text given, time): ``since`` not before ``until`` is a :class:`TimeRangeError`
+    naming both as given; a missing end is an open range.
+
+    >>> at = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    >>> check_time_range(("since", "2026-11-01", at), ("--until", "2026-11-01", at))
+    Traceback (most recent call last):
+    ...
+    toolkit.cli.time_options.TimeRangeError: -p since='2026-11-01' is not before --until '2026-11-01': the range holds no time
+    """
+    if since is None or until is None or since[2] < until[2]:
+        return
+    raise TimeRangeError(since[1], until[1], since[2] > until[2], since[0], until[0])
+
+
+def given_time_range(ctx: click.Context) -> dict[str, tuple[str, str, dt.datetime]]:
+    """The ``--since``/``--until`` given to the running command, as :func:`check_time_range` takes them."""
+    given: dict[str, tuple[str, str, dt.datetime]] = ctx.meta.get(_GIVEN, {})
+    return dict(given)
 
 
 def _time_range_value(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.datetime | None:
@@ -61,10 +105,9 @@ def _time_range_value(ctx: click.Context, param: click.Parameter, value: str | N
     at = parse_time_option(value, f"--{param.name}")
     if at is None:
         return None
-    given: dict[str, tuple[str, dt.datetime]] = ctx.meta.setdefault(_GIVEN, {})
-    given[param.name] = (str(value), at)
-    if len(given) == 2 and given["since"][1] >= given["until"][1]:
-        raise TimeRangeError(given["since"][0], given["until"][0], given["since"][1] > given["until"][1])
+    given: dict[str, tuple[str, str, dt.datetime]] = ctx.meta.setdefault(_GIVEN, {})
+    given[param.name] = (f"--{param.name}", str(value), at)
+    check_time_range(given.get("since"), given.get("until"))
     return at
 
 

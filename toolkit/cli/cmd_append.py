@@ -8,6 +8,13 @@ import click
 
 from toolkit.cli.options import journal_option, open_journal, stream_type_value
 
+#: the Hint after Ctrl-C (journal prints it under "Aborted."): what the journal holds, what to do
+INTERRUPTED = (
+    "all lines are one commit, so the journal holds all of them or none (journal stats STREAM shows "
+    "which); append again only if they are missing: lines with an event_id already there are skipped, but "
+    "lines without one would be added a second time"
+)
+
 
 @click.command("append")
 @journal_option

@@ -6,6 +6,13 @@ import click
 
 from toolkit.cli.options import journal_option, open_journal
 
+#: the Hint after Ctrl-C (journal prints it under "Aborted."): what the journal holds, what to do
+INTERRUPTED = (
+    "the tombstone is appended first (one commit), then the file is written and registered and, with "
+    "--delete, the events are removed in one commit; run the same command again to finish: it resumes "
+    "after its tombstone (no second one) and writes the same file"
+)
+
 
 @click.command("archive")
 @journal_option

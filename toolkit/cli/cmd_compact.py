@@ -4,6 +4,13 @@ import click
 
 from toolkit.cli.options import journal_option, open_journal
 
+#: the Hint after Ctrl-C (journal prints it under "Aborted."): what the journal holds, what to do
+INTERRUPTED = (
+    "compact replaces each partition in its own commit by the same events, so no event changed; run it "
+    "again to compact the partitions left (files of the interrupted one are removed now or by a later "
+    "vacuum)"
+)
+
 
 @click.command("compact")
 @journal_option

@@ -7,6 +7,13 @@ import click
 
 from toolkit.cli.options import OptionValueError, journal_option, open_journal, stream_type_value
 
+#: the Hint after Ctrl-C (journal prints it under "Aborted."): what the journal holds, what to do
+INTERRUPTED = (
+    "one commit adds the import's events, so the journal holds all of them or none; run the same import "
+    "again to finish: event ids come from the source, so events already imported are skipped, not added "
+    "twice"
+)
+
 
 @click.command("import")
 @journal_option

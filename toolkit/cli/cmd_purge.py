@@ -7,6 +7,13 @@ import click
 from toolkit.cli.options import journal_option, open_journal
 from toolkit.cli.time_options import parse_time_option
 
+#: the Hint after Ctrl-C (journal prints it under "Aborted."): what the journal holds, what to do
+INTERRUPTED = (
+    "a purge archives and records the events, then removes them in one commit: interrupted before it, "
+    "every event is still in the journal (it verifies); run the same purge again: it first rolls back the "
+    "unfinished records and archive, so each removal is recorded once"
+)
+
 
 @click.command("purge")
 @journal_option

@@ -6,6 +6,13 @@ import click
 
 from toolkit.cli.options import journal_option, open_journal
 
+#: the Hint after Ctrl-C (journal prints it under "Aborted."): what the journal holds, what to do
+INTERRUPTED = (
+    "the redaction is recorded, then the payloads are replaced in one commit: each event holds its old "
+    "payload (the chain verifies) or the marker; run the same redaction again to finish: events redacted "
+    "already are skipped, archives, snapshots and old file versions are handled again"
+)
+
 
 @click.command("redact")
 @journal_option

@@ -30,6 +30,14 @@ def rules_option(f: click.decorators.FC) -> click.decorators.FC:
     )(f)
 
 
+#: the Hint after Ctrl-C (journal prints it under "Aborted."): what the journal holds, what to do
+INTERRUPTED = (
+    "regrade never changes events, and writes its findings as one batch in one commit once every rule is "
+    "judged (interrupted before, nothing was written); run it again to re-grade: its batch is then the "
+    "latest"
+)
+
+
 @click.command("regrade")
 @journal_option
 @click.argument("rules", nargs=-1)

@@ -64,6 +64,24 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:  # Ctrl-C: the Hint of a writing command says what the journal holds now
+            hint = interrupted_hint(ctx.invoked_subcommand)
+            if hint:
+                e.add_note(f"Hint: {hint}")
+            raise
+
+
+def interrupted_hint(name: str | None) -> str | None:
+    """What a command interrupted by Ctrl-C left in the journal, and what to do (its module's
+    ``INTERRUPTED``; commands that write nothing have none)."""
+    entry = COMMANDS.get(name or "")
+    module = sys.modules.get(entry[0]) if entry else None  # (imported: it was running)
+    hint: str | None = getattr(module, "INTERRUPTED", None)
+    return hint
+
 
 @click.group(
     cls=LazyGroup,
@@ -103,8 +121,11 @@ def main(argv: list[str] | None = None) -> Any:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
         click.echo("Aborted.", err=True)
+        for note in getattr(e.__cause__, "__notes__", ()):  # Ctrl-C in a writing command: the journal's state
+            if note.startswith("Hint: "):
+                click.echo(note, err=True)
         sys.exit(1)
     except ToolkitError as e:
         if debug:

@@ -61,7 +61,7 @@ GROUP_ROWS: Final = 1 << 16
 # read on every re-grade; the other columns of keys.parquet are read when a message quotes them
 EAGER: Final = (
     "orig", "sid", "version", "position", "et", "tool", "is_error", "cost", "tokens", "duration_ms", "call",
-    "has_key", "args", "cause", "uses", "has_cause",
+    "call_rank", "has_key", "args", "cause", "uses", "has_cause",
 )
 _UUID: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
@@ -151,6 +151,10 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
     call = pl.repeat(None, n, dtype=pl.UInt32, eager=True).scatter(
         calls.get_column("srow"), (calls.get_column("start").cum_sum() - 1).cast(pl.UInt32)
     )
+    # each call's rows in order, calls one after another: the grouping the rules would sort for
+    call_rank = pl.repeat(None, n, dtype=pl.UInt32, eager=True).scatter(
+        calls.get_column("srow"), pl.int_range(0, calls.height, dtype=pl.UInt32, eager=True)
+    )
     et, et_names = _codes(s.get_column("et"), pl.UInt8())
     tool, tool_names = _codes(s.get_column("tool_name"), pl.UInt16())
     sid = s.select((pl.col("first").cum_sum() - 1).cast(pl.UInt32)).to_series()
@@ -177,6 +181,7 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
             "tokens": s.get_column("tokens"),
             "duration_ms": s.get_column("duration_ms"),
             "call": call,
+            "call_rank": call_rank,
             "has_key": s.get_column("has_key"),
             "args": s.get_column("args"),
             "cause": base.get_column("cause_position"),
@@ -365,7 +370,7 @@ def load_saved(journal: Journal) -> Frame | None:
         cost=pl.col("cost").cast(nano_sum_type(cost)).fill_null(0),
         tokens=pl.col("tokens").fill_null(0),
         duration_ms="duration_ms",
-        tc=tc, tc2=tc,
+        tc=tc, tc2=tc, call_rank="call_rank",
         has_key="has_key", args="args", cause="cause", uses="uses", has_cause="has_cause",
         first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True),
     )

@@ -400,7 +400,7 @@ def _tool_rows(f: Frame) -> pl.DataFrame:
         if "tool_rows" not in f.shared:
             f.shared["tool_rows"] = f.s.select(
                 pl.int_range(0, pl.len(), dtype=pl.UInt32).alias("srow"), "orig", "sid", "tc", "tc2", "et", "position",
-                *(c for c in ("is_error", "tool_name", "args") if c in f.s.columns),
+                *(c for c in ("is_error", "tool_name", "args", "call_rank") if c in f.s.columns),
             ).filter(pl.col("et").is_in(["tool_called", "tool_result"]))
         return f.shared["tool_rows"]
 
@@ -424,6 +424,13 @@ def by_call_groups(f: Frame) -> pl.DataFrame:
 
 
 def _group_calls(f: Frame, rows: pl.DataFrame) -> pl.DataFrame:
+    if "call_rank" in rows.columns:  # saved keys: the order was saved, the call codes are exact
+        keyed = rows.filter(pl.col("tc").is_not_null())
+        order = pl.repeat(0, keyed.height, dtype=pl.UInt32, eager=True).scatter(
+            keyed.get_column("call_rank"), pl.int_range(0, keyed.height, dtype=pl.UInt32, eager=True)
+        )
+        keyed = keyed.drop("call_rank").gather(order).with_columns(start=(pl.col("tc") != pl.col("tc").shift(1)).fill_null(True))
+        return keyed.with_columns(end=pl.col("start").shift(-1).fill_null(True))
     keyed = rows.filter(pl.col("tc").is_not_null()).sort("sid", "tc", maintain_order=True)
     keyed = keyed.with_columns(
         start=((pl.col("sid") != pl.col("sid").shift(1)) | (pl.col("tc") != pl.col("tc").shift(1))).fill_null(True)

@@ -195,31 +195,23 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
         tokens=pl.when(pl.col("tokens") != 0).then("tokens"),
         uses=pl.when(pl.col("uses") > 1).then("uses"),
     )
-    # the strings stay in the journal's order (``orig``): no gather of 10M strings
-    by_orig = pl.repeat(0, n, dtype=pl.UInt32, eager=True).scatter(orig, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
-    # a message quotes the causation id only of a cause naming no event or a later one
-    quoted = keys.select(pl.col("cause").is_null() | (pl.col("cause") >= pl.col("position"))).to_series().gather(by_orig)
-    hi, lo = _uuid_halves(o.frame.get_column("event_id"))
-    strings = o.frame.select(
-        "occurred_at", "tool_call_id", "idempotency_key", "model",
-        event_uuid_hi=hi, event_uuid_lo=lo,
-        event_id=pl.when(hi.is_null()).then("event_id"),
-        causation_id=pl.when(quoted).then("causation_id"),
-    )
     root.mkdir(exist_ok=True)
     name = uuid.uuid4().hex
     tmp = root / f".{name}.tmp"
     tmp.mkdir()
     try:
-        with ThreadPoolExecutor(2, "journal-keys") as pool:  # Arrow's writer releases the GIL: both at once
-            for done in [
+        # Arrow's writer releases the GIL: the keys are written while the strings are prepared
+        with ThreadPoolExecutor(2, "journal-keys") as pool:
+            writes = [
                 pool.submit(_write, keys, tmp / "keys.parquet", ("orig", "sid", "version", "position", "cause"), ("args",)),
-                pool.submit(
-                    _write, strings, tmp / "strings.parquet", ("occurred_at",), ("event_uuid_hi", "event_uuid_lo"), GROUP_ROWS
-                ),
                 pool.submit(_write, streams, tmp / "streams.parquet"),
                 pool.submit(_write, texts.to_frame(), tmp / "texts.parquet"),
-            ]:
+            ]
+            strings = _strings_frame(o.frame, keys)
+            writes.append(pool.submit(
+                _write, strings, tmp / "strings.parquet", ("occurred_at",), ("event_uuid_hi", "event_uuid_lo"), GROUP_ROWS
+            ))
+            for done in writes:
                 done.result()
         manifest = {**stamp, "events": n, "event_types": et_names, "tool_names": tool_names}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -232,6 +224,23 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
         raise
     _remove_others(root, name)
     return root / name
+
+
+def _strings_frame(o: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """What messages quote, in the journal's order (``o``, read by ``load_frame``; ``keys`` sorted)."""
+    n = keys.height
+    by_orig = pl.repeat(0, n, dtype=pl.UInt32, eager=True).scatter(
+        keys.get_column("orig"), pl.int_range(0, n, dtype=pl.UInt32, eager=True)
+    )
+    # a message quotes the causation id only of a cause naming no event or a later one
+    quoted = keys.select(pl.col("cause").is_null() | (pl.col("cause") >= pl.col("position"))).to_series().gather(by_orig)
+    hi, lo = _uuid_halves(o.get_column("event_id"))
+    return o.select(
+        "occurred_at", "tool_call_id", "idempotency_key", "model",
+        event_uuid_hi=hi, event_uuid_lo=lo,
+        event_id=pl.when(hi.is_null()).then("event_id"),
+        causation_id=pl.when(quoted).then("causation_id"),
+    )
 
 
 def _remove_others(root: Path, current: str) -> None:

@@ -94,13 +94,10 @@ def _codes(cat: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, list[str]]:
     return codes, names.to_list()
 
 
-def _uuid_halves(ids: pl.Series) -> tuple[pl.Series, pl.Series]:
+def _uuid_halves(ids: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """The two 64-bit halves (big-endian) of canonical (lowercase, hyphenated) UUID strings; null
-    for any other id."""
-    canonical = ids.str.contains(_UUID)
-    raw = pl.select(
-        pl.when(canonical).then(ids.str.replace_all("-", "", literal=True).str.decode("hex", strict=False))
-    ).to_series()
+    for any other id. (Evaluated in one lazy select: the hex text is decoded once for both.)"""
+    raw = pl.when(ids.str.contains(_UUID)).then(ids.str.replace_all("-", "", literal=True).str.decode("hex", strict=False))
     hi, lo = (raw.bin.slice(start, 8).bin.reinterpret(dtype=pl.UInt64, endianness="big") for start in (0, 8))
     return hi, lo
 
@@ -234,13 +231,13 @@ def _strings_frame(o: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
     )
     # a message quotes the causation id only of a cause naming no event or a later one
     quoted = keys.select(pl.col("cause").is_null() | (pl.col("cause") >= pl.col("position"))).to_series().gather(by_orig)
-    hi, lo = _uuid_halves(o.get_column("event_id"))
-    return o.select(
+    hi, lo = _uuid_halves(pl.col("event_id"))
+    return o.lazy().select(
         "occurred_at", "tool_call_id", "idempotency_key", "model",
         event_uuid_hi=hi, event_uuid_lo=lo,
         event_id=pl.when(hi.is_null()).then("event_id"),
         causation_id=pl.when(quoted).then("causation_id"),
-    )
+    ).collect()
 
 
 def _remove_others(root: Path, current: str) -> None:

@@ -625,11 +625,42 @@ def _journal_integrity_message(p: dict[str, Any]) -> pl.Expr:
 
 def _no_tool_failure_loop(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
     rows = _tool_rows(f)
+    # every result, in (stream, version) order; only failed ones can fail the rule, and a streak
+    # is a run of failed results next to each other (``i``) in one stream
+    results = rows.filter(pl.col("et") == "tool_result").with_row_index("i")
+    errors = results.filter(pl.col("is_error").fill_null(False))
+    ok = results.filter(~pl.col("is_error").fill_null(False)).select(
+        "srow", streak=pl.lit(0, pl.Int64), tool=pl.col("tool_name"), holds=pl.lit(True)
+    )
+    if errors.height == 0:
+        return ok
+    answered = _answered_calls(f, rows, errors)
+    errors = errors.join(answered, on="srow", how="left", maintain_order="left").select(
+        "srow", "sid", "i",
+        args="call_args",
+        # the tool is the one the answered call named (results often lack it), else the result's own
+        tool=pl.coalesce(pl.col("call_tool"), pl.col("tool_name")),
+    )
+    same = (
+        (pl.col("sid") == pl.col("sid").shift(1))
+        & (pl.col("i") == pl.col("i").shift(1) + 1)
+        & (pl.col("tool") == pl.col("tool").shift(1))
+        & (pl.col("args") == pl.col("args").shift(1))
+    ).fill_null(False)
+    start = pl.when(~pl.col("same")).then(pl.col("i")).forward_fill()
+    streak = errors.with_columns(same=same).with_columns(streak=(pl.col("i") - start + 1).cast(pl.Int64))
+    failed = streak.select("srow", "streak", "tool", holds=pl.col("streak") < p["times"])
+    return pl.concat([failed, ok])  # in no order: frame_failures sorts the failing rows
+
+
+def _answered_calls(f: Frame, rows: pl.DataFrame, errors: pl.DataFrame) -> pl.DataFrame:
+    """For each failed result with a tool_call_id whose call came before it: ``srow``, the call's
+    argument hash ``call_args`` and tool ``call_tool`` (the first call of that (stream, call id)).
+    Only the groups of failed results are looked at."""
+    wanted = errors.get_column("tc").drop_nulls().unique()
+    grouped = _by_call(f, rows).filter(pl.col("tc").is_in(wanted.implode()))  # whole (stream, call id) groups
     is_call = pl.col("et") == "tool_called"
-    # the first call of each (stream, call id): its argument hash and position, carried forward to
-    # the rows after it in its group (before it: -1, no call yet); no group-by, no join
-    call = is_call.cast(pl.Int64)
-    grouped = _by_call(f, rows).with_columns(first_call=is_call & (_seg_cumsum(call, "start") == 1))
+    grouped = grouped.with_columns(first_call=is_call & (_seg_cumsum(is_call.cast(pl.Int64), "start") == 1))
     # the row of the group's first call, carried forward (-1 before it): the call's arguments and
     # tool are gathered from that row, so a call without a tool name never takes one from the group
     # (or stream) before
@@ -639,33 +670,12 @@ def _no_tool_failure_loop(f: Frame, p: dict[str, Any]) -> pl.DataFrame:
         call_row=call_row.forward_fill(),
     )
     gathered = pl.col("call_row").clip(0)
-    grouped = grouped.with_columns(
-        call_args=pl.when(pl.col("call_row") >= 0).then(pl.col("args").gather(gathered)),
-        call_tool=pl.when(pl.col("call_row") >= 0).then(pl.col("tool_name").gather(gathered)),
-    )
-    answered = (pl.col("called_at") >= 0) & (pl.col("called_at") < pl.col("position"))
-    # the tool is the one the answered call named (results often lack it), else the result's own
-    results = grouped.filter(pl.col("et") == "tool_result").select(
-        "srow", "sid", "is_error", args=pl.when(answered).then(pl.col("call_args")),
-        tool=pl.coalesce(pl.when(answered).then(pl.col("call_tool")), pl.col("tool_name")),
-    )
-    no_id = rows.filter((pl.col("et") == "tool_result") & pl.col("tc").is_null()).select(
-        "srow", "sid", "is_error", args=pl.lit(None, pl.UInt64), tool=pl.col("tool_name")
-    )
-    results = pl.concat([results, no_id]).sort("srow").with_row_index("i")
-    same = (
-        (pl.col("sid") == pl.col("sid").shift(1)).fill_null(False)
-        & pl.col("is_error")
-        & pl.col("is_error").shift(1).fill_null(False)
-        & (pl.col("tool") == pl.col("tool").shift(1)).fill_null(False)
-        & (pl.col("args") == pl.col("args").shift(1)).fill_null(False)
-    )
-    start = pl.when(~pl.col("same")).then(pl.col("i")).forward_fill()
-    streak = results.with_columns(same=same).with_columns(
-        streak=pl.when(pl.col("is_error")).then(pl.col("i") - start + 1).otherwise(0).cast(pl.Int64)
-    )
-    broken = pl.col("is_error") & (pl.col("streak") >= p["times"])
-    return streak.select("srow", "streak", "tool", holds=~broken)
+    answered = (pl.col("called_at") >= 0) & (pl.col("called_at") < pl.col("position")) & (pl.col("call_row") >= 0)
+    return grouped.select(
+        "srow", "et",
+        call_args=pl.when(answered).then(pl.col("args").gather(gathered)),
+        call_tool=pl.when(answered).then(pl.col("tool_name").gather(gathered)),
+    ).filter(pl.col("et") == "tool_result").drop("et")
 
 
 def _no_tool_failure_loop_message(p: dict[str, Any]) -> pl.Expr:

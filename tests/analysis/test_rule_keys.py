@@ -222,3 +222,18 @@ def test_strings_read_from_their_row_groups_only_are_those_of_the_whole_column(
     assert got == _per_rule(journal, name, bound)
     if got and len(got) < 10:
         assert reads  # some strings came from their row groups only
+
+
+def test_a_journal_of_more_event_types_than_a_byte_holds_keeps_every_type(tmp_path: Path) -> None:
+    # sorted by name, the tool events come after 300 custom types: their codes pass 255
+    journal = Journal.create(tmp_path / "j")
+    journal.append("run-types", [{"event_type": f"custom-{i:03d}", "data": None} for i in range(300)], expected_version=0)
+    journal.append(
+        "run-orphan", [{"event_type": "tool_result", "tool_name": "search", "tool_call_id": "c-1", "data": None}], expected_version=0
+    )
+    _grade(journal)
+    bound = RuleSet.load().get("tool_result_pairing").bind({})
+    with _saved_frame(journal) as frame:
+        got = frame_failures(frame, "tool_result_pairing", bound).to_pylist()
+    assert got == _per_rule(journal, "tool_result_pairing", bound)
+    assert [r["stream_id"] for r in got] == ["run-orphan"]

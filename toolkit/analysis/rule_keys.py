@@ -86,9 +86,12 @@ def _stamp(journal: Journal) -> dict[str, Any]:
 # ---------------------------------------------------------------------- saving
 
 
-def _codes(cat: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, list[str]]:
-    """Dense codes of a Categorical column (nulls stay null) and the names they stand for."""
+def _codes(cat: pl.Series) -> tuple[pl.Series, list[str]]:
+    """Dense codes of a Categorical column (nulls stay null) and the names they stand for, in the
+    narrowest unsigned type that holds them all (event types and tool names are free text: a code
+    past the type's range would be null, and the rules would not see that event's type)."""
     names = cat.drop_nulls().unique().cast(pl.String).sort()
+    dtype = pl.UInt8() if len(names) <= 1 << 8 else pl.UInt16() if len(names) <= 1 << 16 else pl.UInt32()
     glob = pl.Series(names, dtype=pl.Categorical).to_physical()
     codes = cat.to_physical().replace_strict(glob, pl.int_range(0, len(names), eager=True), default=None, return_dtype=dtype)
     return codes, names.to_list()
@@ -152,8 +155,8 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
     call_rank = pl.repeat(None, n, dtype=pl.UInt32, eager=True).scatter(
         calls.get_column("srow"), pl.int_range(0, calls.height, dtype=pl.UInt32, eager=True)
     )
-    et, et_names = _codes(s.get_column("et"), pl.UInt8())
-    tool, tool_names = _codes(s.get_column("tool_name"), pl.UInt16())
+    et, et_names = _codes(s.get_column("et"))
+    tool, tool_names = _codes(s.get_column("tool_name"))
     sid = s.select((pl.col("first").cum_sum() - 1).cast(pl.UInt32)).to_series()
     first_orig = orig.filter(s.get_column("first"))
     streams = pl.DataFrame({"stream_id": o.take("stream_id", first_orig), "stream_type": o.take("stream_type", first_orig)})

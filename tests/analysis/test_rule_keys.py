@@ -237,3 +237,24 @@ def test_a_journal_of_more_event_types_than_a_byte_holds_keeps_every_type(tmp_pa
         got = frame_failures(frame, "tool_result_pairing", bound).to_pylist()
     assert got == _per_rule(journal, "tool_result_pairing", bound)
     assert [r["stream_id"] for r in got] == ["run-orphan"]
+
+
+def test_an_append_while_a_grade_reads_the_journal_is_not_hidden_by_the_keys_it_saves(
+    demo: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = _copy(demo, tmp_path)
+    stream = "run-appended-during-the-read"
+    read = shared_pass.load_frame
+
+    def read_then_another_process_appends(*args: Any, **kwargs: Any) -> Frame:
+        frame = read(*args, **kwargs)
+        assert isinstance(journal.path, Path)
+        other = Journal.open(journal.path)  # another writer, between this grade's read and its save
+        other.append(stream, [{"event_type": "tool_result", "tool_call_id": "never-called", "data": None}], expected_version=0)
+        return frame
+
+    monkeypatch.setattr(shared_pass, "load_frame", read_then_another_process_appends)
+    _grade(journal)
+    monkeypatch.setattr(shared_pass, "load_frame", read)
+    after = _grade(journal)  # the journal's latest version: it holds the appended stream
+    assert stream in {r["stream_id"] for r in after["tool_result_pairing"]}

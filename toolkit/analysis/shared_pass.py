@@ -789,6 +789,9 @@ def whole_journal_frame(journal: Journal) -> Frame | None:
 
     if rule_keys.keys_root(journal) is None:
         return None
+    # one Delta version read, saved and stamped: a commit after the read makes the keys stale
+    # (an unpinned journal stamped the version of after the commit on the events of before it)
+    journal = journal if journal.pinned_version is not None else journal.pinned()
     frame = rule_keys.load_saved(journal)
     if frame is None:
         frame = load_frame(journal, list(BUILTIN_COLUMNS))

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from invariant_journals import demo, everything  # noqa: F401  (pytest fixtures)
 from test_shared_pass import PARAMS, _per_rule
@@ -21,7 +22,7 @@ from toolkit.analysis import regrade as regrade_module
 from toolkit.analysis import rule_keys, shared_pass
 from toolkit.analysis.rules import RuleSet
 from toolkit.analysis.shared_pass import BUILTIN_COLUMNS, Frame, frame_failures, load_frame
-from toolkit.journal import Journal
+from toolkit.journal import Journal, rewrite
 from toolkit.journal.redaction import redact_subject
 from toolkit.journal.retention import remove_stream_prefix
 
@@ -258,3 +259,54 @@ def test_an_append_while_a_grade_reads_the_journal_is_not_hidden_by_the_keys_it_
     monkeypatch.setattr(shared_pass, "load_frame", read)
     after = _grade(journal)  # the journal's latest version: it holds the appended stream
     assert stream in {r["stream_id"] for r in after["tool_result_pairing"]}
+
+
+def _secrets_journal(path: Path) -> Journal:
+    journal = Journal.create(path)
+    journal.append("run-a", [{"event_type": "user_message", "event_id": f"secret-{v}", "data": {"text": "hi"}} for v in (1, 2, 3)])
+    journal.append("run-b", [{"event_type": "user_message", "event_id": "b-1", "data": {"text": "hi"}}])
+    return journal
+
+
+def _saved_event_ids(journal: Journal) -> set[str]:
+    """The event ids of every strings file under rule-keys (current, stale, half-written)."""
+    assert isinstance(journal.path, Path)
+    found: set[str] = set()
+    for f in (journal.path / rule_keys.KEYS_DIR).rglob("strings.parquet"):
+        found |= {i for i in pq.read_table(f, columns=["event_id"]).column("event_id").to_pylist() if i is not None}
+    return found
+
+
+def _another_process_saves(journal: Journal) -> None:
+    assert isinstance(journal.path, Path)
+    view = Journal.open(journal.path).pinned()
+    rule_keys.save_frame(view, load_frame(view, sorted(BUILTIN_COLUMNS)))
+
+
+def test_keys_saved_between_a_purges_drop_and_its_commit_are_deleted_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = _secrets_journal(tmp_path / "j")
+    commit = rewrite.write_deltalake
+
+    def a_grade_saves_then_the_purge_commits(*args: Any, **kwargs: Any) -> Any:
+        _another_process_saves(journal)
+        assert "secret-1" in _saved_event_ids(journal)
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(rewrite, "write_deltalake", a_grade_saves_then_the_purge_commits)
+    remove_stream_prefix(journal, "run-a", 3, reason="test")
+    assert not _saved_event_ids(journal) & {"secret-1", "secret-2"}
+
+
+def test_keys_a_grade_saves_while_a_purge_commits_are_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = _secrets_journal(tmp_path / "j")
+    resolve = rule_keys.integrity_base
+
+    def the_purge_commits_while_the_keys_are_built(frame: Frame) -> Any:
+        monkeypatch.setattr(rule_keys, "integrity_base", resolve)
+        remove_stream_prefix(Journal.open(tmp_path / "j"), "run-a", 3, reason="test")
+        return resolve(frame)
+
+    monkeypatch.setattr(rule_keys, "integrity_base", the_purge_commits_while_the_keys_are_built)
+    _another_process_saves(journal)  # it found the journal at its latest version before the purge
+    assert not _saved_event_ids(journal) & {"secret-1", "secret-2"}
+    assert rule_keys.saved_folder(journal) is None

@@ -222,6 +222,11 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if isinstance(journal.path, Path) and Journal.open(journal.path).delta_version != stamp["delta_version"]:
+        # a commit (a purge, a redaction) came since the check above: its deletion of the keys
+        # may have run before these were in place, and they copy what it removed
+        shutil.rmtree(root / name, ignore_errors=True)
+        return None
     _remove_others(root, name)
     return root / name
 

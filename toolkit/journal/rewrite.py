@@ -88,6 +88,7 @@ def replace_partitions(
             custom_metadata={"toolkit.operation": operation, "toolkit.events": str(rows.num_rows), **(metadata or {})}
         ),
     )
+    drop_rule_keys(journal)  # and those a re-grade saved meanwhile, from the events before this commit
     return journal.refresh()
 
 
@@ -102,7 +103,7 @@ def drop_rule_keys(journal: Journal) -> bool:
     root = journal.path / RULE_KEYS_DIR
     if not root.exists():
         return False
-    shutil.rmtree(root)
+    shutil.rmtree(root, ignore_errors=True)  # a save writing there now fails, or removes its own (it sees the commit)
     return True
 
 

@@ -310,3 +310,30 @@ def test_keys_a_grade_saves_while_a_purge_commits_are_not_kept(tmp_path: Path, m
     _another_process_saves(journal)  # it found the journal at its latest version before the purge
     assert not _saved_event_ids(journal) & {"secret-1", "secret-2"}
     assert rule_keys.saved_folder(journal) is None
+
+
+def test_a_save_finishing_after_another_keeps_the_keys_current_names(demo: Journal, tmp_path: Path) -> None:
+    journal = _copy(demo, tmp_path)
+    _grade(journal)
+    ours = rule_keys.saved_folder(journal)
+    assert ours is not None
+    # another process's save wrote its keys and pointed CURRENT at them after ours did
+    theirs = ours.parent / "their-keys"
+    shutil.copytree(ours, theirs)
+    (ours.parent / "CURRENT").write_text(theirs.name + "\n")
+    rule_keys._remove_others(ours.parent, ours.name)  # our save's clean-up runs last
+    assert rule_keys.saved_folder(journal) == theirs
+    with _saved_frame(journal):
+        pass
+
+
+def test_a_manifest_without_its_vocabularies_is_read_as_damaged(demo: Journal, tmp_path: Path) -> None:
+    journal = _copy(demo, tmp_path)
+    first = _grade(journal)
+    folder = rule_keys.saved_folder(journal)
+    assert folder is not None
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["tool_names"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert rule_keys.load_saved(journal) is None
+    assert _grade(journal) == first

@@ -250,10 +250,15 @@ def _strings_frame(o: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
 
 def _remove_others(root: Path, current: str) -> None:
     """Earlier keys (a re-grade reading them holds its files open), and what a killed save left;
-    not the folder another process may be writing right now (younger than ``_STALE_S``)."""
+    not the folder another process may be writing right now (younger than ``_STALE_S``), nor the
+    one ``CURRENT`` names now (another save may have replaced ours meanwhile)."""
     now = time.time()
+    try:
+        named = (root / _CURRENT).read_text().strip()
+    except OSError:
+        named = current
     for other in root.iterdir():
-        if other.name in (current, _CURRENT):
+        if other.name in (current, named, _CURRENT):
             continue
         try:
             if other.name.startswith(".") and now - other.stat().st_mtime < _STALE_S:
@@ -292,10 +297,10 @@ class SavedStrings(Strings):
         try:
             for f in ("keys", "strings", "texts", "streams"):
                 self._files[f] = (folder / f"{f}.parquet").open("rb")
-        except OSError:
+            self.streams = pl.read_parquet(self._files["streams"])
+        except BaseException:
             self.close()
             raise
-        self.streams = pl.read_parquet(self._files["streams"])
         self._read: dict[str, pl.Series] = {}
         self._lock = threading.Lock()
 
@@ -370,7 +375,8 @@ def load_saved(journal: Journal) -> Frame | None:
         strings = SavedStrings(folder)
         manifest = json.loads((folder / "manifest.json").read_text())
         k = pl.read_parquet(strings._files["keys"], columns=list(EAGER))
-    except (OSError, ValueError, pl.exceptions.PolarsError):  # removed meanwhile, or damaged: read the journal
+        event_types, tool_names = list(manifest["event_types"]), list(manifest["tool_names"])
+    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):  # removed meanwhile, or damaged
         if strings is not None:
             strings.close()
         return None
@@ -378,8 +384,8 @@ def load_saved(journal: Journal) -> Frame | None:
     tc = k.get_column("call").cast(pl.UInt64)
     s = k.select(
         "orig", "sid", "version", "position",
-        et=_categorical(manifest["event_types"], k.get_column("et")),
-        tool_name=_categorical(manifest["tool_names"], k.get_column("tool")),
+        et=_categorical(event_types, k.get_column("et")),
+        tool_name=_categorical(tool_names, k.get_column("tool")),
         is_error="is_error",
         cost=pl.col("cost").cast(nano_sum_type(cost)).fill_null(0),
         tokens=pl.col("tokens").fill_null(0),

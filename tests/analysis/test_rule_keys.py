@@ -337,3 +337,35 @@ def test_a_manifest_without_its_vocabularies_is_read_as_damaged(demo: Journal, t
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert rule_keys.load_saved(journal) is None
     assert _grade(journal) == first
+
+
+@pytest.mark.parametrize("threshold, flag, saved", [(1, "--rule-keys", True), (1, "--no-rule-keys", False), (10**9, "--rule-keys", False)])
+def test_journal_import_of_a_large_journal_saves_the_keys_the_first_regrade_reads(
+    threshold: int, flag: str, saved: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import run_cli
+
+    monkeypatch.setattr(rule_keys, "KEYS_AT_IMPORT", threshold)  # "large": at least this many events
+    sample = Path(__file__).resolve().parents[2] / "data" / "samples" / "generic" / "gateway-log.jsonl"
+    mapping = sample.with_name("gateway-log.mapping.toml")
+    code, out, err = run_cli(capsys, "import", "-j", str(tmp_path / "j"), str(sample), "--mapping", str(mapping), flag)
+    assert code == 0, err
+    journal = Journal.open(tmp_path / "j")
+    assert json.loads(out)["imported"] > 0
+    assert (rule_keys.saved_folder(journal) is not None) is saved
+    assert ("rule keys saved for journal regrade" in err) is saved
+    if saved:  # the first re-grade reads them, and finds what a read of the events finds
+        with _saved_frame(journal):
+            pass
+        read: list[bool] = []
+        load = rule_keys.load_saved
+        monkeypatch.setattr(rule_keys, "load_saved", lambda j: read.append(True) or load(j))
+        assert _grade(journal) == _grade_without_keys(journal) and read
+
+
+def _grade_without_keys(journal: Journal) -> dict[str, list[dict[str, Any]]]:
+    shared_pass.SAVED_KEYS = False
+    try:
+        return _grade(journal)
+    finally:
+        shared_pass.SAVED_KEYS = True

@@ -42,10 +42,12 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from toolkit.analysis.shared_pass import (
+    BUILTIN_COLUMNS,
     Frame,
     Strings,
     by_call_groups,
     integrity_base,
+    load_frame,
     nano_sum_type,
 )
 from toolkit.journal.retention import read_removals
@@ -56,6 +58,9 @@ KEYS_DIR: Final = RULE_KEYS_DIR
 FORMAT: Final = 1
 _CURRENT: Final = "CURRENT"
 _STALE_S: Final = 3600  # a save in progress this long ago was killed
+# an import leaving at least this many events in the journal saves the keys (``prepare``): the
+# first re-grade after it reads them (smaller journals re-grade fast from their events)
+KEYS_AT_IMPORT: Final = 1_000_000
 # rows of a row group of strings.parquet: a message needing a few strings reads their groups only
 GROUP_ROWS: Final = 1 << 16
 # read on every re-grade; the other columns of keys.parquet are read when a message quotes them
@@ -268,6 +273,19 @@ def _remove_others(root: Path, current: str) -> None:
             continue  # gone already, or removed by the other process
 
 
+def prepare(journal: Journal) -> Path | None:
+    """Save the journal's rule keys now unless fresh ones are there (``journal import`` does,
+    so that the first re-grade after it reads them); returns their folder (None: a journal that
+    keeps none)."""
+    if keys_root(journal) is None:
+        return None
+    pinned = journal.pinned()  # one version read, saved and stamped
+    folder = saved_folder(pinned)
+    if folder is not None:
+        return folder
+    return save_frame(pinned, load_frame(pinned, list(BUILTIN_COLUMNS)))
+
+
 # ---------------------------------------------------------------------- reading
 
 
@@ -398,4 +416,4 @@ def load_saved(journal: Journal) -> Frame | None:
     return Frame(strings, s, removals=read_removals(journal))
 
 
-__all__ = ["EAGER", "FORMAT", "KEYS_DIR", "SavedStrings", "drop_rule_keys", "keys_root", "load_saved", "save_frame", "saved_folder"]
+__all__ = ["EAGER", "FORMAT", "KEYS_DIR", "SavedStrings", "drop_rule_keys", "keys_root", "load_saved", "prepare", "save_frame", "saved_folder"]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -47,6 +48,12 @@ INTERRUPTED = (
     callback=lambda ctx, param, value: field_value(value),
 )
 @click.option("--dry-run", is_flag=True, help="Read and validate only; write nothing.")
+@click.option(
+    "--rule-keys/--no-rule-keys",
+    default=True,
+    show_default=True,
+    help="When the journal holds 1M events or more after the import, save the rule keys journal regrade reads.",
+)
 def command(
     journal_path: str,
     paths: tuple[str, ...],
@@ -58,6 +65,7 @@ def command(
     application: str | None,
     idempotency_field: str | None,
     dry_run: bool,
+    rule_keys: bool,
 ) -> None:
     """Import exported journals into the journal (idempotent: a second import adds nothing).
 
@@ -107,7 +115,31 @@ def command(
         click.echo(f'… and {more} more; see them with: journal sql "SELECT * FROM quarantine"', err=True)  # noqa: S608
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
+    if rule_keys and not dry_run and report.imported:
+        _prepare_rule_keys(journal)
     sys.stdout.write(json.dumps(report.summary()) + "\n")
+
+
+def _prepare_rule_keys(journal: Any) -> None:
+    """A large journal's rule keys, saved now: the first ``journal regrade`` reads them."""
+    import time
+
+    from toolkit.analysis import rule_keys
+    from toolkit.analysis.shared_pass import journal_events
+    from toolkit.reports.progress import progress_bar
+
+    if journal_events(journal) < rule_keys.KEYS_AT_IMPORT:
+        return
+    t0 = time.perf_counter()
+    with progress_bar("saving rule keys", None):
+        try:
+            folder = rule_keys.prepare(journal)
+        except OSError as e:  # the events are in; a re-grade reads them without keys
+            click.echo(f"note: rule keys not saved ({e}); journal regrade reads the events instead", err=True)
+            return
+    if folder is not None:
+        size = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
+        click.echo(f"rule keys saved for journal regrade ({size:,.0f} MB, {time.perf_counter() - t0:.1f} s)", err=True)
 
 
 def format_value(value: str) -> str:

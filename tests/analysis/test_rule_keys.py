@@ -15,13 +15,16 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from invariant_journals import demo, everything  # noqa: F401  (pytest fixtures)
+from test_invariants import _event, _reference
 from test_shared_pass import PARAMS, _per_rule
 
 from toolkit.analysis import regrade as regrade_module
 from toolkit.analysis import rule_keys, shared_pass
 from toolkit.analysis.rules import RuleSet
-from toolkit.analysis.shared_pass import BUILTIN_COLUMNS, Frame, frame_failures, load_frame
+from toolkit.analysis.shared_pass import BUILTIN_COLUMNS, Frame, frame_failures, frame_verdicts, load_frame
 from toolkit.journal import Journal, rewrite
 from toolkit.journal.redaction import redact_subject
 from toolkit.journal.retention import remove_stream_prefix
@@ -369,3 +372,17 @@ def _grade_without_keys(journal: Journal) -> dict[str, list[dict[str, Any]]]:
         return _grade(journal)
     finally:
         shared_pass.SAVED_KEYS = True
+
+
+@settings(max_examples=25, deadline=None)
+@given(streams=st.lists(st.lists(_event, min_size=1, max_size=12), min_size=1, max_size=3))
+def test_saved_keys_judge_random_tool_histories_as_the_python_references(streams: list[list[dict[str, Any]]]) -> None:
+    rows = [{**e, "stream_id": f"s{i}"} for i, events in enumerate(streams) for e in events]
+    with Journal.in_memory() as j:
+        j.append_batch(rows, stream_type="agent_run")
+        assert rule_keys.prepare(j) is not None
+        with _saved_frame(j) as frame:
+            for name in ("no_tool_failure_loop", "confirmation_before_write", "tool_result_pairing", "exactly_once"):
+                bound = RuleSet.load().get(name).bind({})
+                got = {(s, v, ok) for s, v, ok in frame_verdicts(frame, name, bound).rows() if ok is not None}
+                assert got == _reference(j, name, bound), name

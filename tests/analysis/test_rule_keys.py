@@ -386,3 +386,25 @@ def test_saved_keys_judge_random_tool_histories_as_the_python_references(streams
                 bound = RuleSet.load().get(name).bind({})
                 got = {(s, v, ok) for s, v, ok in frame_verdicts(frame, name, bound).rows() if ok is not None}
                 assert got == _reference(j, name, bound), name
+
+
+def test_journal_import_saves_no_keys_for_a_journal_regrade_judges_in_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Over the shared pass's memory budget a re-grade reads the journal in shards of streams and
+    never the keys: the import does not load the whole journal in memory to save them."""
+    from helpers import run_cli
+
+    monkeypatch.setattr(rule_keys, "KEYS_AT_IMPORT", 1)
+    monkeypatch.setattr(shared_pass, "SHARD_EVENTS", 2)  # the budget: the sample holds more events
+    sample = Path(__file__).resolve().parents[2] / "data" / "samples" / "generic" / "gateway-log.jsonl"
+    mapping = sample.with_name("gateway-log.mapping.toml")
+    code, out, err = run_cli(capsys, "import", "-j", str(tmp_path / "j"), str(sample), "--mapping", str(mapping))
+    assert code == 0, err
+    journal = Journal.open(tmp_path / "j")
+    assert json.loads(out)["imported"] > shared_pass.SHARD_EVENTS
+    assert rule_keys.saved_folder(journal) is None and "rule keys saved" not in err
+    assert not (tmp_path / "j" / rule_keys.KEYS_DIR).exists()
+    code, out, err = run_cli(capsys, "regrade", "-j", str(tmp_path / "j"), "all")  # in shards: no keys
+    assert code in (0, 3), err
+    assert rule_keys.saved_folder(journal) is None

@@ -52,7 +52,8 @@ INTERRUPTED = (
     "--rule-keys/--no-rule-keys",
     default=True,
     show_default=True,
-    help="When the journal holds 1M events or more after the import, save the rule keys journal regrade reads.",
+    help="When the journal holds 1M to 15M events after the import, save the rule keys journal regrade reads "
+    "(larger journals are re-graded in shards, without them).",
 )
 def command(
     journal_path: str,
@@ -124,11 +125,12 @@ def _prepare_rule_keys(journal: Any) -> None:
     """A large journal's rule keys, saved now: the first ``journal regrade`` reads them."""
     import time
 
-    from toolkit.analysis import rule_keys
-    from toolkit.analysis.shared_pass import journal_events
+    from toolkit.analysis import rule_keys, shared_pass
     from toolkit.reports.progress import progress_bar
 
-    if journal_events(journal) < rule_keys.KEYS_AT_IMPORT:
+    # over the shared pass's memory budget a re-grade judges shards of streams, never the keys:
+    # a save would hold the whole journal in memory for nothing
+    if not rule_keys.KEYS_AT_IMPORT <= shared_pass.journal_events(journal) <= shared_pass.SHARD_EVENTS:
         return
     t0 = time.perf_counter()
     with progress_bar("saving rule keys", None):

@@ -221,3 +221,28 @@ def test_redact_interrupted_before_its_commit_is_finished_by_a_rerun(
     marker = json.dumps({"redacted": json.loads(out)["redaction_id"]}, separators=(",", ":"))
     assert payloads() == [marker] * len(old)
     assert run(capsys, "verify", "-j", str(journal_dir))[0] == 0
+
+
+def test_import_interrupted_while_saving_rule_keys_reports_its_import_and_says_it_is_done(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Ctrl-C after the commit, while the rule keys of a large journal are saved: the summary of the
+    import is out already, the Hint says the events are in, and nothing of the keys is left."""
+    from toolkit.analysis import rule_keys
+
+    source = tmp_path / "export.jsonl"
+    lines = [json.dumps({"stream_id": f"run-{i % 2}", **ev("user_message", {"n": i})}) for i in range(5)]
+    source.write_text("\n".join(lines) + "\n")
+    jpath = tmp_path / "j"
+    monkeypatch.setattr(rule_keys, "KEYS_AT_IMPORT", 1)  # "large"
+    with monkeypatch.context() as m:
+        m.setattr(rule_keys, "save_frame", ctrl_c)
+        code, out, err = run(capsys, "import", "-j", str(jpath), "--from", "jsonl", str(source))
+    assert_aborted_with_hint("import", code, err)
+    assert json.loads(out)["imported"] == 5
+    assert "while saving the rule keys, the import is complete" in err
+    journal = Journal.open(jpath)
+    assert len(event_rows(journal)) == 5 and rule_keys.saved_folder(journal) is None
+    code, out, err = run(capsys, "regrade", "-j", str(jpath), "all")  # as the Hint says: it saves them
+    assert code in (0, 3), err
+    assert rule_keys.saved_folder(journal) is not None

@@ -12,7 +12,8 @@ from toolkit.cli.options import OptionValueError, journal_option, open_journal, 
 INTERRUPTED = (
     "one commit adds the import's events, so the journal holds all of them or none; run the same import "
     "again to finish: event ids come from the source, so events already imported are skipped, not added "
-    "twice"
+    "twice (interrupted while saving the rule keys, the import is complete, as its counts printed say: "
+    "journal regrade saves them)"
 )
 
 
@@ -116,9 +117,10 @@ def command(
         click.echo(f'… and {more} more; see them with: journal sql "SELECT * FROM quarantine"', err=True)  # noqa: S608
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
+    sys.stdout.write(json.dumps(report.summary()) + "\n")
+    sys.stdout.flush()  # the import is committed: its counts are out before the keys' save (Ctrl-C there)
     if rule_keys and not dry_run and report.imported:
         _prepare_rule_keys(journal)
-    sys.stdout.write(json.dumps(report.summary()) + "\n")
 
 
 def _prepare_rule_keys(journal: Any) -> None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
@@ -407,4 +408,17 @@ def test_journal_import_saves_no_keys_for_a_journal_regrade_judges_in_shards(
     assert not (tmp_path / "j" / rule_keys.KEYS_DIR).exists()
     code, out, err = run_cli(capsys, "regrade", "-j", str(tmp_path / "j"), "all")  # in shards: no keys
     assert code in (0, 3), err
+    assert rule_keys.saved_folder(journal) is None
+
+
+def test_a_save_that_fails_leaves_the_regrade_reading_the_events(
+    demo: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = _copy(demo, tmp_path)
+
+    def broken(*_args: Any) -> None:
+        raise pl.exceptions.ComputeError("no room for the keys")
+
+    monkeypatch.setattr(rule_keys, "save_frame", broken)
+    assert _grade(journal) == _grade_without_keys(journal)
     assert rule_keys.saved_folder(journal) is None

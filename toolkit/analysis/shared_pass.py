@@ -781,6 +781,10 @@ def frame_failures(
     return out.to_arrow().cast(FAILURE_SCHEMA)
 
 
+# what a failed save of the rule keys raises; the re-grade goes on without them
+KEYS_NOT_SAVED: Final = (OSError, pl.exceptions.PolarsError, pa.ArrowException)
+
+
 def whole_journal_frame(journal: Journal) -> Frame | None:
     """Every built-in's frame over the whole journal from its saved keys (``rule_keys``); when
     they are stale, read from the journal and saved for the next re-grade. None: a journal that
@@ -797,7 +801,7 @@ def whole_journal_frame(journal: Journal) -> Frame | None:
         frame = load_frame(journal, list(BUILTIN_COLUMNS))
         try:
             rule_keys.save_frame(journal, frame)
-        except OSError:  # a journal this user may not write to, a full disk: the next re-grade reads again
+        except KEYS_NOT_SAVED:  # a journal this user may not write to, a full disk: the next re-grade reads again
             pass
     return frame
 

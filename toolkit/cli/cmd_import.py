@@ -138,7 +138,7 @@ def _prepare_rule_keys(journal: Any) -> None:
     with progress_bar("saving rule keys", None):
         try:
             folder = rule_keys.prepare(journal)
-        except OSError as e:  # the events are in; a re-grade reads them without keys
+        except shared_pass.KEYS_NOT_SAVED as e:  # the events are in; a re-grade reads them without keys
             click.echo(f"note: rule keys not saved ({e}); journal regrade reads the events instead", err=True)
             return
     if folder is not None:

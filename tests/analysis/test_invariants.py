@@ -523,13 +523,23 @@ _event = st.one_of(
 )
 
 
+# random tool histories: a few streams of events of the kinds above
+HISTORIES = st.lists(st.lists(_event, min_size=1, max_size=12), min_size=1, max_size=3)
+HISTORY_RULES = ("no_tool_failure_loop", "confirmation_before_write", "tool_result_pairing", "exactly_once")
+
+
+def history_journal(streams: list[list[dict[str, Any]]]) -> Journal:
+    """An in-memory journal of the streams (``s0``, ``s1``, …) of ``HISTORIES``."""
+    j = Journal.in_memory()
+    j.append_batch([{**e, "stream_id": f"s{i}"} for i, events in enumerate(streams) for e in events], stream_type="agent_run")
+    return j
+
+
 @settings(max_examples=25, deadline=None)
-@given(streams=st.lists(st.lists(_event, min_size=1, max_size=12), min_size=1, max_size=3))
+@given(streams=HISTORIES)
 def test_vectorised_equals_python_on_random_tool_histories(streams: list[list[dict[str, Any]]]) -> None:
-    rows = [{**e, "stream_id": f"s{i}"} for i, events in enumerate(streams) for e in events]
-    with Journal.in_memory() as j:
-        j.append_batch(rows, stream_type="agent_run")
-        for name in ("no_tool_failure_loop", "confirmation_before_write", "tool_result_pairing", "exactly_once"):
+    with history_journal(streams) as j:
+        for name in HISTORY_RULES:
             rule = RuleSet.load().get(name)
             bound = rule.bind({})
             assert _verdicts(j, rule, bound) == _reference(j, name, bound), name

@@ -17,9 +17,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from invariant_journals import demo, everything  # noqa: F401  (pytest fixtures)
-from test_invariants import _event, _reference
+from test_invariants import HISTORIES, HISTORY_RULES, _reference, history_journal
 from test_shared_pass import PARAMS, _per_rule
 
 from toolkit.analysis import regrade as regrade_module
@@ -376,14 +375,12 @@ def _grade_without_keys(journal: Journal) -> dict[str, list[dict[str, Any]]]:
 
 
 @settings(max_examples=25, deadline=None)
-@given(streams=st.lists(st.lists(_event, min_size=1, max_size=12), min_size=1, max_size=3))
+@given(streams=HISTORIES)
 def test_saved_keys_judge_random_tool_histories_as_the_python_references(streams: list[list[dict[str, Any]]]) -> None:
-    rows = [{**e, "stream_id": f"s{i}"} for i, events in enumerate(streams) for e in events]
-    with Journal.in_memory() as j:
-        j.append_batch(rows, stream_type="agent_run")
+    with history_journal(streams) as j:
         assert rule_keys.prepare(j) is not None
         with _saved_frame(j) as frame:
-            for name in ("no_tool_failure_loop", "confirmation_before_write", "tool_result_pairing", "exactly_once"):
+            for name in HISTORY_RULES:
                 bound = RuleSet.load().get(name).bind({})
                 got = {(s, v, ok) for s, v, ok in frame_verdicts(frame, name, bound).rows() if ok is not None}
                 assert got == _reference(j, name, bound), name

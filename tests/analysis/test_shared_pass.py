@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from invariant_journals import demo, everything  # noqa: F401  (pytest fixtures)
-from test_invariants import _event, _reference
+from test_invariants import HISTORIES, HISTORY_RULES, _reference, history_journal
 
 from toolkit.analysis import regrade as regrade_module
 from toolkit.analysis.invariants import REFERENCES
@@ -157,14 +157,11 @@ def test_a_user_rule_named_like_a_builtin_runs_its_own_code(tmp_path: Any) -> No
 
 
 @settings(max_examples=20, deadline=None)
-@given(streams=__import__("hypothesis").strategies.lists(
-    __import__("hypothesis").strategies.lists(_event, min_size=1, max_size=12), min_size=1, max_size=3))
+@given(streams=HISTORIES)
 def test_shared_pass_equals_python_on_random_tool_histories(streams: list[list[dict[str, Any]]]) -> None:
-    rows = [{**e, "stream_id": f"s{i}"} for i, events in enumerate(streams) for e in events]
-    with Journal.in_memory() as j:
-        j.append_batch(rows, stream_type="agent_run")
+    with history_journal(streams) as j:
         frame = load_frame(j, sorted(BUILTIN_COLUMNS))
-        for name in ("no_tool_failure_loop", "confirmation_before_write", "tool_result_pairing", "exactly_once"):
+        for name in HISTORY_RULES:
             bound = RuleSet.load().get(name).bind({})
             got = {(s, v, ok) for s, v, ok in frame_verdicts(frame, name, bound).rows() if ok is not None}
             assert got == _reference(j, name, bound), name

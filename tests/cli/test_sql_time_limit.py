@@ -1,6 +1,6 @@
 """Time limits on user SQL (``journal sql --timeout``, ``sql_timeout_s`` in journal.toml, SQL rules of
-``journal regrade`` and ``journal bisect``) and Ctrl-C during a query, on a real journal through the
-real entry point."""
+``journal regrade`` and ``journal bisect``) and Ctrl-C during a query (user SQL, and the toolkit's own
+queries), on a real journal through the real entry point."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, run_cli
 
+from toolkit.analysis.pricing import CSV_COLUMNS
 from toolkit.journal import Journal
 from toolkit.journal.config import JournalConfig
 
@@ -181,9 +182,36 @@ def test_ctrl_c_stops_a_running_bisect_probe(jpath: str, tmp_path: Path) -> None
     _interrupted_after_5_s(argv)
 
 
-def _interrupted_after_5_s(argv: list[str]) -> None:
+def test_ctrl_c_stops_a_running_rollup_query(tmp_path: Path) -> None:
+    """The toolkit's own queries ran unwatched: Ctrl-C during journal rollup waited for the whole query
+    (minutes on a large journal). Made slow here on purpose: 40,000 models, each tried against 20 regex
+    price rows (DuckDB compiles a pattern read from a column for each pair it tries: 800,000
+    compilations, minutes; each short, as DuckDB notices an interrupt between batches of pairs). It now
+    stops at once with Aborted. (journal rollup writes nothing: no Hint)."""
+    journal = Journal.create(tmp_path / "j")
+    journal.append(
+        "run-1",
+        [
+            {"event_type": "llm_response", "data": {}, "model": f"model-{i}", "tokens_in": 10, "tokens_out": 1}
+            for i in range(40_000)
+        ],
+        stream_type="agent_run",
+    )
+    journal.close()
+    prices = tmp_path / "prices.csv"
+    rows = [
+        f'"m{i}[a-z0-9]{{0,100}}",regex,acme,2026-01-01,,1.00,2.00,,,,,https://example.com/p,2026-01-01'
+        for i in range(20)
+    ]
+    prices.write_text(",".join(CSV_COLUMNS) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    argv = ["rollup", "-j", str(journal.path), "--cost", "repriced", "--prices", str(prices)]
+    err = _interrupted_after_5_s(argv)
+    assert "Hint:" not in err and "Traceback" not in err, err
+
+
+def _interrupted_after_5_s(argv: list[str]) -> str:
     """Run ``journal ARGV`` as a terminal starts it, send it SIGINT after 5 s (imports, opening the
-    journal, then its query runs): it must end at once with Aborted., exit 1."""
+    journal, then its query runs): it must end at once (within 3 s) with Aborted., exit 1. Its stderr."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "toolkit.cli", *argv],
         cwd=REPO,
@@ -196,9 +224,13 @@ def _interrupted_after_5_s(argv: list[str]) -> None:
         time.sleep(5)
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
         _, err = proc.communicate(timeout=15)
+        elapsed = time.monotonic() - interrupted
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 1 and err.strip().endswith("Aborted."), err
+    assert elapsed < 3, f"ended {elapsed:.1f} s after Ctrl-C"
+    return err

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -69,6 +70,71 @@ _CSV_REJECTS_OPTIONS = frozenset({"store_rejects", "rejects_table", "rejects_sca
 
 
 _POLL_S: Final = 0.1  # how often a thread waiting for a watched query looks for Ctrl-C
+# what DuckDB raises (a RuntimeError) when it looks at signals itself (at times of its choosing, often
+# only as a query ends) and finds Ctrl-C: a traceback instead of Aborted. unless made a KeyboardInterrupt again
+_DUCKDB_SAW_CTRL_C: Final = "Query interrupted"
+
+
+class _CtrlC:
+    """Ctrl-C for the queries the main thread runs itself (the toolkit's own: rollups, reports, the
+    wrappers of rules): DuckDB does not stop a query for Ctrl-C (it looks at signals at times of its
+    choosing, often only when the query ends), so Ctrl-C waited for the whole query (minutes on a large
+    journal). While one runs, Python's signal handler also writes the
+    signal's number to a pipe (``signal.set_wakeup_fd``; from whichever thread the signal reached),
+    and one thread for the whole process reads it and interrupts the running query; the handler's
+    KeyboardInterrupt then goes on up. Per query that costs two calls that store a number, not the
+    thread a watched query runs on (:meth:`Session.watched`).
+    """
+
+    def __init__(self) -> None:
+        self._read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)  # the signal handler must never block
+        # the connection of the query running now: set and cleared by the main thread only; a race with
+        # the reader matters only when Ctrl-C came, and then everything stops anyway
+        self.running: duckdb.DuckDBPyConnection | None = None
+        threading.Thread(target=self._watch, name="journal-ctrl-c", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            signals = os.read(self._read_fd, 64)
+            con = self.running
+            if signal.SIGINT in signals and con is not None:  # else it came between queries: the handler raises there
+                try:
+                    con.interrupt()
+                except duckdb.Error:  # closed meanwhile: nothing runs on it
+                    pass
+
+    def run(self, con: duckdb.DuckDBPyConnection, run: Callable[[], pa.Table]) -> pa.Table:
+        """``run()`` (a query on ``con``; the caller is the main thread) with Ctrl-C stopping it, unless
+        another wakeup pipe (an event loop's) is set: then as before."""
+        previous = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        if previous == self.write_fd:  # left set by a call cut short by Ctrl-C
+            previous = -1
+        elif previous != -1:
+            signal.set_wakeup_fd(previous)
+            return run()
+        self.running = con
+        try:
+            return run()
+        finally:  # a pending KeyboardInterrupt is raised as a call returns: the one call here comes last
+            self.running = None
+            signal.set_wakeup_fd(previous)
+
+
+_CTRL_C: list[_CtrlC] = []  # made on first use: a pipe and its reader thread for the process
+
+
+def _interruptible(con: duckdb.DuckDBPyConnection, run: Callable[[], pa.Table]) -> pa.Table:
+    """``run()``, a query on ``con`` this thread runs, stopped by Ctrl-C (:class:`_CtrlC`): on the main
+    thread (the one Python lets set the wakeup pipe, and that Ctrl-C's KeyboardInterrupt reaches) with
+    Python's own Ctrl-C handler in place; elsewhere, or with a handler of the program's own, as is."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        return run()
+    if not _CTRL_C:
+        _CTRL_C.append(_CtrlC())
+    return _CTRL_C[0].run(con, run)
 
 
 def _events_select(present: Sequence[str]) -> str:
@@ -185,7 +251,9 @@ class Session:
             return self.con.sql(sql, params=dict(params) if params else None).to_arrow_table()
 
         try:
-            return self._wait_for(run, deadline) if self._watched else run()
+            return self._wait_for(run, deadline) if self._watched else _interruptible(self.con, run)
+        except duckdb.InterruptException as e:  # Ctrl-C (_CtrlC), if Python's handler has not raised it already
+            raise KeyboardInterrupt from e
         except duckdb.PermissionException as e:
             raise QueryError(f"refused: {e}", hint=_SANDBOX_HINT) from e
         except duckdb.Error as e:
@@ -204,6 +272,10 @@ class Session:
                     "rows or columns",
                 ) from e
             raise QueryError(f"query failed: {e}", hint="check the SQL and its parameters (-p name=value)") from e
+        except RuntimeError as e:
+            if str(e) == _DUCKDB_SAW_CTRL_C:  # it ran Python's handler and dropped its KeyboardInterrupt
+                raise KeyboardInterrupt from e
+            raise
 
     def _wait_for(self, run: Callable[[], pa.Table], deadline: float | None) -> pa.Table:
         """``run()`` on a worker thread; this thread waits until it ends, Ctrl-C comes (the query is

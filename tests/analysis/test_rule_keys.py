@@ -26,6 +26,7 @@ from toolkit.analysis import rule_keys, shared_pass
 from toolkit.analysis.rules import RuleSet
 from toolkit.analysis.shared_pass import BUILTIN_COLUMNS, Frame, frame_failures, frame_verdicts, load_frame
 from toolkit.journal import Journal, rewrite
+from toolkit.journal.maintenance import compact
 from toolkit.journal.redaction import redact_subject
 from toolkit.journal.retention import remove_stream_prefix
 
@@ -113,6 +114,77 @@ def test_an_append_makes_the_keys_stale_and_the_next_grade_sees_it(demo: Journal
     assert again is not None and again != folder and not folder.exists()  # saved anew, the old ones removed
     assert json.loads((again / "manifest.json").read_text())["delta_version"] == journal.delta_version
     assert _grade(journal) == after
+
+
+def _two_files_a_partition(tmp_path: Path) -> Journal:
+    """A journal whose one partition holds two files (two appends), keys saved by a grade."""
+    journal = Journal.create(tmp_path / "j")
+    for n in range(2):
+        journal.append(
+            "run-1",
+            [
+                {"event_type": "tool_called", "tool_name": "search", "tool_call_id": f"c{n}", "data": {"q": n}},
+                {"event_type": "tool_result", "tool_name": "search", "tool_call_id": f"c{n}", "data": None},
+                {"event_type": "tool_result", "tool_name": "search", "tool_call_id": "orphan", "data": None},
+            ],
+            stream_type="agent_run",
+        )
+    assert len(journal.files()) == 2
+    _grade(journal)
+    return journal
+
+
+def test_a_compaction_keeps_the_keys(demo: Journal, tmp_path: Path) -> None:
+    """journal compact rewrites the same rows into other files: the keys (which copy the events,
+    not the files) are read across its commits, and judge as a read of the compacted journal."""
+    journal = _copy(demo, tmp_path)
+    before = _grade(journal)
+    folder = rule_keys.saved_folder(journal)
+    saved_at = journal.delta_version
+    assert folder is not None
+    result = compact(journal, full=True)
+    assert result.partitions > 1 and journal.delta_version == saved_at + result.partitions
+    assert rule_keys.saved_folder(journal) == folder
+    assert _grade(journal) == before
+    assert rule_keys.saved_folder(journal) == folder  # read, not saved again
+    shared_pass.SAVED_KEYS = False
+    try:
+        assert _grade(journal) == before  # the compacted journal's own events
+    finally:
+        shared_pass.SAVED_KEYS = True
+
+
+def test_another_engines_optimize_keeps_the_keys_and_a_later_append_does_not(tmp_path: Path) -> None:
+    journal = _two_files_a_partition(tmp_path)
+    before = _grade(journal)
+    folder = rule_keys.saved_folder(journal)
+    assert folder is not None
+    metrics = journal.delta_table().optimize.compact()  # deltalake's OPTIMIZE: dataChange false
+    assert metrics["numFilesRemoved"] == 2 and len(journal.files()) == 1
+    assert rule_keys.saved_folder(journal) == folder and _grade(journal) == before
+    journal.append("run-1", [{"event_type": "tool_result", "tool_name": "search", "tool_call_id": "late", "data": None}])
+    assert rule_keys.saved_folder(journal) is None  # an append after the compaction: stale
+    after = _grade(journal)
+    assert len(after["tool_result_pairing"]) == len(before["tool_result_pairing"])  # run-1 failed already
+    assert rule_keys.saved_folder(journal) not in (None, folder)
+
+
+def test_a_commit_that_changes_the_table_or_an_unreadable_log_entry_makes_the_keys_stale(tmp_path: Path) -> None:
+    journal = _two_files_a_partition(tmp_path)
+    assert rule_keys.saved_folder(journal) is not None
+    journal.delta_table().alter.set_table_properties({"delta.logRetentionDuration": "interval 60 days"})
+    assert rule_keys.saved_folder(journal) is None  # a metaData action: not known to keep the rows
+    _grade(journal)
+    folder = rule_keys.saved_folder(journal)
+    assert folder is not None
+    compact(journal, full=True)
+    assert rule_keys.saved_folder(journal) == folder
+    entry = Path(journal.events_uri) / "_delta_log" / f"{journal.delta_version:020d}.json"
+    text = entry.read_text()
+    changed = text.replace('"dataChange":false', '"dataChange":true').replace('"toolkit.operation":"compact"', '"toolkit.operation":"x"')
+    assert changed.count('"dataChange":true') > text.count('"dataChange":true') and '"x"' in changed
+    entry.write_text(changed)
+    assert rule_keys.saved_folder(journal) is None  # the same commit, no longer a compaction
 
 
 def test_keys_of_another_table_at_the_same_version_are_not_read(demo: Journal, tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ what the rules judge on, once, as ``JOURNAL/rule-keys/<id>/`` (Parquet, LZ4):
 
 The rules themselves run on every re-grade, with their parameters; the keys hold no verdict.
 Keys are used only when the manifest names the journal's current Delta version of the same
-table: any commit (append, purge, compaction, redaction) makes them stale, and the next
-whole-journal re-grade saves them again (a journal pinned to an older version reads its events,
+table, or an earlier one followed only by compactions and vacuums (``_events_kept``): any other
+commit (append, purge, redaction) makes them stale, and the next whole-journal re-grade saves them again (a journal pinned to an older version reads its events,
 and saves nothing). Purge, archive --delete and redact delete them (they hold copies of ids and
 user texts). A remote (s3://) journal neither saves nor reads them.
 """
@@ -68,6 +68,8 @@ EAGER: Final = (
     "orig", "sid", "version", "position", "et", "tool", "is_error", "cost", "tokens", "duration_ms", "call",
     "call_rank", "has_key", "args", "cause", "uses", "has_cause",
 )
+# commits after the saved version looked at (each log entry read) before the keys count as stale
+_LOG_COMMITS: Final = 10_000
 _UUID: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
@@ -300,7 +302,44 @@ def saved_folder(journal: Journal) -> Path | None:
     except (OSError, ValueError):
         return None
     stamp = _stamp(journal)
-    return folder if all(manifest.get(k) == v for k, v in stamp.items()) else None
+    saved = manifest.get("delta_version")
+    if any(manifest.get(k) != v for k, v in stamp.items() if k != "delta_version") or not isinstance(saved, int):
+        return None
+    if saved == stamp["delta_version"]:
+        return folder
+    return folder if _events_kept(journal, saved, stamp["delta_version"]) else None
+
+
+# Delta log actions that leave the table's rows as they are when each add and remove says so
+_LOG_ACTIONS: Final = frozenset({"commitInfo", "add", "remove", "txn"})
+
+
+def _events_kept(journal: Journal, saved: int, current: int) -> bool:
+    """Whether every commit after Delta version ``saved`` up to ``current`` left the events as
+    they were: compactions (``journal compact``: rows rewritten sorted, the same rows; or another
+    engine's OPTIMIZE, every file added or removed with ``dataChange`` false) and vacuums. The keys
+    copy the events, not the files (their strings are saved in their own order), so they stay
+    exact. Anything else (an append, a purge, a schema change) or a log entry that cannot be read
+    (cleaned up after its retention, damaged) makes them stale."""
+    if not saved < current or current - saved > _LOG_COMMITS or not isinstance(journal.path, Path):
+        return False
+    log = Path(journal.events_uri) / "_delta_log"
+    for version in range(saved + 1, current + 1):
+        try:
+            with (log / f"{version:020d}.json").open(encoding="utf-8") as entry:
+                actions = [json.loads(line) for line in entry if line.strip()]
+        except (OSError, ValueError):
+            return False
+        compaction = any(a.get("commitInfo", {}).get("toolkit.operation") == "compact" for a in actions)
+        for action in actions:
+            if not isinstance(action, dict) or len(action) != 1:
+                return False
+            ((kind, body),) = action.items()
+            if kind not in _LOG_ACTIONS or not isinstance(body, dict):
+                return False
+            if kind in ("add", "remove") and body.get("dataChange") is not False and not compaction:
+                return False
+    return True
 
 
 class SavedStrings(Strings):

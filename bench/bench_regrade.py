@@ -37,6 +37,7 @@ import toolkit  # noqa: F401
 
 import argparse
 import os
+import random
 import resource
 import shutil
 import sys
@@ -167,6 +168,72 @@ def bench_vectorised(journal: Journal, rules: list[str], sample: list[str], repe
     print(f"   baseline: plain Python loop over a sample of {len(rows):,} events ({len(sample):,} whole streams): "
           f"{loop_total:.2f} s -> {scaled:.1f} s scaled to {events:,} events; the shared pass is "
           f"{scaled / best['total']:.1f}x faster")
+
+
+def appended_events(journal: Journal, events: int, seed: int = 7) -> list[dict[str, Any]]:
+    """About ``events`` events as an agent fleet appends them: a third go on 300 saved streams, the
+    rest start new streams (10 each); tool calls with results (a few failing), LLM responses with
+    costs, user messages, causes naming the event before."""
+    rng = random.Random(seed)
+    saved = scan_events(journal).group_by("stream_id").agg(pl.col("stream_type").first()).sort("stream_id").collect()
+    old = saved.gather_every(max(1, saved.height // 300)).head(300).rows()
+    streams = [(sid, st) for sid, st in old] + [(f"appended-{i:05d}", "agent_run") for i in range(max(0, events * 2 // 3 // 10))]
+    per = max(1, events // max(1, len(streams)))
+    out: list[dict[str, Any]] = []
+    for sid, st in streams:
+        for i in range(per):
+            kind = ("user_message", "tool_called", "tool_result", "llm_response")[i % 4]
+            e: dict[str, Any] = {"stream_id": sid, "stream_type": st, "event_type": kind, "data": {"i": i}}
+            if kind == "user_message":
+                e["data"] = {"text": rng.choice(["yes, send it", "no", "what now?"])}
+            elif kind in ("tool_called", "tool_result"):
+                e |= {"tool_name": rng.choice(["search", "send_email"]), "tool_call_id": f"{sid}-c{i // 4}"}
+                if kind == "tool_result":
+                    e |= {"is_error": rng.random() < 0.1, "duration_ms": rng.uniform(5, 900)}
+            else:
+                e |= {"model": "gpt-4o", "cost_usd": f"{rng.uniform(0, 0.05):.6f}", "tokens_in": 900, "tokens_out": 80}
+            out.append(e)
+    return out
+
+
+def bench_appended(source: Path, rules: list[str], events: int, repeat: int) -> None:
+    """The re-grade after an append: the saved keys and the events appended since (read from the
+    journal), on a linked copy of ``source`` (whose keys the vectorised bench saved)."""
+    journal = Journal.open(linked_copy(source, OUT / f"appended-{source.name}"))
+    if rule_keys.saved_folder(journal) is None:
+        print("   (no saved rule keys to append after: run the vectorised bench first)")
+        return
+    tail = appended_events(journal, events)
+    t0 = time.perf_counter()
+    journal.append_batch(tail)
+    appended_s = time.perf_counter() - t0
+    rule_set = RuleSet.load()
+    chosen = [rule_set.get(n) for n in rules]
+    bound = {r.name: r.bind({}) for r in chosen}
+    best = (float("inf"), 0.0, 0.0)
+    for _ in range(repeat):
+        total, read, rules_s, outcomes = _pass(journal, chosen, bound)
+        best = min(best, (total, read, rules_s))
+    if rule_keys.saved_folder(journal) is not None:  # the tail was over its share: read and saved anew
+        print(f"   (the {len(tail):,} events appended are over TAIL_SHARE of the journal: read and saved anew)")
+    shared_pass.SAVED_KEYS = False
+    try:
+        plain, _, _, read_outcomes = _pass(journal, chosen, bound)
+    finally:
+        shared_pass.SAVED_KEYS = True
+    same = all(
+        (a is None and b is None) or (a is not None and b is not None and a.equals(b))
+        for (a, _), (b, _) in zip(outcomes, read_outcomes, strict=True)
+    )
+    t0 = time.perf_counter()
+    result = regrade(journal, rules)
+    end_to_end = time.perf_counter() - t0
+    new = len({e["stream_id"] for e in tail if e["stream_id"].startswith("appended-")})
+    print(f"   after an append of {len(tail):,} events ({appended_s:.2f} s; "
+          f"{len({e['stream_id'] for e in tail}) - new} saved streams go on, {new} new): over the saved keys and the events appended since {best[0]:.2f} s (best of {repeat}; "
+          f"read {best[1]:.2f} s, the rules {best[2]:.2f} s); a read of the journal {plain:.2f} s; "
+          f"same failures: {'yes' if same else 'NO'}; journal regrade end to end {end_to_end:.2f} s "
+          f"({result.findings.num_rows:,} findings)")
 
 
 # a Python rule reading the per-tool failure counts: column-wise states do not hold them, so it folds
@@ -326,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--skip", nargs="*", default=[], choices=["vectorised", "state", "bisect"])
+    ap.add_argument("--append-events", type=int, default=10_000,
+                    help="then re-grade after an append of this many events (0: skip)")
     ap.add_argument("--per-rule", action="store_true", help="also time the rules one by one (slow: minutes at 10M)")
     ap.add_argument("--polars-bisect-journal", type=Path, default=None,
                     help="also bisect Polars rules over a copy of this journal: one read held vs a scan per probe")
@@ -345,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             sample = (sample_streams(journal, args.state_streams, contiguous=True) if args.state_streams
                       else all_stream_ids(journal))
             bench_state_rules(journal, sample, sample[: args.baseline_streams], args.state_workers)
+        if "vectorised" not in args.skip and args.append_events:
+            bench_appended(journal.path, vector_rules, args.append_events, args.repeat)  # type: ignore[arg-type]
     if "bisect" not in args.skip:
         bench_bisection(args.bisect_events)
     if args.polars_bisect_journal is not None:

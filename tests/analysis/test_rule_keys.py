@@ -99,17 +99,24 @@ def test_ids_that_are_not_uuids_come_back_as_written(tmp_path: Path) -> None:
     assert failures == _per_rule(journal, "journal_integrity", RuleSet.load().get("journal_integrity").bind({}))
 
 
-def test_an_append_makes_the_keys_stale_and_the_next_grade_sees_it(demo: Journal, tmp_path: Path) -> None:
+def test_an_append_is_judged_over_the_keys_and_the_events_appended_since(
+    demo: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     journal = _copy(demo, tmp_path)
     before = _grade(journal)
     folder = rule_keys.saved_folder(journal)
     assert folder is not None
     stream = "run-appended-after-keys"
     journal.append(stream, [{"event_type": "tool_result", "tool_name": "search", "tool_call_id": "never-called", "data": None}], expected_version=0)
-    assert rule_keys.load_saved(journal) is None  # stale: another Delta version
+    assert rule_keys.saved_folder(journal) is None  # not the journal's events any more
+    tailed = _tailed(journal)
+    tailed.o.close()
     after = _grade(journal)
     assert stream not in {r["stream_id"] for r in before["tool_result_pairing"]}
     assert stream in {r["stream_id"] for r in after["tool_result_pairing"]}
+    assert (folder.parent / "CURRENT").read_text().strip() == folder.name  # judged over them, not saved again
+    monkeypatch.setattr(rule_keys, "TAIL_SHARE", 0.0)  # no tail: read and saved anew
+    assert _grade(journal) == after
     again = rule_keys.saved_folder(journal)
     assert again is not None and again != folder and not folder.exists()  # saved anew, the old ones removed
     assert json.loads((again / "manifest.json").read_text())["delta_version"] == journal.delta_version
@@ -163,10 +170,14 @@ def test_another_engines_optimize_keeps_the_keys_and_a_later_append_does_not(tmp
     assert metrics["numFilesRemoved"] == 2 and len(journal.files()) == 1
     assert rule_keys.saved_folder(journal) == folder and _grade(journal) == before
     journal.append("run-1", [{"event_type": "tool_result", "tool_name": "search", "tool_call_id": "late", "data": None}])
-    assert rule_keys.saved_folder(journal) is None  # an append after the compaction: stale
+    assert rule_keys.saved_folder(journal) is None  # an append after the compaction: a tail
     after = _grade(journal)
     assert len(after["tool_result_pairing"]) == len(before["tool_result_pairing"])  # run-1 failed already
-    assert rule_keys.saved_folder(journal) not in (None, folder)
+    frame = _tailed(journal)
+    try:
+        _same_as_a_read(journal, frame)
+    finally:
+        frame.o.close()
 
 
 def test_a_commit_that_changes_the_table_or_an_unreadable_log_entry_makes_the_keys_stale(tmp_path: Path) -> None:
@@ -491,3 +502,103 @@ def test_a_save_that_fails_leaves_the_regrade_reading_the_events(
     monkeypatch.setattr(rule_keys, "save_frame", broken)
     assert _grade(journal) == _grade_without_keys(journal)
     assert rule_keys.saved_folder(journal) is None
+
+
+# ---------------------------------------------------------------------- keys and the events appended since
+
+UNKNOWN_UUID = "7c9e6679-7425-40de-944b-e07fc1f66afe"
+
+
+def _tailed(journal: Journal) -> Frame:
+    frame = rule_keys.load_saved(journal, tail_share=100)
+    assert frame is not None and isinstance(frame.o, rule_keys.TailedStrings)
+    return frame
+
+
+def _same_as_a_read(journal: Journal, frame: Frame, sql_too: bool = False) -> None:
+    """Every built-in judges ``frame`` (keys and the tail) as a read of the journal (and as its own
+    SQL/Polars definition)."""
+    for name in sorted(BUILTIN_COLUMNS):
+        bound = RuleSet.load().get(name).bind(PARAMS.get(name, {}))
+        got = frame_failures(frame, name, bound).to_pylist()
+        assert got == frame_failures(load_frame(journal, [name]), name, bound).to_pylist(), name
+        if sql_too:
+            assert got == _per_rule(journal, name, bound), name
+
+
+def test_keys_and_the_events_appended_since_judge_as_a_read_of_the_journal(demo: Journal, tmp_path: Path) -> None:
+    """Appended after the keys were saved: events of saved streams (a result for a saved call, a
+    second result, a call made again) and of new ones, an id a saved event holds already, causes
+    naming saved events, and events a saved cause named before they existed."""
+    journal = _copy(demo, tmp_path)
+    journal.append("run-waiting", [
+        {"event_type": "user_message", "data": {"text": "hi"}, "causation_id": "later-text-id"},
+        {"event_type": "user_message", "data": {"text": "hi again"}, "causation_id": UNKNOWN_UUID},
+    ], expected_version=0)
+    before = _grade(journal)
+    saved = rule_keys.saved_folder(journal)
+    assert saved is not None
+    rows = journal.read_all(["stream_id", "event_id", "event_type", "tool_call_id", "tool_name"]).to_pylist()
+    call = next(r for r in rows if r["event_type"] == "tool_called" and r["tool_call_id"])
+    reused = rows[5]["event_id"]
+    journal.append(call["stream_id"], [
+        {"event_type": "tool_result", "tool_name": call["tool_name"], "tool_call_id": call["tool_call_id"], "data": None,
+         "duration_ms": 9000.0},
+        {"event_type": "llm_response", "model": "m", "data": {}, "cost_usd": "2.5", "tokens_in": 10, "tokens_out": 5},
+        {"event_type": "tool_called", "tool_name": call["tool_name"], "tool_call_id": call["tool_call_id"], "data": {"q": 1}},
+        {"event_type": "user_message", "data": {"text": "yes, send it"}},
+        {"event_type": "tool_called", "tool_name": "send_email", "tool_call_id": "new-call", "data": {"to": "x"},
+         "idempotency_key": "k-new"},
+    ])
+    journal.append("run-new", [
+        {"event_type": "user_message", "event_id": "later-text-id", "data": {"text": "hi"}},
+        {"event_type": "llm_response", "event_id": UNKNOWN_UUID, "data": {}, "causation_id": rows[0]["event_id"]},
+        {"event_type": "tool_result", "event_id": reused, "tool_call_id": "orphan", "data": None, "causation_id": reused},
+        {"event_type": "tool_called", "tool_name": "send_email", "tool_call_id": "c9", "data": {}, "idempotency_key": "k-new"},
+    ], expected_version=0)
+    frame = _tailed(journal)
+    try:
+        _same_as_a_read(journal, frame, sql_too=True)
+    finally:
+        frame.o.close()
+    after = _grade(journal)
+    assert after != before and rule_keys.saved_folder(journal) is None  # judged over the tail, nothing saved
+    assert any(r["stream_id"] == "run-new" for r in after["journal_integrity"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(before=HISTORIES, appended=HISTORIES)
+def test_keys_and_random_appended_histories_judge_as_a_read(
+    before: list[list[dict[str, Any]]], appended: list[list[dict[str, Any]]]
+) -> None:
+    with history_journal(before) as j:
+        assert rule_keys.prepare(j) is not None
+        # streams s1, s2 go on, s3 is new
+        j.append_batch([{**e, "stream_id": f"s{i + 1}"} for i, events in enumerate(appended) for e in events], stream_type="agent_run")
+        frame = _tailed(j)
+        try:
+            _same_as_a_read(j, frame)
+            for name in HISTORY_RULES:
+                bound = RuleSet.load().get(name).bind({})
+                got = {(s, v, ok) for s, v, ok in frame_verdicts(frame, name, bound).rows() if ok is not None}
+                assert got == _reference(j, name, bound), name
+        finally:
+            frame.o.close()
+
+
+def test_a_tail_over_its_share_is_read_with_the_journal_and_saved(demo: Journal, tmp_path: Path) -> None:
+    journal = _copy(demo, tmp_path)
+    before = _grade(journal)
+    saved = rule_keys.saved_folder(journal)
+    events = shared_pass.journal_events(journal)
+    journal.append("run-late", [{"event_type": "tool_result", "tool_call_id": "x", "data": None}], expected_version=0)
+    assert rule_keys.load_saved(journal, tail_share=0.5 / events) is None  # one event is over half an event's share
+    frame = rule_keys.load_saved(journal)  # the default share
+    assert frame is not None and isinstance(frame.o, rule_keys.TailedStrings)
+    frame.o.close()
+    many = [{"event_type": "user_message", "data": {"i": i}} for i in range(int(events * rule_keys.TAIL_SHARE) + 1)]
+    journal.append("run-many", many, expected_version=0)
+    assert rule_keys.load_saved(journal) is None
+    after = _grade(journal)  # read and saved anew
+    assert len(after["tool_result_pairing"]) == len(before["tool_result_pairing"]) + 1
+    assert rule_keys.saved_folder(journal) not in (None, saved)

@@ -18,11 +18,18 @@ what the rules judge on, once, as ``JOURNAL/rule-keys/<id>/`` (Parquet, LZ4):
   table's id and the Delta version saved, the code vocabularies).
 
 The rules themselves run on every re-grade, with their parameters; the keys hold no verdict.
-Keys are used only when the manifest names the journal's current Delta version of the same
-table, or an earlier one followed only by compactions and vacuums (``_events_kept``): any other
-commit (append, purge, redaction) makes them stale, and the next whole-journal re-grade saves them again (a journal pinned to an older version reads its events,
-and saves nothing). Purge, archive --delete and redact delete them (they hold copies of ids and
-user texts). A remote (s3://) journal neither saves nor reads them.
+Keys serve the journal's current Delta version of the same table (``_since``, from the Delta log):
+- saved at it, or before commits that only moved rows between files (compactions, vacuums): read
+  as they are;
+- saved before appends (imports, appends; compactions between them): read with the events
+  appended since, which are read from the journal (the files holding later positions) and merged
+  in (``_with_tail``: rows into their streams, call codes, the ids' journal-wide facts both ways),
+  while those are at most ``TAIL_SHARE`` of the saved events; beyond it the next whole-journal
+  re-grade reads the journal and saves the keys anew;
+- anything else (a purge, a redaction, a schema change, an unreadable log entry): stale, saved anew.
+A journal pinned to an older version reads its events and saves nothing. Purge, archive --delete
+and redact delete them (they hold copies of ids and user texts). A remote (s3://) journal neither
+saves nor reads them. The manifest names the Polars version: the hashes of another are not these.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from toolkit.analysis.shared_pass import (
     Strings,
     by_call_groups,
     integrity_base,
+    journal_events,
     load_frame,
     nano_sum_type,
 )
@@ -55,12 +63,16 @@ from toolkit.journal.rewrite import RULE_KEYS_DIR, drop_rule_keys
 from toolkit.journal.store import Journal
 
 KEYS_DIR: Final = RULE_KEYS_DIR
-FORMAT: Final = 1
+FORMAT: Final = 2  # 2: call_hash
 _CURRENT: Final = "CURRENT"
 _STALE_S: Final = 3600  # a save in progress this long ago was killed
 # an import leaving at least this many events in the journal saves the keys (``prepare``): the
 # first re-grade after it reads them (smaller journals re-grade fast from their events)
 KEYS_AT_IMPORT: Final = 1_000_000
+# a journal appended to since its keys were saved is judged over the keys and the events appended
+# since (read from the journal) while those are at most this share of the saved ones; beyond it,
+# the next whole-journal re-grade reads the journal and saves the keys anew
+TAIL_SHARE: Final = 0.25
 # rows of a row group of strings.parquet: a message needing a few strings reads their groups only
 GROUP_ROWS: Final = 1 << 16
 # read on every re-grade; the other columns of keys.parquet are read when a message quotes them
@@ -87,7 +99,10 @@ def _latest(journal: Journal) -> bool:
 
 
 def _stamp(journal: Journal) -> dict[str, Any]:
-    return {"format": FORMAT, "table_id": journal.delta_table().metadata().id, "delta_version": journal.delta_version}
+    return {
+        "format": FORMAT, "polars": pl.__version__, "table_id": journal.delta_table().metadata().id,
+        "delta_version": journal.delta_version,
+    }
 
 
 # ---------------------------------------------------------------------- saving
@@ -195,6 +210,8 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
             "uses": base.get_column("uses"),
             "has_cause": base.get_column("has_cause"),
             "text": text,
+            # the hash of each call row's tool_call_id: events appended later find their calls by it
+            "call_hash": s.get_column("tc"),
         }
     ).with_columns(
         # zeros and single uses as nulls: a few bits each instead of eight bytes
@@ -210,7 +227,9 @@ def save_frame(journal: Journal, frame: Frame) -> Path | None:
         # Arrow's writer releases the GIL: the keys are written while the strings are prepared
         with ThreadPoolExecutor(2, "journal-keys") as pool:
             writes = [
-                pool.submit(_write, keys, tmp / "keys.parquet", ("orig", "sid", "version", "position", "cause"), ("args",)),
+                pool.submit(
+                    _write, keys, tmp / "keys.parquet", ("orig", "sid", "version", "position", "cause"), ("args", "call_hash")
+                ),
                 pool.submit(_write, streams, tmp / "streams.parquet"),
                 pool.submit(_write, texts.to_frame(), tmp / "texts.parquet"),
             ]
@@ -276,23 +295,40 @@ def _remove_others(root: Path, current: str) -> None:
 
 
 def prepare(journal: Journal) -> Path | None:
-    """Save the journal's rule keys now unless fresh ones are there (``journal import`` does,
-    so that the first re-grade after it reads them); returns their folder (None: a journal that
-    keeps none)."""
+    """Save the journal's rule keys now unless usable ones are there (fresh, or saved before
+    appends of at most ``TAIL_SHARE`` of their events: ``journal import`` does, so that the first
+    re-grade after it reads them); returns their folder (None: a journal that keeps none)."""
     if keys_root(journal) is None:
         return None
     pinned = journal.pinned()  # one version read, saved and stamped
-    folder = saved_folder(pinned)
-    if folder is not None:
-        return folder
+    found = _saved(pinned)
+    if found is not None and _usable(pinned, found[1], found[2], TAIL_SHARE):
+        return found[0]
     return save_frame(pinned, load_frame(pinned, list(BUILTIN_COLUMNS)))
+
+
+def _usable(journal: Journal, manifest: dict[str, Any], since: str, share: float) -> bool:
+    """Whether keys whose commits since were ``since`` serve the journal: kept, or appended to by
+    at most ``share`` of their events (counted from the files' statistics)."""
+    if since == KEPT:
+        return True
+    saved = manifest.get("events")
+    return isinstance(saved, int) and journal_events(journal) - saved <= share * saved
 
 
 # ---------------------------------------------------------------------- reading
 
 
 def saved_folder(journal: Journal) -> Path | None:
-    """The folder of keys saved at the journal's current Delta version, or None."""
+    """The folder of keys that hold exactly the journal's current events (saved at its current
+    Delta version, or before commits that only moved rows between files), or None."""
+    found = _saved(journal)
+    return found[0] if found is not None and found[2] == KEPT else None
+
+
+def _saved(journal: Journal) -> tuple[Path, dict[str, Any], str] | None:
+    """The keys ``CURRENT`` names, their manifest, and what the commits since their version did
+    (``_since``), when they are keys of this table by this format and Polars; else None."""
     root = keys_root(journal)
     if root is None:
         return None
@@ -302,44 +338,53 @@ def saved_folder(journal: Journal) -> Path | None:
     except (OSError, ValueError):
         return None
     stamp = _stamp(journal)
-    saved = manifest.get("delta_version")
-    if any(manifest.get(k) != v for k, v in stamp.items() if k != "delta_version") or not isinstance(saved, int):
+    saved = manifest.get("delta_version") if isinstance(manifest, dict) else None
+    if not isinstance(saved, int) or any(manifest.get(k) != v for k, v in stamp.items() if k != "delta_version"):
         return None
-    if saved == stamp["delta_version"]:
-        return folder
-    return folder if _events_kept(journal, saved, stamp["delta_version"]) else None
+    since = _since(journal, saved, stamp["delta_version"])
+    return (folder, manifest, since) if since is not None else None
 
 
+# what the commits after the keys' version did to the events: nothing (compactions, vacuums), or
+# they appended events (and maybe compacted)
+KEPT: Final = "kept"
+APPENDED: Final = "appended"
 # Delta log actions that leave the table's rows as they are when each add and remove says so
 _LOG_ACTIONS: Final = frozenset({"commitInfo", "add", "remove", "txn"})
 
 
-def _events_kept(journal: Journal, saved: int, current: int) -> bool:
-    """Whether every commit after Delta version ``saved`` up to ``current`` left the events as
-    they were: compactions (``journal compact``: rows rewritten sorted, the same rows; or another
-    engine's OPTIMIZE, every file added or removed with ``dataChange`` false) and vacuums. The keys
-    copy the events, not the files (their strings are saved in their own order), so they stay
-    exact. Anything else (an append, a purge, a schema change) or a log entry that cannot be read
-    (cleaned up after its retention, damaged) makes them stale."""
+def _since(journal: Journal, saved: int, current: int) -> str | None:
+    """``KEPT`` when every commit after Delta version ``saved`` up to ``current`` left the events
+    as they were: compactions (``journal compact``: the same rows rewritten sorted; another
+    engine's OPTIMIZE, every file added or removed with ``dataChange`` false) and vacuums — the
+    keys copy the events, not the files (their strings are saved in their own order), so they
+    stay exact; ``APPENDED`` when the others only added files (appends, imports); None for anything
+    else (a purge, a schema change) or a log entry that cannot be read (cleaned up after its
+    retention, damaged)."""
+    if saved == current:
+        return KEPT
     if not saved < current or current - saved > _LOG_COMMITS or not isinstance(journal.path, Path):
-        return False
+        return None
     log = Path(journal.events_uri) / "_delta_log"
+    appended = False
     for version in range(saved + 1, current + 1):
         try:
             with (log / f"{version:020d}.json").open(encoding="utf-8") as entry:
                 actions = [json.loads(line) for line in entry if line.strip()]
         except (OSError, ValueError):
-            return False
+            return None
+        if not all(isinstance(a, dict) and len(a) == 1 and isinstance(next(iter(a.values())), dict) for a in actions):
+            return None
+        kinds = [next(iter(a)) for a in actions]
+        if any(k not in _LOG_ACTIONS for k in kinds):
+            return None
         compaction = any(a.get("commitInfo", {}).get("toolkit.operation") == "compact" for a in actions)
-        for action in actions:
-            if not isinstance(action, dict) or len(action) != 1:
-                return False
-            ((kind, body),) = action.items()
-            if kind not in _LOG_ACTIONS or not isinstance(body, dict):
-                return False
-            if kind in ("add", "remove") and body.get("dataChange") is not False and not compaction:
-                return False
-    return True
+        changed = [k for a, k in zip(actions, kinds, strict=True) if k in ("add", "remove") and a[k].get("dataChange") is not False]
+        if changed and not compaction:
+            if "remove" in changed:
+                return None
+            appended = True
+    return APPENDED if appended else KEPT
 
 
 class SavedStrings(Strings):
@@ -422,15 +467,20 @@ def _categorical(names: Sequence[str], codes: pl.Series) -> pl.Series:
     return pl.Series(list(names), dtype=pl.Categorical).gather(codes)
 
 
-def load_saved(journal: Journal) -> Frame | None:
-    """The frame saved at the journal's current Delta version (every built-in's columns), or None."""
-    folder = saved_folder(journal)
-    if folder is None:
+def load_saved(journal: Journal, tail_share: float | None = None) -> Frame | None:
+    """The frame of the journal's current events (every built-in's columns) from the saved keys,
+    or None. Keys saved before appends (``APPENDED``) are read with the events appended since
+    (``_with_tail``) when those are at most ``tail_share`` (default ``TAIL_SHARE``) of the saved
+    ones; beyond that, None (a read of the journal, which saves the keys anew, costs less)."""
+    found = _saved(journal)
+    if found is None:
+        return None
+    folder, manifest, since = found
+    if not _usable(journal, manifest, since, TAIL_SHARE if tail_share is None else tail_share):
         return None
     strings: SavedStrings | None = None
     try:
         strings = SavedStrings(folder)
-        manifest = json.loads((folder / "manifest.json").read_text())
         k = pl.read_parquet(strings._files["keys"], columns=list(EAGER))
         event_types, tool_names = list(manifest["event_types"]), list(manifest["tool_names"])
     except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):  # removed meanwhile, or damaged
@@ -452,7 +502,221 @@ def load_saved(journal: Journal) -> Frame | None:
         first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True),
     )
     strings.frame = s
-    return Frame(strings, s, removals=read_removals(journal))
+    frame = Frame(strings, s, removals=read_removals(journal))
+    if since == KEPT:
+        return frame
+    try:
+        tailed = _with_tail(journal, frame, strings)
+    except BaseException:
+        strings.close()
+        raise
+    if tailed is None:
+        strings.close()
+    return tailed
+
+
+# ---------------------------------------------------------------------- keys and the events appended since
+
+
+class TailedStrings(Strings):
+    """The strings of saved keys (``orig`` rows below ``n``) and of the events appended since
+    (``orig`` ``n`` on, read from the journal)."""
+
+    def __init__(self, base: SavedStrings, tail: Strings, n: int) -> None:
+        super().__init__(pl.DataFrame())
+        self.base, self.tail, self.n = base, tail, n
+
+    def close(self) -> None:
+        self.base.close()
+
+    def _joined(self, rows: pl.Series, saved: pl.Series, appended: pl.Series) -> pl.Series:
+        """``saved`` (at the rows below ``n``) and ``appended`` (the others) in the order of ``rows``."""
+        old = (rows < self.n).fill_null(True)  # a null row (no row) gives null, as the saved strings give it
+        back = pl.concat([old.arg_true(), (~old).arg_true()]).arg_sort()
+        return pl.concat([saved, appended.cast(saved.dtype)]).gather(back)
+
+    def take(self, column: str, rows: pl.Series) -> pl.Series:
+        old = (rows < self.n).fill_null(True)  # a null row (no row) gives null, as the saved strings give it
+        if bool(old.all()):
+            return self.base.take(column, rows)
+        if not bool(old.any()):
+            return self.tail.take(column, rows - self.n).alias(column)
+        saved = self.base.take(column, rows.filter(old))
+        return self._joined(rows, saved, self.tail.take(column, rows.filter(~old) - self.n)).alias(column)
+
+    def text_codes(self, rows: pl.Series) -> tuple[pl.Series, pl.Series]:
+        old = (rows < self.n).fill_null(True)  # a null row (no row) gives null, as the saved strings give it
+        codes, texts = self.base.text_codes(rows.filter(old))
+        tail_codes, tail_texts = self.tail.text_codes(rows.filter(~old) - self.n)
+        codes = self._joined(rows, codes.cast(pl.UInt32), tail_codes.cast(pl.UInt32) + texts.len())
+        return codes, pl.concat([texts, tail_texts.cast(texts.dtype)])
+
+
+def _with_tail(journal: Journal, base: Frame, strings: SavedStrings) -> Frame | None:
+    """``base`` (the saved keys' frame) with the events appended since, read from the journal: the
+    rows merged into their streams, their ids' journal-wide facts resolved against the saved ids
+    and each other, and the saved rows' facts the new ids change (a reused id, a cause that names
+    an event appended later). None when the journal holds other events than the keys and later
+    positions (it was not only appended to)."""
+    old = base.s
+    n = old.height
+    last = old.get_column("position").max()
+    tail = load_frame(journal, list(BUILTIN_COLUMNS), after_position=None if last is None else int(last))  # type: ignore[arg-type]
+    t, to = tail.s, tail.o.frame
+    k = t.height
+    if n + k != journal_events(journal):
+        return None
+    if not k:
+        return base
+    t_orig = t.get_column("orig")
+    # streams: the saved codes, new streams after them
+    streams = strings.streams
+    ids = pl.DataFrame({"stream_id": to.get_column("stream_id").gather(t_orig)}).join(
+        streams.select("stream_id").with_row_index("old"), on="stream_id", how="left", maintain_order="left"
+    )
+    new_streams = ids.filter(pl.col("old").is_null()).get_column("stream_id").unique(maintain_order=True)
+    ids = ids.join(
+        new_streams.to_frame().with_row_index("new", offset=streams.height), on="stream_id", how="left", maintain_order="left"
+    )
+    sid = ids.select(pl.coalesce("old", "new").cast(pl.UInt32)).to_series()
+    versions = pl.concat([old.get_column("version"), t.get_column("version")])
+    if versions.min() < 0 or versions.max() >= 1 << 32:  # type: ignore[operator]
+        return None  # a damaged journal: read it whole
+    # ids (event and cause) of the tail, by tail row
+    t_ids = _id_frame(to.get_column("event_id").gather(t_orig))
+    t_causes = _id_frame(to.get_column("causation_id").gather(t_orig))
+    o_ids = _SavedIds(strings)
+    old_position = old.get_column("position").gather(strings._column("srow"))  # by orig
+    # the saved events whose id comes again in the tail, and the tail's ids found among the saved
+    old_hits = o_ids.matches(t_ids.with_row_index("trow"))
+    old_hits = old_hits.with_columns(position=old_position.gather(old_hits.get_column("orig")))
+    t_pos = t.get_column("position")
+    t_ids = t_ids.with_columns(position=t_pos)
+    # uses: in the saved events plus in the tail
+    tail_uses = t_ids.group_by("hi", "lo", "text").agg(tail_uses=pl.len(), first_tail=pl.col("position").min())
+    joined = t_ids.join(tail_uses, on=["hi", "lo", "text"], how="left", nulls_equal=True, maintain_order="left")
+    per_trow = old_hits.group_by("trow").agg(old_uses=pl.len(), first_old=pl.col("position").min())
+    joined = joined.with_row_index("trow").join(per_trow, on="trow", how="left", maintain_order="left")
+    uses_t = joined.select(pl.col("tail_uses") + pl.col("old_uses").fill_null(0)).to_series()
+    # the saved events' uses grow by the tail's uses of their id
+    old_uses = old.get_column("uses").fill_null(1)
+    if old_hits.height:
+        grow = old_hits.join(joined.select("trow", "tail_uses"), on="trow").group_by("orig").agg(pl.col("tail_uses").first())
+        srows = strings._column("srow").gather(grow.get_column("orig"))
+        old_uses = old_uses.scatter(srows, old_uses.gather(srows) + grow.get_column("tail_uses").cast(old_uses.dtype))
+    # causes of the tail: the first event of the journal with that id (a saved one comes first)
+    first_of_id = pl.concat([
+        old_hits.join(t_ids.with_row_index("trow").select("trow", "hi", "lo", "text"), on="trow")
+        .select("hi", "lo", "text", "position"),
+        t_ids.select("hi", "lo", "text", "position"),
+    ]).group_by("hi", "lo", "text").agg(pl.col("position").min().alias("found"))
+    cause_t = t_causes.join(first_of_id, on=["hi", "lo", "text"], how="left", nulls_equal=True, maintain_order="left")
+    cause_t = cause_t.with_columns(found=pl.when(pl.col("hi").is_not_null() | pl.col("text").is_not_null()).then("found"))
+    # causes of the tail that name saved events not yet found above (their ids do not come again)
+    missing = cause_t.with_row_index("trow").filter(
+        (pl.col("hi").is_not_null() | pl.col("text").is_not_null()) & pl.col("found").is_null()
+    )
+    if missing.height:
+        named = o_ids.matches(missing.select("trow", "hi", "lo", "text"))
+        named = named.with_columns(position=old_position.gather(named.get_column("orig")))
+        found = named.group_by("trow").agg(pl.col("position").min().alias("old_found"))
+        cause_t = cause_t.with_row_index("trow").join(found, on="trow", how="left", maintain_order="left").with_columns(
+            found=pl.coalesce("found", "old_found")
+        ).drop("trow", "old_found")
+    # saved events whose cause named no event: an event of the tail may be the one
+    old_cause = old.get_column("cause")
+    open_rows = old.select(pl.arg_where(pl.col("has_cause") & pl.col("cause").is_null())).to_series().cast(pl.UInt32)
+    if open_rows.len():
+        opened = _id_frame(strings.take("causation_id", old.get_column("orig").gather(open_rows))).with_columns(srow=open_rows)
+        hit = opened.join(first_of_id, on=["hi", "lo", "text"], how="inner", nulls_equal=True)
+        hit = hit.filter(pl.col("hi").is_not_null() | pl.col("text").is_not_null())
+        if hit.height:
+            old_cause = old_cause.scatter(hit.get_column("srow"), hit.get_column("found").cast(old_cause.dtype))
+    # tool calls: the saved code of a (stream, call id) the saved events hold (found by the hash of
+    # the call id, confirmed on the strings), else a new one
+    t_cid = to.get_column("tool_call_id").gather(t_orig)
+    calls = pl.DataFrame({"sid": sid, "cid": t_cid, "hash": t.get_column("tc")})
+    asked = calls.filter(pl.col("cid").is_not_null() & (pl.col("sid") < streams.height)).unique(["sid", "cid"])
+    old_calls = old.select("sid", "tc", "orig").with_columns(hash=strings._column("call_hash", "keys")).filter(
+        pl.col("hash").is_in(asked.get_column("hash").unique().implode()) & pl.col("tc").is_not_null()
+    )
+    cand = old_calls.join(asked, on=["sid", "hash"])
+    cand = cand.filter(strings.take("tool_call_id", cand.get_column("orig")) == cand.get_column("cid"))
+    known = cand.group_by("sid", "cid").agg(pl.col("tc").first())
+    calls = calls.drop("hash").join(known, on=["sid", "cid"], how="left", maintain_order="left")
+    top = old.get_column("tc").max()
+    fresh = calls.filter(pl.col("cid").is_not_null() & pl.col("tc").is_null()).select("sid", "cid").unique(maintain_order=True)
+    fresh = fresh.with_columns(new_tc=pl.int_range(0, pl.len(), dtype=pl.UInt64) + (0 if top is None else int(top) + 1))  # type: ignore[arg-type]
+    calls = calls.join(fresh, on=["sid", "cid"], how="left", maintain_order="left")
+    tc = calls.select(pl.when(pl.col("cid").is_not_null()).then(pl.coalesce("tc", "new_tc"))).to_series()
+    cost_type = _sum_type(old.get_column("cost"), t.get_column("cost"))
+    rows = t.select(
+        (pl.col("orig") + n).cast(pl.UInt32).alias("orig"),
+        sid=sid, version="version", position="position", et="et", tool_name="tool_name", is_error="is_error",
+        cost=pl.col("cost").cast(cost_type), tokens="tokens", duration_ms="duration_ms", tc=tc, tc2=tc,
+        has_key="has_key", args="args", cause=cause_t.get_column("found").cast(old_cause.dtype),
+        uses=uses_t.cast(old_uses.dtype), has_cause=pl.col("h1c").is_not_null(),
+    )
+    head = old.select(rows.columns).with_columns(cost=pl.col("cost").cast(cost_type), uses=old_uses, cause=old_cause)
+    both = pl.concat([head, rows.cast(head.schema)], rechunk=True)
+    key = (pl.col("sid").cast(pl.UInt64) * (1 << 32) + pl.col("version").cast(pl.UInt64))
+    rows_key = rows.select(key).to_series()
+    order = rows_key.arg_sort()
+    if bool((sid.gather(order).head(1) < streams.height).any()) or not bool(rows_key.gather(order).is_sorted()):
+        # rows of saved streams: each goes after its stream's saved rows
+        at = head.select(key).to_series().search_sorted(rows_key.gather(order), side="right").cast(pl.Int64)
+        dest = at + pl.int_range(0, k, dtype=pl.Int64, eager=True)
+        placed = pl.repeat(False, n + k, dtype=pl.Boolean, eager=True).scatter(dest, True)
+        gather = pl.repeat(0, n + k, dtype=pl.UInt32, eager=True).scatter(dest, order.cast(pl.UInt32) + n)
+        gather = gather.scatter((~placed).arg_true(), pl.int_range(0, n, dtype=pl.UInt32, eager=True))
+        both = both.select(pl.all().gather(gather))
+    both = both.with_columns(first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True))
+    return Frame(TailedStrings(strings, tail.o, n), both, removals=base.removals)
+
+
+def _id_frame(ids: pl.Series) -> pl.DataFrame:
+    """Ids as the keys hold them: canonical UUIDs as two 64-bit halves, others as text."""
+    hi, lo = _uuid_halves(pl.col("id"))
+    return ids.to_frame("id").select(hi=hi, lo=lo, text=pl.when(hi.is_null()).then("id"))
+
+
+class _SavedIds:
+    """The saved events' ids, looked up by the few ids of a tail: the high halves of UUIDs and the
+    other ids' text read whole, the low halves only at the candidates."""
+
+    def __init__(self, strings: SavedStrings) -> None:
+        self.strings = strings
+        self.hi = strings._column("event_uuid_hi")
+        self.text = strings._column("event_id")
+
+    def matches(self, wanted: pl.DataFrame) -> pl.DataFrame:
+        """(``orig`` of the saved events, ``trow`` of ``wanted``) of equal ids."""
+        uuids = wanted.filter(pl.col("hi").is_not_null())
+        texts = wanted.filter(pl.col("text").is_not_null())
+        parts = []
+        if uuids.height:
+            cand = self.hi.is_in(uuids.get_column("hi").unique().implode()).arg_true().cast(pl.UInt32)
+            cand_ids = pl.DataFrame(
+                {"orig": cand, "hi": self.hi.gather(cand), "lo": self.strings.take("event_uuid_lo", cand)}
+            )
+            parts.append(cand_ids.join(uuids.select("trow", "hi", "lo"), on=["hi", "lo"]).select("orig", "trow"))
+        if texts.height:
+            cand = self.text.is_in(texts.get_column("text").unique().implode()).arg_true().cast(pl.UInt32)
+            cand_ids = pl.DataFrame({"orig": cand, "text": self.text.gather(cand)})
+            parts.append(cand_ids.join(texts.select("trow", "text"), on="text").select("orig", "trow"))
+        if not parts:
+            return pl.DataFrame(schema={"orig": pl.UInt32, "trow": pl.UInt32})
+        return pl.concat([p.cast({"orig": pl.UInt32, "trow": pl.UInt32}) for p in parts])
+
+
+def _sum_type(*costs: pl.Series) -> pl.DataType:
+    """``nano_sum_type`` of the costs together (without concatenating them)."""
+    bounds = [(c.min(), c.max()) for c in costs if c.len()]
+    values = [abs(int(v)) for lo, hi in bounds for v in (lo, hi) if isinstance(v, int)]
+    biggest = max(values, default=0)
+    if any(c.dtype == pl.Int128 for c in costs):
+        return pl.Int128()
+    return pl.Int64() if biggest * max(1, sum(c.len() for c in costs)) < 2**63 else pl.Int128()
 
 
 __all__ = ["EAGER", "FORMAT", "KEYS_DIR", "SavedStrings", "drop_rule_keys", "keys_root", "load_saved", "prepare", "save_frame", "saved_folder"]

@@ -154,16 +154,18 @@ def load_frame(
     names: Sequence[str],
     stream_ids: Sequence[str] | None = None,
     stream_range: tuple[str, str] | None = None,
+    after_position: int | None = None,
 ) -> Frame:
     """One scan of what the named built-ins read, sorted once by (stream code, version).
 
     ``stream_range`` (first, last id) bounds the scan so that row groups outside it are skipped on
     their statistics (files are sorted by stream id): a shard reads its part of the journal only.
+    ``after_position``: only the events at later positions (those appended since; ``rule_keys``).
     """
     needed = {c for n in names for c in BUILTIN_COLUMNS[n]}
     data_types = sorted({_DATA_TYPES[n] for n in names if n in _DATA_TYPES})
     cols = list(dict.fromkeys(["stream_id", "version", "position", *_INFO, *(c for c in sorted(needed) if c != "data")]))
-    lf = scan_events(journal, stream_ids=stream_ids)
+    lf = scan_events(journal, stream_ids=stream_ids, after_position=after_position)
     if stream_range is not None:
         lf = lf.filter(pl.col("stream_id").is_between(pl.lit(stream_range[0]), pl.lit(stream_range[1])))
     select: list[pl.Expr] = [pl.col(c) for c in cols]

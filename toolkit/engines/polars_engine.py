@@ -39,12 +39,16 @@ def scan_events(
     event_types: Sequence[str] | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
+    after_position: int | None = None,
 ) -> pl.LazyFrame:
-    """Events as a LazyFrame with the canonical schema; ``until`` is exclusive.
+    """Events as a LazyFrame with the canonical schema; ``until`` is exclusive; ``after_position``:
+    only events at later positions (files whose statistics say they hold none are not read).
 
     A data file of those it reads that is missing or cut short is a DataFileError naming it, here
     rather than when the frame is collected."""
-    files = journal.file_paths(stream_types=stream_types, since=since, until=until, stream_ids=stream_ids)
+    files = journal.file_paths(
+        stream_types=stream_types, since=since, until=until, stream_ids=stream_ids, after_position=after_position
+    )
     if not files:
         return pl.LazyFrame(schema=POLARS_SCHEMA)
     journal.check_data_files(files)  # Polars' error for a missing or cut-off file would not name it
@@ -71,6 +75,8 @@ def scan_events(
         lf = lf.filter(pl.col("occurred_at") >= since)
     if until is not None:
         lf = lf.filter(pl.col("occurred_at") < until)
+    if after_position is not None:
+        lf = lf.filter(pl.col("position") > after_position)
     return lf
 
 

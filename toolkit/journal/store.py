@@ -448,8 +448,10 @@ class Journal:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         stream_ids: Sequence[str] | None = None,
+        after_position: int | None = None,
     ) -> list[FileInfo]:
-        """Active data files, pruned by partition values and stream_id statistics."""
+        """Active data files, pruned by partition values and stream_id statistics (and, with
+        ``after_position``, position statistics: only files that may hold a later position)."""
         self.refresh()
         out = []
         lo_day = since.astimezone(UTC).date() if since else None
@@ -463,6 +465,8 @@ class Journal:
             if ids is not None and f.min_stream_id is not None and f.max_stream_id is not None:
                 if not any(f.min_stream_id <= s <= f.max_stream_id for s in ids):
                     continue
+            if after_position is not None and f.max_position is not None and f.max_position <= after_position:
+                continue
             out.append(f)
         return sorted(out, key=lambda f: f.path)
 

@@ -1,22 +1,25 @@
 -- summary: Runs (streams) matching the explorer's filters: active in a time range, agent, minimum cost, status, id substring or exact id; most recent first.
 -- params: since TIMESTAMPTZ = NULL, until TIMESTAMPTZ = NULL, agent VARCHAR = NULL, min_cost_usd DECIMAL(38,9) = NULL, status VARCHAR = NULL, search VARCHAR = NULL, run_id VARCHAR = NULL, limit BIGINT = 200
 -- returns: stream_id VARCHAR, agent VARCHAR, status VARCHAR, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, events BIGINT, errors BIGINT, cost_usd DECIMAL(38,9)
--- Status follows the agent-run aggregate: the last decisive event (llm_response: answered, error:
--- aborted, any other step: running); an AssistantArchived event makes the run archived.
-WITH runs AS (
+-- Status follows the agent-run aggregate: the last decisive event (llm_response: answered, unless
+-- it asks for tool calls; error: aborted; any other step: running); an AssistantArchived event makes
+-- the run archived.
+WITH streams AS (
     SELECT
         stream_id,
         any_value(agent) FILTER (WHERE agent IS NOT NULL) AS agent,
-        CASE
-            WHEN bool_or(event_type = 'AssistantArchived') THEN 'archived'
-            ELSE CASE arg_max(event_type, version) FILTER (WHERE event_type IN (
-                    'user_message', 'plan_created', 'llm_request', 'tool_called', 'tool_result', 'TickCompleted',
-                    'EmergencyStopCleared', 'AssistantCreated', 'llm_response', 'error'))
-                WHEN 'llm_response' THEN 'answered'
-                WHEN 'error' THEN 'aborted'
-                ELSE 'running'
-            END
-        END AS status,
+        bool_or(event_type = 'AssistantArchived') AS archived,
+        arg_max(event_type, version) FILTER (WHERE event_type IN (
+            'user_message', 'plan_created', 'llm_request', 'tool_called', 'tool_result', 'TickCompleted',
+            'EmergencyStopCleared', 'AssistantCreated', 'llm_response', 'error')) AS decisive,
+        -- the payload of that event when it is an llm_response that may ask for tools (judged once per
+        -- stream below; one that can, names tool_calls or tool_use, or escapes a character)
+        arg_max(
+            CASE WHEN event_type = 'llm_response' AND (contains(data, 'tool_') OR contains(data, '\')) THEN data ELSE '' END,
+            version
+        ) FILTER (
+            WHERE event_type IN ('user_message', 'plan_created', 'llm_request', 'tool_called', 'tool_result',
+                'TickCompleted', 'EmergencyStopCleared', 'AssistantCreated', 'llm_response', 'error')) AS data,
         min(occurred_at) AS first_at,
         max(occurred_at) AS last_at,
         CAST(count(*) AS BIGINT) AS events,
@@ -26,6 +29,37 @@ WITH runs AS (
     WHERE ($search IS NULL OR contains(stream_id, $search))
       AND ($run_id IS NULL OR stream_id = $run_id)
     GROUP BY stream_id
+),
+runs AS (
+    SELECT
+        stream_id,
+        agent,
+        CASE
+            WHEN archived THEN 'archived'
+            ELSE CASE decisive
+                -- an llm_response asking for tool calls is no answer: the run waits for its tools
+                -- (agent_run.requests_tools; the same expression is in replay/agent_runs_by_stream.sql)
+                WHEN 'llm_response' THEN CASE WHEN (
+                    -- requests_tools(data)
+                    CASE WHEN json_valid(data) THEN coalesce(
+                        data ->> '$.finish_reason' IN ('tool_calls', 'tool_use')
+                        OR data ->> '$.stop_reason' IN ('tool_calls', 'tool_use')
+                        OR (json_type(data, '$.finish_reasons') = 'ARRAY'
+                            AND list_has_any(data ->> '$.finish_reasons[*]', ['tool_calls', 'tool_use']))
+                        OR (json_type(data, '$.tool_calls') = 'ARRAY' AND json_array_length(data, '$.tool_calls') > 0),
+                        false) ELSE false END
+                    -- end requests_tools
+                ) THEN 'running' ELSE 'answered' END
+                WHEN 'error' THEN 'aborted'
+                ELSE 'running'
+            END
+        END AS status,
+        first_at,
+        last_at,
+        events,
+        errors,
+        cost_usd
+    FROM streams
 )
 SELECT stream_id, agent, status, first_at, last_at, events, errors, cost_usd
 FROM runs AS r

@@ -3,7 +3,7 @@
 -- returns: stream_id VARCHAR, version BIGINT, events BIGINT, status VARCHAR, tokens_in BIGINT, tokens_out BIGINT, tokens_cache_read BIGINT, tokens_cache_write BIGINT, tokens_reasoning BIGINT, cost_usd DECIMAL(38,9), llm_calls BIGINT, last_tool VARCHAR, model VARCHAR, plans BIGINT, errors BIGINT, consecutive_errors BIGINT, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ, special BOOLEAN, last_ok BIGINT, status_set BOOLEAN
 WITH ev AS NOT MATERIALIZED (
     SELECT stream_id, version, occurred_at, model, tool_name, tokens_in, tokens_out,
-           tokens_cache_read, tokens_cache_write, tokens_reasoning, cost_usd, is_error,
+           tokens_cache_read, tokens_cache_write, tokens_reasoning, cost_usd, is_error, data,
            -- the canonical types as small codes (0: any other type), compared once per event
            CAST(CASE event_type
                WHEN 'user_message' THEN 1 WHEN 'plan_created' THEN 2 WHEN 'llm_request' THEN 3
@@ -32,6 +32,10 @@ base AS (
         arg_max(tool_name, version) FILTER (WHERE k IN (4, 5) AND tool_name <> '') AS last_tool,
         arg_max(model, version) FILTER (WHERE model <> '') AS model,
         arg_max(k, version) FILTER (WHERE k BETWEEN 1 AND 7) AS decisive,  -- the last event that sets the status
+        -- the payload of that event when it is an llm_response that may ask for tools (judged once per
+        -- stream below; one that can, names tool_calls or tool_use, or escapes a character)
+        arg_max(CASE WHEN k = 6 AND (contains(data, 'tool_') OR contains(data, '\')) THEN data ELSE '' END, version)
+            FILTER (WHERE k BETWEEN 1 AND 7) AS data,
         min(occurred_at) AS first_at,
         max(occurred_at) AS last_at,
         bool_or(k = 0) AS special
@@ -42,7 +46,23 @@ SELECT
     b.stream_id,
     CAST(b.version AS BIGINT) AS version,
     CAST(b.events AS BIGINT) AS events,
-    CASE b.decisive WHEN 6 THEN 'answered' WHEN 7 THEN 'aborted' ELSE 'running' END AS status,
+    CASE b.decisive
+        -- an llm_response asking for tool calls is no answer: the run waits for its tools
+        -- (agent_run.requests_tools; the same expression is in explorer/runs.sql)
+        WHEN 6 THEN CASE WHEN (
+            -- requests_tools(data)
+            CASE WHEN json_valid(data) THEN coalesce(
+                data ->> '$.finish_reason' IN ('tool_calls', 'tool_use')
+                OR data ->> '$.stop_reason' IN ('tool_calls', 'tool_use')
+                OR (json_type(data, '$.finish_reasons') = 'ARRAY'
+                    AND list_has_any(data ->> '$.finish_reasons[*]', ['tool_calls', 'tool_use']))
+                OR (json_type(data, '$.tool_calls') = 'ARRAY' AND json_array_length(data, '$.tool_calls') > 0),
+                false) ELSE false END
+            -- end requests_tools
+        ) THEN 'running' ELSE 'answered' END
+        WHEN 7 THEN 'aborted'
+        ELSE 'running'
+    END AS status,
     CAST(b.tokens_in AS BIGINT) AS tokens_in,
     CAST(b.tokens_out AS BIGINT) AS tokens_out,
     CAST(b.tokens_cache_read AS BIGINT) AS tokens_cache_read,

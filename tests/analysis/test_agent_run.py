@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
+import polars as pl
 from helpers import at, build_budget_breach, build_tool_failure_loop, ev
 from replay_fixtures import fresh_cache, samples_journal  # noqa: F401  (pytest fixtures)
 
@@ -76,3 +78,83 @@ def test_state_round_trips_through_json(samples_journal: Journal) -> None:
     for sid in samples_journal.heads():
         s = state_at(samples_journal, sid)
         assert state_from_dict(state_to_dict(s)) == s
+
+
+# ---------------------------------------------------------------------------- a response asking for tools
+
+# the payload of a run's last event, an llm_response: (run, payload, status)
+LAST_RESPONSES = [
+    ("openai_tool_calls", {"finish_reason": "tool_calls", "tool_calls": [{"id": "c1", "name": "search"}]}, "running"),
+    ("anthropic_tool_use", {"stop_reason": "tool_use", "content": [{"type": "tool_use", "name": "search"}]}, "running"),
+    ("demo_anthropic_tool_use", {"finish_reason": "tool_use", "tool_calls": [{"id": "t1", "name": "search"}]}, "running"),
+    ("otlp_finish_reasons", {"finish_reasons": ["tool_calls"], "output_messages": "[]"}, "running"),
+    ("tool_calls_listed_only", {"tool_calls": [{"id": "c2"}]}, "running"),
+    ("openai_stop", {"finish_reason": "stop", "text": "Booked."}, "answered"),
+    ("anthropic_end_turn", {"stop_reason": "end_turn", "content": "Booked."}, "answered"),
+    ("otlp_stop", {"finish_reasons": ["stop"]}, "answered"),
+    ("no_tool_calls", {"finish_reason": "stop", "tool_calls": []}, "answered"),
+]
+
+
+def _cut_after_last_response(journal: Journal) -> None:
+    """One run per case: the user asks, the model responds with the case's payload, and the run
+    stops there (a crash, a kill)."""
+    for sid, payload, _ in LAST_RESPONSES:
+        journal.append(sid, [
+            ev("user_message", {"text": "Book me a flight"}, agent="a", occurred_at=at(4)),
+            ev("llm_response", payload, model="m", tokens_in=10, occurred_at=at(4, 12, 1)),
+        ])
+
+
+def test_a_run_cut_off_after_a_response_asking_for_tools_is_running_in_every_implementation(journal: Journal) -> None:
+    from toolkit.analysis import state_rules
+    from toolkit.analysis.run_explorer import find_runs
+
+    _cut_after_last_response(journal)
+    want = {sid: status for sid, _, status in LAST_RESPONSES}
+    folded = {sid: row["status"] for sid, row in _fold_rows(journal).items()}
+    vectorised = dict(agent_run_states(journal).select("stream_id", "status").iter_rows())
+    explorer = dict(zip(*find_runs(journal).select(["stream_id", "status"]).to_pydict().values(), strict=True))
+    frame = state_rules.with_stream_key(state_rules._read(journal, sorted(want), state_rules.STATE_COLUMNS))
+    view = state_rules.RunStateView.over(frame, frame.select(pl.arg_where(pl.col("version") == 2)).to_series())()
+    columns = {}
+    for k, sid in enumerate(frame.filter(pl.col("version") == 2)["stream_id"].to_list()):
+        view.at = k
+        columns[sid] = view.status
+    assert folded == vectorised == explorer == columns == want
+
+
+def test_the_three_rules_of_a_response_asking_for_tools_agree() -> None:
+    """agent_run.requests_tools, its Polars form (column-wise states) and its SQL (the same text in
+    both queries) on payloads of every source and odd ones."""
+    from toolkit.analysis import state_rules
+    from toolkit.analysis.agent_run import TOOL_CALL_FINISH_REASONS, requests_tools
+    from toolkit.engines.duckdb_engine import query_tables
+    from toolkit.engines.queries import get_query
+
+    payloads = [json.dumps(p) for _, p, _ in LAST_RESPONSES] + [
+        '{"finish_reason":"tool\\u005fcalls"}', '{"tool_calls":[null]}', '{"tool_calls":"[x]"}', '{"tool_calls":{}}',
+        '{"finish_reasons":"[\\"tool_use\\"]"}', '{"finish_reasons":[null,"tool_use"]}', '{"finish_reasons":[1,["tool_use"]]}',
+        '{"finish_reasons":["a,b","tool_use"]}', '{"finish_reason":null}', '{"finish_reason":["tool_calls"]}',
+        '{"tool_calls": [ ] }', '"tool_calls"', '["tool_calls"]', "not json", "", None,
+    ]
+    expected = [requests_tools(None if p is None else _parse(p)) for p in payloads]
+    assert expected.count(True) >= 8 and expected.count(False) >= 8
+    frame = pl.DataFrame({"event_type": ["llm_response"] * len(payloads), "data": payloads})
+    assert frame.select(state_rules.requests_tools()).to_series().to_list() == expected
+    texts = set()
+    for name in ("replay/agent_runs_by_stream", "explorer/runs"):
+        sql = get_query(name).sql
+        texts.add(" ".join(sql[sql.index("-- requests_tools(data)\n") + 24 : sql.index("-- end requests_tools")].split()))
+    assert len(texts) == 1
+    (expr,) = texts
+    assert all(f"'{r}'" in expr for r in TOOL_CALL_FINISH_REASONS)
+    got = query_tables({"t": frame.with_row_index("i").to_arrow()}, f"SELECT ({expr}) AS r FROM t ORDER BY i")
+    assert got.column("r").to_pylist() == expected
+
+
+def _parse(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

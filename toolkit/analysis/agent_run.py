@@ -15,7 +15,8 @@ Rules (the Python reducer and the vectorised ``agent_run_states`` implement the 
   configured model);
 - ``errors``: events with ``is_error``; ``consecutive_errors``: the trailing run of them;
 - ``status``: ``archived`` once archived; ``aborted`` while an emergency stop is active or when the
-  last decisive event is an ``error``; ``answered`` when it is an ``llm_response``; else ``running``.
+  last decisive event is an ``error``; ``answered`` when it is an ``llm_response``, unless that
+  response asks for tool calls (:func:`requests_tools`: the run waits for its tools); else ``running``.
 
 >>> from toolkit.analysis.aggregates import Event
 >>> s = AGENT_RUN.fold([Event.of("user_message", {"text": "hi"}, version=1),
@@ -31,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -59,9 +60,46 @@ _DECISIVE: Final = {
     "TickCompleted": "running",
     "EmergencyStopCleared": "running",
     "AssistantCreated": "running",
-    "llm_response": "answered",
+    "llm_response": "answered",  # or running when it asks for tool calls (requests_tools)
     "error": "aborted",
 }
+#: finish reasons of a model response that asks for tool calls: OpenAI's ``finish_reason``,
+#: Anthropic's ``stop_reason`` (``tool_use``), OpenTelemetry's ``gen_ai.response.finish_reasons``
+#: (a list, imported as ``finish_reasons``). The SQL of queries/replay/agent_runs_by_stream.sql and
+#: queries/explorer/runs.sql and the column-wise states of state_rules list them too (tested).
+TOOL_CALL_FINISH_REASONS: Final = ("tool_calls", "tool_use")
+
+
+def requests_tools(data: Any) -> bool:
+    """Whether an ``llm_response`` payload asks for tool calls: its ``finish_reason`` or
+    ``stop_reason`` is one of :data:`TOOL_CALL_FINISH_REASONS`, its ``finish_reasons`` list holds
+    one, or its ``tool_calls`` list is not empty. Such a response is no answer: the run waits for
+    its tools (``running``), and a run cut off there (a crash, a kill) did not answer.
+
+    >>> requests_tools({"finish_reason": "tool_calls", "tool_calls": [{"id": "c1"}]})
+    True
+    >>> requests_tools({"stop_reason": "tool_use"}), requests_tools({"finish_reasons": ["stop", "tool_calls"]})
+    (True, True)
+    >>> requests_tools({"finish_reason": "stop", "tool_calls": []}), requests_tools("tool_calls")
+    (False, False)
+    """
+    if not isinstance(data, Mapping):
+        return False
+    if data.get("finish_reason") in TOOL_CALL_FINISH_REASONS or data.get("stop_reason") in TOOL_CALL_FINISH_REASONS:
+        return True
+    reasons, calls = data.get("finish_reasons"), data.get("tool_calls")
+    if isinstance(reasons, list) and any(r in TOOL_CALL_FINISH_REASONS for r in reasons):
+        return True
+    return isinstance(calls, list) and len(calls) > 0
+
+
+def _asks_for_tools(e: Event) -> bool:
+    """:func:`requests_tools` of the event's payload, parsed only when its text can say so: every
+    such payload names ``tool_calls`` or ``tool_use``, or escapes a character (``\\u005f``)."""
+    text = e.data_json
+    if isinstance(text, str) and "tool_" not in text and "\\" not in text:
+        return False
+    return requests_tools(e.data)
 
 
 @dataclass(frozen=True)
@@ -289,6 +327,8 @@ def apply_event(s: AgentRunState, e: Event) -> AgentRunState:
     elif et in _ASSISTANT:
         _ASSISTANT[et](s, e)
     status = _DECISIVE.get(et)
+    if status == "answered" and _asks_for_tools(e):
+        status = "running"
     if status is not None and s.status != "archived" and not s.emergency_stop:
         s.status = status
     return s

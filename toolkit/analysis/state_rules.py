@@ -44,6 +44,7 @@ import datetime as dt
 import functools
 import multiprocessing
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
@@ -54,6 +55,7 @@ from typing import Any, Final
 import polars as pl
 import pyarrow as pa
 
+from toolkit.analysis.agent_run import TOOL_CALL_FINISH_REASONS
 from toolkit.analysis.aggregates import EPOCH, EVENT_COLUMNS, Aggregate, Event
 from toolkit.analysis.rules import Rule
 from toolkit.analysis.verdicts import EVIDENCE_VERSIONS, FAILURE_SCHEMA, attach_event_info
@@ -70,12 +72,45 @@ DECISIVE_STATUS: Final = {  # agent_run._DECISIVE but for the assistant topics (
     "llm_request": "running",
     "tool_called": "running",
     "tool_result": "running",
-    "llm_response": "answered",
+    "llm_response": "answered",  # running when it asks for tool calls (column requests_tools)
     "error": "aborted",
 }
+
+
+def requests_tools() -> pl.Expr:
+    """``agent_run.requests_tools`` of each ``llm_response``'s payload, False for other events, in
+    Polars (the column ``requests_tools`` of :data:`STATE_COLUMNS`).
+
+    Payloads that cannot ask for tools (they neither name ``tool_calls``/``tool_use`` nor escape a
+    character) are not parsed. JSON paths give a value as text, a string without its quotes, an array
+    as compact JSON: an array is told from a string by its first item (absent for a string), and a
+    ``finish_reasons`` array holds a reason when the reason is one of its items, quoted, between
+    ``[`` or ``,`` and ``,`` or ``]``. (A reason inside an array nested in ``finish_reasons``, or a
+    string ``tool_calls`` starting with ``[null``, would count too, unlike in Python and SQL.)
+    """
+    data = pl.col("data")
+    maybe = (pl.col("event_type") == "llm_response") & (
+        data.str.contains("tool_", literal=True) | data.str.contains("\\", literal=True)
+    )
+    text = pl.when(maybe).then(data)  # null elsewhere: not parsed
+    reasons = list(TOOL_CALL_FINISH_REASONS)
+
+    def array(path: str) -> pl.Expr:  # the array at path as compact JSON (null when not a non-empty array)
+        value = text.str.json_path_match(path)
+        return pl.when(text.str.json_path_match(f"{path}[0]").is_not_null() | value.str.starts_with("[null")).then(value)
+
+    listed = "|".join(re.escape(r) for r in TOOL_CALL_FINISH_REASONS)
+    return (
+        text.str.json_path_match("$.finish_reason").is_in(reasons)
+        | text.str.json_path_match("$.stop_reason").is_in(reasons)
+        | array("$.finish_reasons").str.contains(f'(?:^\\[|,)"(?:{listed})"(?:,|\\]$)')
+        | array("$.tool_calls").is_not_null()
+    ).fill_null(False).alias("requests_tools")
+
+
 STATE_COLUMNS: Final = (
     "stream_id", "version", "event_type", "occurred_at", "model", "tool_name", "tokens_in", "tokens_out",
-    "tokens_cache_read", "tokens_cache_write", "tokens_reasoning", "cost_usd", "is_error",
+    "tokens_cache_read", "tokens_cache_write", "tokens_reasoning", "cost_usd", "is_error", requests_tools(),
 )
 
 
@@ -175,7 +210,7 @@ def _chunks(ids: Sequence[str], size: int) -> Iterator[list[str]]:
         yield ordered[i : i + size]
 
 
-def _read(journal: Journal, chunk: list[str], columns: Sequence[str]) -> pl.DataFrame:
+def _read(journal: Journal, chunk: list[str], columns: Sequence[str | pl.Expr]) -> pl.DataFrame:
     # a contiguous id range lets row-group statistics skip most of the journal (files are sorted
     # by stream_id); the membership test then drops streams not asked for
     return (
@@ -392,8 +427,9 @@ def run_state_exprs() -> dict[str, pl.Expr]:
         .fill_null(False).cum_sum().over(g).cast(pl.Int64),
         "errors": is_error.cum_sum().over(g).cast(pl.Int64),
         "consecutive_errors": (idx - pl.when(~is_error).then(idx).forward_fill().over(g).fill_null(-1)).cast(pl.Int64),
-        "status": et.replace_strict(DECISIVE_STATUS, default=None, return_dtype=pl.String).forward_fill().over(g)
-        .fill_null("running"),
+        "status": pl.when(pl.col("requests_tools")).then(pl.lit("running"))  # an llm_response asking for tools
+        .otherwise(et.replace_strict(DECISIVE_STATUS, default=None, return_dtype=pl.String))
+        .forward_fill().over(g).fill_null("running"),
         "first_at_us": pl.col("occurred_at").dt.epoch("us").cum_min().over(g),
         "last_at_us": pl.col("occurred_at").dt.epoch("us").cum_max().over(g),
     }

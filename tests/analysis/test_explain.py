@@ -32,6 +32,10 @@ def test_every_event_of_the_real_samples_gets_a_specific_explanation(samples_jou
     [
         ({"event_type": "tool_result", "tool_name": "dig", "is_error": True, "error": "exit exists"}, "Tool failed", "exit exists"),
         ({"event_type": "llm_response", "model": "m", "tokens_in": 1200, "data": '{"text": "hi"}'}, "Model answered", "1,200 in"),
+        ({"event_type": "llm_response", "model": "m", "data": '{"finish_reason": "tool_calls", "tool_calls": [{"name": "dig"}]}'},
+         "Model asked for tools", "wants to call dig"),
+        ({"event_type": "llm_response", "model": "m", "data": '{"finish_reasons": ["tool_calls"]}'},
+         "Model asked for tools", "wants to call tools"),
         ({"event_type": "plan_created", "data": '{"steps": ["a", "b"]}'}, "Plan made", "a → b"),
         ({"event_type": "GoalCompleted", "data": '{"goal_id": "g1", "outcome": "done"}'}, "Goal completed", "g1: done"),
         ({"event_type": "Unheard", "source_type": "x:Agg.TickCompleted", "data": '{"tick_number": 3}'}, "Tick", "tick 3"),

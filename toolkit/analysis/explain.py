@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+from toolkit.analysis.agent_run import requests_tools
+
 Explainer = Callable[[Mapping[str, Any]], "Explanation"]
 
 SUMMARY_CHARS: Final = 160
@@ -195,10 +197,14 @@ def _llm_response(event: Mapping[str, Any]) -> Explanation:
     if isinstance(calls, list) and calls:
         names = [str(c.get("name") if isinstance(c, Mapping) else c) for c in calls]
         what = "wants to call " + ", ".join(names)
+    elif requests_tools(data):
+        what = "wants to call tools"
     else:
         what = short(_first(data, "text", "content", "answer") or "", 100)
     usage = _tokens(event)
-    return Explanation("Model answered", f"{model}: {what}" + (f" ({usage})" if usage else ""), ("llm",))
+    # a response asking for tool calls is no answer: the run waits for its tools (status running)
+    title = "Model asked for tools" if requests_tools(data) else "Model answered"
+    return Explanation(title, f"{model}: {what}" + (f" ({usage})" if usage else ""), ("llm",))
 
 
 @register_explainer("tool_called")

@@ -116,7 +116,8 @@ def test_a_run_cut_off_after_a_response_asking_for_tools_is_running_in_every_imp
     vectorised = dict(agent_run_states(journal).select("stream_id", "status").iter_rows())
     explorer = dict(zip(*find_runs(journal).select(["stream_id", "status"]).to_pydict().values(), strict=True))
     frame = state_rules.with_stream_key(state_rules._read(journal, sorted(want), state_rules.STATE_COLUMNS))
-    view = state_rules.RunStateView.over(frame, frame.select(pl.arg_where(pl.col("version") == 2)).to_series())()
+    versions_2 = frame.select(pl.arg_where(pl.col("version") == 2)).to_series()
+    view = state_rules.RunStateView.over(frame, versions_2, state_rules.tools_of(journal))()
     columns = {}
     for k, sid in enumerate(frame.filter(pl.col("version") == 2)["stream_id"].to_list()):
         view.at = k

@@ -137,7 +137,7 @@ def test_column_states_equal_the_reducer_at_every_event(where: str, journals: di
     special = set(frame.filter(frame["event_type"].is_in(list(state_rules.assistant_types())))["stream_id"].to_list())
     frame = frame.filter(~frame["stream_id"].is_in(list(special)))
     keyed = state_rules.with_stream_key(frame)
-    view = state_rules.RunStateView.over(keyed)()
+    view = state_rules.RunStateView.over(keyed, tools=state_rules.tools_of(journal))()
     row = 0
     compared = 0
     for sid, events in state_rules.iter_stream_events(journal, sorted(set(ids) - special)):
@@ -168,7 +168,7 @@ def test_cost_is_zero_until_recorded_then_keeps_nine_decimals(tmp_path: Path) ->
                    {"event_type": "llm_response", "model": "m", "cost_usd": "0", "data": {}},
                    {"event_type": "llm_response", "model": "", "cost_usd": "0.25", "data": {}}])
     keyed = state_rules.with_stream_key(state_rules._read(j, ["r"], state_rules.STATE_COLUMNS))
-    view = state_rules.RunStateView.over(keyed)()
+    view = state_rules.RunStateView.over(keyed, tools=state_rules.tools_of(j))()
     folded = [AGENT_RUN.fold(state_rules.DecodedEvents(state_rules._read(j, ["r"], EVENT_COLUMNS))
                              .events(0, n)) for n in (1, 2, 3)]
     for i, want in enumerate(folded):

@@ -108,10 +108,37 @@ def requests_tools() -> pl.Expr:
     ).fill_null(False).alias("requests_tools")
 
 
+# what column-wise states read; ``status`` also needs :func:`requests_tools`, which reads the
+# payloads of the LLM responses: read only when a rule reads the status (:func:`tools_of`)
 STATE_COLUMNS: Final = (
     "stream_id", "version", "event_type", "occurred_at", "model", "tool_name", "tokens_in", "tokens_out",
-    "tokens_cache_read", "tokens_cache_write", "tokens_reasoning", "cost_usd", "is_error", requests_tools(),
+    "tokens_cache_read", "tokens_cache_write", "tokens_reasoning", "cost_usd", "is_error",
 )
+
+
+def tools_of(journal: Journal) -> Callable[[pl.DataFrame], pl.Series]:
+    """For a frame of the journal's events (stream_id, version, event_type): its ``requests_tools``
+    column, read from the payloads of its LLM responses only (the other payloads, most of the
+    journal's bytes, stay unread)."""
+
+    def column(frame: pl.DataFrame) -> pl.Series:
+        asked = frame.filter(pl.col("event_type") == "llm_response").get_column("stream_id").unique().sort()
+        if not asked.len():
+            return pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True).alias("requests_tools")
+        ids = asked.to_list()
+        found = (
+            scan_events(journal, stream_ids=ids)
+            .filter(pl.col("stream_id").is_between(pl.lit(ids[0]), pl.lit(ids[-1])) & (pl.col("event_type") == "llm_response"))
+            .select("stream_id", "version", requests_tools())
+            .collect()
+        )
+        return (
+            frame.select("stream_id", "version")
+            .join(found, on=["stream_id", "version"], how="left", maintain_order="left")
+            .get_column("requests_tools").fill_null(False)
+        )
+
+    return column
 
 
 def cost_falls() -> pl.Expr:
@@ -442,8 +469,10 @@ def with_stream_key(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(g=(sid != sid.shift()).fill_null(True).cum_sum().cast(pl.Int64))
 
 
-def run_state_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    """Every field of :func:`run_state_exprs` at once (tests compare it with the fold)."""
+def run_state_columns(frame: pl.DataFrame, tools: Callable[[pl.DataFrame], pl.Series]) -> pl.DataFrame:
+    """Every field of :func:`run_state_exprs` at once (``tools``: :func:`tools_of` the journal)."""
+    if "requests_tools" not in frame.columns:
+        frame = frame.with_columns(requests_tools=tools(frame))
     return with_stream_key(frame).select("stream_id", *run_state_exprs().values())
 
 
@@ -485,13 +514,22 @@ class RunStateView:
         raise NeedsFold(name)
 
     @classmethod
-    def over(cls, keyed: pl.DataFrame, rows: pl.Series | None = None) -> type[RunStateView]:
+    def over(
+        cls, keyed: pl.DataFrame, rows: pl.Series | None = None, tools: Callable[[pl.DataFrame], pl.Series] | None = None
+    ) -> type[RunStateView]:
         """A view class over ``keyed`` (a frame from :func:`with_stream_key`), or over some of its
-        rows (``at`` then indexes ``rows``: e.g. the last row of each stream)."""
+        rows (``at`` then indexes ``rows``: e.g. the last row of each stream). ``status`` needs a
+        ``requests_tools`` column: ``keyed``'s own, or ``tools`` (:func:`tools_of`) gives it on the
+        first read of the status."""
         exprs = run_state_exprs()
         view: type[RunStateView] = type("RunStateAt", (cls,), {"__slots__": ()})
 
         def column(name: str) -> list[Any]:
+            nonlocal keyed
+            if name == "status" and "requests_tools" not in keyed.columns:
+                if tools is None:
+                    raise ValueError("the status needs the requests_tools column, or tools= to read it")
+                keyed = keyed.with_columns(requests_tools=tools(keyed))
             values = keyed.select(exprs[name]).to_series()
             return (values if rows is None else values.gather(rows)).to_list()
 
@@ -553,6 +591,7 @@ def _grade_columns(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
     special_types = list(assistant_types())
     out: list[Row] = []
     folded_ids: list[str] = []
+    tools = tools_of(journal)
     for chunk in _chunks(stream_ids, CHUNK_STREAMS_COLUMNS):
         frame = _read(journal, chunk, STATE_COLUMNS)
         special = frame.filter(pl.col("event_type").is_in(special_types)).get_column("stream_id").unique()
@@ -568,7 +607,7 @@ def _grade_columns(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
             stats.streams += len(lasts)
             stats.columnwise_streams += len(lasts)
             falling = set(falling_streams(keyed, "g").to_list())  # judged at every event instead
-            final = RunStateView.over(keyed, lasts)()
+            final = RunStateView.over(keyed, lasts, tools)()
             failing: list[int] = []
             for k in range(len(lasts)):
                 if k + 1 in falling:  # g counts streams from 1
@@ -582,7 +621,7 @@ def _grade_columns(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
                     pass
                 failing.append(k + 1)
             if falling:
-                out += _walk_streams(keyed.filter(pl.col("g").is_in(list(falling))), holds, bound, False, stats)
+                out += _walk_streams(keyed.filter(pl.col("g").is_in(list(falling))), holds, bound, False, stats, tools)
             if not failing:
                 continue
             keyed = keyed.filter(pl.col("g").is_in(failing))
@@ -590,16 +629,16 @@ def _grade_columns(journal: Journal, rule: Rule, bound: dict[str, Any], stream_i
             n = int(keyed.select(pl.col("g").n_unique()).item())
             stats.streams += n
             stats.columnwise_streams += n
-        out += _walk_streams(keyed, holds, bound, rule.monotone, stats)
+        out += _walk_streams(keyed, holds, bound, rule.monotone, stats, tools)
     if folded_ids:
         out += _grade_folding(journal, rule, bound, folded_ids, stats)
     return out
 
 
 def _walk_streams(keyed: pl.DataFrame, holds: Callable[[Any, dict[str, Any]], Any], bound: dict[str, Any],
-                  monotone: bool, stats: GradeStats) -> list[Row]:
+                  monotone: bool, stats: GradeStats, tools: Callable[[pl.DataFrame], pl.Series]) -> list[Row]:
     """Every stream of ``keyed`` walked event by event on column-wise states."""
-    view = RunStateView.over(keyed)()
+    view = RunStateView.over(keyed, tools=tools)()
     versions: list[int] = keyed.get_column("version").to_list()
     starts = keyed.select(pl.arg_where(pl.col("g").diff().fill_null(1) != 0)).to_series()
     sids = keyed.get_column("stream_id").gather(starts).to_list()
@@ -690,7 +729,7 @@ def _may_read_columns(journal: Journal, rule: Rule, bound: dict[str, Any]) -> bo
     if first.height == 0:
         return True
     try:
-        rule.python(RunStateView.over(with_stream_key(first))(), bound)
+        rule.python(RunStateView.over(with_stream_key(first), tools=tools_of(journal))(), bound)
     except NeedsFold:
         return False
     except Exception:  # the real run reports it, at its event

@@ -586,10 +586,14 @@ def _with_tail(journal: Journal, base: Frame, strings: SavedStrings) -> Frame | 
     t_ids = _id_frame(to.get_column("event_id").gather(t_orig))
     t_causes = _id_frame(to.get_column("causation_id").gather(t_orig))
     o_ids = _SavedIds(strings)
-    old_position = old.get_column("position").gather(strings._column("srow"))  # by orig
+
+    def old_position(orig: pl.Series) -> pl.Series:
+        """The positions of saved events by their ``orig`` rows."""
+        return old.get_column("position").gather(strings._column("srow").gather(orig))
+
     # the saved events whose id comes again in the tail, and the tail's ids found among the saved
     old_hits = o_ids.matches(t_ids.with_row_index("trow"))
-    old_hits = old_hits.with_columns(position=old_position.gather(old_hits.get_column("orig")))
+    old_hits = old_hits.with_columns(position=old_position(old_hits.get_column("orig")))
     t_pos = t.get_column("position")
     t_ids = t_ids.with_columns(position=t_pos)
     # uses: in the saved events plus in the tail
@@ -618,7 +622,7 @@ def _with_tail(journal: Journal, base: Frame, strings: SavedStrings) -> Frame | 
     )
     if missing.height:
         named = o_ids.matches(missing.select("trow", "hi", "lo", "text"))
-        named = named.with_columns(position=old_position.gather(named.get_column("orig")))
+        named = named.with_columns(position=old_position(named.get_column("orig")))
         found = named.group_by("trow").agg(pl.col("position").min().alias("old_found"))
         cause_t = cause_t.with_row_index("trow").join(found, on="trow", how="left", maintain_order="left").with_columns(
             found=pl.coalesce("found", "old_found")
@@ -658,7 +662,7 @@ def _with_tail(journal: Journal, base: Frame, strings: SavedStrings) -> Frame | 
         uses=uses_t.cast(old_uses.dtype), has_cause=pl.col("h1c").is_not_null(),
     )
     head = old.select(rows.columns).with_columns(cost=pl.col("cost").cast(cost_type), uses=old_uses, cause=old_cause)
-    both = pl.concat([head, rows.cast(head.schema)], rechunk=True)
+    both = pl.concat([head, rows.cast(head.schema)])  # two chunks: a gather (below) or a rechunk makes one
     key = (pl.col("sid").cast(pl.UInt64) * (1 << 32) + pl.col("version").cast(pl.UInt64))
     rows_key = rows.select(key).to_series()
     order = rows_key.arg_sort()
@@ -670,6 +674,8 @@ def _with_tail(journal: Journal, base: Frame, strings: SavedStrings) -> Frame | 
         gather = pl.repeat(0, n + k, dtype=pl.UInt32, eager=True).scatter(dest, order.cast(pl.UInt32) + n)
         gather = gather.scatter((~placed).arg_true(), pl.int_range(0, n, dtype=pl.UInt32, eager=True))
         both = both.select(pl.all().gather(gather))
+    else:
+        both = both.rechunk()
     both = both.with_columns(first=(pl.col("sid") != pl.col("sid").shift(1)).fill_null(True))
     return Frame(TailedStrings(strings, tail.o, n), both, removals=base.removals)
 

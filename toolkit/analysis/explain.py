@@ -175,7 +175,8 @@ def _user_message(event: Mapping[str, Any]) -> Explanation:
 def _plan_created(event: Mapping[str, Any]) -> Explanation:
     steps = field(event, "steps")
     if isinstance(steps, list):
-        return Explanation("Plan made", f"{len(steps)} steps: " + short(" → ".join(map(str, steps))), ("plan",))
+        count = f"{len(steps)} step" + ("" if len(steps) == 1 else "s")
+        return Explanation("Plan made", f"{count}: " + short(" → ".join(map(str, steps))), ("plan",))
     return Explanation("Plan made", short(payload(event)), ("plan",))
 
 

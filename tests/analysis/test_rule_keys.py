@@ -449,6 +449,30 @@ def test_journal_import_of_a_large_journal_saves_the_keys_the_first_regrade_read
         assert _grade(journal) == _grade_without_keys(journal) and read
 
 
+def test_a_small_import_after_the_keys_were_saved_leaves_them_to_serve_with_the_events_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import run_cli
+
+    monkeypatch.setattr(rule_keys, "KEYS_AT_IMPORT", 1)
+    monkeypatch.setattr(rule_keys, "TAIL_SHARE", 1.0)  # the sample holds 3 events: one more is a third
+    sample = Path(__file__).resolve().parents[2] / "data" / "samples" / "generic" / "gateway-log.jsonl"
+    mapping = sample.with_name("gateway-log.mapping.toml")
+    code, _, err = run_cli(capsys, "import", "-j", str(tmp_path / "j"), str(sample), "--mapping", str(mapping))
+    assert code == 0 and "rule keys saved" in err, err
+    journal = Journal.open(tmp_path / "j")
+    folder = rule_keys.saved_folder(journal)
+    assert folder is not None
+    more = tmp_path / "more.jsonl"
+    more.write_text(json.dumps({"stream_id": "run-late", "event_type": "user_message", "data": {"text": "hi"}}) + "\n")
+    code, out, err = run_cli(capsys, "import", "-j", str(tmp_path / "j"), str(more), "--from", "jsonl")
+    assert code == 0 and json.loads(out)["imported"] == 1, err
+    assert "serve journal regrade with the events imported since" in err and "rule keys saved" not in err
+    assert rule_keys.serving(journal) == folder and rule_keys.saved_folder(journal) is None
+    frame = _tailed(journal)
+    frame.o.close()
+
+
 def _grade_without_keys(journal: Journal) -> dict[str, list[dict[str, Any]]]:
     shared_pass.SAVED_KEYS = False
     try:

@@ -301,10 +301,14 @@ def prepare(journal: Journal) -> Path | None:
     if keys_root(journal) is None:
         return None
     pinned = journal.pinned()  # one version read, saved and stamped
-    found = _saved(pinned)
-    if found is not None and _usable(pinned, found[1], found[2], TAIL_SHARE):
-        return found[0]
-    return save_frame(pinned, load_frame(pinned, list(BUILTIN_COLUMNS)))
+    return serving(pinned) or save_frame(pinned, load_frame(pinned, list(BUILTIN_COLUMNS)))
+
+
+def serving(journal: Journal) -> Path | None:
+    """The folder of keys a whole-journal re-grade would read now (fresh, or with the events
+    appended since, within ``TAIL_SHARE``), or None."""
+    found = _saved(journal)
+    return found[0] if found is not None and _usable(journal, found[1], found[2], TAIL_SHARE) else None
 
 
 def _usable(journal: Journal, manifest: dict[str, Any], since: str, share: float) -> bool:
@@ -725,4 +729,4 @@ def _sum_type(*costs: pl.Series) -> pl.DataType:
     return pl.Int64() if biggest * max(1, sum(c.len() for c in costs)) < 2**63 else pl.Int128()
 
 
-__all__ = ["EAGER", "FORMAT", "KEYS_DIR", "SavedStrings", "drop_rule_keys", "keys_root", "load_saved", "prepare", "save_frame", "saved_folder"]
+__all__ = ["EAGER", "FORMAT", "KEYS_DIR", "SavedStrings", "drop_rule_keys", "keys_root", "load_saved", "prepare", "save_frame", "saved_folder", "serving"]

@@ -134,6 +134,9 @@ def _prepare_rule_keys(journal: Any) -> None:
     # a save would hold the whole journal in memory for nothing
     if not rule_keys.KEYS_AT_IMPORT <= shared_pass.journal_events(journal) <= shared_pass.SHARD_EVENTS:
         return
+    if rule_keys.serving(journal.pinned()) is not None:  # saved before appends of a small share: read with them
+        click.echo("rule keys: those saved before serve journal regrade with the events imported since", err=True)
+        return
     t0 = time.perf_counter()
     with progress_bar("saving rule keys", None):
         try:

@@ -17,6 +17,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from invariant_journals import demo, everything  # noqa: F401  (pytest fixtures)
 from test_invariants import HISTORIES, HISTORY_RULES, _reference, history_journal
 from test_shared_pass import PARAMS, _per_rule
@@ -591,14 +592,15 @@ def test_keys_and_the_events_appended_since_judge_as_a_read_of_the_journal(demo:
 
 
 @settings(max_examples=25, deadline=None)
-@given(before=HISTORIES, appended=HISTORIES)
+@given(before=HISTORIES, appended=HISTORIES, offset=st.integers(0, 3))
 def test_keys_and_random_appended_histories_judge_as_a_read(
-    before: list[list[dict[str, Any]]], appended: list[list[dict[str, Any]]]
+    before: list[list[dict[str, Any]]], appended: list[list[dict[str, Any]]], offset: int
 ) -> None:
     with history_journal(before) as j:
         assert rule_keys.prepare(j) is not None
-        # streams s1, s2 go on, s3 is new
-        j.append_batch([{**e, "stream_id": f"s{i + 1}"} for i, events in enumerate(appended) for e in events], stream_type="agent_run")
+        # saved streams go on (s0-s2), new ones start (from s3; offset 3: only new ones)
+        rows = [{**e, "stream_id": f"s{i + offset}"} for i, events in enumerate(appended) for e in events]
+        j.append_batch(rows, stream_type="agent_run")
         frame = _tailed(j)
         try:
             _same_as_a_read(j, frame)

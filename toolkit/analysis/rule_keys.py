@@ -601,9 +601,9 @@ def _with_tail(journal: Journal, base: Frame, strings: SavedStrings) -> Frame | 
     t_pos = t.get_column("position")
     t_ids = t_ids.with_columns(position=t_pos)
     # uses: in the saved events plus in the tail
-    tail_uses = t_ids.group_by("hi", "lo", "text").agg(tail_uses=pl.len(), first_tail=pl.col("position").min())
+    tail_uses = t_ids.group_by("hi", "lo", "text").agg(tail_uses=pl.len())
     joined = t_ids.join(tail_uses, on=["hi", "lo", "text"], how="left", nulls_equal=True, maintain_order="left")
-    per_trow = old_hits.group_by("trow").agg(old_uses=pl.len(), first_old=pl.col("position").min())
+    per_trow = old_hits.group_by("trow").agg(old_uses=pl.len())
     joined = joined.with_row_index("trow").join(per_trow, on="trow", how="left", maintain_order="left")
     uses_t = joined.select(pl.col("tail_uses") + pl.col("old_uses").fill_null(0)).to_series()
     # the saved events' uses grow by the tail's uses of their id
@@ -670,8 +670,8 @@ def _with_tail(journal: Journal, base: Frame, strings: SavedStrings) -> Frame | 
     key = (pl.col("sid").cast(pl.UInt64) * (1 << 32) + pl.col("version").cast(pl.UInt64))
     rows_key = rows.select(key).to_series()
     order = rows_key.arg_sort()
-    if bool((sid.gather(order).head(1) < streams.height).any()) or not bool(rows_key.gather(order).is_sorted()):
-        # rows of saved streams: each goes after its stream's saved rows
+    if bool((sid < streams.height).any()) or not bool(rows_key.is_sorted()):
+        # rows of saved streams (or rows out of order): each goes after its stream's saved rows
         at = head.select(key).to_series().search_sorted(rows_key.gather(order), side="right").cast(pl.Int64)
         dest = at + pl.int_range(0, k, dtype=pl.Int64, eager=True)
         placed = pl.repeat(False, n + k, dtype=pl.Boolean, eager=True).scatter(dest, True)

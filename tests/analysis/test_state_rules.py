@@ -358,3 +358,35 @@ def test_column_wise_decoding_builds_the_events_replay_builds(demo: Journal) -> 
         for name in slots:
             x, y = getattr(a, name), getattr(b, name)
             assert (type(x), str(x)) == (type(y), str(y)), (a, name)
+
+
+@pytest.mark.parametrize(
+    ("last", "status"),
+    [
+        ({"event_type": "llm_response", "model": "m", "data": {"finish_reason": "stop"}}, "answered"),
+        ({"event_type": "error", "data": {"message": "crash"}}, "aborted"),
+    ],
+)
+def test_the_status_of_a_damaged_stream_repeating_a_version_is_each_events_own(
+    last: dict[str, Any], status: str, tmp_path: Path
+) -> None:
+    """Whether an LLM response asks for tools is read for the events that hold one (``tools_of``)
+    and matched by position: a stream repeating a version (damage journal_integrity reports) got
+    rows multiplied, or another event's answer."""
+    from helpers import locate, rewrite_parquet, set_cell
+
+    j = Journal.create(tmp_path / "j")
+    j.append("r", [{"event_type": "user_message", "data": {"text": "hi"}},
+                   {"event_type": "llm_response", "model": "m", "data": {"finish_reason": "tool_calls"}}, last],
+             expected_version=0)
+    path, row = locate(j, "r", 3)
+    rewrite_parquet(path, lambda t: set_cell(t, "version", row, 2))  # version 3 written as 2 again
+    j = Journal.open(tmp_path / "j")
+    keyed = state_rules.with_stream_key(state_rules._read(j, ["r"], state_rules.STATE_COLUMNS))
+    view = state_rules.RunStateView.over(keyed, tools=state_rules.tools_of(j))()
+    statuses = []
+    for i in range(keyed.height):
+        view.at = i
+        statuses.append((keyed["event_type"][i], view.status))
+    assert statuses[0] == ("user_message", "running")
+    assert sorted(statuses[1:]) == sorted([("llm_response", "running"), (last["event_type"], status)])

@@ -111,15 +111,15 @@ def requests_tools() -> pl.Expr:
 # what column-wise states read; ``status`` also needs :func:`requests_tools`, which reads the
 # payloads of the LLM responses: read only when a rule reads the status (:func:`tools_of`)
 STATE_COLUMNS: Final = (
-    "stream_id", "version", "event_type", "occurred_at", "model", "tool_name", "tokens_in", "tokens_out",
+    "stream_id", "version", "position", "event_type", "occurred_at", "model", "tool_name", "tokens_in", "tokens_out",
     "tokens_cache_read", "tokens_cache_write", "tokens_reasoning", "cost_usd", "is_error",
 )
 
 
 def tools_of(journal: Journal) -> Callable[[pl.DataFrame], pl.Series]:
-    """For a frame of the journal's events (stream_id, version, event_type): its ``requests_tools``
+    """For a frame of the journal's events (stream_id, position, event_type): its ``requests_tools``
     column, read from the payloads of its LLM responses only (the other payloads, most of the
-    journal's bytes, stay unread)."""
+    journal's bytes, stay unread), matched by position (a damaged stream may repeat a version)."""
 
     def column(frame: pl.DataFrame) -> pl.Series:
         asked = frame.filter(pl.col("event_type") == "llm_response").get_column("stream_id").unique().sort()
@@ -129,12 +129,12 @@ def tools_of(journal: Journal) -> Callable[[pl.DataFrame], pl.Series]:
         found = (
             scan_events(journal, stream_ids=ids)
             .filter(pl.col("stream_id").is_between(pl.lit(ids[0]), pl.lit(ids[-1])) & (pl.col("event_type") == "llm_response"))
-            .select("stream_id", "version", requests_tools())
+            .select("position", requests_tools())
             .collect()
         )
         return (
-            frame.select("stream_id", "version")
-            .join(found, on=["stream_id", "version"], how="left", maintain_order="left")
+            frame.select("position")
+            .join(found, on="position", how="left", maintain_order="left")
             .get_column("requests_tools").fill_null(False)
         )
 

@@ -190,13 +190,14 @@ def test_a_commit_that_changes_the_table_or_an_unreadable_log_entry_makes_the_ke
     folder = rule_keys.saved_folder(journal)
     assert folder is not None
     compact(journal, full=True)
-    assert rule_keys.saved_folder(journal) == folder
     entry = Path(journal.events_uri) / "_delta_log" / f"{journal.delta_version:020d}.json"
     text = entry.read_text()
     changed = text.replace('"dataChange":false', '"dataChange":true').replace('"toolkit.operation":"compact"', '"toolkit.operation":"x"')
     assert changed.count('"dataChange":true') > text.count('"dataChange":true') and '"x"' in changed
     entry.write_text(changed)
     assert rule_keys.saved_folder(journal) is None  # the same commit, no longer a compaction
+    entry.write_text(text)
+    assert rule_keys.saved_folder(journal) == folder  # a compaction again
 
 
 def test_keys_of_another_table_at_the_same_version_are_not_read(demo: Journal, tmp_path: Path) -> None:
@@ -628,3 +629,31 @@ def test_a_tail_over_its_share_is_read_with_the_journal_and_saved(demo: Journal,
     after = _grade(journal)  # read and saved anew
     assert len(after["tool_result_pairing"]) == len(before["tool_result_pairing"]) + 1
     assert rule_keys.saved_folder(journal) not in (None, saved)
+
+
+def test_the_log_after_the_keys_is_read_once(demo: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the commits after the keys did is kept beside them: the next re-grade reads only the
+    log entries after it, and a journal pinned before it reads from the keys' own version."""
+    journal = _copy(demo, tmp_path)
+    _grade(journal)
+    folder = rule_keys.saved_folder(journal)
+    assert folder is not None
+    saved_at = journal.delta_version
+    journal.append("run-a", [{"event_type": "user_message", "data": {"text": "hi"}}], expected_version=0)
+    first = journal.delta_version
+    calls: list[tuple[int, int]] = []
+    since = rule_keys._since
+    monkeypatch.setattr(rule_keys, "_since", lambda j, a, b, before="kept": calls.append((a, b)) or since(j, a, b, before))
+    assert rule_keys.serving(journal) == folder
+    assert json.loads((folder / "log.json").read_text()) == {"through": first, "since": "appended"}
+    compact(journal, full=True)
+    journal.append("run-b", [{"event_type": "user_message", "data": {"text": "hey"}}], expected_version=0)
+    assert rule_keys.serving(journal) == folder
+    assert calls == [(saved_at, first), (first, journal.delta_version)]
+    assert rule_keys.serving(journal.pinned(first)) == folder and calls[-1] == (saved_at, first)  # the memo is past it
+    assert rule_keys.serving(journal.pinned(saved_at)) == folder and calls[-1] == (saved_at, saved_at)
+    frame = _tailed(journal)
+    try:
+        _same_as_a_read(journal, frame)
+    finally:
+        frame.o.close()

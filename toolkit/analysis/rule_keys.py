@@ -80,8 +80,10 @@ EAGER: Final = (
     "orig", "sid", "version", "position", "et", "tool", "is_error", "cost", "tokens", "duration_ms", "call",
     "call_rank", "has_key", "args", "cause", "uses", "has_cause",
 )
-# commits after the saved version looked at (each log entry read) before the keys count as stale
+# commits after the saved version looked at (each log entry read, ≈ 0.05 ms) before the keys count
+# as stale; what they did is kept beside the keys (``_LOG_MEMO``), so each commit is read once
 _LOG_COMMITS: Final = 10_000
+_LOG_MEMO: Final = "log.json"
 _UUID: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
@@ -345,8 +347,34 @@ def _saved(journal: Journal) -> tuple[Path, dict[str, Any], str] | None:
     saved = manifest.get("delta_version") if isinstance(manifest, dict) else None
     if not isinstance(saved, int) or any(manifest.get(k) != v for k, v in stamp.items() if k != "delta_version"):
         return None
-    since = _since(journal, saved, stamp["delta_version"])
+    current = stamp["delta_version"]
+    # what an earlier re-grade found in the log (``_LOG_MEMO``): only the commits after it are read
+    memo = _read_memo(folder)
+    start, before = memo if memo is not None and saved <= memo[0] <= current else (saved, KEPT)
+    since = _since(journal, start, current, before)
+    if since is not None and current > start:
+        _write_memo(folder, current, since)
     return (folder, manifest, since) if since is not None else None
+
+
+def _read_memo(folder: Path) -> tuple[int, str] | None:
+    try:
+        memo = json.loads((folder / _LOG_MEMO).read_text())
+        through, since = memo["through"], memo["since"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (through, since) if isinstance(through, int) and since in (KEPT, APPENDED) else None
+
+
+def _write_memo(folder: Path, through: int, since: str) -> None:
+    """Log entries never change: what the commits up to ``through`` did stays true (best effort:
+    the folder may be gone, or read-only)."""
+    tmp = folder / f".{_LOG_MEMO}.{uuid.uuid4().hex}.tmp"
+    try:
+        tmp.write_text(json.dumps({"through": through, "since": since}) + "\n")
+        os.replace(tmp, folder / _LOG_MEMO)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 # what the commits after the keys' version did to the events: nothing (compactions, vacuums), or
@@ -357,20 +385,21 @@ APPENDED: Final = "appended"
 _LOG_ACTIONS: Final = frozenset({"commitInfo", "add", "remove", "txn"})
 
 
-def _since(journal: Journal, saved: int, current: int) -> str | None:
+def _since(journal: Journal, saved: int, current: int, before: str = KEPT) -> str | None:
     """``KEPT`` when every commit after Delta version ``saved`` up to ``current`` left the events
     as they were: compactions (``journal compact``: the same rows rewritten sorted; another
     engine's OPTIMIZE, every file added or removed with ``dataChange`` false) and vacuums — the
     keys copy the events, not the files (their strings are saved in their own order), so they
     stay exact; ``APPENDED`` when the others only added files (appends, imports); None for anything
     else (a purge, a schema change) or a log entry that cannot be read (cleaned up after its
-    retention, damaged)."""
+    retention, damaged). ``before``: what the commits up to ``saved`` did (``KEPT`` from the keys'
+    own version)."""
     if saved == current:
-        return KEPT
+        return before
     if not saved < current or current - saved > _LOG_COMMITS or not isinstance(journal.path, Path):
         return None
     log = Path(journal.events_uri) / "_delta_log"
-    appended = False
+    appended = before == APPENDED
     for version in range(saved + 1, current + 1):
         try:
             with (log / f"{version:020d}.json").open(encoding="utf-8") as entry:

@@ -15,7 +15,8 @@ what the rules judge on, once, as ``JOURNAL/rule-keys/<id>/`` (Parquet, LZ4):
   them;
 - ``streams.parquet`` (stream id and type by code), ``texts.parquet`` (user messages' distinct
   texts, which the confirmation patterns run over), ``manifest.json`` (format, the events
-  table's id and the Delta version saved, the code vocabularies).
+  table's id and the Delta version saved, the code vocabularies), ``log.json`` (what the commits
+  since did, as far as a re-grade read the log: ``_since``).
 
 The rules themselves run on every re-grade, with their parameters; the keys hold no verdict.
 Keys serve the journal's current Delta version of the same table (``_since``, from the Delta log):

@@ -390,3 +390,27 @@ def test_the_status_of_a_damaged_stream_repeating_a_version_is_each_events_own(
         statuses.append((keyed["event_type"][i], view.status))
     assert statuses[0] == ("user_message", "running")
     assert sorted(statuses[1:]) == sorted([("llm_response", "running"), (last["event_type"], status)])
+
+
+def test_a_finding_at_a_version_a_damaged_stream_repeats_is_reported_once(tmp_path: Path) -> None:
+    """The finding names the first event written at that version (found by review: it was
+    reported once per event at the version)."""
+    from helpers import locate, rewrite_parquet, set_cell
+
+    j = Journal.create(tmp_path / "j")
+    j.append("r", [{"event_type": "user_message", "data": {"text": "hi"}},
+                   {"event_type": "llm_response", "model": "m", "data": {"finish_reason": "tool_calls"}},
+                   {"event_type": "error", "data": {"message": "crash"}}], expected_version=0)
+    path, row = locate(j, "r", 3)
+    rewrite_parquet(path, lambda t: set_cell(t, "version", row, 2))
+    (tmp_path / "r.py").write_text(
+        "from toolkit.analysis.rules import python_rule\n\n"
+        "@python_rule('never_aborted', 'Reads the status.')\n"
+        "def never_aborted(state, p):\n    return state.status != 'aborted'\n"
+    )
+    j = Journal.open(tmp_path / "j")
+    rule = RuleSet.load([str(tmp_path / "r.py")]).get("never_aborted")
+    columns = state_rules.python_failures(j, rule, rule.bind({}), None, workers=1).to_pylist()
+    folded = state_rules.fold_failures(j, rule, rule.bind({}), ["r"])
+    assert [(r["version"], r["event_type"]) for r in columns] == [(2, "llm_response")]
+    assert [r["version"] for r in folded] == [2]

@@ -318,11 +318,16 @@ def polars_failures(journal: Journal, rule: Rule, bound: dict[str, Any], stream_
 
 
 def attach_event_info(journal: Journal, failing: pl.DataFrame) -> pa.Table:
-    """Failing (stream_id, version, ...) rows joined to the event they name (position, time, id, type)."""
+    """Failing (stream_id, version, ...) rows joined to the event they name (position, time, id, type):
+    in a damaged stream that repeats a version, the first event written at it (one row each)."""
     if failing.height == 0:
         return FAILURE_SCHEMA.empty_table()
     ids = failing.get_column("stream_id").to_list()
-    info = scan_events(journal, stream_ids=ids).select(_INFO_COLUMNS).join(failing.lazy(), on=["stream_id", "version"])
+    events = (
+        scan_events(journal, stream_ids=ids).select(_INFO_COLUMNS)
+        .sort("position").unique(["stream_id", "version"], keep="first", maintain_order=True)
+    )
+    info = events.join(failing.lazy(), on=["stream_id", "version"])
     table = info.sort("stream_id").collect().to_arrow()
     return table.select(FAILURE_SCHEMA.names).cast(FAILURE_SCHEMA)
 

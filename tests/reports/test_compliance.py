@@ -318,7 +318,8 @@ def test_runs_of_a_partial_selection_tell_nothing_the_bundle_leaves_out(journal:
     journal.append("shared", [
         {"event_type": "user_message", "data": {"q": "a"}, "subject_id": "user-A"},
         {"event_type": "tool_called", "data": {}, "subject_id": "user-B", "tool_name": "lookup_hiv_test_result"},
-        {"event_type": "llm_response", "data": {}, "subject_id": "user-B", "model": "m", "tokens_in": 1000},
+        # a count no hash or time can hold by chance (1000 turned up inside a hex head hash)
+        {"event_type": "llm_response", "data": {}, "subject_id": "user-B", "model": "m", "tokens_in": 987654321},
     ])
     journal.append("own", [{"event_type": "user_message", "data": {"q": "b"}, "subject_id": "user-A"}])
     export_compliance(journal, Selection(subject_id="user-A"), tmp_path / "b")
@@ -326,7 +327,8 @@ def test_runs_of_a_partial_selection_tell_nothing_the_bundle_leaves_out(journal:
     assert runs["shared"]["whole_run"] is False and runs["own"]["whole_run"] is True
     assert runs["own"]["status"] is not None
     everything = "".join((tmp_path / "b" / n).read_text(encoding="utf-8") for n in ("runs.json", "runs.csv", "report.html"))
-    assert "lookup_hiv_test_result" not in everything and "1000" not in everything
+    assert "lookup_hiv_test_result" not in everything
+    assert "987654321" not in everything and "987,654,321" not in everything
 
 
 def test_the_manifest_query_selects_what_the_bundle_holds(journal: Journal, tmp_path: Path) -> None:

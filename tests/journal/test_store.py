@@ -490,11 +490,11 @@ def test_a_failure_while_hashing_writes_nothing_and_raises_the_cause(
 def test_the_delta_log_keeps_no_statistics_of_payloads(journal: Journal) -> None:
     import json
 
-    journal.append("a", [ev("step", {"secret": "alice@example.com"}) | {"error": "card 4111 declined"}])
+    journal.append("a", [ev("step", {"secret": "alice@example.com"}) | {"error": "card 4111 1111 declined"}])
     log = "".join(p.read_text() for p in sorted((journal.path / "events" / "_delta_log").glob("*.json")))
     adds = [json.loads(json.loads(line)["add"]["stats"]) for line in log.splitlines() if '"add"' in line]
     assert adds and all("stream_id" in a["minValues"] and "position" in a["maxValues"] for a in adds)
-    assert "alice@example.com" not in log and "4111" not in log
+    assert "alice@example.com" not in log and "4111 1111" not in log  # (4111 alone may be in a time or a hash)
 
 
 def test_a_pinned_journal_reads_one_delta_version_only(tmp_path: Path) -> None:

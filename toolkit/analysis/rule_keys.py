@@ -563,26 +563,30 @@ class TailedStrings(Strings):
     def close(self) -> None:
         self.base.close()
 
-    def _joined(self, rows: pl.Series, saved: pl.Series, appended: pl.Series) -> pl.Series:
-        """``saved`` (at the rows below ``n``) and ``appended`` (the others) in the order of ``rows``."""
-        old = (rows < self.n).fill_null(True)  # a null row (no row) gives null, as the saved strings give it
+    def _saved_rows(self, rows: pl.Series) -> pl.Series:
+        """True at the rows the saved strings hold (a null row, no row, too: they give null for it)."""
+        return (rows < self.n).fill_null(True)
+
+    @staticmethod
+    def _joined(old: pl.Series, saved: pl.Series, appended: pl.Series) -> pl.Series:
+        """``saved`` (where ``old``) and ``appended`` (the other rows) in the rows' order."""
         back = pl.concat([old.arg_true(), (~old).arg_true()]).arg_sort()
         return pl.concat([saved, appended.cast(saved.dtype)]).gather(back)
 
     def take(self, column: str, rows: pl.Series) -> pl.Series:
-        old = (rows < self.n).fill_null(True)  # a null row (no row) gives null, as the saved strings give it
+        old = self._saved_rows(rows)
         if bool(old.all()):
             return self.base.take(column, rows)
         if not bool(old.any()):
             return self.tail.take(column, rows - self.n).alias(column)
         saved = self.base.take(column, rows.filter(old))
-        return self._joined(rows, saved, self.tail.take(column, rows.filter(~old) - self.n)).alias(column)
+        return self._joined(old, saved, self.tail.take(column, rows.filter(~old) - self.n)).alias(column)
 
     def text_codes(self, rows: pl.Series) -> tuple[pl.Series, pl.Series]:
-        old = (rows < self.n).fill_null(True)  # a null row (no row) gives null, as the saved strings give it
+        old = self._saved_rows(rows)
         codes, texts = self.base.text_codes(rows.filter(old))
         tail_codes, tail_texts = self.tail.text_codes(rows.filter(~old) - self.n)
-        codes = self._joined(rows, codes.cast(pl.UInt32), tail_codes.cast(pl.UInt32) + texts.len())
+        codes = self._joined(old, codes.cast(pl.UInt32), tail_codes.cast(pl.UInt32) + texts.len())
         return codes, pl.concat([texts, tail_texts.cast(texts.dtype)])
 
 
@@ -613,9 +617,9 @@ def _with_tail(journal: Journal, base: Frame, strings: SavedStrings) -> Frame | 
         new_streams.to_frame().with_row_index("new", offset=streams.height), on="stream_id", how="left", maintain_order="left"
     )
     sid = ids.select(pl.coalesce("old", "new").cast(pl.UInt32)).to_series()
-    versions = pl.concat([old.get_column("version"), t.get_column("version")])
-    if versions.min() < 0 or versions.max() >= 1 << 32:  # type: ignore[operator]
-        return None  # a damaged journal: read it whole
+    bounds = [v for c in (old.get_column("version"), t.get_column("version")) for v in (c.min(), c.max())]
+    if any(not isinstance(v, int) or not 0 <= v < 1 << 32 for v in bounds):
+        return None  # a damaged journal (versions outside u32, the merge key): read it whole
     # ids (event and cause) of the tail, by tail row
     t_ids = _id_frame(to.get_column("event_id").gather(t_orig))
     t_causes = _id_frame(to.get_column("causation_id").gather(t_orig))
@@ -687,7 +691,7 @@ def _with_tail(journal: Journal, base: Frame, strings: SavedStrings) -> Frame | 
     fresh = fresh.with_columns(new_tc=pl.int_range(0, pl.len(), dtype=pl.UInt64) + (0 if top is None else int(top) + 1))  # type: ignore[arg-type]
     calls = calls.join(fresh, on=["sid", "cid"], how="left", maintain_order="left")
     tc = calls.select(pl.when(pl.col("cid").is_not_null()).then(pl.coalesce("tc", "new_tc"))).to_series()
-    cost_type = _sum_type(old.get_column("cost"), t.get_column("cost"))
+    cost_type = nano_sum_type(old.get_column("cost"), t.get_column("cost"))
     rows = t.select(
         (pl.col("orig") + n).cast(pl.UInt32).alias("orig"),
         sid=sid, version="version", position="position", et="et", tool_name="tool_name", is_error="is_error",
@@ -747,16 +751,6 @@ class _SavedIds:
         if not parts:
             return pl.DataFrame(schema={"orig": pl.UInt32, "trow": pl.UInt32})
         return pl.concat([p.cast({"orig": pl.UInt32, "trow": pl.UInt32}) for p in parts])
-
-
-def _sum_type(*costs: pl.Series) -> pl.DataType:
-    """``nano_sum_type`` of the costs together (without concatenating them)."""
-    bounds = [(c.min(), c.max()) for c in costs if c.len()]
-    values = [abs(int(v)) for lo, hi in bounds for v in (lo, hi) if isinstance(v, int)]
-    biggest = max(values, default=0)
-    if any(c.dtype == pl.Int128 for c in costs):
-        return pl.Int128()
-    return pl.Int64() if biggest * max(1, sum(c.len() for c in costs)) < 2**63 else pl.Int128()
 
 
 __all__ = ["EAGER", "FORMAT", "KEYS_DIR", "SavedStrings", "drop_rule_keys", "keys_root", "load_saved", "prepare", "save_frame", "saved_folder", "serving"]

@@ -224,13 +224,14 @@ def _cost_type(cost: pl.Series) -> pl.DataType:
     return nano_sum_type(cost.to_physical())
 
 
-def nano_sum_type(nano: pl.Series) -> pl.DataType:
-    """The integer type sums of these nano-dollar amounts are taken in (see ``_cost_type``)."""
-    low, high = nano.min(), nano.max()
-    if low is None or high is None:
+def nano_sum_type(*nanos: pl.Series) -> pl.DataType:
+    """The integer type sums of these nano-dollar amounts (one or more columns, taken together
+    without concatenating them) are taken in (see ``_cost_type``)."""
+    bounds = [v for nano in nanos for v in (nano.min(), nano.max()) if v is not None]
+    if not bounds:
         return pl.Int64()
-    biggest = max(abs(int(low)), abs(int(high)))  # type: ignore[arg-type]
-    return pl.Int64() if biggest * max(1, nano.len()) < 2**63 else pl.Int128()
+    biggest = max(abs(int(v)) for v in bounds)  # type: ignore[arg-type]
+    return pl.Int64() if biggest * max(1, sum(nano.len() for nano in nanos)) < 2**63 else pl.Int128()
 
 
 def _group_streams(s: pl.DataFrame) -> pl.DataFrame:

@@ -237,7 +237,7 @@ def _chunks(ids: Sequence[str], size: int) -> Iterator[list[str]]:
         yield ordered[i : i + size]
 
 
-def _read(journal: Journal, chunk: list[str], columns: Sequence[str | pl.Expr]) -> pl.DataFrame:
+def _read(journal: Journal, chunk: list[str], columns: Sequence[str]) -> pl.DataFrame:
     # a contiguous id range lets row-group statistics skip most of the journal (files are sorted
     # by stream_id); the membership test then drops streams not asked for
     return (
@@ -467,13 +467,6 @@ def with_stream_key(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` (sorted by stream_id) plus ``g``: the stream's ordinal, an integer window key."""
     sid = pl.col("stream_id")
     return frame.with_columns(g=(sid != sid.shift()).fill_null(True).cum_sum().cast(pl.Int64))
-
-
-def run_state_columns(frame: pl.DataFrame, tools: Callable[[pl.DataFrame], pl.Series]) -> pl.DataFrame:
-    """Every field of :func:`run_state_exprs` at once (``tools``: :func:`tools_of` the journal)."""
-    if "requests_tools" not in frame.columns:
-        frame = frame.with_columns(requests_tools=tools(frame))
-    return with_stream_key(frame).select("stream_id", *run_state_exprs().values())
 
 
 class RunStateView:

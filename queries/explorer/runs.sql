@@ -38,18 +38,8 @@ runs AS (
             WHEN archived THEN 'archived'
             ELSE CASE decisive
                 -- an llm_response asking for tool calls is no answer: the run waits for its tools
-                -- (agent_run.requests_tools; the same expression is in replay/agent_runs_by_stream.sql)
-                WHEN 'llm_response' THEN CASE WHEN (
-                    -- requests_tools(data)
-                    CASE WHEN json_valid(data) THEN coalesce(
-                        data ->> '$.finish_reason' IN ('tool_calls', 'tool_use')
-                        OR data ->> '$.stop_reason' IN ('tool_calls', 'tool_use')
-                        OR (json_type(data, '$.finish_reasons') = 'ARRAY'
-                            AND list_has_any(data ->> '$.finish_reasons[*]', ['tool_calls', 'tool_use']))
-                        OR (json_type(data, '$.tool_calls') = 'ARRAY' AND json_array_length(data, '$.tool_calls') > 0),
-                        false) ELSE false END
-                    -- end requests_tools
-                ) THEN 'running' ELSE 'answered' END
+                -- (agent_run.requests_tools; the requests_tools macro of every session: duckdb_engine.MACROS)
+                WHEN 'llm_response' THEN CASE WHEN requests_tools(data) THEN 'running' ELSE 'answered' END
                 WHEN 'error' THEN 'aborted'
                 ELSE 'running'
             END

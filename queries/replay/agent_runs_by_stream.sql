@@ -48,18 +48,8 @@ SELECT
     CAST(b.events AS BIGINT) AS events,
     CASE b.decisive
         -- an llm_response asking for tool calls is no answer: the run waits for its tools
-        -- (agent_run.requests_tools; the same expression is in explorer/runs.sql)
-        WHEN 6 THEN CASE WHEN (
-            -- requests_tools(data)
-            CASE WHEN json_valid(data) THEN coalesce(
-                data ->> '$.finish_reason' IN ('tool_calls', 'tool_use')
-                OR data ->> '$.stop_reason' IN ('tool_calls', 'tool_use')
-                OR (json_type(data, '$.finish_reasons') = 'ARRAY'
-                    AND list_has_any(data ->> '$.finish_reasons[*]', ['tool_calls', 'tool_use']))
-                OR (json_type(data, '$.tool_calls') = 'ARRAY' AND json_array_length(data, '$.tool_calls') > 0),
-                false) ELSE false END
-            -- end requests_tools
-        ) THEN 'running' ELSE 'answered' END
+        -- (agent_run.requests_tools; the requests_tools macro of every session: duckdb_engine.MACROS)
+        WHEN 6 THEN CASE WHEN requests_tools(data) THEN 'running' ELSE 'answered' END
         WHEN 7 THEN 'aborted'
         ELSE 'running'
     END AS status,

@@ -65,8 +65,8 @@ _DECISIVE: Final = {
 }
 #: finish reasons of a model response that asks for tool calls: OpenAI's ``finish_reason``,
 #: Anthropic's ``stop_reason`` (``tool_use``), OpenTelemetry's ``gen_ai.response.finish_reasons``
-#: (a list, imported as ``finish_reasons``). The SQL of queries/replay/agent_runs_by_stream.sql and
-#: queries/explorer/runs.sql and the column-wise states of state_rules list them too (tested).
+#: (a list, imported as ``finish_reasons``). The SQL macro ``requests_tools`` (``duckdb_engine.MACROS``,
+#: which the catalog's run queries call) and the column-wise states of state_rules list them too (tested).
 TOOL_CALL_FINISH_REASONS: Final = ("tool_calls", "tool_use")
 
 

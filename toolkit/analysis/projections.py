@@ -45,6 +45,7 @@ import pyarrow.compute as pc
 
 from toolkit.analysis.agent_run import AGENT_RUN, agent_run_states, merge_states, stream_session
 from toolkit.analysis.aggregates import EVENT_COLUMNS, Event, code_of
+from toolkit.engines.duckdb_engine import MACROS
 from toolkit.engines.polars_engine import scan_events
 from toolkit.engines.queries import get_query
 from toolkit.errors import ReplayError
@@ -635,6 +636,7 @@ RUNS: Final = register_projection(
         incremental=runs_incremental,
         key=("stream_id",),
         salt=AGENT_RUN.fingerprint
+        + "".join(MACROS)
         + get_query("replay/agent_runs_by_stream").sql
         + get_query("replay/agent_run_names_by_stream").sql,
         description="One row per stream with the built-in agent-run state.",

@@ -69,6 +69,28 @@ _SQL_RUNNING_FUNCTIONS = frozenset({
 _CSV_REJECTS_OPTIONS = frozenset({"store_rejects", "rejects_table", "rejects_scan", "rejects_limit"})
 
 
+# functions of every session (and of query_tables): the catalog's queries call them, users may too
+MACROS: Final = (
+    # agent_run.requests_tools in SQL: whether an llm_response payload asks for tool calls
+    # (finish_reason or stop_reason tool_calls/tool_use, a finish_reasons list holding one, a
+    # non-empty tool_calls list); the run then waits for its tools (status running, not answered)
+    """CREATE MACRO requests_tools(data) AS (
+        CASE WHEN json_valid(data) THEN coalesce(
+            data ->> '$.finish_reason' IN ('tool_calls', 'tool_use')
+            OR data ->> '$.stop_reason' IN ('tool_calls', 'tool_use')
+            OR (json_type(data, '$.finish_reasons') = 'ARRAY'
+                AND list_has_any(data ->> '$.finish_reasons[*]', ['tool_calls', 'tool_use']))
+            OR (json_type(data, '$.tool_calls') = 'ARRAY' AND json_array_length(data, '$.tool_calls') > 0),
+            false) ELSE false END
+    )""",
+)
+
+
+def _define_macros(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in MACROS:
+        con.execute(statement)
+
+
 _POLL_S: Final = 0.1  # how often a thread waiting for a watched query looks for Ctrl-C
 # what DuckDB raises (a RuntimeError) when it looks at signals itself (at times of its choosing, often
 # only as a query ends) and finds Ctrl-C: a traceback instead of Aborted. unless made a KeyboardInterrupt again
@@ -449,6 +471,7 @@ def connect(
         views = {**(side_views(journal) if side_tables else {}), **extra}
         for name, (vfiles, schema) in views.items():
             register_parquet_view(con, name, vfiles, schema)
+        _define_macros(con)
         root = str(journal.path if journal.remote else Path(str(journal.path)).resolve()) + "/"
         con.execute("SET allowed_directories = $dirs", {"dirs": [root, str(journal.path) + "/"]})
         con.execute("SET enable_external_access = false")
@@ -527,6 +550,7 @@ def query_tables(tables: Mapping[str, pa.Table], sql: str, params: Mapping[str, 
         spill_dir, _ = _spill_to_private_dir(con, None)
         for name, table in tables.items():
             con.from_arrow(table).create_view(name)
+        _define_macros(con)
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return con.sql(sql, params=dict(params) if params else None).to_arrow_table()

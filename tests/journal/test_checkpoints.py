@@ -115,7 +115,7 @@ def test_consistent_rewrite_only_the_checkpoint_sees(runs: Journal, tmp_path: Pa
     cp = _cp(runs, tmp_path)
     path, row = locate(runs, "a", 1)
 
-    envelopes = hashing.envelope_texts(runs.read_stream("a")).to_list()  # data is not in the envelope
+    envelopes = hashing.envelope_texts(runs.read_stream("a")).to_pylist()  # data is not in the envelope
 
     def forge(t: pa.Table) -> pa.Table:
         rows = [i for i, s in enumerate(t.column("stream_id").to_pylist()) if s == "a"]

@@ -58,6 +58,8 @@ rows = st.lists(
             ),
             "model": st.one_of(st.none(), TEXT),
             "tool_name": st.one_of(st.none(), TEXT),
+            "tokens_in": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+            "cost_usd": st.one_of(st.none(), st.decimals(-(10**9) + 1, 10**9 - 1, places=9)),
             "duration_ms": st.one_of(st.none(), st.floats(allow_nan=False)),
             "is_error": st.one_of(st.none(), st.booleans()),
             "source": st.one_of(st.none(), TEXT),
@@ -78,6 +80,8 @@ def test_envelope_texts_equal_the_definition_row_by_row(rows: list[dict[str, Any
             ("occurred_at", pa.timestamp("us", tz="UTC")),
             ("model", pa.string()),
             ("tool_name", pa.string()),
+            ("tokens_in", pa.int64()),
+            ("cost_usd", pa.decimal128(18, 9)),
             ("duration_ms", pa.float64()),
             ("is_error", pa.bool_()),
             ("source", pa.string()),
@@ -87,7 +91,17 @@ def test_envelope_texts_equal_the_definition_row_by_row(rows: list[dict[str, Any
     cut = min(cut, len(rows) - 1)
     for t in (table, table.slice(cut), table.slice(0, cut + 1)):  # slices share the buffers around them
         expected = [reference_envelope(r, schema.names) for r in t.to_pylist()]
-        assert hashing.envelope_texts(t).to_list() == expected
+        assert hashing.envelope_texts(t).to_pylist() == expected
+    # as other readers hand the columns over: large and view strings, several chunks
+    for kind in (pa.large_string(), pa.string_view()):
+        wide = table.cast(pa.schema([f.with_type(kind) if f.type == pa.string() else f for f in schema]))
+        halves = pa.concat_tables([wide.slice(0, cut), wide.slice(cut)])
+        assert hashing.envelope_texts(halves).to_pylist() == [reference_envelope(r, schema.names) for r in rows]
+    payloads = pa.array([f"{i:064x}" for i in range(len(rows))])
+    messages = hashing.chain_messages(table, payloads).to_pylist()
+    assert [bytes(m).decode() if isinstance(m, bytes) else m for m in messages] == [
+        p + reference_envelope(r, schema.names) for p, r in zip(payloads.to_pylist(), rows, strict=True)
+    ]
 
 
 @settings(max_examples=100, deadline=None)

@@ -149,7 +149,7 @@ def test_a_separator_inside_a_value_cannot_impersonate_another_column() -> None:
 
     honest = pa.table({"model": ["x"], "tool_name": ["y"]})
     forged = pa.table({"model": ["x\x1ftool_name=y"], "tool_name": pa.array([None], pa.string())})
-    assert envelope_texts(honest).to_list() != envelope_texts(forged).to_list()
+    assert envelope_texts(honest).to_pylist() != envelope_texts(forged).to_pylist()
 
 
 def test_token_counts_no_sum_can_hold_are_findings_not_breaks(

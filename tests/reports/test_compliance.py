@@ -291,7 +291,7 @@ def test_events_forged_after_their_purge_are_caught_by_the_anchor_and_archive(jo
         f = f.with_columns(data=pl.lit('{"n":99}'))
         t = f.to_arrow()
         digests = hashing.payload_digests(t.column("data"), t.column("metadata"))
-        envelopes = hashing.envelope_texts(t).to_list()
+        envelopes = hashing.envelope_texts(t).to_pylist()
         prev, hashes, prevs = "0" * 64, [], []
         for d, e in zip(digests, envelopes, strict=True):
             prevs.append(prev)

@@ -166,7 +166,7 @@ def _verify_table(
     prevs = t.column("prev_hash").to_pylist()
     hashes = t.column("hash").to_pylist()
     payloads = hashing.payload_digests(t.column("data"), t.column("metadata"))
-    envelopes = hashing.envelope_texts(t).to_list()
+    envelopes = hashing.envelope_texts(t).to_pylist()
     breaks: list[Break] = []
     broken: set[str] = set()
     current: str | None = None

@@ -309,7 +309,7 @@ def _check_chain(events: pa.Table, doc: dict[str, Any], report: ExportCheck) -> 
         return
     t = events.sort_by([("stream_id", "ascending"), ("version", "ascending")])
     digests = hashing.payload_digests(t.column("data"), t.column("metadata"))
-    envelopes = hashing.envelope_texts(t).to_list()
+    envelopes = hashing.envelope_texts(t).to_pylist()
     rows = t.select(["stream_id", "version", "payload_sha256", "prev_hash", "hash", "data", "metadata"]).to_pylist()
     prev: dict[str, Any] | None = None
     last: dict[str, tuple[int, str]] = {}

@@ -453,6 +453,61 @@ def test_append_batches_whose_write_fails_commits_neither_it_nor_the_next(
     assert verify_journal(Journal.open(journal.path)).ok
 
 
+def test_append_batches_hands_out_the_next_batch_before_the_one_before_is_committed(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batches in flight: the workers go on to the next batch's part while this process still
+    writes its part of the batch before (no core waits for the other at each commit)."""
+    parallel(journal)
+    order: list[str] = []
+    hand_out, commit = store.hand_out, Journal._commit_actions
+
+    def handing_out(workers: AppendWorkers, count: int, numbered: pa.Table, *args: Any) -> Any:
+        order.append(f"hand out {numbered.column('event_id')[0].as_py().split('-')[0]}")
+        return hand_out(workers, count, numbered, *args)
+
+    def committing(self: Journal, actions: Any, properties: Any) -> None:
+        order.append(f"commit {len(order)}")
+        commit(self, actions, properties)
+
+    monkeypatch.setattr(store, "hand_out", handing_out)
+    monkeypatch.setattr(Journal, "_commit_actions", committing)
+    streams = [f"s{i:02d}" for i in range(30)]
+    batches = [batch(1, 1_000, streams[:10]), batch(2, 1_000, streams[10:20]), batch(3, 1_000, streams[20:])]
+    journal.append_batches(batches)
+    assert [o.split()[0] for o in order] == ["hand", "hand", "commit", "hand", "commit", "commit"]
+    assert [o for o in order if o.startswith("hand")] == ["hand out b1", "hand out b2", "hand out b3"]
+    rows = event_rows(journal, ["stream_id", "version", "position", "event_id"])
+    assert [r["event_id"].split("-")[0] for r in rows] == ["b1"] * 1_000 + ["b2"] * 1_000 + ["b3"] * 1_000
+    assert_stream_keys_sound(rows)
+    assert verify_journal(Journal.open(journal.path)).ok
+
+
+def test_a_failed_worker_part_commits_the_batches_before_and_none_written_after_it(journal: Journal) -> None:
+    """The third batch is written (by both processes) while the second one's worker part fails: the
+    first is committed, the second and third leave no file, and the worker serves the next append."""
+    parallel(journal)
+    streams = [f"s{i:02d}" for i in range(30)]
+    late = {streams[19]: "late"}  # the highest id of the second batch: in the worker's part
+    batches = [batch(1, 1_000, streams[:10]), batch(2, 1_000, streams[10:20], late), batch(3, 1_000, streams[20:])]
+    blocker = _block(journal, "late")
+    with pytest.raises(OSError) as caught:
+        journal.append_batches(batches)
+    assert any("append worker process" in n for n in getattr(caught.value, "__notes__", []))
+    blocker.unlink()
+    fresh = Journal.open(journal.path)
+    assert {r["event_id"].split("-")[0] for r in fresh.read_all(["event_id"]).to_pylist()} == {"b1"}
+    assert parquet_on_disk(journal) == {f.path for f in fresh.files()}  # no file of the second or third
+    (pid,) = pool().pids()
+    results = parallel(fresh).append_batches(batches)  # the rerun finishes the job, with the same worker
+    assert [(r.appended, r.skipped) for r in results] == [(0, 1_000), (1_000, 0), (1_000, 0)]
+    assert pool().pids() == [pid]
+    rows = event_rows(journal, ["stream_id", "version", "position", "event_id"])
+    assert len(rows) == 3_000
+    assert_stream_keys_sound(rows)
+    assert verify_journal(Journal.open(journal.path)).ok
+
+
 def test_append_batches_raises_the_failed_write_of_the_batch_before_not_the_next_ones_bad_input(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:

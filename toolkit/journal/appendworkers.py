@@ -230,6 +230,58 @@ def split_by_stream(numbered: pa.Table, parts: int, first_share: float | None = 
     return out
 
 
+Written = tuple[list[AddAction | RemoveAction], pl.DataFrame]  # add actions, ``head_rows``
+
+
+def hand_out(
+    workers: AppendWorkers,
+    count: int,
+    numbered: pa.Table,
+    starts: dict[str, bytes],
+    layout: FileLayout,
+    stall_s: float = STALL_S,
+) -> tuple[pa.Table, list[Pending]]:
+    """Cut ``numbered`` into ``count + 1`` parts of whole streams and hand all but the first to the
+    workers: the first part (this process writes it) and the parts handed out.
+
+    On a failure (Ctrl-C included) the parts already handed out are gathered (their files deleted)
+    and the failure raised, so no answer is left for a later part to take for its own.
+    """
+    parts = split_by_stream(numbered, count + 1, workers.first_share(count))
+    pending: list[Pending] = []
+    try:
+        for i, part in enumerate(parts[1:]):
+            pending.append(workers.submit(i, part, starts, layout, stall_s))
+    except BaseException as e:
+        gather(e, pending, layout, stall_s)  # raises e
+    return parts[0], pending
+
+
+def gather(
+    first: Callable[[], Written] | BaseException, pending: list[Pending], layout: FileLayout, stall_s: float
+) -> Written:
+    """The first part's result (``first()``, writing it or waiting for it) and each worker's: every
+    add action and the new stream heads. When any failed (``first`` may be a failure already), the
+    files of the others are deleted and the first failure is raised, after every worker answered."""
+    failure = first if isinstance(first, BaseException) else None
+    done: list[Written] = []
+    if not isinstance(first, BaseException):
+        try:
+            done.append(first())
+        except BaseException as e:
+            failure = e
+    for p in pending:  # every worker answers (or is killed) before this ends
+        try:
+            done.append(p.result(stall_s))
+        except BaseException as e:
+            failure = failure or e
+    if failure is not None:
+        for actions, _ in done:
+            layout.remove(actions)
+        raise failure
+    return [a for actions, _ in done for a in actions], head_rows(pl.concat([heads for _, heads in done]))
+
+
 # ---------------------------------------------------------------------- worker processes
 
 
@@ -276,13 +328,13 @@ class _Worker:
         finally:
             os.close(write_end)
         self.answers = answers  # read with select and os.read: a stalled worker is noticed
-        self.busy = False  # a request was sent whose answer has not been read
+        self.owed = 0  # requests sent whose answers have not been read (answered in order)
         self.ready = False  # its start-up message was read: it has imported its code
         self.beats = 0  # "alive" messages read (one per chunk written)
 
     def started(self) -> bool:
         """Whether the worker has finished starting (reads its start-up message if it has come)."""
-        if self.ready or self.busy:
+        if self.ready or self.owed:
             return self.ready
         try:
             if select.select([self.answers], [], [], 0)[0]:  # nothing was asked: it can only be that message
@@ -337,7 +389,7 @@ class _Worker:
     @property
     def usable(self) -> bool:
         """Alive, and not holding an answer nobody read (it would be taken for the next part's)."""
-        return not self.busy and self.proc.poll() is None
+        return not self.owed and self.proc.poll() is None
 
     @property
     def alive(self) -> bool:
@@ -392,8 +444,10 @@ class Pending:
         """The worker's add actions and heads; it is killed when it sends nothing for ``stall_s``."""
         try:
             try:
+                if self._worker.answers < 0:  # killed after an earlier part of its failed
+                    raise EOFError
                 answer = self._worker.read_answer(stall_s)
-                self._worker.busy = False
+                self._worker.owed -= 1
             except EOFError:
                 code = self._worker.proc.wait()
                 raise AppendWorkerError(
@@ -485,7 +539,7 @@ class AppendWorkers:
                 w.write_table(part)
             assert worker.proc.stdin is not None
             try:
-                worker.busy = True
+                worker.owed += 1
                 worker.send(pickle.dumps(_Request(path, temporary, starts, layout, os.getpid())), stall_s)
             except BrokenPipeError as e:
                 raise AppendWorkerError(

@@ -181,7 +181,8 @@ def chain_messages(table: pa.Table, payloads: pa.Array | pa.ChunkedArray) -> pa.
     """``payload_sha256 ‖ envelope`` of every row (one array): what each chain link hashes
     after the previous hash."""
     lead = payloads if isinstance(payloads, pa.ChunkedArray) else pa.chunked_array([payloads])
-    return _envelope(table, lead).combine_chunks()
+    out = _envelope(table, lead)
+    return out.chunk(0) if out.num_chunks == 1 else out.combine_chunks()  # (that copies even one chunk)
 
 
 def _is_large(t: pa.DataType) -> bool:

@@ -463,6 +463,8 @@ def _fill_trace_ids(table: pa.Table) -> pa.Table:
     for name, part in (("trace_id", "trace"), ("span_id", "span")):
         given = pl.Series(table.column(name))
         parsed = checked.get_column(part)
+        if not (given != parsed).any():  # the usual case: none given, or each as its traceparent has it
+            continue
         clash = ((given != "") & (given.str.strip_chars().str.to_lowercase() != parsed)).fill_null(False)
         if clash.any():
             i = int(clash.arg_true()[0])

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import json
 import re
 import shutil
 import tempfile
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,11 +67,11 @@ from toolkit.journal.appendworkers import (
     AppendWorkers,
     FileLayout,
     HashedChunks,
-    Pending,
+    Written,
     default_workers,
-    head_rows,
+    gather,
+    hand_out,
     pool,
-    split_by_stream,
     write_part,
 )
 from toolkit.journal.assign import KNOWN_COLUMNS, KNOWN_IDS, chain_starts, hash_chunks, number
@@ -90,6 +91,9 @@ EVENTS_TABLE = "events"
 #: the highest position given before a purge removed events (which may have held it): positions
 #: are never given twice, so position-ordered readers (projections, exports) never miss one
 POSITIONS_FILE: Final = "positions.json"
+#: batches ``append_batches`` writes ahead of their commits (the next one is validated meanwhile):
+#: with two, this process and the workers go on to the next batch without waiting for each other
+APPEND_FLIGHTS: Final = 2
 UTC = dt.UTC
 
 
@@ -852,8 +856,8 @@ class Journal:
             result.first_position = pc.min(positions).as_py()
             result.last_position = pc.max(positions).as_py()
             self._update_heads(written)
-        for sid in batch.streams:
-            result.heads[sid] = self._heads[sid].version if sid in self._heads else 0
+        heads = self._heads
+        result.heads = {sid: head.version if (head := heads.get(sid)) is not None else 0 for sid in batch.streams}
         return result
 
     def append_batches(
@@ -863,10 +867,13 @@ class Journal:
         batch validated and numbered while the one before is hashed and written.
 
         The same journal as the loop of ``append_batch`` calls, faster: the validation and
-        numbering of a batch (a fifth of its time) no longer leave the other cores idle. A batch
-        that touches a stream of the batch before it waits for that one's commit first. When a
-        batch fails (bad input, a concurrency error), the batches before it are committed, it and
-        the ones after are not, and its error is raised. The write lock is held throughout.
+        numbering of a batch (a fifth of its time) no longer leave the other cores idle, and up to
+        ``APPEND_FLIGHTS`` batches are written at once, so this process's writer thread and the
+        workers go from one batch's part to the next without waiting for each other's or for the
+        commit. A batch that touches a stream of a batch in flight waits for its commit first. When
+        a batch fails (bad input, a concurrency error, a failed write or commit), the batches before
+        it are committed, it and the ones after are not (files written for them are deleted), and
+        its error is raised. The write lock is held throughout.
         ``on_commit`` is called with each batch's result as it is committed (progress bars); it
         and the batch generator must not write to this journal (``LockReentryError``).
         The next batch is taken from ``batches`` while the one before is written, so a generator
@@ -882,67 +889,120 @@ class Journal:
                     on_commit(out[-1])
             return out
         results = _Results(on_commit)
-        flight: tuple[_Batch, Future[tuple[list[AddAction | RemoveAction], pl.DataFrame]]] | None = None
+        flights: deque[_Flight] = deque()  # written or being written, not committed, in order
+        failed: list[_Batch] = []  # a batch whose write or commit failed: the ones after it are not committed
 
         def land() -> None:
-            nonlocal flight
-            if flight is None:
-                return
-            batch, future = flight
+            """Commit the oldest batch in flight once its files are written."""
+            batch, future = flights[0]
             try:
                 actions, written = future.result()
             except BaseException:
                 if future.done() and (future.cancelled() or future.exception() is not None):
-                    flight = None  # its write failed: nothing to commit (its files are removed)
+                    flights.popleft()  # its write failed: nothing to commit (its files are removed)
+                    failed.append(batch)
                 # else interrupted while waiting (Ctrl-C): the batch stays in flight, the handler
                 # below waits for it and commits it rather than leave its files uncommitted
                 raise
-            flight = None
-            self._commit_actions(actions, _append_properties(batch.rows.num_rows))
-            results.append(self._landed(batch, written))
-
-        with write_lock(self.path, self.config.lock_timeout_s), ThreadPoolExecutor(1, "journal-append") as writer:
+            flights.popleft()
             try:
-                for events in batches:
-                    if events.num_rows == 0:
-                        validate_table_pending(events)[1]()  # (as append_batch: a bad schema is an error)
-                        land()
-                        results.append(AppendResult())
-                        continue
-                    if flight is None:  # (while one is written, the writer thread has the pool)
-                        self._start_workers(events.num_rows)
-                    table, settle = validate_table_pending(events)
-                    try:
-                        touched = set(pc.unique(table.column("stream_id")).to_pylist())
-                    except BaseException:
-                        settle()
-                        raise
-                    if flight is not None and flight[0].streams & touched:
-                        try:
-                            land()  # its heads (versions, hashes) are this batch's starting point
-                        except BaseException:
-                            # the batch before failed: its error, not this batch's, is the one to raise
-                            with contextlib.suppress(BaseException):
-                                settle()
-                            raise
-                    try:
-                        after = pc.max(flight[0].rows.column("position")).as_py() if flight is not None else None
-                        batch = self._numbered(table, None, settle, after, touched)
-                    except BaseException:
-                        settle()  # a validation error comes before any other
-                        raise
-                    land()
-                    if not batch.rows.num_rows:
-                        results.append(self._landed(batch, None))
-                        continue
-                    starts = chain_starts(batch.streams, self.heads())
-                    flight = (batch, writer.submit(self._write_files, batch.rows, starts))
-                land()
+                self._commit_actions(actions, _append_properties(batch.rows.num_rows))
+                results.append(self._landed(batch, written))
             except BaseException:
-                if flight is not None:  # an error while the batch before was written: that one lands first
-                    land()
+                failed.append(batch)  # (or its on_commit): the batches after it are not committed
                 raise
+
+        def land_all() -> None:
+            while flights and not failed:
+                land()
+
+        layout = FileLayout(self.events_uri, tuple(self.config.partition_by), STATS_COLUMNS, self.config.row_group_rows)
+        workers = pool() if self.append_workers else None
+        if workers is not None and not workers.try_acquire():
+            workers = None  # another thread of this process appends with them: this one writes here
+        count = -1  # workers started (on the first batch large enough)
+        try:
+            with (
+                write_lock(self.path, self.config.lock_timeout_s),
+                ThreadPoolExecutor(1, "journal-append") as writer,
+                ThreadPoolExecutor(1, "journal-append-parts") as gatherer,
+            ):
+                try:
+                    for events in batches:
+                        if events.num_rows == 0:
+                            validate_table_pending(events)[1]()  # (as append_batch: a bad schema is an error)
+                            land_all()
+                            results.append(AppendResult())
+                            continue
+                        parallel = workers is not None and events.num_rows >= self.parallel_append_rows
+                        if parallel and count < 0:
+                            assert workers is not None
+                            count = workers.start(self.append_workers)  # they start while this batch is validated
+                        table, settle = validate_table_pending(events)
+                        try:
+                            touched = set(pc.unique(table.column("stream_id")).to_pylist())
+                        except BaseException:
+                            settle()
+                            raise
+                        if any(f[0].streams & touched for f in flights):
+                            try:
+                                land_all()  # their heads (versions, hashes) are this batch's starting point
+                            except BaseException:
+                                # a batch before failed: its error, not this batch's, is the one to raise
+                                with contextlib.suppress(BaseException):
+                                    settle()
+                                raise
+                        try:
+                            after = pc.max(flights[-1][0].rows.column("position")).as_py() if flights else None
+                            batch = self._numbered(table, None, settle, after, touched)
+                        except BaseException:
+                            settle()  # a validation error comes before any other
+                            raise
+                        while len(flights) >= APPEND_FLIGHTS or (flights and not batch.rows.num_rows):
+                            land()
+                        if not batch.rows.num_rows:
+                            results.append(self._landed(batch, None))
+                            continue
+                        starts = chain_starts(batch.streams, self.heads())
+                        helpers = workers if parallel else None
+                        flights.append(
+                            (batch, self._start_write(writer, gatherer, batch.rows, starts, layout, helpers, count))
+                        )
+                    land_all()
+                except BaseException:
+                    try:
+                        land_all()  # an error while batches before it were written: those land first
+                    finally:
+                        while flights:  # after a failed one: written, never committed
+                            _, future = flights.popleft()
+                            with contextlib.suppress(BaseException):
+                                layout.remove(future.result()[0])
+                    raise
+        finally:
+            if workers is not None:
+                workers.release()
         return results
+
+    def _start_write(
+        self,
+        writer: ThreadPoolExecutor,
+        gatherer: ThreadPoolExecutor,
+        numbered: pa.Table,
+        starts: dict[str, bytes],
+        layout: FileLayout,
+        workers: AppendWorkers | None,
+        count: int,
+    ) -> Future[Written]:
+        """Start hashing and writing ``numbered`` behind the batches before it: the first part in
+        ``writer``'s thread, the others in the workers (handed over here), gathered in ``gatherer``'s."""
+        if workers is None or count < 1:
+            return writer.submit(write_part, numbered, starts, layout, hash_chunks)
+        first, pending = hand_out(workers, count, numbered, starts, layout, self.worker_stall_s)
+        try:
+            local = writer.submit(write_part, first, starts, layout, hash_chunks)
+        except BaseException as e:
+            gather(e, pending, layout, self.worker_stall_s)  # raises e
+        return gatherer.submit(gather, local.result, pending, layout, self.worker_stall_s)
 
     def _write(self, numbered: pa.Table, starts: dict[str, bytes]) -> pl.DataFrame:
         """Hash and write ``numbered`` in one Delta commit; returns the new stream heads (``head_rows``).
@@ -979,30 +1039,11 @@ class Journal:
 
     def _write_parts(
         self, workers: AppendWorkers, numbered: pa.Table, starts: dict[str, bytes], layout: FileLayout
-    ) -> tuple[list[AddAction | RemoveAction], pl.DataFrame]:
+    ) -> Written:
         """``write_part`` of each part of ``numbered``: the first here, the others in workers."""
         count = workers.start(self.append_workers)
-        parts = split_by_stream(numbered, count + 1, workers.first_share(count))
-        pending: list[Pending] = []
-        failure: BaseException | None = None
-        done: list[tuple[list[AddAction | RemoveAction], pl.DataFrame]] = []
-        try:
-            for i, part in enumerate(parts[1:]):  # each as it is handed over: every one is answered below
-                pending.append(workers.submit(i, part, starts, layout, self.worker_stall_s))
-            done.append(write_part(parts[0], starts, layout, hash_chunks))
-        except BaseException as e:
-            failure = e
-        for p in pending:  # every worker answers (or is killed) before this append ends
-            try:
-                done.append(p.result(self.worker_stall_s))
-            except BaseException as e:
-                failure = failure or e
-        if failure is not None:
-            for actions, _ in done:
-                layout.remove(actions)
-            raise failure
-        actions = [a for part_actions, _ in done for a in part_actions]
-        return actions, head_rows(pl.concat([heads for _, heads in done]))
+        first, pending = hand_out(workers, count, numbered, starts, layout, self.worker_stall_s)
+        return gather(lambda: write_part(first, starts, layout, hash_chunks), pending, layout, self.worker_stall_s)
 
     def _commit_actions(self, actions: list[AddAction | RemoveAction], properties: CommitProperties) -> None:
         self.delta_table().create_write_transaction(
@@ -1054,14 +1095,16 @@ class Journal:
 
     def _update_heads(self, written: pl.DataFrame) -> None:
         """Take in the ``head_rows`` of the rows just committed."""
-        agg = written.select("stream_id", "stream_type", "version", "hash", "lo", "hi")
-        for sid, st, version, h, lo, hi in agg.iter_rows():
-            head = self._heads.get(sid)
-            if head is None:
-                self._heads[sid] = Head(st, version, h, lo, hi)
-            else:
-                head.version, head.hash = version, h
-                head.first_day, head.last_day = min(head.first_day, lo), max(head.last_day, hi)
+        columns = [written.get_column(c).to_list() for c in ("stream_id", "stream_type", "version", "hash", "lo", "hi")]
+        heads = self._heads
+        with _collector_paused():
+            for sid, st, version, h, lo, hi in zip(*columns, strict=True):
+                head = heads.get(sid)
+                if head is None:
+                    heads[sid] = Head(st, version, h, lo, hi)
+                else:
+                    head.version, head.hash = version, h
+                    head.first_day, head.last_day = min(head.first_day, lo), max(head.last_day, hi)
         # the files just written hold nothing the heads do not know
         self._heads_scanned = set(self._files)
 
@@ -1162,6 +1205,22 @@ class _Batch:
     streams: set[str]
     skipped: int
     lacking: dict[str, int]
+
+
+_Flight = tuple[_Batch, "Future[Written]"]  # a batch of append_batches and its files being written
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: creating thousands of heads (no cycles among them)
+    set off full collections over every object of the process (a third of the time of an update)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _append_properties(events: int) -> CommitProperties:

@@ -483,6 +483,31 @@ def test_append_batches_hands_out_the_next_batch_before_the_one_before_is_commit
     assert verify_journal(Journal.open(journal.path)).ok
 
 
+def test_parts_reuse_the_memory_they_are_handed_over_in_and_give_it_back_after_the_append(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch's part goes to the worker through one of two memfds (two batches in flight), the
+    later ones shorter than what the memfd held before; the append gives them back at its end."""
+    parallel(journal)
+    made: list[int] = []
+    new_shared = AppendWorkers._new_shared
+
+    def counting(self: AppendWorkers) -> Any:
+        made.append(1)
+        return new_shared(self)
+
+    monkeypatch.setattr(AppendWorkers, "_new_shared", counting)
+    streams = [f"s{i:02d}" for i in range(60)]
+    sizes = [4_000, 3_000, 2_000, 1_000, 500, 250]
+    batches = [batch(k, n, streams[10 * k : 10 * k + 10]) for k, n in enumerate(sizes)]
+    journal.append_batches(batches)
+    assert len(made) == 2 and pool()._shared == []
+    rows = event_rows(journal, ["stream_id", "version", "position", "event_id"])
+    assert [r["event_id"] for r in rows] == [f"b{k}-{i}" for k, n in enumerate(sizes) for i in range(n)]
+    assert_stream_keys_sound(rows)
+    assert verify_journal(Journal.open(journal.path)).ok
+
+
 def test_a_failed_worker_part_commits_the_batches_before_and_none_written_after_it(journal: Journal) -> None:
     """The third batch is written (by both processes) while the second one's worker part fails: the
     first is committed, the second and third leave no file, and the worker serves the next append."""

@@ -1,7 +1,8 @@
 """Data flows one way: cli → reports → analysis | ingest → engines → journal → errors.
 
 A lower layer never imports a higher one; only toolkit/journal imports deltalake, only
-engines/duckdb_engine.py imports duckdb, and nothing in toolkit imports marimo.
+engines/duckdb_engine.py imports duckdb (and journal/prepare.py, for json_valid alone), and nothing
+in toolkit imports marimo.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "toolkit"
 RANK = {"errors": 0, "journal": 1, "engines": 2, "analysis": 3, "ingest": 3, "reports": 4, "cli": 5}
+# the journal's check that appended cells are JSON calls DuckDB's json_valid on a locked, file-less
+# in-memory connection of its own: the journal cannot import the engines, a layer above it
+DUCKDB_MODULES = {"engines/duckdb_engine.py", "journal/prepare.py"}
 
 
 def imports(path: Path) -> set[str]:
@@ -49,7 +53,7 @@ def test_engine_choke_points(path: Path) -> None:
     mods = {m.split(".")[0] for m in imports(path)}
     rel = path.relative_to(PKG).as_posix()
     if "duckdb" in mods:
-        assert rel == "engines/duckdb_engine.py", f"{rel} imports duckdb"
+        assert rel in DUCKDB_MODULES, f"{rel} imports duckdb"
     if "deltalake" in mods:
         assert rel.startswith("journal/"), f"{rel} imports deltalake"
     assert "marimo" not in mods, f"{rel} imports marimo"

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import threading
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pytest
 from helpers import TRACEPARENT, ev, snapshot
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic_core import from_json
 
 from toolkit.errors import EventValidationError
-from toolkit.journal import Journal
+from toolkit.journal import Journal, prepare
 
 GOOD: dict[str, Any] = {"stream_id": "run-2", "event_type": "user_message", "data": {"text": "hi"}}
 
@@ -320,3 +326,147 @@ def test_a_stream_type_given_for_the_events_is_checked_as_theirs_are(journal: Jo
         journal.append_batch([ev(stream_id="s")], stream_type=stream_type)
     assert snapshot(journal) == before
     assert [r["stream_id"] for r in Journal.open(journal.path).read_all(["stream_id"]).to_pylist()] == ["kept"]
+
+
+# ---------------------------------------------------------------------- JSON cells: strict JSON
+# Many distinct texts are checked by DuckDB's json_valid, which passes NaN/Infinity, trailing commas
+# and any depth; a filter sends the texts that may hold one to the strict parser (pydantic-core).
+
+DEEP_ARRAYS = "[" * 201 + "1" + "]" * 201  # pydantic-core's limit: 200 levels around a value
+LENIENT_FORMS = [
+    *("NaN", "-NaN", "nan", "NAN", "Infinity", "-Infinity", "infinity", "INFINITY", "inf", "-inf", "Inf"),
+    *("[NaN]", '{"a":-Infinity}', "[1, nan]", "[\n\t-inf\r]", '{"a": {"b": [1, 2, Inf]}}'),
+    *("[1,]", "[1 , ]", "[1,\n]", '{"a":1,}', '{"a":1 ,\r\n}', '{"a":[1,],}', '[{"a":[]},]'),
+    *(DEEP_ARRAYS, '{"a":' * 201 + "1" + "}" * 201, "[" * 1000 + "]" * 1000),
+]
+# what the filter looks at, inside strings or as words: strict JSON all the same
+NEAR_MISSES = [
+    *('"NaN"', '{"info": "nan, inf"}', '{"text": "financial information, -infinity"}', '["a,]", "b,}"]'),
+    *('{"a": "x, }"}', "[" * 200 + "1" + "]" * 200, "[" * 201 + "]" * 201, " null ", "-0.0e-5"),
+]
+
+
+def _strict(text: str, objects: bool) -> bool:
+    """The reference: pydantic-core's strict parser (and, for metadata, a JSON object)."""
+    try:
+        value = from_json(text, allow_inf_nan=False)
+    except ValueError:
+        return False
+    return not objects or isinstance(value, dict)
+
+
+def _check(texts: list[str], name: str, *, vectorised: bool = True) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        if vectorised:  # whatever the number of texts
+            mp.setattr(prepare, "_FEW_TEXTS", 0)
+        prepare._check_json(pa.array(texts, pa.string()), name)
+
+
+@pytest.mark.parametrize("vectorised", [True, False], ids=["vectorised", "one-by-one"])
+@pytest.mark.parametrize("text", LENIENT_FORMS, ids=lambda t: t[:24])
+def test_lenient_json_is_refused(text: str, vectorised: bool) -> None:
+    assert not _strict(text, objects=False)
+    for name, cell in (("data", text), ("metadata", f'{{"x": {text}}}')):
+        with pytest.raises(EventValidationError) as caught:
+            _check(['{"ok": 1}', cell, "2"], name, vectorised=vectorised)
+        assert (caught.value.context["field"], caught.value.context["index"]) == (name, 1)
+        assert "not JSON" in str(caught.value)
+
+
+@pytest.mark.parametrize("vectorised", [True, False], ids=["vectorised", "one-by-one"])
+@pytest.mark.parametrize("text", NEAR_MISSES, ids=lambda t: t[:24])
+def test_json_that_only_looks_lenient_is_accepted(text: str, vectorised: bool) -> None:
+    _check([text, "1"], "data", vectorised=vectorised)
+    if text.count("[") < 200:  # else one level more is too deep
+        _check([f'{{"x": {text}}}', "{}"], "metadata", vectorised=vectorised)
+
+
+@pytest.mark.parametrize("vectorised", [True, False], ids=["vectorised", "one-by-one"])
+@pytest.mark.parametrize("text", ["null", " null\n", "[]", '"{}"', "1", "true"])
+def test_metadata_must_be_a_json_object(text: str, vectorised: bool) -> None:
+    _check(["{}", text], "data", vectorised=vectorised)
+    with pytest.raises(EventValidationError) as caught:
+        _check(["{}", " {} ", text], "metadata", vectorised=vectorised)
+    assert caught.value.context["index"] == 2 and "expected a JSON object" in str(caught.value)
+
+
+JSONISH = list("{}[],:\"\\ 0123456789.eE+-tfnualsrIiyNx/*'\t\n\r")
+TOKENS = ["NaN", "-NaN", "Infinity", "-Infinity", "inf", "-INF", "nan", ", ", ",]", ",}", ",\n}", '"', "null", "1e5"]
+_keys = st.text(st.sampled_from(JSONISH) | st.characters(codec="utf-8"), max_size=5)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _keys,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@st.composite
+def json_texts(draw: st.DrawFn) -> str:
+    """JSON-ish text: a string of JSON's characters and lenient tokens; JSON written with any spacing,
+    maybe edited (a token or character put in, one taken out); deep nesting."""
+    kind = draw(st.sampled_from(["chars", "json", "edited", "deep"]))
+    if kind == "chars":
+        return "".join(draw(st.lists(st.sampled_from(JSONISH) | st.sampled_from(TOKENS), max_size=12)))
+    if kind == "deep":
+        opener, closer = draw(st.sampled_from([("[", "]"), ('{"k":', "}"), ('[{"k":', "}]")]))
+        depth = draw(st.integers(98, 102)) if len(opener) > 5 else draw(st.integers(195, 205))  # levels
+        inner = draw(st.sampled_from(["1", "NaN", "[]", "[1,]", ""]))
+        return opener * depth + inner + closer * depth
+    separators = draw(st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")]))
+    text = json.dumps(draw(json_values), separators=separators, indent=draw(st.sampled_from([None, 1])),
+                      ensure_ascii=draw(st.booleans()))  # fmt: skip
+    for _ in range(draw(st.integers(0, 3)) if kind == "edited" else 0):
+        at = draw(st.integers(0, len(text)))
+        edit = draw(st.sampled_from(["insert", "delete"]))
+        piece = draw(st.sampled_from(JSONISH) | st.sampled_from(TOKENS)) if edit == "insert" else ""
+        text = text[:at] + piece + text[at + (edit == "delete") :]
+    return text
+
+
+@settings(max_examples=150, deadline=None)  # ~10 ms an example; fewer missed a removed filter at times
+@given(texts=st.lists(json_texts(), min_size=1, max_size=20), name=st.sampled_from(["data", "metadata"]))
+def test_json_cells_are_accepted_exactly_when_strict_json_accepts_them(texts: list[str], name: str) -> None:
+    objects = name == "metadata"
+    for text in texts:
+        if _strict(text, objects):
+            _check([text], name)
+        else:
+            with pytest.raises(EventValidationError):
+                _check([text], name)
+    bad = [i for i, t in enumerate(texts) if not _strict(t, objects)]
+    if bad:  # in a batch: the first
+        with pytest.raises(EventValidationError) as caught:
+            _check(texts, name)
+        assert caught.value.context["index"] == bad[0]
+    else:
+        _check(texts, name)
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=st.lists(json_texts(), min_size=1, max_size=200), objects=st.booleans())
+def test_the_vectorised_filter_lets_no_text_through_that_strict_json_refuses(texts: list[str], objects: bool) -> None:
+    suspicious = prepare._suspicious_json(pl.Series(texts, dtype=pl.String).unique(), objects=objects, name="data")
+    assert {t for t in texts if not _strict(t, objects)} <= set(suspicious.to_list())
+
+
+def test_json_checks_run_in_several_threads_at_once() -> None:
+    """Appends in several threads check their JSON at once, each on a cursor of one DuckDB."""
+    good = [f'{{"i": {i}, "t": "x, y"}}' for i in range(2000)]
+    errors: dict[int, int | None] = {}
+
+    def check(n: int) -> None:
+        texts = [*good[n:], "[1,]" if n % 2 else "[1]", *good[:n]]
+        try:
+            prepare._check_json(pa.array(texts, pa.string()), "data")
+            errors[n] = None
+        except EventValidationError as e:
+            errors[n] = e.context["index"]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(prepare, "_FEW_TEXTS", 0)
+        threads = [threading.Thread(target=check, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == {n: 2000 - n if n % 2 else None for n in range(8)}

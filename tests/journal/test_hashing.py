@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import re
 import struct
 from decimal import Decimal
@@ -117,3 +118,33 @@ def test_payload_digests_are_sha256_of_data_and_metadata(pairs: list[tuple[str, 
 def test_the_plugin_computes_payload_digests_when_installed() -> None:
     pytest.importorskip("polars_hash")
     assert hashing._plh is not None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    runs=st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(1, 4)), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(0, 40), max_size=4),
+    known=st.booleans(),
+)
+def test_the_chain_over_chunked_messages_is_the_chain_message_by_message(
+    runs: list[tuple[str, int]], cuts: list[int], known: bool
+) -> None:
+    """Rows come in runs of one stream each (a stream may come back in a later run); messages may
+    arrive in several chunks, cut anywhere (the envelope of columns chunked alike or not)."""
+    sids = [sid for sid, n in runs for _ in range(n)]
+    texts = [f"{i}:{sid}" + "\x1f" * (i % 3) for i, sid in enumerate(sids)]
+    bounds = sorted({0, len(sids), *(min(c, len(sids)) for c in cuts)})
+    chunked = pa.chunked_array([pa.array(texts[lo:hi]) for lo, hi in itertools.pairwise(bounds)], pa.string())
+    start = {"b": hashlib.sha256(b"before").digest()} if known else {}
+    heads = dict(start)
+    prevs, hashes = hashing.link(sids, chunked, heads)
+    expected: dict[str, bytes] = dict(start)
+    want_prev, want_hash = [], []
+    for sid, text in zip(sids, texts, strict=True):
+        prev = expected.get(sid, bytes(32))
+        digest = hashlib.sha256(prev + text.encode()).digest()
+        want_prev.append(prev.hex())
+        want_hash.append(digest.hex())
+        expected[sid] = digest
+    assert (prevs.to_pylist(), hashes.to_pylist()) == (want_prev, want_hash)
+    assert heads == expected

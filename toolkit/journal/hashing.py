@@ -177,54 +177,64 @@ def envelope_texts(table: pa.Table) -> pa.ChunkedArray:
     return _envelope(table)
 
 
-def chain_messages(table: pa.Table, payloads: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """``payload_sha256 ‖ envelope`` of every row (one array): what each chain link hashes
-    after the previous hash."""
-    lead = payloads if isinstance(payloads, pa.ChunkedArray) else pa.chunked_array([payloads])
-    out = _envelope(table, lead)
-    return out.chunk(0) if out.num_chunks == 1 else out.combine_chunks()  # (that copies even one chunk)
+def chain_messages(table: pa.Table, payloads: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """``payload_sha256 ‖ envelope`` of every row: what each chain link hashes after the previous hash."""
+    return _envelope(table, payloads if isinstance(payloads, pa.ChunkedArray) else pa.chunked_array([payloads]))
 
 
 def _is_large(t: pa.DataType) -> bool:
     return bool(pa.types.is_large_binary(t) or pa.types.is_large_string(t))
 
 
-def link(stream_ids: list[str], messages: pa.Array, heads: dict[str, bytes]) -> tuple[pa.Array, pa.Array]:
+def link(
+    stream_ids: list[str], messages: pa.Array | pa.ChunkedArray, heads: dict[str, bytes]
+) -> tuple[pa.Array, pa.Array]:
     """The chain over ``messages`` (rows in version order per stream); ``heads`` (raw hashes) is updated.
 
-    Each message is read in place from the array's buffer (no Python object per message: 64k
-    of them, ≈ 40 MB, were allocated and freed per chunk). Returns the hex ``prev_hash`` and
-    ``hash`` columns.
+    Each message is read in place from its chunk's buffer (no Python object per message: 64k
+    of them, ≈ 40 MB, were allocated and freed per chunk; no chunks joined first either).
+    Returns the hex ``prev_hash`` and ``hash`` columns.
     """
-    if not (pa.types.is_binary(messages.type) or pa.types.is_string(messages.type) or _is_large(messages.type)):
-        messages = messages.cast(pa.large_binary())  # a view type has no offsets buffer to read
-    _, offsets, data = messages.buffers()
-    wide = _is_large(messages.type)
-    bounds = memoryview(offsets).cast("q" if wide else "i")[messages.offset : messages.offset + len(messages) + 1]
-    text = memoryview(data if data is not None else b"")
+    chunks = messages.chunks if isinstance(messages, pa.ChunkedArray) else [messages]
     prevs: list[bytes] = []
     digests: list[bytes] = []
     add_prev, add = prevs.append, digests.append
     current: str | None = None
     prev = _GENESIS
-    lo = bounds[0]
-    for sid, hi in zip(stream_ids, bounds[1:], strict=True):
-        if sid != current:
-            if current is not None:
-                heads[current] = prev
-            current = sid
-            prev = heads.get(sid, _GENESIS)
-        add_prev(prev)
-        h = _sha256(prev)
-        h.update(text[lo:hi])  # in place: prev + message would copy the message first (≈ 0.15 µs)
-        prev = h.digest()
-        lo = hi
-        add(prev)
+    row = 0
+    for chunk in chunks:
+        bounds, text = _in_place(chunk)
+        lo = bounds[0]
+        for sid, hi in zip(stream_ids[row : row + len(chunk)], bounds[1:], strict=True):
+            if sid != current:
+                if current is not None:
+                    heads[current] = prev
+                current = sid
+                prev = heads.get(sid, _GENESIS)
+            add_prev(prev)
+            h = _sha256(prev)
+            h.update(text[lo:hi])  # in place: prev + message would copy the message first (≈ 0.15 µs)
+            prev = h.digest()
+            lo = hi
+            add(prev)
+        row += len(chunk)
+    if row != len(stream_ids):
+        raise ValueError(f"{len(stream_ids)} stream ids for {row} messages")
     if current is not None:
         heads[current] = prev
     out = pl.DataFrame({"prev": pl.Series(prevs, dtype=pl.Binary), "hash": pl.Series(digests, dtype=pl.Binary)})
     out = out.select(pl.all().bin.encode("hex"))
     return out.get_column("prev").to_arrow().cast(pa.string()), out.get_column("hash").to_arrow().cast(pa.string())
+
+
+def _in_place(chunk: pa.Array) -> tuple[memoryview, memoryview]:
+    """The offsets of ``chunk``'s values (one more than its length) and the bytes they index."""
+    if not (pa.types.is_binary(chunk.type) or pa.types.is_string(chunk.type) or _is_large(chunk.type)):
+        chunk = chunk.cast(pa.large_binary())  # a view type has no offsets buffer to read
+    _, offsets, data = chunk.buffers()
+    wide = _is_large(chunk.type)
+    bounds = memoryview(offsets).cast("q" if wide else "i")[chunk.offset : chunk.offset + len(chunk) + 1]
+    return bounds, memoryview(data if data is not None else b"")
 
 
 def event_hash(prev_hash: str, payload_sha256: str, envelope: str) -> str:

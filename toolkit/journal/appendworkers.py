@@ -7,13 +7,17 @@ stream heads (``head_rows``); nothing is committed.
 
 A large append also keeps the other cores busy: ``split_by_stream`` cuts the numbered rows into
 parts of whole streams (a chain never crosses streams), contiguous ranges of stream ids of about
-equal size, and ``AppendWorkers`` hands every part but the first to a worker process, which runs
-``write_part`` on it while this process runs it on the first. The caller commits all parts' add
-actions in one Delta transaction, or, when any part failed, deletes the files of the others and
-raises the first failure. A worker is a ``python -c`` child started on first use and kept for the
-next appends; it reads its part from an Arrow IPC file in memory (a ``memfd`` it opens through
-``/proc``, so nothing is left behind when either side dies) and answers with pickles on a pipe
-of their own (what it prints goes to stderr), each pickle framed by its length. A worker whose parent died stops at the next chunk, deletes its files and exits; files
+equal size, and ``hand_out`` gives every part but the first to a worker process, which runs
+``write_part`` on it while this process runs it on the first; ``gather`` collects them. The
+caller commits all parts' add actions in one Delta transaction, or, when any part failed,
+deletes the files of the others and raises the first failure. A worker takes its requests in
+order and answers them in order, so ``append_batches`` hands it the next batch's part while the
+one before is still written. A worker is a ``python -c`` child started on first use and kept
+for the next appends; it reads its part in place from an Arrow IPC stream in memory (a
+``memfd`` it opens through ``/proc``, so nothing is left behind when either side dies; the
+appending process writes the next parts of the append into the same pages) and answers with
+pickles on a pipe of their own (what it prints goes to stderr), each pickle framed by its
+length. A worker whose parent died stops at the next chunk, deletes its files and exits; files
 it wrote that were never committed are orphans ``vacuum`` removes, as after any crash.
 
 A worker also says "alive" after every chunk it has written. One that says nothing for

@@ -889,33 +889,7 @@ class Journal:
                     on_commit(out[-1])
             return out
         results = _Results(on_commit)
-        flights: deque[_Flight] = deque()  # written or being written, not committed, in order
-        failed: list[_Batch] = []  # a batch whose write or commit failed: the ones after it are not committed
-
-        def land() -> None:
-            """Commit the oldest batch in flight once its files are written."""
-            batch, future = flights[0]
-            try:
-                actions, written = future.result()
-            except BaseException:
-                if future.done() and (future.cancelled() or future.exception() is not None):
-                    flights.popleft()  # its write failed: nothing to commit (its files are removed)
-                    failed.append(batch)
-                # else interrupted while waiting (Ctrl-C): the batch stays in flight, the handler
-                # below waits for it and commits it rather than leave its files uncommitted
-                raise
-            flights.popleft()
-            try:
-                self._commit_actions(actions, _append_properties(batch.rows.num_rows))
-                results.append(self._landed(batch, written))
-            except BaseException:
-                failed.append(batch)  # (or its on_commit): the batches after it are not committed
-                raise
-
-        def land_all() -> None:
-            while flights and not failed:
-                land()
-
+        flights = _Flights(self, results)
         layout = FileLayout(self.events_uri, tuple(self.config.partition_by), STATS_COLUMNS, self.config.row_group_rows)
         workers = pool() if self.append_workers else None
         if workers is not None and not workers.try_acquire():
@@ -931,57 +905,57 @@ class Journal:
                     for events in batches:
                         if events.num_rows == 0:
                             validate_table_pending(events)[1]()  # (as append_batch: a bad schema is an error)
-                            land_all()
+                            flights.land_all()
                             results.append(AppendResult())
                             continue
                         parallel = workers is not None and events.num_rows >= self.parallel_append_rows
                         if parallel and count < 0:
                             assert workers is not None
                             count = workers.start(self.append_workers)  # they start while this batch is validated
-                        table, settle = validate_table_pending(events)
-                        try:
-                            touched = set(pc.unique(table.column("stream_id")).to_pylist())
-                        except BaseException:
-                            settle()
-                            raise
-                        if any(f[0].streams & touched for f in flights):
-                            try:
-                                land_all()  # their heads (versions, hashes) are this batch's starting point
-                            except BaseException:
-                                # a batch before failed: its error, not this batch's, is the one to raise
-                                with contextlib.suppress(BaseException):
-                                    settle()
-                                raise
-                        try:
-                            after = pc.max(flights[-1][0].rows.column("position")).as_py() if flights else None
-                            batch = self._numbered(table, None, settle, after, touched)
-                        except BaseException:
-                            settle()  # a validation error comes before any other
-                            raise
-                        while len(flights) >= APPEND_FLIGHTS or (flights and not batch.rows.num_rows):
-                            land()
+                        batch = self._numbered_behind(flights, events)
+                        flights.make_room(for_rows=batch.rows.num_rows > 0)
                         if not batch.rows.num_rows:
                             results.append(self._landed(batch, None))
                             continue
                         starts = chain_starts(batch.streams, self.heads())
                         helpers = workers if parallel else None
-                        flights.append(
-                            (batch, self._start_write(writer, gatherer, batch.rows, starts, layout, helpers, count))
+                        flights.add(
+                            batch, self._start_write(writer, gatherer, batch.rows, starts, layout, helpers, count)
                         )
-                    land_all()
+                    flights.land_all()
                 except BaseException:
                     try:
-                        land_all()  # an error while batches before it were written: those land first
+                        flights.land_all()  # an error while batches before it were written: those land first
                     finally:
-                        while flights:  # after a failed one: written, never committed
-                            _, future = flights.popleft()
-                            with contextlib.suppress(BaseException):
-                                layout.remove(future.result()[0])
+                        flights.abandon(layout)
                     raise
         finally:
             if workers is not None:
                 workers.release()
         return results
+
+    def _numbered_behind(self, flights: _Flights, events: pa.Table) -> _Batch:
+        """``events`` validated and numbered after the batches in flight (their commits waited for
+        first when it touches one of their streams: their heads are its starting point)."""
+        table, settle = validate_table_pending(events)
+        try:
+            touched = set(pc.unique(table.column("stream_id")).to_pylist())
+        except BaseException:
+            settle()
+            raise
+        if flights.touch(touched):
+            try:
+                flights.land_all()
+            except BaseException:
+                # a batch before failed: its error, not this batch's, is the one to raise
+                with contextlib.suppress(BaseException):
+                    settle()
+                raise
+        try:
+            return self._numbered(table, None, settle, flights.last_position(), touched)
+        except BaseException:
+            settle()  # a validation error comes before any other
+            raise
 
     def _start_write(
         self,
@@ -1207,7 +1181,61 @@ class _Batch:
     lacking: dict[str, int]
 
 
-_Flight = tuple[_Batch, "Future[Written]"]  # a batch of append_batches and its files being written
+class _Flights:
+    """The batches of an ``append_batches`` written or being written, committed in order."""
+
+    def __init__(self, journal: Journal, results: _Results) -> None:
+        self.journal = journal
+        self.results = results
+        self.queue: deque[tuple[_Batch, Future[Written]]] = deque()
+        self.failed = False  # a batch's write or commit failed: the ones after it are not committed
+
+    def add(self, batch: _Batch, written: Future[Written]) -> None:
+        self.queue.append((batch, written))
+
+    def touch(self, streams: set[str]) -> bool:
+        return any(batch.streams & streams for batch, _ in self.queue)
+
+    def last_position(self) -> int | None:
+        """The last position given to a batch in flight (the next batch's positions follow it)."""
+        return pc.max(self.queue[-1][0].rows.column("position")).as_py() if self.queue else None
+
+    def make_room(self, *, for_rows: bool) -> None:
+        """Commit the oldest batches until another may be written (all of them before a batch with
+        nothing to write, whose result must come after theirs)."""
+        while len(self.queue) >= (APPEND_FLIGHTS if for_rows else 1):
+            self.land()
+
+    def land(self) -> None:
+        """Commit the oldest batch in flight once its files are written."""
+        batch, future = self.queue[0]
+        try:
+            actions, written = future.result()
+        except BaseException:
+            if future.done() and (future.cancelled() or future.exception() is not None):
+                self.queue.popleft()  # its write failed: nothing to commit (its files are removed)
+                self.failed = True
+            # else interrupted while waiting (Ctrl-C): the batch stays in flight, and the caller's
+            # handler waits for it and commits it rather than leave its files uncommitted
+            raise
+        self.queue.popleft()
+        try:
+            self.journal._commit_actions(actions, _append_properties(batch.rows.num_rows))
+            self.results.append(self.journal._landed(batch, written))
+        except BaseException:
+            self.failed = True  # (or its on_commit callback)
+            raise
+
+    def land_all(self) -> None:
+        while self.queue and not self.failed:
+            self.land()
+
+    def abandon(self, layout: FileLayout) -> None:
+        """After a failed batch: those written after it are never committed; their files go."""
+        while self.queue:
+            _, future = self.queue.popleft()
+            with contextlib.suppress(BaseException):
+                layout.remove(future.result()[0])
 
 
 @contextlib.contextmanager

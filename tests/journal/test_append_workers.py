@@ -508,6 +508,55 @@ def test_parts_reuse_the_memory_they_are_handed_over_in_and_give_it_back_after_t
     assert verify_journal(Journal.open(journal.path)).ok
 
 
+def test_a_hand_out_failing_midway_leaves_the_batch_before_its_own_worker_answers(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second batch's hand-out fails at its second worker (Ctrl-C) after the first worker took
+    its part, while the first batch (two streams: this process and the first worker only) is still
+    written here: the first worker's answer to the first batch is the first batch's (read for the
+    part handed out after it, that batch was committed with the second batch's rows instead)."""
+    parallel(journal, workers=2)
+    pool().start(2)
+    deadline = time.monotonic() + 30
+    while not all(w.started() for w in pool()._workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = batch(1, 2_000, ["a0", "a1"])
+    second = batch(2, 3_000, [f"b{i:02d}" for i in range(30)])
+    write, submit = store.write_part, AppendWorkers.submit
+    handed: list[int] = []
+
+    def slow_first_batch(numbered: pa.Table, *args: Any, **kwargs: Any) -> Any:
+        if numbered.column("event_id")[0].as_py().startswith("b1-"):
+            time.sleep(1)  # the first batch's worker part is answered meanwhile, and not yet read
+        return write(numbered, *args, **kwargs)
+
+    def interrupted(self: AppendWorkers, index: int, part: pa.Table, *args: Any) -> Any:
+        handed.append(index)
+        if len(handed) == 3:  # the second batch's part for the second worker
+            time.sleep(0.3)
+            raise KeyboardInterrupt
+        return submit(self, index, part, *args)
+
+    monkeypatch.setattr(store, "write_part", slow_first_batch)
+    monkeypatch.setattr(AppendWorkers, "submit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        journal.append_batches([first, second])
+    assert handed == [0, 0, 1]
+    fresh = Journal.open(journal.path)
+    assert sorted(fresh.read_all(["event_id"]).column("event_id").to_pylist()) == sorted(
+        first.column("event_id").to_pylist()
+    )
+    assert parquet_on_disk(journal) == {str(journal.path / "events" / f.path) for f in fresh.files()}
+    assert verify_journal(fresh).ok
+    monkeypatch.undo()
+    try:
+        results = parallel(Journal.open(journal.path), workers=2).append_batches([first, second])
+    finally:
+        pool().close()  # the tests after this one count on one worker
+    assert [(r.appended, r.skipped) for r in results] == [(0, 2_000), (3_000, 0)]
+    assert verify_journal(Journal.open(journal.path)).ok
+
+
 def test_a_failed_worker_part_commits_the_batches_before_and_none_written_after_it(journal: Journal) -> None:
     """The third batch is written (by both processes) while the second one's worker part fails: the
     first is committed, the second and third leave no file, and the worker serves the next append."""

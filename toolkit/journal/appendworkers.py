@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import functools
 import mmap
 import os
 import pickle
@@ -245,12 +246,16 @@ def hand_out(
     starts: dict[str, bytes],
     layout: FileLayout,
     stall_s: float = STALL_S,
+    in_turn: Callable[[Callable[[], Written]], Written] | None = None,
 ) -> tuple[pa.Table, list[Pending]]:
     """Cut ``numbered`` into ``count + 1`` parts of whole streams and hand all but the first to the
     workers: the first part (this process writes it) and the parts handed out.
 
     On a failure (Ctrl-C included) the parts already handed out are gathered (their files deleted)
-    and the failure raised, so no answer is left for a later part to take for its own.
+    and the failure raised, so no answer is left for a later part to take for its own. While
+    parts handed out before are not gathered yet (``append_batches``: the batch before), their
+    answers come first on the same pipes: ``in_turn`` runs that gathering after theirs (in the
+    thread that reads them), else it runs here.
     """
     parts = split_by_stream(numbered, count + 1, workers.first_share(count))
     pending: list[Pending] = []
@@ -258,7 +263,11 @@ def hand_out(
         for i, part in enumerate(parts[1:]):
             pending.append(workers.submit(i, part, starts, layout, stall_s))
     except BaseException as e:
-        gather(e, pending, layout, stall_s)  # raises e
+        job = functools.partial(gather, e, pending, layout, stall_s)
+        if in_turn is None:
+            job()  # raises e
+        else:
+            in_turn(job)  # raises e
     return parts[0], pending
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import gc
 import json
 import re
@@ -971,11 +972,16 @@ class Journal:
         ``writer``'s thread, the others in the workers (handed over here), gathered in ``gatherer``'s."""
         if workers is None or count < 1:
             return writer.submit(write_part, numbered, starts, layout, hash_chunks)
-        first, pending = hand_out(workers, count, numbered, starts, layout, self.worker_stall_s)
+        def in_turn(job: Callable[[], Written]) -> Written:
+            # the workers answer the parts of the batches before first: gathered in the thread
+            # that reads those answers, after them (read here, they were taken for these parts')
+            return gatherer.submit(job).result()
+
+        first, pending = hand_out(workers, count, numbered, starts, layout, self.worker_stall_s, in_turn)
         try:
             local = writer.submit(write_part, first, starts, layout, hash_chunks)
         except BaseException as e:
-            gather(e, pending, layout, self.worker_stall_s)  # raises e
+            in_turn(functools.partial(gather, e, pending, layout, self.worker_stall_s))  # raises e
         return gatherer.submit(gather, local.result, pending, layout, self.worker_stall_s)
 
     def _write(self, numbered: pa.Table, starts: dict[str, bytes]) -> pl.DataFrame:

@@ -557,6 +557,38 @@ def test_a_hand_out_failing_midway_leaves_the_batch_before_its_own_worker_answer
     assert verify_journal(Journal.open(journal.path)).ok
 
 
+@pytest.mark.parametrize("thread", ["journal-append_", "journal-append-parts_"])
+def test_ctrl_c_while_a_thread_of_append_batches_starts_leaves_no_file(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch, thread: str
+) -> None:
+    """Ctrl-C while ``submit`` waits for the writer's (or the gatherer's) thread to start: the job is
+    queued already and runs; its files must not be left behind uncommitted (the future that
+    would have committed or deleted them was never returned)."""
+    parallel(journal)
+    start = threading.Thread.start
+    interrupted: list[str] = []
+
+    def starting(self: threading.Thread) -> None:
+        start(self)
+        if self.name.startswith(thread) and not interrupted:
+            interrupted.append(self.name)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", starting)
+    b = batch(1, 2_000, [f"s{i:02d}" for i in range(10)])
+    with pytest.raises(KeyboardInterrupt):
+        journal.append_batches([b])
+    monkeypatch.undo()
+    assert interrupted
+    time.sleep(1)  # (a job left running would have written its files by now)
+    fresh = Journal.open(journal.path)
+    assert parquet_on_disk(journal) == {str(journal.path / "events" / f.path) for f in fresh.files()}
+    assert verify_journal(fresh).ok
+    parallel(fresh).append_batches([b])
+    ids = Journal.open(journal.path).read_all(["event_id"]).column("event_id").to_pylist()
+    assert sorted(ids) == sorted(b.column("event_id").to_pylist())
+
+
 def test_a_failed_worker_part_commits_the_batches_before_and_none_written_after_it(journal: Journal) -> None:
     """The third batch is written (by both processes) while the second one's worker part fails: the
     first is committed, the second and third leave no file, and the worker serves the next append."""

@@ -903,6 +903,11 @@ class Journal:
                 ThreadPoolExecutor(1, "journal-append-parts") as gatherer,
             ):
                 try:
+                    # their threads start now: a Ctrl-C while ``submit`` waits for one to start
+                    # leaves the job queued and run, its future (which commits or deletes the
+                    # files) never returned
+                    for executor in (writer, gatherer):
+                        executor.submit(int).result()
                     for events in batches:
                         if events.num_rows == 0:
                             validate_table_pending(events)[1]()  # (as append_batch: a bad schema is an error)

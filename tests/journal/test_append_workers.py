@@ -557,6 +557,40 @@ def test_a_hand_out_failing_midway_leaves_the_batch_before_its_own_worker_answer
     assert verify_journal(Journal.open(journal.path)).ok
 
 
+@pytest.mark.skipif(not appendworkers._memfds(), reason="parts go over in temporary files here")
+def test_ctrl_c_while_a_part_is_copied_out_commits_the_batch_before_with_the_same_worker(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the second batch's part is copied into shared memory, before the worker was
+    asked anything: it still owes the first batch's part, which is committed (killed, the worker
+    took that batch down with it, and the error raised was its exit, not the Ctrl-C)."""
+    parallel(journal)
+    write = appendworkers._Shared.write
+    writes: list[int] = []
+
+    def interrupted(self: Any, part: pa.Table) -> None:
+        writes.append(part.num_rows)
+        if len(writes) == 2:
+            raise KeyboardInterrupt
+        write(self, part)
+
+    monkeypatch.setattr(appendworkers._Shared, "write", interrupted)
+    first, second = batch(1, 3_000, [f"a{i:02d}" for i in range(10)]), batch(2, 3_000, [f"b{i:02d}" for i in range(10)])
+    with pytest.raises(KeyboardInterrupt):
+        journal.append_batches([first, second])
+    assert len(writes) == 2
+    assert pool()._workers and all(w.usable for w in pool()._workers)  # none was killed
+    fresh = Journal.open(journal.path)
+    assert sorted(fresh.read_all(["event_id"]).column("event_id").to_pylist()) == sorted(
+        first.column("event_id").to_pylist()
+    )
+    assert parquet_on_disk(journal) == {str(journal.path / "events" / f.path) for f in fresh.files()}
+    assert verify_journal(fresh).ok
+    monkeypatch.undo()
+    results = parallel(fresh).append_batches([first, second])
+    assert [(r.appended, r.skipped) for r in results] == [(0, 3_000), (3_000, 0)]
+
+
 @pytest.mark.parametrize("thread", ["journal-append_", "journal-append-parts_"])
 def test_ctrl_c_while_a_thread_of_append_batches_starts_leaves_no_file(
     journal: Journal, monkeypatch: pytest.MonkeyPatch, thread: str

@@ -590,16 +590,19 @@ class AppendWorkers:
             fd, keep = tempfile.mkstemp(prefix="journal-append-part-", suffix=".arrow")
             os.close(fd)
             path, temporary = keep, True
+        sending = False  # nothing sent yet: the worker goes on with the parts it has (of batches before)
         try:
             if isinstance(keep, _Shared):
                 keep.write(part)
             else:
                 with pa.OSFile(path, "wb") as f, ipc.new_file(f, part.schema) as w:
                     w.write_table(part)
+            request = pickle.dumps(_Request(path, temporary, starts, layout, os.getpid()))
             assert worker.proc.stdin is not None
             try:
+                sending = True  # from here a request may be cut short: the worker's state is unknown
                 worker.owed += 1
-                worker.send(pickle.dumps(_Request(path, temporary, starts, layout, os.getpid())), stall_s)
+                worker.send(request, stall_s)
             except BrokenPipeError as e:
                 raise AppendWorkerError(
                     f"the append worker (pid {worker.proc.pid}) exited with code {worker.proc.wait()}",
@@ -608,9 +611,10 @@ class AppendWorkers:
             except TimeoutError:
                 raise _stalled(worker, stall_s) from None
         except BaseException:
-            worker.kill()
+            if sending:
+                worker.kill()
             if isinstance(keep, _Shared):
-                keep.busy = False  # its worker is gone
+                keep.busy = False  # its worker is gone, or never had it
             else:
                 Path(keep).unlink(missing_ok=True)
             raise

@@ -977,6 +977,7 @@ class Journal:
         ``writer``'s thread, the others in the workers (handed over here), gathered in ``gatherer``'s."""
         if workers is None or count < 1:
             return writer.submit(write_part, numbered, starts, layout, hash_chunks)
+
         def in_turn(job: Callable[[], Written]) -> Written:
             # the workers answer the parts of the batches before first: gathered in the thread
             # that reads those answers, after them (read here, they were taken for these parts')

@@ -105,6 +105,29 @@ def test_envelope_texts_equal_the_definition_row_by_row(rows: list[dict[str, Any
     ]
 
 
+@pytest.mark.parametrize("lead", ["stream_id", None])
+def test_envelopes_too_long_for_32_bit_offsets_are_joined_in_large_strings(
+    monkeypatch: pytest.MonkeyPatch, lead: str | None
+) -> None:
+    """Past 2 GiB of text the envelope is built in large strings, whether the first column has
+    nulls or not (the literal between name and value was a 32-bit string: no kernel took it)."""
+    rows = [
+        {"stream_id": "r\x1f", "version": 1, "tokens_in": None},
+        {"stream_id": None if lead is None else "s", "version": None, "tokens_in": 7},
+        {"stream_id": None if lead is None else "t", "version": None, "tokens_in": None},
+    ]
+    schema = pa.schema([("stream_id", pa.string()), ("version", pa.int64()), ("tokens_in", pa.int64())])
+    table = pa.Table.from_pylist(rows, schema=schema)
+    expected = [reference_envelope(r, schema.names) for r in rows]
+    monkeypatch.setattr(hashing, "_too_long_for_int32", lambda *_: True)
+    texts = hashing.envelope_texts(table)
+    assert texts.type == pa.large_string() and texts.to_pylist() == expected
+    messages = hashing.chain_messages(table, pa.array(["p", "q", "r"])).to_pylist()
+    assert [bytes(m).decode() if isinstance(m, bytes) else m for m in messages] == [
+        p + e for p, e in zip("pqr", expected, strict=True)
+    ]
+
+
 @settings(max_examples=100, deadline=None)
 @given(pairs=st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=20))
 def test_payload_digests_are_sha256_of_data_and_metadata(pairs: list[tuple[str, str]]) -> None:

@@ -142,7 +142,8 @@ def _envelope(table: pa.Table, lead: pa.ChunkedArray | None = None) -> pa.Chunke
     texts = [(name, v if v.type == kind else v.cast(kind), nulls) for name, v, nulls in texts]
     parts: list[pa.ChunkedArray | pa.Scalar] = [] if lead is None else [lead.cast(kind)]
     if texts and texts[0][2]:  # no required column leads (never in a journal): the plain join
-        pairs = [pc.binary_join_element_wise(pa.scalar(f"{name}=", kind), v, "") for name, v, _ in texts]
+        empty = pa.scalar("", kind)
+        pairs = [pc.binary_join_element_wise(pa.scalar(f"{name}=", kind), v, empty) for name, v, _ in texts]
         # Arrow (26) drops the rows whose values are all null from a null-skipping join: a last
         # empty value keeps every row, and leaves a separator to cut where some pair was joined
         joined = pc.binary_join_element_wise(*pairs, pa.scalar("", kind), pa.scalar(_SEP, kind), null_handling="skip")

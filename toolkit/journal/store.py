@@ -873,7 +873,8 @@ class Journal:
         workers go from one batch's part to the next without waiting for each other's or for the
         commit. A batch that touches a stream of a batch in flight waits for its commit first. When
         a batch fails (bad input, a concurrency error, a failed write or commit), the batches before
-        it are committed, it and the ones after are not (files written for them are deleted), and
+        it are committed, it and the ones after are not (the files written for the ones after it are
+        deleted; those of a failed commit stay for ``vacuum``, as the commit may have happened), and
         its error is raised. The write lock is held throughout.
         ``on_commit`` is called with each batch's result as it is committed (progress bars); it
         and the batch generator must not write to this journal (``LockReentryError``).

@@ -486,7 +486,7 @@ def test_append_batches_hands_out_the_next_batch_before_the_one_before_is_commit
 def test_parts_reuse_the_memory_they_are_handed_over_in_and_give_it_back_after_the_append(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each batch's part goes to the worker through one of two memfds (two batches in flight), the
+    """Each batch's part goes to the worker through one of at most two memfds (two batches in flight), the
     later ones shorter than what the memfd held before; the append gives them back at its end."""
     parallel(journal)
     made: list[int] = []
@@ -501,7 +501,7 @@ def test_parts_reuse_the_memory_they_are_handed_over_in_and_give_it_back_after_t
     sizes = [4_000, 3_000, 2_000, 1_000, 500, 250]
     batches = [batch(k, n, streams[10 * k : 10 * k + 10]) for k, n in enumerate(sizes)]
     journal.append_batches(batches)
-    assert len(made) == 2 and pool()._shared == []
+    assert 1 <= len(made) <= 2 and pool()._shared == []  # one when a part was answered before the next came
     rows = event_rows(journal, ["stream_id", "version", "position", "event_id"])
     assert [r["event_id"] for r in rows] == [f"b{k}-{i}" for k, n in enumerate(sizes) for i in range(n)]
     assert_stream_keys_sound(rows)

@@ -66,6 +66,17 @@ def parallel(journal: Journal, workers: int = 1) -> Journal:
     return journal
 
 
+def committed_only(journal: Journal, events: pa.Table) -> Journal:
+    """A fresh view of ``journal``, checked to hold exactly ``events``' events, no file its log does
+    not list, and whole hash chains."""
+    fresh = Journal.open(journal.path)
+    held = fresh.read_all(["event_id"]).column("event_id").to_pylist()
+    assert sorted(held) == sorted(events.column("event_id").to_pylist())
+    assert parquet_on_disk(journal) == {str(journal.path / "events" / f.path) for f in fresh.files()}
+    assert verify_journal(fresh).ok
+    return fresh
+
+
 @pytest.fixture
 def two(tmp_path: Path, fixed_clock: None) -> Iterator[tuple[Journal, Journal]]:
     """The same empty journal twice: in one process only, and with worker processes."""
@@ -542,12 +553,7 @@ def test_a_hand_out_failing_midway_leaves_the_batch_before_its_own_worker_answer
     with pytest.raises(KeyboardInterrupt):
         journal.append_batches([first, second])
     assert handed == [0, 0, 1]
-    fresh = Journal.open(journal.path)
-    assert sorted(fresh.read_all(["event_id"]).column("event_id").to_pylist()) == sorted(
-        first.column("event_id").to_pylist()
-    )
-    assert parquet_on_disk(journal) == {str(journal.path / "events" / f.path) for f in fresh.files()}
-    assert verify_journal(fresh).ok
+    committed_only(journal, first)
     monkeypatch.undo()
     try:
         results = parallel(Journal.open(journal.path), workers=2).append_batches([first, second])
@@ -580,12 +586,7 @@ def test_ctrl_c_while_a_part_is_copied_out_commits_the_batch_before_with_the_sam
         journal.append_batches([first, second])
     assert len(writes) == 2
     assert pool()._workers and all(w.usable for w in pool()._workers)  # none was killed
-    fresh = Journal.open(journal.path)
-    assert sorted(fresh.read_all(["event_id"]).column("event_id").to_pylist()) == sorted(
-        first.column("event_id").to_pylist()
-    )
-    assert parquet_on_disk(journal) == {str(journal.path / "events" / f.path) for f in fresh.files()}
-    assert verify_journal(fresh).ok
+    fresh = committed_only(journal, first)
     monkeypatch.undo()
     results = parallel(fresh).append_batches([first, second])
     assert [(r.appended, r.skipped) for r in results] == [(0, 3_000), (3_000, 0)]

@@ -354,6 +354,7 @@ def test_a_starting_worker_gets_a_smaller_share_until_it_has_said_it_is_ready(jo
 
 
 def test_a_worker_idle_past_its_memory_release_still_answers(journal: Journal) -> None:
+    pool().close()  # one worker of its own (a test before may have left two)
     parallel(journal)
     assert journal.append_batch(batch(1, 1_000, ["a", "b", "c", "d"])).appended == 1_000
     (pid,) = pool().pids()
@@ -364,6 +365,7 @@ def test_a_worker_idle_past_its_memory_release_still_answers(journal: Journal) -
 
 
 def test_workers_run_with_the_allocator_settings_and_toolkit_sets_them_on_import(journal: Journal) -> None:
+    pool().close()  # one worker of its own (a test before may have left two)
     parallel(journal)
     journal.append_batch(batch(1, 1_000, ["a", "b", "c", "d"]))
     (pid,) = pool().pids()
@@ -627,6 +629,7 @@ def test_ctrl_c_while_a_thread_of_append_batches_starts_leaves_no_file(
 def test_a_failed_worker_part_commits_the_batches_before_and_none_written_after_it(journal: Journal) -> None:
     """The third batch is written (by both processes) while the second one's worker part fails: the
     first is committed, the second and third leave no file, and the worker serves the next append."""
+    pool().close()  # one worker of its own (a test before may have left two)
     parallel(journal)
     streams = [f"s{i:02d}" for i in range(30)]
     late = {streams[19]: "late"}  # the highest id of the second batch: in the worker's part

@@ -30,7 +30,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import functools
 import mmap
 import os
 import pickle
@@ -246,16 +245,14 @@ def hand_out(
     starts: dict[str, bytes],
     layout: FileLayout,
     stall_s: float = STALL_S,
-    in_turn: Callable[[Callable[[], Written]], Written] | None = None,
-) -> tuple[pa.Table, list[Pending]]:
+) -> tuple[pa.Table, list[Pending], BaseException | None]:
     """Cut ``numbered`` into ``count + 1`` parts of whole streams and hand all but the first to the
-    workers: the first part (this process writes it) and the parts handed out.
+    workers: the first part (this process writes it), the parts handed out, and the failure (Ctrl-C
+    included) that stopped the handing out, if one did.
 
-    On a failure (Ctrl-C included) the parts already handed out are gathered (their files deleted)
-    and the failure raised, so no answer is left for a later part to take for its own. While
-    parts handed out before are not gathered yet (``append_batches``: the batch before), their
-    answers come first on the same pipes: ``in_turn`` runs that gathering after theirs (in the
-    thread that reads them), else it runs here.
+    After a failure the caller must ``gather(failure, pending, …)``, so no answer is left for a
+    later part to take for its own, and in the thread that reads the workers' answers to parts
+    handed out before (``append_batches``: the batch before), as those answers come first.
     """
     parts = split_by_stream(numbered, count + 1, workers.first_share(count))
     pending: list[Pending] = []
@@ -263,12 +260,8 @@ def hand_out(
         for i, part in enumerate(parts[1:]):
             pending.append(workers.submit(i, part, starts, layout, stall_s))
     except BaseException as e:
-        job = functools.partial(gather, e, pending, layout, stall_s)
-        if in_turn is None:
-            job()  # raises e
-        else:
-            in_turn(job)  # raises e
-    return parts[0], pending
+        return parts[0], pending, e
+    return parts[0], pending, None
 
 
 def gather(

@@ -139,22 +139,22 @@ def _envelope(table: pa.Table, lead: pa.ChunkedArray | None = None) -> pa.Chunke
     ]
     texts = [(name, _value_text(col), col.null_count > 0) for name, col in present]
     kind = pa.large_string() if _too_long_for_int32(texts, lead) else pa.string()
+    empty = pa.scalar("", kind)
     texts = [(name, v if v.type == kind else v.cast(kind), nulls) for name, v, nulls in texts]
     parts: list[pa.ChunkedArray | pa.Scalar] = [] if lead is None else [lead.cast(kind)]
     if texts and texts[0][2]:  # no required column leads (never in a journal): the plain join
-        empty = pa.scalar("", kind)
         pairs = [pc.binary_join_element_wise(pa.scalar(f"{name}=", kind), v, empty) for name, v, _ in texts]
         # Arrow (26) drops the rows whose values are all null from a null-skipping join: a last
         # empty value keeps every row, and leaves a separator to cut where some pair was joined
-        joined = pc.binary_join_element_wise(*pairs, pa.scalar("", kind), pa.scalar(_SEP, kind), null_handling="skip")
+        joined = pc.binary_join_element_wise(*pairs, empty, pa.scalar(_SEP, kind), null_handling="skip")
         parts.append(pc.utf8_slice_codeunits(joined, 0, -1))
     else:
         for i, (name, v, nulls) in enumerate(texts):
             label = pa.scalar(f"{_SEP if i else ''}{name}=", kind)
-            parts += [pc.binary_join_element_wise(label, v, pa.scalar("", kind))] if nulls else [label, v]
+            parts += [pc.binary_join_element_wise(label, v, empty)] if nulls else [label, v]
     if not any(isinstance(part, pa.ChunkedArray) for part in parts):
         return pa.chunked_array([pa.array([""] * n, kind)], kind)
-    out = pc.binary_join_element_wise(*parts, pa.scalar("", kind), null_handling="skip")
+    out = pc.binary_join_element_wise(*parts, empty, null_handling="skip")
     return out if isinstance(out, pa.ChunkedArray) else pa.chunked_array([out], kind)
 
 

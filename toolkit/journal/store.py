@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import gc
 import json
 import re
@@ -978,18 +977,19 @@ class Journal:
         ``writer``'s thread, the others in the workers (handed over here), gathered in ``gatherer``'s."""
         if workers is None or count < 1:
             return writer.submit(write_part, numbered, starts, layout, hash_chunks)
-
-        def in_turn(job: Callable[[], Written]) -> Written:
-            # the workers answer the parts of the batches before first: gathered in the thread
-            # that reads those answers, after them (read here, they were taken for these parts')
-            return gatherer.submit(job).result()
-
-        first, pending = hand_out(workers, count, numbered, starts, layout, self.worker_stall_s, in_turn)
-        try:
-            local = writer.submit(write_part, first, starts, layout, hash_chunks)
-        except BaseException as e:
-            in_turn(functools.partial(gather, e, pending, layout, self.worker_stall_s))  # raises e
-        return gatherer.submit(gather, local.result, pending, layout, self.worker_stall_s)
+        first, pending, failure = hand_out(workers, count, numbered, starts, layout, self.worker_stall_s)
+        if failure is None:
+            try:
+                local = writer.submit(write_part, first, starts, layout, hash_chunks)
+            except BaseException as e:
+                failure = e
+            else:
+                return gatherer.submit(gather, local.result, pending, layout, self.worker_stall_s)
+        # the workers answer the parts of the batches before first: the parts handed out are
+        # gathered in the thread that reads those answers, after them (read here, those answers
+        # were taken for these parts')
+        gatherer.submit(gather, failure, pending, layout, self.worker_stall_s).result()  # raises the failure
+        raise failure  # (for the type checker: gather raised it)
 
     def _write(self, numbered: pa.Table, starts: dict[str, bytes]) -> pl.DataFrame:
         """Hash and write ``numbered`` in one Delta commit; returns the new stream heads (``head_rows``).
@@ -1029,8 +1029,9 @@ class Journal:
     ) -> Written:
         """``write_part`` of each part of ``numbered``: the first here, the others in workers."""
         count = workers.start(self.append_workers)
-        first, pending = hand_out(workers, count, numbered, starts, layout, self.worker_stall_s)
-        return gather(lambda: write_part(first, starts, layout, hash_chunks), pending, layout, self.worker_stall_s)
+        first, pending, failure = hand_out(workers, count, numbered, starts, layout, self.worker_stall_s)
+        local = failure or (lambda: write_part(first, starts, layout, hash_chunks))
+        return gather(local, pending, layout, self.worker_stall_s)
 
     def _commit_actions(self, actions: list[AddAction | RemoveAction], properties: CommitProperties) -> None:
         self.delta_table().create_write_transaction(
